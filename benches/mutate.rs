@@ -1,0 +1,153 @@
+//! Cost of mutating a typical Rails worker pod, side by side with the floor every admission
+//! shell pays anyway: parsing the pod JSON and serialising JSON back.
+//!
+//! `cargo bench --bench mutate` prints criterion's figures, then the medians and their ratio.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use serde_json::Value;
+use sidekiq_guard::{Context, Mode, Policy, review};
+
+const GROUP: &str = "rails-worker-pod";
+
+fn benches(c: &mut Criterion, pod: &[u8]) {
+    let policy = Policy::default();
+    let ctx = Context {
+        policy: &policy,
+        mode: Mode::Native,
+        namespace: Some("shop"),
+    };
+    let parsed: Value = serde_json::from_slice(pod).unwrap();
+    let mut group = c.benchmark_group(GROUP);
+    group.bench_function("parse+serialise", |b| {
+        b.iter(|| {
+            let value: Value = serde_json::from_slice(black_box(pod)).unwrap();
+            serde_json::to_vec(&value).unwrap()
+        })
+    });
+    group.bench_function("parse+mutate+serialise-patch", |b| {
+        b.iter(|| {
+            let value: Value = serde_json::from_slice(black_box(pod)).unwrap();
+            let review = review::mutate(&value, &ctx);
+            serde_json::to_vec(&review.ops).unwrap()
+        })
+    });
+    group.bench_function("mutate", |b| {
+        b.iter(|| review::mutate(black_box(&parsed), &ctx))
+    });
+    group.finish();
+}
+
+/// Alternates short batches of the three workloads so that machine noise (this is a shared VM)
+/// hits all of them alike, and takes the median of the per-round figures.
+fn interleaved(pod: &[u8]) -> [f64; 4] {
+    const ROUNDS: usize = 300;
+    const BATCH: u32 = 40;
+    let policy = Policy::default();
+    let ctx = Context {
+        policy: &policy,
+        mode: Mode::Native,
+        namespace: Some("shop"),
+    };
+    let parsed: Value = serde_json::from_slice(pod).unwrap();
+    let time = |f: &dyn Fn()| {
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            f();
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(BATCH)
+    };
+    let floor = || {
+        let value: Value = serde_json::from_slice(black_box(pod)).unwrap();
+        black_box(serde_json::to_vec(&value).unwrap());
+    };
+    let end_to_end = || {
+        let value: Value = serde_json::from_slice(black_box(pod)).unwrap();
+        let review = review::mutate(&value, &ctx);
+        black_box(serde_json::to_vec(&review.ops).unwrap());
+    };
+    let mutate = || {
+        black_box(review::mutate(black_box(&parsed), &ctx));
+    };
+    let mut rows: Vec<[f64; 4]> = (0..ROUNDS)
+        .map(|_| {
+            let f = time(&floor);
+            let e = time(&end_to_end);
+            let m = time(&mutate);
+            [f, e, m, e / f]
+        })
+        .collect();
+    std::array::from_fn(|i| {
+        rows.sort_by(|a, b| a[i].total_cmp(&b[i]));
+        rows[ROUNDS / 2][i]
+    })
+}
+
+fn median_ns(dir: &Path, bench: &str) -> f64 {
+    let path = dir.join(GROUP).join(bench).join("new/estimates.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let estimates: Value = serde_json::from_str(&text).unwrap();
+    estimates["median"]["point_estimate"].as_f64().unwrap()
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pod = std::fs::read(root.join("tests/data/objects/pod-rails-worker.json")).unwrap();
+    let out: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("criterion");
+    let mut c = Criterion::default()
+        .output_directory(&out)
+        .measurement_time(Duration::from_secs(5))
+        .configure_from_args();
+    benches(&mut c, &pod);
+    c.final_summary();
+
+    let floor = median_ns(&out, "parse+serialise");
+    let end_to_end = median_ns(&out, "parse+mutate+serialise-patch");
+    let mutate = median_ns(&out, "mutate");
+    println!();
+    println!("pod JSON: {} bytes", pod.len());
+    println!(
+        "median parse+serialise (floor):        {:>8.2} µs",
+        floor / 1e3
+    );
+    println!(
+        "median parse+mutate+serialise-patch:   {:>8.2} µs",
+        end_to_end / 1e3
+    );
+    println!(
+        "median mutate (pod already parsed):    {:>8.2} µs  (target < 20 µs)",
+        mutate / 1e3
+    );
+    println!(
+        "ratio end-to-end / floor:              {:>8.2}×    (target < 2×)",
+        end_to_end / floor
+    );
+    let [floor, end_to_end, mutate, ratio] = interleaved(&pod);
+    println!();
+    println!("interleaved batches (300 rounds × 40 runs each, medians):");
+    println!(
+        "  parse+serialise (floor):             {:>8.2} µs",
+        floor / 1e3
+    );
+    println!(
+        "  parse+mutate+serialise-patch:        {:>8.2} µs",
+        end_to_end / 1e3
+    );
+    println!(
+        "  mutate (pod already parsed):         {:>8.2} µs  (target < 20 µs)",
+        mutate / 1e3
+    );
+    println!(
+        "  ratio end-to-end / floor, per round: {:>8.2}×    (target < 2×)",
+        ratio
+    );
+    println!(
+        "  ratio mutate / floor:                {:>8.2}×",
+        mutate / floor
+    );
+}

@@ -1,0 +1,317 @@
+//! Reading and writing manifests: files, directories and stdin; multi-document YAML, JSON and
+//! `List` objects. Content is kept as raw JSON values so that nothing the core does not touch
+//! changes.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// A manifest that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ManifestError {
+    /// A file or directory could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Not valid YAML.
+    #[error("{path}: not valid YAML")]
+    Yaml {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// Not valid JSON.
+    #[error("{path}: not valid JSON")]
+    Json {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A document that is not a mapping.
+    #[error(
+        "{source_name}: expected a Kubernetes object (a mapping with apiVersion and kind), found {found}"
+    )]
+    NotAnObject {
+        /// File and document number.
+        source_name: String,
+        /// What was found.
+        found: &'static str,
+    },
+    /// A directory with no manifest in it.
+    #[error("{0}: no .yaml, .yml or .json files found (use -R to descend into subdirectories)")]
+    EmptyDirectory(String),
+    /// Output could not be encoded.
+    #[error("cannot write YAML")]
+    WriteYaml(#[source] serde_saphyr::SerializeError),
+    /// Output could not be written.
+    #[error("cannot write output")]
+    Write(#[source] io::Error),
+}
+
+/// How manifests are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Multi-document YAML.
+    Yaml,
+    /// JSON: one object, or a `v1/List` of several.
+    Json,
+}
+
+/// One document of the input.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Document {
+    /// Where it came from: `path` or `path#N` for the N-th document of a multi-document file.
+    pub(crate) source: String,
+    /// Its content.
+    pub(crate) value: Value,
+}
+
+/// Everything read from `-f` arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Input {
+    /// Documents in reading order.
+    pub(crate) documents: Vec<Document>,
+    /// JSON when every input was JSON, else YAML: the output keeps the input's format.
+    pub(crate) format: Format,
+}
+
+/// Reads every `-f` argument: files, directories (their `.yaml`/`.yml`/`.json` files, sorted,
+/// descending into subdirectories when `recursive`) and `-` for `stdin`.
+pub(crate) fn read(
+    paths: &[PathBuf],
+    recursive: bool,
+    stdin: &mut dyn Read,
+) -> Result<Input, ManifestError> {
+    let mut documents = Vec::new();
+    let mut all_json = true;
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            stdin
+                .read_to_string(&mut text)
+                .map_err(|source| ManifestError::Read {
+                    path: "stdin".into(),
+                    source,
+                })?;
+            all_json &= parse(&text, "stdin", None, &mut documents)?;
+            continue;
+        }
+        for file in files(path, recursive)? {
+            let name = file.display().to_string();
+            let text = fs::read_to_string(&file).map_err(|source| ManifestError::Read {
+                path: name.clone(),
+                source,
+            })?;
+            all_json &= parse(
+                &text,
+                &name,
+                file.extension().and_then(|e| e.to_str()),
+                &mut documents,
+            )?;
+        }
+    }
+    Ok(Input {
+        documents,
+        format: if all_json { Format::Json } else { Format::Yaml },
+    })
+}
+
+fn files(path: &Path, recursive: bool) -> Result<Vec<PathBuf>, ManifestError> {
+    let read_error = |source| ManifestError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    if !fs::metadata(path).map_err(read_error)?.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut entries: Vec<PathBuf> = fs::read_dir(path)
+        .map_err(read_error)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(read_error)?;
+    entries.sort();
+    let mut found = Vec::new();
+    for entry in entries {
+        if entry.is_dir() {
+            if recursive {
+                found.extend(files(&entry, true).or_else(|err| match err {
+                    ManifestError::EmptyDirectory(_) => Ok(Vec::new()),
+                    other => Err(other),
+                })?);
+            }
+        } else if matches!(
+            entry.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            found.push(entry);
+        }
+    }
+    if found.is_empty() {
+        return Err(ManifestError::EmptyDirectory(path.display().to_string()));
+    }
+    Ok(found)
+}
+
+/// Parses one file's text into `documents`; returns whether it was JSON.
+fn parse(
+    text: &str,
+    name: &str,
+    extension: Option<&str>,
+    documents: &mut Vec<Document>,
+) -> Result<bool, ManifestError> {
+    let json = match extension {
+        Some("json") => true,
+        Some("yaml" | "yml") => false,
+        _ => text.trim_start().starts_with(['{', '[']),
+    };
+    let values: Vec<Value> = if json {
+        vec![
+            serde_json::from_str(text).map_err(|source| ManifestError::Json {
+                path: name.to_owned(),
+                source,
+            })?,
+        ]
+    } else {
+        serde_saphyr::from_multiple(text).map_err(|source| ManifestError::Yaml {
+            path: name.to_owned(),
+            source: Box::new(source),
+        })?
+    };
+    let several = values.len() > 1;
+    for (i, value) in values.into_iter().enumerate() {
+        let source_name = if several {
+            format!("{name}#{}", i + 1)
+        } else {
+            name.to_owned()
+        };
+        if !value.is_object() {
+            return Err(ManifestError::NotAnObject {
+                source_name,
+                found: sidekiq_guard::workload::json_type(&value),
+            });
+        }
+        documents.push(Document {
+            source: source_name,
+            value,
+        });
+    }
+    Ok(json)
+}
+
+/// Whether `value` is a `List` (`v1/List`, or any `…List` kind with `items`).
+pub(crate) fn is_list(value: &Value) -> bool {
+    value
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| kind.ends_with("List"))
+        && value.get("items").is_some_and(Value::is_array)
+}
+
+/// Writes documents in `format`.
+pub(crate) fn write(
+    out: &mut dyn Write,
+    documents: &[Value],
+    format: Format,
+) -> Result<(), ManifestError> {
+    match format {
+        Format::Yaml => {
+            let text =
+                serde_saphyr::to_string_multiple(documents).map_err(ManifestError::WriteYaml)?;
+            out.write_all(text.as_bytes()).map_err(ManifestError::Write)
+        }
+        Format::Json => {
+            let list;
+            let value = match documents {
+                [one] => one,
+                many => {
+                    list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": many});
+                    &list
+                }
+            };
+            serde_json::to_writer_pretty(&mut *out, value)
+                .map_err(|err| ManifestError::Write(err.into()))?;
+            out.write_all(b"\n").map_err(ManifestError::Write)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read_text(text: &str) -> Result<Input, ManifestError> {
+        read(&[PathBuf::from("-")], false, &mut text.as_bytes())
+    }
+
+    #[test]
+    fn reads_multi_document_yaml_from_stdin() {
+        let input = read_text("kind: A\n---\nkind: B\n").unwrap();
+        assert_eq!(input.format, Format::Yaml);
+        let sources: Vec<_> = input.documents.iter().map(|d| d.source.as_str()).collect();
+        assert_eq!(sources, vec!["stdin#1", "stdin#2"]);
+        assert_eq!(input.documents[1].value, json!({"kind": "B"}));
+    }
+
+    #[test]
+    fn sniffs_json() {
+        let input = read_text(r#"{"kind": "Pod"}"#).unwrap();
+        assert_eq!(input.format, Format::Json);
+    }
+
+    #[test]
+    fn rejects_scalars_and_bad_syntax_with_the_source() {
+        assert_eq!(
+            read_text("kind: A\n---\njust a string\n")
+                .unwrap_err()
+                .to_string(),
+            "stdin#2: expected a Kubernetes object (a mapping with apiVersion and kind), found a string"
+        );
+        assert_eq!(
+            read_text("kind: [").unwrap_err().to_string(),
+            "stdin: not valid YAML"
+        );
+        assert_eq!(
+            read_text("{\"kind\": ").unwrap_err().to_string(),
+            "stdin: not valid JSON"
+        );
+    }
+
+    #[test]
+    fn yaml_output_reads_back_identically() {
+        let docs = vec![
+            json!({"kind": "A", "data": {"on": "yes", "n": "1", "cron": "0 2 * * *", "empty": ""}}),
+            json!({"kind": "B", "list": [1, "two", null, true]}),
+        ];
+        let mut out = Vec::new();
+        write(&mut out, &docs, Format::Yaml).unwrap();
+        let back: Vec<Value> =
+            serde_saphyr::from_multiple(std::str::from_utf8(&out).unwrap()).unwrap();
+        assert_eq!(back, docs);
+    }
+
+    #[test]
+    fn several_json_documents_become_a_list() {
+        let mut out = Vec::new();
+        write(
+            &mut out,
+            &[json!({"kind": "A"}), json!({"kind": "B"})],
+            Format::Json,
+        )
+        .unwrap();
+        let back: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back["kind"], "List");
+        assert_eq!(back["items"][1]["kind"], "B");
+    }
+}

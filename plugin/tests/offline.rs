@@ -1,0 +1,299 @@
+//! `kubectl sidekiq inject` and `validate` on files, run as the real binary.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-sidekiq"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Compares with `plugin/tests/golden/NAME`; `SG_UPDATE_GOLDEN=1` rewrites it.
+fn golden(name: &str, actual: &str) {
+    let path = root().join("plugin/tests/golden").join(name);
+    if std::env::var_os("SG_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {name}; run with SG_UPDATE_GOLDEN=1"));
+    assert_eq!(actual, expected, "differs from golden/{name}");
+}
+
+fn yaml_docs(text: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple(text).unwrap()
+}
+
+#[test]
+fn inject_prints_the_mutated_example_and_explains_on_stderr() {
+    let out = run(
+        &["inject", "-f", "manifests/examples/report-worker.yaml"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    golden("inject-report-worker.yaml", &text(&out.stdout));
+    golden("inject-report-worker.stderr", &text(&out.stderr));
+}
+
+#[test]
+fn inject_output_equals_the_core_patch_applied() {
+    let path = "manifests/examples/handwritten-prestop.yaml";
+    let out = run(&["inject", "-f", path], None);
+    let printed = yaml_docs(&text(&out.stdout));
+    let original: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(root().join(path)).unwrap()).unwrap();
+    let policy = sidekiq_guard::Policy::default();
+    let ctx = sidekiq_guard::Context {
+        policy: &policy,
+        mode: sidekiq_guard::Mode::Native,
+        namespace: None,
+    };
+    let (expected, _) = sidekiq_guard::review::inject(&original, &ctx).unwrap();
+    assert_eq!(printed, vec![expected]);
+}
+
+#[test]
+fn inject_is_idempotent_through_the_binary() {
+    let once = run(&["inject", "-f", "manifests/examples/"], None);
+    assert!(once.status.success());
+    let twice = run(&["inject", "-f", "-"], Some(&text(&once.stdout)));
+    assert!(twice.status.success());
+    assert_eq!(
+        yaml_docs(&text(&twice.stdout)),
+        yaml_docs(&text(&once.stdout))
+    );
+}
+
+#[test]
+fn non_sidekiq_documents_pass_through_unchanged() {
+    let input = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  enabled: \"true\"\n  cron: 0 2 * * *\n---\n\
+                 apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: app\n        command: [puma]\n";
+    let out = run(&["inject", "-f", "-"], Some(input));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(yaml_docs(&text(&out.stdout)), yaml_docs(input));
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn inject_keeps_json_and_list_shapes_and_honours_classic_mode() {
+    let list = serde_json::json!({
+        "apiVersion": "v1", "kind": "List",
+        "items": [serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(root().join("tests/data/objects/pod-rails-worker.json")).unwrap()
+        ).unwrap()],
+    });
+    let out = run(
+        &["inject", "--sidecar-mode", "classic", "-f", "-"],
+        Some(&list.to_string()),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("JSON in, JSON out");
+    assert_eq!(printed["kind"], "List");
+    let pod = &printed["items"][0];
+    assert_eq!(pod["spec"]["containers"][1]["name"], "sidekiq-guard-probe");
+    assert!(pod["spec"].get("initContainers").is_none());
+    assert!(text(&out.stderr).contains("stdin items[0]: Pod shop/rails-worker-7d9c8f6b5-*: terminationGracePeriodSeconds raised from 30 to 350"));
+}
+
+#[test]
+fn inject_applies_a_policy_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "defaults:\n  longestJob: 30m\nsidecar:\n  image: registry.example.com/sg:1.0\n",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "inject",
+            "-f",
+            "manifests/examples/rails-worker.yaml",
+            "--policy",
+            policy.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let spec = &printed["spec"]["template"]["spec"];
+    assert_eq!(spec["terminationGracePeriodSeconds"], 20 + 1800 + 25 + 5);
+    assert_eq!(
+        spec["initContainers"][0]["image"],
+        "registry.example.com/sg:1.0"
+    );
+}
+
+#[test]
+fn validate_table_is_a_ci_gate() {
+    let out = run(&["validate", "-f", "manifests/examples/"], None);
+    assert_eq!(out.status.code(), Some(1), "error findings exit 1");
+    golden("validate-examples.txt", &text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        "5 Sidekiq workload(s): 10 error(s), 11 warning(s), 1 info\n"
+    );
+}
+
+#[test]
+fn validate_json_lists_every_finding_with_its_path_and_fix() {
+    let out = run(
+        &[
+            "validate",
+            "-f",
+            "manifests/examples/handwritten-prestop.yaml",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    golden("validate-handwritten-prestop.json", &text(&out.stdout));
+}
+
+#[test]
+fn validate_as_injected_passes_what_the_webhook_fixes() {
+    let out = run(
+        &[
+            "validate",
+            "-f",
+            "manifests/examples/rails-worker.yaml",
+            "--as-injected",
+            "-o",
+            "yaml",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_saphyr::from_str(&text(&out.stdout)).unwrap();
+    let codes: Vec<&str> = report["objects"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, vec!["SG013", "SG008"]);
+    assert_eq!(report["summary"]["errors"], 0);
+}
+
+#[test]
+fn a_clean_manifest_exits_zero() {
+    let injected = run(
+        &["inject", "-f", "manifests/examples/report-worker.yaml"],
+        None,
+    );
+    let out = run(&["validate", "-f", "-"], Some(&text(&injected.stdout)));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "");
+}
+
+#[test]
+fn bad_input_is_exit_2_with_a_clear_message() {
+    let cases: &[(&[&str], Option<&str>, &str)] = &[
+        (
+            &["validate", "-f", "nope.yaml"],
+            None,
+            "error: cannot read nope.yaml: No such file or directory (os error 2)\n",
+        ),
+        (
+            &["inject", "-f", "-"],
+            Some("kind: [unclosed"),
+            "error: stdin: not valid YAML: ",
+        ),
+        (
+            &["inject", "-f", "-"],
+            Some("- just\n- a list\n"),
+            "error: stdin: expected a Kubernetes object (a mapping with apiVersion and kind), found a list\n",
+        ),
+        (
+            &["validate", "-f", "plugin/src"],
+            None,
+            "error: plugin/src: no .yaml, .yml or .json files found (use -R to descend into subdirectories)\n",
+        ),
+    ];
+    for (args, stdin, expected) in cases {
+        let out = run(args, *stdin);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.starts_with(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_bad_policy_names_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(&policy, "sidecar:\n  mode: sometimes\n").unwrap();
+    let out = run(
+        &[
+            "inject",
+            "-f",
+            "manifests/examples/",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {}: policy sidecar.mode: unknown variant `sometimes`, expected one of `auto`, `native`, `classic`\n",
+            policy.display()
+        )
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_says_kubectl_sidekiq() {
+    let out = run(&["inject"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("Usage: kubectl sidekiq inject"));
+    let out = run(&["--help"], None);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("Usage: kubectl sidekiq <COMMAND>"));
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-sidekiq"))
+        .args(["inject", "-f", "manifests/examples/"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("error"),
+        "{}",
+        text(&out.stderr)
+    );
+}

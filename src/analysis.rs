@@ -1,0 +1,421 @@
+//! Everything sidekiq-guard concludes about one object before deciding anything: which container
+//! runs Sidekiq, its settings and grace period, the probe port, and the current state of the
+//! fields it manages. Mutation ([`crate::mutate`]) and findings ([`crate::findings`]) both start
+//! from an [`Analysis`], so they can never disagree about the facts.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::annotations::{self, Overrides};
+use crate::detect::{self, Detection, SidekiqContainer};
+use crate::grace::Grace;
+use crate::policy::Policy;
+use crate::prestop::{self, PreStop};
+use crate::settings::{Settings, Source};
+use crate::sidecar::{self, Mode, RedisEnv};
+use crate::sidekiq::Flags;
+use crate::workload::{Workload, WorkloadError};
+
+/// Paths served by the probe sidecar that the injected probes call.
+pub const LIVEZ_PATH: &str = "/livez";
+/// See [`LIVEZ_PATH`].
+pub const READYZ_PATH: &str = "/readyz";
+
+/// The inputs every decision shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The policy.
+    pub policy: &'a Policy,
+    /// Where the sidecar goes (already resolved from `sidecar.mode` and the cluster version).
+    pub mode: Mode,
+    /// The namespace of the admission request, for objects that do not carry one yet.
+    pub namespace: Option<&'a str>,
+}
+
+/// Why an object is left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Not a kind with a pod template, or malformed.
+    NotAWorkload(WorkloadError),
+    /// The namespace is excluded by the policy.
+    ExcludedNamespace(String),
+    /// Labelled `sidekiq-guard.io/inject=false`.
+    OptedOut,
+    /// No container runs Sidekiq.
+    NoSidekiq,
+}
+
+impl Skip {
+    /// A short, stable label (for metrics and logs).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Skip::NotAWorkload(_) => "not-a-workload",
+            Skip::ExcludedNamespace(_) => "excluded-namespace",
+            Skip::OptedOut => "opted-out",
+            Skip::NoSidekiq => "no-sidekiq",
+        }
+    }
+}
+
+/// What is known about an object.
+#[derive(Debug, Clone)]
+pub enum Subject<'a> {
+    /// Left alone.
+    Skipped(Skip),
+    /// A Sidekiq workload whose Sidekiq container cannot be told (ambiguous, or the annotation
+    /// names a missing container).
+    Unresolved {
+        /// The workload.
+        workload: Workload<'a>,
+        /// Its annotations.
+        overrides: Overrides,
+        /// What went wrong.
+        detection: Detection,
+    },
+    /// A Sidekiq workload.
+    Sidekiq(Box<Analysis<'a>>),
+}
+
+/// State of a probe on the Sidekiq container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeState {
+    /// None.
+    Missing,
+    /// An `httpGet` of the probe sidecar's endpoint, on this numeric port.
+    Ours(Option<u16>),
+    /// The user's own.
+    User,
+}
+
+/// Where the probe sidecar currently is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// In `initContainers` (native) or `containers` (classic).
+    pub mode: Mode,
+    /// Index in that list.
+    pub index: usize,
+}
+
+/// The current value of every field sidekiq-guard manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodState {
+    /// `terminationGracePeriodSeconds`, when set to a number.
+    pub grace: Option<u64>,
+    /// The Sidekiq container's preStop hook.
+    pub prestop: PreStop,
+    /// Its startupProbe.
+    pub startup: ProbeState,
+    /// Its readinessProbe.
+    pub readiness: ProbeState,
+    /// Its livenessProbe.
+    pub liveness: ProbeState,
+    /// The probe sidecar.
+    pub sidecar: Option<Placement>,
+}
+
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+pub const KUBERNETES_DEFAULT_GRACE: u64 = 30;
+
+impl PodState {
+    /// The grace period the kubelet will use.
+    pub fn effective_grace(&self) -> u64 {
+        self.grace.unwrap_or(KUBERNETES_DEFAULT_GRACE)
+    }
+}
+
+/// The probe port, chosen so that it does not collide with a port the pod already uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortChoice {
+    /// The port the sidecar will listen on.
+    pub port: u16,
+    /// When the annotated port is taken: the container that uses it.
+    pub conflict: Option<String>,
+}
+
+/// The facts about a Sidekiq workload.
+#[derive(Debug, Clone)]
+pub struct Analysis<'a> {
+    /// The object.
+    pub workload: Workload<'a>,
+    /// Its annotations.
+    pub overrides: Overrides,
+    /// The Sidekiq container.
+    pub container: SidekiqContainer,
+    /// Its Sidekiq flags.
+    pub flags: Flags,
+    /// The effective settings.
+    pub settings: Settings,
+    /// The grace period.
+    pub grace: Grace,
+    /// The probe port.
+    pub port: PortChoice,
+    /// The Redis settings the sidecar will get.
+    pub redis: RedisEnv,
+    /// Current state of the managed fields.
+    pub state: PodState,
+}
+
+impl<'a> Analysis<'a> {
+    /// The Sidekiq container's JSON.
+    pub fn sidekiq_json(&self) -> &'a Value {
+        &self.workload.containers[self.container.index]
+    }
+}
+
+/// Analyses `object` (a Pod or a workload).
+pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
+    let workload = match Workload::locate(object) {
+        Ok(workload) => workload,
+        Err(err) => return Subject::Skipped(Skip::NotAWorkload(err)),
+    };
+    if let Some(namespace) = workload.namespace().or(ctx.namespace)
+        && ctx
+            .policy
+            .excluded_namespaces
+            .iter()
+            .any(|n| n == namespace)
+    {
+        return Subject::Skipped(Skip::ExcludedNamespace(namespace.to_owned()));
+    }
+    if workload.label(annotations::INJECT) == Some("false") {
+        return Subject::Skipped(Skip::OptedOut);
+    }
+    let overrides = Overrides::from_annotations(workload.annotations());
+    let container = match detect::detect(workload.containers, overrides.container.as_deref()) {
+        Detection::Found(container) => container,
+        Detection::None => return Subject::Skipped(Skip::NoSidekiq),
+        unresolved => {
+            return Subject::Unresolved {
+                workload,
+                overrides,
+                detection: unresolved,
+            };
+        }
+    };
+    let flags = Flags::parse(&container.args);
+    let settings = Settings::resolve(ctx.policy, &overrides, &flags);
+    let grace = Grace::compute(&settings);
+    let port = choose_port(&workload, &settings);
+    let sidekiq = &workload.containers[container.index];
+    let redis = sidecar::redis_env(sidekiq);
+    let state = PodState {
+        grace: workload
+            .spec
+            .get("terminationGracePeriodSeconds")
+            .and_then(Value::as_u64),
+        prestop: prestop::classify(sidekiq),
+        startup: probe_state(sidekiq, "startupProbe"),
+        readiness: probe_state(sidekiq, "readinessProbe"),
+        liveness: probe_state(sidekiq, "livenessProbe"),
+        sidecar: find_sidecar(&workload),
+    };
+    Subject::Sidekiq(Box::new(Analysis {
+        workload,
+        overrides,
+        container,
+        flags,
+        settings,
+        grace,
+        port,
+        redis,
+        state,
+    }))
+}
+
+fn probe_state(container: &Value, field: &str) -> ProbeState {
+    let Some(probe) = container.get(field).filter(|p| !p.is_null()) else {
+        return ProbeState::Missing;
+    };
+    match probe.get("httpGet") {
+        Some(get)
+            if matches!(
+                get.get("path").and_then(Value::as_str),
+                Some(LIVEZ_PATH | READYZ_PATH)
+            ) =>
+        {
+            let port = get
+                .get("port")
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok());
+            ProbeState::Ours(port)
+        }
+        _ => ProbeState::User,
+    }
+}
+
+fn find_sidecar(workload: &Workload<'_>) -> Option<Placement> {
+    let named = |list: &[Value]| {
+        list.iter()
+            .position(|c| detect::name_of(c) == sidecar::NAME)
+    };
+    named(workload.init_containers())
+        .map(|index| Placement {
+            mode: Mode::Native,
+            index,
+        })
+        .or_else(|| {
+            named(workload.containers).map(|index| Placement {
+                mode: Mode::Classic,
+                index,
+            })
+        })
+}
+
+/// Ports declared by the pod's containers, except the sidecar's own (so that re-mutating a
+/// mutated pod picks the same port again).
+fn used_ports<'a>(workload: &Workload<'a>) -> BTreeMap<u16, &'a str> {
+    let mut used = BTreeMap::new();
+    for container in workload.containers.iter().chain(workload.init_containers()) {
+        let name = detect::name_of(container);
+        if name == sidecar::NAME {
+            continue;
+        }
+        let ports = container.get("ports").and_then(Value::as_array);
+        for port in ports.into_iter().flatten() {
+            if let Some(number) = port
+                .get("containerPort")
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok())
+            {
+                used.entry(number).or_insert(name);
+            }
+        }
+    }
+    used
+}
+
+fn choose_port(workload: &Workload<'_>, settings: &Settings) -> PortChoice {
+    let used = used_ports(workload);
+    let wanted = settings.probe_port.value;
+    if let Source::Annotation(_) = settings.probe_port.source {
+        return PortChoice {
+            port: wanted,
+            conflict: used.get(&wanted).map(|name| (*name).to_owned()),
+        };
+    }
+    let port = (wanted..=u16::MAX)
+        .find(|port| !used.contains_key(port))
+        .unwrap_or(wanted);
+    PortChoice {
+        port,
+        conflict: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx(policy: &Policy) -> Context<'_> {
+        Context {
+            policy,
+            mode: Mode::Native,
+            namespace: Some("jobs"),
+        }
+    }
+
+    fn pod(annotations: Value, containers: Value) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "w", "annotations": annotations},
+            "spec": {"containers": containers},
+        })
+    }
+
+    fn analysis(object: &Value) -> Analysis<'_> {
+        match analyse(object, &ctx(&Policy::default())) {
+            Subject::Sidekiq(analysis) => *analysis,
+            other => panic!("expected a Sidekiq workload, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_default_port_moves_past_ports_in_use() {
+        let object = pod(
+            json!({}),
+            json!([
+                {"name": "w", "command": ["sidekiq"], "ports": [{"containerPort": 7434}]},
+                {"name": "exporter", "ports": [{"containerPort": 7435}]},
+            ]),
+        );
+        assert_eq!(
+            analysis(&object).port,
+            PortChoice {
+                port: 7436,
+                conflict: None
+            }
+        );
+    }
+
+    #[test]
+    fn an_annotated_port_in_use_is_a_conflict() {
+        let object = pod(
+            json!({"sidekiq-guard.io/probe-port": "9000"}),
+            json!([
+                {"name": "w", "command": ["sidekiq"]},
+                {"name": "metrics", "ports": [{"containerPort": 9000}]},
+            ]),
+        );
+        assert_eq!(
+            analysis(&object).port,
+            PortChoice {
+                port: 9000,
+                conflict: Some("metrics".into())
+            }
+        );
+    }
+
+    #[test]
+    fn reads_the_current_state() {
+        let object = json!({
+            "kind": "Pod",
+            "spec": {
+                "terminationGracePeriodSeconds": 90,
+                "containers": [{
+                    "name": "w", "command": ["sidekiq"],
+                    "livenessProbe": {"httpGet": {"path": "/livez", "port": 7434}},
+                    "readinessProbe": {"exec": {"command": ["true"]}},
+                }],
+                "initContainers": [{"name": "sidekiq-guard-probe"}],
+            },
+        });
+        let state = analysis(&object).state;
+        assert_eq!(state.grace, Some(90));
+        assert_eq!(state.liveness, ProbeState::Ours(Some(7434)));
+        assert_eq!(state.readiness, ProbeState::User);
+        assert_eq!(state.startup, ProbeState::Missing);
+        assert_eq!(
+            state.sidecar,
+            Some(Placement {
+                mode: Mode::Native,
+                index: 0
+            })
+        );
+    }
+
+    #[test]
+    fn skips() {
+        let policy = Policy {
+            excluded_namespaces: vec!["jobs".into()],
+            ..Policy::default()
+        };
+        let object = pod(json!({}), json!([{"name": "w", "command": ["sidekiq"]}]));
+        assert!(matches!(
+            analyse(&object, &ctx(&policy)),
+            Subject::Skipped(Skip::ExcludedNamespace(ns)) if ns == "jobs"
+        ));
+        let mut opted_out = object.clone();
+        opted_out["metadata"]["labels"] = json!({"sidekiq-guard.io/inject": "false"});
+        assert!(matches!(
+            analyse(&opted_out, &ctx(&Policy::default())),
+            Subject::Skipped(Skip::OptedOut)
+        ));
+        let web = pod(json!({}), json!([{"name": "web", "command": ["puma"]}]));
+        assert!(matches!(
+            analyse(&web, &ctx(&Policy::default())),
+            Subject::Skipped(Skip::NoSidekiq)
+        ));
+    }
+}

@@ -1,0 +1,178 @@
+//! The names users write on their objects, and reading the per-workload settings from annotations.
+//!
+//! An annotation that cannot be read is reported (it becomes finding `SG010`) and otherwise
+//! ignored, so the policy default applies: a typo must be visible, but it must not stop a pod
+//! from being protected.
+
+use serde_json::{Map, Value};
+
+use crate::duration;
+
+/// Prefix shared by every annotation and label this project reads or writes.
+pub const PREFIX: &str = "sidekiq-guard.io/";
+/// Annotation: duration of the longest job the worker runs.
+pub const LONGEST_JOB: &str = "sidekiq-guard.io/longest-job";
+/// Annotation: name of the Sidekiq container.
+pub const CONTAINER: &str = "sidekiq-guard.io/container";
+/// Annotation: Sidekiq's shutdown timeout (`-t`).
+pub const SHUTDOWN_TIMEOUT: &str = "sidekiq-guard.io/shutdown-timeout";
+/// Annotation: port of the probe sidecar.
+pub const PROBE_PORT: &str = "sidekiq-guard.io/probe-port";
+/// Annotation written by the webhook: what was injected, as JSON.
+pub const STATUS: &str = "sidekiq-guard.io/status";
+/// Label on a pod (`true`/`false`) or namespace (`enabled`) that opts in or out.
+pub const INJECT: &str = "sidekiq-guard.io/inject";
+
+/// Settings read from annotations; `None` where the annotation is absent or unreadable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `longest-job`, in seconds.
+    pub longest_job: Option<u64>,
+    /// `shutdown-timeout`, in seconds.
+    pub shutdown_timeout: Option<u64>,
+    /// `probe-port`.
+    pub probe_port: Option<u16>,
+    /// `container`.
+    pub container: Option<String>,
+    /// Annotations that were present but unreadable.
+    pub invalid: Vec<InvalidAnnotation>,
+}
+
+/// An annotation whose value could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidAnnotation {
+    /// Full annotation key.
+    pub key: &'static str,
+    /// The value as written.
+    pub value: String,
+    /// What the annotation accepts.
+    pub accepted: &'static str,
+}
+
+const PORT_ACCEPTED: &str = "a port number from 1 to 65535";
+const NAME_ACCEPTED: &str = "the name of a container of the pod";
+
+impl Overrides {
+    /// Reads the overrides from a `metadata.annotations` object (absent means none).
+    pub fn from_annotations(annotations: Option<&Map<String, Value>>) -> Self {
+        let mut reader = Reader {
+            annotations,
+            invalid: Vec::new(),
+        };
+        let longest_job = reader.read(LONGEST_JOB, duration::ACCEPTED, |text| {
+            duration::parse_secs(text).ok()
+        });
+        let shutdown_timeout = reader.read(SHUTDOWN_TIMEOUT, duration::ACCEPTED, |text| {
+            duration::parse_secs(text).ok()
+        });
+        let probe_port = reader.read(PROBE_PORT, PORT_ACCEPTED, |text| {
+            text.trim().parse::<u16>().ok().filter(|port| *port > 0)
+        });
+        let container = reader.read(CONTAINER, NAME_ACCEPTED, |text| {
+            let name = text.trim();
+            (!name.is_empty()).then(|| name.to_owned())
+        });
+        Self {
+            longest_job,
+            shutdown_timeout,
+            probe_port,
+            container,
+            invalid: reader.invalid,
+        }
+    }
+}
+
+struct Reader<'a> {
+    annotations: Option<&'a Map<String, Value>>,
+    invalid: Vec<InvalidAnnotation>,
+}
+
+impl Reader<'_> {
+    /// Reads one annotation; a value that is not a string or that `parse` rejects is recorded.
+    fn read<T>(
+        &mut self,
+        key: &'static str,
+        accepted: &'static str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Option<T> {
+        let value = self.annotations?.get(key)?;
+        // Annotation values are strings in every object the API server accepts; anything else
+        // comes from a hand-written manifest and is reported like any other unreadable value.
+        let parsed = value.as_str().and_then(parse);
+        if parsed.is_none() {
+            let value = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            self.invalid.push(InvalidAnnotation {
+                key,
+                value,
+                accepted,
+            });
+        }
+        parsed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(annotations: Value) -> Overrides {
+        Overrides::from_annotations(annotations.as_object())
+    }
+
+    #[test]
+    fn reads_every_override() {
+        let overrides = read(json!({
+            LONGEST_JOB: "1h30m",
+            SHUTDOWN_TIMEOUT: "60",
+            PROBE_PORT: "9000",
+            CONTAINER: " worker ",
+            "unrelated": "x",
+        }));
+        assert_eq!(
+            overrides,
+            Overrides {
+                longest_job: Some(5400),
+                shutdown_timeout: Some(60),
+                probe_port: Some(9000),
+                container: Some("worker".into()),
+                invalid: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn absent_annotations_are_no_overrides() {
+        assert_eq!(Overrides::from_annotations(None), Overrides::default());
+    }
+
+    #[test]
+    fn unreadable_values_are_reported_with_what_is_accepted() {
+        let overrides = read(json!({
+            LONGEST_JOB: "five minutes",
+            PROBE_PORT: "0",
+            SHUTDOWN_TIMEOUT: 30,
+            CONTAINER: "",
+        }));
+        assert_eq!(overrides.longest_job, None);
+        assert_eq!(overrides.probe_port, None);
+        assert_eq!(overrides.shutdown_timeout, None);
+        assert_eq!(overrides.container, None);
+        let seen: Vec<_> = overrides
+            .invalid
+            .iter()
+            .map(|bad| (bad.key, bad.value.as_str(), bad.accepted))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (LONGEST_JOB, "five minutes", duration::ACCEPTED),
+                (SHUTDOWN_TIMEOUT, "30", duration::ACCEPTED),
+                (PROBE_PORT, "0", PORT_ACCEPTED),
+                (CONTAINER, "", NAME_ACCEPTED),
+            ]
+        );
+    }
+}

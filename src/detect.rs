@@ -1,0 +1,472 @@
+//! Finding the Sidekiq container of a pod.
+//!
+//! In order: the container named by `sidekiq-guard.io/container`; else the containers whose
+//! `command`+`args` run `sidekiq`/`sidekiqswarm` (directly, by path, through `bundle exec`, `exec`,
+//! `env`, an init wrapper such as `tini`, an entrypoint script that `exec "$@"`s, or inside
+//! `sh -c`/`bash -lc` scripts); else a container named `sidekiq` without a `command`, whose image
+//! is assumed to run Sidekiq. Two candidates and no annotation is ambiguous: we never guess.
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::shell::{self, ShellError};
+use crate::sidekiq::Program;
+
+/// How the Sidekiq container was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// Named by the `sidekiq-guard.io/container` annotation.
+    Annotation,
+    /// Its command line runs Sidekiq.
+    Command,
+    /// Named `sidekiq`, with no command: the image's entrypoint runs it.
+    Name,
+}
+
+/// The Sidekiq container of a pod and what its command line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidekiqContainer {
+    /// Index in `spec.containers`.
+    pub index: usize,
+    /// Container name.
+    pub name: String,
+    /// How it was found.
+    pub evidence: Evidence,
+    /// The executable, when the command line shows it.
+    pub program: Option<Program>,
+    /// The arguments given to Sidekiq, with Kubernetes `$(VAR)` and shell `$VAR` references
+    /// expanded where the container's `env` holds a literal value.
+    pub args: Vec<String>,
+    /// A `sh -c` script of this container that could not be read.
+    pub script_error: Option<ShellError>,
+}
+
+/// The outcome of detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detection {
+    /// Exactly one Sidekiq container.
+    Found(SidekiqContainer),
+    /// Several containers run Sidekiq and none is named by the annotation.
+    Ambiguous(Vec<String>),
+    /// The annotation names a container the pod does not have.
+    NamedMissing(String),
+    /// No container runs Sidekiq.
+    None,
+}
+
+/// Detects the Sidekiq container among `containers` (the pod's `spec.containers`).
+///
+/// A container named like the probe sidecar ([`crate::sidecar::NAME`]) is never the Sidekiq
+/// container: the name is reserved for the sidecar.
+pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
+    let eligible = |c: &Value| name_of(c) != crate::sidecar::NAME;
+    if let Some(wanted) = annotated {
+        return match containers
+            .iter()
+            .position(|c| name_of(c) == wanted && eligible(c))
+        {
+            Some(index) => {
+                let container = &containers[index];
+                let mut found =
+                    inspect(index, container).unwrap_or_else(|script_error| SidekiqContainer {
+                        index,
+                        name: name_of(container).to_owned(),
+                        evidence: Evidence::Annotation,
+                        program: None,
+                        args: Vec::new(),
+                        script_error,
+                    });
+                found.evidence = Evidence::Annotation;
+                Detection::Found(found)
+            }
+            None => Detection::NamedMissing(wanted.to_owned()),
+        };
+    }
+    let mut candidates: Vec<SidekiqContainer> = containers
+        .iter()
+        .enumerate()
+        .filter(|(_, container)| eligible(container))
+        .filter_map(|(index, container)| inspect(index, container).ok())
+        .collect();
+    match candidates.len() {
+        1 => Detection::Found(candidates.remove(0)),
+        0 => by_name(containers).map_or(Detection::None, Detection::Found),
+        _ => Detection::Ambiguous(candidates.into_iter().map(|c| c.name).collect()),
+    }
+}
+
+/// Whether any container of `containers` runs Sidekiq by any of the rules above.
+pub fn runs_sidekiq(containers: &[Value]) -> bool {
+    !matches!(detect(containers, None), Detection::None)
+}
+
+fn by_name(containers: &[Value]) -> Option<SidekiqContainer> {
+    let index = containers
+        .iter()
+        .position(|c| name_of(c) == "sidekiq" && words(c, "command").next().is_none())?;
+    let container = &containers[index];
+    let env = LazyEnv::new(container);
+    // Only args remain, and they go to the image's `sidekiq` entrypoint.
+    let args = words(container, "args")
+        .map(|arg| env.expand(arg).into_owned())
+        .collect();
+    Some(SidekiqContainer {
+        index,
+        name: name_of(container).to_owned(),
+        evidence: Evidence::Name,
+        program: Some(Program::Sidekiq),
+        args,
+        script_error: None,
+    })
+}
+
+/// Reads a container's command line; `Ok` when it runs Sidekiq, else the script error, if any,
+/// that kept us from seeing it.
+fn inspect(index: usize, container: &Value) -> Result<SidekiqContainer, Option<ShellError>> {
+    let env = LazyEnv::new(container);
+    let argv: Vec<Cow<'_, str>> = words(container, "command")
+        .chain(words(container, "args"))
+        .map(|word| env.expand(word))
+        .collect();
+    let lookup = |name: &str| env.get(name);
+    let mut script_error = None;
+    let Some((program, args)) = invocation(&argv, &lookup, &mut script_error, 0) else {
+        return Err(script_error);
+    };
+    Ok(SidekiqContainer {
+        index,
+        name: name_of(container).to_owned(),
+        evidence: Evidence::Command,
+        program: Some(program),
+        args,
+        script_error,
+    })
+}
+
+/// Nesting limit for `sh -c "bash -c '…'"`: real manifests use one level, rarely two.
+const MAX_SHELL_DEPTH: usize = 4;
+
+/// Finds a Sidekiq invocation in one command line, looking through wrappers and shell scripts.
+fn invocation<S: AsRef<str>>(
+    words: &[S],
+    lookup: &dyn Fn(&str) -> Option<String>,
+    script_error: &mut Option<ShellError>,
+    depth: usize,
+) -> Option<(Program, Vec<String>)> {
+    let command = shell::skip_wrappers(words);
+    let first = command.first()?;
+    if let Some(program) = Program::from_basename(shell::basename(first.as_ref())) {
+        let args = command[1..].iter().map(|w| w.as_ref().to_owned()).collect();
+        return Some((program, args));
+    }
+    let script = shell::script_of(command)?;
+    in_script(script, lookup, script_error, depth)
+}
+
+fn in_script(
+    script: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    script_error: &mut Option<ShellError>,
+    depth: usize,
+) -> Option<(Program, Vec<String>)> {
+    if depth >= MAX_SHELL_DEPTH {
+        return None;
+    }
+    match shell::parse(script, lookup) {
+        Ok(commands) => commands
+            .iter()
+            .find_map(|command| invocation(command, lookup, script_error, depth + 1)),
+        Err(err) => {
+            *script_error = Some(err);
+            None
+        }
+    }
+}
+
+/// The container's `env` entries that carry a literal `value` (later entries win, like in
+/// Kubernetes); `valueFrom` entries are unknown until run time.
+pub fn literal_env(container: &Value) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    for entry in container
+        .get("env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(name), Some(value)) = (
+            entry.get("name").and_then(Value::as_str),
+            entry.get("value").and_then(Value::as_str),
+        ) {
+            env.insert(name.to_owned(), expand_kubernetes(value, &env));
+        }
+    }
+    env
+}
+
+/// Kubernetes' `$(VAR)` expansion in `command`, `args` and `env` values: known variables are
+/// replaced, `$$` is a literal `$`, unknown references stay as written.
+pub fn expand_kubernetes(text: &str, env: &HashMap<String, String>) -> String {
+    if !text.contains('$') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some((name, tail)) = after
+            .strip_prefix('(')
+            .and_then(|inner| inner.split_once(')'))
+        {
+            match env.get(name) {
+                Some(value) => out.push_str(value),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A container's `name` (empty when missing).
+pub fn name_of(container: &Value) -> &str {
+    container.get("name").and_then(Value::as_str).unwrap_or("")
+}
+
+/// The strings of a container's `command` or `args` (non-strings and absence give nothing).
+fn words<'a>(container: &'a Value, key: &str) -> impl Iterator<Item = &'a str> {
+    container
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// A container's literal env, read only when a `$` asks for it (most command lines have none).
+struct LazyEnv<'a> {
+    container: &'a Value,
+    env: OnceCell<HashMap<String, String>>,
+}
+
+impl<'a> LazyEnv<'a> {
+    fn new(container: &'a Value) -> Self {
+        Self {
+            container,
+            env: OnceCell::new(),
+        }
+    }
+
+    fn map(&self) -> &HashMap<String, String> {
+        self.env.get_or_init(|| literal_env(self.container))
+    }
+
+    fn expand(&self, word: &'a str) -> Cow<'a, str> {
+        if word.contains('$') {
+            Cow::Owned(expand_kubernetes(word, self.map()))
+        } else {
+            Cow::Borrowed(word)
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.map().get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn container(name: &str, command: &[&str], args: &[&str]) -> Value {
+        let mut c = json!({"name": name, "image": "app"});
+        if !command.is_empty() {
+            c["command"] = json!(command);
+        }
+        if !args.is_empty() {
+            c["args"] = json!(args);
+        }
+        c
+    }
+
+    fn found(containers: &[Value]) -> SidekiqContainer {
+        match detect(containers, None) {
+            Detection::Found(found) => found,
+            other => panic!("expected a Sidekiq container, got {other:?}"),
+        }
+    }
+
+    #[rstest]
+    #[case(&["sidekiq", "-t", "60"], &[])]
+    #[case(&["bundle", "exec", "sidekiq"], &["-t", "60"])]
+    #[case(&["/usr/local/bin/bundle", "exec", "sidekiq", "-t", "60"], &[])]
+    #[case(&["/app/bin/sidekiq", "-t", "60"], &[])]
+    #[case(&["exec", "sidekiq", "-t", "60"], &[])]
+    #[case(&["env", "RAILS_ENV=production", "bundle", "exec", "sidekiq", "-t", "60"], &[])]
+    #[case(&["tini", "--", "bundle", "exec", "sidekiq", "-t", "60"], &[])]
+    #[case(&["/docker-entrypoint.sh"], &["bundle", "exec", "sidekiq", "-t", "60"])]
+    #[case(&["sh", "-c", "bundle exec sidekiq -t 60"], &[])]
+    #[case(&["/bin/bash", "-lc", "bin/rails db:migrate && exec bundle exec sidekiq -t 60"], &[])]
+    #[case(&["sh", "-c", "cd /app; RAILS_ENV=production exec bundle exec sidekiq -t 60 2>&1"], &[])]
+    #[case(&["sh", "-c", "bash -c 'exec sidekiq -t 60'"], &[])]
+    #[case(&["bash", "-e", "-o", "pipefail", "-c"], &["exec bundle exec sidekiq -t 60"])]
+    #[case(&["ruby", "bin/sidekiq", "-t", "60"], &[])]
+    #[case(&["timeout", "1h", "sidekiq", "-t", "60"], &[])]
+    fn finds_sidekiq_through_wrappers(#[case] command: &[&str], #[case] args: &[&str]) {
+        let found = found(&[container("worker", command, args)]);
+        assert_eq!(found.program, Some(Program::Sidekiq));
+        assert_eq!(found.evidence, Evidence::Command);
+        assert_eq!(found.args, vec!["-t", "60"]);
+    }
+
+    #[test]
+    fn finds_sidekiqswarm() {
+        let found = found(&[container(
+            "w",
+            &["bundle", "exec", "sidekiqswarm", "-c", "5"],
+            &[],
+        )]);
+        assert_eq!(found.program, Some(Program::Swarm));
+    }
+
+    #[rstest]
+    #[case(&["rails", "server"], &[])]
+    #[case(&["bundle", "exec", "rake", "sidekiq:stats"], &[])]
+    #[case(&["echo", "sidekiq"], &[])]
+    #[case(&["sh", "-c", "echo sidekiq is great"], &[])]
+    #[case(&["bash", "start-sidekiq"], &[])]
+    #[case(&["sidekiq-web"], &[])]
+    fn ignores_what_does_not_run_sidekiq(#[case] command: &[&str], #[case] args: &[&str]) {
+        assert_eq!(
+            detect(&[container("web", command, args)], None),
+            Detection::None
+        );
+    }
+
+    #[test]
+    fn the_annotation_wins_over_detection() {
+        let containers = [
+            container("a", &["sidekiq"], &[]),
+            container("b", &["/app/bin/worker"], &[]),
+        ];
+        let Detection::Found(found) = detect(&containers, Some("b")) else {
+            panic!("expected b");
+        };
+        assert_eq!(
+            (found.index, found.evidence, found.program),
+            (1, Evidence::Annotation, None)
+        );
+    }
+
+    #[test]
+    fn an_annotation_naming_no_container_is_reported() {
+        let containers = [container("a", &["sidekiq"], &[])];
+        assert_eq!(
+            detect(&containers, Some("b")),
+            Detection::NamedMissing("b".into())
+        );
+    }
+
+    #[test]
+    fn the_sidecar_name_is_reserved() {
+        let containers = [container("sidekiq-guard-probe", &["sidekiq"], &[])];
+        assert_eq!(detect(&containers, None), Detection::None);
+        assert_eq!(
+            detect(&containers, Some("sidekiq-guard-probe")),
+            Detection::NamedMissing("sidekiq-guard-probe".into())
+        );
+    }
+
+    #[test]
+    fn two_candidates_are_ambiguous() {
+        let containers = [
+            container("default", &["sidekiq", "-q", "default"], &[]),
+            container("critical", &["sidekiq", "-q", "critical"], &[]),
+        ];
+        assert_eq!(
+            detect(&containers, None),
+            Detection::Ambiguous(vec!["default".into(), "critical".into()])
+        );
+    }
+
+    #[test]
+    fn a_container_named_sidekiq_without_command_runs_the_image_entrypoint() {
+        let containers = [
+            container("web", &["rails", "server"], &[]),
+            container("sidekiq", &[], &["-t", "40"]),
+        ];
+        let found = found(&containers);
+        assert_eq!((found.index, found.evidence), (1, Evidence::Name));
+        assert_eq!(found.args, vec!["-t", "40"]);
+    }
+
+    #[test]
+    fn a_container_named_sidekiq_with_another_command_is_not_assumed() {
+        let containers = [container("sidekiq", &["rails", "console"], &[])];
+        assert_eq!(detect(&containers, None), Detection::None);
+    }
+
+    #[test]
+    fn expands_kubernetes_and_shell_variables_from_literal_env() {
+        let mut c = container(
+            "w",
+            &["sh", "-c", "exec sidekiq -t $SHUTDOWN -c ${THREADS}"],
+            &[],
+        );
+        c["env"] = json!([
+            {"name": "SHUTDOWN", "value": "45"},
+            {"name": "THREADS", "valueFrom": {"configMapKeyRef": {"name": "x", "key": "y"}}},
+        ]);
+        assert_eq!(
+            found(&[c.clone()]).args,
+            vec!["-t", "45", "-c", "${THREADS}"]
+        );
+
+        c["command"] = json!(["sidekiq", "-t", "$(SHUTDOWN)", "-g", "$$(SHUTDOWN)"]);
+        assert_eq!(found(&[c]).args, vec!["-t", "45", "-g", "$(SHUTDOWN)"]);
+    }
+
+    #[test]
+    fn an_unreadable_script_is_kept_as_evidence() {
+        let containers = [container(
+            "sidekiq",
+            &["sh", "-c", "exec sidekiq -t '60"],
+            &[],
+        )];
+        assert_eq!(detect(&containers, None), Detection::None);
+        let Detection::Found(found) = detect(&containers, Some("sidekiq")) else {
+            panic!("annotation must find it");
+        };
+        assert_eq!(found.program, None);
+        assert_eq!(
+            found.script_error,
+            Some(ShellError::UnterminatedQuote("single"))
+        );
+    }
+
+    #[test]
+    fn kubernetes_expansion_rules() {
+        let env = HashMap::from([("A".to_owned(), "1".to_owned())]);
+        assert_eq!(
+            expand_kubernetes("$(A)-$(B)-$$(A)-$-$", &env),
+            "1-$(B)-$(A)-$-$"
+        );
+        assert_eq!(expand_kubernetes("$(A", &env), "$(A");
+    }
+}

@@ -1,0 +1,123 @@
+//! Durations as users write them in annotations and the policy (`90s`, `15m`, `1h30m`, `300`).
+//!
+//! Everything downstream works in whole seconds because that is the unit of
+//! `terminationGracePeriodSeconds` and of Sidekiq's `-t`. Fractions round *up*: a job declared as
+//! `1.5s` needs two seconds of grace, never one.
+
+use std::fmt;
+
+/// The formats accepted wherever a duration is read, quoted in every error message.
+pub const ACCEPTED: &str = "a number of seconds or a duration with units such as 90s, 15m or 1h30m";
+
+/// A duration string that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {input:?}: expected {ACCEPTED}")]
+pub struct DurationError {
+    /// The text as written.
+    pub input: String,
+}
+
+/// Parses `input` into whole seconds, rounding fractions up.
+///
+/// A bare integer is seconds (like Sidekiq's `-t`); anything else goes through `humantime`, so
+/// `1h30m`, `1h 30m` and `90min` all work. Negative values and empty strings are rejected.
+pub fn parse_secs(input: &str) -> Result<u64, DurationError> {
+    let text = input.trim();
+    let error = || DurationError {
+        input: input.to_owned(),
+    };
+    if text.is_empty() {
+        return Err(error());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| error());
+    }
+    let duration = humantime::parse_duration(text).map_err(|_| error())?;
+    let secs = duration.as_secs();
+    Ok(if duration.subsec_nanos() > 0 {
+        secs + 1
+    } else {
+        secs
+    })
+}
+
+/// Formats whole seconds the way a person would write them: `45s`, `5m`, `1h30m`, `2h0m5s`.
+pub fn format_secs(secs: u64) -> String {
+    Secs(secs).to_string()
+}
+
+/// Display adapter for a number of seconds; see [`format_secs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secs(pub u64);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (h, m, s) = (self.0 / 3600, self.0 / 60 % 60, self.0 % 60);
+        match (h, m, s) {
+            (0, 0, s) => write!(f, "{s}s"),
+            (0, m, 0) => write!(f, "{m}m"),
+            (0, m, s) => write!(f, "{m}m{s}s"),
+            (h, 0, 0) => write!(f, "{h}h"),
+            (h, m, 0) => write!(f, "{h}h{m}m"),
+            (h, m, s) => write!(f, "{h}h{m}m{s}s"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("90s", 90)]
+    #[case("15m", 900)]
+    #[case("1h30m", 5400)]
+    #[case("1h 30m", 5400)]
+    #[case("300", 300)]
+    #[case(" 25 ", 25)]
+    #[case("1.5s", 2)]
+    #[case("250ms", 1)]
+    #[case("0", 0)]
+    fn parses(#[case] input: &str, #[case] secs: u64) {
+        assert_eq!(parse_secs(input), Ok(secs));
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("5 minutes please")]
+    #[case("-5s")]
+    #[case("m")]
+    #[case("1e3")]
+    fn rejects(#[case] input: &str) {
+        let err = parse_secs(input).unwrap_err();
+        assert!(
+            err.to_string().contains("such as 90s, 15m or 1h30m"),
+            "{err}"
+        );
+    }
+
+    #[rstest]
+    #[case(0, "0s")]
+    #[case(45, "45s")]
+    #[case(300, "5m")]
+    #[case(350, "5m50s")]
+    #[case(5400, "1h30m")]
+    #[case(7205, "2h0m5s")]
+    fn formats(#[case] secs: u64, #[case] text: &str) {
+        assert_eq!(format_secs(secs), text);
+    }
+
+    proptest! {
+        #[test]
+        fn format_round_trips(secs in 0u64..10_000_000) {
+            prop_assert_eq!(parse_secs(&format_secs(secs)), Ok(secs));
+        }
+
+        #[test]
+        fn never_panics(input in ".{0,40}") {
+            let _ = parse_secs(&input);
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! Validation findings: what would lose or needlessly delay jobs, with stable codes, the path of
+//! the offending field and a fix.
+//!
+//! Codes never change meaning and are never reused; CI gates and suppression lists depend on them.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::analysis::{Analysis, PodState, ProbeState};
+use crate::annotations::{self, Overrides};
+use crate::detect::Detection;
+use crate::duration::Secs;
+use crate::mutate::Blocked;
+use crate::policy::Policy;
+use crate::prestop::PreStop;
+use crate::settings::Source;
+use crate::sidecar;
+use crate::workload::Workload;
+
+/// How bad a finding is. `validate` exits 1 and `deny` enforcement rejects on [`Severity::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing; nothing is at risk.
+    Info,
+    /// Jobs may be delayed or retried, or a setting cannot be verified.
+    Warning,
+    /// Jobs will be lost or the pod cannot be protected.
+    Error,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
+macro_rules! codes {
+    ($($variant:ident = $id:literal $name:literal;)*) => {
+        /// A finding's stable code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $(#[doc = concat!("`", $id, " ", $name, "`")] $variant,)*
+        }
+
+        impl Code {
+            /// Every code, in order.
+            pub const ALL: &[Code] = &[$(Code::$variant,)*];
+
+            /// `SG001`.
+            pub fn id(self) -> &'static str {
+                match self { $(Code::$variant => $id,)* }
+            }
+
+            /// `grace-too-short`.
+            pub fn name(self) -> &'static str {
+                match self { $(Code::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    GraceTooShort = "SG001" "grace-too-short";
+    PreStopMissing = "SG002" "prestop-missing";
+    PreStopNotQuieting = "SG003" "prestop-not-quieting";
+    PreStopFixedSleep = "SG004" "prestop-fixed-sleep";
+    LivenessProbeMissing = "SG005" "liveness-probe-missing";
+    ReadinessProbeMissing = "SG006" "readiness-probe-missing";
+    TimeoutNotBelowGrace = "SG007" "timeout-not-below-grace";
+    LongestJobUndeclared = "SG008" "longest-job-undeclared";
+    GraceAboveMaximum = "SG009" "grace-above-maximum";
+    AnnotationInvalid = "SG010" "annotation-invalid";
+    ContainerAmbiguous = "SG011" "container-ambiguous";
+    ContainerNotFound = "SG012" "container-not-found";
+    TimeoutInConfigFile = "SG013" "timeout-in-config-file";
+    RedisSettingsMissing = "SG014" "redis-settings-missing";
+    ProbePortConflict = "SG015" "probe-port-conflict";
+    ClassicSidecarInJob = "SG016" "classic-sidecar-in-job";
+    SidekiqFlagInvalid = "SG017" "sidekiq-flag-invalid";
+    TimeoutConflict = "SG018" "timeout-conflict";
+    CommandUnreadable = "SG019" "command-unreadable";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.id(), self.name())
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.id())
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable code, serialised as `SG001`.
+    pub code: Code,
+    /// The code's name, e.g. `grace-too-short`.
+    pub name: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// Path of the offending field from the object root, e.g.
+    /// `spec.template.spec.terminationGracePeriodSeconds`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+impl Finding {
+    fn new(code: Code, severity: Severity, path: String, message: String, hint: String) -> Self {
+        Self {
+            code,
+            name: code.name(),
+            severity,
+            path,
+            message,
+            hint,
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.code.id(), self.name, self.message)
+    }
+}
+
+/// Findings for a Sidekiq workload whose managed fields are in `state` (the object as written,
+/// or as it will be after mutation); `blocked` says why it could not be injected, if so.
+pub fn evaluate(
+    analysis: &Analysis<'_>,
+    state: &PodState,
+    blocked: Option<&Blocked>,
+    policy: &Policy,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let ctx = Ctx { analysis, state };
+    findings.extend(annotation_findings(&analysis.workload, &analysis.overrides));
+    ctx.command(&mut findings);
+    ctx.grace(&mut findings, policy);
+    ctx.prestop(&mut findings);
+    ctx.probes(&mut findings);
+    ctx.redis(&mut findings);
+    if let Some(blocked) = blocked {
+        findings.push(ctx.blocked(blocked));
+    }
+    findings
+}
+
+/// Findings for a Sidekiq workload whose Sidekiq container cannot be told.
+pub fn unresolved(
+    workload: &Workload<'_>,
+    overrides: &Overrides,
+    detection: &Detection,
+) -> Vec<Finding> {
+    let mut findings = annotation_findings(workload, overrides);
+    let names: Vec<&str> = workload
+        .containers
+        .iter()
+        .map(crate::detect::name_of)
+        .collect();
+    match detection {
+        Detection::Ambiguous(candidates) => findings.push(Finding::new(
+            Code::ContainerAmbiguous,
+            Severity::Error,
+            workload.path("spec.containers"),
+            format!(
+                "containers {} all run Sidekiq; sidekiq-guard does not guess which one to protect",
+                candidates.join(", ")
+            ),
+            format!(
+                "annotate the pod template with {}: <container name>",
+                annotations::CONTAINER
+            ),
+        )),
+        Detection::NamedMissing(name) => findings.push(Finding::new(
+            Code::ContainerNotFound,
+            Severity::Error,
+            annotation_path(workload, annotations::CONTAINER),
+            format!(
+                "annotation {} names container {name:?}, but the pod has only {}",
+                annotations::CONTAINER,
+                names.join(", ")
+            ),
+            "name one of the pod's containers in the annotation".into(),
+        )),
+        Detection::Found(_) | Detection::None => {}
+    }
+    findings
+}
+
+fn annotation_path(workload: &Workload<'_>, key: &str) -> String {
+    workload.path(&format!("metadata.annotations[\"{key}\"]"))
+}
+
+fn annotation_findings(workload: &Workload<'_>, overrides: &Overrides) -> Vec<Finding> {
+    overrides
+        .invalid
+        .iter()
+        .map(|bad| {
+            Finding::new(
+                Code::AnnotationInvalid,
+                Severity::Error,
+                annotation_path(workload, bad.key),
+                format!(
+                    "annotation {}: cannot read {:?}, expected {}; the policy default applies instead",
+                    bad.key, bad.value, bad.accepted
+                ),
+                format!("write {} as {}", bad.key, bad.accepted),
+            )
+        })
+        .collect()
+}
+
+struct Ctx<'c, 'a> {
+    analysis: &'c Analysis<'a>,
+    state: &'c PodState,
+}
+
+impl Ctx<'_, '_> {
+    fn container_path(&self, field: &str) -> String {
+        let index = self.analysis.container.index;
+        let path = if field.is_empty() {
+            format!("spec.containers[{index}]")
+        } else {
+            format!("spec.containers[{index}].{field}")
+        };
+        self.analysis.workload.path(&path)
+    }
+
+    fn grace_path(&self) -> String {
+        self.analysis
+            .workload
+            .path("spec.terminationGracePeriodSeconds")
+    }
+
+    fn name(&self) -> &str {
+        &self.analysis.container.name
+    }
+
+    fn port(&self) -> u16 {
+        self.analysis.port.port
+    }
+
+    fn command(&self, findings: &mut Vec<Finding>) {
+        let analysis = self.analysis;
+        let settings = &analysis.settings;
+        let command_path = self.container_path("command");
+        if let Some(err) = &analysis.container.script_error {
+            findings.push(Finding::new(
+                Code::CommandUnreadable,
+                Severity::Warning,
+                command_path.clone(),
+                format!(
+                    "cannot read the shell script of container {}: {err}; its Sidekiq flags are unknown",
+                    self.name()
+                ),
+                format!(
+                    "fix the quoting, or annotate {} so the grace period does not rely on the default",
+                    annotations::SHUTDOWN_TIMEOUT
+                ),
+            ));
+        }
+        for problem in &analysis.flags.problems {
+            let value = problem
+                .value
+                .as_deref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default();
+            findings.push(Finding::new(
+                Code::SidekiqFlagInvalid,
+                Severity::Warning,
+                command_path.clone(),
+                format!("Sidekiq flag {}{value}: {}", problem.flag, problem.reason),
+                "fix the flag; Sidekiq refuses to start on flags it cannot read".into(),
+            ));
+        }
+        if let (Some(flag), Some(annotated)) =
+            (analysis.flags.timeout, analysis.overrides.shutdown_timeout)
+            && flag != annotated
+        {
+            findings.push(Finding::new(
+                Code::TimeoutConflict,
+                Severity::Warning,
+                annotation_path(&analysis.workload, annotations::SHUTDOWN_TIMEOUT),
+                format!(
+                    "annotation {} says {} but the command line says -t {flag}; Sidekiq uses -t, and so does sidekiq-guard",
+                    annotations::SHUTDOWN_TIMEOUT,
+                    Secs(annotated)
+                ),
+                "remove the annotation or make it match -t".into(),
+            ));
+        }
+        if let (Some(file), None) = (&analysis.flags.config, analysis.flags.timeout)
+            && analysis.overrides.shutdown_timeout.is_none()
+        {
+            findings.push(Finding::new(
+                Code::TimeoutInConfigFile,
+                Severity::Info,
+                command_path,
+                format!(
+                    "a timeout set in {file} (-C) cannot be seen from the manifest; assuming {} ({})",
+                    Secs(settings.shutdown_timeout.value),
+                    settings.shutdown_timeout.source
+                ),
+                format!(
+                    "annotate {} with the timeout: from {file}, or pass -t on the command line",
+                    annotations::SHUTDOWN_TIMEOUT
+                ),
+            ));
+        }
+        if let Source::Policy(_) = settings.longest_job.source
+            && !analysis
+                .overrides
+                .invalid
+                .iter()
+                .any(|bad| bad.key == annotations::LONGEST_JOB)
+        {
+            findings.push(Finding::new(
+                Code::LongestJobUndeclared,
+                Severity::Warning,
+                annotation_path(&analysis.workload, annotations::LONGEST_JOB),
+                format!(
+                    "no {} annotation: the grace period assumes every job finishes within {} ({})",
+                    annotations::LONGEST_JOB,
+                    Secs(settings.longest_job.value),
+                    settings.longest_job.source
+                ),
+                format!(
+                    "annotate the pod template with {}: <duration of the longest job, e.g. 15m>",
+                    annotations::LONGEST_JOB
+                ),
+            ));
+        }
+    }
+
+    fn grace(&self, findings: &mut Vec<Finding>, policy: &Policy) {
+        let grace = &self.analysis.grace;
+        let timeout = &self.analysis.settings.shutdown_timeout;
+        let effective = self.state.effective_grace();
+        let default_note = if self.state.grace.is_none() {
+            " (Kubernetes default)"
+        } else {
+            ""
+        };
+        if effective < grace.required {
+            findings.push(Finding::new(
+                Code::GraceTooShort,
+                Severity::Error,
+                self.grace_path(),
+                format!(
+                    "terminationGracePeriodSeconds is {effective}{default_note}; jobs need {}",
+                    grace.explanation
+                ),
+                format!(
+                    "set terminationGracePeriodSeconds: {}, or let the sidekiq-guard webhook set it",
+                    grace.required
+                ),
+            ));
+        }
+        if timeout.value >= effective {
+            findings.push(Finding::new(
+                Code::TimeoutNotBelowGrace,
+                Severity::Error,
+                self.grace_path(),
+                format!(
+                    "Sidekiq's shutdown timeout {} ({}) is not below terminationGracePeriodSeconds {effective}{default_note}: the kubelet kills Sidekiq before it can push unfinished jobs back to Redis, and they are lost",
+                    Secs(timeout.value),
+                    timeout.source
+                ),
+                format!(
+                    "raise terminationGracePeriodSeconds to {} or lower -t",
+                    grace.required
+                ),
+            ));
+        }
+        if grace.required > policy.max_grace_period.0 {
+            findings.push(Finding::new(
+                Code::GraceAboveMaximum,
+                Severity::Error,
+                self.grace_path(),
+                format!(
+                    "the required grace period exceeds the policy maximum {}: {}",
+                    Secs(policy.max_grace_period.0),
+                    grace.explanation
+                ),
+                "shorten or split the longest job, or raise maxGracePeriod in the policy".into(),
+            ));
+        }
+    }
+
+    fn prestop(&self, findings: &mut Vec<Finding>) {
+        let path = || self.container_path("lifecycle.preStop");
+        let port = self.port();
+        let drain_hint = || {
+            format!(
+                "use preStop httpGet {{path: /drain, port: {port}}} (the sidekiq-guard webhook injects it): it quiets Sidekiq and returns as soon as running jobs finish"
+            )
+        };
+        let budget = self.analysis.grace.drain_budget;
+        let finding = match &self.state.prestop {
+            PreStop::Drain { .. } | PreStop::Quiets => return,
+            PreStop::Missing => Finding::new(
+                Code::PreStopMissing,
+                Severity::Error,
+                path(),
+                format!(
+                    "container {} has no preStop hook: Sidekiq keeps fetching jobs until SIGTERM, and jobs still running {} later are interrupted",
+                    self.name(),
+                    Secs(self.analysis.settings.shutdown_timeout.value)
+                ),
+                drain_hint(),
+            ),
+            PreStop::SleepOnly { sleep } => Finding::new(
+                Code::PreStopNotQuieting,
+                Severity::Error,
+                path(),
+                format!(
+                    "the preStop hook only sleeps {}: it does not quiet Sidekiq, which keeps fetching new jobs until SIGTERM",
+                    Secs(*sleep)
+                ),
+                drain_hint(),
+            ),
+            PreStop::Unrecognised { what } => Finding::new(
+                Code::PreStopNotQuieting,
+                Severity::Warning,
+                path(),
+                format!("cannot tell whether the preStop hook ({what}) quiets Sidekiq"),
+                drain_hint(),
+            ),
+            PreStop::QuietThenSleep { sleep } => {
+                let short = if *sleep < budget {
+                    format!(
+                        "; that is shorter than the drain budget {}, so longer jobs are interrupted",
+                        Secs(budget)
+                    )
+                } else {
+                    String::new()
+                };
+                Finding::new(
+                    Code::PreStopFixedSleep,
+                    Severity::Warning,
+                    path(),
+                    format!(
+                        "the preStop hook quiets Sidekiq, then always sleeps {}, however soon jobs finish{short}",
+                        Secs(*sleep)
+                    ),
+                    drain_hint(),
+                )
+            }
+        };
+        findings.push(finding);
+    }
+
+    fn probes(&self, findings: &mut Vec<Finding>) {
+        let port = self.port();
+        if self.state.liveness == ProbeState::Missing {
+            findings.push(Finding::new(
+                Code::LivenessProbeMissing,
+                Severity::Warning,
+                self.container_path("livenessProbe"),
+                format!(
+                    "container {} has no livenessProbe: a Sidekiq that lost Redis or is wedged keeps running forever",
+                    self.name()
+                ),
+                format!("use livenessProbe httpGet {{path: /livez, port: {port}}} on the sidekiq-guard probe (the webhook injects it)"),
+            ));
+        }
+        if self.state.readiness == ProbeState::Missing {
+            findings.push(Finding::new(
+                Code::ReadinessProbeMissing,
+                Severity::Warning,
+                self.container_path("readinessProbe"),
+                format!(
+                    "container {} has no readinessProbe: a rollout counts new pods as available before Sidekiq runs",
+                    self.name()
+                ),
+                format!("use readinessProbe httpGet {{path: /readyz, port: {port}}} on the sidekiq-guard probe (the webhook injects it)"),
+            ));
+        }
+    }
+
+    fn redis(&self, findings: &mut Vec<Finding>) {
+        let redis = &self.analysis.redis;
+        let path = self.container_path("env");
+        if let Some(problem) = &redis.problem {
+            findings.push(Finding::new(
+                Code::RedisSettingsMissing,
+                Severity::Error,
+                path,
+                format!("container {}: {problem}", self.name()),
+                format!(
+                    "set {} to a redis:// URL, or {} to the name of the variable that holds it",
+                    sidecar::REDIS_URL,
+                    sidecar::REDIS_PROVIDER
+                ),
+            ));
+        } else if !redis.found {
+            let what = match redis.missing.as_slice() {
+                [] => format!(
+                    "sets neither {} nor {} in env or envFrom",
+                    sidecar::REDIS_URL,
+                    sidecar::REDIS_PROVIDER
+                ),
+                [url] if url == sidecar::REDIS_URL => format!("does not set {url}"),
+                names => format!("uses {} without setting it", names.join(", ")),
+            };
+            let message = if redis.missing.is_empty()
+                && redis
+                    .env
+                    .iter()
+                    .any(|e| e["name"] == sidecar::REDIS_PROVIDER)
+            {
+                format!(
+                    "container {}: {} comes from a ConfigMap or Secret, so the variable holding the Redis URL is unknown; the probe gets every *REDIS* variable and may fall back to redis://localhost:6379/0",
+                    self.name(),
+                    sidecar::REDIS_PROVIDER
+                )
+            } else {
+                format!(
+                    "container {} {what}: the probe assumes redis://localhost:6379/0, as Sidekiq does",
+                    self.name()
+                )
+            };
+            findings.push(Finding::new(
+                Code::RedisSettingsMissing,
+                Severity::Warning,
+                path,
+                message,
+                format!(
+                    "set {} on the Sidekiq container, even if Sidekiq is configured in Ruby",
+                    sidecar::REDIS_URL
+                ),
+            ));
+        }
+    }
+
+    fn blocked(&self, blocked: &Blocked) -> Finding {
+        match blocked {
+            Blocked::PortConflict { port, container } => Finding::new(
+                Code::ProbePortConflict,
+                Severity::Error,
+                annotation_path(&self.analysis.workload, annotations::PROBE_PORT),
+                format!(
+                    "probe port {port} (annotation {}) is already used by container {container}; the probe sidecar cannot be injected",
+                    annotations::PROBE_PORT
+                ),
+                format!("choose a free port in {}, or remove it to let sidekiq-guard pick one", annotations::PROBE_PORT),
+            ),
+            Blocked::ClassicSidecarInJob => Finding::new(
+                Code::ClassicSidecarInJob,
+                Severity::Warning,
+                self.container_path(""),
+                "a classic probe sidecar would keep this Job's pod running after Sidekiq exits, so it is not injected".into(),
+                "use native sidecars (sidecar.mode: native or auto on Kubernetes 1.29+)".into(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_well_formed() {
+        let mut ids: Vec<_> = Code::ALL.iter().map(|c| c.id()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), Code::ALL.len());
+        for (i, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(code.id(), format!("SG{:03}", i + 1));
+            assert!(
+                code.name()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-')
+            );
+        }
+    }
+}

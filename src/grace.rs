@@ -1,0 +1,113 @@
+//! The grace period a Sidekiq pod needs, and the arithmetic behind it in words.
+//!
+//! ```text
+//! drain budget   = quiet latency + longest job
+//! required grace = drain budget + shutdown timeout + exit allowance (+ margin)
+//! ```
+//!
+//! The kubelet starts the grace countdown *before* the preStop hook, so the hook (the drain) and
+//! Sidekiq's own shutdown after SIGTERM share one budget. The exit allowance covers Sidekiq
+//! pushing unfinished jobs back to Redis and exiting after its timeout (about 3 s).
+
+use crate::duration::Secs;
+use crate::settings::Settings;
+
+/// Seconds Sidekiq needs after its shutdown timeout to requeue jobs and exit.
+pub const EXIT_ALLOWANCE_SECS: u64 = 5;
+
+/// The computed grace period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grace {
+    /// Time `/drain` may wait for in-flight jobs: quiet latency + longest job.
+    pub drain_budget: u64,
+    /// The smallest `terminationGracePeriodSeconds` that loses no job.
+    pub required: u64,
+    /// The arithmetic in words, e.g. `350s = quiet latency 20s + longest job 5m (…) + …`.
+    pub explanation: String,
+}
+
+impl Grace {
+    /// Computes the grace period for `settings`.
+    pub fn compute(settings: &Settings) -> Self {
+        let longest = &settings.longest_job;
+        let timeout = &settings.shutdown_timeout;
+        let drain_budget = settings.quiet_latency.saturating_add(longest.value);
+        let required = drain_budget
+            .saturating_add(timeout.value)
+            .saturating_add(EXIT_ALLOWANCE_SECS)
+            .saturating_add(settings.margin);
+        let mut explanation = format!(
+            "{required}s = quiet latency {} + longest job {} ({}) + shutdown timeout {} ({}) + exit allowance {}",
+            Secs(settings.quiet_latency),
+            Secs(longest.value),
+            longest.source,
+            Secs(timeout.value),
+            timeout.source,
+            Secs(EXIT_ALLOWANCE_SECS),
+        );
+        if settings.margin > 0 {
+            explanation.push_str(&format!(" + policy margin {}", Secs(settings.margin)));
+        }
+        Self {
+            drain_budget,
+            required,
+            explanation,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{Setting, Source};
+
+    fn settings(longest: u64, timeout: u64, margin: u64) -> Settings {
+        Settings {
+            longest_job: Setting {
+                value: longest,
+                source: Source::Annotation(crate::annotations::LONGEST_JOB),
+            },
+            shutdown_timeout: Setting {
+                value: timeout,
+                source: Source::Policy("shutdownTimeout"),
+            },
+            quiet_latency: 20,
+            margin,
+            probe_port: Setting {
+                value: 7434,
+                source: Source::Policy("probePort"),
+            },
+        }
+    }
+
+    #[test]
+    fn the_example_from_the_design() {
+        let grace = Grace::compute(&settings(300, 25, 0));
+        assert_eq!(grace.drain_budget, 320);
+        assert_eq!(grace.required, 350);
+        assert_eq!(
+            grace.explanation,
+            "350s = quiet latency 20s + longest job 5m (annotation sidekiq-guard.io/longest-job) \
+             + shutdown timeout 25s (policy default shutdownTimeout) + exit allowance 5s"
+        );
+    }
+
+    #[test]
+    fn the_margin_is_added_and_explained() {
+        let grace = Grace::compute(&settings(600, 60, 30));
+        assert_eq!(grace.required, 20 + 600 + 60 + 5 + 30);
+        assert!(
+            grace.explanation.ends_with(" + policy margin 30s"),
+            "{}",
+            grace.explanation
+        );
+    }
+
+    #[test]
+    fn absurd_values_saturate_instead_of_overflowing() {
+        assert_eq!(
+            Grace::compute(&settings(u64::MAX, u64::MAX, 1)).required,
+            u64::MAX
+        );
+    }
+}

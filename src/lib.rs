@@ -1,0 +1,42 @@
+//! The pure core of sidekiq-guard.
+//!
+//! It decides everything — which container runs Sidekiq, its settings, the grace period, the JSON
+//! patch, the findings — and performs no I/O: the webhook, the probe, the kubectl plugin and the
+//! Kubewarden policy are thin shells around it, and it builds for `wasm32-wasip1`.
+//!
+//! The entry points are [`review::mutate`], [`review::validate`] and [`review::inject`], given a
+//! raw JSON object and a [`Context`].
+
+#![forbid(unsafe_code)]
+
+pub mod analysis;
+pub mod annotations;
+pub mod detect;
+pub mod duration;
+pub mod findings;
+pub mod grace;
+pub mod mutate;
+pub mod patch;
+pub mod policy;
+pub mod prestop;
+pub mod review;
+pub mod settings;
+pub mod shell;
+pub mod sidecar;
+pub mod sidekiq;
+pub mod status;
+pub mod workload;
+
+pub use analysis::Context;
+pub use findings::{Code, Finding, Severity};
+pub use patch::PatchOp;
+pub use policy::Policy;
+pub use review::{Decision, Outcome, Perspective, Review};
+pub use sidecar::Mode;
+
+/// Default port of the probe sidecar. 7433 is taken by sidekiq_alive and by Sidekiq Enterprise's
+/// health check.
+pub const DEFAULT_PROBE_PORT: u16 = 7434;
+
+/// This version of sidekiq-guard, recorded in the status annotation.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,482 @@
+//! What the mutation does to a Sidekiq pod, decided once as a [`Plan`] and then rendered as JSON
+//! Patch operations, warnings and the status annotation.
+//!
+//! Decisions depend only on the current state of the managed fields, never on what an earlier
+//! mutation did, so mutating a mutated pod plans nothing new and yields no operations.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use serde_json::{Value, json};
+
+use crate::analysis::{
+    Analysis, Context, LIVEZ_PATH, Placement, PodState, ProbeState, READYZ_PATH,
+};
+use crate::annotations;
+use crate::patch::{PatchOp, escape};
+use crate::prestop::{DRAIN_PATH, PreStop};
+use crate::sidecar::{self, Mode};
+use crate::status::{InjectionStatus, Part};
+
+/// What happens to one managed part of the Sidekiq container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Absent: sidekiq-guard adds it.
+    Add,
+    /// sidekiq-guard's, but stale (e.g. another port): replaced.
+    Update,
+    /// sidekiq-guard's and current: nothing to do.
+    Ours,
+    /// The user's: kept as it is.
+    Keep,
+}
+
+/// What happens to `terminationGracePeriodSeconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraceAction {
+    /// Absent, and the Kubernetes default is too short: set to the required value.
+    Set,
+    /// Set too short: raised to the required value.
+    Raise {
+        /// The value found.
+        from: u64,
+    },
+    /// Exactly the required value.
+    Ours,
+    /// At least the required value (absent counts as Kubernetes' 30 s): kept.
+    Keep {
+        /// The value the kubelet will use.
+        value: u64,
+    },
+}
+
+/// What happens to the probe sidecar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SidecarAction {
+    /// Added to the list of the mode.
+    Add,
+    /// Present in the right list but different: replaced.
+    Replace(Placement),
+    /// Present in the other list: removed there, added to the right one.
+    Move(Placement),
+    /// Present and current.
+    Ours,
+}
+
+/// Why a Sidekiq pod cannot be injected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// The annotated probe port is already used by a container.
+    PortConflict {
+        /// The port.
+        port: u16,
+        /// The container using it.
+        container: String,
+    },
+    /// A classic sidecar would keep a Job's pod running after Sidekiq exits.
+    ClassicSidecarInJob,
+}
+
+/// The decisions of one mutation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The sidecar.
+    pub sidecar: SidecarAction,
+    /// The desired sidecar container.
+    pub sidecar_container: Value,
+    /// The preStop hook.
+    pub prestop: Action,
+    /// The startupProbe.
+    pub startup: Action,
+    /// The readinessProbe.
+    pub readiness: Action,
+    /// The livenessProbe.
+    pub liveness: Action,
+    /// The grace period.
+    pub grace: GraceAction,
+    /// The status annotation's content.
+    pub status: InjectionStatus,
+    /// The annotation's new value, when it must be (re)written.
+    pub status_update: Option<String>,
+}
+
+/// Plans the mutation of an analysed Sidekiq workload.
+pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked> {
+    if let Some(container) = &analysis.port.conflict {
+        return Err(Blocked::PortConflict {
+            port: analysis.port.port,
+            container: container.clone(),
+        });
+    }
+    if ctx.mode == Mode::Classic && analysis.workload.runs_to_completion() {
+        return Err(Blocked::ClassicSidecarInJob);
+    }
+    let port = analysis.port.port;
+    let state = &analysis.state;
+    let sidecar_container = sidecar::container(&sidecar::Spec {
+        mode: ctx.mode,
+        port,
+        drain_budget: analysis.grace.drain_budget,
+        policy: &ctx.policy.sidecar,
+        sidekiq: analysis.sidekiq_json(),
+        redis: &analysis.redis,
+    });
+    let sidecar = match state.sidecar {
+        None => SidecarAction::Add,
+        Some(at) if at.mode != ctx.mode => SidecarAction::Move(at),
+        Some(at) => {
+            let current = analysis
+                .workload
+                .spec
+                .get(at.mode.list())
+                .and_then(|l| l.get(at.index));
+            if current == Some(&sidecar_container) {
+                SidecarAction::Ours
+            } else {
+                SidecarAction::Replace(at)
+            }
+        }
+    };
+    let prestop = match &state.prestop {
+        PreStop::Missing => Action::Add,
+        PreStop::Drain { port: Some(p) } if *p == port => Action::Ours,
+        PreStop::Drain { .. } => Action::Update,
+        _ => Action::Keep,
+    };
+    let probe = |probe: ProbeState| match probe {
+        ProbeState::Missing => Action::Add,
+        ProbeState::Ours(Some(p)) if p == port => Action::Ours,
+        ProbeState::Ours(_) => Action::Update,
+        ProbeState::User => Action::Keep,
+    };
+    let required = analysis.grace.required;
+    let grace = match state.grace {
+        None if state.effective_grace() >= required => GraceAction::Keep {
+            value: state.effective_grace(),
+        },
+        None => GraceAction::Set,
+        Some(value) if value < required => GraceAction::Raise { from: value },
+        Some(value) if value == required => GraceAction::Ours,
+        Some(value) => GraceAction::Keep { value },
+    };
+    let mut plan = Plan {
+        sidecar,
+        sidecar_container,
+        prestop,
+        startup: probe(state.startup),
+        readiness: probe(state.readiness),
+        liveness: probe(state.liveness),
+        grace,
+        status: InjectionStatus {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            container: analysis.container.name.clone(),
+            sidecar: ctx.mode.as_str().to_owned(),
+            probe_port: port,
+            drain_budget: analysis.grace.drain_budget,
+            grace: required,
+            longest_job: analysis.settings.longest_job.value,
+            injected: Vec::new(),
+            kept: Vec::new(),
+        },
+        status_update: None,
+    };
+    for (part, kept) in plan.parts() {
+        if kept {
+            plan.status.kept.push(part);
+        } else {
+            plan.status.injected.push(part);
+        }
+    }
+    let current = analysis
+        .workload
+        .annotations()
+        .and_then(|a| a.get(annotations::STATUS))
+        .and_then(Value::as_str);
+    let json = plan.status.to_json();
+    if current != Some(json.as_str()) {
+        plan.status_update = Some(json);
+    }
+    Ok(plan)
+}
+
+impl Plan {
+    /// Every managed part and whether it is the user's (kept).
+    fn parts(&self) -> [(Part, bool); 6] {
+        [
+            (Part::Sidecar, false),
+            (Part::PreStop, self.prestop == Action::Keep),
+            (Part::StartupProbe, self.startup == Action::Keep),
+            (Part::ReadinessProbe, self.readiness == Action::Keep),
+            (Part::LivenessProbe, self.liveness == Action::Keep),
+            (
+                Part::TerminationGracePeriodSeconds,
+                matches!(self.grace, GraceAction::Keep { .. }),
+            ),
+        ]
+    }
+
+    /// The state of the managed fields once the plan is applied.
+    pub fn after(&self, analysis: &Analysis<'_>, ctx: &Context<'_>) -> PodState {
+        let port = analysis.port.port;
+        let state = &analysis.state;
+        let probe = |action: Action, current: ProbeState| match action {
+            Action::Keep => current,
+            _ => ProbeState::Ours(Some(port)),
+        };
+        PodState {
+            grace: match self.grace {
+                GraceAction::Set | GraceAction::Raise { .. } => Some(analysis.grace.required),
+                GraceAction::Ours | GraceAction::Keep { .. } => state.grace,
+            },
+            prestop: match self.prestop {
+                Action::Keep => state.prestop.clone(),
+                _ => PreStop::Drain { port: Some(port) },
+            },
+            startup: probe(self.startup, state.startup),
+            readiness: probe(self.readiness, state.readiness),
+            liveness: probe(self.liveness, state.liveness),
+            sidecar: Some(Placement {
+                mode: ctx.mode,
+                index: match (&self.sidecar, state.sidecar) {
+                    (SidecarAction::Replace(_) | SidecarAction::Ours, Some(at)) => at.index,
+                    _ => list_len(analysis, ctx.mode),
+                },
+            }),
+        }
+    }
+
+    /// The JSON Patch operations, in an order where every pointer is valid when applied.
+    pub fn into_ops(self, analysis: &Analysis<'_>, ctx: &Context<'_>) -> Vec<PatchOp> {
+        let base = analysis.workload.base();
+        let spec = format!("{base}/spec");
+        let sidekiq = analysis.sidekiq_json();
+        let container = format!("{spec}/containers/{}", analysis.container.index);
+        let hooks = Hooks::for_port(analysis.port.port);
+        let mut ops = Vec::with_capacity(8);
+
+        match self.prestop {
+            Action::Add if sidekiq.get("lifecycle").is_some_and(Value::is_object) => {
+                ops.push(add(
+                    format!("{container}/lifecycle/preStop"),
+                    hooks.prestop.clone(),
+                ));
+            }
+            Action::Add => ops.push(add(
+                format!("{container}/lifecycle"),
+                hooks.lifecycle.clone(),
+            )),
+            Action::Update => ops.push(replace(
+                format!("{container}/lifecycle/preStop"),
+                hooks.prestop.clone(),
+            )),
+            Action::Ours | Action::Keep => {}
+        }
+        for (field, action, probe) in [
+            ("startupProbe", self.startup, &hooks.startup),
+            ("readinessProbe", self.readiness, &hooks.readiness),
+            ("livenessProbe", self.liveness, &hooks.liveness),
+        ] {
+            match action {
+                // `add` also replaces an explicit `null`, which `replace` would refuse.
+                Action::Add => ops.push(add(format!("{container}/{field}"), probe.clone())),
+                Action::Update => ops.push(replace(format!("{container}/{field}"), probe.clone())),
+                Action::Ours | Action::Keep => {}
+            }
+        }
+        let grace_path = format!("{spec}/terminationGracePeriodSeconds");
+        match self.grace {
+            GraceAction::Set => ops.push(add(grace_path, json!(analysis.grace.required))),
+            GraceAction::Raise { .. } => {
+                ops.push(replace(grace_path, json!(analysis.grace.required)));
+            }
+            GraceAction::Ours | GraceAction::Keep { .. } => {}
+        }
+        let list = |mode: Mode| format!("{spec}/{}", mode.list());
+        match &self.sidecar {
+            SidecarAction::Add | SidecarAction::Move(_) => {
+                if analysis
+                    .workload
+                    .spec
+                    .get(ctx.mode.list())
+                    .is_some_and(Value::is_array)
+                {
+                    ops.push(add(format!("{}/-", list(ctx.mode)), self.sidecar_container));
+                } else {
+                    ops.push(add(
+                        list(ctx.mode),
+                        Value::Array(vec![self.sidecar_container]),
+                    ));
+                }
+            }
+            SidecarAction::Replace(at) => ops.push(replace(
+                format!("{}/{}", list(at.mode), at.index),
+                self.sidecar_container,
+            )),
+            SidecarAction::Ours => {}
+        }
+        if let Some(status) = self.status_update {
+            ops.push(status_op(analysis, status));
+        }
+        // Last, so that no earlier pointer into that list is shifted.
+        if let SidecarAction::Move(from) = &self.sidecar {
+            ops.push(PatchOp::Remove {
+                path: format!("{}/{}", list(from.mode), from.index),
+            });
+        }
+        ops
+    }
+}
+
+fn status_op(analysis: &Analysis<'_>, status: String) -> PatchOp {
+    let base = analysis.workload.base();
+    let value = Value::String(status);
+    let metadata = analysis.workload.template.get("metadata");
+    if !metadata.is_some_and(Value::is_object) {
+        return add(
+            format!("{base}/metadata"),
+            json!({"annotations": {annotations::STATUS: value}}),
+        );
+    }
+    if analysis.workload.annotations().is_none() {
+        return add(
+            format!("{base}/metadata/annotations"),
+            json!({annotations::STATUS: value}),
+        );
+    }
+    add(
+        format!(
+            "{base}/metadata/annotations/{}",
+            escape(annotations::STATUS)
+        ),
+        value,
+    )
+}
+
+impl Plan {
+    /// Warnings explaining the grace period and every user setting that was kept.
+    pub fn warnings(&self, analysis: &Analysis<'_>) -> Vec<String> {
+        let explanation = &analysis.grace.explanation;
+        let required = analysis.grace.required;
+        let mut warnings = vec![match self.grace {
+            GraceAction::Set => format!(
+                "terminationGracePeriodSeconds set to {required} (Kubernetes default is 30): {explanation}"
+            ),
+            GraceAction::Raise { from } => format!(
+                "terminationGracePeriodSeconds raised from {from} to {required}: {explanation}"
+            ),
+            GraceAction::Ours => format!("terminationGracePeriodSeconds is {explanation}"),
+            GraceAction::Keep { value } => format!(
+                "kept terminationGracePeriodSeconds {value}, at least the required {explanation}"
+            ),
+        }];
+        let container = &analysis.container.name;
+        for (part, kept) in self.parts() {
+            if kept && part != Part::TerminationGracePeriodSeconds {
+                warnings.push(format!(
+                    "kept your {} on container {container}; sidekiq-guard did not add its own",
+                    part.field()
+                ));
+            }
+        }
+        if let SidecarAction::Replace(_) = self.sidecar {
+            warnings.push(format!(
+                "replaced container {} with the current definition (it is managed by sidekiq-guard; customise it through the policy)",
+                sidecar::NAME
+            ));
+        }
+        warnings
+    }
+}
+
+fn list_len(analysis: &Analysis<'_>, mode: Mode) -> usize {
+    analysis
+        .workload
+        .spec
+        .get(mode.list())
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len)
+}
+
+fn add(path: String, value: Value) -> PatchOp {
+    PatchOp::Add { path, value }
+}
+
+fn replace(path: String, value: Value) -> PatchOp {
+    PatchOp::Replace { path, value }
+}
+
+/// The hook and probes for one probe port.
+struct Hooks {
+    prestop: Value,
+    lifecycle: Value,
+    startup: Value,
+    readiness: Value,
+    liveness: Value,
+}
+
+/// Nearly every pod uses the default port: its fragments are built once and cloned, which costs
+/// a fraction of building them.
+static DEFAULT_HOOKS: LazyLock<Hooks> = LazyLock::new(|| Hooks::build(crate::DEFAULT_PROBE_PORT));
+
+impl Hooks {
+    fn build(port: u16) -> Self {
+        Self {
+            prestop: prestop_hook(port),
+            lifecycle: json!({"preStop": prestop_hook(port)}),
+            startup: startup_probe(port),
+            readiness: readiness_probe(port),
+            liveness: liveness_probe(port),
+        }
+    }
+
+    fn for_port(port: u16) -> Cow<'static, Hooks> {
+        if port == crate::DEFAULT_PROBE_PORT {
+            Cow::Borrowed(&DEFAULT_HOOKS)
+        } else {
+            Cow::Owned(Self::build(port))
+        }
+    }
+}
+
+impl Clone for Hooks {
+    fn clone(&self) -> Self {
+        Self {
+            prestop: self.prestop.clone(),
+            lifecycle: self.lifecycle.clone(),
+            startup: self.startup.clone(),
+            readiness: self.readiness.clone(),
+            liveness: self.liveness.clone(),
+        }
+    }
+}
+
+/// The preStop hook: the kubelet calls the probe's `/drain`, which quiets Sidekiq and returns
+/// once no job is running. The port is numeric because the probe is another container's.
+pub fn prestop_hook(port: u16) -> Value {
+    json!({"httpGet": {"path": DRAIN_PATH, "port": port, "scheme": "HTTP"}})
+}
+
+/// Boot budget of 5 minutes (60 × 5 s) for Rails apps that eager-load before the first beat.
+pub fn startup_probe(port: u16) -> Value {
+    json!({
+        "httpGet": {"path": READYZ_PATH, "port": port, "scheme": "HTTP"},
+        "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 60,
+    })
+}
+
+/// Ready while Sidekiq beats and is not quiet.
+pub fn readiness_probe(port: u16) -> Value {
+    json!({
+        "httpGet": {"path": READYZ_PATH, "port": port, "scheme": "HTTP"},
+        "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 2,
+    })
+}
+
+/// The probe itself applies the stale-heartbeat and Redis-outage thresholds; three failures in a
+/// row keep one slow answer from restarting a busy worker.
+pub fn liveness_probe(port: u16) -> Value {
+    json!({
+        "httpGet": {"path": LIVEZ_PATH, "port": port, "scheme": "HTTP"},
+        "periodSeconds": 15, "timeoutSeconds": 5, "failureThreshold": 3,
+    })
+}

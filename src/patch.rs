@@ -1,0 +1,237 @@
+//! RFC 6902 JSON Patch operations, built against the raw JSON object and applied to it.
+//!
+//! Operations target the object exactly as received: nothing goes through typed Kubernetes
+//! structs, so fields this version does not know survive untouched.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One JSON Patch operation. Only the three this project emits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum PatchOp {
+    /// Adds a member or appends (`/-`) to an array; replaces an existing member.
+    Add {
+        /// JSON pointer.
+        path: String,
+        /// New value.
+        value: Value,
+    },
+    /// Replaces an existing value.
+    Replace {
+        /// JSON pointer.
+        path: String,
+        /// New value.
+        value: Value,
+    },
+    /// Removes an existing value.
+    Remove {
+        /// JSON pointer.
+        path: String,
+    },
+}
+
+impl PatchOp {
+    /// The operation's target.
+    pub fn path(&self) -> &str {
+        match self {
+            PatchOp::Add { path, .. }
+            | PatchOp::Replace { path, .. }
+            | PatchOp::Remove { path } => path,
+        }
+    }
+}
+
+/// Escapes one reference token of a JSON pointer (`/` → `~1`, `~` → `~0`).
+pub fn escape(token: &str) -> String {
+    if !token.contains(['~', '/']) {
+        return token.to_owned();
+    }
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// A patch that does not apply to the object it is applied to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot apply {op} at {path}: {reason}")]
+pub struct ApplyError {
+    /// `add`, `replace` or `remove`.
+    pub op: &'static str,
+    /// The operation's pointer.
+    pub path: String,
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// Applies `ops` in order to `target`. On error `target` may be partly patched.
+pub fn apply(target: &mut Value, ops: &[PatchOp]) -> Result<(), ApplyError> {
+    for op in ops {
+        apply_one(target, op)?;
+    }
+    Ok(())
+}
+
+fn apply_one(target: &mut Value, op: &PatchOp) -> Result<(), ApplyError> {
+    let (name, path) = match op {
+        PatchOp::Add { path, .. } => ("add", path),
+        PatchOp::Replace { path, .. } => ("replace", path),
+        PatchOp::Remove { path } => ("remove", path),
+    };
+    let fail = |reason| ApplyError {
+        op: name,
+        path: path.clone(),
+        reason,
+    };
+    let (parent_path, last) = path
+        .rsplit_once('/')
+        .ok_or_else(|| fail("not a JSON pointer"))?;
+    let last = last.replace("~1", "/").replace("~0", "~");
+    let parent = target
+        .pointer_mut(parent_path)
+        .ok_or_else(|| fail("the parent does not exist"))?;
+    match (parent, op) {
+        (Value::Object(map), PatchOp::Add { value, .. }) => {
+            map.insert(last, value.clone());
+        }
+        (Value::Object(map), PatchOp::Replace { value, .. }) => {
+            let slot = map
+                .get_mut(&last)
+                .ok_or_else(|| fail("the member does not exist"))?;
+            *slot = value.clone();
+        }
+        (Value::Object(map), PatchOp::Remove { .. }) => {
+            map.shift_remove(&last)
+                .ok_or_else(|| fail("the member does not exist"))?;
+        }
+        (Value::Array(items), PatchOp::Add { value, .. }) => {
+            let index = if last == "-" {
+                items.len()
+            } else {
+                index(&last, items.len() + 1).ok_or_else(|| fail("index out of bounds"))?
+            };
+            items.insert(index, value.clone());
+        }
+        (Value::Array(items), PatchOp::Replace { value, .. }) => {
+            let index = index(&last, items.len()).ok_or_else(|| fail("index out of bounds"))?;
+            items[index] = value.clone();
+        }
+        (Value::Array(items), PatchOp::Remove { .. }) => {
+            let index = index(&last, items.len()).ok_or_else(|| fail("index out of bounds"))?;
+            items.remove(index);
+        }
+        _ => return Err(fail("the parent is neither an object nor an array")),
+    }
+    Ok(())
+}
+
+fn index(token: &str, bound: usize) -> Option<usize> {
+    if token.len() > 1 && token.starts_with('0') {
+        return None;
+    }
+    token.parse().ok().filter(|i| *i < bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn serialises_as_rfc_6902() {
+        let ops = vec![
+            PatchOp::Add {
+                path: "/a/-".into(),
+                value: json!(1),
+            },
+            PatchOp::Replace {
+                path: "/b".into(),
+                value: json!("x"),
+            },
+            PatchOp::Remove {
+                path: "/c/0".into(),
+            },
+        ];
+        assert_eq!(
+            serde_json::to_value(&ops).unwrap(),
+            json!([
+                {"op": "add", "path": "/a/-", "value": 1},
+                {"op": "replace", "path": "/b", "value": "x"},
+                {"op": "remove", "path": "/c/0"},
+            ])
+        );
+    }
+
+    #[test]
+    fn applies_adds_replaces_and_removes() {
+        let mut doc = json!({"a": [1], "b": "y", "c": [1, 2], "m": {}});
+        apply(
+            &mut doc,
+            &[
+                PatchOp::Add {
+                    path: "/a/-".into(),
+                    value: json!(2),
+                },
+                PatchOp::Add {
+                    path: "/a/0".into(),
+                    value: json!(0),
+                },
+                PatchOp::Replace {
+                    path: "/b".into(),
+                    value: json!("x"),
+                },
+                PatchOp::Remove {
+                    path: "/c/0".into(),
+                },
+                PatchOp::Add {
+                    path: format!("/m/{}", escape("sidekiq-guard.io/status")),
+                    value: json!("{}"),
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            doc,
+            json!({"a": [0, 1, 2], "b": "x", "c": [2], "m": {"sidekiq-guard.io/status": "{}"}})
+        );
+    }
+
+    #[test]
+    fn refuses_what_rfc_6902_refuses() {
+        let mut doc = json!({"a": [1], "b": 1});
+        let err = |op: PatchOp| apply(&mut doc.clone(), &[op]).unwrap_err().to_string();
+        assert_eq!(
+            err(PatchOp::Replace {
+                path: "/x".into(),
+                value: json!(1)
+            }),
+            "cannot apply replace at /x: the member does not exist"
+        );
+        assert_eq!(
+            err(PatchOp::Add {
+                path: "/a/5".into(),
+                value: json!(1)
+            }),
+            "cannot apply add at /a/5: index out of bounds"
+        );
+        assert_eq!(
+            err(PatchOp::Add {
+                path: "/x/y".into(),
+                value: json!(1)
+            }),
+            "cannot apply add at /x/y: the parent does not exist"
+        );
+        assert_eq!(
+            err(PatchOp::Add {
+                path: "/b/y".into(),
+                value: json!(1)
+            }),
+            "cannot apply add at /b/y: the parent is neither an object nor an array"
+        );
+        assert_eq!(
+            err(PatchOp::Remove {
+                path: "/a/01".into()
+            }),
+            "cannot apply remove at /a/01: index out of bounds"
+        );
+        apply(&mut doc, &[]).unwrap();
+    }
+}

@@ -1,0 +1,479 @@
+//! The policy document shared by the webhook (`--policy FILE`, a ConfigMap), the plugin
+//! (`--policy FILE`) and the Kubewarden policy (its settings).
+//!
+//! Every key is optional; unknown keys and bad values are errors naming their path, e.g.
+//! `sidecar.mode: unknown variant "nativ", expected one of native, classic, auto`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::duration;
+
+/// The Sidekiq-guard policy: defaults for workloads, the sidecar, enforcement and limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Policy {
+    /// Values used where a workload declares nothing.
+    pub defaults: Defaults,
+    /// The injected probe sidecar.
+    pub sidecar: SidecarPolicy,
+    /// What the validating side does with workloads that still violate the rules after mutation.
+    pub enforcement: Enforcement,
+    /// Largest grace period accepted without a finding (`SG009`).
+    pub max_grace_period: Seconds,
+    /// Namespaces never mutated nor validated (the webhook's own and `kube-system` are always
+    /// excluded by the webhook configurations as well).
+    pub excluded_namespaces: Vec<String>,
+}
+
+/// Defaults for the settings a workload can override with annotations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Defaults {
+    /// Longest job when the workload does not declare `sidekiq-guard.io/longest-job`.
+    pub longest_job: Seconds,
+    /// Sidekiq's `-t` when neither the command line nor an annotation gives it.
+    pub shutdown_timeout: Seconds,
+    /// How long a remote quiet takes to be visible: two heartbeats (10 s each on Sidekiq 7+).
+    pub quiet_latency: Seconds,
+    /// Extra seconds added to every computed grace period.
+    pub margin: Seconds,
+    /// Port of the probe sidecar (7433 is taken by sidekiq_alive and Sidekiq Enterprise).
+    pub probe_port: Port,
+}
+
+/// How the probe sidecar is injected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct SidecarPolicy {
+    /// Native (init container with `restartPolicy: Always`), classic, or decided from the API
+    /// server's version.
+    pub mode: SidecarModeSetting,
+    /// Image holding `sidekiq-guard-probe`.
+    pub image: NonEmpty,
+    /// `imagePullPolicy` of the sidecar; the cluster's default when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// Resource requests and limits of the sidecar.
+    pub resources: Resources,
+}
+
+/// The policy's `sidecar.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SidecarModeSetting {
+    /// Native sidecars where the API server is 1.29 or newer, classic otherwise.
+    #[default]
+    Auto,
+    /// Always native.
+    Native,
+    /// Always classic.
+    Classic,
+}
+
+/// The sidecar's `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    /// Always pull.
+    Always,
+    /// Pull when absent from the node.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+/// Container resources: quantity strings per resource name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resources {
+    /// `requests`.
+    pub requests: BTreeMap<String, Quantity>,
+    /// `limits`.
+    pub limits: BTreeMap<String, Quantity>,
+}
+
+/// Enforcement of findings at error severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Admit, with warnings.
+    #[default]
+    Warn,
+    /// Reject.
+    Deny,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            defaults: Defaults::default(),
+            sidecar: SidecarPolicy::default(),
+            enforcement: Enforcement::Warn,
+            max_grace_period: Seconds(3600),
+            excluded_namespaces: Vec::new(),
+        }
+    }
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            longest_job: Seconds(60),
+            shutdown_timeout: Seconds(crate::sidekiq::DEFAULT_TIMEOUT_SECS),
+            quiet_latency: Seconds(20),
+            margin: Seconds(0),
+            probe_port: Port(crate::DEFAULT_PROBE_PORT),
+        }
+    }
+}
+
+impl Default for SidecarPolicy {
+    fn default() -> Self {
+        Self {
+            mode: SidecarModeSetting::Auto,
+            image: NonEmpty(default_image()),
+            image_pull_policy: None,
+            resources: Resources::default(),
+        }
+    }
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        let quantities = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), Quantity((*value).to_owned())))
+                .collect()
+        };
+        Self {
+            requests: quantities(&[("cpu", "5m"), ("memory", "16Mi")]),
+            limits: quantities(&[("memory", "32Mi")]),
+        }
+    }
+}
+
+/// The image of this very version, so that webhook and sidecar never skew.
+pub fn default_image() -> String {
+    format!(
+        "ghcr.io/sidekiq-guard/sidekiq-guard:{}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// A policy document that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// Not YAML (JSON is YAML).
+    #[error("policy is not valid YAML or JSON")]
+    Syntax(#[source] Box<serde_saphyr::Error>),
+    /// Valid YAML, but a key or value is not what the policy accepts.
+    #[error("policy {path}: {message}")]
+    Invalid {
+        /// Dotted path of the offending key, e.g. `sidecar.mode`.
+        path: String,
+        /// What was wrong and what is accepted.
+        message: String,
+    },
+}
+
+impl Policy {
+    /// Parses a policy document written as YAML or JSON. An empty document is the default policy.
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let value: Option<Value> =
+            serde_saphyr::from_str(text).map_err(|err| PolicyError::Syntax(Box::new(err)))?;
+        Self::from_value(value.unwrap_or(Value::Null))
+    }
+
+    /// Reads a policy from an already-parsed JSON value (e.g. Kubewarden settings). `null` is the
+    /// default policy.
+    pub fn from_value(value: Value) -> Result<Self, PolicyError> {
+        match &value {
+            Value::Null => return Ok(Self::default()),
+            Value::Object(_) => {}
+            other => {
+                return Err(PolicyError::Invalid {
+                    path: "(root)".into(),
+                    message: format!(
+                        "expected a mapping with any of defaults, sidecar, enforcement, maxGracePeriod, excludedNamespaces; found {}",
+                        crate::workload::json_type(other)
+                    ),
+                });
+            }
+        }
+        serde_path_to_error::deserialize(value).map_err(|err| {
+            let path = err.path().to_string();
+            PolicyError::Invalid {
+                path: if path == "." { "(root)".into() } else { path },
+                message: err.into_inner().to_string(),
+            }
+        })
+    }
+}
+
+/// Whole seconds, written in the policy as a duration string (`90s`, `5m`) or an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seconds(pub u64);
+
+impl Serialize for Seconds {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&duration::format_secs(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::Number(n) => n.as_u64().map(Seconds).ok_or_else(|| {
+                de::Error::custom(format!(
+                    "invalid duration {n}: expected {}",
+                    duration::ACCEPTED
+                ))
+            }),
+            Value::String(text) => duration::parse_secs(&text)
+                .map(Seconds)
+                .map_err(de::Error::custom),
+            other => Err(de::Error::custom(format!(
+                "invalid duration {other}: expected {}",
+                duration::ACCEPTED
+            ))),
+        }
+    }
+}
+
+/// A TCP port from 1 to 65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Port(pub u16);
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        value
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|port| *port > 0)
+            .map(Port)
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "invalid port {value}: expected a number from 1 to 65535"
+                ))
+            })
+    }
+}
+
+/// A string that must not be empty (e.g. an image reference).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NonEmpty(pub String);
+
+impl<'de> Deserialize<'de> for NonEmpty {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.trim().is_empty() {
+            return Err(de::Error::custom("must not be empty"));
+        }
+        Ok(NonEmpty(text))
+    }
+}
+
+impl fmt::Display for NonEmpty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Kubernetes resource quantity such as `10m`, `16Mi`, `0.5` or `1e3`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Quantity(pub String);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = match Value::deserialize(deserializer)? {
+            Value::String(text) => text,
+            Value::Number(n) => n.to_string(),
+            other => {
+                return Err(de::Error::custom(format!(
+                    "invalid quantity {other}: expected a Kubernetes quantity such as 10m, 16Mi or 0.5"
+                )));
+            }
+        };
+        if !is_quantity(&text) {
+            return Err(de::Error::custom(format!(
+                "invalid quantity {text:?}: expected a Kubernetes quantity such as 10m, 16Mi or 0.5"
+            )));
+        }
+        Ok(Quantity(text))
+    }
+}
+
+/// Kubernetes' quantity grammar: a signed decimal, then an optional binary suffix (`Ki`…`Ei`),
+/// decimal suffix (`n u m k M G T P E`) or decimal exponent (`e3`, `E-2`).
+fn is_quantity(text: &str) -> bool {
+    let body = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let digits_end = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (number, suffix) = body.split_at(digits_end);
+    let valid_number = !number.is_empty() && number != "." && number.matches('.').count() <= 1;
+    let valid_suffix = matches!(
+        suffix,
+        "" | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+            | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+    ) || suffix
+        .strip_prefix(['e', 'E'])
+        .map(|exp| {
+            let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+            !exp.is_empty() && exp.bytes().all(|b| b.is_ascii_digit())
+        })
+        .unwrap_or(false);
+    valid_number && valid_suffix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[test]
+    fn empty_document_is_the_default_policy() {
+        assert_eq!(Policy::parse("").unwrap(), Policy::default());
+        assert_eq!(Policy::parse("{}").unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn reads_a_full_policy_in_yaml() {
+        let policy = Policy::parse(
+            r#"
+defaults:
+  longestJob: 10m
+  shutdownTimeout: 30
+  quietLatency: 10s
+  margin: 15s
+  probePort: 9100
+sidecar:
+  mode: classic
+  image: registry.example.com/sidekiq-guard:1.2.3
+  imagePullPolicy: IfNotPresent
+  resources:
+    requests: {cpu: 10m, memory: 20Mi}
+    limits: {memory: 40Mi}
+enforcement: deny
+maxGracePeriod: 2h
+excludedNamespaces: [legacy]
+"#,
+        )
+        .unwrap();
+        assert_eq!(policy.defaults.longest_job, Seconds(600));
+        assert_eq!(policy.defaults.shutdown_timeout, Seconds(30));
+        assert_eq!(policy.defaults.quiet_latency, Seconds(10));
+        assert_eq!(policy.defaults.margin, Seconds(15));
+        assert_eq!(policy.defaults.probe_port, Port(9100));
+        assert_eq!(policy.sidecar.mode, SidecarModeSetting::Classic);
+        assert_eq!(
+            policy.sidecar.image_pull_policy,
+            Some(PullPolicy::IfNotPresent)
+        );
+        assert_eq!(
+            policy.sidecar.resources.limits["memory"],
+            Quantity("40Mi".into())
+        );
+        assert_eq!(policy.enforcement, Enforcement::Deny);
+        assert_eq!(policy.max_grace_period, Seconds(7200));
+        assert_eq!(policy.excluded_namespaces, vec!["legacy".to_owned()]);
+    }
+
+    #[test]
+    fn json_is_accepted_too() {
+        let policy = Policy::parse(r#"{"defaults": {"longestJob": "5m"}}"#).unwrap();
+        assert_eq!(policy.defaults.longest_job, Seconds(300));
+        assert_eq!(policy.sidecar, SidecarPolicy::default());
+    }
+
+    #[test]
+    fn round_trips_through_its_own_serialisation() {
+        let policy = Policy::default();
+        let text = serde_json::to_string(&policy).unwrap();
+        assert_eq!(Policy::parse(&text).unwrap(), policy);
+    }
+
+    #[rstest]
+    #[case(
+        "defaults: {longestJob: forever}",
+        "policy defaults.longestJob: invalid duration \"forever\""
+    )]
+    #[case(
+        "defaults: {longJob: 5m}",
+        "policy defaults.longJob: unknown field `longJob`, expected one of `longestJob`, `shutdownTimeout`"
+    )]
+    #[case(
+        "sidecar: {mode: nativ}",
+        "policy sidecar.mode: unknown variant `nativ`, expected one of `auto`, `native`, `classic`"
+    )]
+    #[case(
+        "defaults: {probePort: 70000}",
+        "policy defaults.probePort: invalid port 70000"
+    )]
+    #[case("sidecar: {image: ''}", "policy sidecar.image: must not be empty")]
+    #[case(
+        "sidecar: {resources: {limits: {memory: lots}}}",
+        "policy sidecar.resources.limits.memory: invalid quantity \"lots\""
+    )]
+    #[case(
+        "enforcement: block",
+        "policy enforcement: unknown variant `block`, expected `warn` or `deny`"
+    )]
+    #[case("maxGracePeriod: -5", "policy maxGracePeriod: invalid duration -5")]
+    #[case(
+        "colour: blue",
+        "policy colour: unknown field `colour`, expected one of `defaults`"
+    )]
+    #[case(
+        "[1, 2]",
+        "policy (root): expected a mapping with any of defaults, sidecar, enforcement, maxGracePeriod, excludedNamespaces; found a list"
+    )]
+    #[case(
+        "excludedNamespaces: kube-system",
+        "policy excludedNamespaces: invalid type: string \"kube-system\", expected a sequence"
+    )]
+    fn bad_values_name_their_path(#[case] text: &str, #[case] expected: &str) {
+        let err = Policy::parse(text).unwrap_err().to_string();
+        assert!(err.starts_with(expected), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_as_such() {
+        let err = Policy::parse("defaults: [unclosed").unwrap_err();
+        assert!(matches!(err, PolicyError::Syntax(_)), "{err:?}");
+        assert_eq!(err.to_string(), "policy is not valid YAML or JSON");
+    }
+
+    #[rstest]
+    #[case("10m", true)]
+    #[case("16Mi", true)]
+    #[case("0.5", true)]
+    #[case("1e3", true)]
+    #[case("100", true)]
+    #[case("lots", false)]
+    #[case("10mi", false)]
+    #[case("", false)]
+    #[case("1.2.3", false)]
+    fn quantities(#[case] text: &str, #[case] valid: bool) {
+        assert_eq!(is_quantity(text), valid);
+    }
+}

@@ -1,0 +1,266 @@
+//! The admission decisions, made once for every shell: the webhook's `/mutate` and `/validate`,
+//! the Kubewarden policy, and `kubectl sidekiq inject`/`validate`.
+
+use serde_json::Value;
+
+use crate::analysis::{self, Analysis, Context, Skip, Subject};
+use crate::findings::{self, Finding, Severity};
+use crate::mutate::{self, Blocked, Plan};
+use crate::patch::PatchOp;
+use crate::patch::{self, ApplyError};
+use crate::policy::Enforcement;
+use crate::status::InjectionStatus;
+use crate::workload::{self, Kind};
+
+/// Which version of the object findings describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Perspective {
+    /// The object as written (a manifest in CI, a pod the webhook already mutated).
+    AsWritten,
+    /// The object as it will run once the webhook has injected its pods.
+    AsInjected,
+}
+
+impl Perspective {
+    /// The validating webhook sees pods after mutation, but workloads as written, while their
+    /// pods will be mutated when created.
+    pub fn for_admission(object: &Value) -> Self {
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .and_then(Kind::from_name);
+        match kind {
+            Some(Kind::Pod) | None => Perspective::AsWritten,
+            Some(_) => Perspective::AsInjected,
+        }
+    }
+}
+
+/// How a review ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Operations were produced.
+    Mutated,
+    /// A Sidekiq workload that needs nothing (already injected, or only validated).
+    Unchanged,
+    /// Left alone.
+    Skipped(Skip),
+    /// A Sidekiq workload whose Sidekiq container cannot be told.
+    Unresolved,
+    /// A Sidekiq workload that cannot be injected.
+    Blocked(Blocked),
+}
+
+impl Outcome {
+    /// A short, stable label (for metrics and logs).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Mutated => "mutated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Skipped(skip) => skip.label(),
+            Outcome::Unresolved => "unresolved",
+            Outcome::Blocked(Blocked::PortConflict { .. }) => "port-conflict",
+            Outcome::Blocked(Blocked::ClassicSidecarInJob) => "classic-sidecar-in-job",
+        }
+    }
+}
+
+/// Everything one review concluded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The JSON Patch (empty when validating, or when nothing is to change).
+    pub ops: Vec<PatchOp>,
+    /// Explanations of the mutation (grace arithmetic, kept settings).
+    pub notes: Vec<String>,
+    /// Findings.
+    pub findings: Vec<Finding>,
+    /// The status annotation's content, for a Sidekiq workload that can be injected.
+    pub status: Option<InjectionStatus>,
+}
+
+impl Review {
+    fn skipped(skip: Skip) -> Self {
+        Self {
+            outcome: Outcome::Skipped(skip),
+            ops: Vec::new(),
+            notes: Vec::new(),
+            findings: Vec::new(),
+            status: None,
+        }
+    }
+
+    /// Whether any finding is at error severity.
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+}
+
+/// Mutates `object`: the patch that injects sidekiq-guard, and the findings that remain after it.
+pub fn mutate(object: &Value, ctx: &Context<'_>) -> Review {
+    review(object, ctx, true, Perspective::AsInjected)
+}
+
+/// Mutates a copy of `object` and returns it with the review: what `kubectl sidekiq inject` and
+/// the Kubewarden policy return.
+pub fn inject(object: &Value, ctx: &Context<'_>) -> Result<(Value, Review), ApplyError> {
+    let review = mutate(object, ctx);
+    let mut mutated = object.clone();
+    patch::apply(&mut mutated, &review.ops)?;
+    Ok((mutated, review))
+}
+
+/// Validates `object` from `perspective`, without producing a patch.
+pub fn validate(object: &Value, ctx: &Context<'_>, perspective: Perspective) -> Review {
+    review(object, ctx, false, perspective)
+}
+
+fn review(object: &Value, ctx: &Context<'_>, patch: bool, perspective: Perspective) -> Review {
+    match analysis::analyse(object, ctx) {
+        Subject::Skipped(skip) => Review::skipped(skip),
+        Subject::Unresolved {
+            workload,
+            overrides,
+            detection,
+        } => Review {
+            outcome: Outcome::Unresolved,
+            ops: Vec::new(),
+            notes: Vec::new(),
+            findings: findings::unresolved(&workload, &overrides, &detection),
+            status: None,
+        },
+        Subject::Sidekiq(analysis) => sidekiq(&analysis, ctx, patch, perspective),
+    }
+}
+
+fn sidekiq(
+    analysis: &Analysis<'_>,
+    ctx: &Context<'_>,
+    patch: bool,
+    perspective: Perspective,
+) -> Review {
+    let plan: Result<Plan, Blocked> = mutate::plan(analysis, ctx);
+    match plan {
+        Err(blocked) => Review {
+            findings: findings::evaluate(analysis, &analysis.state, Some(&blocked), ctx.policy),
+            outcome: Outcome::Blocked(blocked),
+            ops: Vec::new(),
+            notes: Vec::new(),
+            status: None,
+        },
+        Ok(plan) => {
+            let state = match perspective {
+                Perspective::AsWritten => analysis.state.clone(),
+                Perspective::AsInjected => plan.after(analysis, ctx),
+            };
+            let notes = if patch {
+                plan.warnings(analysis)
+            } else {
+                Vec::new()
+            };
+            let status = Some(plan.status.clone());
+            let ops = if patch {
+                plan.into_ops(analysis, ctx)
+            } else {
+                Vec::new()
+            };
+            Review {
+                outcome: if ops.is_empty() {
+                    Outcome::Unchanged
+                } else {
+                    Outcome::Mutated
+                },
+                notes,
+                findings: findings::evaluate(analysis, &state, None, ctx.policy),
+                ops,
+                status,
+            }
+        }
+    }
+}
+
+/// An admission answer, independent of the wire format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Admit or reject.
+    pub allowed: bool,
+    /// On rejection: the reason, naming every error finding.
+    pub message: Option<String>,
+    /// `Warning:` lines for the client.
+    pub warnings: Vec<String>,
+}
+
+/// The API server truncates longer warnings; cutting them here keeps every shell identical.
+pub const MAX_WARNING_CHARS: usize = 256;
+/// The API server ignores warnings beyond this many characters per response.
+pub const MAX_WARNINGS_TOTAL: usize = 4096;
+
+/// The admission answer for a review: mutations are always admitted; validations are rejected
+/// under `deny` enforcement when an error finding remains.
+pub fn decide(
+    review: &Review,
+    enforcement: Enforcement,
+    may_deny: bool,
+    subject: &str,
+) -> Decision {
+    let deny = may_deny && enforcement == Enforcement::Deny && review.has_errors();
+    let message = deny.then(|| {
+        let errors: Vec<String> = review
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| format!("{} ({})", f, f.path))
+            .collect();
+        format!("sidekiq-guard denied {subject}: {}", errors.join("; "))
+    });
+    let lines = review
+        .notes
+        .iter()
+        .cloned()
+        .chain(review.findings.iter().map(Finding::to_string));
+    Decision {
+        allowed: !deny,
+        message,
+        warnings: cap_warnings(lines),
+    }
+}
+
+fn cap_warnings(lines: impl Iterator<Item = String>) -> Vec<String> {
+    let mut total = 0;
+    let mut warnings = Vec::new();
+    for line in lines {
+        let line = truncate(&format!("sidekiq-guard: {line}"), MAX_WARNING_CHARS);
+        total += line.len();
+        if total > MAX_WARNINGS_TOTAL {
+            break;
+        }
+        warnings.push(line);
+    }
+    warnings
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// `Deployment jobs/worker`, `Pod jobs/worker-7d9c*`, for messages.
+pub fn subject(object: &Value, namespace: Option<&str>) -> String {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("object");
+    let name = workload::display_name(object);
+    let own = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str);
+    match own.or(namespace) {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}

@@ -1,0 +1,539 @@
+//! Just enough of the POSIX shell language to read the scripts people put in
+//! `command: ["sh", "-c", "…"]` and in exec preStop hooks.
+//!
+//! The script is split into simple commands (separated by `;`, `&&`, `||`, `|`, `&`, newlines and
+//! parentheses), each a list of words with quotes removed. Redirections are dropped, leading
+//! keywords (`then`, `do`, `!`…) are skipped, and `$NAME`/`${NAME}` are expanded when the caller
+//! knows the variable. Anything fancier (functions, here-documents, arithmetic) is kept as
+//! literal text: the goal is to find `sidekiq -t 60` or `kill -TSTP 1; sleep 30`, not to run it.
+
+/// A script that is not valid shell.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShellError {
+    /// A quote opened and never closed.
+    #[error("unterminated {0} quote")]
+    UnterminatedQuote(&'static str),
+}
+
+/// One simple command: its words, after quote removal and known expansions.
+pub type SimpleCommand = Vec<String>;
+
+/// Splits `script` into simple commands; `lookup` resolves `$NAME` (unknown names stay literal).
+pub fn parse(
+    script: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<SimpleCommand>, ShellError> {
+    let mut lexer = Lexer {
+        chars: script.chars().collect(),
+        pos: 0,
+        lookup,
+    };
+    let mut commands = Vec::new();
+    let mut current: SimpleCommand = Vec::new();
+    while let Some(token) = lexer.next_token()? {
+        match token {
+            Token::Word(word) => current.push(word),
+            Token::Separator => {
+                finish(&mut commands, &mut current);
+            }
+        }
+    }
+    finish(&mut commands, &mut current);
+    Ok(commands)
+}
+
+/// Shell words that start a compound command or negate one, and come before the real command.
+const KEYWORDS: &[&str] = &[
+    "!", "{", "}", "if", "then", "else", "elif", "fi", "do", "done", "while", "until",
+];
+
+fn finish(commands: &mut Vec<SimpleCommand>, current: &mut SimpleCommand) {
+    let skip = current
+        .iter()
+        .take_while(|word| KEYWORDS.contains(&word.as_str()))
+        .count();
+    current.drain(..skip);
+    if !current.is_empty() {
+        commands.push(std::mem::take(current));
+    }
+}
+
+enum Token {
+    Word(String),
+    Separator,
+}
+
+struct Lexer<'a> {
+    chars: Vec<char>,
+    pos: usize,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Lexer<'_> {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn peek_at(&self, offset: usize) -> Option<char> {
+        self.chars.get(self.pos + offset).copied()
+    }
+
+    fn next_token(&mut self) -> Result<Option<Token>, ShellError> {
+        loop {
+            match self.peek() {
+                None => return Ok(None),
+                Some(' ' | '\t' | '\r') => self.pos += 1,
+                Some('\\') if self.peek_at(1) == Some('\n') => self.pos += 2,
+                Some('#') => self.skip_comment(),
+                Some(';' | '\n' | '&' | '|' | '(' | ')') => {
+                    self.pos += 1;
+                    return Ok(Some(Token::Separator));
+                }
+                Some('<' | '>') => self.skip_redirection()?,
+                Some(c) if c.is_ascii_digit() && self.is_fd_redirection() => {
+                    self.pos += 1;
+                    self.skip_redirection()?;
+                }
+                Some(_) => return self.word().map(|w| Some(Token::Word(w))),
+            }
+        }
+    }
+
+    fn skip_comment(&mut self) {
+        while let Some(c) = self.peek() {
+            if c == '\n' {
+                break;
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// `2>&1`, `2>/dev/null`: a single digit directly followed by `<` or `>`.
+    fn is_fd_redirection(&self) -> bool {
+        matches!(self.peek_at(1), Some('<' | '>'))
+    }
+
+    /// Consumes `>`, `>>`, `>&N`, `<`, `<<`… and the word that is its target.
+    fn skip_redirection(&mut self) -> Result<(), ShellError> {
+        while matches!(self.peek(), Some('<' | '>')) {
+            self.pos += 1;
+        }
+        if self.peek() == Some('&') {
+            self.pos += 1;
+        }
+        while matches!(self.peek(), Some(' ' | '\t')) {
+            self.pos += 1;
+        }
+        if matches!(self.peek(), Some(c) if !is_break(c)) {
+            self.word()?;
+        }
+        Ok(())
+    }
+
+    fn word(&mut self) -> Result<String, ShellError> {
+        let mut word = String::new();
+        while let Some(c) = self.peek() {
+            match c {
+                c if is_break(c) => break,
+                '\'' => {
+                    self.pos += 1;
+                    self.single_quoted(&mut word)?;
+                }
+                '"' => {
+                    self.pos += 1;
+                    self.double_quoted(&mut word)?;
+                }
+                '\\' => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some('\n') => self.pos += 1,
+                        Some(escaped) => {
+                            word.push(escaped);
+                            self.pos += 1;
+                        }
+                        None => word.push('\\'),
+                    }
+                }
+                '$' => self.dollar(&mut word),
+                '`' => self.backquoted(&mut word),
+                c => {
+                    word.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+        Ok(word)
+    }
+
+    fn single_quoted(&mut self, word: &mut String) -> Result<(), ShellError> {
+        loop {
+            match self.peek() {
+                None => return Err(ShellError::UnterminatedQuote("single")),
+                Some('\'') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(c) => {
+                    word.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    fn double_quoted(&mut self, word: &mut String) -> Result<(), ShellError> {
+        loop {
+            match self.peek() {
+                None => return Err(ShellError::UnterminatedQuote("double")),
+                Some('"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some('\\') if matches!(self.peek_at(1), Some('"' | '\\' | '$' | '`')) => {
+                    word.push(self.chars[self.pos + 1]);
+                    self.pos += 2;
+                }
+                Some('\\') if self.peek_at(1) == Some('\n') => self.pos += 2,
+                Some('$') => self.dollar(word),
+                Some('`') => self.backquoted(word),
+                Some(c) => {
+                    word.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    /// `$NAME`, `${NAME}` expand when known; `$(…)` and anything else stay literal.
+    fn dollar(&mut self, word: &mut String) {
+        let start = self.pos;
+        self.pos += 1;
+        match self.peek() {
+            Some('{') => {
+                let close = self.chars[self.pos..].iter().position(|&c| c == '}');
+                let Some(close) = close else {
+                    word.push('$');
+                    return;
+                };
+                let name: String = self.chars[self.pos + 1..self.pos + close].iter().collect();
+                self.pos += close + 1;
+                self.expand(word, &name, start);
+            }
+            Some('(') => self.balanced(word, start, '(', ')'),
+            Some(c) if c == '_' || c.is_ascii_alphabetic() => {
+                let mut name = String::new();
+                while let Some(c) = self
+                    .peek()
+                    .filter(|c| *c == '_' || c.is_ascii_alphanumeric())
+                {
+                    name.push(c);
+                    self.pos += 1;
+                }
+                self.expand(word, &name, start);
+            }
+            _ => word.push('$'),
+        }
+    }
+
+    fn expand(&self, word: &mut String, name: &str, start: usize) {
+        match (self.lookup)(name) {
+            Some(value) => word.push_str(&value),
+            None => word.extend(&self.chars[start..self.pos]),
+        }
+    }
+
+    /// Copies a `$(…)` substitution verbatim, nesting included.
+    fn balanced(&mut self, word: &mut String, start: usize, open: char, close: char) {
+        let mut depth = 0usize;
+        while let Some(c) = self.peek() {
+            self.pos += 1;
+            if c == open {
+                depth += 1;
+            } else if c == close {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+        }
+        word.extend(&self.chars[start..self.pos]);
+    }
+
+    fn backquoted(&mut self, word: &mut String) {
+        let start = self.pos;
+        self.pos += 1;
+        while let Some(c) = self.peek() {
+            self.pos += 1;
+            if c == '`' {
+                break;
+            }
+        }
+        word.extend(&self.chars[start..self.pos]);
+    }
+}
+
+fn is_break(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '\t' | '\r' | '\n' | ';' | '&' | '|' | '(' | ')' | '<' | '>'
+    )
+}
+
+/// Splits a command line into its simple commands when it is a shell invocation
+/// (`sh -c SCRIPT`, `bash -lc SCRIPT`, `/bin/bash -e -o pipefail -c SCRIPT`), returning the script.
+pub fn script_of<S: AsRef<str>>(words: &[S]) -> Option<&str> {
+    let (shell, options) = words.split_first()?;
+    if !is_shell(shell.as_ref()) {
+        return None;
+    }
+    let mut takes_script = false;
+    let mut rest = options.iter().map(AsRef::as_ref);
+    while let Some(word) = rest.next() {
+        if word == "--" {
+            break;
+        }
+        if word.starts_with("--") {
+            continue;
+        }
+        if let Some(flags) = word.strip_prefix(['-', '+']) {
+            if flags == "o" || flags == "O" {
+                rest.next();
+            } else if flags.contains('c') {
+                takes_script = true;
+            }
+            continue;
+        }
+        return takes_script.then_some(word);
+    }
+    takes_script.then(|| rest.next()).flatten()
+}
+
+/// Whether `word` names a POSIX-like shell (`sh`, `/bin/bash`, `busybox sh` is not handled).
+pub fn is_shell(word: &str) -> bool {
+    matches!(
+        basename(word),
+        "sh" | "bash" | "dash" | "ash" | "zsh" | "ksh" | "mksh"
+    )
+}
+
+/// The last path component of a command word: `/usr/local/bin/bundle` → `bundle`.
+pub fn basename(word: &str) -> &str {
+    word.rsplit('/').next().unwrap_or(word)
+}
+
+/// The command a command line really runs, past the wrappers people put in front of it:
+/// `NAME=value` assignments, `exec`, `env …`, `bundle exec`, `ruby`, init shims (`tini --`,
+/// `dumb-init`), `nice`/`timeout`/`gosu`-style runners, and entrypoint scripts (`*.sh`,
+/// `*entrypoint*`), which conventionally end with `exec "$@"`.
+pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
+    let mut i = 0;
+    while let Some(word) = words.get(i).map(AsRef::as_ref) {
+        let name = basename(word);
+        i = match name {
+            _ if is_assignment(word) => i + 1,
+            "exec" | "command" | "nohup" | "time" => skip_options(words, i + 1, &[]),
+            "env" => skip_options(words, i + 1, &["-u", "--unset", "-C", "--chdir", "-S"]),
+            "bundle" | "bundler" if words.get(i + 1).is_some_and(|w| w.as_ref() == "exec") => {
+                skip_options(words, i + 2, &[])
+            }
+            "ruby" | "jruby" => skip_options(words, i + 1, &["-r", "-I", "-C"]),
+            "tini" | "tini-static" | "dumb-init" | "catatonit" => {
+                skip_options(words, i + 1, &["-p", "-e", "-r"])
+            }
+            "nice" | "ionice" | "chpst" => {
+                skip_options(words, i + 1, &["-n", "-c", "-u", "-U", "-e"])
+            }
+            // These take one operand (a duration, a user, a priority) before the command.
+            "timeout" | "gosu" | "su-exec" | "chrt" => {
+                skip_options(words, i + 1, &["-s", "-k"]) + 1
+            }
+            _ if name.ends_with(".sh") || name.contains("entrypoint") => i + 1,
+            _ => break,
+        };
+    }
+    words.get(i..).unwrap_or(&[])
+}
+
+/// `NAME=value`, as a command prefix.
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+    })
+}
+
+/// Skips options from `i` on (and the values of those in `with_value`), and a closing `--`.
+fn skip_options<S: AsRef<str>>(words: &[S], mut i: usize, with_value: &[&str]) -> usize {
+    while let Some(word) = words.get(i).map(AsRef::as_ref) {
+        if word == "--" {
+            return i + 1;
+        }
+        if !word.starts_with('-') && !is_assignment(word) {
+            break;
+        }
+        i += if with_value.contains(&word) { 2 } else { 1 };
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn none(_: &str) -> Option<String> {
+        None
+    }
+
+    fn commands(script: &str) -> Vec<Vec<String>> {
+        parse(script, &none).unwrap()
+    }
+
+    fn words(list: &[&str]) -> Vec<String> {
+        list.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn splits_chains_and_removes_quotes() {
+        assert_eq!(
+            commands(
+                "bundle exec rake db:migrate && exec bundle exec sidekiq -q 'critical,2' -t \"60\""
+            ),
+            vec![
+                words(&["bundle", "exec", "rake", "db:migrate"]),
+                words(&[
+                    "exec",
+                    "bundle",
+                    "exec",
+                    "sidekiq",
+                    "-q",
+                    "critical,2",
+                    "-t",
+                    "60"
+                ]),
+            ]
+        );
+    }
+
+    #[test]
+    fn recognises_the_classic_hand_written_prestop() {
+        assert_eq!(
+            commands("kill -TSTP 1; sleep 60"),
+            vec![words(&["kill", "-TSTP", "1"]), words(&["sleep", "60"])]
+        );
+    }
+
+    #[test]
+    fn drops_redirections_comments_and_keywords() {
+        assert_eq!(
+            commands(
+                "set -e # strict\nif true; then echo hi >/dev/null 2>&1; fi\n(cd /app) | tee log"
+            ),
+            vec![
+                words(&["set", "-e"]),
+                words(&["true"]),
+                words(&["echo", "hi"]),
+                words(&["cd", "/app"]),
+                words(&["tee", "log"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn expands_known_variables_only() {
+        let lookup = |name: &str| (name == "TIMEOUT").then(|| "45".to_owned());
+        assert_eq!(
+            parse(
+                "sidekiq -t $TIMEOUT -c ${THREADS} -g \"${TIMEOUT}s\" $(nproc)",
+                &lookup
+            )
+            .unwrap(),
+            vec![words(&[
+                "sidekiq",
+                "-t",
+                "45",
+                "-c",
+                "${THREADS}",
+                "-g",
+                "45s",
+                "$(nproc)"
+            ])]
+        );
+    }
+
+    #[test]
+    fn keeps_escaped_and_single_quoted_text_literal() {
+        assert_eq!(
+            commands(r#"echo 'a $B' "c \"d\"" e\ f"#),
+            vec![words(&["echo", "a $B", "c \"d\"", "e f"])]
+        );
+    }
+
+    #[test]
+    fn unterminated_quotes_are_errors() {
+        assert_eq!(
+            parse("sidekiq -t '25", &none),
+            Err(ShellError::UnterminatedQuote("single"))
+        );
+        assert_eq!(
+            parse("sidekiq -t \"25", &none),
+            Err(ShellError::UnterminatedQuote("double"))
+        );
+    }
+
+    #[test]
+    fn finds_the_script_of_shell_invocations() {
+        let script = |list: &[&str]| script_of(&words(list)).map(str::to_owned);
+        assert_eq!(script(&["sh", "-c", "x"]).as_deref(), Some("x"));
+        assert_eq!(script(&["/bin/bash", "-lc", "x"]).as_deref(), Some("x"));
+        assert_eq!(
+            script(&["bash", "-e", "-o", "pipefail", "-c", "x"]).as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            script(&["bash", "--login", "-c", "x"]).as_deref(),
+            Some("x")
+        );
+        assert_eq!(script(&["bash", "start.sh"]), None);
+        assert_eq!(script(&["ruby", "-c", "x"]), None);
+    }
+
+    #[test]
+    fn skips_wrappers() {
+        let rest = |list: &[&str]| skip_wrappers(&words(list)).to_vec();
+        assert_eq!(
+            rest(&["bundle", "exec", "sidekiq", "-t", "5"]),
+            words(&["sidekiq", "-t", "5"])
+        );
+        assert_eq!(
+            rest(&["env", "-u", "X", "A=1", "exec", "sidekiq"]),
+            words(&["sidekiq"])
+        );
+        assert_eq!(rest(&["tini", "-g", "--", "sidekiq"]), words(&["sidekiq"]));
+        assert_eq!(
+            rest(&["timeout", "-s", "INT", "1h", "sidekiq"]),
+            words(&["sidekiq"])
+        );
+        assert_eq!(rest(&["nice", "-n", "5", "sidekiq"]), words(&["sidekiq"]));
+        assert_eq!(rest(&["gosu", "app", "sidekiq"]), words(&["sidekiq"]));
+        assert_eq!(rest(&["/entrypoint.sh", "sidekiq"]), words(&["sidekiq"]));
+        assert_eq!(rest(&["/app/stop.sh"]), Vec::<String>::new());
+        assert_eq!(rest(&["timeout"]), Vec::<String>::new());
+        assert_eq!(rest(&["rails", "server"]), words(&["rails", "server"]));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(script in "[a-z $'\"\\\\;&|()<>#{}`\n0-9=-]{0,60}") {
+            let _ = parse(&script, &|name: &str| Some(name.to_lowercase()));
+        }
+
+        #[test]
+        fn plain_words_survive(list in proptest::collection::vec("[a-zA-Z0-9_.,:/=-]{1,10}", 1..6)) {
+            prop_assume!(!KEYWORDS.contains(&list[0].as_str()));
+            let script = list.join(" ");
+            prop_assert_eq!(commands(&script), vec![list]);
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! The probe sidecar container: how it is placed (native or classic) and what it is given.
+//!
+//! The sidecar is owned by sidekiq-guard: if a pod already has a container named
+//! [`NAME`] that differs from the definition computed here, the mutation replaces it. Customise
+//! it through the policy (`sidecar.image`, `sidecar.resources`…), not by hand.
+
+use std::sync::LazyLock;
+
+use serde_json::{Map, Value, json};
+
+use crate::duration;
+use crate::policy::{Resources, SidecarModeSetting, SidecarPolicy};
+
+/// Name of the injected container.
+pub const NAME: &str = "sidekiq-guard-probe";
+/// Name of the sidecar's port (at most 15 characters, unique in the pod).
+pub const PORT_NAME: &str = "sg-probe";
+/// Sidekiq reads its Redis URL from this variable...
+pub const REDIS_URL: &str = "REDIS_URL";
+/// ...unless this one names another variable that holds it (Heroku-style add-ons).
+pub const REDIS_PROVIDER: &str = "REDIS_PROVIDER";
+/// Sidekiq uses `$DYNO` instead of the hostname in process identities when it is set.
+pub const DYNO: &str = "DYNO";
+
+/// Where the sidecar goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// In `initContainers` with `restartPolicy: Always` (Kubernetes 1.29+): it starts before and
+    /// stops after the Sidekiq container.
+    Native,
+    /// In `containers`: it gets SIGTERM together with Sidekiq and must outlive it on its own.
+    Classic,
+}
+
+impl Mode {
+    /// The value of the sidecar's `--mode` flag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Native => "native",
+            Mode::Classic => "classic",
+        }
+    }
+
+    /// Resolves the policy's `sidecar.mode` for an API server `major.minor` (when known): native
+    /// sidecars are on by default from Kubernetes 1.29. An unknown version is treated as old,
+    /// because a native sidecar on an old cluster blocks the pod forever while a classic one
+    /// merely stops a little early.
+    pub fn resolve(setting: SidecarModeSetting, server: Option<(u32, u32)>) -> Self {
+        match setting {
+            SidecarModeSetting::Native => Mode::Native,
+            SidecarModeSetting::Classic => Mode::Classic,
+            SidecarModeSetting::Auto => match server {
+                Some(version) if version >= (1, 29) => Mode::Native,
+                _ => Mode::Classic,
+            },
+        }
+    }
+
+    /// Resolves the policy's `sidecar.mode` with no cluster to ask (offline injection): `auto`
+    /// means native, which every supported Kubernetes release (1.29+) runs; `kubectl sidekiq
+    /// inject --sidecar-mode classic` serves older clusters.
+    pub fn resolve_offline(setting: SidecarModeSetting) -> Self {
+        match setting {
+            SidecarModeSetting::Classic => Mode::Classic,
+            SidecarModeSetting::Native | SidecarModeSetting::Auto => Mode::Native,
+        }
+    }
+
+    /// The pod spec list the sidecar lives in.
+    pub fn list(self) -> &'static str {
+        match self {
+            Mode::Native => "initContainers",
+            Mode::Classic => "containers",
+        }
+    }
+}
+
+/// Parses a Kubernetes version as reported by `/version` (`major: "1"`, `minor: "29+"`).
+pub fn parse_server_version(major: &str, minor: &str) -> Option<(u32, u32)> {
+    let digits = |s: &str| -> Option<u32> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        s[..end].parse().ok()
+    };
+    Some((digits(major)?, digits(minor)?))
+}
+
+/// What the sidecar needs to know to reach Redis, copied from the Sidekiq container.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RedisEnv {
+    /// `env` entries copied as they are: literal values and `valueFrom` references alike.
+    pub env: Vec<Value>,
+    /// `envFrom` sources copied because a needed variable may come from them.
+    pub env_from: Vec<Value>,
+    /// Whether the Redis URL's source is known (otherwise the probe falls back to
+    /// `redis://localhost:6379/0`, like Sidekiq).
+    pub found: bool,
+    /// A Redis setting Sidekiq itself would reject.
+    pub problem: Option<String>,
+    /// Variables the Redis URL needs that neither `env` defines nor an `envFrom` may provide.
+    pub missing: Vec<String>,
+}
+
+/// Collects the Redis settings of `sidekiq`: `REDIS_URL`, `REDIS_PROVIDER` and the variable it
+/// names, and every variable their literal values reference with `$(VAR)`. Secret references are
+/// copied as references, never resolved. `envFrom` sources are copied only when a needed variable
+/// is not defined in `env`, so the sidecar sees no more of the app's configuration than it must.
+pub fn redis_env(sidekiq: &Value) -> RedisEnv {
+    fn name_of(entry: &Value) -> Option<&str> {
+        entry.get("name").and_then(Value::as_str)
+    }
+    let entries = list(sidekiq, "env");
+    let env_from = list(sidekiq, "envFrom");
+    let find = |name: &str| entries.iter().rev().find(|e| name_of(e) == Some(name));
+
+    let mut problem = None;
+    let mut url_var = Some(REDIS_URL);
+    let mut wanted: Vec<&str> = vec![REDIS_URL, REDIS_PROVIDER];
+    if let Some(provider) = find(REDIS_PROVIDER) {
+        match provider.get("value").and_then(Value::as_str) {
+            Some(target) if target.contains("://") => {
+                problem = Some(format!(
+                    "{REDIS_PROVIDER} holds a URL; Sidekiq expects the name of the variable that holds the URL, e.g. REDIS_PROVIDER=REDISTOGO_URL"
+                ));
+            }
+            Some(target) if !target.is_empty() => {
+                url_var = Some(target);
+                wanted.push(target);
+            }
+            // Named by a ConfigMap or Secret: which variable holds the URL is only known at run
+            // time, so every Redis-looking variable goes along.
+            _ => {
+                url_var = None;
+                wanted.extend(
+                    entries
+                        .iter()
+                        .filter_map(name_of)
+                        .filter(|name| name.contains("REDIS")),
+                );
+            }
+        }
+    }
+    // Close over `$(VAR)` references so the copied values expand the same way.
+    let mut required: Vec<&str> = url_var.into_iter().collect();
+    let mut i = 0;
+    while i < wanted.len() {
+        if let Some(value) = find(wanted[i])
+            .and_then(|e| e.get("value"))
+            .and_then(Value::as_str)
+        {
+            for name in references(value) {
+                if !wanted.contains(&name) {
+                    wanted.push(name);
+                    required.push(name);
+                }
+            }
+        }
+        i += 1;
+    }
+    let env = entries
+        .iter()
+        .filter(|e| name_of(e).is_some_and(|n| wanted.contains(&n)))
+        .cloned()
+        .collect();
+    let undefined: Vec<String> = required
+        .into_iter()
+        .filter(|name| find(name).is_none())
+        .map(str::to_owned)
+        .collect();
+    let unresolved = url_var.is_none() || !undefined.is_empty();
+    let copy_env_from = unresolved && !env_from.is_empty();
+    RedisEnv {
+        env,
+        env_from: if copy_env_from {
+            env_from.to_vec()
+        } else {
+            Vec::new()
+        },
+        found: !unresolved || copy_env_from,
+        problem,
+        missing: if copy_env_from { Vec::new() } else { undefined },
+    }
+}
+
+fn list<'a>(container: &'a Value, key: &str) -> &'a [Value] {
+    container
+        .get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// The names in `$(NAME)` references of a Kubernetes env value (`$$` escapes).
+fn references(value: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = value;
+    while let Some(pos) = rest.find('$') {
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            rest = tail;
+        } else if let Some((name, tail)) = after.strip_prefix('(').and_then(|s| s.split_once(')')) {
+            names.push(name);
+            rest = tail;
+        } else {
+            rest = after;
+        }
+    }
+    names
+}
+
+/// Everything that shapes the sidecar of one pod.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    /// Native or classic.
+    pub mode: Mode,
+    /// Port to listen on.
+    pub port: u16,
+    /// The drain budget, seconds.
+    pub drain_budget: u64,
+    /// The policy's sidecar section.
+    pub policy: &'a SidecarPolicy,
+    /// The Sidekiq container, whose `DYNO` is copied.
+    pub sidekiq: &'a Value,
+    /// The Redis settings copied from the Sidekiq container ([`redis_env`]).
+    pub redis: &'a RedisEnv,
+}
+
+/// Builds the sidecar container.
+pub fn container(spec: &Spec<'_>) -> Value {
+    let redis = spec.redis;
+    let mut env = Vec::with_capacity(3 + redis.env.len());
+    env.extend(POD_ENV.iter().cloned());
+    if let Some(dyno) = list(spec.sidekiq, "env")
+        .iter()
+        .rev()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(DYNO))
+    {
+        let mut hostname = dyno.clone();
+        hostname["name"] = json!("SIDEKIQ_GUARD_HOSTNAME");
+        env.push(hostname);
+    }
+    env.extend(redis.env.iter().cloned());
+
+    let mut container = Map::new();
+    container.insert("name".into(), json!(NAME));
+    container.insert("image".into(), json!(spec.policy.image.0));
+    if let Some(pull) = spec.policy.image_pull_policy {
+        container.insert("imagePullPolicy".into(), json!(pull));
+    }
+    container.insert(
+        "args".into(),
+        json!([
+            format!("--listen=0.0.0.0:{}", spec.port),
+            format!(
+                "--drain-budget={}",
+                duration::format_secs(spec.drain_budget)
+            ),
+            format!("--mode={}", spec.mode.as_str()),
+        ]),
+    );
+    container.insert(
+        "ports".into(),
+        json!([{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}]),
+    );
+    container.insert("env".into(), Value::Array(env));
+    if !redis.env_from.is_empty() {
+        container.insert("envFrom".into(), Value::Array(redis.env_from.clone()));
+    }
+    container.insert("resources".into(), resources(&spec.policy.resources));
+    container.insert("securityContext".into(), SECURITY_CONTEXT.clone());
+    if spec.mode == Mode::Native {
+        container.insert("restartPolicy".into(), json!("Always"));
+    }
+    Value::Object(container)
+}
+
+/// Passes the "restricted" Pod Security Standard: the probe needs no privilege at all.
+static SECURITY_CONTEXT: LazyLock<Value> = LazyLock::new(|| {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+});
+
+fn resources(resources: &Resources) -> Value {
+    let quantities = |map: &std::collections::BTreeMap<String, crate::policy::Quantity>| {
+        Value::Object(
+            map.iter()
+                .map(|(name, quantity)| (name.clone(), Value::String(quantity.0.clone())))
+                .collect(),
+        )
+    };
+    let mut out = Map::new();
+    if !resources.requests.is_empty() {
+        out.insert("requests".into(), quantities(&resources.requests));
+    }
+    if !resources.limits.is_empty() {
+        out.insert("limits".into(), quantities(&resources.limits));
+    }
+    Value::Object(out)
+}
+
+/// The pod's name and namespace through the downward API.
+static POD_ENV: LazyLock<[Value; 2]> = LazyLock::new(|| {
+    [
+        field_ref("SIDEKIQ_GUARD_POD_NAME", "metadata.name"),
+        field_ref("SIDEKIQ_GUARD_POD_NAMESPACE", "metadata.namespace"),
+    ]
+});
+
+fn field_ref(name: &str, path: &str) -> Value {
+    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sidekiq(env: Value) -> Value {
+        json!({"name": "worker", "env": env})
+    }
+
+    fn names(values: &[Value]) -> Vec<&str> {
+        values.iter().map(|e| e["name"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn auto_mode_follows_the_server_version() {
+        use SidecarModeSetting::*;
+        assert_eq!(Mode::resolve(Auto, Some((1, 29))), Mode::Native);
+        assert_eq!(Mode::resolve(Auto, Some((1, 33))), Mode::Native);
+        assert_eq!(Mode::resolve(Auto, Some((1, 28))), Mode::Classic);
+        assert_eq!(Mode::resolve(Auto, None), Mode::Classic);
+        assert_eq!(Mode::resolve(Native, Some((1, 20))), Mode::Native);
+        assert_eq!(Mode::resolve(Classic, Some((1, 33))), Mode::Classic);
+    }
+
+    #[test]
+    fn server_versions_as_providers_report_them() {
+        assert_eq!(parse_server_version("1", "29"), Some((1, 29)));
+        assert_eq!(parse_server_version("1", "28+"), Some((1, 28)));
+        assert_eq!(parse_server_version("", "28"), None);
+    }
+
+    #[test]
+    fn copies_redis_url_and_the_secrets_it_references_as_references() {
+        let redis = redis_env(&sidekiq(json!([
+            {"name": "RAILS_ENV", "value": "production"},
+            {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "redis", "key": "password"}}},
+            {"name": "REDIS_URL", "value": "redis://:$(REDIS_PASSWORD)@redis:6379/0"},
+            {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}},
+        ])));
+        assert_eq!(names(&redis.env), vec!["REDIS_PASSWORD", "REDIS_URL"]);
+        assert_eq!(
+            redis.env[0]["valueFrom"],
+            json!({"secretKeyRef": {"name": "redis", "key": "password"}})
+        );
+        assert!(redis.found);
+        assert!(redis.env_from.is_empty());
+        assert_eq!(redis.problem, None);
+    }
+
+    #[test]
+    fn follows_redis_provider() {
+        let redis = redis_env(&sidekiq(json!([
+            {"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"},
+            {"name": "REDISCLOUD_URL", "valueFrom": {"secretKeyRef": {"name": "cloud", "key": "url"}}},
+        ])));
+        assert_eq!(names(&redis.env), vec!["REDIS_PROVIDER", "REDISCLOUD_URL"]);
+        assert!(redis.found);
+    }
+
+    #[test]
+    fn a_provider_from_a_config_map_takes_every_redis_variable() {
+        let redis = redis_env(&sidekiq(json!([
+            {"name": "REDIS_PROVIDER", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "provider"}}},
+            {"name": "REDISCLOUD_URL", "valueFrom": {"secretKeyRef": {"name": "cloud", "key": "url"}}},
+            {"name": "SECRET_KEY_BASE", "valueFrom": {"secretKeyRef": {"name": "app", "key": "base"}}},
+        ])));
+        assert_eq!(names(&redis.env), vec!["REDIS_PROVIDER", "REDISCLOUD_URL"]);
+        assert!(!redis.found);
+    }
+
+    #[test]
+    fn a_url_in_redis_provider_is_a_problem() {
+        let redis = redis_env(&sidekiq(
+            json!([{"name": "REDIS_PROVIDER", "value": "redis://r:6379"}]),
+        ));
+        assert!(
+            redis
+                .problem
+                .unwrap()
+                .contains("expects the name of the variable")
+        );
+    }
+
+    #[test]
+    fn falls_back_to_env_from_when_the_url_is_not_in_env() {
+        let mut container = sidekiq(json!([{"name": "RAILS_ENV", "value": "production"}]));
+        container["envFrom"] = json!([{"secretRef": {"name": "app-env"}}]);
+        let redis = redis_env(&container);
+        assert!(redis.env.is_empty());
+        assert_eq!(
+            redis.env_from,
+            vec![json!({"secretRef": {"name": "app-env"}})]
+        );
+        assert!(redis.found);
+
+        let redis = redis_env(&sidekiq(json!([])));
+        assert!(!redis.found);
+    }
+
+    #[test]
+    fn env_from_is_copied_when_a_reference_is_only_defined_there() {
+        let mut container =
+            sidekiq(json!([{"name": "REDIS_URL", "value": "redis://$(REDIS_HOST):6379"}]));
+        container["envFrom"] = json!([{"configMapRef": {"name": "redis"}}]);
+        let redis = redis_env(&container);
+        assert_eq!(names(&redis.env), vec!["REDIS_URL"]);
+        assert_eq!(redis.env_from.len(), 1);
+    }
+
+    #[test]
+    fn the_sidecar_container() {
+        let policy = SidecarPolicy::default();
+        let worker = sidekiq(json!([
+            {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
+            {"name": "DYNO", "value": "worker.1"},
+        ]));
+        let container = container(&Spec {
+            mode: Mode::Native,
+            port: 7434,
+            drain_budget: 320,
+            policy: &policy,
+            sidekiq: &worker,
+            redis: &redis_env(&worker),
+        });
+        assert_eq!(container["name"], NAME);
+        assert_eq!(container["restartPolicy"], "Always");
+        assert_eq!(
+            container["args"],
+            json!([
+                "--listen=0.0.0.0:7434",
+                "--drain-budget=5m20s",
+                "--mode=native"
+            ])
+        );
+        assert_eq!(
+            names(container["env"].as_array().unwrap()),
+            vec![
+                "SIDEKIQ_GUARD_POD_NAME",
+                "SIDEKIQ_GUARD_POD_NAMESPACE",
+                "SIDEKIQ_GUARD_HOSTNAME",
+                "REDIS_URL"
+            ]
+        );
+        assert_eq!(container["resources"]["limits"]["memory"], "32Mi");
+        assert_eq!(container["ports"][0]["containerPort"], 7434);
+    }
+}

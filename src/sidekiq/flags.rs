@@ -1,0 +1,359 @@
+//! Sidekiq's command line, read the way Sidekiq's own option parser (Ruby's `OptionParser`) reads
+//! it: `-t 25`, `-t25`, `--timeout 25`, `--timeout=25`, unambiguous abbreviations such as
+//! `--time=25`, and clustered short flags such as `-vt25`.
+
+use std::fmt;
+
+/// The Sidekiq executable being run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    /// `sidekiq`: one process.
+    Sidekiq,
+    /// `sidekiqswarm` (Sidekiq Enterprise): several processes per container, same flags.
+    Swarm,
+}
+
+impl Program {
+    /// Recognises the executable from a command word's last path component.
+    pub fn from_basename(name: &str) -> Option<Self> {
+        match name {
+            "sidekiq" => Some(Self::Sidekiq),
+            "sidekiqswarm" => Some(Self::Swarm),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sidekiq => "sidekiq",
+            Self::Swarm => "sidekiqswarm",
+        })
+    }
+}
+
+/// A queue given with `-q NAME[,WEIGHT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// Queue name.
+    pub name: String,
+    /// Weight, when given.
+    pub weight: Option<u32>,
+}
+
+/// The options of a Sidekiq command line this project cares about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// `-t/--timeout`, seconds.
+    pub timeout: Option<u64>,
+    /// `-c/--concurrency`.
+    pub concurrency: Option<u32>,
+    /// `-C/--config`: a file whose `timeout:` cannot be seen from the manifest.
+    pub config: Option<String>,
+    /// `-q/--queue`, in order.
+    pub queues: Vec<Queue>,
+    /// `-g/--tag`.
+    pub tag: Option<String>,
+    /// `-e/--environment`.
+    pub environment: Option<String>,
+    /// `-r/--require`.
+    pub require: Option<String>,
+    /// Options that could not be read.
+    pub problems: Vec<FlagProblem>,
+}
+
+/// A flag Sidekiq itself would reject, or whose value cannot be seen from the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagProblem {
+    /// The flag as written, e.g. `-t` or `--timeout`.
+    pub flag: String,
+    /// The value as written, when there was one.
+    pub value: Option<String>,
+    /// What was wrong and what is accepted.
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Concurrency,
+    Environment,
+    Tag,
+    Queue,
+    Require,
+    Timeout,
+    Config,
+    Logfile,
+    Pidfile,
+    Switch,
+}
+
+/// Long options of Sidekiq 6–8, for `OptionParser`'s abbreviation matching.
+const LONG: &[(&str, Opt)] = &[
+    ("concurrency", Opt::Concurrency),
+    ("daemon", Opt::Switch),
+    ("environment", Opt::Environment),
+    ("tag", Opt::Tag),
+    ("queue", Opt::Queue),
+    ("require", Opt::Require),
+    ("timeout", Opt::Timeout),
+    ("verbose", Opt::Switch),
+    ("config", Opt::Config),
+    ("logfile", Opt::Logfile),
+    ("pidfile", Opt::Pidfile),
+    ("version", Opt::Switch),
+    ("help", Opt::Switch),
+];
+
+fn short(c: char) -> Option<Opt> {
+    Some(match c {
+        'c' => Opt::Concurrency,
+        'e' => Opt::Environment,
+        'g' => Opt::Tag,
+        'q' => Opt::Queue,
+        'r' => Opt::Require,
+        't' => Opt::Timeout,
+        'C' => Opt::Config,
+        'L' => Opt::Logfile,
+        'P' => Opt::Pidfile,
+        'd' | 'v' | 'V' | 'h' => Opt::Switch,
+        _ => return None,
+    })
+}
+
+impl Flags {
+    /// Parses the arguments that follow `sidekiq`/`sidekiqswarm`.
+    pub fn parse(args: &[String]) -> Self {
+        let mut flags = Self::default();
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            if arg == "--" {
+                break;
+            }
+            if let Some(long) = arg.strip_prefix("--") {
+                flags.long(long, &mut rest);
+            } else if let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) {
+                flags.cluster(cluster, &mut rest);
+            }
+            // Sidekiq ignores positional arguments; so do we.
+        }
+        flags
+    }
+
+    fn long<'a>(&mut self, text: &str, rest: &mut impl Iterator<Item = &'a String>) {
+        let (name, inline) = match text.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_owned())),
+            None => (text, None),
+        };
+        let flag = format!("--{name}");
+        let matches: Vec<_> = match LONG.iter().find(|(long, _)| *long == name) {
+            Some(exact) => vec![exact],
+            None => LONG
+                .iter()
+                .filter(|(long, _)| long.starts_with(name))
+                .collect(),
+        };
+        match matches.as_slice() {
+            [(_, opt)] => {
+                let value = match (*opt, inline) {
+                    (Opt::Switch, _) => None,
+                    (_, Some(value)) => Some(value),
+                    (_, None) => rest.next().cloned(),
+                };
+                self.apply(*opt, flag, value);
+            }
+            [] => self.problem(flag, None, "not an option Sidekiq knows".into()),
+            several => {
+                let names: Vec<_> = several
+                    .iter()
+                    .map(|(long, _)| format!("--{long}"))
+                    .collect();
+                self.problem(
+                    flag,
+                    None,
+                    format!("ambiguous: it abbreviates {}", names.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn cluster<'a>(&mut self, cluster: &str, rest: &mut impl Iterator<Item = &'a String>) {
+        for (i, c) in cluster.char_indices() {
+            let flag = format!("-{c}");
+            match short(c) {
+                Some(Opt::Switch) => {}
+                Some(opt) => {
+                    let attached = &cluster[i + c.len_utf8()..];
+                    let value = if attached.is_empty() {
+                        rest.next().cloned()
+                    } else {
+                        Some(attached.to_owned())
+                    };
+                    self.apply(opt, flag, value);
+                    return;
+                }
+                None => {
+                    self.problem(flag, None, "not an option Sidekiq knows".into());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, opt: Opt, flag: String, value: Option<String>) {
+        let Some(value) = value else {
+            self.problem(flag, None, "is missing its value".into());
+            return;
+        };
+        match opt {
+            Opt::Timeout => match value.parse::<u64>() {
+                Ok(secs) => self.timeout = Some(secs),
+                Err(_) => self.problem(
+                    flag,
+                    Some(value),
+                    "expected a whole number of seconds".into(),
+                ),
+            },
+            Opt::Concurrency => match value.parse::<u32>() {
+                Ok(n) if n > 0 => self.concurrency = Some(n),
+                _ => self.problem(
+                    flag,
+                    Some(value),
+                    "expected a positive whole number of threads".into(),
+                ),
+            },
+            Opt::Queue => match parse_queue(&value) {
+                Some(queue) => self.queues.push(queue),
+                None => self.problem(flag, Some(value), "expected NAME or NAME,WEIGHT".into()),
+            },
+            Opt::Config => self.config = Some(value),
+            Opt::Tag => self.tag = Some(value),
+            Opt::Environment => self.environment = Some(value),
+            Opt::Require => self.require = Some(value),
+            Opt::Logfile | Opt::Pidfile | Opt::Switch => {}
+        }
+    }
+
+    fn problem(&mut self, flag: String, value: Option<String>, reason: String) {
+        self.problems.push(FlagProblem {
+            flag,
+            value,
+            reason,
+        });
+    }
+}
+
+fn parse_queue(text: &str) -> Option<Queue> {
+    let (name, weight) = match text.split_once(',') {
+        Some((name, weight)) => (name, Some(weight.trim().parse().ok()?)),
+        None => (text, None),
+    };
+    let name = name.trim();
+    (!name.is_empty()).then(|| Queue {
+        name: name.to_owned(),
+        weight,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rstest::rstest;
+
+    fn flags(line: &str) -> Flags {
+        let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        Flags::parse(&args)
+    }
+
+    #[rstest]
+    #[case("-t 60")]
+    #[case("-t60")]
+    #[case("--timeout 60")]
+    #[case("--timeout=60")]
+    #[case("--time=60")]
+    #[case("--ti 60")]
+    #[case("-vt60")]
+    #[case("-v -t 60")]
+    #[case("-e production -t 60 -C config/sidekiq.yml")]
+    fn every_spelling_of_the_timeout(#[case] line: &str) {
+        assert_eq!(flags(line).timeout, Some(60), "{line}");
+        assert!(flags(line).problems.is_empty(), "{line}");
+    }
+
+    #[test]
+    fn reads_concurrency_queues_tag_and_config() {
+        let parsed = flags(
+            "-c 10 -q critical,3 -q default,1 --queue low -g billing -C config/sidekiq.yml -r ./app.rb",
+        );
+        assert_eq!(parsed.concurrency, Some(10));
+        assert_eq!(
+            parsed.queues,
+            vec![
+                Queue {
+                    name: "critical".into(),
+                    weight: Some(3)
+                },
+                Queue {
+                    name: "default".into(),
+                    weight: Some(1)
+                },
+                Queue {
+                    name: "low".into(),
+                    weight: None
+                },
+            ]
+        );
+        assert_eq!(parsed.tag.as_deref(), Some("billing"));
+        assert_eq!(parsed.config.as_deref(), Some("config/sidekiq.yml"));
+        assert_eq!(parsed.require.as_deref(), Some("./app.rb"));
+        assert!(parsed.problems.is_empty());
+    }
+
+    #[test]
+    fn the_last_timeout_wins_like_in_sidekiq() {
+        assert_eq!(flags("-t 10 --timeout 30").timeout, Some(30));
+    }
+
+    #[rstest]
+    #[case("-t soon", "-t", Some("soon"), "expected a whole number of seconds")]
+    #[case("-t", "-t", None, "is missing its value")]
+    #[case("-c 0", "-c", Some("0"), "expected a positive whole number of threads")]
+    #[case("--t 5", "--t", None, "ambiguous: it abbreviates --tag, --timeout")]
+    #[case("--frobnicate", "--frobnicate", None, "not an option Sidekiq knows")]
+    #[case("-x", "-x", None, "not an option Sidekiq knows")]
+    #[case("-q ,3", "-q", Some(",3"), "expected NAME or NAME,WEIGHT")]
+    fn problems_name_the_flag(
+        #[case] line: &str,
+        #[case] flag: &str,
+        #[case] value: Option<&str>,
+        #[case] reason: &str,
+    ) {
+        let parsed = flags(line);
+        assert_eq!(
+            parsed.problems,
+            vec![FlagProblem {
+                flag: flag.into(),
+                value: value.map(str::to_owned),
+                reason: reason.into(),
+            }]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(args in proptest::collection::vec("-{0,2}[a-zA-Z=,0-9]{0,8}", 0..8)) {
+            let _ = Flags::parse(&args);
+        }
+
+        #[test]
+        fn any_timeout_is_read_back(secs in 0u64..100_000, long in any::<bool>()) {
+            let args = if long {
+                vec![format!("--timeout={secs}")]
+            } else {
+                vec!["-t".to_owned(), secs.to_string()]
+            };
+            prop_assert_eq!(Flags::parse(&args).timeout, Some(secs));
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Where the pod lives in each object kind sidekiq-guard understands.
+//!
+//! A Pod is its own template; Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController
+//! and Job keep it under `spec.template`; CronJob under `spec.jobTemplate.spec.template`. Everything
+//! downstream works on the template through JSON pointers rooted at [`Workload::base`], so one code
+//! path serves pods and every workload kind.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// The object kinds whose pods sidekiq-guard understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `v1/Pod`.
+    Pod,
+    /// `apps/v1/Deployment`.
+    Deployment,
+    /// `apps/v1/StatefulSet`.
+    StatefulSet,
+    /// `apps/v1/DaemonSet`.
+    DaemonSet,
+    /// `apps/v1/ReplicaSet`.
+    ReplicaSet,
+    /// `v1/ReplicationController`.
+    ReplicationController,
+    /// `batch/v1/Job`.
+    Job,
+    /// `batch/v1/CronJob`.
+    CronJob,
+}
+
+impl Kind {
+    /// Every kind, in a stable order.
+    pub const ALL: [Kind; 8] = [
+        Kind::Pod,
+        Kind::Deployment,
+        Kind::StatefulSet,
+        Kind::DaemonSet,
+        Kind::ReplicaSet,
+        Kind::ReplicationController,
+        Kind::Job,
+        Kind::CronJob,
+    ];
+
+    /// Reads the `kind` field of an object.
+    pub fn from_name(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == kind)
+    }
+
+    /// The `kind` as Kubernetes spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::Deployment => "Deployment",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::ReplicationController => "ReplicationController",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
+        }
+    }
+
+    /// JSON pointer from the object to its pod template (empty for a Pod).
+    pub fn template_pointer(self) -> &'static str {
+        match self {
+            Kind::Pod => "",
+            Kind::CronJob => "/spec/jobTemplate/spec/template",
+            _ => "/spec/template",
+        }
+    }
+
+    /// Whether pods of this kind run to completion (a classic sidecar would keep them running).
+    pub fn runs_to_completion(self) -> bool {
+        matches!(self, Kind::Job | Kind::CronJob)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An object that is not a workload sidekiq-guard can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkloadError {
+    /// Not a JSON object at all.
+    #[error("expected a Kubernetes object (a JSON/YAML mapping), found {0}")]
+    NotAnObject(&'static str),
+    /// No `kind`, or a kind without a pod template.
+    #[error(
+        "kind {0:?} has no pod template; supported kinds: Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob"
+    )]
+    UnsupportedKind(String),
+    /// A supported kind with a missing or malformed part.
+    #[error("{kind} {name}: {path} must be {expected}")]
+    Malformed {
+        /// Object kind.
+        kind: Kind,
+        /// Object name, or `(unnamed)`.
+        name: String,
+        /// Dotted path of the malformed field.
+        path: String,
+        /// What the field must be.
+        expected: &'static str,
+    },
+}
+
+/// A pod or workload, with its pod template located.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload<'a> {
+    /// The object kind.
+    pub kind: Kind,
+    /// The whole object.
+    pub object: &'a Value,
+    /// The pod template (`metadata` + `spec`); the object itself for a Pod.
+    pub template: &'a Value,
+    /// The template's `spec`.
+    pub spec: &'a Map<String, Value>,
+    /// `spec.containers`.
+    pub containers: &'a [Value],
+}
+
+impl<'a> Workload<'a> {
+    /// Locates the pod template of `object`.
+    pub fn locate(object: &'a Value) -> Result<Self, WorkloadError> {
+        let map = object
+            .as_object()
+            .ok_or_else(|| WorkloadError::NotAnObject(json_type(object)))?;
+        let kind_name = map.get("kind").and_then(Value::as_str).unwrap_or("");
+        let kind = Kind::from_name(kind_name)
+            .ok_or_else(|| WorkloadError::UnsupportedKind(kind_name.to_owned()))?;
+        let malformed = |path: &str, expected| WorkloadError::Malformed {
+            kind,
+            name: display_name(object),
+            path: path.to_owned(),
+            expected,
+        };
+        let template = object
+            .pointer(kind.template_pointer())
+            .filter(|t| t.is_object())
+            .ok_or_else(|| malformed(&dotted(kind.template_pointer()), "an object"))?;
+        let spec_path = format!("{}/spec", kind.template_pointer());
+        let spec = template
+            .get("spec")
+            .and_then(Value::as_object)
+            .ok_or_else(|| malformed(&dotted(&spec_path), "an object"))?;
+        let containers = spec
+            .get("containers")
+            .and_then(Value::as_array)
+            .filter(|list| !list.is_empty())
+            .ok_or_else(|| {
+                malformed(
+                    &dotted(&format!("{spec_path}/containers")),
+                    "a non-empty list",
+                )
+            })?;
+        Ok(Self {
+            kind,
+            object,
+            template,
+            spec,
+            containers,
+        })
+    }
+
+    /// JSON pointer to the template (empty for a Pod).
+    pub fn base(&self) -> &'static str {
+        self.kind.template_pointer()
+    }
+
+    /// The object's `metadata.name` (or `generateName` followed by `*`, as pods of a ReplicaSet
+    /// are named at admission time).
+    pub fn name(&self) -> String {
+        display_name(self.object)
+    }
+
+    /// The object's `metadata.namespace`, when set.
+    pub fn namespace(&self) -> Option<&'a str> {
+        self.object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+    }
+
+    /// The template's `metadata.annotations`.
+    pub fn annotations(&self) -> Option<&'a Map<String, Value>> {
+        self.template
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+    }
+
+    /// A label of the template, or, for workloads, of the object itself.
+    pub fn label(&self, key: &str) -> Option<&'a str> {
+        let label = |v: &'a Value| v.get("metadata")?.get("labels")?.get(key)?.as_str();
+        label(self.template).or_else(|| label(self.object))
+    }
+
+    /// `spec.initContainers` (empty when absent).
+    pub fn init_containers(&self) -> &'a [Value] {
+        self.spec
+            .get("initContainers")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether the pod belongs to a Job (a Job/CronJob template, or a pod the Job controller made).
+    pub fn runs_to_completion(&self) -> bool {
+        if self.kind.runs_to_completion() {
+            return true;
+        }
+        let owned_by_job = self
+            .object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|owners| {
+                owners
+                    .iter()
+                    .any(|o| o.get("kind").and_then(Value::as_str) == Some("Job"))
+            });
+        owned_by_job
+            || self.label("batch.kubernetes.io/job-name").is_some()
+            || self.label("job-name").is_some()
+    }
+
+    /// A human path from the object root to a field of the template: `spec.template.spec.X`.
+    pub fn path(&self, template_relative: &str) -> String {
+        let base = dotted(self.base());
+        if base.is_empty() {
+            template_relative.to_owned()
+        } else {
+            format!("{base}.{template_relative}")
+        }
+    }
+}
+
+/// `metadata.name`, or `generateName` followed by `*`, or `(unnamed)`.
+pub fn display_name(object: &Value) -> String {
+    let meta = object.get("metadata");
+    let field = |key| meta.and_then(|m| m.get(key)).and_then(Value::as_str);
+    match (field("name"), field("generateName")) {
+        (Some(name), _) if !name.is_empty() => name.to_owned(),
+        (_, Some(prefix)) => format!("{prefix}*"),
+        _ => "(unnamed)".to_owned(),
+    }
+}
+
+/// `/spec/template` → `spec.template`.
+fn dotted(pointer: &str) -> String {
+    pointer.trim_start_matches('/').replace('/', ".")
+}
+
+/// How a JSON value's type reads in a sentence: `a list`, `a string`…
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec() -> Value {
+        json!({"containers": [{"name": "worker", "image": "app"}]})
+    }
+
+    #[test]
+    fn locates_the_template_of_every_kind() {
+        for kind in Kind::ALL {
+            let mut object = json!({"kind": kind.name(), "metadata": {"name": "x"}});
+            let template = json!({"metadata": {"labels": {"app": "x"}}, "spec": spec()});
+            match kind {
+                Kind::Pod => object["spec"] = spec(),
+                Kind::CronJob => {
+                    object["spec"] = json!({"jobTemplate": {"spec": {"template": template}}});
+                }
+                _ => object["spec"] = json!({"template": template}),
+            }
+            let workload = Workload::locate(&object).unwrap();
+            assert_eq!(workload.kind, kind);
+            assert_eq!(workload.containers.len(), 1);
+            assert!(
+                workload
+                    .path("spec.containers[0]")
+                    .ends_with("spec.containers[0]")
+            );
+        }
+    }
+
+    #[test]
+    fn paths_are_rooted_at_the_object() {
+        let object = json!({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": spec()}}}}});
+        let workload = Workload::locate(&object).unwrap();
+        assert_eq!(
+            workload.path("spec.terminationGracePeriodSeconds"),
+            "spec.jobTemplate.spec.template.spec.terminationGracePeriodSeconds"
+        );
+    }
+
+    #[test]
+    fn errors_say_what_is_missing() {
+        let err = |v: Value| Workload::locate(&v).unwrap_err().to_string();
+        assert_eq!(
+            err(json!({"kind": "ConfigMap"})),
+            "kind \"ConfigMap\" has no pod template; supported kinds: Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob"
+        );
+        assert_eq!(
+            err(json!({"kind": "Deployment", "metadata": {"name": "w"}, "spec": {}})),
+            "Deployment w: spec.template must be an object"
+        );
+        assert_eq!(
+            err(
+                json!({"kind": "Pod", "metadata": {"generateName": "w-"}, "spec": {"containers": []}})
+            ),
+            "Pod w-*: spec.containers must be a non-empty list"
+        );
+        assert_eq!(
+            err(json!([1])),
+            "expected a Kubernetes object (a JSON/YAML mapping), found a list"
+        );
+    }
+
+    #[test]
+    fn recognises_job_pods() {
+        let pod = json!({"kind": "Pod", "metadata": {"ownerReferences": [{"kind": "Job", "name": "j"}]}, "spec": spec()});
+        assert!(Workload::locate(&pod).unwrap().runs_to_completion());
+        let pod = json!({"kind": "Pod", "metadata": {"ownerReferences": [{"kind": "ReplicaSet", "name": "r"}]}, "spec": spec()});
+        assert!(!Workload::locate(&pod).unwrap().runs_to_completion());
+    }
+}

@@ -1,0 +1,525 @@
+//! The mutation of real-shaped pods and workloads: exact patches, kept user settings,
+//! warnings, findings after mutation, and idempotency.
+
+mod common;
+
+use common::{apply_independently, ctx, load};
+use serde_json::{Value, json};
+use sidekiq_guard::analysis::Skip;
+use sidekiq_guard::mutate::Blocked;
+use sidekiq_guard::review::{self, Outcome, Perspective};
+use sidekiq_guard::status::InjectionStatus;
+use sidekiq_guard::{Code, Mode, PatchOp, Policy, Severity};
+
+fn codes(review: &review::Review) -> Vec<&'static str> {
+    review.findings.iter().map(|f| f.code.id()).collect()
+}
+
+/// Mutates, applies with an independent JSON Patch implementation, and checks that mutating the
+/// result again changes nothing.
+fn mutate_and_apply(object: &Value, policy: &Policy, mode: Mode) -> (review::Review, Value) {
+    let ctx = ctx(policy, mode);
+    let review = review::mutate(object, &ctx);
+    let mutated = apply_independently(object, &review.ops).expect("the patch applies");
+    let again = review::mutate(&mutated, &ctx);
+    assert_eq!(again.ops, vec![], "mutating twice must equal mutating once");
+    (review, mutated)
+}
+
+#[test]
+fn the_exact_patch_for_an_admitted_rails_worker_pod() {
+    let pod = load("tests/data/objects/pod-rails-worker.json");
+    let (review, _) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    assert_eq!(review.outcome, Outcome::Mutated);
+    common::golden_json(
+        "tests/data/patches/pod-rails-worker.json",
+        &serde_json::to_value(&review.ops).unwrap(),
+    );
+    assert_eq!(
+        review.notes,
+        vec![
+            "terminationGracePeriodSeconds raised from 30 to 350: 350s = quiet latency 20s + longest job 5m \
+             (annotation sidekiq-guard.io/longest-job) + shutdown timeout 25s (command line -t 25) + exit allowance 5s"
+        ]
+    );
+    // Nothing is left to fix once the pod is injected.
+    assert_eq!(codes(&review), Vec::<&str>::new());
+}
+
+#[test]
+fn the_status_annotation_describes_the_result() {
+    let pod = load("tests/data/objects/pod-rails-worker.json");
+    let (_, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    let status = mutated["metadata"]["annotations"]["sidekiq-guard.io/status"]
+        .as_str()
+        .unwrap();
+    let status = InjectionStatus::parse(status).unwrap();
+    assert_eq!(status.container, "worker");
+    assert_eq!(status.grace, 350);
+    assert_eq!(status.drain_budget, 320);
+    assert_eq!(status.longest_job, 300);
+    assert_eq!(status.sidecar, "native");
+    assert_eq!(status.kept, vec![]);
+    assert_eq!(status.injected.len(), 6);
+}
+
+#[test]
+fn secrets_are_copied_as_references() {
+    let pod = load("tests/data/objects/pod-rails-worker.json");
+    let (_, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    let sidecar = &mutated["spec"]["initContainers"][0];
+    assert_eq!(
+        sidecar["env"][2],
+        json!({"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "shop-redis", "key": "url"}}})
+    );
+    let text = sidecar.to_string();
+    assert!(
+        !text.contains("DATABASE_URL"),
+        "only Redis settings go to the probe: {text}"
+    );
+}
+
+#[test]
+fn fields_the_core_does_not_know_survive() {
+    let mut pod = load("tests/data/objects/pod-rails-worker.json");
+    pod["spec"]["resourceClaims"] = json!([{"name": "gpu", "resourceClaimTemplateName": "x"}]);
+    pod["spec"]["containers"][0]["futureField"] = json!({"kept": true});
+    let (_, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    assert_eq!(
+        mutated["spec"]["resourceClaims"],
+        pod["spec"]["resourceClaims"]
+    );
+    assert_eq!(
+        mutated["spec"]["containers"][0]["futureField"],
+        json!({"kept": true})
+    );
+}
+
+#[test]
+fn a_deployment_with_minus_t_60_and_a_ten_minute_job() {
+    let deployment = load("manifests/examples/report-worker.yaml");
+    let (review, mutated) = mutate_and_apply(&deployment, &Policy::default(), Mode::Native);
+    let spec = &mutated["spec"]["template"]["spec"];
+    assert_eq!(spec["terminationGracePeriodSeconds"], 685);
+    assert_eq!(
+        review.notes[0],
+        "terminationGracePeriodSeconds raised from 120 to 685: 685s = quiet latency 20s + longest job 10m \
+         (annotation sidekiq-guard.io/longest-job) + shutdown timeout 1m (command line -t 60) + exit allowance 5s"
+    );
+    assert_eq!(
+        spec["initContainers"][0]["args"],
+        json!([
+            "--listen=0.0.0.0:7434",
+            "--drain-budget=10m20s",
+            "--mode=native"
+        ])
+    );
+    // REDIS_URL references REDIS_PASSWORD, which must come along (as a reference).
+    let env: Vec<&str> = spec["initContainers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        env,
+        vec![
+            "SIDEKIQ_GUARD_POD_NAME",
+            "SIDEKIQ_GUARD_POD_NAMESPACE",
+            "REDIS_PASSWORD",
+            "REDIS_URL"
+        ]
+    );
+    assert!(
+        review
+            .ops
+            .iter()
+            .all(|op| op.path().starts_with("/spec/template/"))
+    );
+}
+
+#[test]
+fn a_cronjob_is_patched_under_its_job_template() {
+    let cronjob = load("manifests/examples/nightly-cronjob.yaml");
+    let (review, mutated) = mutate_and_apply(&cronjob, &Policy::default(), Mode::Native);
+    assert!(
+        review
+            .ops
+            .iter()
+            .all(|op| op.path().starts_with("/spec/jobTemplate/spec/template/")),
+        "{:?}",
+        review.ops
+    );
+    let template = &mutated["spec"]["jobTemplate"]["spec"]["template"];
+    assert_eq!(template["spec"]["terminationGracePeriodSeconds"], 350);
+    // REDIS_PROVIDER names the variable that holds the URL: both are copied.
+    let sidecar = &template["spec"]["initContainers"][0];
+    assert_eq!(sidecar["env"][2]["name"], "REDIS_PROVIDER");
+    assert_eq!(sidecar["env"][3]["name"], "REDISCLOUD_URL");
+}
+
+#[test]
+fn a_classic_sidecar_is_never_put_into_a_job() {
+    let cronjob = load("manifests/examples/nightly-cronjob.yaml");
+    let policy = Policy::default();
+    let review = review::mutate(&cronjob, &ctx(&policy, Mode::Classic));
+    assert_eq!(
+        review.outcome,
+        Outcome::Blocked(Blocked::ClassicSidecarInJob)
+    );
+    assert_eq!(review.ops, vec![]);
+    assert!(codes(&review).contains(&"SG016"));
+}
+
+#[test]
+fn a_statefulset_reading_redis_from_env_from() {
+    let statefulset = load("manifests/examples/mailer-statefulset.yaml");
+    let (review, mutated) = mutate_and_apply(&statefulset, &Policy::default(), Mode::Classic);
+    let spec = &mutated["spec"]["template"]["spec"];
+    // Classic: the sidecar is the last regular container, and the grace covers --timeout=30.
+    assert_eq!(spec["containers"][1]["name"], "sidekiq-guard-probe");
+    assert!(spec["containers"][1].get("restartPolicy").is_none());
+    assert_eq!(
+        spec["containers"][1]["envFrom"],
+        json!([{"secretRef": {"name": "mailer-env"}}])
+    );
+    assert_eq!(spec["terminationGracePeriodSeconds"], 20 + 90 + 30 + 5);
+    assert_eq!(review.outcome, Outcome::Mutated);
+}
+
+#[test]
+fn a_hand_written_prestop_is_kept_and_reported() {
+    let deployment = load("manifests/examples/handwritten-prestop.yaml");
+    let (review, mutated) = mutate_and_apply(&deployment, &Policy::default(), Mode::Native);
+    let worker = &mutated["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        worker["lifecycle"]["preStop"],
+        json!({"exec": {"command": ["/bin/sh", "-c", "kill -TSTP 1; sleep 60"]}})
+    );
+    assert_eq!(
+        worker["livenessProbe"]["exec"]["command"],
+        json!(["pgrep", "-f", "sidekiq"])
+    );
+    assert!(review.notes.contains(
+        &"kept your preStop on container worker; sidekiq-guard did not add its own".to_owned()
+    ));
+    assert!(
+        review.notes.contains(
+            &"kept your livenessProbe on container worker; sidekiq-guard did not add its own"
+                .to_owned()
+        )
+    );
+    let fixed_sleep = review
+        .findings
+        .iter()
+        .find(|f| f.code == Code::PreStopFixedSleep)
+        .expect("SG004");
+    assert_eq!(fixed_sleep.severity, Severity::Warning);
+    assert_eq!(
+        fixed_sleep.path,
+        "spec.template.spec.containers[0].lifecycle.preStop"
+    );
+    assert_eq!(
+        fixed_sleep.message,
+        "the preStop hook quiets Sidekiq, then always sleeps 1m, however soon jobs finish; \
+         that is shorter than the drain budget 2m20s, so longer jobs are interrupted"
+    );
+    let status: InjectionStatus = InjectionStatus::parse(
+        mutated["spec"]["template"]["metadata"]["annotations"]["sidekiq-guard.io/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    use sidekiq_guard::status::Part;
+    assert_eq!(status.kept, vec![Part::PreStop, Part::LivenessProbe]);
+}
+
+#[test]
+fn user_probes_and_a_long_grace_period_are_kept() {
+    let pod = load("tests/data/objects/pod-user-probes.yaml");
+    let (review, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    assert_eq!(mutated["spec"]["terminationGracePeriodSeconds"], 600);
+    assert_eq!(
+        review.notes[0],
+        "kept terminationGracePeriodSeconds 600, at least the required 95s = quiet latency 20s + longest job 30s \
+         (annotation sidekiq-guard.io/longest-job) + shutdown timeout 40s (command line -t 40) + exit allowance 5s"
+    );
+    // lifecycle exists (postStart): only preStop is added into it.
+    assert!(review.ops.contains(&PatchOp::Add {
+        path: "/spec/containers/0/lifecycle/preStop".into(),
+        value: json!({"httpGet": {"path": "/drain", "port": 7434, "scheme": "HTTP"}}),
+    }));
+    assert_eq!(
+        mutated["spec"]["containers"][0]["lifecycle"]["postStart"]["exec"]["command"][0],
+        "touch"
+    );
+}
+
+#[test]
+fn the_probe_port_moves_past_ports_in_use_and_stays_there() {
+    let mut pod = load("tests/data/objects/pod-user-probes.yaml");
+    pod["spec"]["containers"][0]["ports"] = json!([{"containerPort": 7434}]);
+    let (_, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    assert_eq!(
+        mutated["spec"]["initContainers"][0]["ports"][0]["containerPort"],
+        7435
+    );
+    assert_eq!(
+        mutated["spec"]["containers"][0]["lifecycle"]["preStop"]["httpGet"]["port"],
+        7435
+    );
+}
+
+#[test]
+fn an_annotated_port_in_use_blocks_injection() {
+    let pod = load("tests/data/objects/pod-port-conflict.yaml");
+    let review = review::mutate(&pod, &ctx(&Policy::default(), Mode::Native));
+    assert_eq!(
+        review.outcome,
+        Outcome::Blocked(Blocked::PortConflict {
+            port: 9394,
+            container: "exporter".into()
+        })
+    );
+    assert_eq!(review.ops, vec![]);
+    let conflict = review
+        .findings
+        .iter()
+        .find(|f| f.code == Code::ProbePortConflict)
+        .unwrap();
+    assert_eq!(
+        conflict.path,
+        "metadata.annotations[\"sidekiq-guard.io/probe-port\"]"
+    );
+    // Not injected, so what the injection would have fixed is reported too.
+    assert!(codes(&review).contains(&"SG002"));
+}
+
+#[test]
+fn unreadable_annotations_fall_back_to_the_policy_and_say_so() {
+    let pod = load("tests/data/objects/pod-bad-annotations.yaml");
+    let (review, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    let invalid: Vec<_> = review
+        .findings
+        .iter()
+        .filter(|f| f.code == Code::AnnotationInvalid)
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(
+        invalid,
+        vec![
+            "annotation sidekiq-guard.io/longest-job: cannot read \"five minutes\", expected a number of seconds \
+             or a duration with units such as 90s, 15m or 1h30m; the policy default applies instead",
+            "annotation sidekiq-guard.io/probe-port: cannot read \"99999\", expected a port number from 1 to 65535; \
+             the policy default applies instead",
+        ]
+    );
+    assert_eq!(
+        mutated["spec"]["terminationGracePeriodSeconds"],
+        20 + 60 + 30 + 5
+    );
+    assert!(
+        !codes(&review).contains(&"SG008"),
+        "the annotation exists, it is just unreadable"
+    );
+}
+
+#[test]
+fn two_sidekiq_containers_are_not_guessed() {
+    let pod = load("tests/data/objects/pod-two-sidekiqs.yaml");
+    let review = review::mutate(&pod, &ctx(&Policy::default(), Mode::Native));
+    assert_eq!(review.outcome, Outcome::Unresolved);
+    assert_eq!(review.ops, vec![]);
+    assert_eq!(codes(&review), vec!["SG011"]);
+    assert_eq!(
+        review.findings[0].message,
+        "containers default, critical all run Sidekiq; sidekiq-guard does not guess which one to protect"
+    );
+    let mut annotated = pod.clone();
+    annotated["metadata"]["annotations"] = json!({"sidekiq-guard.io/container": "critical"});
+    let (review, mutated) = mutate_and_apply(&annotated, &Policy::default(), Mode::Native);
+    assert_eq!(review.outcome, Outcome::Mutated);
+    assert!(mutated["spec"]["containers"][1]["lifecycle"].is_object());
+    assert!(mutated["spec"]["containers"][0].get("lifecycle").is_none());
+}
+
+#[test]
+fn non_sidekiq_and_opted_out_pods_are_left_alone() {
+    let web = load("tests/data/objects/pod-web.json");
+    let review = review::mutate(&web, &ctx(&Policy::default(), Mode::Native));
+    assert_eq!(review.outcome, Outcome::Skipped(Skip::NoSidekiq));
+    assert_eq!(
+        (review.ops, review.notes, review.findings),
+        (vec![], vec![], vec![])
+    );
+
+    let mut pod = load("tests/data/objects/pod-rails-worker.json");
+    pod["metadata"]["labels"]["sidekiq-guard.io/inject"] = json!("false");
+    let review = review::mutate(&pod, &ctx(&Policy::default(), Mode::Native));
+    assert_eq!(review.outcome, Outcome::Skipped(Skip::OptedOut));
+}
+
+#[test]
+fn switching_the_sidecar_mode_moves_the_sidecar() {
+    let pod = load("tests/data/objects/pod-rails-worker.json");
+    let (_, classic) = mutate_and_apply(&pod, &Policy::default(), Mode::Classic);
+    assert_eq!(
+        classic["spec"]["containers"][1]["name"],
+        "sidekiq-guard-probe"
+    );
+    let (review, native) = mutate_and_apply(&classic, &Policy::default(), Mode::Native);
+    assert_eq!(
+        review.ops.last(),
+        Some(&PatchOp::Remove {
+            path: "/spec/containers/1".into()
+        })
+    );
+    assert_eq!(native["spec"]["containers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        native["spec"]["initContainers"][0]["name"],
+        "sidekiq-guard-probe"
+    );
+    assert_eq!(
+        native["spec"]["initContainers"][0]["args"][2],
+        "--mode=native"
+    );
+}
+
+#[test]
+fn a_changed_longest_job_updates_grace_budget_and_status() {
+    let pod = load("tests/data/objects/pod-rails-worker.json");
+    let (_, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    let mut edited = mutated.clone();
+    edited["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] = json!("15m");
+    let (review, again) = mutate_and_apply(&edited, &Policy::default(), Mode::Native);
+    let paths: Vec<&str> = review.ops.iter().map(PatchOp::path).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/spec/terminationGracePeriodSeconds",
+            "/spec/initContainers/0",
+            "/metadata/annotations/sidekiq-guard.io~1status",
+        ]
+    );
+    assert_eq!(
+        again["spec"]["terminationGracePeriodSeconds"],
+        20 + 900 + 25 + 5
+    );
+    assert_eq!(
+        again["spec"]["initContainers"][0]["args"][1],
+        "--drain-budget=15m20s"
+    );
+    assert!(
+        review
+            .notes
+            .iter()
+            .any(|n| n.starts_with("replaced container sidekiq-guard-probe"))
+    );
+}
+
+#[test]
+fn templates_without_metadata_or_annotations_get_them() {
+    let mut deployment = load("manifests/examples/rails-worker.yaml");
+    deployment["spec"]["template"]
+        .as_object_mut()
+        .unwrap()
+        .remove("metadata");
+    let (review, mutated) = mutate_and_apply(&deployment, &Policy::default(), Mode::Native);
+    assert!(
+        review
+            .ops
+            .iter()
+            .any(|op| op.path() == "/spec/template/metadata")
+    );
+    assert!(
+        mutated["spec"]["template"]["metadata"]["annotations"]["sidekiq-guard.io/status"]
+            .is_string()
+    );
+
+    let mut pod = load("tests/data/objects/pod-user-probes.yaml");
+    pod["metadata"]["annotations"] = Value::Null;
+    let (review, _) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    assert!(
+        review
+            .ops
+            .iter()
+            .any(|op| op.path() == "/metadata/annotations")
+    );
+}
+
+#[test]
+fn validation_as_written_and_as_injected() {
+    let deployment = load("manifests/examples/rails-worker.yaml");
+    let policy = Policy::default();
+    let ctx = ctx(&policy, Mode::Native);
+    let as_written = review::validate(&deployment, &ctx, Perspective::AsWritten);
+    assert_eq!(as_written.ops, vec![]);
+    assert_eq!(
+        codes(&as_written),
+        vec!["SG013", "SG008", "SG001", "SG002", "SG005", "SG006"]
+    );
+    let grace = &as_written.findings[2];
+    assert_eq!(
+        grace.path,
+        "spec.template.spec.terminationGracePeriodSeconds"
+    );
+    assert_eq!(
+        grace.message,
+        "terminationGracePeriodSeconds is 30 (Kubernetes default); jobs need 110s = quiet latency 20s + longest job 1m \
+         (policy default longestJob) + shutdown timeout 25s (policy default shutdownTimeout) + exit allowance 5s"
+    );
+    assert_eq!(
+        grace.hint,
+        "set terminationGracePeriodSeconds: 110, or let the sidekiq-guard webhook set it"
+    );
+    let as_injected = review::validate(&deployment, &ctx, Perspective::AsInjected);
+    assert_eq!(codes(&as_injected), vec!["SG013", "SG008"]);
+}
+
+#[test]
+fn a_grace_period_above_the_maximum_is_a_finding_not_a_cap() {
+    let policy = Policy::parse("maxGracePeriod: 5m").unwrap();
+    let deployment = load("manifests/examples/report-worker.yaml");
+    let (review, mutated) = mutate_and_apply(&deployment, &policy, Mode::Native);
+    assert_eq!(
+        mutated["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        685
+    );
+    let above = review
+        .findings
+        .iter()
+        .find(|f| f.code == Code::GraceAboveMaximum)
+        .unwrap();
+    assert_eq!(above.severity, Severity::Error);
+    assert!(
+        above
+            .message
+            .starts_with("the required grace period exceeds the policy maximum 5m: 685s = ")
+    );
+}
+
+#[test]
+fn denial_under_deny_enforcement_names_every_error() {
+    let policy = Policy::parse("enforcement: deny\nmaxGracePeriod: 5m").unwrap();
+    let deployment = load("manifests/examples/report-worker.yaml");
+    let ctx = ctx(&policy, Mode::Native);
+    let review = review::validate(&deployment, &ctx, Perspective::AsInjected);
+    let subject = review::subject(&deployment, None);
+    let decision = review::decide(&review, policy.enforcement, true, &subject);
+    assert!(!decision.allowed);
+    assert_eq!(
+        decision.message.as_deref().unwrap(),
+        "sidekiq-guard denied Deployment shop/report-worker: SG009 grace-above-maximum: the required grace period \
+         exceeds the policy maximum 5m: 685s = quiet latency 20s + longest job 10m (annotation sidekiq-guard.io/longest-job) \
+         + shutdown timeout 1m (command line -t 60) + exit allowance 5s (spec.template.spec.terminationGracePeriodSeconds)"
+    );
+    let mutation = review::mutate(&deployment, &ctx);
+    let decision = review::decide(&mutation, policy.enforcement, false, &subject);
+    assert!(decision.allowed, "mutation never denies");
+    assert!(
+        decision
+            .warnings
+            .iter()
+            .all(|w| w.starts_with("sidekiq-guard: ") && w.chars().count() <= 256)
+    );
+}
