@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod analysis;
 pub mod annotations;
 pub mod detect;

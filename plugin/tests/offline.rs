@@ -1,5 +1,8 @@
 //! `kubectl sidekiq inject` and `validate` on files, run as the real binary.
 
+// Test helpers outside #[test] functions panic on failure, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,454 @@
+//! `admission.k8s.io/v1` AdmissionReviews in and out, without I/O: the webhook's `/mutate` and
+//! `/validate` and the Kubewarden policy all answer through here, so they cannot disagree.
+//!
+//! Only the fields sidekiq-guard reads are declared; everything else the API server sends is
+//! accepted and ignored, as newer API servers add fields.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::analysis::Context;
+use crate::patch::PatchOp;
+use crate::review::{self, Decision, Perspective, Review};
+use crate::workload::Kind;
+
+/// The only AdmissionReview version the webhook configurations ask for.
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// An AdmissionReview that cannot be answered (the webhook replies HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    /// The body is not JSON of the AdmissionReview shape.
+    #[error("request body is not an AdmissionReview: {0}")]
+    Malformed(#[source] serde_json::Error),
+    /// Another apiVersion or kind.
+    #[error(
+        "expected apiVersion {API_VERSION} and kind AdmissionReview, got apiVersion {api_version:?} and kind {kind:?}"
+    )]
+    WrongType {
+        /// As sent.
+        api_version: String,
+        /// As sent.
+        kind: String,
+    },
+    /// No `request`.
+    #[error("AdmissionReview has no request")]
+    MissingRequest,
+    /// An empty `request.uid`.
+    #[error("AdmissionReview request has no uid")]
+    MissingUid,
+}
+
+/// The `kind` of an AdmissionRequest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct GroupVersionKind {
+    /// API group (empty for core).
+    #[serde(default)]
+    pub group: String,
+    /// Version.
+    #[serde(default)]
+    pub version: String,
+    /// Kind.
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// The parts of an AdmissionRequest sidekiq-guard reads.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRequest {
+    /// Echoed in the response.
+    pub uid: String,
+    /// The object's kind.
+    #[serde(default)]
+    pub kind: GroupVersionKind,
+    /// Object name (empty for generated names).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Namespace of the request.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `CREATE`, `UPDATE`, `DELETE` or `CONNECT`.
+    #[serde(default)]
+    pub operation: String,
+    /// The object (absent on DELETE).
+    #[serde(default)]
+    pub object: Option<Value>,
+    /// Whether the request is a dry run (sidekiq-guard has no side effects either way).
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    request: Option<AdmissionRequest>,
+}
+
+/// Reads an AdmissionReview body.
+pub fn parse(body: &[u8]) -> Result<AdmissionRequest, AdmissionError> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(AdmissionError::Malformed)?;
+    if envelope.api_version != API_VERSION || envelope.kind != "AdmissionReview" {
+        return Err(AdmissionError::WrongType {
+            api_version: envelope.api_version,
+            kind: envelope.kind,
+        });
+    }
+    let request = envelope.request.ok_or(AdmissionError::MissingRequest)?;
+    if request.uid.is_empty() {
+        return Err(AdmissionError::MissingUid);
+    }
+    Ok(request)
+}
+
+/// Which webhook endpoint is answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/mutate`: pods on CREATE; always admits.
+    Mutate,
+    /// `/validate`: pods and workloads on CREATE and UPDATE; denies under `enforcement: deny`.
+    Validate,
+}
+
+/// `response.status` of a denial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// HTTP-like code: 403 for a policy denial.
+    pub code: u16,
+    /// Why.
+    pub message: String,
+}
+
+/// An AdmissionResponse.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionResponse {
+    /// The request's uid.
+    pub uid: String,
+    /// Admit or reject.
+    pub allowed: bool,
+    /// `JSONPatch` when there is a patch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    /// The RFC 6902 patch, base64-encoded as the API documents it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    /// `Warning:` lines for the client.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Set on denial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+impl AdmissionResponse {
+    /// The full AdmissionReview the webhook returns.
+    pub fn into_review(self) -> Value {
+        serde_json::json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": self})
+    }
+}
+
+/// The answer to one request, with what the shells log and count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// What goes back to the API server.
+    pub response: AdmissionResponse,
+    /// The core's review, when the object was reviewed at all.
+    pub review: Option<Review>,
+    /// A stable label of the outcome for metrics and logs (`mutated`, `no-sidekiq`, `denied`…).
+    pub outcome: &'static str,
+    /// `Kind namespace/name` for logs.
+    pub subject: String,
+}
+
+/// Answers `request` as `endpoint`.
+///
+/// `/mutate` only patches pods on CREATE: pod specs are immutable afterwards, and a patch on an
+/// UPDATE would be rejected by the API server. Anything it does not handle is admitted unchanged.
+pub fn respond(request: &AdmissionRequest, endpoint: Endpoint, ctx: &Context<'_>) -> Answer {
+    let ctx = Context {
+        namespace: request.namespace.as_deref().or(ctx.namespace),
+        ..*ctx
+    };
+    let kind = Kind::from_name(&request.kind.kind);
+    let object = match (&request.object, request.operation.as_str()) {
+        (Some(object), "CREATE" | "UPDATE") if !object.is_null() => object,
+        _ => return pass(request, "not-create-or-update"),
+    };
+    let subject = review::subject(object, ctx.namespace);
+    match endpoint {
+        Endpoint::Mutate => {
+            if kind != Some(Kind::Pod) || request.operation != "CREATE" {
+                return pass(request, "not-a-pod-create");
+            }
+            let review = review::mutate(object, &ctx);
+            let decision = review::decide(&review, ctx.policy.enforcement, false, &subject);
+            answer(request, decision, true, review, subject)
+        }
+        Endpoint::Validate => {
+            if kind.is_none() {
+                return pass(request, "not-a-workload");
+            }
+            let review = review::validate(object, &ctx, Perspective::for_admission(object));
+            let decision = review::decide(&review, ctx.policy.enforcement, true, &subject);
+            answer(request, decision, false, review, subject)
+        }
+    }
+}
+
+fn pass(request: &AdmissionRequest, outcome: &'static str) -> Answer {
+    Answer {
+        response: AdmissionResponse {
+            uid: request.uid.clone(),
+            allowed: true,
+            patch_type: None,
+            patch: None,
+            warnings: Vec::new(),
+            status: None,
+        },
+        review: None,
+        outcome,
+        subject: String::new(),
+    }
+}
+
+fn answer(
+    request: &AdmissionRequest,
+    decision: Decision,
+    with_patch: bool,
+    review: Review,
+    subject: String,
+) -> Answer {
+    let patch = (with_patch && !review.ops.is_empty()).then(|| encode_patch(&review.ops));
+    let outcome = if decision.allowed {
+        review.outcome.label()
+    } else {
+        "denied"
+    };
+    Answer {
+        response: AdmissionResponse {
+            uid: request.uid.clone(),
+            allowed: decision.allowed,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            warnings: decision.warnings,
+            status: decision
+                .message
+                .map(|message| Status { code: 403, message }),
+        },
+        review: Some(review),
+        outcome,
+        subject,
+    }
+}
+
+/// Serialises and base64-encodes a JSON Patch.
+pub fn encode_patch(ops: &[PatchOp]) -> String {
+    // Serialising patch operations (strings and JSON values) cannot fail.
+    let json = serde_json::to_vec(ops).unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
+
+/// What a policy engine that mutates and validates in one call (Kubewarden) returns: the
+/// `/mutate` patch and the `/validate` verdict on the mutated object, computed in one pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Combined {
+    /// Admit or reject.
+    pub allowed: bool,
+    /// On rejection, the same message `/validate` gives.
+    pub message: Option<String>,
+    /// Explanations and findings.
+    pub warnings: Vec<String>,
+    /// The patch to apply to the request's object (empty when rejected or nothing to change).
+    pub ops: Vec<PatchOp>,
+    /// Stable outcome label.
+    pub outcome: &'static str,
+}
+
+/// Mutates and validates `request` in one pass, for pods and every workload kind.
+pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
+    let ctx = Context {
+        namespace: request.namespace.as_deref().or(ctx.namespace),
+        ..*ctx
+    };
+    let admit = |outcome| Combined {
+        allowed: true,
+        message: None,
+        warnings: Vec::new(),
+        ops: Vec::new(),
+        outcome,
+    };
+    let object = match (&request.object, request.operation.as_str()) {
+        (Some(object), "CREATE" | "UPDATE") if !object.is_null() => object,
+        _ => return admit("not-create-or-update"),
+    };
+    if Kind::from_name(&request.kind.kind).is_none() {
+        return admit("not-a-workload");
+    }
+    let subject = review::subject(object, ctx.namespace);
+    let review = review::mutate(object, &ctx);
+    let decision = review::decide(&review, ctx.policy.enforcement, true, &subject);
+    Combined {
+        outcome: if decision.allowed {
+            review.outcome.label()
+        } else {
+            "denied"
+        },
+        allowed: decision.allowed,
+        message: decision.message,
+        warnings: decision.warnings,
+        ops: if decision.allowed {
+            review.ops
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Mode, Policy};
+    use serde_json::json;
+
+    fn review_body(operation: &str, kind: &str, object: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": {"group": "", "version": "v1", "kind": kind},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "shop",
+                "operation": operation,
+                "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+                "object": object,
+                "oldObject": null,
+                "dryRun": false,
+                "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+            }
+        }))
+        .unwrap()
+    }
+
+    fn pod() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": "w-", "annotations": {"sidekiq-guard.io/longest-job": "5m"}},
+            "spec": {"containers": [{"name": "w", "image": "app", "command": ["sidekiq"],
+                     "env": [{"name": "REDIS_URL", "value": "redis://r:6379"}]}]},
+        })
+    }
+
+    fn ctx(policy: &Policy) -> Context<'_> {
+        Context {
+            policy,
+            mode: Mode::Native,
+            namespace: None,
+        }
+    }
+
+    #[test]
+    fn mutate_answers_with_a_base64_patch_and_the_same_uid() {
+        let request = parse(&review_body("CREATE", "Pod", pod())).unwrap();
+        let policy = Policy::default();
+        let answer = respond(&request, Endpoint::Mutate, &ctx(&policy));
+        let response = serde_json::to_value(answer.clone().response.into_review()).unwrap();
+        assert_eq!(
+            response["response"]["uid"],
+            "705ab4f5-6393-11e8-b7cc-42010a800002"
+        );
+        assert_eq!(response["response"]["allowed"], true);
+        assert_eq!(response["response"]["patchType"], "JSONPatch");
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(response["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let ops: Vec<PatchOp> = serde_json::from_slice(&patch).unwrap();
+        assert_eq!(ops, answer.review.unwrap().ops);
+        assert_eq!(answer.outcome, "mutated");
+        assert_eq!(answer.subject, "Pod shop/w-*");
+        assert!(
+            response["response"]["warnings"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("sidekiq-guard: terminationGracePeriodSeconds set to 350")
+        );
+    }
+
+    #[test]
+    fn mutate_leaves_updates_and_non_pods_alone() {
+        let policy = Policy::default();
+        for (operation, kind, outcome) in [
+            ("UPDATE", "Pod", "not-a-pod-create"),
+            ("CREATE", "Deployment", "not-a-pod-create"),
+            ("DELETE", "Pod", "not-create-or-update"),
+        ] {
+            let request = parse(&review_body(operation, kind, pod())).unwrap();
+            let answer = respond(&request, Endpoint::Mutate, &ctx(&policy));
+            assert_eq!(answer.outcome, outcome);
+            assert!(answer.response.allowed && answer.response.patch.is_none());
+        }
+    }
+
+    #[test]
+    fn validate_denies_with_403_under_deny() {
+        let policy = Policy::parse("enforcement: deny").unwrap();
+        let request = parse(&review_body("CREATE", "Pod", pod())).unwrap();
+        let answer = respond(&request, Endpoint::Validate, &ctx(&policy));
+        assert!(!answer.response.allowed);
+        assert_eq!(answer.outcome, "denied");
+        let status = answer.response.status.unwrap();
+        assert_eq!(status.code, 403);
+        assert!(
+            status
+                .message
+                .starts_with("sidekiq-guard denied Pod shop/w-*: SG001 grace-too-short"),
+            "{}",
+            status.message
+        );
+        assert!(answer.response.patch.is_none());
+    }
+
+    #[test]
+    fn combined_equals_mutate_then_validate() {
+        let policy = Policy::default();
+        let request = parse(&review_body("CREATE", "Pod", pod())).unwrap();
+        let combined = combined(&request, &ctx(&policy));
+        let mutate = respond(&request, Endpoint::Mutate, &ctx(&policy));
+        assert_eq!(combined.ops, mutate.review.unwrap().ops);
+        let mut mutated = pod();
+        crate::patch::apply(&mut mutated, &combined.ops).unwrap();
+        let after = parse(&review_body("CREATE", "Pod", mutated)).unwrap();
+        let validate = respond(&after, Endpoint::Validate, &ctx(&policy));
+        assert_eq!(combined.allowed, validate.response.allowed);
+    }
+
+    #[test]
+    fn malformed_reviews_say_what_is_wrong() {
+        let err = |body: &str| parse(body.as_bytes()).unwrap_err().to_string();
+        assert!(err("{").starts_with("request body is not an AdmissionReview: EOF while parsing"));
+        assert_eq!(
+            err(
+                r#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "x"}}"#
+            ),
+            "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion \"admission.k8s.io/v1beta1\" and kind \"AdmissionReview\""
+        );
+        assert_eq!(
+            err(r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#),
+            "AdmissionReview has no request"
+        );
+        assert_eq!(
+            err(
+                r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": ""}}"#
+            ),
+            "AdmissionReview request has no uid"
+        );
+        assert!(err(r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 5}}"#)
+            .starts_with("request body is not an AdmissionReview: invalid type: integer `5`, expected a string"));
+    }
+}

@@ -1,0 +1,120 @@
+//! The AdmissionReview corpus under `tests/data/admission`, answered by the core as `/mutate`,
+//! `/validate` and the combined (Kubewarden) decision, against golden answers. The webhook and the
+//! wasm policy test their own answers against the same golden files.
+
+mod common;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sidekiq_guard::admission::{self, Endpoint};
+use sidekiq_guard::{Context, Mode, Policy};
+
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let dir = common::root().join("tests/data/admission");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A response with its patch decoded, so golden files are readable.
+fn readable(response: &admission::AdmissionResponse) -> Value {
+    let mut value = serde_json::to_value(response).unwrap();
+    if let Some(patch) = value.get("patch").and_then(Value::as_str) {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(patch)
+            .unwrap();
+        value["patch"] = serde_json::from_slice(&bytes).unwrap();
+    }
+    value
+}
+
+#[test]
+fn every_review_is_answered_as_the_golden_files_say() {
+    let policies = [
+        ("warn", Policy::default()),
+        (
+            "deny",
+            Policy::parse("enforcement: deny\nmaxGracePeriod: 10m").unwrap(),
+        ),
+    ];
+    for (name, body) in corpus() {
+        let request = admission::parse(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut answers = serde_json::Map::new();
+        for (policy_name, policy) in &policies {
+            let ctx = Context {
+                policy,
+                mode: Mode::Native,
+                namespace: None,
+            };
+            let mutate = admission::respond(&request, Endpoint::Mutate, &ctx);
+            let validate = admission::respond(&request, Endpoint::Validate, &ctx);
+            let combined = admission::combined(&request, &ctx);
+            assert_eq!(mutate.response.uid, request.uid);
+            answers.insert(
+                policy_name.to_string(),
+                json!({
+                    "mutate": readable(&mutate.response),
+                    "mutateOutcome": mutate.outcome,
+                    "validate": readable(&validate.response),
+                    "validateOutcome": validate.outcome,
+                    "combined": {
+                        "allowed": combined.allowed,
+                        "message": combined.message,
+                        "warnings": combined.warnings,
+                        "patch": combined.ops,
+                        "outcome": combined.outcome,
+                    },
+                }),
+            );
+        }
+        common::golden_json(
+            &format!("tests/data/admission/expected/{name}.json"),
+            &Value::Object(answers),
+        );
+    }
+}
+
+#[test]
+fn malformed_reviews_are_refused_with_a_reason() {
+    let dir = common::root().join("tests/data/admission/malformed");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let err = admission::parse(&std::fs::read(&path).unwrap())
+            .unwrap_err()
+            .to_string();
+        seen.push((
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            err,
+        ));
+    }
+    seen.sort();
+    let messages: Vec<&str> = seen.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!(messages.len(), 7);
+    for (file, message) in &seen {
+        let expected = match file.as_str() {
+            "empty-uid.json" => "AdmissionReview request has no uid",
+            "no-request.json" => "AdmissionReview has no request",
+            "v1beta1.json" => {
+                "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion \"admission.k8s.io/v1beta1\""
+            }
+            "wrong-kind.json" => {
+                "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion \"admission.k8s.io/v1\" and kind \"Pod\""
+            }
+            _ => "request body is not an AdmissionReview: ",
+        };
+        assert!(message.starts_with(expected), "{file}: {message}");
+    }
+}

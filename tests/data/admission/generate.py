@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Regenerates the AdmissionReview corpus from the object fixtures and examples.
+
+Each review is shaped like what kube-apiserver sends (admission.k8s.io/v1): uid, kind, resource,
+requestKind, requestResource, namespace, operation, userInfo, object, oldObject, dryRun, options.
+Run from the repository root: python3 tests/data/admission/generate.py
+"""
+import copy
+import json
+import pathlib
+import subprocess
+import uuid
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+OUT = ROOT / "tests/data/admission"
+
+RESOURCES = {
+    "Pod": ("", "v1", "pods"),
+    "Deployment": ("apps", "v1", "deployments"),
+    "StatefulSet": ("apps", "v1", "statefulsets"),
+    "DaemonSet": ("apps", "v1", "daemonsets"),
+    "ReplicaSet": ("apps", "v1", "replicasets"),
+    "Job": ("batch", "v1", "jobs"),
+    "CronJob": ("batch", "v1", "cronjobs"),
+    "ConfigMap": ("", "v1", "configmaps"),
+}
+USERS = {
+    "Pod": {"username": "system:serviceaccount:kube-system:replicaset-controller",
+            "uid": "3c5f7a10-2b6e-4bde-9d5c-0f0c7a2b9e61",
+            "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]},
+    "default": {"username": "ci-deployer", "uid": "b8f1c0d4-77a2-4f4e-8e0c-5d9a3f1e2c47",
+                "groups": ["system:authenticated"]},
+}
+
+
+def load(path):
+    text = (ROOT / path).read_text()
+    if path.endswith(".json"):
+        return json.loads(text)
+    return yaml.safe_load(text)
+
+
+def review(name, operation, obj, old=None, namespace=None):
+    kind = (obj or old)["kind"]
+    group, version, resource = RESOURCES[kind]
+    meta = (obj or old).get("metadata", {})
+    namespace = namespace or meta.get("namespace", "shop")
+    options_kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}[operation]
+    gvk = {"group": group, "version": version, "kind": kind}
+    gvr = {"group": group, "version": version, "resource": resource}
+    body = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, "sidekiq-guard/" + name)),
+            "kind": gvk,
+            "resource": gvr,
+            "requestKind": gvk,
+            "requestResource": gvr,
+            "name": meta.get("name", ""),
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": USERS["Pod"] if kind == "Pod" else USERS["default"],
+            "object": obj,
+            "oldObject": old,
+            "dryRun": False,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": options_kind},
+        },
+    }
+    if not body["request"]["name"]:
+        del body["request"]["name"]
+    (OUT / f"{name}.json").write_text(json.dumps(body, indent=2) + "\n")
+
+
+def injected(obj):
+    """The object as `kubectl sidekiq inject` (the same core code as the webhook) mutates it."""
+    out = subprocess.run(
+        ["cargo", "run", "-q", "-p", "kubectl-sidekiq", "--", "inject", "-f", "-", "-o", "json"],
+        input=json.dumps(obj), capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout)
+
+
+def main():
+    rails_pod = load("tests/data/objects/pod-rails-worker.json")
+    review("create-pod-rails-worker", "CREATE", rails_pod)
+    review("create-pod-already-injected", "CREATE", injected(rails_pod))
+    review("create-pod-web", "CREATE", load("tests/data/objects/pod-web.json"))
+    for name in ["pod-two-sidekiqs", "pod-bad-annotations", "pod-port-conflict", "pod-user-probes"]:
+        review(f"create-{name}", "CREATE", load(f"tests/data/objects/{name}.yaml"))
+    running = copy.deepcopy(injected(rails_pod))
+    running["metadata"]["name"] = "rails-worker-7d9c8f6b5-x2x9k"
+    relabelled = copy.deepcopy(running)
+    relabelled["metadata"]["labels"]["team"] = "payments"
+    review("update-pod-labels", "UPDATE", relabelled, running)
+    review("delete-pod", "DELETE", None, running)
+
+    examples = {
+        "rails-worker": "Deployment", "report-worker": "Deployment",
+        "mailer-statefulset": "StatefulSet", "nightly-cronjob": "CronJob",
+        "handwritten-prestop": "Deployment",
+    }
+    for name in examples:
+        obj = load(f"manifests/examples/{name}.yaml")
+        review(f"create-{name}", "CREATE", obj)
+    report = load("manifests/examples/report-worker.yaml")
+    lowered = copy.deepcopy(report)
+    lowered["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 30
+    review("update-report-worker-lowered-grace", "UPDATE", lowered, report)
+    review("create-configmap", "CREATE", {"apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": {"name": "settings", "namespace": "shop"},
+                                          "data": {"sidekiq.yml": ":timeout: 25\n"}})
+
+    malformed = OUT / "malformed"
+    (malformed / "not-json.txt").write_text("<html>not json</html>\n")
+    (malformed / "truncated.json").write_text('{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionRev')
+    (malformed / "v1beta1.json").write_text(json.dumps({
+        "apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview",
+        "request": {"uid": "0f0c7a2b-0000-4000-8000-000000000001", "operation": "CREATE"}}) + "\n")
+    (malformed / "wrong-kind.json").write_text(json.dumps({
+        "apiVersion": "admission.k8s.io/v1", "kind": "Pod", "request": {"uid": "x"}}) + "\n")
+    (malformed / "no-request.json").write_text(json.dumps({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}) + "\n")
+    (malformed / "empty-uid.json").write_text(json.dumps({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": ""}}) + "\n")
+    (malformed / "uid-not-a-string.json").write_text(json.dumps({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 42}}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
