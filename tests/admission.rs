@@ -1,4 +1,7 @@
 //! The AdmissionReview corpus under `tests/data/admission`, answered by the core as `/mutate`,
+
+// Test helpers outside #[test] functions panic on failure, like the tests themselves.
+#![allow(clippy::unwrap_used)]
 //! `/validate` and the combined (Kubewarden) decision, against golden answers. The webhook and the
 //! wasm policy test their own answers against the same golden files.
 
