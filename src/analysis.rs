@@ -184,7 +184,10 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
     let overrides = Overrides::from_annotations(workload.annotations());
     let container = match detect::detect(workload.containers, overrides.container.as_deref()) {
         Detection::Found(container) => container,
-        Detection::None => return Subject::Skipped(Skip::NoSidekiq),
+        // A pod labelled to opt in explicitly expects protection: finding no Sidekiq is news.
+        Detection::None if workload.label(annotations::INJECT) != Some("true") => {
+            return Subject::Skipped(Skip::NoSidekiq);
+        }
         unresolved => {
             return Subject::Unresolved {
                 workload,

@@ -195,7 +195,21 @@ pub fn unresolved(
             ),
             "name one of the pod's containers in the annotation".into(),
         )),
-        Detection::Found(_) | Detection::None => {}
+        Detection::None => findings.push(Finding::new(
+            Code::ContainerNotFound,
+            Severity::Warning,
+            workload.path("spec.containers"),
+            format!(
+                "labelled {}=true, but no container runs sidekiq or sidekiqswarm (containers: {})",
+                annotations::INJECT,
+                names.join(", ")
+            ),
+            format!(
+                "annotate {}: <name> when Sidekiq starts from a script, or remove the label",
+                annotations::CONTAINER
+            ),
+        )),
+        Detection::Found(_) => {}
     }
     findings
 }

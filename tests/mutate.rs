@@ -360,6 +360,22 @@ fn non_sidekiq_and_opted_out_pods_are_left_alone() {
 }
 
 #[test]
+fn an_explicit_opt_in_without_sidekiq_is_reported() {
+    let mut pod = load("tests/data/objects/pod-web.json");
+    pod["metadata"]["labels"]["sidekiq-guard.io/inject"] = json!("true");
+    pod["spec"]["containers"][0]["command"] = json!(["/app/bin/start-worker"]);
+    let review = review::mutate(&pod, &ctx(&Policy::default(), Mode::Native));
+    assert_eq!(review.outcome, Outcome::Unresolved);
+    assert_eq!(review.ops, vec![]);
+    assert_eq!(codes(&review), vec!["SG012"]);
+    assert_eq!(review.findings[0].severity, Severity::Warning);
+    assert_eq!(
+        review.findings[0].message,
+        "labelled sidekiq-guard.io/inject=true, but no container runs sidekiq or sidekiqswarm (containers: web)"
+    );
+}
+
+#[test]
 fn switching_the_sidecar_mode_moves_the_sidecar() {
     let pod = load("tests/data/objects/pod-rails-worker.json");
     let (_, classic) = mutate_and_apply(&pod, &Policy::default(), Mode::Classic);
