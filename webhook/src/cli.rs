@@ -1,0 +1,198 @@
+//! Command line. Every flag can also be set by an environment variable named after it
+//! (`--shutdown-delay` → `SIDEKIQ_GUARD_SHUTDOWN_DELAY`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::logging::LogFormat;
+
+/// sidekiq-guard's admission webhook: injects the drain hook, probes and grace period into
+/// Sidekiq pods, and checks Sidekiq workloads.
+#[derive(Debug, Parser)]
+#[command(name = "sidekiq-guard-webhook", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, env = "SIDEKIQ_GUARD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log level of sidekiq-guard's own events (libraries log at warn).
+    #[arg(long, global = true, env = "SIDEKIQ_GUARD_LOG_LEVEL", default_value = "info")]
+    pub log_level: tracing::Level,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve POST /mutate and /validate over HTTPS, and health and metrics over HTTP.
+    Serve(ServeArgs),
+    /// Make and install serving certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// PEM certificate chain (serving certificate first); reloaded when it changes.
+    #[arg(long, env = "SIDEKIQ_GUARD_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// PEM private key of the serving certificate; reloaded when it changes.
+    #[arg(long, env = "SIDEKIQ_GUARD_TLS_KEY")]
+    pub tls_key: PathBuf,
+    /// Address of the HTTPS admission port.
+    #[arg(long, env = "SIDEKIQ_GUARD_ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+    /// Address of the plain-HTTP port serving /livez, /readyz and /metrics.
+    #[arg(long, env = "SIDEKIQ_GUARD_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+    pub health_addr: SocketAddr,
+    /// Policy file (YAML or JSON); the built-in defaults when absent.
+    #[arg(long, env = "SIDEKIQ_GUARD_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Kubeconfig used to read the API server version for `sidecar.mode: auto` (in a pod, the
+    /// service account is used).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "SIDEKIQ_GUARD_CERT_RELOAD_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub cert_reload_interval: Duration,
+    /// After SIGTERM, how long to keep answering while /readyz fails, so that the Service
+    /// stops routing here before connections close.
+    #[arg(long, env = "SIDEKIQ_GUARD_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
+    pub shutdown_delay: Duration,
+    /// Then, how long in-flight requests may take to finish before connections are cut.
+    #[arg(long, env = "SIDEKIQ_GUARD_SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+    /// Largest accepted request body, in bytes (413 above it). The default fits UPDATE reviews
+    /// of the largest objects the API server stores.
+    #[arg(long, env = "SIDEKIQ_GUARD_MAX_BODY_BYTES", default_value_t = crate::handler::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+}
+
+/// `certs …`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Write a CA and a serving certificate for the webhook Service into a directory.
+    Generate(GenerateArgs),
+    /// In the cluster: create or renew the serving certificate Secret and trust its CA in both
+    /// webhook configurations. Idempotent; meant for a Job and a CronJob.
+    Install(InstallArgs),
+}
+
+/// `certs generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Name of the webhook Service.
+    #[arg(long, env = "SIDEKIQ_GUARD_SERVICE", default_value = "sidekiq-guard")]
+    pub service: String,
+    /// Namespace of the webhook Service.
+    #[arg(long, env = "SIDEKIQ_GUARD_NAMESPACE", default_value = "sidekiq-guard")]
+    pub namespace: String,
+    /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Validity of the serving certificate.
+    #[arg(long, default_value = "365d", value_parser = duration)]
+    pub validity: Duration,
+    /// Validity of the CA.
+    #[arg(long, default_value = "3650d", value_parser = duration)]
+    pub ca_validity: Duration,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `certs install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Name of the webhook Service.
+    #[arg(long, env = "SIDEKIQ_GUARD_SERVICE", default_value = "sidekiq-guard")]
+    pub service: String,
+    /// Namespace of the webhook Service and the Secrets.
+    #[arg(long, env = "SIDEKIQ_GUARD_NAMESPACE", default_value = "sidekiq-guard")]
+    pub namespace: String,
+    /// The kubernetes.io/tls Secret mounted by the webhook pods.
+    #[arg(long, env = "SIDEKIQ_GUARD_SECRET", default_value = "sidekiq-guard-tls")]
+    pub secret: String,
+    /// The Secret holding the CA and its key (read by the install Job only).
+    #[arg(long, env = "SIDEKIQ_GUARD_CA_SECRET", default_value = "sidekiq-guard-ca")]
+    pub ca_secret: String,
+    /// Name of both webhook configurations (see --mutating and --validating to tell them apart).
+    #[arg(long, env = "SIDEKIQ_GUARD_WEBHOOK_CONFIGURATION", default_value = "sidekiq-guard")]
+    pub webhook_configuration: String,
+    /// Name of the MutatingWebhookConfiguration, when it differs.
+    #[arg(long)]
+    pub mutating: Option<String>,
+    /// Name of the ValidatingWebhookConfiguration, when it differs.
+    #[arg(long)]
+    pub validating: Option<String>,
+    /// Renew certificates that expire within this.
+    #[arg(long, default_value = "30d", value_parser = duration)]
+    pub renew_before: Duration,
+    /// Validity of a new serving certificate.
+    #[arg(long, default_value = "365d", value_parser = duration)]
+    pub validity: Duration,
+    /// Validity of a new CA.
+    #[arg(long, default_value = "3650d", value_parser = duration)]
+    pub ca_validity: Duration,
+    /// How long to wait for the webhook configurations to exist.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub wait: Duration,
+    /// Kubeconfig (in a pod, the service account is used).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Parses `90s`, `5m`, `365d`, `1h30m`.
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|err| format!("{err}; expected a duration such as 5s, 10m or 365d"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults_match_the_issue() {
+        let cli = Cli::try_parse_from([
+            "sidekiq-guard-webhook",
+            "serve",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.addr.to_string(), "0.0.0.0:8443");
+        assert_eq!(args.health_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(args.shutdown_delay, Duration::from_secs(5));
+        let err = Cli::try_parse_from([
+            "sidekiq-guard-webhook",
+            "serve",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--shutdown-delay",
+            "soon",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("expected a duration such as 5s"), "{err}");
+    }
+}

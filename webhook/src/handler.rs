@@ -1,0 +1,335 @@
+//! `POST /mutate` and `POST /validate`: HTTP in, the core's answer out.
+//!
+//! Every Kubernetes decision is the core's ([`sidekiq_guard::admission`]); this module only
+//! reads the body (bounded in size and time), maps errors to HTTP statuses, and records logs
+//! and metrics. Errors are answered as a Kubernetes `Status` object, which the API server
+//! decodes and quotes in its own error ("failed calling webhook …: <message>").
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use serde::Serialize;
+use sidekiq_guard::admission::{self, AdmissionRequest, AdmissionResponse, Answer, Endpoint};
+use sidekiq_guard::{Context, Mode, Policy};
+
+use crate::metrics::Metrics;
+use crate::timeout;
+
+/// Default request body limit. The API server refuses objects above 1.5 MiB (etcd's default
+/// request limit) and an UPDATE review carries the object twice (`object` and `oldObject`),
+/// plus the review's own fields; 8 MiB leaves room for both with headroom while bounding
+/// the memory one request can take.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Bodies above this size are answered on the blocking pool, so that a huge UPDATE review does
+/// not hold up the other connections served by the same worker thread.
+const INLINE_LIMIT: usize = 256 * 1024;
+
+/// What the admission endpoints share.
+#[derive(Debug)]
+pub struct AdmissionState {
+    /// The policy (fixed for the life of the process; a new policy means a new rollout).
+    pub policy: Policy,
+    /// Where the sidecar goes, decided at start-up.
+    pub mode: Mode,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Set on SIGTERM: answers carry `Connection: close`, so the API server moves its
+    /// keep-alive connections to a replica that is not going away.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// The router of the admission port.
+pub fn router(state: Arc<AdmissionState>) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn mutate(State(state): State<Arc<AdmissionState>>, request: Request) -> Response {
+    answer(state, Endpoint::Mutate, request).await
+}
+
+async fn validate(State(state): State<Arc<AdmissionState>>, request: Request) -> Response {
+    answer(state, Endpoint::Validate, request).await
+}
+
+fn endpoint_name(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Mutate => "mutate",
+        Endpoint::Validate => "validate",
+    }
+}
+
+/// A request that gets an HTTP error instead of an AdmissionReview.
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    /// Metrics label.
+    result: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn bad_request(message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            reason: "BadRequest",
+            result: "bad-request",
+            message,
+        }
+    }
+}
+
+async fn answer(state: Arc<AdmissionState>, endpoint: Endpoint, request: Request) -> Response {
+    let started = Instant::now();
+    let name = endpoint_name(endpoint);
+    let draining = state.draining.load(Ordering::Relaxed);
+    let response = match review(&state, endpoint, request).await {
+        Ok((answer, request)) => {
+            state.metrics.request(name, answer.outcome, started.elapsed());
+            if endpoint == Endpoint::Mutate {
+                if answer.outcome == "mutated" {
+                    state.metrics.injection(state.mode.as_str());
+                } else {
+                    state.metrics.skip(answer.outcome);
+                }
+            }
+            log_answer(name, &request, &answer, started.elapsed());
+            json_response(StatusCode::OK, &ReviewOut::new(&answer.response))
+        }
+        Err(refusal) => {
+            state.metrics.request(name, refusal.result, started.elapsed());
+            tracing::warn!(
+                endpoint = name,
+                status = refusal.status.as_u16(),
+                error = %refusal.message,
+                "admission request refused"
+            );
+            status_response(refusal.status, refusal.reason, refusal.message)
+        }
+    };
+    closing_if(draining, response)
+}
+
+async fn review(
+    state: &Arc<AdmissionState>,
+    endpoint: Endpoint,
+    request: Request,
+) -> Result<(Answer, AdmissionRequest), Refusal> {
+    let deadline = timeout::from_query(request.uri().query())
+        .map_err(|err| Refusal::bad_request(err.to_string()))?;
+    let body = read_body(request, state.max_body_bytes, deadline).await?;
+    let parsed = admission::parse(&body).map_err(|err| Refusal::bad_request(err.to_string()))?;
+    if body.len() <= INLINE_LIMIT {
+        let answer = respond(state, &parsed, endpoint);
+        return Ok((answer, parsed));
+    }
+    drop(body);
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || {
+        let answer = respond(&state, &parsed, endpoint);
+        (answer, parsed)
+    })
+    .await
+    .map_err(|err| Refusal {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        reason: "InternalError",
+        result: "internal-error",
+        message: format!("the review could not be completed: {err}"),
+    })
+}
+
+fn respond(state: &AdmissionState, request: &AdmissionRequest, endpoint: Endpoint) -> Answer {
+    let ctx = Context {
+        policy: &state.policy,
+        mode: state.mode,
+        namespace: None,
+    };
+    admission::respond(request, endpoint, &ctx)
+}
+
+async fn read_body(request: Request, limit: usize, deadline: Duration) -> Result<Bytes, Refusal> {
+    let too_large = || Refusal {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        reason: "RequestEntityTooLarge",
+        result: "payload-too-large",
+        message: format!("request body is larger than the limit of {limit} bytes (--max-body-bytes)"),
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(request.into_body(), limit);
+    match tokio::time::timeout(deadline, body.collect()).await {
+        Err(_) => Err(Refusal {
+            status: StatusCode::REQUEST_TIMEOUT,
+            reason: "Timeout",
+            result: "timeout",
+            message: format!(
+                "request body not received within the request's timeout of {}",
+                humantime_secs(deadline)
+            ),
+        }),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(err)) => Err(Refusal::bad_request(format!(
+            "cannot read the request body: {err}"
+        ))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn humantime_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// One log line per answer: who asked about what, and what was decided. Decisions about
+/// Sidekiq workloads are at `info`; objects that are none of sidekiq-guard's business at
+/// `debug`, so a busy namespace does not flood the log.
+fn log_answer(endpoint: &'static str, request: &AdmissionRequest, answer: &Answer, elapsed: Duration) {
+    macro_rules! log {
+        ($level:ident) => {
+            tracing::$level!(
+                endpoint,
+                uid = %request.uid,
+                operation = %request.operation,
+                kind = %request.kind.kind,
+                namespace = request.namespace.as_deref().unwrap_or(""),
+                name = %object_name(request),
+                decision = answer.outcome,
+                allowed = answer.response.allowed,
+                patched = answer.response.patch.is_some(),
+                warnings = answer.response.warnings.len(),
+                elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                "admission"
+            )
+        };
+    }
+    if answer.review.is_some() && answer.outcome != "no-sidekiq" {
+        log!(info);
+    } else {
+        log!(debug);
+    }
+}
+
+fn object_name(request: &AdmissionRequest) -> String {
+    match (&request.name, &request.object) {
+        (Some(name), _) if !name.is_empty() => name.clone(),
+        (_, Some(object)) => sidekiq_guard::workload::display_name(object),
+        _ => String::new(),
+    }
+}
+
+/// `AdmissionResponse::into_review`, serialised without building a `serde_json::Value` first.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: &'a AdmissionResponse,
+}
+
+impl<'a> ReviewOut<'a> {
+    fn new(response: &'a AdmissionResponse) -> Self {
+        Self {
+            api_version: admission::API_VERSION,
+            kind: "AdmissionReview",
+            response,
+        }
+    }
+}
+
+/// A `meta/v1` `Status`, the error shape Kubernetes clients decode.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusOut {
+    api_version: &'static str,
+    kind: &'static str,
+    status: &'static str,
+    message: String,
+    reason: &'static str,
+    code: u16,
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            bytes,
+        )
+            .into_response(),
+        // Serialising strings, booleans and numbers cannot fail; answer something valid anyway.
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// An error answer as a Kubernetes `Status`.
+pub fn status_response(status: StatusCode, reason: &'static str, message: String) -> Response {
+    json_response(
+        status,
+        &StatusOut {
+            api_version: "v1",
+            kind: "Status",
+            status: "Failure",
+            message,
+            reason,
+            code: status.as_u16(),
+        },
+    )
+}
+
+fn closing_if(draining: bool, mut response: Response) -> Response {
+    if draining {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+async fn not_found(State(state): State<Arc<AdmissionState>>, method: Method, uri: Uri) -> Response {
+    state
+        .metrics
+        .request("other", "not-found", Duration::ZERO);
+    closing_if(
+        state.draining.load(Ordering::Relaxed),
+        status_response(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!(
+                "no such endpoint: {method} {}; the webhook serves POST /mutate and POST /validate",
+                uri.path()
+            ),
+        ),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let mut response = status_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("{method} is not allowed on {}; use POST", uri.path()),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}

@@ -1,0 +1,139 @@
+//! `sidekiq-guard-webhook`: see the crate's library for what each part does.
+
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use sidekiq_guard::Policy;
+use sidekiq_guard_webhook::cli::{CertsCommand, Cli, Command, GenerateArgs, InstallArgs, ServeArgs};
+use sidekiq_guard_webhook::serve::{self, ServeConfig};
+use sidekiq_guard_webhook::tls::{self, CertFiles};
+use sidekiq_guard_webhook::{cluster, generate, install, logging};
+use tokio::signal::unix::{SignalKind, signal};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, cli.log_level);
+    tls::install_default_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&anyhow::Error::new(err).context("cannot start the runtime")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => run_serve(args).await,
+            Command::Certs(CertsCommand::Generate(args)) => run_generate(&args),
+            Command::Certs(CertsCommand::Install(args)) => run_install(args).await,
+        }
+    });
+    // Do not wait for lingering blocking tasks (a stuck file read) once the work is done.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+fn fail(err: &anyhow::Error) -> ExitCode {
+    let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+    tracing::error!(error = %chain.join(": "), "fatal");
+    // Also on stderr, for a terminal or `kubectl logs --previous` when logs are JSON.
+    let _ = writeln!(std::io::stderr(), "sidekiq-guard-webhook: {}", chain.join(": "));
+    ExitCode::FAILURE
+}
+
+async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let policy = match &args.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+            Policy::parse(&text)
+                .with_context(|| format!("invalid policy file {}", path.display()))?
+        }
+        None => Policy::default(),
+    };
+    let config = ServeConfig {
+        addr: args.addr,
+        health_addr: args.health_addr,
+        cert: CertFiles {
+            cert: args.tls_cert,
+            key: args.tls_key,
+        },
+        policy,
+        kubeconfig: args.kubeconfig,
+        reload_interval: args.cert_reload_interval,
+        shutdown_delay: args.shutdown_delay,
+        shutdown_timeout: args.shutdown_timeout,
+        max_body_bytes: args.max_body_bytes,
+    };
+    let signals = signals().context("cannot install the signal handlers")?;
+    serve::serve(config, signals).await?;
+    Ok(())
+}
+
+/// SIGTERM (the kubelet) and SIGINT (a terminal) both start the graceful shutdown; each
+/// signal bumps the counter `serve` watches.
+fn signals() -> std::io::Result<serve::Signals> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+    Ok(rx)
+}
+
+fn run_generate(args: &GenerateArgs) -> anyhow::Result<()> {
+    let generated = generate::generate(
+        &args.service,
+        &args.namespace,
+        args.validity,
+        args.ca_validity,
+        SystemTime::now(),
+    )?;
+    generate::write(&args.out, &generated, args.force)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "wrote {} (CA), {} (serving certificate for {}) and their keys",
+        args.out.join("ca.crt").display(),
+        args.out.join("tls.crt").display(),
+        generated.dns_names.join(", ")
+    )?;
+    Ok(())
+}
+
+async fn run_install(args: InstallArgs) -> anyhow::Result<()> {
+    let client = cluster::client(args.kubeconfig.as_deref()).await?;
+    let config = install::InstallConfig {
+        mutating: args.mutating.unwrap_or_else(|| args.webhook_configuration.clone()),
+        validating: args.validating.unwrap_or_else(|| args.webhook_configuration.clone()),
+        namespace: args.namespace,
+        service: args.service,
+        secret: args.secret,
+        ca_secret: args.ca_secret,
+        renew_before: args.renew_before,
+        validity: args.validity,
+        ca_validity: args.ca_validity,
+        wait: args.wait,
+    };
+    let report = install::install(&client, &config, SystemTime::now()).await?;
+    tracing::info!(
+        ca = ?report.ca,
+        serving = ?report.serving,
+        serving_not_after = %tls::format_unix(report.serving_not_after),
+        patched = ?report.patched,
+        "certificates installed"
+    );
+    Ok(())
+}

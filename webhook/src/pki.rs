@@ -1,0 +1,354 @@
+//! Reading and making X.509 certificates: what the server, `certs generate` and `certs install`
+//! need to know about a PEM certificate (names, validity, issuer), and how sidekiq-guard issues
+//! its own CA and serving certificates with rcgen.
+//!
+//! Keys are ECDSA P-256: small, fast to sign with, and accepted by the API server's Go TLS stack.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
+
+/// Certificates are back-dated by this much so that a node whose clock is slightly behind
+/// does not reject a certificate issued a moment ago.
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+/// A certificate or key that cannot be used. Messages never contain key material.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// No `CERTIFICATE` block.
+    #[error("{what} holds no PEM CERTIFICATE block")]
+    NoCertificate {
+        /// Which input, e.g. `Secret shop/tls key tls.crt`.
+        what: String,
+    },
+    /// A PEM block that does not decode.
+    #[error("{what} is not valid PEM")]
+    Pem {
+        /// Which input.
+        what: String,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// DER that is not an X.509 certificate.
+    #[error("{what} holds a certificate that cannot be parsed: {message}")]
+    Parse {
+        /// Which input.
+        what: String,
+        /// The parser's complaint.
+        message: String,
+    },
+    /// rcgen refused to build or sign a certificate, or to read a key.
+    #[error("{what}")]
+    Rcgen {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: rcgen::Error,
+    },
+}
+
+/// What sidekiq-guard needs to know about a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Subject common name (empty when absent).
+    pub common_name: String,
+    /// DNS subject alternative names.
+    pub dns_names: Vec<String>,
+    /// Start of validity, seconds since the Unix epoch.
+    pub not_before: i64,
+    /// End of validity, seconds since the Unix epoch.
+    pub not_after: i64,
+    /// Whether the basic constraints make it a CA.
+    pub is_ca: bool,
+    /// Serial number, colon-separated hex.
+    pub serial: String,
+}
+
+impl CertInfo {
+    /// Seconds left before expiry at `now` (negative once expired).
+    pub fn seconds_left(&self, now: SystemTime) -> i64 {
+        self.not_after - unix(now)
+    }
+
+    /// Whether it is valid at `now` and stays valid for at least `margin`.
+    pub fn valid_for(&self, now: SystemTime, margin: Duration) -> bool {
+        let now = unix(now);
+        self.not_before <= now
+            && self.not_after - now >= i64::try_from(margin.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Every certificate in a PEM document, in order (leaf first for a chain).
+pub fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| PkiError::Pem {
+            what: what.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(PkiError::NoCertificate {
+            what: what.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Reads one DER certificate.
+pub fn inspect(der: &[u8], what: &str) -> Result<CertInfo, PkiError> {
+    let cert = parse(der, what)?;
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let dns_names = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let validity = cert.validity();
+    Ok(CertInfo {
+        common_name,
+        dns_names,
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        is_ca: cert.is_ca(),
+        serial: cert.raw_serial_as_string(),
+    })
+}
+
+/// Reads the first certificate of a PEM document.
+pub fn inspect_pem(pem: &[u8], what: &str) -> Result<CertInfo, PkiError> {
+    let certs = certificates(pem, what)?;
+    inspect(&certs[0], what)
+}
+
+/// Whether `cert` carries a valid signature by `issuer`'s key.
+pub fn signed_by(cert: &[u8], issuer: &[u8]) -> bool {
+    match (parse(cert, "certificate"), parse(issuer, "issuer")) {
+        (Ok(cert), Ok(issuer)) => cert.verify_signature(Some(issuer.public_key())).is_ok(),
+        _ => false,
+    }
+}
+
+fn parse<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, PkiError> {
+    X509Certificate::from_der(der)
+        .map(|(_, cert)| cert)
+        .map_err(|err| PkiError::Parse {
+            what: what.to_owned(),
+            message: err.to_string(),
+        })
+}
+
+/// Whether `key_pem` is the private key of the certificate `cert_der`.
+pub fn key_matches(cert_der: &[u8], key_pem: &[u8]) -> bool {
+    use rustls::pki_types::PrivateKeyDer;
+    let Ok(key) = PrivateKeyDer::from_pem_slice(key_pem) else {
+        return false;
+    };
+    let provider = rustls::crypto::ring::default_provider();
+    let Ok(signing_key) = provider.key_provider.load_private_key(key) else {
+        return false;
+    };
+    match (signing_key.public_key(), parse(cert_der, "certificate")) {
+        (Some(spki), Ok(cert)) => spki.as_ref() == cert.public_key().raw,
+        _ => false,
+    }
+}
+
+/// PEM text of one DER certificate.
+pub fn pem_encode(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::with_capacity(encoded.len() + encoded.len() / 64 + 64);
+    pem.push_str("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+/// The names a webhook Service is reached by; the API server dials `S.N.svc`.
+pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
+    vec![
+        service.to_owned(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+    ]
+}
+
+/// A certificate with its private key, both PEM.
+#[derive(Clone)]
+pub struct KeyedCert {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8). Never logged.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for KeyedCert {
+    // The key must not end up in logs or error messages through a `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedCert")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Makes a self-signed CA valid for `validity` from `now`.
+pub fn new_ca(common_name: &str, now: SystemTime, validity: Duration) -> Result<KeyedCert, PkiError> {
+    let key = KeyPair::generate().map_err(rcgen_err("cannot generate the CA key"))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(common_name);
+    // Path length 0: this CA signs serving certificates only, never other CAs.
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    set_validity(&mut params, now, validity);
+    let cert = params
+        .self_signed(&key)
+        .map_err(rcgen_err("cannot self-sign the CA certificate"))?;
+    Ok(KeyedCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Issues a serving certificate for `dns_names` signed by `ca`.
+pub fn issue_serving(
+    ca: &KeyedCert,
+    dns_names: &[String],
+    now: SystemTime,
+    validity: Duration,
+) -> Result<KeyedCert, PkiError> {
+    let ca_key =
+        KeyPair::from_pem(&ca.key_pem).map_err(rcgen_err("cannot read the CA private key"))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)
+        .map_err(rcgen_err("cannot read the CA certificate"))?;
+    let key = KeyPair::generate().map_err(rcgen_err("cannot generate the serving key"))?;
+    let mut params = CertificateParams::new(dns_names.to_vec())
+        .map_err(rcgen_err("invalid DNS name for the serving certificate"))?;
+    params.distinguished_name = name(dns_names.last().map_or("sidekiq-guard", String::as_str));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    set_validity(&mut params, now, validity);
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(rcgen_err("cannot sign the serving certificate"))?;
+    Ok(KeyedCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn set_validity(params: &mut CertificateParams, now: SystemTime, validity: Duration) {
+    let now = OffsetDateTime::from(now);
+    params.not_before = now - BACKDATE;
+    params.not_after = now + validity;
+    params.serial_number = Some(random_serial());
+}
+
+/// 16 random bytes with the top bit clear: a positive serial that no two certificates share.
+fn random_serial() -> SerialNumber {
+    use rustls::crypto::ring::default_provider;
+    let mut bytes = [0u8; 16];
+    // The system RNG failing is not recoverable for key generation either; a zero serial
+    // would still be a valid (if less unique) certificate, so do not fail here.
+    let _ = default_provider().secure_random.fill(&mut bytes);
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn rcgen_err(what: &'static str) -> impl Fn(rcgen::Error) -> PkiError {
+    move |source| PkiError::Rcgen {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_serving_certificate_names_the_service_and_chains_to_its_ca() {
+        let now = SystemTime::now();
+        let ca = new_ca("test CA", now, Duration::from_secs(86400 * 3650)).unwrap();
+        let names = service_dns_names("sidekiq-guard", "ops");
+        let leaf = issue_serving(&ca, &names, now, Duration::from_secs(86400 * 365)).unwrap();
+        let info = inspect_pem(leaf.cert_pem.as_bytes(), "leaf").unwrap();
+        assert_eq!(
+            info.dns_names,
+            ["sidekiq-guard", "sidekiq-guard.ops", "sidekiq-guard.ops.svc"]
+        );
+        assert_eq!(info.common_name, "sidekiq-guard.ops.svc");
+        assert!(!info.is_ca);
+        assert!(info.valid_for(now, Duration::from_secs(86400 * 364)));
+        assert!(!info.valid_for(now, Duration::from_secs(86400 * 366)));
+        let ca_info = inspect_pem(ca.cert_pem.as_bytes(), "ca").unwrap();
+        assert!(ca_info.is_ca);
+        let leaf_der = certificates(leaf.cert_pem.as_bytes(), "leaf").unwrap();
+        let ca_der = certificates(ca.cert_pem.as_bytes(), "ca").unwrap();
+        assert!(signed_by(&leaf_der[0], &ca_der[0]));
+        let other = new_ca("other", now, Duration::from_secs(86400)).unwrap();
+        let other_der = certificates(other.cert_pem.as_bytes(), "other").unwrap();
+        assert!(!signed_by(&leaf_der[0], &other_der[0]));
+        assert!(!format!("{leaf:?}").contains("PRIVATE KEY"));
+        assert!(key_matches(&leaf_der[0], leaf.key_pem.as_bytes()));
+        assert!(!key_matches(&leaf_der[0], ca.key_pem.as_bytes()));
+        assert_eq!(pem_encode(&ca_der[0]), ca.cert_pem.replace("\r\n", "\n"));
+    }
+
+    #[test]
+    fn garbage_is_reported_without_panicking() {
+        assert_eq!(
+            certificates(b"hello", "tls.crt").unwrap_err().to_string(),
+            "tls.crt holds no PEM CERTIFICATE block"
+        );
+        let bad = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let err = inspect_pem(bad.as_bytes(), "tls.crt").unwrap_err().to_string();
+        assert!(err.starts_with("tls.crt holds a certificate that cannot be parsed"), "{err}");
+    }
+}

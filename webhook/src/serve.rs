@@ -1,0 +1,218 @@
+//! `sidekiq-guard-webhook serve`: start-up, the two ports, and the shutdown sequence.
+//!
+//! Start-up: bind both ports, load the certificate (or wait for it), decide the sidecar mode,
+//! then serve admission requests; `/readyz` turns 200 only when all of that is done.
+//!
+//! Shutdown on SIGTERM (or SIGINT):
+//! 1. `/readyz` fails at once, so the endpoints controller removes this replica from the
+//!    Service;
+//! 2. for `--shutdown-delay` the replica keeps answering (the API server may still route to
+//!    it while the endpoint removal propagates), with `Connection: close` on every answer so
+//!    keep-alive connections move to another replica;
+//! 3. it stops accepting, closes idle keep-alive connections and lets in-flight requests
+//!    finish, for at most `--shutdown-timeout`;
+//! 4. it exits. A second signal skips the rest of the delay.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum_server::Handle;
+use sidekiq_guard::Policy;
+use tokio::sync::watch;
+
+use crate::cluster::{self, ClusterError};
+use crate::handler::{self, AdmissionState};
+use crate::health::{self, Health};
+use crate::metrics::Metrics;
+use crate::server;
+use crate::tls::{self, CertFiles, CertStore, Watcher};
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Admission (HTTPS) address.
+    pub addr: SocketAddr,
+    /// Health (plain HTTP) address.
+    pub health_addr: SocketAddr,
+    /// Serving certificate and key.
+    pub cert: CertFiles,
+    /// The policy.
+    pub policy: Policy,
+    /// Kubeconfig for `sidecar.mode: auto` outside a cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// How often the certificate files are checked for changes.
+    pub reload_interval: Duration,
+    /// How long to keep serving after SIGTERM while readiness fails.
+    pub shutdown_delay: Duration,
+    /// How long in-flight requests may take to finish after that.
+    pub shutdown_timeout: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// Why `serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A port cannot be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS configuration cannot be built.
+    #[error("cannot configure TLS")]
+    Tls(#[source] rustls::Error),
+    /// `sidecar.mode: auto` without any way to reach a cluster.
+    #[error("cannot decide the sidecar mode")]
+    Mode(#[source] ClusterError),
+    /// A server failed while running.
+    #[error("the {port} server failed")]
+    Server {
+        /// `admission` or `health`.
+        port: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Counts termination signals; `serve` reacts to each change.
+pub type Signals = watch::Receiver<u32>;
+
+/// Runs the webhook until the first signal on `signals`, then shuts down as described in the
+/// module documentation.
+pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::new());
+    let certs = Arc::new(CertStore::new());
+    let draining = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health {
+        certs: Arc::clone(&certs),
+        serving: AtomicBool::new(false),
+        draining: Arc::clone(&draining),
+        metrics: Arc::clone(&metrics),
+    });
+
+    let bind_error = |addr| move |source| ServeError::Bind { addr, source };
+    let health_listener = tokio::net::TcpListener::bind(config.health_addr)
+        .await
+        .map_err(bind_error(config.health_addr))?;
+    let admission_listener =
+        std::net::TcpListener::bind(config.addr).map_err(bind_error(config.addr))?;
+    let health_addr = health_listener
+        .local_addr()
+        .map_err(bind_error(config.health_addr))?;
+    let admission_addr = admission_listener
+        .local_addr()
+        .map_err(bind_error(config.addr))?;
+    tracing::info!(
+        admission = %admission_addr,
+        health = %health_addr,
+        version = sidekiq_guard::VERSION,
+        "listening"
+    );
+
+    let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+    let health_server = tokio::spawn(
+        axum::serve(health_listener, health::router(Arc::clone(&health)))
+            .with_graceful_shutdown(async {
+                let _ = health_stopped.await;
+            })
+            .into_future(),
+    );
+
+    let mut watcher = Watcher::new(config.cert.clone(), Arc::clone(&certs), Arc::clone(&metrics));
+    watcher.poll().await;
+    let watcher = tokio::spawn(watcher.run(config.reload_interval));
+
+    let mode = tokio::select! {
+        mode = cluster::decide_mode(config.policy.sidecar.mode, config.kubeconfig.as_deref()) => {
+            mode.map_err(ServeError::Mode)?
+        }
+        _ = signals.changed() => {
+            tracing::info!("signal received before start-up finished; exiting");
+            watcher.abort();
+            let _ = stop_health.send(());
+            let _ = health_server.await;
+            return Ok(());
+        }
+    };
+    metrics.decided(mode.as_str());
+
+    let state = Arc::new(AdmissionState {
+        policy: config.policy.clone(),
+        mode,
+        max_body_bytes: config.max_body_bytes,
+        metrics: Arc::clone(&metrics),
+        draining: Arc::clone(&draining),
+    });
+    let tls_config = tls::server_config(Arc::clone(&certs) as _).map_err(ServeError::Tls)?;
+    let handle = Handle::new();
+    let admission = server::https(admission_listener, Arc::new(tls_config), handle.clone())
+        .map_err(bind_error(config.addr))?;
+    let mut admission_server =
+        tokio::spawn(admission.serve(handler::router(state).into_make_service()));
+    health.serving.store(true, Ordering::Relaxed);
+    tracing::info!(sidecar_mode = mode.as_str(), "serving admission requests");
+
+    tokio::select! {
+        _ = signals.changed() => {}
+        result = &mut admission_server => {
+            watcher.abort();
+            let _ = stop_health.send(());
+            return Err(ServeError::Server {
+                port: "admission",
+                source: flatten(result),
+            });
+        }
+    }
+
+    draining.store(true, Ordering::Relaxed);
+    tracing::info!(
+        delay_ms = millis(config.shutdown_delay),
+        "shutting down: not ready any more; still answering while endpoints are updated"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(config.shutdown_delay) => {}
+        _ = signals.changed() => tracing::info!("second signal: skipping the rest of the delay"),
+    }
+    tracing::info!(
+        open_connections = handle.connection_count(),
+        timeout_ms = millis(config.shutdown_timeout),
+        "closing connections; in-flight requests may finish"
+    );
+    handle.graceful_shutdown(Some(config.shutdown_timeout));
+    // The server forces the remaining connections closed at the timeout; the extra second
+    // only guards against it not returning at all.
+    let finished =
+        tokio::time::timeout(config.shutdown_timeout + Duration::from_secs(1), &mut admission_server)
+            .await;
+    if finished.is_err() {
+        admission_server.abort();
+    }
+    watcher.abort();
+    let _ = stop_health.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(1), health_server).await;
+    tracing::info!(
+        open_connections = handle.connection_count(),
+        "stopped"
+    );
+    Ok(())
+}
+
+fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Error {
+    match result {
+        Ok(Ok(())) => std::io::Error::other("the server stopped unexpectedly"),
+        Ok(Err(err)) => err,
+        Err(err) => std::io::Error::other(err),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

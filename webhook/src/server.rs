@@ -1,0 +1,42 @@
+//! The HTTPS server of the admission port, built one way for the webhook and for the benchmark's
+//! floor server, so that the two differ only in their handlers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use rustls::ServerConfig;
+
+/// Time allowed for a TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time allowed between accepting a connection and its first request head.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time allowed for a request head once the server waits for one. It is longer than the idle
+/// timeout of the API server's HTTP client (Go's 90 s), so the webhook never closes a
+/// keep-alive connection that the API server may be about to reuse: Go does not retry a POST
+/// on a connection closed under it, and the admission call would fail.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An HTTPS/1.1 server on `listener` with `tls`, controlled by `handle`.
+pub fn https(
+    listener: std::net::TcpListener,
+    tls: Arc<ServerConfig>,
+    handle: Handle<SocketAddr>,
+) -> std::io::Result<axum_server::Server<SocketAddr, RustlsAcceptor>> {
+    listener.set_nonblocking(true)?;
+    let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls)).handshake_timeout(HANDSHAKE_TIMEOUT);
+    let mut server = axum_server::from_tcp(listener)?
+        .acceptor(acceptor)
+        .handle(handle)
+        .http1_only()
+        .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    Ok(server)
+}

@@ -1,0 +1,369 @@
+//! TLS on the admission port: the rustls configuration (ring, TLS 1.2 and 1.3, HTTP/1.1 only)
+//! and the serving certificate, reloaded without a restart when its files change.
+//!
+//! The certificate lives in a [`CertStore`], which rustls asks for the certificate on every
+//! handshake. A watcher polls the *contents* of the certificate and key files, so it follows
+//! every way Kubernetes and its users replace them: the kubelet's atomic `..data` symlink swap
+//! of a mounted Secret (the file paths never change, their targets do), `cp`, editors that
+//! write a new inode, and files that appear after start-up (an `optional` Secret volume).
+//! A new pair replaces the old one only once the key is known to belong to the certificate, so
+//! a half-written update never breaks handshakes: the previous certificate stays in service.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+use crate::metrics::Metrics;
+use crate::pki::{self, CertInfo, PkiError};
+
+/// The crypto provider of every TLS connection sidekiq-guard makes or accepts.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Installs ring as the process-wide rustls provider (kube's client looks it up there).
+/// Installing it twice is harmless.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The admission port's TLS settings: TLS 1.2 and 1.3 with ring's default (modern) cipher
+/// suites, no client certificates, and ALPN `http/1.1` only.
+///
+/// HTTP/2 is not offered on purpose: the API server would multiplex every admission call onto
+/// one connection to one replica, defeating the Service's load balancing and the graceful
+/// hand-over of connections on shutdown.
+pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A serving certificate that cannot be loaded. Never contains key material.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// A file cannot be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The path given on the command line.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate file is not a usable certificate chain.
+    #[error("certificate file {path}: {source}")]
+    Certificate {
+        /// The path given on the command line.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: PkiError,
+    },
+    /// No private key in the key file.
+    #[error("key file {path} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
+    NoKey {
+        /// The path given on the command line.
+        path: PathBuf,
+    },
+    /// A private key that rustls cannot use, or that does not belong to the certificate.
+    #[error("the private key in {key} cannot serve the certificate in {cert}")]
+    Key {
+        /// Certificate path.
+        cert: PathBuf,
+        /// Key path.
+        key: PathBuf,
+        /// Why (a mismatch, an unsupported algorithm).
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+/// Paths of the serving certificate (chain, leaf first) and its private key.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    /// PEM certificate chain: the serving certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// What is being served, for logs and metrics.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The serving (leaf) certificate.
+    pub leaf: CertInfo,
+    /// Certificates in the chain, leaf included.
+    pub chain_len: usize,
+}
+
+/// Reads and checks a certificate chain and key from PEM bytes.
+pub fn load_pem(
+    files: &CertFiles,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Arc<CertifiedKey>, Loaded), CertError> {
+    let what = files.cert.display().to_string();
+    let chain = pki::certificates(cert_pem, &what).map_err(|source| CertError::Certificate {
+        path: files.cert.clone(),
+        source,
+    })?;
+    let leaf = pki::inspect(&chain[0], &what).map_err(|source| CertError::Certificate {
+        path: files.cert.clone(),
+        source,
+    })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| CertError::NoKey {
+        path: files.key.clone(),
+    })?;
+    let key_error = |source| CertError::Key {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+        source,
+    };
+    let chain_len = chain.len();
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(key_error)?;
+    // from_der accepts keys whose public half it cannot compute; insist on a real match.
+    certified.keys_match().map_err(key_error)?;
+    Ok((Arc::new(certified), Loaded { leaf, chain_len }))
+}
+
+/// The certificate the admission port presents; empty until the first successful load, which
+/// makes handshakes fail (and `/readyz` report not ready) rather than serve something else.
+#[derive(Debug, Default)]
+pub struct CertStore {
+    current: RwLock<Option<Arc<CertifiedKey>>>,
+}
+
+impl CertStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a certificate is loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.current.read().map(|c| c.is_some()).unwrap_or(false)
+    }
+
+    /// Serves `key` from the next handshake on; connections already open keep theirs.
+    pub fn set(&self, key: Arc<CertifiedKey>) {
+        // A poisoned lock only means a panic elsewhere while holding it; the value is a plain
+        // Option and always consistent, so keep going.
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        *current = Some(key);
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Watches the certificate files and keeps `store` up to date.
+#[derive(Debug)]
+pub struct Watcher {
+    files: CertFiles,
+    store: Arc<CertStore>,
+    metrics: Arc<Metrics>,
+    last_seen: Option<(Vec<u8>, Vec<u8>)>,
+    waiting_logged: bool,
+}
+
+impl Watcher {
+    /// A watcher for `files` feeding `store`.
+    pub fn new(files: CertFiles, store: Arc<CertStore>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            files,
+            store,
+            metrics,
+            last_seen: None,
+            waiting_logged: false,
+        }
+    }
+
+    /// Checks the files once; loads them when their contents changed. Returns whether a new
+    /// certificate went into service.
+    pub async fn poll(&mut self) -> bool {
+        let Some((cert, key)) = self.read_both().await else {
+            return false;
+        };
+        if self
+            .last_seen
+            .as_ref()
+            .is_some_and(|(c, k)| *c == cert && *k == key)
+        {
+            return false;
+        }
+        match load_pem(&self.files, &cert, &key) {
+            Ok((certified, loaded)) => {
+                self.store.set(certified);
+                self.metrics.certificate_loaded(&loaded.leaf);
+                tracing::info!(
+                    cert = %self.files.cert.display(),
+                    serial = %loaded.leaf.serial,
+                    dns_names = ?loaded.leaf.dns_names,
+                    not_after = %format_unix(loaded.leaf.not_after),
+                    chain_len = loaded.chain_len,
+                    "serving certificate loaded"
+                );
+                self.last_seen = Some((cert, key));
+                true
+            }
+            Err(err) => {
+                // The two files are read one after the other; a swap in between gives a
+                // mismatched pair for one poll. Only a pair that stays broken is reported.
+                if let Some((cert_again, key_again)) = self.read_both().await
+                    && (cert_again != cert || key_again != key)
+                {
+                    return false;
+                }
+                self.metrics.certificate_reload_failed();
+                if self.store.is_loaded() {
+                    tracing::error!(error = %error_chain(&err), "new certificate files rejected; still serving the previous certificate");
+                } else {
+                    tracing::error!(error = %error_chain(&err), "certificate files rejected; not ready until they are fixed");
+                }
+                self.last_seen = Some((cert, key));
+                false
+            }
+        }
+    }
+
+    async fn read_both(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let cert = tokio::fs::read(&self.files.cert).await;
+        let key = tokio::fs::read(&self.files.key).await;
+        match (cert, key) {
+            (Ok(cert), Ok(key)) => Some((cert, key)),
+            (Err(err), _) => {
+                self.missing(&self.files.cert.clone(), err);
+                None
+            }
+            (_, Err(err)) => {
+                self.missing(&self.files.key.clone(), err);
+                None
+            }
+        }
+    }
+
+    fn missing(&mut self, path: &Path, err: std::io::Error) {
+        let err = CertError::Read {
+            path: path.to_owned(),
+            source: err,
+        };
+        if self.store.is_loaded() {
+            // Files vanishing under a running server (a Secret being recreated) is worth a
+            // warning each time, but the current certificate keeps serving.
+            tracing::warn!(error = %error_chain(&err), "certificate files unreadable; still serving the previous certificate");
+        } else if !self.waiting_logged {
+            self.waiting_logged = true;
+            tracing::warn!(error = %error_chain(&err), "waiting for the certificate files");
+        }
+    }
+
+    /// Polls every `interval` until the task is dropped.
+    pub async fn run(mut self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.poll().await;
+        }
+    }
+}
+
+/// `error: cause: cause`, the way operators read errors in one log line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// RFC 3339 for a Unix time, for logs.
+pub fn format_unix(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| seconds.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::pki;
+    use std::time::SystemTime;
+
+    fn pair() -> (String, String) {
+        let now = SystemTime::now();
+        let ca = pki::new_ca("ca", now, Duration::from_secs(3600)).unwrap();
+        let leaf = pki::issue_serving(
+            &ca,
+            &pki::service_dns_names("s", "n"),
+            now,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        (leaf.cert_pem, leaf.key_pem)
+    }
+
+    fn files() -> CertFiles {
+        CertFiles {
+            cert: "/m/tls.crt".into(),
+            key: "/m/tls.key".into(),
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let (cert, _) = pair();
+        let (_, other_key) = pair();
+        let err = load_pem(&files(), cert.as_bytes(), other_key.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the private key in /m/tls.key cannot serve the certificate in /m/tls.crt"
+        );
+        assert!(error_chain(&err).contains("key"), "{}", error_chain(&err));
+    }
+
+    #[test]
+    fn a_matching_pair_loads() {
+        let (cert, key) = pair();
+        let (_, loaded) = load_pem(&files(), cert.as_bytes(), key.as_bytes()).unwrap();
+        assert_eq!(loaded.chain_len, 1);
+        assert_eq!(loaded.leaf.common_name, "s.n.svc");
+    }
+
+    #[test]
+    fn swapped_files_and_garbage_are_named() {
+        let (cert, key) = pair();
+        let err = load_pem(&files(), key.as_bytes(), cert.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "certificate file /m/tls.crt: /m/tls.crt holds no PEM CERTIFICATE block"
+        );
+        let err = load_pem(&files(), cert.as_bytes(), b"nope").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "key file /m/tls.key holds no PEM private key (PKCS#8, PKCS#1 or SEC1)"
+        );
+    }
+}

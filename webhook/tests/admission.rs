@@ -1,0 +1,422 @@
+//! The admission endpoints over real HTTPS: the corpus of AdmissionReviews answered exactly as
+//! the golden files say, patches that apply, and every way a request can be wrong.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use common::{Client, Pki, Webhook};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const WARN: &str = "sidecar: {mode: native}\n";
+const DENY: &str = "sidecar: {mode: native}\nenforcement: deny\nmaxGracePeriod: 10m\n";
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    webhook: Webhook,
+    client: Client,
+}
+
+fn start(policy: &str, extra: &[&str]) -> Setup {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let serving = pki.serving();
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    std::fs::write(&cert, &serving.cert_pem).unwrap();
+    std::fs::write(&key, &serving.key_pem).unwrap();
+    let webhook = Webhook::start(&cert, &key, policy, extra);
+    Setup {
+        _dir: dir,
+        webhook,
+        client: Client::new(&[pki.ca_der()]),
+    }
+}
+
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let dir = common::root().join("tests/data/admission");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 16, "the corpus shrank: {files:?}");
+    files
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_review_of_the_corpus_gets_its_golden_answer_over_https() {
+    let warn = start(WARN, &[]);
+    let deny = start(DENY, &[]);
+    warn.webhook.wait_ready(true, Duration::from_secs(10)).await;
+    deny.webhook.wait_ready(true, Duration::from_secs(10)).await;
+    // One keep-alive connection per server carries the whole corpus.
+    let mut conns = [
+        ("warn", warn.client.connect(warn.webhook.admission).await.unwrap()),
+        ("deny", deny.client.connect(deny.webhook.admission).await.unwrap()),
+    ];
+    let mut checked = 0;
+    for (name, body) in corpus() {
+        let expected = common::json(&format!("tests/data/admission/expected/{name}.json"));
+        for (policy, conn) in &mut conns {
+            for endpoint in ["mutate", "validate"] {
+                let answer = conn
+                    .post(&format!("/{endpoint}?timeout=5s"), body.clone())
+                    .await
+                    .unwrap();
+                assert_eq!(answer.status, 200, "{name} {policy} /{endpoint}");
+                assert_eq!(answer.headers["content-type"], "application/json");
+                let review = answer.json();
+                assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+                assert_eq!(review["kind"], "AdmissionReview");
+                assert_eq!(
+                    common::readable(&review),
+                    expected[*policy][endpoint],
+                    "{name}: {policy} /{endpoint}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, corpus().len() * 4);
+}
+
+/// The pods of the corpus that `/mutate` patches.
+const MUTATED_PODS: [&str; 3] = [
+    "create-pod-rails-worker",
+    "create-pod-user-probes",
+    "create-pod-bad-annotations",
+];
+
+#[tokio::test]
+async fn the_returned_patch_turns_the_pod_into_a_protected_pod() {
+    use base64::Engine as _;
+    let setup = start(DENY, &[]);
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    for name in MUTATED_PODS {
+        let review = common::json(&format!("tests/data/admission/{name}.json"));
+        let pod = review["request"]["object"].clone();
+        let answer = conn
+            .post("/mutate?timeout=5s", serde_json::to_vec(&review).unwrap())
+            .await
+            .unwrap()
+            .json();
+        assert_eq!(answer["response"]["patchType"], "JSONPatch", "{name}");
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(answer["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        // Applied by an implementation independent of the core, as the API server would.
+        let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+        let mut mutated = pod.clone();
+        json_patch::patch(&mut mutated, &patch).unwrap_or_else(|e| panic!("{name}: {e}"));
+
+        // What a user sees in `kubectl get pod -o yaml`.
+        let sidecar = mutated["spec"]["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "sidekiq-guard-probe")
+            .unwrap_or_else(|| panic!("{name}: no native sidecar"));
+        assert_eq!(sidecar["restartPolicy"], "Always", "{name}");
+        let sidekiq = &mutated["spec"]["containers"][0];
+        assert!(sidekiq["lifecycle"]["preStop"].is_object(), "{name}");
+        assert!(sidekiq["livenessProbe"].is_object(), "{name}");
+        let grace = mutated["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap();
+        let status: Value = serde_json::from_str(
+            mutated["metadata"]["annotations"]["sidekiq-guard.io/status"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        // The required grace, which a larger grace set by the user satisfies.
+        let required = status["grace"].as_u64().unwrap();
+        assert!(grace >= required, "{name}: {grace} < {required}");
+        assert!(
+            answer["response"]["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().contains(&required.to_string())),
+            "{name}: no warning explains the required grace {required}"
+        );
+
+        // The same result as the core's own injection (what `kubectl sidekiq inject` prints).
+        let policy = sidekiq_guard::Policy::parse(DENY).unwrap();
+        let ctx = sidekiq_guard::Context {
+            policy: &policy,
+            mode: sidekiq_guard::Mode::Native,
+            namespace: Some("shop"),
+        };
+        let (injected, _) = sidekiq_guard::review::inject(&pod, &ctx).unwrap();
+        assert_eq!(mutated, injected, "{name}");
+
+        // Reinvocation (reinvocationPolicy: IfNeeded) changes nothing.
+        let mut again = review.clone();
+        again["request"]["object"] = mutated.clone();
+        again["request"]["uid"] = json!("2d8c5a4e-reinvoked");
+        let answer = conn
+            .post("/mutate?timeout=5s", serde_json::to_vec(&again).unwrap())
+            .await
+            .unwrap()
+            .json();
+        assert_eq!(answer["response"]["uid"], "2d8c5a4e-reinvoked");
+        assert_eq!(answer["response"]["allowed"], true);
+        assert!(answer["response"].get("patch").is_none(), "{name}: {answer}");
+        assert!(answer["response"].get("patchType").is_none(), "{name}");
+    }
+
+    // The validating webhook sees the mutated pod: a worker with a declared longest job that
+    // went through /mutate is admitted even under `enforcement: deny`.
+    let review = common::json("tests/data/admission/create-pod-rails-worker.json");
+    let answer = conn
+        .post("/mutate", serde_json::to_vec(&review).unwrap())
+        .await
+        .unwrap()
+        .json();
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().unwrap())
+        .unwrap();
+    let mut after = review.clone();
+    json_patch::patch(
+        &mut after["request"]["object"],
+        &serde_json::from_slice::<json_patch::Patch>(&patch).unwrap(),
+    )
+    .unwrap();
+    let verdict = conn
+        .post("/validate", serde_json::to_vec(&after).unwrap())
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(verdict["response"]["allowed"], true, "{verdict}");
+}
+
+#[tokio::test]
+async fn malformed_reviews_get_400_with_a_status_naming_the_problem() {
+    let setup = start(WARN, &[]);
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    let dir = common::root().join("tests/data/admission/malformed");
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 7);
+    for file in files {
+        let body = std::fs::read(&file).unwrap();
+        let expected = sidekiq_guard::admission::parse(&body).unwrap_err().to_string();
+        for endpoint in ["/mutate", "/validate"] {
+            let answer = conn.post(endpoint, body.clone()).await.unwrap();
+            assert_eq!(answer.status, 400, "{file:?}");
+            assert_eq!(
+                answer.json(),
+                json!({
+                    "apiVersion": "v1", "kind": "Status", "status": "Failure",
+                    "message": expected, "reason": "BadRequest", "code": 400,
+                }),
+                "{file:?}"
+            );
+        }
+    }
+    // The connection survives bad requests.
+    let ok = conn
+        .post("/mutate", common::read("tests/data/admission/create-pod-web.json"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        setup
+            .webhook
+            .metric("sidekiq_guard_webhook_requests_total{endpoint=\"validate\",result=\"bad-request\"}")
+            .await,
+        7.0
+    );
+}
+
+#[tokio::test]
+async fn other_paths_are_404_and_other_methods_405() {
+    let setup = start(WARN, &[]);
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    for (method, path) in [("POST", "/"), ("GET", "/healthz"), ("POST", "/mutate/x"), ("POST", "/Mutate"), ("GET", "/metrics")] {
+        let answer = conn.request(method, path, Bytes::new()).await.unwrap();
+        assert_eq!(answer.status, 404, "{method} {path}");
+        let status = answer.json();
+        assert_eq!(status["reason"], "NotFound");
+        assert_eq!(
+            status["message"],
+            format!("no such endpoint: {method} {path}; the webhook serves POST /mutate and POST /validate")
+        );
+    }
+    let answer = conn.request("GET", "/mutate", Bytes::new()).await.unwrap();
+    assert_eq!(answer.status, 405);
+    assert_eq!(answer.headers["allow"], "POST");
+    assert_eq!(answer.json()["message"], "GET is not allowed on /mutate; use POST");
+    // The health port has its own 404.
+    let (status, body) = setup.webhook.health_get("/mutate").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("the health port serves /livez, /readyz and /metrics"), "{body}");
+}
+
+fn big_pod(name: &str, padding: usize) -> Value {
+    let mut pod = common::json("tests/data/admission/create-pod-rails-worker.json")["request"]["object"].clone();
+    pod["metadata"]["name"] = json!(name);
+    // Large annotations, as some tools write (last-applied-configuration of a big spec).
+    pod["metadata"]["annotations"]["example.com/blob"] = json!("x".repeat(padding));
+    pod
+}
+
+#[tokio::test]
+async fn update_reviews_of_the_largest_pods_fit_and_larger_bodies_get_413() {
+    let setup = start(WARN, &[]);
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    // 1.5 MiB is the largest object the API server stores by default; an UPDATE carries it
+    // twice: about 3 MiB, past axum's 2 MB default limit.
+    let mut review = common::json("tests/data/admission/update-pod-labels.json");
+    review["request"]["object"] = big_pod("big", 1_500_000);
+    review["request"]["oldObject"] = big_pod("big", 1_500_000);
+    let body = serde_json::to_vec(&review).unwrap();
+    assert!(body.len() > 3_000_000);
+    let answer = conn.post("/validate?timeout=5s", body).await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["response"]["uid"], review["request"]["uid"]);
+
+    // Declared too large: refused before the body is read. (Like Go's own server, the
+    // webhook answers at once and closes the connection instead of reading megabytes it will
+    // not use; Go's client reads that early answer even though its body write fails.)
+    let response = raw_exchange(
+        &setup,
+        b"POST /mutate HTTP/1.1\r\nhost: x\r\ncontent-length: 9437184\r\n\r\n",
+        false,
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(
+        response.contains("request body is larger than the limit of 8388608 bytes (--max-body-bytes)"),
+        "{response}"
+    );
+    assert!(response.contains("\"reason\":\"RequestEntityTooLarge\""), "{response}");
+
+    // Chunked, with no length announced: refused once the limit is crossed.
+    let response = raw_exchange(
+        &setup,
+        b"POST /mutate HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n",
+        true,
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+}
+
+/// Sends `head` and then 9 MiB of body (chunked or not), ignoring write errors once the server
+/// has answered, and returns everything the server sent.
+async fn raw_exchange(setup: &Setup, head: &[u8], chunked: bool) -> String {
+    let stream = setup.client.tls(setup.webhook.admission).await.unwrap();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let head = head.to_vec();
+    let writing = tokio::spawn(async move {
+        writer.write_all(&head).await?;
+        let chunk = vec![b' '; 1024 * 1024];
+        for _ in 0..9 {
+            if chunked {
+                writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
+            }
+            writer.write_all(&chunk).await?;
+            if chunked {
+                writer.write_all(b"\r\n").await?;
+            }
+        }
+        std::io::Result::Ok(())
+    });
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut response)).await;
+    writing.abort();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_within_the_requested_timeout_gets_408() {
+    let setup = start(WARN, &[]);
+    let mut stream = setup.client.tls(setup.webhook.admission).await.unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"POST /mutate?timeout=1s HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{\"apiVersion\":")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+        .await
+        .expect("the webhook hung past the request's timeout")
+        .unwrap();
+    let elapsed = started.elapsed();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.contains("request body not received within the request's timeout of 1s"),
+        "{response}"
+    );
+    assert!(elapsed >= Duration::from_millis(950) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    let answer = conn
+        .post("/mutate?timeout=soon", common::read("tests/data/admission/create-pod-web.json"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 400);
+    assert!(answer.json()["message"].as_str().unwrap().starts_with("query parameter timeout=\"soon\" is not a duration"));
+}
+
+#[tokio::test]
+async fn metrics_and_logs_record_each_decision() {
+    let setup = start(WARN, &[]);
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    for _ in 0..3 {
+        let answer = conn
+            .post("/mutate", common::read("tests/data/admission/create-pod-rails-worker.json"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200);
+    }
+    conn.post("/mutate", common::read("tests/data/admission/create-pod-web.json")).await.unwrap();
+    conn.post("/validate", common::read("tests/data/admission/create-rails-worker.json")).await.unwrap();
+    let metric = |s: &'static str| setup.webhook.metric(s);
+    assert_eq!(metric("sidekiq_guard_webhook_requests_total{endpoint=\"mutate\",result=\"mutated\"}").await, 3.0);
+    assert_eq!(metric("sidekiq_guard_webhook_requests_total{endpoint=\"mutate\",result=\"no-sidekiq\"}").await, 1.0);
+    assert_eq!(metric("sidekiq_guard_webhook_requests_total{endpoint=\"validate\",result=\"unchanged\"}").await, 1.0);
+    assert_eq!(metric("sidekiq_guard_webhook_injections_total{mode=\"native\"}").await, 3.0);
+    assert_eq!(metric("sidekiq_guard_webhook_skips_total{reason=\"no-sidekiq\"}").await, 1.0);
+    assert_eq!(metric("sidekiq_guard_webhook_request_duration_seconds_count{endpoint=\"mutate\"}").await, 4.0);
+    assert_eq!(
+        metric("sidekiq_guard_webhook_build_info{version=\"0.1.0\",sidecar_mode=\"native\"}").await,
+        1.0
+    );
+    assert!(metric("sidekiq_guard_webhook_certificate_expiry_timestamp_seconds").await > 1.7e9);
+
+    // One structured line per decision, with what an operator searches by.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let lines = setup.webhook.logs_with("admission");
+        if let Some(line) = lines.iter().find(|l| l["decision"] == "mutated") {
+            break line.clone();
+        }
+        assert!(Instant::now() < deadline, "no admission log line");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(line["uid"], "fdb8cbe4-c111-5a78-a115-d9ca21d50a33");
+    assert_eq!(line["namespace"], "shop");
+    assert_eq!(line["name"], "rails-worker-7d9c8f6b5-*");
+    assert_eq!(line["kind"], "Pod");
+    assert_eq!(line["operation"], "CREATE");
+    assert_eq!(line["allowed"], true);
+    assert_eq!(line["level"], "INFO");
+    let all = setup.webhook.logs.lock().unwrap().clone();
+    assert!(
+        !all.iter().any(|l| l.to_string().contains("PRIVATE KEY")),
+        "a key leaked into the logs"
+    );
+}
