@@ -20,6 +20,9 @@ pub mod mutate;
 pub mod patch;
 pub mod policy;
 pub mod prestop;
+pub mod probe;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod review;
 pub mod settings;
 pub mod shell;

@@ -1,0 +1,266 @@
+//! Flags, each also read from `SIDEKIQ_GUARD_<FLAG>`, and what they resolve to.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use sidekiq_guard::probe::health::Thresholds;
+use sidekiq_guard::probe::pod;
+use sidekiq_guard::redis::RedisSettings;
+
+/// How the sidecar is placed in the pod, which decides what SIGTERM means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// A native sidecar gets SIGTERM only after Sidekiq has exited: exit promptly.
+    Native,
+    /// A regular container gets SIGTERM together with Sidekiq, while the preStop `/drain` may
+    /// still run: keep serving until this pod's Sidekiq has left Redis, or the exit deadline.
+    Classic,
+}
+
+impl Mode {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Mode::Native => "native",
+            Mode::Classic => "classic",
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// The sidekiq-guard probe sidecar: liveness and readiness from Sidekiq's own heartbeat in Redis,
+/// a /drain that quiets Sidekiq and waits for its jobs, /status and /metrics.
+///
+/// Redis is found as Sidekiq finds it: $REDIS_PROVIDER names the variable holding the URL, else
+/// $REDIS_URL, else redis://localhost:6379/0.
+#[derive(Debug, Parser)]
+#[command(name = "sidekiq-guard-probe", version)]
+pub(crate) struct Args {
+    /// Address to serve /livez, /readyz, /drain, /status and /metrics on.
+    #[arg(long, env = "SIDEKIQ_GUARD_LISTEN", default_value = "0.0.0.0:7434")]
+    pub(crate) listen: SocketAddr,
+
+    /// The host part of this pod's Sidekiq process identities ($DYNO when the Sidekiq container
+    /// sets it). Default: the pod's hostname as the kernel reports it.
+    #[arg(long, env = "SIDEKIQ_GUARD_HOSTNAME")]
+    pub(crate) hostname: Option<String>,
+
+    /// The pod's name (downward API); the fallback for the hostname and shown in /status.
+    #[arg(long, env = "SIDEKIQ_GUARD_POD_NAME")]
+    pub(crate) pod_name: Option<String>,
+
+    /// The pod's namespace (downward API), shown in /status.
+    #[arg(long, env = "SIDEKIQ_GUARD_POD_NAMESPACE")]
+    pub(crate) pod_namespace: Option<String>,
+
+    /// How long /drain waits for running jobs: quiet latency plus the longest job.
+    #[arg(long, env = "SIDEKIQ_GUARD_DRAIN_BUDGET", default_value = "80s", value_parser = duration)]
+    pub(crate) drain_budget: Duration,
+
+    /// native: exit promptly on SIGTERM. classic: keep serving until Sidekiq has left Redis.
+    #[arg(long, env = "SIDEKIQ_GUARD_MODE", value_enum, default_value_t = Mode::Classic)]
+    pub(crate) mode: Mode,
+
+    /// /livez fails when a heartbeat of this pod is older than this while Redis answers.
+    #[arg(long, env = "SIDEKIQ_GUARD_STALE_AFTER", default_value = "60s", value_parser = duration)]
+    pub(crate) stale_after: Duration,
+
+    /// /livez fails when Redis has been unreachable for longer than this.
+    #[arg(long, env = "SIDEKIQ_GUARD_OUTAGE_WINDOW", default_value = "120s", value_parser = duration)]
+    pub(crate) outage_window: Duration,
+
+    /// The redis-namespace prefix of Sidekiq's keys (Sidekiq 6 with `namespace:`).
+    #[arg(long, env = "SIDEKIQ_GUARD_REDIS_NAMESPACE")]
+    pub(crate) redis_namespace: Option<String>,
+
+    /// Limit on connecting to Redis.
+    #[arg(long, env = "SIDEKIQ_GUARD_CONNECT_TIMEOUT", default_value = "2s", value_parser = duration)]
+    pub(crate) connect_timeout: Duration,
+
+    /// Limit on one Redis round trip.
+    #[arg(long, env = "SIDEKIQ_GUARD_READ_TIMEOUT", default_value = "2s", value_parser = duration)]
+    pub(crate) read_timeout: Duration,
+
+    /// How long a probe waits for a fresh read before answering from the last one (keep it
+    /// under the kubelet's probe timeout, 1 s by default).
+    #[arg(long, env = "SIDEKIQ_GUARD_ANSWER_TIMEOUT", default_value = "800ms", value_parser = duration)]
+    pub(crate) answer_timeout: Duration,
+
+    /// A read younger than this answers a probe without reading Redis again.
+    #[arg(long, env = "SIDEKIQ_GUARD_REFRESH_AFTER", default_value = "1s", value_parser = duration)]
+    pub(crate) refresh_after: Duration,
+
+    /// How often a running drain reads Redis.
+    #[arg(long, env = "SIDEKIQ_GUARD_DRAIN_POLL", default_value = "500ms", value_parser = duration)]
+    pub(crate) drain_poll: Duration,
+
+    /// How often to list the `processes` set for new processes of this pod.
+    #[arg(long, env = "SIDEKIQ_GUARD_REDISCOVER", default_value = "60s", value_parser = duration)]
+    pub(crate) rediscover: Duration,
+
+    /// Classic mode: longest wait after SIGTERM for Sidekiq to leave Redis. Default: the drain
+    /// budget plus 30 s (Sidekiq's default -t of 25 s and 5 s to exit).
+    #[arg(long, env = "SIDEKIQ_GUARD_EXIT_DEADLINE", value_parser = duration)]
+    pub(crate) exit_deadline: Option<Duration>,
+
+    /// Log format.
+    #[arg(long, env = "SIDEKIQ_GUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub(crate) log_format: LogFormat,
+
+    /// Most verbose level logged: error, warn, info, debug or trace.
+    #[arg(long, env = "SIDEKIQ_GUARD_LOG_LEVEL", default_value = "info")]
+    pub(crate) log_level: tracing::Level,
+}
+
+/// A duration as `90s`, `5m20s`, `800ms`, or a bare number of seconds.
+fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|e| e.to_string());
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}; expected seconds or a duration such as 90s, 5m20s or 800ms"))
+}
+
+/// Where the hostname came from, for the start-up log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HostnameSource {
+    Flag,
+    Kernel,
+    Environment,
+    PodName,
+}
+
+impl HostnameSource {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            HostnameSource::Flag => "--hostname",
+            HostnameSource::Kernel => "kernel",
+            HostnameSource::Environment => "$HOSTNAME",
+            HostnameSource::PodName => "pod name",
+        }
+    }
+}
+
+/// Everything the probe runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) listen: SocketAddr,
+    pub(crate) hostname: String,
+    pub(crate) hostname_source: HostnameSource,
+    pub(crate) pod_name: Option<String>,
+    pub(crate) pod_namespace: Option<String>,
+    pub(crate) drain_budget: Duration,
+    pub(crate) mode: Mode,
+    pub(crate) thresholds: Thresholds,
+    pub(crate) redis: RedisSettings,
+    pub(crate) answer_timeout: Duration,
+    pub(crate) refresh_after: Duration,
+    pub(crate) drain_poll: Duration,
+    pub(crate) rediscover: Duration,
+    pub(crate) exit_deadline: Duration,
+}
+
+impl Settings {
+    /// Resolves the arguments against the environment.
+    pub(crate) fn resolve(args: &Args) -> anyhow::Result<Self> {
+        let (hostname, hostname_source) = resolve_hostname(args)?;
+        let mut redis = RedisSettings::from_env().context("Redis settings")?;
+        redis.namespace = args.redis_namespace.clone().filter(|ns| !ns.is_empty());
+        redis.connect_timeout = args.connect_timeout;
+        redis.response_timeout = args.read_timeout;
+        if args.stale_after.is_zero() || args.outage_window.is_zero() {
+            bail!("--stale-after and --outage-window must be longer than zero");
+        }
+        if args.drain_poll.is_zero() || args.refresh_after.is_zero() {
+            bail!("--drain-poll and --refresh-after must be longer than zero");
+        }
+        Ok(Settings {
+            listen: args.listen,
+            hostname,
+            hostname_source,
+            pod_name: args.pod_name.clone().filter(|s| !s.is_empty()),
+            pod_namespace: args.pod_namespace.clone().filter(|s| !s.is_empty()),
+            drain_budget: args.drain_budget,
+            mode: args.mode,
+            thresholds: Thresholds {
+                stale_after: args.stale_after,
+                outage_window: args.outage_window,
+            },
+            redis,
+            answer_timeout: args.answer_timeout,
+            refresh_after: args.refresh_after,
+            drain_poll: args.drain_poll,
+            rediscover: args.rediscover,
+            exit_deadline: args
+                .exit_deadline
+                .unwrap_or(args.drain_budget + Duration::from_secs(30)),
+        })
+    }
+}
+
+/// The flag; else the kernel's hostname, which is the one Sidekiq reads in the same pod; else
+/// `$HOSTNAME`; else the pod name as the kubelet would cut it.
+fn resolve_hostname(args: &Args) -> anyhow::Result<(String, HostnameSource)> {
+    let clean = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    if let Some(name) = args.hostname.clone().and_then(clean) {
+        return Ok((name, HostnameSource::Flag));
+    }
+    if let Some(name) = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(clean)
+    {
+        return Ok((name, HostnameSource::Kernel));
+    }
+    if let Some(name) = std::env::var("HOSTNAME").ok().and_then(clean) {
+        return Ok((name, HostnameSource::Environment));
+    }
+    if let Some(name) = args
+        .pod_name
+        .as_deref()
+        .and_then(|pod| pod::pod_hostname(pod, None))
+    {
+        return Ok((name, HostnameSource::PodName));
+    }
+    bail!("cannot tell this pod's hostname: set --hostname (SIDEKIQ_GUARD_HOSTNAME)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_what_the_webhook_writes() {
+        assert_eq!(duration("5m20s"), Ok(Duration::from_secs(320)));
+        assert_eq!(duration("800ms"), Ok(Duration::from_millis(800)));
+        assert_eq!(duration("90"), Ok(Duration::from_secs(90)));
+        assert!(duration("soon").unwrap_err().contains("expected seconds"));
+    }
+
+    #[test]
+    fn the_webhooks_arguments_parse() {
+        let args = Args::try_parse_from([
+            "sidekiq-guard-probe",
+            "--listen=0.0.0.0:7434",
+            "--drain-budget=5m20s",
+            "--mode=native",
+        ])
+        .unwrap();
+        assert_eq!(args.drain_budget, Duration::from_secs(320));
+        assert_eq!(args.mode, Mode::Native);
+        assert_eq!(args.stale_after, Duration::from_secs(60));
+        assert_eq!(args.outage_window, Duration::from_secs(120));
+    }
+}

@@ -1,0 +1,554 @@
+//! The one task that talks to Redis.
+//!
+//! It owns the [`Tracker`] and the [`Drain`], so reads are single-flight by construction: any
+//! number of concurrent probes that find the last read too old wake it once and wait for the
+//! next [`Snapshot`] (at most `--answer-timeout`, then they answer from the last one — one slow
+//! Redis call never fails a probe by itself). Each read, drain step and signal push publishes a
+//! new snapshot on a `watch` channel, which the HTTP handlers read without locks.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sidekiq_guard::probe::Now;
+use sidekiq_guard::probe::drain::{Drain, ProcessDrain, State};
+use sidekiq_guard::probe::health::{self, Code};
+use sidekiq_guard::probe::observe::{ProcessState, Scope, Tracker};
+use sidekiq_guard::probe::report::error_text;
+use sidekiq_guard::redis::{Reader, Stats};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use crate::config::{Mode, Settings};
+use crate::metrics::{DrainLabels, DrainOutcome, Metrics, ReadLabels, ReadResult};
+
+/// Wall-clock and monotonic time for the core's decisions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock {
+            origin: Instant::now(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Now {
+        Now {
+            wall: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            mono: self.origin.elapsed(),
+        }
+    }
+}
+
+/// What the handlers see: the state after the last read or drain step.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) generation: u64,
+    pub(crate) tracker: Tracker,
+    /// When the last read (of any kind, successful or not) completed.
+    pub(crate) read_at: Option<Instant>,
+    /// When the last read that included the work hashes completed.
+    pub(crate) full_read_at: Option<Instant>,
+    pub(crate) drain: Option<(u64, Drain)>,
+    pub(crate) shutting_down: bool,
+    pub(crate) stats: Stats,
+}
+
+/// What a drain progress log line is keyed on: identity, status, quiet, busy.
+type ProgressKey = (String, ProcessDrain, Option<bool>, Option<u32>);
+
+enum Command {
+    Drain(oneshot::Sender<u64>),
+    Shutdown,
+}
+
+/// The handlers' side of the monitor. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) clock: Clock,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    wake: Arc<Notify>,
+    want_work: Arc<AtomicBool>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl Handle {
+    /// The latest snapshot, however old.
+    pub(crate) fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A snapshot read less than `--refresh-after` ago, if one arrives within
+    /// `--answer-timeout`; else the latest.
+    pub(crate) async fn fresh(&self, with_work: bool) -> Arc<Snapshot> {
+        let current = self.current();
+        let read_at = if with_work {
+            current.full_read_at
+        } else {
+            current.read_at
+        };
+        if read_at.is_some_and(|at| at.elapsed() < self.settings.refresh_after) {
+            return current;
+        }
+        if with_work {
+            self.want_work.store(true, Ordering::SeqCst);
+        }
+        self.wake.notify_one();
+        let mut updates = self.snapshot.clone();
+        let wait = updates.wait_for(|s| {
+            s.generation > current.generation
+                && (if with_work {
+                    s.full_read_at > current.full_read_at
+                } else {
+                    s.read_at > current.read_at
+                })
+        });
+        match tokio::time::timeout(self.settings.answer_timeout, wait).await {
+            Ok(Ok(snapshot)) => snapshot.clone(),
+            _ => self.current(),
+        }
+    }
+
+    /// Starts a drain or joins the running one, and returns the snapshot with its outcome.
+    pub(crate) async fn drain(&self) -> Arc<Snapshot> {
+        let (reply, id) = oneshot::channel();
+        if self.commands.send(Command::Drain(reply)).await.is_err() {
+            return self.current();
+        }
+        let Ok(id) = id.await else {
+            return self.current();
+        };
+        let mut updates = self.snapshot.clone();
+        let finished = updates.wait_for(|s| {
+            s.drain
+                .as_ref()
+                .is_some_and(|(i, d)| *i == id && d.is_finished())
+        });
+        // The drain itself ends at its budget; this only guards against waiting forever.
+        let limit = self.settings.drain_budget
+            + self.settings.redis.connect_timeout
+            + self.settings.redis.response_timeout * 2
+            + Duration::from_secs(5);
+        match tokio::time::timeout(limit, finished).await {
+            Ok(Ok(snapshot)) => snapshot.clone(),
+            _ => self.current(),
+        }
+    }
+
+    /// Tells the monitor that SIGTERM arrived.
+    pub(crate) async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+}
+
+/// See the module documentation.
+pub(crate) struct Monitor {
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    reader: Reader,
+    tracker: Tracker,
+    drain: Option<(u64, Drain)>,
+    drain_ids: u64,
+    next_drain_poll: Option<tokio::time::Instant>,
+    drain_logged: Option<(Vec<ProgressKey>, Instant)>,
+    shutdown_deadline: Option<Instant>,
+    generation: u64,
+    read_at: Option<Instant>,
+    full_read_at: Option<Instant>,
+    last_stats: Stats,
+    seen: BTreeSet<String>,
+    last_codes: Option<(Code, Code)>,
+    publish: watch::Sender<Arc<Snapshot>>,
+    wake: Arc<Notify>,
+    want_work: Arc<AtomicBool>,
+    commands: mpsc::Receiver<Command>,
+}
+
+impl Monitor {
+    pub(crate) fn new(
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+        reader: Reader,
+    ) -> (Self, Handle) {
+        let tracker = Tracker::new(Scope::Host(settings.hostname.clone()), settings.rediscover);
+        let clock = Clock::new();
+        let (publish, snapshot) = watch::channel(Arc::new(Snapshot {
+            generation: 0,
+            tracker: tracker.clone(),
+            read_at: None,
+            full_read_at: None,
+            drain: None,
+            shutting_down: false,
+            stats: Stats::default(),
+        }));
+        let wake = Arc::new(Notify::new());
+        let want_work = Arc::new(AtomicBool::new(false));
+        let (commands_tx, commands) = mpsc::channel(16);
+        let handle = Handle {
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+            clock,
+            snapshot,
+            wake: wake.clone(),
+            want_work: want_work.clone(),
+            commands: commands_tx,
+        };
+        let monitor = Monitor {
+            settings,
+            metrics,
+            clock,
+            reader,
+            tracker,
+            drain: None,
+            drain_ids: 0,
+            next_drain_poll: None,
+            drain_logged: None,
+            shutdown_deadline: None,
+            generation: 0,
+            read_at: None,
+            full_read_at: None,
+            last_stats: Stats::default(),
+            seen: BTreeSet::new(),
+            last_codes: None,
+            publish,
+            wake,
+            want_work,
+            commands,
+        };
+        (monitor, handle)
+    }
+
+    fn draining(&self) -> bool {
+        self.drain.as_ref().is_some_and(|(_, d)| !d.is_finished())
+    }
+
+    /// Runs until SIGTERM has been handled: at once in native mode, once this pod's Sidekiq has
+    /// left Redis (or the exit deadline passed) in classic mode.
+    pub(crate) async fn run(mut self) {
+        // Read once at start-up so that the first probe finds a snapshot and the log shows
+        // what the probe sees.
+        self.refresh(false).await;
+        self.publish();
+        loop {
+            let tick = if self.draining() {
+                self.next_drain_poll
+            } else if self.shutdown_deadline.is_some() {
+                Some(tokio::time::Instant::now() + Duration::from_secs(1))
+            } else {
+                None
+            };
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(Command::Drain(reply)) => self.start_drain(reply).await,
+                    Some(Command::Shutdown) => {
+                        if self.settings.mode == Mode::Native {
+                            info!(mode = "native", "SIGTERM: exiting");
+                            return;
+                        }
+                        let deadline = self.settings.exit_deadline;
+                        info!(
+                            mode = "classic",
+                            deadline_secs = deadline.as_secs_f64(),
+                            "SIGTERM: serving until this pod's Sidekiq has left Redis"
+                        );
+                        self.shutdown_deadline = Some(Instant::now() + deadline);
+                        self.publish();
+                    }
+                    None => return,
+                },
+                () = async {
+                    match tick {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if self.draining() {
+                        self.drain_step().await;
+                    } else {
+                        self.refresh(false).await;
+                        self.publish();
+                    }
+                }
+                () = self.wake.notified() => {
+                    let with_work = self.want_work.swap(false, Ordering::SeqCst);
+                    self.refresh(with_work).await;
+                    self.publish();
+                }
+            }
+            if self.shutdown_done() {
+                return;
+            }
+        }
+    }
+
+    fn shutdown_done(&self) -> bool {
+        let Some(deadline) = self.shutdown_deadline else {
+            return false;
+        };
+        if Instant::now() >= deadline {
+            warn!(
+                processes = self.tracker.live().count(),
+                "exit deadline passed with Sidekiq still in Redis (or Redis unreachable): exiting"
+            );
+            return true;
+        }
+        let reachable = self.tracker.redis().reachable() == Some(true);
+        let running = self
+            .tracker
+            .processes()
+            .any(|t| matches!(t.state, ProcessState::Live(_) | ProcessState::Unreadable(_)));
+        if reachable && !running && !self.draining() {
+            info!("this pod's Sidekiq has left Redis: exiting");
+            return true;
+        }
+        false
+    }
+
+    async fn refresh(&mut self, with_work: bool) {
+        let clock = self.clock;
+        let started = Instant::now();
+        let result = self
+            .reader
+            .refresh(&mut self.tracker, with_work, || clock.now())
+            .await;
+        let done = Instant::now();
+        self.metrics
+            .read_seconds
+            .observe(done.duration_since(started).as_secs_f64());
+        self.read_at = Some(done);
+        if with_work {
+            self.full_read_at = Some(done);
+        }
+        let result_label = match &result {
+            Ok(_) => ReadResult::Ok,
+            Err(_) => ReadResult::Error,
+        };
+        self.metrics
+            .reads
+            .get_or_create(&ReadLabels {
+                result: result_label,
+            })
+            .inc();
+        let stats = self.reader.stats();
+        self.metrics
+            .round_trips
+            .inc_by(stats.round_trips - self.last_stats.round_trips);
+        self.metrics
+            .commands
+            .inc_by(stats.commands - self.last_stats.commands);
+        self.last_stats = stats;
+    }
+
+    async fn start_drain(&mut self, reply: oneshot::Sender<u64>) {
+        if let Some((id, drain)) = &self.drain
+            && !drain.is_finished()
+        {
+            info!(
+                drain = id,
+                "drain requested again: joining the running drain"
+            );
+            let _ = reply.send(*id);
+            return;
+        }
+        self.drain_ids += 1;
+        let id = self.drain_ids;
+        let now = self.clock.now();
+        let previous = self.drain.as_ref().map(|(_, d)| d);
+        let drain = Drain::start(now, self.settings.drain_budget, previous);
+        info!(
+            drain = id,
+            budget_secs = self.settings.drain_budget.as_secs_f64(),
+            "drain requested: quieting this pod's Sidekiq processes"
+        );
+        self.drain = Some((id, drain));
+        self.drain_logged = None;
+        let _ = reply.send(id);
+        // A drain must see every process of the pod, not only those already followed.
+        self.tracker.force_discovery();
+        self.drain_step().await;
+    }
+
+    async fn drain_step(&mut self) {
+        self.next_drain_poll = Some(tokio::time::Instant::now() + self.settings.drain_poll);
+        self.refresh(true).await;
+        let Some((id, mut drain)) = self.drain.take() else {
+            self.publish();
+            return;
+        };
+        let signals = drain.step(&self.tracker, self.clock.now());
+        for identity in signals {
+            match self.reader.quiet(&identity).await {
+                Ok(()) => {
+                    drain.signalled(&identity, self.clock.now());
+                    self.metrics.signals.inc();
+                    info!(drain = id, process = %identity, "pushed TSTP to {identity}-signals (quiet)");
+                }
+                Err(error) => warn!(
+                    drain = id,
+                    process = %identity,
+                    error = %error_text(&error),
+                    "could not push TSTP; retrying on the next poll"
+                ),
+            }
+        }
+        self.log_drain(id, &drain);
+        self.drain = Some((id, drain));
+        self.publish();
+    }
+
+    fn log_drain(&mut self, id: u64, drain: &Drain) {
+        let elapsed = drain.elapsed(self.clock.now()).as_secs_f64();
+        if drain.is_finished() {
+            let outcome = match drain.state() {
+                State::Drained => DrainOutcome::Drained,
+                State::BudgetExhausted => DrainOutcome::BudgetExhausted,
+                State::Unquietable | State::Draining => DrainOutcome::Unquietable,
+            };
+            self.metrics
+                .drains
+                .get_or_create(&DrainLabels { outcome })
+                .inc();
+            if drain.state() == State::Drained {
+                info!(drain = id, outcome = %drain.state(), elapsed_secs = elapsed, "{}", drain.message());
+            } else {
+                warn!(drain = id, outcome = %drain.state(), elapsed_secs = elapsed, "{}", drain.message());
+            }
+            return;
+        }
+        // Log when a process changes state, and every 10 s otherwise: job run times change on
+        // every poll and would flood the log.
+        let key: Vec<_> = drain
+            .progress()
+            .iter()
+            .map(|p| (p.identity.clone(), p.status, p.quiet, p.busy))
+            .collect();
+        let due = match &self.drain_logged {
+            None => true,
+            Some((last, at)) => *last != key || at.elapsed() >= Duration::from_secs(10),
+        };
+        if due {
+            info!(drain = id, elapsed_secs = elapsed, "{}", drain.message());
+            self.drain_logged = Some((key, Instant::now()));
+        }
+    }
+
+    fn publish(&mut self) {
+        self.generation += 1;
+        let now = self.clock.now();
+        self.log_changes(now);
+        self.update_gauges(now);
+        self.publish.send_replace(Arc::new(Snapshot {
+            generation: self.generation,
+            tracker: self.tracker.clone(),
+            read_at: self.read_at,
+            full_read_at: self.full_read_at,
+            drain: self.drain.clone(),
+            shutting_down: self.shutdown_deadline.is_some(),
+            stats: self.last_stats,
+        }));
+    }
+
+    /// Logs what changed since the last snapshot: processes appearing and leaving, Redis
+    /// going away and coming back, and verdict changes — never one line per read.
+    fn log_changes(&mut self, now: Now) {
+        let current: BTreeSet<String> = self
+            .tracker
+            .processes()
+            .map(|t| t.identity.clone())
+            .collect();
+        for t in self.tracker.processes() {
+            if self.seen.contains(&t.identity) {
+                continue;
+            }
+            match &t.state {
+                ProcessState::Live(p) => info!(
+                    process = %t.identity,
+                    version = p.info.version.as_deref().unwrap_or("unstated"),
+                    layout = %p.layout,
+                    quiet = p.quiet,
+                    busy = p.busy,
+                    "Sidekiq process of this pod found"
+                ),
+                ProcessState::Unreadable(e) => warn!(
+                    process = %t.identity,
+                    error = %error_text(e),
+                    "Sidekiq process of this pod found, but its records cannot be read"
+                ),
+                ProcessState::Expired => {}
+            }
+        }
+        for gone in self.seen.difference(&current) {
+            info!(process = %gone, "Sidekiq process left Redis");
+        }
+        self.seen = current;
+
+        let thresholds = &self.settings.thresholds;
+        let live = health::liveness(&self.tracker, now, thresholds);
+        let ready = health::readiness(&self.tracker, now, thresholds);
+        let codes = (live.code, ready.code);
+        if self.last_codes != Some(codes) {
+            let redis = self.tracker.redis();
+            if live.ok && ready.ok {
+                info!(liveness = %live.code, readiness = %ready.code, "healthy: {}", ready.reason);
+            } else if !live.ok {
+                warn!(liveness = %live.code, readiness = %ready.code, "liveness fails: {}", live.reason);
+            } else if redis.reachable() == Some(false) {
+                warn!(liveness = %live.code, readiness = %ready.code, "{}", live.reason);
+            } else {
+                info!(liveness = %live.code, readiness = %ready.code, "not ready: {}", ready.reason);
+            }
+            self.last_codes = Some(codes);
+        }
+    }
+
+    fn update_gauges(&self, now: Now) {
+        let m = &self.metrics;
+        let t = &self.tracker;
+        m.redis_up
+            .set(i64::from(t.redis().reachable() == Some(true)));
+        let live: Vec<_> = t.live().collect();
+        m.processes.set(count(live.len()));
+        m.quiet_processes
+            .set(count(live.iter().filter(|p| p.quiet).count()));
+        m.busy.set(live.iter().map(|p| i64::from(p.busy)).sum());
+        m.threads.set(
+            live.iter()
+                .filter_map(|p| p.concurrency)
+                .map(i64::from)
+                .sum(),
+        );
+        m.heartbeat_age.set(
+            live.iter()
+                .map(|p| t.heartbeat_age(p.beat, now))
+                .fold(0.0, f64::max),
+        );
+        m.longest_job.set(
+            t.processes()
+                .filter_map(|p| match &p.work {
+                    Some(Ok(work)) => work.jobs.first().map(|j| j.elapsed(now.wall)),
+                    _ => None,
+                })
+                .fold(0.0, f64::max),
+        );
+        let thresholds = &self.settings.thresholds;
+        m.live
+            .set(i64::from(health::liveness(t, now, thresholds).ok));
+        m.ready
+            .set(i64::from(health::readiness(t, now, thresholds).ok));
+        m.draining.set(i64::from(self.draining()));
+    }
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

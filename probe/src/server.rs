@@ -1,0 +1,255 @@
+//! The HTTP server: plain hyper (HTTP/1.1 only — what the kubelet and the API server's pod
+//! proxy speak) on the current-thread runtime. Five fixed routes need no router, and hyper alone
+//! keeps the binary and its memory small.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use sidekiq_guard::probe::drain::State;
+use sidekiq_guard::probe::report::{self, DrainReport, PodReport, RedisReport, Status};
+use sidekiq_guard::probe::{Now, health};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::metrics::{Path, RequestLabels};
+use crate::monitor::{Handle, Snapshot};
+
+/// How long in-flight requests may finish after the server stops accepting.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves until `stop` completes, then lets in-flight requests finish for up to 2 s.
+pub(crate) async fn serve(listener: TcpListener, handle: Handle, stop: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    // Bound how long a client may take to send its headers, so idle or slow connections
+    // cannot pile up in a sidecar with a 32 MiB limit.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(5));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let handle = handle.clone();
+                let service = service_fn(move |request| {
+                    let handle = handle.clone();
+                    async move { Ok::<_, Infallible>(route(&handle, request).await) }
+                });
+                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        debug!(%error, "connection closed with an error");
+                    }
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(CLOSE_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        debug!("closing with requests still in flight");
+    }
+}
+
+async fn route(handle: &Handle, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method();
+    let read = method == Method::GET || method == Method::HEAD;
+    let (path, response) = match request.uri().path() {
+        "/livez" if read => (Path::Livez, livez(handle).await),
+        "/readyz" if read => (Path::Readyz, readyz(handle).await),
+        // The kubelet's preStop sends GET; POST is accepted for people and scripts.
+        "/drain" if read || method == Method::POST => (Path::Drain, drain(handle).await),
+        "/status" if read => (Path::Status, status(handle).await),
+        "/metrics" if read => (Path::Metrics, metrics(handle)),
+        "/livez" | "/readyz" | "/status" | "/metrics" => (Path::Other, not_allowed("GET, HEAD")),
+        "/drain" => (Path::Other, not_allowed("GET, HEAD, POST")),
+        _ => (
+            Path::Other,
+            text(
+                StatusCode::NOT_FOUND,
+                "not found: try /livez, /readyz, /drain, /status or /metrics\n".into(),
+            ),
+        ),
+    };
+    handle
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            path,
+            code: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+fn verdict_response(verdict: &health::Verdict) -> Response<Full<Bytes>> {
+    let (status, word) = if verdict.ok {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "fail")
+    };
+    text(status, format!("{word}: {}\n", verdict.reason))
+}
+
+async fn livez(handle: &Handle) -> Response<Full<Bytes>> {
+    let snapshot = handle.fresh(false).await;
+    verdict_response(&health::liveness(
+        &snapshot.tracker,
+        handle.clock.now(),
+        &handle.settings.thresholds,
+    ))
+}
+
+async fn readyz(handle: &Handle) -> Response<Full<Bytes>> {
+    let snapshot = handle.fresh(false).await;
+    verdict_response(&health::readiness(
+        &snapshot.tracker,
+        handle.clock.now(),
+        &handle.settings.thresholds,
+    ))
+}
+
+async fn drain(handle: &Handle) -> Response<Full<Bytes>> {
+    let snapshot = handle.drain().await;
+    let now = handle.clock.now();
+    let report = DrainReport::new(
+        snapshot.drain.as_ref().map(|(_, d)| d),
+        handle.settings.drain_budget,
+        now,
+    );
+    // The kubelet ignores a hook's status; people and `kubectl sidekiq drain` do not.
+    let status = match snapshot.drain.as_ref().map(|(_, d)| d.state()) {
+        Some(State::Drained) => StatusCode::OK,
+        Some(State::BudgetExhausted) => StatusCode::GATEWAY_TIMEOUT,
+        Some(State::Unquietable) => StatusCode::CONFLICT,
+        Some(State::Draining) | None => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    json(status, &report)
+}
+
+async fn status(handle: &Handle) -> Response<Full<Bytes>> {
+    let snapshot = handle.fresh(true).await;
+    json(
+        StatusCode::OK,
+        &status_document(handle, &snapshot, handle.clock.now()),
+    )
+}
+
+/// The `/status` document of `snapshot` at `now`.
+pub(crate) fn status_document(handle: &Handle, snapshot: &Snapshot, now: Now) -> Status {
+    let settings = &handle.settings;
+    let tracker = &snapshot.tracker;
+    let redis = tracker.redis();
+    Status {
+        schema: report::SCHEMA,
+        version: sidekiq_guard::VERSION.to_owned(),
+        mode: settings.mode.as_str().to_owned(),
+        pod: PodReport {
+            name: settings.pod_name.clone(),
+            namespace: settings.pod_namespace.clone(),
+            hostname: settings.hostname.clone(),
+        },
+        redis: RedisReport {
+            url: settings.redis.redacted_url(),
+            namespace: settings.redis.namespace.clone(),
+            reachable: redis.reachable(),
+            unreachable_for_secs: redis.unreachable_for(now).map(|d| d.as_secs_f64()),
+            error: redis.last_error.clone(),
+            last_read_age_secs: redis
+                .last_read
+                .map(|at| now.mono.saturating_sub(at).as_secs_f64()),
+            reads: redis.reads,
+            round_trips: snapshot.stats.round_trips,
+            commands: snapshot.stats.commands,
+        },
+        liveness: health::liveness(tracker, now, &settings.thresholds),
+        readiness: health::readiness(tracker, now, &settings.thresholds),
+        processes: report::processes(tracker, now),
+        drain: DrainReport::new(
+            snapshot.drain.as_ref().map(|(_, d)| d),
+            settings.drain_budget,
+            now,
+        ),
+        shutting_down: snapshot.shutting_down,
+    }
+}
+
+fn metrics(handle: &Handle) -> Response<Full<Bytes>> {
+    match handle.metrics.encode() {
+        Ok(body) => {
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
+        Err(error) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {error}\n"),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(value) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            *response.status_mut() = status;
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(error) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode JSON: {error}\n"),
+        ),
+    }
+}
+
+fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed: use {allow}\n"),
+    );
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}

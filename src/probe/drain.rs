@@ -1,0 +1,561 @@
+//! The drain behind `GET /drain`, the preStop hook: quiet every process of the pod, then wait
+//! until each is quiet with no job running, or gone, or the budget is spent.
+//!
+//! A process is quieted the way Sidekiq's Web UI does it, by pushing `TSTP` onto its signal list;
+//! it pops one signal per heartbeat and reports `quiet` on the heartbeat after, so the quiet
+//! shows within two beats. `busy` is also only written on heartbeats, so a drain ends at most
+//! one beat (plus one poll) after the last job finishes.
+//!
+//! "Gone" means no longer a member of `processes` (the tracker forgets those) or an expired
+//! hash: on SIGTERM Sidekiq leaves the set but its hash lingers for up to 60 s with the last
+//! `busy` and `quiet`, which must not be waited on.
+//!
+//! A [`Drain`] is a pure state machine: [`Drain::step`] looks at the tracker after each read and
+//! says which processes to signal; the shell pushes the signals and reports back with
+//! [`Drain::signalled`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::observe::{ProcessState, Tracker};
+use super::{Now, dur, secs};
+use crate::sidekiq::records::SIGNAL_TTL_SECS;
+
+/// Where a drain stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting for processes to become quiet and idle.
+    Draining,
+    /// Every process is quiet with no job running, or gone.
+    Drained,
+    /// The budget passed first; the message lists what still runs.
+    BudgetExhausted,
+    /// Nothing left to wait for except embedded processes, which ignore remote signals.
+    Unquietable,
+}
+
+impl State {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Draining => "draining",
+            State::Drained => "drained",
+            State::BudgetExhausted => "budget_exhausted",
+            State::Unquietable => "unquietable",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where one process stands in a drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessDrain {
+    /// Not quiet yet, or still running jobs.
+    Waiting,
+    /// Quiet with no job running: done.
+    Idle,
+    /// Left the `processes` set: done.
+    Gone,
+    /// Its hash expired: it stopped beating, nothing more to wait for.
+    Expired,
+    /// Runs embedded (e.g. inside Puma) and ignores remote signals.
+    Embedded,
+}
+
+impl ProcessDrain {
+    /// Whether nothing more is to be waited for.
+    pub fn done(self) -> bool {
+        matches!(
+            self,
+            ProcessDrain::Idle | ProcessDrain::Gone | ProcessDrain::Expired
+        )
+    }
+}
+
+/// The progress of one process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessProgress {
+    /// The identity.
+    pub identity: String,
+    /// Where it stands.
+    pub status: ProcessDrain,
+    /// `quiet` at the last read, if readable.
+    pub quiet: Option<bool>,
+    /// `busy` at the last read, if readable.
+    pub busy: Option<u32>,
+    /// The running jobs as `Class (jid) 12s`, longest first, if the work hash was read.
+    pub jobs: Vec<String>,
+}
+
+/// One drain, from the first `/drain` call to its outcome.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    started: Duration,
+    started_wall: f64,
+    budget: Duration,
+    signalled: BTreeMap<String, Duration>,
+    involved: BTreeSet<String>,
+    state: State,
+    finished_after: Option<Duration>,
+    message: String,
+    progress: Vec<ProcessProgress>,
+}
+
+impl Drain {
+    /// Starts a drain at `now` with `budget`. A `previous` drain's signals are remembered, so
+    /// that calling `/drain` again does not signal processes twice.
+    pub fn start(now: Now, budget: Duration, previous: Option<&Drain>) -> Self {
+        Drain {
+            started: now.mono,
+            started_wall: now.wall,
+            budget,
+            signalled: previous.map(|d| d.signalled.clone()).unwrap_or_default(),
+            involved: BTreeSet::new(),
+            state: State::Draining,
+            finished_after: None,
+            message: "waiting for the first read of Redis".to_owned(),
+            progress: Vec::new(),
+        }
+    }
+
+    /// Where the drain stands.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Whether the drain has an outcome.
+    pub fn is_finished(&self) -> bool {
+        self.state != State::Draining
+    }
+
+    /// The budget.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// Wall-clock time the drain started.
+    pub fn started_wall(&self) -> f64 {
+        self.started_wall
+    }
+
+    /// Time since the start at `now`, or until the outcome once finished.
+    pub fn elapsed(&self, now: Now) -> Duration {
+        self.finished_after
+            .unwrap_or_else(|| now.mono.saturating_sub(self.started))
+    }
+
+    /// What the drain is waiting for, or its outcome, in words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The progress of each process at the last step.
+    pub fn progress(&self) -> &[ProcessProgress] {
+        &self.progress
+    }
+
+    /// The processes signalled so far.
+    pub fn signalled_identities(&self) -> impl Iterator<Item = &str> {
+        self.signalled.keys().map(String::as_str)
+    }
+
+    /// Records that `TSTP` was pushed to `identity` at `now`.
+    pub fn signalled(&mut self, identity: &str, now: Now) {
+        self.signalled.insert(identity.to_owned(), now.mono);
+    }
+
+    /// Looks at the tracker after a read at `now`, updates the drain, and returns the processes
+    /// to signal (`TSTP`) now: those not quiet and not signalled, or whose signal has expired
+    /// unread (Sidekiq's signal list lives 60 s).
+    pub fn step(&mut self, tracker: &Tracker, now: Now) -> Vec<String> {
+        if self.is_finished() {
+            return Vec::new();
+        }
+        let elapsed = now.mono.saturating_sub(self.started);
+        let out_of_time = elapsed >= self.budget;
+        let redis = tracker.redis();
+        let read_since_start = redis.last_read.is_some_and(|at| at >= self.started);
+        if !read_since_start || redis.failing_since.is_some() {
+            if let Some(error) = &redis.last_error {
+                self.message = format!("Redis unreachable, retrying: {error}");
+            }
+            if out_of_time {
+                self.finish(Outcome::BudgetExhausted, elapsed);
+            }
+            return Vec::new();
+        }
+
+        let resignal_after = Duration::from_secs(SIGNAL_TTL_SECS);
+        let mut signal = Vec::new();
+        let mut progress = Vec::new();
+        let mut seen = BTreeSet::new();
+        for tracked in tracker.processes() {
+            let identity = &tracked.identity;
+            seen.insert(identity.clone());
+            self.involved.insert(identity.clone());
+            let needs_signal = |quiet: bool| {
+                !quiet
+                    && self
+                        .signalled
+                        .get(identity)
+                        .is_none_or(|at| now.mono.saturating_sub(*at) >= resignal_after)
+            };
+            let (status, quiet, busy) = match &tracked.state {
+                ProcessState::Live(p) if p.quiet && p.busy == 0 => {
+                    (ProcessDrain::Idle, Some(true), Some(0))
+                }
+                ProcessState::Live(p) if p.info.embedded && !p.quiet => {
+                    (ProcessDrain::Embedded, Some(false), Some(p.busy))
+                }
+                ProcessState::Live(p) => {
+                    if needs_signal(p.quiet) {
+                        signal.push(identity.clone());
+                    }
+                    (ProcessDrain::Waiting, Some(p.quiet), Some(p.busy))
+                }
+                ProcessState::Expired => (ProcessDrain::Expired, None, None),
+                // Its records cannot be read, but the signal list can still be written, and
+                // leaving `processes` is still visible.
+                ProcessState::Unreadable(_) => {
+                    if needs_signal(false) {
+                        signal.push(identity.clone());
+                    }
+                    (ProcessDrain::Waiting, None, None)
+                }
+            };
+            let jobs = match (&tracked.work, status) {
+                (Some(Ok(work)), ProcessDrain::Waiting | ProcessDrain::Embedded) => work
+                    .jobs
+                    .iter()
+                    .map(|job| {
+                        format!(
+                            "{} ({}) {}",
+                            job.class,
+                            job.jid.as_deref().unwrap_or("no jid"),
+                            secs(job.elapsed(now.wall))
+                        )
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            progress.push(ProcessProgress {
+                identity: identity.clone(),
+                status,
+                quiet,
+                busy,
+                jobs,
+            });
+        }
+        for identity in self.involved.difference(&seen) {
+            progress.push(ProcessProgress {
+                identity: identity.clone(),
+                status: ProcessDrain::Gone,
+                quiet: None,
+                busy: None,
+                jobs: Vec::new(),
+            });
+        }
+        progress.sort_by(|a, b| a.identity.cmp(&b.identity));
+        self.progress = progress;
+
+        let waiting = self
+            .progress
+            .iter()
+            .filter(|p| p.status == ProcessDrain::Waiting)
+            .count();
+        let embedded = self
+            .progress
+            .iter()
+            .any(|p| p.status == ProcessDrain::Embedded);
+        if waiting == 0 {
+            let outcome = if embedded {
+                Outcome::Unquietable
+            } else {
+                Outcome::Drained
+            };
+            self.finish(outcome, elapsed);
+            return Vec::new();
+        }
+        if out_of_time {
+            self.finish(Outcome::BudgetExhausted, elapsed);
+            return Vec::new();
+        }
+        self.message = format!(
+            "waiting for {waiting} of {} process{}: {}",
+            self.progress.len(),
+            if self.progress.len() == 1 { "" } else { "es" },
+            self.describe(|p| p.status == ProcessDrain::Waiting)
+        );
+        signal
+    }
+
+    fn finish(&mut self, outcome: Outcome, elapsed: Duration) {
+        self.finished_after = Some(elapsed);
+        let after = dur(elapsed);
+        let (state, message) = match outcome {
+            Outcome::Drained if self.progress.is_empty() => (
+                State::Drained,
+                format!("drained after {after}: no Sidekiq process of this pod in Redis"),
+            ),
+            Outcome::Drained => (
+                State::Drained,
+                format!(
+                    "drained after {after}: every process is quiet with no job running, or gone ({})",
+                    self.describe(|_| true)
+                ),
+            ),
+            Outcome::Unquietable => (
+                State::Unquietable,
+                format!(
+                    "gave up after {after}: embedded Sidekiq ignores remote signals and cannot be quieted from Redis ({}); it stops with its host server",
+                    self.describe(|p| p.status == ProcessDrain::Embedded)
+                ),
+            ),
+            Outcome::BudgetExhausted if self.progress.is_empty() => (
+                State::BudgetExhausted,
+                format!(
+                    "drain budget {} exhausted after {after} without a successful read of Redis: {}",
+                    dur(self.budget),
+                    self.message
+                ),
+            ),
+            Outcome::BudgetExhausted => (
+                State::BudgetExhausted,
+                format!(
+                    "drain budget {} exhausted after {after}; still running: {}. On SIGTERM Sidekiq waits its -t timeout, then pushes unfinished jobs back to their queues",
+                    dur(self.budget),
+                    self.describe(|p| !p.status.done())
+                ),
+            ),
+        };
+        self.state = state;
+        self.message = message;
+    }
+
+    fn describe(&self, which: impl Fn(&ProcessProgress) -> bool) -> String {
+        let parts: Vec<String> = self
+            .progress
+            .iter()
+            .filter(|p| which(p))
+            .map(|p| {
+                let state = match (p.status, p.quiet, p.busy) {
+                    (ProcessDrain::Gone, ..) => "gone".to_owned(),
+                    (ProcessDrain::Expired, ..) => "expired".to_owned(),
+                    (ProcessDrain::Embedded, ..) => "embedded".to_owned(),
+                    (_, Some(quiet), Some(busy)) => format!(
+                        "{}, {busy} busy",
+                        if quiet { "quiet" } else { "not quiet yet" }
+                    ),
+                    _ => "unreadable".to_owned(),
+                };
+                if p.jobs.is_empty() {
+                    format!("{} {state}", p.identity)
+                } else {
+                    format!("{} {state} [{}]", p.identity, p.jobs.join(", "))
+                }
+            })
+            .collect();
+        parts.join("; ")
+    }
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Drained,
+    BudgetExhausted,
+    Unquietable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::observe::{RawProcess, Scope};
+
+    fn at(secs: f64) -> Now {
+        Now {
+            wall: 1_000.0 + secs,
+            mono: Duration::from_secs_f64(secs),
+        }
+    }
+
+    fn process(identity: &str, quiet: bool, busy: u32, embedded: bool) -> RawProcess {
+        let info = format!(
+            r#"{{"hostname":"w-0","pid":1,"version":"7.3.2","embedded":{embedded},"concurrency":3}}"#
+        );
+        RawProcess {
+            identity: identity.into(),
+            member: Ok(true),
+            hash: Ok(vec![
+                (b"info".to_vec(), info.into_bytes()),
+                (b"busy".to_vec(), busy.to_string().into_bytes()),
+                (b"beat".to_vec(), b"1000.5".to_vec()),
+                (b"quiet".to_vec(), quiet.to_string().into_bytes()),
+            ]),
+            work: Vec::new(),
+        }
+    }
+
+    fn gone(identity: &str) -> RawProcess {
+        RawProcess {
+            member: Ok(false),
+            ..process(identity, true, 3, false)
+        }
+    }
+
+    fn tracker() -> Tracker {
+        Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(60))
+    }
+
+    #[test]
+    fn signals_once_then_waits_for_quiet_and_idle() {
+        let mut t = tracker();
+        let mut d = Drain::start(at(0.0), Duration::from_secs(100), None);
+        // No read since the start: nothing decided.
+        assert!(d.step(&t, at(0.0)).is_empty());
+        assert_eq!(d.state(), State::Draining);
+
+        let ids = ["w-0:1:aa".to_owned()];
+        t.ingest(
+            at(0.1),
+            Some(&ids),
+            vec![process("w-0:1:aa", false, 2, false)],
+        );
+        assert_eq!(d.step(&t, at(0.1)), ["w-0:1:aa"]);
+        d.signalled("w-0:1:aa", at(0.1));
+        t.ingest(at(5.0), None, vec![process("w-0:1:aa", false, 2, false)]);
+        assert!(d.step(&t, at(5.0)).is_empty(), "signalled only once");
+        t.ingest(at(10.0), None, vec![process("w-0:1:aa", true, 1, false)]);
+        assert!(d.step(&t, at(10.0)).is_empty());
+        assert_eq!(d.state(), State::Draining);
+        assert_eq!(
+            d.message(),
+            "waiting for 1 of 1 process: w-0:1:aa quiet, 1 busy"
+        );
+        t.ingest(at(15.0), None, vec![process("w-0:1:aa", true, 0, false)]);
+        d.step(&t, at(15.0));
+        assert_eq!(d.state(), State::Drained);
+        assert_eq!(d.elapsed(at(99.0)), Duration::from_secs(15));
+        assert_eq!(
+            d.message(),
+            "drained after 15s: every process is quiet with no job running, or gone (w-0:1:aa quiet, 0 busy)"
+        );
+    }
+
+    #[test]
+    fn a_stale_busy_count_of_a_process_that_left_is_not_waited_on() {
+        let mut t = tracker();
+        let ids = ["w-0:1:aa".to_owned()];
+        t.ingest(
+            at(0.0),
+            Some(&ids),
+            vec![process("w-0:1:aa", true, 3, false)],
+        );
+        let mut d = Drain::start(at(0.0), Duration::from_secs(100), None);
+        t.ingest(at(0.5), None, vec![process("w-0:1:aa", true, 3, false)]);
+        assert!(d.step(&t, at(0.5)).is_empty(), "already quiet: no signal");
+        t.ingest(at(1.0), None, vec![gone("w-0:1:aa")]);
+        d.step(&t, at(1.0));
+        assert_eq!(d.state(), State::Drained);
+        assert_eq!(d.progress()[0].status, ProcessDrain::Gone);
+    }
+
+    #[test]
+    fn the_budget_ends_a_drain_with_what_still_runs() {
+        let mut t = tracker();
+        let ids = ["w-0:1:aa".to_owned()];
+        let mut d = Drain::start(at(0.0), Duration::from_secs(8), None);
+        t.ingest(
+            at(0.2),
+            Some(&ids),
+            vec![process("w-0:1:aa", false, 1, false)],
+        );
+        d.step(&t, at(0.2));
+        t.ingest(at(8.0), None, vec![process("w-0:1:aa", true, 1, false)]);
+        assert!(d.step(&t, at(8.0)).is_empty());
+        assert_eq!(d.state(), State::BudgetExhausted);
+        assert!(
+            d.message().starts_with(
+                "drain budget 8.0s exhausted after 8.0s; still running: w-0:1:aa quiet, 1 busy."
+            ),
+            "{}",
+            d.message()
+        );
+    }
+
+    #[test]
+    fn embedded_processes_are_reported_not_waited_for() {
+        let mut t = tracker();
+        let ids = ["w-0:1:aa".to_owned()];
+        let mut d = Drain::start(at(0.0), Duration::from_secs(100), None);
+        t.ingest(
+            at(0.2),
+            Some(&ids),
+            vec![process("w-0:1:aa", false, 1, true)],
+        );
+        assert!(d.step(&t, at(0.2)).is_empty());
+        assert_eq!(d.state(), State::Unquietable);
+        assert!(d.message().contains("embedded"), "{}", d.message());
+    }
+
+    #[test]
+    fn an_empty_pod_is_drained_at_once_and_redis_errors_wait() {
+        let mut t = tracker();
+        let mut d = Drain::start(at(0.0), Duration::from_secs(5), None);
+        t.record_failure(at(0.1), "connection refused".into());
+        d.step(&t, at(0.1));
+        assert_eq!(d.state(), State::Draining);
+        assert_eq!(
+            d.message(),
+            "Redis unreachable, retrying: connection refused"
+        );
+        t.ingest(at(1.0), Some(&[]), Vec::new());
+        d.step(&t, at(1.0));
+        assert_eq!(d.state(), State::Drained);
+        assert_eq!(
+            d.message(),
+            "drained after 1.0s: no Sidekiq process of this pod in Redis"
+        );
+
+        let mut down = tracker();
+        let mut d = Drain::start(at(0.0), Duration::from_secs(5), None);
+        down.record_failure(at(5.0), "timed out".into());
+        d.step(&down, at(5.0));
+        assert_eq!(d.state(), State::BudgetExhausted);
+        assert!(
+            d.message().contains("without a successful read"),
+            "{}",
+            d.message()
+        );
+    }
+
+    #[test]
+    fn a_second_drain_remembers_signals_and_resignals_after_they_expire() {
+        let mut t = tracker();
+        let ids = ["w-0:1:aa".to_owned()];
+        let mut first = Drain::start(at(0.0), Duration::from_secs(200), None);
+        t.ingest(
+            at(0.1),
+            Some(&ids),
+            vec![process("w-0:1:aa", false, 1, false)],
+        );
+        assert_eq!(first.step(&t, at(0.1)).len(), 1);
+        first.signalled("w-0:1:aa", at(0.1));
+        let mut second = Drain::start(at(1.0), Duration::from_secs(200), Some(&first));
+        t.ingest(at(1.1), None, vec![process("w-0:1:aa", false, 1, false)]);
+        assert!(second.step(&t, at(1.1)).is_empty());
+        // The signal list expired unread (a wedged or restarting process): push again.
+        t.ingest(at(61.0), None, vec![process("w-0:1:aa", false, 1, false)]);
+        assert_eq!(second.step(&t, at(61.0)), ["w-0:1:aa"]);
+    }
+}

@@ -1,0 +1,423 @@
+//! Liveness and readiness verdicts from what the probe has observed.
+//!
+//! Both are judged from *durations* — how old the newest heartbeat is, how long Redis has
+//! been unreachable — never from the outcome of a single call, so one slow or failed Redis
+//! call cannot make `/livez` fail:
+//!
+//! - **liveness** fails when Redis answers but a process of this pod has not beaten for longer
+//!   than [`Thresholds::stale_after`] (Sidekiq is wedged), or when Redis has been unreachable for
+//!   longer than [`Thresholds::outage_window`] (Sidekiq swallows Redis errors and would wait
+//!   forever; a restart re-resolves DNS and reconnects);
+//! - **readiness** passes when the last read of Redis succeeded and this pod has a process that
+//!   beats and is not quiet.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::observe::{ProcessState, Tracker};
+use super::{Now, dur, observe::Scope, secs};
+
+/// The thresholds of the verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// A heartbeat older than this, while Redis answers, means the process is wedged.
+    pub stale_after: Duration,
+    /// Redis unreachable for longer than this fails liveness.
+    pub outage_window: Duration,
+}
+
+impl Default for Thresholds {
+    /// 60 s (six beats on Sidekiq 7+, twelve on 6.x) and 120 s.
+    fn default() -> Self {
+        Thresholds {
+            stale_after: Duration::from_secs(60),
+            outage_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Why a verdict is what it is; stable names for metrics, logs and `/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    /// Everything is as it should be.
+    Ok,
+    /// Redis has not been read yet.
+    NoReading,
+    /// Redis is unreachable (readiness fails at once; liveness only after the window).
+    RedisUnreachable,
+    /// Redis has been unreachable for longer than the outage window.
+    RedisOutage,
+    /// A process of this pod stopped beating while Redis answers.
+    StaleHeartbeat,
+    /// No process of this pod is in Redis.
+    NoProcess,
+    /// Every process of this pod is quiet (draining).
+    Quiet,
+    /// The pod's processes have records sidekiq-guard cannot read.
+    Unreadable,
+}
+
+impl Code {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Ok => "ok",
+            Code::NoReading => "no_reading",
+            Code::RedisUnreachable => "redis_unreachable",
+            Code::RedisOutage => "redis_outage",
+            Code::StaleHeartbeat => "stale_heartbeat",
+            Code::NoProcess => "no_process",
+            Code::Quiet => "quiet",
+            Code::Unreadable => "unreadable",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A verdict and its reason, in words for people and as a [`Code`] for machines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Whether the check passes (HTTP 200).
+    pub ok: bool,
+    /// Why, as a stable code.
+    pub code: Code,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl Verdict {
+    fn pass(code: Code, reason: impl Into<String>) -> Self {
+        Verdict {
+            ok: true,
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    fn fail(code: Code, reason: impl Into<String>) -> Self {
+        Verdict {
+            ok: false,
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Heartbeats older than the threshold: `(identity, age in seconds)`.
+fn stale(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Vec<(String, f64)> {
+    let limit = thresholds.stale_after.as_secs_f64();
+    tracker
+        .processes()
+        .filter_map(|t| {
+            let beat = match &t.state {
+                ProcessState::Live(p) => p.beat,
+                // The tracker keeps only expired processes it saw alive and that nothing
+                // replaced: they stopped beating without leaving the set.
+                ProcessState::Expired => t.last_beat?,
+                ProcessState::Unreadable(_) => return None,
+            };
+            let age = tracker.heartbeat_age(beat, now);
+            (age > limit).then(|| (t.identity.clone(), age))
+        })
+        .collect()
+}
+
+fn whose(tracker: &Tracker) -> String {
+    match tracker.scope() {
+        Scope::Host(host) => format!("with hostname {host:?}"),
+        Scope::All => "at all".to_owned(),
+    }
+}
+
+/// Whether Sidekiq in this pod should be restarted: see the module documentation.
+pub fn liveness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdict {
+    let redis = tracker.redis();
+    if redis.reachable().is_none() {
+        return Verdict::pass(Code::NoReading, "Redis not read yet");
+    }
+    if let Some(down) = redis.unreachable_for(now) {
+        let error = redis.last_error.as_deref().unwrap_or("unknown error");
+        return if down > thresholds.outage_window {
+            Verdict::fail(
+                Code::RedisOutage,
+                format!(
+                    "Redis unreachable for {} (outage window {}): {error}",
+                    dur(down),
+                    dur(thresholds.outage_window)
+                ),
+            )
+        } else {
+            Verdict::pass(
+                Code::RedisUnreachable,
+                format!(
+                    "Redis unreachable for {}, failing after {}: {error}",
+                    dur(down),
+                    dur(thresholds.outage_window)
+                ),
+            )
+        };
+    }
+    let stale = stale(tracker, now, thresholds);
+    if let Some((identity, age)) = stale.first() {
+        let more = match stale.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return Verdict::fail(
+            Code::StaleHeartbeat,
+            format!(
+                "heartbeat of {identity} is {} old (threshold {}){more}",
+                secs(*age),
+                dur(thresholds.stale_after)
+            ),
+        );
+    }
+    let beats: Vec<f64> = tracker
+        .live()
+        .map(|p| tracker.heartbeat_age(p.beat, now))
+        .collect();
+    match beats.iter().copied().reduce(f64::min) {
+        Some(newest) => Verdict::pass(
+            Code::Ok,
+            format!(
+                "{} process{} beating, newest heartbeat {} ago",
+                beats.len(),
+                if beats.len() == 1 { "" } else { "es" },
+                secs(newest)
+            ),
+        ),
+        None => Verdict::pass(
+            Code::NoProcess,
+            format!("no Sidekiq process {} in Redis", whose(tracker)),
+        ),
+    }
+}
+
+/// Whether this pod should receive traffic — for a worker, whether it counts as available
+/// during a rollout: see the module documentation.
+pub fn readiness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdict {
+    let redis = tracker.redis();
+    if redis.reachable().is_none() {
+        return Verdict::fail(Code::NoReading, "Redis not read yet");
+    }
+    if redis.failing_since.is_some() {
+        let error = redis.last_error.as_deref().unwrap_or("unknown error");
+        return Verdict::fail(
+            Code::RedisUnreachable,
+            format!("Redis unreachable: {error}"),
+        );
+    }
+    let limit = thresholds.stale_after.as_secs_f64();
+    let fresh = |beat: f64| tracker.heartbeat_age(beat, now) <= limit;
+    let running: Vec<_> = tracker
+        .live()
+        .filter(|p| !p.quiet && fresh(p.beat))
+        .collect();
+    if !running.is_empty() {
+        let busy: u32 = running.iter().map(|p| p.busy).sum();
+        let threads: Option<u32> = running.iter().map(|p| p.concurrency).sum();
+        let threads = threads.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        return Verdict::pass(
+            Code::Ok,
+            format!(
+                "{} process{} running, {busy}/{threads} threads busy",
+                running.len(),
+                if running.len() == 1 { "" } else { "es" },
+            ),
+        );
+    }
+    let quiet: Vec<&str> = tracker
+        .live()
+        .filter(|p| p.quiet && fresh(p.beat))
+        .map(|p| p.identity.as_str())
+        .collect();
+    if !quiet.is_empty() {
+        return Verdict::fail(
+            Code::Quiet,
+            format!("quiet (draining): {}", quiet.join(", ")),
+        );
+    }
+    if let Some((identity, age)) = stale(tracker, now, thresholds).first() {
+        return Verdict::fail(
+            Code::StaleHeartbeat,
+            format!("heartbeat of {identity} is {} old", secs(*age)),
+        );
+    }
+    if let Some((identity, error)) = tracker.processes().find_map(|t| match &t.state {
+        ProcessState::Unreadable(e) => Some((&t.identity, e)),
+        _ => None,
+    }) {
+        return Verdict::fail(
+            Code::Unreadable,
+            format!("{identity}: {}", super::report::error_text(error)),
+        );
+    }
+    Verdict::fail(
+        Code::NoProcess,
+        format!("no Sidekiq process {} in Redis", whose(tracker)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::observe::{RawProcess, Scope};
+
+    fn at(wall: f64) -> Now {
+        Now {
+            wall,
+            mono: Duration::from_secs_f64(wall - 1_000.0),
+        }
+    }
+
+    fn raw(identity: &str, beat: f64, quiet: bool, info: &str) -> RawProcess {
+        RawProcess {
+            identity: identity.into(),
+            member: Ok(true),
+            hash: Ok(vec![
+                (b"info".to_vec(), info.as_bytes().to_vec()),
+                (b"busy".to_vec(), b"2".to_vec()),
+                (b"beat".to_vec(), beat.to_string().into_bytes()),
+                (b"quiet".to_vec(), quiet.to_string().into_bytes()),
+            ]),
+            work: Vec::new(),
+        }
+    }
+
+    const INFO: &str = r#"{"hostname":"w-0","pid":1,"started_at":1000.0,"concurrency":5}"#;
+
+    fn tracker_with(beat: f64, quiet: bool, read_at: f64) -> Tracker {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(60));
+        t.ingest(
+            at(read_at),
+            Some(&["w-0:1:aa".to_owned()]),
+            vec![raw("w-0:1:aa", beat, quiet, INFO)],
+        );
+        t
+    }
+
+    #[test]
+    fn fresh_heartbeats_are_alive_and_ready() {
+        let t = tracker_with(1_005.0, false, 1_006.0);
+        let th = Thresholds::default();
+        let live = liveness(&t, at(1_010.0), &th);
+        assert!(live.ok, "{live:?}");
+        assert_eq!(live.reason, "1 process beating, newest heartbeat 5.0s ago");
+        let ready = readiness(&t, at(1_010.0), &th);
+        assert_eq!(
+            ready,
+            Verdict::pass(Code::Ok, "1 process running, 2/5 threads busy")
+        );
+    }
+
+    #[test]
+    fn a_stale_heartbeat_fails_both() {
+        let t = tracker_with(1_005.0, false, 1_066.0);
+        let th = Thresholds::default();
+        let live = liveness(&t, at(1_070.0), &th);
+        assert_eq!(live.code, Code::StaleHeartbeat);
+        assert_eq!(
+            live.reason,
+            "heartbeat of w-0:1:aa is 1m5s old (threshold 1m)"
+        );
+        assert!(!readiness(&t, at(1_070.0), &th).ok);
+        // Just under the threshold: still alive.
+        assert!(liveness(&t, at(1_064.0), &th).ok);
+    }
+
+    #[test]
+    fn a_wedged_process_whose_hash_expired_is_still_stale() {
+        let mut t = tracker_with(1_005.0, false, 1_006.0);
+        t.ingest(
+            at(1_070.0),
+            None,
+            vec![RawProcess {
+                identity: "w-0:1:aa".into(),
+                member: Ok(true),
+                hash: Ok(Vec::new()),
+                work: Vec::new(),
+            }],
+        );
+        let live = liveness(&t, at(1_070.0), &Thresholds::default());
+        assert_eq!(live.code, Code::StaleHeartbeat, "{live:?}");
+    }
+
+    #[test]
+    fn redis_outages_fail_readiness_at_once_and_liveness_after_the_window() {
+        let mut t = tracker_with(1_005.0, false, 1_006.0);
+        let th = Thresholds::default();
+        t.record_failure(at(1_010.0), "connection refused".into());
+        let ready = readiness(&t, at(1_010.0), &th);
+        assert_eq!(ready.code, Code::RedisUnreachable);
+        assert_eq!(ready.reason, "Redis unreachable: connection refused");
+        let live = liveness(&t, at(1_129.0), &th);
+        assert!(live.ok);
+        assert_eq!(
+            live.reason,
+            "Redis unreachable for 1m59s, failing after 2m: connection refused"
+        );
+        t.record_failure(at(1_131.0), "connection refused".into());
+        let live = liveness(&t, at(1_131.0), &th);
+        assert_eq!(live.code, Code::RedisOutage);
+        assert!(!live.ok);
+        // Back: the old beat does not count against Sidekiq, which could not write one.
+        t.ingest(
+            at(1_140.0),
+            None,
+            vec![raw("w-0:1:aa", 1_005.0, false, INFO)],
+        );
+        assert!(liveness(&t, at(1_141.0), &th).ok);
+        assert!(readiness(&t, at(1_141.0), &th).ok);
+        assert!(!liveness(&t, at(1_201.0), &th).ok);
+    }
+
+    #[test]
+    fn quiet_or_missing_processes_are_not_ready_but_alive() {
+        let th = Thresholds::default();
+        let t = tracker_with(1_005.0, true, 1_006.0);
+        let ready = readiness(&t, at(1_007.0), &th);
+        assert_eq!(
+            ready,
+            Verdict::fail(Code::Quiet, "quiet (draining): w-0:1:aa")
+        );
+        assert!(liveness(&t, at(1_007.0), &th).ok);
+
+        let mut empty = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(60));
+        assert_eq!(readiness(&empty, at(1_007.0), &th).code, Code::NoReading);
+        assert!(liveness(&empty, at(1_007.0), &th).ok);
+        empty.ingest(at(1_007.0), Some(&[]), Vec::new());
+        let ready = readiness(&empty, at(1_007.0), &th);
+        assert_eq!(ready.code, Code::NoProcess);
+        assert_eq!(
+            ready.reason,
+            "no Sidekiq process with hostname \"w-0\" in Redis"
+        );
+    }
+
+    #[test]
+    fn unreadable_records_fail_readiness_with_the_reason() {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(60));
+        t.ingest(
+            at(1_006.0),
+            Some(&["w-0:1:aa".to_owned()]),
+            vec![raw("w-0:1:aa", 1_005.0, false, "not json")],
+        );
+        let th = Thresholds::default();
+        let ready = readiness(&t, at(1_007.0), &th);
+        assert_eq!(ready.code, Code::Unreadable);
+        assert_eq!(
+            ready.reason,
+            "w-0:1:aa: process record unreadable: field `info` is not valid JSON: expected ident at line 1 column 2"
+        );
+        // Restarting Sidekiq would not fix its records: liveness stays up.
+        assert!(liveness(&t, at(1_007.0), &th).ok);
+    }
+}

@@ -1,0 +1,645 @@
+//! What a reader has learnt about Sidekiq's processes, and what it should read next.
+//!
+//! A [`Tracker`] follows the processes in its [`Scope`] — this pod's hostname for the probe,
+//! every process for `kubectl sidekiq status --redis-url`. Reading is split so that the I/O
+//! stays outside the core:
+//!
+//! 1. [`Tracker::plan`] says what to read: for each process it already follows, `SISMEMBER
+//!    processes` (has it left?), `HGETALL <id>` and, when asked for, the work hash; plus
+//!    `SMEMBERS processes` only when new processes may have appeared — when none is followed,
+//!    after one left or expired, after a Redis error, and every `rediscover_after`.
+//! 2. The reader sends that as one pipeline (one round trip) and, if `SMEMBERS` revealed new
+//!    processes, a second one for them ([`Tracker::follow_up`]).
+//! 3. [`Tracker::ingest`] (or [`Tracker::record_failure`]) updates the picture.
+//!
+//! So a probe costs one round trip and two commands per process (three with the work hash) in
+//! the steady state, and never lists the whole `processes` set on every probe, which would make
+//! the total work grow with the square of the fleet size.
+//!
+//! The tracker also remembers the last heartbeat of every process it has seen. Sidekiq's
+//! process hash expires 60 s after its last beat, the default stale threshold, so a wedged
+//! process would otherwise simply vanish instead of being reported as stale.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::{Now, pod};
+use crate::sidekiq::records::{self, Process, RecordError, Work, WorkKey};
+
+/// Field/value pairs of a hash as Redis returned them.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The processes a tracker follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Processes whose identity names this host: one pod.
+    Host(String),
+    /// Every process in the `processes` set.
+    All,
+}
+
+impl Scope {
+    /// Whether the process `identity` is in scope.
+    pub fn includes(&self, identity: &str) -> bool {
+        match self {
+            Scope::Host(host) => pod::belongs_to(identity, host),
+            Scope::All => true,
+        }
+    }
+}
+
+/// What to read in one round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// Whether to read `SMEMBERS processes`.
+    pub members: bool,
+    /// The processes to read.
+    pub processes: Vec<PlannedRead>,
+}
+
+impl ReadPlan {
+    /// The number of commands the plan sends.
+    pub fn commands(&self) -> usize {
+        usize::from(self.members)
+            + self
+                .processes
+                .iter()
+                .map(|p| 2 + p.work.len())
+                .sum::<usize>()
+    }
+
+    /// Whether the plan reads nothing (and needs no round trip).
+    pub fn is_empty(&self) -> bool {
+        !self.members && self.processes.is_empty()
+    }
+}
+
+/// The reads for one process: `SISMEMBER processes <id>`, `HGETALL <id>`, and `HGETALL` of
+/// each work hash listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRead {
+    /// The identity.
+    pub identity: String,
+    /// The work hashes to read; empty for a light read.
+    pub work: &'static [WorkKey],
+}
+
+/// A Redis error reply to one command of a pipeline, such as `WRONGTYPE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Redis refused to read {key}: {message}")]
+pub struct ReplyError {
+    /// The key.
+    pub key: String,
+    /// The error reply.
+    pub message: String,
+}
+
+/// The replies for one [`PlannedRead`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawProcess {
+    /// The identity.
+    pub identity: String,
+    /// `SISMEMBER processes <id>`.
+    pub member: Result<bool, ReplyError>,
+    /// `HGETALL <id>` (empty once expired).
+    pub hash: Result<Fields, ReplyError>,
+    /// `HGETALL` of each work hash read.
+    pub work: Vec<(WorkKey, Result<Fields, ReplyError>)>,
+}
+
+/// The replies to one [`ReadPlan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// `SMEMBERS processes`, if planned.
+    pub members: Option<Vec<String>>,
+    /// One entry per planned process, in plan order.
+    pub processes: Vec<RawProcess>,
+}
+
+/// Why a followed process could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProcessError {
+    /// Its hash is not a record Sidekiq writes.
+    #[error("process record unreadable")]
+    Record(#[source] RecordError),
+    /// Redis refused to read it.
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+}
+
+/// What is known about one process.
+#[derive(Debug, Clone)]
+pub enum ProcessState {
+    /// A member of `processes` with a readable hash.
+    Live(Box<Process>),
+    /// Still a member of `processes`, but its hash expired: it stopped beating without
+    /// leaving (crashed, killed, or wedged for longer than the hash's TTL).
+    Expired,
+    /// A member whose records cannot be read.
+    Unreadable(ProcessError),
+}
+
+/// One process the tracker follows.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    /// The identity.
+    pub identity: String,
+    /// The latest state.
+    pub state: ProcessState,
+    /// Wall-clock time the tracker first saw it.
+    pub first_seen: f64,
+    /// The newest heartbeat seen (epoch seconds), kept after the hash expires.
+    pub last_beat: Option<f64>,
+    /// When it started (`info.started_at`), once seen.
+    pub started_at: Option<f64>,
+    /// The in-flight jobs at the last read that included them.
+    pub work: Option<Result<Work, ReplyError>>,
+    /// Wall-clock time of that read.
+    pub work_read_at: Option<f64>,
+    work_keys: &'static [WorkKey],
+}
+
+impl Tracked {
+    /// The process, when its hash was readable.
+    pub fn process(&self) -> Option<&Process> {
+        match &self.state {
+            ProcessState::Live(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// What the tracker knows about Redis itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedisHealth {
+    /// Reads attempted (successful or not).
+    pub reads: u64,
+    /// Monotonic time of the last completed read, successful or not.
+    pub last_read: Option<Duration>,
+    /// Monotonic time of the last successful read.
+    pub last_ok: Option<Duration>,
+    /// Monotonic time of the first failure since the last success.
+    pub failing_since: Option<Duration>,
+    /// The last failure, for messages (never contains a password).
+    pub last_error: Option<String>,
+    /// Wall-clock time Redis answered again after its last outage. Sidekiq cannot beat while
+    /// Redis is unreachable, so heartbeat ages count from here at most.
+    pub recovered_at: Option<f64>,
+}
+
+impl RedisHealth {
+    /// `Some(true)` if the last read succeeded, `Some(false)` if it failed, `None` before any.
+    pub fn reachable(&self) -> Option<bool> {
+        self.last_read.map(|_| self.failing_since.is_none())
+    }
+
+    /// How long Redis has been unreachable at `now`, if it is.
+    pub fn unreachable_for(&self, now: Now) -> Option<Duration> {
+        self.failing_since
+            .map(|since| now.mono.saturating_sub(since))
+    }
+}
+
+/// The reader's picture of Sidekiq's processes in its scope; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    scope: Scope,
+    tracked: BTreeMap<String, Tracked>,
+    /// Members in scope that are dead (expired before ever being seen alive, or replaced):
+    /// not read again while they stay in the set.
+    ignored: BTreeSet<String>,
+    rediscover_after: Duration,
+    last_discovery: Option<Duration>,
+    discovery_due: bool,
+    redis: RedisHealth,
+}
+
+impl Tracker {
+    /// A tracker for `scope` that lists `processes` again at least every `rediscover_after`.
+    pub fn new(scope: Scope, rediscover_after: Duration) -> Self {
+        Tracker {
+            scope,
+            tracked: BTreeMap::new(),
+            ignored: BTreeSet::new(),
+            rediscover_after,
+            last_discovery: None,
+            discovery_due: true,
+            redis: RedisHealth::default(),
+        }
+    }
+
+    /// The scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// What Redis did lately.
+    pub fn redis(&self) -> &RedisHealth {
+        &self.redis
+    }
+
+    /// The followed processes, by identity.
+    pub fn processes(&self) -> impl Iterator<Item = &Tracked> {
+        self.tracked.values()
+    }
+
+    /// The followed processes whose hash was readable.
+    pub fn live(&self) -> impl Iterator<Item = &Process> {
+        self.tracked.values().filter_map(Tracked::process)
+    }
+
+    /// One followed process.
+    pub fn get(&self, identity: &str) -> Option<&Tracked> {
+        self.tracked.get(identity)
+    }
+
+    /// Makes the next plan list `processes`, e.g. when a drain starts and must see every
+    /// process of the pod.
+    pub fn force_discovery(&mut self) {
+        self.discovery_due = true;
+    }
+
+    /// Seconds since `beat` at `now`, counted at most from Redis's last recovery: a process
+    /// cannot beat while Redis is unreachable, and must not be blamed for it.
+    pub fn heartbeat_age(&self, beat: f64, now: Now) -> f64 {
+        let since = self.redis.recovered_at.map_or(beat, |r| beat.max(r));
+        (now.wall - since).max(0.0)
+    }
+
+    /// What to read next; `with_work` adds the work hashes (for `/status` and drains).
+    pub fn plan(&self, now: Now, with_work: bool) -> ReadPlan {
+        let discovery_stale = self
+            .last_discovery
+            .is_none_or(|at| now.mono.saturating_sub(at) >= self.rediscover_after);
+        let members = self.scope == Scope::All
+            || self.discovery_due
+            || discovery_stale
+            || self.live().next().is_none();
+        ReadPlan {
+            members,
+            processes: self
+                .tracked
+                .values()
+                .map(|t| PlannedRead {
+                    identity: t.identity.clone(),
+                    work: if with_work { t.work_keys } else { &[] },
+                })
+                .collect(),
+        }
+    }
+
+    /// The reads for processes in scope that `members` lists and the tracker does not follow
+    /// yet; `None` when there are none.
+    pub fn follow_up(&self, members: &[String], with_work: bool) -> Option<ReadPlan> {
+        let processes: Vec<PlannedRead> = members
+            .iter()
+            .filter(|id| self.scope.includes(id))
+            .filter(|id| !self.tracked.contains_key(*id) && !self.ignored.contains(*id))
+            .map(|id| PlannedRead {
+                identity: id.clone(),
+                work: if with_work { &WorkKey::ALL } else { &[] },
+            })
+            .collect();
+        (!processes.is_empty()).then_some(ReadPlan {
+            members: false,
+            processes,
+        })
+    }
+
+    /// Records a successful read: the `SMEMBERS` reply if it was read, and the replies for every
+    /// process read (from one or two round trips).
+    pub fn ingest(&mut self, now: Now, members: Option<&[String]>, processes: Vec<RawProcess>) {
+        self.redis.reads += 1;
+        self.redis.last_read = Some(now.mono);
+        self.redis.last_ok = Some(now.mono);
+        if self.redis.failing_since.take().is_some() {
+            self.redis.recovered_at = Some(now.wall);
+        }
+        self.redis.last_error = None;
+
+        if let Some(members) = members {
+            let in_scope: BTreeSet<&str> = members
+                .iter()
+                .map(String::as_str)
+                .filter(|id| self.scope.includes(id))
+                .collect();
+            self.ignored.retain(|id| in_scope.contains(id.as_str()));
+            self.last_discovery = Some(now.mono);
+            self.discovery_due = false;
+        }
+
+        for raw in processes {
+            self.ingest_process(now, raw);
+        }
+
+        // An expired process is replaced, not wedged, once a process of the same scope started
+        // after its last beat (the container restarted, or a swarm forked a new child).
+        let newest_start = self
+            .tracked
+            .values()
+            .filter(|t| t.process().is_some())
+            .map(|t| t.started_at.unwrap_or(t.first_seen))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let replaced: Vec<String> = self
+            .tracked
+            .values()
+            .filter(|t| matches!(t.state, ProcessState::Expired))
+            .filter(|t| t.last_beat.is_none_or(|beat| newest_start > beat))
+            .map(|t| t.identity.clone())
+            .collect();
+        for identity in replaced {
+            self.tracked.remove(&identity);
+            self.ignored.insert(identity);
+        }
+    }
+
+    fn ingest_process(&mut self, now: Now, raw: RawProcess) {
+        let identity = raw.identity;
+        let member = match raw.member {
+            Ok(member) => member,
+            Err(error) => {
+                self.set_state(now, &identity, ProcessState::Unreadable(error.into()));
+                return;
+            }
+        };
+        if !member {
+            // Left the set: a clean exit (or Redis lost its data). Its hash may linger for up
+            // to 60 s with the last `busy` and `quiet`, which must not be believed.
+            self.tracked.remove(&identity);
+            self.ignored.remove(&identity);
+            self.discovery_due = true;
+            return;
+        }
+        let fields = match raw.hash {
+            Ok(fields) => fields,
+            Err(error) => {
+                self.set_state(now, &identity, ProcessState::Unreadable(error.into()));
+                return;
+            }
+        };
+        if fields.is_empty() {
+            self.discovery_due = true;
+            match self.tracked.get_mut(&identity) {
+                Some(t) if t.last_beat.is_some() => t.state = ProcessState::Expired,
+                // Never seen alive: a dead member from before this tracker started.
+                _ => {
+                    self.tracked.remove(&identity);
+                    self.ignored.insert(identity);
+                }
+            }
+            return;
+        }
+        let state = match records::parse_process(&identity, &fields) {
+            Ok(process) => ProcessState::Live(Box::new(process)),
+            Err(error) => ProcessState::Unreadable(ProcessError::Record(error)),
+        };
+        let tracked = self.set_state(now, &identity, state);
+        if !raw.work.is_empty() {
+            let mut merged: Result<Work, ReplyError> = Ok(Work::default());
+            for (_, reply) in raw.work {
+                match (reply, &mut merged) {
+                    (Ok(fields), Ok(work)) => {
+                        let part = records::parse_work(&fields);
+                        work.jobs.extend(part.jobs);
+                        work.errors.extend(part.errors);
+                    }
+                    (Err(error), _) => merged = Err(error),
+                    (Ok(_), Err(_)) => {}
+                }
+            }
+            if let Ok(work) = &mut merged {
+                work.jobs.sort_by(|a, b| {
+                    a.run_at
+                        .total_cmp(&b.run_at)
+                        .then_with(|| a.thread.cmp(&b.thread))
+                });
+            }
+            tracked.work = Some(merged);
+            tracked.work_read_at = Some(now.wall);
+        }
+    }
+
+    fn set_state(&mut self, now: Now, identity: &str, state: ProcessState) -> &mut Tracked {
+        self.ignored.remove(identity);
+        let tracked = self
+            .tracked
+            .entry(identity.to_owned())
+            .or_insert_with(|| Tracked {
+                identity: identity.to_owned(),
+                state: ProcessState::Expired,
+                first_seen: now.wall,
+                last_beat: None,
+                started_at: None,
+                work: None,
+                work_read_at: None,
+                work_keys: &WorkKey::ALL,
+            });
+        if let ProcessState::Live(process) = &state {
+            tracked.last_beat = Some(
+                tracked
+                    .last_beat
+                    .map_or(process.beat, |b| b.max(process.beat)),
+            );
+            tracked.started_at = process.info.started_at.or(tracked.started_at);
+            tracked.work_keys = process.work_keys();
+        }
+        tracked.state = state;
+        tracked
+    }
+
+    /// Records a failed read: Redis unreachable, timed out, or refusing the pipeline. `error`
+    /// must already be free of secrets.
+    pub fn record_failure(&mut self, now: Now, error: String) {
+        self.redis.reads += 1;
+        self.redis.last_read = Some(now.mono);
+        self.redis.failing_since.get_or_insert(now.mono);
+        self.redis.last_error = Some(error);
+        // Processes may come and go while Redis is away: list them again on recovery.
+        self.discovery_due = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn now(wall: f64) -> Now {
+        Now {
+            wall,
+            mono: Duration::from_secs_f64(wall - 1_000.0),
+        }
+    }
+
+    fn info(host: &str, pid: u32, started: f64) -> String {
+        format!(
+            r#"{{"hostname":"{host}","started_at":{started},"pid":{pid},"tag":"","concurrency":3,"queues":["default"],"labels":[],"identity":"{host}:{pid}:ab","version":"7.3.2","embedded":false}}"#
+        )
+    }
+
+    fn live(identity: &str, beat: f64, started: f64) -> RawProcess {
+        let (host, pid) = {
+            let id = records::Identity::parse(identity).unwrap();
+            (id.host.to_owned(), id.pid)
+        };
+        RawProcess {
+            identity: identity.into(),
+            member: Ok(true),
+            hash: Ok(vec![
+                (b"info".to_vec(), info(&host, pid, started).into_bytes()),
+                (b"busy".to_vec(), b"1".to_vec()),
+                (b"beat".to_vec(), beat.to_string().into_bytes()),
+                (b"quiet".to_vec(), b"false".to_vec()),
+            ]),
+            work: Vec::new(),
+        }
+    }
+
+    fn expired(identity: &str) -> RawProcess {
+        RawProcess {
+            identity: identity.into(),
+            member: Ok(true),
+            hash: Ok(Vec::new()),
+            work: Vec::new(),
+        }
+    }
+
+    fn gone(identity: &str) -> RawProcess {
+        RawProcess {
+            member: Ok(false),
+            ..live(identity, 1.0, 1.0)
+        }
+    }
+
+    fn members(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn steady_state_reads_known_processes_without_listing_the_set() {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(60));
+        let first = t.plan(now(1_010.0), false);
+        assert!(first.members && first.processes.is_empty());
+        let all = members(&["w-0:1:aa", "w-1:2:bb", "w-0:3:cc"]);
+        let follow = t.follow_up(&all, false).unwrap();
+        assert_eq!(
+            follow
+                .processes
+                .iter()
+                .map(|p| p.identity.as_str())
+                .collect::<Vec<_>>(),
+            ["w-0:1:aa", "w-0:3:cc"]
+        );
+        t.ingest(
+            now(1_010.0),
+            Some(&all),
+            vec![
+                live("w-0:1:aa", 1_009.0, 1_000.0),
+                live("w-0:3:cc", 1_009.5, 1_000.0),
+            ],
+        );
+        let steady = t.plan(now(1_020.0), false);
+        assert!(!steady.members);
+        assert_eq!(steady.commands(), 4);
+        assert!(t.follow_up(&all, false).is_none());
+        // With the work hash: `:work` only, since the version (7.3.2) is stated.
+        assert_eq!(t.plan(now(1_020.0), true).commands(), 6);
+        // Rediscovery once the interval has passed.
+        assert!(t.plan(now(1_071.0), false).members);
+    }
+
+    #[test]
+    fn a_process_that_left_is_forgotten_and_triggers_discovery() {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(600));
+        let all = members(&["w-0:1:aa"]);
+        t.ingest(
+            now(1_010.0),
+            Some(&all),
+            vec![live("w-0:1:aa", 1_009.0, 1_000.0)],
+        );
+        t.ingest(now(1_015.0), None, vec![gone("w-0:1:aa")]);
+        assert_eq!(t.processes().count(), 0);
+        assert!(t.plan(now(1_016.0), false).members);
+    }
+
+    #[test]
+    fn an_expired_process_is_remembered_until_replaced() {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(600));
+        t.ingest(
+            now(1_010.0),
+            Some(&members(&["w-0:1:aa"])),
+            vec![live("w-0:1:aa", 1_009.0, 1_000.0)],
+        );
+        t.ingest(now(1_080.0), None, vec![expired("w-0:1:aa")]);
+        let tracked = t.get("w-0:1:aa").unwrap();
+        assert!(matches!(tracked.state, ProcessState::Expired));
+        assert_eq!(tracked.last_beat, Some(1_009.0));
+        // The container restarted: a new process started after the old one's last beat.
+        t.ingest(
+            now(1_090.0),
+            Some(&members(&["w-0:1:aa", "w-0:9:bb"])),
+            vec![expired("w-0:1:aa"), live("w-0:9:bb", 1_089.0, 1_085.0)],
+        );
+        assert!(t.get("w-0:1:aa").is_none());
+        assert!(t.get("w-0:9:bb").is_some());
+        // ... and the dead member is not read again.
+        let plan = t.plan(now(1_095.0), false);
+        assert_eq!(plan.processes.len(), 1);
+        assert!(
+            t.follow_up(&members(&["w-0:1:aa", "w-0:9:bb"]), false)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn dead_members_never_seen_alive_are_ignored() {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(600));
+        t.ingest(
+            now(1_010.0),
+            Some(&members(&["w-0:1:aa"])),
+            vec![expired("w-0:1:aa")],
+        );
+        assert_eq!(t.processes().count(), 0);
+        assert!(t.follow_up(&members(&["w-0:1:aa"]), false).is_none());
+        // Once it leaves the set it is forgotten entirely.
+        t.ingest(now(1_011.0), Some(&[]), Vec::new());
+        assert!(t.follow_up(&members(&["w-0:1:aa"]), false).is_some());
+    }
+
+    #[test]
+    fn recovery_from_an_outage_restarts_heartbeat_ages() {
+        let mut t = Tracker::new(Scope::All, Duration::from_secs(600));
+        t.ingest(now(1_010.0), Some(&[]), Vec::new());
+        assert_eq!(t.heartbeat_age(1_000.0, now(1_100.0)), 100.0);
+        t.record_failure(now(1_020.0), "connection refused".into());
+        assert_eq!(t.redis().reachable(), Some(false));
+        assert_eq!(
+            t.redis().unreachable_for(now(1_050.0)),
+            Some(Duration::from_secs(30))
+        );
+        t.ingest(now(1_090.0), Some(&[]), Vec::new());
+        assert_eq!(t.redis().reachable(), Some(true));
+        assert_eq!(t.heartbeat_age(1_000.0, now(1_100.0)), 10.0);
+        assert_eq!(t.heartbeat_age(1_095.0, now(1_100.0)), 5.0);
+    }
+
+    #[test]
+    fn reply_errors_make_a_process_unreadable_not_the_read() {
+        let mut t = Tracker::new(Scope::All, Duration::from_secs(600));
+        let raw = RawProcess {
+            identity: "w-0:1:aa".into(),
+            member: Ok(true),
+            hash: Err(ReplyError {
+                key: "w-0:1:aa".into(),
+                message: "WRONGTYPE Operation against a key holding the wrong kind of value".into(),
+            }),
+            work: Vec::new(),
+        };
+        t.ingest(now(1_010.0), Some(&members(&["w-0:1:aa"])), vec![raw]);
+        let tracked = t.get("w-0:1:aa").unwrap();
+        assert!(matches!(
+            tracked.state,
+            ProcessState::Unreadable(ProcessError::Reply(_))
+        ));
+        assert_eq!(t.redis().reachable(), Some(true));
+    }
+}

@@ -1,0 +1,734 @@
+//! The async reader of Sidekiq's records in Redis (feature `redis`), shared by the probe and
+//! `kubectl sidekiq status --redis-url`.
+//!
+//! - [`RedisSettings`] finds the Redis URL exactly as Sidekiq does (`REDIS_PROVIDER` naming the
+//!   variable, else `REDIS_URL`, else `redis://localhost:6379/0`) and never shows its password.
+//! - [`Reader`] keeps one multiplexed connection, reconnects with exponential backoff after a
+//!   failure, bounds every connect and every reply with a timeout, and reads with pipelines:
+//!   [`Reader::refresh`] brings a [`Tracker`] up to date in **one round trip** when the set of
+//!   processes is unchanged and two when `SMEMBERS processes` revealed new ones (their
+//!   identities are needed before their hashes can be read); see [`crate::probe::observe`].
+//! - [`Reader::quiet`] pushes `TSTP` exactly as Sidekiq's Web UI does: `MULTI`, `LPUSH
+//!   <id>-signals TSTP`, `EXPIRE <id>-signals 60`, `EXEC`.
+//!
+//! `rediss://` URLs use rustls with the ring provider (installed on first use) and the system's
+//! certificate store; `rediss://…/#insecure` skips certificate verification for self-signed
+//! Redis servers (Heroku-style), like Sidekiq's `ssl_params: {verify_mode: VERIFY_NONE}`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, IntoConnectionInfo, Value};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::probe::Now;
+use crate::probe::observe::{Fetched, Fields, RawProcess, ReadPlan, ReplyError, Tracker};
+use crate::probe::report::error_text;
+use crate::sidekiq::records::{Keys, QUIET_SIGNAL, SIGNAL_TTL_SECS};
+
+/// Sidekiq's (redis-rb's) default when no variable names a URL.
+pub const DEFAULT_URL: &str = "redis://localhost:6379/0";
+/// The variable that holds the URL...
+pub const REDIS_URL: &str = "REDIS_URL";
+/// ...unless this one names another variable that does.
+pub const REDIS_PROVIDER: &str = "REDIS_PROVIDER";
+
+/// Where the Redis URL came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlSource {
+    /// `$REDIS_URL`.
+    RedisUrl,
+    /// The variable `$REDIS_PROVIDER` names.
+    Provider(String),
+    /// Given explicitly (a flag).
+    Explicit,
+    /// Nothing set: Sidekiq's default.
+    Default,
+}
+
+impl std::fmt::Display for UrlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UrlSource::RedisUrl => write!(f, "${REDIS_URL}"),
+            UrlSource::Provider(var) => write!(f, "${var} (named by ${REDIS_PROVIDER})"),
+            UrlSource::Explicit => f.write_str("the command line"),
+            UrlSource::Default => f.write_str("Sidekiq's default"),
+        }
+    }
+}
+
+/// Redis settings that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// `REDIS_PROVIDER` holds a URL, which Sidekiq itself refuses.
+    #[error(
+        "{REDIS_PROVIDER} holds a URL ({value}); like Sidekiq, sidekiq-guard expects the name of the variable that holds the URL, e.g. {REDIS_PROVIDER}=REDISTOGO_URL"
+    )]
+    ProviderIsUrl {
+        /// The value, redacted.
+        value: String,
+    },
+    /// The URL does not parse.
+    #[error("invalid Redis URL {url} (from {source_var}): {reason}")]
+    InvalidUrl {
+        /// The URL, redacted.
+        url: String,
+        /// Where it came from.
+        source_var: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// How to reach Redis. `Debug` and every message show the URL redacted.
+#[derive(Clone)]
+pub struct RedisSettings {
+    url: String,
+    /// Where the URL came from.
+    pub source: UrlSource,
+    /// The redis-namespace prefix of Sidekiq's keys (6.x with `namespace:`), if any.
+    pub namespace: Option<String>,
+    /// Limit on establishing a connection (TCP, TLS, AUTH, SELECT).
+    pub connect_timeout: Duration,
+    /// Limit on waiting for the replies of one pipeline.
+    pub response_timeout: Duration,
+    /// Longest wait between reconnection attempts (the wait doubles from 100 ms).
+    pub max_backoff: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &self.redacted_url())
+            .field("source", &self.source)
+            .field("namespace", &self.namespace)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("max_backoff", &self.max_backoff)
+            .finish()
+    }
+}
+
+impl RedisSettings {
+    /// Settings for `url` with default timeouts (2 s connect, 2 s reply, 2 s longest backoff).
+    pub fn new(url: impl Into<String>, source: UrlSource) -> Self {
+        RedisSettings {
+            url: url.into(),
+            source,
+            namespace: None,
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+
+    /// Finds the URL in the process environment the way Sidekiq does; see
+    /// [`RedisSettings::from_lookup`].
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Finds the URL the way Sidekiq 7/8 do (`RedisConnection.determine_redis_provider`): the
+    /// variable `REDIS_PROVIDER` names, else `REDIS_URL`, else [`DEFAULT_URL`]. A
+    /// `REDIS_PROVIDER` that holds a URL is an error, as in Sidekiq. (6.x did not fall back to
+    /// `REDIS_URL` when the named variable is unset; it used the default instead.)
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let provider = lookup(REDIS_PROVIDER);
+        if let Some(provider) = &provider
+            && provider.contains(':')
+        {
+            return Err(SettingsError::ProviderIsUrl {
+                value: redact_url(provider),
+            });
+        }
+        let from_provider = provider
+            .filter(|name| !name.is_empty())
+            .and_then(|name| lookup(&name).map(|url| (url, UrlSource::Provider(name))));
+        let (url, source) = match from_provider {
+            Some(found) => found,
+            None => match lookup(REDIS_URL) {
+                Some(url) => (url, UrlSource::RedisUrl),
+                None => (DEFAULT_URL.to_owned(), UrlSource::Default),
+            },
+        };
+        let settings = RedisSettings::new(url, source);
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Checks that the URL parses, without connecting.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        self.url
+            .as_str()
+            .into_connection_info()
+            .map(|_| ())
+            .map_err(|e| SettingsError::InvalidUrl {
+                url: self.redacted_url(),
+                source_var: self.source.to_string(),
+                // redis-rs's messages describe the problem, never the URL's contents.
+                reason: e.to_string(),
+            })
+    }
+
+    /// The URL with its password replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// A Redis URL fit for logs: the password (or a lone user-info part, which some clients read
+/// as a password) becomes `***`. Text that is not a URL is not shown at all.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return format!("<not a URL, {} characters>", url.chars().count());
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        None => url.to_owned(),
+        Some((userinfo, host)) => {
+            let userinfo = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{scheme}://{userinfo}@{host}{tail}")
+        }
+    }
+}
+
+/// Installs ring as rustls's process-wide crypto provider, unless one is installed already.
+/// redis-rs's rustls has no provider of its own; [`Reader::new`] calls this for `rediss://`.
+pub fn install_tls_provider() {
+    // An error means a provider is already installed, which is just as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A failed Redis operation. Messages name the redacted URL and never contain a password.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    /// The URL does not parse.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// Connecting (TCP, TLS, AUTH or SELECT) failed.
+    #[error("cannot connect to Redis at {url}")]
+    Connect {
+        /// The redacted URL.
+        url: String,
+        /// What failed.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// Connecting or a reply took longer than the timeout.
+    #[error("Redis at {url} did not answer within {}", crate::duration::format_secs(timeout.as_secs().max(1)))]
+    Timeout {
+        /// The redacted URL.
+        url: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// A pipeline failed as a whole (connection lost, protocol error).
+    #[error("reading from Redis at {url} failed")]
+    Command {
+        /// The redacted URL.
+        url: String,
+        /// What failed.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// The last attempts failed and the next one is not due yet.
+    #[error("Redis at {url} is unreachable; next attempt in {retry_in:?}, last error: {last}")]
+    Backoff {
+        /// The redacted URL.
+        url: String,
+        /// Until the next attempt.
+        retry_in: Duration,
+        /// The last error, as text.
+        last: String,
+    },
+    /// Redis answered with something no command of the pipeline returns.
+    #[error("unexpected reply from Redis at {url} to {command}: {detail}")]
+    Protocol {
+        /// The redacted URL.
+        url: String,
+        /// The command.
+        command: String,
+        /// What came back.
+        detail: String,
+    },
+}
+
+/// Counters of what a reader sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Pipelines (round trips) sent, including signal pushes.
+    pub round_trips: u64,
+    /// Commands sent (a `MULTI … EXEC` counts its `MULTI` and `EXEC`).
+    pub commands: u64,
+    /// Connections established.
+    pub connects: u64,
+}
+
+/// What one [`Reader::refresh`] cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refresh {
+    /// Round trips: 1, or 2 when new processes were found.
+    pub round_trips: u32,
+    /// Commands sent.
+    pub commands: usize,
+}
+
+#[derive(Default)]
+struct Link {
+    connection: Option<MultiplexedConnection>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// Reads Sidekiq's records from one Redis; see the module documentation.
+pub struct Reader {
+    client: redis::Client,
+    settings: RedisSettings,
+    keys: Keys,
+    link: Mutex<Link>,
+    round_trips: AtomicU64,
+    commands: AtomicU64,
+    connects: AtomicU64,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    /// A reader for `settings`; connects lazily, on the first read.
+    pub fn new(settings: RedisSettings) -> Result<Self, RedisError> {
+        settings.check()?;
+        let info =
+            settings
+                .url
+                .as_str()
+                .into_connection_info()
+                .map_err(|e| RedisError::Connect {
+                    url: settings.redacted_url(),
+                    source: e,
+                })?;
+        // `CLIENT SETINFO` on every connect adds two commands the probe does not need.
+        let redis_info = info.redis_settings().clone().set_skip_set_lib_name();
+        let info = info.set_redis_settings(redis_info);
+        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            install_tls_provider();
+        }
+        let client = redis::Client::open(info).map_err(|e| RedisError::Connect {
+            url: settings.redacted_url(),
+            source: e,
+        })?;
+        Ok(Reader {
+            client,
+            keys: Keys::new(settings.namespace.as_deref()),
+            settings,
+            link: Mutex::new(Link::default()),
+            round_trips: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &RedisSettings {
+        &self.settings
+    }
+
+    /// Sidekiq's key names under the configured namespace.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// What the reader has sent so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            round_trips: self.round_trips.load(Ordering::Relaxed),
+            commands: self.commands.load(Ordering::Relaxed),
+            connects: self.connects.load(Ordering::Relaxed),
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(16);
+        Duration::from_millis(100)
+            .saturating_mul(1 << exp)
+            .min(self.settings.max_backoff)
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        let mut link = self.link.lock().await;
+        if let Some(connection) = &link.connection {
+            return Ok(connection.clone());
+        }
+        let now = Instant::now();
+        if let Some(retry_at) = link.retry_at
+            && retry_at > now
+        {
+            return Err(RedisError::Backoff {
+                url: self.settings.redacted_url(),
+                retry_in: retry_at - now,
+                last: link.last_error.clone().unwrap_or_default(),
+            });
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.settings.connect_timeout))
+            .set_response_timeout(Some(self.settings.response_timeout));
+        // The outer timeout also bounds DNS resolution.
+        let attempt = tokio::time::timeout(
+            self.settings.connect_timeout + Duration::from_millis(100),
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await;
+        let error = match attempt {
+            Ok(Ok(connection)) => {
+                self.connects.fetch_add(1, Ordering::Relaxed);
+                link.failures = 0;
+                link.retry_at = None;
+                link.last_error = None;
+                link.connection = Some(connection.clone());
+                return Ok(connection);
+            }
+            Ok(Err(e)) if e.is_timeout() => RedisError::Timeout {
+                url: self.settings.redacted_url(),
+                timeout: self.settings.connect_timeout,
+            },
+            Ok(Err(e)) => RedisError::Connect {
+                url: self.settings.redacted_url(),
+                source: e,
+            },
+            Err(_) => RedisError::Timeout {
+                url: self.settings.redacted_url(),
+                timeout: self.settings.connect_timeout,
+            },
+        };
+        link.failures = link.failures.saturating_add(1);
+        link.retry_at = Some(now + self.backoff(link.failures));
+        link.last_error = Some(error_text(&error));
+        Err(error)
+    }
+
+    /// Forgets the connection after a failure: the next call reconnects at once (the backoff
+    /// applies to failed connects, not to the first attempt after a broken connection).
+    async fn drop_connection(&self, error: &RedisError) {
+        let mut link = self.link.lock().await;
+        link.connection = None;
+        link.last_error = Some(error_text(error));
+    }
+
+    async fn query(&self, pipe: &redis::Pipeline, commands: usize) -> Result<Value, RedisError> {
+        let mut connection = self.connection().await?;
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.commands.fetch_add(
+            u64::try_from(commands).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let result = tokio::time::timeout(
+            self.settings.response_timeout + Duration::from_millis(100),
+            pipe.query_async::<Value>(&mut connection),
+        )
+        .await;
+        let error = match result {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) if e.is_timeout() => RedisError::Timeout {
+                url: self.settings.redacted_url(),
+                timeout: self.settings.response_timeout,
+            },
+            Ok(Err(e)) => RedisError::Command {
+                url: self.settings.redacted_url(),
+                source: e,
+            },
+            Err(_) => RedisError::Timeout {
+                url: self.settings.redacted_url(),
+                timeout: self.settings.response_timeout,
+            },
+        };
+        // A multiplexed connection that timed out may deliver late replies; never reuse it.
+        self.drop_connection(&error).await;
+        Err(error)
+    }
+
+    /// Sends `plan` as one pipeline and returns the replies. An error reply to one command
+    /// (e.g. `WRONGTYPE`) belongs to that process; only a failure of the whole pipeline is an
+    /// error here.
+    pub async fn fetch(&self, plan: &ReadPlan) -> Result<Fetched, RedisError> {
+        if plan.is_empty() {
+            return Ok(Fetched {
+                members: None,
+                processes: Vec::new(),
+            });
+        }
+        let processes_key = self.keys.processes();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        if plan.members {
+            pipe.cmd("SMEMBERS").arg(&processes_key);
+        }
+        for read in &plan.processes {
+            pipe.cmd("SISMEMBER")
+                .arg(&processes_key)
+                .arg(&read.identity);
+            pipe.cmd("HGETALL").arg(self.keys.process(&read.identity));
+            for key in read.work {
+                pipe.cmd("HGETALL")
+                    .arg(self.keys.work(&read.identity, *key));
+            }
+        }
+        let reply = self.query(&pipe, plan.commands()).await?;
+        let mut replies = match reply {
+            Value::Array(items) => items.into_iter(),
+            other => return Err(self.protocol("the pipeline", &other)),
+        };
+        let mut next = |command: &str| {
+            replies.next().ok_or_else(|| RedisError::Protocol {
+                url: self.settings.redacted_url(),
+                command: command.to_owned(),
+                detail: "missing reply".to_owned(),
+            })
+        };
+        let members = if plan.members {
+            match next("SMEMBERS")? {
+                Value::Array(items) | Value::Set(items) => Some(
+                    items
+                        .into_iter()
+                        .filter_map(|item| {
+                            bytes(item).map(|b| String::from_utf8_lossy(&b).into_owned())
+                        })
+                        .collect(),
+                ),
+                Value::ServerError(e) => {
+                    return Err(RedisError::Protocol {
+                        url: self.settings.redacted_url(),
+                        command: format!("SMEMBERS {processes_key}"),
+                        detail: e.to_string(),
+                    });
+                }
+                other => return Err(self.protocol("SMEMBERS", &other)),
+            }
+        } else {
+            None
+        };
+        let mut processes = Vec::with_capacity(plan.processes.len());
+        for read in &plan.processes {
+            let member = match next("SISMEMBER")? {
+                Value::Int(n) => Ok(n == 1),
+                Value::Boolean(b) => Ok(b),
+                Value::ServerError(e) => Err(ReplyError {
+                    key: processes_key.clone(),
+                    message: e.to_string(),
+                }),
+                other => return Err(self.protocol("SISMEMBER", &other)),
+            };
+            let hash = self.hash(next("HGETALL")?, &self.keys.process(&read.identity))?;
+            let mut work = Vec::with_capacity(read.work.len());
+            for key in read.work {
+                let name = self.keys.work(&read.identity, *key);
+                work.push((*key, self.hash(next("HGETALL")?, &name)?));
+            }
+            processes.push(RawProcess {
+                identity: read.identity.clone(),
+                member,
+                hash,
+                work,
+            });
+        }
+        Ok(Fetched { members, processes })
+    }
+
+    fn hash(&self, value: Value, key: &str) -> Result<Result<Fields, ReplyError>, RedisError> {
+        match value {
+            // RESP2: a flat array of field, value, field, value…
+            Value::Array(items) => {
+                let mut fields = Vec::with_capacity(items.len() / 2);
+                let mut items = items.into_iter();
+                while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                    if let (Some(k), Some(v)) = (bytes(k), bytes(v)) {
+                        fields.push((k, v));
+                    }
+                }
+                Ok(Ok(fields))
+            }
+            // RESP3.
+            Value::Map(pairs) => Ok(Ok(pairs
+                .into_iter()
+                .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
+                .collect())),
+            Value::Nil => Ok(Ok(Vec::new())),
+            Value::ServerError(e) => Ok(Err(ReplyError {
+                key: key.to_owned(),
+                message: e.to_string(),
+            })),
+            other => Err(self.protocol("HGETALL", &other)),
+        }
+    }
+
+    fn protocol(&self, command: &str, value: &Value) -> RedisError {
+        let mut detail = format!("{value:?}");
+        detail.truncate(120);
+        RedisError::Protocol {
+            url: self.settings.redacted_url(),
+            command: command.to_owned(),
+            detail,
+        }
+    }
+
+    /// Brings `tracker` up to date: the planned reads in one round trip, plus one more for
+    /// processes that `SMEMBERS` revealed. `clock` gives the time each result is recorded at.
+    /// On failure the tracker records it (so verdicts see the outage) and the error is returned.
+    pub async fn refresh(
+        &self,
+        tracker: &mut Tracker,
+        with_work: bool,
+        clock: impl Fn() -> Now,
+    ) -> Result<Refresh, RedisError> {
+        let plan = tracker.plan(clock(), with_work);
+        let mut cost = Refresh {
+            round_trips: 1,
+            commands: plan.commands(),
+        };
+        let first = match self.fetch(&plan).await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                tracker.record_failure(clock(), error_text(&error));
+                return Err(error);
+            }
+        };
+        let mut processes = first.processes;
+        if let Some(members) = &first.members
+            && let Some(follow_up) = tracker.follow_up(members, with_work)
+        {
+            cost.round_trips += 1;
+            cost.commands += follow_up.commands();
+            match self.fetch(&follow_up).await {
+                Ok(more) => processes.extend(more.processes),
+                Err(error) => {
+                    tracker.record_failure(clock(), error_text(&error));
+                    return Err(error);
+                }
+            }
+        }
+        tracker.ingest(clock(), first.members.as_deref(), processes);
+        Ok(cost)
+    }
+
+    /// Quiets the process `identity` the way Sidekiq's Web UI does: in one `MULTI`, `LPUSH
+    /// <id>-signals TSTP` and `EXPIRE <id>-signals 60`. The process pops it on its next
+    /// heartbeat and reports `quiet` on the one after.
+    pub async fn quiet(&self, identity: &str) -> Result<(), RedisError> {
+        let key = self.keys.signals(identity);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("LPUSH")
+            .arg(&key)
+            .arg(QUIET_SIGNAL)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(SIGNAL_TTL_SECS)
+            .ignore();
+        match self.query(&pipe, 4).await? {
+            Value::Array(_) | Value::Nil | Value::Okay => Ok(()),
+            other => Err(self.protocol("MULTI LPUSH EXPIRE EXEC", &other)),
+        }
+    }
+}
+
+fn bytes(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::Int(n) => Some(n.to_string().into_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.into_bytes()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn urls_are_found_like_sidekiq_finds_them() {
+        let s = RedisSettings::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(
+            (s.redacted_url(), s.source),
+            (DEFAULT_URL.to_owned(), UrlSource::Default)
+        );
+        let s = RedisSettings::from_lookup(lookup(&[("REDIS_URL", "redis://r:6379/2")])).unwrap();
+        assert_eq!(s.source, UrlSource::RedisUrl);
+        let s = RedisSettings::from_lookup(lookup(&[
+            ("REDIS_URL", "redis://r:6379/2"),
+            ("REDIS_PROVIDER", "REDISTOGO_URL"),
+            ("REDISTOGO_URL", "redis://:hunter2@togo:6379"),
+        ]))
+        .unwrap();
+        assert_eq!(s.source, UrlSource::Provider("REDISTOGO_URL".into()));
+        assert_eq!(s.redacted_url(), "redis://:***@togo:6379");
+        // The named variable is unset: Sidekiq 7+ falls back to REDIS_URL.
+        let s = RedisSettings::from_lookup(lookup(&[
+            ("REDIS_URL", "redis://r:6379/2"),
+            ("REDIS_PROVIDER", "MISSING_URL"),
+        ]))
+        .unwrap();
+        assert_eq!(s.source, UrlSource::RedisUrl);
+    }
+
+    #[test]
+    fn bad_settings_are_explained_without_secrets() {
+        let err =
+            RedisSettings::from_lookup(lookup(&[("REDIS_PROVIDER", "redis://:hunter2@togo:6379")]))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.starts_with("REDIS_PROVIDER holds a URL (redis://:***@togo:6379)"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"));
+        let err =
+            RedisSettings::from_lookup(lookup(&[("REDIS_URL", "redis://:hunter2@host:6379/x")]))
+                .unwrap_err()
+                .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(
+            err.starts_with("invalid Redis URL redis://:***@host:6379/x (from $REDIS_URL)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        for (url, shown) in [
+            ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+            ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
+            (
+                "rediss://user:p%40ss@h:1/0?protocol=resp3",
+                "rediss://user:***@h:1/0?protocol=resp3",
+            ),
+            ("redis://secret@h", "redis://***@h"),
+            ("redis://u:a@b@h/0", "redis://u:***@h/0"),
+            ("hunter2", "<not a URL, 7 characters>"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+    }
+}
