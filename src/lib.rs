@@ -16,6 +16,7 @@ pub mod detect;
 pub mod duration;
 pub mod findings;
 pub mod grace;
+pub mod install;
 pub mod mutate;
 pub mod patch;
 pub mod policy;
@@ -29,6 +30,8 @@ pub mod shell;
 pub mod sidecar;
 pub mod sidekiq;
 pub mod status;
+pub mod timestamp;
+pub mod verdict;
 pub mod workload;
 
 pub use analysis::Context;

@@ -1,0 +1,580 @@
+//! Judging an installation of sidekiq-guard from the objects the API server returns: the webhook
+//! configurations, their Service, the serving certificate and the namespaces. `kubectl sidekiq
+//! check` fetches the objects and prints these judgements; the judgements themselves live here.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::annotations;
+
+/// Name of both webhook configurations and of the Service, as in `manifests/base`.
+pub const DEFAULT_NAME: &str = "sidekiq-guard";
+/// The webhook's namespace in `manifests/base`.
+pub const DEFAULT_NAMESPACE: &str = "sidekiq-guard";
+/// The `kubernetes.io/tls` Secret the webhook serves from.
+pub const DEFAULT_TLS_SECRET: &str = "sidekiq-guard-tls";
+/// A serving certificate closer than this to expiry is a warning.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+/// The label namespaces carry to opt in.
+pub const NAMESPACE_OPT_IN_VALUE: &str = "enabled";
+
+/// The outcome of one check, Linkerd-check style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// ✓
+    Pass,
+    /// ‼
+    Warn,
+    /// ×
+    Fail,
+}
+
+impl Status {
+    /// The mark printed before the check.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Status::Pass => "√",
+            Status::Warn => "‼",
+            Status::Fail => "×",
+        }
+    }
+}
+
+/// One check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked, as a sentence that reads right after ✓.
+    pub title: String,
+    /// The outcome.
+    pub status: Status,
+    /// What was found, when it is not a plain pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// How to fix it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Check {
+    /// A passing check.
+    pub fn pass(title: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            status: Status::Pass,
+            detail: None,
+            hint: None,
+        }
+    }
+
+    /// A check with a problem.
+    pub fn problem(
+        status: Status,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self {
+            title: title.into(),
+            status,
+            detail: Some(detail.into()),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// A passing check with something worth showing.
+    pub fn pass_with(title: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            status: Status::Pass,
+            detail: Some(detail.into()),
+            hint: None,
+        }
+    }
+}
+
+/// Mutating or validating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookKind {
+    /// `MutatingWebhookConfiguration`.
+    Mutating,
+    /// `ValidatingWebhookConfiguration`.
+    Validating,
+}
+
+impl WebhookKind {
+    /// The object kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            WebhookKind::Mutating => "MutatingWebhookConfiguration",
+            WebhookKind::Validating => "ValidatingWebhookConfiguration",
+        }
+    }
+}
+
+/// The Service a webhook calls, from `clientConfig.service`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// Judges every webhook of a configuration; returns the checks and the Services called.
+pub fn webhook_configuration(
+    kind: WebhookKind,
+    config: &Value,
+    own_namespace: &str,
+) -> (Vec<Check>, Vec<ServiceRef>) {
+    let name = config
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)");
+    let webhooks = config
+        .get("webhooks")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let mut checks = Vec::new();
+    let mut services = Vec::new();
+    if webhooks.is_empty() {
+        checks.push(Check::problem(
+            Status::Fail,
+            format!("{} {name} has webhooks", kind.kind()),
+            "it has none",
+            "apply manifests/base again",
+        ));
+    }
+    for webhook in webhooks {
+        let webhook_name = webhook
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("(unnamed)");
+        let title = |what: &str| format!("{webhook_name}: {what}");
+        match service_of(webhook) {
+            Some(service) => {
+                checks.push(Check::pass_with(
+                    title("calls a Service"),
+                    format!("{}/{}", service.namespace, service.name),
+                ));
+                services.push(service);
+            }
+            None => checks.push(Check::problem(
+                Status::Warn,
+                title("calls a Service"),
+                "clientConfig has no service (a URL cannot be checked from here)",
+                "point clientConfig.service at the sidekiq-guard Service",
+            )),
+        }
+        checks.push(ca_bundle(webhook, &title("has a caBundle")));
+        checks.push(failure_policy(kind, webhook, &title("failurePolicy")));
+        checks.push(side_effects(webhook, &title("sideEffects")));
+        checks.push(timeout(webhook, &title("timeoutSeconds")));
+        checks.push(excludes_namespaces(
+            webhook,
+            own_namespace,
+            &title("never sees kube-system nor its own namespace"),
+        ));
+        if kind == WebhookKind::Mutating {
+            checks.push(reinvocation(webhook, &title("reinvocationPolicy")));
+        }
+    }
+    services.sort();
+    services.dedup();
+    (checks, services)
+}
+
+fn service_of(webhook: &Value) -> Option<ServiceRef> {
+    let service = webhook.pointer("/clientConfig/service")?;
+    Some(ServiceRef {
+        namespace: service.get("namespace")?.as_str()?.to_owned(),
+        name: service.get("name")?.as_str()?.to_owned(),
+    })
+}
+
+fn ca_bundle(webhook: &Value, title: &str) -> Check {
+    match webhook
+        .pointer("/clientConfig/caBundle")
+        .and_then(Value::as_str)
+    {
+        Some(bundle) if !bundle.is_empty() => Check::pass(title),
+        _ => Check::problem(
+            Status::Fail,
+            title,
+            "caBundle is empty: the API server cannot trust the webhook, and every call fails",
+            "run the certs install Job (kubectl -n sidekiq-guard create job --from=cronjob/sidekiq-guard-certs certs-now) or let cert-manager inject it",
+        ),
+    }
+}
+
+fn failure_policy(kind: WebhookKind, webhook: &Value, title: &str) -> Check {
+    let policy = webhook
+        .get("failurePolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Fail");
+    match (kind, policy) {
+        (_, "Ignore") => Check::pass_with(title, "Ignore"),
+        (WebhookKind::Mutating, other) => Check::problem(
+            Status::Warn,
+            title,
+            format!(
+                "{other}: while the webhook is down, no pod of an opted-in namespace can be created"
+            ),
+            "use failurePolicy: Ignore for the mutating webhooks",
+        ),
+        (WebhookKind::Validating, other) => Check::pass_with(
+            title,
+            format!(
+                "{other}: workloads are rejected while the webhook is down (a deliberate choice under enforcement: deny)"
+            ),
+        ),
+    }
+}
+
+fn side_effects(webhook: &Value, title: &str) -> Check {
+    match webhook.get("sideEffects").and_then(Value::as_str) {
+        Some("None" | "NoneOnDryRun") => Check::pass(title),
+        other => Check::problem(
+            Status::Fail,
+            title,
+            format!(
+                "{}: dry-run requests (kubectl apply --dry-run=server) are refused",
+                other.unwrap_or("unset")
+            ),
+            "set sideEffects: None; sidekiq-guard has no side effects",
+        ),
+    }
+}
+
+fn timeout(webhook: &Value, title: &str) -> Check {
+    let seconds = webhook
+        .get("timeoutSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(10);
+    if seconds <= 10 {
+        Check::pass_with(title, format!("{seconds}s"))
+    } else {
+        Check::problem(
+            Status::Warn,
+            title,
+            format!("{seconds}s: a hung webhook delays every pod creation that long"),
+            "sidekiq-guard answers in milliseconds; 5s is plenty",
+        )
+    }
+}
+
+fn reinvocation(webhook: &Value, title: &str) -> Check {
+    match webhook.get("reinvocationPolicy").and_then(Value::as_str) {
+        Some("IfNeeded") => Check::pass_with(title, "IfNeeded"),
+        other => Check::problem(
+            Status::Warn,
+            title,
+            format!(
+                "{}: a later webhook that changes the pod (e.g. a sidecar injector) is not followed by sidekiq-guard",
+                other.unwrap_or("Never")
+            ),
+            "set reinvocationPolicy: IfNeeded; mutating twice changes nothing",
+        ),
+    }
+}
+
+/// The namespace selector must exclude kube-system and the webhook's namespace by name.
+fn excludes_namespaces(webhook: &Value, own_namespace: &str, title: &str) -> Check {
+    let excluded: Vec<&str> = webhook
+        .pointer("/namespaceSelector/matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e.get("key").and_then(Value::as_str) == Some("kubernetes.io/metadata.name")
+                && e.get("operator").and_then(Value::as_str) == Some("NotIn")
+        })
+        .flat_map(|e| {
+            e.get("values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(Value::as_str)
+        .collect();
+    let missing: Vec<&str> = ["kube-system", own_namespace]
+        .into_iter()
+        .filter(|ns| !excluded.contains(ns))
+        .collect();
+    if missing.is_empty() {
+        Check::pass(title)
+    } else {
+        Check::problem(
+            Status::Fail,
+            title,
+            format!(
+                "the namespaceSelector does not exclude {}",
+                missing.join(" nor ")
+            ),
+            format!(
+                "add {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, {own_namespace}]}} to namespaceSelector.matchExpressions"
+            ),
+        )
+    }
+}
+
+/// Judges the days left on the serving certificate.
+pub fn certificate_expiry(days_left: i64, not_after: &str) -> Check {
+    let title = "the serving certificate is valid for 30 days or more";
+    if days_left < 0 {
+        Check::problem(
+            Status::Fail,
+            title,
+            format!("it expired on {not_after}: the API server refuses the webhook"),
+            "renew it: run the certs install Job, or check cert-manager's Certificate",
+        )
+    } else if days_left < EXPIRY_WARNING_DAYS {
+        Check::problem(
+            Status::Warn,
+            title,
+            format!("{days_left} days left (until {not_after})"),
+            "the certs CronJob renews it weekly; check that it runs (kubectl -n sidekiq-guard get jobs)",
+        )
+    } else {
+        Check::pass_with(title, format!("{days_left} days left (until {not_after})"))
+    }
+}
+
+/// Whether a namespace object is opted in (`sidekiq-guard.io/inject=enabled`).
+pub fn namespace_opted_in(namespace: &Value) -> bool {
+    namespace
+        .pointer("/metadata/labels")
+        .and_then(|labels| labels.get(annotations::INJECT))
+        .and_then(Value::as_str)
+        == Some(NAMESPACE_OPT_IN_VALUE)
+}
+
+/// Why a running Sidekiq pod carries no status annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Escape {
+    /// Labelled `sidekiq-guard.io/inject=false`.
+    OptedOut,
+    /// Created before the webhook configuration existed.
+    CreatedBeforeInstall,
+    /// In a namespace that is not opted in, and not labelled itself.
+    NotOptedIn,
+    /// Opted in and created after install: the webhook was unreachable (`failurePolicy: Ignore`)
+    /// or rejected it.
+    Missed,
+}
+
+impl Escape {
+    /// The reason in words.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Escape::OptedOut => "opted out (label sidekiq-guard.io/inject=false)",
+            Escape::CreatedBeforeInstall => {
+                "created before sidekiq-guard was installed: restart it"
+            }
+            Escape::NotOptedIn => {
+                "namespace not opted in (label it sidekiq-guard.io/inject=enabled)"
+            }
+            Escape::Missed => {
+                "created while the webhook was unreachable: check its logs, then restart the pod"
+            }
+        }
+    }
+}
+
+/// Why the Sidekiq `pod` (in a namespace opted in or not) escaped injection, or `None` when it
+/// was injected. Timestamps are RFC 3339 strings as the API returns them, which sort as text.
+pub fn escape(pod: &Value, namespace_opted_in: bool, installed_at: Option<&str>) -> Option<Escape> {
+    let labels = pod.pointer("/metadata/labels");
+    let label = labels
+        .and_then(|l| l.get(annotations::INJECT))
+        .and_then(Value::as_str);
+    let injected = pod
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(annotations::STATUS))
+        .is_some();
+    if injected {
+        return None;
+    }
+    if label == Some("false") {
+        return Some(Escape::OptedOut);
+    }
+    if !namespace_opted_in && label != Some("true") {
+        return Some(Escape::NotOptedIn);
+    }
+    let created = pod
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str);
+    match (created, installed_at) {
+        (Some(created), Some(installed)) if created < installed => {
+            Some(Escape::CreatedBeforeInstall)
+        }
+        _ => Some(Escape::Missed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn webhook(overrides: Value) -> Value {
+        let mut webhook = json!({
+            "name": "namespace.mutate.sidekiq-guard.io",
+            "clientConfig": {"service": {"name": "sidekiq-guard", "namespace": "sidekiq-guard", "path": "/mutate"}, "caBundle": "LS0t"},
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "sidekiq-guard.io/inject", "operator": "In", "values": ["enabled"]},
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "sidekiq-guard"]},
+            ]},
+            "failurePolicy": "Ignore", "sideEffects": "None", "timeoutSeconds": 5, "reinvocationPolicy": "IfNeeded",
+        });
+        for (key, value) in overrides.as_object().unwrap() {
+            webhook[key] = value.clone();
+        }
+        webhook
+    }
+
+    fn config(webhooks: Vec<Value>) -> Value {
+        json!({"metadata": {"name": "sidekiq-guard"}, "webhooks": webhooks})
+    }
+
+    #[test]
+    fn a_sane_configuration_passes() {
+        let (checks, services) = webhook_configuration(
+            WebhookKind::Mutating,
+            &config(vec![webhook(json!({}))]),
+            "sidekiq-guard",
+        );
+        assert!(
+            checks.iter().all(|c| c.status == Status::Pass),
+            "{checks:#?}"
+        );
+        assert_eq!(
+            services,
+            vec![ServiceRef {
+                namespace: "sidekiq-guard".into(),
+                name: "sidekiq-guard".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn problems_are_named() {
+        let bad = webhook(json!({
+            "failurePolicy": "Fail", "sideEffects": "Some", "timeoutSeconds": 30,
+            "reinvocationPolicy": "Never",
+            "namespaceSelector": {"matchLabels": {"sidekiq-guard.io/inject": "enabled"}},
+            "clientConfig": {"service": {"name": "sidekiq-guard", "namespace": "sidekiq-guard"}, "caBundle": ""},
+        }));
+        let (checks, _) =
+            webhook_configuration(WebhookKind::Mutating, &config(vec![bad]), "sidekiq-guard");
+        let problems: Vec<(Status, &str)> = checks
+            .iter()
+            .filter(|c| c.status != Status::Pass)
+            .map(|c| (c.status, c.detail.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            problems,
+            vec![
+                (
+                    Status::Fail,
+                    "caBundle is empty: the API server cannot trust the webhook, and every call fails"
+                ),
+                (
+                    Status::Warn,
+                    "Fail: while the webhook is down, no pod of an opted-in namespace can be created"
+                ),
+                (
+                    Status::Fail,
+                    "Some: dry-run requests (kubectl apply --dry-run=server) are refused"
+                ),
+                (
+                    Status::Warn,
+                    "30s: a hung webhook delays every pod creation that long"
+                ),
+                (
+                    Status::Fail,
+                    "the namespaceSelector does not exclude kube-system nor sidekiq-guard"
+                ),
+                (
+                    Status::Warn,
+                    "Never: a later webhook that changes the pod (e.g. a sidecar injector) is not followed by sidekiq-guard"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn certificate_expiry_thresholds() {
+        assert_eq!(certificate_expiry(90, "2027-02-24").status, Status::Pass);
+        assert_eq!(certificate_expiry(29, "2026-12-25").status, Status::Warn);
+        assert_eq!(certificate_expiry(-1, "2026-11-25").status, Status::Fail);
+    }
+
+    #[test]
+    fn why_pods_escaped() {
+        let pod = |labels: Value, created: &str, annotated: bool| {
+            let mut pod = json!({"metadata": {"labels": labels, "creationTimestamp": created}});
+            if annotated {
+                pod["metadata"]["annotations"] = json!({"sidekiq-guard.io/status": "{}"});
+            }
+            pod
+        };
+        let installed = Some("2026-11-20T10:00:00Z");
+        assert_eq!(
+            escape(
+                &pod(json!({}), "2026-11-21T00:00:00Z", true),
+                true,
+                installed
+            ),
+            None
+        );
+        assert_eq!(
+            escape(
+                &pod(
+                    json!({"sidekiq-guard.io/inject": "false"}),
+                    "2026-11-21T00:00:00Z",
+                    false
+                ),
+                true,
+                installed
+            ),
+            Some(Escape::OptedOut)
+        );
+        assert_eq!(
+            escape(
+                &pod(json!({}), "2026-11-19T00:00:00Z", false),
+                true,
+                installed
+            ),
+            Some(Escape::CreatedBeforeInstall)
+        );
+        assert_eq!(
+            escape(
+                &pod(json!({}), "2026-11-21T00:00:00Z", false),
+                true,
+                installed
+            ),
+            Some(Escape::Missed)
+        );
+        assert_eq!(
+            escape(
+                &pod(json!({}), "2026-11-21T00:00:00Z", false),
+                false,
+                installed
+            ),
+            Some(Escape::NotOptedIn)
+        );
+        assert_eq!(
+            escape(
+                &pod(
+                    json!({"sidekiq-guard.io/inject": "true"}),
+                    "2026-11-19T00:00:00Z",
+                    false
+                ),
+                false,
+                installed
+            ),
+            Some(Escape::CreatedBeforeInstall)
+        );
+    }
+}

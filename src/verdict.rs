@@ -1,0 +1,181 @@
+//! Whether the jobs a terminating Sidekiq pod is still running will finish before the kubelet
+//! kills it, judged from how long each has run and the declared longest job.
+//!
+//! A job is expected to need at most `longest-job` in all. It is **at risk** when it has already
+//! run longer than declared (nobody knows when it will end), or when what the declaration leaves
+//! it exceeds the seconds left before SIGKILL minus Sidekiq's exit allowance.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::duration::Secs;
+use crate::grace::EXIT_ALLOWANCE_SECS;
+
+/// A running job, as far as the verdict cares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunningJob<'a> {
+    /// The class users know (ActiveJob's wrapped class when wrapped).
+    pub class: &'a str,
+    /// Seconds it has run.
+    pub elapsed_secs: f64,
+}
+
+/// The verdict on a terminating pod.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Verdict {
+    /// No job is running.
+    Idle,
+    /// Every running job should finish in time.
+    WillFinish {
+        /// Seconds left before SIGKILL.
+        left_secs: u64,
+    },
+    /// A job may be cut off.
+    AtRisk {
+        /// Its class.
+        class: String,
+        /// Seconds it has run.
+        elapsed_secs: u64,
+        /// The declared longest job, seconds.
+        declared_secs: u64,
+        /// Seconds left before SIGKILL.
+        left_secs: u64,
+    },
+    /// Jobs run, but no longest job is declared to judge them by.
+    Unknown {
+        /// Seconds left before SIGKILL.
+        left_secs: u64,
+    },
+}
+
+/// Judges the jobs of a pod with `left_secs` before SIGKILL and a declared longest job.
+pub fn terminating(left_secs: f64, declared_secs: Option<u64>, jobs: &[RunningJob<'_>]) -> Verdict {
+    let left = left_secs.max(0.0);
+    let left_whole = left.floor() as u64;
+    if jobs.is_empty() {
+        return Verdict::Idle;
+    }
+    let Some(declared) = declared_secs else {
+        return Verdict::Unknown {
+            left_secs: left_whole,
+        };
+    };
+    let usable = left - EXIT_ALLOWANCE_SECS as f64;
+    // The job that needs the most time beyond what is left decides; one that overran its
+    // declaration needs an unknown amount, so it counts as needing more than any other.
+    let worst = jobs
+        .iter()
+        .map(|job| {
+            let need = if job.elapsed_secs > declared as f64 {
+                f64::INFINITY
+            } else {
+                declared as f64 - job.elapsed_secs
+            };
+            (need, job)
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match worst {
+        Some((need, job)) if need > usable => Verdict::AtRisk {
+            class: job.class.to_owned(),
+            elapsed_secs: job.elapsed_secs.floor() as u64,
+            declared_secs: declared,
+            left_secs: left_whole,
+        },
+        _ => Verdict::WillFinish {
+            left_secs: left_whole,
+        },
+    }
+}
+
+impl Verdict {
+    /// Whether a job may be cut off.
+    pub fn at_risk(&self) -> bool {
+        matches!(self, Verdict::AtRisk { .. })
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Idle => f.write_str("idle"),
+            Verdict::WillFinish { .. } => f.write_str("will finish"),
+            Verdict::Unknown { .. } => f.write_str("unknown: no longest-job declared"),
+            Verdict::AtRisk {
+                class,
+                elapsed_secs,
+                declared_secs,
+                left_secs,
+            } => write!(
+                f,
+                "at risk: job {class} has run {} of a declared {}, {left_secs} s left",
+                Secs(*elapsed_secs),
+                Secs(*declared_secs)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(class: &str, elapsed_secs: f64) -> RunningJob<'_> {
+        RunningJob {
+            class,
+            elapsed_secs,
+        }
+    }
+
+    #[test]
+    fn the_example_of_the_issue() {
+        let verdict = terminating(20.4, Some(300), &[job("ReportJob", 240.0)]);
+        assert_eq!(
+            verdict.to_string(),
+            "at risk: job ReportJob has run 4m of a declared 5m, 20 s left"
+        );
+    }
+
+    #[test]
+    fn the_youngest_job_binds_because_the_declaration_bounds_every_job() {
+        let verdict = terminating(
+            100.0,
+            Some(300),
+            &[job("ReportJob", 240.0), job("MailJob", 2.0)],
+        );
+        assert_eq!(
+            verdict.to_string(),
+            "at risk: job MailJob has run 2s of a declared 5m, 100 s left"
+        );
+    }
+
+    #[test]
+    fn jobs_that_fit_will_finish() {
+        let verdict = terminating(120.0, Some(300), &[job("ReportJob", 250.0)]);
+        assert_eq!(verdict, Verdict::WillFinish { left_secs: 120 });
+        assert_eq!(verdict.to_string(), "will finish");
+    }
+
+    #[test]
+    fn a_job_past_its_declaration_is_at_risk_whatever_is_left() {
+        let verdict = terminating(600.0, Some(60), &[job("ImportJob", 61.0)]);
+        assert_eq!(
+            verdict.to_string(),
+            "at risk: job ImportJob has run 1m1s of a declared 1m, 600 s left"
+        );
+    }
+
+    #[test]
+    fn idle_and_undeclared() {
+        assert_eq!(terminating(10.0, Some(60), &[]), Verdict::Idle);
+        assert_eq!(
+            terminating(10.0, None, &[job("A", 1.0)]),
+            Verdict::Unknown { left_secs: 10 }
+        );
+        assert_eq!(
+            terminating(-3.0, None, &[job("A", 1.0)]),
+            Verdict::Unknown { left_secs: 0 }
+        );
+    }
+}
