@@ -1,0 +1,366 @@
+//! sidekiq-guard as a Kubewarden policy: a waPC guest for `wasm32-wasip1`.
+//!
+//! Kubewarden calls one operation per admission request, `validate`, which both mutates and
+//! validates. The policy answers with [`sidekiq_guard::admission::combined`] — the webhook's
+//! `/mutate` patch and its `/validate` verdict computed in one pass by the same core — so a cluster
+//! that enforces policy with Kubewarden gets exactly the webhook's decisions, messages and
+//! finding codes. The mutated object is the request's own JSON with the core's patch operations
+//! applied: it never goes through typed Kubernetes structs, which would drop fields this build
+//! does not know.
+//!
+//! Operations (waPC names, as Kubewarden calls them):
+//! - `validate` — a Kubewarden `ValidationRequest` (`{"request": AdmissionRequest, "settings":
+//!   policy}`) in, a `ValidationResponse` out ([`validate`]);
+//! - `validate_settings` — the policy document in, `{"valid": …, "message": …}` out
+//!   ([`validate_settings`]);
+//! - `protocol_version` — `"v1"`.
+//!
+//! Nothing here panics on input: unreadable requests and settings become rejections and
+//! `valid: false` answers carrying the core's messages, never a trap.
+
+// The waPC ABI needs one exported, unmangled symbol (`wapc_init`); everything else is safe code.
+#![deny(unsafe_code)]
+
+use kubewarden_policy_sdk::response::ValidationResponse;
+use kubewarden_policy_sdk::settings::SettingsValidationResponse;
+use kubewarden_policy_sdk::wapc_guest::{self, CallResult};
+use serde::Deserialize;
+use serde_json::Value;
+use sidekiq_guard::admission::{self, AdmissionRequest};
+use sidekiq_guard::patch::{self, ApplyError};
+use sidekiq_guard::policy::PolicyError;
+use sidekiq_guard::{Context, Mode, Policy};
+
+/// The status code of a policy denial, as the webhook's `/validate` sends it.
+pub const DENIED: u16 = 403;
+/// The status code when the `ValidationRequest` itself cannot be read.
+pub const BAD_REQUEST: u16 = 400;
+/// The status code when the policy cannot evaluate a well-formed request (invalid settings that
+/// reached `validate`, or a patch that does not apply): the fault is the policy's, not the user's.
+pub const POLICY_ERROR: u16 = 500;
+
+/// Registers the waPC operations. Kubewarden's waPC host calls this export once after
+/// instantiating the module, before any `__guest_call`.
+#[allow(unsafe_code)] // `no_mangle` is how the host finds the export; the function itself is safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn wapc_init() {
+    wapc_guest::register_function("validate", validate);
+    wapc_guest::register_function("validate_settings", validate_settings);
+    wapc_guest::register_function(
+        "protocol_version",
+        kubewarden_policy_sdk::protocol_version_guest,
+    );
+}
+
+/// A Kubewarden `ValidationRequest`. The `request` is the Kubernetes AdmissionRequest, which the
+/// core reads as it reads the webhook's.
+#[derive(Deserialize)]
+struct ValidationRequest {
+    request: AdmissionRequest,
+    /// The policy document; absent or `null` is the default policy.
+    #[serde(default)]
+    settings: Value,
+}
+
+/// Why a `validate` call was rejected without an admission decision.
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluationError {
+    /// The payload is not a `ValidationRequest` (not JSON, no `request`, a field of the wrong type).
+    #[error("sidekiq-guard: the ValidationRequest cannot be read: {0}")]
+    Malformed(#[source] serde_json::Error),
+    /// The settings in the request are not a valid policy. Kubewarden checks them with
+    /// `validate_settings` before serving, so this only happens with hosts that do not.
+    #[error("sidekiq-guard: invalid settings: {0}")]
+    Settings(#[source] PolicyError),
+    /// The core's patch does not apply to the object it was computed from (a core defect).
+    #[error("sidekiq-guard: internal error: {0}")]
+    Patch(#[source] ApplyError),
+}
+
+impl EvaluationError {
+    /// The status code that goes with the rejection.
+    pub fn code(&self) -> u16 {
+        match self {
+            EvaluationError::Malformed(_) => BAD_REQUEST,
+            EvaluationError::Settings(_) | EvaluationError::Patch(_) => POLICY_ERROR,
+        }
+    }
+}
+
+/// The waPC `validate` operation: mutates and validates one admission request.
+///
+/// Always answers with a serialised `ValidationResponse`; errors are rejections with a message
+/// (see [`evaluate`]). The waPC error path is only taken if serialising the response fails.
+pub fn validate(payload: &[u8]) -> CallResult {
+    let response = evaluate(payload).unwrap_or_else(|err| ValidationResponse {
+        accepted: false,
+        message: Some(err.to_string()),
+        code: Some(err.code()),
+        mutated_object: None,
+        audit_annotations: None,
+        warnings: None,
+    });
+    Ok(serde_json::to_vec(&response)?)
+}
+
+/// Evaluates a serialised `ValidationRequest` into the `ValidationResponse` Kubewarden expects:
+/// accepted with the mutated object (when the core changes it) and the core's warnings, or
+/// rejected with code 403 and the same message as the webhook's `/validate`.
+pub fn evaluate(payload: &[u8]) -> Result<ValidationResponse, EvaluationError> {
+    let ValidationRequest {
+        mut request,
+        settings,
+    } = serde_json::from_slice(payload).map_err(EvaluationError::Malformed)?;
+    let policy = Policy::from_value(settings).map_err(EvaluationError::Settings)?;
+    // Kubewarden's policy server fills `namespace` with "" for cluster-scoped objects where the
+    // API server omits it; the core reads an absent namespace, as the webhook receives it.
+    if request.namespace.as_deref() == Some("") {
+        request.namespace = None;
+    }
+    let ctx = Context {
+        policy: &policy,
+        mode: sidecar_mode(&policy),
+        namespace: None,
+    };
+    let combined = admission::combined(&request, &ctx);
+    let warnings = (!combined.warnings.is_empty()).then_some(combined.warnings);
+    if !combined.allowed {
+        return Ok(ValidationResponse {
+            accepted: false,
+            message: combined.message,
+            code: Some(DENIED),
+            mutated_object: None,
+            audit_annotations: None,
+            warnings,
+        });
+    }
+    let mutated_object = match request.object {
+        Some(mut object) if !combined.ops.is_empty() => {
+            patch::apply(&mut object, &combined.ops).map_err(EvaluationError::Patch)?;
+            Some(object)
+        }
+        _ => None,
+    };
+    Ok(ValidationResponse {
+        accepted: true,
+        message: None,
+        code: None,
+        mutated_object,
+        audit_annotations: None,
+        warnings,
+    })
+}
+
+/// Where the sidecar goes. A waPC policy cannot ask the API server for its version (Kubewarden's
+/// host capabilities read resources, not `/version`), so `auto` means native — what every
+/// Kubernetes release still supported (1.29+) runs — and `sidecar.mode: classic` in the settings
+/// serves older clusters. The same rule as `kubectl sidekiq inject` offline.
+pub fn sidecar_mode(policy: &Policy) -> Mode {
+    Mode::resolve_offline(policy.sidecar.mode)
+}
+
+/// The waPC `validate_settings` operation: the settings are the policy document, checked by the
+/// core with the same messages as the webhook's `--policy` and `kubectl sidekiq --policy`
+/// (e.g. `policy sidecar.mode: unknown variant "nativ", expected one of …`).
+pub fn validate_settings(payload: &[u8]) -> CallResult {
+    let response = match check_settings(payload) {
+        Ok(_) => SettingsValidationResponse {
+            valid: true,
+            message: None,
+        },
+        Err(message) => SettingsValidationResponse {
+            valid: false,
+            message: Some(message),
+        },
+    };
+    Ok(serde_json::to_vec(&response)?)
+}
+
+/// Reads the settings payload as a policy. An empty payload is no settings: the default policy.
+pub fn check_settings(payload: &[u8]) -> Result<Policy, String> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Policy::default());
+    }
+    let value: Value = serde_json::from_slice(payload)
+        .map_err(|err| format!("policy settings are not JSON: {err}"))?;
+    Policy::from_value(value).map_err(|err| err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use serde_json::json;
+
+    fn request(settings: Value, object: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "request": {
+                "uid": "1299d386-525b-4032-98ae-1949f69f9cfc",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "namespace": "shop",
+                "operation": "CREATE",
+                "object": object,
+            },
+            "settings": settings,
+        }))
+        .unwrap()
+    }
+
+    fn worker() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "w", "annotations": {"sidekiq-guard.io/longest-job": "5m"},
+                         "x-future-field": {"kept": true}},
+            "spec": {"containers": [{"name": "w", "image": "app", "command": ["sidekiq"],
+                     "env": [{"name": "REDIS_URL", "value": "redis://r:6379"}]}],
+                     "someFieldFromKubernetes1_40": "kept"},
+        })
+    }
+
+    #[test]
+    fn mutates_the_raw_object_and_keeps_fields_it_does_not_know() {
+        let response = evaluate(&request(json!({}), worker())).unwrap();
+        assert!(response.accepted);
+        let mutated = response.mutated_object.unwrap();
+        assert_eq!(mutated["spec"]["terminationGracePeriodSeconds"], 350);
+        assert_eq!(mutated["spec"]["someFieldFromKubernetes1_40"], "kept");
+        assert_eq!(mutated["metadata"]["x-future-field"]["kept"], true);
+        assert_eq!(
+            mutated["spec"]["initContainers"][0]["name"],
+            "sidekiq-guard-probe"
+        );
+        let warnings = response.warnings.unwrap();
+        assert!(
+            warnings[0].starts_with("sidekiq-guard: terminationGracePeriodSeconds set to 350"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn classic_mode_setting_puts_the_sidecar_in_containers() {
+        let response =
+            evaluate(&request(json!({"sidecar": {"mode": "classic"}}), worker())).unwrap();
+        let mutated = response.mutated_object.unwrap();
+        assert_eq!(
+            mutated["spec"]["containers"][1]["name"],
+            "sidekiq-guard-probe"
+        );
+        assert!(mutated["spec"].get("initContainers").is_none());
+    }
+
+    #[test]
+    fn auto_mode_means_native_without_an_api_server_to_ask() {
+        let policy = Policy::default();
+        assert_eq!(sidecar_mode(&policy), Mode::Native);
+    }
+
+    #[test]
+    fn deny_rejects_with_403_and_no_mutation() {
+        let mut pod = worker();
+        pod["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] = json!("2h");
+        let response = evaluate(&request(json!({"enforcement": "deny"}), pod)).unwrap();
+        assert!(!response.accepted);
+        assert_eq!(response.code, Some(DENIED));
+        assert!(response.mutated_object.is_none());
+        let message = response.message.unwrap();
+        assert!(
+            message.starts_with("sidekiq-guard denied Pod shop/w: SG009 grace-above-maximum"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_empty_namespace_is_an_absent_one() {
+        let mut body: Value = serde_json::from_slice(&request(json!(null), worker())).unwrap();
+        body["request"]["namespace"] = json!("");
+        let response = evaluate(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let warnings = response.warnings.unwrap();
+        assert!(response.accepted && !warnings.is_empty());
+        let mut body: Value = serde_json::from_slice(&request(json!(null), worker())).unwrap();
+        body["request"]["namespace"] = json!("");
+        body["settings"] = json!({"enforcement": "deny", "maxGracePeriod": "1m"});
+        let message = evaluate(&serde_json::to_vec(&body).unwrap())
+            .unwrap()
+            .message
+            .unwrap();
+        // "Pod w", not "Pod /w": no namespace is shown rather than an empty one.
+        assert!(
+            message.starts_with("sidekiq-guard denied Pod w:"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unreadable_requests_are_rejected_with_400_and_the_reason() {
+        for (payload, reason) in [
+            (&b"<html>"[..], "expected value at line 1 column 1"),
+            (br#"{"settings": {}}"#, "missing field `request`"),
+            (
+                br#"{"request": {"uid": 7}}"#,
+                "invalid type: integer `7`, expected a string",
+            ),
+        ] {
+            let response: ValidationResponse =
+                serde_json::from_slice(&validate(payload).unwrap()).unwrap();
+            assert!(!response.accepted);
+            assert_eq!(response.code, Some(BAD_REQUEST));
+            let message = response.message.unwrap();
+            assert!(
+                message.starts_with("sidekiq-guard: the ValidationRequest cannot be read: ")
+                    && message.contains(reason),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_settings_in_a_request_are_rejected_with_the_policy_message() {
+        let response: ValidationResponse = serde_json::from_slice(
+            &validate(&request(json!({"enforcment": "deny"}), worker())).unwrap(),
+        )
+        .unwrap();
+        assert!(!response.accepted);
+        assert_eq!(response.code, Some(POLICY_ERROR));
+        let message = response.message.unwrap();
+        assert!(
+            message.starts_with(
+                "sidekiq-guard: invalid settings: policy enforcment: unknown field `enforcment`"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn settings_are_checked_with_the_core_messages() {
+        let answer = |payload: &[u8]| -> SettingsValidationResponse {
+            serde_json::from_slice(&validate_settings(payload).unwrap()).unwrap()
+        };
+        for valid in [
+            &b""[..],
+            b"null",
+            b"{}",
+            br#"{"enforcement": "deny", "maxGracePeriod": "10m"}"#,
+        ] {
+            let response = answer(valid);
+            assert!(response.valid, "{}", String::from_utf8_lossy(valid));
+            assert!(response.message.is_none());
+        }
+        let response = answer(br#"{"sidecar": {"mode": "nativ"}}"#);
+        assert!(!response.valid);
+        assert_eq!(
+            response.message.unwrap(),
+            Policy::parse(r#"{"sidecar": {"mode": "nativ"}}"#)
+                .unwrap_err()
+                .to_string()
+        );
+        let response = answer(b"{\"defaults\": ");
+        assert!(!response.valid);
+        assert!(
+            response
+                .message
+                .unwrap()
+                .starts_with("policy settings are not JSON: EOF while parsing")
+        );
+    }
+}
