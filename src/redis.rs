@@ -28,6 +28,9 @@ use crate::probe::observe::{Fetched, Fields, RawProcess, ReadPlan, ReplyError, T
 use crate::probe::report::error_text;
 use crate::sidekiq::records::{Keys, QUIET_SIGNAL, SIGNAL_TTL_SECS};
 
+/// `Reader::execution_times`: Sidekiq 7+'s execution metrics.
+mod metrics;
+
 /// Sidekiq's (redis-rb's) default when no variable names a URL.
 pub const DEFAULT_URL: &str = "redis://localhost:6379/0";
 /// The variable that holds the URL...
@@ -511,7 +514,7 @@ impl Reader {
                     return Err(RedisError::Protocol {
                         url: self.settings.redacted_url(),
                         command: format!("SMEMBERS {processes_key}"),
-                        detail: e.to_string(),
+                        detail: server_error(&e),
                     });
                 }
                 other => return Err(self.protocol("SMEMBERS", &other)),
@@ -526,7 +529,7 @@ impl Reader {
                 Value::Boolean(b) => Ok(b),
                 Value::ServerError(e) => Err(ReplyError {
                     key: processes_key.clone(),
-                    message: e.to_string(),
+                    message: server_error(&e),
                 }),
                 other => return Err(self.protocol("SISMEMBER", &other)),
             };
@@ -567,7 +570,7 @@ impl Reader {
             Value::Nil => Ok(Ok(Vec::new())),
             Value::ServerError(e) => Ok(Err(ReplyError {
                 key: key.to_owned(),
-                message: e.to_string(),
+                message: server_error(&e),
             })),
             other => Err(self.protocol("HGETALL", &other)),
         }
@@ -641,6 +644,14 @@ impl Reader {
             Value::Array(_) | Value::Nil | Value::Okay => Ok(()),
             other => Err(self.protocol("MULTI LPUSH EXPIRE EXEC", &other)),
         }
+    }
+}
+
+/// An error reply as Redis sends it: `WRONGTYPE Operation against a key…`.
+fn server_error(error: &redis::ServerError) -> String {
+    match error.details() {
+        Some(details) => format!("{} {details}", error.code()),
+        None => error.code().to_owned(),
     }
 }
 

@@ -5,51 +5,30 @@
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// The endpoints, as a label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-pub(crate) enum Path {
-    Livez,
-    Readyz,
-    Drain,
-    Status,
-    Metrics,
-    Other,
-}
-
+/// `path`: the endpoint (`/livez`…, `other` for unknown paths); `code`: the status code.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct RequestLabels {
-    pub(crate) path: Path,
+    pub(crate) path: &'static str,
     pub(crate) code: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-pub(crate) enum ReadResult {
-    Ok,
-    Error,
-}
-
+/// `result`: `ok` or `error`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct ReadLabels {
-    pub(crate) result: ReadResult,
+    pub(crate) result: &'static str,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-pub(crate) enum DrainOutcome {
-    Drained,
-    BudgetExhausted,
-    Unquietable,
-}
-
+/// `outcome`: `drained`, `budget_exhausted` or `unquietable`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct DrainLabels {
-    pub(crate) outcome: DrainOutcome,
+    pub(crate) outcome: &'static str,
 }
 
 /// Every metric the probe exports.

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::config::{Mode, Settings};
-use crate::metrics::{DrainLabels, DrainOutcome, Metrics, ReadLabels, ReadResult};
+use crate::metrics::{DrainLabels, Metrics, ReadLabels};
 
 /// Wall-clock and monotonic time for the core's decisions.
 #[derive(Debug, Clone, Copy)]
@@ -329,10 +329,7 @@ impl Monitor {
         if with_work {
             self.full_read_at = Some(done);
         }
-        let result_label = match &result {
-            Ok(_) => ReadResult::Ok,
-            Err(_) => ReadResult::Error,
-        };
+        let result_label = if result.is_ok() { "ok" } else { "error" };
         self.metrics
             .reads
             .get_or_create(&ReadLabels {
@@ -409,14 +406,11 @@ impl Monitor {
     fn log_drain(&mut self, id: u64, drain: &Drain) {
         let elapsed = drain.elapsed(self.clock.now()).as_secs_f64();
         if drain.is_finished() {
-            let outcome = match drain.state() {
-                State::Drained => DrainOutcome::Drained,
-                State::BudgetExhausted => DrainOutcome::BudgetExhausted,
-                State::Unquietable | State::Draining => DrainOutcome::Unquietable,
-            };
             self.metrics
                 .drains
-                .get_or_create(&DrainLabels { outcome })
+                .get_or_create(&DrainLabels {
+                    outcome: drain.state().as_str(),
+                })
                 .inc();
             if drain.state() == State::Drained {
                 info!(drain = id, outcome = %drain.state(), elapsed_secs = elapsed, "{}", drain.message());

@@ -20,7 +20,7 @@ use sidekiq_guard::probe::{Now, health};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::metrics::{Path, RequestLabels};
+use crate::metrics::RequestLabels;
 use crate::monitor::{Handle, Snapshot};
 
 /// How long in-flight requests may finish after the server stops accepting.
@@ -71,31 +71,35 @@ pub(crate) async fn serve(listener: TcpListener, handle: Handle, stop: impl Futu
     }
 }
 
+/// The endpoints, also the `path` label of the request counter (`other` for anything else).
+const ENDPOINTS: [&str; 5] = ["/livez", "/readyz", "/drain", "/status", "/metrics"];
+
 async fn route(handle: &Handle, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = request.method();
     let read = method == Method::GET || method == Method::HEAD;
-    let (path, response) = match request.uri().path() {
-        "/livez" if read => (Path::Livez, livez(handle).await),
-        "/readyz" if read => (Path::Readyz, readyz(handle).await),
+    let path = ENDPOINTS
+        .iter()
+        .copied()
+        .find(|p| *p == request.uri().path());
+    let response = match path {
+        Some("/livez") if read => livez(handle).await,
+        Some("/readyz") if read => readyz(handle).await,
         // The kubelet's preStop sends GET; POST is accepted for people and scripts.
-        "/drain" if read || method == Method::POST => (Path::Drain, drain(handle).await),
-        "/status" if read => (Path::Status, status(handle).await),
-        "/metrics" if read => (Path::Metrics, metrics(handle)),
-        "/livez" | "/readyz" | "/status" | "/metrics" => (Path::Other, not_allowed("GET, HEAD")),
-        "/drain" => (Path::Other, not_allowed("GET, HEAD, POST")),
-        _ => (
-            Path::Other,
-            text(
-                StatusCode::NOT_FOUND,
-                "not found: try /livez, /readyz, /drain, /status or /metrics\n".into(),
-            ),
+        Some("/drain") if read || method == Method::POST => drain(handle).await,
+        Some("/drain") => not_allowed("GET, HEAD, POST"),
+        Some("/status") if read => status(handle).await,
+        Some("/metrics") if read => metrics(handle),
+        Some(_) => not_allowed("GET, HEAD"),
+        None => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /livez, /readyz, /drain, /status or /metrics\n".into(),
         ),
     };
     handle
         .metrics
         .requests
         .get_or_create(&RequestLabels {
-            path,
+            path: path.unwrap_or("other"),
             code: response.status().as_u16(),
         })
         .inc();

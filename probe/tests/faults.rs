@@ -1,0 +1,129 @@
+//! Faults with real parts: Redis going away and coming back on the same port, and a wedged
+//! (SIGSTOPped) Sidekiq 6.4.1.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+#[test]
+fn a_redis_outage_fails_readiness_at_once_liveness_after_the_window_and_both_recover() {
+    let mut redis = RedisServer::start();
+    let host = "outage";
+    let _sidekiq = Sidekiq::start(&redis, host, 2, 2);
+    let probe = Probe::start(&redis.url(), host, &["--outage-window=6s"]);
+    assert!(wait_until(Duration::from_secs(30), || probe
+        .get("/readyz")
+        .status
+        == 200));
+    assert_eq!(probe.get("/livez").status, 200);
+
+    redis.stop();
+    let stopped = Instant::now();
+    // The next probe: the kubelet probes at most once a second, and a read younger than
+    // --refresh-after (1 s) answers without asking Redis again.
+    std::thread::sleep(Duration::from_millis(1100));
+    let ready = probe.get("/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready.body.starts_with("fail: Redis unreachable: "),
+        "{}",
+        ready.body
+    );
+    let status = probe.status();
+    assert_eq!(status.redis.reachable, Some(false));
+    assert!(status.redis.error.is_some());
+
+    // Liveness holds for the outage window, counted from the first failed read, then fails
+    // for good: no flapping on the way.
+    let mut first_failure = None;
+    while stopped.elapsed() < Duration::from_secs(10) {
+        let live = probe.get("/livez");
+        let at = stopped.elapsed().as_secs_f64();
+        match (live.status, first_failure) {
+            (200, None) => assert!(at < 8.5, "still alive {at:.1}s into the outage"),
+            (503, None) => {
+                assert!(live.body.contains("outage window 6.0s"), "{}", live.body);
+                first_failure = Some(at);
+            }
+            (503, Some(_)) => {}
+            (code, _) => panic!(
+                "/livez answered {code} at {at:.1}s after failing: {}",
+                live.body
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let first_failure = first_failure.expect("liveness never failed");
+    assert!(
+        (7.0..8.5).contains(&first_failure),
+        "liveness failed {first_failure:.1}s after Redis stopped (first failed read at 1.1s, window 6s)"
+    );
+
+    // Redis is back (empty): Sidekiq re-registers on its next beat and the probe, never
+    // restarted, recovers both.
+    redis.restart();
+    let back = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            probe.get("/livez").status == 200 && probe.get("/readyz").status == 200
+        }),
+        "no recovery:\n{}",
+        probe.log()
+    );
+    eprintln!(
+        "recovered {:.1}s after Redis came back",
+        back.elapsed().as_secs_f64()
+    );
+    assert!(probe.log().contains("healthy"), "{}", probe.log());
+}
+
+#[test]
+fn a_wedged_sidekiq_fails_liveness_after_the_stale_threshold_and_recovers() {
+    let redis = RedisServer::start();
+    let host = "wedged";
+    let sidekiq = Sidekiq::start(&redis, host, 2, 2);
+    let probe = Probe::start(&redis.url(), host, &["--stale-after=12s"]);
+    assert!(wait_until(Duration::from_secs(30), || probe
+        .get("/readyz")
+        .status
+        == 200));
+
+    sidekiq.signal("STOP");
+    let stopped = Instant::now();
+    // Beats come every 5 s: the last one is at most ~5 s old now, 10 s in five seconds.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        probe.get("/livez").status,
+        200,
+        "failed before the threshold"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || probe.get("/livez").status
+            == 503),
+        "liveness never failed"
+    );
+    let failed_after = stopped.elapsed().as_secs_f64();
+    assert!((7.0..13.5).contains(&failed_after), "{failed_after:.1}s");
+    let live = probe.get("/livez");
+    assert!(
+        live.body.starts_with("fail: heartbeat of wedged:"),
+        "{}",
+        live.body
+    );
+    assert!(live.body.contains("(threshold 12s)"), "{}", live.body);
+    let ready = probe.get("/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+
+    sidekiq.signal("CONT");
+    assert!(
+        wait_until(Duration::from_secs(8), || probe.get("/livez").status == 200),
+        "liveness did not recover"
+    );
+    assert!(wait_until(Duration::from_secs(3), || probe
+        .get("/readyz")
+        .status
+        == 200));
+}

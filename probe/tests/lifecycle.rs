@@ -1,0 +1,237 @@
+//! The probe's own life: SIGTERM in classic and native mode, what each probe costs Redis,
+//! the HTTP surface, idempotent drains, and settings it refuses.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BEAT: Duration = Duration::from_millis(500);
+
+#[test]
+fn classic_mode_keeps_serving_after_sigterm_until_sidekiq_has_left_redis() {
+    let redis = RedisServer::start();
+    let host = "classic";
+    let mut sidekiq = Sidekiq::start(&redis, host, 2, 2);
+    let mut probe = Probe::start(&redis.url(), host, &["--mode=classic"]);
+    assert!(wait_until(Duration::from_secs(30), || probe
+        .get("/readyz")
+        .status
+        == 200));
+
+    // The kubelet signals every container at once; the sidecar must outlive Sidekiq.
+    probe.signal("TERM");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        probe.wait_exit(Duration::ZERO).is_none(),
+        "exited while Sidekiq runs"
+    );
+    assert_eq!(probe.get("/livez").status, 200);
+    assert!(probe.status().shutting_down);
+
+    sidekiq.signal("TERM");
+    assert!(sidekiq.wait_exit(Duration::from_secs(10)).is_some());
+    let left = Instant::now();
+    let exit = probe
+        .wait_exit(Duration::from_secs(5))
+        .expect("the probe did not exit");
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        left.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        left.elapsed()
+    );
+    assert!(
+        probe
+            .log()
+            .contains("this pod's Sidekiq has left Redis: exiting")
+    );
+}
+
+#[test]
+fn classic_mode_gives_up_at_its_exit_deadline() {
+    let redis = RedisServer::start();
+    let host = "deadline";
+    let _sidekiq = fake(&redis, host, 1, Version::V7, BEAT);
+    let mut probe = Probe::start(&redis.url(), host, &["--exit-deadline=2s"]);
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .get("/readyz")
+        .status
+        == 200));
+    let signalled = Instant::now();
+    probe.signal("TERM");
+    let exit = probe
+        .wait_exit(Duration::from_secs(6))
+        .expect("did not exit");
+    let took = signalled.elapsed();
+    assert!(exit.success());
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert!(probe.log().contains("exit deadline passed"));
+}
+
+#[test]
+fn native_mode_exits_promptly_on_sigterm() {
+    let redis = RedisServer::start();
+    let host = "native";
+    let _sidekiq = fake(&redis, host, 1, Version::V8, BEAT);
+    let mut probe = Probe::start(&redis.url(), host, &["--mode=native"]);
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .get("/readyz")
+        .status
+        == 200));
+    let signalled = Instant::now();
+    probe.signal("TERM");
+    let exit = probe
+        .wait_exit(Duration::from_secs(3))
+        .expect("did not exit");
+    assert!(exit.success());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        signalled.elapsed()
+    );
+}
+
+#[test]
+fn each_probe_costs_one_round_trip_of_two_commands() {
+    let redis = RedisServer::start();
+    let host = "frugal";
+    let _sidekiq = fake(&redis, host, 1, Version::V7, BEAT);
+    // Reuse no reading, so that every probe reads Redis.
+    let probe = Probe::start(&redis.url(), host, &["--refresh-after=1ns"]);
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .get("/readyz")
+        .status
+        == 200));
+    let before = probe.status().redis;
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    for _ in 0..20 {
+        assert_eq!(probe.get("/livez").status, 200);
+    }
+    // Counted by Redis itself. (The fake Sidekiq never sends these commands.)
+    assert_eq!(redis.calls("sismember"), 20);
+    assert_eq!(redis.calls("hgetall"), 20);
+    assert_eq!(redis.calls("smembers"), 0);
+    let after = probe.status().redis;
+    assert_eq!(after.reads - before.reads, 21);
+    // The 20 probes plus the /status read itself (three commands: it includes `:work`).
+    assert_eq!(after.round_trips - before.round_trips, 21);
+    assert_eq!(after.commands - before.commands, 20 * 2 + 3);
+}
+
+#[test]
+fn endpoints_metrics_and_an_idempotent_drain() {
+    let redis = RedisServer::start();
+    let host = "surface";
+    let sidekiq = fake(&redis, host, 1, Version::V7, BEAT);
+    let probe = Probe::start(&redis.url(), host, &["--drain-budget=20s", "--mode=native"]);
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .get("/readyz")
+        .status
+        == 200));
+
+    assert_eq!(probe.get("/nope").status, 404);
+    let post = http(probe.port, "POST", "/livez", Duration::from_secs(2)).unwrap();
+    assert_eq!(post.status, 405);
+
+    let status = probe.status();
+    assert_eq!(status.schema, 1);
+    assert_eq!(status.mode, "native");
+    assert_eq!(status.pod.hostname, host);
+    assert_eq!(status.drain.state, "idle");
+    assert_eq!(status.drain.budget_secs, 20.0);
+    assert_eq!(status.redis.url, redis.url());
+
+    // The kubelet may call the hook twice: both calls wait for the same drain, and the
+    // process is signalled once.
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    sidekiq.run_job(
+        r#"{"class":"SleepJob","queue":"default","jid":"c1"}"#,
+        Duration::from_secs(2),
+    );
+    let port = probe.port;
+    let second = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        http(port, "GET", "/drain", Duration::from_secs(30)).unwrap()
+    });
+    let first = probe.get_within("/drain", Duration::from_secs(30));
+    let second = second.join().unwrap();
+    assert_eq!(
+        (first.status, second.status),
+        (200, 200),
+        "{}\n{}",
+        first.body,
+        second.body
+    );
+    let a: serde_json::Value = serde_json::from_str(&first.body).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&second.body).unwrap();
+    assert_eq!(
+        a["started_at"], b["started_at"],
+        "the second call joined the first drain"
+    );
+    assert_eq!(redis.calls("lpush"), 1);
+    // Called again later: already quiet and idle, answered at once without a new signal.
+    let again = Instant::now();
+    assert_eq!(probe.get("/drain").status, 200);
+    assert!(again.elapsed() < Duration::from_secs(2));
+    assert_eq!(redis.calls("lpush"), 1);
+    assert!(probe.log().contains("joining the running drain"));
+
+    let metrics = probe.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    for line in [
+        "sidekiq_guard_probe_redis_up 1",
+        "sidekiq_guard_probe_processes 1",
+        "sidekiq_guard_probe_quiet_processes 1",
+        "sidekiq_guard_probe_drains_total{outcome=\"drained\"} 2",
+        "sidekiq_guard_probe_quiet_signals_total 1",
+        "sidekiq_guard_probe_http_requests_total{path=\"/livez\",code=\"405\"} 1",
+        "sidekiq_guard_probe_http_requests_total{path=\"other\",code=\"404\"} 1",
+    ] {
+        assert!(
+            metrics.body.contains(line),
+            "{line} missing from\n{}",
+            metrics.body
+        );
+    }
+}
+
+#[test]
+fn a_provider_holding_a_url_is_refused_without_showing_the_password() {
+    let output = Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-probe"))
+        .args(["--listen=127.0.0.1:0", "--hostname=x"])
+        .env("REDIS_PROVIDER", "redis://:hunter2@redis:6379/0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("REDIS_PROVIDER holds a URL (redis://:***@redis:6379/0)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn redis_down_at_start_is_not_ready_but_alive_and_answers_fast() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let probe = Probe::start(&url, "late", &[]);
+    let ready = probe.get("/readyz");
+    assert_eq!(ready.status, 503);
+    assert!(ready.body.contains("Redis unreachable"), "{}", ready.body);
+    assert_eq!(probe.get("/livez").status, 200);
+    // Nothing listens on the port: every probe still answers quickly.
+    let started = Instant::now();
+    for _ in 0..5 {
+        probe.get("/livez");
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

@@ -1,0 +1,318 @@
+//! Real parts for the probe's tests: `redis-server`, a real Sidekiq (Debian's 6.4.1), records
+//! written the way 7.x/8.x write them, and the probe binary itself — each killed when dropped,
+//! also when a test panics.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
+
+#[path = "../../../tests/support/fake_sidekiq.rs"]
+pub mod fake_sidekiq;
+#[path = "../../../tests/support/redis_server.rs"]
+pub mod redis_server;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use fake_sidekiq::{FakeConfig, FakeSidekiq, Version, epoch};
+pub use redis_server::{RedisServer, free_port, send_signal};
+use sidekiq_guard::probe::report::Status;
+
+/// Polls `condition` every 100 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+/// One HTTP/1.1 request on a fresh connection, as the kubelet sends its probes.
+pub fn http(port: u16, method: &str, path: &str, timeout: Duration) -> Result<Reply, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no header end")?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status")?;
+    Ok(Reply {
+        status,
+        body: body.to_owned(),
+    })
+}
+
+/// The probe binary under test.
+pub struct Probe {
+    child: Option<Child>,
+    pub port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Probe {
+    /// Starts the probe for `hostname` against `redis_url` with `args`, and waits until it
+    /// answers.
+    pub fn start(redis_url: &str, hostname: &str, args: &[&str]) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("probe.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-probe"));
+        command
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--hostname={hostname}"))
+            .args(["--log-format=text", "--log-level=debug"])
+            .args(args)
+            .env("REDIS_URL", redis_url)
+            .env_remove("REDIS_PROVIDER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (name, _) in std::env::vars() {
+            if name.starts_with("SIDEKIQ_GUARD_") {
+                command.env_remove(name);
+            }
+        }
+        let probe = Probe {
+            child: Some(command.spawn().unwrap()),
+            port,
+            log,
+            _dir: dir,
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || probe.try_get("/livez").is_ok()),
+            "the probe did not start:\n{}",
+            probe.log()
+        );
+        probe
+    }
+
+    fn try_get(&self, path: &str) -> Result<Reply, String> {
+        http(self.port, "GET", path, Duration::from_secs(5))
+    }
+
+    /// `GET path`, which must answer within 5 s.
+    pub fn get(&self, path: &str) -> Reply {
+        self.try_get(path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.log()))
+    }
+
+    /// `GET path`, waiting up to `timeout` (for `/drain`).
+    pub fn get_within(&self, path: &str, timeout: Duration) -> Reply {
+        http(self.port, "GET", path, timeout)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.log()))
+    }
+
+    /// `/status`, parsed with the core's types (the plugin's view).
+    pub fn status(&self) -> Status {
+        let reply = self.get("/status");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.pid(), signal);
+    }
+
+    /// Waits for the probe to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_child(self.child.as_mut().unwrap(), timeout)
+    }
+
+    /// The probe's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The job file with `SleepJob` and `TimedJob`.
+pub fn jobs_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/timed_jobs.rb")
+}
+
+/// A real Sidekiq 6.4.1 (`sidekiq -r timed_jobs.rb -c N -t T`) whose identity carries `host`
+/// (through `DYNO`, as Sidekiq reads it).
+pub struct Sidekiq {
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sidekiq {
+    pub fn start(redis: &RedisServer, host: &str, concurrency: u32, timeout_secs: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sidekiq.log");
+        let child = Command::new("sidekiq")
+            .arg("-r")
+            .arg(jobs_file())
+            .args([
+                "-c",
+                &concurrency.to_string(),
+                "-t",
+                &timeout_secs.to_string(),
+            ])
+            .env("REDIS_URL", redis.url())
+            .env("DYNO", host)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("sidekiq.err")).unwrap())
+            .spawn()
+            .expect("sidekiq (ruby-sidekiq) must be installed (scripts/setup)");
+        Sidekiq {
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.pid(), signal);
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_child(self.child.as_mut().unwrap(), timeout)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sidekiq {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            send_signal(child.id(), "CONT");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Enqueues `TimedJob`s through Sidekiq's own client: `(seconds, marker)`.
+pub fn enqueue(redis: &RedisServer, jobs: &[(f64, &str)]) {
+    let mut command = Command::new("ruby");
+    command
+        .args(["-r", "sidekiq", "-r"])
+        .arg(jobs_file())
+        .args([
+            "-e",
+            "ARGV.each_slice(2) { |s, m| TimedJob.perform_async(Float(s), m) }",
+        ])
+        .env("REDIS_URL", redis.url());
+    for (seconds, marker) in jobs {
+        command.arg(seconds.to_string()).arg(marker);
+    }
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "enqueue failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Members of a set.
+pub fn members(redis: &RedisServer, key: &str) -> BTreeSet<String> {
+    redis
+        .cli(&["SMEMBERS", key])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A hash of epoch times.
+pub fn times(redis: &RedisServer, key: &str) -> BTreeMap<String, f64> {
+    let text = redis.cli(&["HGETALL", key]);
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0].to_owned(), c[1].parse().unwrap()))
+        .collect()
+}
+
+/// The markers of the jobs waiting in `queue:default`.
+pub fn queued_markers(redis: &RedisServer) -> Vec<String> {
+    redis
+        .cli(&["LRANGE", "queue:default", "0", "-1"])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|job| {
+            let job: serde_json::Value = serde_json::from_str(job).unwrap();
+            job["args"][1].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// A fake Sidekiq of `version` for `host` beating every `beat`.
+pub fn fake(
+    redis: &RedisServer,
+    host: &str,
+    pid: u32,
+    version: Version,
+    beat: Duration,
+) -> FakeSidekiq {
+    FakeSidekiq::start(FakeConfig {
+        url: redis.url(),
+        prefix: String::new(),
+        host: host.to_owned(),
+        pid,
+        version,
+        beat,
+        embedded: false,
+    })
+}
