@@ -15,10 +15,21 @@ use crate::logging::LogFormat;
 #[command(name = "sidekiq-guard-webhook", version, about, max_term_width = 100)]
 pub struct Cli {
     /// Log line format.
-    #[arg(long, global = true, env = "SIDEKIQ_GUARD_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "SIDEKIQ_GUARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// Log level of sidekiq-guard's own events (libraries log at warn).
-    #[arg(long, global = true, env = "SIDEKIQ_GUARD_LOG_LEVEL", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "SIDEKIQ_GUARD_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: tracing::Level,
     /// What to do.
     #[command(subcommand)]
@@ -48,7 +59,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SIDEKIQ_GUARD_ADDR", default_value = "0.0.0.0:8443")]
     pub addr: SocketAddr,
     /// Address of the plain-HTTP port serving /livez, /readyz and /metrics.
-    #[arg(long, env = "SIDEKIQ_GUARD_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "SIDEKIQ_GUARD_HEALTH_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
     pub health_addr: SocketAddr,
     /// Policy file (YAML or JSON); the built-in defaults when absent.
     #[arg(long, env = "SIDEKIQ_GUARD_POLICY")]
@@ -116,13 +131,25 @@ pub struct InstallArgs {
     #[arg(long, env = "SIDEKIQ_GUARD_NAMESPACE", default_value = "sidekiq-guard")]
     pub namespace: String,
     /// The kubernetes.io/tls Secret mounted by the webhook pods.
-    #[arg(long, env = "SIDEKIQ_GUARD_SECRET", default_value = "sidekiq-guard-tls")]
+    #[arg(
+        long,
+        env = "SIDEKIQ_GUARD_SECRET",
+        default_value = "sidekiq-guard-tls"
+    )]
     pub secret: String,
     /// The Secret holding the CA and its key (read by the install Job only).
-    #[arg(long, env = "SIDEKIQ_GUARD_CA_SECRET", default_value = "sidekiq-guard-ca")]
+    #[arg(
+        long,
+        env = "SIDEKIQ_GUARD_CA_SECRET",
+        default_value = "sidekiq-guard-ca"
+    )]
     pub ca_secret: String,
     /// Name of both webhook configurations (see --mutating and --validating to tell them apart).
-    #[arg(long, env = "SIDEKIQ_GUARD_WEBHOOK_CONFIGURATION", default_value = "sidekiq-guard")]
+    #[arg(
+        long,
+        env = "SIDEKIQ_GUARD_WEBHOOK_CONFIGURATION",
+        default_value = "sidekiq-guard"
+    )]
     pub webhook_configuration: String,
     /// Name of the MutatingWebhookConfiguration, when it differs.
     #[arg(long)]

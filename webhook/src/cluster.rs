@@ -65,6 +65,10 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClusterError> {
     // install Job forever.
     config.read_timeout = Some(Duration::from_secs(15));
     config.write_timeout = Some(Duration::from_secs(15));
+    // kube's built-in retry of 429/503 backs off for minutes, silently. The callers retry
+    // themselves and say so: start-up logs each attempt, the install Job fails and is retried
+    // by its backoffLimit.
+    config.default_retry = false;
     Client::try_from(config).map_err(ClusterError::Client)
 }
 

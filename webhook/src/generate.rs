@@ -77,9 +77,7 @@ pub fn write(dir: &Path, generated: &Generated, force: bool) -> Result<(), Gener
         &generated.serving.cert_pem,
         &generated.serving.key_pem,
     ];
-    if !force
-        && let Some(existing) = FILES.iter().map(|f| dir.join(f)).find(|p| p.exists())
-    {
+    if !force && let Some(existing) = FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
         return Err(GenerateError::Exists(existing));
     }
     for (file, content) in FILES.iter().zip(contents) {

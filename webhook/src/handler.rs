@@ -100,7 +100,9 @@ async fn answer(state: Arc<AdmissionState>, endpoint: Endpoint, request: Request
     let draining = state.draining.load(Ordering::Relaxed);
     let response = match review(&state, endpoint, request).await {
         Ok((answer, request)) => {
-            state.metrics.request(name, answer.outcome, started.elapsed());
+            state
+                .metrics
+                .request(name, answer.outcome, started.elapsed());
             if endpoint == Endpoint::Mutate {
                 if answer.outcome == "mutated" {
                     state.metrics.injection(state.mode.as_str());
@@ -112,7 +114,9 @@ async fn answer(state: Arc<AdmissionState>, endpoint: Endpoint, request: Request
             json_response(StatusCode::OK, &ReviewOut::new(&answer.response))
         }
         Err(refusal) => {
-            state.metrics.request(name, refusal.result, started.elapsed());
+            state
+                .metrics
+                .request(name, refusal.result, started.elapsed());
             tracing::warn!(
                 endpoint = name,
                 status = refusal.status.as_u16(),
@@ -167,7 +171,9 @@ async fn read_body(request: Request, limit: usize, deadline: Duration) -> Result
         status: StatusCode::PAYLOAD_TOO_LARGE,
         reason: "RequestEntityTooLarge",
         result: "payload-too-large",
-        message: format!("request body is larger than the limit of {limit} bytes (--max-body-bytes)"),
+        message: format!(
+            "request body is larger than the limit of {limit} bytes (--max-body-bytes)"
+        ),
     };
     let declared = request
         .headers()
@@ -203,7 +209,12 @@ fn humantime_secs(d: Duration) -> String {
 /// One log line per answer: who asked about what, and what was decided. Decisions about
 /// Sidekiq workloads are at `info`; objects that are none of sidekiq-guard's business at
 /// `debug`, so a busy namespace does not flood the log.
-fn log_answer(endpoint: &'static str, request: &AdmissionRequest, answer: &Answer, elapsed: Duration) {
+fn log_answer(
+    endpoint: &'static str,
+    request: &AdmissionRequest,
+    answer: &Answer,
+    elapsed: Duration,
+) {
     macro_rules! log {
         ($level:ident) => {
             tracing::$level!(
@@ -272,7 +283,10 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (
             status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             bytes,
         )
             .into_response(),
@@ -306,9 +320,7 @@ fn closing_if(draining: bool, mut response: Response) -> Response {
 }
 
 async fn not_found(State(state): State<Arc<AdmissionState>>, method: Method, uri: Uri) -> Response {
-    state
-        .metrics
-        .request("other", "not-found", Duration::ZERO);
+    state.metrics.request("other", "not-found", Duration::ZERO);
     closing_if(
         state.draining.load(Ordering::Relaxed),
         status_response(

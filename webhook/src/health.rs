@@ -63,7 +63,11 @@ async fn livez() -> &'static str {
 async fn readyz(State(health): State<Arc<Health>>) -> Response {
     match health.not_ready() {
         None => "ok\n".into_response(),
-        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response(),
     }
 }
 

@@ -184,10 +184,24 @@ async fn install_once(
                 config.ca_validity,
             )?;
             let data = BTreeMap::from([
-                ("ca.crt".to_owned(), ByteString(ca.cert_pem.clone().into_bytes())),
-                ("ca.key".to_owned(), ByteString(ca.key_pem.clone().into_bytes())),
+                (
+                    "ca.crt".to_owned(),
+                    ByteString(ca.cert_pem.clone().into_bytes()),
+                ),
+                (
+                    "ca.key".to_owned(),
+                    ByteString(ca.key_pem.clone().into_bytes()),
+                ),
             ]);
-            put_secret(&secrets, config, &config.ca_secret, ca_secret, "Opaque", data).await?;
+            put_secret(
+                &secrets,
+                config,
+                &config.ca_secret,
+                ca_secret,
+                "Opaque",
+                data,
+            )
+            .await?;
             let action = match problem {
                 Some(Err(reason)) => Action::Renewed(reason),
                 _ => Action::Created,
@@ -228,14 +242,31 @@ async fn install_once(
         .is_none_or(|copy| copy != ca.cert_pem);
     if serving_action != Action::Kept || stale_ca_copy {
         let data = BTreeMap::from([
-            ("tls.crt".to_owned(), ByteString(serving.cert_pem.clone().into_bytes())),
-            ("tls.key".to_owned(), ByteString(serving.key_pem.clone().into_bytes())),
-            ("ca.crt".to_owned(), ByteString(ca.cert_pem.clone().into_bytes())),
+            (
+                "tls.crt".to_owned(),
+                ByteString(serving.cert_pem.clone().into_bytes()),
+            ),
+            (
+                "tls.key".to_owned(),
+                ByteString(serving.key_pem.clone().into_bytes()),
+            ),
+            (
+                "ca.crt".to_owned(),
+                ByteString(ca.cert_pem.clone().into_bytes()),
+            ),
         ]);
-        put_secret(&secrets, config, &config.secret, tls_secret, "kubernetes.io/tls", data)
-            .await?;
+        put_secret(
+            &secrets,
+            config,
+            &config.secret,
+            tls_secret,
+            "kubernetes.io/tls",
+            data,
+        )
+        .await?;
     }
-    let serving_not_after = pki::inspect_pem(serving.cert_pem.as_bytes(), "the serving certificate")?.not_after;
+    let serving_not_after =
+        pki::inspect_pem(serving.cert_pem.as_bytes(), "the serving certificate")?.not_after;
 
     // 3. The caBundle of both configurations.
     let mut patched = Vec::new();
@@ -269,7 +300,12 @@ async fn install_once(
     })
 }
 
-async fn get<K>(api: &Api<K>, name: &str, kind: &str, namespace: &str) -> Result<Option<K>, InstallError>
+async fn get<K>(
+    api: &Api<K>,
+    name: &str,
+    kind: &str,
+    namespace: &str,
+) -> Result<Option<K>, InstallError>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -381,8 +417,14 @@ async fn put_secret(
                     name: Some(name.to_owned()),
                     namespace: Some(config.namespace.clone()),
                     labels: Some(BTreeMap::from([
-                        ("app.kubernetes.io/name".to_owned(), "sidekiq-guard".to_owned()),
-                        ("app.kubernetes.io/component".to_owned(), "certificates".to_owned()),
+                        (
+                            "app.kubernetes.io/name".to_owned(),
+                            "sidekiq-guard".to_owned(),
+                        ),
+                        (
+                            "app.kubernetes.io/component".to_owned(),
+                            "certificates".to_owned(),
+                        ),
                         (
                             "app.kubernetes.io/managed-by".to_owned(),
                             "sidekiq-guard-webhook".to_owned(),
@@ -450,7 +492,11 @@ where
         match api.get_opt(name).await {
             Ok(Some(object)) => break object,
             Ok(None) if started.elapsed() < config.wait => {
-                tracing::info!(kind, name, "waiting for the webhook configuration to be created");
+                tracing::info!(
+                    kind,
+                    name,
+                    "waiting for the webhook configuration to be created"
+                );
                 tokio::time::sleep(Duration::from_secs(2).min(config.wait)).await;
             }
             Ok(None) => {
@@ -493,7 +539,12 @@ where
             value: json!(webhook),
         }));
         ops.push(PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(["webhooks", &index.to_string(), "clientConfig", "caBundle"]),
+            path: PointerBuf::from_tokens([
+                "webhooks",
+                &index.to_string(),
+                "clientConfig",
+                "caBundle",
+            ]),
             value: json!(base64::engine::general_purpose::STANDARD.encode(bundle.as_bytes())),
         }));
         patched.push(format!("{kind}/{name}: {webhook}"));
@@ -507,13 +558,17 @@ where
         });
     }
     if !ops.is_empty() {
-        api.patch(name, &PatchParams::default(), &Patch::Json::<()>(json_patch::Patch(ops)))
-            .await
-            .map_err(|source| InstallError::Api {
-                action: "patch",
-                object: format!("{kind} {name}"),
-                source,
-            })?;
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Json::<()>(json_patch::Patch(ops)),
+        )
+        .await
+        .map_err(|source| InstallError::Api {
+            action: "patch",
+            object: format!("{kind} {name}"),
+            source,
+        })?;
         tracing::info!(kind, name, webhooks = ?patched, "caBundle updated");
     }
     Ok(patched)

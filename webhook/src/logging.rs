@@ -18,7 +18,11 @@ pub enum LogFormat {
 /// `warn` (or `level`, when that is quieter) so that debugging the webhook does not drown in
 /// TLS and HTTP internals.
 pub fn init(format: LogFormat, level: Level) {
-    let libraries = if level < Level::WARN { level } else { Level::WARN };
+    let libraries = if level < Level::WARN {
+        level
+    } else {
+        Level::WARN
+    };
     let filter = Targets::new()
         .with_default(libraries)
         .with_target("sidekiq_guard_webhook", level)
@@ -26,7 +30,11 @@ pub fn init(format: LogFormat, level: Level) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stdout).with_ansi(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stdout)
+                    .with_ansi(false),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

@@ -9,19 +9,31 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use clap::Parser as _;
 use sidekiq_guard::Policy;
-use sidekiq_guard_webhook::cli::{CertsCommand, Cli, Command, GenerateArgs, InstallArgs, ServeArgs};
+use sidekiq_guard_webhook::cli::{
+    CertsCommand, Cli, Command, GenerateArgs, InstallArgs, ServeArgs,
+};
+use sidekiq_guard_webhook::logging::{self, LogFormat};
 use sidekiq_guard_webhook::serve::{self, ServeConfig};
 use sidekiq_guard_webhook::tls::{self, CertFiles};
-use sidekiq_guard_webhook::{cluster, generate, install, logging};
+use sidekiq_guard_webhook::{cluster, generate, install};
 use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format, cli.log_level);
+    let format = cli.log_format;
+    logging::init(format, cli.log_level);
     tls::install_default_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
-        Err(err) => return fail(&anyhow::Error::new(err).context("cannot start the runtime")),
+        Err(err) => {
+            return fail(
+                format,
+                &anyhow::Error::new(err).context("cannot start the runtime"),
+            );
+        }
     };
     let result = runtime.block_on(async {
         match cli.command {
@@ -34,15 +46,22 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(&err),
+        Err(err) => fail(format, &err),
     }
 }
 
-fn fail(err: &anyhow::Error) -> ExitCode {
+/// Reports a fatal error with its causes on stderr, for a terminal and `kubectl logs`; with
+/// JSON logs, also as a log event for the log pipeline (with text logs, once is enough).
+fn fail(format: LogFormat, err: &anyhow::Error) -> ExitCode {
     let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
-    tracing::error!(error = %chain.join(": "), "fatal");
-    // Also on stderr, for a terminal or `kubectl logs --previous` when logs are JSON.
-    let _ = writeln!(std::io::stderr(), "sidekiq-guard-webhook: {}", chain.join(": "));
+    if format == LogFormat::Json {
+        tracing::error!(error = %chain.join(": "), "fatal");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "sidekiq-guard-webhook: {}",
+        chain.join(": ")
+    );
     ExitCode::FAILURE
 }
 
@@ -116,8 +135,12 @@ fn run_generate(args: &GenerateArgs) -> anyhow::Result<()> {
 async fn run_install(args: InstallArgs) -> anyhow::Result<()> {
     let client = cluster::client(args.kubeconfig.as_deref()).await?;
     let config = install::InstallConfig {
-        mutating: args.mutating.unwrap_or_else(|| args.webhook_configuration.clone()),
-        validating: args.validating.unwrap_or_else(|| args.webhook_configuration.clone()),
+        mutating: args
+            .mutating
+            .unwrap_or_else(|| args.webhook_configuration.clone()),
+        validating: args
+            .validating
+            .unwrap_or_else(|| args.webhook_configuration.clone()),
         namespace: args.namespace,
         service: args.service,
         secret: args.secret,

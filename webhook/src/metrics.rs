@@ -55,8 +55,9 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("sidekiq_guard_webhook");
         let requests = Family::<Labels, Counter>::default();
-        let duration =
-            Family::<Label, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let duration = Family::<Label, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let injections = Family::<Label, Counter>::default();
         let skips = Family::<Label, Counter>::default();
         let cert_expiry = Gauge::<i64, AtomicI64>::default();

@@ -7,8 +7,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -226,7 +226,11 @@ impl std::fmt::Debug for KeyedCert {
 }
 
 /// Makes a self-signed CA valid for `validity` from `now`.
-pub fn new_ca(common_name: &str, now: SystemTime, validity: Duration) -> Result<KeyedCert, PkiError> {
+pub fn new_ca(
+    common_name: &str,
+    now: SystemTime,
+    validity: Duration,
+) -> Result<KeyedCert, PkiError> {
     let key = KeyPair::generate().map_err(rcgen_err("cannot generate the CA key"))?;
     let mut params = CertificateParams::default();
     params.distinguished_name = name(common_name);
@@ -321,7 +325,11 @@ mod tests {
         let info = inspect_pem(leaf.cert_pem.as_bytes(), "leaf").unwrap();
         assert_eq!(
             info.dns_names,
-            ["sidekiq-guard", "sidekiq-guard.ops", "sidekiq-guard.ops.svc"]
+            [
+                "sidekiq-guard",
+                "sidekiq-guard.ops",
+                "sidekiq-guard.ops.svc"
+            ]
         );
         assert_eq!(info.common_name, "sidekiq-guard.ops.svc");
         assert!(!info.is_ca);
@@ -348,7 +356,12 @@ mod tests {
             "tls.crt holds no PEM CERTIFICATE block"
         );
         let bad = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        let err = inspect_pem(bad.as_bytes(), "tls.crt").unwrap_err().to_string();
-        assert!(err.starts_with("tls.crt holds a certificate that cannot be parsed"), "{err}");
+        let err = inspect_pem(bad.as_bytes(), "tls.crt")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("tls.crt holds a certificate that cannot be parsed"),
+            "{err}"
+        );
     }
 }

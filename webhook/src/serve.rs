@@ -126,7 +126,11 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
             .into_future(),
     );
 
-    let mut watcher = Watcher::new(config.cert.clone(), Arc::clone(&certs), Arc::clone(&metrics));
+    let mut watcher = Watcher::new(
+        config.cert.clone(),
+        Arc::clone(&certs),
+        Arc::clone(&metrics),
+    );
     watcher.poll().await;
     let watcher = tokio::spawn(watcher.run(config.reload_interval));
 
@@ -189,19 +193,18 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
     handle.graceful_shutdown(Some(config.shutdown_timeout));
     // The server forces the remaining connections closed at the timeout; the extra second
     // only guards against it not returning at all.
-    let finished =
-        tokio::time::timeout(config.shutdown_timeout + Duration::from_secs(1), &mut admission_server)
-            .await;
+    let finished = tokio::time::timeout(
+        config.shutdown_timeout + Duration::from_secs(1),
+        &mut admission_server,
+    )
+    .await;
     if finished.is_err() {
         admission_server.abort();
     }
     watcher.abort();
     let _ = stop_health.send(());
     let _ = tokio::time::timeout(Duration::from_secs(1), health_server).await;
-    tracing::info!(
-        open_connections = handle.connection_count(),
-        "stopped"
-    );
+    tracing::info!(open_connections = handle.connection_count(), "stopped");
     Ok(())
 }
 

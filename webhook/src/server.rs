@@ -28,7 +28,8 @@ pub fn https(
     handle: Handle<SocketAddr>,
 ) -> std::io::Result<axum_server::Server<SocketAddr, RustlsAcceptor>> {
     listener.set_nonblocking(true)?;
-    let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls)).handshake_timeout(HANDSHAKE_TIMEOUT);
+    let acceptor =
+        RustlsAcceptor::new(RustlsConfig::from_config(tls)).handshake_timeout(HANDSHAKE_TIMEOUT);
     let mut server = axum_server::from_tcp(listener)?
         .acceptor(acceptor)
         .handle(handle)

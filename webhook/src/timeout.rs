@@ -17,10 +17,14 @@ pub struct BadTimeout(pub String);
 
 /// The deadline a request asks for: its `timeout` query parameter, capped at [`MAX`].
 pub fn from_query(query: Option<&str>) -> Result<Duration, BadTimeout> {
-    let Some(value) = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == "timeout").then_some(value)
-    }) else {
+    let Some(value) = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == "timeout").then_some(value)
+        })
+    else {
         return Ok(MAX);
     };
     let decoded = value.replace("%C2%B5", "µ").replace("%c2%b5", "µ");
@@ -83,9 +87,15 @@ mod tests {
     fn the_query_parameter_is_found_and_capped() {
         assert_eq!(from_query(None), Ok(MAX));
         assert_eq!(from_query(Some("timeout=5s")), Ok(Duration::from_secs(5)));
-        assert_eq!(from_query(Some("a=b&timeout=2s")), Ok(Duration::from_secs(2)));
+        assert_eq!(
+            from_query(Some("a=b&timeout=2s")),
+            Ok(Duration::from_secs(2))
+        );
         assert_eq!(from_query(Some("timeout=10m")), Ok(MAX));
-        assert_eq!(from_query(Some("timeout=500%C2%B5s")), Ok(Duration::from_micros(500)));
+        assert_eq!(
+            from_query(Some("timeout=500%C2%B5s")),
+            Ok(Duration::from_micros(500))
+        );
         assert_eq!(
             from_query(Some("timeout=soon")).unwrap_err().to_string(),
             "query parameter timeout=\"soon\" is not a duration; expected a Go duration such as 5s, 1500ms or 1m0s"

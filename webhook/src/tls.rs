@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
 
 use crate::metrics::Metrics;
 use crate::pki::{self, CertInfo, PkiError};
@@ -40,12 +40,18 @@ pub fn install_default_provider() {
 /// HTTP/2 is not offered on purpose: the API server would multiplex every admission call onto
 /// one connection to one replica, defeating the Service's load balancing and the graceful
 /// hand-over of connections on shutdown.
+///
+/// Session resumption is off: a resumed session skips the certificate, so after a rotation a
+/// client could go on "seeing" the old one; every new connection gets a full handshake with
+/// the certificate in service. The API server does not resume sessions anyway.
 pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
@@ -301,7 +307,10 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 pub fn format_unix(seconds: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(seconds)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| seconds.to_string())
 }
 

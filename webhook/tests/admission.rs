@@ -1,6 +1,9 @@
 //! The admission endpoints over real HTTPS: the corpus of AdmissionReviews answered exactly as
 //! the golden files say, patches that apply, and every way a request can be wrong.
 
+// Test helpers outside #[test] functions panic on failure, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -63,8 +66,14 @@ async fn every_review_of_the_corpus_gets_its_golden_answer_over_https() {
     deny.webhook.wait_ready(true, Duration::from_secs(10)).await;
     // One keep-alive connection per server carries the whole corpus.
     let mut conns = [
-        ("warn", warn.client.connect(warn.webhook.admission).await.unwrap()),
-        ("deny", deny.client.connect(deny.webhook.admission).await.unwrap()),
+        (
+            "warn",
+            warn.client.connect(warn.webhook.admission).await.unwrap(),
+        ),
+        (
+            "deny",
+            deny.client.connect(deny.webhook.admission).await.unwrap(),
+        ),
     ];
     let mut checked = 0;
     for (name, body) in corpus() {
@@ -132,7 +141,9 @@ async fn the_returned_patch_turns_the_pod_into_a_protected_pod() {
         let sidekiq = &mutated["spec"]["containers"][0];
         assert!(sidekiq["lifecycle"]["preStop"].is_object(), "{name}");
         assert!(sidekiq["livenessProbe"].is_object(), "{name}");
-        let grace = mutated["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap();
+        let grace = mutated["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap();
         let status: Value = serde_json::from_str(
             mutated["metadata"]["annotations"]["sidekiq-guard.io/status"]
                 .as_str()
@@ -172,7 +183,10 @@ async fn the_returned_patch_turns_the_pod_into_a_protected_pod() {
             .json();
         assert_eq!(answer["response"]["uid"], "2d8c5a4e-reinvoked");
         assert_eq!(answer["response"]["allowed"], true);
-        assert!(answer["response"].get("patch").is_none(), "{name}: {answer}");
+        assert!(
+            answer["response"].get("patch").is_none(),
+            "{name}: {answer}"
+        );
         assert!(answer["response"].get("patchType").is_none(), "{name}");
     }
 
@@ -206,12 +220,17 @@ async fn malformed_reviews_get_400_with_a_status_naming_the_problem() {
     let setup = start(WARN, &[]);
     let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
     let dir = common::root().join("tests/data/admission/malformed");
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert_eq!(files.len(), 7);
     for file in files {
         let body = std::fs::read(&file).unwrap();
-        let expected = sidekiq_guard::admission::parse(&body).unwrap_err().to_string();
+        let expected = sidekiq_guard::admission::parse(&body)
+            .unwrap_err()
+            .to_string();
         for endpoint in ["/mutate", "/validate"] {
             let answer = conn.post(endpoint, body.clone()).await.unwrap();
             assert_eq!(answer.status, 400, "{file:?}");
@@ -227,14 +246,19 @@ async fn malformed_reviews_get_400_with_a_status_naming_the_problem() {
     }
     // The connection survives bad requests.
     let ok = conn
-        .post("/mutate", common::read("tests/data/admission/create-pod-web.json"))
+        .post(
+            "/mutate",
+            common::read("tests/data/admission/create-pod-web.json"),
+        )
         .await
         .unwrap();
     assert_eq!(ok.status, 200);
     assert_eq!(
         setup
             .webhook
-            .metric("sidekiq_guard_webhook_requests_total{endpoint=\"validate\",result=\"bad-request\"}")
+            .metric(
+                "sidekiq_guard_webhook_requests_total{endpoint=\"validate\",result=\"bad-request\"}"
+            )
             .await,
         7.0
     );
@@ -244,28 +268,44 @@ async fn malformed_reviews_get_400_with_a_status_naming_the_problem() {
 async fn other_paths_are_404_and_other_methods_405() {
     let setup = start(WARN, &[]);
     let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
-    for (method, path) in [("POST", "/"), ("GET", "/healthz"), ("POST", "/mutate/x"), ("POST", "/Mutate"), ("GET", "/metrics")] {
+    for (method, path) in [
+        ("POST", "/"),
+        ("GET", "/healthz"),
+        ("POST", "/mutate/x"),
+        ("POST", "/Mutate"),
+        ("GET", "/metrics"),
+    ] {
         let answer = conn.request(method, path, Bytes::new()).await.unwrap();
         assert_eq!(answer.status, 404, "{method} {path}");
         let status = answer.json();
         assert_eq!(status["reason"], "NotFound");
         assert_eq!(
             status["message"],
-            format!("no such endpoint: {method} {path}; the webhook serves POST /mutate and POST /validate")
+            format!(
+                "no such endpoint: {method} {path}; the webhook serves POST /mutate and POST /validate"
+            )
         );
     }
     let answer = conn.request("GET", "/mutate", Bytes::new()).await.unwrap();
     assert_eq!(answer.status, 405);
     assert_eq!(answer.headers["allow"], "POST");
-    assert_eq!(answer.json()["message"], "GET is not allowed on /mutate; use POST");
+    assert_eq!(
+        answer.json()["message"],
+        "GET is not allowed on /mutate; use POST"
+    );
     // The health port has its own 404.
     let (status, body) = setup.webhook.health_get("/mutate").await;
     assert_eq!(status, 404);
-    assert!(body.contains("the health port serves /livez, /readyz and /metrics"), "{body}");
+    assert!(
+        body.contains("the health port serves /livez, /readyz and /metrics"),
+        "{body}"
+    );
 }
 
 fn big_pod(name: &str, padding: usize) -> Value {
-    let mut pod = common::json("tests/data/admission/create-pod-rails-worker.json")["request"]["object"].clone();
+    let mut pod =
+        common::json("tests/data/admission/create-pod-rails-worker.json")["request"]["object"]
+            .clone();
     pod["metadata"]["name"] = json!(name);
     // Large annotations, as some tools write (last-applied-configuration of a big spec).
     pod["metadata"]["annotations"]["example.com/blob"] = json!("x".repeat(padding));
@@ -298,10 +338,14 @@ async fn update_reviews_of_the_largest_pods_fit_and_larger_bodies_get_413() {
     .await;
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(
-        response.contains("request body is larger than the limit of 8388608 bytes (--max-body-bytes)"),
+        response
+            .contains("request body is larger than the limit of 8388608 bytes (--max-body-bytes)"),
         "{response}"
     );
-    assert!(response.contains("\"reason\":\"RequestEntityTooLarge\""), "{response}");
+    assert!(
+        response.contains("\"reason\":\"RequestEntityTooLarge\""),
+        "{response}"
+    );
 
     // Chunked, with no length announced: refused once the limit is crossed.
     let response = raw_exchange(
@@ -324,7 +368,9 @@ async fn raw_exchange(setup: &Setup, head: &[u8], chunked: bool) -> String {
         let chunk = vec![b' '; 1024 * 1024];
         for _ in 0..9 {
             if chunked {
-                writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
+                writer
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
             }
             writer.write_all(&chunk).await?;
             if chunked {
@@ -360,15 +406,26 @@ async fn a_body_that_does_not_arrive_within_the_requested_timeout_gets_408() {
         response.contains("request body not received within the request's timeout of 1s"),
         "{response}"
     );
-    assert!(elapsed >= Duration::from_millis(950) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(950) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
 
     let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
     let answer = conn
-        .post("/mutate?timeout=soon", common::read("tests/data/admission/create-pod-web.json"))
+        .post(
+            "/mutate?timeout=soon",
+            common::read("tests/data/admission/create-pod-web.json"),
+        )
         .await
         .unwrap();
     assert_eq!(answer.status, 400);
-    assert!(answer.json()["message"].as_str().unwrap().starts_with("query parameter timeout=\"soon\" is not a duration"));
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("query parameter timeout=\"soon\" is not a duration")
+    );
 }
 
 #[tokio::test]
@@ -377,20 +434,54 @@ async fn metrics_and_logs_record_each_decision() {
     let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
     for _ in 0..3 {
         let answer = conn
-            .post("/mutate", common::read("tests/data/admission/create-pod-rails-worker.json"))
+            .post(
+                "/mutate",
+                common::read("tests/data/admission/create-pod-rails-worker.json"),
+            )
             .await
             .unwrap();
         assert_eq!(answer.status, 200);
     }
-    conn.post("/mutate", common::read("tests/data/admission/create-pod-web.json")).await.unwrap();
-    conn.post("/validate", common::read("tests/data/admission/create-rails-worker.json")).await.unwrap();
+    conn.post(
+        "/mutate",
+        common::read("tests/data/admission/create-pod-web.json"),
+    )
+    .await
+    .unwrap();
+    conn.post(
+        "/validate",
+        common::read("tests/data/admission/create-rails-worker.json"),
+    )
+    .await
+    .unwrap();
     let metric = |s: &'static str| setup.webhook.metric(s);
-    assert_eq!(metric("sidekiq_guard_webhook_requests_total{endpoint=\"mutate\",result=\"mutated\"}").await, 3.0);
-    assert_eq!(metric("sidekiq_guard_webhook_requests_total{endpoint=\"mutate\",result=\"no-sidekiq\"}").await, 1.0);
-    assert_eq!(metric("sidekiq_guard_webhook_requests_total{endpoint=\"validate\",result=\"unchanged\"}").await, 1.0);
-    assert_eq!(metric("sidekiq_guard_webhook_injections_total{mode=\"native\"}").await, 3.0);
-    assert_eq!(metric("sidekiq_guard_webhook_skips_total{reason=\"no-sidekiq\"}").await, 1.0);
-    assert_eq!(metric("sidekiq_guard_webhook_request_duration_seconds_count{endpoint=\"mutate\"}").await, 4.0);
+    assert_eq!(
+        metric("sidekiq_guard_webhook_requests_total{endpoint=\"mutate\",result=\"mutated\"}")
+            .await,
+        3.0
+    );
+    assert_eq!(
+        metric("sidekiq_guard_webhook_requests_total{endpoint=\"mutate\",result=\"no-sidekiq\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        metric("sidekiq_guard_webhook_requests_total{endpoint=\"validate\",result=\"unchanged\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        metric("sidekiq_guard_webhook_injections_total{mode=\"native\"}").await,
+        3.0
+    );
+    assert_eq!(
+        metric("sidekiq_guard_webhook_skips_total{reason=\"no-sidekiq\"}").await,
+        1.0
+    );
+    assert_eq!(
+        metric("sidekiq_guard_webhook_request_duration_seconds_count{endpoint=\"mutate\"}").await,
+        4.0
+    );
     assert_eq!(
         metric("sidekiq_guard_webhook_build_info{version=\"0.1.0\",sidecar_mode=\"native\"}").await,
         1.0

@@ -30,6 +30,8 @@ pub struct Store {
     pub major: String,
     pub minor: String,
     pub git_version: String,
+    /// Answer `/version` with 503, like an API server that is starting or overloaded.
+    pub version_unavailable: bool,
     resource_version: u64,
 }
 
@@ -153,7 +155,12 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response {
 }
 
 fn ok(code: StatusCode, object: &Value) -> Response {
-    (code, [("content-type", "application/json")], object.to_string()).into_response()
+    (
+        code,
+        [("content-type", "application/json")],
+        object.to_string(),
+    )
+        .into_response()
 }
 
 /// Splits a REST path into (collection path, kind, name).
@@ -196,14 +203,23 @@ async fn dispatch(
 ) -> Response {
     let mut store = store.lock().unwrap();
     store.requests.push(format!("{method} {}", uri.path()));
-    let authorised = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
+    let authorised = headers.get("authorization").and_then(|v| v.to_str().ok())
         == Some(&format!("Bearer {TOKEN}"));
     if !authorised {
-        return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized".into());
+        return status(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized".into(),
+        );
     }
     if uri.path() == "/version" && method == Method::GET {
+        if store.version_unavailable {
+            return status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request".into(),
+            );
+        }
         return ok(
             StatusCode::OK,
             &json!({
@@ -237,7 +253,10 @@ async fn dispatch(
             let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
                 return status(StatusCode::BAD_REQUEST, "BadRequest", "bad body".into());
             };
-            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let path = format!("{collection}/{name}");
             if store.objects.contains_key(&path) {
                 return status(
@@ -265,14 +284,18 @@ async fn dispatch(
                 return status(
                     StatusCode::CONFLICT,
                     "Conflict",
-                    format!("Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+                    format!(
+                        "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                    ),
                 );
             }
             if resource == "secrets" && object["type"] != current["type"] {
                 return status(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Invalid",
-                    format!("Secret \"{name}\" is invalid: type: Invalid value: field is immutable"),
+                    format!(
+                        "Secret \"{name}\" is invalid: type: Invalid value: field is immutable"
+                    ),
                 );
             }
             store.resource_version += 1;
@@ -290,7 +313,9 @@ async fn dispatch(
                 return status(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "UnsupportedMediaType",
-                    format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {content_type}"),
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {content_type}"
+                    ),
                 );
             }
             let Some(mut object) = store.objects.get(&path).cloned() else {

@@ -29,7 +29,10 @@ pub const SERVER_NAME: &str = "sidekiq-guard.sidekiq-guard.svc";
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 pub fn read(relative: &str) -> Vec<u8> {
@@ -173,8 +176,16 @@ impl Webhook {
                 };
                 if value["message"] == "listening" {
                     let _ = tx.send((
-                        value["admission"].as_str().unwrap().parse::<SocketAddr>().unwrap(),
-                        value["health"].as_str().unwrap().parse::<SocketAddr>().unwrap(),
+                        value["admission"]
+                            .as_str()
+                            .unwrap()
+                            .parse::<SocketAddr>()
+                            .unwrap(),
+                        value["health"]
+                            .as_str()
+                            .unwrap()
+                            .parse::<SocketAddr>()
+                            .unwrap(),
                     ));
                 }
                 sink.lock().unwrap().push(value);
@@ -249,6 +260,20 @@ impl Webhook {
             .filter(|l| l["message"] == message)
             .cloned()
             .collect()
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if started.elapsed() > within {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn signal(&self, signal: &str) {
@@ -345,7 +370,12 @@ impl Conn {
         self.request("POST", path, body.into()).await
     }
 
-    pub async fn request(&mut self, method: &str, path: &str, body: Bytes) -> hyper::Result<Answer> {
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> hyper::Result<Answer> {
         self.send.ready().await?;
         let request = Request::builder()
             .method(method)

@@ -1,0 +1,502 @@
+//! The two things the webhook asks the API server, against a local HTTPS API server reached
+//! through a generated kubeconfig: the version (for `sidecar.mode: auto`) and the certificate
+//! installation (Secrets, and the caBundle of both webhook configurations from the manifests).
+
+// Test helpers outside #[test] functions panic on failure, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use common::fake_api::FakeApi;
+use common::{Client, Pki, Webhook};
+use serde_json::{Value, json};
+use sidekiq_guard_webhook::pki;
+
+const SECRETS: &str = "/api/v1/namespaces/sidekiq-guard/secrets";
+const MUTATING: &str =
+    "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/sidekiq-guard";
+const VALIDATING: &str =
+    "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/sidekiq-guard";
+
+fn strings_contain(list: &Value, wanted: &str) -> bool {
+    list.as_array()
+        .is_some_and(|items| items.iter().any(|item| item == wanted))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(value: &Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(value.as_str().unwrap())
+        .unwrap()
+}
+
+async fn mode_with(api: &FakeApi) -> (Webhook, tempfile::TempDir, Client) {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let serving = pki.serving();
+    std::fs::write(dir.path().join("tls.crt"), &serving.cert_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &serving.key_pem).unwrap();
+    let kubeconfig = api.kubeconfig.to_str().unwrap().to_owned();
+    let webhook = Webhook::start(
+        &dir.path().join("tls.crt"),
+        &dir.path().join("tls.key"),
+        "sidecar: {mode: auto}\n",
+        &["--kubeconfig", &kubeconfig],
+    );
+    (webhook, dir, Client::new(&[pki.ca_der()]))
+}
+
+#[tokio::test]
+async fn sidecar_mode_auto_follows_the_api_server_version() {
+    for (minor, git_version, expected) in [
+        ("28", "v1.28.15", "classic"),
+        ("29", "v1.29.0", "native"),
+        ("33+", "v1.33.4-eks-1234567", "native"),
+    ] {
+        let api = FakeApi::start("1", minor, git_version).await;
+        let (webhook, _dir, client) = mode_with(&api).await;
+        webhook.wait_ready(true, Duration::from_secs(10)).await;
+        assert_eq!(api.requests(), ["GET /version"]);
+        let mut conn = client.connect(webhook.admission).await.unwrap();
+        let review = conn
+            .post(
+                "/mutate",
+                common::read("tests/data/admission/create-pod-rails-worker.json"),
+            )
+            .await
+            .unwrap()
+            .json();
+        let patch: Value = serde_json::from_slice(&unb64(&review["response"]["patch"])).unwrap();
+        // Native: the pod had no init containers, so the list is added with the sidecar in
+        // it. Classic: the sidecar is appended to the containers.
+        let (path, sidecar) = patch
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|op| match op["path"].as_str().unwrap() {
+                "/spec/initContainers" => Some(("initContainers", op["value"][0].clone())),
+                "/spec/containers/-" => Some(("containers", op["value"].clone())),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no sidecar in {patch}"));
+        assert_eq!(sidecar["name"], "sidekiq-guard-probe");
+        let (list, restart) = match expected {
+            "native" => ("initContainers", json!("Always")),
+            _ => ("containers", Value::Null),
+        };
+        assert_eq!(path, list, "{git_version}");
+        assert_eq!(sidecar["restartPolicy"], restart, "{git_version}");
+        assert!(
+            strings_contain(&sidecar["args"], &format!("--mode={expected}")),
+            "{git_version}: {sidecar}"
+        );
+        assert_eq!(
+            webhook
+                .metric(&format!(
+                    "sidekiq_guard_webhook_build_info{{version=\"0.1.0\",sidecar_mode=\"{expected}\"}}"
+                ))
+                .await,
+            1.0,
+            "{git_version}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn auto_mode_stays_not_ready_until_the_api_server_answers() {
+    let api = FakeApi::start("1", "30", "v1.30.2").await;
+    api.store.lock().unwrap().version_unavailable = true;
+    let (webhook, _dir, client) = mode_with(&api).await;
+    // kube's client retries a 503 a few times itself before the webhook sees the error.
+    let message = "sidecar.mode auto needs the API server version; not ready until it answers (or set sidecar.mode to native or classic in the policy)";
+    let started = std::time::Instant::now();
+    while webhook.logs_with(message).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            webhook.logs.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = webhook.health_get("/readyz").await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        "not ready: starting: the admission port is not serving yet\n"
+    );
+    let (status, _) = webhook.health_get("/livez").await;
+    assert_eq!(status, 200, "not restarted by its liveness probe meanwhile");
+    let retries = webhook.logs_with(message);
+    assert!(
+        retries[0]["error"].as_str().unwrap().contains("503"),
+        "{}",
+        retries[0]
+    );
+
+    // The API server recovers: the webhook becomes ready by itself and injects native sidecars.
+    api.store.lock().unwrap().version_unavailable = false;
+    webhook.wait_ready(true, Duration::from_secs(10)).await;
+    let mut conn = client.connect(webhook.admission).await.unwrap();
+    let answer = conn
+        .post(
+            "/mutate",
+            common::read("tests/data/admission/create-pod-rails-worker.json"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(
+        webhook
+            .logs_with("sidecar.mode auto: decided from the API server version (native from 1.29)")
+            [0]["sidecar_mode"]
+            == "native"
+    );
+}
+
+#[test]
+fn auto_mode_without_any_cluster_fails_at_once_and_says_why() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let serving = pki.serving();
+    std::fs::write(dir.path().join("tls.crt"), &serving.cert_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &serving.key_pem).unwrap();
+    let output = Command::new(common::webhook_bin())
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--health-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sidekiq-guard-webhook: cannot decide the sidecar mode: no Kubernetes API server configured: not running in a pod and no kubeconfig found (pass --kubeconfig)"),
+        "{stderr}"
+    );
+}
+
+/// The webhook configurations exactly as `kubectl apply -k manifests/base` creates them.
+fn seed_configurations(api: &FakeApi) {
+    let output = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(common::root().join("manifests/base"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap()).unwrap();
+    for document in documents {
+        match document["kind"].as_str() {
+            Some("MutatingWebhookConfiguration") => api.put(MUTATING, document),
+            Some("ValidatingWebhookConfiguration") => api.put(VALIDATING, document),
+            _ => {}
+        }
+    }
+}
+
+fn install(api: &FakeApi, extra: &[&str]) -> std::process::Output {
+    Command::new(common::webhook_bin())
+        .args(["--log-format", "json", "certs", "install", "--kubeconfig"])
+        .arg(&api.kubeconfig)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn bundles(api: &FakeApi) -> Vec<Vec<u8>> {
+    [MUTATING, VALIDATING]
+        .iter()
+        .flat_map(|path| {
+            api.get(path).unwrap()["webhooks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| unb64(&w["clientConfig"]["caBundle"]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn secret(api: &FakeApi, name: &str) -> Value {
+    api.get(&format!("{SECRETS}/{name}")).unwrap()
+}
+
+fn data(secret: &Value, key: &str) -> Vec<u8> {
+    unb64(&secret["data"][key])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_install_creates_trusts_renews_and_is_idempotent() {
+    let api = FakeApi::start("1", "33", "v1.33.2").await;
+    seed_configurations(&api);
+    let api_ref = &api;
+    let run = move |extra: &'static [&'static str]| {
+        let output = install(api_ref, extra);
+        assert!(
+            output.status.success(),
+            "certs install failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+
+    // 1. First run: CA, serving certificate, and both configurations trust the CA.
+    let log = run(&[]);
+    assert!(
+        log.contains("\"ca\":\"Created\"") && log.contains("\"serving\":\"Created\""),
+        "{log}"
+    );
+    let ca = secret(&api, "sidekiq-guard-ca");
+    assert_eq!(ca["type"], "Opaque");
+    let tls = secret(&api, "sidekiq-guard-tls");
+    assert_eq!(tls["type"], "kubernetes.io/tls");
+    assert_eq!(
+        tls["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "sidekiq-guard-webhook"
+    );
+    let ca_pem = data(&ca, "ca.crt");
+    assert_eq!(data(&tls, "ca.crt"), ca_pem);
+    let ca_der = pki::certificates(&ca_pem, "ca").unwrap().remove(0);
+    let leaf_der = pki::certificates(&data(&tls, "tls.crt"), "tls")
+        .unwrap()
+        .remove(0);
+    let leaf = pki::inspect(&leaf_der, "tls").unwrap();
+    assert_eq!(
+        leaf.dns_names,
+        [
+            "sidekiq-guard",
+            "sidekiq-guard.sidekiq-guard",
+            "sidekiq-guard.sidekiq-guard.svc"
+        ]
+    );
+    assert!(pki::signed_by(&leaf_der, &ca_der));
+    assert!(leaf.seconds_left(SystemTime::now()) > 364 * 86400);
+    let bundle = bundles(&api);
+    assert_eq!(bundle.len(), 4, "two webhooks in each configuration");
+    for b in &bundle {
+        assert_eq!(
+            pki::certificates(b, "bundle").unwrap(),
+            std::slice::from_ref(&ca_der)
+        );
+    }
+    // The webhooks' other settings are untouched.
+    let mutating = api.get(MUTATING).unwrap();
+    assert_eq!(mutating["webhooks"][0]["failurePolicy"], "Ignore");
+
+    // What the API server would do with it: trust the caBundle, call the webhook serving the
+    // Secret's certificate.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tls.crt"), data(&tls, "tls.crt")).unwrap();
+    std::fs::write(dir.path().join("tls.key"), data(&tls, "tls.key")).unwrap();
+    let webhook = Webhook::start(
+        &dir.path().join("tls.crt"),
+        &dir.path().join("tls.key"),
+        "sidecar: {mode: native}\n",
+        &[],
+    );
+    webhook.wait_ready(true, Duration::from_secs(10)).await;
+    let roots = pki::certificates(&bundle[0], "bundle").unwrap();
+    let mut conn = Client::new(&roots)
+        .connect(webhook.admission)
+        .await
+        .unwrap();
+    let answer = conn
+        .post(
+            "/mutate",
+            common::read("tests/data/admission/create-pod-rails-worker.json"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    drop(webhook);
+
+    // 2. Again: nothing to do, nothing written.
+    let before = api.writes().len();
+    let log = run(&[]);
+    assert!(
+        log.contains("\"ca\":\"Kept\"") && log.contains("\"serving\":\"Kept\""),
+        "{log}"
+    );
+    assert_eq!(
+        api.writes().len(),
+        before,
+        "a second run wrote: {:?}",
+        api.writes()
+    );
+
+    // 3. Inside the renewal window: a new serving certificate from the same CA; the caBundle
+    //    does not change.
+    let log = run(&["--renew-before", "400d"]);
+    assert!(log.contains("within the renewal window"), "{log}");
+    let renewed = secret(&api, "sidekiq-guard-tls");
+    assert_ne!(data(&renewed, "tls.crt"), data(&tls, "tls.crt"));
+    assert_eq!(data(&secret(&api, "sidekiq-guard-ca"), "ca.crt"), ca_pem);
+    assert_eq!(bundles(&api), bundle);
+    let writes = api.writes();
+    assert_eq!(
+        writes[before..],
+        [format!("PUT {SECRETS}/sidekiq-guard-tls")]
+    );
+
+    // 4. The CA itself close to expiry: a new CA, a new serving certificate, and a caBundle
+    //    that trusts both CAs until the old one expires.
+    let log = run(&["--renew-before", "3700d"]);
+    assert!(
+        log.contains("before a certificate issued now would"),
+        "{log}"
+    );
+    let new_ca_pem = data(&secret(&api, "sidekiq-guard-ca"), "ca.crt");
+    assert_ne!(new_ca_pem, ca_pem);
+    let new_ca_der = pki::certificates(&new_ca_pem, "ca").unwrap().remove(0);
+    for b in bundles(&api) {
+        assert_eq!(
+            pki::certificates(&b, "bundle").unwrap(),
+            [new_ca_der.clone(), ca_der.clone()]
+        );
+    }
+    let new_leaf = pki::certificates(&data(&secret(&api, "sidekiq-guard-tls"), "tls.crt"), "tls")
+        .unwrap()
+        .remove(0);
+    assert!(pki::signed_by(&new_leaf, &new_ca_der));
+    // No key material in what the Job prints.
+    assert!(!log.contains("PRIVATE KEY"));
+}
+
+// Multi-threaded: the fake API server answers while the test waits for the child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_install_explains_what_is_missing_or_wrong() {
+    let api = FakeApi::start("1", "33", "v1.33.2").await;
+    // No webhook configurations (the manifests were not applied).
+    let output = install(&api, &["--wait", "1s"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("MutatingWebhookConfiguration sidekiq-guard not found after waiting 1s; apply the manifests (kubectl apply -k) before running certs install"),
+        "{stderr}"
+    );
+
+    // A Secret of another type in the way.
+    seed_configurations(&api);
+    let path = format!("{SECRETS}/sidekiq-guard-tls");
+    api.put(
+        &path,
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": "sidekiq-guard-tls", "namespace": "sidekiq-guard"},
+               "data": {"tls.crt": b64(b"x")}}),
+    );
+    let output = install(&api, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Secret sidekiq-guard/sidekiq-guard-tls has type \"Opaque\", expected kubernetes.io/tls; delete it and run certs install again"),
+        "{stderr}"
+    );
+
+    // A configuration whose webhooks call another service.
+    let mut other = api.get(MUTATING).unwrap();
+    for webhook in other["webhooks"].as_array_mut().unwrap() {
+        webhook["clientConfig"]["service"]["name"] = json!("someone-else");
+    }
+    api.put(MUTATING, other);
+    api.put(
+        &path,
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "sidekiq-guard-tls", "namespace": "sidekiq-guard"}, "data": {}}),
+    );
+    let output = install(&api, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("MutatingWebhookConfiguration sidekiq-guard has no webhook whose clientConfig.service is sidekiq-guard/sidekiq-guard"),
+        "{stderr}"
+    );
+    // A garbage serving Secret was replaced with a valid one all the same (step 2 precedes 3).
+    let tls = api.get(&path).unwrap();
+    assert!(pki::certificates(&unb64(&tls["data"]["tls.crt"]), "tls").is_ok());
+}
+
+#[test]
+fn certs_generate_writes_a_ca_and_a_serving_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let generate = |extra: &[&str]| {
+        Command::new(common::webhook_bin())
+            .args([
+                "certs",
+                "generate",
+                "--service",
+                "guard",
+                "--namespace",
+                "ops",
+                "--out",
+            ])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = generate(&[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("guard, guard.ops, guard.ops.svc"));
+    use std::os::unix::fs::PermissionsExt as _;
+    for (file, mode) in [
+        ("ca.crt", 0o644),
+        ("ca.key", 0o600),
+        ("tls.crt", 0o644),
+        ("tls.key", 0o600),
+    ] {
+        let meta = std::fs::metadata(out.join(file)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, mode, "{file}");
+    }
+    let ca = pki::certificates(&std::fs::read(out.join("ca.crt")).unwrap(), "ca")
+        .unwrap()
+        .remove(0);
+    let leaf = pki::certificates(&std::fs::read(out.join("tls.crt")).unwrap(), "tls")
+        .unwrap()
+        .remove(0);
+    assert!(pki::signed_by(&leaf, &ca));
+    assert_eq!(
+        pki::inspect(&leaf, "tls").unwrap().dns_names,
+        ["guard", "guard.ops", "guard.ops.svc"]
+    );
+    assert!(pki::key_matches(
+        &leaf,
+        &std::fs::read(out.join("tls.key")).unwrap()
+    ));
+
+    // Existing files are not overwritten unless asked to.
+    let before = std::fs::read(out.join("tls.crt")).unwrap();
+    let output = generate(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("ca.crt exists; pass --force to overwrite it"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(std::fs::read(out.join("tls.crt")).unwrap(), before);
+    assert!(generate(&["--force"]).status.success());
+    assert_ne!(std::fs::read(out.join("tls.crt")).unwrap(), before);
+}

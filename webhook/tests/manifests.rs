@@ -1,0 +1,621 @@
+//! The manifests an operator applies: every kustomization renders with `kubectl kustomize`,
+//! passes the Kubernetes OpenAPI schemas (kubernetes-validate, strict), and its parts agree with
+//! each other, with the webhook's command line and with DESIGN.md's opt-in contract.
+
+// Test helpers outside #[test] functions panic on failure, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Parser as _;
+use serde_json::Value;
+use sidekiq_guard_webhook::cli::{CertsCommand, Cli, Command as Sub};
+
+fn kustomizations() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let mut stack = vec![common::root().join("manifests")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "kustomization.yaml") {
+                dirs.push(dir.clone());
+            }
+        }
+    }
+    dirs.sort();
+    dirs
+}
+
+fn render(dir: &Path) -> String {
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl is needed to render the manifests (scripts/setup checks for it)");
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(yaml)
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn validator() -> PathBuf {
+    let path = common::root().join("target/tools/venv/bin/kubernetes-validate");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn every_kustomization_renders_and_passes_the_kubernetes_schemas() {
+    let dirs = kustomizations();
+    let names: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            d.strip_prefix(common::root())
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert!(names.contains(&"manifests/base".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"manifests/cert-manager".to_owned()),
+        "{names:?}"
+    );
+    let out = tempfile::tempdir().unwrap();
+    for (dir, name) in dirs.iter().zip(&names) {
+        let file = out.path().join(format!("{}.yaml", name.replace('/', "_")));
+        std::fs::write(&file, render(dir)).unwrap();
+        // 1.29 is the oldest release sidekiq-guard targets; the newest schema catches fields
+        // that were removed since.
+        for version in ["1.29.0", "1.33.0", "1.37.0"] {
+            let output = Command::new(validator())
+                .args(["--strict", "-k", version])
+                .arg(&file)
+                .output()
+                .unwrap();
+            let report = String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr);
+            assert!(
+                output.status.success(),
+                "{name} against {version}:\n{report}"
+            );
+            // Every Kubernetes object was checked (only cert-manager's CRDs have no schema).
+            let checked = report.matches(" passed for resource ").count();
+            let skipped = report.matches("Couldn't find schema for kind").count();
+            assert_eq!(
+                checked + skipped,
+                documents(&std::fs::read_to_string(&file).unwrap()).len(),
+                "{report}"
+            );
+            for line in report
+                .lines()
+                .filter(|l| l.contains("Couldn't find schema"))
+            {
+                assert!(line.contains("cert-manager.io/v1"), "{line}");
+            }
+        }
+    }
+}
+
+/// The rendered objects of one kustomization, with lookups.
+struct Rendered(Vec<Value>);
+
+impl Rendered {
+    fn of(dir: &str) -> Self {
+        Self(documents(&render(&common::root().join(dir))))
+    }
+
+    fn all(&self, kind: &str) -> Vec<&Value> {
+        self.0.iter().filter(|d| d["kind"] == kind).collect()
+    }
+
+    fn one(&self, kind: &str) -> &Value {
+        let found = self.all(kind);
+        assert_eq!(found.len(), 1, "expected one {kind}");
+        found[0]
+    }
+
+    fn named(&self, kind: &str, name: &str) -> Option<&Value> {
+        self.0
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn command_line(container: &Value) -> Vec<String> {
+    let mut line = strings(&container["command"]);
+    assert_eq!(line.len(), 1, "command is the binary alone: {container}");
+    line[0] = Path::new(&line[0])
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    line.extend(strings(&container["args"]));
+    line
+}
+
+#[test]
+fn the_base_is_a_consistent_least_privilege_installation() {
+    let base = Rendered::of("manifests/base");
+    let namespace = base.one("Namespace");
+    let ns = namespace["metadata"]["name"].as_str().unwrap();
+    assert_eq!(
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+
+    // The Deployment.
+    let deployment = base.one("Deployment");
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 2);
+    let pod = &spec["template"]["spec"];
+    let labels = &spec["template"]["metadata"]["labels"];
+    assert_eq!(spec["selector"]["matchLabels"], *labels);
+    assert_eq!(
+        pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+            ["labelSelector"]["matchLabels"],
+        *labels
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let webhook = &containers[0];
+    assert_eq!(webhook["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        webhook["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        webhook["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
+    assert!(webhook["resources"]["requests"]["cpu"].is_string());
+    assert!(webhook["resources"]["requests"]["memory"].is_string());
+    assert!(webhook["resources"]["limits"]["memory"].is_string());
+    assert_eq!(webhook["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(webhook["livenessProbe"]["httpGet"]["path"], "/livez");
+
+    // Its command line is one the webhook accepts, and points where the volumes are.
+    let cli = Cli::try_parse_from(command_line(webhook)).unwrap_or_else(|e| panic!("{e}"));
+    let Sub::Serve(args) = cli.command else {
+        panic!("the Deployment does not run serve")
+    };
+    let port = |name: &str| {
+        webhook["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no port {name}"))["containerPort"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(u64::from(args.addr.port()), port("https"));
+    assert_eq!(u64::from(args.health_addr.port()), port("health"));
+    assert_eq!(webhook["readinessProbe"]["httpGet"]["port"], "health");
+    let mount = |volume: &str| {
+        let path = webhook["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == volume)
+            .unwrap()["mountPath"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        PathBuf::from(path)
+    };
+    let volume = |name: &str| {
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(args.tls_cert, mount("tls").join("tls.crt"));
+    assert_eq!(args.tls_key, mount("tls").join("tls.key"));
+    let tls = volume("tls");
+    let tls_secret = tls["secret"]["secretName"].as_str().unwrap().to_owned();
+    // Optional: the pods start (not ready) before the certificate Job has made the Secret.
+    assert_eq!(tls["secret"]["optional"], true);
+    let policy_file = args.policy.unwrap();
+    let policy_volume = volume("policy");
+    let config_map = base
+        .named(
+            "ConfigMap",
+            policy_volume["configMap"]["name"].as_str().unwrap(),
+        )
+        .expect("the policy volume names the generated ConfigMap");
+    let key = policy_file
+        .strip_prefix(mount("policy"))
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let policy = sidekiq_guard::Policy::parse(config_map["data"][key].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("the shipped policy is invalid: {e}"));
+    assert_eq!(
+        policy,
+        sidekiq_guard::Policy::default(),
+        "policy.yaml documents the defaults"
+    );
+    // The injected sidecar is this very image: webhook and probe never skew.
+    assert_eq!(webhook["image"], policy.sidecar.image.0);
+    // The grace period covers the whole shutdown sequence.
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(grace > (args.shutdown_delay + args.shutdown_timeout).as_secs() + 5);
+
+    // Service and PodDisruptionBudget select the Deployment's pods.
+    let service = base.one("Service");
+    assert_eq!(service["spec"]["selector"], *labels);
+    let https = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == 443)
+        .expect("the Service serves 443");
+    assert_eq!(https["targetPort"], "https");
+    let pdb = base.one("PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["selector"]["matchLabels"], *labels);
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+
+    // The webhook configurations call that Service.
+    let service_name = service["metadata"]["name"].as_str().unwrap();
+    assert_eq!(service["metadata"]["namespace"], ns);
+    for (kind, path) in [
+        ("MutatingWebhookConfiguration", "/mutate"),
+        ("ValidatingWebhookConfiguration", "/validate"),
+    ] {
+        let config = base.one(kind);
+        assert_eq!(config["metadata"]["name"], "sidekiq-guard");
+        for webhook in config["webhooks"].as_array().unwrap() {
+            let name = webhook["name"].as_str().unwrap();
+            let service = &webhook["clientConfig"]["service"];
+            assert_eq!(service["name"], service_name, "{name}");
+            assert_eq!(service["namespace"], ns, "{name}");
+            assert_eq!(service["port"], 443, "{name}");
+            assert_eq!(service["path"], path, "{name}");
+            assert_eq!(webhook["sideEffects"], "None", "{name}");
+            assert_eq!(webhook["timeoutSeconds"], 5, "{name}");
+            assert_eq!(webhook["failurePolicy"], "Ignore", "{name}");
+            assert_eq!(
+                webhook["admissionReviewVersions"],
+                serde_json::json!(["v1"]),
+                "{name}"
+            );
+            if kind == "MutatingWebhookConfiguration" {
+                assert_eq!(webhook["reinvocationPolicy"], "IfNeeded", "{name}");
+                // Pods on CREATE only: their spec is immutable afterwards.
+                assert_eq!(
+                    webhook["rules"],
+                    serde_json::json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced"}]),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    // The certificate Job and CronJob: same command, same image, matching names.
+    let job_pod = &base.one("Job")["spec"]["template"]["spec"];
+    let cron_pod = &base.one("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(
+        job_pod, cron_pod,
+        "the CronJob runs exactly the install Job"
+    );
+    let certs = &job_pod["containers"][0];
+    assert_eq!(certs["image"], webhook["image"]);
+    let mut line = command_line(certs);
+    for arg in &mut line {
+        *arg = arg.replace("$(POD_NAMESPACE)", ns);
+    }
+    assert!(
+        certs["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "POD_NAMESPACE"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace")
+    );
+    let cli = Cli::try_parse_from(line).unwrap_or_else(|e| panic!("{e}"));
+    let Sub::Certs(CertsCommand::Install(install)) = cli.command else {
+        panic!("the Job does not run certs install")
+    };
+    assert_eq!(install.service, service_name);
+    assert_eq!(install.namespace, ns);
+    assert_eq!(install.secret, tls_secret);
+    assert_eq!(install.webhook_configuration, "sidekiq-guard");
+
+    // Least privilege: the Job's account may touch exactly its Secrets and the two
+    // configurations' caBundle; the webhook's account is bound to nothing.
+    let job_account = job_pod["serviceAccountName"].as_str().unwrap();
+    let webhook_account = pod["serviceAccountName"].as_str().unwrap();
+    assert_ne!(job_account, webhook_account);
+    for binding in base
+        .all("RoleBinding")
+        .into_iter()
+        .chain(base.all("ClusterRoleBinding"))
+    {
+        let subjects = binding["subjects"].as_array().unwrap();
+        assert!(
+            subjects
+                .iter()
+                .all(|s| s["name"] == job_account && s["namespace"] == ns),
+            "{binding}"
+        );
+    }
+    let role = base.one("Role");
+    let mut secret_rules: Vec<(Vec<String>, Vec<String>)> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(strings(&r["resources"]), ["secrets"]);
+            (strings(&r["verbs"]), strings(&r["resourceNames"]))
+        })
+        .collect();
+    secret_rules.sort();
+    assert_eq!(
+        secret_rules,
+        [
+            (vec!["create".to_owned()], vec![]),
+            (
+                vec!["get".to_owned(), "update".to_owned()],
+                vec![install.secret.clone(), install.ca_secret.clone()]
+            ),
+        ]
+    );
+    let cluster_role = base.one("ClusterRole");
+    assert_eq!(
+        cluster_role["rules"],
+        serde_json::json!([{
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+            "resourceNames": ["sidekiq-guard"],
+            "verbs": ["get", "patch"],
+        }])
+    );
+}
+
+/// Evaluates a Kubernetes label selector (matchLabels and matchExpressions).
+fn selects(selector: &Value, labels: &[(&str, &str)]) -> bool {
+    if selector.is_null() {
+        return true;
+    }
+    let get = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    if let Some(match_labels) = selector["matchLabels"].as_object()
+        && !match_labels
+            .iter()
+            .all(|(k, v)| get(k) == Some(v.as_str().unwrap()))
+    {
+        return false;
+    }
+    selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|expr| {
+            let key = expr["key"].as_str().unwrap();
+            let values = strings(&expr["values"]);
+            let value = get(key);
+            match expr["operator"].as_str().unwrap() {
+                "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+                "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                other => panic!("operator {other}"),
+            }
+        })
+}
+
+#[test]
+fn exactly_the_opted_in_pods_reach_each_webhook_once() {
+    let base = Rendered::of("manifests/base");
+    // (namespace name, namespace labelled inject=enabled, pod's inject label, reviewed)
+    let cases = [
+        ("shop", true, None, true),
+        ("shop", true, Some("true"), true),
+        ("shop", true, Some("false"), false),
+        ("shop", true, Some("yes"), true),
+        ("shop", false, Some("true"), true),
+        ("shop", false, None, false),
+        ("shop", false, Some("false"), false),
+        ("kube-system", true, Some("true"), false),
+        ("kube-system", true, None, false),
+        ("sidekiq-guard", true, Some("true"), false),
+        ("sidekiq-guard", false, Some("true"), false),
+    ];
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let webhooks = base.one(kind)["webhooks"].as_array().unwrap().clone();
+        for (ns, enabled, pod_label, reviewed) in cases {
+            let mut ns_labels = vec![("kubernetes.io/metadata.name", ns)];
+            if enabled {
+                ns_labels.push(("sidekiq-guard.io/inject", "enabled"));
+            }
+            let pod_labels: Vec<(&str, &str)> = pod_label
+                .map(|v| vec![("sidekiq-guard.io/inject", v), ("app", "worker")])
+                .unwrap_or_else(|| vec![("app", "worker")]);
+            let calls = webhooks
+                .iter()
+                .filter(|w| {
+                    selects(&w["namespaceSelector"], &ns_labels)
+                        && selects(&w["objectSelector"], &pod_labels)
+                })
+                .count();
+            assert_eq!(
+                calls,
+                usize::from(reviewed),
+                "{kind}: namespace {ns} (enabled: {enabled}), pod label {pod_label:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_cert_manager_overlay_replaces_the_job_with_certificates() {
+    let base = Rendered::of("manifests/base");
+    let overlay = Rendered::of("manifests/cert-manager");
+    for kind in [
+        "Job",
+        "CronJob",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ] {
+        assert!(
+            overlay.all(kind).is_empty(),
+            "{kind} left in the cert-manager overlay"
+        );
+    }
+    assert!(
+        overlay
+            .named("ServiceAccount", "sidekiq-guard-certs")
+            .is_none()
+    );
+    assert_eq!(overlay.one("Deployment"), base.one("Deployment"));
+
+    let deployment = overlay.one("Deployment");
+    let tls_secret = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .unwrap()["secret"]["secretName"]
+        .clone();
+    let service = overlay.one("Service");
+    let ns = service["metadata"]["namespace"].as_str().unwrap();
+    let certificates = overlay.all("Certificate");
+    let serving = certificates
+        .iter()
+        .find(|c| c["spec"]["secretName"] == tls_secret)
+        .expect("a Certificate writes the Secret the webhook mounts");
+    assert_eq!(
+        strings(&serving["spec"]["dnsNames"]),
+        sidekiq_guard_webhook::pki::service_dns_names(
+            service["metadata"]["name"].as_str().unwrap(),
+            ns
+        )
+    );
+    // Serving certificate ← CA Issuer ← CA Certificate ← self-signed Issuer.
+    let ca_issuer = overlay
+        .named(
+            "Issuer",
+            serving["spec"]["issuerRef"]["name"].as_str().unwrap(),
+        )
+        .unwrap();
+    let ca_certificate = certificates
+        .iter()
+        .find(|c| c["spec"]["secretName"] == ca_issuer["spec"]["ca"]["secretName"])
+        .expect("the CA Issuer's Secret comes from a Certificate");
+    assert_eq!(ca_certificate["spec"]["isCA"], true);
+    let root = overlay
+        .named(
+            "Issuer",
+            ca_certificate["spec"]["issuerRef"]["name"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(root["spec"]["selfSigned"].is_object());
+    let inject = format!("{ns}/{}", serving["metadata"]["name"].as_str().unwrap());
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        assert_eq!(
+            overlay.one(kind)["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            inject.as_str()
+        );
+    }
+}
+
+#[test]
+fn the_image_runs_the_probe_by_default_and_holds_the_webhook() {
+    let dockerfile = std::fs::read_to_string(common::root().join("Dockerfile")).unwrap();
+    let base = Rendered::of("manifests/base");
+    let from_lines: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    // The final stage has no operating system at all.
+    assert_eq!(from_lines.last().unwrap().trim(), "FROM scratch");
+    // The probe is the entrypoint: the webhook injects the image with `args` only.
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/sidekiq-guard-probe\"]"));
+    let copy = dockerfile
+        .lines()
+        .find(|l| l.starts_with("COPY --from=build /out/"))
+        .unwrap();
+    for bin in ["sidekiq-guard-webhook", "sidekiq-guard-probe"] {
+        assert!(copy.contains(&format!("/out/{bin}")), "{copy}");
+        assert!(
+            dockerfile.contains(&format!("-p {bin}")),
+            "{bin} is not built"
+        );
+    }
+    assert!(copy.ends_with(" /usr/local/bin/"));
+    // The probe binary exists in the workspace under that name.
+    let probe = std::fs::read_to_string(common::root().join("probe/Cargo.toml")).unwrap();
+    assert!(probe.contains("name = \"sidekiq-guard-probe\""));
+    // Non-root, the same numeric user as the manifests.
+    let user = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .unwrap();
+    let uid = base.one("Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(user, format!("{uid}:{uid}"));
+    assert_ne!(uid, 0);
+    // The manifests run binaries the image holds.
+    let job = base.one("Job");
+    for container in [
+        &base.one("Deployment")["spec"]["template"]["spec"]["containers"][0],
+        &job["spec"]["template"]["spec"]["containers"][0],
+    ] {
+        assert_eq!(
+            container["command"][0],
+            "/usr/local/bin/sidekiq-guard-webhook"
+        );
+    }
+    // The Dockerfile's cargo command, checked by `cargo build` itself: every flag exists.
+    let build = dockerfile
+        .lines()
+        .find(|l| l.contains("cargo build"))
+        .unwrap();
+    assert!(build.contains("--release --locked --target"), "{build}");
+}
