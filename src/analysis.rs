@@ -226,6 +226,16 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
     }))
 }
 
+/// Whether `object` (a pod or workload) is a Sidekiq one: injected by sidekiq-guard, or with a
+/// container that runs Sidekiq by the rules of [`detect`].
+pub fn is_sidekiq(object: &Value) -> bool {
+    Workload::locate(object).is_ok_and(|w| {
+        w.annotations()
+            .is_some_and(|a| a.contains_key(annotations::STATUS))
+            || detect::runs_sidekiq(w.containers)
+    })
+}
+
 fn probe_state(container: &Value, field: &str) -> ProbeState {
     let Some(probe) = container.get(field).filter(|p| !p.is_null()) else {
         return ProbeState::Missing;
@@ -396,6 +406,23 @@ mod tests {
                 index: 0
             })
         );
+    }
+
+    #[test]
+    fn recognises_sidekiq_objects() {
+        let worker = pod(
+            json!({}),
+            json!([{"name": "w", "command": ["bundle", "exec", "sidekiq"]}]),
+        );
+        assert!(is_sidekiq(&worker));
+        let injected = pod(
+            json!({"sidekiq-guard.io/status": "{}"}),
+            json!([{"name": "w", "command": ["/start"]}]),
+        );
+        assert!(is_sidekiq(&injected));
+        let web = pod(json!({}), json!([{"name": "web", "command": ["puma"]}]));
+        assert!(!is_sidekiq(&web));
+        assert!(!is_sidekiq(&json!({"kind": "ConfigMap"})));
     }
 
     #[test]

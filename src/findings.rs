@@ -85,6 +85,8 @@ codes! {
     SidekiqFlagInvalid = "SG017" "sidekiq-flag-invalid";
     TimeoutConflict = "SG018" "timeout-conflict";
     CommandUnreadable = "SG019" "command-unreadable";
+    JobRunningLonger = "SG020" "job-running-longer-than-declared";
+    ClassSlowerThanDeclared = "SG021" "class-slower-than-declared";
 }
 
 impl fmt::Display for Code {
@@ -134,6 +136,60 @@ impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}: {}", self.code.id(), self.name, self.message)
     }
+}
+
+/// A job seen running longer than the workload's declared longest job (`kubectl sidekiq
+/// validate` in the cluster). `path` is the workload's `longest-job` annotation path.
+pub fn job_running_longer(
+    workload: &Workload<'_>,
+    pod: &str,
+    class: &str,
+    elapsed_secs: u64,
+    declared: &crate::settings::Setting<u64>,
+) -> Finding {
+    Finding::new(
+        Code::JobRunningLonger,
+        Severity::Warning,
+        annotation_path(workload, annotations::LONGEST_JOB),
+        format!(
+            "pod {pod} has been running {class} for {}, longer than the declared longest job {} ({}): a drain gives up before it ends",
+            Secs(elapsed_secs),
+            Secs(declared.value),
+            declared.source
+        ),
+        format!(
+            "raise {} above the longest run of {class}",
+            annotations::LONGEST_JOB
+        ),
+    )
+}
+
+/// A class whose recorded run times (Sidekiq 7+ metrics) exceed the declared longest job.
+pub fn class_slower_than_declared(
+    workload: &Workload<'_>,
+    class: &str,
+    slowest: crate::sidekiq::metrics::Slowest,
+    hours: u64,
+    declared: &crate::settings::Setting<u64>,
+) -> Finding {
+    let took = match slowest {
+        crate::sidekiq::metrics::Slowest::UpTo(ms) => format!("up to {}", Secs(ms.div_ceil(1000))),
+        crate::sidekiq::metrics::Slowest::Over(ms) => format!("more than {}", Secs(ms / 1000)),
+    };
+    Finding::new(
+        Code::ClassSlowerThanDeclared,
+        Severity::Warning,
+        annotation_path(workload, annotations::LONGEST_JOB),
+        format!(
+            "class {class} took {took} in the last {hours} h (Sidekiq's metrics in this Redis), declared {} ({}): if this workload runs {class}, its drains end before it does",
+            Secs(declared.value),
+            declared.source
+        ),
+        format!(
+            "raise {} above the slowest run of {class}",
+            annotations::LONGEST_JOB
+        ),
+    )
 }
 
 /// Findings for a Sidekiq workload whose managed fields are in `state` (the object as written,

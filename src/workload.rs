@@ -235,6 +235,55 @@ impl<'a> Workload<'a> {
     }
 }
 
+/// The workloads a pod may belong to, most specific first: its controller (`ReplicaSet`,
+/// `StatefulSet`, `DaemonSet`, `Job`), then what owns that by Kubernetes' naming: the Deployment
+/// of a ReplicaSet named `<deployment>-<pod-template-hash>`, the CronJob of a Job named
+/// `<cronjob>-<scheduled minute>`. Callers match these against the workloads they listed.
+pub fn owners(pod: &Value) -> Vec<(Kind, String)> {
+    let Some(owner) = pod
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|owners| {
+            owners
+                .iter()
+                .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+                .or_else(|| owners.first())
+        })
+    else {
+        return Vec::new();
+    };
+    let (Some(kind), Some(name)) = (
+        owner
+            .get("kind")
+            .and_then(Value::as_str)
+            .and_then(Kind::from_name),
+        owner.get("name").and_then(Value::as_str),
+    ) else {
+        return Vec::new();
+    };
+    let mut owners = vec![(kind, name.to_owned())];
+    match kind {
+        Kind::ReplicaSet => {
+            let hash = pod
+                .pointer("/metadata/labels/pod-template-hash")
+                .and_then(Value::as_str);
+            if let Some(deployment) = hash.and_then(|h| name.strip_suffix(h)?.strip_suffix('-')) {
+                owners.push((Kind::Deployment, deployment.to_owned()));
+            }
+        }
+        Kind::Job => {
+            if let Some((cronjob, minute)) = name.rsplit_once('-')
+                && !minute.is_empty()
+                && minute.bytes().all(|b| b.is_ascii_digit())
+            {
+                owners.push((Kind::CronJob, cronjob.to_owned()));
+            }
+        }
+        _ => {}
+    }
+    owners
+}
+
 /// `metadata.name`, or `generateName` followed by `*`, or `(unnamed)`.
 pub fn display_name(object: &Value) -> String {
     let meta = object.get("metadata");
@@ -326,6 +375,30 @@ mod tests {
             err(json!([1])),
             "expected a Kubernetes object (a JSON/YAML mapping), found a list"
         );
+    }
+
+    #[test]
+    fn owners_by_kubernetes_naming() {
+        let pod = json!({"metadata": {
+            "labels": {"pod-template-hash": "7d9c8f6b5"},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "rails-worker-7d9c8f6b5", "controller": true}],
+        }});
+        assert_eq!(
+            owners(&pod),
+            vec![
+                (Kind::ReplicaSet, "rails-worker-7d9c8f6b5".into()),
+                (Kind::Deployment, "rails-worker".into())
+            ]
+        );
+        let pod = json!({"metadata": {"ownerReferences": [{"kind": "Job", "name": "nightly-backfill-29402520", "controller": true}]}});
+        assert_eq!(
+            owners(&pod),
+            vec![
+                (Kind::Job, "nightly-backfill-29402520".into()),
+                (Kind::CronJob, "nightly-backfill".into())
+            ]
+        );
+        assert_eq!(owners(&json!({"metadata": {}})), vec![]);
     }
 
     #[test]

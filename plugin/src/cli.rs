@@ -1,6 +1,11 @@
 //! Command-line arguments. Parsing lives here; the work lives in one module per subcommand.
+//!
+//! kubectl hands every flag after the plugin's name to the plugin (`kubectl sidekiq -n shop
+//! status`), so the usual kubectl flags are the plugin's own, accepted before or after the
+//! subcommand.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -10,38 +15,88 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "kubectl-sidekiq",
     bin_name = "kubectl sidekiq",
     version,
-    about = "Keep Sidekiq from losing jobs on Kubernetes: inject and validate preStop hooks, probes and grace periods",
+    about = "Keep Sidekiq from losing jobs on Kubernetes: see drains, inject and validate preStop hooks, probes and grace periods",
     propagate_version = true
 )]
 pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Show every Sidekiq pod: busy threads, running jobs, drains, time left before SIGKILL
+    #[command(
+        after_help = "Data comes from each pod's sidekiq-guard probe through the API server's pod proxy, or,\nwith --redis-url, from Redis directly (no cluster needed).\n\nExamples:\n  kubectl sidekiq status -n shop\n  kubectl sidekiq status -A --watch\n  kubectl sidekiq status --redis-url redis://localhost:6379/0 -o json"
+    )]
+    Status(StatusArgs),
+    /// Quiet pods' Sidekiq and follow them until idle (exit 0 when idle, 1 on timeout)
+    #[command(
+        after_help = "Examples:\n  kubectl sidekiq drain -n shop rails-worker-7d9c8f6b5-x2x9k\n  kubectl sidekiq drain -n shop -l app=worker --timeout 10m"
+    )]
+    Drain(DrainArgs),
+    /// Check the installation: webhook configurations, Service, certificates, opted-in namespaces
+    Check(CheckArgs),
     /// Print manifests as the sidekiq-guard webhook would mutate them
     #[command(
         after_help = "Examples:\n  kubectl sidekiq inject -f manifests/ > injected.yaml\n  helm template app ./chart | kubectl sidekiq inject -f - | kubectl apply -f -"
     )]
     Inject(InjectArgs),
-    /// Report settings that would lose or needlessly delay Sidekiq jobs (exit 1 on errors)
+    /// Report settings that would lose or needlessly delay Sidekiq jobs, in files or in the cluster
     #[command(
-        after_help = "Exit status: 0 no error findings, 1 error findings, 2 usage or input error.\n\nExamples:\n  kubectl sidekiq validate -f deploy/\n  kubectl sidekiq validate -f deploy/ --as-injected -o json"
+        after_help = "Without -f, validates the workloads of the selected namespaces in the cluster, plus what is\nonly visible there: jobs running longer than declared, and with --redis-url on Sidekiq 7+,\nexecution times from Sidekiq's own metrics.\n\nExit status: 0 no error findings, 1 error findings, 2 usage or input error.\n\nExamples:\n  kubectl sidekiq validate -f deploy/\n  kubectl sidekiq validate -f deploy/ --as-injected -o json\n  kubectl sidekiq validate -n shop --redis-url redis://localhost:6379/0"
     )]
     Validate(ValidateArgs),
+}
+
+/// The usual kubectl flags.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ClusterArgs {
+    /// Path to the kubeconfig file [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) context: Option<String>,
+    /// The namespace [default: the context's]
+    #[arg(short = 'n', long, global = true, value_name = "NAME")]
+    pub(crate) namespace: Option<String>,
+    /// Every namespace
+    #[arg(short = 'A', long, global = true)]
+    pub(crate) all_namespaces: bool,
+    /// Label selector, e.g. app=worker,tier!=web
+    #[arg(short = 'l', long, global = true, value_name = "SELECTOR")]
+    pub(crate) selector: Option<String>,
+    /// Time to wait for each API request, e.g. 10s or 1m; 0 waits forever
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub(crate) request_timeout: RequestTimeout,
+}
+
+/// `--request-timeout`; `None` waits forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestTimeout(pub(crate) Option<Duration>);
+
+/// `0` means no timeout, like kubectl's `--request-timeout=0`.
+fn parse_timeout(text: &str) -> Result<RequestTimeout, String> {
+    let secs = sidekiq_guard::duration::parse_secs(text).map_err(|e| e.to_string())?;
+    Ok(RequestTimeout(
+        (secs > 0).then(|| Duration::from_secs(secs)),
+    ))
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    sidekiq_guard::duration::parse_secs(text)
+        .map(Duration::from_secs)
+        .map_err(|e| e.to_string())
 }
 
 /// Where manifests come from.
 #[derive(Debug, Args)]
 pub(crate) struct FileArgs {
     /// Manifest file, directory, or - for stdin (repeatable)
-    #[arg(
-        short = 'f',
-        long = "filename",
-        value_name = "FILE|DIR|-",
-        required = true
-    )]
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
     pub(crate) files: Vec<PathBuf>,
     /// Descend into subdirectories of directories given with -f
     #[arg(short = 'R', long)]
@@ -67,12 +122,16 @@ pub(crate) struct InjectArgs {
 pub(crate) struct ValidateArgs {
     #[command(flatten)]
     pub(crate) files: FileArgs,
-    /// Validate workloads as the webhook will admit their pods (for clusters running sidekiq-guard)
+    /// Validate workloads as the webhook will admit their pods (for files; in the cluster this
+    /// follows each namespace's opt-in label)
     #[arg(long)]
     pub(crate) as_injected: bool,
     /// Sidecar placement assumed with --as-injected
     #[arg(long, value_enum, value_name = "MODE")]
     pub(crate) sidecar_mode: Option<ModeArg>,
+    /// Redis of the workloads (cluster mode): also compare Sidekiq 7+'s recorded execution times
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis_url: Option<String>,
     /// Output format
     #[arg(
         short = 'o',
@@ -82,6 +141,69 @@ pub(crate) struct ValidateArgs {
         value_name = "FORMAT"
     )]
     pub(crate) output: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Output format
+    #[arg(
+        short = 'o',
+        long,
+        value_enum,
+        default_value = "table",
+        value_name = "FORMAT"
+    )]
+    pub(crate) output: ReportFormat,
+    /// Read every process from this Redis in one pipelined pass instead of asking each pod's probe
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis_url: Option<String>,
+    /// Refresh in place until interrupted
+    #[arg(short = 'w', long)]
+    pub(crate) watch: bool,
+    /// Time between refreshes with --watch
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub(crate) interval: Duration,
+    /// Pod proxy requests in flight at once
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DrainArgs {
+    /// Pods to drain (or use -l)
+    #[arg(value_name = "POD")]
+    pub(crate) pods: Vec<String>,
+    /// Give up after this long [default: each pod's drain budget from its status annotation, else 5m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// Quiet through Redis instead of the probe (pods without the sidecar)
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis_url: Option<String>,
+    /// Time between progress lines
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub(crate) interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// Output format
+    #[arg(
+        short = 'o',
+        long,
+        value_enum,
+        default_value = "table",
+        value_name = "FORMAT"
+    )]
+    pub(crate) output: CheckFormat,
+    /// Namespace sidekiq-guard is installed in
+    #[arg(long, value_name = "NAME", default_value = sidekiq_guard::install::DEFAULT_NAMESPACE)]
+    pub(crate) install_namespace: String,
+    /// Name of the webhook configurations
+    #[arg(long, value_name = "NAME", default_value = sidekiq_guard::install::DEFAULT_NAME)]
+    pub(crate) webhook: String,
+    /// The Secret holding the serving certificate
+    #[arg(long, value_name = "NAME", default_value = sidekiq_guard::install::DEFAULT_TLS_SECRET)]
+    pub(crate) tls_secret: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,10 +222,17 @@ pub(crate) enum ManifestFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ReportFormat {
-    /// One row per finding
+    /// Aligned columns
     Table,
-    /// Like table, with the field path and the fix
+    /// Like table, with more columns
     Wide,
     Json,
     Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CheckFormat {
+    /// Categories with √/‼/× lines
+    Table,
+    Json,
 }

@@ -1,6 +1,7 @@
-//! The plugin's errors. Each carries what the user can act on; causes travel as sources.
+//! The plugin's errors. Each says what the user can act on; causes travel as sources.
 
 use std::io;
+use std::time::Duration;
 
 use crate::manifests::ManifestError;
 
@@ -29,6 +30,64 @@ pub(crate) enum Error {
     },
     #[error("cannot write output")]
     Output(#[source] io::Error),
+    #[error("cannot load the kubeconfig from {what}")]
+    Kubeconfig {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot set up a client for {server}")]
+    Client {
+        server: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "cannot reach the Kubernetes API at {server} (is the cluster up, and the kubeconfig's context the right one?)"
+    )]
+    Unreachable {
+        server: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error(
+        "the Kubernetes API at {server} does not accept the kubeconfig's credentials: {message}"
+    )]
+    Unauthorized { server: String, message: String },
+    #[error("forbidden: {message}\n  your RBAC role needs: {access}")]
+    Forbidden { access: String, message: String },
+    #[error("{what}: the API answered {code}: {message}")]
+    Api {
+        what: String,
+        code: u16,
+        message: String,
+    },
+    #[error("{what}")]
+    Kube {
+        what: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("pod {pod}: {message}")]
+    Probe { pod: String, message: String },
+    #[error("{what}: no answer within {after:?}")]
+    Timeout { what: String, after: Duration },
+    #[error("cannot build a request: {0}")]
+    Request(String),
+    #[error("{what}: the answer is not the JSON expected")]
+    Decode {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    RedisSettings(#[from] sidekiq_guard::redis::SettingsError),
+    #[error(transparent)]
+    Redis(#[from] sidekiq_guard::redis::RedisError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] io::Error),
 }
 
 impl Error {

@@ -2,24 +2,37 @@
 
 #![forbid(unsafe_code)]
 
+mod check;
 mod cli;
+mod cluster;
+mod drain;
 mod error;
 mod inject;
+mod live;
 mod manifests;
 mod offline;
+mod sources;
+mod status;
+mod table;
 mod validate;
 
 use std::error::Error as _;
+use std::future::Future;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Inject(args) = &cli.command
+        && args.files.files.is_empty()
+    {
+        missing_filename("inject");
+    }
     let stdout = io::stdout();
     let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut out = stdout.lock();
@@ -27,7 +40,15 @@ fn main() -> ExitCode {
     let mut stdin = io::stdin().lock();
     let result = match &cli.command {
         Command::Inject(args) => inject::run(args, &mut stdin, &mut out, &mut err).map(|()| false),
+        Command::Validate(args) if args.files.files.is_empty() => {
+            block_on(live::run(&cli, args, &mut out, &mut err, color))
+        }
         Command::Validate(args) => validate::run(args, &mut stdin, &mut out, &mut err, color),
+        Command::Status(args) => {
+            block_on(status::run(&cli, args, &mut out, &mut err, color)).map(|()| false)
+        }
+        Command::Drain(args) => block_on(drain::run(&cli, args, &mut out)),
+        Command::Check(args) => block_on(check::run(&cli, args, &mut out, color)),
     }
     .and_then(|failed| out.flush().map(|()| failed).map_err(Error::Output));
     match result {
@@ -38,6 +59,31 @@ fn main() -> ExitCode {
             let _ = writeln!(err, "error: {}", chain(&error));
             ExitCode::from(2)
         }
+    }
+}
+
+/// The commands that talk to a cluster or Redis run on one thread: they wait on the network,
+/// and a single-threaded runtime keeps the plugin small and quick to start.
+fn block_on<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?
+        .block_on(future)
+}
+
+/// Exits like clap does for a missing required argument (`-f` is optional for `validate`).
+fn missing_filename(subcommand: &str) -> ! {
+    let mut command = Cli::command();
+    command.build();
+    let message = "the following required arguments were not provided:\n  --filename <FILE|DIR|->";
+    match command.find_subcommand_mut(subcommand) {
+        Some(sub) => sub
+            .error(clap::error::ErrorKind::MissingRequiredArgument, message)
+            .exit(),
+        None => command
+            .error(clap::error::ErrorKind::MissingRequiredArgument, message)
+            .exit(),
     }
 }
 

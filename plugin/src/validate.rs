@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 
-use comfy_table::{Cell, Color, ColumnConstraint, ContentArrangement, Table, presets};
 use serde::Serialize;
 use serde_json::Value;
 use sidekiq_guard::review::{self, Outcome, Perspective};
@@ -14,6 +13,7 @@ use crate::error::Error;
 use crate::inject;
 use crate::manifests::{self, Document};
 use crate::offline::Offline;
+use crate::table::{self, Tone, plain};
 
 /// The findings of one Sidekiq workload.
 #[derive(Debug, Serialize)]
@@ -149,29 +149,13 @@ pub(crate) fn print(
             out.write_all(text.as_bytes()).map_err(Error::Output)
         }
         ReportFormat::Table | ReportFormat::Wide => {
-            if report.objects.iter().all(|o| o.findings.is_empty()) {
-                return Ok(());
-            }
-            let table = table(report, format == ReportFormat::Wide, color).to_string();
-            // Padding leaves spaces after the last column; kubectl's tables have none.
-            for line in table.lines() {
-                writeln!(out, "{}", line.trim_end()).map_err(Error::Output)?;
-            }
-            Ok(())
+            let text = table(report, format == ReportFormat::Wide, color);
+            out.write_all(text.as_bytes()).map_err(Error::Output)
         }
     }
 }
 
-fn table(report: &Report, wide: bool, color: bool) -> Table {
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled);
-    if color {
-        table.enforce_styling();
-    } else {
-        table.force_no_tty();
-    }
+fn table(report: &Report, wide: bool, color: bool) -> String {
     let mut header = vec![
         "SOURCE",
         "NAMESPACE",
@@ -183,38 +167,27 @@ fn table(report: &Report, wide: bool, color: bool) -> Table {
     if wide {
         header.extend(["PATH", "HINT"]);
     }
-    table.set_header(header);
+    let mut rows = Vec::new();
     for object in &report.objects {
         for finding in &object.findings {
+            let tone = match finding.severity {
+                Severity::Error => Tone::Bad,
+                Severity::Warning => Tone::Warn,
+                Severity::Info => Tone::Info,
+            };
             let mut row = vec![
-                Cell::new(&object.source),
-                Cell::new(object.namespace.as_deref().unwrap_or("")),
-                Cell::new(format!("{}/{}", object.kind, object.name)),
-                severity_cell(finding.severity, color),
-                Cell::new(format!("{} {}", finding.code.id(), finding.name)),
-                Cell::new(&finding.message),
+                plain(&object.source),
+                plain(object.namespace.as_deref().unwrap_or("")),
+                plain(format!("{}/{}", object.kind, object.name)),
+                (finding.severity.to_string(), tone),
+                plain(format!("{} {}", finding.code.id(), finding.name)),
+                plain(&finding.message),
             ];
             if wide {
-                row.extend([Cell::new(&finding.path), Cell::new(&finding.hint)]);
+                row.extend([plain(&finding.path), plain(&finding.hint)]);
             }
-            table.add_row(row);
+            rows.push(row);
         }
     }
-    for column in table.column_iter_mut() {
-        column.set_padding((0, 3));
-        column.set_constraint(ColumnConstraint::ContentWidth);
-    }
-    table
-}
-
-fn severity_cell(severity: Severity, color: bool) -> Cell {
-    let cell = Cell::new(severity);
-    if !color {
-        return cell;
-    }
-    cell.fg(match severity {
-        Severity::Error => Color::Red,
-        Severity::Warning => Color::Yellow,
-        Severity::Info => Color::Blue,
-    })
+    table::render(&header, rows, color)
 }

@@ -279,7 +279,7 @@ fn usage_errors_exit_2_and_help_says_kubectl_sidekiq() {
     assert!(text(&out.stderr).contains("Usage: kubectl sidekiq inject"));
     let out = run(&["--help"], None);
     assert!(out.status.success());
-    assert!(text(&out.stdout).contains("Usage: kubectl sidekiq <COMMAND>"));
+    assert!(text(&out.stdout).contains("Usage: kubectl sidekiq [OPTIONS] <COMMAND>"));
 }
 
 #[test]

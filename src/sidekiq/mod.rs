@@ -1,6 +1,7 @@
 //! What sidekiq-guard knows about Sidekiq itself: its command line ([`flags`]) and its timing.
 
 pub mod flags;
+pub mod metrics;
 pub mod records;
 
 pub use flags::{FlagProblem, Flags, Program, Queue};

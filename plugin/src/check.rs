@@ -1,0 +1,509 @@
+//! `kubectl sidekiq check`: installation health in Linkerd-check style. The plugin fetches the
+//! objects; the judgements are the core's ([`sidekiq_guard::install`]).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::Value;
+use sidekiq_guard::install::{self, Check, Escape, Status, WebhookKind};
+use sidekiq_guard::{analysis, timestamp};
+use x509_parser::pem::Pem;
+
+use crate::cli::{CheckArgs, CheckFormat, Cli};
+use crate::cluster::{self, Cluster, Scope};
+use crate::error::Error;
+
+/// A group of checks.
+#[derive(Debug, Serialize)]
+pub(crate) struct Category {
+    pub(crate) name: &'static str,
+    pub(crate) checks: Vec<Check>,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    pub(crate) categories: Vec<Category>,
+    /// No check failed (warnings allowed).
+    pub(crate) success: bool,
+}
+
+/// Runs `check`; returns whether a check failed.
+pub(crate) async fn run(
+    cli: &Cli,
+    args: &CheckArgs,
+    out: &mut dyn Write,
+    color: bool,
+) -> Result<bool, Error> {
+    let categories = gather(cli, args).await?;
+    let success = categories
+        .iter()
+        .all(|c| c.checks.iter().all(|check| check.status != Status::Fail));
+    let report = Report {
+        categories,
+        success,
+    };
+    match args.output {
+        CheckFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &report)
+                .map_err(|e| Error::Output(e.into()))?;
+            writeln!(out).map_err(Error::Output)?;
+        }
+        CheckFormat::Table => print(&report, out, color).map_err(Error::Output)?,
+    }
+    Ok(!report.success)
+}
+
+async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
+    let mut categories = Vec::new();
+    let cluster = match Cluster::connect(&cli.cluster).await {
+        Ok(cluster) => cluster,
+        Err(error @ Error::Kubeconfig { .. }) => return Err(error),
+        Err(error) => {
+            categories.push(Category {
+                name: "kubernetes-api",
+                checks: vec![Check::problem(
+                    Status::Fail,
+                    "can reach the Kubernetes API",
+                    error.to_string(),
+                    "check the kubeconfig and the network",
+                )],
+            });
+            return Ok(categories);
+        }
+    };
+    match cluster.version().await {
+        Ok((version, _)) => categories.push(Category {
+            name: "kubernetes-api",
+            checks: vec![Check::pass_with(
+                "can reach the Kubernetes API",
+                format!("{} ({version})", cluster.server()),
+            )],
+        }),
+        Err(error) => {
+            categories.push(Category {
+                name: "kubernetes-api",
+                checks: vec![Check::problem(
+                    Status::Fail,
+                    "can reach the Kubernetes API",
+                    error.to_string(),
+                    "check the kubeconfig, its context and the network",
+                )],
+            });
+            return Ok(categories);
+        }
+    }
+
+    let mut webhook = Vec::new();
+    let mut services = Vec::new();
+    let mut ca_bundle = None;
+    let mut installed_at = None;
+    for (kind, resource) in [
+        (WebhookKind::Mutating, cluster::MUTATING_WEBHOOKS),
+        (WebhookKind::Validating, cluster::VALIDATING_WEBHOOKS),
+    ] {
+        let title = format!("{} {} exists", kind.kind(), args.webhook);
+        match cluster.get_object(resource, None, &args.webhook).await {
+            Ok(Some(config)) => {
+                webhook.push(Check::pass(title));
+                if kind == WebhookKind::Mutating {
+                    ca_bundle = config
+                        .pointer("/webhooks/0/clientConfig/caBundle")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    installed_at = config
+                        .pointer("/metadata/creationTimestamp")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                }
+                let (checks, called) =
+                    install::webhook_configuration(kind, &config, &args.install_namespace);
+                webhook.extend(checks);
+                services.extend(called);
+            }
+            Ok(None) => webhook.push(Check::problem(
+                Status::Fail,
+                title,
+                "not found: sidekiq-guard is not installed, or under another name",
+                "kubectl apply -k manifests/base (or pass --webhook NAME)",
+            )),
+            Err(error) => webhook.push(unreadable(title, &error)),
+        }
+    }
+    services.sort();
+    services.dedup();
+    for service in &services {
+        webhook.push(service_check(&cluster, service).await);
+    }
+    categories.push(Category {
+        name: "sidekiq-guard webhook",
+        checks: webhook,
+    });
+
+    let service_name = services
+        .first()
+        .map(|s| (s.name.clone(), s.namespace.clone()));
+    categories.push(Category {
+        name: "certificates",
+        checks: certificates(&cluster, args, ca_bundle.as_deref(), service_name).await,
+    });
+
+    let (namespace_checks, opted_in) = namespaces(&cluster).await;
+    categories.push(Category {
+        name: "namespaces",
+        checks: namespace_checks,
+    });
+    categories.push(Category {
+        name: "sidekiq pods",
+        checks: sidekiq_pods(&cluster, cli, &opted_in, installed_at.as_deref()).await,
+    });
+    Ok(categories)
+}
+
+/// A check that could not run because reading failed (e.g. RBAC): a warning, not a failure.
+fn unreadable(title: String, error: &Error) -> Check {
+    let hint = match error {
+        Error::Forbidden { .. } => {
+            "grant the permission named above, or run check as a cluster admin"
+        }
+        _ => "retry; check the API server's health",
+    };
+    Check::problem(Status::Warn, title, format!("cannot tell: {error}"), hint)
+}
+
+async fn service_check(cluster: &Cluster, service: &install::ServiceRef) -> Check {
+    let title = format!(
+        "Service {}/{} has ready endpoints",
+        service.namespace, service.name
+    );
+    match cluster
+        .get_object(cluster::SERVICES, Some(&service.namespace), &service.name)
+        .await
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Check::problem(
+                Status::Fail,
+                title,
+                "the Service does not exist",
+                "kubectl apply -k manifests/base",
+            );
+        }
+        Err(error) => return unreadable(title, &error),
+    }
+    let scope = Scope::Namespace(service.namespace.clone());
+    let selector = format!("kubernetes.io/service-name={}", service.name);
+    match cluster
+        .list(cluster::ENDPOINT_SLICES, &scope, Some(&selector))
+        .await
+    {
+        Ok(slices) => {
+            let ready = slices
+                .iter()
+                .flat_map(|s| {
+                    s.get("endpoints")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                })
+                .filter(|e| e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false))
+                .count();
+            if ready > 0 {
+                Check::pass_with(title, format!("{ready} ready"))
+            } else {
+                Check::problem(
+                    Status::Fail,
+                    title,
+                    "no ready endpoint: the API server cannot call the webhook (failurePolicy Ignore lets pods through unprotected)",
+                    format!(
+                        "kubectl -n {} get pods -l app.kubernetes.io/name=sidekiq-guard; look at their logs",
+                        service.namespace
+                    ),
+                )
+            }
+        }
+        Err(error) => unreadable(title, &error),
+    }
+}
+
+async fn certificates(
+    cluster: &Cluster,
+    args: &CheckArgs,
+    ca_bundle: Option<&str>,
+    service: Option<(String, String)>,
+) -> Vec<Check> {
+    let verify_title = "the caBundle verifies the serving certificate";
+    let secret = match cluster
+        .get_object(
+            cluster::SECRETS,
+            Some(&args.install_namespace),
+            &args.tls_secret,
+        )
+        .await
+    {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            return vec![Check::problem(
+                Status::Fail,
+                format!(
+                    "Secret {}/{} holds the serving certificate",
+                    args.install_namespace, args.tls_secret
+                ),
+                "not found",
+                "run the certs install Job, or check cert-manager's Certificate",
+            )];
+        }
+        Err(error) => {
+            return vec![unreadable(
+                format!(
+                    "Secret {}/{} holds the serving certificate",
+                    args.install_namespace, args.tls_secret
+                ),
+                &error,
+            )];
+        }
+    };
+    let leaf_pem = secret
+        .pointer("/data/tls.crt")
+        .and_then(Value::as_str)
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
+    let Some(leaf_pem) = leaf_pem else {
+        return vec![Check::problem(
+            Status::Fail,
+            verify_title,
+            "the Secret has no tls.crt",
+            "run the certs install Job again",
+        )];
+    };
+    let leaf_pems: Vec<Pem> = Pem::iter_from_buffer(&leaf_pem)
+        .filter_map(Result::ok)
+        .collect();
+    let Some(leaf) = leaf_pems.first().and_then(|p| p.parse_x509().ok()) else {
+        return vec![Check::problem(
+            Status::Fail,
+            verify_title,
+            "tls.crt holds no readable certificate",
+            "run the certs install Job again",
+        )];
+    };
+    let mut checks = Vec::new();
+    let ca_pem = ca_bundle.and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+    let ca_pems: Vec<Pem> = ca_pem
+        .as_deref()
+        .map(|p| Pem::iter_from_buffer(p).filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    // The chain in tls.crt may carry intermediates: the leaf verifies against its issuer there,
+    // and the last certificate of the chain against the bundle.
+    let chain: Vec<_> = leaf_pems
+        .iter()
+        .filter_map(|p| p.parse_x509().ok())
+        .collect();
+    let anchors: Vec<_> = ca_pems.iter().filter_map(|p| p.parse_x509().ok()).collect();
+    let links_ok = chain
+        .windows(2)
+        .all(|pair| pair[0].verify_signature(Some(pair[1].public_key())).is_ok());
+    let top = chain.last().unwrap_or(&leaf);
+    let anchored = anchors
+        .iter()
+        .any(|ca| top.verify_signature(Some(ca.public_key())).is_ok());
+    checks.push(match (anchors.is_empty(), links_ok && anchored) {
+        (true, _) => Check::problem(Status::Fail, verify_title, "the webhook configuration has no caBundle", "run the certs install Job"),
+        (false, true) => Check::pass(verify_title),
+        (false, false) => Check::problem(
+            Status::Fail,
+            verify_title,
+            "the serving certificate is not signed by the caBundle: the API server rejects every call",
+            "run the certs install Job again, which rewrites both (or wait for cert-manager's cainjector)",
+        ),
+    });
+    if let Some((name, namespace)) = service {
+        let wanted = format!("{name}.{namespace}.svc");
+        let names: Vec<String> = leaf
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(dns) => {
+                            Some((*dns).to_owned())
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let title = format!("the serving certificate names {wanted}");
+        checks.push(if names.contains(&wanted) {
+            Check::pass(title)
+        } else {
+            Check::problem(
+                Status::Fail,
+                title,
+                format!("its DNS names are {}", names.join(", ")),
+                "run the certs install Job with --service and --namespace of the webhook Service",
+            )
+        });
+    }
+    let not_after = leaf.validity().not_after.timestamp();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let days = (not_after - now).div_euclid(86_400);
+    checks.push(install::certificate_expiry(
+        days,
+        &timestamp::format(not_after),
+    ));
+    checks
+}
+
+async fn namespaces(cluster: &Cluster) -> (Vec<Check>, Vec<String>) {
+    let title = "namespaces are opted in (label sidekiq-guard.io/inject=enabled)";
+    match cluster.list(cluster::NAMESPACES, &Scope::All, None).await {
+        Ok(all) => {
+            let opted: Vec<String> = all
+                .iter()
+                .filter(|ns| install::namespace_opted_in(ns))
+                .filter_map(|ns| {
+                    ns.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .collect();
+            let check = if opted.is_empty() {
+                Check::problem(
+                    Status::Warn,
+                    title,
+                    "none: only pods labelled sidekiq-guard.io/inject=true are injected",
+                    "kubectl label namespace NAME sidekiq-guard.io/inject=enabled",
+                )
+            } else {
+                Check::pass_with(title, opted.join(", "))
+            };
+            (vec![check], opted)
+        }
+        Err(error) => (vec![unreadable(title.to_owned(), &error)], Vec::new()),
+    }
+}
+
+async fn sidekiq_pods(
+    cluster: &Cluster,
+    cli: &Cli,
+    opted_in: &[String],
+    installed_at: Option<&str>,
+) -> Vec<Check> {
+    let scope = if cli.cluster.namespace.is_some() {
+        cluster.scope(&cli.cluster)
+    } else {
+        Scope::All
+    };
+    let pods = match cluster
+        .list(cluster::PODS, &scope, cli.cluster.selector.as_deref())
+        .await
+    {
+        Ok(pods) => pods,
+        Err(error) => {
+            return vec![unreadable(
+                "every Sidekiq pod is injected".to_owned(),
+                &error,
+            )];
+        }
+    };
+    let mut checks = Vec::new();
+    let mut injected = 0;
+    let mut outside: BTreeMap<String, usize> = BTreeMap::new();
+    for pod in pods.iter().filter(|p| analysis::is_sidekiq(p)) {
+        let namespace = pod
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let name = pod
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let opted = opted_in.iter().any(|n| n == namespace);
+        match install::escape(pod, opted, installed_at) {
+            None => injected += 1,
+            Some(Escape::NotOptedIn) => *outside.entry(namespace.to_owned()).or_default() += 1,
+            Some(escape) => checks.push(Check::problem(
+                Status::Warn,
+                format!("pod {namespace}/{name} is injected"),
+                escape.reason(),
+                match escape {
+                    Escape::OptedOut => "nothing to do if deliberate".to_owned(),
+                    _ => format!("kubectl -n {namespace} delete pod {name} (its controller recreates it, injected)"),
+                },
+            )),
+        }
+    }
+    if !outside.is_empty() {
+        let list: Vec<String> = outside
+            .iter()
+            .map(|(ns, n)| format!("{ns} ({n})"))
+            .collect();
+        checks.push(Check::problem(
+            Status::Warn,
+            "Sidekiq pods run only in opted-in namespaces",
+            format!("Sidekiq pods in namespaces not opted in: {}", list.join(", ")),
+            "kubectl label namespace NAME sidekiq-guard.io/inject=enabled, then restart their workloads",
+        ));
+    }
+    if checks.is_empty() {
+        checks.push(Check::pass_with(
+            "every Sidekiq pod is injected",
+            format!("{injected} pods"),
+        ));
+    }
+    checks
+}
+
+fn print(report: &Report, out: &mut dyn Write, color: bool) -> std::io::Result<()> {
+    let paint = |status: Status, text: &str| -> String {
+        if !color {
+            return text.to_owned();
+        }
+        let code = match status {
+            Status::Pass => "32",
+            Status::Warn => "33",
+            Status::Fail => "31",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    };
+    for (i, category) in report.categories.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        writeln!(out, "{}", category.name)?;
+        writeln!(out, "{}", "-".repeat(category.name.chars().count()))?;
+        for check in &category.checks {
+            writeln!(
+                out,
+                "{} {}",
+                paint(check.status, check.status.mark()),
+                check.title
+            )?;
+            if let Some(detail) = &check.detail {
+                writeln!(out, "    {detail}")?;
+            }
+            if let Some(hint) = &check.hint {
+                writeln!(out, "    hint: {hint}")?;
+            }
+        }
+    }
+    writeln!(out)?;
+    let verdict = if report.success {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
+    writeln!(
+        out,
+        "Status check results are {}",
+        paint(verdict, verdict.mark())
+    )
+}

@@ -1,0 +1,515 @@
+//! The Kubernetes API, as the plugin uses it: kubeconfig resolution like kubectl's, raw JSON reads
+//! (objects stay `serde_json::Value` so the core sees them exactly as stored), the pod proxy, and
+//! errors a user can act on.
+
+use std::time::Duration;
+
+use http::{Request, StatusCode};
+use kube::client::Body;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::Value;
+
+use crate::cli::ClusterArgs;
+use crate::error::Error;
+
+/// What a request needs from RBAC, named in a forbidden error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Access {
+    /// `get`, `list`…
+    pub(crate) verb: &'static str,
+    /// `pods`, `pods/proxy`, `secrets`…
+    pub(crate) resource: &'static str,
+    /// The API group (`""` for core).
+    pub(crate) group: &'static str,
+    /// The namespace, for namespaced requests.
+    pub(crate) namespace: Option<String>,
+}
+
+impl Access {
+    pub(crate) fn describe(&self) -> String {
+        let group = if self.group.is_empty() {
+            String::new()
+        } else {
+            format!(" (API group {})", self.group)
+        };
+        match &self.namespace {
+            Some(ns) => format!("{} {}{group} in namespace {ns}", self.verb, self.resource),
+            None => format!("{} {}{group} cluster-wide", self.verb, self.resource),
+        }
+    }
+}
+
+/// The namespaces a command looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// `-A`.
+    All,
+    /// `-n NAME`, or the context's namespace.
+    Namespace(String),
+}
+
+impl Scope {
+    pub(crate) fn namespace(&self) -> Option<&str> {
+        match self {
+            Scope::All => None,
+            Scope::Namespace(ns) => Some(ns),
+        }
+    }
+}
+
+/// A kind of object the plugin lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resource {
+    /// `/api/v1` or `/apis/<group>/<version>`.
+    pub(crate) prefix: &'static str,
+    /// API group for RBAC messages.
+    pub(crate) group: &'static str,
+    /// Plural name.
+    pub(crate) plural: &'static str,
+    /// Whether it lives in namespaces.
+    pub(crate) namespaced: bool,
+}
+
+pub(crate) const PODS: Resource = Resource {
+    prefix: "/api/v1",
+    group: "",
+    plural: "pods",
+    namespaced: true,
+};
+pub(crate) const NAMESPACES: Resource = Resource {
+    prefix: "/api/v1",
+    group: "",
+    plural: "namespaces",
+    namespaced: false,
+};
+pub(crate) const SERVICES: Resource = Resource {
+    prefix: "/api/v1",
+    group: "",
+    plural: "services",
+    namespaced: true,
+};
+pub(crate) const SECRETS: Resource = Resource {
+    prefix: "/api/v1",
+    group: "",
+    plural: "secrets",
+    namespaced: true,
+};
+pub(crate) const ENDPOINT_SLICES: Resource = Resource {
+    prefix: "/apis/discovery.k8s.io/v1",
+    group: "discovery.k8s.io",
+    plural: "endpointslices",
+    namespaced: true,
+};
+pub(crate) const MUTATING_WEBHOOKS: Resource = Resource {
+    prefix: "/apis/admissionregistration.k8s.io/v1",
+    group: "admissionregistration.k8s.io",
+    plural: "mutatingwebhookconfigurations",
+    namespaced: false,
+};
+pub(crate) const VALIDATING_WEBHOOKS: Resource = Resource {
+    prefix: "/apis/admissionregistration.k8s.io/v1",
+    group: "admissionregistration.k8s.io",
+    plural: "validatingwebhookconfigurations",
+    namespaced: false,
+};
+
+/// The workload kinds `validate` reads in the cluster, with their `kind`.
+pub(crate) const WORKLOADS: [(Resource, &str); 5] = [
+    (
+        Resource {
+            prefix: "/apis/apps/v1",
+            group: "apps",
+            plural: "deployments",
+            namespaced: true,
+        },
+        "Deployment",
+    ),
+    (
+        Resource {
+            prefix: "/apis/apps/v1",
+            group: "apps",
+            plural: "statefulsets",
+            namespaced: true,
+        },
+        "StatefulSet",
+    ),
+    (
+        Resource {
+            prefix: "/apis/apps/v1",
+            group: "apps",
+            plural: "daemonsets",
+            namespaced: true,
+        },
+        "DaemonSet",
+    ),
+    (
+        Resource {
+            prefix: "/apis/batch/v1",
+            group: "batch",
+            plural: "cronjobs",
+            namespaced: true,
+        },
+        "CronJob",
+    ),
+    (
+        Resource {
+            prefix: "/apis/batch/v1",
+            group: "batch",
+            plural: "jobs",
+            namespaced: true,
+        },
+        "Job",
+    ),
+];
+
+/// A response relayed by the pod proxy.
+#[derive(Debug)]
+pub(crate) struct Proxied {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Vec<u8>,
+}
+
+/// A connected client.
+#[derive(Clone)]
+pub(crate) struct Cluster {
+    client: Client,
+    default_namespace: String,
+    server: String,
+}
+
+impl Cluster {
+    /// Resolves the configuration like kubectl: `--kubeconfig`, else `$KUBECONFIG` (merged),
+    /// else `~/.kube/config`, else the in-cluster service account; `--context` picks the context.
+    pub(crate) async fn connect(args: &ClusterArgs) -> Result<Self, Error> {
+        let mut config = load_config(args).await?;
+        let timeout = args.request_timeout.0;
+        config.read_timeout = timeout;
+        config.write_timeout = timeout;
+        config.connect_timeout = Some(
+            timeout
+                .unwrap_or(Duration::from_secs(30))
+                .min(Duration::from_secs(10)),
+        );
+        let server = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_owned();
+        let default_namespace = config.default_namespace.clone();
+        let client = Client::try_from(config).map_err(|source| Error::Client {
+            server: server.clone(),
+            source,
+        })?;
+        Ok(Self {
+            client,
+            default_namespace,
+            server,
+        })
+    }
+
+    /// The namespaces selected by `-n`/`-A`.
+    pub(crate) fn scope(&self, args: &ClusterArgs) -> Scope {
+        if args.all_namespaces {
+            Scope::All
+        } else {
+            Scope::Namespace(
+                args.namespace
+                    .clone()
+                    .unwrap_or_else(|| self.default_namespace.clone()),
+            )
+        }
+    }
+
+    /// The namespace of `-n`, else the context's.
+    pub(crate) fn namespace(&self, args: &ClusterArgs) -> String {
+        args.namespace
+            .clone()
+            .unwrap_or_else(|| self.default_namespace.clone())
+    }
+
+    /// The API server's URL.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// GETs `path` as JSON.
+    pub(crate) async fn get(&self, path: &str, access: Access) -> Result<Value, Error> {
+        let request = Request::get(path)
+            .body(Vec::new())
+            .map_err(|e| Error::Request(e.to_string()))?;
+        let text = self
+            .client
+            .request_text(request)
+            .await
+            .map_err(|e| self.classify(e, &access, path))?;
+        serde_json::from_str(&text).map_err(|source| Error::Decode {
+            what: path.to_owned(),
+            source,
+        })
+    }
+
+    /// GETs `path`, with `None` for a 404.
+    pub(crate) async fn get_optional(
+        &self,
+        path: &str,
+        access: Access,
+    ) -> Result<Option<Value>, Error> {
+        match self.get(path, access).await {
+            Ok(value) => Ok(Some(value)),
+            Err(Error::Api { code: 404, .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Lists `resource` in `scope` (or cluster-wide for cluster-scoped kinds), with a label
+    /// selector, returning the items.
+    pub(crate) async fn list(
+        &self,
+        resource: Resource,
+        scope: &Scope,
+        selector: Option<&str>,
+    ) -> Result<Vec<Value>, Error> {
+        let namespace = scope.namespace().filter(|_| resource.namespaced);
+        let mut path = match namespace {
+            Some(ns) => format!(
+                "{}/namespaces/{}/{}",
+                resource.prefix,
+                encode(ns),
+                resource.plural
+            ),
+            None => format!("{}/{}", resource.prefix, resource.plural),
+        };
+        if let Some(selector) = selector.filter(|s| !s.is_empty()) {
+            path.push_str("?labelSelector=");
+            path.push_str(&encode(selector));
+        }
+        let access = Access {
+            verb: "list",
+            resource: resource.plural,
+            group: resource.group,
+            namespace: namespace.map(str::to_owned),
+        };
+        let list = self.get(&path, access).await?;
+        match list.get("items") {
+            Some(Value::Array(items)) => Ok(items.clone()),
+            Some(Value::Null) | None => Ok(Vec::new()),
+            Some(_) => Err(Error::Request(format!("{path}: items is not a list"))),
+        }
+    }
+
+    /// GETs one object, `None` when it does not exist.
+    pub(crate) async fn get_object(
+        &self,
+        resource: Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, Error> {
+        let path = match namespace.filter(|_| resource.namespaced) {
+            Some(ns) => format!(
+                "{}/namespaces/{}/{}/{}",
+                resource.prefix,
+                encode(ns),
+                resource.plural,
+                encode(name)
+            ),
+            None => format!("{}/{}/{}", resource.prefix, resource.plural, encode(name)),
+        };
+        let access = Access {
+            verb: "get",
+            resource: resource.plural,
+            group: resource.group,
+            namespace: namespace.map(str::to_owned),
+        };
+        self.get_optional(&path, access).await
+    }
+
+    /// The Kubernetes version: `/version`'s gitVersion, and major.minor when readable.
+    pub(crate) async fn version(&self) -> Result<(String, Option<(u32, u32)>), Error> {
+        let info = self.client.apiserver_version().await.map_err(|e| {
+            self.classify(
+                e,
+                &Access {
+                    verb: "get",
+                    resource: "/version",
+                    group: "",
+                    namespace: None,
+                },
+                "/version",
+            )
+        })?;
+        let numbers = sidekiq_guard::sidecar::parse_server_version(&info.major, &info.minor);
+        Ok((info.git_version, numbers))
+    }
+
+    /// GETs `path` of port `port` of a pod through the API server's pod proxy, returning the
+    /// pod's own status and body (a 503 from the probe is an answer, not an error).
+    pub(crate) async fn proxy(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+        path: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Proxied, Error> {
+        let uri = format!(
+            "/api/v1/namespaces/{}/pods/{}:{port}/proxy{path}",
+            encode(namespace),
+            encode(pod)
+        );
+        let request = Request::get(&uri)
+            .body(Body::from(Vec::new()))
+            .map_err(|e| Error::Request(e.to_string()))?;
+        let access = Access {
+            verb: "get",
+            resource: "pods/proxy",
+            group: "",
+            namespace: Some(namespace.to_owned()),
+        };
+        let send = self.client.send(request);
+        let response = match timeout {
+            Some(limit) => tokio::time::timeout(limit, send)
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: format!("pod {namespace}/{pod} port {port}{path}"),
+                    after: limit,
+                })?,
+            None => send.await,
+        }
+        .map_err(|e| self.classify(e, &access, &uri))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect_bytes()
+            .await
+            .map_err(|e| self.classify(e, &access, &uri))?
+            .to_vec();
+        if status == StatusCode::FORBIDDEN && is_api_status(&body) {
+            return Err(Error::Forbidden {
+                access: access.describe(),
+                message: api_message(&body),
+            });
+        }
+        Ok(Proxied { status, body })
+    }
+
+    fn classify(&self, error: kube::Error, access: &Access, path: &str) -> Error {
+        match error {
+            kube::Error::Api(status) if status.code == 403 => Error::Forbidden {
+                access: access.describe(),
+                message: status.message,
+            },
+            kube::Error::Api(status) if status.code == 401 => Error::Unauthorized {
+                server: self.server.clone(),
+                message: status.message,
+            },
+            kube::Error::Api(status) => Error::Api {
+                what: path.to_owned(),
+                code: status.code,
+                message: status.message,
+            },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Error::Unreachable {
+                server: self.server.clone(),
+                source: Box::new(error),
+            },
+            other => Error::Kube {
+                what: path.to_owned(),
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+async fn load_config(args: &ClusterArgs) -> Result<Config, Error> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    if let Some(path) = &args.kubeconfig {
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
+            what: path.display().to_string(),
+            source: Box::new(source),
+        })?;
+        return Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|source| Error::Kubeconfig {
+                what: path.display().to_string(),
+                source: Box::new(source),
+            });
+    }
+    match Config::from_kubeconfig(&options).await {
+        Ok(config) => Ok(config),
+        // No kubeconfig at all: inside a pod, use its service account, as kubectl does.
+        Err(kubeconfig) if args.context.is_none() => {
+            Config::incluster().map_err(|_| Error::Kubeconfig {
+                what: "$KUBECONFIG or ~/.kube/config (and no in-cluster service account)"
+                    .to_owned(),
+                source: Box::new(kubeconfig),
+            })
+        }
+        Err(source) => Err(Error::Kubeconfig {
+            what: "$KUBECONFIG or ~/.kube/config".to_owned(),
+            source: Box::new(source),
+        }),
+    }
+}
+
+fn is_api_status(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .is_ok_and(|v| v.get("kind").and_then(Value::as_str) == Some("Status"))
+}
+
+fn api_message(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Percent-encodes a path segment or query value.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_reads_like_an_rbac_rule() {
+        let access = Access {
+            verb: "list",
+            resource: "pods",
+            group: "",
+            namespace: Some("shop".into()),
+        };
+        assert_eq!(access.describe(), "list pods in namespace shop");
+        let access = Access {
+            verb: "get",
+            resource: "mutatingwebhookconfigurations",
+            group: "admissionregistration.k8s.io",
+            namespace: None,
+        };
+        assert_eq!(
+            access.describe(),
+            "get mutatingwebhookconfigurations (API group admissionregistration.k8s.io) cluster-wide"
+        );
+    }
+
+    #[test]
+    fn selectors_are_encoded() {
+        assert_eq!(
+            encode("app=worker,tier!=web"),
+            "app%3Dworker%2Ctier%21%3Dweb"
+        );
+        assert_eq!(encode("shop"), "shop");
+    }
+}

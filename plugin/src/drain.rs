@@ -1,0 +1,339 @@
+//! `kubectl sidekiq drain POD…`: quiet the pods' Sidekiq and follow them until idle.
+//!
+//! Through the probe, the drain is the probe's own `/drain` (the one the preStop hook calls),
+//! followed through `/status`. Through Redis (`--redis-url`, for pods without the sidecar), the
+//! plugin runs the very same drain state machine as the probe, from the outside.
+
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::StatusCode;
+use serde_json::Value;
+use sidekiq_guard::duration::Secs;
+use sidekiq_guard::probe::Now;
+use sidekiq_guard::probe::drain::{Drain, ProcessProgress, State};
+use sidekiq_guard::probe::observe::{Scope, Tracker};
+use sidekiq_guard::redis::Reader;
+use sidekiq_guard::status::InjectionStatus;
+use tokio::sync::mpsc;
+
+use crate::cli::{Cli, DrainArgs};
+use crate::cluster::{self, Cluster};
+use crate::error::Error;
+use crate::sources;
+
+/// The drain budget when a pod declares none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How one pod's drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Idle,
+    TimedOut,
+}
+
+/// Runs `drain`; returns whether a pod failed to become idle in time.
+pub(crate) async fn run(cli: &Cli, args: &DrainArgs, out: &mut dyn Write) -> Result<bool, Error> {
+    let cluster = Cluster::connect(&cli.cluster).await?;
+    let namespace = cluster.namespace(&cli.cluster);
+    let pods = select_pods(
+        &cluster,
+        &namespace,
+        &args.pods,
+        cli.cluster.selector.as_deref(),
+    )
+    .await?;
+    let reader = match &args.redis_url {
+        Some(url) => Some(std::sync::Arc::new(sources::redis_reader(url)?)),
+        None => None,
+    };
+    // Each pod drains in its own task and reports lines here, printed as they come.
+    let (lines, mut received) = mpsc::unbounded_channel::<String>();
+    let mut tasks = tokio::task::JoinSet::new();
+    for pod in pods {
+        let name = format!("{namespace}/{}", pod_name(&pod));
+        let status = pod_status(&pod);
+        let timeout = args
+            .timeout
+            .or_else(|| status.as_ref().map(|s| Duration::from_secs(s.drain_budget)))
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let interval = args.interval;
+        let lines = lines.clone();
+        match (&reader, status) {
+            (Some(reader), _) => {
+                let host = hostname(&pod);
+                let reader = reader.clone();
+                tasks.spawn(async move {
+                    through_redis(&reader, &name, &host, timeout, interval, &lines).await
+                });
+            }
+            (None, Some(status)) => {
+                let cluster = cluster.clone();
+                let pod = pod_name(&pod).to_owned();
+                let namespace = namespace.clone();
+                tasks.spawn(async move {
+                    through_probe(
+                        &cluster,
+                        &namespace,
+                        &pod,
+                        status.probe_port,
+                        timeout,
+                        interval,
+                        &lines,
+                    )
+                    .await
+                });
+            }
+            (None, None) => {
+                return Err(Error::Probe {
+                    pod: name,
+                    message: "no sidekiq-guard probe (not injected); use --redis-url to quiet it through Redis".to_owned(),
+                });
+            }
+        }
+    }
+    drop(lines);
+    let mut timed_out = false;
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            line = received.recv() => match line {
+                Some(line) => writeln!(out, "{line}").map_err(Error::Output)?,
+                None if tasks.is_empty() => break,
+                None => {}
+            },
+            done = tasks.join_next(), if !tasks.is_empty() => match done {
+                Some(Ok(Ok(Outcome::TimedOut))) => timed_out = true,
+                Some(Ok(Err(error))) => failure = Some(error),
+                _ => {}
+            },
+        }
+        out.flush().map_err(Error::Output)?;
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(timed_out),
+    }
+}
+
+async fn select_pods(
+    cluster: &Cluster,
+    namespace: &str,
+    names: &[String],
+    selector: Option<&str>,
+) -> Result<Vec<Value>, Error> {
+    if !names.is_empty() {
+        let mut pods = Vec::with_capacity(names.len());
+        for name in names {
+            match cluster
+                .get_object(cluster::PODS, Some(namespace), name)
+                .await?
+            {
+                Some(pod) => pods.push(pod),
+                None => {
+                    return Err(Error::Usage(format!("pod {namespace}/{name} not found")));
+                }
+            }
+        }
+        return Ok(pods);
+    }
+    let Some(selector) = selector else {
+        return Err(Error::Usage(
+            "name the pods to drain, or select them with -l".to_owned(),
+        ));
+    };
+    let scope = cluster::Scope::Namespace(namespace.to_owned());
+    let pods: Vec<Value> = cluster
+        .list(cluster::PODS, &scope, Some(selector))
+        .await?
+        .into_iter()
+        .filter(sidekiq_guard::analysis::is_sidekiq)
+        .collect();
+    if pods.is_empty() {
+        return Err(Error::Usage(format!(
+            "no Sidekiq pod in namespace {namespace} matches -l {selector}"
+        )));
+    }
+    Ok(pods)
+}
+
+fn pod_name(pod: &Value) -> &str {
+    pod.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn pod_status(pod: &Value) -> Option<InjectionStatus> {
+    pod.pointer("/metadata/annotations/sidekiq-guard.io~1status")
+        .and_then(Value::as_str)
+        .and_then(|s| InjectionStatus::parse(s).ok())
+}
+
+fn hostname(pod: &Value) -> String {
+    let spec_hostname = pod.pointer("/spec/hostname").and_then(Value::as_str);
+    sidekiq_guard::probe::pod::pod_hostname(pod_name(pod), spec_hostname).unwrap_or_default()
+}
+
+/// Triggers the probe's `/drain` and follows it through `/status` until it reports an outcome.
+async fn through_probe(
+    cluster: &Cluster,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+    timeout: Duration,
+    interval: Duration,
+    lines: &mpsc::UnboundedSender<String>,
+) -> Result<Outcome, Error> {
+    let name = format!("{namespace}/{pod}");
+    let started = Instant::now();
+    // `/drain` blocks until the drain ends; it runs alongside while `/status` shows progress.
+    let trigger = {
+        let (cluster, namespace, pod) = (cluster.clone(), namespace.to_owned(), pod.to_owned());
+        tokio::spawn(async move {
+            cluster
+                .proxy(
+                    &namespace,
+                    &pod,
+                    port,
+                    "/drain",
+                    Some(timeout + Duration::from_secs(15)),
+                )
+                .await
+        })
+    };
+    let _ = lines.send(format!(
+        "{name}: quieting through its probe (budget {})",
+        Secs(timeout.as_secs())
+    ));
+    loop {
+        tokio::time::sleep(interval).await;
+        let status = match sources::probe_status(cluster, namespace, pod, port).await {
+            Ok(status) => status,
+            Err(error) => {
+                let _ = lines.send(format!("{name}: {error}"));
+                if started.elapsed() > timeout {
+                    let _ = lines.send(format!(
+                        "{name}: timed out after {}",
+                        Secs(started.elapsed().as_secs())
+                    ));
+                    return Ok(Outcome::TimedOut);
+                }
+                continue;
+            }
+        };
+        let elapsed = started.elapsed();
+        let _ = lines.send(progress_line(
+            &name,
+            &status.drain.state,
+            &status.drain.processes,
+            elapsed,
+        ));
+        match status.drain.state.as_str() {
+            "drained" => {
+                let _ = lines.send(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
+                trigger.abort();
+                return Ok(Outcome::Idle);
+            }
+            "budget_exhausted" | "unquietable" => {
+                let _ = lines.send(format!(
+                    "{name}: not idle after {}: {}",
+                    Secs(elapsed.as_secs()),
+                    status.drain.message.unwrap_or_default()
+                ));
+                trigger.abort();
+                return Ok(Outcome::TimedOut);
+            }
+            _ => {}
+        }
+        if trigger.is_finished() || elapsed > timeout + Duration::from_secs(15) {
+            let answer = match trigger.await {
+                Ok(Ok(answer)) => Some(answer.status),
+                _ => None,
+            };
+            return Ok(if answer == Some(StatusCode::OK) {
+                Outcome::Idle
+            } else {
+                Outcome::TimedOut
+            });
+        }
+    }
+}
+
+/// Quiets every process of `host` through Redis and follows them with the probe's own drain
+/// state machine.
+async fn through_redis(
+    reader: &Reader,
+    name: &str,
+    host: &str,
+    timeout: Duration,
+    interval: Duration,
+    lines: &mpsc::UnboundedSender<String>,
+) -> Result<Outcome, Error> {
+    let origin = Instant::now();
+    let clock = || Now {
+        wall: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        mono: origin.elapsed(),
+    };
+    let mut tracker = Tracker::new(Scope::Host(host.to_owned()), Duration::from_secs(5));
+    let mut drain = Drain::start(clock(), timeout, None);
+    let _ = lines.send(format!(
+        "{name}: quieting through Redis (processes of host {host}, budget {})",
+        Secs(timeout.as_secs())
+    ));
+    loop {
+        reader.refresh(&mut tracker, true, clock).await?;
+        for identity in drain.step(&tracker, clock()) {
+            reader.quiet(&identity).await?;
+            drain.signalled(&identity, clock());
+        }
+        let elapsed = origin.elapsed();
+        let _ = lines.send(progress_line(
+            name,
+            drain.state().as_str(),
+            drain.progress(),
+            elapsed,
+        ));
+        match drain.state() {
+            State::Drained => {
+                let _ = lines.send(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
+                return Ok(Outcome::Idle);
+            }
+            State::BudgetExhausted | State::Unquietable => {
+                let _ = lines.send(format!(
+                    "{name}: not idle after {}: {}",
+                    Secs(elapsed.as_secs()),
+                    drain.message()
+                ));
+                return Ok(Outcome::TimedOut);
+            }
+            State::Draining => tokio::time::sleep(interval).await,
+        }
+    }
+}
+
+/// `shop/worker-x: draining, busy 2 — ReportJob (jid) 80s, MailJob (jid) 3s [41s]`.
+fn progress_line(
+    name: &str,
+    state: &str,
+    processes: &[ProcessProgress],
+    elapsed: Duration,
+) -> String {
+    let busy: u32 = processes.iter().filter_map(|p| p.busy).sum();
+    let quiet = processes.iter().filter(|p| p.quiet == Some(true)).count();
+    let jobs: Vec<&str> = processes
+        .iter()
+        .flat_map(|p| p.jobs.iter().map(String::as_str))
+        .collect();
+    let mut line = format!(
+        "{name}: {state}, {quiet}/{} quiet, busy {busy}",
+        processes.len()
+    );
+    if !jobs.is_empty() {
+        line.push_str(" — ");
+        line.push_str(&jobs.join(", "));
+    }
+    line.push_str(&format!(" [{}]", Secs(elapsed.as_secs())));
+    line
+}

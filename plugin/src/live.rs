@@ -1,0 +1,302 @@
+//! `kubectl sidekiq validate` without `-f`: the same findings as on files, for the workloads of the
+//! selected namespaces, plus what only a running cluster shows — jobs running longer than
+//! declared, and (with `--redis-url`, Sidekiq 7+) the execution times Sidekiq records.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use sidekiq_guard::analysis::{self, Subject};
+use sidekiq_guard::annotations;
+use sidekiq_guard::findings;
+use sidekiq_guard::install;
+use sidekiq_guard::probe::report::ProcessReport;
+use sidekiq_guard::review::{self, Outcome, Perspective};
+use sidekiq_guard::sidekiq::metrics::{ClassTimes, RETENTION_MINUTES};
+use sidekiq_guard::workload::{self, Kind, Workload};
+use sidekiq_guard::{Context, Mode};
+
+use crate::cli::{Cli, ModeArg, ValidateArgs};
+use crate::cluster::{self, Cluster, Scope};
+use crate::error::Error;
+use crate::offline::Offline;
+use crate::sources;
+use crate::validate::{self, ObjectReport, Report};
+
+/// Runs the command; returns whether an error finding was reported.
+pub(crate) async fn run(
+    cli: &Cli,
+    args: &ValidateArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    color: bool,
+) -> Result<bool, Error> {
+    let cluster = Cluster::connect(&cli.cluster).await?;
+    let scope = cluster.scope(&cli.cluster);
+    let selector = cli.cluster.selector.as_deref();
+    let offline = Offline::load(args.files.policy.as_deref(), args.sidecar_mode)?;
+    let mode = match args.sidecar_mode {
+        Some(ModeArg::Native) => Mode::Native,
+        Some(ModeArg::Classic) => Mode::Classic,
+        None => Mode::resolve(offline.policy.sidecar.mode, cluster.version().await?.1),
+    };
+    let mut notes = Vec::new();
+    let opted_in = match cluster.list(cluster::NAMESPACES, &Scope::All, None).await {
+        Ok(all) => Some(
+            all.iter()
+                .filter(|ns| install::namespace_opted_in(ns))
+                .filter_map(|ns| {
+                    ns.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Err(error @ Error::Forbidden { .. }) => {
+            notes.push(format!(
+                "cannot tell which namespaces are opted in ({error}); judging workloads as written"
+            ));
+            None
+        }
+        Err(other) => return Err(other),
+    };
+
+    let mut objects = Vec::new();
+    for (resource, kind) in cluster::WORKLOADS {
+        match cluster.list(resource, &scope, selector).await {
+            Ok(items) => objects.extend(items.into_iter().map(|item| with_kind(item, kind))),
+            Err(error @ Error::Forbidden { .. }) => {
+                notes.push(format!("skipped {}: {error}", resource.plural))
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    let pods: Vec<Value> = cluster
+        .list(cluster::PODS, &scope, selector)
+        .await?
+        .into_iter()
+        .filter(analysis::is_sidekiq)
+        .map(|pod| with_kind(pod, "Pod"))
+        .collect();
+    // Jobs of a CronJob are judged through the CronJob; pods of a controller through it.
+    objects.retain(|o| !owned_by(o, "CronJob"));
+    objects.extend(
+        pods.iter()
+            .filter(|p| workload::owners(p).is_empty())
+            .cloned(),
+    );
+
+    let (processes, times) =
+        live_data(&cluster, &pods, args.redis_url.as_deref(), &mut notes).await?;
+    let policy = &offline.policy;
+    let ctx = Context {
+        policy,
+        mode,
+        namespace: None,
+    };
+    let mut reports = Vec::new();
+    for object in &objects {
+        let namespace = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let opted = opted_in
+            .as_ref()
+            .is_some_and(|list| list.iter().any(|n| n == namespace))
+            || object
+                .pointer("/metadata/labels")
+                .and_then(|l| l.get(annotations::INJECT))
+                .and_then(Value::as_str)
+                == Some("true");
+        let perspective = if opted {
+            Perspective::AsInjected
+        } else {
+            Perspective::AsWritten
+        };
+        let review = review::validate(object, &ctx, perspective);
+        if matches!(review.outcome, Outcome::Skipped(_)) {
+            continue;
+        }
+        let mut found = review.findings;
+        if let Subject::Sidekiq(analysis) = analysis::analyse(object, &ctx) {
+            found.extend(live_findings(
+                &analysis.workload,
+                &analysis.settings.longest_job,
+                &pods,
+                &processes,
+                &times,
+            ));
+        }
+        reports.push(ObjectReport {
+            source: "cluster".to_owned(),
+            kind: object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            namespace: Some(namespace.to_owned()),
+            name: workload::display_name(object),
+            findings: found,
+        });
+    }
+    reports.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
+    let report = Report::new(reports);
+    validate::print(&report, args.output, out, color)?;
+    for note in notes {
+        writeln!(err, "note: {note}").map_err(Error::Output)?;
+    }
+    let s = &report.summary;
+    writeln!(
+        err,
+        "{} Sidekiq workload(s): {} error(s), {} warning(s), {} info",
+        s.workloads, s.errors, s.warnings, s.info
+    )
+    .map_err(Error::Output)?;
+    Ok(s.errors > 0)
+}
+
+/// List items carry no `kind`; the core needs it.
+fn with_kind(mut item: Value, kind: &str) -> Value {
+    if let Some(map) = item.as_object_mut() {
+        map.insert("kind".to_owned(), Value::String(kind.to_owned()));
+    }
+    item
+}
+
+fn owned_by(object: &Value, kind: &str) -> bool {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|owners| {
+            owners
+                .iter()
+                .any(|o| o.get("kind").and_then(Value::as_str) == Some(kind))
+        })
+}
+
+type Processes = HashMap<(String, String), Vec<ProcessReport>>;
+
+/// Running processes per pod (namespace, name), and per-class execution times from Redis.
+async fn live_data(
+    cluster: &Cluster,
+    pods: &[Value],
+    redis_url: Option<&str>,
+    notes: &mut Vec<String>,
+) -> Result<(Processes, BTreeMap<String, ClassTimes>), Error> {
+    let key = |pod: &Value| {
+        (
+            pod.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            pod.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let mut processes: Processes = HashMap::new();
+    let Some(url) = redis_url else {
+        for pod in pods {
+            let Some(port) = pod
+                .pointer("/metadata/annotations/sidekiq-guard.io~1status")
+                .and_then(Value::as_str)
+                .and_then(|s| sidekiq_guard::status::InjectionStatus::parse(s).ok())
+                .map(|s| s.probe_port)
+            else {
+                continue;
+            };
+            let (namespace, name) = key(pod);
+            match sources::probe_status(cluster, &namespace, &name, port).await {
+                Ok(status) => {
+                    processes.insert((namespace, name), status.processes);
+                }
+                Err(error) => notes.push(format!(
+                    "no running jobs for pod {namespace}/{name}: {error}"
+                )),
+            }
+        }
+        return Ok((processes, BTreeMap::new()));
+    };
+    let reader = sources::redis_reader(url)?;
+    let mut by_host: HashMap<String, (String, String)> = HashMap::new();
+    for pod in pods {
+        let (namespace, name) = key(pod);
+        let spec_hostname = pod.pointer("/spec/hostname").and_then(Value::as_str);
+        if let Some(host) = sidekiq_guard::probe::pod::pod_hostname(&name, spec_hostname) {
+            by_host.insert(host, (namespace, name));
+        }
+    }
+    for process in sources::all_processes(&reader).await? {
+        let host = process.hostname.clone().unwrap_or_default();
+        if let Some(pod) = by_host.get(&host) {
+            processes.entry(pod.clone()).or_default().push(process);
+        }
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let times = reader.execution_times(now, RETENTION_MINUTES).await?;
+    if times.is_empty() {
+        notes.push(
+            "no execution metrics in Redis (they exist on Sidekiq 7 and later, for 8 hours)"
+                .to_owned(),
+        );
+    }
+    Ok((processes, times))
+}
+
+fn live_findings(
+    workload: &Workload<'_>,
+    declared: &sidekiq_guard::settings::Setting<u64>,
+    pods: &[Value],
+    processes: &Processes,
+    times: &BTreeMap<String, ClassTimes>,
+) -> Vec<sidekiq_guard::Finding> {
+    let mut found = Vec::new();
+    let namespace = workload.namespace().unwrap_or_default();
+    let name = workload.name();
+    let mine = |pod: &&Value| {
+        pod.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
+            && (workload.kind == Kind::Pod
+                && pod.pointer("/metadata/name").and_then(Value::as_str) == Some(&name)
+                || workload::owners(pod)
+                    .iter()
+                    .any(|(k, n)| *k == workload.kind && *n == name))
+    };
+    for pod in pods.iter().filter(mine) {
+        let pod_name = pod
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(list) = processes.get(&(namespace.to_owned(), pod_name.to_owned())) else {
+            continue;
+        };
+        for job in list.iter().flat_map(|p| &p.jobs) {
+            if job.elapsed_secs > declared.value as f64 {
+                found.push(findings::job_running_longer(
+                    workload,
+                    &format!("{namespace}/{pod_name}"),
+                    &job.class,
+                    job.elapsed_secs as u64,
+                    declared,
+                ));
+            }
+        }
+    }
+    for (class, figures) in times {
+        if let Some(slowest) = figures.slowest
+            && slowest.secs() > declared.value
+        {
+            found.push(findings::class_slower_than_declared(
+                workload,
+                class,
+                slowest,
+                (RETENTION_MINUTES / 60) as u64,
+                declared,
+            ));
+        }
+    }
+    found
+}

@@ -1,0 +1,75 @@
+//! Where process data comes from: a pod's probe (`/status` through the pod proxy) or Redis.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::StatusCode;
+use sidekiq_guard::probe::Now;
+use sidekiq_guard::probe::observe::{Scope, Tracker};
+use sidekiq_guard::probe::report::{self, ProcessReport, Status};
+use sidekiq_guard::redis::{Reader, RedisSettings, UrlSource};
+
+use crate::cluster::{Cluster, Proxied};
+use crate::error::Error;
+
+/// How long one probe may take to answer `/status` through the proxy.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Redis reader for `--redis-url`.
+pub(crate) fn redis_reader(url: &str) -> Result<Reader, Error> {
+    let settings = RedisSettings::new(url, UrlSource::Explicit);
+    settings.check()?;
+    Ok(Reader::new(settings)?)
+}
+
+/// Every process in Redis, with its running jobs: `SMEMBERS processes`, then one pipeline of
+/// every process hash and work hash.
+pub(crate) async fn all_processes(reader: &Reader) -> Result<Vec<ProcessReport>, Error> {
+    let origin = Instant::now();
+    let clock = || Now {
+        wall: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        mono: origin.elapsed(),
+    };
+    let mut tracker = Tracker::new(Scope::All, Duration::from_secs(30));
+    reader.refresh(&mut tracker, true, clock).await?;
+    Ok(report::processes(&tracker, clock()))
+}
+
+/// The probe's `/status` of a pod.
+pub(crate) async fn probe_status(
+    cluster: &Cluster,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+) -> Result<Status, Error> {
+    let answer = cluster
+        .proxy(namespace, pod, port, "/status", Some(PROBE_TIMEOUT))
+        .await?;
+    decode(answer, namespace, pod, port)
+}
+
+fn decode(answer: Proxied, namespace: &str, pod: &str, port: u16) -> Result<Status, Error> {
+    if answer.status == StatusCode::OK {
+        return serde_json::from_slice(&answer.body).map_err(|source| Error::Decode {
+            what: format!("the probe of pod {namespace}/{pod}"),
+            source,
+        });
+    }
+    let body = String::from_utf8_lossy(&answer.body);
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| body.trim().to_owned());
+    let what = if message.contains("connection refused")
+        || answer.status == StatusCode::SERVICE_UNAVAILABLE
+    {
+        format!("no sidekiq-guard probe answers on port {port} ({message})")
+    } else {
+        format!("the probe answered {}: {message}", answer.status.as_u16())
+    };
+    Err(Error::Probe {
+        pod: format!("{namespace}/{pod}"),
+        message: what,
+    })
+}

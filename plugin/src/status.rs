@@ -1,0 +1,566 @@
+//! `kubectl sidekiq status`: every Sidekiq pod joined with its processes — from each pod's probe
+//! through the API server's pod proxy, or from Redis directly with `--redis-url`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+use sidekiq_guard::annotations::Overrides;
+use sidekiq_guard::duration::Secs;
+use sidekiq_guard::probe::report::{DrainReport, ProcessReport};
+use sidekiq_guard::status::InjectionStatus;
+use sidekiq_guard::verdict::{self, RunningJob, Verdict};
+use sidekiq_guard::{analysis, timestamp};
+use tokio::sync::Semaphore;
+
+use crate::cli::{Cli, ReportFormat, StatusArgs};
+use crate::cluster::{self, Cluster, Scope};
+use crate::error::Error;
+use crate::sources;
+use crate::table::{self, Tone, plain};
+
+/// A Sidekiq pod and what is known of its processes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PodRow {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    /// `Running`, `Pending`… or `Terminating`.
+    pub(crate) phase: String,
+    pub(crate) node: Option<String>,
+    pub(crate) age_secs: Option<u64>,
+    /// Whether sidekiq-guard injected it (it has the status annotation).
+    pub(crate) injected: bool,
+    pub(crate) probe_port: Option<u16>,
+    /// The longest job the pod declares, seconds.
+    pub(crate) declared_longest_job_secs: Option<u64>,
+    /// `probe`, `redis`, or `null` when nothing could be read.
+    pub(crate) source: Option<&'static str>,
+    /// Why its processes are unknown.
+    pub(crate) problem: Option<String>,
+    pub(crate) processes: Vec<ProcessReport>,
+    pub(crate) drain: Option<DrainReport>,
+    /// For a terminating pod: seconds before SIGKILL, and the verdict.
+    pub(crate) terminating: Option<Terminating>,
+}
+
+/// A pod on its way out.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Terminating {
+    pub(crate) deletion_timestamp: String,
+    pub(crate) seconds_left: u64,
+    pub(crate) verdict: Verdict,
+    /// The verdict in words.
+    pub(crate) summary: String,
+}
+
+/// One refresh of `status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Snapshot {
+    pub(crate) pods: Vec<PodRow>,
+    /// Processes in Redis whose hostname is no pod of the cluster (with `--redis-url -A`).
+    pub(crate) orphans: Vec<ProcessReport>,
+    /// Unix seconds when it was taken.
+    pub(crate) taken_at: f64,
+}
+
+/// Runs `status`; returns whether anything is at risk (not an error: exit status stays 0).
+pub(crate) async fn run(
+    cli: &Cli,
+    args: &StatusArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    color: bool,
+) -> Result<(), Error> {
+    let cluster = match &args.redis_url {
+        // With Redis, the cluster is optional: like sidekiqmon, status works without one.
+        Some(_) => match Cluster::connect(&cli.cluster).await {
+            Ok(cluster) => Some(cluster),
+            Err(Error::Kubeconfig { .. }) => {
+                writeln!(
+                    err,
+                    "no kubeconfig: showing Redis processes by hostname only"
+                )
+                .map_err(Error::Output)?;
+                None
+            }
+            Err(other) => return Err(other),
+        },
+        None => Some(Cluster::connect(&cli.cluster).await?),
+    };
+    let redis = match &args.redis_url {
+        Some(url) => Some(sources::redis_reader(url)?),
+        None => None,
+    };
+    let scope = cluster.as_ref().map(|c| c.scope(&cli.cluster));
+    loop {
+        let snapshot = gather(
+            cluster.as_ref(),
+            scope.as_ref(),
+            cli.cluster.selector.as_deref(),
+            redis.as_ref(),
+            args,
+            err,
+        )
+        .await?;
+        let text = render(&snapshot, args.output, scope.as_ref(), color)?;
+        if args.watch && std::io::stdout().is_terminal() {
+            // Redraw in place: home the cursor and clear the screen.
+            out.write_all(b"\x1b[H\x1b[2J").map_err(Error::Output)?;
+        }
+        out.write_all(text.as_bytes()).map_err(Error::Output)?;
+        if !args.watch {
+            return Ok(());
+        }
+        out.flush().map_err(Error::Output)?;
+        tokio::select! {
+            () = tokio::time::sleep(args.interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        if !std::io::stdout().is_terminal() {
+            out.write_all(b"\n").map_err(Error::Output)?;
+        }
+    }
+}
+
+async fn gather(
+    cluster: Option<&Cluster>,
+    scope: Option<&Scope>,
+    selector: Option<&str>,
+    redis: Option<&sidekiq_guard::redis::Reader>,
+    args: &StatusArgs,
+    err: &mut dyn Write,
+) -> Result<Snapshot, Error> {
+    let now = now();
+    let pods = match (cluster, scope) {
+        (Some(cluster), Some(scope)) => cluster
+            .list(cluster::PODS, scope, selector)
+            .await?
+            .into_iter()
+            .filter(analysis::is_sidekiq)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut rows: Vec<PodRow> = pods.iter().map(|pod| base_row(pod, now)).collect();
+    let mut orphans = Vec::new();
+    match redis {
+        Some(reader) => {
+            let processes = sources::all_processes(reader).await?;
+            orphans = join_redis(
+                &mut rows,
+                &pods,
+                processes,
+                cluster.is_some(),
+                matches!(scope, Some(Scope::All)),
+            );
+        }
+        None => {
+            if let Some(cluster) = cluster {
+                fetch_probes(cluster, &mut rows, args.concurrency, err).await?;
+            }
+        }
+    }
+    for (row, pod) in rows
+        .iter_mut()
+        .zip(pods.iter().map(Some).chain(std::iter::repeat(None)))
+    {
+        row.terminating = pod.and_then(|pod| terminating(pod, row, now));
+    }
+    rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(Snapshot {
+        pods: rows,
+        orphans,
+        taken_at: now,
+    })
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+fn base_row(pod: &Value, now: f64) -> PodRow {
+    let status = text(pod, "/metadata/annotations/sidekiq-guard.io~1status")
+        .and_then(|s| InjectionStatus::parse(s).ok());
+    let overrides = Overrides::from_annotations(
+        pod.pointer("/metadata/annotations")
+            .and_then(Value::as_object),
+    );
+    let phase = if pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+    {
+        "Terminating".to_owned()
+    } else {
+        text(pod, "/status/phase").unwrap_or("Unknown").to_owned()
+    };
+    let age_secs = text(pod, "/metadata/creationTimestamp")
+        .and_then(timestamp::parse)
+        .map(|created| (now as i64 - created).max(0) as u64);
+    PodRow {
+        namespace: text(pod, "/metadata/namespace")
+            .unwrap_or_default()
+            .to_owned(),
+        name: text(pod, "/metadata/name").unwrap_or_default().to_owned(),
+        phase,
+        node: text(pod, "/spec/nodeName").map(str::to_owned),
+        age_secs,
+        injected: status.is_some(),
+        probe_port: status.as_ref().map(|s| s.probe_port),
+        declared_longest_job_secs: status
+            .as_ref()
+            .map(|s| s.longest_job)
+            .or(overrides.longest_job),
+        source: None,
+        problem: None,
+        processes: Vec::new(),
+        drain: None,
+        terminating: None,
+    }
+}
+
+fn terminating(pod: &Value, row: &PodRow, now: f64) -> Option<Terminating> {
+    let deletion = text(pod, "/metadata/deletionTimestamp")?;
+    let left = timestamp::parse(deletion)? as f64 - now;
+    let jobs: Vec<RunningJob<'_>> = row
+        .processes
+        .iter()
+        .flat_map(|p| &p.jobs)
+        .map(|j| RunningJob {
+            class: &j.class,
+            elapsed_secs: j.elapsed_secs,
+        })
+        .collect();
+    let verdict = verdict::terminating(left, row.declared_longest_job_secs, &jobs);
+    Some(Terminating {
+        deletion_timestamp: deletion.to_owned(),
+        seconds_left: left.max(0.0) as u64,
+        summary: verdict.to_string(),
+        verdict,
+    })
+}
+
+/// Asks every injected, running pod's probe for `/status`, at most `concurrency` at a time.
+async fn fetch_probes(
+    cluster: &Cluster,
+    rows: &mut [PodRow],
+    concurrency: u16,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let permits = Arc::new(Semaphore::new(usize::from(concurrency)));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut wanted = 0;
+    for (index, row) in rows.iter_mut().enumerate() {
+        let Some(port) = row.probe_port else {
+            row.problem = Some(
+                "probe not injected: created before sidekiq-guard was installed, or opted out"
+                    .to_owned(),
+            );
+            continue;
+        };
+        if row.phase != "Running" && row.phase != "Terminating" {
+            row.problem = Some(format!("pod is {}", row.phase));
+            continue;
+        }
+        wanted += 1;
+        let (cluster, permits, done) = (cluster.clone(), permits.clone(), done.clone());
+        let (namespace, name) = (row.namespace.clone(), row.name.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let answer = sources::probe_status(&cluster, &namespace, &name, port).await;
+            done.fetch_add(1, Ordering::Relaxed);
+            (index, answer)
+        });
+    }
+    let progress = std::io::stderr().is_terminal() && wanted > 20;
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => {
+                let Some(joined) = next else { break };
+                let Ok((index, answer)) = joined else { continue };
+                let row = &mut rows[index];
+                match answer {
+                    Ok(status) => {
+                        row.source = Some("probe");
+                        row.processes = status.processes;
+                        row.drain = Some(status.drain);
+                    }
+                    Err(Error::Forbidden { access, message }) => return Err(Error::Forbidden { access, message }),
+                    Err(Error::Unreachable { server, source }) => return Err(Error::Unreachable { server, source }),
+                    Err(problem) => row.problem = Some(problem.to_string()),
+                }
+            }
+            _ = ticker.tick(), if progress => {
+                let _ = write!(err, "\rreading probes: {}/{wanted}", done.load(Ordering::Relaxed));
+            }
+        }
+    }
+    if progress {
+        let _ = write!(err, "\r\x1b[K");
+    }
+    Ok(())
+}
+
+/// Joins processes read from Redis to pods by hostname; returns the processes of no pod.
+fn join_redis(
+    rows: &mut Vec<PodRow>,
+    pods: &[Value],
+    processes: Vec<ProcessReport>,
+    cluster: bool,
+    all_namespaces: bool,
+) -> Vec<ProcessReport> {
+    let mut by_host: HashMap<String, usize> = HashMap::new();
+    for (index, pod) in pods.iter().enumerate() {
+        let name = text(pod, "/metadata/name").unwrap_or_default();
+        if let Some(host) =
+            sidekiq_guard::probe::pod::pod_hostname(name, text(pod, "/spec/hostname"))
+        {
+            by_host.insert(host, index);
+        }
+    }
+    let mut unmatched: BTreeMap<String, Vec<ProcessReport>> = BTreeMap::new();
+    for process in processes {
+        let host = host_of(&process);
+        match by_host.get(&host) {
+            Some(&index) => {
+                rows[index].source = Some("redis");
+                rows[index].processes.push(process);
+            }
+            None => unmatched.entry(host).or_default().push(process),
+        }
+    }
+    if cluster {
+        // Another namespace's pods are not orphans; only -A sees every pod.
+        return if all_namespaces {
+            unmatched.into_values().flatten().collect()
+        } else {
+            Vec::new()
+        };
+    }
+    // No cluster: one row per hostname.
+    for (host, processes) in unmatched {
+        rows.push(PodRow {
+            namespace: String::new(),
+            name: host,
+            phase: "-".to_owned(),
+            node: None,
+            age_secs: None,
+            injected: false,
+            probe_port: None,
+            declared_longest_job_secs: None,
+            source: Some("redis"),
+            problem: None,
+            processes,
+            drain: None,
+            terminating: None,
+        });
+    }
+    Vec::new()
+}
+
+fn host_of(process: &ProcessReport) -> String {
+    process.hostname.clone().unwrap_or_else(|| {
+        sidekiq_guard::sidekiq::records::Identity::parse(&process.identity)
+            .map(|id| id.host.to_owned())
+            .unwrap_or_default()
+    })
+}
+
+fn render(
+    snapshot: &Snapshot,
+    format: ReportFormat,
+    scope: Option<&Scope>,
+    color: bool,
+) -> Result<String, Error> {
+    match format {
+        ReportFormat::Json => serde_json::to_string_pretty(snapshot)
+            .map(|s| s + "\n")
+            .map_err(|e| Error::Output(e.into())),
+        ReportFormat::Yaml => serde_saphyr::to_string(snapshot)
+            .map_err(|e| Error::Manifest(crate::manifests::ManifestError::WriteYaml(e))),
+        ReportFormat::Table | ReportFormat::Wide => Ok(table_text(
+            snapshot,
+            format == ReportFormat::Wide,
+            scope,
+            color,
+        )),
+    }
+}
+
+fn table_text(snapshot: &Snapshot, wide: bool, scope: Option<&Scope>, color: bool) -> String {
+    let namespaces = !matches!(scope, Some(Scope::Namespace(_)));
+    let mut header = Vec::new();
+    if namespaces {
+        header.push("NAMESPACE");
+    }
+    header.extend([
+        "POD",
+        "PHASE",
+        "AGE",
+        "STATE",
+        "BUSY",
+        "BEAT",
+        "LONGEST JOB",
+        "SIGKILL IN",
+        "VERDICT",
+    ]);
+    if wide {
+        header.extend(["NODE", "PROCESSES", "RSS", "DRAIN"]);
+    }
+    let rows = snapshot
+        .pods
+        .iter()
+        .map(|row| {
+            let mut cells = Vec::new();
+            if namespaces {
+                cells.push(plain(&row.namespace));
+            }
+            cells.extend(pod_cells(row));
+            if wide {
+                let rss: u64 = row.processes.iter().filter_map(|p| p.rss_kb).sum();
+                cells.extend([
+                    plain(row.node.as_deref().unwrap_or("-")),
+                    plain(row.processes.len().to_string()),
+                    plain(if rss > 0 {
+                        format!("{}Mi", rss / 1024)
+                    } else {
+                        "-".into()
+                    }),
+                    plain(
+                        row.drain
+                            .as_ref()
+                            .map_or("-".to_owned(), |d| d.state.clone()),
+                    ),
+                ]);
+            }
+            cells
+        })
+        .collect();
+    let mut text = table::render(&header, rows, color);
+    if text.is_empty() {
+        text.push_str("No Sidekiq pods found.\n");
+    }
+    if !snapshot.orphans.is_empty() {
+        text.push_str("\nProcesses in Redis whose hostname is no pod of the cluster:\n");
+        let rows = snapshot
+            .orphans
+            .iter()
+            .map(|p| {
+                vec![
+                    plain(&p.identity),
+                    plain(&p.state),
+                    plain(busy(std::slice::from_ref(p))),
+                    plain(
+                        p.beat_age_secs
+                            .map_or("-".into(), |a| Secs(a as u64).to_string()),
+                    ),
+                ]
+            })
+            .collect();
+        text.push_str(&table::render(
+            &["IDENTITY", "STATE", "BUSY", "BEAT"],
+            rows,
+            color,
+        ));
+    }
+    text
+}
+
+fn pod_cells(row: &PodRow) -> Vec<(String, Tone)> {
+    let age = row.age_secs.map_or("-".to_owned(), |a| Secs(a).to_string());
+    let (state, tone) = state(row);
+    let beat = row
+        .processes
+        .iter()
+        .filter_map(|p| p.beat_age_secs)
+        .reduce(f64::max)
+        .map_or("-".to_owned(), |a| Secs(a as u64).to_string());
+    let longest = row
+        .processes
+        .iter()
+        .flat_map(|p| &p.jobs)
+        .max_by(|a, b| a.elapsed_secs.total_cmp(&b.elapsed_secs))
+        .map_or("-".to_owned(), |j| {
+            format!("{} {}", j.class, Secs(j.elapsed_secs as u64))
+        });
+    let (sigkill, verdict) = match &row.terminating {
+        Some(t) => {
+            let tone = if t.verdict.at_risk() {
+                Tone::Bad
+            } else {
+                Tone::Good
+            };
+            (
+                plain(format!("{}s", t.seconds_left)),
+                (t.summary.clone(), tone),
+            )
+        }
+        None => (
+            plain("-"),
+            plain(row.problem.clone().unwrap_or_else(|| "-".to_owned())),
+        ),
+    };
+    vec![
+        plain(&row.name),
+        plain(&row.phase),
+        plain(age),
+        (state, tone),
+        plain(if row.processes.is_empty() {
+            "-".to_owned()
+        } else {
+            busy(&row.processes)
+        }),
+        plain(beat),
+        plain(longest),
+        sigkill,
+        verdict,
+    ]
+}
+
+fn busy(processes: &[ProcessReport]) -> String {
+    let busy: u32 = processes.iter().filter_map(|p| p.busy).sum();
+    let threads: u32 = processes.iter().filter_map(|p| p.concurrency).sum();
+    if threads == 0 {
+        busy.to_string()
+    } else {
+        format!("{busy}/{threads}")
+    }
+}
+
+/// running, quiet, draining, drained, gone (no process left), or why it is unknown.
+fn state(row: &PodRow) -> (String, Tone) {
+    if row.source.is_none() {
+        return ("unknown".to_owned(), Tone::Warn);
+    }
+    if let Some(drain) = &row.drain
+        && drain.state != "idle"
+    {
+        let tone = if drain.failed() {
+            Tone::Bad
+        } else {
+            Tone::Warn
+        };
+        return (drain.state.clone(), tone);
+    }
+    let live: Vec<&ProcessReport> = row.processes.iter().filter(|p| p.state == "live").collect();
+    if live.is_empty() {
+        return ("no process".to_owned(), Tone::Warn);
+    }
+    if live.iter().all(|p| p.quiet == Some(true)) {
+        return ("quiet".to_owned(), Tone::Warn);
+    }
+    ("running".to_owned(), Tone::Good)
+}
