@@ -287,11 +287,17 @@ pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
         (Some(object), "CREATE" | "UPDATE") if !object.is_null() => object,
         _ => return admit("not-create-or-update"),
     };
-    if Kind::from_name(&request.kind.kind).is_none() {
+    let Some(kind) = Kind::from_name(&request.kind.kind) else {
         return admit("not-a-workload");
-    }
+    };
     let subject = review::subject(object, ctx.namespace);
-    let review = review::mutate(object, &ctx);
+    // As `/mutate`: a pod is only patched on CREATE (its spec is immutable afterwards, and the API
+    // server would reject the update); on UPDATE it is reviewed as it stands, as `/validate` does.
+    let review = if kind == Kind::Pod && request.operation != "CREATE" {
+        review::validate(object, &ctx, Perspective::for_admission(object))
+    } else {
+        review::mutate(object, &ctx)
+    };
     let decision = review::decide(&review, ctx.policy.enforcement, true, &subject);
     Combined {
         outcome: if decision.allowed {
@@ -426,6 +432,26 @@ mod tests {
         let after = parse(&review_body("CREATE", "Pod", mutated)).unwrap();
         let validate = respond(&after, Endpoint::Validate, &ctx(&policy));
         assert_eq!(combined.allowed, validate.response.allowed);
+    }
+
+    #[test]
+    fn combined_never_patches_a_pod_on_update() {
+        for (policy, denied) in [
+            (Policy::default(), false),
+            (Policy::parse("enforcement: deny").unwrap(), true),
+        ] {
+            let request = parse(&review_body("UPDATE", "Pod", pod())).unwrap();
+            let combined = combined(&request, &ctx(&policy));
+            let validate = respond(&request, Endpoint::Validate, &ctx(&policy));
+            assert!(combined.ops.is_empty(), "{:?}", combined.ops);
+            assert_eq!(combined.allowed, !denied);
+            assert_eq!(combined.allowed, validate.response.allowed);
+            assert_eq!(combined.warnings, validate.response.warnings);
+            assert_eq!(
+                combined.message,
+                validate.response.status.map(|status| status.message)
+            );
+        }
     }
 
     #[test]
