@@ -69,98 +69,66 @@ pub(crate) struct Resource {
     pub(crate) plural: &'static str,
     /// Whether it lives in namespaces.
     pub(crate) namespaced: bool,
+    /// The `kind` of its objects.
+    pub(crate) kind: &'static str,
 }
 
-pub(crate) const PODS: Resource = Resource {
-    prefix: "/api/v1",
-    group: "",
-    plural: "pods",
-    namespaced: true,
-};
-pub(crate) const NAMESPACES: Resource = Resource {
-    prefix: "/api/v1",
-    group: "",
-    plural: "namespaces",
-    namespaced: false,
-};
-pub(crate) const SERVICES: Resource = Resource {
-    prefix: "/api/v1",
-    group: "",
-    plural: "services",
-    namespaced: true,
-};
-pub(crate) const SECRETS: Resource = Resource {
-    prefix: "/api/v1",
-    group: "",
-    plural: "secrets",
-    namespaced: true,
-};
-pub(crate) const ENDPOINT_SLICES: Resource = Resource {
-    prefix: "/apis/discovery.k8s.io/v1",
-    group: "discovery.k8s.io",
-    plural: "endpointslices",
-    namespaced: true,
-};
-pub(crate) const MUTATING_WEBHOOKS: Resource = Resource {
-    prefix: "/apis/admissionregistration.k8s.io/v1",
-    group: "admissionregistration.k8s.io",
-    plural: "mutatingwebhookconfigurations",
-    namespaced: false,
-};
-pub(crate) const VALIDATING_WEBHOOKS: Resource = Resource {
-    prefix: "/apis/admissionregistration.k8s.io/v1",
-    group: "admissionregistration.k8s.io",
-    plural: "validatingwebhookconfigurations",
-    namespaced: false,
-};
+impl Resource {
+    const fn new(
+        prefix: &'static str,
+        group: &'static str,
+        plural: &'static str,
+        kind: &'static str,
+        namespaced: bool,
+    ) -> Self {
+        Self {
+            prefix,
+            group,
+            plural,
+            namespaced,
+            kind,
+        }
+    }
+}
 
-/// The workload kinds `validate` reads in the cluster, with their `kind`.
-pub(crate) const WORKLOADS: [(Resource, &str); 5] = [
-    (
-        Resource {
-            prefix: "/apis/apps/v1",
-            group: "apps",
-            plural: "deployments",
-            namespaced: true,
-        },
-        "Deployment",
-    ),
-    (
-        Resource {
-            prefix: "/apis/apps/v1",
-            group: "apps",
-            plural: "statefulsets",
-            namespaced: true,
-        },
-        "StatefulSet",
-    ),
-    (
-        Resource {
-            prefix: "/apis/apps/v1",
-            group: "apps",
-            plural: "daemonsets",
-            namespaced: true,
-        },
-        "DaemonSet",
-    ),
-    (
-        Resource {
-            prefix: "/apis/batch/v1",
-            group: "batch",
-            plural: "cronjobs",
-            namespaced: true,
-        },
-        "CronJob",
-    ),
-    (
-        Resource {
-            prefix: "/apis/batch/v1",
-            group: "batch",
-            plural: "jobs",
-            namespaced: true,
-        },
-        "Job",
-    ),
+const CORE: &str = "/api/v1";
+const APPS: &str = "/apis/apps/v1";
+const BATCH: &str = "/apis/batch/v1";
+const ADMISSION: &str = "/apis/admissionregistration.k8s.io/v1";
+
+pub(crate) const PODS: Resource = Resource::new(CORE, "", "pods", "Pod", true);
+pub(crate) const NAMESPACES: Resource = Resource::new(CORE, "", "namespaces", "Namespace", false);
+pub(crate) const SERVICES: Resource = Resource::new(CORE, "", "services", "Service", true);
+pub(crate) const SECRETS: Resource = Resource::new(CORE, "", "secrets", "Secret", true);
+pub(crate) const ENDPOINT_SLICES: Resource = Resource::new(
+    "/apis/discovery.k8s.io/v1",
+    "discovery.k8s.io",
+    "endpointslices",
+    "EndpointSlice",
+    true,
+);
+pub(crate) const MUTATING_WEBHOOKS: Resource = Resource::new(
+    ADMISSION,
+    "admissionregistration.k8s.io",
+    "mutatingwebhookconfigurations",
+    "MutatingWebhookConfiguration",
+    false,
+);
+pub(crate) const VALIDATING_WEBHOOKS: Resource = Resource::new(
+    ADMISSION,
+    "admissionregistration.k8s.io",
+    "validatingwebhookconfigurations",
+    "ValidatingWebhookConfiguration",
+    false,
+);
+
+/// The workload kinds `validate` reads in the cluster.
+pub(crate) const WORKLOADS: [Resource; 5] = [
+    Resource::new(APPS, "apps", "deployments", "Deployment", true),
+    Resource::new(APPS, "apps", "statefulsets", "StatefulSet", true),
+    Resource::new(APPS, "apps", "daemonsets", "DaemonSet", true),
+    Resource::new(BATCH, "batch", "cronjobs", "CronJob", true),
+    Resource::new(BATCH, "batch", "jobs", "Job", true),
 ];
 
 /// A response relayed by the pod proxy.
@@ -191,6 +159,9 @@ impl Cluster {
                 .unwrap_or(Duration::from_secs(30))
                 .min(Duration::from_secs(10)),
         );
+        // An interactive command fails fast and says why; kube's retries of 503s would turn a
+        // pod proxy's "connection refused" into a long wait.
+        config.default_retry = false;
         let server = config
             .cluster_url
             .to_string()
@@ -291,10 +262,30 @@ impl Cluster {
             namespace: namespace.map(str::to_owned),
         };
         let list = self.get(&path, access).await?;
-        match list.get("items") {
-            Some(Value::Array(items)) => Ok(items.clone()),
-            Some(Value::Null) | None => Ok(Vec::new()),
-            Some(_) => Err(Error::Request(format!("{path}: items is not a list"))),
+        let api_version = resource
+            .prefix
+            .trim_start_matches("/apis/")
+            .trim_start_matches("/api/");
+        match list {
+            Value::Object(mut map) => match map.remove("items") {
+                // Items of a list carry no kind nor apiVersion; the core reads `kind`.
+                Some(Value::Array(mut items)) => {
+                    for item in &mut items {
+                        if let Some(object) = item.as_object_mut() {
+                            object
+                                .insert("kind".to_owned(), Value::String(resource.kind.to_owned()));
+                            object.insert(
+                                "apiVersion".to_owned(),
+                                Value::String(api_version.to_owned()),
+                            );
+                        }
+                    }
+                    Ok(items)
+                }
+                Some(Value::Null) | None => Ok(Vec::new()),
+                Some(_) => Err(Error::Request(format!("{path}: items is not a list"))),
+            },
+            _ => Err(Error::Request(format!("{path}: the answer is not a list"))),
         }
     }
 

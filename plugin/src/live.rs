@@ -63,9 +63,9 @@ pub(crate) async fn run(
     };
 
     let mut objects = Vec::new();
-    for (resource, kind) in cluster::WORKLOADS {
+    for resource in cluster::WORKLOADS {
         match cluster.list(resource, &scope, selector).await {
-            Ok(items) => objects.extend(items.into_iter().map(|item| with_kind(item, kind))),
+            Ok(items) => objects.extend(items),
             Err(error @ Error::Forbidden { .. }) => {
                 notes.push(format!("skipped {}: {error}", resource.plural))
             }
@@ -77,7 +77,6 @@ pub(crate) async fn run(
         .await?
         .into_iter()
         .filter(analysis::is_sidekiq)
-        .map(|pod| with_kind(pod, "Pod"))
         .collect();
     // Jobs of a CronJob are judged through the CronJob; pods of a controller through it.
     objects.retain(|o| !owned_by(o, "CronJob"));
@@ -154,14 +153,6 @@ pub(crate) async fn run(
     )
     .map_err(Error::Output)?;
     Ok(s.errors > 0)
-}
-
-/// List items carry no `kind`; the core needs it.
-fn with_kind(mut item: Value, kind: &str) -> Value {
-    if let Some(map) = item.as_object_mut() {
-        map.insert("kind".to_owned(), Value::String(kind.to_owned()));
-    }
-    item
 }
 
 fn owned_by(object: &Value, kind: &str) -> bool {

@@ -480,7 +480,7 @@ fn table_text(snapshot: &Snapshot, wide: bool, scope: Option<&Scope>, color: boo
 }
 
 fn pod_cells(row: &PodRow) -> Vec<(String, Tone)> {
-    let age = row.age_secs.map_or("-".to_owned(), |a| Secs(a).to_string());
+    let age = row.age_secs.map_or("-".to_owned(), human_age);
     let (state, tone) = state(row);
     let beat = row
         .processes
@@ -530,6 +530,22 @@ fn pod_cells(row: &PodRow) -> Vec<(String, Tone)> {
     ]
 }
 
+/// An age the way kubectl prints one (`HumanDuration`): precise when young, coarse when old.
+fn human_age(secs: u64) -> String {
+    let (m, h, d) = (secs / 60, secs / 3600, secs / 86_400);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if m < 10 && s % 60 != 0 => format!("{m}m{}s", s % 60),
+        _ if h < 3 => format!("{m}m"),
+        _ if h < 8 && m % 60 != 0 => format!("{h}h{}m", m % 60),
+        _ if h < 48 => format!("{h}h"),
+        _ if d < 8 && h % 24 != 0 => format!("{d}d{}h", h % 24),
+        _ if d < 730 => format!("{d}d"),
+        _ if d < 8 * 365 && d % 365 != 0 => format!("{}y{}d", d / 365, d % 365),
+        _ => format!("{}y", d / 365),
+    }
+}
+
 fn busy(processes: &[ProcessReport]) -> String {
     let busy: u32 = processes.iter().filter_map(|p| p.busy).sum();
     let threads: u32 = processes.iter().filter_map(|p| p.concurrency).sum();
@@ -563,4 +579,27 @@ fn state(row: &PodRow) -> (String, Tone) {
         return ("quiet".to_owned(), Tone::Warn);
     }
     ("running".to_owned(), Tone::Good)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_age;
+
+    #[test]
+    fn ages_read_like_kubectls() {
+        let cases = [
+            (5, "5s"),
+            (119, "119s"),
+            (150, "2m30s"),
+            (600, "10m"),
+            (3 * 3600 + 60, "3h1m"),
+            (9 * 3600, "9h"),
+            (3 * 86_400 + 7200, "3d2h"),
+            (25 * 86_400, "25d"),
+            (800 * 86_400, "2y70d"),
+        ];
+        for (secs, text) in cases {
+            assert_eq!(human_age(secs), text, "{secs}");
+        }
+    }
 }

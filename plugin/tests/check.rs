@@ -1,0 +1,228 @@
+//! `kubectl sidekiq check` against the test API server holding the objects `manifests/base`
+//! installs, with a serving certificate signed (or not) by the webhook's caBundle.
+
+// Test helpers outside #[test] functions panic on failure, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+fn golden(name: &str, actual: &str) {
+    let path = root().join("plugin/tests/golden").join(name);
+    if std::env::var_os("SG_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {name}; run with SG_UPDATE_GOLDEN=1"));
+    assert_eq!(actual, expected, "differs from golden/{name}");
+}
+
+/// The certificate's validity moves with the clock.
+fn steady(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            match (
+                line.find(" days left (until "),
+                line.find("https://127.0.0.1:"),
+            ) {
+                (Some(at), _) => {
+                    format!("    N{}", &line[at..at + " days left (until ".len()]) + "DATE)"
+                }
+                (_, Some(at)) => format!(
+                    "{}https://127.0.0.1:PORT{}",
+                    &line[..at],
+                    &line[line.find(" (v").unwrap_or(line.len())..]
+                ),
+                _ => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// A cluster where `manifests/base` is installed, the serving certificate issued by `ca_of`.
+fn installed(signer: &Pki, serving: &Pki) -> ApiServer {
+    let api = ApiServer::start();
+    let text = std::fs::read_to_string(root().join("manifests/base/webhooks.yaml")).unwrap();
+    let configs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    for mut config in configs {
+        config["metadata"]["creationTimestamp"] = json!("2026-11-10T00:00:00Z");
+        for webhook in config["webhooks"].as_array_mut().unwrap() {
+            webhook["clientConfig"]["caBundle"] = json!(b64(&signer.ca_pem));
+        }
+        let plural = if config["kind"] == "MutatingWebhookConfiguration" {
+            "mutatingwebhookconfigurations"
+        } else {
+            "validatingwebhookconfigurations"
+        };
+        api.add("/apis/admissionregistration.k8s.io/v1", plural, config);
+    }
+    api.add("/api/v1", "services", json!({"metadata": {"name": "sidekiq-guard", "namespace": "sidekiq-guard"}, "spec": {"ports": [{"name": "https", "port": 443}]}}));
+    api.add("/apis/discovery.k8s.io/v1", "endpointslices", json!({
+        "metadata": {"name": "sidekiq-guard-x7k2p", "namespace": "sidekiq-guard", "labels": {"kubernetes.io/service-name": "sidekiq-guard"}},
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.244.1.10"], "conditions": {"ready": true}},
+            {"addresses": ["10.244.2.11"], "conditions": {"ready": true}},
+        ],
+        "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
+    }));
+    api.add(
+        "/api/v1",
+        "secrets",
+        json!({
+            "metadata": {"name": "sidekiq-guard-tls", "namespace": "sidekiq-guard"},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": b64(&serving.cert_pem), "tls.key": b64(&serving.key_pem)},
+        }),
+    );
+    for (name, labels) in [
+        (
+            "shop",
+            json!({"sidekiq-guard.io/inject": "enabled", "kubernetes.io/metadata.name": "shop"}),
+        ),
+        ("legacy", json!({"kubernetes.io/metadata.name": "legacy"})),
+        (
+            "sidekiq-guard",
+            json!({"kubernetes.io/metadata.name": "sidekiq-guard"}),
+        ),
+        (
+            "kube-system",
+            json!({"kubernetes.io/metadata.name": "kube-system"}),
+        ),
+    ] {
+        api.add(
+            "/api/v1",
+            "namespaces",
+            json!({"metadata": {"name": name, "labels": labels}}),
+        );
+    }
+    let mut injected = injected_pod("shop", "rails-worker-7d9c8f6b5-aaaaa", 300, 7434);
+    injected["metadata"]["creationTimestamp"] = json!("2026-11-20T00:00:00Z");
+    api.add_pod(injected);
+    let mut old = injected_pod("shop", "rails-worker-6c5b4a39f-old01", 300, 7434);
+    old["metadata"]["annotations"] = json!({});
+    old["metadata"]["creationTimestamp"] = json!("2026-11-05T00:00:00Z");
+    api.add_pod(old);
+    let mut opted_out = injected_pod("shop", "batch-worker-0", 300, 7434);
+    opted_out["metadata"]["annotations"] = json!({});
+    opted_out["metadata"]["labels"]["sidekiq-guard.io/inject"] = json!("false");
+    api.add_pod(opted_out);
+    let mut elsewhere = injected_pod("legacy", "old-app-worker-1", 300, 7434);
+    elsewhere["metadata"]["annotations"] = json!({});
+    api.add_pod(elsewhere);
+    api
+}
+
+fn webhook_pki() -> Pki {
+    pki(
+        "sidekiq-guard CA",
+        &[
+            "sidekiq-guard",
+            "sidekiq-guard.sidekiq-guard",
+            "sidekiq-guard.sidekiq-guard.svc",
+        ],
+        90,
+    )
+}
+
+#[test]
+fn a_healthy_install_passes_with_the_escaped_pods_listed() {
+    let serving = webhook_pki();
+    let api = installed(&serving, &serving);
+    let kubeconfig = api.kubeconfig("default");
+    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "warnings do not fail the check:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    golden("check-healthy.txt", &steady(&text(&out.stdout)));
+
+    let out = run(&[
+        "check",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["success"], true);
+    let names: Vec<&str> = report["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "kubernetes-api",
+            "sidekiq-guard webhook",
+            "certificates",
+            "namespaces",
+            "sidekiq pods"
+        ]
+    );
+}
+
+#[test]
+fn a_ca_bundle_that_does_not_sign_the_certificate_fails() {
+    let serving = webhook_pki();
+    let other = webhook_pki();
+    let api = installed(&other, &serving);
+    let kubeconfig = api.kubeconfig("default");
+    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let output = text(&out.stdout);
+    assert!(
+        output.contains("× the caBundle verifies the serving certificate\n    the serving certificate is not signed by the caBundle: the API server rejects every call\n"),
+        "{output}"
+    );
+    assert!(output.ends_with("Status check results are ×\n"), "{output}");
+}
+
+#[test]
+fn a_missing_install_and_a_short_lived_certificate_are_reported() {
+    let api = ApiServer::start();
+    let kubeconfig = api.kubeconfig("default");
+    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let output = text(&out.stdout);
+    assert!(output.contains("× MutatingWebhookConfiguration sidekiq-guard exists\n    not found: sidekiq-guard is not installed, or under another name\n    hint: kubectl apply -k manifests/base (or pass --webhook NAME)\n"), "{output}");
+
+    let serving = pki("sidekiq-guard CA", &["sidekiq-guard.sidekiq-guard.svc"], 10);
+    let api = installed(&serving, &serving);
+    let kubeconfig = api.kubeconfig("default");
+    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let output = text(&out.stdout);
+    assert!(
+        output.contains("‼ the serving certificate is valid for 30 days or more\n    9 days left")
+            || output.contains(
+                "‼ the serving certificate is valid for 30 days or more\n    10 days left"
+            ),
+        "{output}"
+    );
+}
+
+#[test]
+fn missing_permissions_are_warnings_that_name_the_rule() {
+    let serving = webhook_pki();
+    let api = installed(&serving, &serving);
+    api.forbid("get", "secrets", Some("sidekiq-guard"));
+    let kubeconfig = api.kubeconfig("default");
+    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{output}");
+    assert!(output.contains("‼ Secret sidekiq-guard/sidekiq-guard-tls holds the serving certificate\n    cannot tell: forbidden: secrets is forbidden"), "{output}");
+    assert!(
+        output.contains("your RBAC role needs: get secrets in namespace sidekiq-guard"),
+        "{output}"
+    );
+}

@@ -1,0 +1,238 @@
+//! `kubectl sidekiq validate` in the cluster: the offline findings, judged as injected where the
+//! namespace opted in, plus jobs running longer than declared and Sidekiq 7+'s recorded times.
+
+// Test helpers outside #[test] functions panic on failure, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+
+fn load(path: &str) -> Value {
+    serde_saphyr::from_str(&std::fs::read_to_string(root().join(path)).unwrap()).unwrap()
+}
+
+fn codes(report: &Value, name: &str) -> Vec<String> {
+    report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {report:#}"))["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn cluster() -> ApiServer {
+    let api = ApiServer::start();
+    api.add(
+        "/api/v1",
+        "namespaces",
+        json!({"metadata": {"name": "shop", "labels": {"sidekiq-guard.io/inject": "enabled"}}}),
+    );
+    api.add(
+        "/api/v1",
+        "namespaces",
+        json!({"metadata": {"name": "notifications"}}),
+    );
+    let mut rails = load("manifests/examples/rails-worker.yaml");
+    rails.as_object_mut().unwrap().remove("kind");
+    api.add("/apis/apps/v1", "deployments", rails);
+    let mut mailer = load("manifests/examples/mailer-statefulset.yaml");
+    mailer.as_object_mut().unwrap().remove("kind");
+    api.add("/apis/apps/v1", "statefulsets", mailer);
+    let mut cronjob = load("manifests/examples/nightly-cronjob.yaml");
+    cronjob.as_object_mut().unwrap().remove("kind");
+    api.add("/apis/batch/v1", "cronjobs", cronjob);
+    // A Job of the CronJob is judged through the CronJob.
+    api.add("/apis/batch/v1", "jobs", json!({
+        "metadata": {"name": "nightly-backfill-29402520", "namespace": "shop", "ownerReferences": [{"kind": "CronJob", "name": "nightly-backfill", "controller": true}]},
+        "spec": {"template": {"spec": {"containers": [{"name": "backfill", "command": ["sidekiq"]}]}}},
+    }));
+    api
+}
+
+#[test]
+fn workloads_are_judged_as_injected_where_their_namespace_opted_in() {
+    let api = cluster();
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run(&[
+        "validate",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-A",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the mailer StatefulSet, not opted in, loses jobs: {}",
+        text(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["mailer", "nightly-backfill", "rails-worker"],
+        "the CronJob's Job is not listed twice"
+    );
+    assert_eq!(codes(&report, "rails-worker"), vec!["SG013", "SG008"]);
+    assert_eq!(codes(&report, "nightly-backfill"), Vec::<String>::new());
+    assert_eq!(
+        codes(&report, "mailer"),
+        vec!["SG001", "SG007", "SG002", "SG005", "SG006"]
+    );
+    assert_eq!(report["objects"][0]["source"], "cluster");
+    assert_eq!(
+        text(&out.stderr),
+        "3 Sidekiq workload(s): 3 error(s), 3 warning(s), 1 info\n"
+    );
+
+    let out = run(&["validate", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "namespace shop alone is clean of errors"
+    );
+    let table = text(&out.stdout);
+    assert!(
+        table.starts_with("SOURCE    NAMESPACE   OBJECT                    SEVERITY   CODE"),
+        "{table}"
+    );
+}
+
+#[test]
+fn live_signals_from_redis_running_jobs_and_recorded_times() {
+    let redis = RedisServer::start();
+    let api = ApiServer::start();
+    api.add(
+        "/api/v1",
+        "namespaces",
+        json!({"metadata": {"name": "shop", "labels": {"sidekiq-guard.io/inject": "enabled"}}}),
+    );
+    api.add("/apis/apps/v1", "deployments", json!({
+        "metadata": {"name": "quick-worker", "namespace": "shop"},
+        "spec": {"template": {
+            "metadata": {"annotations": {"sidekiq-guard.io/longest-job": "2s"}},
+            "spec": {"containers": [{"name": "worker", "command": ["bundle", "exec", "sidekiq"], "env": [{"name": "REDIS_URL", "value": "redis://redis:6379"}]}]},
+        }},
+    }));
+    let pod = "quick-worker-5d8f9c7b6-q1w2e";
+    api.add_pod(json!({
+        "metadata": {
+            "name": pod, "namespace": "shop",
+            "labels": {"pod-template-hash": "5d8f9c7b6"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "quick-worker-5d8f9c7b6", "controller": true}],
+        },
+        "spec": {"containers": [{"name": "worker", "command": ["bundle", "exec", "sidekiq"]}]},
+        "status": {"phase": "Running"},
+    }));
+    let worker = FakeSidekiq::start(FakeConfig {
+        url: redis.url(),
+        prefix: String::new(),
+        host: pod.to_owned(),
+        pid: 21,
+        version: Version::V7,
+        beat: Duration::from_millis(300),
+        embedded: false,
+    });
+    worker.run_job(
+        r#"{"class":"ImportJob","jid":"i1","queue":"default"}"#,
+        Duration::from_secs(60),
+    );
+    // Sidekiq 7.3's metrics for this minute: one SlowJob run in the "slower than 335 s" bucket.
+    let minute = sidekiq_guard::sidekiq::metrics::Minute {
+        layout: sidekiq_guard::sidekiq::metrics::Layout::V7,
+        epoch: now() - now() % 60,
+    };
+    redis.cli(&[
+        "HSET",
+        &minute.hash_key(),
+        "SlowJob|p",
+        "1",
+        "SlowJob|ms",
+        "400000",
+    ]);
+    redis.cli(&[
+        "BITFIELD",
+        &minute.histogram_key("SlowJob"),
+        "OVERFLOW",
+        "SAT",
+        "INCRBY",
+        "u16",
+        "#25",
+        "1",
+    ]);
+    std::thread::sleep(Duration::from_millis(3000));
+
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run(&[
+        "validate",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--redis-url",
+        &redis.url(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = report["objects"][0]["findings"].as_array().unwrap();
+    let running = findings
+        .iter()
+        .find(|f| f["code"] == "SG020")
+        .expect("SG020");
+    let message = running["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("pod shop/{pod} has been running ImportJob for "))
+            && message.contains(
+                "longer than the declared longest job 2s (annotation sidekiq-guard.io/longest-job)"
+            ),
+        "{message}"
+    );
+    let slower = findings
+        .iter()
+        .find(|f| f["code"] == "SG021")
+        .expect("SG021");
+    assert_eq!(
+        slower["message"],
+        "class SlowJob took more than 5m35s in the last 8 h (Sidekiq's metrics in this Redis), declared 2s (annotation sidekiq-guard.io/longest-job): if this workload runs SlowJob, its drains end before it does"
+    );
+    assert_eq!(
+        slower["path"],
+        "spec.template.metadata.annotations[\"sidekiq-guard.io/longest-job\"]"
+    );
+}
+
+#[test]
+fn a_redis_without_metrics_says_so() {
+    let redis = RedisServer::start();
+    let api = cluster();
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run(&[
+        "validate",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--redis-url",
+        &redis.url(),
+    ]);
+    assert!(
+        text(&out.stderr).contains(
+            "note: no execution metrics in Redis (they exist on Sidekiq 7 and later, for 8 hours)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}

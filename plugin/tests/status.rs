@@ -1,0 +1,728 @@
+//! `kubectl sidekiq status` and `drain` against the test API server, a real `redis-server`, the
+//! real probe and a real Sidekiq.
+
+// Test helpers outside #[test] functions panic on failure, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+
+fn fixed(status: u16, body: Value) -> ProxyTarget {
+    ProxyTarget::Fixed {
+        status,
+        body: body.to_string(),
+        delay: Duration::ZERO,
+    }
+}
+
+/// A probe `/status` document: one process running `jobs` (class, elapsed seconds).
+fn probe_document(pod: &str, jobs: &[(&str, f64)], drain_state: &str) -> Value {
+    let jobs: Vec<Value> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, (class, elapsed))| {
+            json!({"class": class, "wrapper": null, "jid": format!("jid{i}"), "queue": "default", "thread": format!("t{i}"),
+                   "run_at": 1_795_663_371.0 - elapsed, "elapsed_secs": elapsed})
+        })
+        .collect();
+    json!({
+        "schema": 1, "version": "0.1.0", "mode": "native",
+        "pod": {"name": pod, "namespace": "shop", "hostname": pod},
+        "redis": {"url": "redis://redis:6379/0", "namespace": null, "reachable": true, "unreachable_for_secs": null, "error": null,
+                  "last_read_age_secs": 0.4, "reads": 10, "round_trips": 10, "commands": 30},
+        "liveness": {"ok": true, "code": "ok", "reason": "beat 3s ago"},
+        "readiness": {"ok": true, "code": "ok", "reason": "1 live process"},
+        "processes": [{
+            "identity": format!("{pod}:1:abc"), "state": "live", "hostname": pod, "pid": 1, "tag": "app", "version": "7.3.2",
+            "layout": "7.x", "embedded": false, "queues": ["default"], "quiet": drain_state != "idle", "busy": jobs.len(),
+            "concurrency": 5, "beat": 1_795_663_368.0, "beat_age_secs": 3.0, "started_at": 1_795_600_000.0, "rss_kb": 204_800,
+            "rtt_us": 150, "jobs": jobs, "jobs_read_age_secs": 0.4, "errors": [], "warnings": [],
+        }],
+        "drain": {"state": drain_state, "budget_secs": 320.0, "started_at": null, "elapsed_secs": null, "message": null, "signalled": [], "processes": []},
+        "shutting_down": false,
+    })
+}
+
+/// Blanks what moves with the clock — the AGE and SIGKILL IN columns, and the seconds left in
+/// a verdict — keeping the layout, so the rest compares exactly.
+fn steady(table: &str) -> String {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    let columns: Vec<usize> = ["AGE", "SIGKILL IN"]
+        .iter()
+        .filter_map(|name| header.find(name))
+        .collect();
+    let mut out = format!("{header}\n");
+    for line in lines {
+        let mut line = line.to_owned();
+        for &at in &columns {
+            if line.len() > at && line.is_char_boundary(at) {
+                let end = line[at..].find(' ').map_or(line.len(), |e| at + e);
+                let token = &line[at..end];
+                if token != "-" {
+                    let blank = format!("{:<width$}", "T", width = token.len());
+                    line.replace_range(at..end, &blank);
+                }
+            }
+        }
+        if let Some(left) = line.find(" s left") {
+            let start = line[..left].rfind(' ').map_or(0, |s| s + 1);
+            line.replace_range(start..left, "N");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = root().join("plugin/tests/golden").join(name);
+    if std::env::var_os("SG_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {name}; run with SG_UPDATE_GOLDEN=1"));
+    assert_eq!(actual, expected, "differs from golden/{name}");
+}
+
+#[test]
+fn status_through_the_pod_proxy_shows_each_pods_work_and_verdict() {
+    let api = ApiServer::start();
+    api.add_pod(injected_pod(
+        "shop",
+        "rails-worker-7d9c8f6b5-aaaaa",
+        300,
+        7434,
+    ));
+    let mut terminating = injected_pod("shop", "rails-worker-7d9c8f6b5-bbbbb", 300, 7434);
+    terminating["metadata"]["deletionTimestamp"] =
+        json!(sidekiq_guard::timestamp::format(now() + 20));
+    terminating["metadata"]["deletionGracePeriodSeconds"] = json!(350);
+    api.add_pod(terminating);
+    let mut before_install = injected_pod("shop", "rails-worker-old", 300, 7434);
+    before_install["metadata"]["annotations"] = json!({});
+    api.add_pod(before_install);
+    api.add_pod(injected_pod("shop", "rails-worker-broken", 300, 7434));
+    // Not Sidekiq: never shown.
+    api.add_pod(json!({"metadata": {"name": "web-1", "namespace": "shop"}, "spec": {"containers": [{"name": "web", "command": ["puma"]}]}, "status": {"phase": "Running"}}));
+    api.proxy(
+        "shop",
+        "rails-worker-7d9c8f6b5-aaaaa",
+        7434,
+        fixed(
+            200,
+            probe_document("rails-worker-7d9c8f6b5-aaaaa", &[("MailJob", 2.0)], "idle"),
+        ),
+    );
+    api.proxy(
+        "shop",
+        "rails-worker-7d9c8f6b5-bbbbb",
+        7434,
+        fixed(
+            200,
+            probe_document(
+                "rails-worker-7d9c8f6b5-bbbbb",
+                &[("ReportJob", 240.0)],
+                "draining",
+            ),
+        ),
+    );
+    let kubeconfig = api.kubeconfig("shop");
+
+    let out = run(&["status", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    golden("status-table.txt", &steady(&text(&out.stdout)));
+
+    let out = run(&[
+        "status",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pods = snapshot["pods"].as_array().unwrap();
+    assert_eq!(pods.len(), 4);
+    assert_eq!(pods[0]["source"], "probe");
+    assert_eq!(pods[0]["processes"][0]["jobs"][0]["class"], "MailJob");
+    assert_eq!(pods[1]["terminating"]["verdict"]["verdict"], "at-risk");
+    assert_eq!(pods[1]["terminating"]["verdict"]["class"], "ReportJob");
+    assert_eq!(pods[1]["declaredLongestJobSecs"], 300);
+    assert_eq!(pods[3]["injected"], false);
+    assert!(
+        pods[2]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("no sidekiq-guard probe answers on port 7434"),
+        "{:#?} {:?}",
+        pods[2],
+        api.requests()
+    );
+}
+
+#[test]
+fn status_joins_a_real_sidekiq_through_its_real_probe() {
+    let redis = RedisServer::start();
+    let pod = "rails-worker-7d9c8f6b5-real1";
+    let _sidekiq = start_sidekiq(&redis, pod, 3);
+    let (probe, port) = start_probe(&redis.url(), pod, "1m");
+    let api = ApiServer::start();
+    api.add_pod(injected_pod("shop", pod, 60, 7434));
+    api.proxy("shop", pod, 7434, ProxyTarget::Forward(port));
+    let kubeconfig = api.kubeconfig("shop");
+    enqueue(&redis, &[(30.0, "a"), (30.0, "b")]);
+
+    let mut last = Value::Null;
+    let busy = wait_until(Duration::from_secs(25), || {
+        let out = run(&[
+            "status",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "-o",
+            "json",
+        ]);
+        last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        last["pods"][0]["processes"][0]["busy"] == 2
+    });
+    assert!(
+        busy,
+        "never saw 2 busy threads: {last:#}\nprobe log:\n{}",
+        probe.log()
+    );
+    let process = &last["pods"][0]["processes"][0];
+    assert_eq!(process["concurrency"], 3);
+    assert_eq!(process["state"], "live");
+    let classes: Vec<&str> = process["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(classes, vec!["TimedJob", "TimedJob"]);
+
+    let out = run(&[
+        "status",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-o",
+        "wide",
+    ]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("running") && table.contains("2/3") && table.contains("TimedJob"),
+        "{table}"
+    );
+    assert!(table.contains("node-1"), "wide shows the node: {table}");
+}
+
+#[test]
+fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
+    let redis = RedisServer::start();
+    let fake = |host: &str, pid: u32, version: Version| {
+        FakeSidekiq::start(FakeConfig {
+            url: redis.url(),
+            prefix: String::new(),
+            host: host.to_owned(),
+            pid,
+            version,
+            beat: Duration::from_millis(500),
+            embedded: false,
+        })
+    };
+    let seven = fake("rails-worker-7d9c8f6b5-aaaaa", 11, Version::V7);
+    let eight = fake("mailer-0", 12, Version::V8);
+    let ghost = fake("gone-worker-5f6d7-zzzzz", 13, Version::V7);
+    seven.run_job(
+        r#"{"class":"ReportJob","jid":"j1","queue":"reports","created_at":1795663000.0}"#,
+        Duration::from_secs(60),
+    );
+    let api = ApiServer::start();
+    api.add_pod(injected_pod(
+        "shop",
+        "rails-worker-7d9c8f6b5-aaaaa",
+        300,
+        7434,
+    ));
+    let mut mailer = injected_pod("notifications", "mailer-0", 90, 7434);
+    mailer["spec"]["hostname"] = json!("mailer-0");
+    api.add_pod(mailer);
+    let kubeconfig = api.kubeconfig("shop");
+    assert!(wait_until(Duration::from_secs(5), || redis
+        .cli(&["SCARD", "processes"])
+        .trim()
+        == "3"));
+    std::thread::sleep(Duration::from_millis(700));
+
+    let out = run(&[
+        "status",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-A",
+        "--redis-url",
+        &redis.url(),
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pods = snapshot["pods"].as_array().unwrap();
+    assert_eq!(pods.len(), 2);
+    assert_eq!(pods[0]["namespace"], "notifications");
+    assert_eq!(pods[0]["source"], "redis");
+    assert_eq!(pods[0]["processes"][0]["layout"], "8.x");
+    assert_eq!(pods[1]["processes"][0]["jobs"][0]["class"], "ReportJob");
+    let orphans: Vec<&str> = snapshot["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["identity"].as_str().unwrap())
+        .collect();
+    assert_eq!(orphans, vec![ghost.identity.as_str()]);
+
+    let out = run(&[
+        "status",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-A",
+        "--redis-url",
+        &redis.url(),
+    ]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("Processes in Redis whose hostname is no pod of the cluster:"),
+        "{table}"
+    );
+    assert!(table.contains(&ghost.identity), "{table}");
+
+    // Scoped to one namespace, another namespace's processes are not orphans.
+    let out = run(&[
+        "status",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--redis-url",
+        &redis.url(),
+        "-o",
+        "json",
+    ]);
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snapshot["pods"].as_array().unwrap().len(), 1);
+    assert_eq!(snapshot["orphans"], json!([]));
+    drop((eight, seven));
+}
+
+#[test]
+fn status_from_redis_works_without_any_cluster() {
+    let redis = RedisServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let worker = FakeSidekiq::start(FakeConfig {
+        url: redis.url(),
+        prefix: String::new(),
+        host: "worker-host".into(),
+        pid: 42,
+        version: Version::V7,
+        beat: Duration::from_millis(500),
+        embedded: false,
+    });
+    worker.run_job(
+        r#"{"class":"MailJob","jid":"m1","queue":"mailers"}"#,
+        Duration::from_secs(30),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let out = plugin()
+        .args(["status", "--redis-url", &redis.url(), "-o", "json"])
+        .env("HOME", home.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "no kubeconfig: showing Redis processes by hostname only\n"
+    );
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snapshot["pods"][0]["name"], "worker-host");
+    assert_eq!(
+        snapshot["pods"][0]["processes"][0]["jobs"][0]["class"],
+        "MailJob"
+    );
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let api = ApiServer::start();
+    api.forbid("list", "pods", Some("shop"));
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run(&["status", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: forbidden: pods is forbidden: User \"tester\" cannot list resource \"pods\" in API group \"\" in the namespace \"shop\"\n  your RBAC role needs: list pods in namespace shop\n"
+    );
+
+    let closed = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let unreachable = dir.path().join("kubeconfig");
+    let text_config = std::fs::read_to_string(&kubeconfig).unwrap().replace(
+        &format!("127.0.0.1:{}", api.addr.port()),
+        &format!("127.0.0.1:{closed}"),
+    );
+    std::fs::write(&unreachable, text_config).unwrap();
+    let out = run(&[
+        "status",
+        "--kubeconfig",
+        unreachable.to_str().unwrap(),
+        "--request-timeout",
+        "5s",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("error: cannot reach the Kubernetes API at https://127.0.0.1:{closed} (is the cluster up, and the kubeconfig's context the right one?)")),
+        "{stderr}"
+    );
+
+    let out = run(&["status", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .starts_with("error: cannot load the kubeconfig from /nonexistent/kubeconfig"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(&[
+        "status",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--context",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("nope"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn kubectl_flags_work_before_and_after_the_subcommand() {
+    let api = ApiServer::start();
+    api.add_pod(injected_pod("other", "worker-1", 60, 7434));
+    let kubeconfig = api.kubeconfig("shop");
+    let k = kubeconfig.to_str().unwrap();
+    for args in [
+        vec!["--kubeconfig", k, "-n", "other", "status", "-o", "json"],
+        vec![
+            "status",
+            "--kubeconfig",
+            k,
+            "--namespace",
+            "other",
+            "-o",
+            "json",
+        ],
+        vec![
+            "--kubeconfig",
+            k,
+            "--context",
+            "other",
+            "status",
+            "-o",
+            "json",
+        ],
+        vec![
+            "--kubeconfig",
+            k,
+            "status",
+            "-l",
+            "app=worker",
+            "-A",
+            "-o",
+            "json",
+        ],
+    ] {
+        let out = run(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(snapshot["pods"][0]["name"], "worker-1", "{args:?}");
+    }
+    let requests = api.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r == "GET /api/v1/pods?labelSelector=app%3Dworker"),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn probes_are_read_concurrently_within_the_bound() {
+    let api = ApiServer::start();
+    for i in 0..40 {
+        let name = format!("worker-{i:02}");
+        api.add_pod(injected_pod("shop", &name, 60, 7434));
+        api.proxy(
+            "shop",
+            &name,
+            7434,
+            ProxyTarget::Fixed {
+                status: 200,
+                body: probe_document(&name, &[], "idle").to_string(),
+                delay: Duration::from_millis(200),
+            },
+        );
+    }
+    let kubeconfig = api.kubeconfig("shop");
+    let started = Instant::now();
+    let out = run(&[
+        "status",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--concurrency",
+        "8",
+        "-o",
+        "json",
+    ]);
+    let elapsed = started.elapsed();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snapshot["pods"].as_array().unwrap().len(), 40);
+    assert!(
+        snapshot["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["source"] == "probe")
+    );
+    let max = api.in_flight_max.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(max <= 8, "at most 8 probe requests in flight, saw {max}");
+    assert!(max >= 4, "requests overlap, saw at most {max} in flight");
+    // 40 × 200 ms in series would be 8 s.
+    assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
+}
+
+#[test]
+fn drain_through_the_probe_follows_a_real_sidekiq_until_idle() {
+    let redis = RedisServer::start();
+    let pod = "rails-worker-7d9c8f6b5-drain";
+    let _sidekiq = start_sidekiq(&redis, pod, 3);
+    let (probe, port) = start_probe(&redis.url(), pod, "1m");
+    let api = ApiServer::start();
+    api.add_pod(injected_pod("shop", pod, 40, 7434));
+    api.proxy("shop", pod, 7434, ProxyTarget::Forward(port));
+    let kubeconfig = api.kubeconfig("shop");
+    enqueue(&redis, &[(4.0, "a"), (6.0, "b")]);
+    assert!(wait_until(Duration::from_secs(20), || redis
+        .cli(&["SCARD", "sg:started"])
+        .trim()
+        == "2"));
+
+    let started = Instant::now();
+    let out = run(&[
+        "drain",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        pod,
+        "--interval",
+        "1s",
+    ]);
+    let took = started.elapsed();
+    let output = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{output}\n{}\nprobe:\n{}",
+        text(&out.stderr),
+        probe.log()
+    );
+    assert!(
+        output.starts_with(&format!(
+            "shop/{pod}: quieting through its probe (budget 1m)\n"
+        )),
+        "{output}"
+    );
+    assert!(
+        output.contains("TimedJob"),
+        "progress names the running jobs: {output}"
+    );
+    assert!(
+        output
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(&format!("shop/{pod}: idle after ")),
+        "{output}"
+    );
+    assert_eq!(
+        redis.cli(&["SCARD", "sg:done"]).trim(),
+        "2",
+        "both jobs finished"
+    );
+    assert!(took < Duration::from_secs(25), "drained in {took:?}");
+}
+
+#[test]
+fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
+    let redis = RedisServer::start();
+    let host = "legacy-worker-0";
+    let worker = FakeSidekiq::start(FakeConfig {
+        url: redis.url(),
+        prefix: String::new(),
+        host: host.into(),
+        pid: 7,
+        version: Version::V7,
+        beat: Duration::from_millis(300),
+        embedded: false,
+    });
+    worker.run_job(
+        r#"{"class":"ImportJob","jid":"i1","queue":"default"}"#,
+        Duration::from_secs(2),
+    );
+    let api = ApiServer::start();
+    let mut pod = injected_pod("shop", host, 60, 7434);
+    pod["metadata"]["annotations"] = json!({});
+    api.add_pod(pod);
+    let kubeconfig = api.kubeconfig("shop");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let out = run(&[
+        "drain",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        host,
+        "--redis-url",
+        &redis.url(),
+        "--interval",
+        "300ms",
+    ]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{output}{}", text(&out.stderr));
+    assert!(worker.is_quiet(), "TSTP was pushed and popped");
+    assert!(output.contains("ImportJob"), "{output}");
+    assert!(
+        output
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(&format!("shop/{host}: idle after")),
+        "{output}"
+    );
+
+    // A job longer than the timeout: exit 1, saying what still runs.
+    let busy = FakeSidekiq::start(FakeConfig {
+        url: redis.url(),
+        prefix: String::new(),
+        host: "slow-worker-0".into(),
+        pid: 8,
+        version: Version::V8,
+        beat: Duration::from_millis(300),
+        embedded: false,
+    });
+    busy.run_job(
+        r#"{"class":"ReportJob","jid":"r1","queue":"default"}"#,
+        Duration::from_secs(60),
+    );
+    let mut slow = injected_pod("shop", "slow-worker-0", 60, 7434);
+    slow["metadata"]["annotations"] = json!({});
+    api.add_pod(slow);
+    let out = run(&[
+        "drain",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "slow-worker-0",
+        "--redis-url",
+        &redis.url(),
+        "--timeout",
+        "2s",
+        "--interval",
+        "300ms",
+    ]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    let last = output.lines().last().unwrap();
+    assert!(
+        last.starts_with("shop/slow-worker-0: not idle after"),
+        "{output}"
+    );
+    assert!(last.contains("ReportJob"), "{output}");
+}
+
+#[test]
+fn drain_refuses_pods_without_a_probe_unless_given_redis() {
+    let api = ApiServer::start();
+    let mut pod = injected_pod("shop", "bare-worker", 60, 7434);
+    pod["metadata"]["annotations"] = json!({});
+    api.add_pod(pod);
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run(&[
+        "drain",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "bare-worker",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: pod shop/bare-worker: no sidekiq-guard probe (not injected); use --redis-url to quiet it through Redis\n"
+    );
+    let out = run(&[
+        "drain",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "missing",
+    ]);
+    assert_eq!(text(&out.stderr), "error: pod shop/missing not found\n");
+    let out = run(&["drain", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(
+        text(&out.stderr),
+        "error: name the pods to drain, or select them with -l\n"
+    );
+}
+
+#[test]
+fn watch_refreshes_until_interrupted() {
+    let api = ApiServer::start();
+    api.add_pod(injected_pod("shop", "worker-1", 60, 7434));
+    api.proxy(
+        "shop",
+        "worker-1",
+        7434,
+        fixed(200, probe_document("worker-1", &[("MailJob", 2.0)], "idle")),
+    );
+    let kubeconfig = api.kubeconfig("shop");
+    let child = plugin()
+        .args([
+            "status",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--watch",
+            "--interval",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pod_reads = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.contains("/proxy/status"))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || pod_reads() >= 3),
+        "refreshed {} times",
+        pod_reads()
+    );
+    send_signal(child.id(), "INT");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "Ctrl-C ends a watch cleanly: {}",
+        text(&out.stderr)
+    );
+    let screens = text(&out.stdout).matches("POD ").count();
+    assert!(screens >= 3, "{}", text(&out.stdout));
+}
