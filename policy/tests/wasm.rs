@@ -200,6 +200,55 @@ fn mutation_keeps_fields_this_build_does_not_know() {
     });
 }
 
+/// A pod created before sidekiq-guard was installed, then updated (a label, an ownerReference):
+/// its spec is immutable, so the answer is the webhook's `/validate` on it as it stands — never a
+/// mutated object the API server would refuse.
+#[test]
+fn a_pod_is_never_patched_on_update() {
+    run(|| {
+        let mut host = host();
+        let review: Value = serde_json::from_slice(
+            &std::fs::read(
+                workspace_root().join("tests/data/admission/create-pod-rails-worker.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut request = review["request"].clone();
+        request["operation"] = json!("UPDATE");
+        request["oldObject"] = request["object"].clone();
+        for (policy, settings) in settings() {
+            let response = validate(&mut host, &validation_request(&request, &settings));
+            let native = Policy::from_value(settings.clone()).unwrap();
+            let ctx = sidekiq_guard::Context {
+                policy: &native,
+                mode: sidekiq_guard_policy::sidecar_mode(&native),
+                namespace: None,
+            };
+            let webhook = sidekiq_guard::admission::respond(
+                &serde_json::from_value(request.clone()).unwrap(),
+                sidekiq_guard::admission::Endpoint::Validate,
+                &ctx,
+            )
+            .response;
+            assert!(response.mutated_object.is_none(), "{policy}: mutated");
+            assert_eq!(response.accepted, webhook.allowed, "{policy}");
+            assert_eq!(response.accepted, policy == "warn", "{policy}");
+            assert_eq!(
+                response.message,
+                webhook.status.map(|status| status.message),
+                "{policy}"
+            );
+            let warnings = response.warnings.unwrap_or_default();
+            assert_eq!(warnings, webhook.warnings, "{policy}");
+            assert!(
+                warnings.iter().any(|w| w.contains("SG002 prestop-missing")),
+                "{policy}: {warnings:?}"
+            );
+        }
+    });
+}
+
 #[test]
 fn settings_are_validated_with_the_core_messages() {
     run(|| {
