@@ -61,7 +61,9 @@ fn metadata_declares_a_mutating_wapc_policy_of_this_version() {
         "io.artifacthub.resources",
     ] {
         assert!(
-            annotations[key].as_str().is_some_and(|v| !v.trim().is_empty()),
+            annotations[key]
+                .as_str()
+                .is_some_and(|v| !v.trim().is_empty()),
             "{key} is missing"
         );
     }
@@ -121,7 +123,7 @@ fn artifacthub_package_matches_the_metadata() {
         annotations["kubewarden/resources"],
         metadata["annotations"]["io.artifacthub.resources"]
     );
-    let rules: Value = serde_saphyr::from_str(annotations["kubewarden/rules"].as_str().unwrap())
-        .unwrap();
+    let rules: Value =
+        serde_saphyr::from_str(annotations["kubewarden/rules"].as_str().unwrap()).unwrap();
     assert_eq!(rules, metadata["rules"]);
 }
