@@ -210,8 +210,10 @@ fn take_output(store: &mut Store<HostState>) -> String {
     String::from_utf8_lossy(&std::mem::take(&mut store.data_mut().output)).into_owned()
 }
 
-/// Runs `f` on a thread with an 8 MiB stack and returns its result: wasmi executes guest calls
-/// on the host stack deeply enough that the test harness's 2 MiB threads are not always enough.
+/// Runs `f` on a thread with an 8 MiB stack and returns its result. wasmi compiles and runs
+/// guest code on the host's stack: the policy tests overflow 256 KiB and fit in 1 MiB with wasmi
+/// optimised (the root `Cargo.toml` does so for `dev`), and need more unoptimised, where wasmi
+/// cannot dispatch by tail calls. 8 MiB leaves headroom under any profile.
 /// A panic in `f` is re-raised in the caller; the error is the thread's failure to start.
 pub fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> std::io::Result<R> {
     std::thread::scope(|scope| {
@@ -536,6 +538,8 @@ fn dep_info_sources(text: &str) -> Vec<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -551,6 +555,83 @@ mod tests {
             ]
         );
         assert!(dep_info_sources("").is_empty());
+    }
+
+    /// (module
+    ///   (memory (export "memory") 1)
+    ///   (func (export "__guest_call") (param i32 i32) (result i32) unreachable))
+    const TRAPPING_GUEST: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+        0x01, 0x07, 0x01, 0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f, // type 0: (i32 i32) -> i32
+        0x03, 0x02, 0x01, 0x00, // func 0: type 0
+        0x05, 0x03, 0x01, 0x00, 0x01, // memory: min 1 page
+        0x07, 0x19, 0x02, // exports
+        0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00, //
+        0x0c, b'_', b'_', b'g', b'u', b'e', b's', b't', b'_', b'c', b'a', b'l', b'l', 0x00, 0x00,
+        0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b, // body: unreachable
+    ];
+
+    /// (module
+    ///   (import "wapc" "__guest_response" (func $respond (param i32 i32)))
+    ///   (memory (export "memory") 1)
+    ///   (func (export "__guest_call") (param i32 i32) (result i32)
+    ///     (call $respond (i32.const 65535) (i32.const 100)) (i32.const 1)))
+    const OUT_OF_BOUNDS_GUEST: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+        0x01, 0x0c, 0x02, // types
+        0x60, 0x02, 0x7f, 0x7f, 0x00, // type 0: (i32 i32) -> ()
+        0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f, // type 1: (i32 i32) -> i32
+        0x02, 0x19, 0x01, 0x04, b'w', b'a', b'p', b'c', // import "wapc"
+        0x10, b'_', b'_', b'g', b'u', b'e', b's', b't', b'_', b'r', b'e', b's', b'p', b'o', b'n',
+        b's', b'e', 0x00, 0x00, // "__guest_response": func, type 0
+        0x03, 0x02, 0x01, 0x01, // func 1: type 1
+        0x05, 0x03, 0x01, 0x00, 0x01, // memory: min 1 page
+        0x07, 0x19, 0x02, // exports
+        0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00, //
+        0x0c, b'_', b'_', b'g', b'u', b'e', b's', b't', b'_', b'c', b'a', b'l', b'l', 0x00, 0x01,
+        0x0a, 0x0f, 0x01, 0x0d, 0x00, // code: one body of 13 bytes, no locals
+        0x41, 0xff, 0xff, 0x03, // i32.const 65535
+        0x41, 0xe4, 0x00, // i32.const 100
+        0x10, 0x00, // call $respond
+        0x41, 0x01, // i32.const 1
+        0x0b,
+    ];
+
+    #[test]
+    fn a_trapping_guest_is_an_error_naming_the_operation() {
+        let mut host = WapcHost::new(TRAPPING_GUEST).unwrap();
+        let err = host.call("validate", b"{}").unwrap_err();
+        assert!(
+            matches!(&err, HostError::Trap { operation, .. } if operation == "validate"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("unreachable"), "{err}");
+    }
+
+    #[test]
+    fn a_guest_answering_outside_its_memory_traps_instead_of_panicking() {
+        let mut host = WapcHost::new(OUT_OF_BOUNDS_GUEST).unwrap();
+        let err = host.call("validate", b"{}").unwrap_err().to_string();
+        assert!(
+            err.contains("guest buffer of 100 bytes at 65535 is outside its 65536-byte memory"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_module_without_guest_call_is_not_a_wapc_guest() {
+        // The trapping guest with its function export renamed to `__guest_cal_`.
+        let mut bytes = TRAPPING_GUEST.to_vec();
+        let at = bytes.len() - 10;
+        bytes[at] = b'_';
+        match WapcHost::new(&bytes) {
+            Err(HostError::NotWapc(message)) => assert!(message.contains("__guest_call")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            WapcHost::new(b"not wasm"),
+            Err(HostError::Instantiate(_))
+        ));
     }
 
     #[test]
