@@ -726,3 +726,12 @@ fn watch_refreshes_until_interrupted() {
     let screens = text(&out.stdout).matches("POD ").count();
     assert!(screens >= 3, "{}", text(&out.stdout));
 }
+
+#[test]
+fn the_benchmarks_probe_document_is_what_the_probe_serves() {
+    let text =
+        std::fs::read_to_string(root().join("plugin/tests/golden/probe-status.json")).unwrap();
+    let status: sidekiq_guard::probe::report::Status = serde_json::from_str(&text).unwrap();
+    assert_eq!(status.schema, sidekiq_guard::probe::report::SCHEMA);
+    assert_eq!(status.processes[0].jobs.len(), 3);
+}
