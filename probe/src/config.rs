@@ -43,7 +43,7 @@ pub(crate) enum LogFormat {
 /// Redis is found as Sidekiq finds it: $REDIS_PROVIDER names the variable holding the URL, else
 /// $REDIS_URL, else redis://localhost:6379/0.
 #[derive(Debug, Parser)]
-#[command(name = "sidekiq-guard-probe", version)]
+#[command(name = "sidekiq-guard-probe", version, args_override_self = true)]
 pub(crate) struct Args {
     /// Address to serve /livez, /readyz, /drain, /status and /metrics on.
     #[arg(long, env = "SIDEKIQ_GUARD_LISTEN", default_value = "0.0.0.0:7434")]
@@ -82,6 +82,12 @@ pub(crate) struct Args {
     #[arg(long, env = "SIDEKIQ_GUARD_REDIS_NAMESPACE")]
     pub(crate) redis_namespace: Option<String>,
 
+    /// For rediss:// URLs: accept the server's certificate unverified (self-signed servers such
+    /// as Heroku Redis, where Sidekiq is configured with `verify_mode: VERIFY_NONE`). A private CA
+    /// is better given with SSL_CERT_FILE.
+    #[arg(long, env = "SIDEKIQ_GUARD_REDIS_TLS_INSECURE")]
+    pub(crate) redis_tls_insecure: bool,
+
     /// Limit on connecting to Redis.
     #[arg(long, env = "SIDEKIQ_GUARD_CONNECT_TIMEOUT", default_value = "2s", value_parser = duration)]
     pub(crate) connect_timeout: Duration,
@@ -103,8 +109,9 @@ pub(crate) struct Args {
     #[arg(long, env = "SIDEKIQ_GUARD_DRAIN_POLL", default_value = "500ms", value_parser = duration)]
     pub(crate) drain_poll: Duration,
 
-    /// How often to list the `processes` set for new processes of this pod.
-    #[arg(long, env = "SIDEKIQ_GUARD_REDISCOVER", default_value = "60s", value_parser = duration)]
+    /// How often to list the `processes` set for new processes of this pod, besides when one
+    /// leaves, expires or is late, and when a drain starts.
+    #[arg(long, env = "SIDEKIQ_GUARD_REDISCOVER", default_value = "5m", value_parser = duration)]
     pub(crate) rediscover: Duration,
 
     /// Classic mode: longest wait after SIGTERM for Sidekiq to leave Redis. Default: the drain
@@ -181,6 +188,7 @@ impl Settings {
         redis.namespace = args.redis_namespace.clone().filter(|ns| !ns.is_empty());
         redis.connect_timeout = args.connect_timeout;
         redis.response_timeout = args.read_timeout;
+        redis.tls_insecure = args.redis_tls_insecure;
         if args.stale_after.is_zero() || args.outage_window.is_zero() {
             bail!("--stale-after and --outage-window must be longer than zero");
         }

@@ -235,3 +235,29 @@ fn redis_down_at_start_is_not_ready_but_alive_and_answers_fast() {
     }
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[test]
+fn rediss_with_a_private_ca_given_by_ssl_cert_file() {
+    let redis = RedisServer::start_tls();
+    let beat = epoch().to_string();
+    let info = r#"{"hostname":"tls-pod","pid":5,"started_at":1.0,"concurrency":2,"version":"7.3.2"}"#;
+    redis.cli(&["HSET", "tls-pod:5:abcabcabcabc", "info", info, "busy", "0", "beat", &beat, "quiet", "false"]);
+    redis.cli(&["SADD", "processes", "tls-pod:5:abcabcabcabc"]);
+    let ca = redis.tls().unwrap().ca();
+
+    // The CA is unknown to the system store: Redis is unreachable, with the reason.
+    let unverified = Probe::start(&redis.url(), "tls-pod", &[]);
+    let ready = unverified.get("/readyz");
+    assert_eq!(ready.status, 503);
+    assert!(ready.body.contains("certificate"), "{}", ready.body);
+
+    let probe = Probe::start_with_env(
+        &redis.url(),
+        "tls-pod",
+        &[],
+        &[("SSL_CERT_FILE", ca.as_os_str())],
+    );
+    let ready = probe.get("/readyz");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(probe.status().redis.url.starts_with("rediss://127.0.0.1:"));
+}

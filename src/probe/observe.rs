@@ -7,7 +7,8 @@
 //! 1. [`Tracker::plan`] says what to read: for each process it already follows, `SISMEMBER
 //!    processes` (has it left?), `HGETALL <id>` and, when asked for, the work hash; plus
 //!    `SMEMBERS processes` only when new processes may have appeared — when none is followed,
-//!    after one left or expired, after a Redis error, and every `rediscover_after`.
+//!    after one left or expired, when one is late with its heartbeat, after a Redis error, and
+//!    every `rediscover_after`.
 //! 2. The reader sends that as one pipeline (one round trip) and, if `SMEMBERS` revealed new
 //!    processes, a second one for them ([`Tracker::follow_up`]).
 //! 3. [`Tracker::ingest`] (or [`Tracker::record_failure`]) updates the picture.
@@ -271,9 +272,16 @@ impl Tracker {
         let discovery_stale = self
             .last_discovery
             .is_none_or(|at| now.mono.saturating_sub(at) >= self.rediscover_after);
+        // A process more than two and a half beats late may have been replaced by a restart
+        // that left its record behind (SIGKILL, OOM): look for its successor now rather than
+        // at the next periodic listing.
+        let late = self
+            .live()
+            .any(|p| self.heartbeat_age(p.beat, now) > 2.5 * p.layout.beat_secs() as f64);
         let members = self.scope == Scope::All
             || self.discovery_due
             || discovery_stale
+            || late
             || self.live().next().is_none();
         ReadPlan {
             members,
@@ -545,6 +553,19 @@ mod tests {
         assert_eq!(t.plan(now(1_020.0), true).commands(), 6);
         // Rediscovery once the interval has passed.
         assert!(t.plan(now(1_071.0), false).members);
+    }
+
+    #[test]
+    fn a_late_heartbeat_triggers_discovery() {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(600));
+        t.ingest(
+            now(1_010.0),
+            Some(&members(&["w-0:1:aa"])),
+            vec![live("w-0:1:aa", 1_009.0, 1_000.0)],
+        );
+        // 7.x beats every 10 s: 25 s without one is late.
+        assert!(!t.plan(now(1_034.0), false).members);
+        assert!(t.plan(now(1_035.0), false).members);
     }
 
     #[test]

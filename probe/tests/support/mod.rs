@@ -77,6 +77,16 @@ impl Probe {
     /// Starts the probe for `hostname` against `redis_url` with `args`, and waits until it
     /// answers.
     pub fn start(redis_url: &str, hostname: &str, args: &[&str]) -> Self {
+        Self::start_with_env(redis_url, hostname, args, &[])
+    }
+
+    /// [`Probe::start`] with extra environment variables.
+    pub fn start_with_env(
+        redis_url: &str,
+        hostname: &str,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("probe.log");
@@ -96,6 +106,7 @@ impl Probe {
                 command.env_remove(name);
             }
         }
+        command.envs(env.iter().copied());
         let probe = Probe {
             child: Some(command.spawn().unwrap()),
             port,
