@@ -12,8 +12,11 @@
 //!   <id>-signals TSTP`, `EXPIRE <id>-signals 60`, `EXEC`.
 //!
 //! `rediss://` URLs use rustls with the ring provider (installed on first use) and the system's
-//! certificate store; `rediss://…/#insecure` skips certificate verification for self-signed
-//! Redis servers (Heroku-style), like Sidekiq's `ssl_params: {verify_mode: VERIFY_NONE}`.
+//! certificate store (`SSL_CERT_FILE`/`SSL_CERT_DIR` add a private CA).
+//! [`RedisSettings::tls_insecure`] (or a `#insecure` URL fragment) skips certificate
+//! verification for self-signed servers such as Heroku Redis — the equivalent of Sidekiq's
+//! `ssl_params: {verify_mode: OpenSSL::SSL::VERIFY_NONE}`, which lives in Ruby code, not in the
+//! URL the probe copies.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -99,6 +102,9 @@ pub struct RedisSettings {
     pub response_timeout: Duration,
     /// Longest wait between reconnection attempts (the wait doubles from 100 ms).
     pub max_backoff: Duration,
+    /// For `rediss://`: accept any server certificate. Only for servers with self-signed
+    /// certificates that the app itself does not verify either.
+    pub tls_insecure: bool,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -110,6 +116,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("max_backoff", &self.max_backoff)
+            .field("tls_insecure", &self.tls_insecure)
             .finish()
     }
 }
@@ -124,6 +131,7 @@ impl RedisSettings {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
             max_backoff: Duration::from_secs(2),
+            tls_insecure: false,
         }
     }
 
@@ -198,6 +206,18 @@ pub fn redact_url(url: &str) -> String {
             };
             format!("{scheme}://{userinfo}@{host}{tail}")
         }
+    }
+}
+
+/// The system's clocks as [`Now`] for [`Reader::refresh`]: wall-clock time, and monotonic time
+/// since this call.
+pub fn system_clock() -> impl Fn() -> Now + Clone + Send + Sync + 'static {
+    let origin = std::time::Instant::now();
+    move || Now {
+        wall: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        mono: origin.elapsed(),
     }
 }
 
@@ -324,9 +344,23 @@ impl Reader {
                 })?;
         // `CLIENT SETINFO` on every connect adds two commands the probe does not need.
         let redis_info = info.redis_settings().clone().set_skip_set_lib_name();
-        let info = info.set_redis_settings(redis_info);
-        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+        let mut info = info.set_redis_settings(redis_info);
+        if let redis::ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure,
+            tls_params,
+        } = info.addr().clone()
+        {
             install_tls_provider();
+            if settings.tls_insecure && !insecure {
+                info = info.set_addr(redis::ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: true,
+                    tls_params,
+                });
+            }
         }
         let client = redis::Client::open(info).map_err(|e| RedisError::Connect {
             url: settings.redacted_url(),

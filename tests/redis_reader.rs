@@ -20,11 +20,7 @@ use sidekiq_guard::redis::{Reader, RedisError, RedisSettings, UrlSource};
 use sidekiq_guard::sidekiq::records::{Layout, RecordError};
 
 fn clock() -> impl Fn() -> Now {
-    let origin = Instant::now();
-    move || Now {
-        wall: epoch(),
-        mono: origin.elapsed(),
-    }
+    sidekiq_guard::redis::system_clock()
 }
 
 fn reader(url: &str, namespace: Option<&str>) -> Reader {
@@ -330,4 +326,67 @@ async fn a_wrong_password_is_a_clear_error_without_the_password() {
         !text.contains("wrong-one") && !text.contains("right-one"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn rediss_with_rustls_and_ring_verifies_certificates_unless_told_not_to() {
+    let server = RedisServer::start_tls();
+    assert!(server.url().starts_with("rediss://"));
+    let mut con = connect_tls_cli(&server);
+    let id = con.load(Version::V8);
+
+    // The throwaway CA is in no trust store: a clear certificate error.
+    let verified = reader(&server.url(), None);
+    let mut tracker = host("vm");
+    let error = verified
+        .refresh(&mut tracker, false, clock())
+        .await
+        .unwrap_err();
+    let text = error_text(&error);
+    assert!(
+        text.starts_with("cannot connect to Redis at rediss://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+
+    // Told to accept it (Heroku-style self-signed Redis): reads.
+    let mut settings = RedisSettings::new(server.url(), UrlSource::Explicit);
+    settings.tls_insecure = true;
+    let insecure = Reader::new(settings).unwrap();
+    insecure
+        .refresh(&mut tracker, false, clock())
+        .await
+        .unwrap();
+    assert!(tracker.get(&id).unwrap().process().is_some());
+    // The `#insecure` fragment redis-rs understands does the same.
+    let fragment = reader(&format!("{}#insecure", server.url()), None);
+    fragment
+        .refresh(&mut host("vm"), false, clock())
+        .await
+        .unwrap();
+}
+
+/// Loads fixtures through `redis-cli --tls` (the test's own client has no TLS).
+struct TlsCli<'a>(&'a RedisServer);
+
+fn connect_tls_cli(server: &RedisServer) -> TlsCli<'_> {
+    TlsCli(server)
+}
+
+impl TlsCli<'_> {
+    fn load(&mut self, version: Version) -> String {
+        let hash = fake_sidekiq::fixture(version, "process-hash.json");
+        let info: serde_json::Value = serde_json::from_str(hash["info"].as_str().unwrap()).unwrap();
+        let id = info["identity"].as_str().unwrap().to_owned();
+        let beat = epoch().to_string();
+        let mut args = vec!["HSET".to_owned(), id.clone()];
+        for (k, v) in fake_sidekiq::pairs(&hash) {
+            args.push(k.clone());
+            args.push(if k == "beat" { beat.clone() } else { v });
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.0.cli(&args);
+        self.0.cli(&["SADD", "processes", &id]);
+        id
+    }
 }

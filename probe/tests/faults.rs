@@ -127,3 +127,36 @@ fn a_wedged_sidekiq_fails_liveness_after_the_stale_threshold_and_recovers() {
         .status
         == 200));
 }
+
+#[test]
+fn one_slow_redis_call_never_fails_a_probe() {
+    let redis = RedisServer::start();
+    let host = "slow";
+    let _sidekiq = fake(&redis, host, 1, Version::V7, Duration::from_millis(500));
+    let probe = Probe::start(&redis.url(), host, &[]);
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .get("/readyz")
+        .status
+        == 200));
+
+    // Redis hangs for 3 s: longer than a probe may wait (--answer-timeout 800ms) and than a
+    // read may take (--read-timeout 2s). Probes keep answering quickly, and liveness holds.
+    std::thread::sleep(Duration::from_millis(1100));
+    redis.signal("STOP");
+    let hung = Instant::now();
+    while hung.elapsed() < Duration::from_secs(3) {
+        let asked = Instant::now();
+        let live = probe.get("/livez");
+        assert!(
+            asked.elapsed() < Duration::from_millis(1000),
+            "/livez took {:?}",
+            asked.elapsed()
+        );
+        assert_eq!(live.status, 200, "{}", live.body);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    redis.signal("CONT");
+    assert!(wait_until(Duration::from_secs(5), || {
+        probe.get("/readyz").status == 200 && probe.get("/livez").body.starts_with("ok: 1 process")
+    }));
+}

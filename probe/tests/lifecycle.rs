@@ -240,8 +240,20 @@ fn redis_down_at_start_is_not_ready_but_alive_and_answers_fast() {
 fn rediss_with_a_private_ca_given_by_ssl_cert_file() {
     let redis = RedisServer::start_tls();
     let beat = epoch().to_string();
-    let info = r#"{"hostname":"tls-pod","pid":5,"started_at":1.0,"concurrency":2,"version":"7.3.2"}"#;
-    redis.cli(&["HSET", "tls-pod:5:abcabcabcabc", "info", info, "busy", "0", "beat", &beat, "quiet", "false"]);
+    let info =
+        r#"{"hostname":"tls-pod","pid":5,"started_at":1.0,"concurrency":2,"version":"7.3.2"}"#;
+    redis.cli(&[
+        "HSET",
+        "tls-pod:5:abcabcabcabc",
+        "info",
+        info,
+        "busy",
+        "0",
+        "beat",
+        &beat,
+        "quiet",
+        "false",
+    ]);
     redis.cli(&["SADD", "processes", "tls-pod:5:abcabcabcabc"]);
     let ca = redis.tls().unwrap().ca();
 
@@ -260,4 +272,43 @@ fn rediss_with_a_private_ca_given_by_ssl_cert_file() {
     let ready = probe.get("/readyz");
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert!(probe.status().redis.url.starts_with("rediss://127.0.0.1:"));
+}
+
+#[test]
+fn concurrent_probes_share_one_read() {
+    let redis = RedisServer::start();
+    let host = "shared";
+    let _sidekiq = fake(&redis, host, 1, Version::V8, BEAT);
+    let probe = Probe::start(&redis.url(), host, &[]);
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .get("/readyz")
+        .status
+        == 200));
+    let before = probe.status().redis.reads;
+    let started = Instant::now();
+    let port = probe.port;
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|_| {
+                        http(port, "GET", "/livez", Duration::from_secs(5))
+                            .unwrap()
+                            .status
+                    })
+                    .filter(|s| *s == 200)
+                    .count()
+            })
+        })
+        .collect();
+    let ok: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(ok, 800);
+    // One read per --refresh-after (1 s) at most, however many probes wait for it (+2 for
+    // the reads at both ends, and the /status read below).
+    let reads = probe.status().redis.reads - before;
+    assert!(
+        reads as f64 <= secs.ceil() + 3.0,
+        "{reads} reads in {secs:.1}s for 800 probes"
+    );
 }
