@@ -5,7 +5,7 @@
 //!
 //! The shells feed in what they read and the current time ([`Now`]); everything here is
 //! deterministic, so it is tested with plain values. The async reader that fills an
-//! [`observe::Tracker`] from Redis is [`crate::redis`] (feature `redis`).
+//! [`observe::Tracker`] from Redis is `sidekiq_guard::redis` (feature `redis`).
 
 pub mod drain;
 pub mod health;

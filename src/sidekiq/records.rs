@@ -395,9 +395,9 @@ where
         get(name)?.ok_or_else(|| RecordError::missing(name))
     };
 
-    let info_text = require("info")?;
-    let info = parse_info(info_text)?;
-    let (layout, warnings) = layout_of(&info, get("concurrency")?.is_some(), info_text)?;
+    let info_json = info_object(require("info")?)?;
+    let info = info_from(&info_json)?;
+    let (layout, warnings) = layout_of(&info, get("concurrency")?.is_some(), &info_json)?;
 
     let busy = parse_uint(require("busy")?, "busy")?;
     let beat = parse_epoch(require("beat")?, "beat")?;
@@ -443,26 +443,34 @@ where
 
 /// Reads the `info` JSON of a process hash.
 pub fn parse_info(text: &str) -> Result<ProcessInfo, RecordError> {
+    info_from(&info_object(text)?)
+}
+
+fn info_object(text: &str) -> Result<Map<String, Value>, RecordError> {
     let value: Value = serde_json::from_str(text).map_err(|e| RecordError::InvalidJson {
         field: "info".into(),
         source: Arc::new(e),
     })?;
-    let Value::Object(info) = value else {
-        return Err(RecordError::invalid_json_value(
+    match value {
+        Value::Object(info) => Ok(info),
+        other => Err(RecordError::invalid_json_value(
             "info",
-            &value,
+            &other,
             "a JSON object",
-        ));
-    };
-    let hostname = json_str(&info, "info", "hostname")?
+        )),
+    }
+}
+
+fn info_from(info: &Map<String, Value>) -> Result<ProcessInfo, RecordError> {
+    let hostname = json_str(info, "info", "hostname")?
         .ok_or_else(|| RecordError::missing("info.hostname"))?
         .to_owned();
-    let pid = json_uint(&info, "info", "pid")?.ok_or_else(|| RecordError::missing("info.pid"))?;
+    let pid = json_uint(info, "info", "pid")?.ok_or_else(|| RecordError::missing("info.pid"))?;
     let pid = u32::try_from(pid)
         .map_err(|_| RecordError::invalid("info.pid", &pid.to_string(), "a process id"))?;
-    let concurrency = match json_uint(&info, "info", "concurrency")? {
+    let concurrency = match json_uint(info, "info", "concurrency")? {
         Some(n) => Some(n),
-        None => capsules_concurrency(&info)?,
+        None => capsules_concurrency(info)?,
     };
     let concurrency = concurrency
         .map(|n| {
@@ -474,13 +482,13 @@ pub fn parse_info(text: &str) -> Result<ProcessInfo, RecordError> {
     Ok(ProcessInfo {
         hostname,
         pid,
-        started_at: json_f64(&info, "info", "started_at")?,
-        tag: json_str(&info, "info", "tag")?.map(str::to_owned),
-        identity: json_str(&info, "info", "identity")?.map(str::to_owned),
-        queues: json_strings(&info, "info", "queues")?,
-        labels: json_strings(&info, "info", "labels")?,
+        started_at: json_f64(info, "info", "started_at")?,
+        tag: json_str(info, "info", "tag")?.map(str::to_owned),
+        identity: json_str(info, "info", "identity")?.map(str::to_owned),
+        queues: json_strings(info, "info", "queues")?,
+        labels: json_strings(info, "info", "labels")?,
         concurrency,
-        version: json_str(&info, "info", "version")?.map(str::to_owned),
+        version: json_str(info, "info", "version")?.map(str::to_owned),
         embedded: match info.get("embedded") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -524,14 +532,14 @@ fn capsules_concurrency(info: &Map<String, Value>) -> Result<Option<u64>, Record
 fn layout_of(
     info: &ProcessInfo,
     has_concurrency_field: bool,
-    info_text: &str,
+    info_json: &Map<String, Value>,
 ) -> Result<(Layout, Vec<RecordWarning>), RecordError> {
     let Some(version) = &info.version else {
         // No version: 6.x, or 7.0.0/7.0.1 (which already wrote `embedded`), or an 8.x that
         // lost it (capsules / concurrency field are 8.x only).
-        let layout = if has_concurrency_field || info_text.contains("\"capsules\"") {
+        let layout = if has_concurrency_field || info_json.contains_key("capsules") {
             Layout::Sidekiq8
-        } else if info_text.contains("\"embedded\"") {
+        } else if info_json.contains_key("embedded") {
             Layout::Sidekiq7
         } else {
             Layout::Sidekiq6
@@ -937,6 +945,37 @@ mod tests {
             [RecordWarning::NewerVersion {
                 version: "9.0.1".into()
             }]
+        );
+    }
+
+    #[test]
+    fn the_layout_without_a_stated_version_comes_from_the_fields() {
+        let layout = |info: &str, extra: &[(&str, &str)]| {
+            let mut h = hash(&[
+                ("info", info),
+                ("busy", "0"),
+                ("beat", "1795660952.8"),
+                ("quiet", "false"),
+            ]);
+            h.extend(hash(extra));
+            parse_process("vm:1:ab", &h).unwrap().layout
+        };
+        assert_eq!(layout(INFO6, &[]), Layout::Sidekiq6);
+        // 7.0.0 and 7.0.1 wrote `embedded` before `version`.
+        assert_eq!(
+            layout(r#"{"hostname":"vm","pid":1,"embedded":false}"#, &[]),
+            Layout::Sidekiq7
+        );
+        assert_eq!(
+            layout(
+                r#"{"hostname":"vm","pid":1,"capsules":{"default":{"concurrency":2}}}"#,
+                &[]
+            ),
+            Layout::Sidekiq8
+        );
+        assert_eq!(
+            layout(r#"{"hostname":"vm","pid":1}"#, &[("concurrency", "4")]),
+            Layout::Sidekiq8
         );
     }
 
