@@ -244,7 +244,7 @@ pub enum RedisError {
         source: redis::RedisError,
     },
     /// Connecting or a reply took longer than the timeout.
-    #[error("Redis at {url} did not answer within {}", crate::duration::format_secs(timeout.as_secs().max(1)))]
+    #[error("Redis at {url} did not answer within {}", crate::probe::dur(*timeout))]
     Timeout {
         /// The redacted URL.
         url: String,

@@ -298,7 +298,7 @@ async fn a_hung_redis_times_out_instead_of_hanging() {
     );
     assert_eq!(
         error.to_string(),
-        format!("Redis at {} did not answer within 1s", server.url())
+        format!("Redis at {} did not answer within 0.5s", server.url())
     );
     reader.refresh(&mut tracker, false, &now).await.unwrap();
 }
@@ -389,4 +389,57 @@ impl TlsCli<'_> {
         self.0.cli(&["SADD", "processes", &id]);
         id
     }
+}
+
+#[tokio::test]
+async fn username_password_and_database_number_are_honoured() {
+    let server = RedisServer::start();
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "sidekiq",
+        "on",
+        ">w0rker-pw",
+        "~*",
+        "+@all",
+    ]);
+    let mut db3 = connect(&format!("redis://127.0.0.1:{}/3", server.port()));
+    let id = load_fixture(&mut db3, Version::V7, "", "process-hash.json", None, "");
+
+    let url = format!("redis://sidekiq:w0rker-pw@127.0.0.1:{}/3", server.port());
+    let reader = reader(&url, None);
+    let mut tracker = host("vm");
+    reader.refresh(&mut tracker, false, clock()).await.unwrap();
+    assert!(tracker.get(&id).unwrap().process().is_some());
+    assert_eq!(
+        reader.settings().redacted_url(),
+        format!("redis://sidekiq:***@127.0.0.1:{}/3", server.port())
+    );
+    // Database 0 has nothing.
+    let mut empty = host("vm");
+    let db0 = format!("redis://sidekiq:w0rker-pw@127.0.0.1:{}/0", server.port());
+    self::reader(&db0, None)
+        .refresh(&mut empty, false, clock())
+        .await
+        .unwrap();
+    assert_eq!(empty.processes().count(), 0);
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_but_never_answers_hits_the_connect_timeout() {
+    // The kernel completes the TCP handshake; nothing ever answers `SELECT 3`.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "redis://127.0.0.1:{}/3",
+        silent.local_addr().unwrap().port()
+    );
+    let reader = reader(&url, None);
+    let started = Instant::now();
+    let error = reader
+        .refresh(&mut host("vm"), false, clock())
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(error, RedisError::Timeout { .. }), "{error:?}");
+    assert!(took < Duration::from_millis(1200), "{took:?}");
 }
