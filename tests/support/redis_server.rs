@@ -12,6 +12,97 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     password: Option<String>,
+    tls: Option<Tls>,
+}
+
+/// A throwaway CA and a server certificate for `127.0.0.1`, made with `openssl`.
+pub struct Tls {
+    dir: std::path::PathBuf,
+}
+
+impl Tls {
+    fn make() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("sg-tls-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=sidekiq-guard test CA",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat());
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        Tls { dir }
+    }
+
+    /// The CA certificate (PEM) that signed the server's certificate.
+    pub fn ca(&self) -> std::path::PathBuf {
+        self.dir.join("ca.crt")
+    }
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A port nothing listens on right now.
@@ -35,15 +126,45 @@ impl RedisServer {
             child: None,
             port: free_port(),
             password: password.map(str::to_owned),
+            tls: None,
         };
         server.spawn();
         server
     }
 
+    /// Starts a server that speaks only TLS, with a certificate from a throwaway CA.
+    pub fn start_tls() -> Self {
+        let mut server = RedisServer {
+            child: None,
+            port: free_port(),
+            password: None,
+            tls: Some(Tls::make()),
+        };
+        server.spawn();
+        server
+    }
+
+    /// The TLS files, for a TLS server.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
     fn spawn(&mut self) {
         let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(tls.dir.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(tls.dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(tls.ca())
+                .args(["--tls-auth-clients", "no"]),
+        };
         command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(std::env::temp_dir())
@@ -61,6 +182,16 @@ impl RedisServer {
 
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
+        if self.tls.is_some() {
+            while self.try_cli(&["PING"]).as_deref() != Some("PONG") {
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server (TLS) did not start"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return;
+        }
         loop {
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
                 stream
@@ -91,11 +222,16 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://[:password@]127.0.0.1:<port>/0`.
+    /// `redis[s]://[:password@]127.0.0.1:<port>/0`.
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         match &self.password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
-            None => format!("redis://127.0.0.1:{}/0", self.port),
+            Some(password) => format!("{scheme}://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("{scheme}://127.0.0.1:{}/0", self.port),
         }
     }
 
@@ -125,19 +261,29 @@ impl RedisServer {
 
     /// Runs `redis-cli` against the server and returns its output, trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    fn try_cli(&self, args: &[&str]) -> Option<String> {
         let mut command = Command::new("redis-cli");
         command.args(["-p", &self.port.to_string()]);
         if let Some(password) = &self.password {
             command.args(["--no-auth-warning", "-a", password]);
         }
+        if let Some(tls) = &self.tls {
+            command.arg("--tls").arg("--cacert").arg(tls.ca());
+        }
         let output = command
             .args(args)
+            .stderr(Stdio::null())
             .output()
             .expect("redis-cli must be installed");
-        assert!(output.status.success(), "redis-cli {args:?} failed");
-        String::from_utf8_lossy(&output.stdout)
-            .trim_end()
-            .to_owned()
+        output.status.success().then(|| {
+            String::from_utf8_lossy(&output.stdout)
+                .trim_end()
+                .to_owned()
+        })
     }
 
     /// Calls of `command` (lower case) since the last `CONFIG RESETSTAT`, from `INFO
