@@ -87,8 +87,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+        _ = terminate.recv() => info!(signal = "SIGTERM", "stop requested"),
+        _ = interrupt.recv() => info!(signal = "SIGINT", "stop requested"),
         result = &mut monitor => {
             result.context("the Redis monitor stopped")?;
             anyhow::bail!("the Redis monitor stopped unexpectedly");

@@ -252,14 +252,14 @@ impl Monitor {
                     Some(Command::Drain(reply)) => self.start_drain(reply).await,
                     Some(Command::Shutdown) => {
                         if self.settings.mode == Mode::Native {
-                            info!(mode = "native", "SIGTERM: exiting");
+                            info!(mode = "native", "exiting");
                             return;
                         }
                         let deadline = self.settings.exit_deadline;
                         info!(
                             mode = "classic",
                             deadline_secs = deadline.as_secs_f64(),
-                            "SIGTERM: serving until this pod's Sidekiq has left Redis"
+                            "serving until this pod's Sidekiq has left Redis"
                         );
                         self.shutdown_deadline = Some(Instant::now() + deadline);
                         self.publish();
