@@ -59,43 +59,38 @@ pub(crate) async fn run(
 
 async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     let mut categories = Vec::new();
-    let cluster = match Cluster::connect(&cli.cluster).await {
-        Ok(cluster) => cluster,
+    let title = "can reach the Kubernetes API";
+    let reached = match Cluster::connect(&cli.cluster).await {
         Err(error @ Error::Kubeconfig { .. }) => return Err(error),
-        Err(error) => {
+        Err(error) => Err(error),
+        Ok(cluster) => match cluster.version().await {
+            Ok((version, _)) => Ok((cluster, version)),
+            Err(error) => Err(error),
+        },
+    };
+    let cluster = match reached {
+        Ok((cluster, version)) => {
+            let detail = format!("{} ({version})", cluster.server());
             categories.push(Category {
                 name: "kubernetes-api",
-                checks: vec![Check::problem(
-                    Status::Fail,
-                    "can reach the Kubernetes API",
-                    error.to_string(),
-                    "check the kubeconfig and the network",
-                )],
+                checks: vec![Check::pass_with(title, detail)],
+            });
+            cluster
+        }
+        Err(error) => {
+            let check = Check::problem(
+                Status::Fail,
+                title,
+                error.to_string(),
+                "check the kubeconfig, its context and the network",
+            );
+            categories.push(Category {
+                name: "kubernetes-api",
+                checks: vec![check],
             });
             return Ok(categories);
         }
     };
-    match cluster.version().await {
-        Ok((version, _)) => categories.push(Category {
-            name: "kubernetes-api",
-            checks: vec![Check::pass_with(
-                "can reach the Kubernetes API",
-                format!("{} ({version})", cluster.server()),
-            )],
-        }),
-        Err(error) => {
-            categories.push(Category {
-                name: "kubernetes-api",
-                checks: vec![Check::problem(
-                    Status::Fail,
-                    "can reach the Kubernetes API",
-                    error.to_string(),
-                    "check the kubeconfig, its context and the network",
-                )],
-            });
-            return Ok(categories);
-        }
-    }
 
     let mut webhook = Vec::new();
     let mut services = Vec::new();

@@ -5,12 +5,11 @@
 //! plugin runs the very same drain state machine as the probe, from the outside.
 
 use std::io::Write;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use serde_json::Value;
 use sidekiq_guard::duration::Secs;
-use sidekiq_guard::probe::Now;
 use sidekiq_guard::probe::drain::{Drain, ProcessProgress, State};
 use sidekiq_guard::probe::observe::{Scope, Tracker};
 use sidekiq_guard::redis::Reader;
@@ -270,12 +269,7 @@ async fn through_redis(
     lines: &mpsc::UnboundedSender<String>,
 ) -> Result<Outcome, Error> {
     let origin = Instant::now();
-    let clock = || Now {
-        wall: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
-        mono: origin.elapsed(),
-    };
+    let clock = sidekiq_guard::redis::system_clock();
     let mut tracker = Tracker::new(Scope::Host(host.to_owned()), Duration::from_secs(5));
     let mut drain = Drain::start(clock(), timeout, None);
     let _ = lines.send(format!(
@@ -283,7 +277,7 @@ async fn through_redis(
         Secs(timeout.as_secs())
     ));
     loop {
-        reader.refresh(&mut tracker, true, clock).await?;
+        reader.refresh(&mut tracker, true, &clock).await?;
         for identity in drain.step(&tracker, clock()) {
             reader.quiet(&identity).await?;
             drain.signalled(&identity, clock());

@@ -145,14 +145,7 @@ pub(crate) async fn run(
     for note in notes {
         writeln!(err, "note: {note}").map_err(Error::Output)?;
     }
-    let s = &report.summary;
-    writeln!(
-        err,
-        "{} Sidekiq workload(s): {} error(s), {} warning(s), {} info",
-        s.workloads, s.errors, s.warnings, s.info
-    )
-    .map_err(Error::Output)?;
-    Ok(s.errors > 0)
+    report.summarise(err)
 }
 
 fn owned_by(object: &Value, kind: &str) -> bool {

@@ -1,9 +1,8 @@
 //! Where process data comes from: a pod's probe (`/status` through the pod proxy) or Redis.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::StatusCode;
-use sidekiq_guard::probe::Now;
 use sidekiq_guard::probe::observe::{Scope, Tracker};
 use sidekiq_guard::probe::report::{self, ProcessReport, Status};
 use sidekiq_guard::redis::{Reader, RedisSettings, UrlSource};
@@ -24,15 +23,9 @@ pub(crate) fn redis_reader(url: &str) -> Result<Reader, Error> {
 /// Every process in Redis, with its running jobs: `SMEMBERS processes`, then one pipeline of
 /// every process hash and work hash.
 pub(crate) async fn all_processes(reader: &Reader) -> Result<Vec<ProcessReport>, Error> {
-    let origin = Instant::now();
-    let clock = || Now {
-        wall: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
-        mono: origin.elapsed(),
-    };
+    let clock = sidekiq_guard::redis::system_clock();
     let mut tracker = Tracker::new(Scope::All, Duration::from_secs(30));
-    reader.refresh(&mut tracker, true, clock).await?;
+    reader.refresh(&mut tracker, true, &clock).await?;
     Ok(report::processes(&tracker, clock()))
 }
 

@@ -43,6 +43,18 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    /// Writes the one-line summary to `err`; returns whether an error finding was reported.
+    pub(crate) fn summarise(&self, err: &mut dyn Write) -> Result<bool, Error> {
+        let s = &self.summary;
+        writeln!(
+            err,
+            "{} Sidekiq workload(s): {} error(s), {} warning(s), {} info",
+            s.workloads, s.errors, s.warnings, s.info
+        )
+        .map_err(Error::Output)?;
+        Ok(s.errors > 0)
+    }
+
     pub(crate) fn new(objects: Vec<ObjectReport>) -> Self {
         let mut summary = Summary {
             workloads: objects.len(),
@@ -80,14 +92,7 @@ pub(crate) fn run(
     }
     let report = Report::new(objects);
     print(&report, args.output, out, color)?;
-    let s = &report.summary;
-    writeln!(
-        err,
-        "{} Sidekiq workload(s): {} error(s), {} warning(s), {} info",
-        s.workloads, s.errors, s.warnings, s.info
-    )
-    .map_err(Error::Output)?;
-    Ok(s.errors > 0)
+    report.summarise(err)
 }
 
 fn validate_value(

@@ -9,16 +9,6 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
-fn golden(name: &str, actual: &str) {
-    let path = root().join("plugin/tests/golden").join(name);
-    if std::env::var_os("SG_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing golden file {name}; run with SG_UPDATE_GOLDEN=1"));
-    assert_eq!(actual, expected, "differs from golden/{name}");
-}
-
 /// The certificate's validity moves with the clock.
 fn steady(text: &str) -> String {
     text.lines()

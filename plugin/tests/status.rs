@@ -79,16 +79,6 @@ fn steady(table: &str) -> String {
     out
 }
 
-fn golden(name: &str, actual: &str) {
-    let path = root().join("plugin/tests/golden").join(name);
-    if std::env::var_os("SG_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing golden file {name}; run with SG_UPDATE_GOLDEN=1"));
-    assert_eq!(actual, expected, "differs from golden/{name}");
-}
-
 #[test]
 fn status_through_the_pod_proxy_shows_each_pods_work_and_verdict() {
     let api = ApiServer::start();

@@ -652,6 +652,18 @@ pub fn run(args: &[&str]) -> Output {
     plugin().args(args).stdin(Stdio::null()).output().unwrap()
 }
 
+/// Compares `actual` with `plugin/tests/golden/NAME`; `SG_UPDATE_GOLDEN=1` rewrites it (then
+/// review the diff before committing).
+pub fn golden(name: &str, actual: &str) {
+    let path = root().join("plugin/tests/golden").join(name);
+    if std::env::var_os("SG_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {name}; run with SG_UPDATE_GOLDEN=1"));
+    assert_eq!(actual, expected, "differs from golden/{name}");
+}
+
 /// Text of output bytes.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
