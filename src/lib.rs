@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod annotations;
 pub mod detect;
 pub mod duration;
+pub mod errors;
 pub mod findings;
 pub mod grace;
 pub mod install;

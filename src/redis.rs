@@ -26,9 +26,9 @@ use redis::{AsyncConnectionConfig, IntoConnectionInfo, Value};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::errors;
 use crate::probe::Now;
 use crate::probe::observe::{Fetched, Fields, RawProcess, ReadPlan, ReplyError, Tracker};
-use crate::probe::report::error_text;
 use crate::sidekiq::records::{Keys, QUIET_SIGNAL, SIGNAL_TTL_SECS};
 
 /// `Reader::execution_times`: Sidekiq 7+'s execution metrics.
@@ -452,7 +452,7 @@ impl Reader {
         };
         link.failures = link.failures.saturating_add(1);
         link.retry_at = Some(now + self.backoff(link.failures));
-        link.last_error = Some(error_text(&error));
+        link.last_error = Some(errors::chain(&error));
         Err(error)
     }
 
@@ -461,7 +461,7 @@ impl Reader {
     async fn drop_connection(&self, error: &RedisError) {
         let mut link = self.link.lock().await;
         link.connection = None;
-        link.last_error = Some(error_text(error));
+        link.last_error = Some(errors::chain(error));
     }
 
     async fn query(&self, pipe: &redis::Pipeline, commands: usize) -> Result<Value, RedisError> {
@@ -637,7 +637,7 @@ impl Reader {
         let first = match self.fetch(&plan).await {
             Ok(fetched) => fetched,
             Err(error) => {
-                tracker.record_failure(clock(), error_text(&error));
+                tracker.record_failure(clock(), errors::chain(&error));
                 return Err(error);
             }
         };
@@ -650,7 +650,7 @@ impl Reader {
             match self.fetch(&follow_up).await {
                 Ok(more) => processes.extend(more.processes),
                 Err(error) => {
-                    tracker.record_failure(clock(), error_text(&error));
+                    tracker.record_failure(clock(), errors::chain(&error));
                     return Err(error);
                 }
             }

@@ -16,7 +16,6 @@ mod status;
 mod table;
 mod validate;
 
-use std::error::Error as _;
 use std::future::Future;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -56,7 +55,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::from(1),
         Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
         Err(error) => {
-            let _ = writeln!(err, "error: {}", chain(&error));
+            let _ = writeln!(err, "error: {}", sidekiq_guard::errors::chain(&error));
             ExitCode::from(2)
         }
     }
@@ -85,16 +84,4 @@ fn missing_filename(subcommand: &str) -> ! {
             .error(clap::error::ErrorKind::MissingRequiredArgument, message)
             .exit(),
     }
-}
-
-/// `outer: cause: root cause`.
-fn chain(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use sidekiq_guard::errors;
 use sidekiq_guard::probe::Now;
 use sidekiq_guard::probe::drain::{Drain, ProcessDrain, State};
 use sidekiq_guard::probe::health::{self, Code};
 use sidekiq_guard::probe::observe::{ProcessState, Scope, Tracker};
-use sidekiq_guard::probe::report::error_text;
 use sidekiq_guard::redis::{Reader, Stats};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
@@ -393,7 +393,7 @@ impl Monitor {
                 Err(error) => warn!(
                     drain = id,
                     process = %identity,
-                    error = %error_text(&error),
+                    error = %errors::chain(&error),
                     "could not push TSTP; retrying on the next poll"
                 ),
             }
@@ -475,7 +475,7 @@ impl Monitor {
                 ),
                 ProcessState::Unreadable(e) => warn!(
                     process = %t.identity,
-                    error = %error_text(e),
+                    error = %errors::chain(e),
                     "Sidekiq process of this pod found, but its records cannot be read"
                 ),
                 ProcessState::Expired => {}

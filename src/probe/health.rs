@@ -257,7 +257,7 @@ pub fn readiness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdic
     }) {
         return Verdict::fail(
             Code::Unreadable,
-            format!("{identity}: {}", super::report::error_text(error)),
+            format!("{identity}: {}", crate::errors::chain(error)),
         );
     }
     Verdict::fail(

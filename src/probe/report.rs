@@ -3,8 +3,6 @@
 //! documented in the README ("/status"). Fields are only ever added; [`SCHEMA`] changes if one
 //! changes meaning.
 
-use std::error::Error;
-
 use serde::{Deserialize, Serialize};
 
 use super::Now;
@@ -238,7 +236,7 @@ pub fn processes(tracker: &Tracker, now: Now) -> Vec<ProcessReport> {
                 ProcessState::Expired => report.state = "expired".to_owned(),
                 ProcessState::Unreadable(error) => {
                     report.state = "unreadable".to_owned();
-                    report.errors.push(error_text(error));
+                    report.errors.push(crate::errors::chain(error));
                 }
             }
             match &t.work {
@@ -258,7 +256,7 @@ pub fn processes(tracker: &Tracker, now: Now) -> Vec<ProcessReport> {
                         .collect();
                     report
                         .errors
-                        .extend(work.errors.iter().map(|e| error_text(e)));
+                        .extend(work.errors.iter().map(|e| crate::errors::chain(e)));
                 }
                 Some(Err(error)) => report.errors.push(error.to_string()),
                 None => {}
@@ -266,22 +264,6 @@ pub fn processes(tracker: &Tracker, now: Now) -> Vec<ProcessReport> {
             report
         })
         .collect()
-}
-
-/// An error and its causes on one line: `outer: cause: root cause`.
-pub fn error_text(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some errors (redis-rs's I/O errors) repeat their source in their own message.
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Seconds to the millisecond: enough for people and stable in JSON.
