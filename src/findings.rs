@@ -15,7 +15,7 @@ use crate::mutate::Blocked;
 use crate::policy::Policy;
 use crate::prestop::PreStop;
 use crate::settings::Source;
-use crate::sidecar;
+use crate::sidekiq;
 use crate::workload::Workload;
 
 /// How bad a finding is. `validate` exits 1 and `deny` enforcement rejects on [`Severity::Error`].
@@ -572,30 +572,30 @@ impl Ctx<'_, '_> {
                 format!("container {}: {problem}", self.name()),
                 format!(
                     "set {} to a redis:// URL, or {} to the name of the variable that holds it",
-                    sidecar::REDIS_URL,
-                    sidecar::REDIS_PROVIDER
+                    sidekiq::REDIS_URL,
+                    sidekiq::REDIS_PROVIDER
                 ),
             ));
         } else if !redis.found {
             let what = match redis.missing.as_slice() {
                 [] => format!(
                     "sets neither {} nor {} in env or envFrom",
-                    sidecar::REDIS_URL,
-                    sidecar::REDIS_PROVIDER
+                    sidekiq::REDIS_URL,
+                    sidekiq::REDIS_PROVIDER
                 ),
-                [url] if url == sidecar::REDIS_URL => format!("does not set {url}"),
+                [url] if url == sidekiq::REDIS_URL => format!("does not set {url}"),
                 names => format!("uses {} without setting it", names.join(", ")),
             };
             let message = if redis.missing.is_empty()
                 && redis
                     .env
                     .iter()
-                    .any(|e| e["name"] == sidecar::REDIS_PROVIDER)
+                    .any(|e| e["name"] == sidekiq::REDIS_PROVIDER)
             {
                 format!(
                     "container {}: {} comes from a ConfigMap or Secret, so the variable holding the Redis URL is unknown; the probe gets every *REDIS* variable and may fall back to redis://localhost:6379/0",
                     self.name(),
-                    sidecar::REDIS_PROVIDER
+                    sidekiq::REDIS_PROVIDER
                 )
             } else {
                 format!(
@@ -610,7 +610,7 @@ impl Ctx<'_, '_> {
                 message,
                 format!(
                     "set {} on the Sidekiq container, even if Sidekiq is configured in Ruby",
-                    sidecar::REDIS_URL
+                    sidekiq::REDIS_URL
                 ),
             ));
         }

@@ -36,10 +36,7 @@ mod metrics;
 
 /// Sidekiq's (redis-rb's) default when no variable names a URL.
 pub const DEFAULT_URL: &str = "redis://localhost:6379/0";
-/// The variable that holds the URL...
-pub const REDIS_URL: &str = "REDIS_URL";
-/// ...unless this one names another variable that does.
-pub const REDIS_PROVIDER: &str = "REDIS_PROVIDER";
+pub use crate::sidekiq::{REDIS_PROVIDER, REDIS_URL};
 
 /// Where the Redis URL came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +145,7 @@ impl RedisSettings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let provider = lookup(REDIS_PROVIDER);
         if let Some(provider) = &provider
-            && provider.contains(':')
+            && crate::sidekiq::provider_holds_url(provider)
         {
             return Err(SettingsError::ProviderIsUrl {
                 value: redact_url(provider),

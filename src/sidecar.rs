@@ -10,15 +10,12 @@ use serde_json::{Map, Value, json};
 
 use crate::duration;
 use crate::policy::{Resources, SidecarModeSetting, SidecarPolicy};
+use crate::sidekiq::{self, REDIS_PROVIDER, REDIS_URL};
 
 /// Name of the injected container.
 pub const NAME: &str = "sidekiq-guard-probe";
 /// Name of the sidecar's port (at most 15 characters, unique in the pod).
 pub const PORT_NAME: &str = "sg-probe";
-/// Sidekiq reads its Redis URL from this variable...
-pub const REDIS_URL: &str = "REDIS_URL";
-/// ...unless this one names another variable that holds it (Heroku-style add-ons).
-pub const REDIS_PROVIDER: &str = "REDIS_PROVIDER";
 /// Sidekiq uses `$DYNO` instead of the hostname in process identities when it is set.
 pub const DYNO: &str = "DYNO";
 
@@ -117,7 +114,7 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
     let mut wanted: Vec<&str> = vec![REDIS_URL, REDIS_PROVIDER];
     if let Some(provider) = find(REDIS_PROVIDER) {
         match provider.get("value").and_then(Value::as_str) {
-            Some(target) if target.contains("://") => {
+            Some(target) if sidekiq::provider_holds_url(target) => {
                 problem = Some(format!(
                     "{REDIS_PROVIDER} holds a URL; Sidekiq expects the name of the variable that holds the URL, e.g. REDIS_PROVIDER=REDISTOGO_URL"
                 ));
