@@ -20,7 +20,7 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -41,6 +41,10 @@ use rustls::pki_types::ServerName;
 use sidekiq_guard_webhook::{pki, server, tls};
 use tokio_rustls::TlsConnector;
 
+/// The same allocator as the webhook binary: part of "the same stack".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const FLOOR_ANSWER: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"fdb8cbe4-c111-5a78-a115-d9ca21d50a33","allowed":true}}"#;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -53,7 +57,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--floor") {
-        floor(Path::new(&args[i + 1]));
+        floor(Path::new(&args[i + 1]), args[i + 2].parse().unwrap());
         return;
     }
     tls::install_default_provider();
@@ -75,30 +79,34 @@ fn main() {
     std::fs::write(dir.path().join("tls.key"), &serving.key_pem).unwrap();
     std::fs::write(dir.path().join("policy.yaml"), "sidecar: {mode: native}\n").unwrap();
 
+    let (addr, health) = (free_port(), free_port());
     let mut webhook = Server::start(
         "webhook",
+        addr,
         Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-webhook"))
-            .args([
-                "--log-format",
-                "json",
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--health-addr",
-                "127.0.0.1:0",
-            ])
+            .args(["--log-format", "json", "serve"])
+            .arg(format!("--addr={addr}"))
+            .arg(format!("--health-addr={health}"))
             .arg("--tls-cert")
             .arg(dir.path().join("tls.crt"))
             .arg("--tls-key")
             .arg(dir.path().join("tls.key"))
             .arg("--policy")
-            .arg(dir.path().join("policy.yaml")),
+            .arg(dir.path().join("policy.yaml"))
+            .args(
+                std::env::var("SG_BENCH_WEBHOOK_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            ),
     );
+    let floor_addr = free_port();
     let mut floor = Server::start(
         "floor",
+        floor_addr,
         Command::new(std::env::current_exe().unwrap())
             .arg("--floor")
-            .arg(dir.path()),
+            .arg(dir.path())
+            .arg(floor_addr.to_string()),
     );
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -181,8 +189,9 @@ fn main() {
             Duration::from_nanos(lat[i])
         };
         let throughput = lat.len() as f64 / s.busy.as_secs_f64();
+        let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / lat.len() as f64;
         println!(
-            "{:8} {:>9} requests {:>8.0} req/s   p50 {:>7.2?}  p90 {:>7.2?}  p99 {:>7.2?}  p99.9 {:>7.2?}  max RSS under load {:>5.1} MiB  (peak {:.1} MiB)",
+            "{:8} {:>9} requests {:>8.0} req/s   p50 {:>7.2?}  p90 {:>7.2?}  p99 {:>7.2?}  p99.9 {:>7.2?}  max RSS under load {:>5.1} MiB (peak {:.1} MiB)  CPU/request: server {:.1} µs, client {:.1} µs",
             s.name,
             lat.len(),
             throughput,
@@ -192,6 +201,8 @@ fn main() {
             pct(0.999),
             s.max_rss_kib as f64 / 1024.0,
             s.hwm_kib() as f64 / 1024.0,
+            per_request(s.cpu),
+            per_request(s.client_cpu),
         );
         (throughput, pct(0.99))
     };
@@ -247,43 +258,38 @@ struct Server {
     busy: Duration,
     rounds: Vec<f64>,
     max_rss_kib: u64,
+    /// CPU time the server process used during the measured phases.
+    cpu: Duration,
+    /// CPU time this (client) process used during them.
+    client_cpu: Duration,
 }
 
 impl Server {
-    fn start(name: &'static str, command: &mut Command) -> Self {
+    fn start(name: &'static str, addr: SocketAddr, command: &mut Command) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
+        // Drain every log line, like a container runtime.
         std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            // Drain every log line, like a container runtime.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(tx) = tx.as_ref() {
-                    let addr = line
-                        .strip_prefix("listening ")
-                        .map(str::to_owned)
-                        .or_else(|| {
-                            let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-                            (v["message"] == "listening")
-                                .then(|| v["admission"].as_str().unwrap().to_owned())
-                        });
-                    if let Some(addr) = addr {
-                        tx.send(addr.parse::<SocketAddr>().unwrap()).unwrap();
-                    }
-                }
-                if line.contains("serving admission requests") || line.starts_with("listening ") {
-                    tx = None;
-                }
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::with_capacity(1024);
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                line.clear();
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        // Ready once a handshake succeeds (the webhook loads its certificate right away).
-        std::thread::sleep(Duration::from_millis(300));
+        // Up once it accepts TCP connections (the certificate is loaded before the port serves).
+        let started = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            if started.elapsed() > Duration::from_secs(30) || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{name} did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Self {
             name,
             child,
@@ -292,13 +298,18 @@ impl Server {
             busy: Duration::ZERO,
             rounds: Vec::new(),
             max_rss_kib: 0,
+            cpu: Duration::ZERO,
+            client_cpu: Duration::ZERO,
         }
     }
 
     fn reset(&mut self) {
         self.latencies.clear();
         self.busy = Duration::ZERO;
+        self.rounds.clear();
         self.max_rss_kib = 0;
+        self.cpu = Duration::ZERO;
+        self.client_cpu = Duration::ZERO;
     }
 
     fn status_kib(&self, field: &str) -> u64 {
@@ -396,6 +407,8 @@ async fn load(
             }
         })
     };
+    let cpu_before = cpu_time(server.child.id());
+    let client_before = cpu_time(std::process::id());
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -422,6 +435,8 @@ async fn load(
         server.latencies.extend(latencies);
     }
     let elapsed = started.elapsed();
+    server.cpu += cpu_time(server.child.id()).saturating_sub(cpu_before);
+    server.client_cpu += cpu_time(std::process::id()).saturating_sub(client_before);
     stop.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
     server.busy += elapsed;
@@ -430,9 +445,32 @@ async fn load(
     (count, elapsed)
 }
 
+/// A loopback port that was free a moment ago.
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// User + system CPU time of a process, from `/proc/PID/stat` (clock ticks of 10 ms).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 /// The floor server: same runtime, same TLS, same HTTP server setup as the webhook; reads the
 /// body like the webhook (bounded) and answers a constant allow-all review.
-fn floor(dir: &Path) {
+fn floor(dir: &Path, addr: SocketAddr) {
     tls::install_default_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -452,14 +490,9 @@ fn floor(dir: &Path) {
         let store = Arc::new(tls::CertStore::new());
         store.set(key);
         let config = tls::server_config(store).unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = std::net::TcpListener::bind(addr).unwrap();
         let app = Router::new().route("/mutate", post(constant));
         let server = server::https(listener, Arc::new(config), Handle::new()).unwrap();
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening {addr}").unwrap();
-        out.flush().unwrap();
-        drop(out);
         server.serve(app.into_make_service()).await.unwrap();
     });
 }
