@@ -191,7 +191,7 @@ async fn read_body(request: Request, limit: usize, deadline: Duration) -> Result
             result: "timeout",
             message: format!(
                 "request body not received within the request's timeout of {}",
-                humantime_secs(deadline)
+                seconds_text(deadline)
             ),
         }),
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
@@ -202,7 +202,8 @@ async fn read_body(request: Request, limit: usize, deadline: Duration) -> Result
     }
 }
 
-fn humantime_secs(d: Duration) -> String {
+/// `1s`, `2.5s`: how the request's own `?timeout=` reads.
+fn seconds_text(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
 }
 
@@ -320,7 +321,7 @@ fn closing_if(draining: bool, mut response: Response) -> Response {
 }
 
 async fn not_found(State(state): State<Arc<AdmissionState>>, method: Method, uri: Uri) -> Response {
-    state.metrics.request("other", "not-found", Duration::ZERO);
+    state.metrics.unrouted();
     closing_if(
         state.draining.load(Ordering::Relaxed),
         status_response(

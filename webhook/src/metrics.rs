@@ -122,6 +122,13 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Counts a request for a path the webhook does not serve (no latency: nothing was done).
+    pub fn unrouted(&self) {
+        self.requests
+            .get_or_create(&[("endpoint", "other"), ("result", "not-found")])
+            .inc();
+    }
+
     /// Counts a pod injected by `/mutate`.
     pub fn injection(&self, mode: &'static str) {
         self.injections.get_or_create(&[("mode", mode)]).inc();

@@ -300,6 +300,13 @@ async fn other_paths_are_404_and_other_methods_405() {
         body.contains("the health port serves /livez, /readyz and /metrics"),
         "{body}"
     );
+    assert_eq!(
+        setup
+            .webhook
+            .metric("sidekiq_guard_webhook_requests_total{endpoint=\"other\",result=\"not-found\"}")
+            .await,
+        5.0
+    );
 }
 
 fn big_pod(name: &str, padding: usize) -> Value {
