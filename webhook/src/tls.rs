@@ -186,7 +186,7 @@ pub struct Watcher {
     store: Arc<CertStore>,
     metrics: Arc<Metrics>,
     last_seen: Option<(Vec<u8>, Vec<u8>)>,
-    waiting_logged: bool,
+    missing_logged: bool,
 }
 
 impl Watcher {
@@ -197,7 +197,7 @@ impl Watcher {
             store,
             metrics,
             last_seen: None,
-            waiting_logged: false,
+            missing_logged: false,
         }
     }
 
@@ -253,7 +253,10 @@ impl Watcher {
         let cert = tokio::fs::read(&self.files.cert).await;
         let key = tokio::fs::read(&self.files.key).await;
         match (cert, key) {
-            (Ok(cert), Ok(key)) => Some((cert, key)),
+            (Ok(cert), Ok(key)) => {
+                self.missing_logged = false;
+                Some((cert, key))
+            }
             (Err(err), _) => {
                 self.missing(&self.files.cert.clone(), err);
                 None
@@ -265,17 +268,21 @@ impl Watcher {
         }
     }
 
+    /// Reports unreadable files once until they are readable again, not at every poll.
     fn missing(&mut self, path: &Path, err: std::io::Error) {
+        if self.missing_logged {
+            return;
+        }
+        self.missing_logged = true;
         let err = CertError::Read {
             path: path.to_owned(),
             source: err,
         };
         if self.store.is_loaded() {
-            // Files vanishing under a running server (a Secret being recreated) is worth a
-            // warning each time, but the current certificate keeps serving.
+            // Files vanishing under a running server (a Secret being recreated): the current
+            // certificate keeps serving.
             tracing::warn!(error = %error_chain(&err), "certificate files unreadable; still serving the previous certificate");
-        } else if !self.waiting_logged {
-            self.waiting_logged = true;
+        } else {
             tracing::warn!(error = %error_chain(&err), "waiting for the certificate files");
         }
     }

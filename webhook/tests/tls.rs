@@ -355,3 +355,51 @@ async fn not_ready_until_the_certificate_files_appear() {
     let mut conn = client.connect(webhook.admission).await.unwrap();
     mutate_ok(&mut conn).await.unwrap();
 }
+
+#[tokio::test]
+async fn vanished_certificate_files_leave_the_loaded_certificate_serving() {
+    let pki = Pki::new();
+    let first = pki.serving();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = ProjectedSecret::new(dir.path(), &first);
+    let webhook = Webhook::start(&secret.cert(), &secret.key(), POLICY, &[]);
+    webhook.wait_ready(true, Duration::from_secs(10)).await;
+    let client = Client::new(&[pki.ca_der()]);
+
+    // The Secret deleted (and its volume emptied) under a running webhook.
+    std::fs::remove_file(secret.cert()).unwrap();
+    std::fs::remove_file(secret.key()).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut conn = client.connect(webhook.admission).await.unwrap();
+    assert_eq!(leaf_serial(&conn.leaf), serial_of(&first));
+    mutate_ok(&mut conn).await.unwrap();
+    webhook.wait_ready(true, Duration::from_secs(1)).await;
+    // Said once, not at every poll (8 polls have passed).
+    assert_eq!(
+        webhook
+            .logs_with("certificate files unreadable; still serving the previous certificate")
+            .len(),
+        1
+    );
+
+    // Recreated with a new certificate: served.
+    let second = pki.serving();
+    let fresh = dir.path().join("recreated");
+    std::fs::create_dir(&fresh).unwrap();
+    std::fs::write(fresh.join("tls.crt"), &second.cert_pem).unwrap();
+    std::fs::write(fresh.join("tls.key"), &second.key_pem).unwrap();
+    std::os::unix::fs::symlink(fresh.join("tls.crt"), secret.cert()).unwrap();
+    std::os::unix::fs::symlink(fresh.join("tls.key"), secret.key()).unwrap();
+    let started = Instant::now();
+    loop {
+        let conn = client.connect(webhook.admission).await.unwrap();
+        if leaf_serial(&conn.leaf) == serial_of(&second) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the new certificate was not loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
