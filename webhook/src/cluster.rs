@@ -117,7 +117,7 @@ pub async fn decide_mode(
             }
             Err(err) => {
                 tracing::warn!(
-                    error = %crate::tls::error_chain(&err),
+                    error = %sidekiq_guard::errors::chain(&err),
                     retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
                     "sidecar.mode auto needs the API server version; not ready until it answers (or set sidecar.mode to native or classic in the policy)"
                 );

@@ -155,7 +155,7 @@ pub async fn install(
     loop {
         match install_once(client, config, now).await {
             Err(err) if err.is_conflict() && attempt < 3 => {
-                tracing::warn!(error = %crate::tls::error_chain(&err), attempt, "conflict; starting over");
+                tracing::warn!(error = %sidekiq_guard::errors::chain(&err), attempt, "conflict; starting over");
                 attempt += 1;
             }
             result => return result,

@@ -59,15 +59,11 @@ fn main() -> ExitCode {
 /// Reports a fatal error with its causes on stderr, for a terminal and `kubectl logs`; with
 /// JSON logs, also as a log event for the log pipeline (with text logs, once is enough).
 fn fail(format: LogFormat, err: &anyhow::Error) -> ExitCode {
-    let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+    let text = sidekiq_guard::errors::chain(err.as_ref());
     if format == LogFormat::Json {
-        tracing::error!(error = %chain.join(": "), "fatal");
+        tracing::error!(error = %text, "fatal");
     }
-    let _ = writeln!(
-        std::io::stderr(),
-        "sidekiq-guard-webhook: {}",
-        chain.join(": ")
-    );
+    let _ = writeln!(std::io::stderr(), "sidekiq-guard-webhook: {text}");
     ExitCode::FAILURE
 }
 

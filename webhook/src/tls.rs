@@ -20,6 +20,8 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use sidekiq_guard::errors::chain;
+
 use crate::metrics::Metrics;
 use crate::pki::{self, CertInfo, PkiError};
 
@@ -239,9 +241,9 @@ impl Watcher {
                 }
                 self.metrics.certificate_reload_failed();
                 if self.store.is_loaded() {
-                    tracing::error!(error = %error_chain(&err), "new certificate files rejected; still serving the previous certificate");
+                    tracing::error!(error = %chain(&err), "new certificate files rejected; still serving the previous certificate");
                 } else {
-                    tracing::error!(error = %error_chain(&err), "certificate files rejected; not ready until they are fixed");
+                    tracing::error!(error = %chain(&err), "certificate files rejected; not ready until they are fixed");
                 }
                 self.last_seen = Some((cert, key));
                 false
@@ -281,9 +283,9 @@ impl Watcher {
         if self.store.is_loaded() {
             // Files vanishing under a running server (a Secret being recreated): the current
             // certificate keeps serving.
-            tracing::warn!(error = %error_chain(&err), "certificate files unreadable; still serving the previous certificate");
+            tracing::warn!(error = %chain(&err), "certificate files unreadable; still serving the previous certificate");
         } else {
-            tracing::warn!(error = %error_chain(&err), "waiting for the certificate files");
+            tracing::warn!(error = %chain(&err), "waiting for the certificate files");
         }
     }
 
@@ -296,18 +298,6 @@ impl Watcher {
             self.poll().await;
         }
     }
-}
-
-/// `error: cause: cause`, the way operators read errors in one log line.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// RFC 3339 for a Unix time, for logs.
@@ -357,7 +347,7 @@ mod tests {
             err.to_string(),
             "the private key in /m/tls.key cannot serve the certificate in /m/tls.crt"
         );
-        assert!(error_chain(&err).contains("key"), "{}", error_chain(&err));
+        assert!(chain(&err).contains("key"), "{}", chain(&err));
     }
 
     #[test]
