@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use fake_sidekiq::{Version, connect, epoch, load_fixture};
 use redis_server::RedisServer;
+use sidekiq_guard::errors::chain as error_text;
 use sidekiq_guard::probe::Now;
 use sidekiq_guard::probe::observe::{ProcessError, ProcessState, Scope, Tracker};
-use sidekiq_guard::errors::chain as error_text;
 use sidekiq_guard::redis::{Reader, RedisError, RedisSettings, UrlSource};
 use sidekiq_guard::sidekiq::records::{Layout, RecordError};
 
