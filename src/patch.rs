@@ -98,8 +98,11 @@ fn apply_one(target: &mut Value, op: &PatchOp) -> Result<(), ApplyError> {
                 .ok_or_else(|| fail("the member does not exist"))?;
             *slot = value.clone();
         }
+        // The core never removes an object member (only list items), so the order of the
+        // remaining members, which `remove` may change when serde_json keeps insertion order,
+        // is never at stake.
         (Value::Object(map), PatchOp::Remove { .. }) => {
-            map.shift_remove(&last)
+            map.remove(&last)
                 .ok_or_else(|| fail("the member does not exist"))?;
         }
         (Value::Array(items), PatchOp::Add { value, .. }) => {
