@@ -20,7 +20,7 @@ pub const API_VERSION: &str = "admission.k8s.io/v1";
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
     /// The body is not JSON of the AdmissionReview shape.
-    #[error("request body is not an AdmissionReview: {0}")]
+    #[error("request body is not an AdmissionReview")]
     Malformed(#[source] serde_json::Error),
     /// Another apiVersion or kind.
     #[error(
@@ -456,7 +456,7 @@ mod tests {
 
     #[test]
     fn malformed_reviews_say_what_is_wrong() {
-        let err = |body: &str| parse(body.as_bytes()).unwrap_err().to_string();
+        let err = |body: &str| crate::errors::chain(&parse(body.as_bytes()).unwrap_err());
         assert!(err("{").starts_with("request body is not an AdmissionReview: EOF while parsing"));
         assert_eq!(
             err(

@@ -95,9 +95,8 @@ fn malformed_reviews_are_refused_with_a_reason() {
     let mut seen = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let err = admission::parse(&std::fs::read(&path).unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = admission::parse(&std::fs::read(&path).unwrap()).unwrap_err();
+        let err = sidekiq_guard::errors::chain(&err);
         seen.push((
             path.file_name().unwrap().to_string_lossy().into_owned(),
             err,

@@ -137,7 +137,8 @@ async fn review(
     let deadline = timeout::from_query(request.uri().query())
         .map_err(|err| Refusal::bad_request(err.to_string()))?;
     let body = read_body(request, state.max_body_bytes, deadline).await?;
-    let parsed = admission::parse(&body).map_err(|err| Refusal::bad_request(err.to_string()))?;
+    let parsed = admission::parse(&body)
+        .map_err(|err| Refusal::bad_request(sidekiq_guard::errors::chain(&err)))?;
     if body.len() <= INLINE_LIMIT {
         let answer = respond(state, &parsed, endpoint);
         return Ok((answer, parsed));

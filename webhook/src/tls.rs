@@ -70,7 +70,7 @@ pub enum CertError {
         source: std::io::Error,
     },
     /// The certificate file is not a usable certificate chain.
-    #[error("certificate file {path}: {source}")]
+    #[error("certificate file {path}")]
     Certificate {
         /// The path given on the command line.
         path: PathBuf,
@@ -363,7 +363,7 @@ mod tests {
         let (cert, key) = pair();
         let err = load_pem(&files(), key.as_bytes(), cert.as_bytes()).unwrap_err();
         assert_eq!(
-            err.to_string(),
+            chain(&err),
             "certificate file /m/tls.crt: /m/tls.crt holds no PEM CERTIFICATE block"
         );
         let err = load_pem(&files(), cert.as_bytes(), b"nope").unwrap_err();

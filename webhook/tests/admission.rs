@@ -228,9 +228,8 @@ async fn malformed_reviews_get_400_with_a_status_naming_the_problem() {
     assert_eq!(files.len(), 7);
     for file in files {
         let body = std::fs::read(&file).unwrap();
-        let expected = sidekiq_guard::admission::parse(&body)
-            .unwrap_err()
-            .to_string();
+        let expected =
+            sidekiq_guard::errors::chain(&sidekiq_guard::admission::parse(&body).unwrap_err());
         for endpoint in ["/mutate", "/validate"] {
             let answer = conn.post(endpoint, body.clone()).await.unwrap();
             assert_eq!(answer.status, 400, "{file:?}");

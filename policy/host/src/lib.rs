@@ -38,7 +38,7 @@ pub const STACK_SIZE: usize = 8 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     /// The module file cannot be read.
-    #[error("cannot read the policy module {path}: {source}")]
+    #[error("cannot read the policy module {path}")]
     Read {
         /// The module's path.
         path: PathBuf,
@@ -46,7 +46,7 @@ pub enum HostError {
         source: std::io::Error,
     },
     /// Not a valid module, an import this host does not provide, or an init function trapped.
-    #[error("cannot instantiate the module: {0}")]
+    #[error("cannot instantiate the module")]
     Instantiate(#[source] wasmi::Error),
     /// The module lacks `__guest_call` or `memory`: not a waPC guest.
     #[error("not a waPC guest: {0}")]
@@ -462,7 +462,7 @@ pub enum ModuleError {
         newer: PathBuf,
     },
     /// A file's metadata cannot be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The file.
         path: PathBuf,
