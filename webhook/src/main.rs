@@ -27,7 +27,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = cli.log_format;
-    logging::init(format, cli.log_level);
+    let _logs = logging::init(format, cli.log_level);
     tls::install_default_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -154,8 +154,11 @@ async fn auto_mode_stays_not_ready_until_the_api_server_answers() {
     assert_eq!(answer.status, 200);
     assert!(
         webhook
-            .logs_with("sidecar.mode auto: decided from the API server version (native from 1.29)")
-            [0]["sidecar_mode"]
+            .wait_logs_with(
+                "sidecar.mode auto: decided from the API server version (native from 1.29)",
+                1
+            )
+            .await[0]["sidecar_mode"]
             == "native"
     );
 }

@@ -138,7 +138,9 @@ async fn a_certificate_chain_is_served_whole() {
     assert_eq!(stream.get_ref().1.peer_certificates().unwrap().len(), 2);
     let mut conn = client.connect(webhook.admission).await.unwrap();
     mutate_ok(&mut conn).await.unwrap();
-    let loaded = webhook.logs_with("serving certificate loaded");
+    let loaded = webhook
+        .wait_logs_with("serving certificate loaded", 1)
+        .await;
     assert_eq!(loaded[0]["chain_len"], 2);
 }
 
@@ -260,7 +262,13 @@ async fn certificate_rotation_under_concurrent_load_loses_no_request() {
         first < Duration::from_secs(5) && second < Duration::from_secs(5),
         "{first:?} {second:?}"
     );
-    assert_eq!(webhook.logs_with("serving certificate loaded").len(), 3);
+    assert_eq!(
+        webhook
+            .wait_logs_with("serving certificate loaded", 3)
+            .await
+            .len(),
+        3
+    );
     assert_eq!(
         webhook
             .metric("sidekiq_guard_webhook_certificate_reloads_total{result=\"success\"}")
@@ -302,8 +310,12 @@ async fn a_broken_update_keeps_the_previous_certificate_in_service() {
     assert_eq!(leaf_serial(&conn.leaf), serial_of(&good));
     mutate_ok(&mut conn).await.unwrap();
     webhook.wait_ready(true, Duration::from_secs(1)).await;
-    let rejected =
-        webhook.logs_with("new certificate files rejected; still serving the previous certificate");
+    let rejected = webhook
+        .wait_logs_with(
+            "new certificate files rejected; still serving the previous certificate",
+            1,
+        )
+        .await;
     assert_eq!(rejected.len(), 1, "reported once, not at every poll");
     assert!(
         rejected[0]["error"]
@@ -346,7 +358,10 @@ async fn not_ready_until_the_certificate_files_appear() {
     let client = Client::new(&[pki.ca_der()]);
     assert!(client.tls(webhook.admission).await.is_err());
     assert_eq!(
-        webhook.logs_with("waiting for the certificate files").len(),
+        webhook
+            .wait_logs_with("waiting for the certificate files", 1)
+            .await
+            .len(),
         1
     );
 
@@ -377,7 +392,11 @@ async fn vanished_certificate_files_leave_the_loaded_certificate_serving() {
     // Said once, not at every poll (8 polls have passed).
     assert_eq!(
         webhook
-            .logs_with("certificate files unreadable; still serving the previous certificate")
+            .wait_logs_with(
+                "certificate files unreadable; still serving the previous certificate",
+                1
+            )
+            .await
             .len(),
         1
     );

@@ -262,6 +262,24 @@ impl Webhook {
             .collect()
     }
 
+    /// Log lines whose `message` is `message`, once there are at least `count` of them: under
+    /// load the webhook writes its log lines in batches, up to 100 ms late.
+    pub async fn wait_logs_with(&self, message: &str, count: usize) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let lines = self.logs_with(message);
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{count} log line(s) {message:?} expected, {} seen",
+                lines.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits for the process to exit; `None` if it is still running after `within`.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let started = Instant::now();
