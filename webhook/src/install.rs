@@ -69,6 +69,17 @@ pub enum Action {
     Renewed(String),
 }
 
+impl Action {
+    /// What replacing a certificate is, given what reading the current one gave: nothing
+    /// (`None`, it is created) or why it is unusable (it is renewed).
+    fn replacing<T>(read: Option<Result<T, String>>) -> Self {
+        match read {
+            Some(Err(reason)) => Self::Renewed(reason),
+            _ => Self::Created,
+        }
+    }
+}
+
 /// What an install run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -183,16 +194,7 @@ async fn install_once(
                 now,
                 config.ca_validity,
             )?;
-            let data = BTreeMap::from([
-                (
-                    "ca.crt".to_owned(),
-                    ByteString(ca.cert_pem.clone().into_bytes()),
-                ),
-                (
-                    "ca.key".to_owned(),
-                    ByteString(ca.key_pem.clone().into_bytes()),
-                ),
-            ]);
+            let data = secret_data([("ca.crt", &ca.cert_pem), ("ca.key", &ca.key_pem)]);
             put_secret(
                 &secrets,
                 config,
@@ -202,11 +204,7 @@ async fn install_once(
                 data,
             )
             .await?;
-            let action = match problem {
-                Some(Err(reason)) => Action::Renewed(reason),
-                _ => Action::Created,
-            };
-            (ca, action)
+            (ca, Action::replacing(problem))
         }
     };
     let ca_der = pki::certificates(ca.cert_pem.as_bytes(), "the CA")?.remove(0);
@@ -229,11 +227,7 @@ async fn install_once(
         Some(Ok(serving)) => (serving, Action::Kept),
         problem => {
             let serving = pki::issue_serving(&ca, &names, now, config.validity)?;
-            let action = match problem {
-                Some(Err(reason)) => Action::Renewed(reason),
-                _ => Action::Created,
-            };
-            (serving, action)
+            (serving, Action::replacing(problem))
         }
     };
     let stale_ca_copy = tls_secret
@@ -241,19 +235,10 @@ async fn install_once(
         .and_then(|s| data_str(s, "ca.crt"))
         .is_none_or(|copy| copy != ca.cert_pem);
     if serving_action != Action::Kept || stale_ca_copy {
-        let data = BTreeMap::from([
-            (
-                "tls.crt".to_owned(),
-                ByteString(serving.cert_pem.clone().into_bytes()),
-            ),
-            (
-                "tls.key".to_owned(),
-                ByteString(serving.key_pem.clone().into_bytes()),
-            ),
-            (
-                "ca.crt".to_owned(),
-                ByteString(ca.cert_pem.clone().into_bytes()),
-            ),
+        let data = secret_data([
+            ("tls.crt", &serving.cert_pem),
+            ("tls.key", &serving.key_pem),
+            ("ca.crt", &ca.cert_pem),
         ]);
         put_secret(
             &secrets,
@@ -385,6 +370,14 @@ fn read_serving(
         cert_pem: cert.to_owned(),
         key_pem: key.to_owned(),
     })
+}
+
+/// A Secret's `data` from PEM texts.
+fn secret_data<const N: usize>(entries: [(&str, &String); N]) -> BTreeMap<String, ByteString> {
+    entries
+        .into_iter()
+        .map(|(key, pem)| (key.to_owned(), ByteString(pem.clone().into_bytes())))
+        .collect()
 }
 
 async fn put_secret(
