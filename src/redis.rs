@@ -188,20 +188,23 @@ impl RedisSettings {
 
 /// A Redis URL fit for logs: the password (or a lone user-info part, which some clients read
 /// as a password) becomes `***`. Text that is not a URL is not shown at all.
+///
+/// Everything up to the *last* `@` counts as user info, even past a `/`, `?` or `#`: a
+/// generated password often holds those unescaped, which makes the URL invalid — and an
+/// invalid URL is exactly the one an error message quotes. Hiding a little too much of an odd
+/// URL is the safe side.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return format!("<not a URL, {} characters>", url.chars().count());
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    match rest.rsplit_once('@') {
         None => url.to_owned(),
-        Some((userinfo, host)) => {
+        Some((userinfo, host_and_tail)) => {
             let userinfo = match userinfo.split_once(':') {
                 Some((user, _)) => format!("{user}:***"),
                 None => "***".to_owned(),
             };
-            format!("{scheme}://{userinfo}@{host}{tail}")
+            format!("{scheme}://{userinfo}@{host_and_tail}")
         }
     }
 }
@@ -608,8 +611,8 @@ impl Reader {
     }
 
     fn protocol(&self, command: &str, value: &Value) -> RedisError {
-        let mut detail = format!("{value:?}");
-        detail.truncate(120);
+        // By characters: a reply's text may be any UTF-8, and byte 120 may split a character.
+        let detail = format!("{value:?}").chars().take(120).collect();
         RedisError::Protocol {
             url: self.settings.redacted_url(),
             command: command.to_owned(),
@@ -758,6 +761,24 @@ mod tests {
     }
 
     #[test]
+    fn an_odd_reply_is_quoted_whole_characters_only() {
+        let reader = Reader::new(RedisSettings::new(
+            "redis://:pw@localhost:6379/0",
+            UrlSource::RedisUrl,
+        ))
+        .unwrap();
+        // Byte 120 of the quoted reply falls inside an "é" (two bytes each).
+        let reply = Value::BulkString("é".repeat(200).into_bytes());
+        let err = reader.protocol("HGETALL", &reply);
+        let RedisError::Protocol { url, detail, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(detail.chars().count(), 120);
+        assert!(detail.starts_with("bulk-string('\"éé"), "{detail}");
+        assert_eq!(url, "redis://:***@localhost:6379/0");
+    }
+
+    #[test]
     fn passwords_never_survive_redaction() {
         for (url, shown) in [
             ("redis://localhost:6379/0", "redis://localhost:6379/0"),
@@ -768,6 +789,13 @@ mod tests {
             ),
             ("redis://secret@h", "redis://***@h"),
             ("redis://u:a@b@h/0", "redis://u:***@h/0"),
+            // Unescaped `/`, `?` and `#` in generated passwords: invalid URLs, still hidden.
+            ("redis://:pa/ss@h:6379", "redis://:***@h:6379"),
+            ("redis://:a?b#c/d@h:1/0", "redis://:***@h:1/0"),
+            (
+                "redis://default:x/y@h/0?ssl=1",
+                "redis://default:***@h/0?ssl=1",
+            ),
             ("hunter2", "<not a URL, 7 characters>"),
         ] {
             assert_eq!(redact_url(url), shown);
