@@ -34,6 +34,24 @@ impl Perspective {
             Some(_) => Perspective::AsInjected,
         }
     }
+
+    /// How an object found running in the cluster is judged. A pod exists as it was admitted,
+    /// so as written — an old pod the webhook never saw keeps its missing protection in view.
+    /// A workload is judged as its next pods will be admitted: injected when its namespace is
+    /// opted in or its pods carry `sidekiq-guard.io/inject=true`, as the webhook's namespace
+    /// and object selectors decide.
+    pub fn in_cluster(object: &Value, namespace_opted_in: bool) -> Self {
+        let Ok(workload) = workload::Workload::locate(object) else {
+            return Perspective::AsWritten;
+        };
+        let opted_in =
+            namespace_opted_in || workload.label(crate::annotations::INJECT) == Some("true");
+        if workload.kind == Kind::Pod || !opted_in {
+            Perspective::AsWritten
+        } else {
+            Perspective::AsInjected
+        }
+    }
 }
 
 /// How a review ended.
@@ -262,5 +280,44 @@ pub fn subject(object: &Value, namespace: Option<&str>) -> String {
     match own.or(namespace) {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn objects_in_the_cluster_are_judged_as_their_pods_are_admitted() {
+        let deployment = |labels: Value| {
+            json!({"kind": "Deployment", "metadata": {"name": "w", "namespace": "shop"},
+                   "spec": {"template": {"metadata": {"labels": labels},
+                                         "spec": {"containers": [{"name": "worker", "command": ["sidekiq"]}]}}}})
+        };
+        let plain = deployment(json!({"app": "w"}));
+        let labelled = deployment(json!({"app": "w", "sidekiq-guard.io/inject": "true"}));
+        assert_eq!(
+            Perspective::in_cluster(&plain, false),
+            Perspective::AsWritten
+        );
+        assert_eq!(
+            Perspective::in_cluster(&plain, true),
+            Perspective::AsInjected
+        );
+        assert_eq!(
+            Perspective::in_cluster(&labelled, false),
+            Perspective::AsInjected,
+            "the object selector goes by the pods' labels"
+        );
+        // A pod that exists was admitted already: what it runs is what it is.
+        let pod = json!({"kind": "Pod", "metadata": {"name": "p", "labels": {"sidekiq-guard.io/inject": "true"}},
+                         "spec": {"containers": [{"name": "worker", "command": ["sidekiq"]}]}});
+        assert_eq!(Perspective::in_cluster(&pod, true), Perspective::AsWritten);
+        assert_eq!(
+            Perspective::in_cluster(&json!({"kind": "Service"}), true),
+            Perspective::AsWritten
+        );
     }
 }

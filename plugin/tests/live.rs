@@ -236,3 +236,49 @@ fn a_redis_without_metrics_says_so() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn running_pods_are_judged_as_they_run_and_labelled_templates_as_injected() {
+    let api = ApiServer::start();
+    api.add(
+        "/api/v1",
+        "namespaces",
+        json!({"metadata": {"name": "shop", "labels": {"sidekiq-guard.io/inject": "enabled"}}}),
+    );
+    api.add(
+        "/api/v1",
+        "namespaces",
+        json!({"metadata": {"name": "notifications"}}),
+    );
+    // Created before sidekiq-guard was installed, in an opted-in namespace: the webhook never
+    // saw it, and it runs unprotected until restarted.
+    api.add_pod(json!({
+        "metadata": {"name": "old-worker", "namespace": "shop", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"containers": [{"name": "worker", "image": "app", "command": ["bundle", "exec", "sidekiq"]}]},
+        "status": {"phase": "Running"},
+    }));
+    // Not opted in by its namespace, but its pods carry the opt-in label: the webhook's
+    // object selector injects them.
+    let mut rails = load("manifests/examples/rails-worker.yaml");
+    rails.as_object_mut().unwrap().remove("kind");
+    rails["metadata"]["namespace"] = json!("notifications");
+    rails["spec"]["template"]["metadata"]["labels"]["sidekiq-guard.io/inject"] = json!("true");
+    api.add("/apis/apps/v1", "deployments", rails);
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run(&[
+        "validate",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-A",
+        "-o",
+        "json",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(codes(&report, "rails-worker"), vec!["SG013", "SG008"]);
+    // No grace, preStop or probes: what it would lose on its next eviction.
+    assert_eq!(
+        codes(&report, "old-worker"),
+        vec!["SG008", "SG001", "SG002", "SG005", "SG006", "SG014"]
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
