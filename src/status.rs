@@ -5,6 +5,7 @@
 //! injected pods and their grace period.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// The parts of a pod sidekiq-guard manages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -66,6 +67,16 @@ impl InjectionStatus {
     /// Reads the annotation's value.
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
+    }
+
+    /// The status annotation of a pod, `None` when it has none or one that does not parse: a
+    /// damaged annotation tells nothing reliable about what was injected, and the webhook
+    /// writes a new one when the pod is next created.
+    pub fn of_pod(pod: &Value) -> Option<Self> {
+        pod.pointer("/metadata/annotations")?
+            .get(crate::annotations::STATUS)?
+            .as_str()
+            .and_then(|text| Self::parse(text).ok())
     }
 
     /// The annotation's value.

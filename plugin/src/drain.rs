@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use serde_json::Value;
+use sidekiq_guard::analysis::{self, Subject};
 use sidekiq_guard::duration::Secs;
 use sidekiq_guard::probe::drain::{Drain, ProcessProgress, State};
 use sidekiq_guard::probe::observe::{Scope, Tracker};
+use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
 use sidekiq_guard::redis::Reader;
 use sidekiq_guard::status::InjectionStatus;
+use sidekiq_guard::{Context, Mode, Policy};
 use tokio::sync::mpsc;
 
 use crate::cli::{Cli, DrainArgs};
@@ -21,8 +24,9 @@ use crate::cluster::{self, Cluster};
 use crate::error::Error;
 use crate::sources;
 
-/// The drain budget when a pod declares none.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// The limit for a pod whose drain budget cannot be computed (its Sidekiq container cannot be
+/// told).
+const FALLBACK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How one pod's drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,16 +55,25 @@ pub(crate) async fn run(cli: &Cli, args: &DrainArgs, out: &mut dyn Write) -> Res
     let mut tasks = tokio::task::JoinSet::new();
     for pod in pods {
         let name = format!("{namespace}/{}", pod_name(&pod));
-        let status = pod_status(&pod);
+        let status = InjectionStatus::of_pod(&pod);
         let timeout = args
             .timeout
-            .or_else(|| status.as_ref().map(|s| Duration::from_secs(s.drain_budget)))
-            .unwrap_or(DEFAULT_TIMEOUT);
+            .unwrap_or_else(|| drain_budget(&pod, status.as_ref()));
         let interval = args.interval;
         let lines = lines.clone();
         match (&reader, status) {
             (Some(reader), _) => {
-                let host = hostname(&pod);
+                let host = match identity_host(&pod) {
+                    IdentityHost::Known(host) => host,
+                    IdentityHost::Unknown(why) => {
+                        return Err(Error::Probe {
+                            pod: name,
+                            message: format!(
+                                "cannot tell its Sidekiq processes in Redis: {why}; drain it through its probe (without --redis-url)"
+                            ),
+                        });
+                    }
+                };
                 let reader = reader.clone();
                 tasks.spawn(async move {
                     through_redis(&reader, &name, &host, timeout, interval, &lines).await
@@ -162,15 +175,22 @@ fn pod_name(pod: &Value) -> &str {
         .unwrap_or_default()
 }
 
-fn pod_status(pod: &Value) -> Option<InjectionStatus> {
-    pod.pointer("/metadata/annotations/sidekiq-guard.io~1status")
-        .and_then(Value::as_str)
-        .and_then(|s| InjectionStatus::parse(s).ok())
-}
-
-fn hostname(pod: &Value) -> String {
-    let spec_hostname = pod.pointer("/spec/hostname").and_then(Value::as_str);
-    sidekiq_guard::probe::pod::pod_hostname(pod_name(pod), spec_hostname).unwrap_or_default()
+/// The pod's drain budget: the one the webhook computed when it injected the pod, else the
+/// same formula on the pod's own annotations and the default policy.
+fn drain_budget(pod: &Value, status: Option<&InjectionStatus>) -> Duration {
+    if let Some(status) = status {
+        return Duration::from_secs(status.drain_budget);
+    }
+    let policy = Policy::default();
+    let ctx = Context {
+        policy: &policy,
+        mode: Mode::Native,
+        namespace: None,
+    };
+    match analysis::analyse(pod, &ctx) {
+        Subject::Sidekiq(analysis) => Duration::from_secs(analysis.grace.drain_budget),
+        Subject::Skipped(_) | Subject::Unresolved { .. } => FALLBACK_TIMEOUT,
+    }
 }
 
 /// Triggers the probe's `/drain` and follows it through `/status` until it reports an outcome.
@@ -227,13 +247,13 @@ async fn through_probe(
             &status.drain.processes,
             elapsed,
         ));
-        match status.drain.state.as_str() {
-            "drained" => {
+        match status.drain.drain_state() {
+            Some(State::Drained) => {
                 let _ = lines.send(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
                 trigger.abort();
                 return Ok(Outcome::Idle);
             }
-            "budget_exhausted" | "unquietable" => {
+            Some(State::BudgetExhausted | State::Unquietable) => {
                 let _ = lines.send(format!(
                     "{name}: not idle after {}: {}",
                     Secs(elapsed.as_secs()),

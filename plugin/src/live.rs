@@ -8,12 +8,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use sidekiq_guard::analysis::{self, Subject};
-use sidekiq_guard::annotations;
 use sidekiq_guard::findings;
 use sidekiq_guard::install;
+use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
 use sidekiq_guard::probe::report::ProcessReport;
 use sidekiq_guard::review::{self, Outcome, Perspective};
 use sidekiq_guard::sidekiq::metrics::{ClassTimes, RETENTION_MINUTES};
+use sidekiq_guard::status::InjectionStatus;
 use sidekiq_guard::workload::{self, Kind, Workload};
 use sidekiq_guard::{Context, Mode};
 
@@ -79,7 +80,11 @@ pub(crate) async fn run(
         .filter(analysis::is_sidekiq)
         .collect();
     // Jobs of a CronJob are judged through the CronJob; pods of a controller through it.
-    objects.retain(|o| !owned_by(o, "CronJob"));
+    objects.retain(|o| {
+        !workload::owners(o)
+            .iter()
+            .any(|(kind, _)| *kind == Kind::CronJob)
+    });
     objects.extend(
         pods.iter()
             .filter(|p| workload::owners(p).is_empty())
@@ -100,19 +105,10 @@ pub(crate) async fn run(
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let opted = opted_in
+        let namespace_opted_in = opted_in
             .as_ref()
-            .is_some_and(|list| list.iter().any(|n| n == namespace))
-            || object
-                .pointer("/metadata/labels")
-                .and_then(|l| l.get(annotations::INJECT))
-                .and_then(Value::as_str)
-                == Some("true");
-        let perspective = if opted {
-            Perspective::AsInjected
-        } else {
-            Perspective::AsWritten
-        };
+            .is_some_and(|list| list.iter().any(|n| n == namespace));
+        let perspective = Perspective::in_cluster(object, namespace_opted_in);
         let review = review::validate(object, &ctx, perspective);
         if matches!(review.outcome, Outcome::Skipped(_)) {
             continue;
@@ -148,17 +144,6 @@ pub(crate) async fn run(
     report.summarise(err)
 }
 
-fn owned_by(object: &Value, kind: &str) -> bool {
-    object
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|owners| {
-            owners
-                .iter()
-                .any(|o| o.get("kind").and_then(Value::as_str) == Some(kind))
-        })
-}
-
 type Processes = HashMap<(String, String), Vec<ProcessReport>>;
 
 /// Running processes per pod (namespace, name), and per-class execution times from Redis.
@@ -183,12 +168,7 @@ async fn live_data(
     let mut processes: Processes = HashMap::new();
     let Some(url) = redis_url else {
         for pod in pods {
-            let Some(port) = pod
-                .pointer("/metadata/annotations/sidekiq-guard.io~1status")
-                .and_then(Value::as_str)
-                .and_then(|s| sidekiq_guard::status::InjectionStatus::parse(s).ok())
-                .map(|s| s.probe_port)
-            else {
+            let Some(port) = InjectionStatus::of_pod(pod).map(|s| s.probe_port) else {
                 continue;
             };
             let (namespace, name) = key(pod);
@@ -207,14 +187,17 @@ async fn live_data(
     let mut by_host: HashMap<String, (String, String)> = HashMap::new();
     for pod in pods {
         let (namespace, name) = key(pod);
-        let spec_hostname = pod.pointer("/spec/hostname").and_then(Value::as_str);
-        if let Some(host) = sidekiq_guard::probe::pod::pod_hostname(&name, spec_hostname) {
-            by_host.insert(host, (namespace, name));
+        match identity_host(pod) {
+            IdentityHost::Known(host) => {
+                by_host.insert(host, (namespace, name));
+            }
+            IdentityHost::Unknown(why) => notes.push(format!(
+                "no running jobs for pod {namespace}/{name}: its processes cannot be told in Redis: {why}"
+            )),
         }
     }
     for process in sources::all_processes(&reader).await? {
-        let host = process.hostname.clone().unwrap_or_default();
-        if let Some(pod) = by_host.get(&host) {
+        if let Some(pod) = process.host().and_then(|host| by_host.get(host)) {
             processes.entry(pod.clone()).or_default().push(process);
         }
     }

@@ -11,7 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sidekiq_guard::annotations::Overrides;
 use sidekiq_guard::duration::Secs;
-use sidekiq_guard::probe::report::{DrainReport, ProcessReport};
+use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
+use sidekiq_guard::probe::report::{self, DrainReport, ProcessReport};
 use sidekiq_guard::status::InjectionStatus;
 use sidekiq_guard::verdict::{self, RunningJob, Verdict};
 use sidekiq_guard::{analysis, timestamp};
@@ -191,8 +192,7 @@ fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
 }
 
 fn base_row(pod: &Value, now: f64) -> PodRow {
-    let status = text(pod, "/metadata/annotations/sidekiq-guard.io~1status")
-        .and_then(|s| InjectionStatus::parse(s).ok());
+    let status = InjectionStatus::of_pod(pod);
     let overrides = Overrides::from_annotations(
         pod.pointer("/metadata/annotations")
             .and_then(Value::as_object),
@@ -324,16 +324,18 @@ fn join_redis(
 ) -> Vec<ProcessReport> {
     let mut by_host: HashMap<String, usize> = HashMap::new();
     for (index, pod) in pods.iter().enumerate() {
-        let name = text(pod, "/metadata/name").unwrap_or_default();
-        if let Some(host) =
-            sidekiq_guard::probe::pod::pod_hostname(name, text(pod, "/spec/hostname"))
-        {
-            by_host.insert(host, index);
+        match identity_host(pod) {
+            IdentityHost::Known(host) => {
+                by_host.insert(host, index);
+            }
+            IdentityHost::Unknown(why) => {
+                rows[index].problem = Some(format!("its processes cannot be told in Redis: {why}"));
+            }
         }
     }
     let mut unmatched: BTreeMap<String, Vec<ProcessReport>> = BTreeMap::new();
     for process in processes {
-        let host = host_of(&process);
+        let host = process.host().unwrap_or_default().to_owned();
         match by_host.get(&host) {
             Some(&index) => {
                 rows[index].source = Some("redis");
@@ -369,14 +371,6 @@ fn join_redis(
         });
     }
     Vec::new()
-}
-
-fn host_of(process: &ProcessReport) -> String {
-    process.hostname.clone().unwrap_or_else(|| {
-        sidekiq_guard::sidekiq::records::Identity::parse(&process.identity)
-            .map(|id| id.host.to_owned())
-            .unwrap_or_default()
-    })
 }
 
 fn render(
@@ -562,7 +556,7 @@ fn state(row: &PodRow) -> (String, Tone) {
         return ("unknown".to_owned(), Tone::Warn);
     }
     if let Some(drain) = &row.drain
-        && drain.state != "idle"
+        && drain.state != report::NEVER_DRAINED
     {
         let tone = if drain.failed() {
             Tone::Bad
@@ -571,7 +565,11 @@ fn state(row: &PodRow) -> (String, Tone) {
         };
         return (drain.state.clone(), tone);
     }
-    let live: Vec<&ProcessReport> = row.processes.iter().filter(|p| p.state == "live").collect();
+    let live: Vec<&ProcessReport> = row
+        .processes
+        .iter()
+        .filter(|p| p.state == report::LIVE)
+        .collect();
     if live.is_empty() {
         return ("no process".to_owned(), Tone::Warn);
     }

@@ -640,6 +640,76 @@ fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
 }
 
 #[test]
+fn drain_through_redis_finds_the_processes_dyno_names() {
+    let redis = RedisServer::start();
+    // Sidekiq names its processes after $DYNO when the container sets it, not the hostname.
+    let worker = FakeSidekiq::start(FakeConfig {
+        url: redis.url(),
+        prefix: String::new(),
+        host: "worker.1".into(),
+        pid: 9,
+        version: Version::V7,
+        beat: Duration::from_millis(300),
+        embedded: false,
+    });
+    worker.run_job(
+        r#"{"class":"ImportJob","jid":"d1","queue":"default"}"#,
+        Duration::from_secs(1),
+    );
+    let api = ApiServer::start();
+    let bare = |name: &str, env: Value| {
+        let mut pod = injected_pod("shop", name, 60, 7434);
+        pod["metadata"]["annotations"] = json!({"sidekiq-guard.io/longest-job": "90s"});
+        pod["spec"]["containers"][0]["env"] = env;
+        pod
+    };
+    api.add_pod(bare(
+        "dyno-worker-0",
+        json!([{"name": "DYNO", "value": "worker.1"}]),
+    ));
+    api.add_pod(bare(
+        "secret-dyno-0",
+        json!([{"name": "DYNO", "valueFrom": {"secretKeyRef": {"name": "app", "key": "dyno"}}}]),
+    ));
+    let kubeconfig = api.kubeconfig("shop");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let drain = |pod: &str| {
+        run(&[
+            "drain",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            pod,
+            "--redis-url",
+            &redis.url(),
+            "--interval",
+            "300ms",
+        ])
+    };
+    let out = drain("dyno-worker-0");
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{output}{}", text(&out.stderr));
+    assert!(worker.is_quiet(), "TSTP reached the process DYNO names");
+    let first = output.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "shop/dyno-worker-0: quieting through Redis (processes of host worker.1, budget 1m50s)",
+        "the budget is the formula's on the pod's own longest-job"
+    );
+    assert!(output.contains("ImportJob"), "{output}");
+
+    // A DYNO from a Secret cannot be read from the pod: refused, never a false "idle".
+    let out = drain("secret-dyno-0");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        "error: pod shop/secret-dyno-0: cannot tell its Sidekiq processes in Redis: the Sidekiq \
+         container's DYNO comes from a Secret, a ConfigMap or a resource, which the pod object does \
+         not show; drain it through its probe (without --redis-url)\n"
+    );
+}
+
+#[test]
 fn drain_refuses_pods_without_a_probe_unless_given_redis() {
     let api = ApiServer::start();
     let mut pod = injected_pod("shop", "bare-worker", 60, 7434);

@@ -48,6 +48,18 @@ impl State {
             State::Unquietable => "unquietable",
         }
     }
+
+    /// The state named `name` ([`State::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            State::Draining,
+            State::Drained,
+            State::BudgetExhausted,
+            State::Unquietable,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == name)
+    }
 }
 
 impl fmt::Display for State {
@@ -415,6 +427,19 @@ mod tests {
 
     fn tracker() -> Tracker {
         Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(60))
+    }
+
+    #[test]
+    fn states_read_back_from_their_names() {
+        for state in [
+            State::Draining,
+            State::Drained,
+            State::BudgetExhausted,
+            State::Unquietable,
+        ] {
+            assert_eq!(State::from_name(state.as_str()), Some(state));
+        }
+        assert_eq!(State::from_name(crate::probe::report::NEVER_DRAINED), None);
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! reports — the same one Sidekiq reads, whatever `hostNetwork` or `setHostnameAsFQDN` say —
 //! and falls back to computing it from the pod name.
 
+use serde_json::Value;
+
+use crate::annotations;
+use crate::detect::{self, Detection};
+use crate::sidecar::DYNO;
 use crate::sidekiq::records::Identity;
 
 /// The longest hostname the kubelet gives a pod.
@@ -32,6 +37,104 @@ pub fn pod_hostname(pod_name: &str, spec_hostname: Option<&str>) -> Option<Strin
 /// process whose hash is unreadable or expired is still attributed to its pod.
 pub fn belongs_to(identity: &str, hostname: &str) -> bool {
     Identity::parse(identity).is_some_and(|id| id.host == hostname)
+}
+
+/// The host part of a pod's Sidekiq process identities, as far as the pod object tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityHost {
+    /// Processes named `host:pid:nonce` with this host are the pod's.
+    Known(String),
+    /// The object cannot tell; why, for a message.
+    Unknown(String),
+}
+
+/// The host part of `pod`'s Sidekiq process identities, read from the object the way Sidekiq
+/// computes it inside the pod (`ENV["DYNO"] || Socket.gethostname`): the Sidekiq container's
+/// `DYNO` when its `env` sets it — literally (with `$(VAR)` expansion) or from a pod field —
+/// else the pod's hostname. A `DYNO` taken from a Secret, a ConfigMap or a resource is
+/// [`IdentityHost::Unknown`]: guessing the hostname would attribute the pod no process, and a
+/// drain would then report an idle pod it never quieted. (`DYNO` through `envFrom` is not
+/// seen; on Kubernetes it is set, if at all, by name.)
+pub fn identity_host(pod: &Value) -> IdentityHost {
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let annotated = pod
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(annotations::CONTAINER))
+        .and_then(Value::as_str)
+        .map(str::trim);
+    let with_dyno: Vec<&Value> = match detect::detect(containers, annotated) {
+        Detection::Found(found) => containers.get(found.index).into_iter().collect(),
+        // Which container is Sidekiq's is unclear: any container's DYNO is a lead.
+        _ => containers
+            .iter()
+            .filter(|c| dyno_entry(c).is_some())
+            .collect(),
+    };
+    let Some(container) = with_dyno.first() else {
+        return hostname_of(pod);
+    };
+    match dyno_entry(container) {
+        None => hostname_of(pod),
+        Some(entry) if entry.get("value").is_some() => {
+            let env = detect::literal_env(container);
+            IdentityHost::Known(env.get(DYNO).cloned().unwrap_or_default())
+        }
+        Some(entry) => from_field(pod, entry),
+    }
+}
+
+fn hostname_of(pod: &Value) -> IdentityHost {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let spec_hostname = pod.pointer("/spec/hostname").and_then(Value::as_str);
+    match pod_hostname(name, spec_hostname) {
+        Some(host) => IdentityHost::Known(host),
+        None => IdentityHost::Unknown("the pod has no name yet".to_owned()),
+    }
+}
+
+/// The last `DYNO` entry of a container's `env`: the one the kubelet keeps.
+fn dyno_entry(container: &Value) -> Option<&Value> {
+    container
+        .get("env")
+        .and_then(Value::as_array)?
+        .iter()
+        .rev()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(DYNO))
+}
+
+/// `DYNO` from `valueFrom.fieldRef`, read from the pod object like the downward API does.
+fn from_field(pod: &Value, entry: &Value) -> IdentityHost {
+    let field = entry
+        .pointer("/valueFrom/fieldRef/fieldPath")
+        .and_then(Value::as_str);
+    let value = field.and_then(|path| {
+        let pointer = match path.split_once("['") {
+            Some((map, key)) => format!(
+                "/{}/{}",
+                map.replace('.', "/"),
+                key.trim_end_matches("']")
+                    .replace('~', "~0")
+                    .replace('/', "~1")
+            ),
+            None => format!("/{}", path.replace('.', "/")),
+        };
+        pod.pointer(&pointer).and_then(Value::as_str)
+    });
+    match (field, value) {
+        (_, Some(value)) => IdentityHost::Known(value.to_owned()),
+        (Some(path), None) => IdentityHost::Unknown(format!(
+            "the Sidekiq container's {DYNO} comes from the pod field {path}, which the object does not hold yet"
+        )),
+        (None, None) => IdentityHost::Unknown(format!(
+            "the Sidekiq container's {DYNO} comes from a Secret, a ConfigMap or a resource, which the pod object does not show"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -61,6 +164,65 @@ mod tests {
         assert_eq!(pod_hostname("", None), None);
         let exact = "c".repeat(63);
         assert_eq!(pod_hostname(&exact, None), Some(exact.clone()));
+    }
+
+    fn pod(containers: &Value) -> Value {
+        serde_json::json!({
+            "metadata": {"name": "worker-7d9c8-x2x9k", "namespace": "shop", "labels": {"dyno": "w.3"}},
+            "spec": {"nodeName": "node-a", "containers": containers},
+        })
+    }
+
+    #[test]
+    fn identities_use_dyno_like_sidekiq_does() {
+        use serde_json::json;
+        let sidekiq = |env: Value| {
+            json!([{"name": "web", "image": "app"},
+                   {"name": "worker", "command": ["bundle", "exec", "sidekiq"], "env": env}])
+        };
+        let known = |host: &str| IdentityHost::Known(host.to_owned());
+        // No DYNO: the pod's hostname.
+        assert_eq!(
+            identity_host(&pod(&sidekiq(json!([])))),
+            known("worker-7d9c8-x2x9k")
+        );
+        // Literal, expanded like the kubelet expands it; the last entry wins.
+        assert_eq!(
+            identity_host(&pod(&sidekiq(json!([
+                {"name": "ROLE", "value": "worker"},
+                {"name": "DYNO", "value": "ignored"},
+                {"name": "DYNO", "value": "$(ROLE).1"},
+            ])))),
+            known("worker.1")
+        );
+        // From pod fields, as the downward API gives them.
+        for (path, host) in [
+            ("metadata.name", "worker-7d9c8-x2x9k"),
+            ("spec.nodeName", "node-a"),
+            ("metadata.labels['dyno']", "w.3"),
+        ] {
+            let env = json!([{"name": "DYNO", "valueFrom": {"fieldRef": {"fieldPath": path}}}]);
+            assert_eq!(identity_host(&pod(&sidekiq(env))), known(host), "{path}");
+        }
+        // A Secret's value cannot be read from the object: unknown, never the hostname.
+        let env =
+            json!([{"name": "DYNO", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]);
+        assert!(matches!(
+            identity_host(&pod(&sidekiq(env))),
+            IdentityHost::Unknown(why) if why.contains("Secret")
+        ));
+        let env =
+            json!([{"name": "DYNO", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]);
+        assert!(matches!(
+            identity_host(&pod(&sidekiq(env))),
+            IdentityHost::Unknown(why) if why.contains("status.podIP")
+        ));
+        // Only the Sidekiq container's DYNO counts.
+        let other = json!([
+            {"name": "web", "image": "app", "env": [{"name": "DYNO", "value": "web.1"}]},
+            {"name": "worker", "command": ["sidekiq"]},
+        ]);
+        assert_eq!(identity_host(&pod(&other)), known("worker-7d9c8-x2x9k"));
     }
 
     #[test]

@@ -138,6 +138,15 @@ pub struct JobReport {
     pub elapsed_secs: f64,
 }
 
+/// [`ProcessReport::state`] of a process that beats.
+pub const LIVE: &str = "live";
+/// [`ProcessReport::state`] of a process still in `processes` whose hash is gone.
+pub const EXPIRED: &str = "expired";
+/// [`ProcessReport::state`] of a process whose records cannot be read.
+pub const UNREADABLE: &str = "unreadable";
+/// [`DrainReport::state`] when no drain was ever asked for.
+pub const NEVER_DRAINED: &str = "idle";
+
 /// The drain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrainReport {
@@ -157,12 +166,23 @@ pub struct DrainReport {
     pub processes: Vec<ProcessProgress>,
 }
 
+impl ProcessReport {
+    /// The host part of its identity, to match it to a pod: `info.hostname`, or the
+    /// identity's own when the hash is gone (an expired or unreadable process is still the
+    /// pod's).
+    pub fn host(&self) -> Option<&str> {
+        self.hostname
+            .as_deref()
+            .or_else(|| crate::sidekiq::records::Identity::parse(&self.identity).map(|id| id.host))
+    }
+}
+
 impl DrainReport {
     /// The report of `drain` at `now`, or of no drain with `budget`.
     pub fn new(drain: Option<&Drain>, budget: std::time::Duration, now: Now) -> Self {
         match drain {
             None => DrainReport {
-                state: "idle".to_owned(),
+                state: NEVER_DRAINED.to_owned(),
                 budget_secs: budget.as_secs_f64(),
                 started_at: None,
                 elapsed_secs: None,
@@ -182,9 +202,18 @@ impl DrainReport {
         }
     }
 
+    /// The state of the last drain; `None` when none was ever asked for (or the state is one
+    /// this build does not know).
+    pub fn drain_state(&self) -> Option<State> {
+        State::from_name(&self.state)
+    }
+
     /// Whether the report is of a finished drain that did not drain.
     pub fn failed(&self) -> bool {
-        self.state == State::BudgetExhausted.as_str() || self.state == State::Unquietable.as_str()
+        matches!(
+            self.drain_state(),
+            Some(State::BudgetExhausted | State::Unquietable)
+        )
     }
 }
 
@@ -218,7 +247,7 @@ pub fn processes(tracker: &Tracker, now: Now) -> Vec<ProcessReport> {
             };
             match &t.state {
                 ProcessState::Live(p) => {
-                    report.state = "live".to_owned();
+                    report.state = LIVE.to_owned();
                     report.hostname = Some(p.info.hostname.clone());
                     report.pid = Some(p.info.pid);
                     report.tag = p.info.tag.clone();
@@ -233,9 +262,9 @@ pub fn processes(tracker: &Tracker, now: Now) -> Vec<ProcessReport> {
                     report.rtt_us = p.rtt_us;
                     report.warnings = p.warnings.iter().map(ToString::to_string).collect();
                 }
-                ProcessState::Expired => report.state = "expired".to_owned(),
+                ProcessState::Expired => report.state = EXPIRED.to_owned(),
                 ProcessState::Unreadable(error) => {
-                    report.state = "unreadable".to_owned();
+                    report.state = UNREADABLE.to_owned();
                     report.errors.push(crate::errors::chain(error));
                 }
             }
