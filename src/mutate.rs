@@ -117,6 +117,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         mode: ctx.mode,
         port,
         drain_budget: analysis.grace.drain_budget,
+        exit_deadline: analysis.grace.required,
         policy: &ctx.policy.sidecar,
         sidekiq: analysis.sidekiq_json(),
         redis: &analysis.redis,

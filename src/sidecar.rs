@@ -212,6 +212,10 @@ pub struct Spec<'a> {
     pub port: u16,
     /// The drain budget, seconds.
     pub drain_budget: u64,
+    /// The longest Sidekiq may take to stop from the moment the pod is deleted (the computed
+    /// grace period), seconds: how long a classic sidecar, signalled at that moment, keeps
+    /// serving at most.
+    pub exit_deadline: u64,
     /// The policy's sidecar section.
     pub policy: &'a SidecarPolicy,
     /// The Sidekiq container, whose `DYNO` is copied.
@@ -242,17 +246,23 @@ pub fn container(spec: &Spec<'_>) -> Value {
     if let Some(pull) = spec.policy.image_pull_policy {
         container.insert("imagePullPolicy".into(), json!(pull));
     }
-    container.insert(
-        "args".into(),
-        json!([
-            format!("--listen=0.0.0.0:{}", spec.port),
-            format!(
-                "--drain-budget={}",
-                duration::format_secs(spec.drain_budget)
-            ),
-            format!("--mode={}", spec.mode.as_str()),
-        ]),
-    );
+    let mut args = vec![
+        json!(format!("--listen=0.0.0.0:{}", spec.port)),
+        json!(format!(
+            "--drain-budget={}",
+            duration::format_secs(spec.drain_budget)
+        )),
+        json!(format!("--mode={}", spec.mode.as_str())),
+    ];
+    // A classic sidecar gets SIGTERM when the pod is deleted, while the preStop drain and then
+    // Sidekiq's own shutdown still need it; a native one is stopped after Sidekiq has exited.
+    if spec.mode == Mode::Classic {
+        args.push(json!(format!(
+            "--exit-deadline={}",
+            duration::format_secs(spec.exit_deadline)
+        )));
+    }
+    container.insert("args".into(), Value::Array(args));
     container.insert(
         "ports".into(),
         json!([{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}]),
@@ -427,14 +437,16 @@ mod tests {
             {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
             {"name": "DYNO", "value": "worker.1"},
         ]));
-        let container = container(&Spec {
+        let spec = Spec {
             mode: Mode::Native,
             port: 7434,
             drain_budget: 320,
+            exit_deadline: 350,
             policy: &policy,
             sidekiq: &worker,
             redis: &redis_env(&worker),
-        });
+        };
+        let container = container(&spec);
         assert_eq!(container["name"], NAME);
         assert_eq!(container["restartPolicy"], "Always");
         assert_eq!(
@@ -456,5 +468,22 @@ mod tests {
         );
         assert_eq!(container["resources"]["limits"]["memory"], "32Mi");
         assert_eq!(container["ports"][0]["containerPort"], 7434);
+
+        // Classic: a regular container, signalled as the pod is deleted, serving until Sidekiq
+        // may have stopped.
+        let classic = super::container(&Spec {
+            mode: Mode::Classic,
+            ..spec
+        });
+        assert_eq!(classic.get("restartPolicy"), None);
+        assert_eq!(
+            classic["args"],
+            json!([
+                "--listen=0.0.0.0:7434",
+                "--drain-budget=5m20s",
+                "--mode=classic",
+                "--exit-deadline=5m50s"
+            ])
+        );
     }
 }
