@@ -139,15 +139,21 @@ impl fmt::Display for Finding {
 }
 
 /// A job seen running longer than the workload's declared longest job (`kubectl sidekiq
-/// validate` in the cluster). `path` is the workload's `longest-job` annotation path.
+/// validate` in the cluster), `None` when it is within it. The finding's path is the
+/// workload's `longest-job` annotation.
 pub fn job_running_longer(
     workload: &Workload<'_>,
     pod: &str,
     class: &str,
-    elapsed_secs: u64,
+    elapsed_secs: f64,
     declared: &crate::settings::Setting<u64>,
-) -> Finding {
-    Finding::new(
+) -> Option<Finding> {
+    if elapsed_secs <= declared.value as f64 {
+        return None;
+    }
+    // Whole seconds: "running 2m1s", never a fraction.
+    let elapsed_secs = elapsed_secs as u64;
+    Some(Finding::new(
         Code::JobRunningLonger,
         Severity::Warning,
         annotation_path(workload, annotations::LONGEST_JOB),
@@ -161,22 +167,26 @@ pub fn job_running_longer(
             "raise {} above the longest run of {class}",
             annotations::LONGEST_JOB
         ),
-    )
+    ))
 }
 
-/// A class whose recorded run times (Sidekiq 7+ metrics) exceed the declared longest job.
+/// A class whose recorded run times (Sidekiq 7+ metrics) exceed the declared longest job,
+/// `None` when its slowest bucket is within it.
 pub fn class_slower_than_declared(
     workload: &Workload<'_>,
     class: &str,
     slowest: crate::sidekiq::metrics::Slowest,
     hours: u64,
     declared: &crate::settings::Setting<u64>,
-) -> Finding {
+) -> Option<Finding> {
+    if slowest.secs() <= declared.value {
+        return None;
+    }
     let took = match slowest {
         crate::sidekiq::metrics::Slowest::UpTo(ms) => format!("up to {}", Secs(ms.div_ceil(1000))),
         crate::sidekiq::metrics::Slowest::Over(ms) => format!("more than {}", Secs(ms / 1000)),
     };
-    Finding::new(
+    Some(Finding::new(
         Code::ClassSlowerThanDeclared,
         Severity::Warning,
         annotation_path(workload, annotations::LONGEST_JOB),
@@ -189,7 +199,7 @@ pub fn class_slower_than_declared(
             "raise {} above the slowest run of {class}",
             annotations::LONGEST_JOB
         ),
-    )
+    ))
 }
 
 /// Findings for a Sidekiq workload whose managed fields are in `state` (the object as written,
@@ -642,6 +652,46 @@ impl Ctx<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{Setting, Source};
+    use crate::sidekiq::metrics::Slowest;
+
+    #[test]
+    fn live_findings_only_past_the_declared_longest_job() {
+        let object = serde_json::json!({"kind": "Deployment", "metadata": {"name": "w"},
+            "spec": {"template": {"spec": {"containers": [{"name": "worker"}]}}}});
+        let workload = Workload::locate(&object).unwrap();
+        let declared = Setting {
+            value: 120,
+            source: Source::Annotation(annotations::LONGEST_JOB),
+        };
+        let running =
+            |secs| job_running_longer(&workload, "shop/w-1", "ImportJob", secs, &declared);
+        assert_eq!(
+            running(120.0),
+            None,
+            "exactly the declared time is within it"
+        );
+        let finding = running(121.4).unwrap();
+        assert_eq!(finding.code, Code::JobRunningLonger);
+        assert!(
+            finding.message.starts_with(
+                "pod shop/w-1 has been running ImportJob for 2m1s, longer than the declared longest job 2m"
+            ),
+            "{}",
+            finding.message
+        );
+        let slowest = |bound| class_slower_than_declared(&workload, "SlowJob", bound, 8, &declared);
+        assert_eq!(slowest(Slowest::UpTo(120_000)), None);
+        assert_eq!(
+            slowest(Slowest::Over(119_500)),
+            None,
+            "rounded up: 2m, within"
+        );
+        assert_eq!(
+            slowest(Slowest::UpTo(120_001)).map(|f| f.code),
+            Some(Code::ClassSlowerThanDeclared)
+        );
+    }
 
     #[test]
     fn codes_are_unique_and_well_formed() {

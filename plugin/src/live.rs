@@ -240,30 +240,19 @@ fn live_findings(
         let Some(list) = processes.get(&(namespace.to_owned(), pod_name.to_owned())) else {
             continue;
         };
-        for job in list.iter().flat_map(|p| &p.jobs) {
-            if job.elapsed_secs > declared.value as f64 {
-                found.push(findings::job_running_longer(
-                    workload,
-                    &format!("{namespace}/{pod_name}"),
-                    &job.class,
-                    job.elapsed_secs as u64,
-                    declared,
-                ));
-            }
-        }
+        let pod = format!("{namespace}/{pod_name}");
+        found.extend(list.iter().flat_map(|p| &p.jobs).filter_map(|job| {
+            findings::job_running_longer(workload, &pod, &job.class, job.elapsed_secs, declared)
+        }));
     }
-    for (class, figures) in times {
-        if let Some(slowest) = figures.slowest
-            && slowest.secs() > declared.value
-        {
-            found.push(findings::class_slower_than_declared(
-                workload,
-                class,
-                slowest,
-                (RETENTION_MINUTES / 60) as u64,
-                declared,
-            ));
-        }
-    }
+    found.extend(times.iter().filter_map(|(class, figures)| {
+        findings::class_slower_than_declared(
+            workload,
+            class,
+            figures.slowest?,
+            (RETENTION_MINUTES / 60) as u64,
+            declared,
+        )
+    }));
     found
 }
