@@ -302,12 +302,7 @@ impl Monitor {
             );
             return true;
         }
-        let reachable = self.tracker.redis().reachable() == Some(true);
-        let running = self
-            .tracker
-            .processes()
-            .any(|t| matches!(t.state, ProcessState::Live(_) | ProcessState::Unreadable(_)));
-        if reachable && !running && !self.draining() {
+        if self.tracker.sidekiq_gone() && !self.draining() {
             info!("this pod's Sidekiq has left Redis: exiting");
             return true;
         }

@@ -249,6 +249,17 @@ impl Tracker {
         self.tracked.values().filter_map(Tracked::process)
     }
 
+    /// Whether this pod's Sidekiq has left Redis, as far as the last read tells: Redis answered
+    /// and no followed process beats or is unreadable (an unreadable hash may still be a
+    /// running process; an expired one has stopped beating).
+    pub fn sidekiq_gone(&self) -> bool {
+        self.redis.reachable() == Some(true)
+            && !self
+                .tracked
+                .values()
+                .any(|t| matches!(t.state, ProcessState::Live(_) | ProcessState::Unreadable(_)))
+    }
+
     /// One followed process.
     pub fn get(&self, identity: &str) -> Option<&Tracked> {
         self.tracked.get(identity)
@@ -566,6 +577,25 @@ mod tests {
         // 7.x beats every 10 s: 25 s without one is late.
         assert!(!t.plan(now(1_034.0), false).members);
         assert!(t.plan(now(1_035.0), false).members);
+    }
+
+    #[test]
+    fn sidekiq_is_gone_once_redis_shows_no_process_that_may_run() {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(600));
+        assert!(!t.sidekiq_gone(), "nothing read yet");
+        let all = members(&["w-0:1:aa", "w-0:2:bb"]);
+        t.ingest(
+            now(1_010.0),
+            Some(&all),
+            vec![live("w-0:1:aa", 1_009.0, 1_000.0), expired("w-0:2:bb")],
+        );
+        assert!(!t.sidekiq_gone(), "one still beats");
+        t.ingest(
+            now(1_015.0),
+            None,
+            vec![gone("w-0:1:aa"), expired("w-0:2:bb")],
+        );
+        assert!(t.sidekiq_gone(), "an expired process has stopped beating");
     }
 
     #[test]
