@@ -34,6 +34,8 @@ pub mod status;
 pub mod timestamp;
 pub mod verdict;
 pub mod workload;
+#[cfg(feature = "x509")]
+pub mod x509;
 
 pub use analysis::Context;
 pub use findings::{Code, Finding, Severity};

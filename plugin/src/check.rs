@@ -9,8 +9,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
 use sidekiq_guard::install::{self, Check, Escape, Status, WebhookKind};
-use sidekiq_guard::{analysis, timestamp};
-use x509_parser::pem::Pem;
+use sidekiq_guard::{analysis, timestamp, x509};
 
 use crate::cli::{CheckArgs, CheckFormat, Cli};
 use crate::cluster::{self, Cluster, Scope};
@@ -273,10 +272,11 @@ async fn certificates(
             "run the certs install Job again",
         )];
     };
-    let leaf_pems: Vec<Pem> = Pem::iter_from_buffer(&leaf_pem)
-        .filter_map(Result::ok)
-        .collect();
-    let Some(leaf) = leaf_pems.first().and_then(|p| p.parse_x509().ok()) else {
+    let chain = x509::pem_certificates(&leaf_pem, "tls.crt").unwrap_or_default();
+    let Some(leaf) = chain
+        .first()
+        .and_then(|der| x509::inspect(der, "tls.crt").ok())
+    else {
         return vec![Check::problem(
             Status::Fail,
             verify_title,
@@ -285,26 +285,13 @@ async fn certificates(
         )];
     };
     let mut checks = Vec::new();
-    let ca_pem = ca_bundle.and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
-    let ca_pems: Vec<Pem> = ca_pem
-        .as_deref()
-        .map(|p| Pem::iter_from_buffer(p).filter_map(Result::ok).collect())
+    let anchors = ca_bundle
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|pem| x509::pem_certificates(&pem, "caBundle").ok())
         .unwrap_or_default();
     // The chain in tls.crt may carry intermediates: the leaf verifies against its issuer there,
     // and the last certificate of the chain against the bundle.
-    let chain: Vec<_> = leaf_pems
-        .iter()
-        .filter_map(|p| p.parse_x509().ok())
-        .collect();
-    let anchors: Vec<_> = ca_pems.iter().filter_map(|p| p.parse_x509().ok()).collect();
-    let links_ok = chain
-        .windows(2)
-        .all(|pair| pair[0].verify_signature(Some(pair[1].public_key())).is_ok());
-    let top = chain.last().unwrap_or(&leaf);
-    let anchored = anchors
-        .iter()
-        .any(|ca| top.verify_signature(Some(ca.public_key())).is_ok());
-    checks.push(match (anchors.is_empty(), links_ok && anchored) {
+    checks.push(match (anchors.is_empty(), x509::chain_anchored(&chain, &anchors)) {
         (true, _) => Check::problem(Status::Fail, verify_title, "the webhook configuration has no caBundle", "run the certs install Job"),
         (false, true) => Check::pass(verify_title),
         (false, false) => Check::problem(
@@ -316,36 +303,19 @@ async fn certificates(
     });
     if let Some((name, namespace)) = service {
         let wanted = format!("{name}.{namespace}.svc");
-        let names: Vec<String> = leaf
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|san| {
-                san.value
-                    .general_names
-                    .iter()
-                    .filter_map(|n| match n {
-                        x509_parser::extensions::GeneralName::DNSName(dns) => {
-                            Some((*dns).to_owned())
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         let title = format!("the serving certificate names {wanted}");
-        checks.push(if names.contains(&wanted) {
+        checks.push(if leaf.dns_names.contains(&wanted) {
             Check::pass(title)
         } else {
             Check::problem(
                 Status::Fail,
                 title,
-                format!("its DNS names are {}", names.join(", ")),
+                format!("its DNS names are {}", leaf.dns_names.join(", ")),
                 "run the certs install Job with --service and --namespace of the webhook Service",
             )
         });
     }
-    let not_after = leaf.validity().not_after.timestamp();
+    let not_after = leaf.not_after;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

@@ -1,10 +1,11 @@
-//! Reading and making X.509 certificates: what the server, `certs generate` and `certs install`
-//! need to know about a PEM certificate (names, validity, issuer), and how sidekiq-guard issues
-//! its own CA and serving certificates with rcgen.
+//! Making X.509 certificates: how sidekiq-guard issues its own CA and serving certificates with
+//! rcgen, and checks a key against its certificate. Reading them (names, validity, issuer) is
+//! the core's [`sidekiq_guard::x509`], which `kubectl sidekiq check` shares; its items are
+//! re-exported here for the server, `certs generate` and `certs install`.
 //!
 //! Keys are ECDSA P-256: small, fast to sign with, and accepted by the API server's Go TLS stack.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -12,8 +13,8 @@ use rcgen::{
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
+use sidekiq_guard::x509;
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
 
 /// Certificates are back-dated by this much so that a node whose clock is slightly behind
 /// does not reject a certificate issued a moment ago.
@@ -22,29 +23,9 @@ const BACKDATE: Duration = Duration::from_secs(3600);
 /// A certificate or key that cannot be used. Messages never contain key material.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    /// No `CERTIFICATE` block.
-    #[error("{what} holds no PEM CERTIFICATE block")]
-    NoCertificate {
-        /// Which input, e.g. `Secret shop/tls key tls.crt`.
-        what: String,
-    },
-    /// A PEM block that does not decode.
-    #[error("{what} is not valid PEM")]
-    Pem {
-        /// Which input.
-        what: String,
-        /// Why.
-        #[source]
-        source: rustls::pki_types::pem::Error,
-    },
-    /// DER that is not an X.509 certificate.
-    #[error("{what} holds a certificate that cannot be parsed: {message}")]
-    Parse {
-        /// Which input.
-        what: String,
-        /// The parser's complaint.
-        message: String,
-    },
+    /// A certificate that cannot be read.
+    #[error(transparent)]
+    Certificate(#[from] x509::X509Error),
     /// rcgen refused to build or sign a certificate, or to read a key.
     #[error("{what}")]
     Rcgen {
@@ -56,115 +37,25 @@ pub enum PkiError {
     },
 }
 
-/// What sidekiq-guard needs to know about a certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertInfo {
-    /// Subject common name (empty when absent).
-    pub common_name: String,
-    /// DNS subject alternative names.
-    pub dns_names: Vec<String>,
-    /// Start of validity, seconds since the Unix epoch.
-    pub not_before: i64,
-    /// End of validity, seconds since the Unix epoch.
-    pub not_after: i64,
-    /// Whether the basic constraints make it a CA.
-    pub is_ca: bool,
-    /// Serial number, colon-separated hex.
-    pub serial: String,
-}
-
-impl CertInfo {
-    /// Seconds left before expiry at `now` (negative once expired).
-    pub fn seconds_left(&self, now: SystemTime) -> i64 {
-        self.not_after - unix(now)
-    }
-
-    /// Whether it is valid at `now` and stays valid for at least `margin`.
-    pub fn valid_for(&self, now: SystemTime, margin: Duration) -> bool {
-        let now = unix(now);
-        self.not_before <= now
-            && self.not_after - now >= i64::try_from(margin.as_secs()).unwrap_or(i64::MAX)
-    }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    }
-}
+pub use sidekiq_guard::x509::{CertInfo, signed_by, unix};
 
 /// Every certificate in a PEM document, in order (leaf first for a chain).
 pub fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| PkiError::Pem {
-            what: what.to_owned(),
-            source,
-        })?;
-    if certs.is_empty() {
-        return Err(PkiError::NoCertificate {
-            what: what.to_owned(),
-        });
-    }
-    Ok(certs)
+    Ok(x509::pem_certificates(pem, what)?
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect())
 }
 
 /// Reads one DER certificate.
 pub fn inspect(der: &[u8], what: &str) -> Result<CertInfo, PkiError> {
-    let cert = parse(der, what)?;
-    let common_name = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let dns_names = match cert.subject_alternative_name() {
-        Ok(Some(san)) => san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|name| match name {
-                GeneralName::DNSName(dns) => Some((*dns).to_owned()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let validity = cert.validity();
-    Ok(CertInfo {
-        common_name,
-        dns_names,
-        not_before: validity.not_before.timestamp(),
-        not_after: validity.not_after.timestamp(),
-        is_ca: cert.is_ca(),
-        serial: cert.raw_serial_as_string(),
-    })
+    Ok(x509::inspect(der, what)?)
 }
 
 /// Reads the first certificate of a PEM document.
 pub fn inspect_pem(pem: &[u8], what: &str) -> Result<CertInfo, PkiError> {
     let certs = certificates(pem, what)?;
     inspect(&certs[0], what)
-}
-
-/// Whether `cert` carries a valid signature by `issuer`'s key.
-pub fn signed_by(cert: &[u8], issuer: &[u8]) -> bool {
-    match (parse(cert, "certificate"), parse(issuer, "issuer")) {
-        (Ok(cert), Ok(issuer)) => cert.verify_signature(Some(issuer.public_key())).is_ok(),
-        _ => false,
-    }
-}
-
-fn parse<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, PkiError> {
-    X509Certificate::from_der(der)
-        .map(|(_, cert)| cert)
-        .map_err(|err| PkiError::Parse {
-            what: what.to_owned(),
-            message: err.to_string(),
-        })
 }
 
 /// Whether `key_pem` is the private key of the certificate `cert_der`.
@@ -177,7 +68,10 @@ pub fn key_matches(cert_der: &[u8], key_pem: &[u8]) -> bool {
     let Ok(signing_key) = provider.key_provider.load_private_key(key) else {
         return false;
     };
-    match (signing_key.public_key(), parse(cert_der, "certificate")) {
+    match (
+        signing_key.public_key(),
+        x509::parse(cert_der, "certificate"),
+    ) {
         (Some(spki), Ok(cert)) => spki.as_ref() == cert.public_key().raw,
         _ => false,
     }
