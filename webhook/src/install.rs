@@ -327,7 +327,7 @@ fn read_ca(secret: &Secret, now: SystemTime, margin: Duration) -> Result<KeyedCe
     if !info.valid_for(now, margin) {
         return Err(format!(
             "the CA expires {}, before a certificate issued now would",
-            crate::tls::format_unix(info.not_after)
+            sidekiq_guard::timestamp::format(info.not_after)
         ));
     }
     Ok(KeyedCert {
@@ -363,7 +363,7 @@ fn read_serving(
     if !info.valid_for(now, renew_before) {
         return Err(format!(
             "the certificate expires {}, within the renewal window",
-            crate::tls::format_unix(info.not_after)
+            sidekiq_guard::timestamp::format(info.not_after)
         ));
     }
     Ok(KeyedCert {

@@ -156,7 +156,7 @@ async fn run_install(args: InstallArgs) -> anyhow::Result<()> {
     tracing::info!(
         ca = ?report.ca,
         serving = ?report.serving,
-        serving_not_after = %tls::format_unix(report.serving_not_after),
+        serving_not_after = %sidekiq_guard::timestamp::format(report.serving_not_after),
         patched = ?report.patched,
         "certificates installed"
     );

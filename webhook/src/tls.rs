@@ -224,7 +224,7 @@ impl Watcher {
                     cert = %self.files.cert.display(),
                     serial = %loaded.leaf.serial,
                     dns_names = ?loaded.leaf.dns_names,
-                    not_after = %format_unix(loaded.leaf.not_after),
+                    not_after = %sidekiq_guard::timestamp::format(loaded.leaf.not_after),
                     chain_len = loaded.chain_len,
                     "serving certificate loaded"
                 );
@@ -298,17 +298,6 @@ impl Watcher {
             self.poll().await;
         }
     }
-}
-
-/// RFC 3339 for a Unix time, for logs.
-pub fn format_unix(seconds: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(seconds)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| seconds.to_string())
 }
 
 #[cfg(test)]
