@@ -5,28 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use sidekiq_guard::Mode;
 use sidekiq_guard::probe::health::Thresholds;
 use sidekiq_guard::probe::pod;
 use sidekiq_guard::redis::RedisSettings;
-
-/// How the sidecar is placed in the pod, which decides what SIGTERM means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Mode {
-    /// A native sidecar gets SIGTERM only after Sidekiq has exited: exit promptly.
-    Native,
-    /// A regular container gets SIGTERM together with Sidekiq, while the preStop `/drain` may
-    /// still run: keep serving until this pod's Sidekiq has left Redis, or the exit deadline.
-    Classic,
-}
-
-impl Mode {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Mode::Native => "native",
-            Mode::Classic => "classic",
-        }
-    }
-}
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,8 +48,11 @@ pub(crate) struct Args {
     #[arg(long, env = "SIDEKIQ_GUARD_DRAIN_BUDGET", default_value = "80s", value_parser = duration)]
     pub(crate) drain_budget: Duration,
 
-    /// native: exit promptly on SIGTERM. classic: keep serving until Sidekiq has left Redis.
-    #[arg(long, env = "SIDEKIQ_GUARD_MODE", value_enum, default_value_t = Mode::Classic)]
+    /// How the sidecar is placed, which decides what SIGTERM means. native (an init container
+    /// stopped after Sidekiq has exited): exit promptly. classic (a regular container signalled
+    /// with Sidekiq, while the preStop /drain may still run): keep serving until this pod's
+    /// Sidekiq has left Redis, or the exit deadline.
+    #[arg(long, env = "SIDEKIQ_GUARD_MODE", default_value = "classic", value_name = "native|classic", value_parser = mode)]
     pub(crate) mode: Mode,
 
     /// /livez fails when a heartbeat of this pod is older than this while Redis answers.
@@ -129,6 +114,14 @@ pub(crate) struct Args {
 }
 
 /// A duration as `90s`, `5m20s`, `800ms`, or a bare number of seconds.
+/// The core's sidecar [`Mode`] by its name.
+fn mode(text: &str) -> Result<Mode, String> {
+    [Mode::Native, Mode::Classic]
+        .into_iter()
+        .find(|mode| mode.as_str() == text)
+        .ok_or_else(|| format!("expected native or classic, got {text:?}"))
+}
+
 fn duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
@@ -270,5 +263,23 @@ mod tests {
         assert_eq!(args.mode, Mode::Native);
         assert_eq!(args.stale_after, Duration::from_secs(60));
         assert_eq!(args.outage_window, Duration::from_secs(120));
+
+        let args = Args::try_parse_from([
+            "sidekiq-guard-probe",
+            "--listen=0.0.0.0:7434",
+            "--drain-budget=1m20s",
+            "--mode=classic",
+            "--exit-deadline=1m50s",
+        ])
+        .unwrap();
+        assert_eq!(args.mode, Mode::Classic);
+        assert_eq!(args.exit_deadline, Some(Duration::from_secs(110)));
+
+        let err = Args::try_parse_from(["sidekiq-guard-probe", "--mode=sideways"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected native or classic, got \"sideways\""),
+            "{err}"
+        );
     }
 }

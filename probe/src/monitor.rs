@@ -20,8 +20,9 @@ use sidekiq_guard::redis::{Reader, Stats};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::config::{Mode, Settings};
+use crate::config::Settings;
 use crate::metrics::{DrainLabels, Metrics, ReadLabels};
+use sidekiq_guard::Mode;
 
 /// Wall-clock and monotonic time for the core's decisions.
 #[derive(Debug, Clone, Copy)]
