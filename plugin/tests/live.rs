@@ -29,7 +29,8 @@ fn codes(report: &Value, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn cluster() -> ApiServer {
+/// An API server with namespace `shop` opted in and `notifications` not.
+fn namespaces() -> ApiServer {
     let api = ApiServer::start();
     api.add(
         "/api/v1",
@@ -41,6 +42,11 @@ fn cluster() -> ApiServer {
         "namespaces",
         json!({"metadata": {"name": "notifications"}}),
     );
+    api
+}
+
+fn cluster() -> ApiServer {
+    let api = namespaces();
     let mut rails = load("manifests/examples/rails-worker.yaml");
     rails.as_object_mut().unwrap().remove("kind");
     api.add("/apis/apps/v1", "deployments", rails);
@@ -239,17 +245,7 @@ fn a_redis_without_metrics_says_so() {
 
 #[test]
 fn running_pods_are_judged_as_they_run_and_labelled_templates_as_injected() {
-    let api = ApiServer::start();
-    api.add(
-        "/api/v1",
-        "namespaces",
-        json!({"metadata": {"name": "shop", "labels": {"sidekiq-guard.io/inject": "enabled"}}}),
-    );
-    api.add(
-        "/api/v1",
-        "namespaces",
-        json!({"metadata": {"name": "notifications"}}),
-    );
+    let api = namespaces();
     // Created before sidekiq-guard was installed, in an opted-in namespace: the webhook never
     // saw it, and it runs unprotected until restarted.
     api.add_pod(json!({
