@@ -20,9 +20,13 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 /// writes.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// Written out at once when the pending lines reach this size, so that a burst neither waits
-/// nor grows memory.
+/// Handed to the flushing thread at once when the pending lines reach this size, so that a
+/// burst does not wait for the interval.
 const FLUSH_AT: usize = 64 * 1024;
+
+/// Written out by the logging thread itself when the pending lines reach this size: the
+/// flushing thread is behind (a slow log reader), and memory must not grow without bound.
+const MAX_PENDING: usize = 16 * FLUSH_AT;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -97,29 +101,21 @@ impl std::fmt::Debug for Batch {
 
 struct Shared {
     pending: Mutex<Pending>,
-    /// Signalled when a line arrives in an empty batch, so that an idle webhook does not wake.
+    /// Signalled when a line arrives in an empty batch (so that an idle webhook does not wake)
+    /// and when a batch is full.
     arrived: Condvar,
+    /// Where lines go. Taken while `pending` is still held, so that batches leave in the order
+    /// they were taken; the write itself runs with `pending` free for the next lines.
+    out: Mutex<Box<dyn std::io::Write + Send>>,
 }
 
 struct Pending {
     lines: Vec<u8>,
-    out: Box<dyn std::io::Write + Send>,
-    /// When the lines were last written out; `None` before the first write.
+    /// When lines were last taken to be written; `None` before the first time.
     written: Option<Instant>,
 }
 
 impl Pending {
-    /// Writes the lines out and empties them. A closed stdout drops them: logging never stops
-    /// the webhook.
-    fn write_out(&mut self) {
-        if !self.lines.is_empty() {
-            let _ = self.out.write_all(&self.lines);
-            let _ = self.out.flush();
-            self.lines.clear();
-            self.written = Some(Instant::now());
-        }
-    }
-
     /// Whether the last write is long enough ago for a new line to go out at once.
     fn quiet(&self) -> bool {
         self.written.is_none_or(|at| at.elapsed() >= FLUSH_EVERY)
@@ -131,10 +127,10 @@ impl Batch {
         Self(Arc::new(Shared {
             pending: Mutex::new(Pending {
                 lines: Vec::with_capacity(FLUSH_AT),
-                out,
                 written: None,
             }),
             arrived: Condvar::new(),
+            out: Mutex::new(out),
         }))
     }
 
@@ -142,8 +138,8 @@ impl Batch {
     fn start() -> Self {
         let batch = Self::new(Box::new(std::io::stdout()));
         let flusher = batch.clone();
-        // A failure to spawn leaves lines to the size threshold and the guard: logs still
-        // arrive, only later.
+        // A failure to spawn leaves lines to the size cap and the guard: logs still arrive,
+        // only later.
         let _ = std::thread::Builder::new()
             .name("log-flush".into())
             .spawn(move || flusher.flush_forever());
@@ -160,23 +156,49 @@ impl Batch {
 
     fn flush_forever(&self) {
         loop {
-            let since_write = {
-                let pending = self.pending();
-                let pending = self
+            let pending = self.pending();
+            let mut pending = self
+                .0
+                .arrived
+                .wait_while(pending, |p| p.lines.is_empty())
+                .unwrap_or_else(PoisonError::into_inner);
+            // Let the lines of the next moments join this one's write, unless the batch is
+            // full already.
+            let due = pending
+                .written
+                .map_or_else(Instant::now, |at| at + FLUSH_EVERY);
+            loop {
+                let now = Instant::now();
+                if pending.lines.len() >= FLUSH_AT || now >= due {
+                    break;
+                }
+                pending = self
                     .0
                     .arrived
-                    .wait_while(pending, |p| p.lines.is_empty())
-                    .unwrap_or_else(PoisonError::into_inner);
-                pending.written.map_or(FLUSH_EVERY, |at| at.elapsed())
-            };
-            // Let the lines of the next moments join this one's write.
-            std::thread::sleep(FLUSH_EVERY.saturating_sub(since_write));
-            self.flush();
+                    .wait_timeout(pending, due - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            self.write_out(pending);
         }
     }
 
     fn flush(&self) {
-        self.pending().write_out();
+        self.write_out(self.pending());
+    }
+
+    /// Takes the pending lines and writes them, with `pending` released during the write. A
+    /// closed stdout drops them: logging never stops the webhook.
+    fn write_out(&self, mut pending: MutexGuard<'_, Pending>) {
+        if pending.lines.is_empty() {
+            return;
+        }
+        let lines = std::mem::replace(&mut pending.lines, Vec::with_capacity(FLUSH_AT));
+        pending.written = Some(Instant::now());
+        let mut out = self.0.out.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(pending);
+        let _ = out.write_all(&lines);
+        let _ = out.flush();
     }
 }
 
@@ -194,13 +216,18 @@ pub struct BatchWriter<'a>(&'a Batch);
 
 impl std::io::Write for BatchWriter<'_> {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        let mut pending = self.0.pending();
-        let was_empty = pending.lines.is_empty();
+        let batch = self.0;
+        let mut pending = batch.pending();
+        let before = pending.lines.len();
         pending.lines.extend_from_slice(line);
-        if pending.lines.len() >= FLUSH_AT || (was_empty && pending.quiet()) {
-            pending.write_out();
-        } else if was_empty {
-            self.0.0.arrived.notify_one();
+        let after = pending.lines.len();
+        if after >= MAX_PENDING || (before == 0 && pending.quiet()) {
+            // A quiet moment's line goes out at once; a flusher that cannot keep up makes the
+            // loggers wait rather than memory grow.
+            batch.write_out(pending);
+        } else if before == 0 || (before < FLUSH_AT && after >= FLUSH_AT) {
+            drop(pending);
+            batch.0.arrived.notify_one();
         }
         Ok(line.len())
     }
@@ -253,16 +280,32 @@ mod tests {
     }
 
     #[test]
-    fn a_full_batch_is_written_out_at_once() {
+    fn a_full_batch_goes_to_the_flusher_and_a_runaway_one_is_written_in_place() {
         let sink = Sink::default();
         let batch = Batch::new(Box::new(sink.clone()));
         let mut writer = batch.make_writer();
         writer.write_all(b"x\n").unwrap();
-        writer.write_all(&vec![b'x'; FLUSH_AT - 1]).unwrap();
-        assert_eq!(sink.0.lock().unwrap().len(), 2);
-        writer.write_all(b"\n").unwrap();
-        assert_eq!(sink.0.lock().unwrap().len(), 2 + FLUSH_AT);
+        writer.write_all(&vec![b'x'; FLUSH_AT]).unwrap();
+        assert_eq!(
+            sink.0.lock().unwrap().len(),
+            2,
+            "left to the flushing thread"
+        );
+        writer
+            .write_all(&vec![b'y'; MAX_PENDING - FLUSH_AT])
+            .unwrap();
+        assert_eq!(sink.0.lock().unwrap().len(), 2 + MAX_PENDING);
         assert!(batch.pending().lines.is_empty());
+
+        // The flushing thread, woken by the full batch, writes it.
+        let flusher = batch.clone();
+        std::thread::spawn(move || flusher.flush_forever());
+        writer.write_all(&vec![b'z'; FLUSH_AT]).unwrap();
+        let deadline = Instant::now() + FLUSH_EVERY * 50;
+        while sink.0.lock().unwrap().len() < 2 + MAX_PENDING + FLUSH_AT {
+            assert!(Instant::now() < deadline, "never flushed");
+            std::thread::sleep(FLUSH_EVERY / 10);
+        }
     }
 
     #[test]
