@@ -26,7 +26,7 @@ const FLUSH_AT: usize = 64 * 1024;
 
 /// Written out by the logging thread itself when the pending lines reach this size: the
 /// flushing thread is behind (a slow log reader), and memory must not grow without bound.
-const MAX_PENDING: usize = 16 * FLUSH_AT;
+const MAX_PENDING: usize = 4 * FLUSH_AT;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
