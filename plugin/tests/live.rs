@@ -45,6 +45,19 @@ fn namespaces() -> ApiServer {
     api
 }
 
+/// `kubectl sidekiq validate -A -o json` against `api`.
+fn validate_all(api: &ApiServer) -> std::process::Output {
+    let kubeconfig = api.kubeconfig("shop");
+    run(&[
+        "validate",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-A",
+        "-o",
+        "json",
+    ])
+}
+
 fn cluster() -> ApiServer {
     let api = namespaces();
     let mut rails = load("manifests/examples/rails-worker.yaml");
@@ -67,15 +80,7 @@ fn cluster() -> ApiServer {
 #[test]
 fn workloads_are_judged_as_injected_where_their_namespace_opted_in() {
     let api = cluster();
-    let kubeconfig = api.kubeconfig("shop");
-    let out = run(&[
-        "validate",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-A",
-        "-o",
-        "json",
-    ]);
+    let out = validate_all(&api);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -106,6 +111,7 @@ fn workloads_are_judged_as_injected_where_their_namespace_opted_in() {
         "3 Sidekiq workload(s): 3 error(s), 3 warning(s), 1 info\n"
     );
 
+    let kubeconfig = api.kubeconfig("shop");
     let out = run(&["validate", "--kubeconfig", kubeconfig.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
@@ -260,15 +266,7 @@ fn running_pods_are_judged_as_they_run_and_labelled_templates_as_injected() {
     rails["metadata"]["namespace"] = json!("notifications");
     rails["spec"]["template"]["metadata"]["labels"]["sidekiq-guard.io/inject"] = json!("true");
     api.add("/apis/apps/v1", "deployments", rails);
-    let kubeconfig = api.kubeconfig("shop");
-    let out = run(&[
-        "validate",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-A",
-        "-o",
-        "json",
-    ]);
+    let out = validate_all(&api);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(codes(&report, "rails-worker"), vec!["SG013", "SG008"]);
     // No grace, preStop or probes: what it would lose on its next eviction.
