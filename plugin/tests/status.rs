@@ -159,7 +159,7 @@ fn status_through_the_pod_proxy_shows_each_pods_work_and_verdict() {
 fn status_joins_a_real_sidekiq_through_its_real_probe() {
     let redis = RedisServer::start();
     let pod = "rails-worker-7d9c8f6b5-real1";
-    let _sidekiq = start_sidekiq(&redis, pod, 3);
+    let _sidekiq = Sidekiq::start(&redis, pod, 3, 5);
     let (probe, port) = start_probe(&redis.url(), pod, "1m");
     let api = ApiServer::start();
     api.add_pod(injected_pod("shop", pod, 60, 7434));
@@ -497,7 +497,7 @@ fn probes_are_read_concurrently_within_the_bound() {
 fn drain_through_the_probe_follows_a_real_sidekiq_until_idle() {
     let redis = RedisServer::start();
     let pod = "rails-worker-7d9c8f6b5-drain";
-    let _sidekiq = start_sidekiq(&redis, pod, 3);
+    let _sidekiq = Sidekiq::start(&redis, pod, 3, 5);
     let (probe, port) = start_probe(&redis.url(), pod, "1m");
     let api = ApiServer::start();
     api.add_pod(injected_pod("shop", pod, 40, 7434));

@@ -6,6 +6,8 @@
 
 #[path = "../../../tests/support/fake_sidekiq.rs"]
 pub mod fake_sidekiq;
+#[path = "../../../tests/support/real_sidekiq.rs"]
+pub mod real_sidekiq;
 #[path = "../../../tests/support/redis_server.rs"]
 pub mod redis_server;
 
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -28,6 +30,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[allow(unused_imports)]
 pub use fake_sidekiq::{FakeConfig, FakeSidekiq, Version};
+#[allow(unused_imports)]
+pub use real_sidekiq::{Sidekiq, enqueue, wait_until};
 #[allow(unused_imports)]
 pub use redis_server::{RedisServer, free_port, send_signal};
 
@@ -45,20 +49,6 @@ pub fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// Polls `condition` every 100 ms until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -746,34 +736,4 @@ pub fn start_probe(redis_url: &str, hostname: &str, drain_budget: &str) -> (Proc
     });
     assert!(up, "the probe did not start: {}", probe.log());
     (probe, port)
-}
-
-/// A real Sidekiq 6.4.1 running the probe tests' `TimedJob`, whose identity carries `host`
-/// (through `DYNO`, as Sidekiq reads it).
-pub fn start_sidekiq(redis: &RedisServer, host: &str, concurrency: u32) -> Process {
-    let mut command = Command::new("sidekiq");
-    command
-        .arg("-r")
-        .arg(root().join("probe/tests/support/timed_jobs.rb"))
-        .args(["-c", &concurrency.to_string(), "-t", "5"])
-        .env("REDIS_URL", redis.url())
-        .env("DYNO", host);
-    spawn(command, "sidekiq")
-}
-
-/// Enqueues `TimedJob`s through Sidekiq's own client: `(seconds, marker)`.
-pub fn enqueue(redis: &RedisServer, jobs: &[(f64, &str)]) {
-    let script = jobs
-        .iter()
-        .map(|(secs, marker)| format!("TimedJob.perform_async({secs}, {marker:?})"))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let status = Command::new("ruby")
-        .args(["-r", "sidekiq", "-r"])
-        .arg(root().join("probe/tests/support/timed_jobs.rb"))
-        .args(["-e", &script])
-        .env("REDIS_URL", redis.url())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }

@@ -7,7 +7,7 @@
 #
 # TimedJob.perform(seconds, marker) adds marker to the sets "sg:started"/"sg:done" (like
 # SleepJob) and the epoch time to the hashes "sg:started_at"/"sg:done_at".
-require_relative "../../../tests/support/sidekiq/jobs"
+require_relative "sidekiq/jobs"
 
 class TimedJob
   include Sidekiq::Job
