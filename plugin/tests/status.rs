@@ -155,16 +155,46 @@ fn status_through_the_pod_proxy_shows_each_pods_work_and_verdict() {
     );
 }
 
+/// A real Sidekiq (3 threads) and its real probe for one injected pod, reached through the
+/// test API server's pod proxy.
+struct RealPod {
+    redis: RedisServer,
+    _sidekiq: Sidekiq,
+    probe: Process,
+    _api: ApiServer,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl RealPod {
+    fn start(pod: &str, longest_job: u64) -> Self {
+        let redis = RedisServer::start();
+        let sidekiq = Sidekiq::start(&redis, pod, 3, 5);
+        let (probe, port) = start_probe(&redis.url(), pod, "1m");
+        let api = ApiServer::start();
+        api.add_pod(injected_pod("shop", pod, longest_job, 7434));
+        api.proxy("shop", pod, 7434, ProxyTarget::Forward(port));
+        let kubeconfig = api.kubeconfig("shop");
+        Self {
+            redis,
+            _sidekiq: sidekiq,
+            probe,
+            _api: api,
+            kubeconfig,
+        }
+    }
+}
+
 #[test]
 fn status_joins_a_real_sidekiq_through_its_real_probe() {
-    let redis = RedisServer::start();
     let pod = "rails-worker-7d9c8f6b5-real1";
-    let _sidekiq = Sidekiq::start(&redis, pod, 3, 5);
-    let (probe, port) = start_probe(&redis.url(), pod, "1m");
-    let api = ApiServer::start();
-    api.add_pod(injected_pod("shop", pod, 60, 7434));
-    api.proxy("shop", pod, 7434, ProxyTarget::Forward(port));
-    let kubeconfig = api.kubeconfig("shop");
+    // Every part bound by name: `..` would drop the Sidekiq and the API server at once.
+    let RealPod {
+        redis,
+        _sidekiq,
+        probe,
+        _api,
+        kubeconfig,
+    } = RealPod::start(pod, 60);
     enqueue(&redis, &[(30.0, "a"), (30.0, "b")]);
 
     let mut last = Value::Null;
@@ -495,14 +525,15 @@ fn probes_are_read_concurrently_within_the_bound() {
 
 #[test]
 fn drain_through_the_probe_follows_a_real_sidekiq_until_idle() {
-    let redis = RedisServer::start();
     let pod = "rails-worker-7d9c8f6b5-drain";
-    let _sidekiq = Sidekiq::start(&redis, pod, 3, 5);
-    let (probe, port) = start_probe(&redis.url(), pod, "1m");
-    let api = ApiServer::start();
-    api.add_pod(injected_pod("shop", pod, 40, 7434));
-    api.proxy("shop", pod, 7434, ProxyTarget::Forward(port));
-    let kubeconfig = api.kubeconfig("shop");
+    // Every part bound by name: `..` would drop the Sidekiq and the API server at once.
+    let RealPod {
+        redis,
+        _sidekiq,
+        probe,
+        _api,
+        kubeconfig,
+    } = RealPod::start(pod, 40);
     enqueue(&redis, &[(4.0, "a"), (6.0, "b")]);
     assert!(wait_until(Duration::from_secs(20), || redis
         .cli(&["SCARD", "sg:started"])
