@@ -318,6 +318,102 @@ fn excludes_namespaces(webhook: &Value, own_namespace: &str, title: &str) -> Che
     }
 }
 
+/// A webhook's `clientConfig.caBundle`, as read from its configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaBundle<'a> {
+    /// `MutatingWebhookConfiguration pods.sidekiq-guard.io`: where it was read.
+    pub source: String,
+    /// The base64 PEM, when the webhook has one.
+    pub base64: Option<&'a str>,
+}
+
+/// The caBundle of every webhook of a configuration. Each webhook carries its own: the API
+/// server verifies calls through one webhook against that webhook's bundle only, and a
+/// cainjector or a hand edit can leave one stale while another is fresh.
+pub fn ca_bundles(kind: WebhookKind, config: &Value) -> Vec<CaBundle<'_>> {
+    let webhooks = config
+        .get("webhooks")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    webhooks
+        .iter()
+        .map(|webhook| CaBundle {
+            source: format!(
+                "{} {}",
+                kind.kind(),
+                webhook
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(unnamed)")
+            ),
+            base64: webhook
+                .pointer("/clientConfig/caBundle")
+                .and_then(Value::as_str)
+                .filter(|b| !b.is_empty()),
+        })
+        .collect()
+}
+
+/// Whether a caBundle anchors the serving certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// The webhook has no caBundle, or one that holds no readable certificate.
+    Missing,
+    /// The bundle holds certificates, none of which signed the serving chain.
+    Unsigned,
+    /// The serving chain ends at a certificate of the bundle.
+    Anchored,
+}
+
+/// Judges the trust of every webhook's caBundle in the serving certificate: one check, which
+/// names each webhook whose calls the API server would reject.
+pub fn ca_bundle_trust(trusts: &[(String, Trust)]) -> Check {
+    let title = "the caBundle verifies the serving certificate";
+    if trusts.is_empty() {
+        return Check::problem(
+            Status::Fail,
+            title,
+            "no webhook configuration to read a caBundle from",
+            "kubectl apply -k manifests/base",
+        );
+    }
+    let with = |wanted: Trust| -> Vec<&str> {
+        trusts
+            .iter()
+            .filter(|(_, trust)| *trust == wanted)
+            .map(|(source, _)| source.as_str())
+            .collect()
+    };
+    let (unsigned, missing) = (with(Trust::Unsigned), with(Trust::Missing));
+    if unsigned.is_empty() && missing.is_empty() {
+        return Check::pass_with(title, format!("checked in all {} webhooks", trusts.len()));
+    }
+    let mut problems = Vec::new();
+    if !unsigned.is_empty() {
+        problems.push(format!(
+            "the serving certificate is not signed by the caBundle of {}",
+            unsigned.join(", ")
+        ));
+    }
+    if !missing.is_empty() {
+        problems.push(format!("no usable caBundle in {}", missing.join(", ")));
+    }
+    Check::problem(
+        Status::Fail,
+        title,
+        format!(
+            "{}: the API server rejects every call through {}",
+            problems.join("; "),
+            if unsigned.len() + missing.len() == 1 {
+                "it"
+            } else {
+                "them"
+            }
+        ),
+        "run the certs install Job again, which rewrites the Secret and every caBundle (or wait for cert-manager's cainjector)",
+    )
+}
+
 /// Judges the days left on the serving certificate.
 pub fn certificate_expiry(days_left: i64, not_after: &str) -> Check {
     let title = "the serving certificate is valid for 30 days or more";
@@ -455,6 +551,64 @@ mod tests {
                 name: "sidekiq-guard".into()
             }]
         );
+    }
+
+    #[test]
+    fn every_webhooks_ca_bundle_is_judged() {
+        let config = json!({"webhooks": [
+            {"name": "pods.sidekiq-guard.io", "clientConfig": {"caBundle": "QUJD"}},
+            {"name": "legacy.sidekiq-guard.io", "clientConfig": {"caBundle": ""}},
+            {"clientConfig": {}},
+        ]});
+        let bundles = ca_bundles(WebhookKind::Validating, &config);
+        let read: Vec<(&str, Option<&str>)> = bundles
+            .iter()
+            .map(|b| (b.source.as_str(), b.base64))
+            .collect();
+        assert_eq!(
+            read,
+            vec![
+                (
+                    "ValidatingWebhookConfiguration pods.sidekiq-guard.io",
+                    Some("QUJD")
+                ),
+                (
+                    "ValidatingWebhookConfiguration legacy.sidekiq-guard.io",
+                    None
+                ),
+                ("ValidatingWebhookConfiguration (unnamed)", None),
+            ]
+        );
+
+        let fresh = (
+            "MutatingWebhookConfiguration pods.sidekiq-guard.io".to_owned(),
+            Trust::Anchored,
+        );
+        let check = ca_bundle_trust(&[fresh.clone(), fresh.clone()]);
+        assert_eq!(check.status, Status::Pass);
+        assert_eq!(check.detail.as_deref(), Some("checked in all 2 webhooks"));
+
+        let stale = (
+            "ValidatingWebhookConfiguration pods.sidekiq-guard.io".to_owned(),
+            Trust::Unsigned,
+        );
+        let check = ca_bundle_trust(&[fresh.clone(), stale.clone()]);
+        assert_eq!(check.status, Status::Fail);
+        assert_eq!(
+            check.detail.as_deref(),
+            Some(
+                "the serving certificate is not signed by the caBundle of ValidatingWebhookConfiguration pods.sidekiq-guard.io: the API server rejects every call through it"
+            )
+        );
+        let missing = ("MutatingWebhookConfiguration x".to_owned(), Trust::Missing);
+        let check = ca_bundle_trust(&[missing, stale]);
+        assert_eq!(
+            check.detail.as_deref(),
+            Some(
+                "the serving certificate is not signed by the caBundle of ValidatingWebhookConfiguration pods.sidekiq-guard.io; no usable caBundle in MutatingWebhookConfiguration x: the API server rejects every call through them"
+            )
+        );
+        assert_eq!(ca_bundle_trust(&[]).status, Status::Fail);
     }
 
     #[test]

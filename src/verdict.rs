@@ -8,9 +8,48 @@
 use std::fmt;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::duration::Secs;
 use crate::grace::EXIT_ALLOWANCE_SECS;
+use crate::timestamp;
+
+/// A pod the API server is deleting gracefully.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deletion<'a> {
+    /// `metadata.deletionTimestamp` as the API server wrote it.
+    pub timestamp: &'a str,
+    /// Seconds from `now` until then; negative once it has passed.
+    pub left_secs: f64,
+}
+
+impl<'a> Deletion<'a> {
+    /// The deletion of `pod` at `now_unix`, or `None` when it is not being deleted (or the
+    /// timestamp cannot be read). For a pod the API server sets `deletionTimestamp` to the
+    /// moment of deletion plus the grace period, which is when the kubelet sends SIGKILL.
+    pub fn of_pod(pod: &'a Value, now_unix: f64) -> Option<Self> {
+        let timestamp = pod.pointer("/metadata/deletionTimestamp")?.as_str()?;
+        let at = timestamp::parse(timestamp)?;
+        Some(Self {
+            timestamp,
+            left_secs: at as f64 - now_unix,
+        })
+    }
+}
+
+/// The pod's status the way `kubectl get pods` shows it: `Terminating` once deletion has
+/// begun (the phase stays `Running` until the containers are gone), else `status.phase`.
+pub fn display_phase(pod: &Value) -> &str {
+    if pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+    {
+        return "Terminating";
+    }
+    pod.pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("Unknown")
+}
 
 /// A running job, as far as the verdict cares.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,6 +165,26 @@ mod tests {
             class,
             elapsed_secs,
         }
+    }
+
+    #[test]
+    fn a_deleted_pod_has_until_its_deletion_timestamp() {
+        let pod = serde_json::json!({
+            "metadata": {"deletionTimestamp": "2026-11-26T08:00:30Z"},
+            "status": {"phase": "Running"},
+        });
+        let now = 1_795_680_000.0; // 2026-11-26T08:00:00Z
+        let deletion = Deletion::of_pod(&pod, now).unwrap();
+        assert_eq!(deletion.timestamp, "2026-11-26T08:00:30Z");
+        assert_eq!(deletion.left_secs, 30.0);
+        assert_eq!(display_phase(&pod), "Terminating");
+
+        let running = serde_json::json!({"metadata": {}, "status": {"phase": "Running"}});
+        assert_eq!(Deletion::of_pod(&running, now), None);
+        assert_eq!(display_phase(&running), "Running");
+        let unreadable = serde_json::json!({"metadata": {"deletionTimestamp": "soon"}});
+        assert_eq!(Deletion::of_pod(&unreadable, now), None);
+        assert_eq!(display_phase(&serde_json::json!({})), "Unknown");
     }
 
     #[test]

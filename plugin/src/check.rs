@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
-use sidekiq_guard::install::{self, Check, Escape, Status, WebhookKind};
+use sidekiq_guard::install::{self, Check, Escape, Status, Trust, WebhookKind};
 use sidekiq_guard::{analysis, timestamp, x509};
 
 use crate::cli::{CheckArgs, CheckFormat, Cli};
@@ -93,7 +93,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
 
     let mut webhook = Vec::new();
     let mut services = Vec::new();
-    let mut ca_bundle = None;
+    let mut ca_bundles = Vec::new();
     let mut installed_at = None;
     for (kind, resource) in [
         (WebhookKind::Mutating, cluster::MUTATING_WEBHOOKS),
@@ -103,11 +103,12 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
         match cluster.get_object(resource, None, &args.webhook).await {
             Ok(Some(config)) => {
                 webhook.push(Check::pass(title));
+                ca_bundles.extend(
+                    install::ca_bundles(kind, &config)
+                        .into_iter()
+                        .map(|bundle| (bundle.source, bundle.base64.map(str::to_owned))),
+                );
                 if kind == WebhookKind::Mutating {
-                    ca_bundle = config
-                        .pointer("/webhooks/0/clientConfig/caBundle")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
                     installed_at = config
                         .pointer("/metadata/creationTimestamp")
                         .and_then(Value::as_str)
@@ -142,7 +143,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
         .map(|s| (s.name.clone(), s.namespace.clone()));
     categories.push(Category {
         name: "certificates",
-        checks: certificates(&cluster, args, ca_bundle.as_deref(), service_name).await,
+        checks: certificates(&cluster, args, &ca_bundles, service_name).await,
     });
 
     let (namespace_checks, opted_in) = namespaces(&cluster).await;
@@ -226,7 +227,7 @@ async fn service_check(cluster: &Cluster, service: &install::ServiceRef) -> Chec
 async fn certificates(
     cluster: &Cluster,
     args: &CheckArgs,
-    ca_bundle: Option<&str>,
+    ca_bundles: &[(String, Option<String>)],
     service: Option<(String, String)>,
 ) -> Vec<Check> {
     let verify_title = "the caBundle verifies the serving certificate";
@@ -285,22 +286,11 @@ async fn certificates(
         )];
     };
     let mut checks = Vec::new();
-    let anchors = ca_bundle
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .and_then(|pem| x509::pem_certificates(&pem, "caBundle").ok())
-        .unwrap_or_default();
-    // The chain in tls.crt may carry intermediates: the leaf verifies against its issuer there,
-    // and the last certificate of the chain against the bundle.
-    checks.push(match (anchors.is_empty(), x509::chain_anchored(&chain, &anchors)) {
-        (true, _) => Check::problem(Status::Fail, verify_title, "the webhook configuration has no caBundle", "run the certs install Job"),
-        (false, true) => Check::pass(verify_title),
-        (false, false) => Check::problem(
-            Status::Fail,
-            verify_title,
-            "the serving certificate is not signed by the caBundle: the API server rejects every call",
-            "run the certs install Job again, which rewrites both (or wait for cert-manager's cainjector)",
-        ),
-    });
+    let trusts: Vec<(String, Trust)> = ca_bundles
+        .iter()
+        .map(|(source, bundle)| (source.clone(), trust(&chain, bundle.as_deref())))
+        .collect();
+    checks.push(install::ca_bundle_trust(&trusts));
     if let Some((name, namespace)) = service {
         let wanted = format!("{name}.{namespace}.svc");
         let title = format!("the serving certificate names {wanted}");
@@ -325,6 +315,22 @@ async fn certificates(
         &timestamp::format(not_after),
     ));
     checks
+}
+
+/// Whether the base64 PEM `bundle` anchors the serving `chain` (which may carry intermediates:
+/// the leaf verifies against its issuer there, the last certificate against the bundle).
+fn trust(chain: &[Vec<u8>], bundle: Option<&str>) -> Trust {
+    let anchors = bundle
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|pem| x509::pem_certificates(&pem, "caBundle").ok())
+        .unwrap_or_default();
+    if anchors.is_empty() {
+        Trust::Missing
+    } else if x509::chain_anchored(chain, &anchors) {
+        Trust::Anchored
+    } else {
+        Trust::Unsigned
+    }
 }
 
 async fn namespaces(cluster: &Cluster) -> (Vec<Check>, Vec<String>) {

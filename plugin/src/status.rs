@@ -14,7 +14,7 @@ use sidekiq_guard::duration::Secs;
 use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
 use sidekiq_guard::probe::report::{self, DrainReport, ProcessReport};
 use sidekiq_guard::status::InjectionStatus;
-use sidekiq_guard::verdict::{self, RunningJob, Verdict};
+use sidekiq_guard::verdict::{self, Deletion, RunningJob, Verdict};
 use sidekiq_guard::{analysis, timestamp};
 use tokio::sync::Semaphore;
 
@@ -197,14 +197,6 @@ fn base_row(pod: &Value, now: f64) -> PodRow {
         pod.pointer("/metadata/annotations")
             .and_then(Value::as_object),
     );
-    let phase = if pod
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null())
-    {
-        "Terminating".to_owned()
-    } else {
-        text(pod, "/status/phase").unwrap_or("Unknown").to_owned()
-    };
     let age_secs = text(pod, "/metadata/creationTimestamp")
         .and_then(timestamp::parse)
         .map(|created| (now as i64 - created).max(0) as u64);
@@ -213,7 +205,7 @@ fn base_row(pod: &Value, now: f64) -> PodRow {
             .unwrap_or_default()
             .to_owned(),
         name: text(pod, "/metadata/name").unwrap_or_default().to_owned(),
-        phase,
+        phase: verdict::display_phase(pod).to_owned(),
         node: text(pod, "/spec/nodeName").map(str::to_owned),
         age_secs,
         injected: status.is_some(),
@@ -231,8 +223,7 @@ fn base_row(pod: &Value, now: f64) -> PodRow {
 }
 
 fn terminating(pod: &Value, row: &PodRow, now: f64) -> Option<Terminating> {
-    let deletion = text(pod, "/metadata/deletionTimestamp")?;
-    let left = timestamp::parse(deletion)? as f64 - now;
+    let deletion = Deletion::of_pod(pod, now)?;
     let jobs: Vec<RunningJob<'_>> = row
         .processes
         .iter()
@@ -242,10 +233,10 @@ fn terminating(pod: &Value, row: &PodRow, now: f64) -> Option<Terminating> {
             elapsed_secs: j.elapsed_secs,
         })
         .collect();
-    let verdict = verdict::terminating(left, row.declared_longest_job_secs, &jobs);
+    let verdict = verdict::terminating(deletion.left_secs, row.declared_longest_job_secs, &jobs);
     Some(Terminating {
-        deletion_timestamp: deletion.to_owned(),
-        seconds_left: left.max(0.0) as u64,
+        deletion_timestamp: deletion.timestamp.to_owned(),
+        seconds_left: deletion.left_secs.max(0.0) as u64,
         summary: verdict.to_string(),
         verdict,
     })

@@ -33,13 +33,24 @@ fn steady(text: &str) -> String {
         + "\n"
 }
 
-/// A cluster where `manifests/base` is installed, the serving certificate issued by `ca_of`.
+/// A cluster where `manifests/base` is installed, every caBundle holding `signer`'s CA, and
+/// the serving certificate `serving`.
 fn installed(signer: &Pki, serving: &Pki) -> ApiServer {
+    installed_with_bundles(signer, signer, serving)
+}
+
+/// Like [`installed`], with the mutating and the validating configurations' caBundles apart.
+fn installed_with_bundles(mutating: &Pki, validating: &Pki, serving: &Pki) -> ApiServer {
     let api = ApiServer::start();
     let text = std::fs::read_to_string(root().join("manifests/base/webhooks.yaml")).unwrap();
     let configs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
     for mut config in configs {
         config["metadata"]["creationTimestamp"] = json!("2026-11-10T00:00:00Z");
+        let signer = if config["kind"] == "MutatingWebhookConfiguration" {
+            mutating
+        } else {
+            validating
+        };
         for webhook in config["webhooks"].as_array_mut().unwrap() {
             webhook["clientConfig"]["caBundle"] = json!(b64(&signer.ca_pem));
         }
@@ -171,10 +182,30 @@ fn a_ca_bundle_that_does_not_sign_the_certificate_fails() {
     assert_eq!(out.status.code(), Some(1));
     let output = text(&out.stdout);
     assert!(
-        output.contains("× the caBundle verifies the serving certificate\n    the serving certificate is not signed by the caBundle: the API server rejects every call\n"),
+        output.contains("× the caBundle verifies the serving certificate\n    the serving certificate is not signed by the caBundle of MutatingWebhookConfiguration namespace.mutate.sidekiq-guard.io, MutatingWebhookConfiguration pod.mutate.sidekiq-guard.io, ValidatingWebhookConfiguration namespace.validate.sidekiq-guard.io, ValidatingWebhookConfiguration object.validate.sidekiq-guard.io: the API server rejects every call through them\n"),
         "{output}"
     );
     assert!(output.ends_with("Status check results are ×\n"), "{output}");
+}
+
+#[test]
+fn a_stale_ca_bundle_in_one_configuration_is_named() {
+    let serving = webhook_pki();
+    let stale = webhook_pki();
+    let api = installed_with_bundles(&serving, &stale, &serving);
+    let kubeconfig = api.kubeconfig("default");
+    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let output = text(&out.stdout);
+    let line = output
+        .lines()
+        .skip_while(|l| !l.starts_with("× the caBundle verifies"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        line == "    the serving certificate is not signed by the caBundle of ValidatingWebhookConfiguration namespace.validate.sidekiq-guard.io, ValidatingWebhookConfiguration object.validate.sidekiq-guard.io: the API server rejects every call through them",
+        "{output}"
+    );
 }
 
 #[test]

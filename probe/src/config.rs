@@ -250,6 +250,27 @@ mod tests {
         assert!(duration("soon").unwrap_err().contains("expected seconds"));
     }
 
+    /// The flags' defaults are written as text for `--help`; they must stay the core's values,
+    /// so that a probe started by hand behaves like one the webhook injects for a pod that
+    /// declares nothing.
+    #[test]
+    fn defaults_are_the_cores() {
+        let args = Args::try_parse_from(["sidekiq-guard-probe"]).unwrap();
+        assert_eq!(args.listen.port(), sidekiq_guard::DEFAULT_PROBE_PORT);
+        let defaults = sidekiq_guard::policy::Defaults::default();
+        assert_eq!(
+            args.drain_budget,
+            Duration::from_secs(defaults.quiet_latency.0 + defaults.longest_job.0)
+        );
+        assert_eq!(
+            Thresholds {
+                stale_after: args.stale_after,
+                outage_window: args.outage_window,
+            },
+            Thresholds::default()
+        );
+    }
+
     #[test]
     fn the_webhooks_arguments_parse() {
         let args = Args::try_parse_from([
