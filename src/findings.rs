@@ -87,6 +87,7 @@ codes! {
     CommandUnreadable = "SG019" "command-unreadable";
     JobRunningLonger = "SG020" "job-running-longer-than-declared";
     ClassSlowerThanDeclared = "SG021" "class-slower-than-declared";
+    PreStopDoesNotWait = "SG022" "prestop-does-not-wait";
 }
 
 impl fmt::Display for Code {
@@ -509,6 +510,16 @@ impl Ctx<'_, '_> {
                 format!(
                     "the preStop hook only sleeps {}: it does not quiet Sidekiq, which keeps fetching new jobs until SIGTERM",
                     Secs(*sleep)
+                ),
+                drain_hint(),
+            ),
+            PreStop::QuietOnly => Finding::new(
+                Code::PreStopDoesNotWait,
+                Severity::Error,
+                path(),
+                format!(
+                    "the preStop hook quiets Sidekiq and returns at once: SIGTERM follows immediately, and jobs still running {} later are interrupted",
+                    Secs(self.analysis.settings.shutdown_timeout.value)
                 ),
                 drain_hint(),
             ),

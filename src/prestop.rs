@@ -27,8 +27,12 @@ pub enum PreStop {
         /// Seconds slept in total.
         sleep: u64,
     },
-    /// Quiets Sidekiq and waits some other way (e.g. a polling loop).
+    /// Quiets Sidekiq and waits some other way (e.g. a polling loop, or a call of `/drain`,
+    /// which returns once the jobs are done).
     Quiets,
+    /// Quiets Sidekiq and returns at once (`kill -TSTP 1`, `sidekiqctl quiet`): the kubelet
+    /// sends SIGTERM right after, so it buys no time for running jobs.
+    QuietOnly,
     /// Only sleeps: Sidekiq keeps fetching jobs until SIGTERM.
     SleepOnly {
         /// Seconds slept in total.
@@ -46,7 +50,10 @@ impl PreStop {
     pub fn quiets(&self) -> bool {
         matches!(
             self,
-            PreStop::Drain { .. } | PreStop::QuietThenSleep { .. } | PreStop::Quiets
+            PreStop::Drain { .. }
+                | PreStop::QuietThenSleep { .. }
+                | PreStop::Quiets
+                | PreStop::QuietOnly
         )
     }
 }
@@ -105,6 +112,8 @@ fn classify_exec(command: &[String]) -> PreStop {
         None => (vec![command.to_vec()], false),
     };
     let mut quiets = false;
+    // A call of the probe's /drain blocks until the jobs are done: it quiets and waits.
+    let mut drains = false;
     let mut sleep = 0u64;
     let mut other = false;
     for words in &commands {
@@ -115,7 +124,10 @@ fn classify_exec(command: &[String]) -> PreStop {
         match shell::basename(name) {
             "kill" | "pkill" | "killall" if sends_tstp(args) => quiets = true,
             "sidekiqctl" if args.iter().any(|a| a == "quiet") => quiets = true,
-            "curl" | "wget" if args.iter().any(|a| a.contains(DRAIN_PATH)) => quiets = true,
+            "curl" | "wget" if args.iter().any(|a| a.contains(DRAIN_PATH)) => {
+                quiets = true;
+                drains = true;
+            }
             "sleep" => match args.first().and_then(|a| duration::parse_secs(a).ok()) {
                 Some(secs) => sleep = sleep.saturating_add(secs),
                 None => other = true,
@@ -123,7 +135,8 @@ fn classify_exec(command: &[String]) -> PreStop {
             _ => other = true,
         }
     }
-    match (quiets, sleep, other || looping) {
+    match (quiets, sleep, other || looping || drains) {
+        (true, 0, false) => PreStop::QuietOnly,
         (true, 0, _) | (true, _, true) => PreStop::Quiets,
         (true, sleep, false) => PreStop::QuietThenSleep { sleep },
         (false, sleep, false) if sleep > 0 => PreStop::SleepOnly { sleep },
@@ -214,8 +227,14 @@ mod tests {
 
     #[rstest]
     #[case(&["kill", "-TSTP", "1"])]
-    #[case(&["sh", "-c", "kill -TSTP 1; while pgrep -f 'sidekiq.*busy' >/dev/null; do sleep 1; done"])]
     #[case(&["sh", "-c", "bundle exec sidekiqctl quiet tmp/pids/sidekiq.pid"])]
+    #[case(&["sh", "-c", "kill -TSTP 1 && sleep 0"])]
+    fn quiets_and_returns_at_once(#[case] command: &[&str]) {
+        assert_eq!(exec(command), PreStop::QuietOnly);
+    }
+
+    #[rstest]
+    #[case(&["sh", "-c", "kill -TSTP 1; while pgrep -f 'sidekiq.*busy' >/dev/null; do sleep 1; done"])]
     #[case(&["curl", "-fsS", "http://localhost:7434/drain"])]
     #[case(&["sh", "-c", "kill --signal=tstp 1; /app/bin/wait-for-jobs"])]
     fn quiets_without_a_fixed_sleep(#[case] command: &[&str]) {

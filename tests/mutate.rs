@@ -539,3 +539,87 @@ fn denial_under_deny_enforcement_names_every_error() {
             .all(|w| w.starts_with("sidekiq-guard: ") && w.chars().count() <= 256)
     );
 }
+
+/// A Deployment of one Sidekiq container, declaring its longest job, with `container` merged
+/// into the container and `annotations` into the pod template's.
+fn worker(container: Value, annotations: Value) -> Value {
+    let mut deployment = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "worker", "namespace": "shop"},
+        "spec": {"template": {
+            "metadata": {"annotations": {"sidekiq-guard.io/longest-job": "2m"}},
+            "spec": {
+                "terminationGracePeriodSeconds": 600,
+                "containers": [{
+                    "name": "worker",
+                    "image": "shop:1",
+                    "command": ["bundle", "exec", "sidekiq", "-t", "25"],
+                    "env": [{"name": "REDIS_URL", "value": "redis://redis:6379/0"}],
+                    "livenessProbe": {"httpGet": {"path": "/livez", "port": 7434}},
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": 7434}},
+                    "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": 7434}}},
+                }],
+            },
+        }},
+    });
+    let spec = &mut deployment["spec"]["template"]["spec"]["containers"][0];
+    for (key, value) in container.as_object().unwrap() {
+        spec[key] = value.clone();
+    }
+    let template = &mut deployment["spec"]["template"]["metadata"]["annotations"];
+    for (key, value) in annotations.as_object().unwrap() {
+        template[key] = value.clone();
+    }
+    deployment
+}
+
+/// Each defect of a hand-written worker gives exactly its finding, with a message that says
+/// what goes wrong.
+#[rstest::rstest]
+#[case::a_preStop_that_only_sleeps(
+    json!({"lifecycle": {"preStop": {"exec": {"command": ["sleep", "30"]}}}}), json!({}),
+    Code::PreStopNotQuieting, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
+    "the preStop hook only sleeps 30s: it does not quiet Sidekiq, which keeps fetching new jobs until SIGTERM")]
+#[case::a_preStop_that_quiets_and_returns(
+    json!({"lifecycle": {"preStop": {"exec": {"command": ["kill", "-TSTP", "1"]}}}}), json!({}),
+    Code::PreStopDoesNotWait, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
+    "the preStop hook quiets Sidekiq and returns at once: SIGTERM follows immediately, and jobs still running 25s later are interrupted")]
+#[case::a_flag_sidekiq_rejects(
+    json!({"command": ["bundle", "exec", "sidekiq", "-t", "25", "-c", "many"]}), json!({}),
+    Code::SidekiqFlagInvalid, Severity::Warning, "spec.template.spec.containers[0].command",
+    "Sidekiq flag -c many: expected a positive whole number of threads")]
+#[case::an_annotation_that_disagrees_with_the_command_line(
+    json!({}), json!({"sidekiq-guard.io/shutdown-timeout": "40"}),
+    Code::TimeoutConflict, Severity::Warning,
+    "spec.template.metadata.annotations[\"sidekiq-guard.io/shutdown-timeout\"]",
+    "annotation sidekiq-guard.io/shutdown-timeout says 40s but the command line says -t 25; Sidekiq uses -t, and so does sidekiq-guard")]
+#[case::a_script_that_cannot_be_parsed(
+    // Only the annotation tells an unreadable script runs Sidekiq.
+    json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25 'unterminated"]}),
+    json!({"sidekiq-guard.io/container": "worker", "sidekiq-guard.io/shutdown-timeout": "25"}),
+    Code::CommandUnreadable, Severity::Warning, "spec.template.spec.containers[0].command",
+    "cannot read the shell script of container worker: unterminated single quote; its Sidekiq flags are unknown")]
+fn each_defect_gives_its_finding(
+    #[case] container: Value,
+    #[case] annotations: Value,
+    #[case] code: Code,
+    #[case] severity: Severity,
+    #[case] path: &str,
+    #[case] message: &str,
+) {
+    let policy = Policy::default();
+    let ctx = ctx(&policy, Mode::Native);
+    let clean = review::validate(&worker(json!({}), json!({})), &ctx, Perspective::AsWritten);
+    assert_eq!(codes(&clean), Vec::<&str>::new(), "{:#?}", clean.findings);
+    let review = review::validate(
+        &worker(container, annotations),
+        &ctx,
+        Perspective::AsWritten,
+    );
+    assert_eq!(codes(&review), vec![code.id()], "{:#?}", review.findings);
+    let finding = &review.findings[0];
+    assert_eq!(finding.severity, severity);
+    assert_eq!(finding.path, path);
+    assert_eq!(finding.message, message);
+}

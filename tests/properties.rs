@@ -173,7 +173,7 @@ prop_compose! {
 }
 
 fn object() -> impl Strategy<Value = Value> {
-    (template(), 0usize..4).prop_map(|(template, kind)| match kind {
+    (template(), 0usize..7).prop_map(|(template, kind)| match kind {
         0 => {
             let mut pod = template;
             pod["kind"] = json!("Pod");
@@ -183,7 +183,10 @@ fn object() -> impl Strategy<Value = Value> {
         1 => json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": template}}),
         2 => json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
                     "spec": {"jobTemplate": {"spec": {"template": template}}}}),
-        _ => json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"}, "spec": {"template": template}}),
+        3 => json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"}, "spec": {"template": template}}),
+        4 => json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "ds"}, "spec": {"template": template}}),
+        5 => json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs"}, "spec": {"template": template}}),
+        _ => json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": {"template": template}}),
     })
 }
 
