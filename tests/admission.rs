@@ -120,3 +120,56 @@ fn malformed_reviews_are_refused_with_a_reason() {
         assert!(message.starts_with(expected), "{file}: {message}");
     }
 }
+
+/// The Kubewarden policy answers in one step what the webhook answers in two: the API server
+/// calls `/mutate` (pods on CREATE), applies its patch, then calls `/validate` with the result.
+/// Workloads are not mutated by the webhook; `/validate` judges them as their pods will be
+/// injected. The combined decision must be that sequence's, fixture by fixture.
+#[test]
+fn the_combined_decision_is_the_webhooks_mutate_then_validate() {
+    let policies = [
+        Policy::default(),
+        Policy::parse("enforcement: deny\nmaxGracePeriod: 10m").unwrap(),
+        Policy::parse("enforcement: deny\nmaxGracePeriod: 2m").unwrap(),
+    ];
+    let mut compared = 0;
+    for (name, body) in corpus() {
+        let request = admission::parse(&body).unwrap();
+        for policy in &policies {
+            let ctx = Context {
+                policy,
+                mode: Mode::Native,
+                namespace: None,
+            };
+            let mutate = admission::respond(&request, Endpoint::Mutate, &ctx);
+            let mut admitted = request.clone();
+            if let (Some(review), Some(object)) = (&mutate.review, &request.object)
+                && mutate.response.patch.is_some()
+            {
+                admitted.object = Some(common::apply_independently(object, &review.ops).unwrap());
+            }
+            let validate = admission::respond(&admitted, Endpoint::Validate, &ctx);
+            let combined = admission::combined(&request, &ctx);
+            let what = format!("{name} under {policy:?}");
+            assert_eq!(
+                combined.allowed, validate.response.allowed,
+                "{what}: {:?}",
+                validate.response
+            );
+            assert_eq!(
+                combined.message,
+                validate.response.status.as_ref().map(|s| s.message.clone()),
+                "{what}"
+            );
+            if combined.allowed && mutate.response.patch.is_some() {
+                assert_eq!(
+                    Some(&combined.ops),
+                    mutate.review.as_ref().map(|r| &r.ops),
+                    "{what}: the policy patches the pod as /mutate does"
+                );
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 45, "the corpus shrank: {compared}");
+}
