@@ -139,26 +139,35 @@ async fn gather(
     err: &mut dyn Write,
 ) -> Result<Snapshot, Error> {
     let now = now();
-    let pods = match (cluster, scope) {
-        (Some(cluster), Some(scope)) => cluster
-            .list(cluster::PODS, scope, selector)
-            .await?
-            .into_iter()
-            .filter(analysis::is_sidekiq)
-            .collect(),
+    let listed = match (cluster, scope) {
+        (Some(cluster), Some(scope)) => cluster.list(cluster::PODS, scope, selector).await?,
         _ => Vec::new(),
     };
+    let (mut pods, others): (Vec<Value>, Vec<Value>) =
+        listed.into_iter().partition(analysis::is_sidekiq);
     let mut rows: Vec<PodRow> = pods.iter().map(|pod| base_row(pod, now)).collect();
     let mut orphans = Vec::new();
     match redis {
         Some(reader) => {
             let processes = sources::all_processes(reader).await?;
+            let orphans_seen = match cluster {
+                None => Orphans::Rows,
+                // Only with every pod of the cluster in view is a hostname nobody's: another
+                // namespace's pods, or pods outside -l, are not orphans.
+                Some(_) if matches!(scope, Some(Scope::All)) && selector.is_none() => {
+                    Orphans::Listed
+                }
+                Some(_) => Orphans::Unknowable,
+            };
             orphans = join_redis(
-                &mut rows,
-                &pods,
+                Listing {
+                    rows: &mut rows,
+                    pods: &mut pods,
+                    others,
+                    now,
+                },
                 processes,
-                cluster.is_some(),
-                matches!(scope, Some(Scope::All)),
+                orphans_seen,
             );
         }
         None => {
@@ -305,14 +314,42 @@ async fn fetch_probes(
     Ok(())
 }
 
-/// Joins processes read from Redis to pods by hostname; returns the processes of no pod.
+/// What becomes of Redis processes whose hostname is no listed pod's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Orphans {
+    /// Every pod of the cluster was listed: they are orphans.
+    Listed,
+    /// Only some pods were listed (one namespace, or `-l`): they are none of this view's.
+    Unknowable,
+    /// No cluster: each hostname becomes a row of its own, like `sidekiqmon`.
+    Rows,
+}
+
+/// The pods of a snapshot: the Sidekiq pods with their rows, and the other listed pods.
+struct Listing<'a> {
+    rows: &'a mut Vec<PodRow>,
+    /// The pods of `rows`, index for index.
+    pods: &'a mut Vec<Value>,
+    /// Listed pods whose containers do not look like Sidekiq.
+    others: Vec<Value>,
+    now: f64,
+}
+
+/// Joins processes read from Redis to pods by hostname; returns the orphans. A pod whose
+/// containers did not look like Sidekiq (a wrapper script, say) but whose hostname has
+/// processes in Redis does run Sidekiq: it gets its row rather than its processes being
+/// called orphans.
 fn join_redis(
-    rows: &mut Vec<PodRow>,
-    pods: &[Value],
+    listing: Listing<'_>,
     processes: Vec<ProcessReport>,
-    cluster: bool,
-    all_namespaces: bool,
+    orphans: Orphans,
 ) -> Vec<ProcessReport> {
+    let Listing {
+        rows,
+        pods,
+        others,
+        now,
+    } = listing;
     let mut by_host: HashMap<String, usize> = HashMap::new();
     for (index, pod) in pods.iter().enumerate() {
         match identity_host(pod) {
@@ -324,9 +361,21 @@ fn join_redis(
             }
         }
     }
+    let mut other_hosts: HashMap<String, Value> = others
+        .into_iter()
+        .filter_map(|pod| match identity_host(&pod) {
+            IdentityHost::Known(host) => Some((host, pod)),
+            IdentityHost::Unknown(_) => None,
+        })
+        .collect();
     let mut unmatched: BTreeMap<String, Vec<ProcessReport>> = BTreeMap::new();
     for process in processes {
         let host = process.host().unwrap_or_default().to_owned();
+        if let Some(pod) = other_hosts.remove(&host) {
+            by_host.insert(host.clone(), rows.len());
+            rows.push(base_row(&pod, now));
+            pods.push(pod);
+        }
         match by_host.get(&host) {
             Some(&index) => {
                 rows[index].source = Some("redis");
@@ -335,13 +384,10 @@ fn join_redis(
             None => unmatched.entry(host).or_default().push(process),
         }
     }
-    if cluster {
-        // Another namespace's pods are not orphans; only -A sees every pod.
-        return if all_namespaces {
-            unmatched.into_values().flatten().collect()
-        } else {
-            Vec::new()
-        };
+    match orphans {
+        Orphans::Listed => return unmatched.into_values().flatten().collect(),
+        Orphans::Unknowable => return Vec::new(),
+        Orphans::Rows => {}
     }
     // No cluster: one row per hostname.
     for (host, processes) in unmatched {

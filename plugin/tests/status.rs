@@ -257,6 +257,7 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
     let seven = fake("rails-worker-7d9c8f6b5-aaaaa", 11, Version::V7);
     let eight = fake("mailer-0", 12, Version::V8);
     let ghost = fake("gone-worker-5f6d7-zzzzz", 13, Version::V7);
+    let wrapped = fake("legacy-worker-0", 14, Version::V7);
     seven.run_job(
         r#"{"class":"ReportJob","jid":"j1","queue":"reports","created_at":1795663000.0}"#,
         Duration::from_secs(60),
@@ -271,11 +272,20 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
     let mut mailer = injected_pod("notifications", "mailer-0", 90, 7434);
     mailer["spec"]["hostname"] = json!("mailer-0");
     api.add_pod(mailer);
+    // Sidekiq behind a wrapper script the manifest does not show: its processes in Redis say
+    // it runs Sidekiq, so it is a pod of the snapshot, not the home of orphans.
+    let mut legacy = injected_pod("shop", "legacy-worker-0", 60, 7434);
+    legacy["metadata"]["annotations"] = json!({});
+    legacy["metadata"]["labels"] = json!({"app": "legacy"});
+    legacy["spec"]["hostname"] = json!("legacy-worker-0");
+    legacy["spec"]["containers"][0]["command"] = json!(["/app/bin/start-worker"]);
+    legacy["spec"]["initContainers"] = json!([]);
+    api.add_pod(legacy);
     let kubeconfig = api.kubeconfig("shop");
     assert!(wait_until(Duration::from_secs(5), || redis
         .cli(&["SCARD", "processes"])
         .trim()
-        == "3"));
+        == "4"));
     std::thread::sleep(Duration::from_millis(700));
 
     let out = run(&[
@@ -291,11 +301,17 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
     let pods = snapshot["pods"].as_array().unwrap();
-    assert_eq!(pods.len(), 2);
+    let names: Vec<&str> = pods.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        vec!["mailer-0", "legacy-worker-0", "rails-worker-7d9c8f6b5-aaaaa"]
+    );
     assert_eq!(pods[0]["namespace"], "notifications");
     assert_eq!(pods[0]["source"], "redis");
     assert_eq!(pods[0]["processes"][0]["layout"], "8.x");
-    assert_eq!(pods[1]["processes"][0]["jobs"][0]["class"], "ReportJob");
+    assert_eq!(pods[1]["injected"], false);
+    assert_eq!(pods[1]["processes"][0]["identity"], wrapped.identity.as_str());
+    assert_eq!(pods[2]["processes"][0]["jobs"][0]["class"], "ReportJob");
     let orphans: Vec<&str> = snapshot["orphans"]
         .as_array()
         .unwrap()
@@ -330,9 +346,26 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
         "json",
     ]);
     let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(snapshot["pods"].as_array().unwrap().len(), 1);
+    assert_eq!(snapshot["pods"].as_array().unwrap().len(), 2);
     assert_eq!(snapshot["orphans"], json!([]));
-    drop((eight, seven));
+
+    // With -l, pods outside the selection are not in view: their processes are not orphans.
+    let out = run(&[
+        "status",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-A",
+        "-l",
+        "app=worker",
+        "--redis-url",
+        &redis.url(),
+        "-o",
+        "json",
+    ]);
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snapshot["pods"].as_array().unwrap().len(), 2);
+    assert_eq!(snapshot["orphans"], json!([]));
+    drop((eight, seven, wrapped));
 }
 
 #[test]
