@@ -137,22 +137,12 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         }
     }
     // Close over `$(VAR)` references so the copied values expand the same way.
-    let mut required: Vec<&str> = url_var.into_iter().collect();
-    let mut i = 0;
-    while i < wanted.len() {
-        if let Some(value) = find(wanted[i])
-            .and_then(|e| e.get("value"))
-            .and_then(Value::as_str)
-        {
-            for name in references(value) {
-                if !wanted.contains(&name) {
-                    wanted.push(name);
-                    required.push(name);
-                }
-            }
-        }
-        i += 1;
-    }
+    let roots = wanted.len();
+    close_over_references(entries, &mut wanted);
+    let required: Vec<&str> = url_var
+        .into_iter()
+        .chain(wanted[roots..].iter().copied())
+        .collect();
     let env = entries
         .iter()
         .filter(|e| name_of(e).is_some_and(|n| wanted.contains(&n)))
@@ -183,6 +173,26 @@ fn list<'a>(container: &'a Value, key: &str) -> &'a [Value] {
         .get(key)
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
+}
+
+/// Adds to `names` every variable their values reference with `$(VAR)`, transitively, in the
+/// order found.
+fn close_over_references<'a>(entries: &'a [Value], names: &mut Vec<&'a str>) {
+    let mut i = 0;
+    while i < names.len() {
+        let value = entries
+            .iter()
+            .rev()
+            .find(|e| e.get("name").and_then(Value::as_str) == Some(names[i]))
+            .and_then(|e| e.get("value"))
+            .and_then(Value::as_str);
+        for name in value.map(references).unwrap_or_default() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        i += 1;
+    }
 }
 
 /// The names in `$(NAME)` references of a Kubernetes env value (`$$` escapes).
@@ -229,16 +239,17 @@ pub fn container(spec: &Spec<'_>) -> Value {
     let redis = spec.redis;
     let mut env = Vec::with_capacity(3 + redis.env.len());
     env.extend(POD_ENV.iter().cloned());
-    if let Some(dyno) = list(spec.sidekiq, "env")
-        .iter()
-        .rev()
-        .find(|e| e.get("name").and_then(Value::as_str) == Some(DYNO))
-    {
-        let mut hostname = dyno.clone();
-        hostname["name"] = json!("SIDEKIQ_GUARD_HOSTNAME");
-        env.push(hostname);
-    }
-    env.extend(redis.env.iter().cloned());
+    env.extend(hostname_env(spec.sidekiq));
+    let name_of = |e: &Value| e.get("name").and_then(Value::as_str).map(str::to_owned);
+    let defined: Vec<String> = env.iter().filter_map(name_of).collect();
+    // A variable `DYNO` references may be a Redis one too: defined once, before its first use.
+    env.extend(
+        redis
+            .env
+            .iter()
+            .filter(|e| name_of(e).is_none_or(|n| !defined.contains(&n)))
+            .cloned(),
+    );
 
     let mut container = Map::new();
     container.insert("name".into(), json!(NAME));
@@ -277,6 +288,36 @@ pub fn container(spec: &Spec<'_>) -> Value {
         container.insert("restartPolicy".into(), json!("Always"));
     }
     Value::Object(container)
+}
+
+/// `DYNO` of the Sidekiq container as the probe's `SIDEKIQ_GUARD_HOSTNAME`, after the
+/// variables it references (e.g. `DYNO=$(POD_NAME).worker` needs `POD_NAME`): Kubernetes expands
+/// `$(VAR)` only from variables defined earlier in the same container, and leaves an undefined
+/// reference as literal text, which would make the probe look for a host that does not exist.
+fn hostname_env(sidekiq: &Value) -> Vec<Value> {
+    let entries = list(sidekiq, "env");
+    let Some(dyno) = entries
+        .iter()
+        .rev()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(DYNO))
+    else {
+        return Vec::new();
+    };
+    let mut names = vec![DYNO];
+    close_over_references(entries, &mut names);
+    let mut env: Vec<Value> = entries
+        .iter()
+        .filter(|e| {
+            e.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n != DYNO && names.contains(&n))
+        })
+        .cloned()
+        .collect();
+    let mut hostname = dyno.clone();
+    hostname["name"] = json!("SIDEKIQ_GUARD_HOSTNAME");
+    env.push(hostname);
+    env
 }
 
 /// Passes the "restricted" Pod Security Standard: the probe needs no privilege at all.
@@ -467,6 +508,33 @@ mod tests {
             ]
         );
         assert_eq!(container["resources"]["limits"]["memory"], "32Mi");
+
+        // A DYNO built from other variables takes them along, defined before it.
+        let worker = sidekiq(json!([
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "ROLE", "value": "mailer"},
+            {"name": "UNUSED", "value": "x"},
+            {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
+            {"name": "DYNO", "value": "$(ROLE).$(POD_NAME)"},
+        ]));
+        let redis = redis_env(&worker);
+        let with_refs = super::container(&Spec {
+            sidekiq: &worker,
+            redis: &redis,
+            ..spec
+        });
+        assert_eq!(
+            names(with_refs["env"].as_array().unwrap()),
+            vec![
+                "SIDEKIQ_GUARD_POD_NAME",
+                "SIDEKIQ_GUARD_POD_NAMESPACE",
+                "POD_NAME",
+                "ROLE",
+                "SIDEKIQ_GUARD_HOSTNAME",
+                "REDIS_URL"
+            ]
+        );
+        assert_eq!(with_refs["env"][4]["value"], "$(ROLE).$(POD_NAME)");
         assert_eq!(container["ports"][0]["containerPort"], 7434);
 
         // Classic: a regular container, signalled as the pod is deleted, serving until Sidekiq
