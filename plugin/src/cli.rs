@@ -25,6 +25,10 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// Where `--redis-url` may come from instead, so that a password stays out of `ps`, shell
+/// history and CI logs (its value is never shown in `--help`).
+pub(crate) const REDIS_URL_ENV: &str = "KUBECTL_SIDEKIQ_REDIS_URL";
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Show every Sidekiq pod: busy threads, running jobs, drains, time left before SIGKILL
@@ -130,7 +134,7 @@ pub(crate) struct ValidateArgs {
     #[arg(long, value_enum, value_name = "MODE")]
     pub(crate) sidecar_mode: Option<ModeArg>,
     /// Redis of the workloads (cluster mode): also compare Sidekiq 7+'s recorded execution times
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = REDIS_URL_ENV, hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
     /// Output format
     #[arg(
@@ -155,7 +159,7 @@ pub(crate) struct StatusArgs {
     )]
     pub(crate) output: ReportFormat,
     /// Read every process from this Redis in one pipelined pass instead of asking each pod's probe
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = REDIS_URL_ENV, hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
     /// Refresh in place until interrupted
     #[arg(short = 'w', long)]
@@ -177,7 +181,7 @@ pub(crate) struct DrainArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) timeout: Option<Duration>,
     /// Quiet through Redis instead of the probe (pods without the sidecar)
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = REDIS_URL_ENV, hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
     /// Time between progress lines
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]

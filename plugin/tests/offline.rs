@@ -142,6 +142,50 @@ fn validate_table_is_a_ci_gate() {
     );
 }
 
+/// Colour only on a terminal, and never with `NO_COLOR`: `script` gives the plugin a
+/// pseudo-terminal as stdout, as an operator's shell would.
+#[test]
+fn colour_only_on_a_terminal() {
+    let binary = env!("CARGO_BIN_EXE_kubectl-sidekiq");
+    let on_tty = |no_color: bool| {
+        let mut command = Command::new("script");
+        command
+            .args(["-qec"])
+            .arg(format!(
+                "{binary} validate -f manifests/examples/rails-worker.yaml"
+            ))
+            .arg("/dev/null")
+            .current_dir(root())
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null());
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        text(&command.output().unwrap().stdout)
+    };
+    let coloured = on_tty(false);
+    assert!(coloured.contains("SG001"), "{coloured}");
+    assert!(
+        coloured.contains("\x1b["),
+        "a terminal gets colour: {coloured:?}"
+    );
+    let plain = on_tty(true);
+    assert!(
+        plain.contains("SG001") && !plain.contains("\x1b["),
+        "{plain:?}"
+    );
+    let piped = support::plugin()
+        .args(["validate", "-f", "manifests/examples/rails-worker.yaml"])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let piped = text(&piped.stdout);
+    assert!(
+        piped.contains("SG001") && !piped.contains("\x1b["),
+        "{piped:?}"
+    );
+}
+
 #[test]
 fn validate_json_lists_every_finding_with_its_path_and_fix() {
     let out = run(

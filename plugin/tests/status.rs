@@ -304,13 +304,20 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
     let names: Vec<&str> = pods.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        vec!["mailer-0", "legacy-worker-0", "rails-worker-7d9c8f6b5-aaaaa"]
+        vec![
+            "mailer-0",
+            "legacy-worker-0",
+            "rails-worker-7d9c8f6b5-aaaaa"
+        ]
     );
     assert_eq!(pods[0]["namespace"], "notifications");
     assert_eq!(pods[0]["source"], "redis");
     assert_eq!(pods[0]["processes"][0]["layout"], "8.x");
     assert_eq!(pods[1]["injected"], false);
-    assert_eq!(pods[1]["processes"][0]["identity"], wrapped.identity.as_str());
+    assert_eq!(
+        pods[1]["processes"][0]["identity"],
+        wrapped.identity.as_str()
+    );
     assert_eq!(pods[2]["processes"][0]["jobs"][0]["class"], "ReportJob");
     let orphans: Vec<&str> = snapshot["orphans"]
         .as_array()
@@ -437,6 +444,29 @@ fn errors_say_what_to_do() {
     assert!(
         stderr.starts_with(&format!("error: cannot reach the Kubernetes API at https://127.0.0.1:{closed} (is the cluster up, and the kubeconfig's context the right one?)")),
         "{stderr}"
+    );
+
+    // Redis given through the environment, so its password stays out of `ps`; never echoed.
+    let out = plugin()
+        .args([
+            "status",
+            "-n",
+            "billing",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ])
+        .env(
+            "KUBECTL_SIDEKIQ_REDIS_URL",
+            format!("redis://:hunter2@127.0.0.1:{closed}/0"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: cannot connect to Redis at redis://:***@127.0.0.1:{closed}/0: Connection refused (os error 111)\n"
+        )
     );
 
     let out = run(&["status", "--kubeconfig", "/nonexistent/kubeconfig"]);
