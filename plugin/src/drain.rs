@@ -7,7 +7,6 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
 use serde_json::Value;
 use sidekiq_guard::analysis::{self, Subject};
 use sidekiq_guard::duration::Secs;
@@ -194,6 +193,12 @@ fn drain_budget(pod: &Value, status: Option<&InjectionStatus>) -> Duration {
 }
 
 /// Triggers the probe's `/drain` and follows it through `/status` until it reports an outcome.
+///
+/// The probe bounds each drain by its own budget; when that runs out with jobs still running
+/// and `timeout` (a longer `--timeout`) leaves time, the drain is asked for again — Sidekiq
+/// stays quiet, so this only waits longer. A drain that ended before this one was asked for
+/// (an earlier `drain`, or the preStop hook's) is told apart by its start time, so its outcome
+/// is not taken for this one's.
 async fn through_probe(
     cluster: &Cluster,
     namespace: &str,
@@ -205,77 +210,105 @@ async fn through_probe(
 ) -> Result<Outcome, Error> {
     let name = format!("{namespace}/{pod}");
     let started = Instant::now();
-    // `/drain` blocks until the drain ends; it runs alongside while `/status` shows progress.
-    let trigger = {
-        let (cluster, namespace, pod) = (cluster.clone(), namespace.to_owned(), pod.to_owned());
-        tokio::spawn(async move {
-            cluster
-                .proxy(
-                    &namespace,
-                    &pod,
-                    port,
-                    "/drain",
-                    Some(timeout + Duration::from_secs(15)),
-                )
-                .await
-        })
+    let mut earlier = match sources::probe_status(cluster, namespace, pod, port).await {
+        // A running drain is joined by the probe: it is this one.
+        Ok(status) if status.drain.drain_state() != Some(State::Draining) => {
+            status.drain.started_at
+        }
+        _ => None,
     };
     let _ = lines.send(format!(
         "{name}: quieting through its probe (budget {})",
         Secs(timeout.as_secs())
     ));
-    loop {
+    let mut trigger = ask_to_drain(cluster, namespace, pod, port, timeout);
+    let outcome = loop {
         tokio::time::sleep(interval).await;
+        let elapsed = started.elapsed();
+        let timed_out = || {
+            let _ = lines.send(format!(
+                "{name}: timed out after {}",
+                Secs(elapsed.as_secs())
+            ));
+            Outcome::TimedOut
+        };
         let status = match sources::probe_status(cluster, namespace, pod, port).await {
             Ok(status) => status,
             Err(error) => {
                 let _ = lines.send(format!("{name}: {error}"));
-                if started.elapsed() > timeout {
-                    let _ = lines.send(format!(
-                        "{name}: timed out after {}",
-                        Secs(started.elapsed().as_secs())
-                    ));
-                    return Ok(Outcome::TimedOut);
+                if elapsed > timeout {
+                    break timed_out();
                 }
                 continue;
             }
         };
-        let elapsed = started.elapsed();
+        let drain = status.drain;
+        if earlier.is_some() && drain.started_at == earlier {
+            // The probe has not started the drain asked for yet.
+            if elapsed > timeout {
+                break timed_out();
+            }
+            continue;
+        }
         let _ = lines.send(progress_line(
             &name,
-            &status.drain.state,
-            &status.drain.processes,
+            &drain.state,
+            &drain.processes,
             elapsed,
         ));
-        match status.drain.drain_state() {
+        match drain.drain_state() {
             Some(State::Drained) => {
                 let _ = lines.send(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
+                break Outcome::Idle;
+            }
+            Some(State::BudgetExhausted) if elapsed < timeout => {
+                let left = timeout - elapsed;
+                let _ = lines.send(format!(
+                    "{name}: the probe's drain budget of {} ran out with jobs running; asking again for the {} left of --timeout",
+                    Secs(drain.budget_secs as u64),
+                    Secs(left.as_secs().max(1))
+                ));
+                earlier = drain.started_at;
                 trigger.abort();
-                return Ok(Outcome::Idle);
+                trigger = ask_to_drain(cluster, namespace, pod, port, left);
             }
             Some(State::BudgetExhausted | State::Unquietable) => {
                 let _ = lines.send(format!(
                     "{name}: not idle after {}: {}",
                     Secs(elapsed.as_secs()),
-                    status.drain.message.unwrap_or_default()
+                    drain.message.unwrap_or_default()
                 ));
-                trigger.abort();
-                return Ok(Outcome::TimedOut);
+                break Outcome::TimedOut;
             }
+            _ if elapsed > timeout => break timed_out(),
             _ => {}
         }
-        if trigger.is_finished() || elapsed > timeout + Duration::from_secs(15) {
-            let answer = match trigger.await {
-                Ok(Ok(answer)) => Some(answer.status),
-                _ => None,
-            };
-            return Ok(if answer == Some(StatusCode::OK) {
-                Outcome::Idle
-            } else {
-                Outcome::TimedOut
-            });
-        }
-    }
+    };
+    trigger.abort();
+    Ok(outcome)
+}
+
+/// Calls the probe's `/drain`, which answers when the drain ends; its progress is read from
+/// `/status`, so the answer itself is not awaited.
+fn ask_to_drain(
+    cluster: &Cluster,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+    timeout: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let (cluster, namespace, pod) = (cluster.clone(), namespace.to_owned(), pod.to_owned());
+    tokio::spawn(async move {
+        let _ = cluster
+            .proxy(
+                &namespace,
+                &pod,
+                port,
+                "/drain",
+                Some(timeout + Duration::from_secs(15)),
+            )
+            .await;
+    })
 }
 
 /// Quiets every process of `host` through Redis and follows them with the probe's own drain

@@ -167,9 +167,13 @@ struct RealPod {
 
 impl RealPod {
     fn start(pod: &str, longest_job: u64) -> Self {
+        Self::with_probe_budget(pod, longest_job, "1m")
+    }
+
+    fn with_probe_budget(pod: &str, longest_job: u64, drain_budget: &str) -> Self {
         let redis = RedisServer::start();
         let sidekiq = Sidekiq::start(&redis, pod, 3, 5);
-        let (probe, port) = start_probe(&redis.url(), pod, "1m");
+        let (probe, port) = start_probe(&redis.url(), pod, drain_budget);
         let api = ApiServer::start();
         api.add_pod(injected_pod("shop", pod, longest_job, 7434));
         api.proxy("shop", pod, 7434, ProxyTarget::Forward(port));
@@ -645,6 +649,93 @@ fn drain_through_the_probe_follows_a_real_sidekiq_until_idle() {
         "both jobs finished"
     );
     assert!(took < Duration::from_secs(25), "drained in {took:?}");
+}
+
+/// `--timeout` bounds the plugin's wait, not the probe's budget: a drain that outlives the
+/// probe's budget is asked for again, and an earlier drain's outcome is not taken for this one's.
+#[test]
+fn drain_through_the_probe_honours_a_timeout_longer_than_the_probes_budget() {
+    let pod = "rails-worker-7d9c8f6b5-longer";
+    let RealPod {
+        redis,
+        _sidekiq,
+        probe,
+        _api,
+        kubeconfig,
+    } = RealPod::with_probe_budget(pod, 40, "3s");
+    enqueue(&redis, &[(10.0, "a")]);
+    assert!(wait_until(Duration::from_secs(20), || redis
+        .cli(&["SCARD", "sg:started"])
+        .trim()
+        == "1"));
+    let drain = |timeout: &str| {
+        run(&[
+            "drain",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            pod,
+            "--timeout",
+            timeout,
+            "--interval",
+            "500ms",
+        ])
+    };
+
+    let out = drain("1s");
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert!(
+        output
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(&format!("shop/{pod}: timed out after ")),
+        "{output}"
+    );
+    // The probe's own drain goes on to its budget and ends with the job still running.
+    let exhausted = wait_until(Duration::from_secs(10), || {
+        let out = run(&[
+            "status",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "-o",
+            "json",
+        ]);
+        let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        snapshot["pods"][0]["drain"]["state"] == "budget_exhausted"
+    });
+    assert!(
+        exhausted,
+        "probe:
+{}",
+        probe.log()
+    );
+
+    let out = drain("30s");
+    let output = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{output}
+probe:
+{}",
+        probe.log()
+    );
+    assert!(
+        output.contains(
+            "the probe's drain budget of 3s ran out with jobs running; asking again for the "
+        ),
+        "{output}"
+    );
+    assert!(
+        output
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(&format!("shop/{pod}: idle after ")),
+        "{output}"
+    );
+    assert_eq!(redis.cli(&["SCARD", "sg:done"]).trim(), "1");
 }
 
 #[test]
