@@ -236,6 +236,25 @@ pub fn is_sidekiq(object: &Value) -> bool {
     })
 }
 
+/// How long a drain of this running pod may take, seconds: the budget the webhook computed when
+/// it injected the pod (its status annotation), else the grace formula on the pod's own
+/// annotations and command line under `policy`. `None` when its Sidekiq container cannot be
+/// told.
+pub fn pod_drain_budget(pod: &Value, policy: &Policy) -> Option<u64> {
+    if let Some(status) = crate::status::InjectionStatus::of_pod(pod) {
+        return Some(status.drain_budget);
+    }
+    let ctx = Context {
+        policy,
+        mode: Mode::Native,
+        namespace: None,
+    };
+    match analyse(pod, &ctx) {
+        Subject::Sidekiq(analysis) => Some(analysis.grace.drain_budget),
+        Subject::Skipped(_) | Subject::Unresolved { .. } => None,
+    }
+}
+
 fn probe_state(container: &Value, field: &str) -> ProbeState {
     let Some(probe) = container.get(field).filter(|p| !p.is_null()) else {
         return ProbeState::Missing;
@@ -342,6 +361,23 @@ mod tests {
             Subject::Sidekiq(analysis) => *analysis,
             other => panic!("expected a Sidekiq workload, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_running_pods_drain_budget() {
+        let policy = Policy::default();
+        let worker = json!([{"name": "w", "command": ["bundle", "exec", "sidekiq", "-t", "25"]}]);
+        let declared = pod(
+            json!({"sidekiq-guard.io/longest-job": "5m"}),
+            worker.clone(),
+        );
+        assert_eq!(pod_drain_budget(&declared, &policy), Some(20 + 300));
+        // Injected: the webhook's figure, which its own policy may have made different.
+        let status = r#"{"version":"0.1.0","container":"w","sidecar":"native","probePort":7434,"drainBudget":95,"grace":125,"longestJob":75,"injected":[],"kept":[]}"#;
+        let injected = pod(json!({"sidekiq-guard.io/status": status}), worker);
+        assert_eq!(pod_drain_budget(&injected, &policy), Some(95));
+        let web = pod(json!({}), json!([{"name": "web", "command": ["puma"]}]));
+        assert_eq!(pod_drain_budget(&web, &policy), None);
     }
 
     #[test]

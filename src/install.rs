@@ -414,6 +414,55 @@ pub fn ca_bundle_trust(trusts: &[(String, Trust)]) -> Check {
     )
 }
 
+/// Judges the EndpointSlices of the webhook's Service: the API server needs one ready endpoint.
+/// An endpoint counts unless its `conditions.ready` is `false` (absent means ready, as the
+/// EndpointSlice API defines it).
+pub fn service_endpoints(service: &ServiceRef, slices: &[Value]) -> Check {
+    let title = format!(
+        "Service {}/{} has ready endpoints",
+        service.namespace, service.name
+    );
+    let ready = slices
+        .iter()
+        .flat_map(|slice| {
+            slice
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter(|e| e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false))
+        .count();
+    if ready > 0 {
+        return Check::pass_with(title, format!("{ready} ready"));
+    }
+    Check::problem(
+        Status::Fail,
+        title,
+        "no ready endpoint: the API server cannot call the webhook (failurePolicy Ignore lets pods through unprotected)",
+        format!(
+            "kubectl -n {} get pods -l app.kubernetes.io/name=sidekiq-guard; look at their logs",
+            service.namespace
+        ),
+    )
+}
+
+/// Judges whether the serving certificate names the Service the API server calls: it
+/// verifies the name `SERVICE.NAMESPACE.svc`.
+pub fn certificate_names(dns_names: &[String], service: &ServiceRef) -> Check {
+    let wanted = format!("{}.{}.svc", service.name, service.namespace);
+    let title = format!("the serving certificate names {wanted}");
+    if dns_names.contains(&wanted) {
+        return Check::pass(title);
+    }
+    Check::problem(
+        Status::Fail,
+        title,
+        format!("its DNS names are {}", dns_names.join(", ")),
+        "run the certs install Job with --service and --namespace of the webhook Service",
+    )
+}
+
 /// Judges the days left on the serving certificate.
 pub fn certificate_expiry(days_left: i64, not_after: &str) -> Check {
     let title = "the serving certificate is valid for 30 days or more";
@@ -550,6 +599,37 @@ mod tests {
                 namespace: "sidekiq-guard".into(),
                 name: "sidekiq-guard".into()
             }]
+        );
+    }
+
+    #[test]
+    fn endpoints_and_certificate_names() {
+        let service = ServiceRef {
+            namespace: "sidekiq-guard".into(),
+            name: "sidekiq-guard".into(),
+        };
+        let slices = [json!({"endpoints": [
+            {"addresses": ["10.0.0.1"], "conditions": {"ready": false}},
+            {"addresses": ["10.0.0.2"], "conditions": {}},
+        ]})];
+        let check = service_endpoints(&service, &slices);
+        assert_eq!(check.status, Status::Pass);
+        assert_eq!(check.detail.as_deref(), Some("1 ready"));
+        let check = service_endpoints(&service, &slices[..0]);
+        assert_eq!(check.status, Status::Fail);
+        assert_eq!(
+            check.title,
+            "Service sidekiq-guard/sidekiq-guard has ready endpoints"
+        );
+
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let check = certificate_names(&names(&["sidekiq-guard.sidekiq-guard.svc"]), &service);
+        assert_eq!(check.status, Status::Pass);
+        let check = certificate_names(&names(&["sidekiq-guard", "other.svc"]), &service);
+        assert_eq!(check.status, Status::Fail);
+        assert_eq!(
+            check.detail.as_deref(),
+            Some("its DNS names are sidekiq-guard, other.svc")
         );
     }
 

@@ -564,11 +564,11 @@ fn worker(container: Value, annotations: Value) -> Value {
         }},
     });
     let spec = &mut deployment["spec"]["template"]["spec"]["containers"][0];
-    for (key, value) in container.as_object().unwrap() {
+    for (key, value) in container.as_object().expect("container fields") {
         spec[key] = value.clone();
     }
     let template = &mut deployment["spec"]["template"]["metadata"]["annotations"];
-    for (key, value) in annotations.as_object().unwrap() {
+    for (key, value) in annotations.as_object().expect("annotations") {
         template[key] = value.clone();
     }
     deployment
@@ -577,11 +577,11 @@ fn worker(container: Value, annotations: Value) -> Value {
 /// Each defect of a hand-written worker gives exactly its finding, with a message that says
 /// what goes wrong.
 #[rstest::rstest]
-#[case::a_preStop_that_only_sleeps(
+#[case::a_prestop_that_only_sleeps(
     json!({"lifecycle": {"preStop": {"exec": {"command": ["sleep", "30"]}}}}), json!({}),
     Code::PreStopNotQuieting, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
     "the preStop hook only sleeps 30s: it does not quiet Sidekiq, which keeps fetching new jobs until SIGTERM")]
-#[case::a_preStop_that_quiets_and_returns(
+#[case::a_prestop_that_quiets_and_returns(
     json!({"lifecycle": {"preStop": {"exec": {"command": ["kill", "-TSTP", "1"]}}}}), json!({}),
     Code::PreStopDoesNotWait, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
     "the preStop hook quiets Sidekiq and returns at once: SIGTERM follows immediately, and jobs still running 25s later are interrupted")]

@@ -138,9 +138,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
         checks: webhook,
     });
 
-    let service_name = services
-        .first()
-        .map(|s| (s.name.clone(), s.namespace.clone()));
+    let service_name = services.first().cloned();
     categories.push(Category {
         name: "certificates",
         checks: certificates(&cluster, args, &ca_bundles, service_name).await,
@@ -195,31 +193,7 @@ async fn service_check(cluster: &Cluster, service: &install::ServiceRef) -> Chec
         .list(cluster::ENDPOINT_SLICES, &scope, Some(&selector))
         .await
     {
-        Ok(slices) => {
-            let ready = slices
-                .iter()
-                .flat_map(|s| {
-                    s.get("endpoints")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                })
-                .filter(|e| e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false))
-                .count();
-            if ready > 0 {
-                Check::pass_with(title, format!("{ready} ready"))
-            } else {
-                Check::problem(
-                    Status::Fail,
-                    title,
-                    "no ready endpoint: the API server cannot call the webhook (failurePolicy Ignore lets pods through unprotected)",
-                    format!(
-                        "kubectl -n {} get pods -l app.kubernetes.io/name=sidekiq-guard; look at their logs",
-                        service.namespace
-                    ),
-                )
-            }
-        }
+        Ok(slices) => install::service_endpoints(service, &slices),
         Err(error) => unreadable(title, &error),
     }
 }
@@ -228,7 +202,7 @@ async fn certificates(
     cluster: &Cluster,
     args: &CheckArgs,
     ca_bundles: &[(String, Option<String>)],
-    service: Option<(String, String)>,
+    service: Option<install::ServiceRef>,
 ) -> Vec<Check> {
     let verify_title = "the caBundle verifies the serving certificate";
     let secret = match cluster
@@ -291,19 +265,8 @@ async fn certificates(
         .map(|(source, bundle)| (source.clone(), trust(&chain, bundle.as_deref())))
         .collect();
     checks.push(install::ca_bundle_trust(&trusts));
-    if let Some((name, namespace)) = service {
-        let wanted = format!("{name}.{namespace}.svc");
-        let title = format!("the serving certificate names {wanted}");
-        checks.push(if leaf.dns_names.contains(&wanted) {
-            Check::pass(title)
-        } else {
-            Check::problem(
-                Status::Fail,
-                title,
-                format!("its DNS names are {}", leaf.dns_names.join(", ")),
-                "run the certs install Job with --service and --namespace of the webhook Service",
-            )
-        });
+    if let Some(service) = service {
+        checks.push(install::certificate_names(&leaf.dns_names, &service));
     }
     let not_after = leaf.not_after;
     let now = SystemTime::now()

@@ -8,14 +8,14 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sidekiq_guard::analysis::{self, Subject};
+use sidekiq_guard::Policy;
+use sidekiq_guard::analysis;
 use sidekiq_guard::duration::Secs;
 use sidekiq_guard::probe::drain::{Drain, ProcessProgress, State};
 use sidekiq_guard::probe::observe::{Scope, Tracker};
 use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
 use sidekiq_guard::redis::Reader;
 use sidekiq_guard::status::InjectionStatus;
-use sidekiq_guard::{Context, Mode, Policy};
 use tokio::sync::mpsc;
 
 use crate::cli::{Cli, DrainArgs};
@@ -55,9 +55,7 @@ pub(crate) async fn run(cli: &Cli, args: &DrainArgs, out: &mut dyn Write) -> Res
     for pod in pods {
         let name = format!("{namespace}/{}", pod_name(&pod));
         let status = InjectionStatus::of_pod(&pod);
-        let timeout = args
-            .timeout
-            .unwrap_or_else(|| drain_budget(&pod, status.as_ref()));
+        let timeout = args.timeout.unwrap_or_else(|| drain_budget(&pod));
         let interval = args.interval;
         let lines = lines.clone();
         match (&reader, status) {
@@ -174,22 +172,11 @@ fn pod_name(pod: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// The pod's drain budget: the one the webhook computed when it injected the pod, else the
-/// same formula on the pod's own annotations and the default policy.
-fn drain_budget(pod: &Value, status: Option<&InjectionStatus>) -> Duration {
-    if let Some(status) = status {
-        return Duration::from_secs(status.drain_budget);
-    }
-    let policy = Policy::default();
-    let ctx = Context {
-        policy: &policy,
-        mode: Mode::Native,
-        namespace: None,
-    };
-    match analysis::analyse(pod, &ctx) {
-        Subject::Sidekiq(analysis) => Duration::from_secs(analysis.grace.drain_budget),
-        Subject::Skipped(_) | Subject::Unresolved { .. } => FALLBACK_TIMEOUT,
-    }
+/// The pod's drain budget ([`analysis::pod_drain_budget`] under the default policy: the plugin
+/// cannot read the webhook's), else [`FALLBACK_TIMEOUT`].
+fn drain_budget(pod: &Value) -> Duration {
+    analysis::pod_drain_budget(pod, &Policy::default())
+        .map_or(FALLBACK_TIMEOUT, Duration::from_secs)
 }
 
 /// Triggers the probe's `/drain` and follows it through `/status` until it reports an outcome.
