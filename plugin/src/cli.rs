@@ -240,3 +240,94 @@ pub(crate) enum CheckFormat {
     Table,
     Json,
 }
+
+impl Cli {
+    /// Parses the process's arguments, accepting `-o/--output` before the subcommand too.
+    pub(crate) fn from_args() -> Self {
+        Self::parse_from(output_after_subcommand(std::env::args_os().collect()))
+    }
+}
+
+/// Flags before the subcommand that take a value as the next word.
+const VALUE_FLAGS: &[&str] = &[
+    "--kubeconfig",
+    "--context",
+    "-n",
+    "--namespace",
+    "-l",
+    "--selector",
+    "--request-timeout",
+];
+
+/// Moves `-o FORMAT` given before the subcommand (`kubectl sidekiq -o json status`, as kubectl
+/// users write it) to just after it. Each subcommand owns its `-o`, because their formats differ
+/// (`check` has neither `wide` nor `yaml`), so clap cannot make it global.
+fn output_after_subcommand(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut before = Vec::new();
+    let mut moved = Vec::new();
+    let mut words = args.into_iter();
+    before.extend(words.next());
+    while let Some(word) = words.next() {
+        let text = word.to_string_lossy().into_owned();
+        if text == "-o" || text == "--output" {
+            moved.push(word);
+            moved.extend(words.next());
+        } else if text.starts_with("--output=") || (text.starts_with("-o") && text.len() > 2) {
+            moved.push(word);
+        } else if VALUE_FLAGS.contains(&text.as_str()) {
+            before.push(word);
+            before.extend(words.next());
+        } else if text.starts_with('-') {
+            before.push(word);
+        } else {
+            // The subcommand: the moved flags follow it, then everything after it.
+            before.push(word);
+            before.append(&mut moved);
+            before.extend(words);
+            return before;
+        }
+    }
+    // No subcommand: leave the words for clap to report.
+    before.append(&mut moved);
+    before
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(args: &[&str]) -> Vec<String> {
+        output_after_subcommand(args.iter().map(Into::into).collect())
+            .into_iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn output_before_the_subcommand_moves_after_it() {
+        assert_eq!(
+            moved(&["k", "-o", "json", "-n", "shop", "status", "-A"]),
+            ["k", "-n", "shop", "status", "-o", "json", "-A"]
+        );
+        assert_eq!(
+            moved(&["k", "--output=yaml", "--context", "-o", "status"]),
+            ["k", "--context", "-o", "status", "--output=yaml"]
+        );
+        assert_eq!(moved(&["k", "-ojson", "check"]), ["k", "check", "-ojson"]);
+        let unchanged = ["k", "status", "-o", "wide", "-n", "shop"];
+        assert_eq!(moved(&unchanged), unchanged);
+        assert_eq!(moved(&["k", "-o", "json"]), ["k", "-o", "json"]);
+
+        let cli = Cli::parse_from(output_after_subcommand(
+            ["k", "-o", "json", "-n", "shop", "status"]
+                .iter()
+                .map(Into::into)
+                .collect(),
+        ));
+        let Command::Status(status) = cli.command else {
+            panic!("status expected");
+        };
+        assert!(matches!(status.output, ReportFormat::Json));
+        assert_eq!(cli.cluster.namespace.as_deref(), Some("shop"));
+    }
+}

@@ -20,13 +20,13 @@ use std::future::Future;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_args();
     if let Command::Inject(args) = &cli.command
         && args.files.files.is_empty()
     {

@@ -501,6 +501,7 @@ fn kubectl_flags_work_before_and_after_the_subcommand() {
     let k = kubeconfig.to_str().unwrap();
     for args in [
         vec!["--kubeconfig", k, "-n", "other", "status", "-o", "json"],
+        vec!["-o", "json", "--kubeconfig", k, "-n", "other", "status"],
         vec![
             "status",
             "--kubeconfig",
