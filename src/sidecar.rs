@@ -196,7 +196,7 @@ fn close_over_references<'a>(entries: &'a [Value], names: &mut Vec<&'a str>) {
 }
 
 /// The names in `$(NAME)` references of a Kubernetes env value (`$$` escapes).
-fn references(value: &str) -> Vec<&str> {
+pub(crate) fn references(value: &str) -> Vec<&str> {
     let mut names = Vec::new();
     let mut rest = value;
     while let Some(pos) = rest.find('$') {
@@ -295,26 +295,29 @@ pub fn container(spec: &Spec<'_>) -> Value {
 /// `$(VAR)` only from variables defined earlier in the same container, and leaves an undefined
 /// reference as literal text, which would make the probe look for a host that does not exist.
 fn hostname_env(sidekiq: &Value) -> Vec<Value> {
+    fn name_of(entry: &Value) -> Option<&str> {
+        entry.get("name").and_then(Value::as_str)
+    }
     let entries = list(sidekiq, "env");
-    let Some(dyno) = entries
-        .iter()
-        .rev()
-        .find(|e| e.get("name").and_then(Value::as_str) == Some(DYNO))
-    else {
+    let Some(dyno_at) = entries.iter().rposition(|e| name_of(e) == Some(DYNO)) else {
         return Vec::new();
     };
-    let mut names = vec![DYNO];
-    close_over_references(entries, &mut names);
-    let mut env: Vec<Value> = entries
-        .iter()
-        .filter(|e| {
-            e.get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| n != DYNO && names.contains(&n))
-        })
-        .cloned()
-        .collect();
-    let mut hostname = dyno.clone();
+    // The entries DYNO's value uses, by position: a reference resolves to the last definition
+    // before the entry that makes it, as the kubelet resolves it.
+    let mut needed = std::collections::BTreeSet::new();
+    let mut pending = vec![dyno_at];
+    while let Some(at) = pending.pop() {
+        let value = entries[at].get("value").and_then(Value::as_str);
+        for name in value.map(references).unwrap_or_default() {
+            if let Some(definition) = entries[..at].iter().rposition(|e| name_of(e) == Some(name))
+                && needed.insert(definition)
+            {
+                pending.push(definition);
+            }
+        }
+    }
+    let mut env: Vec<Value> = needed.into_iter().map(|at| entries[at].clone()).collect();
+    let mut hostname = entries[dyno_at].clone();
     hostname["name"] = json!("SIDEKIQ_GUARD_HOSTNAME");
     env.push(hostname);
     env
@@ -509,13 +512,15 @@ mod tests {
         );
         assert_eq!(container["resources"]["limits"]["memory"], "32Mi");
 
-        // A DYNO built from other variables takes them along, defined before it.
+        // A DYNO built from other variables takes along those defined before it (the kubelet
+        // leaves a reference to a later one as written, and so must the sidecar's copy).
         let worker = sidekiq(json!([
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "ROLE", "value": "mailer"},
             {"name": "UNUSED", "value": "x"},
             {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
-            {"name": "DYNO", "value": "$(ROLE).$(POD_NAME)"},
+            {"name": "DYNO", "value": "$(ROLE).$(POD_NAME).$(LATER)"},
+            {"name": "LATER", "value": "x"},
         ]));
         let redis = redis_env(&worker);
         let with_refs = super::container(&Spec {
@@ -534,7 +539,7 @@ mod tests {
                 "REDIS_URL"
             ]
         );
-        assert_eq!(with_refs["env"][4]["value"], "$(ROLE).$(POD_NAME)");
+        assert_eq!(with_refs["env"][4]["value"], "$(ROLE).$(POD_NAME).$(LATER)");
         assert_eq!(container["ports"][0]["containerPort"], 7434);
 
         // Classic: a regular container, signalled as the pod is deleted, serving until Sidekiq

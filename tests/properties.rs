@@ -73,6 +73,17 @@ fn env() -> impl Strategy<Value = Option<Value>> {
         Just(Some(
             json!([{"name": "REDIS_PROVIDER", "value": "redis://oops"}])
         )),
+        // DYNO from variables, one shared with the Redis URL, one defined after it.
+        Just(Some(json!([
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "DYNO", "value": "$(POD_NAME).$(ROLE)"},
+            {"name": "ROLE", "value": "w"},
+            {"name": "REDIS_URL", "value": "redis://$(POD_NAME)-redis:6379/0"},
+        ]))),
+        Just(Some(json!([
+            {"name": "DYNO", "valueFrom": {"secretKeyRef": {"name": "s", "key": "dyno"}}},
+            {"name": "DYNO", "value": "worker.1"},
+        ]))),
     ]
 }
 

@@ -6,11 +6,13 @@
 //! reports — the same one Sidekiq reads, whatever `hostNetwork` or `setHostnameAsFQDN` say —
 //! and falls back to computing it from the pod name.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::annotations;
 use crate::detect::{self, Detection};
-use crate::sidecar::DYNO;
+use crate::sidecar::{DYNO, references};
 use crate::sidekiq::records::Identity;
 
 /// The longest hostname the kubelet gives a pod.
@@ -76,14 +78,54 @@ pub fn identity_host(pod: &Value) -> IdentityHost {
     let Some(container) = with_dyno.first() else {
         return hostname_of(pod);
     };
-    match dyno_entry(container) {
+    match dyno(pod, container) {
         None => hostname_of(pod),
-        Some(entry) if entry.get("value").is_some() => {
-            let env = detect::literal_env(container);
-            IdentityHost::Known(env.get(DYNO).cloned().unwrap_or_default())
-        }
-        Some(entry) => from_field(pod, entry),
+        Some(Ok(host)) => IdentityHost::Known(host),
+        Some(Err(why)) => IdentityHost::Unknown(why),
     }
+}
+
+/// The value of the container's `DYNO` as the kubelet computes it, or why the object cannot
+/// tell: `env` in order, each literal `value` expanded with the entries before it (a reference
+/// to a later or undefined variable stays as written), each `fieldRef` read from the pod; a
+/// Secret, a ConfigMap or a resource is unknown, and so is a value that references one.
+fn dyno(pod: &Value, container: &Value) -> Option<Result<String, String>> {
+    let entries = container
+        .get("env")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let mut known: HashMap<String, String> = HashMap::new();
+    let mut unknown: HashMap<&str, String> = HashMap::new();
+    let mut dyno = None;
+    for entry in entries {
+        let Some(name) = entry.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let value = match entry.get("value").and_then(Value::as_str) {
+            Some(text) => match references(text)
+                .into_iter()
+                .find_map(|r| unknown.get_key_value(r))
+            {
+                Some((used, why)) => Err(format!("{name} uses $({used}), and {why}")),
+                None => Ok(detect::expand_kubernetes(text, &known)),
+            },
+            None => from_field(pod, name, entry),
+        };
+        match &value {
+            Ok(text) => {
+                unknown.remove(name);
+                known.insert(name.to_owned(), text.clone());
+            }
+            Err(why) => {
+                known.remove(name);
+                unknown.insert(name, why.clone());
+            }
+        }
+        if name == DYNO {
+            dyno = Some(value);
+        }
+    }
+    dyno
 }
 
 fn hostname_of(pod: &Value) -> IdentityHost {
@@ -108,8 +150,9 @@ fn dyno_entry(container: &Value) -> Option<&Value> {
         .find(|e| e.get("name").and_then(Value::as_str) == Some(DYNO))
 }
 
-/// `DYNO` from `valueFrom.fieldRef`, read from the pod object like the downward API does.
-fn from_field(pod: &Value, entry: &Value) -> IdentityHost {
+/// The variable `name` from `valueFrom.fieldRef`, read from the pod object like the downward
+/// API does; anything else a `valueFrom` names is not in the pod object.
+fn from_field(pod: &Value, name: &str, entry: &Value) -> Result<String, String> {
     let field = entry
         .pointer("/valueFrom/fieldRef/fieldPath")
         .and_then(Value::as_str);
@@ -127,12 +170,12 @@ fn from_field(pod: &Value, entry: &Value) -> IdentityHost {
         pod.pointer(&pointer).and_then(Value::as_str)
     });
     match (field, value) {
-        (_, Some(value)) => IdentityHost::Known(value.to_owned()),
-        (Some(path), None) => IdentityHost::Unknown(format!(
-            "the Sidekiq container's {DYNO} comes from the pod field {path}, which the object does not hold yet"
+        (_, Some(value)) => Ok(value.to_owned()),
+        (Some(path), None) => Err(format!(
+            "the Sidekiq container's {name} comes from the pod field {path}, which the object does not hold yet"
         )),
-        (None, None) => IdentityHost::Unknown(format!(
-            "the Sidekiq container's {DYNO} comes from a Secret, a ConfigMap or a resource, which the pod object does not show"
+        (None, None) => Err(format!(
+            "the Sidekiq container's {name} comes from a Secret, a ConfigMap or a resource, which the pod object does not show"
         )),
     }
 }
@@ -217,6 +260,28 @@ mod tests {
             identity_host(&pod(&sidekiq(env))),
             IdentityHost::Unknown(why) if why.contains("status.podIP")
         ));
+        // Built from variables before it, literal or from pod fields; one defined after it
+        // stays as written, as the kubelet leaves it; one from a Secret makes it unknown.
+        let env = json!([
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "ROLE", "value": "mailer"},
+            {"name": "DYNO", "value": "$(ROLE).$(POD_NAME).$(LATER)"},
+            {"name": "LATER", "value": "x"},
+        ]);
+        assert_eq!(
+            identity_host(&pod(&sidekiq(env))),
+            known("mailer.worker-7d9c8-x2x9k.$(LATER)")
+        );
+        let env = json!([
+            {"name": "ROLE", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "role"}}},
+            {"name": "DYNO", "value": "$(ROLE).1"},
+        ]);
+        assert_eq!(
+            identity_host(&pod(&sidekiq(env))),
+            IdentityHost::Unknown(
+                "DYNO uses $(ROLE), and the Sidekiq container's ROLE comes from a Secret, a ConfigMap or a resource, which the pod object does not show".to_owned()
+            )
+        );
         // Only the Sidekiq container's DYNO counts.
         let other = json!([
             {"name": "web", "image": "app", "env": [{"name": "DYNO", "value": "web.1"}]},
