@@ -5,6 +5,7 @@
 //! `1.5s` needs two seconds of grace, never one.
 
 use std::fmt;
+use std::time::Duration;
 
 /// The formats accepted wherever a duration is read, quoted in every error message.
 pub const ACCEPTED: &str = "a number of seconds or a duration with units such as 90s, 15m or 1h30m";
@@ -17,11 +18,9 @@ pub struct DurationError {
     pub input: String,
 }
 
-/// Parses `input` into whole seconds, rounding fractions up.
-///
-/// A bare integer is seconds (like Sidekiq's `-t`); anything else goes through `humantime`, so
-/// `1h30m`, `1h 30m` and `90min` all work. Negative values and empty strings are rejected.
-pub fn parse_secs(input: &str) -> Result<u64, DurationError> {
+/// Parses `input` exactly: a bare integer is seconds, anything else a duration with units to the
+/// nanosecond (`500ms`, `1m30s`, `1h 30m`). Negative values and empty strings are rejected.
+pub fn parse(input: &str) -> Result<Duration, DurationError> {
     let text = input.trim();
     let error = || DurationError {
         input: input.to_owned(),
@@ -30,9 +29,17 @@ pub fn parse_secs(input: &str) -> Result<u64, DurationError> {
         return Err(error());
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().map_err(|_| error());
+        return text.parse().map(Duration::from_secs).map_err(|_| error());
     }
-    let duration = humantime::parse_duration(text).map_err(|_| error())?;
+    humantime::parse_duration(text).map_err(|_| error())
+}
+
+/// Parses `input` into whole seconds, rounding fractions up.
+///
+/// A bare integer is seconds (like Sidekiq's `-t`); anything else goes through `humantime`, so
+/// `1h30m`, `1h 30m` and `90min` all work. Negative values and empty strings are rejected.
+pub fn parse_secs(input: &str) -> Result<u64, DurationError> {
+    let duration = parse(input)?;
     let secs = duration.as_secs();
     Ok(if duration.subsec_nanos() > 0 {
         secs + 1

@@ -90,10 +90,9 @@ fn parse_timeout(text: &str) -> Result<RequestTimeout, String> {
     ))
 }
 
+/// An exact duration ([`sidekiq_guard::duration::parse`]): `--interval 500ms` means half a second.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    sidekiq_guard::duration::parse_secs(text)
-        .map(Duration::from_secs)
-        .map_err(|e| e.to_string())
+    sidekiq_guard::duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// Where manifests come from.

@@ -14,6 +14,7 @@ use sidekiq_guard::duration::Secs;
 use sidekiq_guard::probe::drain::{Drain, ProcessProgress, State};
 use sidekiq_guard::probe::observe::{Scope, Tracker};
 use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
+use sidekiq_guard::probe::report::DrainReport;
 use sidekiq_guard::redis::Reader;
 use sidekiq_guard::status::InjectionStatus;
 use tokio::sync::mpsc;
@@ -179,13 +180,13 @@ fn drain_budget(pod: &Value) -> Duration {
         .map_or(FALLBACK_TIMEOUT, Duration::from_secs)
 }
 
-/// Triggers the probe's `/drain` and follows it through `/status` until it reports an outcome.
+/// Asks the probe to drain and waits for its answer, showing progress from `/status` meanwhile.
 ///
-/// The probe bounds each drain by its own budget; when that runs out with jobs still running
-/// and `timeout` (a longer `--timeout`) leaves time, the drain is asked for again — Sidekiq
-/// stays quiet, so this only waits longer. A drain that ended before this one was asked for
-/// (an earlier `drain`, or the preStop hook's) is told apart by its start time, so its outcome
-/// is not taken for this one's.
+/// The decision is the `/drain` answer's, which belongs to this request; `/status` may still
+/// show an earlier drain (a previous `drain`, the preStop hook's) until the probe starts this
+/// one, so a report with that drain's start time is not shown as progress. The probe bounds each
+/// drain by its own budget; when that runs out with jobs still running and the wait (`timeout`)
+/// leaves time, the drain is asked for again — Sidekiq stays quiet, so this only waits longer.
 async fn through_probe(
     cluster: &Cluster,
     namespace: &str,
@@ -197,105 +198,103 @@ async fn through_probe(
 ) -> Result<Outcome, Error> {
     let name = format!("{namespace}/{pod}");
     let started = Instant::now();
-    let mut earlier = match sources::probe_status(cluster, namespace, pod, port).await {
+    // Start times of drains that are not this one's outcome.
+    let mut earlier: Vec<f64> = match sources::probe_status(cluster, namespace, pod, port).await {
         // A running drain is joined by the probe: it is this one.
         Ok(status) if status.drain.drain_state() != Some(State::Draining) => {
-            status.drain.started_at
+            status.drain.started_at.into_iter().collect()
         }
-        _ => None,
+        _ => Vec::new(),
     };
     let _ = lines.send(format!(
-        "{name}: quieting through its probe (budget {})",
+        "{name}: quieting through its probe (waiting up to {})",
         Secs(timeout.as_secs())
     ));
-    let mut trigger = ask_to_drain(cluster, namespace, pod, port, timeout);
+    let mut asked = ask_to_drain(cluster, namespace, pod, port, timeout);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
     let outcome = loop {
-        tokio::time::sleep(interval).await;
         let elapsed = started.elapsed();
-        let timed_out = || {
+        if elapsed > timeout {
             let _ = lines.send(format!(
                 "{name}: timed out after {}",
                 Secs(elapsed.as_secs())
             ));
-            Outcome::TimedOut
-        };
-        let status = match sources::probe_status(cluster, namespace, pod, port).await {
-            Ok(status) => status,
-            Err(error) => {
-                let _ = lines.send(format!("{name}: {error}"));
-                if elapsed > timeout {
-                    break timed_out();
-                }
-                continue;
-            }
-        };
-        let drain = status.drain;
-        if earlier.is_some() && drain.started_at == earlier {
-            // The probe has not started the drain asked for yet.
-            if elapsed > timeout {
-                break timed_out();
-            }
-            continue;
+            break Outcome::TimedOut;
         }
-        let _ = lines.send(progress_line(
-            &name,
-            &drain.state,
-            &drain.processes,
-            elapsed,
-        ));
-        match drain.drain_state() {
-            Some(State::Drained) => {
-                let _ = lines.send(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
-                break Outcome::Idle;
+        tokio::select! {
+            answer = &mut asked => {
+                // Every arm ends the wait or asks anew: a finished request is never polled again.
+                let report = match answer {
+                    Ok(Ok(report)) => report,
+                    Ok(Err(error @ Error::Timeout { .. })) => {
+                        let _ = lines.send(format!("{name}: {error}"));
+                        break Outcome::TimedOut;
+                    }
+                    Ok(Err(error)) => return Err(error),
+                    Err(_) => break Outcome::TimedOut,
+                };
+                let elapsed = started.elapsed();
+                match report.drain_state() {
+                    Some(State::Drained) => {
+                        let _ = lines.send(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
+                        break Outcome::Idle;
+                    }
+                    // Asking again only helps if the wait outlasts another poll.
+                    Some(State::BudgetExhausted) if elapsed + interval < timeout => {
+                        let left = timeout - elapsed;
+                        let _ = lines.send(format!(
+                            "{name}: the probe's drain budget of {} ran out with jobs running; asking again for the {} left of the wait",
+                            Secs(report.budget_secs as u64),
+                            Secs(left.as_secs().max(1))
+                        ));
+                        earlier.extend(report.started_at);
+                        asked = ask_to_drain(cluster, namespace, pod, port, left);
+                    }
+                    _ => {
+                        let _ = lines.send(format!(
+                            "{name}: not idle after {}: {}",
+                            Secs(elapsed.as_secs()),
+                            report.message.unwrap_or_default()
+                        ));
+                        break Outcome::TimedOut;
+                    }
+                }
             }
-            Some(State::BudgetExhausted) if elapsed < timeout => {
-                let left = timeout - elapsed;
-                let _ = lines.send(format!(
-                    "{name}: the probe's drain budget of {} ran out with jobs running; asking again for the {} left of --timeout",
-                    Secs(drain.budget_secs as u64),
-                    Secs(left.as_secs().max(1))
-                ));
-                earlier = drain.started_at;
-                trigger.abort();
-                trigger = ask_to_drain(cluster, namespace, pod, port, left);
+            _ = ticker.tick() => {
+                match sources::probe_status(cluster, namespace, pod, port).await {
+                    Ok(status) if status.drain.started_at.is_some_and(|at| earlier.contains(&at)) => {}
+                    Ok(status) => {
+                        let _ = lines.send(progress_line(
+                            &name,
+                            &status.drain.state,
+                            &status.drain.processes,
+                            started.elapsed(),
+                        ));
+                    }
+                    Err(error) => {
+                        let _ = lines.send(format!("{name}: {error}"));
+                    }
+                }
             }
-            Some(State::BudgetExhausted | State::Unquietable) => {
-                let _ = lines.send(format!(
-                    "{name}: not idle after {}: {}",
-                    Secs(elapsed.as_secs()),
-                    drain.message.unwrap_or_default()
-                ));
-                break Outcome::TimedOut;
-            }
-            _ if elapsed > timeout => break timed_out(),
-            _ => {}
         }
     };
-    trigger.abort();
+    asked.abort();
     Ok(outcome)
 }
 
-/// Calls the probe's `/drain`, which answers when the drain ends; its progress is read from
-/// `/status`, so the answer itself is not awaited.
+/// Calls the probe's `/drain` in the background; its answer is the drain's outcome.
 fn ask_to_drain(
     cluster: &Cluster,
     namespace: &str,
     pod: &str,
     port: u16,
-    timeout: Duration,
-) -> tokio::task::JoinHandle<()> {
+    wait: Duration,
+) -> tokio::task::JoinHandle<Result<DrainReport, Error>> {
     let (cluster, namespace, pod) = (cluster.clone(), namespace.to_owned(), pod.to_owned());
-    tokio::spawn(async move {
-        let _ = cluster
-            .proxy(
-                &namespace,
-                &pod,
-                port,
-                "/drain",
-                Some(timeout + Duration::from_secs(15)),
-            )
-            .await;
-    })
+    // The probe answers at its budget at the latest; the margin covers the proxy's round trip.
+    let limit = wait + Duration::from_secs(15);
+    tokio::spawn(async move { sources::probe_drain(&cluster, &namespace, &pod, port, limit).await })
 }
 
 /// Quiets every process of `host` through Redis and follows them with the probe's own drain

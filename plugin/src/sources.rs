@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use sidekiq_guard::probe::observe::{Scope, Tracker};
-use sidekiq_guard::probe::report::{self, ProcessReport, Status};
+use sidekiq_guard::probe::report::{self, DrainReport, ProcessReport, Status};
 use sidekiq_guard::redis::{Reader, RedisSettings, UrlSource};
 
 use crate::cluster::{Cluster, Proxied};
@@ -42,6 +42,33 @@ pub(crate) async fn probe_status(
     decode(answer, namespace, pod, port)
 }
 
+/// Asks a pod's probe to drain (`/drain`, the call the preStop hook makes) and returns the
+/// report of that drain once it ends: drained (200), budget exhausted (504) or unquietable
+/// (409). The probe answers only when the drain it started or joined has an outcome, so the
+/// answer is this request's, never an earlier drain's.
+pub(crate) async fn probe_drain(
+    cluster: &Cluster,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<DrainReport, Error> {
+    let answer = cluster
+        .proxy(namespace, pod, port, "/drain", Some(timeout))
+        .await?;
+    let outcome = [
+        StatusCode::OK,
+        StatusCode::GATEWAY_TIMEOUT,
+        StatusCode::CONFLICT,
+    ];
+    if outcome.contains(&answer.status)
+        && let Ok(report) = serde_json::from_slice(&answer.body)
+    {
+        return Ok(report);
+    }
+    Err(refusal(&answer, namespace, pod, port))
+}
+
 fn decode(answer: Proxied, namespace: &str, pod: &str, port: u16) -> Result<Status, Error> {
     if answer.status == StatusCode::OK {
         return serde_json::from_slice(&answer.body).map_err(|source| Error::Decode {
@@ -49,6 +76,11 @@ fn decode(answer: Proxied, namespace: &str, pod: &str, port: u16) -> Result<Stat
             source,
         });
     }
+    Err(refusal(&answer, namespace, pod, port))
+}
+
+/// What an answer other than the expected one says, as an error naming the pod.
+fn refusal(answer: &Proxied, namespace: &str, pod: &str, port: u16) -> Error {
     let body = String::from_utf8_lossy(&answer.body);
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
@@ -61,8 +93,8 @@ fn decode(answer: Proxied, namespace: &str, pod: &str, port: u16) -> Result<Stat
     } else {
         format!("the probe answered {}: {message}", answer.status.as_u16())
     };
-    Err(Error::Probe {
+    Error::Probe {
         pod: format!("{namespace}/{pod}"),
         message: what,
-    })
+    }
 }

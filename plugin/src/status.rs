@@ -371,7 +371,10 @@ fn join_redis(
     let mut unmatched: BTreeMap<String, Vec<ProcessReport>> = BTreeMap::new();
     for process in processes {
         let host = process.host().unwrap_or_default().to_owned();
-        if let Some(pod) = other_hosts.remove(&host) {
+        // A Sidekiq pod of the same host (another namespace's, with -A) keeps its processes.
+        if !by_host.contains_key(&host)
+            && let Some(pod) = other_hosts.remove(&host)
+        {
             by_host.insert(host.clone(), rows.len());
             rows.push(base_row(&pod, now));
             pods.push(pod);

@@ -628,7 +628,7 @@ fn drain_through_the_probe_follows_a_real_sidekiq_until_idle() {
     );
     assert!(
         output.starts_with(&format!(
-            "shop/{pod}: quieting through its probe (budget 1m)\n"
+            "shop/{pod}: quieting through its probe (waiting up to 1m)\n"
         )),
         "{output}"
     );
@@ -653,7 +653,7 @@ fn drain_through_the_probe_follows_a_real_sidekiq_until_idle() {
 }
 
 /// `--timeout` bounds the plugin's wait, not the probe's budget: a drain that outlives the
-/// probe's budget is asked for again, and an earlier drain's outcome is not taken for this one's.
+/// probe's budget is asked for again.
 #[test]
 fn drain_through_the_probe_honours_a_timeout_longer_than_the_probes_budget() {
     let pod = "rails-worker-7d9c8f6b5-longer";
@@ -737,6 +737,85 @@ probe:
         "{output}"
     );
     assert_eq!(redis.cli(&["SCARD", "sg:done"]).trim(), "1");
+}
+
+/// `/status` still shows an earlier drain that ended `drained` (before Sidekiq restarted, say);
+/// this drain's outcome is the `/drain` answer's, here a budget exhausted by a running job.
+#[test]
+fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
+    let api = ApiServer::start();
+    let pod = "rails-worker-7d9c8f6b5-again";
+    api.add_pod(injected_pod("shop", pod, 300, 7434));
+    let mut earlier = probe_document(pod, &[("ReportJob", 30.0)], "drained");
+    earlier["drain"]["started_at"] = json!(1_795_600_000.0);
+    let mut answer = earlier["drain"].clone();
+    answer["state"] = json!("budget_exhausted");
+    answer["started_at"] = json!(1_795_663_000.0);
+    answer["message"] = json!("1 job still running after the budget of 5m20s: ReportJob");
+    api.proxy(
+        "shop",
+        pod,
+        7434,
+        ProxyTarget::ByPath(vec![
+            ("/status", fixed(200, earlier)),
+            (
+                "/drain",
+                ProxyTarget::Fixed {
+                    status: 504,
+                    body: answer.to_string(),
+                    delay: Duration::from_millis(300),
+                },
+            ),
+        ]),
+    );
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run(&[
+        "drain",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        pod,
+        "--interval",
+        "100ms",
+        "--timeout",
+        "1s",
+    ]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{output}{}", text(&out.stderr));
+    assert!(!output.contains(": idle after"), "{output}");
+    assert!(
+        !output.contains("drained"),
+        "the earlier drain is not shown as progress: {output}"
+    );
+    assert!(
+        output.ends_with(&format!(
+            "shop/{pod}: not idle after 0s: 1 job still running after the budget of 5m20s: ReportJob\n"
+        )),
+        "{output}"
+    );
+
+    // A /drain the proxy refuses is an error that says so, not a silent wait.
+    api.proxy(
+        "shop",
+        pod,
+        7434,
+        ProxyTarget::ByPath(vec![(
+            "/status",
+            fixed(200, probe_document(pod, &[], "idle")),
+        )]),
+    );
+    let out = run(&[
+        "drain",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        pod,
+        "--timeout",
+        "5s",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        format!("error: pod shop/{pod}: the probe answered 404: not found\n")
+    );
 }
 
 #[test]

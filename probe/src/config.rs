@@ -123,15 +123,7 @@ fn mode(text: &str) -> Result<Mode, String> {
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse()
-            .map(Duration::from_secs)
-            .map_err(|e| e.to_string());
-    }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{e}; expected seconds or a duration such as 90s, 5m20s or 800ms"))
+    sidekiq_guard::duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// Where the hostname came from, for the start-up log.
@@ -247,7 +239,11 @@ mod tests {
         assert_eq!(duration("5m20s"), Ok(Duration::from_secs(320)));
         assert_eq!(duration("800ms"), Ok(Duration::from_millis(800)));
         assert_eq!(duration("90"), Ok(Duration::from_secs(90)));
-        assert!(duration("soon").unwrap_err().contains("expected seconds"));
+        assert!(
+            duration("soon")
+                .unwrap_err()
+                .contains("expected a number of seconds")
+        );
     }
 
     /// The flags' defaults are written as text for `--help`; they must stay the core's values,

@@ -174,10 +174,9 @@ pub struct InstallArgs {
     pub kubeconfig: Option<PathBuf>,
 }
 
-/// Parses `90s`, `5m`, `365d`, `1h30m`.
+/// Parses `90s`, `5m`, `365d`, `1h30m` ([`sidekiq_guard::duration::parse`]).
 fn duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|err| format!("{err}; expected a duration such as 5s, 10m or 365d"))
+    sidekiq_guard::duration::parse(text).map_err(|err| err.to_string())
 }
 
 #[cfg(test)]
@@ -220,6 +219,9 @@ mod tests {
         ])
         .unwrap_err()
         .to_string();
-        assert!(err.contains("expected a duration such as 5s"), "{err}");
+        assert!(
+            err.contains("invalid duration \"soon\": expected a number of seconds"),
+            "{err}"
+        );
     }
 }

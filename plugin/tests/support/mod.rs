@@ -105,6 +105,8 @@ pub enum ProxyTarget {
         body: String,
         delay: Duration,
     },
+    /// A fixed answer per path (`/status`, `/drain`); 404 for any other.
+    ByPath(Vec<(&'static str, ProxyTarget)>),
 }
 
 /// The objects the fake API server holds, and how it misbehaves.
@@ -542,6 +544,18 @@ async fn pod_proxy(shared: &Shared, namespace: &str, target: &str, path: &str) -
         .cloned();
     let current = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.in_flight_max.fetch_max(current, Ordering::SeqCst);
+    let route = match route {
+        Some(ProxyTarget::ByPath(paths)) => paths
+            .into_iter()
+            .find(|(wanted, _)| *wanted == path)
+            .map(|(_, target)| target)
+            .or(Some(ProxyTarget::Fixed {
+                status: 404,
+                body: "not found".to_owned(),
+                delay: Duration::ZERO,
+            })),
+        other => other,
+    };
     let response = match route {
         None => status(
             503,
@@ -564,6 +578,7 @@ async fn pod_proxy(shared: &Shared, namespace: &str, target: &str, path: &str) -
                 .into_response()
         }
         Some(ProxyTarget::Forward(local)) => forward(local, path).await,
+        Some(ProxyTarget::ByPath(_)) => status(500, "InternalError", "nested ByPath".to_owned()),
     };
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     response
