@@ -321,7 +321,8 @@ fn excludes_namespaces(webhook: &Value, own_namespace: &str, title: &str) -> Che
 /// A webhook's `clientConfig.caBundle`, as read from its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaBundle<'a> {
-    /// `MutatingWebhookConfiguration pods.sidekiq-guard.io`: where it was read.
+    /// `MutatingWebhookConfiguration sidekiq-guard, webhook pod.mutate.sidekiq-guard.io`: where
+    /// it was read.
     pub source: String,
     /// The base64 PEM, when the webhook has one.
     pub base64: Option<&'a str>,
@@ -331,6 +332,10 @@ pub struct CaBundle<'a> {
 /// server verifies calls through one webhook against that webhook's bundle only, and a
 /// cainjector or a hand edit can leave one stale while another is fresh.
 pub fn ca_bundles(kind: WebhookKind, config: &Value) -> Vec<CaBundle<'_>> {
+    let configuration = config
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)");
     let webhooks = config
         .get("webhooks")
         .and_then(Value::as_array)
@@ -339,7 +344,7 @@ pub fn ca_bundles(kind: WebhookKind, config: &Value) -> Vec<CaBundle<'_>> {
         .iter()
         .map(|webhook| CaBundle {
             source: format!(
-                "{} {}",
+                "{} {configuration}, webhook {}",
                 kind.kind(),
                 webhook
                     .get("name")
@@ -366,17 +371,10 @@ pub enum Trust {
 }
 
 /// Judges the trust of every webhook's caBundle in the serving certificate: one check, which
-/// names each webhook whose calls the API server would reject.
-pub fn ca_bundle_trust(trusts: &[(String, Trust)]) -> Check {
+/// names each webhook whose calls the API server would reject. `unread` names the
+/// configurations that could not be read (RBAC): what they hold is unknown, a warning.
+pub fn ca_bundle_trust(trusts: &[(String, Trust)], unread: &[&str]) -> Check {
     let title = "the caBundle verifies the serving certificate";
-    if trusts.is_empty() {
-        return Check::problem(
-            Status::Fail,
-            title,
-            "no webhook configuration to read a caBundle from",
-            "kubectl apply -k manifests/base",
-        );
-    }
     let with = |wanted: Trust| -> Vec<&str> {
         trusts
             .iter()
@@ -386,7 +384,24 @@ pub fn ca_bundle_trust(trusts: &[(String, Trust)]) -> Check {
     };
     let (unsigned, missing) = (with(Trust::Unsigned), with(Trust::Missing));
     if unsigned.is_empty() && missing.is_empty() {
-        return Check::pass_with(title, format!("checked in all {} webhooks", trusts.len()));
+        if !unread.is_empty() {
+            return Check::problem(
+                Status::Warn,
+                title,
+                format!("cannot tell for {}: not readable", unread.join(" and ")),
+                "grant get on mutatingwebhookconfigurations and validatingwebhookconfigurations, or run check as a cluster admin",
+            );
+        }
+        return match trusts.len() {
+            0 => Check::problem(
+                Status::Fail,
+                title,
+                "no webhook configuration to read a caBundle from",
+                "kubectl apply -k manifests/base",
+            ),
+            1 => Check::pass_with(title, "checked in its 1 webhook"),
+            n => Check::pass_with(title, format!("checked in each of {n} webhooks")),
+        };
     }
     let mut problems = Vec::new();
     if !unsigned.is_empty() {
@@ -418,10 +433,7 @@ pub fn ca_bundle_trust(trusts: &[(String, Trust)]) -> Check {
 /// An endpoint counts unless its `conditions.ready` is `false` (absent means ready, as the
 /// EndpointSlice API defines it).
 pub fn service_endpoints(service: &ServiceRef, slices: &[Value]) -> Check {
-    let title = format!(
-        "Service {}/{} has ready endpoints",
-        service.namespace, service.name
-    );
+    let title = service_endpoints_title(service);
     let ready = slices
         .iter()
         .flat_map(|slice| {
@@ -444,6 +456,14 @@ pub fn service_endpoints(service: &ServiceRef, slices: &[Value]) -> Check {
             "kubectl -n {} get pods -l app.kubernetes.io/name=sidekiq-guard; look at their logs",
             service.namespace
         ),
+    )
+}
+
+/// The title of [`service_endpoints`], also for when the Service cannot be read.
+pub fn service_endpoints_title(service: &ServiceRef) -> String {
+    format!(
+        "Service {}/{} has ready endpoints",
+        service.namespace, service.name
     )
 }
 
@@ -635,7 +655,7 @@ mod tests {
 
     #[test]
     fn every_webhooks_ca_bundle_is_judged() {
-        let config = json!({"webhooks": [
+        let config = json!({"metadata": {"name": "sidekiq-guard"}, "webhooks": [
             {"name": "pods.sidekiq-guard.io", "clientConfig": {"caBundle": "QUJD"}},
             {"name": "legacy.sidekiq-guard.io", "clientConfig": {"caBundle": ""}},
             {"clientConfig": {}},
@@ -649,46 +669,56 @@ mod tests {
             read,
             vec![
                 (
-                    "ValidatingWebhookConfiguration pods.sidekiq-guard.io",
+                    "ValidatingWebhookConfiguration sidekiq-guard, webhook pods.sidekiq-guard.io",
                     Some("QUJD")
                 ),
                 (
-                    "ValidatingWebhookConfiguration legacy.sidekiq-guard.io",
+                    "ValidatingWebhookConfiguration sidekiq-guard, webhook legacy.sidekiq-guard.io",
                     None
                 ),
-                ("ValidatingWebhookConfiguration (unnamed)", None),
+                (
+                    "ValidatingWebhookConfiguration sidekiq-guard, webhook (unnamed)",
+                    None
+                ),
             ]
         );
 
-        let fresh = (
-            "MutatingWebhookConfiguration pods.sidekiq-guard.io".to_owned(),
-            Trust::Anchored,
-        );
-        let check = ca_bundle_trust(&[fresh.clone(), fresh.clone()]);
+        let fresh = ("M, webhook a".to_owned(), Trust::Anchored);
+        let check = ca_bundle_trust(&[fresh.clone(), fresh.clone()], &[]);
         assert_eq!(check.status, Status::Pass);
-        assert_eq!(check.detail.as_deref(), Some("checked in all 2 webhooks"));
-
-        let stale = (
-            "ValidatingWebhookConfiguration pods.sidekiq-guard.io".to_owned(),
-            Trust::Unsigned,
+        assert_eq!(
+            check.detail.as_deref(),
+            Some("checked in each of 2 webhooks")
         );
-        let check = ca_bundle_trust(&[fresh.clone(), stale.clone()]);
+        let check = ca_bundle_trust(
+            &[fresh.clone()],
+            &["ValidatingWebhookConfiguration sidekiq-guard"],
+        );
+        assert_eq!(check.status, Status::Warn);
+        assert_eq!(
+            check.detail.as_deref(),
+            Some("cannot tell for ValidatingWebhookConfiguration sidekiq-guard: not readable")
+        );
+        assert_eq!(ca_bundle_trust(&[], &["M", "V"]).status, Status::Warn);
+        assert_eq!(ca_bundle_trust(&[], &[]).status, Status::Fail);
+
+        let stale = ("V, webhook b".to_owned(), Trust::Unsigned);
+        let check = ca_bundle_trust(&[fresh.clone(), stale.clone()], &["X"]);
         assert_eq!(check.status, Status::Fail);
         assert_eq!(
             check.detail.as_deref(),
             Some(
-                "the serving certificate is not signed by the caBundle of ValidatingWebhookConfiguration pods.sidekiq-guard.io: the API server rejects every call through it"
+                "the serving certificate is not signed by the caBundle of V, webhook b: the API server rejects every call through it"
             )
         );
-        let missing = ("MutatingWebhookConfiguration x".to_owned(), Trust::Missing);
-        let check = ca_bundle_trust(&[missing, stale]);
+        let missing = ("M, webhook x".to_owned(), Trust::Missing);
+        let check = ca_bundle_trust(&[missing, stale], &[]);
         assert_eq!(
             check.detail.as_deref(),
             Some(
-                "the serving certificate is not signed by the caBundle of ValidatingWebhookConfiguration pods.sidekiq-guard.io; no usable caBundle in MutatingWebhookConfiguration x: the API server rejects every call through them"
+                "the serving certificate is not signed by the caBundle of V, webhook b; no usable caBundle in M, webhook x: the API server rejects every call through them"
             )
         );
-        assert_eq!(ca_bundle_trust(&[]).status, Status::Fail);
     }
 
     #[test]

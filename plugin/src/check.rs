@@ -94,6 +94,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     let mut webhook = Vec::new();
     let mut services = Vec::new();
     let mut ca_bundles = Vec::new();
+    let mut unread = Vec::new();
     let mut installed_at = None;
     for (kind, resource) in [
         (WebhookKind::Mutating, cluster::MUTATING_WEBHOOKS),
@@ -125,7 +126,10 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
                 "not found: sidekiq-guard is not installed, or under another name",
                 "kubectl apply -k manifests/base (or pass --webhook NAME)",
             )),
-            Err(error) => webhook.push(unreadable(title, &error)),
+            Err(error) => {
+                unread.push(format!("{} {}", kind.kind(), args.webhook));
+                webhook.push(unreadable(title, &error));
+            }
         }
     }
     services.sort();
@@ -141,7 +145,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     let service_name = services.first().cloned();
     categories.push(Category {
         name: "certificates",
-        checks: certificates(&cluster, args, &ca_bundles, service_name).await,
+        checks: certificates(&cluster, args, (&ca_bundles, &unread), service_name).await,
     });
 
     let (namespace_checks, opted_in) = namespaces(&cluster).await;
@@ -168,10 +172,7 @@ fn unreadable(title: String, error: &Error) -> Check {
 }
 
 async fn service_check(cluster: &Cluster, service: &install::ServiceRef) -> Check {
-    let title = format!(
-        "Service {}/{} has ready endpoints",
-        service.namespace, service.name
-    );
+    let title = install::service_endpoints_title(service);
     match cluster
         .get_object(cluster::SERVICES, Some(&service.namespace), &service.name)
         .await
@@ -201,7 +202,7 @@ async fn service_check(cluster: &Cluster, service: &install::ServiceRef) -> Chec
 async fn certificates(
     cluster: &Cluster,
     args: &CheckArgs,
-    ca_bundles: &[(String, Option<String>)],
+    (ca_bundles, unread): (&[(String, Option<String>)], &[String]),
     service: Option<install::ServiceRef>,
 ) -> Vec<Check> {
     let verify_title = "the caBundle verifies the serving certificate";
@@ -264,7 +265,8 @@ async fn certificates(
         .iter()
         .map(|(source, bundle)| (source.clone(), trust(&chain, bundle.as_deref())))
         .collect();
-    checks.push(install::ca_bundle_trust(&trusts));
+    let unread: Vec<&str> = unread.iter().map(String::as_str).collect();
+    checks.push(install::ca_bundle_trust(&trusts, &unread));
     if let Some(service) = service {
         checks.push(install::certificate_names(&leaf.dns_names, &service));
     }

@@ -182,7 +182,7 @@ fn a_ca_bundle_that_does_not_sign_the_certificate_fails() {
     assert_eq!(out.status.code(), Some(1));
     let output = text(&out.stdout);
     assert!(
-        output.contains("× the caBundle verifies the serving certificate\n    the serving certificate is not signed by the caBundle of MutatingWebhookConfiguration namespace.mutate.sidekiq-guard.io, MutatingWebhookConfiguration pod.mutate.sidekiq-guard.io, ValidatingWebhookConfiguration namespace.validate.sidekiq-guard.io, ValidatingWebhookConfiguration object.validate.sidekiq-guard.io: the API server rejects every call through them\n"),
+        output.contains("× the caBundle verifies the serving certificate\n    the serving certificate is not signed by the caBundle of MutatingWebhookConfiguration sidekiq-guard, webhook namespace.mutate.sidekiq-guard.io, MutatingWebhookConfiguration sidekiq-guard, webhook pod.mutate.sidekiq-guard.io, ValidatingWebhookConfiguration sidekiq-guard, webhook namespace.validate.sidekiq-guard.io, ValidatingWebhookConfiguration sidekiq-guard, webhook object.validate.sidekiq-guard.io: the API server rejects every call through them\n"),
         "{output}"
     );
     assert!(output.ends_with("Status check results are ×\n"), "{output}");
@@ -203,7 +203,7 @@ fn a_stale_ca_bundle_in_one_configuration_is_named() {
         .nth(1)
         .unwrap_or_default();
     assert!(
-        line == "    the serving certificate is not signed by the caBundle of ValidatingWebhookConfiguration namespace.validate.sidekiq-guard.io, ValidatingWebhookConfiguration object.validate.sidekiq-guard.io: the API server rejects every call through them",
+        line == "    the serving certificate is not signed by the caBundle of ValidatingWebhookConfiguration sidekiq-guard, webhook namespace.validate.sidekiq-guard.io, ValidatingWebhookConfiguration sidekiq-guard, webhook object.validate.sidekiq-guard.io: the API server rejects every call through them",
         "{output}"
     );
 }
@@ -244,6 +244,18 @@ fn missing_permissions_are_warnings_that_name_the_rule() {
     assert!(output.contains("‼ Secret sidekiq-guard/sidekiq-guard-tls holds the serving certificate\n    cannot tell: forbidden: secrets is forbidden"), "{output}");
     assert!(
         output.contains("your RBAC role needs: get secrets in namespace sidekiq-guard"),
+        "{output}"
+    );
+
+    // A configuration that cannot be read leaves its caBundle unknown: a warning, not a failure.
+    let api = installed(&serving, &serving);
+    api.forbid("get", "validatingwebhookconfigurations", None);
+    let kubeconfig = api.kubeconfig("default");
+    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{output}");
+    assert!(
+        output.contains("‼ the caBundle verifies the serving certificate\n    cannot tell for ValidatingWebhookConfiguration sidekiq-guard: not readable\n"),
         "{output}"
     );
 }
