@@ -691,7 +691,7 @@ mod tests {
             Some("checked in each of 2 webhooks")
         );
         let check = ca_bundle_trust(
-            &[fresh.clone()],
+            std::slice::from_ref(&fresh),
             &["ValidatingWebhookConfiguration sidekiq-guard"],
         );
         assert_eq!(check.status, Status::Warn);
