@@ -285,6 +285,13 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
     legacy["spec"]["containers"][0]["command"] = json!(["/app/bin/start-worker"]);
     legacy["spec"]["initContainers"] = json!([]);
     api.add_pod(legacy);
+    // A web pod of the same name in another namespace shares the host: the Sidekiq pod keeps
+    // its processes.
+    let mut namesake = injected_pod("review-1", "rails-worker-7d9c8f6b5-aaaaa", 60, 7434);
+    namesake["metadata"]["annotations"] = json!({});
+    namesake["spec"]["containers"][0]["command"] = json!(["bundle", "exec", "puma"]);
+    namesake["spec"]["initContainers"] = json!([]);
+    api.add_pod(namesake);
     let kubeconfig = api.kubeconfig("shop");
     assert!(wait_until(Duration::from_secs(5), || redis
         .cli(&["SCARD", "processes"])
@@ -322,6 +329,7 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
         pods[1]["processes"][0]["identity"],
         wrapped.identity.as_str()
     );
+    assert_eq!(pods[2]["namespace"], "shop");
     assert_eq!(pods[2]["processes"][0]["jobs"][0]["class"], "ReportJob");
     let orphans: Vec<&str> = snapshot["orphans"]
         .as_array()
