@@ -1,7 +1,10 @@
 //! Cost of mutating a typical Rails worker pod, side by side with the floor every admission
 //! shell pays anyway: parsing the pod JSON and serialising JSON back.
 //!
-//! `cargo bench --bench mutate` prints criterion's figures, then the medians and their ratio.
+//! `cargo bench -p sidekiq-guard --bench mutate` prints criterion's figures, then the medians and
+//! their ratio. It runs on the allocator of the webhook binary (mimalloc), where mutations run,
+//! and with `-p` on the core's own features: building the whole workspace would switch on the
+//! plugin's `serde_json/preserve_order`, which the webhook does not use.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
@@ -14,6 +17,9 @@ use serde_json::Value;
 use sidekiq_guard::{Context, Mode, Policy, review};
 
 const GROUP: &str = "rails-worker-pod";
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn benches(c: &mut Criterion, pod: &[u8]) {
     let policy = Policy::default();
