@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// Policy file (YAML or JSON); the built-in defaults when absent.
     #[arg(long, env = "SIDEKIQ_GUARD_POLICY")]
     pub policy: Option<PathBuf>,
+    /// The probe sidecar's image when the policy sets no `sidecar.image`: the webhook's own
+    /// image, so that webhook and probe never skew (the manifests keep it in step with the
+    /// Deployment's image). Default: this release's image on ghcr.io.
+    #[arg(long, env = "SIDEKIQ_GUARD_SIDECAR_IMAGE", value_name = "IMAGE")]
+    pub sidecar_image: Option<String>,
     /// Kubeconfig used to read the API server version for `sidecar.mode: auto` (in a pod, the
     /// service account is used).
     #[arg(long)]

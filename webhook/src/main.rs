@@ -77,6 +77,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => Policy::default(),
     };
+    let policy = with_sidecar_image(policy, args.sidecar_image);
     let config = ServeConfig {
         addr: args.addr,
         health_addr: args.health_addr,
@@ -94,6 +95,17 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let signals = signals().context("cannot install the signal handlers")?;
     serve::serve(config, signals).await?;
     Ok(())
+}
+
+/// `--sidecar-image` applies where the policy left `sidecar.image` at its default: an image the
+/// policy names on purpose wins.
+fn with_sidecar_image(mut policy: Policy, image: Option<String>) -> Policy {
+    if let Some(image) = image.filter(|i| !i.trim().is_empty())
+        && policy.sidecar.image.0 == sidekiq_guard::policy::default_image()
+    {
+        policy.sidecar.image.0 = image.trim().to_owned();
+    }
+    policy
 }
 
 /// SIGTERM (the kubelet) and SIGINT (a terminal) both start the graceful shutdown; each
@@ -161,4 +173,30 @@ async fn run_install(args: InstallArgs) -> anyhow::Result<()> {
         "certificates installed"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_sidecar_image_follows_the_webhooks_unless_the_policy_names_one() {
+        let mirrored = Some("registry.internal/sidekiq-guard:0.1.0".to_owned());
+        let policy = with_sidecar_image(Policy::default(), mirrored.clone());
+        assert_eq!(
+            policy.sidecar.image.0,
+            "registry.internal/sidekiq-guard:0.1.0"
+        );
+
+        let named = Policy::parse("sidecar: {image: 'example.com/probe:1'}").unwrap();
+        let policy = with_sidecar_image(named, mirrored);
+        assert_eq!(policy.sidecar.image.0, "example.com/probe:1");
+
+        let policy = with_sidecar_image(Policy::default(), Some(" ".to_owned()));
+        assert_eq!(
+            policy.sidecar.image.0,
+            sidekiq_guard::policy::default_image()
+        );
+    }
 }

@@ -273,6 +273,7 @@ fn the_base_is_a_consistent_least_privilege_installation() {
     );
     // The injected sidecar is this very image: webhook and probe never skew.
     assert_eq!(webhook["image"], policy.sidecar.image.0);
+    assert_eq!(sidecar_image_of(webhook), webhook["image"]);
     // The grace period covers the whole shutdown sequence.
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     assert!(grace > (args.shutdown_delay + args.shutdown_timeout).as_secs() + 5);
@@ -483,6 +484,43 @@ fn exactly_the_opted_in_pods_reach_each_webhook_once() {
             );
         }
     }
+}
+
+/// The image the webhook injects (`SIDEKIQ_GUARD_SIDECAR_IMAGE`).
+fn sidecar_image_of(webhook: &Value) -> Value {
+    webhook["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "SIDEKIQ_GUARD_SIDECAR_IMAGE")
+        .expect("the webhook is told which image to inject")["value"]
+        .clone()
+}
+
+/// An overlay that mirrors the image (the way operators pin a registry and a tag) moves the
+/// injected probe along with the webhook.
+#[test]
+fn a_mirrored_image_is_also_the_injected_one() {
+    let overlay = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // Kustomize takes no absolute resource paths: up to the root, then down to the base.
+    let up = "../".repeat(overlay.path().components().count() - 1);
+    let base = common::root().join("manifests/base");
+    let base = format!("{up}{}", base.to_str().unwrap().trim_start_matches('/'));
+    std::fs::write(
+        overlay.path().join("kustomization.yaml"),
+        format!(
+            "resources:\n  - {base}\nimages:\n  - name: ghcr.io/sidekiq-guard/sidekiq-guard\n    newName: registry.internal/mirror/sidekiq-guard\n    newTag: 0.1.0-patched\n"
+        ),
+    )
+    .unwrap();
+    let rendered = documents(&render(overlay.path()));
+    let deployment = rendered.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let webhook = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        webhook["image"],
+        "registry.internal/mirror/sidekiq-guard:0.1.0-patched"
+    );
+    assert_eq!(sidecar_image_of(webhook), webhook["image"]);
 }
 
 #[test]
