@@ -46,7 +46,7 @@ fn corpus() -> Vec<Case> {
             Case {
                 name: path.file_stem().unwrap().to_string_lossy().into_owned(),
                 request: admission::parse(&body).unwrap(),
-                payload: serde_json::to_vec(&json!({"request": review["request"], "settings": {}}))
+                payload: serde_json::to_vec(&json!({"request": review["request"], "settings": {"sidecar": {"mode": "native"}}}))
                     .unwrap(),
             }
         })

@@ -163,11 +163,12 @@ pub fn evaluate(payload: &[u8]) -> Result<ValidationResponse, EvaluationError> {
 }
 
 /// Where the sidecar goes. A waPC policy cannot ask the API server for its version (Kubewarden's
-/// host capabilities read resources, not `/version`), so `auto` means native — what every
-/// Kubernetes release still supported (1.29+) runs — and `sidecar.mode: classic` in the settings
-/// serves older clusters. The same rule as `kubectl sidekiq inject` offline.
+/// host capabilities read resources, not `/version`), so `auto` is decided as the webhook decides
+/// for a server whose version it cannot read: classic, which works on every cluster, where a
+/// native sidecar on one without sidecar support would block every pod. Set
+/// `sidecar.mode: native` in the settings on Kubernetes 1.29+ (and to inject Jobs).
 pub fn sidecar_mode(policy: &Policy) -> Mode {
-    Mode::resolve_offline(policy.sidecar.mode)
+    Mode::resolve(policy.sidecar.mode, None)
 }
 
 /// The waPC `validate_settings` operation: the settings are the policy document, checked by the
@@ -231,7 +232,8 @@ mod tests {
 
     #[test]
     fn mutates_the_raw_object_and_keeps_fields_it_does_not_know() {
-        let response = evaluate(&request(json!({}), worker())).unwrap();
+        let native = json!({"sidecar": {"mode": "native"}});
+        let response = evaluate(&request(native, worker())).unwrap();
         assert!(response.accepted);
         let mutated = response.mutated_object.unwrap();
         assert_eq!(mutated["spec"]["terminationGracePeriodSeconds"], 350);
@@ -249,21 +251,23 @@ mod tests {
     }
 
     #[test]
-    fn classic_mode_setting_puts_the_sidecar_in_containers() {
-        let response =
-            evaluate(&request(json!({"sidecar": {"mode": "classic"}}), worker())).unwrap();
-        let mutated = response.mutated_object.unwrap();
-        assert_eq!(
-            mutated["spec"]["containers"][1]["name"],
-            "sidekiq-guard-probe"
-        );
-        assert!(mutated["spec"].get("initContainers").is_none());
+    fn classic_mode_and_the_default_put_the_sidecar_in_containers() {
+        for settings in [json!({"sidecar": {"mode": "classic"}}), json!({})] {
+            let response = evaluate(&request(settings, worker())).unwrap();
+            let mutated = response.mutated_object.unwrap();
+            assert_eq!(
+                mutated["spec"]["containers"][1]["name"],
+                "sidekiq-guard-probe"
+            );
+            assert!(mutated["spec"].get("initContainers").is_none());
+        }
     }
 
     #[test]
-    fn auto_mode_means_native_without_an_api_server_to_ask() {
-        let policy = Policy::default();
-        assert_eq!(sidecar_mode(&policy), Mode::Native);
+    fn auto_mode_is_the_webhooks_choice_for_an_unknown_server() {
+        assert_eq!(sidecar_mode(&Policy::default()), Mode::Classic);
+        let native = Policy::parse("sidecar: {mode: native}").unwrap();
+        assert_eq!(sidecar_mode(&native), Mode::Native);
     }
 
     #[test]

@@ -18,10 +18,11 @@ use sidekiq_guard_policy_host::{HostError, WapcHost, built_policy, on_big_stack,
 /// The two policies the golden files were answered with, as Kubewarden settings.
 fn settings() -> [(&'static str, Value); 2] {
     [
-        ("warn", json!({})),
+        // The golden files hold the webhook's answers on a cluster with native sidecars.
+        ("warn", json!({"sidecar": {"mode": "native"}})),
         (
             "deny",
-            json!({"enforcement": "deny", "maxGracePeriod": "10m"}),
+            json!({"enforcement": "deny", "maxGracePeriod": "10m", "sidecar": {"mode": "native"}}),
         ),
     ]
 }
@@ -192,7 +193,8 @@ fn mutation_keeps_fields_this_build_does_not_know() {
         let mut request = review["request"].clone();
         request["object"]["spec"]["resourceClaims"] = json!([{"name": "gpu", "fromTheFuture": 1}]);
         request["object"]["spec"]["containers"][0]["x-unknown"] = json!({"kept": true});
-        let response = validate(&mut host, &validation_request(&request, &json!({})));
+        let native = json!({"sidecar": {"mode": "native"}});
+        let response = validate(&mut host, &validation_request(&request, &native));
         let object = response.mutated_object.unwrap();
         assert_eq!(object["spec"]["resourceClaims"][0]["fromTheFuture"], 1);
         assert_eq!(object["spec"]["containers"][0]["x-unknown"]["kept"], true);
