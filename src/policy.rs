@@ -91,9 +91,47 @@ pub enum PullPolicy {
 #[serde(default, deny_unknown_fields)]
 pub struct Resources {
     /// `requests`.
-    pub requests: BTreeMap<String, Quantity>,
+    pub requests: BTreeMap<ResourceName, Quantity>,
     /// `limits`.
-    pub limits: BTreeMap<String, Quantity>,
+    pub limits: BTreeMap<ResourceName, Quantity>,
+}
+
+/// A container resource name the API server accepts: `cpu`, `memory`, `ephemeral-storage`,
+/// `hugepages-<size>`, or an extended resource with a domain (`nvidia.com/gpu`). A typo such as
+/// `memroy` would otherwise reach every injected pod, and the API server would refuse them all.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ResourceName(pub String);
+
+impl ResourceName {
+    fn is_valid(name: &str) -> bool {
+        matches!(name, "cpu" | "memory" | "ephemeral-storage")
+            || name
+                .strip_prefix("hugepages-")
+                .is_some_and(|size| is_quantity(size) && !size.starts_with(['+', '-']))
+            || name.split_once('/').is_some_and(|(domain, resource)| {
+                domain.contains('.') && !resource.is_empty() && !resource.contains('/')
+            })
+    }
+}
+
+/// Look-ups by `&str`, as in `resources.limits["memory"]` (the order is the string's).
+impl std::borrow::Borrow<str> for ResourceName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        if Self::is_valid(&name) {
+            return Ok(Self(name));
+        }
+        Err(de::Error::custom(format!(
+            "unknown resource name {name:?}: expected cpu, memory, ephemeral-storage, hugepages-<size> or an extended resource such as example.com/device"
+        )))
+    }
 }
 
 /// Enforcement of findings at error severity.
@@ -147,7 +185,12 @@ impl Default for Resources {
         let quantities = |pairs: &[(&str, &str)]| {
             pairs
                 .iter()
-                .map(|(name, value)| ((*name).to_owned(), Quantity((*value).to_owned())))
+                .map(|(name, value)| {
+                    (
+                        ResourceName((*name).to_owned()),
+                        Quantity((*value).to_owned()),
+                    )
+                })
                 .collect()
         };
         Self {
@@ -435,6 +478,10 @@ excludedNamespaces: [legacy]
         "policy sidecar.resources.limits.memory: invalid quantity \"lots\""
     )]
     #[case(
+        "sidecar: {resources: {requests: {memroy: 16Mi}}}",
+        "policy sidecar.resources.requests.memroy: unknown resource name \"memroy\": expected cpu, memory"
+    )]
+    #[case(
         "enforcement: block",
         "policy enforcement: unknown variant `block`, expected `warn` or `deny`"
     )]
@@ -454,6 +501,22 @@ excludedNamespaces: [legacy]
     fn bad_values_name_their_path(#[case] text: &str, #[case] expected: &str) {
         let err = Policy::parse(text).unwrap_err().to_string();
         assert!(err.starts_with(expected), "{err}");
+    }
+
+    #[test]
+    fn resource_names_the_api_server_accepts() {
+        let policy = Policy::parse(
+            "sidecar: {resources: {limits: {hugepages-2Mi: 0, nvidia.com/gpu: 0, ephemeral-storage: 64Mi}}}",
+        )
+        .unwrap();
+        assert_eq!(
+            policy.sidecar.resources.limits["ephemeral-storage"].0,
+            "64Mi"
+        );
+        for bad in ["gpu", "hugepages-", "example.com/", "a/b/c", "CPU"] {
+            let text = format!("sidecar: {{resources: {{limits: {{'{bad}': 1}}}}}}");
+            assert!(Policy::parse(&text).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value, json};
 
 use crate::duration;
-use crate::policy::{Resources, SidecarModeSetting, SidecarPolicy};
+use crate::policy::{Quantity, ResourceName, Resources, SidecarModeSetting, SidecarPolicy};
 use crate::sidekiq::{self, REDIS_PROVIDER, REDIS_URL};
 
 /// Name of the injected container.
@@ -342,10 +342,10 @@ static SECURITY_CONTEXT: LazyLock<Value> = LazyLock::new(|| {
 });
 
 fn resources(resources: &Resources) -> Value {
-    let quantities = |map: &std::collections::BTreeMap<String, crate::policy::Quantity>| {
+    let quantities = |map: &std::collections::BTreeMap<ResourceName, Quantity>| {
         Value::Object(
             map.iter()
-                .map(|(name, quantity)| (name.clone(), Value::String(quantity.0.clone())))
+                .map(|(name, quantity)| (name.0.clone(), Value::String(quantity.0.clone())))
                 .collect(),
         )
     };
