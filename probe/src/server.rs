@@ -84,9 +84,10 @@ async fn route(handle: &Handle, request: Request<Incoming>) -> Response<Full<Byt
     let response = match path {
         Some("/livez") if read => livez(handle).await,
         Some("/readyz") if read => readyz(handle).await,
-        // The kubelet's preStop sends GET; POST is accepted for people and scripts.
-        Some("/drain") if read || method == Method::POST => drain(handle).await,
-        Some("/drain") => not_allowed("GET, HEAD, POST"),
+        // The kubelet's preStop sends GET; POST is accepted for people and scripts. HEAD is
+        // refused: an uptime checker's HEAD must not quiet Sidekiq.
+        Some("/drain") if method == Method::GET || method == Method::POST => drain(handle).await,
+        Some("/drain") => not_allowed("GET, POST"),
         Some("/status") if read => status(handle).await,
         Some("/metrics") if read => metrics(handle),
         Some(_) => not_allowed("GET, HEAD"),

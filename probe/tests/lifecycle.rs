@@ -139,6 +139,9 @@ fn endpoints_metrics_and_an_idempotent_drain() {
     assert_eq!(probe.get("/nope").status, 404);
     let post = http(probe.port, "POST", "/livez", Duration::from_secs(2)).unwrap();
     assert_eq!(post.status, 405);
+    // A HEAD (an uptime checker, a curl -I) does not drain.
+    let head = http(probe.port, "HEAD", "/drain", Duration::from_secs(2)).unwrap();
+    assert_eq!(head.status, 405);
 
     let status = probe.status();
     assert_eq!(status.schema, 1);
