@@ -160,22 +160,43 @@ fn sidekiq(
 ) -> Review {
     let plan: Result<Plan, Blocked> = mutate::plan(analysis, ctx);
     match plan {
-        Err(blocked) => Review {
-            findings: findings::evaluate(analysis, &analysis.state, Some(&blocked), ctx.policy),
-            outcome: Outcome::Blocked(blocked),
-            ops: Vec::new(),
-            notes: Vec::new(),
-            status: None,
-        },
+        Err(blocked) => {
+            let findings =
+                findings::evaluate(analysis, &analysis.state, Some(&blocked), ctx.policy);
+            let explanation = &analysis.grace.explanation;
+            let notes = arithmetic(
+                format!("not injected; jobs need {explanation}"),
+                analysis,
+                &findings,
+            );
+            Review {
+                findings,
+                outcome: Outcome::Blocked(blocked),
+                ops: Vec::new(),
+                notes,
+                status: None,
+            }
+        }
         Ok(plan) => {
             let state = match perspective {
                 Perspective::AsWritten => analysis.state.clone(),
                 Perspective::AsInjected => plan.after(analysis, ctx),
             };
+            let findings = findings::evaluate(analysis, &state, None, ctx.policy);
             let notes = if patch {
-                plan.warnings(analysis)
+                let mut notes = plan.warnings(analysis);
+                if let Some(first) = notes.first_mut()
+                    && !fits(first)
+                {
+                    *first = short_arithmetic(analysis);
+                }
+                notes
             } else {
-                Vec::new()
+                arithmetic(
+                    validation_note(&plan, analysis, perspective),
+                    analysis,
+                    &findings,
+                )
             };
             let status = Some(plan.status.clone());
             let ops = if patch {
@@ -190,13 +211,63 @@ fn sidekiq(
                     Outcome::Mutated
                 },
                 notes,
-                findings: findings::evaluate(analysis, &state, None, ctx.policy),
+                findings,
                 ops,
                 status,
             }
         }
     }
 }
+
+/// What a validation says of the grace period: for a workload, what its pods will get once
+/// injected (the warning `kubectl apply` of a Deployment shows); for a pod, what it has.
+fn validation_note(plan: &Plan, analysis: &Analysis<'_>, perspective: Perspective) -> String {
+    let explanation = &analysis.grace.explanation;
+    let required = analysis.grace.required;
+    match (perspective, plan.grace) {
+        (Perspective::AsInjected, mutate::GraceAction::Keep { value }) => {
+            format!("its pods keep terminationGracePeriodSeconds {value}; jobs need {explanation}")
+        }
+        (Perspective::AsInjected, _) => {
+            format!("its pods get terminationGracePeriodSeconds {required}: {explanation}")
+        }
+        (Perspective::AsWritten, _) => format!(
+            "terminationGracePeriodSeconds {}; jobs need {explanation}",
+            analysis.state.effective_grace()
+        ),
+    }
+}
+
+/// Every answer about a Sidekiq workload explains the grace arithmetic in a warning, whole:
+/// `note` (or, when it is too long for a warning, the bare arithmetic), unless a finding already
+/// shows the whole arithmetic within a warning's length.
+fn arithmetic(note: String, analysis: &Analysis<'_>, findings: &[Finding]) -> Vec<String> {
+    let explanation = &analysis.grace.explanation;
+    let shown = findings
+        .iter()
+        .map(Finding::to_string)
+        .any(|line| line.contains(explanation.as_str()) && fits(&line));
+    if shown {
+        Vec::new()
+    } else if fits(&note) {
+        vec![note]
+    } else {
+        vec![short_arithmetic(analysis)]
+    }
+}
+
+/// The arithmetic with the fewest words around it.
+fn short_arithmetic(analysis: &Analysis<'_>) -> String {
+    format!("grace period {}", analysis.grace.explanation)
+}
+
+/// Whether `line` survives as a warning without being cut.
+fn fits(line: &str) -> bool {
+    WARNING_PREFIX.chars().count() + line.chars().count() <= MAX_WARNING_CHARS
+}
+
+/// What every warning starts with.
+const WARNING_PREFIX: &str = "sidekiq-guard: ";
 
 /// An admission answer, independent of the wire format.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,7 +319,7 @@ fn cap_warnings(lines: impl Iterator<Item = String>) -> Vec<String> {
     let mut total = 0;
     let mut warnings = Vec::new();
     for line in lines {
-        let line = truncate(&format!("sidekiq-guard: {line}"), MAX_WARNING_CHARS);
+        let line = truncate(&format!("{WARNING_PREFIX}{line}"), MAX_WARNING_CHARS);
         total += line.len();
         if total > MAX_WARNINGS_TOTAL {
             break;

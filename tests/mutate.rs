@@ -623,3 +623,44 @@ fn each_defect_gives_its_finding(
     assert_eq!(finding.path, path);
     assert_eq!(finding.message, message);
 }
+
+/// Every answer shows the whole grace arithmetic in one warning, even when the sentence around
+/// it would push it past the API server's 256 characters.
+#[test]
+fn the_arithmetic_survives_the_warning_limit() {
+    let policy = Policy::parse("defaults: {margin: 30s}").unwrap();
+    let ctx = ctx(&policy, Mode::Native);
+    let deployment = worker(
+        json!({"command": ["bundle", "exec", "sidekiq", "-C", "config/sidekiq.yml"]}),
+        json!({"sidekiq-guard.io/longest-job": "10m", "sidekiq-guard.io/shutdown-timeout": "1m"}),
+    );
+    let explanation = "715s = quiet latency 20s + longest job 10m (annotation sidekiq-guard.io/longest-job) \
+         + shutdown timeout 1m (annotation sidekiq-guard.io/shutdown-timeout) + exit allowance 5s + policy margin 30s";
+    let whole = |warnings: &[String]| {
+        warnings
+            .iter()
+            .any(|w| w.ends_with(explanation) && w.chars().count() <= review::MAX_WARNING_CHARS)
+    };
+    for (patch, perspective) in [
+        (true, Perspective::AsWritten),
+        (false, Perspective::AsWritten),
+        (false, Perspective::AsInjected),
+    ] {
+        let review = if patch {
+            review::mutate(&deployment, &ctx)
+        } else {
+            review::validate(&deployment, &ctx, perspective)
+        };
+        let decision = review::decide(
+            &review,
+            policy.enforcement,
+            !patch,
+            "Deployment shop/worker",
+        );
+        assert!(
+            whole(&decision.warnings),
+            "{patch} {perspective:?}: {:#?}",
+            decision.warnings
+        );
+    }
+}

@@ -440,9 +440,18 @@ pub fn policy_module_path() -> PathBuf {
     target.join("wasm32-wasip1/policy/sidekiq_guard_policy.wasm")
 }
 
-/// The repository root (this crate lives in `policy/host`).
+/// The repository root: the nearest ancestor holding `Cargo.lock` of the package cargo is
+/// running (`CARGO_MANIFEST_DIR` at run time), else of this crate's own path at build time,
+/// which goes stale when a build is reused from another checkout of the repository.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let running = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    running
+        .as_deref()
+        .into_iter()
+        .chain([built])
+        .find_map(|start| start.ancestors().find(|d| d.join("Cargo.lock").is_file()))
+        .map_or_else(|| built.join("../.."), Path::to_path_buf)
 }
 
 /// Why the built policy cannot be used.
