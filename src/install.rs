@@ -127,14 +127,7 @@ pub fn webhook_configuration(
     config: &Value,
     own_namespace: &str,
 ) -> (Vec<Check>, Vec<ServiceRef>) {
-    let name = config
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("(unnamed)");
-    let webhooks = config
-        .get("webhooks")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let (name, webhooks) = name_and_webhooks(config);
     let mut checks = Vec::new();
     let mut services = Vec::new();
     if webhooks.is_empty() {
@@ -318,6 +311,19 @@ fn excludes_namespaces(webhook: &Value, own_namespace: &str, title: &str) -> Che
     }
 }
 
+/// A webhook configuration's name and its webhooks.
+fn name_and_webhooks(config: &Value) -> (&str, &[Value]) {
+    let name = config
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)");
+    let webhooks = config
+        .get("webhooks")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    (name, webhooks)
+}
+
 /// A webhook's `clientConfig.caBundle`, as read from its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaBundle<'a> {
@@ -332,14 +338,7 @@ pub struct CaBundle<'a> {
 /// server verifies calls through one webhook against that webhook's bundle only, and a
 /// cainjector or a hand edit can leave one stale while another is fresh.
 pub fn ca_bundles(kind: WebhookKind, config: &Value) -> Vec<CaBundle<'_>> {
-    let configuration = config
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("(unnamed)");
-    let webhooks = config
-        .get("webhooks")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let (configuration, webhooks) = name_and_webhooks(config);
     webhooks
         .iter()
         .map(|webhook| CaBundle {

@@ -212,6 +212,8 @@ async fn through_probe(
     ));
     let mut asked = ask_to_drain(cluster, namespace, pod, port, timeout);
     let mut ticker = tokio::time::interval(interval);
+    // A slow /status read delays the next one rather than bunching them up.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     let outcome = loop {
         let elapsed = started.elapsed();

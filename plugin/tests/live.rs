@@ -151,15 +151,13 @@ fn live_signals_from_redis_running_jobs_and_recorded_times() {
         "spec": {"containers": [{"name": "worker", "command": ["bundle", "exec", "sidekiq"]}]},
         "status": {"phase": "Running"},
     }));
-    let worker = FakeSidekiq::start(FakeConfig {
-        url: redis.url(),
-        prefix: String::new(),
-        host: pod.to_owned(),
-        pid: 21,
-        version: Version::V7,
-        beat: Duration::from_millis(300),
-        embedded: false,
-    });
+    let worker = FakeSidekiq::plain(
+        redis.url(),
+        pod,
+        21,
+        Version::V7,
+        Duration::from_millis(300),
+    );
     worker.run_job(
         r#"{"class":"ImportJob","jid":"i1","queue":"default"}"#,
         Duration::from_secs(60),

@@ -248,15 +248,7 @@ fn status_joins_a_real_sidekiq_through_its_real_probe() {
 fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
     let redis = RedisServer::start();
     let fake = |host: &str, pid: u32, version: Version| {
-        FakeSidekiq::start(FakeConfig {
-            url: redis.url(),
-            prefix: String::new(),
-            host: host.to_owned(),
-            pid,
-            version,
-            beat: Duration::from_millis(500),
-            embedded: false,
-        })
+        FakeSidekiq::plain(redis.url(), host, pid, version, Duration::from_millis(500))
     };
     let seven = fake("rails-worker-7d9c8f6b5-aaaaa", 11, Version::V7);
     let eight = fake("mailer-0", 12, Version::V8);
@@ -391,15 +383,13 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
 fn status_from_redis_works_without_any_cluster() {
     let redis = RedisServer::start();
     let home = tempfile::tempdir().unwrap();
-    let worker = FakeSidekiq::start(FakeConfig {
-        url: redis.url(),
-        prefix: String::new(),
-        host: "worker-host".into(),
-        pid: 42,
-        version: Version::V7,
-        beat: Duration::from_millis(500),
-        embedded: false,
-    });
+    let worker = FakeSidekiq::plain(
+        redis.url(),
+        "worker-host",
+        42,
+        Version::V7,
+        Duration::from_millis(500),
+    );
     worker.run_job(
         r#"{"class":"MailJob","jid":"m1","queue":"mailers"}"#,
         Duration::from_secs(30),
@@ -830,15 +820,13 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
 fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
     let redis = RedisServer::start();
     let host = "legacy-worker-0";
-    let worker = FakeSidekiq::start(FakeConfig {
-        url: redis.url(),
-        prefix: String::new(),
-        host: host.into(),
-        pid: 7,
-        version: Version::V7,
-        beat: Duration::from_millis(300),
-        embedded: false,
-    });
+    let worker = FakeSidekiq::plain(
+        redis.url(),
+        host,
+        7,
+        Version::V7,
+        Duration::from_millis(300),
+    );
     worker.run_job(
         r#"{"class":"ImportJob","jid":"i1","queue":"default"}"#,
         Duration::from_secs(2),
@@ -874,15 +862,13 @@ fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
     );
 
     // A job longer than the timeout: exit 1, saying what still runs.
-    let busy = FakeSidekiq::start(FakeConfig {
-        url: redis.url(),
-        prefix: String::new(),
-        host: "slow-worker-0".into(),
-        pid: 8,
-        version: Version::V8,
-        beat: Duration::from_millis(300),
-        embedded: false,
-    });
+    let busy = FakeSidekiq::plain(
+        redis.url(),
+        "slow-worker-0",
+        8,
+        Version::V8,
+        Duration::from_millis(300),
+    );
     busy.run_job(
         r#"{"class":"ReportJob","jid":"r1","queue":"default"}"#,
         Duration::from_secs(60),
@@ -916,15 +902,13 @@ fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
 fn drain_through_redis_finds_the_processes_dyno_names() {
     let redis = RedisServer::start();
     // Sidekiq names its processes after $DYNO when the container sets it, not the hostname.
-    let worker = FakeSidekiq::start(FakeConfig {
-        url: redis.url(),
-        prefix: String::new(),
-        host: "worker.1".into(),
-        pid: 9,
-        version: Version::V7,
-        beat: Duration::from_millis(300),
-        embedded: false,
-    });
+    let worker = FakeSidekiq::plain(
+        redis.url(),
+        "worker.1",
+        9,
+        Version::V7,
+        Duration::from_millis(300),
+    );
     worker.run_job(
         r#"{"class":"ImportJob","jid":"d1","queue":"default"}"#,
         Duration::from_secs(1),

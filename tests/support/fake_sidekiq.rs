@@ -198,6 +198,20 @@ pub struct FakeSidekiq {
 }
 
 impl FakeSidekiq {
+    /// One ordinary process (no key prefix, not embedded) of `version` for `host`, beating
+    /// every `beat`.
+    pub fn plain(url: String, host: &str, pid: u32, version: Version, beat: Duration) -> Self {
+        Self::start(FakeConfig {
+            url,
+            prefix: String::new(),
+            host: host.to_owned(),
+            pid,
+            version,
+            beat,
+            embedded: false,
+        })
+    }
+
     /// Starts beating at once (like Sidekiq, whose first beat is at start-up).
     pub fn start(config: FakeConfig) -> Self {
         let identity = format!("{}:{}:{:012x}", config.host, config.pid, config.pid * 7919);

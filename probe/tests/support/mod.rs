@@ -204,13 +204,5 @@ pub fn fake(
     version: Version,
     beat: Duration,
 ) -> FakeSidekiq {
-    FakeSidekiq::start(FakeConfig {
-        url: redis.url(),
-        prefix: String::new(),
-        host: host.to_owned(),
-        pid,
-        version,
-        beat,
-        embedded: false,
-    })
+    FakeSidekiq::plain(redis.url(), host, pid, version, beat)
 }
