@@ -119,9 +119,7 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
                     "{REDIS_PROVIDER} holds a URL; Sidekiq expects the name of the variable that holds the URL, e.g. REDIS_PROVIDER=REDISTOGO_URL"
                 ));
             }
-            // Empty: Sidekiq reads REDIS_URL, as without it.
-            Some("") => {}
-            Some(target) => {
+            Some(target) if !target.is_empty() => {
                 url_var = Some(target);
                 wanted.push(target);
             }
@@ -150,12 +148,9 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         .filter(|e| name_of(e).is_some_and(|n| wanted.contains(&n)))
         .cloned()
         .collect();
-    // Sidekiq 7/8 (and the probe) fall back to REDIS_URL when the named variable is unset.
-    let falls_back =
-        |name: &str| name != REDIS_URL && Some(name) == url_var && find(REDIS_URL).is_some();
     let undefined: Vec<String> = required
         .into_iter()
-        .filter(|name| find(name).is_none() && !falls_back(name))
+        .filter(|name| find(name).is_none())
         .map(str::to_owned)
         .collect();
     let unresolved = url_var.is_none() || !undefined.is_empty();
@@ -427,22 +422,6 @@ mod tests {
         ])));
         assert_eq!(names(&redis.env), vec!["REDIS_PROVIDER", "REDISCLOUD_URL"]);
         assert!(redis.found);
-
-        // Sidekiq 7/8 fall back to REDIS_URL when the named variable is unset or the name empty.
-        for provider in ["REDISCLOUD_URL", ""] {
-            let redis = redis_env(&sidekiq(json!([
-                {"name": "REDIS_PROVIDER", "value": provider},
-                {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
-            ])));
-            assert_eq!(names(&redis.env), vec!["REDIS_PROVIDER", "REDIS_URL"]);
-            assert!(redis.found, "{provider:?}");
-            assert_eq!(redis.missing, Vec::<String>::new());
-        }
-        let redis = redis_env(&sidekiq(json!([
-            {"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"},
-        ])));
-        assert!(!redis.found);
-        assert_eq!(redis.missing, vec!["REDISCLOUD_URL"]);
     }
 
     #[test]
