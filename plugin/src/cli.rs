@@ -95,6 +95,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     sidekiq_guard::duration::parse(text).map_err(|e| e.to_string())
 }
 
+/// A duration between repeated reads: longer than zero.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("{text:?}: an interval must be longer than zero")),
+        interval => Ok(interval),
+    }
+}
+
 /// Where manifests come from.
 #[derive(Debug, Args)]
 pub(crate) struct FileArgs {
@@ -164,7 +172,7 @@ pub(crate) struct StatusArgs {
     #[arg(short = 'w', long)]
     pub(crate) watch: bool,
     /// Time between refreshes with --watch
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
     pub(crate) interval: Duration,
     /// Pod proxy requests in flight at once
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
@@ -183,7 +191,7 @@ pub(crate) struct DrainArgs {
     #[arg(long, value_name = "URL", env = REDIS_URL_ENV, hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
     /// Time between progress lines
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
     pub(crate) interval: Duration,
 }
 
@@ -300,6 +308,16 @@ mod tests {
             .into_iter()
             .map(|w| w.to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn intervals_are_exact_and_never_zero() {
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(
+            parse_interval("0s"),
+            Err("\"0s\": an interval must be longer than zero".to_owned())
+        );
     }
 
     #[test]

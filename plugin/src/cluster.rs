@@ -357,24 +357,34 @@ impl Cluster {
             group: "",
             namespace: Some(namespace.to_owned()),
         };
-        let send = self.client.send(request);
-        let response = match timeout {
-            Some(limit) => tokio::time::timeout(limit, send)
+        // The limit covers the whole answer, body included: a probe that sends its headers
+        // and then stalls is no answer.
+        let exchange = async {
+            let response = self
+                .client
+                .send(request)
                 .await
-                .map_err(|_| Error::Timeout {
-                    what: format!("pod {namespace}/{pod} port {port}{path}"),
-                    after: limit,
-                })?,
-            None => send.await,
-        }
-        .map_err(|e| self.classify(e, &access, &uri))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect_bytes()
-            .await
-            .map_err(|e| self.classify(e, &access, &uri))?
-            .to_vec();
+                .map_err(|e| self.classify(e, &access, &uri))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect_bytes()
+                .await
+                .map_err(|e| self.classify(e, &access, &uri))?
+                .to_vec();
+            Ok::<_, Error>((status, body))
+        };
+        let (status, body) = match timeout {
+            Some(limit) => {
+                tokio::time::timeout(limit, exchange)
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        what: format!("pod {namespace}/{pod} port {port}{path}"),
+                        after: limit,
+                    })??
+            }
+            None => exchange.await?,
+        };
         if status == StatusCode::FORBIDDEN && is_api_status(&body) {
             return Err(Error::Forbidden {
                 access: access.describe(),

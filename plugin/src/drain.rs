@@ -14,7 +14,6 @@ use sidekiq_guard::duration::Secs;
 use sidekiq_guard::probe::drain::{Drain, ProcessProgress, State};
 use sidekiq_guard::probe::observe::{Scope, Tracker};
 use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
-use sidekiq_guard::probe::report::DrainReport;
 use sidekiq_guard::redis::Reader;
 use sidekiq_guard::status::InjectionStatus;
 use tokio::sync::mpsc;
@@ -22,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::cli::{Cli, DrainArgs};
 use crate::cluster::{self, Cluster};
 use crate::error::Error;
-use crate::sources;
+use crate::sources::{self, DrainAnswer};
 
 /// The limit for a pod whose drain budget cannot be computed (its Sidekiq container cannot be
 /// told).
@@ -210,48 +209,54 @@ async fn through_probe(
         "{name}: quieting through its probe (waiting up to {})",
         Secs(timeout.as_secs())
     ));
-    let mut asked = ask_to_drain(cluster, namespace, pod, port, timeout);
+    let deadline = tokio::time::Instant::from_std(started) + timeout;
+    let mut asked = ask_to_drain(cluster, namespace, pod, port, timeout, Duration::ZERO);
     let mut ticker = tokio::time::interval(interval);
     // A slow /status read delays the next one rather than bunching them up.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     let outcome = loop {
-        let elapsed = started.elapsed();
-        if elapsed > timeout {
-            let _ = lines.send(format!(
-                "{name}: timed out after {}",
-                Secs(elapsed.as_secs())
-            ));
-            break Outcome::TimedOut;
-        }
         tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                let _ = lines.send(format!(
+                    "{name}: timed out after {}",
+                    Secs(started.elapsed().as_secs())
+                ));
+                break Outcome::TimedOut;
+            }
             answer = &mut asked => {
                 // Every arm ends the wait or asks anew: a finished request is never polled again.
+                let elapsed = started.elapsed();
+                let left = timeout.saturating_sub(elapsed);
                 let report = match answer {
-                    Ok(Ok(report)) => report,
-                    Ok(Err(error @ Error::Timeout { .. })) => {
-                        let _ = lines.send(format!("{name}: {error}"));
-                        break Outcome::TimedOut;
+                    Ok(Ok(DrainAnswer::Ended(report))) => report,
+                    Ok(Ok(DrainAnswer::Pending(why))) => {
+                        let _ = lines.send(format!("{name}: {why}; asking again"));
+                        asked = ask_to_drain(cluster, namespace, pod, port, left, interval);
+                        continue;
+                    }
+                    Ok(Err(error)) if transient(&error) => {
+                        let _ = lines.send(format!("{name}: {error}; asking again"));
+                        asked = ask_to_drain(cluster, namespace, pod, port, left, interval);
+                        continue;
                     }
                     Ok(Err(error)) => return Err(error),
                     Err(_) => break Outcome::TimedOut,
                 };
-                let elapsed = started.elapsed();
                 match report.drain_state() {
                     Some(State::Drained) => {
                         let _ = lines.send(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
                         break Outcome::Idle;
                     }
                     // Asking again only helps if the wait outlasts another poll.
-                    Some(State::BudgetExhausted) if elapsed + interval < timeout => {
-                        let left = timeout - elapsed;
+                    Some(State::BudgetExhausted) if left > interval => {
                         let _ = lines.send(format!(
                             "{name}: the probe's drain budget of {} ran out with jobs running; asking again for the {} left of the wait",
                             Secs(report.budget_secs as u64),
                             Secs(left.as_secs().max(1))
                         ));
                         earlier.extend(report.started_at);
-                        asked = ask_to_drain(cluster, namespace, pod, port, left);
+                        asked = ask_to_drain(cluster, namespace, pod, port, left, Duration::ZERO);
                     }
                     _ => {
                         let _ = lines.send(format!(
@@ -285,18 +290,32 @@ async fn through_probe(
     Ok(outcome)
 }
 
-/// Calls the probe's `/drain` in the background; its answer is the drain's outcome.
+/// A failure that may pass: the API server or the pod briefly unreachable, or slow.
+fn transient(error: &Error) -> bool {
+    match error {
+        Error::Unreachable { .. } | Error::Timeout { .. } => true,
+        Error::Api { code, .. } => *code >= 500,
+        _ => false,
+    }
+}
+
+/// Calls the probe's `/drain` in the background after `delay`; its answer is the drain's
+/// outcome.
 fn ask_to_drain(
     cluster: &Cluster,
     namespace: &str,
     pod: &str,
     port: u16,
     wait: Duration,
-) -> tokio::task::JoinHandle<Result<DrainReport, Error>> {
+    delay: Duration,
+) -> tokio::task::JoinHandle<Result<DrainAnswer, Error>> {
     let (cluster, namespace, pod) = (cluster.clone(), namespace.to_owned(), pod.to_owned());
     // The probe answers at its budget at the latest; the margin covers the proxy's round trip.
     let limit = wait + Duration::from_secs(15);
-    tokio::spawn(async move { sources::probe_drain(&cluster, &namespace, &pod, port, limit).await })
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        sources::probe_drain(&cluster, &namespace, &pod, port, limit).await
+    })
 }
 
 /// Quiets every process of `host` through Redis and follows them with the probe's own drain

@@ -42,31 +42,42 @@ pub(crate) async fn probe_status(
     decode(answer, namespace, pod, port)
 }
 
-/// Asks a pod's probe to drain (`/drain`, the call the preStop hook makes) and returns the
-/// report of that drain once it ends: drained (200), budget exhausted (504) or unquietable
-/// (409). The probe answers only when the drain it started or joined has an outcome, so the
-/// answer is this request's, never an earlier drain's.
+/// What the probe's `/drain` said.
+#[derive(Debug)]
+pub(crate) enum DrainAnswer {
+    /// The drain it started or joined ended: drained (200), budget exhausted (504) or
+    /// unquietable (409). The probe answers only then, so this is the request's own outcome.
+    Ended(DrainReport),
+    /// Not yet an outcome (503): the probe's drain still runs past the request's wait, or the
+    /// probe does not answer at the moment (restarting, not ready); asking again may help.
+    Pending(String),
+}
+
+/// Asks a pod's probe to drain (`/drain`, the call the preStop hook makes).
 pub(crate) async fn probe_drain(
     cluster: &Cluster,
     namespace: &str,
     pod: &str,
     port: u16,
     timeout: Duration,
-) -> Result<DrainReport, Error> {
+) -> Result<DrainAnswer, Error> {
     let answer = cluster
         .proxy(namespace, pod, port, "/drain", Some(timeout))
         .await?;
-    let outcome = [
-        StatusCode::OK,
-        StatusCode::GATEWAY_TIMEOUT,
-        StatusCode::CONFLICT,
-    ];
-    if outcome.contains(&answer.status)
-        && let Ok(report) = serde_json::from_slice(&answer.body)
-    {
-        return Ok(report);
+    let report = serde_json::from_slice::<DrainReport>(&answer.body).ok();
+    match (answer.status, report) {
+        (StatusCode::OK | StatusCode::GATEWAY_TIMEOUT | StatusCode::CONFLICT, Some(report)) => {
+            Ok(DrainAnswer::Ended(report))
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, Some(report)) => Ok(DrainAnswer::Pending(format!(
+            "the probe's drain is still {}",
+            report.state
+        ))),
+        (StatusCode::SERVICE_UNAVAILABLE, None) => Ok(DrainAnswer::Pending(
+            refusal(&answer, namespace, pod, port).to_string(),
+        )),
+        _ => Err(refusal(&answer, namespace, pod, port)),
     }
-    Err(refusal(&answer, namespace, pod, port))
 }
 
 fn decode(answer: Proxied, namespace: &str, pod: &str, port: u16) -> Result<Status, Error> {

@@ -791,6 +791,52 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
         "{output}"
     );
 
+    // A probe whose drain outlives each request (503, still draining) is asked again until the
+    // wait is over, which ends on time.
+    let mut draining = probe_document(pod, &[("ReportJob", 30.0)], "draining");
+    draining["drain"]["started_at"] = json!(1_795_663_000.0);
+    api.proxy(
+        "shop",
+        pod,
+        7434,
+        ProxyTarget::ByPath(vec![
+            ("/status", fixed(200, draining.clone())),
+            (
+                "/drain",
+                ProxyTarget::Fixed {
+                    status: 503,
+                    body: draining["drain"].to_string(),
+                    delay: Duration::from_millis(200),
+                },
+            ),
+        ]),
+    );
+    let started = Instant::now();
+    let out = run(&[
+        "drain",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        pod,
+        "--interval",
+        "300ms",
+        "--timeout",
+        "1s",
+    ]);
+    let took = started.elapsed();
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{output}{}", text(&out.stderr));
+    assert!(
+        output.contains(&format!(
+            "shop/{pod}: the probe's drain is still draining; asking again\n"
+        )),
+        "{output}"
+    );
+    assert!(
+        output.ends_with(&format!("shop/{pod}: timed out after 1s\n")),
+        "{output}"
+    );
+    assert!(took < Duration::from_secs(4), "ended on time: {took:?}");
+
     // A /drain the proxy refuses is an error that says so, not a silent wait.
     api.proxy(
         "shop",
