@@ -53,8 +53,9 @@ pub struct SidecarPolicy {
     /// Native (init container with `restartPolicy: Always`), classic, or decided from the API
     /// server's version.
     pub mode: SidecarModeSetting,
-    /// Image holding `sidekiq-guard-probe`.
-    pub image: NonEmpty,
+    /// Image holding `sidekiq-guard-probe`; unset, the webhook's own (see [`Self::image`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<NonEmpty>,
     /// `imagePullPolicy` of the sidecar; the cluster's default when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
@@ -169,11 +170,21 @@ impl Default for Defaults {
     }
 }
 
+impl SidecarPolicy {
+    /// The image to inject: the one the policy names, else [`default_image`].
+    pub fn image(&self) -> std::borrow::Cow<'_, str> {
+        match &self.image {
+            Some(image) => std::borrow::Cow::Borrowed(&image.0),
+            None => std::borrow::Cow::Owned(default_image()),
+        }
+    }
+}
+
 impl Default for SidecarPolicy {
     fn default() -> Self {
         Self {
             mode: SidecarModeSetting::Auto,
-            image: NonEmpty(default_image()),
+            image: None,
             image_pull_policy: None,
             resources: Resources::default(),
         }

@@ -253,7 +253,7 @@ pub fn container(spec: &Spec<'_>) -> Value {
 
     let mut container = Map::new();
     container.insert("name".into(), json!(NAME));
-    container.insert("image".into(), json!(spec.policy.image.0));
+    container.insert("image".into(), json!(spec.policy.image()));
     if let Some(pull) = spec.policy.image_pull_policy {
         container.insert("imagePullPolicy".into(), json!(pull));
     }

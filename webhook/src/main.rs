@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use clap::Parser as _;
 use sidekiq_guard::Policy;
+use sidekiq_guard::policy::NonEmpty;
 use sidekiq_guard_webhook::cli::{
     CertsCommand, Cli, Command, GenerateArgs, InstallArgs, ServeArgs,
 };
@@ -97,13 +98,13 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--sidecar-image` applies where the policy left `sidecar.image` at its default: an image the
-/// policy names on purpose wins.
+/// `--sidecar-image` applies where the policy sets no `sidecar.image`: an image the policy
+/// names wins.
 fn with_sidecar_image(mut policy: Policy, image: Option<String>) -> Policy {
     if let Some(image) = image.filter(|i| !i.trim().is_empty())
-        && policy.sidecar.image.0 == sidekiq_guard::policy::default_image()
+        && policy.sidecar.image.is_none()
     {
-        policy.sidecar.image.0 = image.trim().to_owned();
+        policy.sidecar.image = Some(NonEmpty(image.trim().to_owned()));
     }
     policy
 }
@@ -185,17 +186,25 @@ mod tests {
         let mirrored = Some("registry.internal/sidekiq-guard:0.1.0".to_owned());
         let policy = with_sidecar_image(Policy::default(), mirrored.clone());
         assert_eq!(
-            policy.sidecar.image.0,
+            policy.sidecar.image(),
             "registry.internal/sidekiq-guard:0.1.0"
         );
 
-        let named = Policy::parse("sidecar: {image: 'example.com/probe:1'}").unwrap();
+        // Named in the policy, even as this release's image: the policy's choice.
+        let named = Policy::parse(&format!(
+            "sidecar: {{image: '{}'}}",
+            sidekiq_guard::policy::default_image()
+        ))
+        .unwrap();
         let policy = with_sidecar_image(named, mirrored);
-        assert_eq!(policy.sidecar.image.0, "example.com/probe:1");
+        assert_eq!(
+            policy.sidecar.image(),
+            sidekiq_guard::policy::default_image()
+        );
 
         let policy = with_sidecar_image(Policy::default(), Some(" ".to_owned()));
         assert_eq!(
-            policy.sidecar.image.0,
+            policy.sidecar.image(),
             sidekiq_guard::policy::default_image()
         );
     }

@@ -272,7 +272,10 @@ fn the_base_is_a_consistent_least_privilege_installation() {
         "policy.yaml documents the defaults"
     );
     // The injected sidecar is this very image: webhook and probe never skew.
-    assert_eq!(webhook["image"], policy.sidecar.image.0);
+    assert_eq!(
+        policy.sidecar.image, None,
+        "policy.yaml leaves the image to the webhook"
+    );
     assert_eq!(sidecar_image_of(webhook), webhook["image"]);
     // The grace period covers the whole shutdown sequence.
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
