@@ -239,17 +239,18 @@ pub fn container(spec: &Spec<'_>) -> Value {
     let redis = spec.redis;
     let mut env = Vec::with_capacity(3 + redis.env.len());
     env.extend(POD_ENV.iter().cloned());
-    env.extend(hostname_env(spec.sidekiq));
-    let name_of = |e: &Value| e.get("name").and_then(Value::as_str).map(str::to_owned);
-    let defined: Vec<String> = env.iter().filter_map(name_of).collect();
-    // A variable `DYNO` references may be a Redis one too: defined once, before its first use.
-    env.extend(
-        redis
-            .env
-            .iter()
-            .filter(|e| name_of(e).is_none_or(|n| !defined.contains(&n)))
-            .cloned(),
-    );
+    let hostname = hostname_env(spec.sidekiq);
+    // An entry DYNO uses may be a Redis one too: copied once, at its first place. Only the very
+    // same entry is skipped; a later one of the same name is another definition, which the
+    // kubelet uses from there on.
+    let redis_only: Vec<Value> = redis
+        .env
+        .iter()
+        .filter(|e| !hostname.env.contains(e))
+        .cloned()
+        .collect();
+    env.extend(hostname.env);
+    env.extend(redis_only);
 
     let mut container = Map::new();
     container.insert("name".into(), json!(NAME));
@@ -279,8 +280,12 @@ pub fn container(spec: &Spec<'_>) -> Value {
         json!([{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}]),
     );
     container.insert("env".into(), Value::Array(env));
-    if !redis.env_from.is_empty() {
-        container.insert("envFrom".into(), Value::Array(redis.env_from.clone()));
+    // Both copy the container's whole envFrom when they need it.
+    if !redis.env_from.is_empty() || hostname.env_from {
+        container.insert(
+            "envFrom".into(),
+            Value::Array(list(spec.sidekiq, "envFrom").to_vec()),
+        );
     }
     container.insert("resources".into(), resources(&spec.policy.resources));
     container.insert("securityContext".into(), SECURITY_CONTEXT.clone());
@@ -294,25 +299,33 @@ pub fn container(spec: &Spec<'_>) -> Value {
 /// variables it references (e.g. `DYNO=$(POD_NAME).worker` needs `POD_NAME`): Kubernetes expands
 /// `$(VAR)` only from variables defined earlier in the same container, and leaves an undefined
 /// reference as literal text, which would make the probe look for a host that does not exist.
-fn hostname_env(sidekiq: &Value) -> Vec<Value> {
+fn hostname_env(sidekiq: &Value) -> HostnameEnv {
     fn name_of(entry: &Value) -> Option<&str> {
         entry.get("name").and_then(Value::as_str)
     }
     let entries = list(sidekiq, "env");
     let Some(dyno_at) = entries.iter().rposition(|e| name_of(e) == Some(DYNO)) else {
-        return Vec::new();
+        return HostnameEnv {
+            env: Vec::new(),
+            env_from: false,
+        };
     };
     // The entries DYNO's value uses, by position: a reference resolves to the last definition
     // before the entry that makes it, as the kubelet resolves it.
     let mut needed = std::collections::BTreeSet::new();
+    let mut from_env_from = false;
     let mut pending = vec![dyno_at];
     while let Some(at) = pending.pop() {
         let value = entries[at].get("value").and_then(Value::as_str);
         for name in value.map(references).unwrap_or_default() {
-            if let Some(definition) = entries[..at].iter().rposition(|e| name_of(e) == Some(name))
-                && needed.insert(definition)
-            {
-                pending.push(definition);
+            match entries[..at].iter().rposition(|e| name_of(e) == Some(name)) {
+                Some(definition) => {
+                    if needed.insert(definition) {
+                        pending.push(definition);
+                    }
+                }
+                // Not in env before it: from envFrom, if anywhere.
+                None => from_env_from = true,
             }
         }
     }
@@ -320,7 +333,18 @@ fn hostname_env(sidekiq: &Value) -> Vec<Value> {
     let mut hostname = entries[dyno_at].clone();
     hostname["name"] = json!("SIDEKIQ_GUARD_HOSTNAME");
     env.push(hostname);
-    env
+    HostnameEnv {
+        env,
+        env_from: from_env_from && !list(sidekiq, "envFrom").is_empty(),
+    }
+}
+
+/// The sidecar's copy of `DYNO` and what it uses.
+struct HostnameEnv {
+    /// The entries, in the Sidekiq container's order, then `SIDEKIQ_GUARD_HOSTNAME`.
+    env: Vec<Value>,
+    /// Whether it uses a variable only `envFrom` can define.
+    env_from: bool,
 }
 
 /// Passes the "restricted" Pod Security Standard: the probe needs no privilege at all.
@@ -540,6 +564,52 @@ mod tests {
             ]
         );
         assert_eq!(with_refs["env"][4]["value"], "$(ROLE).$(POD_NAME).$(LATER)");
+
+        // A DYNO using a variable only envFrom defines takes envFrom along.
+        let mut worker = sidekiq(json!([
+            {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
+            {"name": "DYNO", "value": "$(ROLE).1"},
+        ]));
+        worker["envFrom"] = json!([{"configMapRef": {"name": "roles"}}]);
+        let redis = redis_env(&worker);
+        assert!(redis.env_from.is_empty(), "Redis alone does not need it");
+        let with_env_from = super::container(&Spec {
+            sidekiq: &worker,
+            redis: &redis,
+            ..spec
+        });
+        assert_eq!(
+            with_env_from["envFrom"],
+            json!([{"configMapRef": {"name": "roles"}}])
+        );
+
+        // A redefined variable: DYNO sees the first value, REDIS_URL the second; so must the
+        // sidecar's copies.
+        let worker = sidekiq(json!([
+            {"name": "A", "value": "x"},
+            {"name": "DYNO", "value": "$(A)"},
+            {"name": "A", "value": "y"},
+            {"name": "REDIS_URL", "value": "redis://$(A):6379/0"},
+        ]));
+        let redis = redis_env(&worker);
+        let redefined = super::container(&Spec {
+            sidekiq: &worker,
+            redis: &redis,
+            ..spec
+        });
+        let env: Vec<(&str, &str)> = redefined["env"].as_array().unwrap()[2..]
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            env,
+            vec![
+                ("A", "x"),
+                ("SIDEKIQ_GUARD_HOSTNAME", "$(A)"),
+                ("A", "y"),
+                ("REDIS_URL", "redis://$(A):6379/0")
+            ]
+        );
         assert_eq!(container["ports"][0]["containerPort"], 7434);
 
         // Classic: a regular container, signalled as the pod is deleted, serving until Sidekiq

@@ -94,6 +94,11 @@ fn dyno(pod: &Value, container: &Value) -> Option<Result<String, String>> {
         .get("env")
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
+    // Variables of `envFrom` come first and are not in the pod object.
+    let env_from = container
+        .get("envFrom")
+        .and_then(Value::as_array)
+        .is_some_and(|sources| !sources.is_empty());
     let mut known: HashMap<String, String> = HashMap::new();
     let mut unknown: HashMap<&str, String> = HashMap::new();
     let mut dyno = None;
@@ -101,15 +106,15 @@ fn dyno(pod: &Value, container: &Value) -> Option<Result<String, String>> {
         let Some(name) = entry.get("name").and_then(Value::as_str) else {
             continue;
         };
-        let value = match entry.get("value").and_then(Value::as_str) {
-            Some(text) => match references(text)
-                .into_iter()
-                .find_map(|r| unknown.get_key_value(r))
-            {
-                Some((used, why)) => Err(format!("{name} uses $({used}), and {why}")),
-                None => Ok(detect::expand_kubernetes(text, &known)),
-            },
-            None => from_field(pod, name, entry),
+        let literal = entry
+            .get("value")
+            .and_then(Value::as_str)
+            .filter(|text| !text.is_empty() || entry.get("valueFrom").is_none());
+        let value = match (literal, entry.get("valueFrom")) {
+            (Some(text), _) => expand(name, text, &known, &unknown, env_from),
+            (None, Some(_)) => from_field(pod, name, entry),
+            // Neither: the kubelet sets it empty.
+            (None, None) => Ok(String::new()),
         };
         match &value {
             Ok(text) => {
@@ -138,6 +143,27 @@ fn hostname_of(pod: &Value) -> IdentityHost {
         Some(host) => IdentityHost::Known(host),
         None => IdentityHost::Unknown("the pod has no name yet".to_owned()),
     }
+}
+
+/// A literal `value` with its `$(VAR)` references expanded from the entries before it.
+fn expand(
+    name: &str,
+    text: &str,
+    known: &HashMap<String, String>,
+    unknown: &HashMap<&str, String>,
+    env_from: bool,
+) -> Result<String, String> {
+    for used in references(text) {
+        if let Some(why) = unknown.get(used) {
+            return Err(format!("{name} uses $({used}), and {why}"));
+        }
+        if env_from && !known.contains_key(used) {
+            return Err(format!(
+                "the Sidekiq container's {name} uses $({used}), which env does not define before it: it may come from envFrom, which the pod object does not show"
+            ));
+        }
+    }
+    Ok(detect::expand_kubernetes(text, known))
 }
 
 /// The last `DYNO` entry of a container's `env`: the one the kubelet keeps.
@@ -281,6 +307,20 @@ mod tests {
             IdentityHost::Unknown(
                 "DYNO uses $(ROLE), and the Sidekiq container's ROLE comes from a Secret, a ConfigMap or a resource, which the pod object does not show".to_owned()
             )
+        );
+        // A variable of envFrom cannot be read from the object; an empty value with valueFrom
+        // is the valueFrom; an entry with neither is empty.
+        let mut with_env_from = sidekiq(json!([{"name": "DYNO", "value": "$(ROLE).1"}]));
+        with_env_from[1]["envFrom"] = json!([{"configMapRef": {"name": "roles"}}]);
+        assert!(matches!(
+            identity_host(&pod(&with_env_from)),
+            IdentityHost::Unknown(why) if why.contains("may come from envFrom")
+        ));
+        let env = json!([{"name": "DYNO", "value": "", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]);
+        assert_eq!(identity_host(&pod(&sidekiq(env))), known("node-a"));
+        assert_eq!(
+            identity_host(&pod(&sidekiq(json!([{"name": "DYNO"}])))),
+            known("")
         );
         // Only the Sidekiq container's DYNO counts.
         let other = json!([
