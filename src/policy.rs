@@ -106,14 +106,45 @@ pub struct ResourceName(pub String);
 
 impl ResourceName {
     fn is_valid(name: &str) -> bool {
-        matches!(name, "cpu" | "memory" | "ephemeral-storage")
-            || name
-                .strip_prefix("hugepages-")
-                .is_some_and(|size| is_quantity(size) && !size.starts_with(['+', '-']))
-            || name.split_once('/').is_some_and(|(domain, resource)| {
-                domain.contains('.') && !resource.is_empty() && !resource.contains('/')
-            })
+        match name.split_once('/') {
+            None => {
+                matches!(name, "cpu" | "memory" | "ephemeral-storage")
+                    || name
+                        .strip_prefix("hugepages-")
+                        .is_some_and(|size| is_quantity(size) && !size.starts_with(['+', '-']))
+            }
+            // An extended resource: a qualified name, never `requests.` (quota's prefix).
+            Some((prefix, resource)) => {
+                is_dns_subdomain(prefix)
+                    && !name.starts_with("requests.")
+                    && is_qualified_name_part(resource)
+            }
+        }
     }
+}
+
+/// A lowercase RFC 1123 subdomain, as Kubernetes requires of name prefixes.
+fn is_dns_subdomain(text: &str) -> bool {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    !text.is_empty() && text.len() <= 253 && text.split('.').all(label)
+}
+
+/// The name part of a Kubernetes qualified name: 1–63 characters of letters, digits, `-`, `_`
+/// and `.`, starting and ending with a letter or digit.
+fn is_qualified_name_part(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    matches!((bytes.first(), bytes.last()), (Some(a), Some(z)) if a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric())
+        && text.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Look-ups by `&str`, as in `resources.limits["memory"]` (the order is the string's).
@@ -524,7 +555,17 @@ excludedNamespaces: [legacy]
             policy.sidecar.resources.limits["ephemeral-storage"].0,
             "64Mi"
         );
-        for bad in ["gpu", "hugepages-", "example.com/", "a/b/c", "CPU"] {
+        Policy::parse("sidecar: {resources: {limits: {foo/bar: 1}}}").unwrap();
+        for bad in [
+            "gpu",
+            "hugepages-",
+            "example.com/",
+            "a/b/c",
+            "CPU",
+            "NVIDIA.com/gpu",
+            "requests.example.com/x",
+            "example.com/a b",
+        ] {
             let text = format!("sidecar: {{resources: {{limits: {{'{bad}': 1}}}}}}");
             assert!(Policy::parse(&text).is_err(), "{bad}");
         }
