@@ -51,6 +51,11 @@ pub(crate) async fn run(
                 .map_err(|e| Error::Output(e.into()))?;
             writeln!(out).map_err(Error::Output)?;
         }
+        CheckFormat::Yaml => {
+            let text = serde_saphyr::to_string(&report)
+                .map_err(|e| Error::Manifest(crate::manifests::ManifestError::WriteYaml(e)))?;
+            out.write_all(text.as_bytes()).map_err(Error::Output)?;
+        }
         CheckFormat::Table => print(&report, out, color).map_err(Error::Output)?,
     }
     Ok(!report.success)

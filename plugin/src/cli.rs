@@ -244,8 +244,10 @@ pub(crate) enum ReportFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum CheckFormat {
     /// Categories with √/‼/× lines
+    #[value(alias = "wide")]
     Table,
     Json,
+    Yaml,
 }
 
 impl Cli {

@@ -154,6 +154,15 @@ fn a_healthy_install_passes_with_the_escaped_pods_listed() {
     ]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["success"], true);
+    let yaml = run(&[
+        "check",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-o",
+        "yaml",
+    ]);
+    let from_yaml: Value = serde_saphyr::from_slice(&yaml.stdout).unwrap();
+    assert_eq!(from_yaml["categories"], report["categories"]);
     let names: Vec<&str> = report["categories"]
         .as_array()
         .unwrap()
