@@ -3,7 +3,7 @@
 //! Every Kubernetes decision is the core's ([`sidekiq_guard::admission`]); this module only
 //! reads the body (bounded in size and time), maps errors to HTTP statuses, and records logs
 //! and metrics. Errors are answered as a Kubernetes `Status` object, which the API server
-//! decodes and quotes in its own error ("failed calling webhook …: <message>").
+//! decodes and quotes in its own error (`failed calling webhook …: <message>`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
