@@ -135,7 +135,7 @@ fn a_healthy_install_passes_with_the_escaped_pods_listed() {
     let serving = webhook_pki();
     let api = installed(&serving, &serving);
     let kubeconfig = api.kubeconfig("default");
-    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = run_in(&kubeconfig, &["check"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -145,22 +145,10 @@ fn a_healthy_install_passes_with_the_escaped_pods_listed() {
     );
     golden("check-healthy.txt", &steady(&text(&out.stdout)));
 
-    let out = run(&[
-        "check",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
+    let out = run_in(&kubeconfig, &["check", "-o", "json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["success"], true);
-    let yaml = run(&[
-        "check",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-o",
-        "yaml",
-    ]);
+    let yaml = run_in(&kubeconfig, &["check", "-o", "yaml"]);
     let from_yaml: Value = serde_saphyr::from_slice(&yaml.stdout).unwrap();
     assert_eq!(from_yaml["categories"], report["categories"]);
     let names: Vec<&str> = report["categories"]
@@ -187,7 +175,7 @@ fn a_ca_bundle_that_does_not_sign_the_certificate_fails() {
     let other = webhook_pki();
     let api = installed(&other, &serving);
     let kubeconfig = api.kubeconfig("default");
-    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = run_in(&kubeconfig, &["check"]);
     assert_eq!(out.status.code(), Some(1));
     let output = text(&out.stdout);
     assert!(
@@ -203,7 +191,7 @@ fn a_stale_ca_bundle_in_one_configuration_is_named() {
     let stale = webhook_pki();
     let api = installed_with_bundles(&serving, &stale, &serving);
     let kubeconfig = api.kubeconfig("default");
-    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = run_in(&kubeconfig, &["check"]);
     assert_eq!(out.status.code(), Some(1));
     let output = text(&out.stdout);
     let line = output
@@ -221,7 +209,7 @@ fn a_stale_ca_bundle_in_one_configuration_is_named() {
 fn a_missing_install_and_a_short_lived_certificate_are_reported() {
     let api = ApiServer::start();
     let kubeconfig = api.kubeconfig("default");
-    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = run_in(&kubeconfig, &["check"]);
     assert_eq!(out.status.code(), Some(1));
     let output = text(&out.stdout);
     assert!(output.contains("× MutatingWebhookConfiguration sidekiq-guard exists\n    not found: sidekiq-guard is not installed, or under another name\n    hint: kubectl apply -k manifests/base (or pass --webhook NAME)\n"), "{output}");
@@ -229,7 +217,7 @@ fn a_missing_install_and_a_short_lived_certificate_are_reported() {
     let serving = pki("sidekiq-guard CA", &["sidekiq-guard.sidekiq-guard.svc"], 10);
     let api = installed(&serving, &serving);
     let kubeconfig = api.kubeconfig("default");
-    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = run_in(&kubeconfig, &["check"]);
     assert_eq!(out.status.code(), Some(0));
     let output = text(&out.stdout);
     assert!(
@@ -247,7 +235,7 @@ fn missing_permissions_are_warnings_that_name_the_rule() {
     let api = installed(&serving, &serving);
     api.forbid("get", "secrets", Some("sidekiq-guard"));
     let kubeconfig = api.kubeconfig("default");
-    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = run_in(&kubeconfig, &["check"]);
     let output = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{output}");
     assert!(output.contains("‼ Secret sidekiq-guard/sidekiq-guard-tls holds the serving certificate\n    cannot tell: forbidden: secrets is forbidden"), "{output}");
@@ -260,7 +248,7 @@ fn missing_permissions_are_warnings_that_name_the_rule() {
     let api = installed(&serving, &serving);
     api.forbid("get", "validatingwebhookconfigurations", None);
     let kubeconfig = api.kubeconfig("default");
-    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = run_in(&kubeconfig, &["check"]);
     let output = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{output}");
     assert!(

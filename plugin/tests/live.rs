@@ -48,14 +48,7 @@ fn namespaces() -> ApiServer {
 /// `kubectl sidekiq validate -A -o json` against `api`.
 fn validate_all(api: &ApiServer) -> std::process::Output {
     let kubeconfig = api.kubeconfig("shop");
-    run(&[
-        "validate",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-A",
-        "-o",
-        "json",
-    ])
+    run_in(&kubeconfig, &["validate", "-A", "-o", "json"])
 }
 
 fn cluster() -> ApiServer {
@@ -112,7 +105,7 @@ fn workloads_are_judged_as_injected_where_their_namespace_opted_in() {
     );
 
     let kubeconfig = api.kubeconfig("shop");
-    let out = run(&["validate", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = run_in(&kubeconfig, &["validate"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -188,15 +181,10 @@ fn live_signals_from_redis_running_jobs_and_recorded_times() {
     std::thread::sleep(Duration::from_millis(3000));
 
     let kubeconfig = api.kubeconfig("shop");
-    let out = run(&[
-        "validate",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--redis-url",
-        &redis.url(),
-        "-o",
-        "json",
-    ]);
+    let out = run_in(
+        &kubeconfig,
+        &["validate", "--redis-url", &redis.url(), "-o", "json"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let findings = report["objects"][0]["findings"].as_array().unwrap();
@@ -231,13 +219,7 @@ fn a_redis_without_metrics_says_so() {
     let redis = RedisServer::start();
     let api = cluster();
     let kubeconfig = api.kubeconfig("shop");
-    let out = run(&[
-        "validate",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--redis-url",
-        &redis.url(),
-    ]);
+    let out = run_in(&kubeconfig, &["validate", "--redis-url", &redis.url()]);
     assert!(
         text(&out.stderr).contains(
             "note: no execution metrics in Redis (they exist on Sidekiq 7 and later, for 8 hours)"

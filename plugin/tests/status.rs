@@ -123,17 +123,11 @@ fn status_through_the_pod_proxy_shows_each_pods_work_and_verdict() {
     );
     let kubeconfig = api.kubeconfig("shop");
 
-    let out = run(&["status", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = run_in(&kubeconfig, &["status"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     golden("status-table.txt", &steady(&text(&out.stdout)));
 
-    let out = run(&[
-        "status",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
+    let out = run_in(&kubeconfig, &["status", "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
     let pods = snapshot["pods"].as_array().unwrap();
@@ -203,13 +197,7 @@ fn status_joins_a_real_sidekiq_through_its_real_probe() {
 
     let mut last = Value::Null;
     let busy = wait_until(Duration::from_secs(25), || {
-        let out = run(&[
-            "status",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "-o",
-            "json",
-        ]);
+        let out = run_in(&kubeconfig, &["status", "-o", "json"]);
         last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         last["pods"][0]["processes"][0]["busy"] == 2
     });
@@ -229,13 +217,7 @@ fn status_joins_a_real_sidekiq_through_its_real_probe() {
         .collect();
     assert_eq!(classes, vec!["TimedJob", "TimedJob"]);
 
-    let out = run(&[
-        "status",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-o",
-        "wide",
-    ]);
+    let out = run_in(&kubeconfig, &["status", "-o", "wide"]);
     let table = text(&out.stdout);
     assert!(
         table.contains("running") && table.contains("2/3") && table.contains("TimedJob"),
@@ -291,16 +273,10 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
         == "4"));
     std::thread::sleep(Duration::from_millis(700));
 
-    let out = run(&[
-        "status",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-A",
-        "--redis-url",
-        &redis.url(),
-        "-o",
-        "json",
-    ]);
+    let out = run_in(
+        &kubeconfig,
+        &["status", "-A", "--redis-url", &redis.url(), "-o", "json"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
     let pods = snapshot["pods"].as_array().unwrap();
@@ -331,14 +307,7 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
         .collect();
     assert_eq!(orphans, vec![ghost.identity.as_str()]);
 
-    let out = run(&[
-        "status",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-A",
-        "--redis-url",
-        &redis.url(),
-    ]);
+    let out = run_in(&kubeconfig, &["status", "-A", "--redis-url", &redis.url()]);
     let table = text(&out.stdout);
     assert!(
         table.contains("Processes in Redis whose hostname is no pod of the cluster:"),
@@ -347,32 +316,28 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
     assert!(table.contains(&ghost.identity), "{table}");
 
     // Scoped to one namespace, another namespace's processes are not orphans.
-    let out = run(&[
-        "status",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--redis-url",
-        &redis.url(),
-        "-o",
-        "json",
-    ]);
+    let out = run_in(
+        &kubeconfig,
+        &["status", "--redis-url", &redis.url(), "-o", "json"],
+    );
     let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(snapshot["pods"].as_array().unwrap().len(), 2);
     assert_eq!(snapshot["orphans"], json!([]));
 
     // With -l, pods outside the selection are not in view: their processes are not orphans.
-    let out = run(&[
-        "status",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "-A",
-        "-l",
-        "app=worker",
-        "--redis-url",
-        &redis.url(),
-        "-o",
-        "json",
-    ]);
+    let out = run_in(
+        &kubeconfig,
+        &[
+            "status",
+            "-A",
+            "-l",
+            "app=worker",
+            "--redis-url",
+            &redis.url(),
+            "-o",
+            "json",
+        ],
+    );
     let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(snapshot["pods"].as_array().unwrap().len(), 2);
     assert_eq!(snapshot["orphans"], json!([]));
@@ -419,7 +384,7 @@ fn errors_say_what_to_do() {
     let api = ApiServer::start();
     api.forbid("list", "pods", Some("shop"));
     let kubeconfig = api.kubeconfig("shop");
-    let out = run(&["status", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = run_in(&kubeconfig, &["status"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
@@ -434,13 +399,7 @@ fn errors_say_what_to_do() {
         &format!("127.0.0.1:{closed}"),
     );
     std::fs::write(&unreachable, text_config).unwrap();
-    let out = run(&[
-        "status",
-        "--kubeconfig",
-        unreachable.to_str().unwrap(),
-        "--request-timeout",
-        "5s",
-    ]);
+    let out = run_in(&unreachable, &["status", "--request-timeout", "5s"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
@@ -480,13 +439,7 @@ fn errors_say_what_to_do() {
         text(&out.stderr)
     );
 
-    let out = run(&[
-        "status",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--context",
-        "nope",
-    ]);
+    let out = run_in(&kubeconfig, &["status", "--context", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("nope"), "{}", text(&out.stderr));
 }
@@ -562,15 +515,7 @@ fn probes_are_read_concurrently_within_the_bound() {
     }
     let kubeconfig = api.kubeconfig("shop");
     let started = Instant::now();
-    let out = run(&[
-        "status",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--concurrency",
-        "8",
-        "-o",
-        "json",
-    ]);
+    let out = run_in(&kubeconfig, &["status", "--concurrency", "8", "-o", "json"]);
     let elapsed = started.elapsed();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -607,14 +552,7 @@ fn drain_through_the_probe_follows_a_real_sidekiq_until_idle() {
         == "2"));
 
     let started = Instant::now();
-    let out = run(&[
-        "drain",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        pod,
-        "--interval",
-        "1s",
-    ]);
+    let out = run_in(&kubeconfig, &["drain", pod, "--interval", "1s"]);
     let took = started.elapsed();
     let output = text(&out.stdout);
     assert_eq!(
@@ -668,16 +606,10 @@ fn drain_through_the_probe_honours_a_timeout_longer_than_the_probes_budget() {
         .trim()
         == "1"));
     let drain = |timeout: &str| {
-        run(&[
-            "drain",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            pod,
-            "--timeout",
-            timeout,
-            "--interval",
-            "500ms",
-        ])
+        run_in(
+            &kubeconfig,
+            &["drain", pod, "--timeout", timeout, "--interval", "500ms"],
+        )
     };
 
     let out = drain("1s");
@@ -693,13 +625,7 @@ fn drain_through_the_probe_honours_a_timeout_longer_than_the_probes_budget() {
     );
     // The probe's own drain goes on to its budget and ends with the job still running.
     let exhausted = wait_until(Duration::from_secs(10), || {
-        let out = run(&[
-            "status",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "-o",
-            "json",
-        ]);
+        let out = run_in(&kubeconfig, &["status", "-o", "json"]);
         let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         snapshot["pods"][0]["drain"]["state"] == "budget_exhausted"
     });
@@ -767,16 +693,10 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
         ]),
     );
     let kubeconfig = api.kubeconfig("shop");
-    let out = run(&[
-        "drain",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        pod,
-        "--interval",
-        "100ms",
-        "--timeout",
-        "1s",
-    ]);
+    let out = run_in(
+        &kubeconfig,
+        &["drain", pod, "--interval", "100ms", "--timeout", "1s"],
+    );
     let output = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{output}{}", text(&out.stderr));
     assert!(!output.contains(": idle after"), "{output}");
@@ -812,16 +732,10 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
         ]),
     );
     let started = Instant::now();
-    let out = run(&[
-        "drain",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        pod,
-        "--interval",
-        "300ms",
-        "--timeout",
-        "1s",
-    ]);
+    let out = run_in(
+        &kubeconfig,
+        &["drain", pod, "--interval", "300ms", "--timeout", "1s"],
+    );
     let took = started.elapsed();
     let output = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{output}{}", text(&out.stderr));
@@ -847,14 +761,7 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
             fixed(200, probe_document(pod, &[], "idle")),
         )]),
     );
-    let out = run(&[
-        "drain",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        pod,
-        "--timeout",
-        "5s",
-    ]);
+    let out = run_in(&kubeconfig, &["drain", pod, "--timeout", "5s"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
     assert_eq!(
         text(&out.stderr),
@@ -884,16 +791,17 @@ fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
     let kubeconfig = api.kubeconfig("shop");
     std::thread::sleep(Duration::from_millis(500));
 
-    let out = run(&[
-        "drain",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        host,
-        "--redis-url",
-        &redis.url(),
-        "--interval",
-        "300ms",
-    ]);
+    let out = run_in(
+        &kubeconfig,
+        &[
+            "drain",
+            host,
+            "--redis-url",
+            &redis.url(),
+            "--interval",
+            "300ms",
+        ],
+    );
     let output = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{output}{}", text(&out.stderr));
     assert!(worker.is_quiet(), "TSTP was pushed and popped");
@@ -922,18 +830,19 @@ fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
     let mut slow = injected_pod("shop", "slow-worker-0", 60, 7434);
     slow["metadata"]["annotations"] = json!({});
     api.add_pod(slow);
-    let out = run(&[
-        "drain",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "slow-worker-0",
-        "--redis-url",
-        &redis.url(),
-        "--timeout",
-        "2s",
-        "--interval",
-        "300ms",
-    ]);
+    let out = run_in(
+        &kubeconfig,
+        &[
+            "drain",
+            "slow-worker-0",
+            "--redis-url",
+            &redis.url(),
+            "--timeout",
+            "2s",
+            "--interval",
+            "300ms",
+        ],
+    );
     let output = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{output}");
     let last = output.lines().last().unwrap();
@@ -978,16 +887,17 @@ fn drain_through_redis_finds_the_processes_dyno_names() {
     std::thread::sleep(Duration::from_millis(500));
 
     let drain = |pod: &str| {
-        run(&[
-            "drain",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            pod,
-            "--redis-url",
-            &redis.url(),
-            "--interval",
-            "300ms",
-        ])
+        run_in(
+            &kubeconfig,
+            &[
+                "drain",
+                pod,
+                "--redis-url",
+                &redis.url(),
+                "--interval",
+                "300ms",
+            ],
+        )
     };
     let out = drain("dyno-worker-0");
     let output = text(&out.stdout);
@@ -1019,25 +929,15 @@ fn drain_refuses_pods_without_a_probe_unless_given_redis() {
     pod["metadata"]["annotations"] = json!({});
     api.add_pod(pod);
     let kubeconfig = api.kubeconfig("shop");
-    let out = run(&[
-        "drain",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "bare-worker",
-    ]);
+    let out = run_in(&kubeconfig, &["drain", "bare-worker"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
         "error: pod shop/bare-worker: no sidekiq-guard probe (not injected); use --redis-url to quiet it through Redis\n"
     );
-    let out = run(&[
-        "drain",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "missing",
-    ]);
+    let out = run_in(&kubeconfig, &["drain", "missing"]);
     assert_eq!(text(&out.stderr), "error: pod shop/missing not found\n");
-    let out = run(&["drain", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let out = run_in(&kubeconfig, &["drain"]);
     assert_eq!(
         text(&out.stderr),
         "error: name the pods to drain, or select them with -l\n"

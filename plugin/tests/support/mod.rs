@@ -657,6 +657,14 @@ pub fn run(args: &[&str]) -> Output {
     plugin().args(args).stdin(Stdio::null()).output().unwrap()
 }
 
+/// Runs the plugin with `args` against the cluster of `kubeconfig` (the flag goes last: the
+/// plugin takes kubectl's flags anywhere).
+pub fn run_in(kubeconfig: &Path, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    run(&all)
+}
+
 /// Compares `actual` with `plugin/tests/golden/NAME`; `SG_UPDATE_GOLDEN=1` rewrites it (then
 /// review the diff before committing).
 pub fn golden(name: &str, actual: &str) {
