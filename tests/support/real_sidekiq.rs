@@ -4,10 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::redis_server::{RedisServer, send_signal};
+use super::process::Process;
+use super::redis_server::RedisServer;
 
 /// Polls `condition` every 100 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
@@ -23,20 +24,6 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
-/// Waits up to `timeout` for `child` to exit.
-pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The job file with `SleepJob` and `TimedJob`.
 pub fn jobs_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,17 +35,12 @@ pub fn jobs_file() -> PathBuf {
 
 /// A real Sidekiq (`sidekiq -r timed_jobs.rb -c N -t T`) whose identity carries `host` (through
 /// `DYNO`, as Sidekiq reads it).
-pub struct Sidekiq {
-    child: Option<Child>,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
+pub struct Sidekiq(Process);
 
 impl Sidekiq {
     pub fn start(redis: &RedisServer, host: &str, concurrency: u32, timeout_secs: u32) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("sidekiq.log");
-        let child = Command::new("sidekiq")
+        let mut command = Command::new("sidekiq");
+        command
             .arg("-r")
             .arg(jobs_file())
             .args([
@@ -68,45 +50,21 @@ impl Sidekiq {
                 &timeout_secs.to_string(),
             ])
             .env("REDIS_URL", redis.url())
-            .env("DYNO", host)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("sidekiq.err")).unwrap())
-            .spawn()
-            .expect("sidekiq (ruby-sidekiq) must be installed (scripts/setup)");
-        Sidekiq {
-            child: Some(child),
-            log,
-            _dir: dir,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    pub fn signal(&self, signal: &str) {
-        send_signal(self.pid(), signal);
-    }
-
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        wait_child(self.child.as_mut().unwrap(), timeout)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+            .env("DYNO", host);
+        Sidekiq(Process::spawn(command, "sidekiq"))
     }
 }
 
-impl Drop for Sidekiq {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // A stopped (TSTP'd by a test, or SIGSTOPped) Sidekiq must wake to die.
-            send_signal(child.id(), "CONT");
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+impl std::ops::Deref for Sidekiq {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Sidekiq {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.0
     }
 }
 

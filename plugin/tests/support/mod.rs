@@ -6,6 +6,8 @@
 
 #[path = "../../../tests/support/fake_sidekiq.rs"]
 pub mod fake_sidekiq;
+#[path = "../../../tests/support/process.rs"]
+pub mod process;
 #[path = "../../../tests/support/real_sidekiq.rs"]
 pub mod real_sidekiq;
 #[path = "../../../tests/support/redis_server.rs"]
@@ -14,7 +16,7 @@ pub mod redis_server;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,6 +32,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[allow(unused_imports)]
 pub use fake_sidekiq::{FakeConfig, FakeSidekiq, Version};
+#[allow(unused_imports)]
+pub use process::Process;
 #[allow(unused_imports)]
 pub use real_sidekiq::{Sidekiq, enqueue, wait_until};
 #[allow(unused_imports)]
@@ -699,50 +703,6 @@ pub fn probe_binary() -> PathBuf {
     binary
 }
 
-/// A child process killed when dropped.
-pub struct Process {
-    child: Option<Child>,
-    pub log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Process {
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            send_signal(child.id(), "CONT");
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn spawn(mut command: Command, name: &str) -> Process {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join(format!("{name}.log"));
-    let child = command
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.path().join(format!("{name}.out"))).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    Process {
-        child: Some(child),
-        log,
-        _dir: dir,
-    }
-}
-
 /// The real probe for `hostname`, listening on a free port; returns it and the port.
 pub fn start_probe(redis_url: &str, hostname: &str, drain_budget: &str) -> (Process, u16) {
     let port = free_port();
@@ -753,7 +713,7 @@ pub fn start_probe(redis_url: &str, hostname: &str, drain_budget: &str) -> (Proc
         .arg(format!("--drain-budget={drain_budget}"))
         .env("REDIS_URL", redis_url)
         .env_remove("REDIS_PROVIDER");
-    let probe = spawn(command, "probe");
+    let probe = Process::spawn(command, "probe");
     let up = wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });

@@ -5,6 +5,8 @@
 
 #[path = "../../../tests/support/fake_sidekiq.rs"]
 pub mod fake_sidekiq;
+#[path = "../../../tests/support/process.rs"]
+pub mod process;
 #[path = "../../../tests/support/real_sidekiq.rs"]
 pub mod real_sidekiq;
 #[path = "../../../tests/support/redis_server.rs"]
@@ -13,14 +15,16 @@ pub mod redis_server;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 #[allow(unused_imports)]
 pub use fake_sidekiq::{FakeConfig, FakeSidekiq, Version, epoch};
 #[allow(unused_imports)]
-pub use real_sidekiq::{Sidekiq, enqueue, jobs_file, wait_child, wait_until};
+pub use process::{Process, wait_child};
+#[allow(unused_imports)]
+pub use real_sidekiq::{Sidekiq, enqueue, jobs_file, wait_until};
+#[allow(unused_imports)]
 pub use redis_server::{RedisServer, free_port, send_signal};
 use sidekiq_guard::probe::report::Status;
 
@@ -57,10 +61,8 @@ pub fn http(port: u16, method: &str, path: &str, timeout: Duration) -> Result<Re
 
 /// The probe binary under test.
 pub struct Probe {
-    child: Option<Child>,
+    process: Process,
     pub port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Probe {
@@ -78,8 +80,6 @@ impl Probe {
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Self {
         let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("probe.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-probe"));
         command
             .arg(format!("--listen=127.0.0.1:{port}"))
@@ -87,10 +87,7 @@ impl Probe {
             .args(["--log-format=text", "--log-level=debug"])
             .args(args)
             .env("REDIS_URL", redis_url)
-            .env_remove("REDIS_PROVIDER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .env_remove("REDIS_PROVIDER");
         for (name, _) in std::env::vars() {
             if name.starts_with("SIDEKIQ_GUARD_") {
                 command.env_remove(name);
@@ -98,10 +95,8 @@ impl Probe {
         }
         command.envs(env.iter().copied());
         let probe = Probe {
-            child: Some(command.spawn().unwrap()),
+            process: Process::spawn(command, "probe"),
             port,
-            log,
-            _dir: dir,
         };
         assert!(
             wait_until(Duration::from_secs(10), || probe.try_get("/livez").is_ok()),
@@ -133,32 +128,18 @@ impl Probe {
         assert_eq!(reply.status, 200, "{}", reply.body);
         serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
     }
+}
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    pub fn signal(&self, signal: &str) {
-        send_signal(self.pid(), signal);
-    }
-
-    /// Waits for the probe to exit.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        wait_child(self.child.as_mut().unwrap(), timeout)
-    }
-
-    /// The probe's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+impl std::ops::Deref for Probe {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
 }
 
-impl Drop for Probe {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+impl std::ops::DerefMut for Probe {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
     }
 }
 
