@@ -317,11 +317,7 @@ fn name_and_webhooks(config: &Value) -> (&str, &[Value]) {
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("(unnamed)");
-    let webhooks = config
-        .get("webhooks")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    (name, webhooks)
+    (name, crate::workload::list(config, "webhooks"))
 }
 
 /// A webhook's `clientConfig.caBundle`, as read from its configuration.

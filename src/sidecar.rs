@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::duration;
 use crate::policy::{Quantity, ResourceName, Resources, SidecarModeSetting, SidecarPolicy};
 use crate::sidekiq::{self, REDIS_PROVIDER, REDIS_URL};
+use crate::workload::list;
 
 /// Name of the injected container.
 pub const NAME: &str = "sidekiq-guard-probe";
@@ -166,13 +167,6 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         problem,
         missing: if copy_env_from { Vec::new() } else { undefined },
     }
-}
-
-fn list<'a>(container: &'a Value, key: &str) -> &'a [Value] {
-    container
-        .get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
 }
 
 /// Adds to `names` every variable their values reference with `$(VAR)`, transitively, in the

@@ -312,6 +312,15 @@ pub fn json_type(value: &Value) -> &'static str {
     }
 }
 
+/// The array under `key` of a JSON object (`env`, `envFrom`, `webhooks`…): empty when absent
+/// or not an array, as Kubernetes reads an omitted list.
+pub(crate) fn list<'a>(object: &'a Value, key: &str) -> &'a [Value] {
+    object
+        .get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ use crate::annotations;
 use crate::detect::{self, Detection};
 use crate::sidecar::{DYNO, references};
 use crate::sidekiq::records::Identity;
+use crate::workload::list;
 
 /// The longest hostname the kubelet gives a pod.
 pub const HOSTNAME_MAX: usize = 63;
@@ -90,15 +91,9 @@ pub fn identity_host(pod: &Value) -> IdentityHost {
 /// to a later or undefined variable stays as written), each `fieldRef` read from the pod; a
 /// Secret, a ConfigMap or a resource is unknown, and so is a value that references one.
 fn dyno(pod: &Value, container: &Value) -> Option<Result<String, String>> {
-    let entries = container
-        .get("env")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let entries = list(container, "env");
     // Variables of `envFrom` come first and are not in the pod object.
-    let env_from = container
-        .get("envFrom")
-        .and_then(Value::as_array)
-        .is_some_and(|sources| !sources.is_empty());
+    let env_from = !list(container, "envFrom").is_empty();
     let mut known: HashMap<String, String> = HashMap::new();
     let mut unknown: HashMap<&str, String> = HashMap::new();
     let mut dyno = None;
@@ -168,9 +163,7 @@ fn expand(
 
 /// The last `DYNO` entry of a container's `env`: the one the kubelet keeps.
 fn dyno_entry(container: &Value) -> Option<&Value> {
-    container
-        .get("env")
-        .and_then(Value::as_array)?
+    list(container, "env")
         .iter()
         .rev()
         .find(|e| e.get("name").and_then(Value::as_str) == Some(DYNO))
