@@ -530,6 +530,41 @@ mod tests {
         );
         assert_eq!(container["resources"]["limits"]["memory"], "32Mi");
 
+        assert_eq!(container["ports"][0]["containerPort"], 7434);
+
+        // Classic: a regular container, signalled as the pod is deleted, serving until Sidekiq
+        // may have stopped.
+        let classic = super::container(&Spec {
+            mode: Mode::Classic,
+            ..spec
+        });
+        assert_eq!(classic.get("restartPolicy"), None);
+        assert_eq!(
+            classic["args"],
+            json!([
+                "--listen=0.0.0.0:7434",
+                "--drain-budget=5m20s",
+                "--mode=classic",
+                "--exit-deadline=5m50s"
+            ])
+        );
+    }
+
+    /// The sidecar for `worker` in native mode under the default policy.
+    fn sidecar_of(worker: &Value) -> Value {
+        container(&Spec {
+            mode: Mode::Native,
+            port: 7434,
+            drain_budget: 320,
+            exit_deadline: 350,
+            policy: &SidecarPolicy::default(),
+            sidekiq: worker,
+            redis: &redis_env(worker),
+        })
+    }
+
+    #[test]
+    fn dyno_takes_along_the_variables_it_uses() {
         // A DYNO built from other variables takes along those defined before it (the kubelet
         // leaves a reference to a later one as written, and so must the sidecar's copy).
         let worker = sidekiq(json!([
@@ -540,12 +575,7 @@ mod tests {
             {"name": "DYNO", "value": "$(ROLE).$(POD_NAME).$(LATER)"},
             {"name": "LATER", "value": "x"},
         ]));
-        let redis = redis_env(&worker);
-        let with_refs = super::container(&Spec {
-            sidekiq: &worker,
-            redis: &redis,
-            ..spec
-        });
+        let with_refs = sidecar_of(&worker);
         assert_eq!(
             names(with_refs["env"].as_array().unwrap()),
             vec![
@@ -565,13 +595,11 @@ mod tests {
             {"name": "DYNO", "value": "$(ROLE).1"},
         ]));
         worker["envFrom"] = json!([{"configMapRef": {"name": "roles"}}]);
-        let redis = redis_env(&worker);
-        assert!(redis.env_from.is_empty(), "Redis alone does not need it");
-        let with_env_from = super::container(&Spec {
-            sidekiq: &worker,
-            redis: &redis,
-            ..spec
-        });
+        assert!(
+            redis_env(&worker).env_from.is_empty(),
+            "Redis alone does not need it"
+        );
+        let with_env_from = sidecar_of(&worker);
         assert_eq!(
             with_env_from["envFrom"],
             json!([{"configMapRef": {"name": "roles"}}])
@@ -585,12 +613,7 @@ mod tests {
             {"name": "A", "value": "y"},
             {"name": "REDIS_URL", "value": "redis://$(A):6379/0"},
         ]));
-        let redis = redis_env(&worker);
-        let redefined = super::container(&Spec {
-            sidekiq: &worker,
-            redis: &redis,
-            ..spec
-        });
+        let redefined = sidecar_of(&worker);
         let env: Vec<(&str, &str)> = redefined["env"].as_array().unwrap()[2..]
             .iter()
             .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
@@ -603,24 +626,6 @@ mod tests {
                 ("A", "y"),
                 ("REDIS_URL", "redis://$(A):6379/0")
             ]
-        );
-        assert_eq!(container["ports"][0]["containerPort"], 7434);
-
-        // Classic: a regular container, signalled as the pod is deleted, serving until Sidekiq
-        // may have stopped.
-        let classic = super::container(&Spec {
-            mode: Mode::Classic,
-            ..spec
-        });
-        assert_eq!(classic.get("restartPolicy"), None);
-        assert_eq!(
-            classic["args"],
-            json!([
-                "--listen=0.0.0.0:7434",
-                "--drain-budget=5m20s",
-                "--mode=classic",
-                "--exit-deadline=5m50s"
-            ])
         );
     }
 }
