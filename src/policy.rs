@@ -202,12 +202,9 @@ impl Default for Defaults {
 }
 
 impl SidecarPolicy {
-    /// The image to inject: the one the policy names, else [`default_image`].
-    pub fn image(&self) -> std::borrow::Cow<'_, str> {
-        match &self.image {
-            Some(image) => std::borrow::Cow::Borrowed(&image.0),
-            None => std::borrow::Cow::Owned(default_image()),
-        }
+    /// The image to inject: the one the policy names, else [`DEFAULT_IMAGE`].
+    pub fn image(&self) -> &str {
+        self.image.as_ref().map_or(DEFAULT_IMAGE, |image| &image.0)
     }
 }
 
@@ -243,12 +240,10 @@ impl Default for Resources {
 }
 
 /// The image of this very version, so that webhook and sidecar never skew.
-pub fn default_image() -> String {
-    format!(
-        "ghcr.io/sidekiq-guard/sidekiq-guard:{}",
-        env!("CARGO_PKG_VERSION")
-    )
-}
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/sidekiq-guard/sidekiq-guard:",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// A policy document that could not be read.
 #[derive(Debug, thiserror::Error)]

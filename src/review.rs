@@ -245,8 +245,8 @@ fn arithmetic(note: String, analysis: &Analysis<'_>, findings: &[Finding]) -> Ve
     let explanation = &analysis.grace.explanation;
     let shown = findings
         .iter()
-        .map(Finding::to_string)
-        .any(|line| line.contains(explanation.as_str()) && fits(&line));
+        .filter(|finding| finding.message.contains(explanation.as_str()))
+        .any(|finding| fits(&finding.to_string()));
     if shown {
         Vec::new()
     } else if fits(&note) {

@@ -193,19 +193,13 @@ mod tests {
         // Named in the policy, even as this release's image: the policy's choice.
         let named = Policy::parse(&format!(
             "sidecar: {{image: '{}'}}",
-            sidekiq_guard::policy::default_image()
+            sidekiq_guard::policy::DEFAULT_IMAGE
         ))
         .unwrap();
         let policy = with_sidecar_image(named, mirrored);
-        assert_eq!(
-            policy.sidecar.image(),
-            sidekiq_guard::policy::default_image()
-        );
+        assert_eq!(policy.sidecar.image(), sidekiq_guard::policy::DEFAULT_IMAGE);
 
         let policy = with_sidecar_image(Policy::default(), Some(" ".to_owned()));
-        assert_eq!(
-            policy.sidecar.image(),
-            sidekiq_guard::policy::default_image()
-        );
+        assert_eq!(policy.sidecar.image(), sidekiq_guard::policy::DEFAULT_IMAGE);
     }
 }
