@@ -37,6 +37,12 @@ impl<'a> Deletion<'a> {
     }
 }
 
+/// Whether the pod's containers run, so that its probe can answer: phase `Running`, which a pod
+/// being deleted keeps until its containers are gone.
+pub fn containers_run(pod: &Value) -> bool {
+    pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running")
+}
+
 /// The pod's status the way `kubectl get pods` shows it: `Terminating` once deletion has
 /// begun (the phase stays `Running` until the containers are gone), else `status.phase`.
 pub fn display_phase(pod: &Value) -> &str {
@@ -178,6 +184,10 @@ mod tests {
         assert_eq!(deletion.timestamp, "2026-11-26T08:00:30Z");
         assert_eq!(deletion.left_secs, 30.0);
         assert_eq!(display_phase(&pod), "Terminating");
+        assert!(containers_run(&pod));
+        assert!(!containers_run(
+            &serde_json::json!({"status": {"phase": "Pending"}})
+        ));
 
         let running = serde_json::json!({"metadata": {}, "status": {"phase": "Running"}});
         assert_eq!(Deletion::of_pod(&running, now), None);

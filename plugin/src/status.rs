@@ -47,6 +47,9 @@ pub(crate) struct PodRow {
     pub(crate) drain: Option<DrainReport>,
     /// For a terminating pod: seconds before SIGKILL, and the verdict.
     pub(crate) terminating: Option<Terminating>,
+    /// Whether its containers run (its probe can answer).
+    #[serde(skip)]
+    pub(crate) running: bool,
 }
 
 /// A pod on its way out.
@@ -215,6 +218,7 @@ fn base_row(pod: &Value, now: f64) -> PodRow {
             .to_owned(),
         name: text(pod, "/metadata/name").unwrap_or_default().to_owned(),
         phase: verdict::display_phase(pod).to_owned(),
+        running: verdict::containers_run(pod),
         node: text(pod, "/spec/nodeName").map(str::to_owned),
         age_secs,
         injected: status.is_some(),
@@ -270,7 +274,7 @@ async fn fetch_probes(
             );
             continue;
         };
-        if row.phase != "Running" && row.phase != "Terminating" {
+        if !row.running {
             row.problem = Some(format!("pod is {}", row.phase));
             continue;
         }
@@ -408,6 +412,7 @@ fn join_redis(
             processes,
             drain: None,
             terminating: None,
+            running: false,
         });
     }
     Vec::new()

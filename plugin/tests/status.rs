@@ -998,3 +998,39 @@ fn the_benchmarks_probe_document_is_what_the_probe_serves() {
     assert_eq!(status.schema, sidekiq_guard::probe::report::SCHEMA);
     assert_eq!(status.processes[0].jobs.len(), 3);
 }
+
+/// A pod whose containers do not run yet has no probe to ask: it says so instead of waiting for
+/// a proxy error; a terminating pod still runs and is asked.
+#[test]
+fn only_pods_whose_containers_run_are_asked() {
+    let api = ApiServer::start();
+    let mut pending = injected_pod("shop", "worker-pending", 60, 7434);
+    pending["status"]["phase"] = json!("Pending");
+    api.add_pod(pending);
+    let mut leaving = injected_pod("shop", "worker-leaving", 60, 7434);
+    leaving["metadata"]["deletionTimestamp"] = json!("2099-01-01T00:00:00Z");
+    api.add_pod(leaving);
+    api.proxy(
+        "shop",
+        "worker-leaving",
+        7434,
+        fixed(200, probe_document("worker-leaving", &[], "draining")),
+    );
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run_in(&kubeconfig, &["status", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pods = snapshot["pods"].as_array().unwrap();
+    assert_eq!(pods[0]["name"], "worker-leaving");
+    assert_eq!(pods[0]["phase"], "Terminating");
+    assert_eq!(pods[0]["source"], "probe");
+    assert_eq!(pods[1]["name"], "worker-pending");
+    assert_eq!(pods[1]["problem"], "pod is Pending");
+    let requests = api.requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.contains("worker-pending:7434/proxy")),
+        "{requests:?}"
+    );
+}
