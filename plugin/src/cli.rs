@@ -38,7 +38,7 @@ pub(crate) enum Command {
     Status(StatusArgs),
     /// Quiet pods' Sidekiq and follow them until idle (exit 0 when idle, 1 on timeout)
     #[command(
-        after_help = "Examples:\n  kubectl sidekiq drain -n shop rails-worker-7d9c8f6b5-x2x9k\n  kubectl sidekiq drain -n shop -l app=worker --timeout 10m"
+        after_help = "Examples:\n  kubectl sidekiq drain -n shop rails-worker-7d9c8f6b5-x2x9k\n  kubectl sidekiq drain -n shop -l app=worker --timeout 10m\n  kubectl sidekiq drain -n shop -l app=worker -o json 2>/dev/null | jq '.pods[] | select(.idle | not) | .pod'"
     )]
     Drain(DrainArgs),
     /// Check the installation: webhook configurations, Service, certificates, opted-in namespaces
@@ -193,6 +193,16 @@ pub(crate) struct DrainArgs {
     /// Time between progress lines
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
     pub(crate) interval: Duration,
+    /// Output format: progress lines (table, wide), or with json/yaml the progress on stderr and
+    /// each pod's outcome as one document at the end
+    #[arg(
+        short = 'o',
+        long,
+        value_enum,
+        default_value = "table",
+        value_name = "FORMAT"
+    )]
+    pub(crate) output: ReportFormat,
 }
 
 #[derive(Debug, Args)]

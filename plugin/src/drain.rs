@@ -3,10 +3,14 @@
 //! Through the probe, the drain is the probe's own `/drain` (the one the preStop hook calls),
 //! followed through `/status`. Through Redis (`--redis-url`, for pods without the sidecar), the
 //! plugin runs the very same drain state machine as the probe, from the outside.
+//!
+//! Progress is a stream of lines; with `-o json|yaml` those go to stderr and stdout gets one
+//! document with each pod's outcome, for scripts that act on it.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use serde_json::Value;
 use sidekiq_guard::Policy;
 use sidekiq_guard::analysis;
@@ -18,7 +22,7 @@ use sidekiq_guard::redis::Reader;
 use sidekiq_guard::status::InjectionStatus;
 use tokio::sync::mpsc;
 
-use crate::cli::{Cli, DrainArgs};
+use crate::cli::{Cli, DrainArgs, ReportFormat};
 use crate::cluster::{self, Cluster};
 use crate::error::Error;
 use crate::sources::{self, DrainAnswer};
@@ -27,15 +31,79 @@ use crate::sources::{self, DrainAnswer};
 /// told).
 const FALLBACK_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// How one pod's drain ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Idle,
-    TimedOut,
+/// How one pod's drain ended (an element of the `-o json|yaml` document).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PodDrain {
+    namespace: String,
+    pod: String,
+    /// `probe` or `redis`.
+    via: &'static str,
+    /// Every Sidekiq process of the pod became quiet and idle, or left.
+    idle: bool,
+    /// The drain's last state ([`State::as_str`]), or `timed_out` when the wait (`--timeout`)
+    /// ended before the probe answered.
+    state: &'static str,
+    elapsed_seconds: u64,
+    /// Why it is not idle.
+    message: Option<String>,
+    /// Each process at the end: quiet, busy, running jobs.
+    processes: Vec<ProcessProgress>,
+}
+
+/// The `-o json|yaml` document.
+#[derive(Debug, Serialize)]
+struct Drained {
+    pods: Vec<PodDrain>,
+}
+
+/// One pod to drain: where its progress lines go and how its outcome is told.
+struct Subject {
+    namespace: String,
+    pod: String,
+    timeout: Duration,
+    interval: Duration,
+    lines: mpsc::UnboundedSender<String>,
+}
+
+impl Subject {
+    fn name(&self) -> String {
+        format!("{}/{}", self.namespace, self.pod)
+    }
+
+    fn say(&self, line: String) {
+        // The receiver lives until every task has ended.
+        let _ = self.lines.send(line);
+    }
+
+    fn outcome(
+        self,
+        via: &'static str,
+        state: &'static str,
+        elapsed: Duration,
+        message: Option<String>,
+        processes: Vec<ProcessProgress>,
+    ) -> PodDrain {
+        PodDrain {
+            namespace: self.namespace,
+            pod: self.pod,
+            via,
+            idle: state == State::Drained.as_str(),
+            state,
+            elapsed_seconds: elapsed.as_secs(),
+            message,
+            processes,
+        }
+    }
 }
 
 /// Runs `drain`; returns whether a pod failed to become idle in time.
-pub(crate) async fn run(cli: &Cli, args: &DrainArgs, out: &mut dyn Write) -> Result<bool, Error> {
+pub(crate) async fn run(
+    cli: &Cli,
+    args: &DrainArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<bool, Error> {
     let cluster = Cluster::connect(&cli.cluster).await?;
     let namespace = cluster.namespace(&cli.cluster);
     let pods = select_pods(
@@ -53,18 +121,20 @@ pub(crate) async fn run(cli: &Cli, args: &DrainArgs, out: &mut dyn Write) -> Res
     let (lines, mut received) = mpsc::unbounded_channel::<String>();
     let mut tasks = tokio::task::JoinSet::new();
     for pod in pods {
-        let name = format!("{namespace}/{}", pod_name(&pod));
-        let status = InjectionStatus::of_pod(&pod);
-        let timeout = args.timeout.unwrap_or_else(|| drain_budget(&pod));
-        let interval = args.interval;
-        let lines = lines.clone();
-        match (&reader, status) {
+        let subject = Subject {
+            namespace: namespace.clone(),
+            pod: pod_name(&pod).to_owned(),
+            timeout: args.timeout.unwrap_or_else(|| drain_budget(&pod)),
+            interval: args.interval,
+            lines: lines.clone(),
+        };
+        match (&reader, InjectionStatus::of_pod(&pod)) {
             (Some(reader), _) => {
                 let host = match identity_host(&pod) {
                     IdentityHost::Known(host) => host,
                     IdentityHost::Unknown(why) => {
                         return Err(Error::Probe {
-                            pod: name,
+                            pod: subject.name(),
                             message: format!(
                                 "cannot tell its Sidekiq processes in Redis: {why}; drain it through its probe (without --redis-url)"
                             ),
@@ -72,57 +142,70 @@ pub(crate) async fn run(cli: &Cli, args: &DrainArgs, out: &mut dyn Write) -> Res
                     }
                 };
                 let reader = reader.clone();
-                tasks.spawn(async move {
-                    through_redis(&reader, &name, &host, timeout, interval, &lines).await
-                });
+                tasks.spawn(async move { through_redis(&reader, subject, &host).await });
             }
             (None, Some(status)) => {
                 let cluster = cluster.clone();
-                let pod = pod_name(&pod).to_owned();
-                let namespace = namespace.clone();
-                tasks.spawn(async move {
-                    through_probe(
-                        &cluster,
-                        &namespace,
-                        &pod,
-                        status.probe_port,
-                        timeout,
-                        interval,
-                        &lines,
-                    )
-                    .await
-                });
+                tasks.spawn(
+                    async move { through_probe(&cluster, subject, status.probe_port).await },
+                );
             }
             (None, None) => {
                 return Err(Error::Probe {
-                    pod: name,
+                    pod: subject.name(),
                     message: "no sidekiq-guard probe (not injected); use --redis-url to quiet it through Redis".to_owned(),
                 });
             }
         }
     }
     drop(lines);
-    let mut timed_out = false;
+    // With a document to print, stdout holds only the document.
+    let progress: &mut dyn Write = match args.output {
+        ReportFormat::Table | ReportFormat::Wide => &mut *out,
+        ReportFormat::Json | ReportFormat::Yaml => &mut *err,
+    };
+    let mut outcomes = Vec::new();
     let mut failure = None;
     loop {
         tokio::select! {
             line = received.recv() => match line {
-                Some(line) => writeln!(out, "{line}").map_err(Error::Output)?,
+                Some(line) => writeln!(progress, "{line}").map_err(Error::Output)?,
                 None if tasks.is_empty() => break,
                 None => {}
             },
             done = tasks.join_next(), if !tasks.is_empty() => match done {
-                Some(Ok(Ok(Outcome::TimedOut))) => timed_out = true,
+                Some(Ok(Ok(outcome))) => outcomes.push(outcome),
                 Some(Ok(Err(error))) => failure = Some(error),
-                _ => {}
+                Some(Err(joined)) => failure = Some(Error::Task(joined)),
+                None => {}
             },
         }
-        out.flush().map_err(Error::Output)?;
+        progress.flush().map_err(Error::Output)?;
     }
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(timed_out),
+    if let Some(error) = failure {
+        return Err(error);
     }
+    let idle = outcomes.iter().all(|outcome| outcome.idle);
+    outcomes.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    write_document(&Drained { pods: outcomes }, args.output, out)?;
+    Ok(!idle)
+}
+
+/// Prints the outcomes for `-o json|yaml`; the table formats printed them as progress.
+fn write_document(
+    drained: &Drained,
+    format: ReportFormat,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let text = match format {
+        ReportFormat::Table | ReportFormat::Wide => return Ok(()),
+        ReportFormat::Json => serde_json::to_string_pretty(drained)
+            .map(|text| text + "\n")
+            .map_err(|e| Error::Output(e.into()))?,
+        ReportFormat::Yaml => serde_saphyr::to_string(drained)
+            .map_err(|e| Error::Manifest(crate::manifests::ManifestError::WriteYaml(e)))?,
+    };
+    out.write_all(text.as_bytes()).map_err(Error::Output)
 }
 
 async fn select_pods(
@@ -186,16 +269,9 @@ fn drain_budget(pod: &Value) -> Duration {
 /// one, so a report with that drain's start time is not shown as progress. The probe bounds each
 /// drain by its own budget; when that runs out with jobs still running and the wait (`timeout`)
 /// leaves time, the drain is asked for again — Sidekiq stays quiet, so this only waits longer.
-async fn through_probe(
-    cluster: &Cluster,
-    namespace: &str,
-    pod: &str,
-    port: u16,
-    timeout: Duration,
-    interval: Duration,
-    lines: &mpsc::UnboundedSender<String>,
-) -> Result<Outcome, Error> {
-    let name = format!("{namespace}/{pod}");
+async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result<PodDrain, Error> {
+    let (namespace, pod) = (subject.namespace.as_str(), subject.pod.as_str());
+    let (name, timeout, interval) = (subject.name(), subject.timeout, subject.interval);
     let started = Instant::now();
     // Start times of drains that are not this one's outcome.
     let mut earlier: Vec<f64> = match sources::probe_status(cluster, namespace, pod, port).await {
@@ -205,7 +281,7 @@ async fn through_probe(
         }
         _ => Vec::new(),
     };
-    let _ = lines.send(format!(
+    subject.say(format!(
         "{name}: quieting through its probe (waiting up to {})",
         Secs(timeout.as_secs())
     ));
@@ -215,14 +291,14 @@ async fn through_probe(
     // A slow /status read delays the next one rather than bunching them up.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
-    let outcome = loop {
+    // The processes as last seen, for an outcome the probe did not give.
+    let mut seen = Vec::new();
+    let (state, message, processes) = loop {
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
-                let _ = lines.send(format!(
-                    "{name}: timed out after {}",
-                    Secs(started.elapsed().as_secs())
-                ));
-                break Outcome::TimedOut;
+                let message = format!("timed out after {}", Secs(started.elapsed().as_secs()));
+                subject.say(format!("{name}: {message}"));
+                break ("timed_out", Some(message), seen);
             }
             answer = &mut asked => {
                 // Every arm ends the wait or asks anew: a finished request is never polled again.
@@ -231,40 +307,42 @@ async fn through_probe(
                 let report = match answer {
                     Ok(Ok(DrainAnswer::Ended(report))) => report,
                     Ok(Ok(DrainAnswer::Pending(why))) => {
-                        let _ = lines.send(format!("{name}: {why}; asking again"));
+                        subject.say(format!("{name}: {why}; asking again"));
                         asked = ask_to_drain(cluster, namespace, pod, port, left, interval);
                         continue;
                     }
                     Ok(Err(error)) if transient(&error) => {
-                        let _ = lines.send(format!("{name}: {error}; asking again"));
+                        subject.say(format!("{name}: {error}; asking again"));
                         asked = ask_to_drain(cluster, namespace, pod, port, left, interval);
                         continue;
                     }
                     Ok(Err(error)) => return Err(error),
-                    Err(_) => break Outcome::TimedOut,
+                    Err(joined) => return Err(Error::Task(joined)),
                 };
                 match report.drain_state() {
                     Some(State::Drained) => {
-                        let _ = lines.send(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
-                        break Outcome::Idle;
+                        subject.say(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
+                        break (State::Drained.as_str(), None, report.processes);
                     }
                     // Asking again only helps if the wait outlasts another poll.
                     Some(State::BudgetExhausted) if left > interval => {
-                        let _ = lines.send(format!(
+                        subject.say(format!(
                             "{name}: the probe's drain budget of {} ran out with jobs running; asking again for the {} left of the wait",
                             Secs(report.budget_secs as u64),
                             Secs(left.as_secs().max(1))
                         ));
                         earlier.extend(report.started_at);
+                        seen = report.processes;
                         asked = ask_to_drain(cluster, namespace, pod, port, left, Duration::ZERO);
                     }
-                    _ => {
-                        let _ = lines.send(format!(
-                            "{name}: not idle after {}: {}",
+                    state => {
+                        let message = report.message.unwrap_or_default();
+                        subject.say(format!(
+                            "{name}: not idle after {}: {message}",
                             Secs(elapsed.as_secs()),
-                            report.message.unwrap_or_default()
                         ));
-                        break Outcome::TimedOut;
+                        let state = state.map_or("timed_out", State::as_str);
+                        break (state, Some(message), report.processes);
                     }
                 }
             }
@@ -272,22 +350,21 @@ async fn through_probe(
                 match sources::probe_status(cluster, namespace, pod, port).await {
                     Ok(status) if status.drain.started_at.is_some_and(|at| earlier.contains(&at)) => {}
                     Ok(status) => {
-                        let _ = lines.send(progress_line(
+                        subject.say(progress_line(
                             &name,
                             &status.drain.state,
                             &status.drain.processes,
                             started.elapsed(),
                         ));
+                        seen = status.drain.processes;
                     }
-                    Err(error) => {
-                        let _ = lines.send(format!("{name}: {error}"));
-                    }
+                    Err(error) => subject.say(format!("{name}: {error}")),
                 }
             }
         }
     };
     asked.abort();
-    Ok(outcome)
+    Ok(subject.outcome("probe", state, started.elapsed(), message, processes))
 }
 
 /// A failure that may pass: the API server or the pod briefly unreachable, or slow.
@@ -320,21 +397,15 @@ fn ask_to_drain(
 
 /// Quiets every process of `host` through Redis and follows them with the probe's own drain
 /// state machine.
-async fn through_redis(
-    reader: &Reader,
-    name: &str,
-    host: &str,
-    timeout: Duration,
-    interval: Duration,
-    lines: &mpsc::UnboundedSender<String>,
-) -> Result<Outcome, Error> {
+async fn through_redis(reader: &Reader, subject: Subject, host: &str) -> Result<PodDrain, Error> {
+    let name = subject.name();
     let origin = Instant::now();
     let clock = sidekiq_guard::redis::system_clock();
     let mut tracker = Tracker::new(Scope::Host(host.to_owned()), Duration::from_secs(5));
-    let mut drain = Drain::start(clock(), timeout, None);
-    let _ = lines.send(format!(
+    let mut drain = Drain::start(clock(), subject.timeout, None);
+    subject.say(format!(
         "{name}: quieting through Redis (processes of host {host}, budget {})",
-        Secs(timeout.as_secs())
+        Secs(subject.timeout.as_secs())
     ));
     loop {
         reader.refresh(&mut tracker, true, &clock).await?;
@@ -343,27 +414,32 @@ async fn through_redis(
             drain.signalled(&identity, clock());
         }
         let elapsed = origin.elapsed();
-        let _ = lines.send(progress_line(
-            name,
+        subject.say(progress_line(
+            &name,
             drain.state().as_str(),
             drain.progress(),
             elapsed,
         ));
-        match drain.state() {
+        let message = match drain.state() {
+            State::Draining => {
+                tokio::time::sleep(subject.interval).await;
+                continue;
+            }
             State::Drained => {
-                let _ = lines.send(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
-                return Ok(Outcome::Idle);
+                subject.say(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
+                None
             }
             State::BudgetExhausted | State::Unquietable => {
-                let _ = lines.send(format!(
+                subject.say(format!(
                     "{name}: not idle after {}: {}",
                     Secs(elapsed.as_secs()),
                     drain.message()
                 ));
-                return Ok(Outcome::TimedOut);
+                Some(drain.message().to_owned())
             }
-            State::Draining => tokio::time::sleep(interval).await,
-        }
+        };
+        let processes = drain.progress().to_vec();
+        return Ok(subject.outcome("redis", drain.state().as_str(), elapsed, message, processes));
     }
 }
 

@@ -86,6 +86,8 @@ pub(crate) enum Error {
     Redis(#[from] sidekiq_guard::redis::RedisError),
     #[error("{0}")]
     Usage(String),
+    #[error("a pod's drain stopped unexpectedly")]
+    Task(#[source] tokio::task::JoinError),
     #[error("cannot start the async runtime")]
     Runtime(#[source] io::Error),
 }

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         Command::Status(args) => {
             block_on(status::run(&cli, args, &mut out, &mut err, color)).map(|()| false)
         }
-        Command::Drain(args) => block_on(drain::run(&cli, args, &mut out)),
+        Command::Drain(args) => block_on(drain::run(&cli, args, &mut out, &mut err)),
         Command::Check(args) => block_on(check::run(&cli, args, &mut out, color)),
     }
     .and_then(|failed| out.flush().map(|()| failed).map_err(Error::Output));

@@ -711,6 +711,33 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
         "{output}"
     );
 
+    // The same drain with -o yaml: progress on stderr, the probe's outcome on stdout.
+    let out = run_in(
+        &kubeconfig,
+        &[
+            "drain",
+            pod,
+            "--interval",
+            "100ms",
+            "--timeout",
+            "1s",
+            "-o",
+            "yaml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).ends_with(": 1 job still running after the budget of 5m20s: ReportJob\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "pods:\n- namespace: shop\n  pod: {pod}\n  via: probe\n  idle: false\n  state: budget_exhausted\n  elapsedSeconds: 0\n  message: \"1 job still running after the budget of 5m20s: ReportJob\"\n  processes: []\n"
+        )
+    );
+
     // A probe whose drain outlives each request (503, still draining) is asked again until the
     // wait is over, which ends on time.
     let mut draining = probe_document(pod, &[("ReportJob", 30.0)], "draining");
@@ -815,7 +842,8 @@ fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
         "{output}"
     );
 
-    // A job longer than the timeout: exit 1, saying what still runs.
+    // A job longer than the timeout: exit 1, saying what still runs; with -o json the progress
+    // goes to stderr and stdout gets the outcome.
     let busy = FakeSidekiq::plain(
         redis.url(),
         "slow-worker-0",
@@ -841,16 +869,46 @@ fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
             "2s",
             "--interval",
             "300ms",
+            "-o",
+            "json",
         ],
     );
-    let output = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{output}");
-    let last = output.lines().last().unwrap();
+    let progress = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{progress}");
+    let last = progress.lines().last().unwrap();
     assert!(
         last.starts_with("shop/slow-worker-0: not idle after"),
-        "{output}"
+        "{progress}"
     );
-    assert!(last.contains("ReportJob"), "{output}");
+    assert!(last.contains("ReportJob"), "{progress}");
+    let mut document: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcome = &mut document["pods"][0];
+    let elapsed = outcome["elapsedSeconds"].take();
+    assert!(matches!(elapsed.as_u64(), Some(2..=3)), "{elapsed}");
+    let job = outcome["processes"][0]["jobs"][0].take();
+    assert!(
+        job.as_str().unwrap().starts_with("ReportJob (r1) "),
+        "{job}"
+    );
+    assert_eq!(
+        document,
+        json!({"pods": [{
+            "namespace": "shop",
+            "pod": "slow-worker-0",
+            "via": "redis",
+            "idle": false,
+            "state": "budget_exhausted",
+            "elapsedSeconds": null,
+            "message": last.split_once(": not idle after 2s: ").map(|(_, why)| why),
+            "processes": [{
+                "identity": busy.identity,
+                "status": "waiting",
+                "quiet": true,
+                "busy": 1,
+                "jobs": [null]
+            }]
+        }]})
+    );
 }
 
 #[test]
