@@ -23,6 +23,7 @@ pub mod patch;
 pub mod policy;
 pub mod prestop;
 pub mod probe;
+pub mod quantity;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod review;

@@ -131,7 +131,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
                 .spec
                 .get(at.mode.list())
                 .and_then(|l| l.get(at.index));
-            if current == Some(&sidecar_container) {
+            if current.is_some_and(|current| sidecar::is_current(current, &sidecar_container)) {
                 SidecarAction::Ours
             } else {
                 SidecarAction::Replace(at)

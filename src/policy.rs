@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::duration;
+use crate::quantity::Quantity;
 
 /// The Sidekiq-guard policy: defaults for workloads, the sidecar, enforcement and limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,14 +88,58 @@ pub enum PullPolicy {
     Never,
 }
 
-/// Container resources: quantity strings per resource name.
+/// Container resources: quantities per resource name.
+///
+/// A policy that gives `resources` gives all of them: a side it leaves out is empty, not the
+/// default (the API server then takes requests from limits), so that a raised limit never meets
+/// a default request it did not ask for. Requests above their limits and negative quantities are
+/// refused here, where the API server would refuse every injected pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "ResourcesDocument")]
 pub struct Resources {
     /// `requests`.
     pub requests: BTreeMap<ResourceName, Quantity>,
     /// `limits`.
     pub limits: BTreeMap<ResourceName, Quantity>,
+}
+
+/// `sidecar.resources` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ResourcesDocument {
+    requests: BTreeMap<ResourceName, Quantity>,
+    limits: BTreeMap<ResourceName, Quantity>,
+}
+
+impl TryFrom<ResourcesDocument> for Resources {
+    type Error = String;
+
+    fn try_from(document: ResourcesDocument) -> Result<Self, String> {
+        let sides = [
+            ("requests", &document.requests),
+            ("limits", &document.limits),
+        ];
+        for (side, quantities) in sides {
+            if let Some((name, quantity)) = quantities.iter().find(|(_, q)| q.is_negative()) {
+                return Err(format!(
+                    "{side}.{} {quantity}: a resource quantity must not be negative",
+                    name.0
+                ));
+            }
+        }
+        for (name, request) in &document.requests {
+            if let Some(limit) = document.limits.get(name).filter(|limit| request > *limit) {
+                return Err(format!(
+                    "requests.{0} {request} is above limits.{0} {limit}: the API server refuses a request above its limit",
+                    name.0
+                ));
+            }
+        }
+        Ok(Self {
+            requests: document.requests,
+            limits: document.limits,
+        })
+    }
 }
 
 /// A container resource name the API server accepts: `cpu`, `memory`, `ephemeral-storage`,
@@ -109,9 +154,9 @@ impl ResourceName {
         match name.split_once('/') {
             None => {
                 matches!(name, "cpu" | "memory" | "ephemeral-storage")
-                    || name
-                        .strip_prefix("hugepages-")
-                        .is_some_and(|size| is_quantity(size) && !size.starts_with(['+', '-']))
+                    || name.strip_prefix("hugepages-").is_some_and(|size| {
+                        !size.starts_with(['+', '-']) && Quantity::parse(size).is_ok()
+                    })
             }
             // An extended resource: a qualified name, never `requests.` (quota's prefix).
             Some((prefix, resource)) => {
@@ -227,7 +272,7 @@ impl Default for Resources {
                 .map(|(name, value)| {
                     (
                         ResourceName((*name).to_owned()),
-                        Quantity((*value).to_owned()),
+                        Quantity::parse(value).expect("the default quantities are valid"),
                     )
                 })
                 .collect()
@@ -365,66 +410,6 @@ impl fmt::Display for NonEmpty {
     }
 }
 
-/// A Kubernetes resource quantity such as `10m`, `16Mi`, `0.5` or `1e3`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Quantity(pub String);
-
-impl<'de> Deserialize<'de> for Quantity {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = match Value::deserialize(deserializer)? {
-            Value::String(text) => text,
-            Value::Number(n) => n.to_string(),
-            other => {
-                return Err(de::Error::custom(format!(
-                    "invalid quantity {other}: expected a Kubernetes quantity such as 10m, 16Mi or 0.5"
-                )));
-            }
-        };
-        if !is_quantity(&text) {
-            return Err(de::Error::custom(format!(
-                "invalid quantity {text:?}: expected a Kubernetes quantity such as 10m, 16Mi or 0.5"
-            )));
-        }
-        Ok(Quantity(text))
-    }
-}
-
-/// Kubernetes' quantity grammar: a signed decimal, then an optional binary suffix (`Ki`…`Ei`),
-/// decimal suffix (`n u m k M G T P E`) or decimal exponent (`e3`, `E-2`).
-fn is_quantity(text: &str) -> bool {
-    let body = text.strip_prefix(['+', '-']).unwrap_or(text);
-    let digits_end = body
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(body.len());
-    let (number, suffix) = body.split_at(digits_end);
-    let valid_number = !number.is_empty() && number != "." && number.matches('.').count() <= 1;
-    let valid_suffix = matches!(
-        suffix,
-        "" | "Ki"
-            | "Mi"
-            | "Gi"
-            | "Ti"
-            | "Pi"
-            | "Ei"
-            | "n"
-            | "u"
-            | "m"
-            | "k"
-            | "M"
-            | "G"
-            | "T"
-            | "P"
-            | "E"
-    ) || suffix
-        .strip_prefix(['e', 'E'])
-        .map(|exp| {
-            let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-            !exp.is_empty() && exp.bytes().all(|b| b.is_ascii_digit())
-        })
-        .unwrap_or(false);
-    valid_number && valid_suffix
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,7 +456,7 @@ excludedNamespaces: [legacy]
         );
         assert_eq!(
             policy.sidecar.resources.limits["memory"],
-            Quantity("40Mi".into())
+            Quantity::parse("40Mi").unwrap()
         );
         assert_eq!(policy.enforcement, Enforcement::Deny);
         assert_eq!(policy.max_grace_period, Seconds(7200));
@@ -547,7 +532,7 @@ excludedNamespaces: [legacy]
         )
         .unwrap();
         assert_eq!(
-            policy.sidecar.resources.limits["ephemeral-storage"].0,
+            policy.sidecar.resources.limits["ephemeral-storage"].as_str(),
             "64Mi"
         );
         Policy::parse("sidecar: {resources: {limits: {foo/bar: 1}}}").unwrap();
@@ -567,23 +552,50 @@ excludedNamespaces: [legacy]
     }
 
     #[test]
+    fn given_resources_replace_the_defaults_whole() {
+        let policy = Policy::parse("sidecar: {resources: {requests: {memory: 64Mi}}}").unwrap();
+        let resources = &policy.sidecar.resources;
+        assert_eq!(resources.requests.len(), 1);
+        assert_eq!(resources.requests["memory"].as_str(), "64Mi");
+        assert!(
+            resources.limits.is_empty(),
+            "no default 32Mi limit under a 64Mi request"
+        );
+        assert_eq!(
+            Policy::parse("sidecar: {}").unwrap().sidecar.resources,
+            Resources::default()
+        );
+    }
+
+    #[rstest]
+    #[case(
+        "sidecar: {resources: {requests: {memory: 64Mi}, limits: {memory: 32Mi}}}",
+        "policy sidecar.resources: requests.memory 64Mi is above limits.memory 32Mi: the API server refuses a request above its limit"
+    )]
+    #[case(
+        "sidecar: {resources: {requests: {cpu: 0.5}, limits: {cpu: 400m}}}",
+        "policy sidecar.resources: requests.cpu 0.5 is above limits.cpu 400m: the API server refuses a request above its limit"
+    )]
+    #[case(
+        "sidecar: {resources: {limits: {cpu: -5m}}}",
+        "policy sidecar.resources: limits.cpu -5m: a resource quantity must not be negative"
+    )]
+    #[case(
+        "sidecar: {resources: {limits: {memory: '1e40'}}}",
+        "policy sidecar.resources.limits.memory: invalid quantity \"1e40\": too large to compare"
+    )]
+    fn resources_the_api_server_would_refuse_are_refused(
+        #[case] text: &str,
+        #[case] expected: &str,
+    ) {
+        let err = Policy::parse(text).unwrap_err().to_string();
+        assert!(err.starts_with(expected), "{err}");
+    }
+
+    #[test]
     fn syntax_errors_are_reported_as_such() {
         let err = Policy::parse("defaults: [unclosed").unwrap_err();
         assert!(matches!(err, PolicyError::Syntax(_)), "{err:?}");
         assert_eq!(err.to_string(), "policy is not valid YAML or JSON");
-    }
-
-    #[rstest]
-    #[case("10m", true)]
-    #[case("16Mi", true)]
-    #[case("0.5", true)]
-    #[case("1e3", true)]
-    #[case("100", true)]
-    #[case("lots", false)]
-    #[case("10mi", false)]
-    #[case("", false)]
-    #[case("1.2.3", false)]
-    fn quantities(#[case] text: &str, #[case] valid: bool) {
-        assert_eq!(is_quantity(text), valid);
     }
 }

@@ -9,7 +9,8 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value, json};
 
 use crate::duration;
-use crate::policy::{Quantity, ResourceName, Resources, SidecarModeSetting, SidecarPolicy};
+use crate::policy::{ResourceName, Resources, SidecarModeSetting, SidecarPolicy};
+use crate::quantity::Quantity;
 use crate::sidekiq::{self, REDIS_PROVIDER, REDIS_URL};
 use crate::workload::list;
 
@@ -289,6 +290,48 @@ pub fn container(spec: &Spec<'_>) -> Value {
     Value::Object(container)
 }
 
+/// Whether `existing`, a sidecar read back from an object, is `wanted` as the API server stores
+/// it: every field sidekiq-guard sets has its value, whatever the API server's defaulting added
+/// (`imagePullPolicy`, `terminationMessagePath`, `fieldRef.apiVersion`, `protocol`, probe
+/// timings) and however it respelled the quantities (`0.5` as `500m`). Without this, every
+/// reinvocation and every pod of an injected template would get its sidecar replaced.
+pub fn is_current(existing: &Value, wanted: &Value) -> bool {
+    covers(existing, wanted, Within::Container)
+}
+
+/// Where in a container a value sits, for how its strings compare.
+#[derive(Clone, Copy)]
+enum Within {
+    Container,
+    Resources,
+    Quantities,
+}
+
+fn covers(existing: &Value, wanted: &Value, within: Within) -> bool {
+    match (existing, wanted) {
+        (Value::Object(have), Value::Object(want)) => want.iter().all(|(key, value)| {
+            let inner = match (within, key.as_str()) {
+                (Within::Container, "resources") => Within::Resources,
+                (Within::Resources | Within::Quantities, _) => Within::Quantities,
+                _ => Within::Container,
+            };
+            have.get(key)
+                .is_some_and(|existing| covers(existing, value, inner))
+        }),
+        (Value::Array(have), Value::Array(want)) => {
+            have.len() == want.len()
+                && have
+                    .iter()
+                    .zip(want)
+                    .all(|(existing, value)| covers(existing, value, within))
+        }
+        (Value::String(have), Value::String(want)) if matches!(within, Within::Quantities) => {
+            have == want || crate::quantity::same_value(have, want)
+        }
+        _ => existing == wanted,
+    }
+}
+
 /// `DYNO` of the Sidekiq container as the probe's `SIDEKIQ_GUARD_HOSTNAME`, after the
 /// variables it references (e.g. `DYNO=$(POD_NAME).worker` needs `POD_NAME`): Kubernetes expands
 /// `$(VAR)` only from variables defined earlier in the same container, and leaves an undefined
@@ -358,7 +401,9 @@ fn resources(resources: &Resources) -> Value {
     let quantities = |map: &std::collections::BTreeMap<ResourceName, Quantity>| {
         Value::Object(
             map.iter()
-                .map(|(name, quantity)| (name.0.clone(), Value::String(quantity.0.clone())))
+                .map(|(name, quantity)| {
+                    (name.0.clone(), Value::String(quantity.as_str().to_owned()))
+                })
                 .collect(),
         )
     };
@@ -627,5 +672,42 @@ mod tests {
                 ("REDIS_URL", "redis://$(A):6379/0")
             ]
         );
+    }
+
+    #[test]
+    fn a_sidecar_as_the_api_server_stores_it_is_current() {
+        let worker = sidekiq(json!([{"name": "REDIS_URL", "value": "redis://redis:6379/0"}]));
+        let wanted = sidecar_of(&worker);
+        let mut stored = wanted.clone();
+        stored["imagePullPolicy"] = json!("IfNotPresent");
+        stored["terminationMessagePath"] = json!("/dev/termination-log");
+        stored["env"][0]["valueFrom"]["fieldRef"]["apiVersion"] = json!("v1");
+        stored["resources"]["requests"]["cpu"] = json!("0.005");
+        stored["resources"]["limits"]["memory"] = json!("33554432");
+        assert!(is_current(&stored, &wanted));
+
+        // What sidekiq-guard sets and the object lacks or differs in is not current.
+        let changed = |edit: fn(&mut Value)| {
+            let mut changed = stored.clone();
+            edit(&mut changed);
+            is_current(&changed, &wanted)
+        };
+        assert!(!changed(|c| c["image"] = json!("example.com/other:1")));
+        assert!(!changed(
+            |c| c["resources"]["limits"]["memory"] = json!("64Mi")
+        ));
+        assert!(!changed(|c| {
+            c["env"].as_array_mut().unwrap().pop();
+        }));
+        assert!(!changed(|c| {
+            c.as_object_mut().unwrap().remove("securityContext");
+        }));
+        // Quantities compare by value only under resources: elsewhere a string is a string.
+        assert!(!changed(|c| c["args"][1] = json!("--drain-budget=5m20.0s")));
+        let mut env_value = wanted.clone();
+        env_value["env"][2]["value"] = json!("1000m");
+        let mut stored_value = env_value.clone();
+        stored_value["env"][2]["value"] = json!("1");
+        assert!(!is_current(&stored_value, &env_value));
     }
 }

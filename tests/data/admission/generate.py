@@ -82,10 +82,50 @@ def injected(obj):
     return json.loads(out.stdout)
 
 
+def server_defaulted(pod):
+    """The pod as kube-apiserver defaults it after a webhook's patch (pkg/apis/core/v1/defaults.go),
+    which is what a reinvoked webhook, or the pod of an injected template, sees."""
+    pod = copy.deepcopy(pod)
+    spec = pod["spec"]
+    for key, value in [("restartPolicy", "Always"), ("dnsPolicy", "ClusterFirst"),
+                       ("schedulerName", "default-scheduler"), ("securityContext", {}),
+                       ("enableServiceLinks", True), ("preemptionPolicy", "PreemptLowerPriority"),
+                       ("priority", 0)]:
+        spec.setdefault(key, value)
+
+    def probe(p):
+        for key, value in [("timeoutSeconds", 1), ("periodSeconds", 10),
+                           ("successThreshold", 1), ("failureThreshold", 3)]:
+            p.setdefault(key, value)
+        if "httpGet" in p:
+            p["httpGet"].setdefault("scheme", "HTTP")
+
+    for container in spec.get("containers", []) + spec.get("initContainers", []):
+        tag = container["image"].rsplit("/", 1)[-1]
+        latest = ":" not in tag or tag.endswith(":latest")
+        container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+        container.setdefault("terminationMessagePath", "/dev/termination-log")
+        container.setdefault("terminationMessagePolicy", "File")
+        for port in container.get("ports", []):
+            port.setdefault("protocol", "TCP")
+        for name in ["startupProbe", "readinessProbe", "livenessProbe"]:
+            if name in container:
+                probe(container[name])
+        pre_stop = container.get("lifecycle", {}).get("preStop", {})
+        if "httpGet" in pre_stop:
+            pre_stop["httpGet"].setdefault("scheme", "HTTP")
+        for env in container.get("env", []):
+            field_ref = env.get("valueFrom", {}).get("fieldRef")
+            if field_ref is not None:
+                field_ref.setdefault("apiVersion", "v1")
+    return pod
+
+
 def main():
     rails_pod = load("tests/data/objects/pod-rails-worker.json")
     review("create-pod-rails-worker", "CREATE", rails_pod)
     review("create-pod-already-injected", "CREATE", injected(rails_pod))
+    review("create-pod-reinvoked", "CREATE", server_defaulted(injected(rails_pod)))
     review("create-pod-web", "CREATE", load("tests/data/objects/pod-web.json"))
     for name in ["pod-two-sidekiqs", "pod-bad-annotations", "pod-port-conflict", "pod-user-probes"]:
         review(f"create-{name}", "CREATE", load(f"tests/data/objects/{name}.yaml"))
