@@ -78,7 +78,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// How often the certificate files are checked for changes.
-    #[arg(long, env = "SIDEKIQ_GUARD_CERT_RELOAD_INTERVAL", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "SIDEKIQ_GUARD_CERT_RELOAD_INTERVAL", default_value = "5s", value_parser = interval)]
     pub cert_reload_interval: Duration,
     /// After SIGTERM, how long to keep answering while /readyz fails, so that the Service
     /// stops routing here before connections close.
@@ -184,6 +184,14 @@ fn duration(text: &str) -> Result<Duration, String> {
     sidekiq_guard::duration::parse(text).map_err(|err| err.to_string())
 }
 
+/// A duration between repeated checks: zero would check in a busy loop (and tokio refuses it).
+fn interval(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        Duration::ZERO => Err(format!("{text:?}: an interval must be longer than zero")),
+        interval => Ok(interval),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -226,6 +234,26 @@ mod tests {
         .to_string();
         assert!(
             err.contains("invalid duration \"soon\": expected a number of seconds"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_zero_reload_interval_is_refused() {
+        let err = Cli::try_parse_from([
+            "sidekiq-guard-webhook",
+            "serve",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--cert-reload-interval",
+            "0s",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("\"0s\": an interval must be longer than zero"),
             "{err}"
         );
     }

@@ -95,6 +95,17 @@ pub enum CertError {
         #[source]
         source: rustls::Error,
     },
+    /// A replacement certificate outside its validity period (a restored old Secret, an issuer
+    /// with a skewed clock): every handshake with it would fail.
+    #[error("certificate file {path} is not valid now: valid from {not_before} until {not_after}")]
+    NotValidNow {
+        /// The path given on the command line.
+        path: PathBuf,
+        /// Start of validity (RFC 3339).
+        not_before: String,
+        /// End of validity (RFC 3339).
+        not_after: String,
+    },
 }
 
 /// Paths of the serving certificate (chain, leaf first) and its private key.
@@ -216,7 +227,11 @@ impl Watcher {
         {
             return false;
         }
-        match load_pem(&self.files, &cert, &key) {
+        let loaded = load_pem(&self.files, &cert, &key).and_then(|(certified, loaded)| {
+            self.usable_now(&loaded)?;
+            Ok((certified, loaded))
+        });
+        match loaded {
             Ok((certified, loaded)) => {
                 self.store.set(certified);
                 self.metrics.certificate_loaded(&loaded.leaf);
@@ -249,6 +264,20 @@ impl Watcher {
                 false
             }
         }
+    }
+
+    /// A certificate outside its validity period does not replace one in service; at start-up,
+    /// with nothing else to serve, it is served (and the API server's refusals say why).
+    fn usable_now(&self, loaded: &Loaded) -> Result<(), CertError> {
+        let leaf = &loaded.leaf;
+        if !self.store.is_loaded() || leaf.valid_for(std::time::SystemTime::now(), Duration::ZERO) {
+            return Ok(());
+        }
+        Err(CertError::NotValidNow {
+            path: self.files.cert.clone(),
+            not_before: sidekiq_guard::timestamp::format(leaf.not_before),
+            not_after: sidekiq_guard::timestamp::format(leaf.not_after),
+        })
     }
 
     async fn read_both(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {

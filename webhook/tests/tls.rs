@@ -337,6 +337,36 @@ async fn a_broken_update_keeps_the_previous_certificate_in_service() {
         assert!(started.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // An expired certificate (an old Secret restored) does not replace the valid one.
+    let expired = pki.serving_from(
+        SystemTime::now() - Duration::from_secs(2 * 86400),
+        Duration::from_secs(86400),
+    );
+    secret.update(&expired);
+    let started = Instant::now();
+    while webhook
+        .metric("sidekiq_guard_webhook_certificate_reloads_total{result=\"failure\"}")
+        .await
+        < 2.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the expired certificate went unnoticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut conn = client.connect(webhook.admission).await.unwrap();
+    assert_eq!(leaf_serial(&conn.leaf), serial_of(&other));
+    mutate_ok(&mut conn).await.unwrap();
+    let rejected = webhook
+        .wait_logs_with(
+            "new certificate files rejected; still serving the previous certificate",
+            2,
+        )
+        .await;
+    let error = rejected[1]["error"].as_str().unwrap();
+    assert!(error.contains("is not valid now: valid from "), "{error}");
 }
 
 #[tokio::test]

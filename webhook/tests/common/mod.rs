@@ -56,11 +56,16 @@ impl Pki {
     }
 
     pub fn serving(&self) -> KeyedCert {
+        self.serving_from(SystemTime::now(), Duration::from_secs(86400))
+    }
+
+    /// A serving certificate valid for `validity` from `not_before`.
+    pub fn serving_from(&self, not_before: SystemTime, validity: Duration) -> KeyedCert {
         pki::issue_serving(
             &self.ca,
             &pki::service_dns_names("sidekiq-guard", "sidekiq-guard"),
-            SystemTime::now(),
-            Duration::from_secs(86400),
+            not_before,
+            validity,
         )
         .unwrap()
     }
