@@ -75,6 +75,9 @@ pub struct AdmissionRequest {
     /// The object (absent on DELETE).
     #[serde(default)]
     pub object: Option<Value>,
+    /// The object before an UPDATE: an UPDATE is refused only for what it makes worse.
+    #[serde(default)]
+    pub old_object: Option<Value>,
     /// Whether the request is a dry run (sidekiq-guard has no side effects either way).
     #[serde(default)]
     pub dry_run: Option<bool>,
@@ -180,6 +183,9 @@ pub fn respond(request: &AdmissionRequest, endpoint: Endpoint, ctx: &Context<'_>
         (Some(object), "CREATE" | "UPDATE") if !object.is_null() => object,
         _ => return pass(request, "not-create-or-update"),
     };
+    if review::being_deleted(object) {
+        return pass(request, "being-deleted");
+    }
     let subject = review::subject(object, ctx.namespace);
     match endpoint {
         Endpoint::Mutate => {
@@ -194,10 +200,28 @@ pub fn respond(request: &AdmissionRequest, endpoint: Endpoint, ctx: &Context<'_>
             if kind.is_none() {
                 return pass(request, "not-a-workload");
             }
-            let review = review::validate(object, &ctx, Perspective::for_admission(object));
-            let decision = review::decide(&review, ctx.policy.enforcement, true, &subject);
+            let review_of =
+                |object: &Value| review::validate(object, &ctx, Perspective::for_admission(object));
+            let review = review_of(object);
+            let may_deny = introduces_errors(request, &review, review_of);
+            let decision = review::decide(&review, ctx.policy.enforcement, may_deny, &subject);
             answer(request, decision, false, review, subject)
         }
+    }
+}
+
+/// Whether the request may be refused for `review`'s error findings: a CREATE always, an UPDATE
+/// only for an error its old object did not have. A workload admitted before `deny` was set, or
+/// while the webhook was down, can then still be relabelled, scaled and rolled out, and is told
+/// its findings as warnings each time; only making it worse is refused.
+fn introduces_errors(
+    request: &AdmissionRequest,
+    review: &Review,
+    review_of: impl Fn(&Value) -> Review,
+) -> bool {
+    match (request.operation.as_str(), &request.old_object) {
+        ("UPDATE", Some(old)) if !old.is_null() => review.errors_beyond(&review_of(old)),
+        _ => true,
     }
 }
 
@@ -290,15 +314,22 @@ pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
     let Some(kind) = Kind::from_name(&request.kind.kind) else {
         return admit("not-a-workload");
     };
+    if review::being_deleted(object) {
+        return admit("being-deleted");
+    }
     let subject = review::subject(object, ctx.namespace);
     // As `/mutate`: a pod is only patched on CREATE (its spec is immutable afterwards, and the API
     // server would reject the update); on UPDATE it is reviewed as it stands, as `/validate` does.
-    let review = if kind == Kind::Pod && request.operation != "CREATE" {
-        review::validate(object, &ctx, Perspective::for_admission(object))
-    } else {
-        review::mutate(object, &ctx)
+    let review_of = |object: &Value| {
+        if kind == Kind::Pod && request.operation != "CREATE" {
+            review::validate(object, &ctx, Perspective::for_admission(object))
+        } else {
+            review::mutate(object, &ctx)
+        }
     };
-    let decision = review::decide(&review, ctx.policy.enforcement, true, &subject);
+    let review = review_of(object);
+    let may_deny = introduces_errors(request, &review, review_of);
+    let decision = review::decide(&review, ctx.policy.enforcement, may_deny, &subject);
     Combined {
         outcome: if decision.allowed {
             review.outcome.label()

@@ -113,6 +113,20 @@ impl Review {
     pub fn has_errors(&self) -> bool {
         self.findings.iter().any(|f| f.severity == Severity::Error)
     }
+
+    /// Whether an error finding here is not among `before`'s (same code, same field).
+    pub fn errors_beyond(&self, before: &Review) -> bool {
+        let errors = |review: &Review| {
+            review
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .map(|f| (f.code, f.path.clone()))
+                .collect::<Vec<_>>()
+        };
+        let before = errors(before);
+        errors(self).iter().any(|error| !before.contains(error))
+    }
 }
 
 /// Mutates `object`: the patch that injects sidekiq-guard, and the findings that remain after it.
@@ -278,6 +292,15 @@ pub struct Decision {
     pub message: Option<String>,
     /// `Warning:` lines for the client.
     pub warnings: Vec<String>,
+}
+
+/// Whether `object` is being deleted: its `deletionTimestamp` is set, and the UPDATEs that follow
+/// only remove finalizers. Reviewing them could only refuse them, which would leave the object
+/// terminating forever (e.g. a Deployment deleted with `--cascade=foreground`).
+pub fn being_deleted(object: &Value) -> bool {
+    object
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|at| !at.is_null())
 }
 
 /// The API server truncates longer warnings; cutting them here keeps every shell identical.

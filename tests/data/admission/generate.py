@@ -148,6 +148,21 @@ def main():
     lowered = copy.deepcopy(report)
     lowered["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 30
     review("update-report-worker-lowered-grace", "UPDATE", lowered, report)
+    # Under enforcement: deny an UPDATE is refused only for an error its old object lacked.
+    rails = load("manifests/examples/rails-worker.yaml")
+    quiet_only = copy.deepcopy(rails)
+    quiet_only["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = {
+        "preStop": {"exec": {"command": ["/bin/sh", "-c", "kill -TSTP 1"]}}}
+    review("update-rails-worker-quiet-only-prestop", "UPDATE", quiet_only, rails)
+    relabelled = copy.deepcopy(quiet_only)
+    relabelled["metadata"].setdefault("labels", {})["team"] = "payments"
+    review("update-quiet-only-relabelled", "UPDATE", relabelled, quiet_only)
+    deleting = copy.deepcopy(quiet_only)
+    deleting["metadata"]["deletionTimestamp"] = "2026-11-26T10:00:00Z"
+    deleting["metadata"]["deletionGracePeriodSeconds"] = 0
+    finalized = copy.deepcopy(deleting)
+    deleting["metadata"]["finalizers"] = ["foregroundDeletion"]
+    review("update-quiet-only-finalizer-removed", "UPDATE", finalized, deleting)
     review("create-configmap", "CREATE", {"apiVersion": "v1", "kind": "ConfigMap",
                                           "metadata": {"name": "settings", "namespace": "shop"},
                                           "data": {"sidekiq.yml": ":timeout: 25\n"}})
