@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sidekiq_guard::analysis::Skip;
 use sidekiq_guard::mutate::Blocked;
 use sidekiq_guard::review::{self, Outcome, Perspective};
-use sidekiq_guard::status::InjectionStatus;
+use sidekiq_guard::status::{InjectionStatus, Part};
 use sidekiq_guard::{Code, Mode, PatchOp, Policy, Severity};
 
 fn codes(review: &review::Review) -> Vec<&'static str> {
@@ -268,6 +268,58 @@ fn the_probe_port_moves_past_ports_in_use_and_stays_there() {
         mutated["spec"]["containers"][0]["lifecycle"]["preStop"]["httpGet"]["port"],
         7435
     );
+}
+
+#[test]
+fn the_users_own_livez_and_readyz_probes_at_other_ports_are_kept() {
+    let mut pod = load("tests/data/objects/pod-user-probes.yaml");
+    let sidekiq = &mut pod["spec"]["containers"][0];
+    sidekiq["ports"] = json!([{"name": "metrics", "containerPort": 9394}]);
+    let readiness = json!({"httpGet": {"path": "/readyz", "port": "metrics"}});
+    let startup = json!({"httpGet": {"path": "/livez", "port": 9394}});
+    sidekiq["readinessProbe"] = readiness.clone();
+    sidekiq["startupProbe"] = startup.clone();
+    let (review, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    let sidekiq = &mutated["spec"]["containers"][0];
+    assert_eq!(sidekiq["readinessProbe"], readiness);
+    assert_eq!(sidekiq["startupProbe"], startup);
+    let status = InjectionStatus::of_pod(&mutated).unwrap();
+    for part in [
+        Part::StartupProbe,
+        Part::ReadinessProbe,
+        Part::LivenessProbe,
+        Part::TerminationGracePeriodSeconds,
+    ] {
+        assert!(status.kept.contains(&part), "{part:?}: {status:?}");
+    }
+    assert!(
+        review
+            .notes
+            .iter()
+            .any(|note| note.contains("readinessProbe")),
+        "{:?}",
+        review.notes
+    );
+}
+
+#[test]
+fn probes_injected_at_a_port_since_taken_move_with_the_sidecar() {
+    let pod = load("tests/data/objects/pod-rails-worker.json");
+    let (_, mut injected) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    // The app now listens on the probe's port: the sidecar moves, and sidekiq-guard's own hook
+    // and probes (at the port its status annotation records) follow it.
+    injected["spec"]["containers"][0]["ports"] = json!([{"containerPort": 7434}]);
+    let (_, moved) = mutate_and_apply(&injected, &Policy::default(), Mode::Native);
+    let sidekiq = &moved["spec"]["containers"][0];
+    for pointer in [
+        "/lifecycle/preStop/httpGet/port",
+        "/startupProbe/httpGet/port",
+        "/readinessProbe/httpGet/port",
+        "/livenessProbe/httpGet/port",
+    ] {
+        assert_eq!(sidekiq.pointer(pointer), Some(&json!(7435)), "{pointer}");
+    }
+    assert_eq!(InjectionStatus::of_pod(&moved).unwrap().probe_port, 7435);
 }
 
 #[test]
