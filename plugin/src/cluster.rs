@@ -142,6 +142,9 @@ pub(crate) struct Proxied {
 #[derive(Clone)]
 pub(crate) struct Cluster {
     client: Client,
+    /// The same, without the idle read timeout: the pod proxy's `/drain` sends nothing until the
+    /// drain ends, which may be minutes; [`Cluster::proxy`] bounds those requests itself.
+    patient: Client,
     default_namespace: String,
     server: String,
 }
@@ -168,12 +171,18 @@ impl Cluster {
             .trim_end_matches('/')
             .to_owned();
         let default_namespace = config.default_namespace.clone();
-        let client = Client::try_from(config).map_err(|source| Error::Client {
-            server: server.clone(),
-            source,
-        })?;
+        let mut patient = config.clone();
+        patient.read_timeout = None;
+        let build = |config| {
+            Client::try_from(config).map_err(|source| Error::Client {
+                server: server.clone(),
+                source,
+            })
+        };
+        let (client, patient) = (build(config)?, build(patient)?);
         Ok(Self {
             client,
+            patient,
             default_namespace,
             server,
         })
@@ -358,10 +367,14 @@ impl Cluster {
             namespace: Some(namespace.to_owned()),
         };
         // The limit covers the whole answer, body included: a probe that sends its headers
-        // and then stalls is no answer.
+        // and then stalls is no answer. Under that limit, silence is no failure.
+        let client = if timeout.is_some() {
+            &self.patient
+        } else {
+            &self.client
+        };
         let exchange = async {
-            let response = self
-                .client
+            let response = client
                 .send(request)
                 .await
                 .map_err(|e| self.classify(e, &access, &uri))?;

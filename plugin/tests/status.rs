@@ -796,6 +796,55 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
     );
 }
 
+/// The probe answers `/drain` only when the drain ends, minutes later: the silence before is
+/// bounded by the drain's wait, not by `--request-timeout`, which bounds API requests.
+#[test]
+fn a_drain_answer_may_take_longer_than_the_request_timeout() {
+    let api = ApiServer::start();
+    let pod = "rails-worker-7d9c8f6b5-patient";
+    api.add_pod(injected_pod("shop", pod, 300, 7434));
+    let mut drained = probe_document(pod, &[], "drained");
+    drained["drain"]["started_at"] = json!(1_795_663_000.0);
+    api.proxy(
+        "shop",
+        pod,
+        7434,
+        ProxyTarget::ByPath(vec![
+            ("/status", fixed(200, probe_document(pod, &[], "idle"))),
+            (
+                "/drain",
+                ProxyTarget::Fixed {
+                    status: 200,
+                    body: drained["drain"].to_string(),
+                    delay: Duration::from_millis(2500),
+                },
+            ),
+        ]),
+    );
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run_in(
+        &kubeconfig,
+        &[
+            "drain",
+            pod,
+            "--request-timeout",
+            "1s",
+            "--interval",
+            "5s",
+            "--timeout",
+            "20s",
+        ],
+    );
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{output}{}", text(&out.stderr));
+    assert_eq!(
+        output,
+        format!(
+            "shop/{pod}: quieting through its probe (waiting up to 20s)\nshop/{pod}: idle after 2s\n"
+        )
+    );
+}
+
 #[test]
 fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
     let redis = RedisServer::start();
