@@ -48,6 +48,16 @@ pub(crate) enum ManifestError {
         /// What was found.
         found: &'static str,
     },
+    /// A Pod or workload whose pod template cannot be read: validating it would say nothing,
+    /// and a CI gate must not pass it.
+    #[error("{source_name}: cannot validate")]
+    Unreadable {
+        /// File and document number.
+        source_name: String,
+        /// What is malformed.
+        #[source]
+        source: sidekiq_guard::workload::WorkloadError,
+    },
     /// A directory with no manifest in it.
     #[error("{0}: no .yaml, .yml or .json files found (use -R to descend into subdirectories)")]
     EmptyDirectory(String),

@@ -5,13 +5,15 @@ use std::io::{Read, Write};
 
 use serde::Serialize;
 use serde_json::Value;
+use sidekiq_guard::analysis::Skip;
 use sidekiq_guard::review::{self, Outcome, Perspective};
+use sidekiq_guard::workload::WorkloadError;
 use sidekiq_guard::{Finding, Severity};
 
 use crate::cli::{ReportFormat, ValidateArgs};
 use crate::error::Error;
 use crate::inject;
-use crate::manifests::{self, Document};
+use crate::manifests::{self, Document, ManifestError};
 use crate::offline::Offline;
 use crate::table::{self, Tone, plain};
 
@@ -117,6 +119,15 @@ fn validate_value(
         return Ok(());
     }
     let review = review::validate(value, &offline.context(), perspective);
+    if let Outcome::Skipped(Skip::NotAWorkload(malformed @ WorkloadError::Malformed { .. })) =
+        &review.outcome
+    {
+        return Err(ManifestError::Unreadable {
+            source_name: source.to_owned(),
+            source: malformed.clone(),
+        }
+        .into());
+    }
     if let Outcome::Skipped(_) = review.outcome {
         // Not ours; a malformed workload is worth a line on stderr.
         return inject::report(&review, value, source, err);

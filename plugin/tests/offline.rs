@@ -261,6 +261,14 @@ fn bad_input_is_exit_2_with_a_clear_message() {
             None,
             "error: plugin/src: no .yaml, .yml or .json files found (use -R to descend into subdirectories)\n",
         ),
+        (
+            // An indentation slip: containers as a mapping. A CI gate must not pass it.
+            &["validate", "-f", "-"],
+            Some(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: worker}\nspec:\n  template:\n    spec:\n      containers:\n        name: sidekiq\n        command: [bundle, exec, sidekiq]\n",
+            ),
+            "error: stdin: cannot validate: Deployment worker: spec.template.spec.containers must be a non-empty list\n",
+        ),
     ];
     for (args, stdin, expected) in cases {
         let out = run(args, *stdin);
