@@ -88,6 +88,7 @@ codes! {
     JobRunningLonger = "SG020" "job-running-longer-than-declared";
     ClassSlowerThanDeclared = "SG021" "class-slower-than-declared";
     PreStopDoesNotWait = "SG022" "prestop-does-not-wait";
+    TimeoutSetAtRunTime = "SG023" "timeout-set-at-run-time";
 }
 
 impl fmt::Display for Code {
@@ -383,24 +384,7 @@ impl Ctx<'_, '_> {
                 "remove the annotation or make it match -t".into(),
             ));
         }
-        if let (Some(file), None) = (&analysis.flags.config, analysis.flags.timeout)
-            && analysis.overrides.shutdown_timeout.is_none()
-        {
-            findings.push(Finding::new(
-                Code::TimeoutInConfigFile,
-                Severity::Info,
-                command_path,
-                format!(
-                    "a timeout set in {file} (-C) cannot be seen from the manifest; assuming {} ({})",
-                    Secs(settings.shutdown_timeout.value),
-                    settings.shutdown_timeout.source
-                ),
-                format!(
-                    "annotate {} with the timeout: from {file}, or pass -t on the command line",
-                    annotations::SHUTDOWN_TIMEOUT
-                ),
-            ));
-        }
+        self.unseen_timeout(findings);
         if let Source::Policy(_) = settings.longest_job.source
             && !analysis
                 .overrides
@@ -424,6 +408,52 @@ impl Ctx<'_, '_> {
                 ),
             ));
         }
+    }
+
+    /// The timeout Sidekiq will use when neither `-t` nor the annotation shows it.
+    fn unseen_timeout(&self, findings: &mut Vec<Finding>) {
+        let analysis = self.analysis;
+        let settings = &analysis.settings;
+        let command_path = self.container_path("command");
+        if analysis.overrides.shutdown_timeout.is_some() || analysis.flags.timeout.is_some() {
+            return;
+        }
+        let assumed = format!(
+            "assuming {} ({})",
+            Secs(settings.shutdown_timeout.value),
+            settings.shutdown_timeout.source
+        );
+        if let Some(variable) = &analysis.flags.timeout_at_run_time {
+            findings.push(Finding::new(
+                Code::TimeoutSetAtRunTime,
+                Severity::Warning,
+                command_path,
+                format!(
+                    "Sidekiq's -t {variable} is set at run time (a ConfigMap, a Secret or the image), which the manifest does not show; {assumed}"
+                ),
+                format!(
+                    "annotate {} with the value of {variable}",
+                    annotations::SHUTDOWN_TIMEOUT
+                ),
+            ));
+            return;
+        }
+        // Without -C, Sidekiq still reads config/sidekiq.yml (or .yml.erb) when the app has one,
+        // as Rails apps usually do.
+        let (file, read) = match &analysis.flags.config {
+            Some(file) => (file.as_str(), "(-C)"),
+            None => ("config/sidekiq.yml", "(read when present, without -C)"),
+        };
+        findings.push(Finding::new(
+            Code::TimeoutInConfigFile,
+            Severity::Info,
+            command_path,
+            format!("a timeout set in {file} {read} cannot be seen from the manifest; {assumed}"),
+            format!(
+                "annotate {} with the timeout: from {file}, or pass -t on the command line",
+                annotations::SHUTDOWN_TIMEOUT
+            ),
+        ));
     }
 
     fn grace(&self, findings: &mut Vec<Finding>, policy: &Policy) {

@@ -641,6 +641,18 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"command": ["bundle", "exec", "sidekiq", "-t", "25", "-c", "many"]}), json!({}),
     Code::SidekiqFlagInvalid, Severity::Warning, "spec.template.spec.containers[0].command",
     "Sidekiq flag -c many: expected a positive whole number of threads")]
+#[case::a_timeout_from_a_config_map(
+    json!({
+        "command": ["sh", "-c", "exec bundle exec sidekiq -t $SIDEKIQ_TIMEOUT -c $(THREADS)"],
+        "env": [
+            {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
+            {"name": "SIDEKIQ_TIMEOUT", "valueFrom": {"configMapKeyRef": {"name": "sidekiq", "key": "timeout"}}},
+            {"name": "THREADS", "valueFrom": {"configMapKeyRef": {"name": "sidekiq", "key": "threads"}}},
+        ],
+    }),
+    json!({}),
+    Code::TimeoutSetAtRunTime, Severity::Warning, "spec.template.spec.containers[0].command",
+    "Sidekiq's -t $SIDEKIQ_TIMEOUT is set at run time (a ConfigMap, a Secret or the image), which the manifest does not show; assuming 25s (policy default shutdownTimeout)")]
 #[case::an_annotation_that_disagrees_with_the_command_line(
     json!({}), json!({"sidekiq-guard.io/shutdown-timeout": "40"}),
     Code::TimeoutConflict, Severity::Warning,

@@ -93,7 +93,7 @@ fn workloads_are_judged_as_injected_where_their_namespace_opted_in() {
         "the CronJob's Job is not listed twice"
     );
     assert_eq!(codes(&report, "rails-worker"), vec!["SG013", "SG008"]);
-    assert_eq!(codes(&report, "nightly-backfill"), Vec::<String>::new());
+    assert_eq!(codes(&report, "nightly-backfill"), vec!["SG013"]);
     assert_eq!(
         codes(&report, "mailer"),
         vec!["SG001", "SG007", "SG002", "SG005", "SG006"]
@@ -101,7 +101,7 @@ fn workloads_are_judged_as_injected_where_their_namespace_opted_in() {
     assert_eq!(report["objects"][0]["source"], "cluster");
     assert_eq!(
         text(&out.stderr),
-        "3 Sidekiq workload(s): 3 error(s), 3 warning(s), 1 info\n"
+        "3 Sidekiq workload(s): 3 error(s), 3 warning(s), 2 info\n"
     );
 
     let kubeconfig = api.kubeconfig("shop");
@@ -113,7 +113,7 @@ fn workloads_are_judged_as_injected_where_their_namespace_opted_in() {
     );
     let table = text(&out.stdout);
     assert!(
-        table.starts_with("SOURCE    NAMESPACE   OBJECT                    SEVERITY   CODE"),
+        table.starts_with("SOURCE    NAMESPACE   OBJECT                     SEVERITY   CODE"),
         "{table}"
     );
 }
@@ -252,7 +252,9 @@ fn running_pods_are_judged_as_they_run_and_labelled_templates_as_injected() {
     // No grace, preStop or probes: what it would lose on its next eviction.
     assert_eq!(
         codes(&report, "old-worker"),
-        vec!["SG008", "SG001", "SG002", "SG005", "SG006", "SG014"]
+        vec![
+            "SG013", "SG008", "SG001", "SG002", "SG005", "SG006", "SG014"
+        ]
     );
     assert_eq!(out.status.code(), Some(1));
 }

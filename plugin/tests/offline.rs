@@ -138,7 +138,7 @@ fn validate_table_is_a_ci_gate() {
     golden("validate-examples.txt", &text(&out.stdout));
     assert_eq!(
         text(&out.stderr),
-        "5 Sidekiq workload(s): 10 error(s), 11 warning(s), 1 info\n"
+        "5 Sidekiq workload(s): 10 error(s), 11 warning(s), 2 info\n"
     );
 }
 

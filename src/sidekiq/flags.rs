@@ -47,6 +47,9 @@ pub struct Queue {
 pub struct Flags {
     /// `-t/--timeout`, seconds.
     pub timeout: Option<u64>,
+    /// `-t/--timeout` given as a variable the manifest holds no literal value for (`$TIMEOUT`
+    /// from a ConfigMap, say): set at run time, unseen here. The value as written.
+    pub timeout_at_run_time: Option<String>,
     /// `-c/--concurrency`.
     pub concurrency: Option<u32>,
     /// `-C/--config`: a file whose `timeout:` cannot be seen from the manifest.
@@ -205,9 +208,21 @@ impl Flags {
             self.problem(flag, None, "is missing its value".into());
             return;
         };
+        // Variables with literal values were expanded before; what is left of `$` comes from
+        // elsewhere at run time. Sidekiq sees a value, so there is nothing to reject.
+        if value.contains('$') && matches!(opt, Opt::Timeout | Opt::Concurrency | Opt::Queue) {
+            if opt == Opt::Timeout {
+                self.timeout = None;
+                self.timeout_at_run_time = Some(value);
+            }
+            return;
+        }
         match opt {
             Opt::Timeout => match value.parse::<u64>() {
-                Ok(secs) => self.timeout = Some(secs),
+                Ok(secs) => {
+                    self.timeout = Some(secs);
+                    self.timeout_at_run_time = None;
+                }
                 Err(_) => self.problem(
                     flag,
                     Some(value),
@@ -313,6 +328,22 @@ mod tests {
     #[test]
     fn the_last_timeout_wins_like_in_sidekiq() {
         assert_eq!(flags("-t 10 --timeout 30").timeout, Some(30));
+    }
+
+    #[test]
+    fn values_left_to_run_time_are_not_problems() {
+        let parsed = flags("-t $SIDEKIQ_TIMEOUT -c $(THREADS) -q ${QUEUE},2");
+        assert_eq!(parsed.timeout, None);
+        assert_eq!(
+            parsed.timeout_at_run_time.as_deref(),
+            Some("$SIDEKIQ_TIMEOUT")
+        );
+        assert_eq!(parsed.concurrency, None);
+        assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
+        // The last timeout wins, a run-time one included.
+        assert_eq!(flags("-t $T -t 30").timeout, Some(30));
+        assert_eq!(flags("-t $T -t 30").timeout_at_run_time, None);
+        assert_eq!(flags("-t 30 -t $T").timeout, None);
     }
 
     #[rstest]
