@@ -5,7 +5,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::analysis::{Context, Skip};
 use crate::annotations;
+use crate::findings::Code;
+use crate::review::{self, Outcome};
 
 /// Name of both webhook configurations and of the Service, as in `manifests/base`.
 pub const DEFAULT_NAME: &str = "sidekiq-guard";
@@ -521,11 +524,15 @@ pub enum Escape {
     /// Opted in and created after install: the webhook was unreachable (`failurePolicy: Ignore`)
     /// or rejected it.
     Missed,
+    /// The webhook saw it and left it alone for a reason a restart does not change (a taken
+    /// probe port, a classic sidecar in a Job, an ambiguous container, an excluded namespace):
+    /// the reason, with its finding code.
+    NotInjectable(String),
 }
 
 impl Escape {
     /// The reason in words.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &str {
         match self {
             Escape::OptedOut => "opted out (label sidekiq-guard.io/inject=false)",
             Escape::CreatedBeforeInstall => {
@@ -537,13 +544,34 @@ impl Escape {
             Escape::Missed => {
                 "created while the webhook was unreachable: check its logs, then restart the pod"
             }
+            Escape::NotInjectable(why) => why,
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self, namespace: &str, pod: &str) -> String {
+        match self {
+            Escape::OptedOut => "nothing to do if deliberate".to_owned(),
+            Escape::NotInjectable(_) => {
+                "fix what the finding says, then restart the pod: as it is, the webhook leaves it alone".to_owned()
+            }
+            _ => format!(
+                "kubectl -n {namespace} delete pod {pod} (its controller recreates it, injected)"
+            ),
         }
     }
 }
 
 /// Why the Sidekiq `pod` (in a namespace opted in or not) escaped injection, or `None` when it
-/// was injected. Timestamps are RFC 3339 strings as the API returns them, which sort as text.
-pub fn escape(pod: &Value, namespace_opted_in: bool, installed_at: Option<&str>) -> Option<Escape> {
+/// was injected. `ctx` is the webhook's view (its policy and sidecar mode), under which the pod
+/// is reviewed as the webhook would have. Timestamps are RFC 3339 strings as the API returns
+/// them, which sort as text.
+pub fn escape(
+    pod: &Value,
+    namespace_opted_in: bool,
+    installed_at: Option<&str>,
+    ctx: &Context<'_>,
+) -> Option<Escape> {
     let labels = pod.pointer("/metadata/labels");
     let label = labels
         .and_then(|l| l.get(annotations::INJECT))
@@ -561,6 +589,9 @@ pub fn escape(pod: &Value, namespace_opted_in: bool, installed_at: Option<&str>)
     if !namespace_opted_in && label != Some("true") {
         return Some(Escape::NotOptedIn);
     }
+    if let Some(why) = not_injectable(pod, ctx) {
+        return Some(Escape::NotInjectable(why));
+    }
     let created = pod
         .pointer("/metadata/creationTimestamp")
         .and_then(Value::as_str);
@@ -572,9 +603,30 @@ pub fn escape(pod: &Value, namespace_opted_in: bool, installed_at: Option<&str>)
     }
 }
 
+/// Why the webhook would leave `pod` alone whenever it is created, if it would.
+fn not_injectable(pod: &Value, ctx: &Context<'_>) -> Option<String> {
+    let review = review::mutate(pod, ctx);
+    let finding = |codes: &[Code]| {
+        review
+            .findings
+            .iter()
+            .find(|f| codes.contains(&f.code))
+            .map(ToString::to_string)
+    };
+    match &review.outcome {
+        Outcome::Blocked(_) => finding(&[Code::ProbePortConflict, Code::ClassicSidecarInJob]),
+        Outcome::Unresolved => finding(&[Code::ContainerAmbiguous, Code::ContainerNotFound]),
+        Outcome::Skipped(Skip::ExcludedNamespace(namespace)) => Some(format!(
+            "namespace {namespace} is excluded by the policy (excludedNamespaces)"
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Mode;
     use serde_json::json;
 
     fn webhook(overrides: Value) -> Value {
@@ -779,11 +831,18 @@ mod tests {
             pod
         };
         let installed = Some("2026-11-20T10:00:00Z");
+        let policy = crate::Policy::default();
+        let ctx = Context {
+            policy: &policy,
+            mode: Mode::Native,
+            namespace: None,
+        };
         assert_eq!(
             escape(
                 &pod(json!({}), "2026-11-21T00:00:00Z", true),
                 true,
-                installed
+                installed,
+                &ctx
             ),
             None
         );
@@ -795,7 +854,8 @@ mod tests {
                     false
                 ),
                 true,
-                installed
+                installed,
+                &ctx
             ),
             Some(Escape::OptedOut)
         );
@@ -803,7 +863,8 @@ mod tests {
             escape(
                 &pod(json!({}), "2026-11-19T00:00:00Z", false),
                 true,
-                installed
+                installed,
+                &ctx
             ),
             Some(Escape::CreatedBeforeInstall)
         );
@@ -811,7 +872,8 @@ mod tests {
             escape(
                 &pod(json!({}), "2026-11-21T00:00:00Z", false),
                 true,
-                installed
+                installed,
+                &ctx
             ),
             Some(Escape::Missed)
         );
@@ -819,7 +881,8 @@ mod tests {
             escape(
                 &pod(json!({}), "2026-11-21T00:00:00Z", false),
                 false,
-                installed
+                installed,
+                &ctx
             ),
             Some(Escape::NotOptedIn)
         );
@@ -831,9 +894,52 @@ mod tests {
                     false
                 ),
                 false,
-                installed
+                installed,
+                &ctx
             ),
             Some(Escape::CreatedBeforeInstall)
+        );
+    }
+
+    #[test]
+    fn pods_the_webhook_leaves_alone_say_why_not_restart() {
+        let policy = crate::Policy::parse("excludedNamespaces: [legacy]").unwrap();
+        let ctx = |mode| Context {
+            policy: &policy,
+            mode,
+            namespace: None,
+        };
+        let pod = |namespace: &str, containers: Value, owner: &str| {
+            json!({
+                "kind": "Pod",
+                "metadata": {
+                    "name": "w", "namespace": namespace,
+                    "creationTimestamp": "2026-11-21T00:00:00Z",
+                    "ownerReferences": [{"kind": owner, "name": "x", "controller": true}],
+                },
+                "spec": {"containers": containers},
+            })
+        };
+        let sidekiq = |name: &str| json!({"name": name, "image": "app", "command": ["bundle", "exec", "sidekiq"]});
+        let installed = Some("2026-11-20T10:00:00Z");
+        let why = |pod: &Value, mode| match escape(pod, true, installed, &ctx(mode)) {
+            Some(Escape::NotInjectable(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        let two = pod("shop", json!([sidekiq("a"), sidekiq("b")]), "ReplicaSet");
+        assert!(why(&two, Mode::Native).starts_with("SG011 container-ambiguous: "));
+        let job = pod("shop", json!([sidekiq("a")]), "Job");
+        assert!(why(&job, Mode::Classic).starts_with("SG016 classic-sidecar-in-job: "));
+        let excluded = pod("legacy", json!([sidekiq("a")]), "ReplicaSet");
+        assert_eq!(
+            why(&excluded, Mode::Native),
+            "namespace legacy is excluded by the policy (excludedNamespaces)"
+        );
+        // Injectable: the webhook missed it, and a restart injects it.
+        let fine = pod("shop", json!([sidekiq("a")]), "ReplicaSet");
+        assert_eq!(
+            escape(&fine, true, installed, &ctx(Mode::Native)),
+            Some(Escape::Missed)
         );
     }
 }

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
 use sidekiq_guard::install::{self, Check, Escape, Status, Trust, WebhookKind};
-use sidekiq_guard::{analysis, timestamp, x509};
+use sidekiq_guard::{Context, Mode, Policy, analysis, timestamp, x509};
 
 use crate::cli::{CheckArgs, CheckFormat, Cli};
 use crate::cluster::{self, Cluster, Scope};
@@ -68,18 +68,18 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
         Err(error @ Error::Kubeconfig { .. }) => return Err(error),
         Err(error) => Err(error),
         Ok(cluster) => match cluster.version().await {
-            Ok((version, _)) => Ok((cluster, version)),
+            Ok((version, numbers)) => Ok((cluster, version, numbers)),
             Err(error) => Err(error),
         },
     };
-    let cluster = match reached {
-        Ok((cluster, version)) => {
+    let (cluster, server) = match reached {
+        Ok((cluster, version, numbers)) => {
             let detail = format!("{} ({version})", cluster.server());
             categories.push(Category {
                 name: "kubernetes-api",
                 checks: vec![Check::pass_with(title, detail)],
             });
-            cluster
+            (cluster, numbers)
         }
         Err(error) => {
             let check = Check::problem(
@@ -160,7 +160,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     });
     categories.push(Category {
         name: "sidekiq pods",
-        checks: sidekiq_pods(&cluster, cli, &opted_in, installed_at.as_deref()).await,
+        checks: sidekiq_pods(&cluster, cli, &opted_in, installed_at.as_deref(), server).await,
     });
     Ok(categories)
 }
@@ -337,7 +337,16 @@ async fn sidekiq_pods(
     cli: &Cli,
     opted_in: &[String],
     installed_at: Option<&str>,
+    server: Option<(u32, u32)>,
 ) -> Vec<Check> {
+    // The webhook's view as far as the plugin can tell: its own policy ConfigMap may differ
+    // (excluded namespaces, a forced sidecar mode), the default policy's `auto` does not.
+    let policy = Policy::default();
+    let ctx = Context {
+        policy: &policy,
+        mode: Mode::resolve(policy.sidecar.mode, server),
+        namespace: None,
+    };
     let scope = if cli.cluster.namespace.is_some() {
         cluster.scope(&cli.cluster)
     } else {
@@ -368,17 +377,14 @@ async fn sidekiq_pods(
             .and_then(Value::as_str)
             .unwrap_or_default();
         let opted = opted_in.iter().any(|n| n == namespace);
-        match install::escape(pod, opted, installed_at) {
+        match install::escape(pod, opted, installed_at, &ctx) {
             None => injected += 1,
             Some(Escape::NotOptedIn) => *outside.entry(namespace.to_owned()).or_default() += 1,
             Some(escape) => checks.push(Check::problem(
                 Status::Warn,
                 format!("pod {namespace}/{name} is injected"),
                 escape.reason(),
-                match escape {
-                    Escape::OptedOut => "nothing to do if deliberate".to_owned(),
-                    _ => format!("kubectl -n {namespace} delete pod {name} (its controller recreates it, injected)"),
-                },
+                escape.hint(namespace, name),
             )),
         }
     }

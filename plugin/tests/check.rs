@@ -112,6 +112,15 @@ fn installed_with_bundles(mutating: &Pki, validating: &Pki, serving: &Pki) -> Ap
     opted_out["metadata"]["annotations"] = json!({});
     opted_out["metadata"]["labels"]["sidekiq-guard.io/inject"] = json!("false");
     api.add_pod(opted_out);
+    // Two Sidekiq containers, no annotation saying which: the webhook leaves it alone, and a
+    // restart would not change that.
+    let mut dual = injected_pod("shop", "dual-worker-0", 300, 7434);
+    dual["metadata"]["annotations"] = json!({});
+    dual["metadata"]["creationTimestamp"] = json!("2026-11-21T00:00:00Z");
+    let mut low = dual["spec"]["containers"][0].clone();
+    low["name"] = json!("sidekiq-low");
+    dual["spec"]["containers"].as_array_mut().unwrap().push(low);
+    api.add_pod(dual);
     let mut elsewhere = injected_pod("legacy", "old-app-worker-1", 300, 7434);
     elsewhere["metadata"]["annotations"] = json!({});
     api.add_pod(elsewhere);
