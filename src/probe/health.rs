@@ -125,7 +125,7 @@ fn stale(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Vec<(String, f
                 ProcessState::Unreadable(_) => return None,
             };
             let age = tracker.heartbeat_age(beat, now);
-            (age > limit).then(|| (t.identity.clone(), age))
+            (age > limit && !tracker.replaced_after(beat)).then(|| (t.identity.clone(), age))
         })
         .collect()
 }
@@ -348,6 +348,31 @@ mod tests {
         );
         let live = liveness(&t, at(1_070.0), &Thresholds::default());
         assert_eq!(live.code, Code::StaleHeartbeat, "{live:?}");
+    }
+
+    #[test]
+    fn a_predecessor_still_in_redis_is_not_stale_once_replaced() {
+        // The container was OOM-killed at 1 005; its successor started at 1 030. The old hash
+        // lives until 1 065, beyond a 20 s stale threshold.
+        let th = Thresholds {
+            stale_after: Duration::from_secs(20),
+            ..Thresholds::default()
+        };
+        let successor = r#"{"hostname":"w-0","pid":1,"started_at":1030.0,"concurrency":5}"#;
+        let mut t = tracker_with(1_005.0, false, 1_006.0);
+        t.ingest(
+            at(1_040.0),
+            Some(&["w-0:1:aa".to_owned(), "w-0:1:bb".to_owned()]),
+            vec![
+                raw("w-0:1:aa", 1_005.0, false, INFO),
+                raw("w-0:1:bb", 1_039.0, false, successor),
+            ],
+        );
+        let live = liveness(&t, at(1_040.0), &th);
+        assert!(live.ok, "{live:?}");
+        // A process that stopped beating with no successor is wedged.
+        let t = tracker_with(1_005.0, false, 1_039.0);
+        assert_eq!(liveness(&t, at(1_040.0), &th).code, Code::StaleHeartbeat);
     }
 
     #[test]

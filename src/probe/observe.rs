@@ -271,6 +271,17 @@ impl Tracker {
         self.discovery_due = true;
     }
 
+    /// Whether a process whose last heartbeat was `beat` has been replaced: a readable process
+    /// of the same scope started after it (the container restarted, say after an OOM kill, or
+    /// a swarm forked a new child). Its hash lingers up to 60 s; it is gone, not wedged.
+    pub fn replaced_after(&self, beat: f64) -> bool {
+        self.tracked
+            .values()
+            .filter(|t| t.process().is_some())
+            .map(|t| t.started_at.unwrap_or(t.first_seen))
+            .any(|started| started > beat)
+    }
+
     /// Seconds since `beat` at `now`, counted at most from Redis's last recovery: a process
     /// cannot beat while Redis is unreachable, and must not be blamed for it.
     pub fn heartbeat_age(&self, beat: f64, now: Now) -> f64 {
@@ -351,19 +362,11 @@ impl Tracker {
             self.ingest_process(now, raw);
         }
 
-        // An expired process is replaced, not wedged, once a process of the same scope started
-        // after its last beat (the container restarted, or a swarm forked a new child).
-        let newest_start = self
-            .tracked
-            .values()
-            .filter(|t| t.process().is_some())
-            .map(|t| t.started_at.unwrap_or(t.first_seen))
-            .fold(f64::NEG_INFINITY, f64::max);
         let replaced: Vec<String> = self
             .tracked
             .values()
             .filter(|t| matches!(t.state, ProcessState::Expired))
-            .filter(|t| t.last_beat.is_none_or(|beat| newest_start > beat))
+            .filter(|t| t.last_beat.is_none_or(|beat| self.replaced_after(beat)))
             .map(|t| t.identity.clone())
             .collect();
         for identity in replaced {
