@@ -203,7 +203,7 @@ pub fn respond(request: &AdmissionRequest, endpoint: Endpoint, ctx: &Context<'_>
             let review_of =
                 |object: &Value| review::validate(object, &ctx, Perspective::for_admission(object));
             let review = review_of(object);
-            let may_deny = introduces_errors(request, &review, review_of);
+            let may_deny = may_refuse(request, &review, review_of);
             let decision = review::decide(&review, ctx.policy.enforcement, may_deny, &subject);
             answer(request, decision, false, review, subject)
         }
@@ -214,7 +214,7 @@ pub fn respond(request: &AdmissionRequest, endpoint: Endpoint, ctx: &Context<'_>
 /// only for an error its old object did not have. A workload admitted before `deny` was set, or
 /// while the webhook was down, can then still be relabelled, scaled and rolled out, and is told
 /// its findings as warnings each time; only making it worse is refused.
-fn introduces_errors(
+fn may_refuse(
     request: &AdmissionRequest,
     review: &Review,
     review_of: impl Fn(&Value) -> Review,
@@ -328,7 +328,7 @@ pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
         }
     };
     let review = review_of(object);
-    let may_deny = introduces_errors(request, &review, review_of);
+    let may_deny = may_refuse(request, &review, review_of);
     let decision = review::decide(&review, ctx.policy.enforcement, may_deny, &subject);
     Combined {
         outcome: if decision.allowed {
