@@ -38,7 +38,7 @@ pub(crate) enum Command {
     Status(StatusArgs),
     /// Quiet pods' Sidekiq and follow them until idle (exit 0 when idle, 1 on timeout)
     #[command(
-        after_help = "Examples:\n  kubectl sidekiq drain -n shop rails-worker-7d9c8f6b5-x2x9k\n  kubectl sidekiq drain -n shop -l app=worker --timeout 10m\n  kubectl sidekiq drain -n shop -l app=worker -o json 2>/dev/null | jq '.pods[] | select(.idle | not) | .pod'"
+        after_help = "With -o json or yaml, progress goes to stderr and stdout gets each pod's outcome once all have ended.\n\nExamples:\n  kubectl sidekiq drain -n shop rails-worker-7d9c8f6b5-x2x9k\n  kubectl sidekiq drain -n shop -l app=worker --timeout 10m\n  kubectl sidekiq drain -n shop -l app=worker -o json 2>/dev/null | jq '.pods[] | select(.idle | not) | .pod'"
     )]
     Drain(DrainArgs),
     /// Check the installation: webhook configurations, Service, certificates, opted-in namespaces
@@ -143,28 +143,14 @@ pub(crate) struct ValidateArgs {
     /// Redis of the workloads (cluster mode): also compare Sidekiq 7+'s recorded execution times
     #[arg(long, value_name = "URL", env = REDIS_URL_ENV, hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
-    /// Output format
-    #[arg(
-        short = 'o',
-        long,
-        value_enum,
-        default_value = "table",
-        value_name = "FORMAT"
-    )]
-    pub(crate) output: ReportFormat,
+    #[command(flatten)]
+    pub(crate) report: ReportArg,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    /// Output format
-    #[arg(
-        short = 'o',
-        long,
-        value_enum,
-        default_value = "table",
-        value_name = "FORMAT"
-    )]
-    pub(crate) output: ReportFormat,
+    #[command(flatten)]
+    pub(crate) report: ReportArg,
     /// Read every process from this Redis in one pipelined pass instead of asking each pod's probe
     #[arg(long, value_name = "URL", env = REDIS_URL_ENV, hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
@@ -193,16 +179,8 @@ pub(crate) struct DrainArgs {
     /// Time between progress lines
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
     pub(crate) interval: Duration,
-    /// Output format: progress lines (table, wide), or with json/yaml the progress on stderr and
-    /// each pod's outcome as one document at the end
-    #[arg(
-        short = 'o',
-        long,
-        value_enum,
-        default_value = "table",
-        value_name = "FORMAT"
-    )]
-    pub(crate) output: ReportFormat,
+    #[command(flatten)]
+    pub(crate) report: ReportArg,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +227,20 @@ pub(crate) enum ReportFormat {
     Wide,
     Json,
     Yaml,
+}
+
+/// `-o` of the commands that report: table (the default), wide, json or yaml.
+#[derive(Debug, Args)]
+pub(crate) struct ReportArg {
+    /// Output format
+    #[arg(
+        short = 'o',
+        long,
+        value_enum,
+        default_value = "table",
+        value_name = "FORMAT"
+    )]
+    pub(crate) output: ReportFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -356,7 +348,7 @@ mod tests {
         let Command::Status(status) = cli.command else {
             panic!("status expected");
         };
-        assert!(matches!(status.output, ReportFormat::Json));
+        assert!(matches!(status.report.output, ReportFormat::Json));
         assert_eq!(cli.cluster.namespace.as_deref(), Some("shop"));
     }
 }

@@ -160,7 +160,7 @@ pub(crate) async fn run(
     }
     drop(lines);
     // With a document to print, stdout holds only the document.
-    let progress: &mut dyn Write = match args.output {
+    let progress: &mut dyn Write = match args.report.output {
         ReportFormat::Table | ReportFormat::Wide => &mut *out,
         ReportFormat::Json | ReportFormat::Yaml => &mut *err,
     };
@@ -187,7 +187,7 @@ pub(crate) async fn run(
     }
     let idle = outcomes.iter().all(|outcome| outcome.idle);
     outcomes.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
-    write_document(&Drained { pods: outcomes }, args.output, out)?;
+    write_document(&Drained { pods: outcomes }, args.report.output, out)?;
     Ok(!idle)
 }
 

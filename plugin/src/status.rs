@@ -113,7 +113,7 @@ pub(crate) async fn run(
             err,
         )
         .await?;
-        let text = render(&snapshot, args.output, scope.as_ref(), color)?;
+        let text = render(&snapshot, args.report.output, scope.as_ref(), color)?;
         if args.watch && std::io::stdout().is_terminal() {
             // Redraw in place: home the cursor and clear the screen.
             out.write_all(b"\x1b[H\x1b[2J").map_err(Error::Output)?;

@@ -93,7 +93,7 @@ pub(crate) fn run(
         validate_value(value, source, &offline, perspective, &mut objects, err)?;
     }
     let report = Report::new(objects);
-    print(&report, args.output, out, color)?;
+    print(&report, args.report.output, out, color)?;
     report.summarise(err)
 }
 

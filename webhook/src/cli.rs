@@ -203,35 +203,33 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    #[test]
-    fn serve_defaults_match_the_issue() {
-        let cli = Cli::try_parse_from([
+    /// `serve` with its two required flags and `extra`.
+    fn serve(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let required = [
             "sidekiq-guard-webhook",
             "serve",
             "--tls-cert",
             "c",
             "--tls-key",
             "k",
-        ])
-        .unwrap();
-        let Command::Serve(args) = cli.command else {
+        ];
+        Cli::try_parse_from(required.iter().chain(extra))
+    }
+
+    /// The message clap gives for `serve` with `extra`.
+    fn refusal(extra: &[&str]) -> String {
+        serve(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn serve_defaults_match_the_issue() {
+        let Command::Serve(args) = serve(&[]).unwrap().command else {
             panic!("not serve")
         };
         assert_eq!(args.addr.to_string(), "0.0.0.0:8443");
         assert_eq!(args.health_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(args.shutdown_delay, Duration::from_secs(5));
-        let err = Cli::try_parse_from([
-            "sidekiq-guard-webhook",
-            "serve",
-            "--tls-cert",
-            "c",
-            "--tls-key",
-            "k",
-            "--shutdown-delay",
-            "soon",
-        ])
-        .unwrap_err()
-        .to_string();
+        let err = refusal(&["--shutdown-delay", "soon"]);
         assert!(
             err.contains("invalid duration \"soon\": expected a number of seconds"),
             "{err}"
@@ -240,18 +238,7 @@ mod tests {
 
     #[test]
     fn a_zero_reload_interval_is_refused() {
-        let err = Cli::try_parse_from([
-            "sidekiq-guard-webhook",
-            "serve",
-            "--tls-cert",
-            "c",
-            "--tls-key",
-            "k",
-            "--cert-reload-interval",
-            "0s",
-        ])
-        .unwrap_err()
-        .to_string();
+        let err = refusal(&["--cert-reload-interval", "0s"]);
         assert!(
             err.contains("\"0s\": an interval must be longer than zero"),
             "{err}"
