@@ -210,19 +210,30 @@ pub fn respond(request: &AdmissionRequest, endpoint: Endpoint, ctx: &Context<'_>
     }
 }
 
-/// Whether the request may be refused for `review`'s error findings: a CREATE always, an UPDATE
-/// only for an error its old object did not have. A workload admitted before `deny` was set, or
-/// while the webhook was down, can then still be relabelled, scaled and rolled out, and is told
-/// its findings as warnings each time; only making it worse is refused.
+/// Whether the request may be refused for `review`'s error findings: a CREATE always; an UPDATE
+/// that changes a workload's pod template too, since the pods it rolls out are judged as
+/// CREATEs and would be refused one by one, stalling the rollout; any other UPDATE only for an
+/// error its old object did not have. A workload admitted before `deny` was set, or while the
+/// webhook was down, can then still be relabelled, scaled and have its finalizers removed, and
+/// is told its findings as warnings each time.
 fn may_refuse(
     request: &AdmissionRequest,
     review: &Review,
     review_of: impl Fn(&Value) -> Review,
 ) -> bool {
-    match (request.operation.as_str(), &request.old_object) {
-        ("UPDATE", Some(old)) if !old.is_null() => review.errors_beyond(&review_of(old)),
-        _ => true,
+    let (Some(object), Some(old)) = (&request.object, &request.old_object) else {
+        return true;
+    };
+    if request.operation != "UPDATE" || old.is_null() {
+        return true;
     }
+    let template_changed = match Kind::from_name(&request.kind.kind) {
+        Some(Kind::Pod) | None => false,
+        Some(kind) => {
+            object.pointer(kind.template_pointer()) != old.pointer(kind.template_pointer())
+        }
+    };
+    template_changed || review.errors_beyond(&review_of(old))
 }
 
 fn pass(request: &AdmissionRequest, outcome: &'static str) -> Answer {

@@ -143,26 +143,25 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         .annotations()
         .and_then(|a| a.get(annotations::STATUS))
         .and_then(Value::as_str);
-    // A hook or probe on sidekiq-guard's paths is its own at the computed port, or at the port
+    // `/drain` is the probe's alone: a preStop calling it at another port follows the probe's
+    // (a user who wrote it by hand, as SG002 suggests, means the probe). `/livez` and `/readyz`
+    // are common paths: a probe on them is sidekiq-guard's at the computed port, or at the port
     // it injected before (its status annotation: the port has moved since); at any other port it
     // is the user's (their own `/livez` on a metrics port, say), kept like any user setting.
     let injected_port = current
         .and_then(|text| InjectionStatus::parse(text).ok())
         .map(|status| status.probe_port);
-    let on_our_paths = |at: Option<u16>| match at {
-        Some(p) if p == port => Action::Ours,
-        Some(p) if Some(p) == injected_port => Action::Update,
-        _ => Action::Keep,
-    };
     let prestop = match &state.prestop {
         PreStop::Missing => Action::Add,
-        PreStop::Drain { port } => on_our_paths(*port),
+        PreStop::Drain { port: Some(p) } if *p == port => Action::Ours,
+        PreStop::Drain { .. } => Action::Update,
         _ => Action::Keep,
     };
     let probe = |probe: ProbeState| match probe {
         ProbeState::Missing => Action::Add,
-        ProbeState::Ours(at) => on_our_paths(at),
-        ProbeState::User => Action::Keep,
+        ProbeState::Ours(Some(p)) if p == port => Action::Ours,
+        ProbeState::Ours(Some(p)) if Some(p) == injected_port => Action::Update,
+        ProbeState::Ours(_) | ProbeState::User => Action::Keep,
     };
     let required = analysis.grace.required;
     let grace = match state.grace {

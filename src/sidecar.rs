@@ -291,44 +291,97 @@ pub fn container(spec: &Spec<'_>) -> Value {
 }
 
 /// Whether `existing`, a sidecar read back from an object, is `wanted` as the API server stores
-/// it: every field sidekiq-guard sets has its value, whatever the API server's defaulting added
-/// (`imagePullPolicy`, `terminationMessagePath`, `fieldRef.apiVersion`, `protocol`, probe
-/// timings) and however it respelled the quantities (`0.5` as `500m`). Without this, every
-/// reinvocation and every pod of an injected template would get its sidecar replaced.
+/// it: the same fields with the same values, except what the API server's defaulting adds
+/// (`imagePullPolicy`, `terminationMessagePath`/`Policy`, `ports[].protocol`,
+/// `fieldRef.apiVersion`, probe timings and `httpGet.scheme`, requests taken from limits) and
+/// how it respells quantities (`0.5` as `500m`). Without the allowance every reinvocation and
+/// every pod of an injected template would get its sidecar replaced; without the strictness a
+/// field the policy or the Sidekiq container no longer asks for (a dropped limit, an `envFrom`)
+/// would stay forever.
 pub fn is_current(existing: &Value, wanted: &Value) -> bool {
-    covers(existing, wanted, Within::Container)
+    matches_at(&mut Vec::new(), existing, wanted, wanted)
 }
 
-/// Where in a container a value sits, for how its strings compare.
-#[derive(Clone, Copy)]
-enum Within {
-    Container,
-    Resources,
-    Quantities,
-}
-
-fn covers(existing: &Value, wanted: &Value, within: Within) -> bool {
+/// Whether `existing` is `wanted` at `path` (object keys, `*` for list items) of a container
+/// whose wanted whole is `container`.
+fn matches_at<'a>(
+    path: &mut Vec<&'a str>,
+    existing: &Value,
+    wanted: &'a Value,
+    container: &Value,
+) -> bool {
     match (existing, wanted) {
-        (Value::Object(have), Value::Object(want)) => want.iter().all(|(key, value)| {
-            let inner = match (within, key.as_str()) {
-                (Within::Container, "resources") => Within::Resources,
-                (Within::Resources | Within::Quantities, _) => Within::Quantities,
-                _ => Within::Container,
-            };
-            have.get(key)
-                .is_some_and(|existing| covers(existing, value, inner))
-        }),
+        (Value::Object(have), Value::Object(want)) => {
+            let extras_defaulted = have
+                .iter()
+                .filter(|(key, _)| !want.contains_key(*key))
+                .all(|(key, value)| defaulted(path, key, value, container));
+            extras_defaulted
+                && want.iter().all(|(key, value)| {
+                    path.push(key);
+                    let same = have
+                        .get(key)
+                        .is_some_and(|existing| matches_at(path, existing, value, container));
+                    path.pop();
+                    same
+                })
+        }
         (Value::Array(have), Value::Array(want)) => {
             have.len() == want.len()
-                && have
-                    .iter()
-                    .zip(want)
-                    .all(|(existing, value)| covers(existing, value, within))
+                && have.iter().zip(want).all(|(existing, value)| {
+                    path.push("*");
+                    let same = matches_at(path, existing, value, container);
+                    path.pop();
+                    same
+                })
         }
-        (Value::String(have), Value::String(want)) if matches!(within, Within::Quantities) => {
+        (Value::String(have), Value::String(want)) if is_quantity_path(path) => {
             have == want || crate::quantity::same_value(have, want)
         }
         _ => existing == wanted,
+    }
+}
+
+/// `resources.requests.*` and `resources.limits.*`.
+fn is_quantity_path(path: &[&str]) -> bool {
+    matches!(path, ["resources", "requests" | "limits", _])
+}
+
+/// Whether the API server's defaulting puts `key: value` at `path` of a container that does not
+/// set it (pkg/apis/core/v1/defaults.go).
+fn defaulted(path: &[&str], key: &str, value: &Value, container: &Value) -> bool {
+    const PROBES: [&str; 3] = ["startupProbe", "readinessProbe", "livenessProbe"];
+    match (path, key) {
+        ([], "imagePullPolicy" | "terminationMessagePath" | "terminationMessagePolicy") => true,
+        (["ports", "*"], "protocol") => true,
+        ([.., "valueFrom", "fieldRef"], "apiVersion") => true,
+        ([.., "httpGet"], "scheme") => true,
+        ([probe], "timeoutSeconds" | "periodSeconds" | "successThreshold" | "failureThreshold") => {
+            PROBES.contains(probe)
+        }
+        // A pod's container with limits and no request gets the limit as its request.
+        (["resources"], "requests") => value.as_object().is_some_and(|requests| {
+            requests
+                .iter()
+                .all(|(name, request)| limit_is(container, name, request))
+        }),
+        (["resources", "requests"], name) => limit_is(container, name, value),
+        _ => false,
+    }
+}
+
+/// Whether `container` limits `resource` to `value`.
+fn limit_is(container: &Value, resource: &str, value: &Value) -> bool {
+    match (
+        container
+            .pointer("/resources/limits")
+            .and_then(|l| l.get(resource)),
+        value,
+    ) {
+        (Some(Value::String(limit)), Value::String(value)) => {
+            limit == value || crate::quantity::same_value(limit, value)
+        }
+        _ => false,
     }
 }
 
@@ -702,6 +755,22 @@ mod tests {
         assert!(!changed(|c| {
             c.as_object_mut().unwrap().remove("securityContext");
         }));
+        // What sidekiq-guard no longer sets is a difference too.
+        assert!(!changed(
+            |c| c["envFrom"] = json!([{"secretRef": {"name": "gone"}}])
+        ));
+        assert!(!changed(|c| c["resources"]["limits"]["cpu"] = json!("1")));
+        assert!(!changed(
+            |c| c["securityContext"]["privileged"] = json!(true)
+        ));
+        // Requests the API server took from limits are not.
+        let mut limits_only = wanted.clone();
+        limits_only["resources"] = json!({"limits": {"memory": "64Mi"}});
+        let mut defaulted = limits_only.clone();
+        defaulted["resources"]["requests"] = json!({"memory": "67108864"});
+        assert!(is_current(&defaulted, &limits_only));
+        defaulted["resources"]["requests"]["cpu"] = json!("5m");
+        assert!(!is_current(&defaulted, &limits_only));
         // Quantities compare by value only under resources: elsewhere a string is a string.
         assert!(!changed(|c| c["args"][1] = json!("--drain-budget=5m20.0s")));
         let mut env_value = wanted.clone();

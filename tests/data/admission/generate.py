@@ -157,6 +157,10 @@ def main():
     relabelled = copy.deepcopy(quiet_only)
     relabelled["metadata"].setdefault("labels", {})["team"] = "payments"
     review("update-quiet-only-relabelled", "UPDATE", relabelled, quiet_only)
+    # A new image rolls out new pods, which would be refused: judged as a CREATE.
+    rolled = copy.deepcopy(quiet_only)
+    rolled["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example.com/shop/app:2026.11.4"
+    review("update-quiet-only-new-image", "UPDATE", rolled, quiet_only)
     deleting = copy.deepcopy(quiet_only)
     deleting["metadata"]["deletionTimestamp"] = "2026-11-26T10:00:00Z"
     deleting["metadata"]["deletionGracePeriodSeconds"] = 0
