@@ -105,6 +105,9 @@ pub enum WorkloadError {
         path: String,
         /// What the field must be.
         expected: &'static str,
+        /// Whether the field is absent (a partial manifest, such as a kustomize patch), rather
+        /// than present with the wrong shape.
+        missing: bool,
     },
 }
 
@@ -132,31 +135,27 @@ impl<'a> Workload<'a> {
         let kind_name = map.get("kind").and_then(Value::as_str).unwrap_or("");
         let kind = Kind::from_name(kind_name)
             .ok_or_else(|| WorkloadError::UnsupportedKind(kind_name.to_owned()))?;
-        let malformed = |path: &str, expected| WorkloadError::Malformed {
+        let malformed = |pointer: &str, expected| WorkloadError::Malformed {
             kind,
             name: display_name(object),
-            path: path.to_owned(),
+            path: dotted(pointer),
             expected,
+            missing: object.pointer(pointer).is_none_or(Value::is_null),
         };
         let template = object
             .pointer(kind.template_pointer())
             .filter(|t| t.is_object())
-            .ok_or_else(|| malformed(&dotted(kind.template_pointer()), "an object"))?;
+            .ok_or_else(|| malformed(kind.template_pointer(), "an object"))?;
         let spec_path = format!("{}/spec", kind.template_pointer());
         let spec = template
             .get("spec")
             .and_then(Value::as_object)
-            .ok_or_else(|| malformed(&dotted(&spec_path), "an object"))?;
+            .ok_or_else(|| malformed(&spec_path, "an object"))?;
         let containers = spec
             .get("containers")
             .and_then(Value::as_array)
             .filter(|list| !list.is_empty())
-            .ok_or_else(|| {
-                malformed(
-                    &dotted(&format!("{spec_path}/containers")),
-                    "a non-empty list",
-                )
-            })?;
+            .ok_or_else(|| malformed(&format!("{spec_path}/containers"), "a non-empty list"))?;
         Ok(Self {
             kind,
             object,

@@ -119,8 +119,11 @@ fn validate_value(
         return Ok(());
     }
     let review = review::validate(value, &offline.context(), perspective);
-    if let Outcome::Skipped(Skip::NotAWorkload(malformed @ WorkloadError::Malformed { .. })) =
-        &review.outcome
+    // A field of the wrong shape is an input error; an absent one is a partial manifest (a
+    // kustomize patch that sets only replicas), noted on stderr like any object not ours.
+    if let Outcome::Skipped(Skip::NotAWorkload(
+        malformed @ WorkloadError::Malformed { missing: false, .. },
+    )) = &review.outcome
     {
         return Err(ManifestError::Unreadable {
             source_name: source.to_owned(),

@@ -303,6 +303,20 @@ fn a_bad_policy_names_the_file_and_the_key() {
     );
 }
 
+/// A kustomize patch sets a few fields of a Deployment: not a workload to judge, not an error.
+#[test]
+fn a_partial_manifest_is_noted_not_failed() {
+    let patch =
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: worker}\nspec:\n  replicas: 3\n";
+    let out = run(&["validate", "-f", "-"], Some(patch));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "Warning: stdin: Deployment worker: skipped: Deployment worker: spec.template must be an object\n\
+         0 Sidekiq workload(s): 0 error(s), 0 warning(s), 0 info\n"
+    );
+}
+
 #[test]
 fn usage_errors_exit_2_and_help_says_kubectl_sidekiq() {
     let out = run(&["inject"], None);
