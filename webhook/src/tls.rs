@@ -95,8 +95,17 @@ pub enum CertError {
         #[source]
         source: rustls::Error,
     },
-    /// A replacement certificate outside its validity period (a restored old Secret, an issuer
-    /// with a skewed clock): every handshake with it would fail.
+    /// A replacement certificate not valid yet (an issuer whose clock runs ahead): it goes
+    /// into service once it is.
+    #[error("certificate file {path} is not valid before {not_before}; it goes into service then")]
+    NotYetValid {
+        /// The path given on the command line.
+        path: PathBuf,
+        /// Start of validity (RFC 3339).
+        not_before: String,
+    },
+    /// A replacement certificate past its validity (a restored old Secret): every handshake
+    /// with it would fail.
     #[error("certificate file {path} is not valid now: valid from {not_before} until {not_after}")]
     NotValidNow {
         /// The path given on the command line.
@@ -199,6 +208,8 @@ pub struct Watcher {
     store: Arc<CertStore>,
     metrics: Arc<Metrics>,
     last_seen: Option<(Vec<u8>, Vec<u8>)>,
+    /// Files holding a certificate not valid yet, reported once and read again until it is.
+    deferred: Option<(Vec<u8>, Vec<u8>)>,
     missing_logged: bool,
 }
 
@@ -210,6 +221,7 @@ impl Watcher {
             store,
             metrics,
             last_seen: None,
+            deferred: None,
             missing_logged: false,
         }
     }
@@ -244,6 +256,7 @@ impl Watcher {
                     "serving certificate loaded"
                 );
                 self.last_seen = Some((cert, key));
+                self.deferred = None;
                 true
             }
             Err(err) => {
@@ -252,6 +265,15 @@ impl Watcher {
                 if let Some((cert_again, key_again)) = self.read_both().await
                     && (cert_again != cert || key_again != key)
                 {
+                    return false;
+                }
+                // Not valid yet: read again at every poll until it is, reporting it once.
+                if let CertError::NotYetValid { .. } = err {
+                    if self.deferred.as_ref() != Some(&(cert.clone(), key.clone())) {
+                        self.metrics.certificate_reload_failed();
+                        tracing::warn!(error = %chain(&err), "new certificate files not valid yet; still serving the previous certificate");
+                        self.deferred = Some((cert, key));
+                    }
                     return false;
                 }
                 self.metrics.certificate_reload_failed();
@@ -270,8 +292,15 @@ impl Watcher {
     /// with nothing else to serve, it is served (and the API server's refusals say why).
     fn usable_now(&self, loaded: &Loaded) -> Result<(), CertError> {
         let leaf = &loaded.leaf;
-        if !self.store.is_loaded() || leaf.valid_for(std::time::SystemTime::now(), Duration::ZERO) {
+        let now = std::time::SystemTime::now();
+        if !self.store.is_loaded() || leaf.valid_for(now, Duration::ZERO) {
             return Ok(());
+        }
+        if leaf.not_before > sidekiq_guard::x509::unix(now) {
+            return Err(CertError::NotYetValid {
+                path: self.files.cert.clone(),
+                not_before: sidekiq_guard::timestamp::format(leaf.not_before),
+            });
         }
         Err(CertError::NotValidNow {
             path: self.files.cert.clone(),

@@ -367,6 +367,43 @@ async fn a_broken_update_keeps_the_previous_certificate_in_service() {
         .await;
     let error = rejected[1]["error"].as_str().unwrap();
     assert!(error.contains("is not valid now: valid from "), "{error}");
+
+    // One valid from a few seconds on (an issuer whose clock runs ahead) goes into service then,
+    // though the files do not change again.
+    // (issue_serving back-dates by an hour.)
+    let early = pki.serving_from(
+        SystemTime::now() + Duration::from_secs(3600 + 3),
+        Duration::from_secs(86400),
+    );
+    secret.update(&early);
+    let started = Instant::now();
+    loop {
+        let conn = client.connect(webhook.admission).await.unwrap();
+        if leaf_serial(&conn.leaf) == serial_of(&early) {
+            break;
+        }
+        assert_eq!(
+            leaf_serial(&conn.leaf),
+            serial_of(&other),
+            "the valid certificate serves until then"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the certificate never went into service"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before it was valid"
+    );
+    let deferred = webhook
+        .wait_logs_with(
+            "new certificate files not valid yet; still serving the previous certificate",
+            1,
+        )
+        .await;
+    assert_eq!(deferred.len(), 1, "reported once, not at every poll");
 }
 
 #[tokio::test]
