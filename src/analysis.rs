@@ -196,11 +196,13 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
             };
         }
     };
-    let flags = Flags::parse(&container.args);
+    let sidekiq = &workload.containers[container.index];
+    let flags = Flags::parse_with(&container.args, &|value| {
+        detect::set_at_run_time(sidekiq, container.via_shell, value)
+    });
     let settings = Settings::resolve(ctx.policy, &overrides, &flags);
     let grace = Grace::compute(&settings);
     let port = choose_port(&workload, &settings);
-    let sidekiq = &workload.containers[container.index];
     let redis = sidecar::redis_env(sidekiq);
     let state = PodState {
         grace: workload

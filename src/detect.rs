@@ -42,6 +42,8 @@ pub struct SidekiqContainer {
     pub args: Vec<String>,
     /// A `sh -c` script of this container that could not be read.
     pub script_error: Option<ShellError>,
+    /// Whether Sidekiq is started by a shell script (`sh -c "…"`), which expands `$VAR` itself.
+    pub via_shell: bool,
 }
 
 /// The outcome of detection.
@@ -78,6 +80,7 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
                         program: None,
                         args: Vec::new(),
                         script_error,
+                        via_shell: false,
                     });
                 found.evidence = Evidence::Annotation;
                 Detection::Found(found)
@@ -120,6 +123,7 @@ fn by_name(containers: &[Value]) -> Option<SidekiqContainer> {
         program: Some(Program::Sidekiq),
         args,
         script_error: None,
+        via_shell: false,
     })
 }
 
@@ -133,7 +137,7 @@ fn inspect(index: usize, container: &Value) -> Result<SidekiqContainer, Option<S
         .collect();
     let lookup = |name: &str| env.get(name);
     let mut script_error = None;
-    let Some((program, args)) = invocation(&argv, &lookup, &mut script_error, 0) else {
+    let Some((program, args, via_shell)) = invocation(&argv, &lookup, &mut script_error, 0) else {
         return Err(script_error);
     };
     Ok(SidekiqContainer {
@@ -143,24 +147,26 @@ fn inspect(index: usize, container: &Value) -> Result<SidekiqContainer, Option<S
         program: Some(program),
         args,
         script_error,
+        via_shell,
     })
 }
 
 /// Nesting limit for `sh -c "bash -c '…'"`: real manifests use one level, rarely two.
 const MAX_SHELL_DEPTH: usize = 4;
 
-/// Finds a Sidekiq invocation in one command line, looking through wrappers and shell scripts.
+/// Finds a Sidekiq invocation in one command line, looking through wrappers and shell scripts;
+/// also tells whether it was found inside a script.
 fn invocation<S: AsRef<str>>(
     words: &[S],
     lookup: &dyn Fn(&str) -> Option<String>,
     script_error: &mut Option<ShellError>,
     depth: usize,
-) -> Option<(Program, Vec<String>)> {
+) -> Option<(Program, Vec<String>, bool)> {
     let command = shell::skip_wrappers(words);
     let first = command.first()?;
     if let Some(program) = Program::from_basename(shell::basename(first.as_ref())) {
         let args = command[1..].iter().map(|w| w.as_ref().to_owned()).collect();
-        return Some((program, args));
+        return Some((program, args, depth > 0));
     }
     let script = shell::script_of(command)?;
     in_script(script, lookup, script_error, depth)
@@ -171,7 +177,7 @@ fn in_script(
     lookup: &dyn Fn(&str) -> Option<String>,
     script_error: &mut Option<ShellError>,
     depth: usize,
-) -> Option<(Program, Vec<String>)> {
+) -> Option<(Program, Vec<String>, bool)> {
     if depth >= MAX_SHELL_DEPTH {
         return None;
     }
@@ -184,6 +190,27 @@ fn in_script(
             None
         }
     }
+}
+
+/// Whether an argument of Sidekiq that still holds `$` after the literal `env` was expanded gets
+/// its value at run time, rather than reaching Sidekiq as written: in a shell script the shell
+/// expands `$VAR` (from the image, `valueFrom`, `envFrom`); outside one only Kubernetes expands,
+/// and only `$(NAME)` for a `NAME` the container defines, so `-t $T` reaches Sidekiq literally
+/// and it refuses to start.
+pub fn set_at_run_time(container: &Value, via_shell: bool, value: &str) -> bool {
+    if via_shell {
+        return value.contains('$');
+    }
+    let defined = |name: &str| {
+        container.get("envFrom").is_some_and(|from| !from.is_null())
+            || crate::workload::list(container, "env")
+                .iter()
+                .any(|entry| entry.get("name").and_then(Value::as_str) == Some(name))
+    };
+    let names = crate::sidecar::references(value);
+    let escaped = value.replace("$$", "");
+    let bare = escaped.matches('$').count() > names.len();
+    !names.is_empty() && !bare && names.iter().all(|name| defined(name))
 }
 
 /// The container's `env` entries that carry a literal `value` (later entries win, like in
@@ -440,6 +467,24 @@ mod tests {
 
         c["command"] = json!(["sidekiq", "-t", "$(SHUTDOWN)", "-g", "$$(SHUTDOWN)"]);
         assert_eq!(found(&[c]).args, vec!["-t", "45", "-g", "$(SHUTDOWN)"]);
+    }
+
+    #[test]
+    fn what_gets_its_value_at_run_time() {
+        let container = json!({"env": [
+            {"name": "T", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "t"}}},
+        ]});
+        // A shell expands whatever it is given.
+        assert!(set_at_run_time(&container, true, "$ANY"));
+        // Without one, only $(NAME) of a defined variable.
+        assert!(set_at_run_time(&container, false, "$(T)"));
+        assert!(!set_at_run_time(&container, false, "$(UNDEFINED)"));
+        assert!(!set_at_run_time(&container, false, "$T"));
+        assert!(!set_at_run_time(&container, false, "$(T)$X"));
+        assert!(!set_at_run_time(&container, false, "$$(T)"));
+        // envFrom may define any name.
+        let from = json!({"envFrom": [{"configMapRef": {"name": "c"}}]});
+        assert!(set_at_run_time(&from, false, "$(ANY)"));
     }
 
     #[test]

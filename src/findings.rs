@@ -415,7 +415,12 @@ impl Ctx<'_, '_> {
         let analysis = self.analysis;
         let settings = &analysis.settings;
         let command_path = self.container_path("command");
-        if analysis.overrides.shutdown_timeout.is_some() || analysis.flags.timeout.is_some() {
+        let flags = &analysis.flags;
+        // An invalid -t is SG017: Sidekiq would not start at all.
+        if analysis.overrides.shutdown_timeout.is_some()
+            || flags.timeout.is_some()
+            || flags.timeout_invalid
+        {
             return;
         }
         let assumed = format!(

@@ -653,6 +653,24 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({}),
     Code::TimeoutSetAtRunTime, Severity::Warning, "spec.template.spec.containers[0].command",
     "Sidekiq's -t $SIDEKIQ_TIMEOUT is set at run time (a ConfigMap, a Secret or the image), which the manifest does not show; assuming 25s (policy default shutdownTimeout)")]
+#[case::a_timeout_from_a_secret_in_exec_form(
+    // Kubernetes expands $(NAME) of a variable the container defines, whatever its source.
+    json!({
+        "command": ["bundle", "exec", "sidekiq", "-t", "$(SIDEKIQ_TIMEOUT)"],
+        "env": [
+            {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
+            {"name": "SIDEKIQ_TIMEOUT", "valueFrom": {"secretKeyRef": {"name": "sidekiq", "key": "timeout"}}},
+        ],
+    }),
+    json!({}),
+    Code::TimeoutSetAtRunTime, Severity::Warning, "spec.template.spec.containers[0].command",
+    "Sidekiq's -t $(SIDEKIQ_TIMEOUT) is set at run time (a ConfigMap, a Secret or the image), which the manifest does not show; assuming 25s (policy default shutdownTimeout)")]
+#[case::a_shell_variable_without_a_shell(
+    // Nothing expands $T outside a shell: Sidekiq gets "$T" and refuses to start.
+    json!({"command": ["bundle", "exec", "sidekiq", "-t", "$T"]}),
+    json!({}),
+    Code::SidekiqFlagInvalid, Severity::Warning, "spec.template.spec.containers[0].command",
+    "Sidekiq flag -t $T: expected a whole number of seconds")]
 #[case::an_annotation_that_disagrees_with_the_command_line(
     json!({}), json!({"sidekiq-guard.io/shutdown-timeout": "40"}),
     Code::TimeoutConflict, Severity::Warning,

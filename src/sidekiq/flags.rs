@@ -50,6 +50,9 @@ pub struct Flags {
     /// `-t/--timeout` given as a variable the manifest holds no literal value for (`$TIMEOUT`
     /// from a ConfigMap, say): set at run time, unseen here. The value as written.
     pub timeout_at_run_time: Option<String>,
+    /// The last `-t/--timeout` is one Sidekiq refuses (see [`Flags::problems`]): it would not
+    /// start, so no timeout applies.
+    pub timeout_invalid: bool,
     /// `-c/--concurrency`.
     pub concurrency: Option<u32>,
     /// `-C/--config`: a file whose `timeout:` cannot be seen from the manifest.
@@ -125,8 +128,15 @@ fn short(c: char) -> Option<Opt> {
 }
 
 impl Flags {
-    /// Parses the arguments that follow `sidekiq`/`sidekiqswarm`.
+    /// Parses the arguments that follow `sidekiq`/`sidekiqswarm`, as Sidekiq receives them.
     pub fn parse(args: &[String]) -> Self {
+        Self::parse_with(args, &|_| false)
+    }
+
+    /// Parses them where `at_run_time` tells which values are variables that get their value
+    /// only when the container starts ([`crate::detect::set_at_run_time`]): those are unseen,
+    /// not invalid.
+    pub fn parse_with(args: &[String], at_run_time: &dyn Fn(&str) -> bool) -> Self {
         let mut flags = Self::default();
         let mut rest = args.iter();
         while let Some(arg) = rest.next() {
@@ -134,16 +144,21 @@ impl Flags {
                 break;
             }
             if let Some(long) = arg.strip_prefix("--") {
-                flags.long(long, &mut rest);
+                flags.long(long, &mut rest, at_run_time);
             } else if let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) {
-                flags.cluster(cluster, &mut rest);
+                flags.cluster(cluster, &mut rest, at_run_time);
             }
             // Sidekiq ignores positional arguments; so do we.
         }
         flags
     }
 
-    fn long<'a>(&mut self, text: &str, rest: &mut impl Iterator<Item = &'a String>) {
+    fn long<'a>(
+        &mut self,
+        text: &str,
+        rest: &mut impl Iterator<Item = &'a String>,
+        at_run_time: &dyn Fn(&str) -> bool,
+    ) {
         let (name, inline) = match text.split_once('=') {
             Some((name, value)) => (name, Some(value.to_owned())),
             None => (text, None),
@@ -163,7 +178,7 @@ impl Flags {
                     (_, Some(value)) => Some(value),
                     (_, None) => rest.next().cloned(),
                 };
-                self.apply(*opt, flag, value);
+                self.apply(*opt, flag, value, at_run_time);
             }
             [] => self.problem(flag, None, "not an option Sidekiq knows".into()),
             several => {
@@ -180,7 +195,12 @@ impl Flags {
         }
     }
 
-    fn cluster<'a>(&mut self, cluster: &str, rest: &mut impl Iterator<Item = &'a String>) {
+    fn cluster<'a>(
+        &mut self,
+        cluster: &str,
+        rest: &mut impl Iterator<Item = &'a String>,
+        at_run_time: &dyn Fn(&str) -> bool,
+    ) {
         for (i, c) in cluster.char_indices() {
             let flag = format!("-{c}");
             match short(c) {
@@ -192,7 +212,7 @@ impl Flags {
                     } else {
                         Some(attached.to_owned())
                     };
-                    self.apply(opt, flag, value);
+                    self.apply(opt, flag, value, at_run_time);
                     return;
                 }
                 None => {
@@ -203,17 +223,23 @@ impl Flags {
         }
     }
 
-    fn apply(&mut self, opt: Opt, flag: String, value: Option<String>) {
+    fn apply(
+        &mut self,
+        opt: Opt,
+        flag: String,
+        value: Option<String>,
+        at_run_time: &dyn Fn(&str) -> bool,
+    ) {
         let Some(value) = value else {
             self.problem(flag, None, "is missing its value".into());
             return;
         };
-        // Variables with literal values were expanded before; what is left of `$` comes from
-        // elsewhere at run time. Sidekiq sees a value, so there is nothing to reject.
-        if value.contains('$') && matches!(opt, Opt::Timeout | Opt::Concurrency | Opt::Queue) {
+        // Sidekiq will see the variable's value, unknown here: nothing to reject.
+        if matches!(opt, Opt::Timeout | Opt::Concurrency | Opt::Queue) && at_run_time(&value) {
             if opt == Opt::Timeout {
                 self.timeout = None;
                 self.timeout_at_run_time = Some(value);
+                self.timeout_invalid = false;
             }
             return;
         }
@@ -222,12 +248,18 @@ impl Flags {
                 Ok(secs) => {
                     self.timeout = Some(secs);
                     self.timeout_at_run_time = None;
+                    self.timeout_invalid = false;
                 }
-                Err(_) => self.problem(
-                    flag,
-                    Some(value),
-                    "expected a whole number of seconds".into(),
-                ),
+                Err(_) => {
+                    self.timeout = None;
+                    self.timeout_at_run_time = None;
+                    self.timeout_invalid = true;
+                    self.problem(
+                        flag,
+                        Some(value),
+                        "expected a whole number of seconds".into(),
+                    );
+                }
             },
             Opt::Concurrency => match value.parse::<u32>() {
                 Ok(n) if n > 0 => self.concurrency = Some(n),
@@ -332,7 +364,11 @@ mod tests {
 
     #[test]
     fn values_left_to_run_time_are_not_problems() {
-        let parsed = flags("-t $SIDEKIQ_TIMEOUT -c $(THREADS) -q ${QUEUE},2");
+        let run_time = |line: &str| {
+            let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+            Flags::parse_with(&args, &|value| value.contains('$'))
+        };
+        let parsed = run_time("-t $SIDEKIQ_TIMEOUT -c $(THREADS) -q ${QUEUE},2");
         assert_eq!(parsed.timeout, None);
         assert_eq!(
             parsed.timeout_at_run_time.as_deref(),
@@ -341,9 +377,11 @@ mod tests {
         assert_eq!(parsed.concurrency, None);
         assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
         // The last timeout wins, a run-time one included.
-        assert_eq!(flags("-t $T -t 30").timeout, Some(30));
-        assert_eq!(flags("-t $T -t 30").timeout_at_run_time, None);
-        assert_eq!(flags("-t 30 -t $T").timeout, None);
+        assert_eq!(run_time("-t $T -t 30").timeout, Some(30));
+        assert_eq!(run_time("-t $T -t 30").timeout_at_run_time, None);
+        assert_eq!(run_time("-t 30 -t $T").timeout, None);
+        // Where nothing expands it, `$T` is what Sidekiq gets, and refuses.
+        assert_eq!(flags("-t $T").problems.len(), 1);
     }
 
     #[rstest]
