@@ -41,8 +41,8 @@ struct PodDrain {
     via: &'static str,
     /// Every Sidekiq process of the pod became quiet and idle, or left.
     idle: bool,
-    /// The drain's last state ([`State::as_str`]), or `timed_out` when the wait (`--timeout`)
-    /// ended before the probe answered.
+    /// The drain's last state ([`State::as_str`]); `timed_out` when the wait ended before the
+    /// probe answered; `error` when the drain could not go on (the message says why).
     state: &'static str,
     elapsed_seconds: u64,
     /// Why it is not idle.
@@ -74,6 +74,22 @@ impl Subject {
     fn say(&self, line: String) {
         // The receiver lives until every task has ended.
         let _ = self.lines.send(line);
+    }
+
+    /// How to tell, once it has failed, that this pod's drain failed with an error.
+    fn failure(&self, via: &'static str) -> impl Fn(&Error) -> PodDrain + Send + 'static {
+        let (namespace, pod) = (self.namespace.clone(), self.pod.clone());
+        let started = Instant::now();
+        move |error| PodDrain {
+            namespace: namespace.clone(),
+            pod: pod.clone(),
+            via,
+            idle: false,
+            state: "error",
+            elapsed_seconds: started.elapsed().as_secs(),
+            message: Some(sidekiq_guard::errors::chain(error)),
+            processes: Vec::new(),
+        }
     }
 
     fn outcome(
@@ -142,13 +158,21 @@ pub(crate) async fn run(
                     }
                 };
                 let reader = reader.clone();
-                tasks.spawn(async move { through_redis(&reader, subject, &host).await });
+                let failed = subject.failure("redis");
+                tasks.spawn(async move {
+                    through_redis(&reader, subject, &host)
+                        .await
+                        .map_err(|error| (failed(&error), error))
+                });
             }
             (None, Some(status)) => {
                 let cluster = cluster.clone();
-                tasks.spawn(
-                    async move { through_probe(&cluster, subject, status.probe_port).await },
-                );
+                let failed = subject.failure("probe");
+                tasks.spawn(async move {
+                    through_probe(&cluster, subject, status.probe_port)
+                        .await
+                        .map_err(|error| (failed(&error), error))
+                });
             }
             (None, None) => {
                 return Err(Error::Probe {
@@ -175,19 +199,25 @@ pub(crate) async fn run(
             },
             done = tasks.join_next(), if !tasks.is_empty() => match done {
                 Some(Ok(Ok(outcome))) => outcomes.push(outcome),
-                Some(Ok(Err(error))) => failure = Some(error),
-                Some(Err(joined)) => failure = Some(Error::Task(joined)),
+                Some(Ok(Err((outcome, error)))) => {
+                    outcomes.push(outcome);
+                    failure.get_or_insert(error);
+                }
+                Some(Err(joined)) => {
+                    failure.get_or_insert(Error::Task(joined));
+                }
                 None => {}
             },
         }
         progress.flush().map_err(Error::Output)?;
     }
+    let idle = outcomes.iter().all(|outcome| outcome.idle);
+    outcomes.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    // The document tells every pod's outcome, a failed one's too; the error then ends the run.
+    write_document(&Drained { pods: outcomes }, args.report.output, out)?;
     if let Some(error) = failure {
         return Err(error);
     }
-    let idle = outcomes.iter().all(|outcome| outcome.idle);
-    outcomes.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
-    write_document(&Drained { pods: outcomes }, args.report.output, out)?;
     Ok(!idle)
 }
 

@@ -794,6 +794,27 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
         text(&out.stderr),
         format!("error: pod shop/{pod}: the probe answered 404: not found\n")
     );
+    // With -o json the document still tells that pod's outcome.
+    let out = run_in(
+        &kubeconfig,
+        &["drain", pod, "--timeout", "5s", "-o", "json"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).ends_with(&format!(
+            "error: pod shop/{pod}: the probe answered 404: not found\n"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    let document: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcome = &document["pods"][0];
+    assert_eq!(outcome["state"], "error");
+    assert_eq!(outcome["idle"], false);
+    assert_eq!(
+        outcome["message"],
+        format!("pod shop/{pod}: the probe answered 404: not found")
+    );
 }
 
 /// The probe answers `/drain` only when the drain ends, minutes later: the silence before is
