@@ -198,8 +198,11 @@ fn in_script(
 /// and only `$(NAME)` for a `NAME` the container defines, so `-t $T` reaches Sidekiq literally
 /// and it refuses to start.
 pub fn set_at_run_time(container: &Value, via_shell: bool, value: &str) -> bool {
+    if !value.contains('$') {
+        return false;
+    }
     if via_shell {
-        return value.contains('$');
+        return true;
     }
     let defined = |name: &str| {
         container.get("envFrom").is_some_and(|from| !from.is_null())
