@@ -45,7 +45,7 @@ pub(crate) async fn run(
         categories,
         success,
     };
-    match args.output {
+    match args.report.output {
         CheckFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, &report)
                 .map_err(|e| Error::Output(e.into()))?;

@@ -185,15 +185,8 @@ pub(crate) struct DrainArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
-    /// Output format
-    #[arg(
-        short = 'o',
-        long,
-        value_enum,
-        default_value = "table",
-        value_name = "FORMAT"
-    )]
-    pub(crate) output: CheckFormat,
+    #[command(flatten)]
+    pub(crate) report: OutputArg<CheckFormat>,
     /// Namespace sidekiq-guard is installed in
     #[arg(long, value_name = "NAME", default_value = sidekiq_guard::install::DEFAULT_NAMESPACE)]
     pub(crate) install_namespace: String,
@@ -229,9 +222,9 @@ pub(crate) enum ReportFormat {
     Yaml,
 }
 
-/// `-o` of the commands that report: table (the default), wide, json or yaml.
+/// `-o` of the commands that report, `table` by default.
 #[derive(Debug, Args)]
-pub(crate) struct ReportArg {
+pub(crate) struct OutputArg<F: ValueEnum + Clone + Send + Sync + 'static> {
     /// Output format
     #[arg(
         short = 'o',
@@ -240,8 +233,11 @@ pub(crate) struct ReportArg {
         default_value = "table",
         value_name = "FORMAT"
     )]
-    pub(crate) output: ReportFormat,
+    pub(crate) output: F,
 }
+
+/// `-o table|wide|json|yaml`.
+pub(crate) type ReportArg = OutputArg<ReportFormat>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum CheckFormat {
