@@ -102,6 +102,16 @@ pub fn same_value(a: &str, b: &str) -> bool {
     matches!((Quantity::parse(a), Quantity::parse(b)), (Ok(a), Ok(b)) if a == b)
 }
 
+/// Whether two quantities of a container's resources are the same as the API server stores them:
+/// it rounds resource quantities up to thousandths (`100u` becomes `1m`).
+pub fn same_resource_value(a: &str, b: &str) -> bool {
+    let millis = |q: &Quantity| {
+        let nanos = q.nanos;
+        nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) != 0)
+    };
+    matches!((Quantity::parse(a), Quantity::parse(b)), (Ok(a), Ok(b)) if millis(&a) == millis(&b))
+}
+
 /// The value of `text` in billionths, rounded up as the API server rounds (it keeps nine
 /// decimals).
 fn nanos(text: &str) -> Result<i128, &'static str> {
@@ -239,6 +249,14 @@ mod tests {
     #[case("1e3", "1k")]
     fn the_api_servers_canonical_forms_have_the_same_value(#[case] a: &str, #[case] b: &str) {
         assert!(same_value(a, b));
+    }
+
+    #[test]
+    fn resource_values_compare_in_thousandths_rounded_up() {
+        assert!(same_resource_value("100u", "1m"));
+        assert!(same_resource_value("0.5", "500m"));
+        assert!(!same_resource_value("1m", "2m"));
+        assert!(!same_value("100u", "1m"));
     }
 
     #[test]

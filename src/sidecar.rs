@@ -315,7 +315,7 @@ fn matches_at<'a>(
             let extras_defaulted = have
                 .iter()
                 .filter(|(key, _)| !want.contains_key(*key))
-                .all(|(key, value)| defaulted(path, key, value, container));
+                .all(|(key, value)| defaulted(path, key, value, have, container));
             extras_defaulted
                 && want.iter().all(|(key, value)| {
                     path.push(key);
@@ -336,7 +336,7 @@ fn matches_at<'a>(
                 })
         }
         (Value::String(have), Value::String(want)) if is_quantity_path(path) => {
-            have == want || crate::quantity::same_value(have, want)
+            have == want || crate::quantity::same_resource_value(have, want)
         }
         _ => existing == wanted,
     }
@@ -347,17 +347,43 @@ fn is_quantity_path(path: &[&str]) -> bool {
     matches!(path, ["resources", "requests" | "limits", _])
 }
 
-/// Whether the API server's defaulting puts `key: value` at `path` of a container that does not
-/// set it (pkg/apis/core/v1/defaults.go).
-fn defaulted(path: &[&str], key: &str, value: &Value, container: &Value) -> bool {
+/// Where the ServiceAccount admission plugin mounts the API token into every container.
+const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Whether the API server puts `key: value` into `have`, at `path` of a container that does not
+/// set it: its defaulting (pkg/apis/core/v1/defaults.go, with the default values), and the
+/// ServiceAccount admission plugin's token mount, which it adds again when it reinvokes.
+fn defaulted(
+    path: &[&str],
+    key: &str,
+    value: &Value,
+    have: &Map<String, Value>,
+    container: &Value,
+) -> bool {
     const PROBES: [&str; 3] = ["startupProbe", "readinessProbe", "livenessProbe"];
+    let text = value.as_str();
     match (path, key) {
-        ([], "imagePullPolicy" | "terminationMessagePath" | "terminationMessagePolicy") => true,
-        (["ports", "*"], "protocol") => true,
-        ([.., "valueFrom", "fieldRef"], "apiVersion") => true,
-        ([.., "httpGet"], "scheme") => true,
-        ([probe], "timeoutSeconds" | "periodSeconds" | "successThreshold" | "failureThreshold") => {
-            PROBES.contains(probe)
+        ([], "imagePullPolicy") => text == Some(default_pull_policy(container)),
+        ([], "terminationMessagePath") => text == Some("/dev/termination-log"),
+        ([], "terminationMessagePolicy") => text == Some("File"),
+        ([], "volumeMounts") => value.as_array().is_some_and(|mounts| {
+            mounts.iter().all(|mount| {
+                mount.get("mountPath").and_then(Value::as_str) == Some(TOKEN_MOUNT_PATH)
+            })
+        }),
+        (["ports", "*"], "protocol") => text == Some("TCP"),
+        // With hostNetwork, each port is also a host port.
+        (["ports", "*"], "hostPort") => have.get("containerPort") == Some(value),
+        ([.., "valueFrom", "fieldRef"], "apiVersion") => text == Some("v1"),
+        ([.., "httpGet"], "scheme") => text == Some("HTTP"),
+        ([probe], timing) if PROBES.contains(probe) => {
+            let default = match timing {
+                "timeoutSeconds" | "successThreshold" => 1,
+                "periodSeconds" => 10,
+                "failureThreshold" => 3,
+                _ => return false,
+            };
+            value.as_u64() == Some(default)
         }
         // A pod's container with limits and no request gets the limit as its request.
         (["resources"], "requests") => value.as_object().is_some_and(|requests| {
@@ -370,6 +396,18 @@ fn defaulted(path: &[&str], key: &str, value: &Value, container: &Value) -> bool
     }
 }
 
+/// The `imagePullPolicy` the API server gives a container without one: `Always` for an image
+/// without a tag or tagged `latest` (a digest pins it), else `IfNotPresent`.
+fn default_pull_policy(container: &Value) -> &'static str {
+    let image = container.get("image").and_then(Value::as_str).unwrap_or("");
+    let name = image.rsplit('/').next().unwrap_or(image);
+    match name.rsplit_once(':') {
+        _ if name.contains('@') => "IfNotPresent",
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
 /// Whether `container` limits `resource` to `value`.
 fn limit_is(container: &Value, resource: &str, value: &Value) -> bool {
     match (
@@ -379,7 +417,7 @@ fn limit_is(container: &Value, resource: &str, value: &Value) -> bool {
         value,
     ) {
         (Some(Value::String(limit)), Value::String(value)) => {
-            limit == value || crate::quantity::same_value(limit, value)
+            limit == value || crate::quantity::same_resource_value(limit, value)
         }
         _ => false,
     }
@@ -755,6 +793,20 @@ mod tests {
         assert!(!changed(|c| {
             c.as_object_mut().unwrap().remove("securityContext");
         }));
+        // The token mount the ServiceAccount plugin adds, and host ports under hostNetwork.
+        let mut admitted = stored.clone();
+        admitted["volumeMounts"] = json!([{"name": "kube-api-access-x", "readOnly": true,
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]);
+        admitted["ports"][0]["hostPort"] = admitted["ports"][0]["containerPort"].clone();
+        assert!(is_current(&admitted, &wanted));
+        // Defaulted fields count only with their default values.
+        assert!(!changed(|c| c["imagePullPolicy"] = json!("Always")));
+        assert!(!changed(
+            |c| c["terminationMessagePolicy"] = json!("FallbackToLogsOnError")
+        ));
+        assert!(!changed(
+            |c| c["volumeMounts"] = json!([{"name": "data", "mountPath": "/data"}])
+        ));
         // What sidekiq-guard no longer sets is a difference too.
         assert!(!changed(
             |c| c["envFrom"] = json!([{"secretRef": {"name": "gone"}}])

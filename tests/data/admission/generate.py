@@ -83,8 +83,9 @@ def injected(obj):
 
 
 def server_defaulted(pod):
-    """The pod as kube-apiserver defaults it after a webhook's patch (pkg/apis/core/v1/defaults.go),
-    which is what a reinvoked webhook, or the pod of an injected template, sees."""
+    """The pod as kube-apiserver defaults it after a webhook's patch (pkg/apis/core/v1/defaults.go)
+    and its ServiceAccount plugin mounts the token, which is what a reinvoked webhook, or the pod
+    of an injected template, sees."""
     pod = copy.deepcopy(pod)
     spec = pod["spec"]
     for key, value in [("restartPolicy", "Always"), ("dnsPolicy", "ClusterFirst"),
@@ -100,7 +101,14 @@ def server_defaulted(pod):
         if "httpGet" in p:
             p["httpGet"].setdefault("scheme", "HTTP")
 
+    token = {"name": "kube-api-access-8xq2n", "readOnly": True,
+             "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
     for container in spec.get("containers", []) + spec.get("initContainers", []):
+        # The ServiceAccount admission plugin mounts the token into every container, and again
+        # into those a webhook added when the API server reinvokes the in-tree plugins.
+        mounts = container.setdefault("volumeMounts", [])
+        if not any(m.get("mountPath") == token["mountPath"] for m in mounts):
+            mounts.append(dict(token))
         tag = container["image"].rsplit("/", 1)[-1]
         latest = ":" not in tag or tag.endswith(":latest")
         container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
