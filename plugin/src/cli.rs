@@ -268,7 +268,7 @@ const VALUE_FLAGS: &[&str] = &[
 
 /// Moves `-o FORMAT` given before the subcommand (`kubectl sidekiq -o json status`, as kubectl
 /// users write it) to just after it. Each subcommand owns its `-o`, because their formats differ
-/// (`check` has neither `wide` nor `yaml`), so clap cannot make it global.
+/// (`inject` writes manifests, `check` has no `wide` column set), so clap cannot make it global.
 fn output_after_subcommand(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let mut before = Vec::new();
     let mut moved = Vec::new();

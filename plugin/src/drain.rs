@@ -77,18 +77,25 @@ impl Subject {
     }
 
     /// How to tell, once it has failed, that this pod's drain failed with an error.
+    /// The failure is also a progress line: with several pods, only the first error ends the
+    /// run as its message.
     fn failure(&self, via: &'static str) -> impl Fn(&Error) -> PodDrain + Send + 'static {
         let (namespace, pod) = (self.namespace.clone(), self.pod.clone());
+        let lines = self.lines.clone();
         let started = Instant::now();
-        move |error| PodDrain {
-            namespace: namespace.clone(),
-            pod: pod.clone(),
-            via,
-            idle: false,
-            state: "error",
-            elapsed_seconds: started.elapsed().as_secs(),
-            message: Some(sidekiq_guard::errors::chain(error)),
-            processes: Vec::new(),
+        move |error| {
+            let message = sidekiq_guard::errors::chain(error);
+            let _ = lines.send(format!("{namespace}/{pod}: drain failed: {message}"));
+            PodDrain {
+                namespace: namespace.clone(),
+                pod: pod.clone(),
+                via,
+                idle: false,
+                state: "error",
+                elapsed_seconds: started.elapsed().as_secs(),
+                message: Some(message),
+                processes: Vec::new(),
+            }
         }
     }
 

@@ -790,6 +790,13 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
     );
     let out = run_in(&kubeconfig, &["drain", pod, "--timeout", "5s"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).ends_with(&format!(
+            "shop/{pod}: drain failed: pod shop/{pod}: the probe answered 404: not found\n"
+        )),
+        "each failed pod says so among the progress: {}",
+        text(&out.stdout)
+    );
     assert_eq!(
         text(&out.stderr),
         format!("error: pod shop/{pod}: the probe answered 404: not found\n")

@@ -231,6 +231,11 @@ impl Flags {
         at_run_time: &dyn Fn(&str) -> bool,
     ) {
         let Some(value) = value else {
+            if opt == Opt::Timeout {
+                self.timeout = None;
+                self.timeout_at_run_time = None;
+                self.timeout_invalid = true;
+            }
             self.problem(flag, None, "is missing its value".into());
             return;
         };
@@ -382,6 +387,9 @@ mod tests {
         assert_eq!(run_time("-t 30 -t $T").timeout, None);
         // Where nothing expands it, `$T` is what Sidekiq gets, and refuses.
         assert_eq!(flags("-t $T").problems.len(), 1);
+        // A last -t without its value leaves Sidekiq with no timeout: it would not start.
+        let dangling = flags("-t 30 -t");
+        assert_eq!((dangling.timeout, dangling.timeout_invalid), (None, true));
     }
 
     #[rstest]
