@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::*;
 
+/// The drain's last progress line, which says how it ended, starts with `prefix`.
+fn assert_last_line(output: &str, prefix: &str) {
+    let last = output.lines().last().unwrap_or_default();
+    assert!(last.starts_with(prefix), "{output}");
+}
+
 fn fixed(status: u16, body: Value) -> ProxyTarget {
     ProxyTarget::Fixed {
         status,
@@ -572,14 +578,7 @@ fn drain_through_the_probe_follows_a_real_sidekiq_until_idle() {
         output.contains("TimedJob"),
         "progress names the running jobs: {output}"
     );
-    assert!(
-        output
-            .lines()
-            .last()
-            .unwrap()
-            .starts_with(&format!("shop/{pod}: idle after ")),
-        "{output}"
-    );
+    assert_last_line(&output, &format!("shop/{pod}: idle after "));
     assert_eq!(
         redis.cli(&["SCARD", "sg:done"]).trim(),
         "2",
@@ -615,14 +614,7 @@ fn drain_through_the_probe_honours_a_timeout_longer_than_the_probes_budget() {
     let out = drain("1s");
     let output = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{output}");
-    assert!(
-        output
-            .lines()
-            .last()
-            .unwrap()
-            .starts_with(&format!("shop/{pod}: timed out after ")),
-        "{output}"
-    );
+    assert_last_line(&output, &format!("shop/{pod}: timed out after "));
     // The probe's own drain goes on to its budget and ends with the job still running.
     let exhausted = wait_until(Duration::from_secs(10), || {
         let out = run_in(&kubeconfig, &["status", "-o", "json"]);
@@ -652,14 +644,7 @@ probe:
         ),
         "{output}"
     );
-    assert!(
-        output
-            .lines()
-            .last()
-            .unwrap()
-            .starts_with(&format!("shop/{pod}: idle after ")),
-        "{output}"
-    );
+    assert_last_line(&output, &format!("shop/{pod}: idle after "));
     assert_eq!(redis.cli(&["SCARD", "sg:done"]).trim(), "1");
 }
 
@@ -910,14 +895,7 @@ fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
     assert_eq!(out.status.code(), Some(0), "{output}{}", text(&out.stderr));
     assert!(worker.is_quiet(), "TSTP was pushed and popped");
     assert!(output.contains("ImportJob"), "{output}");
-    assert!(
-        output
-            .lines()
-            .last()
-            .unwrap()
-            .starts_with(&format!("shop/{host}: idle after")),
-        "{output}"
-    );
+    assert_last_line(&output, &format!("shop/{host}: idle after"));
 
     // A job longer than the timeout: exit 1, saying what still runs; with -o json the progress
     // goes to stderr and stdout gets the outcome.

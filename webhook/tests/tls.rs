@@ -154,6 +154,34 @@ fn serial_of(cert: &KeyedCert) -> String {
         .serial
 }
 
+/// Serial of the certificate a new connection to the admission port is shown.
+async fn served(client: &Client, webhook: &Webhook) -> String {
+    let conn = client.connect(webhook.admission).await.unwrap();
+    leaf_serial(&conn.leaf)
+}
+
+/// Waits until new connections are shown `cert`.
+async fn wait_served(client: &Client, webhook: &Webhook, cert: &KeyedCert, what: &str) {
+    let started = Instant::now();
+    while served(client, webhook).await != serial_of(cert) {
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `count` certificate reloads have failed.
+async fn wait_reload_failures(webhook: &Webhook, count: f64, what: &str) {
+    let started = Instant::now();
+    while webhook
+        .metric("sidekiq_guard_webhook_certificate_reloads_total{result=\"failure\"}")
+        .await
+        < count
+    {
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_rotation_under_concurrent_load_loses_no_request() {
     let first_ca = Pki::new();
@@ -294,18 +322,7 @@ async fn a_broken_update_keeps_the_previous_certificate_in_service() {
         cert_pem: other.cert_pem.clone(),
         key_pem: good.key_pem.clone(),
     });
-    let started = Instant::now();
-    while webhook
-        .metric("sidekiq_guard_webhook_certificate_reloads_total{result=\"failure\"}")
-        .await
-        < 1.0
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the broken pair went unnoticed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_reload_failures(&webhook, 1.0, "the broken pair went unnoticed").await;
     let mut conn = client.connect(webhook.admission).await.unwrap();
     assert_eq!(leaf_serial(&conn.leaf), serial_of(&good));
     mutate_ok(&mut conn).await.unwrap();
@@ -328,15 +345,7 @@ async fn a_broken_update_keeps_the_previous_certificate_in_service() {
 
     // Fixed: the new pair goes into service.
     secret.update(&other);
-    let started = Instant::now();
-    loop {
-        let conn = client.connect(webhook.admission).await.unwrap();
-        if leaf_serial(&conn.leaf) == serial_of(&other) {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_served(&client, &webhook, &other, "the fixed pair was not loaded").await;
 
     // An expired certificate (an old Secret restored) does not replace the valid one.
     let expired = pki.serving_from(
@@ -344,18 +353,7 @@ async fn a_broken_update_keeps_the_previous_certificate_in_service() {
         Duration::from_secs(86400),
     );
     secret.update(&expired);
-    let started = Instant::now();
-    while webhook
-        .metric("sidekiq_guard_webhook_certificate_reloads_total{result=\"failure\"}")
-        .await
-        < 2.0
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the expired certificate went unnoticed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_reload_failures(&webhook, 2.0, "the expired certificate went unnoticed").await;
     let mut conn = client.connect(webhook.admission).await.unwrap();
     assert_eq!(leaf_serial(&conn.leaf), serial_of(&other));
     mutate_ok(&mut conn).await.unwrap();
@@ -378,12 +376,12 @@ async fn a_broken_update_keeps_the_previous_certificate_in_service() {
     secret.update(&early);
     let started = Instant::now();
     loop {
-        let conn = client.connect(webhook.admission).await.unwrap();
-        if leaf_serial(&conn.leaf) == serial_of(&early) {
+        let serial = served(&client, &webhook).await;
+        if serial == serial_of(&early) {
             break;
         }
         assert_eq!(
-            leaf_serial(&conn.leaf),
+            serial,
             serial_of(&other),
             "the valid certificate serves until then"
         );
@@ -476,16 +474,11 @@ async fn vanished_certificate_files_leave_the_loaded_certificate_serving() {
     std::fs::write(fresh.join("tls.key"), &second.key_pem).unwrap();
     std::os::unix::fs::symlink(fresh.join("tls.crt"), secret.cert()).unwrap();
     std::os::unix::fs::symlink(fresh.join("tls.key"), secret.key()).unwrap();
-    let started = Instant::now();
-    loop {
-        let conn = client.connect(webhook.admission).await.unwrap();
-        if leaf_serial(&conn.leaf) == serial_of(&second) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the new certificate was not loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_served(
+        &client,
+        &webhook,
+        &second,
+        "the new certificate was not loaded",
+    )
+    .await;
 }
