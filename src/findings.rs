@@ -15,7 +15,7 @@ use crate::mutate::Blocked;
 use crate::policy::Policy;
 use crate::prestop::PreStop;
 use crate::settings::Source;
-use crate::sidekiq;
+use crate::sidekiq::{self, flags::Timeout};
 use crate::workload::Workload;
 
 /// How bad a finding is. `validate` exits 1 and `deny` enforcement rejects on [`Severity::Error`].
@@ -368,9 +368,10 @@ impl Ctx<'_, '_> {
                 "fix the flag; Sidekiq refuses to start on flags it cannot read".into(),
             ));
         }
-        if let (Some(flag), Some(annotated)) =
-            (analysis.flags.timeout, analysis.overrides.shutdown_timeout)
-            && flag != annotated
+        if let (Some(flag), Some(annotated)) = (
+            analysis.flags.timeout_secs(),
+            analysis.overrides.shutdown_timeout,
+        ) && flag != annotated
         {
             findings.push(Finding::new(
                 Code::TimeoutConflict,
@@ -415,11 +416,12 @@ impl Ctx<'_, '_> {
         let analysis = self.analysis;
         let settings = &analysis.settings;
         let command_path = self.container_path("command");
-        let flags = &analysis.flags;
-        // An invalid -t is SG017: Sidekiq would not start at all.
+        // Seen; or invalid, which is SG017: Sidekiq would not start at all.
         if analysis.overrides.shutdown_timeout.is_some()
-            || flags.timeout.is_some()
-            || flags.timeout_invalid
+            || matches!(
+                analysis.flags.timeout,
+                Some(Timeout::Seconds(_) | Timeout::Invalid)
+            )
         {
             return;
         }
@@ -428,7 +430,7 @@ impl Ctx<'_, '_> {
             Secs(settings.shutdown_timeout.value),
             settings.shutdown_timeout.source
         );
-        if let Some(variable) = &analysis.flags.timeout_at_run_time {
+        if let Some(Timeout::AtRunTime(variable)) = &analysis.flags.timeout {
             findings.push(Finding::new(
                 Code::TimeoutSetAtRunTime,
                 Severity::Warning,

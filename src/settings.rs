@@ -69,7 +69,7 @@ impl Settings {
                 source: Source::Policy("longestJob"),
             },
         };
-        let shutdown_timeout = match (flags.timeout, overrides.shutdown_timeout) {
+        let shutdown_timeout = match (flags.timeout_secs(), overrides.shutdown_timeout) {
             (Some(value), _) => Setting {
                 value,
                 source: Source::CommandLine(format!("-t {value}")),
@@ -109,7 +109,7 @@ mod tests {
 
     fn flags(timeout: Option<u64>) -> Flags {
         Flags {
-            timeout,
+            timeout: timeout.map(crate::sidekiq::flags::Timeout::Seconds),
             ..Flags::default()
         }
     }

@@ -45,14 +45,8 @@ pub struct Queue {
 /// The options of a Sidekiq command line this project cares about.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Flags {
-    /// `-t/--timeout`, seconds.
-    pub timeout: Option<u64>,
-    /// `-t/--timeout` given as a variable the manifest holds no literal value for (`$TIMEOUT`
-    /// from a ConfigMap, say): set at run time, unseen here. The value as written.
-    pub timeout_at_run_time: Option<String>,
-    /// The last `-t/--timeout` is one Sidekiq refuses (see [`Flags::problems`]): it would not
-    /// start, so no timeout applies.
-    pub timeout_invalid: bool,
+    /// The last `-t/--timeout`, as Sidekiq will take it.
+    pub timeout: Option<Timeout>,
     /// `-c/--concurrency`.
     pub concurrency: Option<u32>,
     /// `-C/--config`: a file whose `timeout:` cannot be seen from the manifest.
@@ -67,6 +61,28 @@ pub struct Flags {
     pub require: Option<String>,
     /// Options that could not be read.
     pub problems: Vec<FlagProblem>,
+}
+
+/// What the last `-t/--timeout` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timeout {
+    /// Seconds.
+    Seconds(u64),
+    /// A variable that gets its value when the container starts (`$TIMEOUT` from a ConfigMap,
+    /// say), as written: unseen here.
+    AtRunTime(String),
+    /// A value Sidekiq refuses (see [`Flags::problems`]): it would not start.
+    Invalid,
+}
+
+impl Flags {
+    /// `-t/--timeout` in seconds, when the command line shows it.
+    pub fn timeout_secs(&self) -> Option<u64> {
+        match self.timeout {
+            Some(Timeout::Seconds(secs)) => Some(secs),
+            _ => None,
+        }
+    }
 }
 
 /// A flag Sidekiq itself would reject, or whose value cannot be seen from the manifest.
@@ -232,9 +248,7 @@ impl Flags {
     ) {
         let Some(value) = value else {
             if opt == Opt::Timeout {
-                self.timeout = None;
-                self.timeout_at_run_time = None;
-                self.timeout_invalid = true;
+                self.timeout = Some(Timeout::Invalid);
             }
             self.problem(flag, None, "is missing its value".into());
             return;
@@ -242,23 +256,15 @@ impl Flags {
         // Sidekiq will see the variable's value, unknown here: nothing to reject.
         if matches!(opt, Opt::Timeout | Opt::Concurrency | Opt::Queue) && at_run_time(&value) {
             if opt == Opt::Timeout {
-                self.timeout = None;
-                self.timeout_at_run_time = Some(value);
-                self.timeout_invalid = false;
+                self.timeout = Some(Timeout::AtRunTime(value));
             }
             return;
         }
         match opt {
             Opt::Timeout => match value.parse::<u64>() {
-                Ok(secs) => {
-                    self.timeout = Some(secs);
-                    self.timeout_at_run_time = None;
-                    self.timeout_invalid = false;
-                }
+                Ok(secs) => self.timeout = Some(Timeout::Seconds(secs)),
                 Err(_) => {
-                    self.timeout = None;
-                    self.timeout_at_run_time = None;
-                    self.timeout_invalid = true;
+                    self.timeout = Some(Timeout::Invalid);
                     self.problem(
                         flag,
                         Some(value),
@@ -329,7 +335,7 @@ mod tests {
     #[case("-v -t 60")]
     #[case("-e production -t 60 -C config/sidekiq.yml")]
     fn every_spelling_of_the_timeout(#[case] line: &str) {
-        assert_eq!(flags(line).timeout, Some(60), "{line}");
+        assert_eq!(flags(line).timeout_secs(), Some(60), "{line}");
         assert!(flags(line).problems.is_empty(), "{line}");
     }
 
@@ -364,7 +370,7 @@ mod tests {
 
     #[test]
     fn the_last_timeout_wins_like_in_sidekiq() {
-        assert_eq!(flags("-t 10 --timeout 30").timeout, Some(30));
+        assert_eq!(flags("-t 10 --timeout 30").timeout_secs(), Some(30));
     }
 
     #[test]
@@ -374,22 +380,22 @@ mod tests {
             Flags::parse_with(&args, &|value| value.contains('$'))
         };
         let parsed = run_time("-t $SIDEKIQ_TIMEOUT -c $(THREADS) -q ${QUEUE},2");
-        assert_eq!(parsed.timeout, None);
         assert_eq!(
-            parsed.timeout_at_run_time.as_deref(),
-            Some("$SIDEKIQ_TIMEOUT")
+            parsed.timeout,
+            Some(Timeout::AtRunTime("$SIDEKIQ_TIMEOUT".into()))
         );
         assert_eq!(parsed.concurrency, None);
         assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
         // The last timeout wins, a run-time one included.
-        assert_eq!(run_time("-t $T -t 30").timeout, Some(30));
-        assert_eq!(run_time("-t $T -t 30").timeout_at_run_time, None);
-        assert_eq!(run_time("-t 30 -t $T").timeout, None);
+        assert_eq!(run_time("-t $T -t 30").timeout, Some(Timeout::Seconds(30)));
+        assert_eq!(
+            run_time("-t 30 -t $T").timeout,
+            Some(Timeout::AtRunTime("$T".into()))
+        );
         // Where nothing expands it, `$T` is what Sidekiq gets, and refuses.
         assert_eq!(flags("-t $T").problems.len(), 1);
         // A last -t without its value leaves Sidekiq with no timeout: it would not start.
-        let dangling = flags("-t 30 -t");
-        assert_eq!((dangling.timeout, dangling.timeout_invalid), (None, true));
+        assert_eq!(flags("-t 30 -t").timeout, Some(Timeout::Invalid));
     }
 
     #[rstest]
@@ -430,7 +436,7 @@ mod tests {
             } else {
                 vec!["-t".to_owned(), secs.to_string()]
             };
-            prop_assert_eq!(Flags::parse(&args).timeout, Some(secs));
+            prop_assert_eq!(Flags::parse(&args).timeout_secs(), Some(secs));
         }
     }
 }
