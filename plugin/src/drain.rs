@@ -58,6 +58,7 @@ struct Drained {
 }
 
 /// One pod to drain: where its progress lines go and how its outcome is told.
+#[derive(Clone)]
 struct Subject {
     namespace: String,
     pod: String,
@@ -80,22 +81,15 @@ impl Subject {
     /// The failure is also a progress line: with several pods, only the first error ends the
     /// run as its message.
     fn failure(&self, via: &'static str) -> impl Fn(&Error) -> PodDrain + Send + 'static {
-        let (namespace, pod) = (self.namespace.clone(), self.pod.clone());
-        let lines = self.lines.clone();
+        let subject = self.clone();
         let started = Instant::now();
         move |error| {
             let message = sidekiq_guard::errors::chain(error);
-            let _ = lines.send(format!("{namespace}/{pod}: drain failed: {message}"));
-            PodDrain {
-                namespace: namespace.clone(),
-                pod: pod.clone(),
-                via,
-                idle: false,
-                state: "error",
-                elapsed_seconds: started.elapsed().as_secs(),
-                message: Some(message),
-                processes: Vec::new(),
-            }
+            subject.say(format!("{}: drain failed: {message}", subject.name()));
+            let elapsed = started.elapsed();
+            subject
+                .clone()
+                .outcome(via, "error", elapsed, Some(message), Vec::new())
         }
     }
 
