@@ -190,10 +190,15 @@ impl<'a> Workload<'a> {
             .and_then(Value::as_object)
     }
 
-    /// A label of the template, or, for workloads, of the object itself.
+    /// A label of the pod (a workload's template). Never the workload's own labels: the
+    /// webhook's object selector sees only the labels its pods are created with, so a
+    /// `sidekiq-guard.io/inject` on a Deployment's `metadata` opts nothing in or out.
     pub fn label(&self, key: &str) -> Option<&'a str> {
-        let label = |v: &'a Value| v.get("metadata")?.get("labels")?.get(key)?.as_str();
-        label(self.template).or_else(|| label(self.object))
+        self.template
+            .get("metadata")?
+            .get("labels")?
+            .get(key)?
+            .as_str()
     }
 
     /// `spec.initContainers` (empty when absent).
@@ -204,9 +209,17 @@ impl<'a> Workload<'a> {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// Whether the pod belongs to a Job (a Job/CronJob template, or a pod the Job controller made).
+    /// Whether the pod runs to completion: a Job/CronJob template, a pod the Job controller
+    /// made, or any pod whose `restartPolicy` is `Never` or `OnFailure` (`kubectl run
+    /// --restart=Never`, a CI or workflow step) — a pod that completes once its containers exit.
     pub fn runs_to_completion(&self) -> bool {
         if self.kind.runs_to_completion() {
+            return true;
+        }
+        if matches!(
+            self.spec.get("restartPolicy").and_then(Value::as_str),
+            Some("Never" | "OnFailure")
+        ) {
             return true;
         }
         let owned_by_job = self
@@ -415,5 +428,34 @@ mod tests {
         assert!(Workload::locate(&pod).unwrap().runs_to_completion());
         let pod = json!({"kind": "Pod", "metadata": {"ownerReferences": [{"kind": "ReplicaSet", "name": "r"}]}, "spec": spec()});
         assert!(!Workload::locate(&pod).unwrap().runs_to_completion());
+    }
+
+    #[test]
+    fn a_pod_that_is_not_restarted_runs_to_completion() {
+        let with_policy = |policy: &str| {
+            let mut spec = spec();
+            spec["restartPolicy"] = json!(policy);
+            json!({"kind": "Pod", "metadata": {"name": "one-off"}, "spec": spec})
+        };
+        for (policy, completes) in [("Never", true), ("OnFailure", true), ("Always", false)] {
+            let pod = with_policy(policy);
+            assert_eq!(
+                Workload::locate(&pod).unwrap().runs_to_completion(),
+                completes,
+                "{policy}"
+            );
+        }
+    }
+
+    #[test]
+    fn labels_are_the_pods_not_the_workloads() {
+        let deployment = json!({
+            "kind": "Deployment",
+            "metadata": {"labels": {"sidekiq-guard.io/inject": "false"}},
+            "spec": {"template": {"metadata": {"labels": {"app": "worker"}}, "spec": spec()}}
+        });
+        let workload = Workload::locate(&deployment).unwrap();
+        assert_eq!(workload.label("sidekiq-guard.io/inject"), None);
+        assert_eq!(workload.label("app"), Some("worker"));
     }
 }
