@@ -72,8 +72,8 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
         {
             Some(index) => {
                 let container = &containers[index];
-                let mut found =
-                    inspect(index, container).unwrap_or_else(|script_error| SidekiqContainer {
+                let mut found = inspect(index, container, Conditions::Accepted).unwrap_or_else(
+                    |script_error| SidekiqContainer {
                         index,
                         name: name_of(container).to_owned(),
                         evidence: Evidence::Annotation,
@@ -81,7 +81,8 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
                         args: Vec::new(),
                         script_error,
                         via_shell: false,
-                    });
+                    },
+                );
                 found.evidence = Evidence::Annotation;
                 Detection::Found(found)
             }
@@ -92,7 +93,7 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
         .iter()
         .enumerate()
         .filter(|(_, container)| eligible(container))
-        .filter_map(|(index, container)| inspect(index, container).ok())
+        .filter_map(|(index, container)| inspect(index, container, Conditions::Refused).ok())
         .collect();
     match candidates.len() {
         1 => Detection::Found(candidates.remove(0)),
@@ -127,9 +128,25 @@ fn by_name(containers: &[Value]) -> Option<SidekiqContainer> {
     })
 }
 
+/// Whether a Sidekiq that a script starts only under a condition counts.
+///
+/// Unannotated, it does not: `if [ "$ROLE" = worker ]; then exec sidekiq; else exec puma; fi`
+/// is the entrypoint of the web pods too, and probes reading a heartbeat that never comes would
+/// restart them forever. The `container` annotation says which container runs Sidekiq, and
+/// then its flags are read from the conditional invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conditions {
+    Accepted,
+    Refused,
+}
+
 /// Reads a container's command line; `Ok` when it runs Sidekiq, else the script error, if any,
 /// that kept us from seeing it.
-fn inspect(index: usize, container: &Value) -> Result<SidekiqContainer, Option<ShellError>> {
+fn inspect(
+    index: usize,
+    container: &Value,
+    conditions: Conditions,
+) -> Result<SidekiqContainer, Option<ShellError>> {
     let env = LazyEnv::new(container);
     let argv: Vec<Cow<'_, str>> = words(container, "command")
         .chain(words(container, "args"))
@@ -137,7 +154,9 @@ fn inspect(index: usize, container: &Value) -> Result<SidekiqContainer, Option<S
         .collect();
     let lookup = |name: &str| env.get(name);
     let mut script_error = None;
-    let Some((program, args, via_shell)) = invocation(&argv, &lookup, &mut script_error, 0) else {
+    let Some((program, args, via_shell)) =
+        invocation(&argv, &lookup, &mut script_error, conditions, 0)
+    else {
         return Err(script_error);
     };
     Ok(SidekiqContainer {
@@ -160,6 +179,7 @@ fn invocation<S: AsRef<str>>(
     words: &[S],
     lookup: &dyn Fn(&str) -> Option<String>,
     script_error: &mut Option<ShellError>,
+    conditions: Conditions,
     depth: usize,
 ) -> Option<(Program, Vec<String>, bool)> {
     let command = shell::skip_wrappers(words);
@@ -169,22 +189,26 @@ fn invocation<S: AsRef<str>>(
         return Some((program, args, depth > 0));
     }
     let script = shell::script_of(command)?;
-    in_script(script, lookup, script_error, depth)
+    in_script(script, lookup, script_error, conditions, depth)
 }
 
 fn in_script(
     script: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     script_error: &mut Option<ShellError>,
+    conditions: Conditions,
     depth: usize,
 ) -> Option<(Program, Vec<String>, bool)> {
     if depth >= MAX_SHELL_DEPTH {
         return None;
     }
-    match shell::parse(script, lookup) {
+    match shell::commands(script, lookup) {
         Ok(commands) => commands
             .iter()
-            .find_map(|command| invocation(command, lookup, script_error, depth + 1)),
+            .filter(|command| conditions == Conditions::Accepted || !command.conditional)
+            .find_map(|command| {
+                invocation(&command.words, lookup, script_error, conditions, depth + 1)
+            }),
         Err(err) => {
             *script_error = Some(err);
             None
@@ -358,6 +382,10 @@ mod tests {
     #[case(&["bash", "-e", "-o", "pipefail", "-c"], &["exec bundle exec sidekiq -t 60"])]
     #[case(&["ruby", "bin/sidekiq", "-t", "60"], &[])]
     #[case(&["timeout", "1h", "sidekiq", "-t", "60"], &[])]
+    #[case(&["sh", "-c", "if [ -n \"$MIGRATE\" ]; then rake db:migrate; fi; exec sidekiq -t 60"], &[])]
+    #[case(&["sh", "-c", "[ -f tmp/pids ] && rm -r tmp/pids; exec sidekiq -t 60"], &[])]
+    #[case(&["sh", "-c", "cd /app || exit 1; exec sidekiq -t 60"], &[])]
+    #[case(&["sh", "-c", "while true; do bundle exec sidekiq -t 60; sleep 1; done"], &[])]
     fn finds_sidekiq_through_wrappers(#[case] command: &[&str], #[case] args: &[&str]) {
         let found = found(&[container("worker", command, args)]);
         assert_eq!(found.program, Some(Program::Sidekiq));
@@ -382,11 +410,34 @@ mod tests {
     #[case(&["sh", "-c", "echo sidekiq is great"], &[])]
     #[case(&["bash", "start-sidekiq"], &[])]
     #[case(&["sidekiq-web"], &[])]
+    #[case(&["sh", "-c", "command -v sidekiq >/dev/null || exit 1; exec puma"], &[])]
     fn ignores_what_does_not_run_sidekiq(#[case] command: &[&str], #[case] args: &[&str]) {
         assert_eq!(
             detect(&[container("web", command, args)], None),
             Detection::None
         );
+    }
+
+    /// The role-dispatching entrypoint of web and worker pods alike: a Sidekiq started only
+    /// under a condition is no evidence, or every web pod would get probes it can never pass.
+    #[rstest]
+    #[case("if [ \"$ROLE\" = worker ]; then exec sidekiq -t 60; else exec puma; fi")]
+    #[case(
+        "case \"$ROLE\" in\n  worker) exec bundle exec sidekiq -t 60 ;;\n  *) exec puma ;;\nesac"
+    )]
+    #[case("[ \"$ROLE\" = worker ] && exec sidekiq -t 60; exec puma")]
+    #[case("test \"$ROLE\" = web || exec sidekiq -t 60; exec puma")]
+    #[case("bin/ready || exec sidekiq -t 60")]
+    fn a_sidekiq_started_under_a_condition_takes_the_annotation(#[case] script: &str) {
+        let containers = [container("app", &["sh", "-c", script], &[])];
+        assert_eq!(detect(&containers, None), Detection::None);
+        // Annotated, it is the Sidekiq container, and its flags are read.
+        let Detection::Found(found) = detect(&containers, Some("app")) else {
+            panic!("the annotation must find it");
+        };
+        assert_eq!(found.evidence, Evidence::Annotation);
+        assert_eq!(found.program, Some(Program::Sidekiq));
+        assert_eq!(found.args, vec!["-t", "60"]);
     }
 
     #[test]

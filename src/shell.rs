@@ -4,8 +4,10 @@
 //! The script is split into simple commands (separated by `;`, `&&`, `||`, `|`, `&`, newlines and
 //! parentheses), each a list of words with quotes removed. Redirections are dropped, leading
 //! keywords (`then`, `do`, `!`…) are skipped, and `$NAME`/`${NAME}` are expanded when the caller
-//! knows the variable. Anything fancier (functions, here-documents, arithmetic) is kept as
-//! literal text: the goal is to find `sidekiq -t 60` or `kill -TSTP 1; sleep 30`, not to run it.
+//! knows the variable. Each command also says whether it runs only under a condition (inside
+//! `if` or `case`, after `||`, or after `[ … ] &&`). Anything fancier (functions,
+//! here-documents, arithmetic) is kept as literal text: the goal is to find `sidekiq -t 60` or
+//! `kill -TSTP 1; sleep 30`, not to run it.
 
 /// A script that is not valid shell.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,28 +20,46 @@ pub enum ShellError {
 /// One simple command: its words, after quote removal and known expansions.
 pub type SimpleCommand = Vec<String>;
 
+/// A simple command and whether the script runs it only under a condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// Its words.
+    pub words: SimpleCommand,
+    /// Inside an `if` or a `case`, after `||`, or after a test (`[ … ] &&`): the script may or
+    /// may not run it, depending on what it finds at run time.
+    pub conditional: bool,
+}
+
 /// Splits `script` into simple commands; `lookup` resolves `$NAME` (unknown names stay literal).
 pub fn parse(
     script: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<SimpleCommand>, ShellError> {
+    Ok(commands(script, lookup)?
+        .into_iter()
+        .map(|command| command.words)
+        .collect())
+}
+
+/// Like [`parse`], telling each command's condition.
+pub fn commands(
+    script: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Command>, ShellError> {
     let mut lexer = Lexer {
         chars: script.chars().collect(),
         pos: 0,
         lookup,
     };
-    let mut commands = Vec::new();
-    let mut current: SimpleCommand = Vec::new();
+    let mut splitter = Splitter::default();
     while let Some(token) = lexer.next_token()? {
         match token {
-            Token::Word(word) => current.push(word),
-            Token::Separator => {
-                finish(&mut commands, &mut current);
-            }
+            Token::Word(word) => splitter.current.push(word),
+            Token::Separator(separator) => splitter.finish(separator),
         }
     }
-    finish(&mut commands, &mut current);
-    Ok(commands)
+    splitter.finish(Separator::List);
+    Ok(splitter.commands)
 }
 
 /// Shell words that start a compound command or negate one, and come before the real command.
@@ -47,20 +67,69 @@ const KEYWORDS: &[&str] = &[
     "!", "{", "}", "if", "then", "else", "elif", "fi", "do", "done", "while", "until",
 ];
 
-fn finish(commands: &mut Vec<SimpleCommand>, current: &mut SimpleCommand) {
-    let skip = current
-        .iter()
-        .take_while(|word| KEYWORDS.contains(&word.as_str()))
-        .count();
-    current.drain(..skip);
-    if !current.is_empty() {
-        commands.push(std::mem::take(current));
+/// Cuts the token stream into commands, following the conditions they run under.
+#[derive(Default)]
+struct Splitter {
+    commands: Vec<Command>,
+    current: SimpleCommand,
+    /// Open `if` and `case` constructs.
+    branches: usize,
+    /// The rest of this `&&`/`||` list runs only if an earlier command's status allows it.
+    guarded: bool,
+}
+
+impl Splitter {
+    fn finish(&mut self, separator: Separator) {
+        let skip = self
+            .current
+            .iter()
+            .take_while(|word| KEYWORDS.contains(&word.as_str()))
+            .count();
+        for keyword in &self.current[..skip] {
+            match keyword.as_str() {
+                "if" => self.branches += 1,
+                "fi" => self.branches = self.branches.saturating_sub(1),
+                _ => {}
+            }
+        }
+        let words: SimpleCommand = self.current.drain(..).skip(skip).collect();
+        let first = words.first().map(String::as_str);
+        let is_test = matches!(first, Some("[" | "[[" | "test"));
+        match first {
+            // `case WORD in PATTERN)`: neither is a command.
+            Some("case") => self.branches += 1,
+            Some("esac") => self.branches = self.branches.saturating_sub(1),
+            Some(_) => self.commands.push(Command {
+                words,
+                conditional: self.guarded || self.branches > 0,
+            }),
+            None => {}
+        }
+        match separator {
+            Separator::Or => self.guarded = true,
+            Separator::And => self.guarded |= is_test,
+            Separator::List => self.guarded = false,
+            Separator::Other => {}
+        }
     }
 }
 
 enum Token {
     Word(String),
-    Separator,
+    Separator(Separator),
+}
+
+/// What separates two commands, as far as conditions go.
+#[derive(Clone, Copy)]
+enum Separator {
+    /// `&&`
+    And,
+    /// `||`
+    Or,
+    /// `;`, `&`, a newline, `;;`: the next command runs whatever came before.
+    List,
+    /// `|`, `(`, `)`.
+    Other,
 }
 
 struct Lexer<'a> {
@@ -85,9 +154,23 @@ impl Lexer<'_> {
                 Some(' ' | '\t' | '\r') => self.pos += 1,
                 Some('\\') if self.peek_at(1) == Some('\n') => self.pos += 2,
                 Some('#') => self.skip_comment(),
-                Some(';' | '\n' | '&' | '|' | '(' | ')') => {
+                Some(c @ ('&' | '|')) if self.peek_at(1) == Some(c) => {
+                    self.pos += 2;
+                    let separator = if c == '&' {
+                        Separator::And
+                    } else {
+                        Separator::Or
+                    };
+                    return Ok(Some(Token::Separator(separator)));
+                }
+                Some(c @ (';' | '\n' | '&' | '|' | '(' | ')')) => {
                     self.pos += 1;
-                    return Ok(Some(Token::Separator));
+                    let separator = if matches!(c, ';' | '\n' | '&') {
+                        Separator::List
+                    } else {
+                        Separator::Other
+                    };
+                    return Ok(Some(Token::Separator(separator)));
                 }
                 Some('<' | '>') => self.skip_redirection()?,
                 Some(c) if c.is_ascii_digit() && self.is_fd_redirection() => {
@@ -331,6 +414,14 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
         let name = basename(word);
         i = match name {
             _ if is_assignment(word) => i + 1,
+            // `command -v NAME` only looks NAME up.
+            "command"
+                if words
+                    .get(i + 1)
+                    .is_some_and(|w| matches!(w.as_ref(), "-v" | "-V")) =>
+            {
+                return &[];
+            }
             "exec" | "command" | "nohup" | "time" => skip_options(words, i + 1, &[]),
             "env" => skip_options(words, i + 1, &["-u", "--unset", "-C", "--chdir", "-S"]),
             "bundle" | "bundler" if words.get(i + 1).is_some_and(|w| w.as_ref() == "exec") => {
@@ -413,6 +504,52 @@ mod tests {
                     "60"
                 ]),
             ]
+        );
+    }
+
+    #[test]
+    fn tells_which_commands_run_under_a_condition() {
+        let conditional = |script: &str| -> Vec<(String, bool)> {
+            super::commands(script, &none)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.words.join(" "), c.conditional))
+                .collect()
+        };
+        let owned = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
+            list.iter().map(|(w, c)| ((*w).to_owned(), *c)).collect()
+        };
+        assert_eq!(
+            conditional("migrate && exec sidekiq"),
+            owned(&[("migrate", false), ("exec sidekiq", false)])
+        );
+        assert_eq!(
+            conditional("if [ -n x ]; then a; elif b; then c; else d; fi; e"),
+            owned(&[
+                ("[ -n x ]", true),
+                ("a", true),
+                ("b", true),
+                ("c", true),
+                ("d", true),
+                ("e", false),
+            ])
+        );
+        assert_eq!(
+            conditional("case $R in w) a ;; *) b ;; esac\nc"),
+            // Patterns read as commands (`*`), harmlessly: no pattern runs Sidekiq.
+            owned(&[("a", true), ("*", true), ("b", true), ("c", false)])
+        );
+        assert_eq!(
+            conditional("a || b && c; [ x ] && d; e | f"),
+            owned(&[
+                ("a", false),
+                ("b", true),
+                ("c", true),
+                ("[ x ]", false),
+                ("d", true),
+                ("e", false),
+                ("f", false),
+            ])
         );
     }
 
