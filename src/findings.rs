@@ -91,6 +91,17 @@ codes! {
     TimeoutSetAtRunTime = "SG023" "timeout-set-at-run-time";
 }
 
+impl Blocked {
+    /// The code of the finding that says why nothing was injected.
+    pub fn code(&self) -> Code {
+        match self {
+            Blocked::PortConflict { .. } => Code::ProbePortConflict,
+            Blocked::ClassicSidecarInJob => Code::ClassicSidecarInJob,
+            Blocked::RedisUnknown => Code::RedisSettingsMissing,
+        }
+    }
+}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.id(), self.name())
@@ -220,9 +231,7 @@ pub fn evaluate(
     ctx.prestop(&mut findings);
     ctx.probes(&mut findings);
     ctx.redis(&mut findings);
-    if let Some(blocked) = blocked {
-        findings.push(ctx.blocked(blocked));
-    }
+    findings.extend(blocked.and_then(|blocked| ctx.blocked(blocked)));
     findings
 }
 
@@ -621,61 +630,66 @@ impl Ctx<'_, '_> {
 
     fn redis(&self, findings: &mut Vec<Finding>) {
         let redis = &self.analysis.redis;
-        let path = self.container_path("env");
-        if let Some(problem) = &redis.problem {
-            findings.push(Finding::new(
-                Code::RedisSettingsMissing,
+        let name = self.name();
+        let set_url = format!(
+            "set {} on the Sidekiq container, even if Sidekiq is configured in Ruby (redis://localhost:6379/0 if Redis runs in this pod)",
+            sidekiq::REDIS_URL
+        );
+        let (severity, message, hint) = if let Some(problem) = &redis.problem {
+            (
                 Severity::Error,
-                path,
-                format!("container {}: {problem}", self.name()),
+                format!("container {name}: {problem}"),
                 format!(
                     "set {} to a redis:// URL, or {} to the name of the variable that holds it",
                     sidekiq::REDIS_URL,
                     sidekiq::REDIS_PROVIDER
                 ),
-            ));
-        } else if !redis.found {
-            let what = match redis.missing.as_slice() {
-                [] => format!(
-                    "sets neither {} nor {} in env or envFrom",
+            )
+        } else if redis.url_missing {
+            (
+                Severity::Error,
+                format!(
+                    "container {name} sets no {} (or {}) and has no envFrom: Sidekiq's Redis is set in Ruby or is localhost, which the manifest cannot show; the probe sidecar is not injected",
                     sidekiq::REDIS_URL,
                     sidekiq::REDIS_PROVIDER
                 ),
-                [url] if url == sidekiq::REDIS_URL => format!("does not set {url}"),
-                names => format!("uses {} without setting it", names.join(", ")),
-            };
-            let message = if redis.missing.is_empty()
-                && redis
-                    .env
-                    .iter()
-                    .any(|e| e["name"] == sidekiq::REDIS_PROVIDER)
-            {
-                format!(
-                    "container {}: {} comes from a ConfigMap or Secret, so the variable holding the Redis URL is unknown; the probe gets every *REDIS* variable and may fall back to redis://localhost:6379/0",
-                    self.name(),
-                    sidekiq::REDIS_PROVIDER
-                )
-            } else {
-                format!(
-                    "container {} {what}: the probe assumes redis://localhost:6379/0, as Sidekiq does",
-                    self.name()
-                )
-            };
-            findings.push(Finding::new(
-                Code::RedisSettingsMissing,
+                set_url,
+            )
+        } else if redis.found {
+            return;
+        } else if redis.missing.is_empty() {
+            (
                 Severity::Warning,
-                path,
-                message,
                 format!(
-                    "set {} on the Sidekiq container, even if Sidekiq is configured in Ruby",
-                    sidekiq::REDIS_URL
+                    "container {name}: {} comes from a ConfigMap or Secret, so the variable holding the Redis URL is unknown; the probe gets every *REDIS* variable and may fall back to redis://localhost:6379/0",
+                    sidekiq::REDIS_PROVIDER
                 ),
-            ));
-        }
+                set_url,
+            )
+        } else {
+            (
+                Severity::Warning,
+                format!(
+                    "container {name} uses {} in its Redis URL without setting it: Kubernetes passes $(NAME) on as written, so neither Sidekiq nor the probe can reach Redis",
+                    redis.missing.join(", ")
+                ),
+                "define them in env, or add the envFrom that holds them".into(),
+            )
+        };
+        findings.push(Finding::new(
+            Code::RedisSettingsMissing,
+            severity,
+            self.container_path("env"),
+            message,
+            hint,
+        ));
     }
 
-    fn blocked(&self, blocked: &Blocked) -> Finding {
-        match blocked {
+    /// The finding that says why nothing was injected; `None` when another finding says it
+    /// already (SG014 for an unknown Redis).
+    fn blocked(&self, blocked: &Blocked) -> Option<Finding> {
+        Some(match blocked {
+            Blocked::RedisUnknown => return None,
             Blocked::PortConflict { port, container } => Finding::new(
                 Code::ProbePortConflict,
                 Severity::Error,
@@ -690,10 +704,10 @@ impl Ctx<'_, '_> {
                 Code::ClassicSidecarInJob,
                 Severity::Warning,
                 self.container_path(""),
-                "a classic probe sidecar would keep this Job's pod running after Sidekiq exits, so it is not injected".into(),
+                "this pod runs to completion (a Job's pod, or restartPolicy Never/OnFailure) and a classic probe sidecar would keep it running after Sidekiq exits, so it is not injected".into(),
                 "use native sidecars (sidecar.mode: native or auto on Kubernetes 1.29+)".into(),
             ),
-        }
+        })
     }
 }
 

@@ -614,7 +614,7 @@ fn not_injectable(pod: &Value, ctx: &Context<'_>) -> Option<String> {
             .map(ToString::to_string)
     };
     match &review.outcome {
-        Outcome::Blocked(_) => finding(&[Code::ProbePortConflict, Code::ClassicSidecarInJob]),
+        Outcome::Blocked(blocked) => finding(&[blocked.code()]),
         Outcome::Unresolved => finding(&[Code::ContainerAmbiguous, Code::ContainerNotFound]),
         Outcome::Skipped(Skip::ExcludedNamespace(namespace)) => Some(format!(
             "namespace {namespace} is excluded by the policy (excludedNamespaces)"
@@ -920,7 +920,7 @@ mod tests {
                 "spec": {"containers": containers},
             })
         };
-        let sidekiq = |name: &str| json!({"name": name, "image": "app", "command": ["bundle", "exec", "sidekiq"]});
+        let sidekiq = |name: &str| json!({"name": name, "image": "app", "command": ["bundle", "exec", "sidekiq"], "env": [{"name": "REDIS_URL", "value": "redis://redis:6379/0"}]});
         let installed = Some("2026-11-20T10:00:00Z");
         let why = |pod: &Value, mode| match escape(pod, true, installed, &ctx(mode)) {
             Some(Escape::NotInjectable(why)) => why,
@@ -930,6 +930,14 @@ mod tests {
         assert!(why(&two, Mode::Native).starts_with("SG011 container-ambiguous: "));
         let job = pod("shop", json!([sidekiq("a")]), "Job");
         assert!(why(&job, Mode::Classic).starts_with("SG016 classic-sidecar-in-job: "));
+        let configured_in_ruby = pod(
+            "shop",
+            json!([{"name": "a", "image": "app", "command": ["bundle", "exec", "sidekiq"]}]),
+            "ReplicaSet",
+        );
+        assert!(
+            why(&configured_in_ruby, Mode::Native).starts_with("SG014 redis-settings-missing: ")
+        );
         let excluded = pod("legacy", json!([sidekiq("a")]), "ReplicaSet");
         assert_eq!(
             why(&excluded, Mode::Native),

@@ -75,6 +75,8 @@ pub enum Blocked {
     },
     /// A classic sidecar would keep a Job's pod running after Sidekiq exits.
     ClassicSidecarInJob,
+    /// The Sidekiq container does not say where its Redis is ([`sidecar::RedisEnv::url_missing`]).
+    RedisUnknown,
 }
 
 /// The decisions of one mutation.
@@ -110,6 +112,9 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     }
     if ctx.mode == Mode::Classic && analysis.workload.runs_to_completion() {
         return Err(Blocked::ClassicSidecarInJob);
+    }
+    if analysis.redis.url_missing {
+        return Err(Blocked::RedisUnknown);
     }
     let port = analysis.port.port;
     let state = &analysis.state;

@@ -79,6 +79,7 @@ impl Outcome {
             Outcome::Unresolved => "unresolved",
             Outcome::Blocked(Blocked::PortConflict { .. }) => "port-conflict",
             Outcome::Blocked(Blocked::ClassicSidecarInJob) => "classic-sidecar-in-job",
+            Outcome::Blocked(Blocked::RedisUnknown) => "redis-unknown",
         }
     }
 }

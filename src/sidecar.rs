@@ -97,6 +97,12 @@ pub struct RedisEnv {
     pub problem: Option<String>,
     /// Variables the Redis URL needs that neither `env` defines nor an `envFrom` may provide.
     pub missing: Vec<String>,
+    /// Nothing in the container can hold Sidekiq's Redis URL: `REDIS_URL` (or the variable
+    /// `REDIS_PROVIDER` names) is not in `env` and there is no `envFrom`. Sidekiq then takes
+    /// its Redis from Ruby configuration the manifest cannot show (`config.redis = {host: …}`),
+    /// or from localhost: the probe cannot know which, and guessing localhost would fail the
+    /// probes of a healthy worker.
+    pub url_missing: bool,
 }
 
 /// Collects the Redis settings of `sidekiq`: `REDIS_URL`, `REDIS_PROVIDER` and the variable it
@@ -157,6 +163,8 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         .collect();
     let unresolved = url_var.is_none() || !undefined.is_empty();
     let copy_env_from = unresolved && !env_from.is_empty();
+    let url_missing =
+        problem.is_none() && env_from.is_empty() && url_var.is_some_and(|v| find(v).is_none());
     RedisEnv {
         env,
         env_from: if copy_env_from {
@@ -167,6 +175,7 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         found: !unresolved || copy_env_from,
         problem,
         missing: if copy_env_from { Vec::new() } else { undefined },
+        url_missing,
     }
 }
 
@@ -613,9 +622,37 @@ mod tests {
             vec![json!({"secretRef": {"name": "app-env"}})]
         );
         assert!(redis.found);
+        assert!(!redis.url_missing);
 
         let redis = redis_env(&sidekiq(json!([])));
         assert!(!redis.found);
+        assert!(redis.url_missing);
+    }
+
+    #[test]
+    fn the_url_is_missing_only_when_nothing_can_hold_it() {
+        let missing = |env: Value| redis_env(&sidekiq(env)).url_missing;
+        // Configured in Ruby from other variables: the manifest cannot tell where Redis is.
+        assert!(missing(json!([
+            {"name": "REDIS_HOST", "value": "redis"},
+            {"name": "REDIS_PORT", "value": "6379"},
+        ])));
+        // REDIS_PROVIDER names a variable that is not there.
+        assert!(missing(
+            json!([{"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"}])
+        ));
+        // A URL is there, even if one of its references is not: Sidekiq reads the same URL.
+        assert!(!missing(
+            json!([{"name": "REDIS_URL", "value": "redis://$(REDIS_HOST):6379"}])
+        ));
+        // REDIS_PROVIDER from a ConfigMap: every Redis variable goes along.
+        assert!(!missing(json!([
+            {"name": "REDIS_PROVIDER", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "p"}}},
+        ])));
+        // A URL in REDIS_PROVIDER is its own, louder problem.
+        assert!(!missing(
+            json!([{"name": "REDIS_PROVIDER", "value": "redis://r:6379"}])
+        ));
     }
 
     #[test]

@@ -172,6 +172,45 @@ fn a_classic_sidecar_is_never_put_into_a_job() {
 }
 
 #[test]
+fn a_worker_whose_redis_is_configured_in_ruby_is_not_injected() {
+    let pod = load("tests/data/objects/pod-redis-in-ruby.yaml");
+    let policy = Policy::default();
+    let review = review::mutate(&pod, &ctx(&policy, Mode::Native));
+    // Probes reading redis://localhost would fail a healthy worker: nothing is injected.
+    assert_eq!(review.outcome, Outcome::Blocked(Blocked::RedisUnknown));
+    assert_eq!(review.ops, vec![]);
+    let sg014: Vec<_> = review
+        .findings
+        .iter()
+        .filter(|f| f.code == Code::RedisSettingsMissing)
+        .collect();
+    assert_eq!(sg014.len(), 1, "{:?}", review.findings);
+    assert_eq!(sg014[0].severity, Severity::Error);
+    assert_eq!(sg014[0].path, "spec.containers[0].env");
+    assert_eq!(
+        sg014[0].message,
+        "container sidekiq sets no REDIS_URL (or REDIS_PROVIDER) and has no envFrom: Sidekiq's Redis is set in Ruby or is localhost, which the manifest cannot show; the probe sidecar is not injected"
+    );
+    // Setting REDIS_URL, even to what the initializer builds, makes it injectable.
+    let mut fixed = pod.clone();
+    fixed["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "REDIS_URL", "value": "redis://:$(REDIS_PASSWORD)@$(REDIS_HOST):$(REDIS_PORT)/0"}));
+    let (review, mutated) = mutate_and_apply(&fixed, &policy, Mode::Native);
+    assert_eq!(review.outcome, Outcome::Mutated);
+    let env: Vec<&str> = mutated["spec"]["initContainers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    for name in ["REDIS_URL", "REDIS_PASSWORD", "REDIS_HOST", "REDIS_PORT"] {
+        assert!(env.contains(&name), "{name} in {env:?}");
+    }
+}
+
+#[test]
 fn a_statefulset_reading_redis_from_env_from() {
     let statefulset = load("manifests/examples/mailer-statefulset.yaml");
     let (review, mutated) = mutate_and_apply(&statefulset, &Policy::default(), Mode::Classic);

@@ -183,10 +183,16 @@ pub struct RedisHealth {
     pub failing_since: Option<Duration>,
     /// The last failure, for messages (never contains a password).
     pub last_error: Option<String>,
-    /// Wall-clock time Redis answered again after its last outage. Sidekiq cannot beat while
-    /// Redis is unreachable, so heartbeat ages count from here at most.
-    pub recovered_at: Option<f64>,
+    /// Wall-clock time of the first failure since the last success.
+    failing_since_wall: Option<f64>,
+    /// The latest outages as wall-clock `(first failure, recovery)` intervals, oldest first.
+    /// Sidekiq cannot beat while Redis is unreachable, so heartbeat ages leave them out.
+    outages: Vec<(f64, f64)>,
 }
+
+/// How many past outages heartbeat ages account for: a Redis that failed more often than this
+/// within one stale threshold is not a Redis to excuse a silent process with.
+const OUTAGES_KEPT: usize = 64;
 
 impl RedisHealth {
     /// `Some(true)` if the last read succeeded, `Some(false)` if it failed, `None` before any.
@@ -206,8 +212,9 @@ impl RedisHealth {
 pub struct Tracker {
     scope: Scope,
     tracked: BTreeMap<String, Tracked>,
-    /// Members in scope that are dead (expired before ever being seen alive, or replaced):
-    /// not read again while they stay in the set.
+    /// Members in scope that looked dead (expired before ever being seen alive, or replaced):
+    /// not read on every probe, only again at each listing of `processes` — a process that
+    /// was stopped longer than its hash's TTL beats again once resumed, and must be seen.
     ignored: BTreeSet<String>,
     rediscover_after: Duration,
     last_discovery: Option<Duration>,
@@ -282,11 +289,20 @@ impl Tracker {
             .any(|started| started > beat)
     }
 
-    /// Seconds since `beat` at `now`, counted at most from Redis's last recovery: a process
-    /// cannot beat while Redis is unreachable, and must not be blamed for it.
+    /// Seconds since `beat` at `now`, less the time Redis was unreachable since: a process
+    /// cannot beat while Redis is away and must not be blamed for it, but one slow read must
+    /// not make an old heartbeat young again either.
     pub fn heartbeat_age(&self, beat: f64, now: Now) -> f64 {
-        let since = self.redis.recovered_at.map_or(beat, |r| beat.max(r));
-        (now.wall - since).max(0.0)
+        let current = self.redis.failing_since_wall.map(|start| (start, now.wall));
+        let down: f64 = self
+            .redis
+            .outages
+            .iter()
+            .copied()
+            .chain(current)
+            .map(|(start, end)| (end.min(now.wall) - start.max(beat)).max(0.0))
+            .sum();
+        (now.wall - beat - down).max(0.0)
     }
 
     /// What to read next; `with_work` adds the work hashes (for `/status` and drains).
@@ -319,12 +335,12 @@ impl Tracker {
     }
 
     /// The reads for processes in scope that `members` lists and the tracker does not follow
-    /// yet; `None` when there are none.
+    /// (new ones, and those that looked dead); `None` when there are none.
     pub fn follow_up(&self, members: &[String], with_work: bool) -> Option<ReadPlan> {
         let processes: Vec<PlannedRead> = members
             .iter()
             .filter(|id| self.scope.includes(id))
-            .filter(|id| !self.tracked.contains_key(*id) && !self.ignored.contains(*id))
+            .filter(|id| !self.tracked.contains_key(*id))
             .map(|id| PlannedRead {
                 identity: id.clone(),
                 work: if with_work { &WorkKey::ALL } else { &[] },
@@ -342,8 +358,12 @@ impl Tracker {
         self.redis.reads += 1;
         self.redis.last_read = Some(now.mono);
         self.redis.last_ok = Some(now.mono);
-        if self.redis.failing_since.take().is_some() {
-            self.redis.recovered_at = Some(now.wall);
+        self.redis.failing_since = None;
+        if let Some(start) = self.redis.failing_since_wall.take() {
+            if self.redis.outages.len() == OUTAGES_KEPT {
+                self.redis.outages.remove(0);
+            }
+            self.redis.outages.push((start, now.wall));
         }
         self.redis.last_error = None;
 
@@ -400,13 +420,16 @@ impl Tracker {
             }
         };
         if fields.is_empty() {
-            self.discovery_due = true;
             match self.tracked.get_mut(&identity) {
-                Some(t) if t.last_beat.is_some() => t.state = ProcessState::Expired,
-                // Never seen alive: a dead member from before this tracker started.
+                Some(t) if t.last_beat.is_some() => {
+                    t.state = ProcessState::Expired;
+                    self.discovery_due = true;
+                }
+                // Never seen alive: a dead member from before this tracker started. Listing
+                // again soon finds a successor; a member already known dead needs no hurry.
                 _ => {
                     self.tracked.remove(&identity);
-                    self.ignored.insert(identity);
+                    self.discovery_due |= self.ignored.insert(identity);
                 }
             }
             return;
@@ -475,6 +498,7 @@ impl Tracker {
         self.redis.reads += 1;
         self.redis.last_read = Some(now.mono);
         self.redis.failing_since.get_or_insert(now.mono);
+        self.redis.failing_since_wall.get_or_insert(now.wall);
         self.redis.last_error = Some(error);
         // Processes may come and go while Redis is away: list them again on recovery.
         self.discovery_due = true;
@@ -635,13 +659,14 @@ mod tests {
         );
         assert!(t.get("w-0:1:aa").is_none());
         assert!(t.get("w-0:9:bb").is_some());
-        // ... and the dead member is not read again.
+        // ... and the dead member is not read on every probe, only at the next listing.
         let plan = t.plan(now(1_095.0), false);
         assert_eq!(plan.processes.len(), 1);
-        assert!(
-            t.follow_up(&members(&["w-0:1:aa", "w-0:9:bb"]), false)
-                .is_none()
-        );
+        let follow_up = t
+            .follow_up(&members(&["w-0:1:aa", "w-0:9:bb"]), false)
+            .unwrap();
+        assert_eq!(follow_up.processes.len(), 1);
+        assert_eq!(follow_up.processes[0].identity, "w-0:1:aa");
     }
 
     #[test]
@@ -653,14 +678,40 @@ mod tests {
             vec![expired("w-0:1:aa")],
         );
         assert_eq!(t.processes().count(), 0);
-        assert!(t.follow_up(&members(&["w-0:1:aa"]), false).is_none());
-        // Once it leaves the set it is forgotten entirely.
-        t.ingest(now(1_011.0), Some(&[]), Vec::new());
-        assert!(t.follow_up(&members(&["w-0:1:aa"]), false).is_some());
+        // Not read on every probe: only when `processes` is listed again.
+        assert!(t.plan(now(1_011.0), false).processes.is_empty());
+        // Still dead at the next listing: no listing on every probe because of it.
+        t.ingest(
+            now(1_020.0),
+            Some(&members(&["w-0:1:aa"])),
+            vec![expired("w-0:1:aa")],
+        );
+        assert!(!t.discovery_due);
     }
 
     #[test]
-    fn recovery_from_an_outage_restarts_heartbeat_ages() {
+    fn a_process_that_looked_dead_is_seen_again_when_it_beats() {
+        // Stopped (SIGSTOP) longer than its hash's 60 s TTL when the probe started...
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(600));
+        t.ingest(
+            now(1_010.0),
+            Some(&members(&["w-0:1:aa"])),
+            vec![expired("w-0:1:aa")],
+        );
+        assert_eq!(t.live().count(), 0);
+        // ...then resumed: the next listing reads it again, and it is followed.
+        let follow_up = t.follow_up(&members(&["w-0:1:aa"]), false).unwrap();
+        assert_eq!(follow_up.processes[0].identity, "w-0:1:aa");
+        t.ingest(
+            now(1_100.0),
+            Some(&members(&["w-0:1:aa"])),
+            vec![live("w-0:1:aa", 1_099.0, 990.0)],
+        );
+        assert_eq!(t.live().count(), 1);
+    }
+
+    #[test]
+    fn heartbeat_ages_leave_out_the_time_redis_was_away() {
         let mut t = Tracker::new(Scope::All, Duration::from_secs(600));
         t.ingest(now(1_010.0), Some(&[]), Vec::new());
         assert_eq!(t.heartbeat_age(1_000.0, now(1_100.0)), 100.0);
@@ -670,10 +721,29 @@ mod tests {
             t.redis().unreachable_for(now(1_050.0)),
             Some(Duration::from_secs(30))
         );
+        t.record_failure(now(1_050.0), "connection refused".into());
+        assert_eq!(t.heartbeat_age(1_000.0, now(1_060.0)), 20.0);
         t.ingest(now(1_090.0), Some(&[]), Vec::new());
         assert_eq!(t.redis().reachable(), Some(true));
-        assert_eq!(t.heartbeat_age(1_000.0, now(1_100.0)), 10.0);
+        // 20 s before the outage, 10 s after it.
+        assert_eq!(t.heartbeat_age(1_000.0, now(1_100.0)), 30.0);
         assert_eq!(t.heartbeat_age(1_095.0, now(1_100.0)), 5.0);
+    }
+
+    #[test]
+    fn one_slow_read_does_not_make_an_old_heartbeat_young() {
+        let mut t = Tracker::new(Scope::All, Duration::from_secs(600));
+        t.ingest(now(1_010.0), Some(&[]), Vec::new());
+        // A wedged process last beat at 1000; one read times out at 1070, the next succeeds.
+        t.record_failure(now(1_070.0), "timed out after 2s".into());
+        t.ingest(now(1_071.0), Some(&[]), Vec::new());
+        assert_eq!(t.heartbeat_age(1_000.0, now(1_072.0)), 71.0);
+        // Many blips each leave out only their own duration.
+        for at in [1_080.0, 1_090.0, 1_100.0] {
+            t.record_failure(now(at), "timed out after 2s".into());
+            t.ingest(now(at + 1.0), Some(&[]), Vec::new());
+        }
+        assert_eq!(t.heartbeat_age(1_000.0, now(1_110.0)), 106.0);
     }
 
     #[test]

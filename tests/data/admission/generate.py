@@ -135,7 +135,8 @@ def main():
     review("create-pod-already-injected", "CREATE", injected(rails_pod))
     review("create-pod-reinvoked", "CREATE", server_defaulted(injected(rails_pod)))
     review("create-pod-web", "CREATE", load("tests/data/objects/pod-web.json"))
-    for name in ["pod-two-sidekiqs", "pod-bad-annotations", "pod-port-conflict", "pod-user-probes"]:
+    for name in ["pod-two-sidekiqs", "pod-bad-annotations", "pod-port-conflict", "pod-user-probes",
+                 "pod-redis-in-ruby"]:
         review(f"create-{name}", "CREATE", load(f"tests/data/objects/{name}.yaml"))
     running = copy.deepcopy(injected(rails_pod))
     running["metadata"]["name"] = "rails-worker-7d9c8f6b5-x2x9k"
