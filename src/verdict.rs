@@ -93,12 +93,28 @@ pub enum Verdict {
         /// Seconds left before SIGKILL.
         left_secs: u64,
     },
+    /// What the pod is running cannot be seen (its probe does not answer, its processes
+    /// cannot be told in Redis): never reported as idle.
+    Unseen {
+        /// Seconds left before SIGKILL.
+        left_secs: u64,
+    },
 }
 
-/// Judges the jobs of a pod with `left_secs` before SIGKILL and a declared longest job.
-pub fn terminating(left_secs: f64, declared_secs: Option<u64>, jobs: &[RunningJob<'_>]) -> Verdict {
+/// Judges the jobs of a pod with `left_secs` before SIGKILL and a declared longest job;
+/// `jobs` is `None` when they could not be read.
+pub fn terminating(
+    left_secs: f64,
+    declared_secs: Option<u64>,
+    jobs: Option<&[RunningJob<'_>]>,
+) -> Verdict {
     let left = left_secs.max(0.0);
     let left_whole = left.floor() as u64;
+    let Some(jobs) = jobs else {
+        return Verdict::Unseen {
+            left_secs: left_whole,
+        };
+    };
     if jobs.is_empty() {
         return Verdict::Idle;
     }
@@ -139,6 +155,11 @@ impl Verdict {
     pub fn at_risk(&self) -> bool {
         matches!(self, Verdict::AtRisk { .. })
     }
+
+    /// Whether the verdict is sure: not at risk, and not unknown.
+    pub fn safe(&self) -> bool {
+        matches!(self, Verdict::Idle | Verdict::WillFinish { .. })
+    }
 }
 
 impl fmt::Display for Verdict {
@@ -147,6 +168,7 @@ impl fmt::Display for Verdict {
             Verdict::Idle => f.write_str("idle"),
             Verdict::WillFinish { .. } => f.write_str("will finish"),
             Verdict::Unknown { .. } => f.write_str("unknown: no longest-job declared"),
+            Verdict::Unseen { .. } => f.write_str("unknown: its running jobs cannot be seen"),
             Verdict::AtRisk {
                 class,
                 elapsed_secs,
@@ -199,7 +221,7 @@ mod tests {
 
     #[test]
     fn the_example_of_the_issue() {
-        let verdict = terminating(20.4, Some(300), &[job("ReportJob", 240.0)]);
+        let verdict = terminating(20.4, Some(300), Some(&[job("ReportJob", 240.0)]));
         assert_eq!(
             verdict.to_string(),
             "at risk: job ReportJob has run 4m of a declared 5m, 20 s left"
@@ -211,7 +233,7 @@ mod tests {
         let verdict = terminating(
             100.0,
             Some(300),
-            &[job("ReportJob", 240.0), job("MailJob", 2.0)],
+            Some(&[job("ReportJob", 240.0), job("MailJob", 2.0)]),
         );
         assert_eq!(
             verdict.to_string(),
@@ -221,14 +243,14 @@ mod tests {
 
     #[test]
     fn jobs_that_fit_will_finish() {
-        let verdict = terminating(120.0, Some(300), &[job("ReportJob", 250.0)]);
+        let verdict = terminating(120.0, Some(300), Some(&[job("ReportJob", 250.0)]));
         assert_eq!(verdict, Verdict::WillFinish { left_secs: 120 });
         assert_eq!(verdict.to_string(), "will finish");
     }
 
     #[test]
     fn a_job_past_its_declaration_is_at_risk_whatever_is_left() {
-        let verdict = terminating(600.0, Some(60), &[job("ImportJob", 61.0)]);
+        let verdict = terminating(600.0, Some(60), Some(&[job("ImportJob", 61.0)]));
         assert_eq!(
             verdict.to_string(),
             "at risk: job ImportJob has run 1m1s of a declared 1m, 600 s left"
@@ -237,14 +259,23 @@ mod tests {
 
     #[test]
     fn idle_and_undeclared() {
-        assert_eq!(terminating(10.0, Some(60), &[]), Verdict::Idle);
+        assert_eq!(terminating(10.0, Some(60), Some(&[])), Verdict::Idle);
         assert_eq!(
-            terminating(10.0, None, &[job("A", 1.0)]),
+            terminating(10.0, None, Some(&[job("A", 1.0)])),
             Verdict::Unknown { left_secs: 10 }
         );
         assert_eq!(
-            terminating(-3.0, None, &[job("A", 1.0)]),
+            terminating(-3.0, None, Some(&[job("A", 1.0)])),
             Verdict::Unknown { left_secs: 0 }
         );
+    }
+
+    #[test]
+    fn jobs_that_cannot_be_seen_are_not_idle() {
+        let verdict = terminating(28.0, Some(60), None);
+        assert_eq!(verdict, Verdict::Unseen { left_secs: 28 });
+        assert_eq!(verdict.to_string(), "unknown: its running jobs cannot be seen");
+        assert!(!verdict.safe() && !verdict.at_risk());
+        assert!(terminating(28.0, Some(60), Some(&[])).safe());
     }
 }

@@ -183,7 +183,9 @@ async fn gather(
         .iter_mut()
         .zip(pods.iter().map(Some).chain(std::iter::repeat(None)))
     {
-        row.terminating = pod.and_then(|pod| terminating(pod, row, now));
+        // Through Redis, a pod whose processes can be told and are not there runs nothing.
+        let jobs_seen = row.source.is_some() || (redis.is_some() && row.problem.is_none());
+        row.terminating = pod.and_then(|pod| terminating(pod, row, jobs_seen, now));
     }
     rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(Snapshot {
@@ -235,7 +237,7 @@ fn base_row(pod: &Value, now: f64) -> PodRow {
     }
 }
 
-fn terminating(pod: &Value, row: &PodRow, now: f64) -> Option<Terminating> {
+fn terminating(pod: &Value, row: &PodRow, jobs_seen: bool, now: f64) -> Option<Terminating> {
     let deletion = Deletion::of_pod(pod, now)?;
     let jobs: Vec<RunningJob<'_>> = row
         .processes
@@ -246,11 +248,19 @@ fn terminating(pod: &Value, row: &PodRow, now: f64) -> Option<Terminating> {
             elapsed_secs: j.elapsed_secs,
         })
         .collect();
-    let verdict = verdict::terminating(deletion.left_secs, row.declared_longest_job_secs, &jobs);
+    let verdict = verdict::terminating(
+        deletion.left_secs,
+        row.declared_longest_job_secs,
+        jobs_seen.then_some(jobs.as_slice()),
+    );
+    let summary = match (&verdict, &row.problem) {
+        (Verdict::Unseen { .. }, Some(problem)) => format!("{verdict} ({problem})"),
+        _ => verdict.to_string(),
+    };
     Some(Terminating {
         deletion_timestamp: deletion.timestamp.to_owned(),
         seconds_left: deletion.left_secs.max(0.0) as u64,
-        summary: verdict.to_string(),
+        summary,
         verdict,
     })
 }
@@ -539,8 +549,10 @@ fn pod_cells(row: &PodRow) -> Vec<(String, Tone)> {
         Some(t) => {
             let tone = if t.verdict.at_risk() {
                 Tone::Bad
-            } else {
+            } else if t.verdict.safe() {
                 Tone::Good
+            } else {
+                Tone::Warn
             };
             (
                 plain(format!("{}s", t.seconds_left)),

@@ -155,6 +155,38 @@ fn status_through_the_pod_proxy_shows_each_pods_work_and_verdict() {
     );
 }
 
+#[test]
+fn a_terminating_pod_whose_jobs_cannot_be_seen_is_never_called_idle() {
+    let api = ApiServer::start();
+    let mut pod = injected_pod("shop", "rails-worker-7d9c8f6b5-ccccc", 300, 7434);
+    pod["metadata"]["deletionTimestamp"] = json!(sidekiq_guard::timestamp::format(now() + 28));
+    api.add_pod(pod);
+    api.proxy(
+        "shop",
+        "rails-worker-7d9c8f6b5-ccccc",
+        7434,
+        fixed(503, json!({"kind": "Status", "message": "probe unavailable"})),
+    );
+    let kubeconfig = api.kubeconfig("shop");
+
+    let out = run_in(&kubeconfig, &["status", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pod = &snapshot["pods"][0];
+    assert_eq!(pod["terminating"]["verdict"]["verdict"], "unseen", "{pod:#}");
+    let summary = pod["terminating"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("unknown: its running jobs cannot be seen (")
+            && summary.contains(pod["problem"].as_str().unwrap()),
+        "{summary}"
+    );
+
+    let out = run_in(&kubeconfig, &["status"]);
+    let table = text(&out.stdout);
+    assert!(!table.contains("idle"), "{table}");
+    assert!(table.contains("unknown: its running jobs cannot be seen"), "{table}");
+}
+
 /// A real Sidekiq (3 threads) and its real probe for one injected pod, reached through the
 /// test API server's pod proxy.
 struct RealPod {
