@@ -274,7 +274,10 @@ mod tests {
     fn jobs_that_cannot_be_seen_are_not_idle() {
         let verdict = terminating(28.0, Some(60), None);
         assert_eq!(verdict, Verdict::Unseen { left_secs: 28 });
-        assert_eq!(verdict.to_string(), "unknown: its running jobs cannot be seen");
+        assert_eq!(
+            verdict.to_string(),
+            "unknown: its running jobs cannot be seen"
+        );
         assert!(!verdict.safe() && !verdict.at_risk());
         assert!(terminating(28.0, Some(60), Some(&[])).safe());
     }

@@ -144,7 +144,24 @@ pub(crate) struct ValidateArgs {
     #[arg(long, value_name = "URL", env = REDIS_URL_ENV, hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
     #[command(flatten)]
+    pub(crate) redis_namespace: RedisNamespaceArg,
+    #[command(flatten)]
     pub(crate) report: ReportArg,
+}
+
+/// `--redis-namespace`, beside `--redis-url`.
+#[derive(Debug, Args)]
+pub(crate) struct RedisNamespaceArg {
+    /// The redis-namespace prefix of Sidekiq's keys (Sidekiq 6 configured with `namespace:`)
+    #[arg(long, value_name = "PREFIX", requires = "redis_url")]
+    pub(crate) redis_namespace: Option<String>,
+}
+
+impl RedisNamespaceArg {
+    /// The prefix, if one was given.
+    pub(crate) fn prefix(&self) -> Option<&str> {
+        self.redis_namespace.as_deref().filter(|ns| !ns.is_empty())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +171,8 @@ pub(crate) struct StatusArgs {
     /// Read every process from this Redis in one pipelined pass instead of asking each pod's probe
     #[arg(long, value_name = "URL", env = REDIS_URL_ENV, hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) redis_namespace: RedisNamespaceArg,
     /// Refresh in place until interrupted
     #[arg(short = 'w', long)]
     pub(crate) watch: bool,
@@ -176,6 +195,8 @@ pub(crate) struct DrainArgs {
     /// Quiet through Redis instead of the probe (pods without the sidecar)
     #[arg(long, value_name = "URL", env = REDIS_URL_ENV, hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) redis_namespace: RedisNamespaceArg,
     /// Time between progress lines
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
     pub(crate) interval: Duration,

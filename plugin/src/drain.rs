@@ -15,6 +15,7 @@ use serde_json::Value;
 use sidekiq_guard::Policy;
 use sidekiq_guard::analysis;
 use sidekiq_guard::duration::Secs;
+use sidekiq_guard::errors::chain;
 use sidekiq_guard::probe::drain::{Drain, ProcessProgress, State};
 use sidekiq_guard::probe::observe::{Scope, Tracker};
 use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
@@ -131,7 +132,10 @@ pub(crate) async fn run(
     )
     .await?;
     let reader = match &args.redis_url {
-        Some(url) => Some(std::sync::Arc::new(sources::redis_reader(url)?)),
+        Some(url) => Some(std::sync::Arc::new(sources::redis_reader(
+            url,
+            args.redis_namespace.prefix(),
+        )?)),
         None => None,
     };
     // Each pod drains in its own task and reports lines here, printed as they come.
@@ -439,10 +443,23 @@ async fn through_redis(reader: &Reader, subject: Subject, host: &str) -> Result<
         Secs(subject.timeout.as_secs())
     ));
     loop {
-        reader.refresh(&mut tracker, true, &clock).await?;
+        // Like the probe's, the drain outlasts a Redis hiccup (a failover, a timeout): the
+        // tracker records the failure and the state machine retries until its budget.
+        if let Err(error) = reader.refresh(&mut tracker, true, &clock).await {
+            subject.say(format!(
+                "{name}: Redis unreachable, retrying: {}",
+                chain(&error)
+            ));
+        }
         for identity in drain.step(&tracker, clock()) {
-            reader.quiet(&identity).await?;
-            drain.signalled(&identity, clock());
+            match reader.quiet(&identity).await {
+                Ok(()) => drain.signalled(&identity, clock()),
+                // Not marked signalled: the next step asks again.
+                Err(error) => subject.say(format!(
+                    "{name}: cannot quiet {identity} yet: {}",
+                    chain(&error)
+                )),
+            }
         }
         let elapsed = origin.elapsed();
         subject.say(progress_line(
@@ -455,6 +472,15 @@ async fn through_redis(reader: &Reader, subject: Subject, host: &str) -> Result<
             State::Draining => {
                 tokio::time::sleep(subject.interval).await;
                 continue;
+            }
+            // Idle because nothing was there: from outside the pod, more likely the wrong Redis
+            // or key prefix than a Sidekiq that already left. Nothing was quieted; say so.
+            State::Drained if drain.progress().is_empty() => {
+                let message = format!(
+                    "no Sidekiq process of host {host} in Redis, so nothing was quieted: check --redis-url (and its database), --redis-namespace, and that Sidekiq runs in the pod"
+                );
+                subject.say(format!("{name}: drain failed: {message}"));
+                return Ok(subject.outcome("redis", "error", elapsed, Some(message), Vec::new()));
             }
             State::Drained => {
                 subject.say(format!("{name}: idle after {}", Secs(elapsed.as_secs())));

@@ -12,6 +12,7 @@ use sidekiq_guard::findings;
 use sidekiq_guard::install;
 use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
 use sidekiq_guard::probe::report::ProcessReport;
+use sidekiq_guard::redis::Reader;
 use sidekiq_guard::review::{self, Outcome, Perspective};
 use sidekiq_guard::sidekiq::metrics::{ClassTimes, RETENTION_MINUTES};
 use sidekiq_guard::status::InjectionStatus;
@@ -91,8 +92,11 @@ pub(crate) async fn run(
             .cloned(),
     );
 
-    let (processes, times) =
-        live_data(&cluster, &pods, args.redis_url.as_deref(), &mut notes).await?;
+    let reader = match &args.redis_url {
+        Some(url) => Some(sources::redis_reader(url, args.redis_namespace.prefix())?),
+        None => None,
+    };
+    let (processes, times) = live_data(&cluster, &pods, reader.as_ref(), &mut notes).await?;
     let policy = &offline.policy;
     let ctx = Context {
         policy,
@@ -150,7 +154,7 @@ type Processes = HashMap<(String, String), Vec<ProcessReport>>;
 async fn live_data(
     cluster: &Cluster,
     pods: &[Value],
-    redis_url: Option<&str>,
+    reader: Option<&Reader>,
     notes: &mut Vec<String>,
 ) -> Result<(Processes, BTreeMap<String, ClassTimes>), Error> {
     let key = |pod: &Value| {
@@ -166,7 +170,7 @@ async fn live_data(
         )
     };
     let mut processes: Processes = HashMap::new();
-    let Some(url) = redis_url else {
+    let Some(reader) = reader else {
         for pod in pods {
             let Some(port) = InjectionStatus::of_pod(pod).map(|s| s.probe_port) else {
                 continue;
@@ -183,7 +187,6 @@ async fn live_data(
         }
         return Ok((processes, BTreeMap::new()));
     };
-    let reader = sources::redis_reader(url)?;
     let mut by_host: HashMap<String, (String, String)> = HashMap::new();
     for pod in pods {
         let (namespace, name) = key(pod);
@@ -196,7 +199,7 @@ async fn live_data(
             )),
         }
     }
-    for process in sources::all_processes(&reader).await? {
+    for process in sources::all_processes(reader).await? {
         if let Some(pod) = process.host().and_then(|host| by_host.get(host)) {
             processes.entry(pod.clone()).or_default().push(process);
         }

@@ -13,9 +13,10 @@ use crate::error::Error;
 /// How long one probe may take to answer `/status` through the proxy.
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A Redis reader for `--redis-url`.
-pub(crate) fn redis_reader(url: &str) -> Result<Reader, Error> {
-    let settings = RedisSettings::new(url, UrlSource::Explicit);
+/// A Redis reader for `--redis-url` and `--redis-namespace`.
+pub(crate) fn redis_reader(url: &str, namespace: Option<&str>) -> Result<Reader, Error> {
+    let mut settings = RedisSettings::new(url, UrlSource::Explicit);
+    settings.namespace = namespace.map(str::to_owned);
     settings.check()?;
     Ok(Reader::new(settings)?)
 }

@@ -99,7 +99,7 @@ pub(crate) async fn run(
         None => Some(Cluster::connect(&cli.cluster).await?),
     };
     let redis = match &args.redis_url {
-        Some(url) => Some(sources::redis_reader(url)?),
+        Some(url) => Some(sources::redis_reader(url, args.redis_namespace.prefix())?),
         None => None,
     };
     let scope = cluster.as_ref().map(|c| c.scope(&cli.cluster));

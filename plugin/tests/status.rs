@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -165,7 +166,10 @@ fn a_terminating_pod_whose_jobs_cannot_be_seen_is_never_called_idle() {
         "shop",
         "rails-worker-7d9c8f6b5-ccccc",
         7434,
-        fixed(503, json!({"kind": "Status", "message": "probe unavailable"})),
+        fixed(
+            503,
+            json!({"kind": "Status", "message": "probe unavailable"}),
+        ),
     );
     let kubeconfig = api.kubeconfig("shop");
 
@@ -173,7 +177,10 @@ fn a_terminating_pod_whose_jobs_cannot_be_seen_is_never_called_idle() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
     let pod = &snapshot["pods"][0];
-    assert_eq!(pod["terminating"]["verdict"]["verdict"], "unseen", "{pod:#}");
+    assert_eq!(
+        pod["terminating"]["verdict"]["verdict"], "unseen",
+        "{pod:#}"
+    );
     let summary = pod["terminating"]["summary"].as_str().unwrap();
     assert!(
         summary.starts_with("unknown: its running jobs cannot be seen (")
@@ -184,7 +191,10 @@ fn a_terminating_pod_whose_jobs_cannot_be_seen_is_never_called_idle() {
     let out = run_in(&kubeconfig, &["status"]);
     let table = text(&out.stdout);
     assert!(!table.contains("idle"), "{table}");
-    assert!(table.contains("unknown: its running jobs cannot be seen"), "{table}");
+    assert!(
+        table.contains("unknown: its running jobs cannot be seen"),
+        "{table}"
+    );
 }
 
 /// A real Sidekiq (3 threads) and its real probe for one injected pod, reached through the
@@ -996,6 +1006,120 @@ fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
             }]
         }]})
     );
+}
+
+#[test]
+fn drain_through_redis_that_finds_nothing_fails_and_reads_a_key_prefix() {
+    let redis = RedisServer::start();
+    let host = "ns-worker-0";
+    // Sidekiq 6 with redis-namespace: every key under `myapp:`.
+    let worker = FakeSidekiq::start(FakeConfig {
+        url: redis.url(),
+        prefix: "myapp:".into(),
+        host: host.into(),
+        pid: 11,
+        version: Version::V6,
+        beat: Duration::from_millis(300),
+        embedded: false,
+    });
+    worker.run_job(
+        r#"{"class":"ImportJob","jid":"n1","queue":"default"}"#,
+        Duration::from_secs(1),
+    );
+    let api = ApiServer::start();
+    let mut pod = injected_pod("shop", host, 60, 7434);
+    pod["metadata"]["annotations"] = json!({});
+    api.add_pod(pod);
+    let kubeconfig = api.kubeconfig("shop");
+    std::thread::sleep(Duration::from_millis(500));
+    let url = redis.url();
+    let drain = |extra: &[&str]| {
+        let mut args = vec!["drain", host, "--redis-url", &url, "--interval", "300ms"];
+        args.extend(extra);
+        run_in(&kubeconfig, &args)
+    };
+
+    // Without the prefix nothing matches: not "idle", but a failure saying what to check.
+    let out = drain(&[]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{output}{}", text(&out.stderr));
+    assert_last_line(
+        &output,
+        "shop/ns-worker-0: drain failed: no Sidekiq process of host ns-worker-0 in Redis, so nothing was quieted: check --redis-url (and its database), --redis-namespace, and that Sidekiq runs in the pod",
+    );
+    assert!(!worker.is_quiet());
+
+    let out = drain(&["--redis-namespace", "myapp"]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{output}{}", text(&out.stderr));
+    assert!(
+        worker.is_quiet(),
+        "TSTP went to myapp:{}-signals",
+        worker.identity
+    );
+    assert_last_line(&output, "shop/ns-worker-0: idle after");
+
+    // The prefix means nothing without a Redis to read.
+    let out = run_in(&kubeconfig, &["drain", host, "--redis-namespace", "myapp"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--redis-url"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn drain_through_redis_outlasts_a_redis_hiccup() {
+    let redis = RedisServer::start();
+    let host = "hiccup-worker-0";
+    let worker = FakeSidekiq::plain(
+        redis.url(),
+        host,
+        12,
+        Version::V7,
+        Duration::from_millis(300),
+    );
+    worker.run_job(
+        r#"{"class":"ImportJob","jid":"h1","queue":"default"}"#,
+        Duration::from_secs(6),
+    );
+    let api = ApiServer::start();
+    let mut pod = injected_pod("shop", host, 60, 7434);
+    pod["metadata"]["annotations"] = json!({});
+    api.add_pod(pod);
+    let kubeconfig = api.kubeconfig("shop");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let drain = plugin()
+        .args([
+            "drain",
+            host,
+            "--redis-url",
+            &redis.url(),
+            "--interval",
+            "300ms",
+        ])
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    // Redis stops answering for longer than a read's timeout, then comes back.
+    redis.signal("STOP");
+    std::thread::sleep(Duration::from_secs(3));
+    redis.signal("CONT");
+    let out = drain.wait_with_output().unwrap();
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{output}{}", text(&out.stderr));
+    assert!(
+        output.contains("shop/hiccup-worker-0: Redis unreachable, retrying: "),
+        "{output}"
+    );
+    assert!(worker.is_quiet());
+    assert_last_line(&output, "shop/hiccup-worker-0: idle after");
 }
 
 #[test]
