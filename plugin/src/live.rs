@@ -10,7 +10,7 @@ use serde_json::Value;
 use sidekiq_guard::analysis::{self, Subject};
 use sidekiq_guard::findings;
 use sidekiq_guard::install;
-use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
+use sidekiq_guard::probe::pod::Hosts;
 use sidekiq_guard::probe::report::ProcessReport;
 use sidekiq_guard::redis::Reader;
 use sidekiq_guard::review::{self, Outcome, Perspective};
@@ -187,21 +187,19 @@ async fn live_data(
         }
         return Ok((processes, BTreeMap::new()));
     };
-    let mut by_host: HashMap<String, (String, String)> = HashMap::new();
-    for pod in pods {
-        let (namespace, name) = key(pod);
-        match identity_host(pod) {
-            IdentityHost::Known(host) => {
-                by_host.insert(host, (namespace, name));
-            }
-            IdentityHost::Unknown(why) => notes.push(format!(
-                "no running jobs for pod {namespace}/{name}: its processes cannot be told in Redis: {why}"
-            )),
-        }
+    let hosts = Hosts::index(pods);
+    for (index, why) in &hosts.unresolved {
+        let (namespace, name) = key(&pods[*index]);
+        notes.push(format!(
+            "no running jobs for pod {namespace}/{name}: its processes cannot be told in Redis: {why}"
+        ));
     }
     for process in sources::all_processes(reader).await? {
-        if let Some(pod) = process.host().and_then(|host| by_host.get(host)) {
-            processes.entry(pod.clone()).or_default().push(process);
+        if let Some(index) = process.host().and_then(|host| hosts.pod(host)) {
+            processes
+                .entry(key(&pods[index]))
+                .or_default()
+                .push(process);
         }
     }
     let now = SystemTime::now()

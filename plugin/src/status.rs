@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sidekiq_guard::annotations::Overrides;
 use sidekiq_guard::duration::Secs;
-use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
+use sidekiq_guard::probe::pod::Hosts;
 use sidekiq_guard::probe::report::{self, DrainReport, ProcessReport};
 use sidekiq_guard::status::InjectionStatus;
 use sidekiq_guard::verdict::{self, Deletion, RunningJob, Verdict};
@@ -364,37 +364,30 @@ fn join_redis(
         others,
         now,
     } = listing;
-    let mut by_host: HashMap<String, usize> = HashMap::new();
-    for (index, pod) in pods.iter().enumerate() {
-        match identity_host(pod) {
-            IdentityHost::Known(host) => {
-                by_host.insert(host, index);
-            }
-            IdentityHost::Unknown(why) => {
-                rows[index].problem = Some(format!("its processes cannot be told in Redis: {why}"));
-            }
-        }
+    let hosts = Hosts::index(pods.iter());
+    for (index, why) in &hosts.unresolved {
+        rows[*index].problem = Some(format!("its processes cannot be told in Redis: {why}"));
     }
-    let mut other_hosts: HashMap<String, Value> = others
-        .into_iter()
-        .filter_map(|pod| match identity_host(&pod) {
-            IdentityHost::Known(host) => Some((host, pod)),
-            IdentityHost::Unknown(_) => None,
-        })
-        .collect();
+    let other_hosts = Hosts::index(&others);
+    // Pods that did not look like Sidekiq get a row once a process of theirs turns up.
+    let mut other_rows: HashMap<usize, usize> = HashMap::new();
     let mut unmatched: BTreeMap<String, Vec<ProcessReport>> = BTreeMap::new();
     for process in processes {
         let host = process.host().unwrap_or_default().to_owned();
-        // A Sidekiq pod of the same host (another namespace's, with -A) keeps its processes.
-        if !by_host.contains_key(&host)
-            && let Some(pod) = other_hosts.remove(&host)
-        {
-            by_host.insert(host.clone(), rows.len());
-            rows.push(base_row(&pod, now));
-            pods.push(pod);
-        }
-        match by_host.get(&host) {
-            Some(&index) => {
+        // A Sidekiq pod of the host keeps its processes (another namespace's, with -A).
+        let index = match (hosts.pod(&host), other_hosts.pod(&host)) {
+            (Some(index), _) => Some(index),
+            // Several pods' processes: no pod's, and no orphans either.
+            _ if hosts.is_shared(&host) || other_hosts.is_shared(&host) => continue,
+            (None, Some(other)) => Some(*other_rows.entry(other).or_insert_with(|| {
+                rows.push(base_row(&others[other], now));
+                pods.push(others[other].clone());
+                rows.len() - 1
+            })),
+            (None, None) => None,
+        };
+        match index {
+            Some(index) => {
                 rows[index].source = Some("redis");
                 rows[index].processes.push(process);
             }

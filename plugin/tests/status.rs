@@ -393,6 +393,58 @@ fn status_from_redis_joins_processes_to_pods_and_lists_orphans() {
 }
 
 #[test]
+fn same_named_pods_in_two_namespaces_get_no_process_rather_than_anothers() {
+    let redis = RedisServer::start();
+    let worker = FakeSidekiq::plain(
+        redis.url(),
+        "worker-0",
+        21,
+        Version::V7,
+        Duration::from_millis(300),
+    );
+    worker.run_job(
+        r#"{"class":"ReportJob","jid":"p1","queue":"default"}"#,
+        Duration::from_secs(60),
+    );
+    let api = ApiServer::start();
+    for namespace in ["prod", "staging"] {
+        let mut pod = injected_pod(namespace, "worker-0", 300, 7434);
+        pod["metadata"]["deletionTimestamp"] = json!(sidekiq_guard::timestamp::format(now() + 30));
+        api.add_pod(pod);
+    }
+    let kubeconfig = api.kubeconfig("prod");
+    assert!(wait_until(Duration::from_secs(5), || redis
+        .cli(&["SCARD", "processes"])
+        .trim()
+        == "1"));
+
+    let out = run_in(
+        &kubeconfig,
+        &["status", "-A", "--redis-url", &redis.url(), "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (pod, other) in snapshot["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["staging", "prod"])
+    {
+        assert_eq!(pod["processes"], json!([]), "{pod:#}");
+        assert_eq!(
+            pod["problem"],
+            format!(
+                "its processes cannot be told in Redis: pod {other}/worker-0 has the same hostname worker-0, so whose processes are whose cannot be told"
+            )
+        );
+        // Not a running ReportJob of the wrong namespace, nor "idle".
+        assert_eq!(pod["terminating"]["verdict"]["verdict"], "unseen");
+    }
+    // Theirs, just not to be told apart: no orphan.
+    assert_eq!(snapshot["orphans"], json!([]));
+}
+
+#[test]
 fn status_from_redis_works_without_any_cluster() {
     let redis = RedisServer::start();
     let home = tempfile::tempdir().unwrap();

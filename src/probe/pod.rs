@@ -6,7 +6,7 @@
 //! reports — the same one Sidekiq reads, whatever `hostNetwork` or `setHostnameAsFQDN` say —
 //! and falls back to computing it from the pod name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -86,6 +86,81 @@ pub fn identity_host(pod: &Value) -> IdentityHost {
     }
 }
 
+/// The identity hosts of pods listed together, and which pod each one names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hosts {
+    unique: HashMap<String, usize>,
+    shared: HashSet<String>,
+    /// The pods (by index) whose processes cannot be told in Redis, and why: the object does
+    /// not show their host, or another listed pod has the same one.
+    pub unresolved: Vec<(usize, String)>,
+}
+
+impl Hosts {
+    /// Indexes `pods` by [`identity_host`]. Two pods with one host — same-named StatefulSet
+    /// pods in two namespaces, or one `DYNO` — name no process: whose it is cannot be told.
+    pub fn index<'a>(pods: impl IntoIterator<Item = &'a Value>) -> Self {
+        let mut by_host: HashMap<String, Vec<(usize, String)>> = HashMap::new();
+        let mut hosts = Hosts::default();
+        for (index, pod) in pods.into_iter().enumerate() {
+            match identity_host(pod) {
+                IdentityHost::Known(host) => by_host
+                    .entry(host)
+                    .or_default()
+                    .push((index, full_name(pod))),
+                IdentityHost::Unknown(why) => hosts.unresolved.push((index, why)),
+            }
+        }
+        for (host, pods) in by_host {
+            if let [(index, _)] = pods.as_slice() {
+                hosts.unique.insert(host, *index);
+                continue;
+            }
+            for (index, _) in &pods {
+                let others: Vec<&str> = pods
+                    .iter()
+                    .filter(|(other, _)| other != index)
+                    .map(|(_, name)| name.as_str())
+                    .collect();
+                hosts.unresolved.push((
+                    *index,
+                    format!(
+                        "pod {} has the same hostname {host}, so whose processes are whose cannot be told",
+                        others.join(", ")
+                    ),
+                ));
+            }
+            hosts.shared.insert(host);
+        }
+        hosts.unresolved.sort();
+        hosts
+    }
+
+    /// The one pod `host` names, if exactly one does.
+    pub fn pod(&self, host: &str) -> Option<usize> {
+        self.unique.get(host).copied()
+    }
+
+    /// Whether several pods have `host`: its processes are theirs, but not to be told apart.
+    pub fn is_shared(&self, host: &str) -> bool {
+        self.shared.contains(host)
+    }
+}
+
+/// `namespace/name`.
+fn full_name(pod: &Value) -> String {
+    let field = |path: &str| {
+        pod.pointer(path)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    format!(
+        "{}/{}",
+        field("/metadata/namespace"),
+        field("/metadata/name")
+    )
+}
+
 /// The value of the container's `DYNO` as the kubelet computes it, or why the object cannot
 /// tell: `env` in order, each literal `value` expanded with the entries before it (a reference
 /// to a later or undefined variable stays as written), each `fieldRef` read from the pod; a
@@ -129,6 +204,17 @@ fn dyno(pod: &Value, container: &Value) -> Option<Result<String, String>> {
 }
 
 fn hostname_of(pod: &Value) -> IdentityHost {
+    let set = |field: &str| pod.pointer(field).and_then(Value::as_bool) == Some(true);
+    if set("/spec/hostNetwork") {
+        return IdentityHost::Unknown(
+            "the pod uses its node's network, so its processes carry the node's hostname, which the pod object does not show".to_owned(),
+        );
+    }
+    if set("/spec/setHostnameAsFQDN") {
+        return IdentityHost::Unknown(
+            "setHostnameAsFQDN makes its hostname the pod's FQDN, whose cluster domain the pod object does not show".to_owned(),
+        );
+    }
     let name = pod
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -226,6 +312,65 @@ mod tests {
         assert_eq!(pod_hostname("", None), None);
         let exact = "c".repeat(63);
         assert_eq!(pod_hostname(&exact, None), Some(exact.clone()));
+    }
+
+    #[test]
+    fn a_hostname_the_object_cannot_show_is_unknown() {
+        use serde_json::json;
+        let containers = json!([{"name": "worker", "command": ["sidekiq"]}]);
+        for field in ["hostNetwork", "setHostnameAsFQDN"] {
+            let mut pod = pod(&containers);
+            pod["spec"][field] = json!(true);
+            let IdentityHost::Unknown(why) = identity_host(&pod) else {
+                panic!("{field} must make the host unknown");
+            };
+            assert!(why.contains("does not show"), "{why}");
+        }
+    }
+
+    #[test]
+    fn pods_sharing_a_host_name_no_process() {
+        use serde_json::json;
+        let containers = json!([{"name": "worker", "command": ["sidekiq"]}]);
+        let named = |namespace: &str, name: &str| {
+            let mut pod = pod(&containers);
+            pod["metadata"]["namespace"] = json!(namespace);
+            pod["metadata"]["name"] = json!(name);
+            pod
+        };
+        let mut hostless = named("shop", "edge-0");
+        hostless["spec"]["hostNetwork"] = json!(true);
+        let pods = [
+            named("prod", "worker-0"),
+            named("staging", "worker-0"),
+            named("prod", "worker-1"),
+            hostless,
+        ];
+        let hosts = Hosts::index(&pods);
+        assert_eq!(hosts.pod("worker-1"), Some(2));
+        assert_eq!(hosts.pod("worker-0"), None);
+        assert!(hosts.is_shared("worker-0") && !hosts.is_shared("worker-1"));
+        let unresolved: Vec<(usize, &str)> = hosts
+            .unresolved
+            .iter()
+            .map(|(i, why)| (*i, why.as_str()))
+            .collect();
+        assert_eq!(
+            unresolved[0],
+            (
+                0,
+                "pod staging/worker-0 has the same hostname worker-0, so whose processes are whose cannot be told"
+            )
+        );
+        assert_eq!(
+            unresolved[1],
+            (
+                1,
+                "pod prod/worker-0 has the same hostname worker-0, so whose processes are whose cannot be told"
+            )
+        );
+        assert_eq!(unresolved[2].0, 3);
+        assert_eq!(unresolved.len(), 3);
     }
 
     fn pod(containers: &Value) -> Value {
