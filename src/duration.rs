@@ -10,28 +10,49 @@ use std::time::Duration;
 /// The formats accepted wherever a duration is read, quoted in every error message.
 pub const ACCEPTED: &str = "a number of seconds or a duration with units such as 90s, 15m or 1h30m";
 
+/// The longest duration accepted: far beyond any job or certificate, and far enough from the
+/// limits of `Instant` and `SystemTime` that adding it to a clock reading cannot overflow.
+pub const MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A duration string that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: expected {ACCEPTED}")]
-pub struct DurationError {
-    /// The text as written.
-    pub input: String,
+pub enum DurationError {
+    /// Not a duration at all.
+    #[error("invalid duration {input:?}: expected {ACCEPTED}")]
+    Invalid {
+        /// The text as written.
+        input: String,
+    },
+    /// A duration beyond [`MAX`].
+    #[error("duration {input:?} is too long: at most 100 years (876000h)")]
+    TooLong {
+        /// The text as written.
+        input: String,
+    },
 }
 
 /// Parses `input` exactly: a bare integer is seconds, anything else a duration with units to the
-/// nanosecond (`500ms`, `1m30s`, `1h 30m`). Negative values and empty strings are rejected.
+/// nanosecond (`500ms`, `1m30s`, `1h 30m`). Negative values, empty strings and durations
+/// beyond [`MAX`] are rejected.
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
     let text = input.trim();
-    let error = || DurationError {
+    let invalid = || DurationError::Invalid {
         input: input.to_owned(),
     };
     if text.is_empty() {
-        return Err(error());
+        return Err(invalid());
     }
-    if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().map(Duration::from_secs).map_err(|_| error());
+    let duration = if text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse().map(Duration::from_secs).map_err(|_| invalid())?
+    } else {
+        humantime::parse_duration(text).map_err(|_| invalid())?
+    };
+    if duration > MAX {
+        return Err(DurationError::TooLong {
+            input: input.to_owned(),
+        });
     }
-    humantime::parse_duration(text).map_err(|_| error())
+    Ok(duration)
 }
 
 /// Parses `input` into whole seconds, rounding fractions up.
@@ -103,6 +124,22 @@ mod tests {
             err.to_string().contains("such as 90s, 15m or 1h30m"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn durations_beyond_a_century_are_refused_not_overflowed() {
+        assert_eq!(parse("876000h"), Ok(MAX));
+        for input in ["876001h", "18446744073709551615"] {
+            let too_long = DurationError::TooLong {
+                input: input.to_owned(),
+            };
+            assert_eq!(parse(input), Err(too_long.clone()));
+            assert_eq!(
+                too_long.to_string(),
+                format!("duration {input:?} is too long: at most 100 years (876000h)")
+            );
+        }
+        assert!(parse("99999999999999999999d").is_err());
     }
 
     #[rstest]
