@@ -43,7 +43,9 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
         return Err(invalid());
     }
     let duration = if text.bytes().all(|b| b.is_ascii_digit()) {
-        text.parse().map(Duration::from_secs).map_err(|_| invalid())?
+        text.parse()
+            .map(Duration::from_secs)
+            .map_err(|_| invalid())?
     } else {
         humantime::parse_duration(text).map_err(|_| invalid())?
     };

@@ -126,6 +126,13 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         policy: &ctx.policy.sidecar,
         sidekiq: analysis.sidekiq_json(),
         redis: &analysis.redis,
+        root_pod: analysis
+            .workload
+            .spec
+            .get("securityContext")
+            .and_then(|context| context.get("runAsUser"))
+            .and_then(Value::as_i64)
+            == Some(0),
     });
     let sidecar = match state.sidecar {
         None => SidecarAction::Add,

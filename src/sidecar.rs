@@ -236,6 +236,9 @@ pub struct Spec<'a> {
     pub sidekiq: &'a Value,
     /// The Redis settings copied from the Sidekiq container ([`redis_env`]).
     pub redis: &'a RedisEnv,
+    /// The pod's `securityContext.runAsUser` is 0: every container runs as root unless it
+    /// says otherwise.
+    pub root_pod: bool,
 }
 
 /// Builds the sidecar container.
@@ -292,7 +295,12 @@ pub fn container(spec: &Spec<'_>) -> Value {
         );
     }
     container.insert("resources".into(), resources(&spec.policy.resources));
-    container.insert("securityContext".into(), SECURITY_CONTEXT.clone());
+    let security = if spec.root_pod {
+        &ROOT_POD_SECURITY_CONTEXT
+    } else {
+        &SECURITY_CONTEXT
+    };
+    container.insert("securityContext".into(), (*security).clone());
     if spec.mode == Mode::Native {
         container.insert("restartPolicy".into(), json!("Always"));
     }
@@ -484,18 +492,31 @@ struct HostnameEnv {
     env_from: bool,
 }
 
-/// Passes the "restricted" Pod Security Standard: the probe needs no privilege at all.
+/// Passes the "restricted" Pod Security Standard: the probe needs no privilege at all. It
+/// runs as the image's numeric user (65532) and names none itself: OpenShift's restricted-v2
+/// constraint assigns a user from the namespace's range and refuses a pod naming another, and
+/// a pod-level `runAsUser` applies as the user chose.
 static SECURITY_CONTEXT: LazyLock<Value> = LazyLock::new(|| {
     json!({
         "allowPrivilegeEscalation": false,
         "readOnlyRootFilesystem": true,
         "runAsNonRoot": true,
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     })
 });
+
+/// In a pod whose `securityContext.runAsUser` is 0 the sidecar would inherit root, and
+/// `runAsNonRoot` would keep it from starting: there it names the image's user.
+static ROOT_POD_SECURITY_CONTEXT: LazyLock<Value> = LazyLock::new(|| {
+    let mut context = SECURITY_CONTEXT.clone();
+    context["runAsUser"] = json!(IMAGE_USER);
+    context["runAsGroup"] = json!(IMAGE_USER);
+    context
+});
+
+/// The numeric user and group of the sidekiq-guard image (`USER 65532:65532`).
+pub const IMAGE_USER: u32 = 65532;
 
 fn resources(resources: &Resources) -> Value {
     let quantities = |map: &std::collections::BTreeMap<ResourceName, Quantity>| {
@@ -680,8 +701,18 @@ mod tests {
             policy: &policy,
             sidekiq: &worker,
             redis: &redis_env(&worker),
+            root_pod: false,
         };
         let container = container(&spec);
+        // The image's user, unnamed: OpenShift assigns its own.
+        assert_eq!(container["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(container["securityContext"].get("runAsUser"), None);
+        let in_root_pod = super::container(&Spec {
+            root_pod: true,
+            ..spec
+        });
+        assert_eq!(in_root_pod["securityContext"]["runAsUser"], 65532);
+        assert_eq!(in_root_pod["securityContext"]["runAsGroup"], 65532);
         assert_eq!(container["name"], NAME);
         assert_eq!(container["restartPolicy"], "Always");
         assert_eq!(
@@ -733,6 +764,7 @@ mod tests {
             policy: &SidecarPolicy::default(),
             sidekiq: worker,
             redis: &redis_env(worker),
+            root_pod: false,
         })
     }
 

@@ -211,6 +211,24 @@ fn a_worker_whose_redis_is_configured_in_ruby_is_not_injected() {
 }
 
 #[test]
+fn the_sidecar_names_its_user_only_in_a_pod_that_runs_as_root() {
+    let pod = load("tests/data/objects/pod-rails-worker.json");
+    let sidecar_security = |pod: &Value| {
+        let (_, mutated) = mutate_and_apply(pod, &Policy::default(), Mode::Native);
+        mutated["spec"]["initContainers"][0]["securityContext"].clone()
+    };
+    // OpenShift's restricted-v2 refuses a pod naming a user outside the namespace's range.
+    assert_eq!(sidecar_security(&pod).get("runAsUser"), None);
+    let mut root = pod.clone();
+    root["spec"]["securityContext"] = json!({"runAsUser": 0});
+    let security = sidecar_security(&root);
+    assert_eq!(
+        (&security["runAsUser"], &security["runAsNonRoot"]),
+        (&json!(65532), &json!(true))
+    );
+}
+
+#[test]
 fn a_statefulset_reading_redis_from_env_from() {
     let statefulset = load("manifests/examples/mailer-statefulset.yaml");
     let (review, mutated) = mutate_and_apply(&statefulset, &Policy::default(), Mode::Classic);
