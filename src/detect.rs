@@ -386,6 +386,8 @@ mod tests {
     #[case(&["sh", "-c", "[ -f tmp/pids ] && rm -r tmp/pids; exec sidekiq -t 60"], &[])]
     #[case(&["sh", "-c", "cd /app || exit 1; exec sidekiq -t 60"], &[])]
     #[case(&["sh", "-c", "while true; do bundle exec sidekiq -t 60; sleep 1; done"], &[])]
+    #[case(&["sh", "-c", "bundle check || bundle install && exec bundle exec sidekiq -t 60"], &[])]
+    #[case(&["sh", "-c", "[ -d tmp/pids ] || mkdir -p tmp/pids && exec sidekiq -t 60"], &[])]
     fn finds_sidekiq_through_wrappers(#[case] command: &[&str], #[case] args: &[&str]) {
         let found = found(&[container("worker", command, args)]);
         assert_eq!(found.program, Some(Program::Sidekiq));
@@ -428,6 +430,17 @@ mod tests {
     #[case("[ \"$ROLE\" = worker ] && exec sidekiq -t 60; exec puma")]
     #[case("test \"$ROLE\" = web || exec sidekiq -t 60; exec puma")]
     #[case("bin/ready || exec sidekiq -t 60")]
+    #[case("[ \"$ROLE\" = worker ] &&\n  exec sidekiq -t 60\nexec puma")]
+    #[case("[ \"$ROLE\" = worker ] && { cd /app; exec sidekiq -t 60; }; exec puma")]
+    #[case("[ \"$ROLE\" = web ] && exec puma; exec sidekiq -t 60")]
+    #[case("if [ \"$ROLE\" = web ]; then exec puma; fi\nexec sidekiq -t 60")]
+    #[case("[ \"$ROLE\" = web ] && exec puma || exec sidekiq -t 60")]
+    #[case(
+        "worker() { exec sidekiq -t 60; }\ncase $ROLE in worker) worker ;; *) exec puma ;; esac"
+    )]
+    #[case(
+        "case \"$ROLE\" in sidekiq|worker) exec bundle exec sidekiq -t 60 ;; *) exec puma ;; esac"
+    )]
     fn a_sidekiq_started_under_a_condition_takes_the_annotation(#[case] script: &str) {
         let containers = [container("app", &["sh", "-c", script], &[])];
         assert_eq!(detect(&containers, None), Detection::None);

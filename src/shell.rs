@@ -72,46 +72,148 @@ const KEYWORDS: &[&str] = &[
 struct Splitter {
     commands: Vec<Command>,
     current: SimpleCommand,
-    /// Open `if` and `case` constructs.
-    branches: usize,
-    /// The rest of this `&&`/`||` list runs only if an earlier command's status allows it.
-    guarded: bool,
+    /// Open `if` constructs.
+    ifs: usize,
+    /// Open `case` constructs.
+    cases: usize,
+    /// Reading `case` patterns: the words up to `)` choose a branch, they run nothing.
+    pattern: bool,
+    /// The next command is the right operand of `||`: it runs only if the left one failed.
+    or_operand: bool,
+    /// This `&&` list started with a test (`[ "$ROLE" = worker ] && …`).
+    after_test: bool,
+    /// A conditional `exec` came before: what follows runs only if it did not.
+    after_conditional_end: bool,
+    /// The open `{ … }` and `( … )` groups.
+    groups: Vec<Group>,
+    /// A `name()` was just read: the group that follows is a function body, run when called.
+    function: bool,
+    /// The command before the last separator was `name` and the separator `(`.
+    open_after_name: bool,
 }
 
 impl Splitter {
+    fn conditional(&self) -> bool {
+        self.ifs > 0
+            || self.cases > 0
+            || self.or_operand
+            || self.after_test
+            || self.after_conditional_end
+            || self
+                .groups
+                .iter()
+                .any(|group| group.guarded || group.function)
+    }
+
     fn finish(&mut self, separator: Separator) {
+        if self.pattern {
+            self.finish_pattern(separator);
+            return;
+        }
         let skip = self
             .current
             .iter()
             .take_while(|word| KEYWORDS.contains(&word.as_str()))
             .count();
-        for keyword in &self.current[..skip] {
+        for keyword in self.current.drain(..skip).collect::<Vec<_>>() {
             match keyword.as_str() {
-                "if" => self.branches += 1,
-                "fi" => self.branches = self.branches.saturating_sub(1),
+                "if" => self.ifs += 1,
+                "fi" => self.ifs = self.ifs.saturating_sub(1),
+                "{" => self.open_group(),
+                "}" => {
+                    self.groups.pop();
+                }
                 _ => {}
             }
         }
-        let words: SimpleCommand = self.current.drain(..).skip(skip).collect();
+        let words = std::mem::take(&mut self.current);
         let first = words.first().map(String::as_str);
         let is_test = matches!(first, Some("[" | "[[" | "test"));
+        // `exec` under a condition hands the script to another program in that case (the
+        // dispatch of a shared entrypoint); a conditional `exit` is usually a bail-out on error.
+        let hands_over = first == Some("exec");
+        let empty = words.is_empty();
+        // `name(`: a function definition, not a command.
+        let defines_function = words.len() == 1 && matches!(separator, Separator::Open);
         match first {
+            _ if defines_function => {}
             // `case WORD in PATTERN)`: neither is a command.
-            Some("case") => self.branches += 1,
-            Some("esac") => self.branches = self.branches.saturating_sub(1),
-            Some(_) => self.commands.push(Command {
-                words,
-                conditional: self.guarded || self.branches > 0,
-            }),
+            Some("case") => {
+                self.cases += 1;
+                self.pattern = !matches!(separator, Separator::Close);
+            }
+            Some("esac") => self.cases = self.cases.saturating_sub(1),
+            Some(_) => {
+                let conditional = self.conditional();
+                self.commands.push(Command { words, conditional });
+                // An `exec` in a function body ends the script only where it is called.
+                let in_function = self.groups.iter().any(|group| group.function);
+                self.after_conditional_end |= conditional && hands_over && !in_function;
+            }
+            // An empty command: a line break after `&&` or `||` continues the list.
+            None if matches!(separator, Separator::List) => return,
             None => {}
         }
         match separator {
-            Separator::Or => self.guarded = true,
-            Separator::And => self.guarded |= is_test,
-            Separator::List => self.guarded = false,
-            Separator::Other => {}
+            Separator::And => {
+                self.after_test |= is_test;
+                self.or_operand = false;
+            }
+            Separator::Or => {
+                self.or_operand = true;
+                self.after_test = false;
+            }
+            Separator::List => self.end_list(),
+            Separator::CaseEnd => {
+                self.end_list();
+                self.pattern = self.cases > 0;
+            }
+            Separator::Open => {
+                self.open_after_name = defines_function;
+                self.open_group();
+            }
+            Separator::Close => {
+                self.groups.pop();
+                // `name()`: its body, the group that follows, runs only when called.
+                self.function = std::mem::take(&mut self.open_after_name) && empty;
+            }
+            Separator::Pipe => {}
         }
     }
+
+    /// Between `in` or `;;` and `)`: the words are patterns, or `esac`.
+    fn finish_pattern(&mut self, separator: Separator) {
+        let words = std::mem::take(&mut self.current);
+        if words.first().map(String::as_str) == Some("esac") {
+            self.pattern = false;
+            self.cases = self.cases.saturating_sub(1);
+        } else if matches!(separator, Separator::Close) {
+            self.pattern = false;
+        }
+    }
+
+    fn open_group(&mut self) {
+        let group = Group {
+            guarded: self.conditional(),
+            function: std::mem::take(&mut self.function),
+        };
+        self.groups.push(group);
+        self.or_operand = false;
+        self.after_test = false;
+    }
+
+    fn end_list(&mut self) {
+        self.or_operand = false;
+        self.after_test = false;
+    }
+}
+
+/// An open `{ … }` or `( … )`.
+struct Group {
+    /// Entered under a condition.
+    guarded: bool,
+    /// A function's body.
+    function: bool,
 }
 
 enum Token {
@@ -126,10 +228,16 @@ enum Separator {
     And,
     /// `||`
     Or,
-    /// `;`, `&`, a newline, `;;`: the next command runs whatever came before.
+    /// `;`, `&`, a newline: the next command runs whatever came before.
     List,
-    /// `|`, `(`, `)`.
-    Other,
+    /// `;;`, the end of a `case` branch.
+    CaseEnd,
+    /// `|`
+    Pipe,
+    /// `(`
+    Open,
+    /// `)`
+    Close,
 }
 
 struct Lexer<'a> {
@@ -163,12 +271,17 @@ impl Lexer<'_> {
                     };
                     return Ok(Some(Token::Separator(separator)));
                 }
+                Some(';') if self.peek_at(1) == Some(';') => {
+                    self.pos += 2;
+                    return Ok(Some(Token::Separator(Separator::CaseEnd)));
+                }
                 Some(c @ (';' | '\n' | '&' | '|' | '(' | ')')) => {
                     self.pos += 1;
-                    let separator = if matches!(c, ';' | '\n' | '&') {
-                        Separator::List
-                    } else {
-                        Separator::Other
+                    let separator = match c {
+                        '|' => Separator::Pipe,
+                        '(' => Separator::Open,
+                        ')' => Separator::Close,
+                        _ => Separator::List,
                     };
                     return Ok(Some(Token::Separator(separator)));
                 }
@@ -534,22 +647,56 @@ mod tests {
                 ("e", false),
             ])
         );
+        // Patterns are no commands, whatever their words.
         assert_eq!(
-            conditional("case $R in w) a ;; *) b ;; esac\nc"),
-            // Patterns read as commands (`*`), harmlessly: no pattern runs Sidekiq.
-            owned(&[("a", true), ("*", true), ("b", true), ("c", false)])
+            conditional("case $R in sidekiq|w) a ;;\n  (*) b ;;\nesac\nc"),
+            owned(&[("a", true), ("b", true), ("c", false)])
         );
+        // `||` guards its right operand; what follows `&&` runs when the list so far succeeded.
         assert_eq!(
-            conditional("a || b && c; [ x ] && d; e | f"),
+            conditional("a || b && c; [ x ] && d && e; f | g"),
             owned(&[
                 ("a", false),
                 ("b", true),
-                ("c", true),
+                ("c", false),
                 ("[ x ]", false),
                 ("d", true),
-                ("e", false),
+                ("e", true),
                 ("f", false),
+                ("g", false),
             ])
+        );
+        // A line break after an operator continues the list.
+        assert_eq!(
+            conditional("[ x ] &&\n  a\nb ||\n  c"),
+            owned(&[("[ x ]", false), ("a", true), ("b", false), ("c", true)])
+        );
+        // A group runs under the condition it is entered with.
+        assert_eq!(
+            conditional("[ x ] && { a; b; }; c"),
+            owned(&[("[ x ]", false), ("a", true), ("b", true), ("c", false)])
+        );
+        // After a conditional `exec`, the rest runs only if it did not happen; a conditional
+        // `exit` is a bail-out and leaves the rest alone.
+        assert_eq!(
+            conditional("[ x ] && exec a; b; cd /app || exit 1; c"),
+            owned(&[
+                ("[ x ]", false),
+                ("exec a", true),
+                ("b", true),
+                ("cd /app", true),
+                ("exit 1", true),
+                ("c", true),
+            ])
+        );
+        assert_eq!(
+            conditional("cd /app || exit 1; c"),
+            owned(&[("cd /app", false), ("exit 1", true), ("c", false)])
+        );
+        // A function body runs when called.
+        assert_eq!(
+            conditional("worker() { exec sidekiq; }; worker"),
+            owned(&[("exec sidekiq", true), ("worker", false)])
         );
     }
 
