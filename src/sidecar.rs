@@ -127,9 +127,15 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
                     "{REDIS_PROVIDER} holds a URL; Sidekiq expects the name of the variable that holds the URL, e.g. REDIS_PROVIDER=REDISTOGO_URL"
                 ));
             }
+            // Set to nothing: Sidekiq reads REDIS_URL, as without it.
+            Some("") if provider.get("valueFrom").is_none() => {}
+            // Sidekiq reads `ENV[provider] || ENV["REDIS_URL"]`: the named variable when the
+            // container sets it, else REDIS_URL.
             Some(target) if !target.is_empty() => {
-                url_var = Some(target);
                 wanted.push(target);
+                if find(target).is_some() || find(REDIS_URL).is_none() {
+                    url_var = Some(target);
+                }
             }
             // Named by a ConfigMap or Secret: which variable holds the URL is only known at run
             // time, so every Redis-looking variable goes along.
@@ -662,6 +668,18 @@ mod tests {
         assert!(missing(
             json!([{"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"}])
         ));
+        // ...but Sidekiq falls back to REDIS_URL, and so does the probe.
+        let fallback = redis_env(&sidekiq(json!([
+            {"name": "REDIS_URL", "value": "redis://r:6379"},
+            {"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"},
+        ])));
+        assert!(fallback.found && !fallback.url_missing && fallback.missing.is_empty());
+        // An empty REDIS_PROVIDER is no provider.
+        assert!(missing(json!([{"name": "REDIS_PROVIDER", "value": ""}])));
+        assert!(!missing(json!([
+            {"name": "REDIS_PROVIDER", "value": ""},
+            {"name": "REDIS_URL", "value": "redis://r:6379"},
+        ])));
         // A URL is there, even if one of its references is not: Sidekiq reads the same URL.
         assert!(!missing(
             json!([{"name": "REDIS_URL", "value": "redis://$(REDIS_HOST):6379"}])
