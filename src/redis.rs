@@ -643,7 +643,7 @@ impl Reader {
         };
         let mut processes = first.processes;
         if let Some(members) = &first.members
-            && let Some(follow_up) = tracker.follow_up(members, with_work)
+            && let Some(follow_up) = tracker.follow_up(members, with_work, clock())
         {
             cost.round_trips += 1;
             cost.commands += follow_up.commands();

@@ -213,9 +213,13 @@ pub struct Tracker {
     scope: Scope,
     tracked: BTreeMap<String, Tracked>,
     /// Members in scope that looked dead (expired before ever being seen alive, or replaced):
-    /// not read on every probe, only again at each listing of `processes` — a process that
-    /// was stopped longer than its hash's TTL beats again once resumed, and must be seen.
+    /// not read on every probe, only again every `rediscover_after` and when a drain starts —
+    /// a process that was stopped longer than its hash's TTL beats again once resumed.
     ignored: BTreeSet<String>,
+    /// When the ignored members were last read again.
+    last_recheck: Option<Duration>,
+    /// A drain wants them read again now.
+    recheck_forced: bool,
     rediscover_after: Duration,
     last_discovery: Option<Duration>,
     discovery_due: bool,
@@ -229,6 +233,8 @@ impl Tracker {
             scope,
             tracked: BTreeMap::new(),
             ignored: BTreeSet::new(),
+            last_recheck: None,
+            recheck_forced: false,
             rediscover_after,
             last_discovery: None,
             discovery_due: true,
@@ -276,6 +282,15 @@ impl Tracker {
     /// process of the pod.
     pub fn force_discovery(&mut self) {
         self.discovery_due = true;
+        self.recheck_forced = true;
+    }
+
+    /// Whether the members that looked dead are to be read again at `now`.
+    fn recheck_due(&self, now: Now) -> bool {
+        self.recheck_forced
+            || self
+                .last_recheck
+                .is_none_or(|at| now.mono.saturating_sub(at) >= self.rediscover_after)
     }
 
     /// Whether a process whose last heartbeat was `beat` has been replaced: a readable process
@@ -334,13 +349,16 @@ impl Tracker {
         }
     }
 
-    /// The reads for processes in scope that `members` lists and the tracker does not follow
-    /// (new ones, and those that looked dead); `None` when there are none.
-    pub fn follow_up(&self, members: &[String], with_work: bool) -> Option<ReadPlan> {
+    /// The reads for processes in scope that `members` lists and the tracker does not follow:
+    /// new ones, and, when a re-check is due at `now`, those that looked dead. `None` when
+    /// there are none.
+    pub fn follow_up(&self, members: &[String], with_work: bool, now: Now) -> Option<ReadPlan> {
+        let recheck = self.recheck_due(now);
         let processes: Vec<PlannedRead> = members
             .iter()
             .filter(|id| self.scope.includes(id))
             .filter(|id| !self.tracked.contains_key(*id))
+            .filter(|id| recheck || !self.ignored.contains(*id))
             .map(|id| PlannedRead {
                 identity: id.clone(),
                 work: if with_work { &WorkKey::ALL } else { &[] },
@@ -374,6 +392,10 @@ impl Tracker {
                 .filter(|id| self.scope.includes(id))
                 .collect();
             self.ignored.retain(|id| in_scope.contains(id.as_str()));
+            if self.recheck_due(now) {
+                self.last_recheck = Some(now.mono);
+                self.recheck_forced = false;
+            }
             self.last_discovery = Some(now.mono);
             self.discovery_due = false;
         }
@@ -566,7 +588,7 @@ mod tests {
         let first = t.plan(now(1_010.0), false);
         assert!(first.members && first.processes.is_empty());
         let all = members(&["w-0:1:aa", "w-1:2:bb", "w-0:3:cc"]);
-        let follow = t.follow_up(&all, false).unwrap();
+        let follow = t.follow_up(&all, false, now(1_010.0)).unwrap();
         assert_eq!(
             follow
                 .processes
@@ -586,7 +608,7 @@ mod tests {
         let steady = t.plan(now(1_020.0), false);
         assert!(!steady.members);
         assert_eq!(steady.commands(), 4);
-        assert!(t.follow_up(&all, false).is_none());
+        assert!(t.follow_up(&all, false, now(1_020.0)).is_none());
         // With the work hash: `:work` only, since the version (7.3.2) is stated.
         assert_eq!(t.plan(now(1_020.0), true).commands(), 6);
         // Rediscovery once the interval has passed.
@@ -659,14 +681,17 @@ mod tests {
         );
         assert!(t.get("w-0:1:aa").is_none());
         assert!(t.get("w-0:9:bb").is_some());
-        // ... and the dead member is not read on every probe, only at the next listing.
+        // ... and the dead member is not read on every probe, nor at every listing: only
+        // every `rediscover_after` (from the last re-check, at 1010), and when a drain starts.
+        let all = members(&["w-0:1:aa", "w-0:9:bb"]);
         let plan = t.plan(now(1_095.0), false);
         assert_eq!(plan.processes.len(), 1);
-        let follow_up = t
-            .follow_up(&members(&["w-0:1:aa", "w-0:9:bb"]), false)
-            .unwrap();
+        assert!(t.follow_up(&all, false, now(1_095.0)).is_none());
+        let follow_up = t.follow_up(&all, false, now(1_610.0)).unwrap();
         assert_eq!(follow_up.processes.len(), 1);
         assert_eq!(follow_up.processes[0].identity, "w-0:1:aa");
+        t.force_discovery();
+        assert!(t.follow_up(&all, false, now(1_096.0)).is_some());
     }
 
     #[test]
@@ -699,13 +724,19 @@ mod tests {
             vec![expired("w-0:1:aa")],
         );
         assert_eq!(t.live().count(), 0);
-        // ...then resumed: the next listing reads it again, and it is followed.
-        let follow_up = t.follow_up(&members(&["w-0:1:aa"]), false).unwrap();
+        // ...then resumed: the next periodic re-check reads it again, and it is followed.
+        assert!(
+            t.follow_up(&members(&["w-0:1:aa"]), false, now(1_100.0))
+                .is_none()
+        );
+        let follow_up = t
+            .follow_up(&members(&["w-0:1:aa"]), false, now(1_610.0))
+            .unwrap();
         assert_eq!(follow_up.processes[0].identity, "w-0:1:aa");
         t.ingest(
-            now(1_100.0),
+            now(1_610.0),
             Some(&members(&["w-0:1:aa"])),
-            vec![live("w-0:1:aa", 1_099.0, 990.0)],
+            vec![live("w-0:1:aa", 1_609.0, 990.0)],
         );
         assert_eq!(t.live().count(), 1);
     }
