@@ -50,6 +50,9 @@ pub(crate) struct PodRow {
     /// Whether its containers run (its probe can answer).
     #[serde(skip)]
     pub(crate) running: bool,
+    /// Whether its running jobs were all read, so that none running means idle.
+    #[serde(skip)]
+    pub(crate) jobs_seen: bool,
 }
 
 /// A pod on its way out.
@@ -172,6 +175,11 @@ async fn gather(
                 processes,
                 orphans_seen,
             );
+            // A pod whose processes can be told, and are not in Redis, runs nothing.
+            for row in &mut rows {
+                row.jobs_seen =
+                    row.problem.is_none() && row.processes.iter().all(ProcessReport::jobs_known);
+            }
         }
         None => {
             if let Some(cluster) = cluster {
@@ -183,9 +191,7 @@ async fn gather(
         .iter_mut()
         .zip(pods.iter().map(Some).chain(std::iter::repeat(None)))
     {
-        // Through Redis, a pod whose processes can be told and are not there runs nothing.
-        let jobs_seen = row.source.is_some() || (redis.is_some() && row.problem.is_none());
-        row.terminating = pod.and_then(|pod| terminating(pod, row, jobs_seen, now));
+        row.terminating = pod.and_then(|pod| terminating(pod, row, now));
     }
     rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(Snapshot {
@@ -221,6 +227,7 @@ fn base_row(pod: &Value, now: f64) -> PodRow {
         name: text(pod, "/metadata/name").unwrap_or_default().to_owned(),
         phase: verdict::display_phase(pod).to_owned(),
         running: verdict::containers_run(pod),
+        jobs_seen: false,
         node: text(pod, "/spec/nodeName").map(str::to_owned),
         age_secs,
         injected: status.is_some(),
@@ -237,7 +244,7 @@ fn base_row(pod: &Value, now: f64) -> PodRow {
     }
 }
 
-fn terminating(pod: &Value, row: &PodRow, jobs_seen: bool, now: f64) -> Option<Terminating> {
+fn terminating(pod: &Value, row: &PodRow, now: f64) -> Option<Terminating> {
     let deletion = Deletion::of_pod(pod, now)?;
     let jobs: Vec<RunningJob<'_>> = row
         .processes
@@ -251,7 +258,7 @@ fn terminating(pod: &Value, row: &PodRow, jobs_seen: bool, now: f64) -> Option<T
     let verdict = verdict::terminating(
         deletion.left_secs,
         row.declared_longest_job_secs,
-        jobs_seen.then_some(jobs.as_slice()),
+        row.jobs_seen.then_some(jobs.as_slice()),
     );
     let summary = match (&verdict, &row.problem) {
         (Verdict::Unseen { .. }, Some(problem)) => format!("{verdict} ({problem})"),
@@ -308,6 +315,11 @@ async fn fetch_probes(
                 let row = &mut rows[index];
                 match answer {
                     Ok(status) => {
+                        row.jobs_seen = status.jobs_known();
+                        if status.redis.reachable != Some(true) {
+                            let why = status.redis.error.as_deref().unwrap_or("no read yet");
+                            row.problem = Some(format!("its probe cannot read Redis: {why}"));
+                        }
                         row.source = Some("probe");
                         row.processes = status.processes;
                         row.drain = Some(status.drain);
@@ -416,6 +428,7 @@ fn join_redis(
             drain: None,
             terminating: None,
             running: false,
+            jobs_seen: false,
         });
     }
     Vec::new()

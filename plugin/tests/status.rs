@@ -188,6 +188,33 @@ fn a_terminating_pod_whose_jobs_cannot_be_seen_is_never_called_idle() {
         "{summary}"
     );
 
+    // A probe that answers but cannot read Redis has seen no job either.
+    let mut blind = injected_pod("shop", "rails-worker-7d9c8f6b5-ddddd", 300, 7434);
+    blind["metadata"]["deletionTimestamp"] = json!(sidekiq_guard::timestamp::format(now() + 28));
+    api.add_pod(blind);
+    let mut document = probe_document("rails-worker-7d9c8f6b5-ddddd", &[], "idle");
+    document["redis"]["reachable"] = json!(false);
+    document["redis"]["error"] = json!("connection refused");
+    document["processes"] = json!([]);
+    api.proxy(
+        "shop",
+        "rails-worker-7d9c8f6b5-ddddd",
+        7434,
+        fixed(200, document),
+    );
+    let out = run_in(&kubeconfig, &["status", "-o", "json"]);
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let blind = &snapshot["pods"][1];
+    assert_eq!(blind["source"], "probe");
+    assert_eq!(
+        blind["terminating"]["verdict"]["verdict"], "unseen",
+        "{blind:#}"
+    );
+    assert_eq!(
+        blind["terminating"]["summary"],
+        "unknown: its running jobs cannot be seen (its probe cannot read Redis: connection refused)"
+    );
+
     let out = run_in(&kubeconfig, &["status"]);
     let table = text(&out.stdout);
     assert!(!table.contains("idle"), "{table}");

@@ -166,7 +166,21 @@ pub struct DrainReport {
     pub processes: Vec<ProcessProgress>,
 }
 
+impl Status {
+    /// Whether everything this pod runs is known: Redis answered the probe's last read and
+    /// every process's running jobs were read. Otherwise "no job runs" cannot be told from
+    /// "no job was seen".
+    pub fn jobs_known(&self) -> bool {
+        self.redis.reachable == Some(true) && self.processes.iter().all(ProcessReport::jobs_known)
+    }
+}
+
 impl ProcessReport {
+    /// Whether its running jobs were read: a readable record whose work hash was read.
+    pub fn jobs_known(&self) -> bool {
+        self.state == "live" && self.jobs_read_age_secs.is_some()
+    }
+
     /// The host part of its identity, to match it to a pod: `info.hostname`, or the
     /// identity's own when the hash is gone (an expired or unreadable process is still the
     /// pod's).
