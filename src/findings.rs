@@ -6,6 +6,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::analysis::{Analysis, PodState, ProbeState};
 use crate::annotations::{self, Overrides};
@@ -16,7 +17,7 @@ use crate::policy::Policy;
 use crate::prestop::PreStop;
 use crate::settings::Source;
 use crate::sidekiq::{self, flags::Timeout};
-use crate::workload::Workload;
+use crate::workload::{Kind, Workload};
 
 /// How bad a finding is. `validate` exits 1 and `deny` enforcement rejects on [`Severity::Error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -89,6 +90,7 @@ codes! {
     ClassSlowerThanDeclared = "SG021" "class-slower-than-declared";
     PreStopDoesNotWait = "SG022" "prestop-does-not-wait";
     TimeoutSetAtRunTime = "SG023" "timeout-set-at-run-time";
+    InjectLabelOnWorkloadOnly = "SG024" "inject-label-on-workload-only";
 }
 
 impl Blocked {
@@ -311,7 +313,41 @@ fn annotation_findings(workload: &Workload<'_>, overrides: &Overrides) -> Vec<Fi
                 format!("write {} as {}", bad.key, bad.accepted),
             )
         })
+        .chain(inject_label_finding(workload))
         .collect()
+}
+
+/// `sidekiq-guard.io/inject` on a workload's own labels and not on its pod template: it decides
+/// whether the workload is reviewed, but its pods are created with the template's labels, and
+/// those decide whether they are injected.
+fn inject_label_finding(workload: &Workload<'_>) -> Option<Finding> {
+    let own = workload
+        .object
+        .pointer("/metadata/labels")
+        .and_then(|labels| labels.get(annotations::INJECT))
+        .and_then(Value::as_str)?;
+    if workload.kind == Kind::Pod || workload.label(annotations::INJECT).is_some() {
+        return None;
+    }
+    let effect = if own == "false" {
+        "its pods are still injected in a namespace labelled sidekiq-guard.io/inject=enabled"
+    } else {
+        "its pods are injected only in a namespace labelled sidekiq-guard.io/inject=enabled"
+    };
+    Some(Finding::new(
+        Code::InjectLabelOnWorkloadOnly,
+        Severity::Warning,
+        "metadata.labels".to_owned(),
+        format!(
+            "the workload is labelled {}={own} but its pod template is not: {effect}",
+            annotations::INJECT
+        ),
+        format!(
+            "label the pod template too: {} {}: \"{own}\"",
+            workload.path("metadata.labels"),
+            annotations::INJECT
+        ),
+    ))
 }
 
 struct Ctx<'c, 'a> {

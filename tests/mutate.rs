@@ -229,6 +229,52 @@ fn the_sidecar_names_its_user_only_in_a_pod_that_runs_as_root() {
 }
 
 #[test]
+fn an_inject_label_on_the_workload_alone_is_pointed_out() {
+    let deployment = load("manifests/examples/rails-worker.yaml");
+    let policy = Policy::default();
+    let ctx = ctx(&policy, Mode::Native);
+    let sg024 = |object: &Value| {
+        review::validate(object, &ctx, Perspective::AsInjected)
+            .findings
+            .into_iter()
+            .find(|f| f.code == Code::InjectLabelOnWorkloadOnly)
+    };
+    assert_eq!(sg024(&deployment), None);
+    for (value, effect) in [
+        (
+            "true",
+            "its pods are injected only in a namespace labelled sidekiq-guard.io/inject=enabled",
+        ),
+        (
+            "false",
+            "its pods are still injected in a namespace labelled sidekiq-guard.io/inject=enabled",
+        ),
+    ] {
+        let mut labelled = deployment.clone();
+        labelled["metadata"]["labels"]["sidekiq-guard.io/inject"] = json!(value);
+        let finding = sg024(&labelled).expect("SG024");
+        assert_eq!(finding.severity, Severity::Warning);
+        assert_eq!(finding.path, "metadata.labels");
+        assert_eq!(
+            finding.message,
+            format!(
+                "the workload is labelled sidekiq-guard.io/inject={value} but its pod template is not: {effect}"
+            )
+        );
+        assert_eq!(
+            finding.hint,
+            format!(
+                "label the pod template too: spec.template.metadata.labels sidekiq-guard.io/inject: \"{value}\""
+            )
+        );
+        // Labelled in the template too: nothing to point out.
+        labelled["spec"]["template"]["metadata"]["labels"]["sidekiq-guard.io/inject"] =
+            json!(value);
+        assert_eq!(sg024(&labelled), None);
+    }
+}
+
+#[test]
 fn a_statefulset_reading_redis_from_env_from() {
     let statefulset = load("manifests/examples/mailer-statefulset.yaml");
     let (review, mutated) = mutate_and_apply(&statefulset, &Policy::default(), Mode::Classic);
