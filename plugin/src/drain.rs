@@ -18,7 +18,7 @@ use sidekiq_guard::duration::Secs;
 use sidekiq_guard::errors::chain;
 use sidekiq_guard::probe::drain::{Drain, ProcessProgress, State};
 use sidekiq_guard::probe::observe::{Scope, Tracker};
-use sidekiq_guard::probe::pod::{IdentityHost, identity_host};
+use sidekiq_guard::probe::pod::{Hosts, IdentityHost, identity_host};
 use sidekiq_guard::redis::Reader;
 use sidekiq_guard::status::InjectionStatus;
 use tokio::sync::mpsc;
@@ -115,6 +115,18 @@ impl Subject {
     }
 }
 
+/// Why `host`, the host of pod `name`, names no pod of `neighbours` alone.
+fn shared_with(neighbours: &[Value], hosts: &Hosts, name: &str, host: &str) -> String {
+    neighbours
+        .iter()
+        .position(|pod| pod_name(pod) == name)
+        .and_then(|index| hosts.unresolved.iter().find(|(i, _)| *i == index))
+        .map_or_else(
+            || format!("another pod has the same hostname {host}"),
+            |(_, why)| why.clone(),
+        )
+}
+
 /// Runs `drain`; returns whether a pod failed to become idle in time.
 pub(crate) async fn run(
     cli: &Cli,
@@ -138,6 +150,16 @@ pub(crate) async fn run(
         )?)),
         None => None,
     };
+    // Through Redis every process of a host is quieted: a host another pod of the namespace
+    // shares (a literal DYNO in a template with replicas) would quiet that pod's Sidekiq too.
+    let neighbours = match &reader {
+        Some(_) => {
+            let scope = cluster::Scope::Namespace(namespace.clone());
+            cluster.list(cluster::PODS, &scope, None).await?
+        }
+        None => Vec::new(),
+    };
+    let shared = Hosts::index(&neighbours);
     // Each pod drains in its own task and reports lines here, printed as they come.
     let (lines, mut received) = mpsc::unbounded_channel::<String>();
     let mut tasks = tokio::task::JoinSet::new();
@@ -151,17 +173,24 @@ pub(crate) async fn run(
         };
         match (&reader, InjectionStatus::of_pod(&pod)) {
             (Some(reader), _) => {
-                let host = match identity_host(&pod) {
-                    IdentityHost::Known(host) => host,
-                    IdentityHost::Unknown(why) => {
-                        return Err(Error::Probe {
-                            pod: subject.name(),
-                            message: format!(
-                                "cannot tell its Sidekiq processes in Redis: {why}; drain it through its probe (without --redis-url)"
-                            ),
-                        });
-                    }
+                let known = match identity_host(&pod) {
+                    IdentityHost::Known(host) => Ok(host),
+                    IdentityHost::Unknown(why) => Err(why),
                 };
+                let host = known
+                    .and_then(|host| {
+                        if shared.is_shared(&host) {
+                            Err(shared_with(&neighbours, &shared, &subject.pod, &host))
+                        } else {
+                            Ok(host)
+                        }
+                    })
+                    .map_err(|why| Error::Probe {
+                        pod: subject.name(),
+                        message: format!(
+                            "cannot tell its Sidekiq processes in Redis: {why}; drain it through its probe (without --redis-url)"
+                        ),
+                    })?;
                 let reader = reader.clone();
                 let failed = subject.failure("redis");
                 tasks.spawn(async move {

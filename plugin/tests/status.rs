@@ -1202,6 +1202,46 @@ fn drain_through_redis_outlasts_a_redis_hiccup() {
 }
 
 #[test]
+fn drain_through_redis_refuses_a_host_other_pods_share() {
+    let redis = RedisServer::start();
+    // A literal DYNO in a template with two replicas: both pods' processes are `worker.1:…`.
+    let worker = FakeSidekiq::plain(
+        redis.url(),
+        "worker.1",
+        31,
+        Version::V7,
+        Duration::from_millis(300),
+    );
+    let api = ApiServer::start();
+    for name in ["worker-7d9c8f6b5-aaaaa", "worker-7d9c8f6b5-bbbbb"] {
+        let mut pod = injected_pod("shop", name, 60, 7434);
+        pod["metadata"]["annotations"] = json!({});
+        pod["spec"]["containers"][0]["env"] = json!([{"name": "DYNO", "value": "worker.1"}]);
+        api.add_pod(pod);
+    }
+    let kubeconfig = api.kubeconfig("shop");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let out = run_in(
+        &kubeconfig,
+        &[
+            "drain",
+            "worker-7d9c8f6b5-aaaaa",
+            "--redis-url",
+            &redis.url(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr),
+        "error: pod shop/worker-7d9c8f6b5-aaaaa: cannot tell its Sidekiq processes in Redis: pod \
+         shop/worker-7d9c8f6b5-bbbbb has the same hostname worker.1, so whose processes are whose \
+         cannot be told; drain it through its probe (without --redis-url)\n"
+    );
+    assert!(!worker.is_quiet(), "no TSTP reached the shared host");
+}
+
+#[test]
 fn drain_through_redis_finds_the_processes_dyno_names() {
     let redis = RedisServer::start();
     // Sidekiq names its processes after $DYNO when the container sets it, not the hostname.
