@@ -4,9 +4,10 @@
 //! The script is split into simple commands (separated by `;`, `&&`, `||`, `|`, `&`, newlines and
 //! parentheses), each a list of words with quotes removed. Redirections are dropped, leading
 //! keywords (`then`, `do`, `!`…) are skipped, and `$NAME`/`${NAME}` are expanded when the caller
-//! knows the variable. Each command also says whether it runs only under a condition (inside
-//! `if` or `case`, after `||`, or after `[ … ] &&`). Anything fancier (functions,
-//! here-documents, arithmetic) is kept as literal text: the goal is to find `sidekiq -t 60` or
+//! knows the variable. Each command also says whether it runs only under a condition: inside
+//! `if` or `case`, as the right operand of `||`, after a test (`[ … ] &&`), inside a group
+//! entered under one, in a function body, or after a conditional `exec`. Anything fancier
+//! (here-documents, arithmetic) is kept as literal text: the goal is to find `sidekiq -t 60` or
 //! `kill -TSTP 1; sleep 30`, not to run it.
 
 /// A script that is not valid shell.
@@ -25,8 +26,8 @@ pub type SimpleCommand = Vec<String>;
 pub struct Command {
     /// Its words.
     pub words: SimpleCommand,
-    /// Inside an `if` or a `case`, after `||`, or after a test (`[ … ] &&`): the script may or
-    /// may not run it, depending on what it finds at run time.
+    /// Whether the script may or may not run it, depending on what it finds at run time (see
+    /// the module documentation).
     pub conditional: bool,
 }
 
