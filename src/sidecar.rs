@@ -129,8 +129,9 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
             }
             // Set to nothing: Sidekiq reads REDIS_URL, as without it.
             Some("") if provider.get("valueFrom").is_none() => {}
-            // Sidekiq reads `ENV[provider] || ENV["REDIS_URL"]`: the named variable when the
-            // container sets it, else REDIS_URL.
+            // Sidekiq 7+ reads `ENV[provider] || ENV["REDIS_URL"]`, and so does the probe
+            // (`RedisSettings::from_lookup`): the named variable when the container sets it,
+            // else REDIS_URL.
             Some(target) if !target.is_empty() => {
                 wanted.push(target);
                 if find(target).is_some() || find(REDIS_URL).is_none() {
