@@ -45,7 +45,12 @@ fn inject_value(
         let mut list = value.clone();
         if let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) {
             for (i, item) in items.iter_mut().enumerate() {
-                *item = inject_value(item, &format!("{source} items[{i}]"), ctx, err)?;
+                let typed = manifests::list_item(item, value);
+                let injected = inject_value(&typed, &format!("{source} items[{i}]"), ctx, err)?;
+                // An item left alone keeps its content exactly, without the list's kind.
+                if injected != *typed {
+                    *item = injected;
+                }
             }
         }
         return Ok(list);

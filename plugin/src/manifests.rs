@@ -2,6 +2,7 @@
 //! `List` objects. Content is kept as raw JSON values so that nothing the core does not touch
 //! changes.
 
+use std::borrow::Cow;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -154,7 +155,9 @@ fn files(path: &Path, recursive: bool) -> Result<Vec<PathBuf>, ManifestError> {
     let mut found = Vec::new();
     for entry in entries {
         if entry.is_dir() {
-            if recursive {
+            // Like kubectl's walk: a symlinked directory is not entered (it may loop back).
+            let symlink = fs::symlink_metadata(&entry).is_ok_and(|m| m.file_type().is_symlink());
+            if recursive && !symlink {
                 found.extend(files(&entry, true).or_else(|err| match err {
                     ManifestError::EmptyDirectory(_) => Ok(Vec::new()),
                     other => Err(other),
@@ -180,24 +183,78 @@ fn parse(
     extension: Option<&str>,
     documents: &mut Vec<Document>,
 ) -> Result<bool, ManifestError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let looks_json = text.trim_start().starts_with(['{', '[']);
     let json = match extension {
         Some("json") => true,
         Some("yaml" | "yml") => false,
-        _ => text.trim_start().starts_with(['{', '[']),
+        _ => looks_json,
+    };
+    let yaml = |text| {
+        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|source| {
+            ManifestError::Yaml {
+                path: name.to_owned(),
+                source: Box::new(source),
+            }
+        })
     };
     let values: Vec<Value> = if json {
-        vec![
-            serde_json::from_str(text).map_err(|source| ManifestError::Json {
-                path: name.to_owned(),
-                source,
-            })?,
-        ]
+        match json_stream(text) {
+            Ok(values) => values,
+            // Only guessed from a `{`: a YAML flow mapping (`{kind: Pod}`) starts the same way,
+            // and YAML reads JSON too.
+            Err(source) if extension != Some("json") => match yaml(text) {
+                Ok(values) => return parse_yaml(values, name, documents),
+                // Neither: it was meant as JSON, and the JSON error says where.
+                Err(_) => {
+                    return Err(ManifestError::Json {
+                        path: name.to_owned(),
+                        source,
+                    });
+                }
+            },
+            Err(source) => {
+                return Err(ManifestError::Json {
+                    path: name.to_owned(),
+                    source,
+                });
+            }
+        }
     } else {
-        serde_saphyr::from_multiple(text).map_err(|source| ManifestError::Yaml {
-            path: name.to_owned(),
-            source: Box::new(source),
-        })?
+        yaml(text)?
     };
+    push_documents(values, name, documents)?;
+    Ok(json)
+}
+
+/// YAML as Kubernetes reads it: YAML 1.1 numbers, where `0644` (a file mode) is octal.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.legacy_octal_numbers = true;
+    options
+}
+
+/// One JSON value or several in a row (`jq -c '.items[]'`), as kubectl reads them.
+fn json_stream(text: &str) -> Result<Vec<Value>, serde_json::Error> {
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<Value>()
+        .collect()
+}
+
+fn parse_yaml(
+    values: Vec<Value>,
+    name: &str,
+    documents: &mut Vec<Document>,
+) -> Result<bool, ManifestError> {
+    push_documents(values, name, documents)?;
+    Ok(false)
+}
+
+fn push_documents(
+    values: Vec<Value>,
+    name: &str,
+    documents: &mut Vec<Document>,
+) -> Result<(), ManifestError> {
     let several = values.len() > 1;
     for (i, value) in values.into_iter().enumerate() {
         let source_name = if several {
@@ -216,7 +273,31 @@ fn parse(
             value,
         });
     }
-    Ok(json)
+    Ok(())
+}
+
+/// An item of `list` with the kind and apiVersion of a typed list (`DeploymentList`, as the API
+/// returns it) when the item has none; other items as they are.
+pub(crate) fn list_item<'a>(item: &'a Value, list: &Value) -> Cow<'a, Value> {
+    let kind = list
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(|kind| kind.strip_suffix("List"))
+        .filter(|kind| !kind.is_empty());
+    match (kind, item.as_object()) {
+        (Some(kind), Some(fields)) if !fields.contains_key("kind") => {
+            let mut typed = fields.clone();
+            typed.insert("kind".into(), Value::from(kind));
+            if let Some(api_version) = list
+                .get("apiVersion")
+                .filter(|_| !fields.contains_key("apiVersion"))
+            {
+                typed.insert("apiVersion".into(), api_version.clone());
+            }
+            Cow::Owned(Value::Object(typed))
+        }
+        _ => Cow::Borrowed(item),
+    }
 }
 
 /// Whether `value` is a `List` (`v1/List`, or any `…List` kind with `items`).
@@ -278,6 +359,58 @@ mod tests {
     fn sniffs_json() {
         let input = read_text(r#"{"kind": "Pod"}"#).unwrap();
         assert_eq!(input.format, Format::Json);
+    }
+
+    #[test]
+    fn reads_what_kubectl_reads() {
+        // File modes are YAML 1.1 octal, as Kubernetes reads them: 0644 is 420, not 644.0.
+        let input =
+            read_text("kind: A\nspec: {defaultMode: 0644, mode: 0400, port: 8080}\n").unwrap();
+        assert_eq!(
+            input.documents[0].value["spec"],
+            json!({"defaultMode": 420, "mode": 256, "port": 8080})
+        );
+        // Several JSON objects in a row (`jq -c '.items[]'`).
+        let input = read_text("{\"kind\": \"A\"}\n{\"kind\": \"B\"}\n").unwrap();
+        assert_eq!(input.documents.len(), 2);
+        assert_eq!(input.documents[1].value, json!({"kind": "B"}));
+        // A YAML flow mapping starts like JSON.
+        let input = read_text("{apiVersion: v1, kind: ConfigMap}\n").unwrap();
+        assert_eq!(
+            input.documents[0].value,
+            json!({"apiVersion": "v1", "kind": "ConfigMap"})
+        );
+        assert_eq!(input.format, Format::Yaml);
+        // A byte-order mark is not content.
+        let input = read_text("\u{feff}{\"kind\": \"A\"}").unwrap();
+        assert_eq!(input.documents[0].value, json!({"kind": "A"}));
+    }
+
+    #[test]
+    fn items_of_a_typed_list_take_its_kind() {
+        let list = json!({"apiVersion": "apps/v1", "kind": "DeploymentList", "items": [{"metadata": {"name": "w"}}, {"kind": "Other"}]});
+        let items = list["items"].as_array().unwrap();
+        assert_eq!(
+            *list_item(&items[0], &list),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"}})
+        );
+        assert!(matches!(list_item(&items[1], &list), Cow::Borrowed(_)));
+        let generic = json!({"apiVersion": "v1", "kind": "List", "items": [{"metadata": {}}]});
+        assert!(matches!(
+            list_item(&generic["items"][0], &generic),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_directory_is_not_entered() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a");
+        fs::create_dir(&sub).unwrap();
+        fs::write(sub.join("x.yaml"), "kind: A\n").unwrap();
+        std::os::unix::fs::symlink("..", sub.join("up")).unwrap();
+        assert_eq!(files(dir.path(), true).unwrap(), vec![sub.join("x.yaml")]);
     }
 
     #[test]

@@ -108,7 +108,7 @@ fn validate_value(
     if manifests::is_list(value) {
         for (i, item) in value["items"].as_array().into_iter().flatten().enumerate() {
             validate_value(
-                item,
+                &manifests::list_item(item, value),
                 &format!("{source} items[{i}]"),
                 offline,
                 perspective,
