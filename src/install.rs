@@ -482,24 +482,33 @@ pub fn certificate_names(dns_names: &[String], service: &ServiceRef) -> Check {
 }
 
 /// Judges the days left on the serving certificate.
-pub fn certificate_expiry(days_left: i64, not_after: &str) -> Check {
+pub fn certificate_expiry(days_left: i64, not_after: &str, first: Option<&str>) -> Check {
     let title = "the serving certificate is valid for 30 days or more";
+    // A CA of the chain or of the caBundle that expires before the serving certificate ends the
+    // chain's validity with it.
+    let which = first.map_or(String::new(), |which| format!(", when {which} expires"));
     if days_left < 0 {
         Check::problem(
             Status::Fail,
             title,
-            format!("it expired on {not_after}: the API server refuses the webhook"),
+            format!(
+                "{} expired on {not_after}: the API server refuses the webhook",
+                first.unwrap_or("it")
+            ),
             "renew it: run the certs install Job, or check cert-manager's Certificate",
         )
     } else if days_left < EXPIRY_WARNING_DAYS {
         Check::problem(
             Status::Warn,
             title,
-            format!("{days_left} days left (until {not_after})"),
+            format!("{days_left} days left (until {not_after}{which})"),
             "the certs CronJob renews it weekly; check that it runs (kubectl -n sidekiq-guard get jobs)",
         )
     } else {
-        Check::pass_with(title, format!("{days_left} days left (until {not_after})"))
+        Check::pass_with(
+            title,
+            format!("{days_left} days left (until {not_after}{which})"),
+        )
     }
 }
 
@@ -816,9 +825,35 @@ mod tests {
 
     #[test]
     fn certificate_expiry_thresholds() {
-        assert_eq!(certificate_expiry(90, "2027-02-24").status, Status::Pass);
-        assert_eq!(certificate_expiry(29, "2026-12-25").status, Status::Warn);
-        assert_eq!(certificate_expiry(-1, "2026-11-25").status, Status::Fail);
+        assert_eq!(
+            certificate_expiry(90, "2027-02-24", None).status,
+            Status::Pass
+        );
+        assert_eq!(
+            certificate_expiry(29, "2026-12-25", None).status,
+            Status::Warn
+        );
+        assert_eq!(
+            certificate_expiry(-1, "2026-11-25", None).status,
+            Status::Fail
+        );
+        let ca_first = certificate_expiry(-1, "2026-11-25", Some("the CA (caBundle)"));
+        assert_eq!(
+            ca_first.detail.as_deref(),
+            Some("the CA (caBundle) expired on 2026-11-25: the API server refuses the webhook")
+        );
+        assert_eq!(
+            certificate_expiry(
+                12,
+                "2026-12-08",
+                Some("intermediate CA \"issuer\" (tls.crt)")
+            )
+            .detail
+            .as_deref(),
+            Some(
+                "12 days left (until 2026-12-08, when intermediate CA \"issuer\" (tls.crt) expires)"
+            )
+        );
     }
 
     #[test]

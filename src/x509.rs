@@ -136,15 +136,34 @@ pub fn signed_by(cert: &[u8], issuer: &[u8]) -> bool {
     }
 }
 
-/// Whether `chain` (leaf first, then its intermediates) verifies link by link and its last
-/// certificate is signed by one of `anchors` — how the API server checks a webhook's serving
-/// chain against the `caBundle`.
+/// Whether `chain` (leaf first, then its intermediates) is trusted by `anchors`; see
+/// [`trusted_path`].
 pub fn chain_anchored(chain: &[Vec<u8>], anchors: &[Vec<u8>]) -> bool {
-    let Some(top) = chain.last() else {
-        return false;
-    };
-    chain.windows(2).all(|pair| signed_by(&pair[0], &pair[1]))
-        && anchors.iter().any(|anchor| signed_by(top, anchor))
+    trusted_path(chain, anchors).is_some()
+}
+
+/// The certificates from the leaf of `chain` up to the anchor that vouches for it, both
+/// included, the way the API server (Go's `x509.Verify`) builds it: every certificate of the
+/// `caBundle` is a trust anchor, a root or an intermediate alike, so the path ends at the first
+/// certificate of the chain that is an anchor, or that an anchor signed; each link before it
+/// must verify against the next. `None` when no anchor vouches for the chain.
+pub fn trusted_path<'a>(chain: &'a [Vec<u8>], anchors: &'a [Vec<u8>]) -> Option<Vec<&'a [u8]>> {
+    let mut path: Vec<&[u8]> = Vec::new();
+    for (i, cert) in chain.iter().enumerate() {
+        path.push(cert);
+        if anchors.contains(cert) {
+            return Some(path);
+        }
+        if let Some(anchor) = anchors.iter().find(|anchor| signed_by(cert, anchor)) {
+            path.push(anchor);
+            return Some(path);
+        }
+        let next = chain.get(i + 1)?;
+        if !signed_by(cert, next) {
+            return None;
+        }
+    }
+    None
 }
 
 /// The DER bytes of a certificate, parsed.
@@ -211,6 +230,19 @@ mod tests {
             "the leaf alone does not reach the root"
         );
         assert!(!chain_anchored(&[], &[der(&root.0)]));
+
+        // A caBundle holding the intermediate (a cert-manager CA or Vault issuer) anchors the
+        // chain: Go's verifier trusts any certificate of the pool.
+        let path = trusted_path(&chain, std::slice::from_ref(&chain[1])).unwrap();
+        assert_eq!(path, vec![&chain[0][..], &chain[1][..]]);
+        assert!(chain_anchored(&chain[..1], std::slice::from_ref(&chain[1])));
+        // The path runs up to the anchor, included, for its validity dates to be checked.
+        let root_der = der(&root.0);
+        let path = trusted_path(&chain, std::slice::from_ref(&root_der)).unwrap();
+        assert_eq!(path, vec![&chain[0][..], &chain[1][..], &root_der[..]]);
+        // A chain whose links do not verify is not trusted, whatever its top.
+        let unrelated = [chain[0].clone(), der(&other_root.0)];
+        assert!(!chain_anchored(&unrelated, &[der(&other_root.0)]));
     }
 
     #[test]
