@@ -551,21 +551,39 @@ impl Escape {
                 "namespace not opted in (label it sidekiq-guard.io/inject=enabled)"
             }
             Escape::Missed => {
-                "created while the webhook was unreachable: check its logs, then restart the pod"
+                "created before its namespace was opted in, or while the webhook was unreachable (then its logs say why): restart it"
             }
             Escape::NotInjectable(why) => why,
         }
     }
 
-    /// What to do about it.
-    pub fn hint(&self, namespace: &str, pod: &str) -> String {
+    /// What to do about `pod`.
+    pub fn hint(&self, pod: &Value) -> String {
+        let field = |path: &str| {
+            pod.pointer(path)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        let (namespace, name) = (field("/metadata/namespace"), field("/metadata/name"));
+        let controlled = pod
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|owners| {
+                owners
+                    .iter()
+                    .any(|o| o.get("controller") == Some(&Value::Bool(true)))
+            });
         match self {
             Escape::OptedOut => "nothing to do if deliberate".to_owned(),
             Escape::NotInjectable(_) => {
                 "fix what the finding says, then restart the pod: as it is, the webhook leaves it alone".to_owned()
             }
+            // No controller recreates a bare pod: deleting it would stop the worker for good.
+            _ if !controlled => format!(
+                "recreate it from its manifest (no controller recreates pod {namespace}/{name}): kubectl -n {namespace} get pod {name} -o yaml, then delete and create it"
+            ),
             _ => format!(
-                "kubectl -n {namespace} delete pod {pod} (its controller recreates it, injected)"
+                "kubectl -n {namespace} delete pod {name} (its controller recreates it, injected)"
             ),
         }
     }
@@ -589,7 +607,12 @@ pub fn escape(
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(annotations::STATUS))
         .is_some();
-    if injected {
+    // A pod that has finished runs nothing to protect, and is never injected again.
+    let finished = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if injected || finished {
         return None;
     }
     if label == Some("false") {
@@ -854,6 +877,40 @@ mod tests {
                 "12 days left (until 2026-12-08, when intermediate CA \"issuer\" (tls.crt) expires)"
             )
         );
+    }
+
+    #[test]
+    fn finished_pods_and_bare_pods_get_their_own_answers() {
+        let policy = crate::Policy::default();
+        let ctx = Context {
+            policy: &policy,
+            mode: Mode::Native,
+            namespace: None,
+        };
+        let worker = json!({
+            "metadata": {"name": "w", "namespace": "shop", "creationTimestamp": "2026-11-21T00:00:00Z"},
+            "spec": {"containers": [{"name": "w", "command": ["sidekiq"], "env": [{"name": "REDIS_URL", "value": "redis://r"}]}]},
+            "status": {"phase": "Running"},
+        });
+        let installed = Some("2026-11-20T10:00:00Z");
+        let missed = escape(&worker, true, installed, &ctx).unwrap();
+        assert_eq!(missed, Escape::Missed);
+        // Nothing recreates a bare pod: deleting it is not the way.
+        assert_eq!(
+            missed.hint(&worker),
+            "recreate it from its manifest (no controller recreates pod shop/w): kubectl -n shop get pod w -o yaml, then delete and create it"
+        );
+        let mut owned = worker.clone();
+        owned["metadata"]["ownerReferences"] =
+            json!([{"kind": "ReplicaSet", "name": "w-7d9c8", "controller": true}]);
+        assert_eq!(
+            missed.hint(&owned),
+            "kubectl -n shop delete pod w (its controller recreates it, injected)"
+        );
+        // A finished pod runs nothing to protect.
+        let mut finished = worker.clone();
+        finished["status"]["phase"] = json!("Succeeded");
+        assert_eq!(escape(&finished, true, installed, &ctx), None);
     }
 
     #[test]

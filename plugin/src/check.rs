@@ -421,7 +421,7 @@ async fn sidekiq_pods(
                 Status::Warn,
                 format!("pod {namespace}/{name} is injected"),
                 escape.reason(),
-                escape.hint(namespace, name),
+                escape.hint(pod),
             )),
         }
     }
