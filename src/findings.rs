@@ -91,6 +91,7 @@ codes! {
     PreStopDoesNotWait = "SG022" "prestop-does-not-wait";
     TimeoutSetAtRunTime = "SG023" "timeout-set-at-run-time";
     InjectLabelOnWorkloadOnly = "SG024" "inject-label-on-workload-only";
+    AnnotationOnWorkloadOnly = "SG025" "annotation-on-workload-only";
 }
 
 impl Blocked {
@@ -314,7 +315,45 @@ fn annotation_findings(workload: &Workload<'_>, overrides: &Overrides) -> Vec<Fi
             )
         })
         .chain(inject_label_finding(workload))
+        .chain(workload_annotation_findings(workload))
         .collect()
+}
+
+/// sidekiq-guard's annotations on a workload's own `metadata` that its pod template lacks: they
+/// are read from the template, so they do not apply — a `longest-job` there silently leaves
+/// the grace period at the policy default.
+fn workload_annotation_findings(workload: &Workload<'_>) -> Vec<Finding> {
+    if workload.kind == Kind::Pod {
+        return Vec::new();
+    }
+    let Some(own) = workload
+        .object
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    else {
+        return Vec::new();
+    };
+    let template = workload.annotations();
+    [
+        annotations::LONGEST_JOB,
+        annotations::SHUTDOWN_TIMEOUT,
+        annotations::PROBE_PORT,
+        annotations::CONTAINER,
+    ]
+    .into_iter()
+    .filter(|key| own.contains_key(*key) && !template.is_some_and(|t| t.contains_key(*key)))
+    .map(|key| {
+        Finding::new(
+            Code::AnnotationOnWorkloadOnly,
+            Severity::Warning,
+            format!("metadata.annotations.{key}"),
+            format!(
+                "annotation {key} is on the workload's metadata, but sidekiq-guard reads it from the pod template, so it does not apply"
+            ),
+            format!("move it to {}", workload.path("metadata.annotations")),
+        )
+    })
+    .collect()
 }
 
 /// `sidekiq-guard.io/inject` on a workload's own labels and not on its pod template: it decides

@@ -275,6 +275,50 @@ fn an_inject_label_on_the_workload_alone_is_pointed_out() {
 }
 
 #[test]
+fn an_annotation_on_the_workload_alone_is_pointed_out() {
+    let mut deployment = load("manifests/examples/rails-worker.yaml");
+    deployment["metadata"]["annotations"] = json!({"sidekiq-guard.io/longest-job": "5m"});
+    let policy = Policy::default();
+    let review = review::validate(
+        &deployment,
+        &ctx(&policy, Mode::Native),
+        Perspective::AsInjected,
+    );
+    let finding = review
+        .findings
+        .iter()
+        .find(|f| f.code == Code::AnnotationOnWorkloadOnly)
+        .expect("SG025");
+    assert_eq!(finding.severity, Severity::Warning);
+    assert_eq!(
+        finding.path,
+        "metadata.annotations.sidekiq-guard.io/longest-job"
+    );
+    assert_eq!(
+        finding.message,
+        "annotation sidekiq-guard.io/longest-job is on the workload's metadata, but sidekiq-guard reads it from the pod template, so it does not apply"
+    );
+    assert_eq!(
+        finding.hint,
+        "move it to spec.template.metadata.annotations"
+    );
+    // In the template too: nothing to point out.
+    deployment["spec"]["template"]["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] =
+        json!("5m");
+    let review = review::validate(
+        &deployment,
+        &ctx(&policy, Mode::Native),
+        Perspective::AsInjected,
+    );
+    assert!(
+        review
+            .findings
+            .iter()
+            .all(|f| f.code != Code::AnnotationOnWorkloadOnly)
+    );
+}
+
+#[test]
 fn a_statefulset_reading_redis_from_env_from() {
     let statefulset = load("manifests/examples/mailer-statefulset.yaml");
     let (review, mutated) = mutate_and_apply(&statefulset, &Policy::default(), Mode::Classic);
