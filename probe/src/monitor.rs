@@ -303,7 +303,7 @@ impl Monitor {
             );
             return true;
         }
-        if self.tracker.sidekiq_gone() && !self.draining() {
+        if self.tracker.sidekiq_gone(self.clock.now()) && !self.draining() {
             info!("this pod's Sidekiq has left Redis: exiting");
             return true;
         }
@@ -524,6 +524,7 @@ impl Monitor {
         );
         m.longest_job.set(
             t.processes()
+                .filter(|p| p.process().is_some())
                 .filter_map(|p| match &p.work {
                     Some(Ok(work)) => work.jobs.first().map(|j| j.elapsed(now.wall)),
                     _ => None,

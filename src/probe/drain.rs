@@ -235,7 +235,17 @@ impl Drain {
                     }
                     (ProcessDrain::Waiting, Some(p.quiet), Some(p.busy))
                 }
-                ProcessState::Expired => (ProcessDrain::Expired, None, None),
+                ProcessState::Expired if tracker.expired_for_good(tracked, now) => {
+                    (ProcessDrain::Expired, None, None)
+                }
+                // Its hash expired while Redis was away: it may well run, and beats again soon.
+                // Quieted all the same (a spare TSTP is harmless), and waited for.
+                ProcessState::Expired => {
+                    if needs_signal(false) {
+                        signal.push(identity.clone());
+                    }
+                    (ProcessDrain::Waiting, None, None)
+                }
                 // Its records cannot be read, but the signal list can still be written, and
                 // leaving `processes` is still visible.
                 ProcessState::Unreadable(_) => {
@@ -475,6 +485,33 @@ mod tests {
             d.message(),
             "drained after 15s: every process is quiet with no job running, or gone (w-0:1:aa quiet, 0 busy)"
         );
+    }
+
+    #[test]
+    fn a_hash_expired_during_a_redis_outage_is_quieted_and_waited_for() {
+        let mut t = tracker();
+        let ids = ["w-0:1:aa".to_owned()];
+        // Beat at 1000.5 (wall), seen live; then Redis is away for 68 s.
+        t.ingest(
+            at(0.5),
+            Some(&ids),
+            vec![process("w-0:1:aa", false, 1, false)],
+        );
+        let mut d = Drain::start(at(1.0), Duration::from_secs(300), None);
+        t.record_failure(at(1.0), "connection refused".into());
+        assert!(
+            d.step(&t, at(1.0)).is_empty(),
+            "nothing decided while Redis is away"
+        );
+        let expired = RawProcess {
+            hash: Ok(Vec::new()),
+            ..process("w-0:1:aa", false, 1, false)
+        };
+        t.ingest(at(69.0), None, vec![expired]);
+        // Not "drained": the process could not beat, and is quieted all the same.
+        assert_eq!(d.step(&t, at(69.0)), ["w-0:1:aa"]);
+        assert_eq!(d.state(), State::Draining);
+        assert_eq!(d.progress()[0].status, ProcessDrain::Waiting);
     }
 
     #[test]

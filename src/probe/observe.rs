@@ -265,12 +265,23 @@ impl Tracker {
     /// Whether this pod's Sidekiq has left Redis, as far as the last read tells: Redis answered
     /// and no followed process beats or is unreadable (an unreadable hash may still be a
     /// running process; an expired one has stopped beating).
-    pub fn sidekiq_gone(&self) -> bool {
+    pub fn sidekiq_gone(&self, now: Now) -> bool {
         self.redis.reachable() == Some(true)
-            && !self
-                .tracked
-                .values()
-                .any(|t| matches!(t.state, ProcessState::Live(_) | ProcessState::Unreadable(_)))
+            && self.tracked.values().all(|t| match t.state {
+                ProcessState::Live(_) | ProcessState::Unreadable(_) => false,
+                ProcessState::Expired => self.expired_for_good(t, now),
+            })
+    }
+
+    /// Whether `tracked`, whose hash has expired, has stopped for good at `now`: its last beat
+    /// is at least the hash's lifetime old, not counting the time Redis was unreachable. A hash
+    /// that expired during a Redis outage belongs to a process that could not beat meanwhile,
+    /// and that writes it again on its first beat once Redis is back.
+    pub fn expired_for_good(&self, tracked: &Tracked, now: Now) -> bool {
+        matches!(tracked.state, ProcessState::Expired)
+            && tracked
+                .last_beat
+                .is_none_or(|beat| self.heartbeat_age(beat, now) >= records::RECORD_TTL_SECS as f64)
     }
 
     /// One followed process.
@@ -445,6 +456,9 @@ impl Tracker {
             match self.tracked.get_mut(&identity) {
                 Some(t) if t.last_beat.is_some() => {
                     t.state = ProcessState::Expired;
+                    // Whatever it ran is no longer known.
+                    t.work = None;
+                    t.work_read_at = None;
                     self.discovery_due = true;
                 }
                 // Never seen alive: a dead member from before this tracker started. Listing
@@ -461,6 +475,12 @@ impl Tracker {
             Err(error) => ProcessState::Unreadable(ProcessError::Record(error)),
         };
         let tracked = self.set_state(now, &identity, state);
+        // A light read (no work hash) keeps the jobs read before, unless the process now runs
+        // none: they have finished, and their run time must stop growing.
+        if raw.work.is_empty() && tracked.process().is_some_and(|p| p.busy == 0) {
+            tracked.work = Some(Ok(Work::default()));
+            tracked.work_read_at = Some(now.wall);
+        }
         if !raw.work.is_empty() {
             let mut merged: Result<Work, ReplyError> = Ok(Work::default());
             for (_, reply) in raw.work {
@@ -631,20 +651,51 @@ mod tests {
     #[test]
     fn sidekiq_is_gone_once_redis_shows_no_process_that_may_run() {
         let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(600));
-        assert!(!t.sidekiq_gone(), "nothing read yet");
+        assert!(!t.sidekiq_gone(now(1_000.0)), "nothing read yet");
         let all = members(&["w-0:1:aa", "w-0:2:bb"]);
         t.ingest(
             now(1_010.0),
             Some(&all),
             vec![live("w-0:1:aa", 1_009.0, 1_000.0), expired("w-0:2:bb")],
         );
-        assert!(!t.sidekiq_gone(), "one still beats");
+        assert!(!t.sidekiq_gone(now(1_010.0)), "one still beats");
         t.ingest(
             now(1_015.0),
             None,
             vec![gone("w-0:1:aa"), expired("w-0:2:bb")],
         );
-        assert!(t.sidekiq_gone(), "an expired process has stopped beating");
+        assert!(
+            t.sidekiq_gone(now(1_015.0)),
+            "it left, and the other was never seen alive"
+        );
+    }
+
+    #[test]
+    fn a_hash_that_expired_while_redis_was_away_is_no_proof_of_death() {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(600));
+        let all = members(&["w-0:1:aa"]);
+        t.ingest(
+            now(1_010.0),
+            Some(&all),
+            vec![live("w-0:1:aa", 1_009.0, 1_000.0)],
+        );
+        // Redis is away for 68 s; the process cannot beat, and its hash expires meanwhile.
+        t.record_failure(now(1_012.0), "connection refused".into());
+        t.ingest(now(1_080.0), None, vec![expired("w-0:1:aa")]);
+        let tracked = t.get("w-0:1:aa").unwrap();
+        assert!(matches!(tracked.state, ProcessState::Expired));
+        assert!(!t.expired_for_good(tracked, now(1_081.0)));
+        assert!(!t.sidekiq_gone(now(1_081.0)));
+        // Without an outage, an expired hash means the process stopped 60 s ago.
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(600));
+        t.ingest(
+            now(1_010.0),
+            Some(&all),
+            vec![live("w-0:1:aa", 1_009.0, 1_000.0)],
+        );
+        t.ingest(now(1_070.0), None, vec![expired("w-0:1:aa")]);
+        assert!(t.expired_for_good(t.get("w-0:1:aa").unwrap(), now(1_070.0)));
+        assert!(t.sidekiq_gone(now(1_070.0)));
     }
 
     #[test]
@@ -712,6 +763,39 @@ mod tests {
             vec![expired("w-0:1:aa")],
         );
         assert!(!t.discovery_due);
+    }
+
+    #[test]
+    fn finished_jobs_are_forgotten_by_a_light_read() {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(600));
+        let mut with_job = live("w-0:1:aa", 1_009.0, 1_000.0);
+        with_job.work = vec![(
+            WorkKey::Work,
+            Ok(vec![(
+                b"t01".to_vec(),
+                br#"{"queue":"default","payload":"{\"class\":\"ReportJob\",\"jid\":\"j1\"}","run_at":1005}"#.to_vec(),
+            )]),
+        )];
+        t.ingest(now(1_010.0), Some(&members(&["w-0:1:aa"])), vec![with_job]);
+        let jobs = |t: &Tracker| match &t.get("w-0:1:aa").unwrap().work {
+            Some(Ok(work)) => work.jobs.len(),
+            _ => usize::MAX,
+        };
+        assert_eq!(jobs(&t), 1);
+        // A light read while it is still busy keeps the job...
+        t.ingest(now(1_015.0), None, vec![live("w-0:1:aa", 1_014.0, 1_000.0)]);
+        assert_eq!(jobs(&t), 1);
+        // ...and one that shows it idle drops it.
+        let mut idle = live("w-0:1:aa", 1_019.0, 1_000.0);
+        if let Ok(fields) = &mut idle.hash {
+            fields.retain(|(k, _)| k != b"busy");
+            fields.push((b"busy".to_vec(), b"0".to_vec()));
+        }
+        t.ingest(now(1_020.0), None, vec![idle]);
+        assert_eq!(jobs(&t), 0);
+        // An expired process's jobs are unknown.
+        t.ingest(now(1_090.0), None, vec![expired("w-0:1:aa")]);
+        assert!(t.get("w-0:1:aa").unwrap().work.is_none());
     }
 
     #[test]
