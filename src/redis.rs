@@ -198,15 +198,36 @@ pub fn redact_url(url: &str) -> String {
         return format!("<not a URL, {} characters>", url.chars().count());
     };
     match rest.rsplit_once('@') {
-        None => url.to_owned(),
+        None => format!("{scheme}://{}", redact_query(rest)),
         Some((userinfo, host_and_tail)) => {
             let userinfo = match userinfo.split_once(':') {
                 Some((user, _)) => format!("{user}:***"),
                 None => "***".to_owned(),
             };
-            format!("{scheme}://{userinfo}@{host_and_tail}")
+            format!("{scheme}://{userinfo}@{}", redact_query(host_and_tail))
         }
     }
+}
+
+/// Hides the credentials redis-rs also reads from the query (`unix:///s.sock?pass=…`,
+/// `redis://h/0?password=…`).
+fn redact_query(host_and_tail: &str) -> String {
+    let Some((path, query)) = host_and_tail.split_once('?') else {
+        return host_and_tail.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _))
+                if ["pass", "password", "user", "username"]
+                    .contains(&key.to_ascii_lowercase().as_str()) =>
+            {
+                format!("{key}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
 }
 
 /// The system's clocks as [`Now`] for [`Reader::refresh`]: wall-clock time, and monotonic time
@@ -797,6 +818,19 @@ mod tests {
                 "redis://default:***@h/0?ssl=1",
             ),
             ("hunter2", "<not a URL, 7 characters>"),
+            // Credentials redis-rs reads from the query.
+            (
+                "unix:///run/redis.sock?db=2&pass=s3cret",
+                "unix:///run/redis.sock?db=2&pass=***",
+            ),
+            (
+                "redis://h:6379/0?password=s3cret&protocol=resp3",
+                "redis://h:6379/0?password=***&protocol=resp3",
+            ),
+            (
+                "redis://:pw@h/0?user=u&Pass=x",
+                "redis://:***@h/0?user=***&Pass=***",
+            ),
         ] {
             assert_eq!(redact_url(url), shown);
         }
