@@ -266,16 +266,22 @@ async fn certificates(
         )];
     };
     let mut checks = Vec::new();
+    // Each webhook's caBundle, decoded once for both the trust and the expiry checks.
+    let bundles: Vec<Vec<Vec<u8>>> = ca_bundles
+        .iter()
+        .map(|(_, bundle)| anchors(bundle.as_deref()))
+        .collect();
     let trusts: Vec<(String, Trust)> = ca_bundles
         .iter()
-        .map(|(source, bundle)| (source.clone(), trust(&chain, bundle.as_deref())))
+        .zip(&bundles)
+        .map(|((source, _), anchors)| (source.clone(), trust(&chain, anchors)))
         .collect();
     let unread: Vec<&str> = unread.iter().map(String::as_str).collect();
     checks.push(install::ca_bundle_trust(&trusts, &unread));
     if let Some(service) = service {
         checks.push(install::certificate_names(&leaf.dns_names, &service));
     }
-    let (not_after, first) = first_expiry(&chain, ca_bundles).unwrap_or((leaf.not_after, None));
+    let (not_after, first) = first_expiry(&chain, &bundles).unwrap_or((leaf.not_after, None));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -299,14 +305,7 @@ fn anchors(bundle: Option<&str>) -> Vec<Vec<u8>> {
 /// When the path the API server verifies stops being valid: the earliest `notAfter` from the
 /// serving certificate up to the anchor of the first caBundle that vouches for it, and which
 /// certificate that is when it is not the serving certificate itself.
-fn first_expiry(
-    chain: &[Vec<u8>],
-    ca_bundles: &[(String, Option<String>)],
-) -> Option<(i64, Option<String>)> {
-    let bundles: Vec<Vec<Vec<u8>>> = ca_bundles
-        .iter()
-        .map(|(_, bundle)| anchors(bundle.as_deref()))
-        .collect();
+fn first_expiry(chain: &[Vec<u8>], bundles: &[Vec<Vec<u8>>]) -> Option<(i64, Option<String>)> {
     let path: Vec<&[u8]> = bundles
         .iter()
         .find_map(|anchors| x509::trusted_path(chain, anchors))
@@ -327,13 +326,12 @@ fn first_expiry(
         })
 }
 
-/// Whether the base64 PEM `bundle` anchors the serving `chain` (which may carry intermediates;
+/// Whether a caBundle's `anchors` anchor the serving `chain` (which may carry intermediates;
 /// any certificate of the bundle is an anchor, as for the API server).
-fn trust(chain: &[Vec<u8>], bundle: Option<&str>) -> Trust {
-    let anchors = anchors(bundle);
+fn trust(chain: &[Vec<u8>], anchors: &[Vec<u8>]) -> Trust {
     if anchors.is_empty() {
         Trust::Missing
-    } else if x509::chain_anchored(chain, &anchors) {
+    } else if x509::chain_anchored(chain, anchors) {
         Trust::Anchored
     } else {
         Trust::Unsigned
@@ -523,9 +521,9 @@ mod tests {
         (der, pem, Issuer::new(params, key))
     }
 
-    fn bundle(pem: &str) -> (String, Option<String>) {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(pem);
-        ("webhook".to_owned(), Some(b64))
+    /// A caBundle as the webhook configuration holds it, decoded.
+    fn bundle(pem: &str) -> Vec<Vec<u8>> {
+        anchors(Some(&base64::engine::general_purpose::STANDARD.encode(pem)))
     }
 
     #[test]
@@ -543,7 +541,7 @@ mod tests {
         // The intermediate alone in the caBundle anchors the chain (Go trusts any certificate
         // of the pool), and its expiry still counts.
         assert!(matches!(
-            trust(&chain, bundle(&intermediate_pem).1.as_deref()),
+            trust(&chain, &bundle(&intermediate_pem)),
             Trust::Anchored
         ));
         let (_, which) = first_expiry(&chain, &[bundle(&intermediate_pem)]).unwrap();

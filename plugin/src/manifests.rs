@@ -204,7 +204,7 @@ fn parse(
             // Only guessed from a `{`: a YAML flow mapping (`{kind: Pod}`) starts the same way,
             // and YAML reads JSON too.
             Err(source) if extension != Some("json") => match yaml(text) {
-                Ok(values) => return parse_yaml(values, name, documents),
+                Ok(values) => return push_documents(values, name, documents).map(|()| false),
                 // Neither: it was meant as JSON, and the JSON error says where.
                 Err(_) => {
                     return Err(ManifestError::Json {
@@ -239,15 +239,6 @@ fn json_stream(text: &str) -> Result<Vec<Value>, serde_json::Error> {
     serde_json::Deserializer::from_str(text)
         .into_iter::<Value>()
         .collect()
-}
-
-fn parse_yaml(
-    values: Vec<Value>,
-    name: &str,
-    documents: &mut Vec<Document>,
-) -> Result<bool, ManifestError> {
-    push_documents(values, name, documents)?;
-    Ok(false)
 }
 
 fn push_documents(
