@@ -224,6 +224,21 @@ fn a_terminating_pod_whose_jobs_cannot_be_seen_is_never_called_idle() {
     );
 }
 
+/// A pod of namespace `shop` the webhook never saw (no status annotation): no probe to ask.
+fn bare_pod(name: &str) -> Value {
+    let mut pod = injected_pod("shop", name, 60, 7434);
+    pod["metadata"]["annotations"] = json!({});
+    pod
+}
+
+/// A test API server holding one [`bare_pod`], and a kubeconfig for it.
+fn api_with_bare_pod(name: &str) -> (ApiServer, std::path::PathBuf) {
+    let api = ApiServer::start();
+    api.add_pod(bare_pod(name));
+    let kubeconfig = api.kubeconfig("shop");
+    (api, kubeconfig)
+}
+
 /// A real Sidekiq (3 threads) and its real probe for one injected pod, reached through the
 /// test API server's pod proxy.
 struct RealPod {
@@ -994,11 +1009,7 @@ fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
         r#"{"class":"ImportJob","jid":"i1","queue":"default"}"#,
         Duration::from_secs(2),
     );
-    let api = ApiServer::start();
-    let mut pod = injected_pod("shop", host, 60, 7434);
-    pod["metadata"]["annotations"] = json!({});
-    api.add_pod(pod);
-    let kubeconfig = api.kubeconfig("shop");
+    let (api, kubeconfig) = api_with_bare_pod(host);
     std::thread::sleep(Duration::from_millis(500));
 
     let out = run_in(
@@ -1031,9 +1042,7 @@ fn drain_through_redis_reuses_the_probes_state_machine_and_times_out() {
         r#"{"class":"ReportJob","jid":"r1","queue":"default"}"#,
         Duration::from_secs(60),
     );
-    let mut slow = injected_pod("shop", "slow-worker-0", 60, 7434);
-    slow["metadata"]["annotations"] = json!({});
-    api.add_pod(slow);
+    api.add_pod(bare_pod("slow-worker-0"));
     let out = run_in(
         &kubeconfig,
         &[
@@ -1105,11 +1114,7 @@ fn drain_through_redis_that_finds_nothing_fails_and_reads_a_key_prefix() {
         r#"{"class":"ImportJob","jid":"n1","queue":"default"}"#,
         Duration::from_secs(1),
     );
-    let api = ApiServer::start();
-    let mut pod = injected_pod("shop", host, 60, 7434);
-    pod["metadata"]["annotations"] = json!({});
-    api.add_pod(pod);
-    let kubeconfig = api.kubeconfig("shop");
+    let (_api, kubeconfig) = api_with_bare_pod(host);
     std::thread::sleep(Duration::from_millis(500));
     let url = redis.url();
     let drain = |extra: &[&str]| {
@@ -1163,11 +1168,7 @@ fn drain_through_redis_outlasts_a_redis_hiccup() {
         r#"{"class":"ImportJob","jid":"h1","queue":"default"}"#,
         Duration::from_secs(6),
     );
-    let api = ApiServer::start();
-    let mut pod = injected_pod("shop", host, 60, 7434);
-    pod["metadata"]["annotations"] = json!({});
-    api.add_pod(pod);
-    let kubeconfig = api.kubeconfig("shop");
+    let (_api, kubeconfig) = api_with_bare_pod(host);
     std::thread::sleep(Duration::from_millis(500));
 
     let drain = plugin()
@@ -1214,8 +1215,7 @@ fn drain_through_redis_refuses_a_host_other_pods_share() {
     );
     let api = ApiServer::start();
     for name in ["worker-7d9c8f6b5-aaaaa", "worker-7d9c8f6b5-bbbbb"] {
-        let mut pod = injected_pod("shop", name, 60, 7434);
-        pod["metadata"]["annotations"] = json!({});
+        let mut pod = bare_pod(name);
         pod["spec"]["containers"][0]["env"] = json!([{"name": "DYNO", "value": "worker.1"}]);
         api.add_pod(pod);
     }
@@ -1312,11 +1312,7 @@ fn drain_through_redis_finds_the_processes_dyno_names() {
 
 #[test]
 fn drain_refuses_pods_without_a_probe_unless_given_redis() {
-    let api = ApiServer::start();
-    let mut pod = injected_pod("shop", "bare-worker", 60, 7434);
-    pod["metadata"]["annotations"] = json!({});
-    api.add_pod(pod);
-    let kubeconfig = api.kubeconfig("shop");
+    let (_api, kubeconfig) = api_with_bare_pod("bare-worker");
     let out = run_in(&kubeconfig, &["drain", "bare-worker"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
