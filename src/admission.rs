@@ -221,19 +221,27 @@ fn may_refuse(
     review: &Review,
     review_of: impl Fn(&Value) -> Review,
 ) -> bool {
-    let (Some(object), Some(old)) = (&request.object, &request.old_object) else {
+    let Some(old) = &request.old_object else {
         return true;
     };
     if request.operation != "UPDATE" || old.is_null() {
         return true;
     }
-    let template_changed = match Kind::from_name(&request.kind.kind) {
+    template_changed(request) || review.errors_beyond(&review_of(old))
+}
+
+/// Whether an UPDATE changes a workload's pod template, so that a rollout follows. Without an
+/// old object to compare with, the template counts as changed.
+fn template_changed(request: &AdmissionRequest) -> bool {
+    let (Some(object), Some(old)) = (&request.object, &request.old_object) else {
+        return true;
+    };
+    match Kind::from_name(&request.kind.kind) {
         Some(Kind::Pod) | None => false,
         Some(kind) => {
             object.pointer(kind.template_pointer()) != old.pointer(kind.template_pointer())
         }
-    };
-    template_changed || review.errors_beyond(&review_of(old))
+    }
 }
 
 fn pass(request: &AdmissionRequest, outcome: &'static str) -> Answer {
@@ -305,7 +313,9 @@ pub struct Combined {
     pub outcome: &'static str,
 }
 
-/// Mutates and validates `request` in one pass, for pods and every workload kind.
+/// Mutates and validates `request` in one pass, for pods and every workload kind. The object is
+/// patched on CREATE, and on an UPDATE that changes a workload's pod template (never a Job's);
+/// otherwise it is judged as `/validate` judges it.
 pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
     let ctx = Context {
         namespace: request.namespace.as_deref().or(ctx.namespace),
@@ -329,13 +339,11 @@ pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
         return admit("being-deleted");
     }
     let subject = review::subject(object, ctx.namespace);
-    // As `/mutate`: a pod is only patched on CREATE (its spec is immutable afterwards, and the API
-    // server would reject the update); on UPDATE it is reviewed as it stands, as `/validate` does.
     let review_of = |object: &Value| {
-        if kind == Kind::Pod && request.operation != "CREATE" {
-            review::validate(object, &ctx, Perspective::for_admission(object))
-        } else {
+        if patchable(request, kind) {
             review::mutate(object, &ctx)
+        } else {
+            review::validate(object, &ctx, Perspective::for_admission(object))
         }
     };
     let review = review_of(object);
@@ -355,6 +363,22 @@ pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
         } else {
             Vec::new()
         },
+    }
+}
+
+/// Whether [`combined`] patches the object, rather than judging it as `/validate` does.
+///
+/// Every kind on CREATE. On UPDATE, a pod never: its spec is immutable (as for `/mutate`). A Job
+/// never either: its pod template is immutable, and the API server would refuse the whole
+/// update, even a label change. Another workload only when the update changes its pod template:
+/// a rollout follows anyway and carries the injection, while a relabel, a re-apply of the same
+/// manifest or a new version of this policy does not restart every worker. Its pods are
+/// injected as they are created in the meantime, which is why it is judged as injected.
+fn patchable(request: &AdmissionRequest, kind: Kind) -> bool {
+    match (request.operation.as_str(), kind) {
+        ("CREATE", _) => true,
+        (_, Kind::Pod | Kind::Job) => false,
+        _ => template_changed(request),
     }
 }
 

@@ -353,12 +353,10 @@ impl Serialize for Seconds {
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match Value::deserialize(deserializer)? {
-            Value::Number(n) => n.as_u64().map(Seconds).ok_or_else(|| {
-                de::Error::custom(format!(
-                    "invalid duration {n}: expected {}",
-                    duration::ACCEPTED
-                ))
-            }),
+            // An integer is read as its decimal text, so that the same limits hold as for a string.
+            Value::Number(n) if n.is_u64() => duration::parse_secs(&n.to_string())
+                .map(Seconds)
+                .map_err(de::Error::custom),
             Value::String(text) => duration::parse_secs(&text)
                 .map(Seconds)
                 .map_err(de::Error::custom),
@@ -508,6 +506,11 @@ excludedNamespaces: [legacy]
         "policy enforcement: unknown variant `block`, expected `warn` or `deny`"
     )]
     #[case("maxGracePeriod: -5", "policy maxGracePeriod: invalid duration -5")]
+    #[case("maxGracePeriod: 1.5", "policy maxGracePeriod: invalid duration 1.5")]
+    #[case(
+        "defaults: {longestJob: 4000000000}",
+        "policy defaults.longestJob: duration \"4000000000\" is too long: at most 100 years"
+    )]
     #[case(
         "colour: blue",
         "policy colour: unknown field `colour`, expected one of `defaults`"

@@ -127,3 +127,40 @@ fn artifacthub_package_matches_the_metadata() {
         serde_saphyr::from_str(annotations["kubewarden/rules"].as_str().unwrap()).unwrap();
     assert_eq!(rules, metadata["rules"]);
 }
+
+/// The rules without their scope, as `(apiGroups, resources, operations)` triples.
+fn rule_set(rules: &Value) -> Vec<(Vec<&str>, Vec<&str>, Vec<&str>)> {
+    rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| {
+            (
+                strings(&rule["apiGroups"]),
+                strings(&rule["resources"]),
+                strings(&rule["operations"]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn rules_are_the_validating_webhooks() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/base/webhooks.yaml");
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validating = documents
+        .iter()
+        .find(|doc| doc["kind"] == "ValidatingWebhookConfiguration")
+        .unwrap();
+    let metadata = yaml("metadata.yml");
+    for webhook in validating["webhooks"].as_array().unwrap() {
+        assert_eq!(
+            rule_set(&webhook["rules"]),
+            rule_set(&metadata["rules"]),
+            "{}",
+            webhook["name"]
+        );
+    }
+}

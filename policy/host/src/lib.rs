@@ -410,6 +410,8 @@ fn define_wasi(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error> {
         WASI,
         "random_get",
         |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> Result<i32, wasmi::Error> {
+            // Check the guest's range before allocating the length it asked for.
+            range(ptr, len, memory(&caller)?.data(&caller).len())?;
             let mut bytes = Vec::with_capacity(len as u32 as usize);
             let mut state = caller.data().random;
             while bytes.len() < len as u32 as usize {

@@ -176,6 +176,17 @@ def main():
     finalized = copy.deepcopy(deleting)
     deleting["metadata"]["finalizers"] = ["foregroundDeletion"]
     review("update-quiet-only-finalizer-removed", "UPDATE", finalized, deleting)
+    # A Job's pod template is immutable: an UPDATE (here suspending it) is judged, never patched.
+    cron = load("manifests/examples/nightly-cronjob.yaml")
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": "nightly-reconcile-29400000",
+                        "namespace": cron["metadata"].get("namespace", "shop"),
+                        "labels": cron["metadata"].get("labels", {})},
+           "spec": copy.deepcopy(cron["spec"]["jobTemplate"]["spec"])}
+    review("create-job", "CREATE", job)
+    suspended = copy.deepcopy(job)
+    suspended["spec"]["suspend"] = True
+    review("update-job-suspended", "UPDATE", suspended, job)
     review("create-configmap", "CREATE", {"apiVersion": "v1", "kind": "ConfigMap",
                                           "metadata": {"name": "settings", "namespace": "shop"},
                                           "data": {"sidekiq.yml": ":timeout: 25\n"}})
