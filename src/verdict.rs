@@ -43,6 +43,27 @@ pub fn containers_run(pod: &Value) -> bool {
     pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running")
 }
 
+/// Whether every container of the pod, the probe sidecar aside, has exited: Sidekiq runs no job
+/// there any more, whatever Redis says. False when the kubelet has not reported them yet.
+pub fn workload_exited(pod: &Value) -> bool {
+    let Some(statuses) = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+    else {
+        return false;
+    };
+    let mut workload = statuses
+        .iter()
+        .filter(|status| status.get("name").and_then(Value::as_str) != Some(crate::sidecar::NAME))
+        .peekable();
+    workload.peek().is_some()
+        && workload.all(|status| {
+            status
+                .pointer("/state/terminated")
+                .is_some_and(Value::is_object)
+        })
+}
+
 /// The pod's status the way `kubectl get pods` shows it: `Terminating` once deletion has
 /// begun (the phase stays `Running` until the containers are gone), else `status.phase`.
 pub fn display_phase(pod: &Value) -> &str {
@@ -186,6 +207,27 @@ impl fmt::Display for Verdict {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_workload_has_exited_once_every_container_but_the_probe_has() {
+        let pod = |sidekiq: Value, probe: Value| {
+            serde_json::json!({"status": {"containerStatuses": [
+                {"name": "worker", "state": sidekiq},
+                {"name": "sidekiq-guard-probe", "state": probe},
+            ]}})
+        };
+        let running = serde_json::json!({"running": {"startedAt": "2026-11-26T10:00:00Z"}});
+        let exited = serde_json::json!({"terminated": {"exitCode": 0}});
+        assert!(workload_exited(&pod(exited.clone(), running.clone())));
+        assert!(!workload_exited(&pod(running.clone(), exited)));
+        assert!(!workload_exited(&pod(running.clone(), running)));
+        assert!(!workload_exited(
+            &serde_json::json!({"status": {"phase": "Running"}})
+        ));
+        assert!(!workload_exited(
+            &serde_json::json!({"status": {"containerStatuses": []}})
+        ));
+    }
+
     use super::*;
 
     fn job(class: &str, elapsed_secs: f64) -> RunningJob<'_> {

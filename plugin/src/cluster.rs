@@ -379,11 +379,16 @@ impl Cluster {
                 .await
                 .map_err(|e| self.classify(e, &access, &uri))?;
             let status = response.status();
+            // The API server answered: a body that breaks off is this pod's failure, not the
+            // cluster's, and must not end a command that reads many pods.
             let body = response
                 .into_body()
                 .collect_bytes()
                 .await
-                .map_err(|e| self.classify(e, &access, &uri))?
+                .map_err(|e| Error::Probe {
+                    pod: format!("{namespace}/{pod}"),
+                    message: format!("its answer through the pod proxy broke off: {e}"),
+                })?
                 .to_vec();
             Ok::<_, Error>((status, body))
         };
@@ -451,6 +456,14 @@ async fn load_config(args: &ClusterArgs) -> Result<Config, Error> {
                 source: Box::new(source),
             });
     }
+    if let Some(kubeconfig) = from_env_skipping_missing()? {
+        return Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|source| Error::Kubeconfig {
+                what: "$KUBECONFIG".to_owned(),
+                source: Box::new(source),
+            });
+    }
     match Config::from_kubeconfig(&options).await {
         Ok(config) => Ok(config),
         // No kubeconfig at all: inside a pod, use its service account, as kubectl does.
@@ -466,6 +479,31 @@ async fn load_config(args: &ClusterArgs) -> Result<Config, Error> {
             source: Box::new(source),
         }),
     }
+}
+
+/// The files of `KUBECONFIG` merged, skipping those that do not exist as kubectl does (a
+/// missing entry is common when the variable is shared between machines). `None` when the
+/// variable names no existing file: then the default places apply, and their error says why.
+fn from_env_skipping_missing() -> Result<Option<Kubeconfig>, Error> {
+    let Some(value) = std::env::var_os("KUBECONFIG") else {
+        return Ok(None);
+    };
+    let existing: Vec<_> = std::env::split_paths(&value)
+        .filter(|path| !path.as_os_str().is_empty() && path.exists())
+        .collect();
+    if existing.is_empty() {
+        return Ok(None);
+    }
+    existing
+        .iter()
+        .try_fold(Kubeconfig::default(), |merged, path| {
+            Kubeconfig::read_from(path).and_then(|next| merged.merge(next))
+        })
+        .map(Some)
+        .map_err(|source| Error::Kubeconfig {
+            what: "$KUBECONFIG".to_owned(),
+            source: Box::new(source),
+        })
 }
 
 fn is_api_status(body: &[u8]) -> bool {

@@ -94,19 +94,54 @@ fn decode(answer: Proxied, namespace: &str, pod: &str, port: u16) -> Result<Stat
 /// What an answer other than the expected one says, as an error naming the pod.
 fn refusal(answer: &Proxied, namespace: &str, pod: &str, port: u16) -> Error {
     let body = String::from_utf8_lossy(&answer.body);
-    let message = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| body.trim().to_owned());
+    let parsed = serde_json::from_str::<serde_json::Value>(&body).ok();
+    // The API server's own errors (the pod is gone, the proxy is refused) come as a Status.
+    let from_api = parsed
+        .as_ref()
+        .is_some_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some("Status"));
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()))
+        .unwrap_or(&body);
+    let message = one_line(message);
+    let code = answer.status.as_u16();
     let what = if message.contains("connection refused")
         || answer.status == StatusCode::SERVICE_UNAVAILABLE
     {
         format!("no sidekiq-guard probe answers on port {port} ({message})")
+    } else if from_api {
+        format!("the API server answered {code}: {message}")
     } else {
-        format!("the probe answered {}: {message}", answer.status.as_u16())
+        format!("the probe answered {code}: {message}")
     };
     Error::Probe {
         pod: format!("{namespace}/{pod}"),
         message: what,
+    }
+}
+
+/// An answer's text fit for one table cell: whitespace collapsed (an HTML error page spans many
+/// lines), at most 200 characters.
+fn one_line(text: &str) -> String {
+    const LIMIT: usize = 200;
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match words.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &words[..cut]),
+        None => words,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_become_one_line_of_at_most_200_characters() {
+        assert_eq!(
+            one_line("<html>\n  <body>502 Bad Gateway</body>\n</html>\n"),
+            "<html> <body>502 Bad Gateway</body> </html>"
+        );
+        let long = "é".repeat(300);
+        assert_eq!(one_line(&long), format!("{}…", "é".repeat(200)));
     }
 }

@@ -77,7 +77,8 @@ pub(crate) struct Snapshot {
     pub(crate) taken_at: f64,
 }
 
-/// Runs `status`; returns whether anything is at risk (not an error: exit status stays 0).
+/// Runs `status`, once or, with `--watch`, until interrupted. Pods at risk are reported, not an
+/// error: the exit status stays 0.
 pub(crate) async fn run(
     cli: &Cli,
     args: &StatusArgs,
@@ -97,6 +98,10 @@ pub(crate) async fn run(
                 .map_err(Error::Output)?;
                 None
             }
+            Err(unusable @ Error::Client { .. }) => {
+                hostnames_only(err, &unusable)?;
+                None
+            }
             Err(other) => return Err(other),
         },
         None => Some(Cluster::connect(&cli.cluster).await?),
@@ -106,16 +111,23 @@ pub(crate) async fn run(
         None => None,
     };
     let scope = cluster.as_ref().map(|c| c.scope(&cli.cluster));
+    // One handler for the whole watch: a Ctrl-C while a snapshot loads ends it too (a signal
+    // arriving while no `ctrl_c` future is polled would be lost). Without --watch, Ctrl-C keeps
+    // its default effect.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
-        let snapshot = gather(
-            cluster.as_ref(),
-            scope.as_ref(),
-            cli.cluster.selector.as_deref(),
-            redis.as_ref(),
-            args,
-            err,
-        )
-        .await?;
+        let snapshot = tokio::select! {
+            snapshot = gather(
+                cluster.as_ref(),
+                scope.as_ref(),
+                cli.cluster.selector.as_deref(),
+                redis.as_ref(),
+                args,
+                err,
+            ) => snapshot?,
+            _ = &mut interrupted, if args.watch => return Ok(()),
+        };
         let text = render(&snapshot, args.report.output, scope.as_ref(), color)?;
         if args.watch && std::io::stdout().is_terminal() {
             // Redraw in place: home the cursor and clear the screen.
@@ -128,10 +140,15 @@ pub(crate) async fn run(
         out.flush().map_err(Error::Output)?;
         tokio::select! {
             () = tokio::time::sleep(args.interval) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut interrupted => return Ok(()),
         }
         if !std::io::stdout().is_terminal() {
-            out.write_all(b"\n").map_err(Error::Output)?;
+            // Snapshots on a pipe: a YAML stream needs its document separator.
+            let separator: &[u8] = match args.report.output {
+                ReportFormat::Yaml => b"---\n",
+                _ => b"\n",
+            };
+            out.write_all(separator).map_err(Error::Output)?;
         }
     }
 }
@@ -145,9 +162,17 @@ async fn gather(
     err: &mut dyn Write,
 ) -> Result<Snapshot, Error> {
     let now = now();
-    let listed = match (cluster, scope) {
-        (Some(cluster), Some(scope)) => cluster.list(cluster::PODS, scope, selector).await?,
-        _ => Vec::new(),
+    let (listed, cluster) = match (cluster, scope) {
+        (Some(cluster), Some(scope)) => match cluster.list(cluster::PODS, scope, selector).await {
+            Ok(listed) => (listed, Some(cluster)),
+            // Redis does not need the cluster: like sidekiqmon, go on without it.
+            Err(down @ Error::Unreachable { .. }) if redis.is_some() => {
+                hostnames_only(err, &down)?;
+                (Vec::new(), None)
+            }
+            Err(other) => return Err(other),
+        },
+        _ => (Vec::new(), None),
     };
     let (mut pods, others): (Vec<Value>, Vec<Value>) =
         listed.into_iter().partition(analysis::is_sidekiq);
@@ -175,8 +200,19 @@ async fn gather(
                 processes,
                 orphans_seen,
             );
-            // A pod whose processes can be told, and are not in Redis, runs nothing.
-            for row in &mut rows {
+            for (row, pod) in rows.iter_mut().zip(&pods) {
+                // No process in Redis proves nothing by itself: a wrong --redis-url, database or
+                // --redis-namespace shows the same. Only exited containers run no job.
+                if row.problem.is_none()
+                    && row.processes.is_empty()
+                    && !verdict::workload_exited(pod)
+                {
+                    row.problem = Some(
+                        "no Sidekiq process of this pod in Redis: is it the Redis (database, \
+                         --redis-namespace) this pod uses, and has Sidekiq started?"
+                            .to_owned(),
+                    );
+                }
                 row.jobs_seen =
                     row.problem.is_none() && row.processes.iter().all(ProcessReport::jobs_known);
             }
@@ -187,11 +223,14 @@ async fn gather(
             }
         }
     }
+    // Seconds left count from when the data was read, not from before the pod list and the
+    // probes (which can take seconds on a large cluster).
+    let read_at = self::now();
     for (row, pod) in rows
         .iter_mut()
         .zip(pods.iter().map(Some).chain(std::iter::repeat(None)))
     {
-        row.terminating = pod.and_then(|pod| terminating(pod, row, now));
+        row.terminating = pod.and_then(|pod| terminating(pod, row, read_at));
     }
     rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(Snapshot {
@@ -199,6 +238,16 @@ async fn gather(
         orphans,
         taken_at: now,
     })
+}
+
+/// Says why the cluster is left out of a `--redis-url` snapshot.
+fn hostnames_only(err: &mut dyn Write, why: &Error) -> Result<(), Error> {
+    writeln!(
+        err,
+        "{}: showing Redis processes by hostname only",
+        sidekiq_guard::errors::chain(why)
+    )
+    .map_err(Error::Output)
 }
 
 fn now() -> f64 {
@@ -305,6 +354,7 @@ async fn fetch_probes(
             (index, answer)
         });
     }
+    let (mut failures, mut first_failure) = (0, None);
     let progress = std::io::stderr().is_terminal() && wanted > 20;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     loop {
@@ -324,8 +374,13 @@ async fn fetch_probes(
                         row.processes = status.processes;
                         row.drain = Some(status.drain);
                     }
-                    Err(Error::Forbidden { access, message }) => return Err(Error::Forbidden { access, message }),
-                    Err(Error::Unreachable { server, source }) => return Err(Error::Unreachable { server, source }),
+                    // Refused or cut off for one pod (RBAC of one namespace, one connection):
+                    // that pod's problem. The command fails only when no pod could be asked.
+                    Err(failure @ (Error::Forbidden { .. } | Error::Unreachable { .. })) => {
+                        row.problem = Some(sidekiq_guard::errors::chain(&failure).replace("\n  ", "; "));
+                        failures += 1;
+                        first_failure.get_or_insert(failure);
+                    }
                     Err(problem) => row.problem = Some(problem.to_string()),
                 }
             }
@@ -337,7 +392,10 @@ async fn fetch_probes(
     if progress {
         let _ = write!(err, "\r\x1b[K");
     }
-    Ok(())
+    match first_failure {
+        Some(failure) if failures == wanted => Err(failure),
+        _ => Ok(()),
+    }
 }
 
 /// What becomes of Redis processes whose hostname is no listed pod's.

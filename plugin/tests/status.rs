@@ -1418,3 +1418,292 @@ fn only_pods_whose_containers_run_are_asked() {
         "{requests:?}"
     );
 }
+
+#[test]
+fn one_pods_answer_breaking_off_is_that_pods_problem_not_the_clusters() {
+    let api = ApiServer::start();
+    api.add_pod(injected_pod("shop", "worker-1", 60, 7434));
+    api.add_pod(injected_pod("shop", "worker-2", 60, 7434));
+    api.proxy(
+        "shop",
+        "worker-1",
+        7434,
+        fixed(200, probe_document("worker-1", &[("MailJob", 2.0)], "idle")),
+    );
+    api.proxy("shop", "worker-2", 7434, ProxyTarget::BrokenOff);
+    // Deleted between the list and the proxy: the API server's own 404, not the probe's.
+    api.add_pod(injected_pod("shop", "worker-3", 60, 7434));
+    api.proxy(
+        "shop",
+        "worker-3",
+        7434,
+        fixed(
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+                   "message": "pods \"worker-3\" not found"}),
+        ),
+    );
+    // A proxy in between answering with an HTML page: one line in the table.
+    api.add_pod(injected_pod("shop", "worker-4", 60, 7434));
+    api.proxy(
+        "shop",
+        "worker-4",
+        7434,
+        ProxyTarget::Fixed {
+            status: 502,
+            body:
+                "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>nginx</body>\n</html>\n"
+                    .to_owned(),
+            delay: Duration::ZERO,
+        },
+    );
+
+    let out = run_in(&api.kubeconfig("shop"), &["status", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        snapshot["pods"][0]["processes"][0]["jobs"][0]["class"],
+        "MailJob"
+    );
+    let problem = snapshot["pods"][1]["problem"].as_str().unwrap();
+    assert!(
+        problem.starts_with("pod shop/worker-2: its answer through the pod proxy broke off"),
+        "{problem}"
+    );
+    assert_eq!(
+        snapshot["pods"][2]["problem"],
+        "pod shop/worker-3: the API server answered 404: pods \"worker-3\" not found"
+    );
+    assert_eq!(
+        snapshot["pods"][3]["problem"],
+        "pod shop/worker-4: the probe answered 502: <html> <head><title>502 Bad Gateway</title></head> <body>nginx</body> </html>"
+    );
+}
+
+#[test]
+fn a_pod_with_no_process_in_redis_is_unknown_until_its_sidekiq_has_exited() {
+    let redis = RedisServer::start();
+    // Another pod's process: this Redis is not empty, and still holds none of the two below.
+    let other = FakeSidekiq::plain(
+        redis.url(),
+        "rails-worker-other",
+        7,
+        Version::V7,
+        Duration::from_millis(500),
+    );
+    let api = ApiServer::start();
+    let terminating = |name: &str, worker_state: Value| {
+        let mut pod = injected_pod("shop", name, 300, 7434);
+        pod["metadata"]["deletionTimestamp"] = json!(sidekiq_guard::timestamp::format(now() + 100));
+        pod["status"]["containerStatuses"] = json!([{"name": "worker", "state": worker_state}]);
+        pod
+    };
+    api.add_pod(terminating(
+        "rails-worker-running",
+        json!({"running": {"startedAt": "2026-11-26T10:00:00Z"}}),
+    ));
+    api.add_pod(terminating(
+        "rails-worker-exited",
+        json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+    ));
+    assert!(wait_until(Duration::from_secs(5), || redis
+        .cli(&["SCARD", "processes"])
+        .trim()
+        == "1"));
+
+    let out = run_in(
+        &api.kubeconfig("shop"),
+        &["status", "--redis-url", &redis.url(), "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pods = snapshot["pods"].as_array().unwrap();
+    assert_eq!(pods[0]["name"], "rails-worker-exited");
+    assert_eq!(pods[0]["terminating"]["verdict"]["verdict"], "idle");
+    assert_eq!(pods[1]["name"], "rails-worker-running");
+    assert_eq!(pods[1]["terminating"]["verdict"]["verdict"], "unseen");
+    assert_eq!(
+        pods[1]["terminating"]["summary"],
+        "unknown: its running jobs cannot be seen (no Sidekiq process of this pod in Redis: \
+         is it the Redis (database, --redis-namespace) this pod uses, and has Sidekiq started?)"
+    );
+    let seconds_left = pods[1]["terminating"]["secondsLeft"].as_u64().unwrap();
+    assert!((95..=100).contains(&seconds_left), "{seconds_left}");
+    drop(other);
+}
+
+#[test]
+fn status_from_redis_goes_on_when_the_cluster_is_down_or_a_kubeconfig_file_is_missing() {
+    let redis = RedisServer::start();
+    let worker = FakeSidekiq::plain(
+        redis.url(),
+        "worker-host",
+        42,
+        Version::V7,
+        Duration::from_millis(500),
+    );
+    assert!(wait_until(Duration::from_secs(5), || redis
+        .cli(&["SCARD", "processes"])
+        .trim()
+        == "1"));
+    let api = ApiServer::start();
+    api.add_pod(injected_pod("shop", "worker-host", 60, 7434));
+    let live = api.kubeconfig("shop");
+    let dir = tempfile::tempdir().unwrap();
+
+    // kubectl skips a KUBECONFIG entry that does not exist; so does the plugin.
+    let missing = dir.path().join("missing");
+    let joined = std::env::join_paths([missing.as_path(), live.as_path()]).unwrap();
+    let out = plugin()
+        .env("KUBECONFIG", &joined)
+        .args(["status", "--redis-url", &redis.url(), "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snapshot["pods"][0]["namespace"], "shop");
+    assert_eq!(snapshot["pods"][0]["source"], "redis");
+
+    // A proxy in the environment is honoured, and NO_PROXY exempts the cluster.
+    let out = plugin()
+        .env("KUBECONFIG", &live)
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["status", "--redis-url", &redis.url(), "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snapshot["pods"][0]["namespace"], "shop");
+
+    // A cluster that does not answer: Redis still does, by hostname.
+    let dead = dir.path().join("dead");
+    let port = free_port();
+    let config = std::fs::read_to_string(&live).unwrap();
+    let server = config
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("server: "))
+        .unwrap();
+    std::fs::write(
+        &dead,
+        config.replace(server, &format!("https://127.0.0.1:{port}")),
+    )
+    .unwrap();
+    let out = run_in(
+        &dead,
+        &["status", "--redis-url", &redis.url(), "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "cannot reach the Kubernetes API at https://127.0.0.1:{port}"
+        )) && text(&out.stderr).ends_with(": showing Redis processes by hostname only\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snapshot["pods"][0]["name"], "worker-host");
+    assert_eq!(snapshot["pods"][0]["namespace"], "");
+    drop(worker);
+}
+
+#[test]
+fn a_watch_ends_on_ctrl_c_while_a_snapshot_loads_and_separates_yaml_documents() {
+    let api = ApiServer::start();
+    api.add_pod(injected_pod("shop", "worker-1", 60, 7434));
+    let kubeconfig = api.kubeconfig("shop");
+    // The probe answers only after 4 s: the snapshot is still loading when Ctrl-C comes.
+    api.proxy(
+        "shop",
+        "worker-1",
+        7434,
+        ProxyTarget::Fixed {
+            status: 200,
+            body: probe_document("worker-1", &[], "idle").to_string(),
+            delay: Duration::from_secs(4),
+        },
+    );
+    let mut child = plugin()
+        .args(["status", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--watch", "--interval", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let asked = || api.requests().iter().any(|r| r.contains("/proxy/status"));
+    assert!(wait_until(Duration::from_secs(10), asked));
+    send_signal(child.id(), "INT");
+    let ended = wait_until(Duration::from_secs(3), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(ended, "Ctrl-C during loading was lost");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // On a pipe, YAML snapshots are separate documents.
+    api.proxy(
+        "shop",
+        "worker-1",
+        7434,
+        fixed(200, probe_document("worker-1", &[], "idle")),
+    );
+    let child = plugin()
+        .args(["status", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--watch", "--interval", "200ms", "-o", "yaml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reads = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.contains("/proxy/status"))
+            .count()
+    };
+    assert!(wait_until(Duration::from_secs(10), || reads() >= 4));
+    send_signal(child.id(), "INT");
+    let out = child.wait_with_output().unwrap();
+    let stream = text(&out.stdout);
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&stream).unwrap();
+    assert!(documents.len() >= 2, "{stream}");
+    assert!(documents.iter().all(|d| d["pods"][0]["name"] == "worker-1"));
+}
+
+#[test]
+fn a_namespace_whose_pod_proxy_is_forbidden_is_its_pods_problem_until_every_pod_is() {
+    let api = ApiServer::start();
+    for namespace in ["shop", "billing"] {
+        api.add_pod(injected_pod(namespace, "worker-1", 60, 7434));
+        api.proxy(
+            namespace,
+            "worker-1",
+            7434,
+            fixed(200, probe_document("worker-1", &[], "idle")),
+        );
+    }
+    api.forbid("get", "pods/proxy", Some("billing"));
+    let kubeconfig = api.kubeconfig("shop");
+
+    let out = run_in(&kubeconfig, &["status", "-A", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snapshot["pods"][0]["namespace"], "billing");
+    let problem = snapshot["pods"][0]["problem"].as_str().unwrap();
+    assert!(
+        problem.starts_with("forbidden: ")
+            && problem.ends_with("your RBAC role needs: get pods/proxy in namespace billing"),
+        "{problem}"
+    );
+    assert_eq!(snapshot["pods"][1]["source"], "probe");
+
+    let out = run_in(&kubeconfig, &["status", "-n", "billing"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).ends_with("your RBAC role needs: get pods/proxy in namespace billing\n"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -109,6 +109,8 @@ pub enum ProxyTarget {
         body: String,
         delay: Duration,
     },
+    /// Headers and the start of a body, then the connection breaks off.
+    BrokenOff,
     /// A fixed answer per path (`/status`, `/drain`); 404 for any other.
     ByPath(Vec<(&'static str, ProxyTarget)>),
 }
@@ -582,10 +584,44 @@ async fn pod_proxy(shared: &Shared, namespace: &str, target: &str, path: &str) -
                 .into_response()
         }
         Some(ProxyTarget::Forward(local)) => forward(local, path).await,
+        Some(ProxyTarget::BrokenOff) => Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::new(BrokenOff(0)))
+            .unwrap(),
         Some(ProxyTarget::ByPath(_)) => status(500, "InternalError", "nested ByPath".to_owned()),
     };
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     response
+}
+
+/// A body that yields its first bytes, pauses (so that the headers and those bytes go out),
+/// then fails, as a connection reset mid-answer.
+struct BrokenOff(u8);
+
+impl http_body::Body for BrokenOff {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.0 += 1;
+        match self.0 {
+            1 => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(
+                axum::body::Bytes::from_static(b"{\"schema\": 1, \"proc"),
+            )))),
+            2 => {
+                let waker = cx.waker().clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    waker.wake();
+                });
+                std::task::Poll::Pending
+            }
+            _ => std::task::Poll::Ready(Some(Err(std::io::Error::other("connection reset")))),
+        }
+    }
 }
 
 /// Relays a GET to a local HTTP server, as the API server relays to the pod.
