@@ -17,7 +17,7 @@ use sidekiq_guard::review::{self, Outcome, Perspective};
 use sidekiq_guard::sidekiq::metrics::{ClassTimes, RETENTION_MINUTES};
 use sidekiq_guard::status::InjectionStatus;
 use sidekiq_guard::workload::{self, Kind, Workload};
-use sidekiq_guard::{Context, Mode};
+use sidekiq_guard::{Context, Mode, verdict};
 
 use crate::cli::{Cli, ModeArg, ValidateArgs};
 use crate::cluster::{self, Cluster, Scope};
@@ -171,12 +171,20 @@ async fn live_data(
     };
     let mut processes: Processes = HashMap::new();
     let Some(reader) = reader else {
-        for pod in pods {
-            let Some(port) = InjectionStatus::of_pod(pod).map(|s| s.probe_port) else {
-                continue;
-            };
-            let (namespace, name) = key(pod);
-            match sources::probe_status(cluster, &namespace, &name, port).await {
+        // Only pods whose containers run have a probe to answer.
+        let targets: Vec<(String, String, u16)> = pods
+            .iter()
+            .filter(|pod| verdict::containers_run(pod))
+            .filter_map(|pod| {
+                let port = InjectionStatus::of_pod(pod)?.probe_port;
+                let (namespace, name) = key(pod);
+                Some((namespace, name, port))
+            })
+            .collect();
+        let answers =
+            sources::probe_statuses(cluster, targets.clone(), sources::PROBE_CONCURRENCY).await;
+        for ((namespace, name, _), answer) in targets.into_iter().zip(answers) {
+            match answer {
                 Ok(status) => {
                     processes.insert((namespace, name), status.processes);
                 }

@@ -43,6 +43,40 @@ pub(crate) async fn probe_status(
     decode(answer, namespace, pod, port)
 }
 
+/// How many probes `validate` asks at once, as `status --concurrency` does by default.
+pub(crate) const PROBE_CONCURRENCY: usize = 32;
+
+/// The `/status` of each `(namespace, pod, port)`, at most `concurrency` at a time, in the order
+/// given.
+pub(crate) async fn probe_statuses(
+    cluster: &Cluster,
+    targets: Vec<(String, String, u16)>,
+    concurrency: usize,
+) -> Vec<Result<Status, Error>> {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let count = targets.len();
+    for (index, (namespace, pod, port)) in targets.into_iter().enumerate() {
+        let (cluster, permits) = (cluster.clone(), permits.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (index, probe_status(&cluster, &namespace, &pod, port).await)
+        });
+    }
+    let mut answers: Vec<Option<Result<Status, Error>>> = (0..count).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((index, answer)) = joined {
+            answers[index] = Some(answer);
+        }
+    }
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| Err(Error::Request("a probe read was cancelled".to_owned())))
+        })
+        .collect()
+}
+
 /// What the probe's `/drain` said.
 #[derive(Debug)]
 pub(crate) enum DrainAnswer {
