@@ -107,10 +107,10 @@ pub enum CertsCommand {
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Name of the webhook Service.
-    #[arg(long, env = "SIDEKIQ_GUARD_SERVICE", default_value = "sidekiq-guard")]
+    #[arg(long, env = "SIDEKIQ_GUARD_SERVICE", default_value = "sidekiq-guard", value_parser = service_name)]
     pub service: String,
     /// Namespace of the webhook Service.
-    #[arg(long, env = "SIDEKIQ_GUARD_NAMESPACE", default_value = "sidekiq-guard")]
+    #[arg(long, env = "SIDEKIQ_GUARD_NAMESPACE", default_value = "sidekiq-guard", value_parser = namespace_name)]
     pub namespace: String,
     /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
     #[arg(long)]
@@ -130,10 +130,10 @@ pub struct GenerateArgs {
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// Name of the webhook Service.
-    #[arg(long, env = "SIDEKIQ_GUARD_SERVICE", default_value = "sidekiq-guard")]
+    #[arg(long, env = "SIDEKIQ_GUARD_SERVICE", default_value = "sidekiq-guard", value_parser = service_name)]
     pub service: String,
     /// Namespace of the webhook Service and the Secrets.
-    #[arg(long, env = "SIDEKIQ_GUARD_NAMESPACE", default_value = "sidekiq-guard")]
+    #[arg(long, env = "SIDEKIQ_GUARD_NAMESPACE", default_value = "sidekiq-guard", value_parser = namespace_name)]
     pub namespace: String,
     /// The kubernetes.io/tls Secret mounted by the webhook pods.
     #[arg(
@@ -177,6 +177,108 @@ pub struct InstallArgs {
     /// Kubeconfig (in a pod, the service account is used).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The checks clap cannot make flag by flag; a failure is a usage error.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.command {
+            Command::Certs(CertsCommand::Generate(args)) => args.check(),
+            Command::Certs(CertsCommand::Install(args)) => args.check(),
+            Command::Serve(_) => Ok(()),
+        }
+    }
+}
+
+impl GenerateArgs {
+    /// The checks that involve more than one flag.
+    pub fn check(&self) -> Result<(), String> {
+        positive("--validity", self.validity)?;
+        if self.validity > self.ca_validity {
+            return Err(format!(
+                "--validity ({}) must not exceed --ca-validity ({}): the serving certificate would outlive its CA",
+                days(self.validity),
+                days(self.ca_validity)
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl InstallArgs {
+    /// The checks that involve more than one flag: without them every run would renew (and the
+    /// `caBundle` would grow by a CA each time), which is not what a weekly CronJob should do.
+    pub fn check(&self) -> Result<(), String> {
+        positive("--validity", self.validity)?;
+        if self.renew_before >= self.validity {
+            return Err(format!(
+                "--renew-before ({}) must be shorter than --validity ({}), or every run would renew the serving certificate",
+                days(self.renew_before),
+                days(self.validity)
+            ));
+        }
+        if self.validity + self.renew_before >= self.ca_validity {
+            return Err(format!(
+                "--validity plus --renew-before ({}) must be shorter than --ca-validity ({}): the CA must outlive every certificate it signs, or every run would make a new CA",
+                days(self.validity + self.renew_before),
+                days(self.ca_validity)
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn positive(flag: &str, value: Duration) -> Result<(), String> {
+    if value.is_zero() {
+        return Err(format!("{flag} must be longer than zero"));
+    }
+    Ok(())
+}
+
+/// A duration as days, the unit certificate lifetimes are given in.
+fn days(value: Duration) -> String {
+    let secs = value.as_secs();
+    if secs.is_multiple_of(86_400) {
+        format!("{}d", secs / 86_400)
+    } else {
+        sidekiq_guard::duration::format_secs(secs)
+    }
+}
+
+/// A Service name: a DNS-1035 label, as the API server requires (it becomes the certificate's
+/// names, so a name the API server would refuse must not get this far).
+fn service_name(text: &str) -> Result<String, String> {
+    // clap quotes the value in its message.
+    dns_label(text, true).map_err(|why| {
+        format!("not a Service name: {why} (lower-case letters, digits and '-', starting with a letter, at most 63)")
+    })
+}
+
+/// A namespace name: a DNS-1123 label.
+fn namespace_name(text: &str) -> Result<String, String> {
+    dns_label(text, false).map_err(|why| {
+        format!("not a namespace name: {why} (lower-case letters, digits and '-', at most 63)")
+    })
+}
+
+fn dns_label(text: &str, letter_first: bool) -> Result<String, &'static str> {
+    let bytes = text.as_bytes();
+    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+        return Err("it is empty");
+    };
+    if bytes.len() > 63 {
+        return Err("it is longer than 63 characters");
+    }
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+    {
+        return Err("it has a character other than a-z, 0-9 and '-'");
+    }
+    if (letter_first && !first.is_ascii_lowercase()) || *first == b'-' || *last == b'-' {
+        return Err("it starts or ends with a character it may not");
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses `90s`, `5m`, `365d`, `1h30m` ([`sidekiq_guard::duration::parse`]).
@@ -242,6 +344,41 @@ mod tests {
         assert!(
             err.contains("\"0s\": an interval must be longer than zero"),
             "{err}"
+        );
+    }
+
+    /// `certs …` with `args`, checked as `main` checks it.
+    fn certs(args: &[&str]) -> Result<(), String> {
+        let cli = Cli::try_parse_from(["sidekiq-guard-webhook", "certs"].iter().chain(args))
+            .map_err(|err| err.to_string())?;
+        cli.check()
+    }
+
+    #[rstest::rstest]
+    #[case(&["generate", "--out", "d", "--service", ""], "not a Service name: it is empty")]
+    #[case(&["generate", "--out", "d", "--service", "Foo_Bar"], "not a Service name: it has a character other than a-z, 0-9 and '-'")]
+    #[case(&["generate", "--out", "d", "--service", "9lives"], "not a Service name: it starts or ends")]
+    #[case(&["install", "--namespace", "x/y"], "not a namespace name: it has a character")]
+    #[case(&["install", "--namespace", "shop-"], "not a namespace name: it starts or ends")]
+    #[case(&["generate", "--out", "d", "--validity", "0s"], "--validity must be longer than zero")]
+    #[case(&["generate", "--out", "d", "--validity", "3000d", "--ca-validity", "1d"], "--validity (3000d) must not exceed --ca-validity (1d)")]
+    #[case(&["install", "--renew-before", "400d"], "--renew-before (400d) must be shorter than --validity (365d)")]
+    #[case(&["install", "--ca-validity", "365d"], "--validity plus --renew-before (395d) must be shorter than --ca-validity (365d)")]
+    fn certificate_flags_that_would_misbehave_are_refused(
+        #[case] args: &[&str],
+        #[case] expected: &str,
+    ) {
+        let err = certs(args).unwrap_err();
+        assert!(err.contains(expected), "{err}");
+    }
+
+    #[test]
+    fn the_default_certificate_flags_are_accepted() {
+        assert_eq!(certs(&["generate", "--out", "d"]), Ok(()));
+        assert_eq!(certs(&["install"]), Ok(()));
+        assert_eq!(
+            certs(&["install", "--namespace", "0-ops", "--service", "sg-webhook"]),
+            Ok(())
         );
     }
 }

@@ -3,13 +3,14 @@
 //!
 //! 1. a CA exists in the Secret `--ca-secret` (only this Job can read it; the webhook pods
 //!    never mount the CA key) and stays valid for longer than any certificate it signs;
-//! 2. the serving certificate in the `kubernetes.io/tls` Secret `--secret` is signed by that
-//!    CA, names the Service (`S`, `S.N`, `S.N.svc`) and is valid for longer than
-//!    `--renew-before`; otherwise it is issued anew (the webhook pods reload it by themselves);
-//! 3. every webhook of both webhook configurations that calls the Service trusts the CA: the
+//! 2. every webhook of both webhook configurations that calls the Service trusts the CA: the
 //!    `caBundle` holds the current CA plus any other CA it already trusted that has not
-//!    expired, so a CA rotation never leaves a replica serving a certificate the API server
-//!    does not trust while the kubelet refreshes the mounted Secret.
+//!    expired, so the certificate the replicas serve now stays trusted;
+//! 3. only then, the serving certificate in the `kubernetes.io/tls` Secret `--secret` is
+//!    signed by that CA, names the Service (`S`, `S.N`, `S.N.svc`) and is valid for longer
+//!    than `--renew-before`; otherwise it is issued anew (the webhook pods reload it by
+//!    themselves). A CA rotation therefore never leaves a replica serving a certificate the
+//!    API server does not trust, even when a step fails.
 //!
 //! Running it again changes nothing until a renewal is due: it is idempotent.
 
@@ -230,26 +231,6 @@ async fn install_once(
             (serving, Action::replacing(problem))
         }
     };
-    let stale_ca_copy = tls_secret
-        .as_ref()
-        .and_then(|s| data_str(s, "ca.crt"))
-        .is_none_or(|copy| copy != ca.cert_pem);
-    if serving_action != Action::Kept || stale_ca_copy {
-        let data = secret_data([
-            ("tls.crt", &serving.cert_pem),
-            ("tls.key", &serving.key_pem),
-            ("ca.crt", &ca.cert_pem),
-        ]);
-        put_secret(
-            &secrets,
-            config,
-            &config.secret,
-            tls_secret,
-            "kubernetes.io/tls",
-            data,
-        )
-        .await?;
-    }
     let serving_not_after =
         pki::inspect_pem(serving.cert_pem.as_bytes(), "the serving certificate")?.not_after;
 
@@ -277,6 +258,31 @@ async fn install_once(
         })
         .await?,
     );
+    // 4. Only now, with the CA trusted everywhere, the pods get the certificate: written
+    //    before, a failed patch would leave them serving one the API server does not trust
+    //    (and, under failurePolicy Ignore, pods admitted without injection, unnoticed). A run
+    //    that fails before this point keeps the old certificate, still trusted, and the next
+    //    run finds the CA in place and completes.
+    let stale_ca_copy = tls_secret
+        .as_ref()
+        .and_then(|s| data_str(s, "ca.crt"))
+        .is_none_or(|copy| copy != ca.cert_pem);
+    if serving_action != Action::Kept || stale_ca_copy {
+        let data = secret_data([
+            ("tls.crt", &serving.cert_pem),
+            ("tls.key", &serving.key_pem),
+            ("ca.crt", &ca.cert_pem),
+        ]);
+        put_secret(
+            &secrets,
+            config,
+            &config.secret,
+            tls_secret,
+            "kubernetes.io/tls",
+            data,
+        )
+        .await?;
+    }
     Ok(Report {
         ca: ca_action,
         serving: serving_action,

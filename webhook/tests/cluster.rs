@@ -114,7 +114,7 @@ async fn auto_mode_stays_not_ready_until_the_api_server_answers() {
     let api = FakeApi::start("1", "30", "v1.30.2").await;
     api.store.lock().unwrap().version_unavailable = true;
     let (webhook, _dir, client) = mode_with(&api).await;
-    // kube's client retries a 503 a few times itself before the webhook sees the error.
+    // The webhook retries the 503 itself, with backoff, and says why it is not ready.
     let message = "sidecar.mode auto needs the API server version; not ready until it answers (or set sidecar.mode to native or classic in the policy)";
     let started = std::time::Instant::now();
     while webhook.logs_with(message).is_empty() {
@@ -348,7 +348,7 @@ async fn certs_install_creates_trusts_renews_and_is_idempotent() {
 
     // 3. Inside the renewal window: a new serving certificate from the same CA; the caBundle
     //    does not change.
-    let log = run(&["--renew-before", "400d"]);
+    let log = run(&["--validity", "800d", "--renew-before", "400d"]);
     assert!(log.contains("within the renewal window"), "{log}");
     let renewed = secret(&api, "sidekiq-guard-tls");
     assert_ne!(data(&renewed, "tls.crt"), data(&tls, "tls.crt"));
@@ -360,12 +360,49 @@ async fn certs_install_creates_trusts_renews_and_is_idempotent() {
         [format!("PUT {SECRETS}/sidekiq-guard-tls")]
     );
 
-    // 4. The CA itself close to expiry: a new CA, a new serving certificate, and a caBundle
-    //    that trusts both CAs until the old one expires.
-    let log = run(&["--renew-before", "3700d"]);
+    // 4. The CA itself too close to expiry for a new certificate (here: certificates now last
+    //    3000 days). The API server fails every patch: the Job fails, but the pods keep the
+    //    certificate the configurations trust — never one they do not.
+    let rotate: &'static [&'static str] = &[
+        "--validity",
+        "3000d",
+        "--renew-before",
+        "700d",
+        "--ca-validity",
+        "7300d",
+    ];
+    let serving_before = data(&secret(&api, "sidekiq-guard-tls"), "tls.crt");
+    api.store.lock().unwrap().fail_patches = true;
+    let failed = install(&api, rotate);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(
-        log.contains("before a certificate issued now would"),
-        "{log}"
+        stderr.contains("cannot patch MutatingWebhookConfiguration sidekiq-guard"),
+        "{stderr}"
+    );
+    assert_eq!(
+        data(&secret(&api, "sidekiq-guard-tls"), "tls.crt"),
+        serving_before
+    );
+    assert_eq!(bundles(&api), bundle);
+    api.store.lock().unwrap().fail_patches = false;
+
+    // Run again: a caBundle that trusts both CAs until the old one expires, and only then the
+    // new serving certificate.
+    let writes_before = api.writes().len();
+    let log = run(rotate);
+    assert!(log.contains("\"ca\":\"Kept\""), "{log}");
+    let writes = api.writes();
+    assert_eq!(
+        writes[writes_before..].last(),
+        Some(&format!("PUT {SECRETS}/sidekiq-guard-tls")),
+        "the serving certificate is written last: {writes:?}"
+    );
+    assert!(
+        writes[writes_before..]
+            .iter()
+            .any(|w| w.starts_with("PATCH ")),
+        "{writes:?}"
     );
     let new_ca_pem = data(&secret(&api, "sidekiq-guard-ca"), "ca.crt");
     assert_ne!(new_ca_pem, ca_pem);
@@ -431,9 +468,9 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
         stderr.contains("MutatingWebhookConfiguration sidekiq-guard has no webhook whose clientConfig.service is sidekiq-guard/sidekiq-guard"),
         "{stderr}"
     );
-    // A garbage serving Secret was replaced with a valid one all the same (step 2 precedes 3).
+    // The serving Secret is written only once the configurations trust its CA.
     let tls = api.get(&path).unwrap();
-    assert!(pki::certificates(&unb64(&tls["data"]["tls.crt"]), "tls").is_ok());
+    assert_eq!(tls["data"], json!({}));
 }
 
 #[test]

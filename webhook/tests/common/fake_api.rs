@@ -32,6 +32,8 @@ pub struct Store {
     pub git_version: String,
     /// Answer `/version` with 503, like an API server that is starting or overloaded.
     pub version_unavailable: bool,
+    /// Answer every PATCH with 500, like an API server whose etcd times out.
+    pub fail_patches: bool,
     resource_version: u64,
 }
 
@@ -303,6 +305,11 @@ async fn dispatch(
             store.objects.insert(path, object.clone());
             ok(StatusCode::OK, &object)
         }
+        (Method::PATCH, Some(_)) if store.fail_patches => status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "etcdserver: request timed out".to_owned(),
+        ),
         (Method::PATCH, Some(name)) => {
             let path = format!("{collection}/{name}");
             let content_type = headers
