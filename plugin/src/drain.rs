@@ -147,6 +147,7 @@ pub(crate) async fn run(
         Some(url) => Some(std::sync::Arc::new(sources::redis_reader(
             url,
             args.redis_namespace.prefix(),
+            None,
         )?)),
         None => None,
     };

@@ -93,7 +93,11 @@ pub(crate) async fn run(
     );
 
     let reader = match &args.redis_url {
-        Some(url) => Some(sources::redis_reader(url, args.redis_namespace.prefix())?),
+        Some(url) => Some(sources::redis_reader(
+            url,
+            args.redis_namespace.prefix(),
+            Some(&cli.cluster.request_timeout),
+        )?),
         None => None,
     };
     let (processes, times) = live_data(&cluster, &pods, reader.as_ref(), &mut notes).await?;

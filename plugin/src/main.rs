@@ -33,7 +33,10 @@ fn main() -> ExitCode {
         missing_filename("inject");
     }
     let stdout = io::stdout();
-    let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // no-color.org: NO_COLOR counts when set and not empty; a dumb terminal has no colours.
+    let color = stdout.is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+        && std::env::var_os("TERM").is_none_or(|term| term != "dumb");
     let mut out = stdout.lock();
     let mut err = io::stderr().lock();
     let mut stdin = io::stdin().lock();

@@ -7,16 +7,28 @@ use sidekiq_guard::probe::observe::{Scope, Tracker};
 use sidekiq_guard::probe::report::{self, DrainReport, ProcessReport, Status};
 use sidekiq_guard::redis::{Reader, RedisSettings, UrlSource};
 
+use crate::cli::RequestTimeout;
 use crate::cluster::{Cluster, Proxied};
 use crate::error::Error;
 
 /// How long one probe may take to answer `/status` through the proxy.
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A Redis reader for `--redis-url` and `--redis-namespace`.
-pub(crate) fn redis_reader(url: &str, namespace: Option<&str>) -> Result<Reader, Error> {
+/// A Redis reader for `--redis-url` and `--redis-namespace`. `reply_timeout`, when given, is
+/// how long one read may take: a one-shot read of every process (a large pipeline, perhaps
+/// through a port-forward) gets `--request-timeout`, as API requests do; a drain's polls keep
+/// the short default and retry instead.
+pub(crate) fn redis_reader(
+    url: &str,
+    namespace: Option<&str>,
+    reply_timeout: Option<&RequestTimeout>,
+) -> Result<Reader, Error> {
     let mut settings = RedisSettings::new(url, UrlSource::Explicit);
     settings.namespace = namespace.map(str::to_owned);
+    if let Some(RequestTimeout(limit)) = reply_timeout {
+        // `--request-timeout 0` waits forever, here a day.
+        settings.response_timeout = limit.unwrap_or(Duration::from_secs(24 * 3600));
+    }
     settings.check()?;
     Ok(Reader::new(settings)?)
 }

@@ -107,7 +107,11 @@ pub(crate) async fn run(
         None => Some(Cluster::connect(&cli.cluster).await?),
     };
     let redis = match &args.redis_url {
-        Some(url) => Some(sources::redis_reader(url, args.redis_namespace.prefix())?),
+        Some(url) => Some(sources::redis_reader(
+            url,
+            args.redis_namespace.prefix(),
+            Some(&cli.cluster.request_timeout),
+        )?),
         None => None,
     };
     let scope = cluster.as_ref().map(|c| c.scope(&cli.cluster));
@@ -548,7 +552,8 @@ fn table_text(snapshot: &Snapshot, wide: bool, scope: Option<&Scope>, color: boo
                     plain(row.node.as_deref().unwrap_or("-")),
                     plain(row.processes.len().to_string()),
                     plain(if rss > 0 {
-                        format!("{}Mi", rss / 1024)
+                        // Rounded up: a process is never shown using nothing.
+                        format!("{}Mi", rss.div_ceil(1024))
                     } else {
                         "-".into()
                     }),

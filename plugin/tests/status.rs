@@ -1707,3 +1707,30 @@ fn a_namespace_whose_pod_proxy_is_forbidden_is_its_pods_problem_until_every_pod_
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_redis_that_stops_answering_is_given_the_request_timeout() {
+    let redis = RedisServer::start();
+    let home = tempfile::tempdir().unwrap();
+    redis.signal("STOP");
+    let started = Instant::now();
+    let out = plugin()
+        .args([
+            "status",
+            "--redis-url",
+            &redis.url(),
+            "--request-timeout",
+            "3s",
+        ])
+        .env("HOME", home.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    redis.signal("CONT");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("did not answer within 3"), "{stderr}");
+    // Not the 2 s default: the reply was awaited for the whole request timeout.
+    assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
+}
