@@ -296,8 +296,9 @@ fn find_sidecar(workload: &Workload<'_>) -> Option<Placement> {
         })
 }
 
-/// Ports declared by the pod's containers, except the sidecar's own (so that re-mutating a
-/// mutated pod picks the same port again).
+/// Ports the pod's containers use, except the sidecar's own (so that re-mutating a mutated pod
+/// picks the same port again): declared ports, and the numeric ports their probes and hooks
+/// reach, since a container may listen on a port it never declares.
 fn used_ports<'a>(workload: &Workload<'a>) -> BTreeMap<u16, &'a str> {
     let mut used = BTreeMap::new();
     for container in workload.containers.iter().chain(workload.init_containers()) {
@@ -306,17 +307,42 @@ fn used_ports<'a>(workload: &Workload<'a>) -> BTreeMap<u16, &'a str> {
             continue;
         }
         let ports = container.get("ports").and_then(Value::as_array);
-        for port in ports.into_iter().flatten() {
-            if let Some(number) = port
-                .get("containerPort")
-                .and_then(Value::as_u64)
-                .and_then(|p| u16::try_from(p).ok())
-            {
+        let declared = ports
+            .into_iter()
+            .flatten()
+            .filter_map(|port| port.get("containerPort"));
+        for number in declared.chain(action_ports(container)) {
+            if let Some(number) = number.as_u64().and_then(|p| u16::try_from(p).ok()) {
                 used.entry(number).or_insert(name);
             }
         }
     }
     used
+}
+
+/// The `port` of every probe and lifecycle handler of `container` (`httpGet`, `tcpSocket`,
+/// `grpc`), except sidekiq-guard's own (`/livez`, `/readyz`, `/drain`): those reach the probe.
+fn action_ports(container: &Value) -> impl Iterator<Item = &Value> {
+    const HANDLERS: [&str; 5] = [
+        "/livenessProbe",
+        "/readinessProbe",
+        "/startupProbe",
+        "/lifecycle/postStart",
+        "/lifecycle/preStop",
+    ];
+    HANDLERS
+        .into_iter()
+        .filter_map(|pointer| container.pointer(pointer))
+        .flat_map(|handler| {
+            ["httpGet", "tcpSocket", "grpc"]
+                .into_iter()
+                .filter_map(|kind| handler.get(kind))
+        })
+        .filter(|action| {
+            let path = action.get("path").and_then(Value::as_str);
+            !matches!(path, Some("/livez" | "/readyz" | "/drain"))
+        })
+        .filter_map(|action| action.get("port"))
 }
 
 fn choose_port(workload: &Workload<'_>, settings: &Settings) -> PortChoice {
@@ -397,6 +423,28 @@ mod tests {
                 port: 7436,
                 conflict: None
             }
+        );
+    }
+
+    #[test]
+    fn ports_that_probes_and_hooks_reach_are_in_use_but_not_sidekiq_guards_own() {
+        let object = pod(
+            json!({}),
+            json!([
+                {"name": "w", "command": ["sidekiq"],
+                 "livenessProbe": {"httpGet": {"path": "/", "port": 7434}},
+                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": 7435}},
+                 "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": 7436}},
+                               "postStart": {"tcpSocket": {"port": 7436}}}},
+                {"name": "exporter", "startupProbe": {"grpc": {"port": 7437}}},
+            ]),
+        );
+        // 7434 and 7436 (a hook reaches it) and 7437 are taken; 7435 is sidekiq-guard's own.
+        assert_eq!(analysis(&object).port.port, 7435);
+        let used = used_ports(&Workload::locate(&object).unwrap());
+        assert_eq!(
+            used.keys().copied().collect::<Vec<_>>(),
+            vec![7434, 7436, 7437]
         );
     }
 

@@ -131,10 +131,11 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
             Some("") if provider.get("valueFrom").is_none() => {}
             // Sidekiq 7+ reads `ENV[provider] || ENV["REDIS_URL"]`, and so does the probe
             // (`RedisSettings::from_lookup`): the named variable when the container sets it,
-            // else REDIS_URL.
+            // else REDIS_URL. An `envFrom` may set it at run time: then it goes along too, or
+            // the probe would read REDIS_URL while Sidekiq reads the other.
             Some(target) if !target.is_empty() => {
                 wanted.push(target);
-                if find(target).is_some() || find(REDIS_URL).is_none() {
+                if find(target).is_some() || find(REDIS_URL).is_none() || !env_from.is_empty() {
                     url_var = Some(target);
                 }
             }
@@ -612,6 +613,28 @@ mod tests {
             {"name": "REDISCLOUD_URL", "valueFrom": {"secretKeyRef": {"name": "cloud", "key": "url"}}},
         ])));
         assert_eq!(names(&redis.env), vec!["REDIS_PROVIDER", "REDISCLOUD_URL"]);
+        assert!(redis.found);
+    }
+
+    #[test]
+    fn a_provider_variable_an_env_from_may_set_takes_the_env_from_along() {
+        let mut container = sidekiq(json!([
+            {"name": "REDIS_URL", "value": "redis://localhost:6379/0"},
+            {"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"},
+        ]));
+        container["envFrom"] = json!([{"secretRef": {"name": "cloud"}}]);
+        let redis = redis_env(&container);
+        assert_eq!(names(&redis.env), vec!["REDIS_URL", "REDIS_PROVIDER"]);
+        assert_eq!(
+            redis.env_from,
+            vec![json!({"secretRef": {"name": "cloud"}})]
+        );
+        assert!(redis.found);
+
+        // Without an envFrom nothing else can set it: REDIS_URL is what Sidekiq reads.
+        container.as_object_mut().unwrap().remove("envFrom");
+        let redis = redis_env(&container);
+        assert!(redis.env_from.is_empty());
         assert!(redis.found);
     }
 
