@@ -343,7 +343,10 @@ fn cap_warnings(lines: impl Iterator<Item = String>) -> Vec<String> {
     let mut total = 0;
     let mut warnings = Vec::new();
     for line in lines {
-        let line = truncate(&format!("{WARNING_PREFIX}{line}"), MAX_WARNING_CHARS);
+        let line = truncate(
+            &printable(&format!("{WARNING_PREFIX}{line}")),
+            MAX_WARNING_CHARS,
+        );
         total += line.len();
         if total > MAX_WARNINGS_TOTAL {
             break;
@@ -351,6 +354,23 @@ fn cap_warnings(lines: impl Iterator<Item = String>) -> Vec<String> {
         warnings.push(line);
     }
     warnings
+}
+
+/// `text` with control characters written as escapes (`\n`): the API server drops a warning
+/// that holds one (it cannot go into a `Warning` header), and a value quoted from a manifest may.
+fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -383,6 +403,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn warnings_carry_no_control_characters_the_api_server_would_drop() {
+        let warnings =
+            cap_warnings(["Sidekiq flag -t 2\n5: expected\tseconds".to_owned()].into_iter());
+        assert_eq!(
+            warnings,
+            vec![format!(
+                "{WARNING_PREFIX}Sidekiq flag -t 2\\n5: expected\\tseconds"
+            )]
+        );
+        assert!(!warnings[0].chars().any(char::is_control));
+    }
 
     #[test]
     fn objects_in_the_cluster_are_judged_as_their_pods_are_admitted() {

@@ -29,8 +29,10 @@ use crate::timeout;
 /// the memory one request can take.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
-/// Bodies above this size are answered on the blocking pool, so that a huge UPDATE review does
-/// not hold up the other connections served by the same worker thread.
+/// Bodies above this size are parsed and answered on the blocking pool, so that a huge UPDATE
+/// review does not hold up the other connections served by the same worker thread, and one at
+/// a time ([`AdmissionState::large_reviews`]): parsed, a review takes ten to thirty times its
+/// size in memory, and several megabyte-sized ones at once would outgrow the container's limit.
 const INLINE_LIMIT: usize = 256 * 1024;
 
 /// What the admission endpoints share.
@@ -47,6 +49,8 @@ pub struct AdmissionState {
     /// Set on SIGTERM: answers carry `Connection: close`, so the API server moves its
     /// keep-alive connections to a replica that is not going away.
     pub draining: Arc<AtomicBool>,
+    /// One permit: reviews larger than `INLINE_LIMIT` are parsed and answered one at a time.
+    pub large_reviews: Arc<tokio::sync::Semaphore>,
 }
 
 /// The router of the admission port.
@@ -103,7 +107,9 @@ async fn answer(state: Arc<AdmissionState>, endpoint: Endpoint, request: Request
             state
                 .metrics
                 .request(name, answer.outcome, started.elapsed());
-            if endpoint == Endpoint::Mutate {
+            // A dry run (`kubectl apply --dry-run=server`) persists nothing: no pod was
+            // injected or skipped.
+            if endpoint == Endpoint::Mutate && request.dry_run != Some(true) {
                 if answer.outcome == "mutated" {
                     state.metrics.injection(state.mode.as_str());
                 } else {
@@ -137,17 +143,31 @@ async fn review(
     let deadline = timeout::from_query(request.uri().query())
         .map_err(|err| Refusal::bad_request(err.to_string()))?;
     let body = read_body(request, state.max_body_bytes, deadline).await?;
-    let parsed = admission::parse(&body)
-        .map_err(|err| Refusal::bad_request(sidekiq_guard::errors::chain(&err)))?;
     if body.len() <= INLINE_LIMIT {
+        let parsed = parse(&body)?;
         let answer = respond(state, &parsed, endpoint);
         return Ok((answer, parsed));
     }
-    drop(body);
+    let permit = tokio::time::timeout(deadline, Arc::clone(&state.large_reviews).acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "ServiceUnavailable",
+            result: "busy",
+            message: format!(
+                "other large reviews were being answered for the request's whole timeout of {}",
+                seconds_text(deadline)
+            ),
+        })?;
     let state = Arc::clone(state);
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let parsed = parse(&body)?;
+        drop(body);
         let answer = respond(&state, &parsed, endpoint);
-        (answer, parsed)
+        Ok((answer, parsed))
     })
     .await
     .map_err(|err| Refusal {
@@ -155,7 +175,11 @@ async fn review(
         reason: "InternalError",
         result: "internal-error",
         message: format!("the review could not be completed: {err}"),
-    })
+    })?
+}
+
+fn parse(body: &[u8]) -> Result<AdmissionRequest, Refusal> {
+    admission::parse(body).map_err(|err| Refusal::bad_request(sidekiq_guard::errors::chain(&err)))
 }
 
 fn respond(state: &AdmissionState, request: &AdmissionRequest, endpoint: Endpoint) -> Answer {
@@ -221,11 +245,14 @@ fn log_answer(
         ($level:ident) => {
             tracing::$level!(
                 endpoint,
-                uid = %request.uid,
-                operation = %request.operation,
-                kind = %request.kind.kind,
+                // As `&str`, not `%`: the text format then quotes and escapes them, so a
+                // crafted uid or name cannot forge a log line.
+                uid = request.uid.as_str(),
+                operation = request.operation.as_str(),
+                kind = request.kind.kind.as_str(),
                 namespace = request.namespace.as_deref().unwrap_or(""),
-                name = %object_name(request),
+                name = object_name(request).as_str(),
+                dry_run = request.dry_run == Some(true),
                 decision = answer.outcome,
                 allowed = answer.response.allowed,
                 patched = answer.response.patch.is_some(),

@@ -99,9 +99,8 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
     });
 
     let bind_error = |addr| move |source| ServeError::Bind { addr, source };
-    let health_listener = tokio::net::TcpListener::bind(config.health_addr)
-        .await
-        .map_err(bind_error(config.health_addr))?;
+    let health_listener =
+        std::net::TcpListener::bind(config.health_addr).map_err(bind_error(config.health_addr))?;
     let admission_listener =
         std::net::TcpListener::bind(config.addr).map_err(bind_error(config.addr))?;
     let health_addr = health_listener
@@ -117,14 +116,13 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
         "listening"
     );
 
-    let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+    let health_handle = Handle::new();
     let health_server = tokio::spawn(
-        axum::serve(health_listener, health::router(Arc::clone(&health)))
-            .with_graceful_shutdown(async {
-                let _ = health_stopped.await;
-            })
-            .into_future(),
+        server::http(health_listener, health_handle.clone())
+            .map_err(bind_error(config.health_addr))?
+            .serve(health::router(Arc::clone(&health)).into_make_service()),
     );
+    let stop_health = || health_handle.graceful_shutdown(Some(Duration::from_secs(1)));
 
     let mut watcher = Watcher::new(
         config.cert.clone(),
@@ -141,7 +139,7 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
         _ = signals.changed() => {
             tracing::info!("signal received before start-up finished; exiting");
             watcher.abort();
-            let _ = stop_health.send(());
+            stop_health();
             let _ = health_server.await;
             return Ok(());
         }
@@ -154,6 +152,7 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
         max_body_bytes: config.max_body_bytes,
         metrics: Arc::clone(&metrics),
         draining: Arc::clone(&draining),
+        large_reviews: Arc::new(tokio::sync::Semaphore::new(1)),
     });
     let tls_config = tls::server_config(Arc::clone(&certs) as _).map_err(ServeError::Tls)?;
     let handle = Handle::new();
@@ -168,7 +167,7 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
         _ = signals.changed() => {}
         result = &mut admission_server => {
             watcher.abort();
-            let _ = stop_health.send(());
+            stop_health();
             return Err(ServeError::Server {
                 port: "admission",
                 source: flatten(result),
@@ -202,7 +201,7 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
         admission_server.abort();
     }
     watcher.abort();
-    let _ = stop_health.send(());
+    stop_health();
     let _ = tokio::time::timeout(Duration::from_secs(1), health_server).await;
     tracing::info!(open_connections = handle.connection_count(), "stopped");
     Ok(())

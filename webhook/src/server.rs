@@ -1,5 +1,6 @@
 //! The HTTPS server of the admission port, built one way for the webhook and for the benchmark's
-//! floor server, so that the two differ only in their handlers.
+//! floor server, so that the two differ only in their handlers; and the plain server of the
+//! health port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,25 @@ pub fn https(
         RustlsAcceptor::new(RustlsConfig::from_config(tls)).handshake_timeout(HANDSHAKE_TIMEOUT);
     let mut server = axum_server::from_tcp(listener)?
         .acceptor(acceptor)
+        .handle(handle)
+        .http1_only()
+        .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    Ok(server)
+}
+
+/// A plain HTTP/1.1 server on `listener` (the health port), with the same limits on slow or
+/// silent clients as the admission port: the kubelet's probes and Prometheus reach it, and a
+/// client that holds connections open without sending must not exhaust the process's files.
+pub fn http(
+    listener: std::net::TcpListener,
+    handle: Handle<SocketAddr>,
+) -> std::io::Result<axum_server::Server<SocketAddr>> {
+    listener.set_nonblocking(true)?;
+    let mut server = axum_server::from_tcp(listener)?
         .handle(handle)
         .http1_only()
         .first_request_timeout(FIRST_REQUEST_TIMEOUT);

@@ -454,6 +454,15 @@ async fn metrics_and_logs_record_each_decision() {
     )
     .await
     .unwrap();
+    // A dry run (`kubectl apply --dry-run=server`) is answered the same, but injects nothing.
+    let mut dry = common::json("tests/data/admission/create-pod-rails-worker.json");
+    dry["request"]["dryRun"] = json!(true);
+    dry["request"]["uid"] = json!("0dd1e7a5-0000-4000-8000-00000000d41e");
+    let answer = conn
+        .post("/mutate", serde_json::to_vec(&dry).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer.json()["response"]["patchType"], "JSONPatch");
     conn.post(
         "/validate",
         common::read("tests/data/admission/create-rails-worker.json"),
@@ -464,7 +473,7 @@ async fn metrics_and_logs_record_each_decision() {
     assert_eq!(
         metric("sidekiq_guard_webhook_requests_total{endpoint=\"mutate\",result=\"mutated\"}")
             .await,
-        3.0
+        4.0
     );
     assert_eq!(
         metric("sidekiq_guard_webhook_requests_total{endpoint=\"mutate\",result=\"no-sidekiq\"}")
@@ -486,7 +495,7 @@ async fn metrics_and_logs_record_each_decision() {
     );
     assert_eq!(
         metric("sidekiq_guard_webhook_request_duration_seconds_count{endpoint=\"mutate\"}").await,
-        4.0
+        5.0
     );
     assert_eq!(
         metric("sidekiq_guard_webhook_build_info{version=\"0.1.0\",sidecar_mode=\"native\"}").await,
@@ -511,9 +520,39 @@ async fn metrics_and_logs_record_each_decision() {
     assert_eq!(line["operation"], "CREATE");
     assert_eq!(line["allowed"], true);
     assert_eq!(line["level"], "INFO");
+    assert_eq!(line["dry_run"], false);
+    let lines = setup.webhook.wait_logs_with("admission", 5).await;
+    let dry = lines
+        .iter()
+        .find(|l| l["uid"] == "0dd1e7a5-0000-4000-8000-00000000d41e")
+        .expect("the dry run is logged");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["decision"], "mutated");
     let all = setup.webhook.logs.lock().unwrap().clone();
     assert!(
         !all.iter().any(|l| l.to_string().contains("PRIVATE KEY")),
         "a key leaked into the logs"
     );
+}
+
+#[tokio::test]
+async fn the_health_port_closes_connections_that_send_no_request() {
+    let setup = start(WARN, &[]);
+    setup
+        .webhook
+        .wait_ready(true, Duration::from_secs(10))
+        .await;
+    // A client that connects and says nothing (or drips a request forever) must not hold a
+    // connection, and a file, of the port the kubelet probes.
+    let mut silent = tokio::net::TcpStream::connect(setup.webhook.health)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(20), silent.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the silent connection is still open: {read:?}"
+    );
+    let (status, _) = setup.webhook.health_get("/livez").await;
+    assert_eq!(status, 200);
 }
