@@ -201,7 +201,11 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
         detect::set_at_run_time(sidekiq, container.via_shell, value)
     });
     let settings = Settings::resolve(ctx.policy, &overrides, &flags);
-    let grace = Grace::compute(&settings);
+    let prestop = prestop::classify(sidekiq);
+    let grace = match prestop.fixed_sleep() {
+        Some(hook) => Grace::compute(&settings).with_fixed_hook(hook, &settings),
+        None => Grace::compute(&settings),
+    };
     let port = choose_port(&workload, &settings);
     let redis = sidecar::redis_env(sidekiq);
     let state = PodState {
@@ -209,7 +213,7 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
             .spec
             .get("terminationGracePeriodSeconds")
             .and_then(Value::as_u64),
-        prestop: prestop::classify(sidekiq),
+        prestop,
         startup: probe_state(sidekiq, "startupProbe"),
         readiness: probe_state(sidekiq, "readinessProbe"),
         liveness: probe_state(sidekiq, "livenessProbe"),
@@ -446,6 +450,18 @@ mod tests {
             used.keys().copied().collect::<Vec<_>>(),
             vec![7434, 7436, 7437]
         );
+    }
+
+    #[test]
+    fn a_kept_prestop_that_sleeps_past_the_drain_budget_lengthens_the_grace() {
+        let object = pod(
+            json!({"sidekiq-guard.io/longest-job": "2m"}),
+            json!([{"name": "w", "command": ["sidekiq", "-t", "30"],
+                    "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep 600"]}}}}]),
+        );
+        let analysis = analysis(&object);
+        assert_eq!(analysis.grace.drain_budget, 140);
+        assert_eq!(analysis.grace.required, 600 + 30 + 5);
     }
 
     #[test]

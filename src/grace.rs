@@ -56,6 +56,36 @@ impl Grace {
     }
 }
 
+impl Grace {
+    /// The grace period when the pod keeps a preStop hook of its own that always takes `hook`
+    /// seconds: the kubelet sends SIGTERM only once the hook returns (or, if it outlasts the
+    /// grace period, sends SIGKILL two seconds after SIGTERM, when Sidekiq cannot requeue
+    /// anything). A hook longer than the drain budget takes its place in the sum.
+    pub fn with_fixed_hook(self, hook: u64, settings: &Settings) -> Self {
+        if hook <= self.drain_budget {
+            return self;
+        }
+        let required = self.required - self.drain_budget + hook;
+        let timeout = &settings.shutdown_timeout;
+        let mut explanation = format!(
+            "{required}s = the preStop hook's fixed sleep {} (longer than the drain budget {}) + shutdown timeout {} ({}) + exit allowance {}",
+            Secs(hook),
+            Secs(self.drain_budget),
+            Secs(timeout.value),
+            timeout.source,
+            Secs(EXIT_ALLOWANCE_SECS),
+        );
+        if settings.margin > 0 {
+            explanation.push_str(&format!(" + policy margin {}", Secs(settings.margin)));
+        }
+        Self {
+            drain_budget: self.drain_budget,
+            required,
+            explanation,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +120,22 @@ mod tests {
             "350s = quiet latency 20s + longest job 5m (annotation sidekiq-guard.io/longest-job) \
              + shutdown timeout 25s (policy default shutdownTimeout) + exit allowance 5s"
         );
+    }
+
+    #[test]
+    fn a_kept_hook_that_sleeps_longer_than_the_drain_budget_takes_its_place() {
+        let settings = settings(120, 30, 0);
+        let grace = Grace::compute(&settings);
+        assert_eq!(grace.required, 20 + 120 + 30 + 5);
+        let longer = grace.clone().with_fixed_hook(600, &settings);
+        assert_eq!(longer.required, 600 + 30 + 5);
+        assert_eq!(longer.drain_budget, 140);
+        assert_eq!(
+            longer.explanation,
+            "635s = the preStop hook's fixed sleep 10m (longer than the drain budget 2m20s) \
+             + shutdown timeout 30s (policy default shutdownTimeout) + exit allowance 5s"
+        );
+        assert_eq!(grace.clone().with_fixed_hook(60, &settings), grace);
     }
 
     #[test]

@@ -46,6 +46,15 @@ pub enum PreStop {
 }
 
 impl PreStop {
+    /// Seconds the hook always takes, when it sleeps a fixed time: the kubelet sends SIGTERM
+    /// only after it returns.
+    pub fn fixed_sleep(&self) -> Option<u64> {
+        match self {
+            PreStop::QuietThenSleep { sleep } | PreStop::SleepOnly { sleep } => Some(*sleep),
+            _ => None,
+        }
+    }
+
     /// Whether the hook stops Sidekiq from fetching new jobs.
     pub fn quiets(&self) -> bool {
         matches!(

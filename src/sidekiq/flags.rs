@@ -261,9 +261,9 @@ impl Flags {
             return;
         }
         match opt {
-            Opt::Timeout => match value.parse::<u64>() {
-                Ok(secs) => self.timeout = Some(Timeout::Seconds(secs)),
-                Err(_) => {
+            Opt::Timeout => match ruby_integer(&value) {
+                Some(secs) => self.timeout = Some(Timeout::Seconds(secs)),
+                None => {
                     self.timeout = Some(Timeout::Invalid);
                     self.problem(
                         flag,
@@ -272,8 +272,8 @@ impl Flags {
                     );
                 }
             },
-            Opt::Concurrency => match value.parse::<u32>() {
-                Ok(n) if n > 0 => self.concurrency = Some(n),
+            Opt::Concurrency => match ruby_integer(&value).and_then(|n| u32::try_from(n).ok()) {
+                Some(n) if n > 0 => self.concurrency = Some(n),
                 _ => self.problem(
                     flag,
                     Some(value),
@@ -301,6 +301,37 @@ impl Flags {
     }
 }
 
+/// Reads a number as Ruby's `Integer()` does, which is how Sidekiq reads `-t` and `-c`:
+/// surrounding whitespace, a `+` sign, the prefixes `0x`, `0b`, `0o`, `0d` and a leading `0`
+/// for octal, single underscores between digits (`1_000`). `None` for anything Ruby refuses,
+/// and for negative values, which no timeout or thread count can be.
+fn ruby_integer(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let text = text.strip_prefix('+').unwrap_or(text);
+    let prefix = text.get(..2).map(str::to_ascii_lowercase);
+    let (radix, digits) = match prefix.as_deref() {
+        Some("0x") => (16, &text[2..]),
+        Some("0b") => (2, &text[2..]),
+        Some("0o") => (8, &text[2..]),
+        Some("0d") => (10, &text[2..]),
+        // `010` is octal 8, and `0_10` too.
+        _ if text.len() > 1 && text.starts_with('0') => {
+            let rest = &text[1..];
+            (8, rest.strip_prefix('_').unwrap_or(rest))
+        }
+        _ => (10, text),
+    };
+    let bytes = digits.as_bytes();
+    let well_separated = bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && !digits.contains("__");
+    if !well_separated {
+        return None;
+    }
+    let plain: String = digits.chars().filter(|c| *c != '_').collect();
+    u64::from_str_radix(&plain, radix).ok()
+}
+
 fn parse_queue(text: &str) -> Option<Queue> {
     let (name, weight) = match text.split_once(',') {
         Some((name, weight)) => (name, Some(weight.trim().parse().ok()?)),
@@ -316,6 +347,37 @@ fn parse_queue(text: &str) -> Option<Queue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rstest::rstest]
+    #[case("30", Some(30))]
+    #[case(" 30 ", Some(30))]
+    #[case("+30", Some(30))]
+    #[case("0x1e", Some(30))]
+    #[case("0X1E", Some(30))]
+    #[case("0b11110", Some(30))]
+    #[case("0o36", Some(30))]
+    #[case("036", Some(30))]
+    #[case("0_36", Some(30))]
+    #[case("0d30", Some(30))]
+    #[case("1_0", Some(10))]
+    #[case("0", Some(0))]
+    #[case("08", None)]
+    #[case("1__0", None)]
+    #[case("_10", None)]
+    #[case("10_", None)]
+    #[case("0x", None)]
+    #[case("0x_1e", None)]
+    #[case("-5", None)]
+    #[case("+-5", None)]
+    #[case("1.5", None)]
+    #[case("", None)]
+    #[case("30s", None)]
+    fn numbers_are_read_as_rubys_integer_reads_them(
+        #[case] text: &str,
+        #[case] expected: Option<u64>,
+    ) {
+        assert_eq!(ruby_integer(text), expected);
+    }
     use proptest::prelude::*;
     use rstest::rstest;
 
