@@ -300,6 +300,18 @@ pub(crate) fn is_list(value: &Value) -> bool {
         && value.get("items").is_some_and(Value::is_array)
 }
 
+/// Whether a string in `value` has a line that starts with a tab.
+fn has_tab_led_line(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.starts_with('\t') || text.contains("\n\t"),
+        Value::Array(items) => items.iter().any(has_tab_led_line),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, value)| key.starts_with('\t') || has_tab_led_line(value)),
+        _ => false,
+    }
+}
+
 /// Writes documents in `format`.
 pub(crate) fn write(
     out: &mut dyn Write,
@@ -308,9 +320,23 @@ pub(crate) fn write(
 ) -> Result<(), ManifestError> {
     match format {
         Format::Yaml => {
-            let text =
-                serde_saphyr::to_string_multiple(documents).map_err(ManifestError::WriteYaml)?;
-            out.write_all(text.as_bytes()).map_err(ManifestError::Write)
+            for (index, document) in documents.iter().enumerate() {
+                if index > 0 {
+                    out.write_all(b"---\n").map_err(ManifestError::Write)?;
+                }
+                // A block scalar (`|`) whose line starts with a tab is valid YAML, but Go's
+                // parser (kubectl, kustomize) refuses it: such a document gets quoted strings.
+                let options = if has_tab_led_line(document) {
+                    serde_saphyr::ser_options! { prefer_block_scalars: false }
+                } else {
+                    serde_saphyr::SerializerOptions::default()
+                };
+                let text = serde_saphyr::to_string_with_options(document, options)
+                    .map_err(ManifestError::WriteYaml)?;
+                out.write_all(text.as_bytes())
+                    .map_err(ManifestError::Write)?;
+            }
+            Ok(())
         }
         Format::Json => {
             let list;
@@ -432,6 +458,27 @@ mod tests {
         write(&mut out, &docs, Format::Yaml).unwrap();
         let back: Vec<Value> =
             serde_saphyr::from_multiple(std::str::from_utf8(&out).unwrap()).unwrap();
+        assert_eq!(back, docs);
+    }
+
+    #[test]
+    fn strings_with_tab_led_lines_are_quoted_not_block_scalars() {
+        let docs = vec![
+            json!({"kind": "ConfigMap", "data": {"q.sql": "\tSELECT 1;\n", "script": "a\n\tb\n"}}),
+            json!({"kind": "B", "data": {"plain": "x\ny\n"}}),
+        ];
+        let mut out = Vec::new();
+        write(&mut out, &docs, Format::Yaml).unwrap();
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            !text
+                .lines()
+                .any(|line| line.trim_start_matches(' ').starts_with('\t')),
+            "{text}"
+        );
+        // Other documents keep their block scalars.
+        assert!(text.contains("plain: |"), "{text}");
+        let back: Vec<Value> = serde_saphyr::from_multiple(text).unwrap();
         assert_eq!(back, docs);
     }
 

@@ -345,3 +345,40 @@ fn a_closed_stdout_is_not_an_error() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn inject_output_is_read_by_kubectls_own_yaml_parser() {
+    // kubectl and kustomize parse YAML with Go's parser, stricter than YAML itself about tabs:
+    // the mutated stream must go through `kubectl kustomize` (offline) unchanged in content.
+    let config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: build\ndata:\n  q.sql: \"\\tSELECT 1;\\n\"\n  script: \"set -e\\n\\tbundle exec rake\\n\"\n";
+    let worker =
+        std::fs::read_to_string(root().join("manifests/examples/report-worker.yaml")).unwrap();
+    let out = run(
+        &["inject", "-f", "-"],
+        Some(&format!("{config_map}---\n{worker}")),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("out.yaml"), &out.stdout).unwrap();
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "resources: [out.yaml]\n",
+    )
+    .unwrap();
+    let built = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "kubectl cannot read the output: {}\n{}",
+        text(&built.stderr),
+        text(&out.stdout)
+    );
+    let docs = yaml_docs(&text(&built.stdout));
+    let map = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    assert_eq!(map["data"]["q.sql"], "\tSELECT 1;\n");
+    assert_eq!(map["data"]["script"], "set -e\n\tbundle exec rake\n");
+    assert!(docs.iter().any(|d| d["kind"] == "Deployment"));
+}
