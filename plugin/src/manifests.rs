@@ -104,32 +104,80 @@ pub(crate) fn read(
     recursive: bool,
     stdin: &mut dyn Read,
 ) -> Result<Input, ManifestError> {
+    read_each(paths, recursive, stdin, &mut Err)
+}
+
+/// Like [`read`], but a file that cannot be read or parsed does not stop the others: its error
+/// goes to `failed`, as `kubectl apply -f DIR` reports a bad file and applies the rest.
+pub(crate) fn read_leniently(
+    paths: &[PathBuf],
+    recursive: bool,
+    stdin: &mut dyn Read,
+    failed: &mut Vec<ManifestError>,
+) -> Input {
+    let mut keep = |err| {
+        failed.push(err);
+        Ok(())
+    };
+    // The sink never fails, so neither does the read.
+    read_each(paths, recursive, stdin, &mut keep).unwrap_or(Input {
+        documents: Vec::new(),
+        format: Format::Yaml,
+    })
+}
+
+/// Reads every file of `paths`; each file's error goes to `on_error`, which ends the read by
+/// returning it or lets it go on.
+fn read_each(
+    paths: &[PathBuf],
+    recursive: bool,
+    stdin: &mut dyn Read,
+    on_error: &mut dyn FnMut(ManifestError) -> Result<(), ManifestError>,
+) -> Result<Input, ManifestError> {
     let mut documents = Vec::new();
     let mut all_json = true;
     for path in paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
-            stdin
+            let read = stdin
                 .read_to_string(&mut text)
                 .map_err(|source| ManifestError::Read {
                     path: "stdin".into(),
                     source,
-                })?;
-            all_json &= parse(&text, "stdin", None, &mut documents)?;
+                })
+                .and_then(|_| parse(&text, "stdin", None, &mut documents));
+            match read {
+                Ok(json) => all_json &= json,
+                Err(err) => on_error(err)?,
+            }
             continue;
         }
-        for file in files(path, recursive)? {
+        let listed = match files(path, recursive) {
+            Ok(listed) => listed,
+            Err(err) => {
+                on_error(err)?;
+                continue;
+            }
+        };
+        for file in listed {
             let name = file.display().to_string();
-            let text = fs::read_to_string(&file).map_err(|source| ManifestError::Read {
-                path: name.clone(),
-                source,
-            })?;
-            all_json &= parse(
-                &text,
-                &name,
-                file.extension().and_then(|e| e.to_str()),
-                &mut documents,
-            )?;
+            let read = fs::read_to_string(&file)
+                .map_err(|source| ManifestError::Read {
+                    path: name.clone(),
+                    source,
+                })
+                .and_then(|text| {
+                    parse(
+                        &text,
+                        &name,
+                        file.extension().and_then(|e| e.to_str()),
+                        &mut documents,
+                    )
+                });
+            match read {
+                Ok(json) => all_json &= json,
+                Err(err) => on_error(err)?,
+            }
         }
     }
     Ok(Input {
@@ -259,12 +307,34 @@ fn push_documents(
                 found: sidekiq_guard::workload::json_type(&value),
             });
         }
+        let mut value = value;
+        whole_numbers(&mut value);
         documents.push(Document {
             source: source_name,
             value,
         });
     }
     Ok(())
+}
+
+/// Turns floats without a fraction (`1000.0`, `1e3`) into integers, as kubectl's YAML-to-JSON
+/// conversion does before the API server reads an integer field: a grace period written
+/// `1e3` is 1000 seconds, not an absent one.
+fn whole_numbers(value: &mut Value) {
+    match value {
+        Value::Number(number) => {
+            let whole = number
+                .as_f64()
+                .filter(|f| number.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15);
+            if let Some(float) = whole {
+                // Exact: within ±2^53 every whole float is an integer.
+                *value = Value::from(float as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
 }
 
 /// An item of `list` with the kind and apiVersion of a typed list (`DeploymentList`, as the API
@@ -459,6 +529,23 @@ mod tests {
         let back: Vec<Value> =
             serde_saphyr::from_multiple(std::str::from_utf8(&out).unwrap()).unwrap();
         assert_eq!(back, docs);
+    }
+
+    #[test]
+    fn whole_floats_are_read_as_integers_as_kubectl_reads_them() {
+        let mut documents = Vec::new();
+        parse(
+            "kind: Pod\nspec: {terminationGracePeriodSeconds: 1e3, a: 1000.0, b: 1.5, c: -2.0, d: 7}\n",
+            "pod.yaml",
+            Some("yaml"),
+            &mut documents,
+        )
+        .unwrap();
+        assert_eq!(
+            documents[0].value["spec"],
+            json!({"terminationGracePeriodSeconds": 1000, "a": 1000, "b": 1.5, "c": -2, "d": 7})
+        );
+        assert!(documents[0].value["spec"]["a"].is_i64());
     }
 
     #[test]

@@ -82,7 +82,15 @@ pub(crate) fn run(
     color: bool,
 ) -> Result<bool, Error> {
     let offline = Offline::load(args.files.policy.as_deref(), args.sidecar_mode)?;
-    let input = manifests::read(&args.files.files, args.files.recursive, stdin)?;
+    // A CI gate over a repository: a file that cannot be read, or a workload of the wrong
+    // shape, is reported and fails the run (exit 2), but does not hide the others' findings.
+    let mut unreadable = Vec::new();
+    let input = manifests::read_leniently(
+        &args.files.files,
+        args.files.recursive,
+        stdin,
+        &mut unreadable,
+    );
     let perspective = if args.as_injected {
         Perspective::AsInjected
     } else {
@@ -90,11 +98,32 @@ pub(crate) fn run(
     };
     let mut objects = Vec::new();
     for Document { source, value } in &input.documents {
-        validate_value(value, source, &offline, perspective, &mut objects, err)?;
+        validate_value(
+            value,
+            source,
+            &offline,
+            perspective,
+            &mut objects,
+            &mut unreadable,
+            err,
+        )?;
     }
     let report = Report::new(objects);
     print(&report, args.report.output, out, color)?;
-    report.summarise(err)
+    let failed = report.summarise(err)?;
+    match unreadable.len() {
+        0 => Ok(failed),
+        1 => Err(unreadable.remove(0).into()),
+        count => {
+            for problem in &unreadable {
+                writeln!(err, "error: {}", sidekiq_guard::errors::chain(problem))
+                    .map_err(Error::Output)?;
+            }
+            Err(Error::Usage(format!(
+                "{count} input(s) could not be read; the findings above cover the rest"
+            )))
+        }
+    }
 }
 
 fn validate_value(
@@ -103,6 +132,7 @@ fn validate_value(
     offline: &Offline,
     perspective: Perspective,
     objects: &mut Vec<ObjectReport>,
+    unreadable: &mut Vec<ManifestError>,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
     if manifests::is_list(value) {
@@ -113,6 +143,7 @@ fn validate_value(
                 offline,
                 perspective,
                 objects,
+                unreadable,
                 err,
             )?;
         }
@@ -125,11 +156,11 @@ fn validate_value(
         malformed @ WorkloadError::Malformed { missing: false, .. },
     )) = &review.outcome
     {
-        return Err(ManifestError::Unreadable {
+        unreadable.push(ManifestError::Unreadable {
             source_name: source.to_owned(),
             source: malformed.clone(),
-        }
-        .into());
+        });
+        return Ok(());
     }
     if let Outcome::Skipped(_) = review.outcome {
         // Not ours; a malformed workload is worth a line on stderr.

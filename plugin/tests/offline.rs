@@ -274,8 +274,50 @@ fn bad_input_is_exit_2_with_a_clear_message() {
         let out = run(args, *stdin);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = text(&out.stderr);
-        assert!(stderr.starts_with(expected), "{args:?}: {stderr}");
+        // validate prints its summary of what it could read first.
+        let message = stderr
+            .strip_prefix("0 Sidekiq workload(s): 0 error(s), 0 warning(s), 0 info\n")
+            .unwrap_or(&stderr);
+        assert!(message.starts_with(expected), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn one_bad_file_fails_validate_without_hiding_the_others_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["rails-worker.yaml", "report-worker.yaml"] {
+        std::fs::copy(
+            root().join("manifests/examples").join(name),
+            dir.path().join(name),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("zz-broken.yaml"), "kind: [\n").unwrap();
+    std::fs::write(
+        dir.path().join("zz-shape.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec: {template: {spec: {containers: {name: sidekiq}}}}\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let out = run(&["validate", "-f", path, "-o", "json"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["rails-worker", "report-worker"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("error: {path}/zz-broken.yaml: not valid YAML"))
+            && stderr.contains(&format!("error: {path}/zz-shape.yaml: cannot validate"))
+            && stderr.ends_with(
+                "error: 2 input(s) could not be read; the findings above cover the rest\n"
+            ),
+        "{stderr}"
+    );
 }
 
 #[test]
