@@ -126,6 +126,92 @@ pub struct Workload<'a> {
     pub containers: &'a [Value],
 }
 
+/// The first field of the pod template that this project reads and that has the wrong type
+/// (JSON pointer, what it must be). The API server refuses such an object before any webhook
+/// sees it; offline, a manifest slip (`command: "bundle exec sidekiq"`, an annotation written as
+/// a number) must be an input error, not a workload read as if the field were absent.
+fn wrong_shape(template: &Value, base: &str) -> Option<(String, &'static str)> {
+    if let Some(annotations) = template
+        .pointer("/metadata/annotations")
+        .filter(|v| !v.is_null())
+    {
+        let Some(map) = annotations.as_object() else {
+            return Some((format!("{base}/metadata/annotations"), "a map of strings"));
+        };
+        if let Some((key, _)) = map.iter().find(|(_, v)| !v.is_string()) {
+            return Some((
+                format!("{base}/metadata/annotations/{}", pointer_escape(key)),
+                "a string (quote it)",
+            ));
+        }
+    }
+    let spec = template.get("spec")?;
+    if present(spec, "terminationGracePeriodSeconds").is_some_and(|v| !v.is_u64() && !v.is_i64()) {
+        return Some((
+            format!("{base}/spec/terminationGracePeriodSeconds"),
+            "a whole number of seconds",
+        ));
+    }
+    for list in ["containers", "initContainers"] {
+        let Some(containers) = present(spec, list) else {
+            continue;
+        };
+        let Some(containers) = containers.as_array() else {
+            return Some((format!("{base}/spec/{list}"), "a list"));
+        };
+        for (index, container) in containers.iter().enumerate() {
+            let at = |field: &str| format!("{base}/spec/{list}/{index}/{field}");
+            if !container.is_object() {
+                return Some((at("").trim_end_matches('/').to_owned(), "an object"));
+            }
+            for field in ["command", "args"] {
+                if present(container, field).is_some_and(|v| {
+                    v.as_array()
+                        .is_none_or(|words| !words.iter().all(Value::is_string))
+                }) {
+                    return Some((at(field), "a list of strings"));
+                }
+            }
+            for field in ["env", "envFrom", "ports"] {
+                if present(container, field).is_some_and(|v| {
+                    v.as_array()
+                        .is_none_or(|items| !items.iter().all(Value::is_object))
+                }) {
+                    return Some((at(field), "a list of objects"));
+                }
+            }
+            for field in [
+                "lifecycle",
+                "livenessProbe",
+                "readinessProbe",
+                "startupProbe",
+            ] {
+                if present(container, field).is_some_and(|v| !v.is_object()) {
+                    return Some((at(field), "an object"));
+                }
+            }
+            if let Some(lifecycle) = present(container, "lifecycle") {
+                for hook in ["preStop", "postStart"] {
+                    if present(lifecycle, hook).is_some_and(|v| !v.is_object()) {
+                        return Some((at(&format!("lifecycle/{hook}")), "an object"));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `value[key]` unless absent or null (which Kubernetes reads as absent).
+fn present<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
+    value.get(key).filter(|v| !v.is_null())
+}
+
+/// A key as a JSON pointer token (`~` and `/` escaped).
+fn pointer_escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 impl<'a> Workload<'a> {
     /// Locates the pod template of `object`.
     pub fn locate(object: &'a Value) -> Result<Self, WorkloadError> {
@@ -156,6 +242,9 @@ impl<'a> Workload<'a> {
             .and_then(Value::as_array)
             .filter(|list| !list.is_empty())
             .ok_or_else(|| malformed(&format!("{spec_path}/containers"), "a non-empty list"))?;
+        if let Some((pointer, expected)) = wrong_shape(template, kind.template_pointer()) {
+            return Err(malformed(&pointer, expected));
+        }
         Ok(Self {
             kind,
             object,
@@ -308,8 +397,24 @@ pub fn display_name(object: &Value) -> String {
 }
 
 /// `/spec/template` → `spec.template`.
+/// A JSON pointer as the path users read in findings: `spec.containers[0].command`,
+/// `metadata.annotations["sidekiq-guard.io/longest-job"]`.
 fn dotted(pointer: &str) -> String {
-    pointer.trim_start_matches('/').replace('/', ".")
+    let mut out = String::new();
+    for token in pointer.split('/').filter(|t| !t.is_empty()) {
+        let key = token.replace("~1", "/").replace("~0", "~");
+        if key.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{key}]"));
+        } else if key.contains(['.', '/']) {
+            out.push_str(&format!("[{key:?}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&key);
+        }
+    }
+    out
 }
 
 /// How a JSON value's type reads in a sentence: `a list`, `a string`…
@@ -336,6 +441,35 @@ pub(crate) fn list<'a>(object: &'a Value, key: &str) -> &'a [Value] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rstest::rstest]
+    #[case(json!({"containers": [{"name": "w", "command": "bundle exec sidekiq"}]}), "spec.containers[0].command must be a list of strings")]
+    #[case(json!({"containers": [{"name": "w", "env": {"REDIS_URL": "redis://r"}}]}), "spec.containers[0].env must be a list of objects")]
+    #[case(json!({"containers": [{"name": "w", "lifecycle": {"preStop": "sleep 10"}}]}), "spec.containers[0].lifecycle.preStop must be an object")]
+    #[case(json!({"containers": [{"name": "w", "livenessProbe": true}]}), "spec.containers[0].livenessProbe must be an object")]
+    #[case(json!({"containers": [{"name": "w"}], "initContainers": [{"name": "i", "args": [1]}]}), "spec.initContainers[0].args must be a list of strings")]
+    #[case(json!({"containers": [{"name": "w"}], "terminationGracePeriodSeconds": "600"}), "spec.terminationGracePeriodSeconds must be a whole number of seconds")]
+    fn fields_of_the_wrong_type_are_named(#[case] spec: Value, #[case] expected: &str) {
+        let pod = json!({"kind": "Pod", "metadata": {"name": "w"}, "spec": spec});
+        let err = Workload::locate(&pod).unwrap_err().to_string();
+        assert!(err.ends_with(expected), "{err}");
+    }
+
+    #[test]
+    fn an_annotation_written_as_a_number_is_named_with_its_key() {
+        let pod = json!({"kind": "Pod", "metadata": {"name": "w", "annotations": {"sidekiq-guard.io/longest-job": 300}},
+                         "spec": {"containers": [{"name": "w"}]}});
+        let err = Workload::locate(&pod).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "metadata.annotations[\"sidekiq-guard.io/longest-job\"] must be a string (quote it)"
+            ),
+            "{err}"
+        );
+        let fine = json!({"kind": "Pod", "metadata": {"name": "w", "annotations": {"a": "1"}},
+                          "spec": {"containers": [{"name": "w", "command": null, "env": []}], "terminationGracePeriodSeconds": 30}});
+        assert!(Workload::locate(&fine).is_ok());
+    }
     use serde_json::json;
 
     fn spec() -> Value {
