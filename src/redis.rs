@@ -215,16 +215,18 @@ fn redact_query(host_and_tail: &str) -> String {
     let Some((path, query)) = host_and_tail.split_once('?') else {
         return host_and_tail.to_owned();
     };
+    // Every value but the database and protocol is hidden: a key may be percent-encoded
+    // (`p%61ss=`), which the Redis client decodes, so matching names like `pass` is not enough.
     let pairs: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((key, _))
-                if ["pass", "password", "user", "username"]
-                    .contains(&key.to_ascii_lowercase().as_str()) =>
+            Some((key, value))
+                if ["db", "protocol"].contains(&key.to_ascii_lowercase().as_str()) =>
             {
-                format!("{key}=***")
+                format!("{key}={value}")
             }
-            _ => pair.to_owned(),
+            Some((key, _)) => format!("{key}=***"),
+            None => pair.to_owned(),
         })
         .collect();
     format!("{path}?{}", pairs.join("&"))
@@ -815,7 +817,7 @@ mod tests {
             ("redis://:a?b#c/d@h:1/0", "redis://:***@h:1/0"),
             (
                 "redis://default:x/y@h/0?ssl=1",
-                "redis://default:***@h/0?ssl=1",
+                "redis://default:***@h/0?ssl=***",
             ),
             ("hunter2", "<not a URL, 7 characters>"),
             // Credentials redis-rs reads from the query.
@@ -830,6 +832,11 @@ mod tests {
             (
                 "redis://:pw@h/0?user=u&Pass=x",
                 "redis://:***@h/0?user=***&Pass=***",
+            ),
+            // A percent-encoded key is decoded by redis-rs: `p%61ss` is `pass`.
+            (
+                "redis+unix:///r.sock?p%61ss=p%40ss&db=1",
+                "redis+unix:///r.sock?p%61ss=***&db=1",
             ),
         ] {
             assert_eq!(redact_url(url), shown);

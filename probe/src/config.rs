@@ -70,7 +70,15 @@ pub(crate) struct Args {
     /// For rediss:// URLs: accept the server's certificate unverified (self-signed servers such
     /// as Heroku Redis, where Sidekiq is configured with `verify_mode: VERIFY_NONE`). A private CA
     /// is better given with SSL_CERT_FILE.
-    #[arg(long, env = "SIDEKIQ_GUARD_REDIS_TLS_INSECURE")]
+    #[arg(
+        long,
+        env = "SIDEKIQ_GUARD_REDIS_TLS_INSECURE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = boolish
+    )]
     pub(crate) redis_tls_insecure: bool,
 
     /// Limit on connecting to Redis.
@@ -230,6 +238,19 @@ fn resolve_hostname(args: &Args) -> anyhow::Result<(String, HostnameSource)> {
     bail!("cannot tell this pod's hostname: set --hostname (SIDEKIQ_GUARD_HOSTNAME)")
 }
 
+/// A yes/no setting as environment variables write it: `true`, `1`, `yes`, `on` (any case) or
+/// `false`, `0`, `no`, `off` and the empty string. A manifest's `value: "1"` must not stop the
+/// sidecar from starting.
+fn boolish(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "y" | "on" => Ok(true),
+        "false" | "0" | "no" | "n" | "off" | "" => Ok(false),
+        _ => Err(format!(
+            "{text:?} is not a yes or no: expected true, false, 1, 0, yes, no, on or off"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +270,37 @@ mod tests {
     /// The flags' defaults are written as text for `--help`; they must stay the core's values,
     /// so that a probe started by hand behaves like one the webhook injects for a pod that
     /// declares nothing.
+    #[test]
+    fn the_tls_insecure_switch_reads_as_manifests_write_it() {
+        let parse = |extra: &[&str]| {
+            Args::try_parse_from(["sidekiq-guard-probe"].iter().chain(extra))
+                .map(|a| a.redis_tls_insecure)
+        };
+        assert_eq!(parse(&[]).unwrap(), false);
+        assert_eq!(parse(&["--redis-tls-insecure"]).unwrap(), true);
+        for (value, expected) in [
+            ("1", true),
+            ("Yes", true),
+            ("on", true),
+            ("0", false),
+            ("no", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                parse(&[&format!("--redis-tls-insecure={value}")]).unwrap(),
+                expected,
+                "{value:?}"
+            );
+        }
+        let err = parse(&["--redis-tls-insecure=maybe"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected true, false, 1, 0, yes, no, on or off"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn defaults_are_the_cores() {
         let args = Args::try_parse_from(["sidekiq-guard-probe"]).unwrap();

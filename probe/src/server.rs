@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -18,6 +19,7 @@ use sidekiq_guard::probe::drain::State;
 use sidekiq_guard::probe::report::{self, DrainReport, PodReport, RedisReport, Status};
 use sidekiq_guard::probe::{Now, health};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use crate::metrics::RequestLabels;
@@ -26,16 +28,34 @@ use crate::monitor::{Handle, Snapshot};
 /// How long in-flight requests may finish after the server stops accepting.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// Connections served at once. The kubelet opens one per probe and the preStop hook one per
+/// drain; beyond this, further clients wait in the listen backlog rather than each holding a
+/// read buffer in a sidecar with a 32 MiB limit.
+const MAX_CONNECTIONS: usize = 128;
+
+/// Largest request head a connection may buffer (hyper's default is about 400 KiB): the
+/// probe's requests are a path and a few headers.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
 /// Serves until `stop` completes, then lets in-flight requests finish for up to 2 s.
 pub(crate) async fn serve(listener: TcpListener, handle: Handle, stop: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
-    // Bound how long a client may take to send its headers, so idle or slow connections
-    // cannot pile up in a sidecar with a 32 MiB limit.
+    // Bound how long a client may take to send its headers, and how much it may send, so idle,
+    // slow or oversized requests cannot pile up in a sidecar with a 32 MiB limit.
     http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(5));
+        .header_read_timeout(Duration::from_secs(5))
+        .max_buf_size(MAX_HEAD_BYTES);
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(stop);
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut stop => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -54,6 +74,7 @@ pub(crate) async fn serve(listener: TcpListener, handle: Handle, stop: impl Futu
                 });
                 let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(error) = connection.await {
                         debug!(%error, "connection closed with an error");
                     }

@@ -142,6 +142,11 @@ fn endpoints_metrics_and_an_idempotent_drain() {
     // A HEAD (an uptime checker, a curl -I) does not drain.
     let head = http(probe.port, "HEAD", "/drain", Duration::from_secs(2)).unwrap();
     assert_eq!(head.status, 405);
+    // An oversized request head is refused, not buffered (hyper's default would take 400 KiB
+    // per connection of a sidecar limited to 32 MiB).
+    let huge = format!("/livez?{}", "x".repeat(64 * 1024));
+    let refused = http(probe.port, "GET", &huge, Duration::from_secs(2)).unwrap();
+    assert_eq!(refused.status, 431);
 
     let status = probe.status();
     assert_eq!(status.schema, 1);

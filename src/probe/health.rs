@@ -222,8 +222,10 @@ pub fn readiness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdic
         .filter(|p| !p.quiet && fresh(p.beat))
         .collect();
     if !running.is_empty() {
-        let busy: u32 = running.iter().map(|p| p.busy).sum();
-        let threads: Option<u32> = running.iter().map(|p| p.concurrency).sum();
+        // As u64: Redis records are not trusted to be small (two processes claiming u32::MAX
+        // threads must not overflow).
+        let busy: u64 = running.iter().map(|p| u64::from(p.busy)).sum();
+        let threads: Option<u64> = running.iter().map(|p| p.concurrency.map(u64::from)).sum();
         let threads = threads.map_or_else(|| "?".to_owned(), |n| n.to_string());
         return Verdict::pass(
             Code::Ok,
