@@ -276,8 +276,8 @@ mod tests {
             Args::try_parse_from(["sidekiq-guard-probe"].iter().chain(extra))
                 .map(|a| a.redis_tls_insecure)
         };
-        assert_eq!(parse(&[]).unwrap(), false);
-        assert_eq!(parse(&["--redis-tls-insecure"]).unwrap(), true);
+        assert!(!parse(&[]).unwrap());
+        assert!(parse(&["--redis-tls-insecure"]).unwrap());
         for (value, expected) in [
             ("1", true),
             ("Yes", true),
