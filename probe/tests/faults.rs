@@ -166,3 +166,28 @@ fn one_slow_redis_call_never_fails_a_probe() {
         probe.get("/readyz").status == 200 && probe.get("/livez").body.starts_with("ok: 1 process")
     }));
 }
+
+#[test]
+fn a_redis_that_refuses_the_probes_credentials_fails_readiness_but_never_liveness() {
+    let redis = RedisServer::start_with(Some("s3cret-pass"));
+    // The probe is given no password: every read is refused with NOAUTH.
+    let url = format!("redis://127.0.0.1:{}/0", redis.port());
+    let probe = Probe::start(&url, "refused", &["--outage-window=1s"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let ready = probe.get("/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready.body.starts_with("fail: Redis refuses the probe: ") && ready.body.contains("NOAUTH"),
+        "{}",
+        ready.body
+    );
+    // Past the outage window: restarting Sidekiq would not fix the probe's settings.
+    let live = probe.get("/livez");
+    assert_eq!(live.status, 200, "{}", live.body);
+    assert!(
+        live.body.contains("liveness does not fail"),
+        "{}",
+        live.body
+    );
+    assert!(!live.body.contains("s3cret"));
+}

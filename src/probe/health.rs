@@ -58,6 +58,9 @@ pub enum Code {
     Quiet,
     /// The pod's processes have records sidekiq-guard cannot read.
     Unreadable,
+    /// Redis answers but refuses the probe (credentials, ACL, database number): readiness fails,
+    /// liveness does not, since restarting Sidekiq cannot fix the probe's settings.
+    RedisRefused,
 }
 
 impl Code {
@@ -72,6 +75,7 @@ impl Code {
             Code::NoProcess => "no_process",
             Code::Quiet => "quiet",
             Code::Unreadable => "unreadable",
+            Code::RedisRefused => "redis_refused",
         }
     }
 }
@@ -130,6 +134,11 @@ fn stale(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Vec<(String, f
         .collect()
 }
 
+/// The last error while Redis refuses the probe.
+fn refused_error(redis: &crate::probe::observe::RedisHealth) -> Option<&str> {
+    redis.failing_since.and(redis.last_error.as_deref())
+}
+
 fn whose(tracker: &Tracker) -> String {
     match tracker.scope() {
         Scope::Host(host) => format!("with hostname {host:?}"),
@@ -142,6 +151,14 @@ pub fn liveness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdict
     let redis = tracker.redis();
     if redis.reachable().is_none() {
         return Verdict::pass(Code::NoReading, "Redis not read yet");
+    }
+    if let (true, Some(error)) = (redis.refused, refused_error(redis)) {
+        return Verdict::pass(
+            Code::RedisRefused,
+            format!(
+                "Redis refuses the probe ({error}); liveness does not fail, since restarting Sidekiq cannot fix the probe's Redis settings"
+            ),
+        );
     }
     if let Some(down) = redis.unreachable_for(now) {
         let error = redis.last_error.as_deref().unwrap_or("unknown error");
@@ -207,6 +224,12 @@ pub fn readiness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdic
     let redis = tracker.redis();
     if redis.reachable().is_none() {
         return Verdict::fail(Code::NoReading, "Redis not read yet");
+    }
+    if let (true, Some(error)) = (redis.refused, refused_error(redis)) {
+        return Verdict::fail(
+            Code::RedisRefused,
+            format!("Redis refuses the probe: {error}"),
+        );
     }
     if redis.failing_since.is_some() {
         let error = redis.last_error.as_deref().unwrap_or("unknown error");
@@ -375,6 +398,26 @@ mod tests {
         // A process that stopped beating with no successor is wedged.
         let t = tracker_with(1_005.0, false, 1_039.0);
         assert_eq!(liveness(&t, at(1_040.0), &th).code, Code::StaleHeartbeat);
+    }
+
+    #[test]
+    fn redis_refusing_the_probe_fails_readiness_never_liveness() {
+        let mut t = tracker_with(1_005.0, false, 1_006.0);
+        let th = Thresholds::default();
+        let noauth = "unexpected reply from Redis at redis://h:6379/0 to SMEMBERS processes: NOAUTH Authentication required.";
+        t.record_failure(at(1_010.0), noauth.into());
+        t.record_failure(at(1_500.0), noauth.into());
+        let ready = readiness(&t, at(1_500.0), &th);
+        assert_eq!(ready.code, Code::RedisRefused);
+        assert!(!ready.ok);
+        let live = liveness(&t, at(1_500.0), &th);
+        assert_eq!(live.code, Code::RedisRefused);
+        assert!(live.ok, "{live:?}");
+        // Once Redis stops answering at all, it is an outage again.
+        t.record_failure(at(1_501.0), "connection refused".into());
+        assert_eq!(readiness(&t, at(1_501.0), &th).code, Code::RedisUnreachable);
+        let live = liveness(&t, at(1_502.0), &th);
+        assert!(live.ok, "the outage window starts now: {live:?}");
     }
 
     #[test]

@@ -183,6 +183,9 @@ pub struct RedisHealth {
     pub failing_since: Option<Duration>,
     /// The last failure, for messages (never contains a password).
     pub last_error: Option<String>,
+    /// Whether the last failure was Redis refusing the probe (credentials, ACL, database
+    /// number) rather than not answering: no outage, and nothing a restart of Sidekiq fixes.
+    pub refused: bool,
     /// Wall-clock time of the first failure since the last success.
     failing_since_wall: Option<f64>,
     /// The latest outages as wall-clock `(first failure, recovery)` intervals, oldest first.
@@ -388,6 +391,7 @@ impl Tracker {
         self.redis.last_read = Some(now.mono);
         self.redis.last_ok = Some(now.mono);
         self.redis.failing_since = None;
+        self.redis.refused = false;
         if let Some(start) = self.redis.failing_since_wall.take() {
             if self.redis.outages.len() == OUTAGES_KEPT {
                 self.redis.outages.remove(0);
@@ -541,10 +545,33 @@ impl Tracker {
         self.redis.last_read = Some(now.mono);
         self.redis.failing_since.get_or_insert(now.mono);
         self.redis.failing_since_wall.get_or_insert(now.wall);
+        let refused = refuses_access(&error);
+        if self.redis.refused && !refused {
+            // Refusing was no outage: the outage window starts when Redis stops answering.
+            self.redis.failing_since = Some(now.mono);
+        }
+        self.redis.refused = refused;
         self.redis.last_error = Some(error);
         // Processes may come and go while Redis is away: list them again on recovery.
         self.discovery_due = true;
     }
+}
+
+/// Whether a failed read's error is Redis refusing the probe's credentials or database (the
+/// server's NOAUTH, WRONGPASS and NOPERM replies, a failed AUTH, a database number out of range).
+fn refuses_access(error: &str) -> bool {
+    [
+        "NOAUTH",
+        "WRONGPASS",
+        "NOPERM",
+        "AuthenticationFailed",
+        "Password authentication failed",
+        "invalid password",
+        "DB index is out of range",
+        "invalid DB index",
+    ]
+    .iter()
+    .any(|marker| error.contains(marker))
 }
 
 #[cfg(test)]
