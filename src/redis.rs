@@ -209,6 +209,31 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The URL as Sidekiq's Redis clients read its credentials. A lone user-info part
+/// (`redis://s3cret@host`) is the *password* for redis-client (Sidekiq 7+), while redis-rs
+/// would send it as a user name with no password; it is rewritten as `redis://:s3cret@host`.
+fn as_sidekiq_reads_it(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) if !userinfo.is_empty() && !userinfo.contains(':') => {
+            format!("{scheme}://:{userinfo}@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The URL without its user name, when it has one and a password (`redis://app:pw@host` →
+/// `redis://:pw@host`): what redis-rb (Sidekiq 6) falls back to when `AUTH app pw` is refused
+/// by a Redis without ACL users, as a plain `requirepass` server refuses it.
+fn without_user(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (userinfo, host) = rest.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    (!user.is_empty()).then(|| format!("{scheme}://:{password}@{host}"))
+}
+
 /// Hides the credentials redis-rs also reads from the query (`unix:///s.sock?pass=…`,
 /// `redis://h/0?password=…`).
 fn redact_query(host_and_tail: &str) -> String {
@@ -328,6 +353,8 @@ pub struct Refresh {
 #[derive(Default)]
 struct Link {
     connection: Option<MultiplexedConnection>,
+    /// The password alone was accepted where the user name and password were refused.
+    password_only: bool,
     failures: u32,
     retry_at: Option<Instant>,
     last_error: Option<String>,
@@ -336,6 +363,9 @@ struct Link {
 /// Reads Sidekiq's records from one Redis; see the module documentation.
 pub struct Reader {
     client: redis::Client,
+    /// For a URL with a user name and a password: the same without the user name, tried when
+    /// `AUTH user password` is refused, as Sidekiq 6's client does.
+    password_only: Option<redis::Client>,
     settings: RedisSettings,
     keys: Keys,
     link: Mutex<Link>,
@@ -352,45 +382,52 @@ impl std::fmt::Debug for Reader {
     }
 }
 
+/// A client for `url` (the settings' URL as Sidekiq reads it) with the settings' TLS choice.
+fn client_for(url: &str, settings: &RedisSettings) -> Result<redis::Client, RedisError> {
+    let info = url
+        .into_connection_info()
+        .map_err(|e| RedisError::Connect {
+            url: settings.redacted_url(),
+            source: e,
+        })?;
+    // `CLIENT SETINFO` on every connect adds two commands the probe does not need.
+    let redis_info = info.redis_settings().clone().set_skip_set_lib_name();
+    let mut info = info.set_redis_settings(redis_info);
+    if let redis::ConnectionAddr::TcpTls {
+        host,
+        port,
+        insecure,
+        tls_params,
+    } = info.addr().clone()
+    {
+        install_tls_provider();
+        if settings.tls_insecure && !insecure {
+            info = info.set_addr(redis::ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: true,
+                tls_params,
+            });
+        }
+    }
+    redis::Client::open(info).map_err(|e| RedisError::Connect {
+        url: settings.redacted_url(),
+        source: e,
+    })
+}
+
 impl Reader {
     /// A reader for `settings`; connects lazily, on the first read.
     pub fn new(settings: RedisSettings) -> Result<Self, RedisError> {
         settings.check()?;
-        let info =
-            settings
-                .url
-                .as_str()
-                .into_connection_info()
-                .map_err(|e| RedisError::Connect {
-                    url: settings.redacted_url(),
-                    source: e,
-                })?;
-        // `CLIENT SETINFO` on every connect adds two commands the probe does not need.
-        let redis_info = info.redis_settings().clone().set_skip_set_lib_name();
-        let mut info = info.set_redis_settings(redis_info);
-        if let redis::ConnectionAddr::TcpTls {
-            host,
-            port,
-            insecure,
-            tls_params,
-        } = info.addr().clone()
-        {
-            install_tls_provider();
-            if settings.tls_insecure && !insecure {
-                info = info.set_addr(redis::ConnectionAddr::TcpTls {
-                    host,
-                    port,
-                    insecure: true,
-                    tls_params,
-                });
-            }
-        }
-        let client = redis::Client::open(info).map_err(|e| RedisError::Connect {
-            url: settings.redacted_url(),
-            source: e,
-        })?;
+        let url = as_sidekiq_reads_it(&settings.url);
+        let client = client_for(&url, &settings)?;
+        let password_only = without_user(&url)
+            .map(|url| client_for(&url, &settings))
+            .transpose()?;
         Ok(Reader {
             client,
+            password_only,
             keys: Keys::new(settings.namespace.as_deref()),
             settings,
             link: Mutex::new(Link::default()),
@@ -426,6 +463,22 @@ impl Reader {
             .min(self.settings.max_backoff)
     }
 
+    /// One connection attempt with `client`, bounded by the connect timeout (which also
+    /// bounds DNS resolution).
+    async fn attempt(
+        &self,
+        client: &redis::Client,
+    ) -> Result<redis::RedisResult<MultiplexedConnection>, tokio::time::error::Elapsed> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.settings.connect_timeout))
+            .set_response_timeout(Some(self.settings.response_timeout));
+        tokio::time::timeout(
+            self.settings.connect_timeout + Duration::from_millis(100),
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+    }
+
     async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
         let mut link = self.link.lock().await;
         if let Some(connection) = &link.connection {
@@ -441,16 +494,18 @@ impl Reader {
                 last: link.last_error.clone().unwrap_or_default(),
             });
         }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.settings.connect_timeout))
-            .set_response_timeout(Some(self.settings.response_timeout));
-        // The outer timeout also bounds DNS resolution.
-        let attempt = tokio::time::timeout(
-            self.settings.connect_timeout + Duration::from_millis(100),
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await;
+        let client = match (&self.password_only, link.password_only) {
+            (Some(password_only), true) => password_only,
+            _ => &self.client,
+        };
+        let mut attempt = self.attempt(client).await;
+        if let (Some(password_only), Ok(Err(refused))) = (&self.password_only, &attempt)
+            && !link.password_only
+            && refused.kind() == redis::ErrorKind::AuthenticationFailed
+        {
+            attempt = self.attempt(password_only).await;
+            link.password_only = matches!(attempt, Ok(Ok(_)));
+        }
         let error = match attempt {
             Ok(Ok(connection)) => {
                 self.connects.fetch_add(1, Ordering::Relaxed);
@@ -725,6 +780,28 @@ fn bytes(value: Value) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_read_as_sidekiqs_clients_read_them() {
+        assert_eq!(
+            as_sidekiq_reads_it("redis://s3cret@h:6379/0"),
+            "redis://:s3cret@h:6379/0"
+        );
+        for url in [
+            "redis://:pw@h/0",
+            "redis://app:pw@h/0",
+            "redis://h/0",
+            "unix:///r.sock",
+        ] {
+            assert_eq!(as_sidekiq_reads_it(url), url);
+        }
+        assert_eq!(
+            without_user("rediss://app:p@ss@h:6380/1").as_deref(),
+            Some("rediss://:p@ss@h:6380/1")
+        );
+        assert_eq!(without_user("redis://:pw@h/0"), None);
+        assert_eq!(without_user("redis://h/0"), None);
+    }
     use std::collections::HashMap;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

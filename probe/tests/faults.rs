@@ -191,3 +191,24 @@ fn a_redis_that_refuses_the_probes_credentials_fails_readiness_but_never_livenes
     );
     assert!(!live.body.contains("s3cret"));
 }
+
+#[test]
+fn credentials_in_the_url_are_read_as_sidekiqs_clients_read_them() {
+    let redis = RedisServer::start_with(Some("s3cret-pass"));
+    let port = redis.port();
+    // Sidekiq 7+ (redis-client) reads a lone user-info part as the password; Sidekiq 6
+    // (redis-rb) retries `AUTH user password` refused by a plain requirepass server with the
+    // password alone. The probe must reach Redis wherever Sidekiq does.
+    for url in [
+        format!("redis://s3cret-pass@127.0.0.1:{port}/0"),
+        format!("redis://app:s3cret-pass@127.0.0.1:{port}/0"),
+    ] {
+        let probe = Probe::start(&url, "creds", &[]);
+        assert!(
+            wait_until(Duration::from_secs(5), || probe.status().redis.reachable
+                == Some(true)),
+            "{url}: {:?}",
+            probe.status().redis.error
+        );
+    }
+}
