@@ -517,9 +517,16 @@ impl Monitor {
                 .map(i64::from)
                 .sum(),
         );
+        // Also the last beat of a process whose hash expired while it was wedged (the probe
+        // remembers it, as `/livez` does): an alert on this gauge must fire exactly then.
         m.heartbeat_age.set(
-            live.iter()
-                .map(|p| t.heartbeat_age(p.beat, now))
+            t.processes()
+                .filter_map(|p| match &p.state {
+                    ProcessState::Live(live) => Some(live.beat),
+                    ProcessState::Expired => p.last_beat.filter(|beat| !t.replaced_after(*beat)),
+                    ProcessState::Unreadable(_) => None,
+                })
+                .map(|beat| t.heartbeat_age(beat, now))
                 .fold(0.0, f64::max),
         );
         m.longest_job.set(

@@ -110,7 +110,7 @@ async fn route(handle: &Handle, request: Request<Incoming>) -> Response<Full<Byt
         Some("/drain") if method == Method::GET || method == Method::POST => drain(handle).await,
         Some("/drain") => not_allowed("GET, POST"),
         Some("/status") if read => status(handle).await,
-        Some("/metrics") if read => metrics(handle),
+        Some("/metrics") if read => metrics(handle).await,
         Some(_) => not_allowed("GET, HEAD"),
         None => text(
             StatusCode::NOT_FOUND,
@@ -220,7 +220,10 @@ pub(crate) fn status_document(handle: &Handle, snapshot: &Snapshot, now: Now) ->
     }
 }
 
-fn metrics(handle: &Handle) -> Response<Full<Bytes>> {
+/// The metrics as of a read no older than `--refresh-after`: with only Prometheus asking (the
+/// user kept their own probes), the gauges would otherwise stay at the last probe's read.
+async fn metrics(handle: &Handle) -> Response<Full<Bytes>> {
+    handle.fresh(false).await;
     match handle.metrics.encode() {
         Ok(body) => {
             let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -320,3 +320,30 @@ fn concurrent_probes_share_one_read() {
         "{reads} reads in {secs:.1}s for 800 probes"
     );
 }
+
+#[test]
+fn metrics_alone_keep_the_gauges_current() {
+    // With the user's own probes kept, only Prometheus may ask: its scrapes must read Redis.
+    let redis = RedisServer::start();
+    let host = "scraped";
+    let probe = Probe::start(&redis.url(), host, &["--mode=native"]);
+    let gauge = |name: &str| {
+        probe
+            .get("/metrics")
+            .body
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")).map(str::to_owned))
+    };
+    assert_eq!(gauge("sidekiq_guard_probe_processes").as_deref(), Some("0"));
+    let _sidekiq = fake(&redis, host, 1, Version::V7, BEAT);
+    assert!(
+        wait_until(Duration::from_secs(5), || gauge(
+            "sidekiq_guard_probe_processes"
+        )
+        .as_deref()
+            == Some("1")
+            && gauge("sidekiq_guard_probe_ready").as_deref() == Some("1")),
+        "{:?}",
+        gauge("sidekiq_guard_probe_processes")
+    );
+}
