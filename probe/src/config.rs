@@ -107,6 +107,11 @@ pub(crate) struct Args {
     #[arg(long, env = "SIDEKIQ_GUARD_REDISCOVER", default_value = "5m", value_parser = duration)]
     pub(crate) rediscover: Duration,
 
+    /// After a new process of this pod turns up, list the `processes` set on every read for
+    /// this long: a swarm's children, or a second Sidekiq of the pod, start seconds apart.
+    #[arg(long, env = "SIDEKIQ_GUARD_SETTLE", default_value = "30s", value_parser = duration)]
+    pub(crate) settle: Duration,
+
     /// Classic mode: longest wait after SIGTERM for Sidekiq to leave Redis. Default: the drain
     /// budget plus 30 s (Sidekiq's default -t of 25 s and 5 s to exit).
     #[arg(long, env = "SIDEKIQ_GUARD_EXIT_DEADLINE", value_parser = duration)]
@@ -170,6 +175,7 @@ pub(crate) struct Settings {
     pub(crate) refresh_after: Duration,
     pub(crate) drain_poll: Duration,
     pub(crate) rediscover: Duration,
+    pub(crate) settle: Duration,
     pub(crate) exit_deadline: Duration,
 }
 
@@ -205,6 +211,7 @@ impl Settings {
             refresh_after: args.refresh_after,
             drain_poll: args.drain_poll,
             rediscover: args.rediscover,
+            settle: args.settle,
             exit_deadline: args
                 .exit_deadline
                 .unwrap_or(args.drain_budget + Duration::from_secs(30)),

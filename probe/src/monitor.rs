@@ -180,7 +180,8 @@ impl Monitor {
         metrics: Arc<Metrics>,
         reader: Reader,
     ) -> (Self, Handle) {
-        let tracker = Tracker::new(Scope::Host(settings.hostname.clone()), settings.rediscover);
+        let tracker = Tracker::new(Scope::Host(settings.hostname.clone()), settings.rediscover)
+            .settling_for(settings.settle);
         let clock = Clock::new();
         let (publish, snapshot) = watch::channel(Arc::new(Snapshot {
             generation: 0,

@@ -226,8 +226,17 @@ pub struct Tracker {
     rediscover_after: Duration,
     last_discovery: Option<Duration>,
     discovery_due: bool,
+    /// When a process of the scope was last seen for the first time: siblings (a swarm's
+    /// children, a second `sidekiq` of the pod) start within seconds of each other, so the
+    /// members are listed on every read for `settling` after that.
+    last_new: Option<Duration>,
+    settling: Duration,
     redis: RedisHealth,
 }
+
+/// How long after a new process turns up the members are listed on every read, by default:
+/// three beats of Sidekiq 7 (two of 6.x's would do), enough for a swarm to fork its children.
+pub const SETTLING: Duration = Duration::from_secs(30);
 
 impl Tracker {
     /// A tracker for `scope` that lists `processes` again at least every `rediscover_after`.
@@ -241,8 +250,17 @@ impl Tracker {
             rediscover_after,
             last_discovery: None,
             discovery_due: true,
+            last_new: None,
+            settling: SETTLING,
             redis: RedisHealth::default(),
         }
+    }
+
+    /// Lists the members on every read for `settling` after a new process turns up (default
+    /// [`SETTLING`]).
+    pub fn settling_for(mut self, settling: Duration) -> Self {
+        self.settling = settling;
+        self
     }
 
     /// The scope.
@@ -345,10 +363,14 @@ impl Tracker {
         let late = self
             .live()
             .any(|p| self.heartbeat_age(p.beat, now) > 2.5 * p.layout.beat_secs() as f64);
+        let settling = self
+            .last_new
+            .is_some_and(|at| now.mono.saturating_sub(at) < self.settling);
         let members = self.scope == Scope::All
             || self.discovery_due
             || discovery_stale
             || late
+            || settling
             || self.live().next().is_none();
         ReadPlan {
             members,
@@ -512,6 +534,9 @@ impl Tracker {
 
     fn set_state(&mut self, now: Now, identity: &str, state: ProcessState) -> &mut Tracked {
         self.ignored.remove(identity);
+        if !self.tracked.contains_key(identity) && matches!(state, ProcessState::Live(_)) {
+            self.last_new = Some(now.mono);
+        }
         let tracked = self
             .tracked
             .entry(identity.to_owned())
@@ -652,14 +677,49 @@ mod tests {
                 live("w-0:3:cc", 1_009.5, 1_000.0),
             ],
         );
-        let steady = t.plan(now(1_020.0), false);
+        // For SETTLING after a new process, the set is listed on every read: a sibling (a
+        // swarm's next child) may still turn up.
+        assert!(t.plan(now(1_020.0), false).members);
+        t.ingest(
+            now(1_040.0),
+            None,
+            vec![
+                live("w-0:1:aa", 1_039.0, 1_000.0),
+                live("w-0:3:cc", 1_039.5, 1_000.0),
+            ],
+        );
+        let steady = t.plan(now(1_041.0), false);
         assert!(!steady.members);
         assert_eq!(steady.commands(), 4);
-        assert!(t.follow_up(&all, false, now(1_020.0)).is_none());
+        assert!(t.follow_up(&all, false, now(1_041.0)).is_none());
         // With the work hash: `:work` only, since the version (7.3.2) is stated.
-        assert_eq!(t.plan(now(1_020.0), true).commands(), 6);
+        assert_eq!(t.plan(now(1_041.0), true).commands(), 6);
         // Rediscovery once the interval has passed.
         assert!(t.plan(now(1_071.0), false).members);
+    }
+
+    #[test]
+    fn a_sibling_that_starts_seconds_later_is_found() {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(300));
+        t.ingest(
+            now(1_010.0),
+            Some(&members(&["w-0:1:aa"])),
+            vec![live("w-0:1:aa", 1_009.0, 1_000.0)],
+        );
+        // A swarm forks its next child: the next reads still list the set.
+        assert!(t.plan(now(1_015.0), false).members);
+        let both = members(&["w-0:1:aa", "w-0:2:bb"]);
+        let follow = t.follow_up(&both, false, now(1_015.0)).unwrap();
+        assert_eq!(follow.processes[0].identity, "w-0:2:bb");
+        t.ingest(
+            now(1_015.0),
+            Some(&both),
+            vec![
+                live("w-0:1:aa", 1_014.0, 1_000.0),
+                live("w-0:2:bb", 1_014.5, 1_013.0),
+            ],
+        );
+        assert_eq!(t.live().count(), 2);
     }
 
     #[test]
@@ -670,9 +730,10 @@ mod tests {
             Some(&members(&["w-0:1:aa"])),
             vec![live("w-0:1:aa", 1_009.0, 1_000.0)],
         );
+        t.ingest(now(1_040.0), None, vec![live("w-0:1:aa", 1_039.0, 1_000.0)]);
         // 7.x beats every 10 s: 25 s without one is late.
-        assert!(!t.plan(now(1_034.0), false).members);
-        assert!(t.plan(now(1_035.0), false).members);
+        assert!(!t.plan(now(1_063.0), false).members);
+        assert!(t.plan(now(1_065.0), false).members);
     }
 
     #[test]
