@@ -484,11 +484,14 @@ async fn through_redis(reader: &Reader, subject: Subject, host: &str) -> Result<
         for identity in drain.step(&tracker, clock()) {
             match reader.quiet(&identity).await {
                 Ok(()) => drain.signalled(&identity, clock()),
-                // Not marked signalled: the next step asks again.
-                Err(error) => subject.say(format!(
-                    "{name}: cannot quiet {identity} yet: {}",
-                    chain(&error)
-                )),
+                // Not marked signalled: the next step asks again. Said once per distinct
+                // error, and in the drain's outcome.
+                Err(error) => {
+                    let error = chain(&error);
+                    if drain.signal_failed(&identity, &error) {
+                        subject.say(format!("{name}: cannot quiet {identity} yet: {error}"));
+                    }
+                }
             }
         }
         let elapsed = origin.elapsed();

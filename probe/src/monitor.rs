@@ -387,12 +387,18 @@ impl Monitor {
                     self.metrics.signals.inc();
                     info!(drain = id, process = %identity, "pushed TSTP to {identity}-signals (quiet)");
                 }
-                Err(error) => warn!(
-                    drain = id,
-                    process = %identity,
-                    error = %errors::chain(&error),
-                    "could not push TSTP; retrying on the next poll"
-                ),
+                Err(error) => {
+                    let error = errors::chain(&error);
+                    // Once per distinct error: a read-only replica refuses every poll.
+                    if drain.signal_failed(&identity, &error) {
+                        warn!(
+                            drain = id,
+                            process = %identity,
+                            error = %error,
+                            "could not push TSTP; retrying on every poll"
+                        );
+                    }
+                }
             }
         }
         self.log_drain(id, &drain);

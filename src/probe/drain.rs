@@ -121,6 +121,8 @@ pub struct Drain {
     finished_after: Option<Duration>,
     message: String,
     progress: Vec<ProcessProgress>,
+    /// The last failed push of `TSTP` (a read-only replica, an ACL), until one succeeds.
+    push_error: Option<String>,
 }
 
 impl Drain {
@@ -137,6 +139,7 @@ impl Drain {
             finished_after: None,
             message: "waiting for the first read of Redis".to_owned(),
             progress: Vec::new(),
+            push_error: None,
         }
     }
 
@@ -184,6 +187,24 @@ impl Drain {
     /// Records that `TSTP` was pushed to `identity` at `now`.
     pub fn signalled(&mut self, identity: &str, now: Now) {
         self.signalled.insert(identity.to_owned(), now.mono);
+        self.push_error = None;
+    }
+
+    /// Records that pushing `TSTP` to `identity` failed with `error` (free of secrets): the
+    /// drain's message says so until a push succeeds. Returns whether this is news (another
+    /// error than the last), so that a push failing on every poll is logged once.
+    pub fn signal_failed(&mut self, identity: &str, error: &str) -> bool {
+        let text = format!("TSTP could not be pushed to {identity}: {error}");
+        let news = self.push_error.as_deref() != Some(text.as_str());
+        self.push_error = Some(text);
+        news
+    }
+
+    /// The message with the last failed push, when there is one.
+    fn with_push_error(&mut self) {
+        if let Some(error) = &self.push_error {
+            self.message = format!("{}; {error}", self.message);
+        }
     }
 
     /// Looks at the tracker after a read at `now`, updates the drain, and returns the processes
@@ -318,6 +339,7 @@ impl Drain {
             if self.progress.len() == 1 { "" } else { "es" },
             self.describe(|p| p.status == ProcessDrain::Waiting)
         );
+        self.with_push_error();
         signal
     }
 
@@ -362,6 +384,9 @@ impl Drain {
         };
         self.state = state;
         self.message = message;
+        if state != State::Drained {
+            self.with_push_error();
+        }
     }
 
     fn describe(&self, which: impl Fn(&ProcessProgress) -> bool) -> String {
@@ -553,6 +578,38 @@ mod tests {
             "{}",
             d.message()
         );
+    }
+
+    #[test]
+    fn a_push_refused_on_every_poll_is_news_once_and_said_in_the_outcome() {
+        let mut t = tracker();
+        let ids = ["w-0:1:aa".to_owned()];
+        let mut d = Drain::start(at(0.0), Duration::from_secs(8), None);
+        t.ingest(
+            at(0.2),
+            Some(&ids),
+            vec![process("w-0:1:aa", false, 1, false)],
+        );
+        assert_eq!(d.step(&t, at(0.2)), ids);
+        let readonly = "READONLY You can't write against a read only replica.";
+        assert!(d.signal_failed("w-0:1:aa", readonly));
+        t.ingest(at(0.7), None, vec![process("w-0:1:aa", false, 1, false)]);
+        d.step(&t, at(0.7));
+        assert!(
+            !d.signal_failed("w-0:1:aa", readonly),
+            "the same error again"
+        );
+        assert!(
+            d.message().ends_with(&format!(
+                "; TSTP could not be pushed to w-0:1:aa: {readonly}"
+            )),
+            "{}",
+            d.message()
+        );
+        t.ingest(at(8.0), None, vec![process("w-0:1:aa", false, 1, false)]);
+        d.step(&t, at(8.0));
+        assert_eq!(d.state(), State::BudgetExhausted);
+        assert!(d.message().contains("READONLY"), "{}", d.message());
     }
 
     #[test]
