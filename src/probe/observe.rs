@@ -551,10 +551,13 @@ impl Tracker {
                 work_keys: &WorkKey::ALL,
             });
         if let ProcessState::Live(process) = &state {
+            // A beat from the future (the node's clock stepped back) counts as now: kept as
+            // is, it would keep a process that then stops beating young for as long.
+            let beat = process.beat.min(now.wall);
             tracked.last_beat = Some(
                 tracked
                     .last_beat
-                    .map_or(process.beat, |b| b.max(process.beat)),
+                    .map_or(beat, |b| b.max(beat).min(now.wall)),
             );
             tracked.started_at = process.info.started_at.or(tracked.started_at);
             tracked.work_keys = process.work_keys();
@@ -696,6 +699,17 @@ mod tests {
         assert_eq!(t.plan(now(1_041.0), true).commands(), 6);
         // Rediscovery once the interval has passed.
         assert!(t.plan(now(1_071.0), false).members);
+    }
+
+    #[test]
+    fn a_beat_from_the_future_is_remembered_as_now() {
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(300));
+        t.ingest(
+            now(1_010.0),
+            Some(&members(&["w-0:1:aa"])),
+            vec![live("w-0:1:aa", 4_610.0, 1_000.0)],
+        );
+        assert_eq!(t.get("w-0:1:aa").unwrap().last_beat, Some(1_010.0));
     }
 
     #[test]
