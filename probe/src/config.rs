@@ -194,6 +194,11 @@ impl Settings {
         if args.drain_poll.is_zero() || args.refresh_after.is_zero() {
             bail!("--drain-poll and --refresh-after must be longer than zero");
         }
+        if args.connect_timeout.is_zero() || args.read_timeout.is_zero() {
+            bail!(
+                "--connect-timeout and --read-timeout must be longer than zero: every read would fail"
+            );
+        }
         Ok(Settings {
             listen: args.listen,
             hostname,
