@@ -46,6 +46,10 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
         text.parse()
             .map(Duration::from_secs)
             .map_err(|_| invalid())?
+    } else if text.contains('M') {
+        // humantime reads `M` as months; Go and Kubernetes durations have no such unit, and
+        // `15M` is far likelier a slip for 15 minutes than a job of 15 months.
+        return Err(invalid());
     } else {
         humantime::parse_duration(text).map_err(|_| invalid())?
     };
@@ -120,6 +124,8 @@ mod tests {
     #[case("-5s")]
     #[case("m")]
     #[case("1e3")]
+    #[case("15M")]
+    #[case("1 Month")]
     fn rejects(#[case] input: &str) {
         let err = parse_secs(input).unwrap_err();
         assert!(

@@ -161,7 +161,8 @@ fn read_each(
         };
         for file in listed {
             let name = file.display().to_string();
-            let read = fs::read_to_string(&file)
+            let read = fs::read(&file)
+                .and_then(decode_text)
                 .map_err(|source| ManifestError::Read {
                     path: name.clone(),
                     source,
@@ -184,6 +185,33 @@ fn read_each(
         documents,
         format: if all_json { Format::Json } else { Format::Yaml },
     })
+}
+
+/// A file's text: UTF-8, or UTF-16 with a byte-order mark (what Windows PowerShell's `>`
+/// writes), which kubectl reads too.
+fn decode_text(bytes: Vec<u8>) -> std::io::Result<String> {
+    let utf16 = |bytes: &[u8], unit: fn([u8; 2]) -> u16| {
+        let units: Vec<u16> = bytes
+            .chunks(2)
+            .map(|pair| unit([pair[0], *pair.get(1).unwrap_or(&0)]))
+            .collect();
+        String::from_utf16(&units).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream is not valid UTF-16",
+            )
+        })
+    };
+    match bytes.as_slice() {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+        _ => String::from_utf8(bytes).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8 (nor UTF-16 with a byte-order mark)",
+            )
+        }),
+    }
 }
 
 fn files(path: &Path, recursive: bool) -> Result<Vec<PathBuf>, ManifestError> {
@@ -529,6 +557,19 @@ mod tests {
         let back: Vec<Value> =
             serde_saphyr::from_multiple(std::str::from_utf8(&out).unwrap()).unwrap();
         assert_eq!(back, docs);
+    }
+
+    #[test]
+    fn utf16_with_a_byte_order_mark_is_read() {
+        let text = "kind: Pod\nmetadata: {name: w}\n";
+        let mut le = vec![0xFF, 0xFE];
+        le.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        assert_eq!(decode_text(le).unwrap(), text);
+        let mut be = vec![0xFE, 0xFF];
+        be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+        assert_eq!(decode_text(be).unwrap(), text);
+        let err = decode_text(vec![0xC3, 0x28]).unwrap_err();
+        assert!(err.to_string().contains("not contain valid UTF-8"), "{err}");
     }
 
     #[test]
