@@ -19,9 +19,56 @@ pub fn chain(error: &dyn Error) -> String {
     text
 }
 
+/// A YAML parse error as users read it: the parser's message, position and excerpt, without
+/// the hints it gives programmers (which option or function to use instead).
+#[derive(Debug)]
+pub struct YamlError(String);
+
+impl YamlError {
+    /// The user's reading of `error`.
+    pub fn new(error: &serde_saphyr::Error) -> Self {
+        const HINTS: [(&str, &str); 3] = [
+            (", set DuplicateKeyPolicy in Options if acceptable", ""),
+            (
+                "; use from_str_multiple or from_str_multiple_with_options",
+                " (one document is expected here)",
+            ),
+            (
+                "; use Option<String>",
+                " (quote a key such as null, ~ or an empty one)",
+            ),
+        ];
+        let mut text = error.to_string();
+        for (hint, replacement) in HINTS {
+            text = text.replace(hint, replacement);
+        }
+        YamlError(text)
+    }
+}
+
+impl std::fmt::Display for YamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for YamlError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_errors_carry_no_hints_for_programmers() {
+        let duplicate = serde_saphyr::from_str::<serde_json::Value>("a: 1\na: 2\n").unwrap_err();
+        let text = YamlError::new(&duplicate).to_string();
+        assert!(text.contains("duplicate mapping key: a"), "{text}");
+        assert!(!text.contains("DuplicateKeyPolicy"), "{text}");
+        let several = serde_saphyr::from_str::<serde_json::Value>("a: 1\n---\na: 2\n").unwrap_err();
+        let text = YamlError::new(&several).to_string();
+        assert!(text.contains("(one document is expected here)"), "{text}");
+        assert!(!text.contains("from_str_multiple"), "{text}");
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot read policy file p.yaml")]

@@ -295,7 +295,7 @@ pub const DEFAULT_IMAGE: &str = concat!(
 pub enum PolicyError {
     /// Not YAML (JSON is YAML).
     #[error("policy is not valid YAML or JSON")]
-    Syntax(#[source] Box<serde_saphyr::Error>),
+    Syntax(#[source] crate::errors::YamlError),
     /// Valid YAML, but a key or value is not what the policy accepts.
     #[error("policy {path}: {message}")]
     Invalid {
@@ -309,8 +309,8 @@ pub enum PolicyError {
 impl Policy {
     /// Parses a policy document written as YAML or JSON. An empty document is the default policy.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let value: Option<Value> =
-            serde_saphyr::from_str(text).map_err(|err| PolicyError::Syntax(Box::new(err)))?;
+        let value: Option<Value> = serde_saphyr::from_str(text)
+            .map_err(|err| PolicyError::Syntax(crate::errors::YamlError::new(&err)))?;
         Self::from_value(value.unwrap_or(Value::Null))
     }
 

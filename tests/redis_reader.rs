@@ -32,8 +32,11 @@ fn reader(url: &str, namespace: Option<&str>) -> Reader {
     Reader::new(settings).unwrap()
 }
 
+/// A tracker for one pod, in its steady state at once (no settling after new processes: the
+/// tests count the commands of each read).
 fn host(name: &str) -> Tracker {
     Tracker::new(Scope::Host(name.to_owned()), Duration::from_secs(600))
+        .settling_for(Duration::ZERO)
 }
 
 #[tokio::test]

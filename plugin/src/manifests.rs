@@ -28,7 +28,7 @@ pub(crate) enum ManifestError {
         path: String,
         /// The cause.
         #[source]
-        source: Box<serde_saphyr::Error>,
+        source: sidekiq_guard::errors::YamlError,
     },
     /// Not valid JSON.
     #[error("{path}: not valid JSON")]
@@ -270,7 +270,7 @@ fn parse(
         serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|source| {
             ManifestError::Yaml {
                 path: name.to_owned(),
-                source: Box::new(source),
+                source: sidekiq_guard::errors::YamlError::new(&source),
             }
         })
     };
