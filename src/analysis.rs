@@ -206,7 +206,7 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
         Some(hook) => Grace::compute(&settings).with_fixed_hook(hook, &settings),
         None => Grace::compute(&settings),
     };
-    let port = choose_port(&workload, &settings);
+    let port = choose_port(&workload, container.index, &settings);
     let redis = sidecar::redis_env(sidekiq);
     let state = PodState {
         grace: workload
@@ -303,8 +303,9 @@ fn find_sidecar(workload: &Workload<'_>) -> Option<Placement> {
 /// Ports the pod's containers use, except the sidecar's own (so that re-mutating a mutated pod
 /// picks the same port again): declared ports, and the numeric ports their probes and hooks
 /// reach, since a container may listen on a port it never declares.
-fn used_ports<'a>(workload: &Workload<'a>) -> BTreeMap<u16, &'a str> {
+fn used_ports<'a>(workload: &Workload<'a>, sidekiq: usize) -> BTreeMap<u16, &'a str> {
     let mut used = BTreeMap::new();
+    let sidekiq = workload.containers.get(sidekiq);
     for container in workload.containers.iter().chain(workload.init_containers()) {
         let name = detect::name_of(container);
         if name == sidecar::NAME {
@@ -315,7 +316,8 @@ fn used_ports<'a>(workload: &Workload<'a>) -> BTreeMap<u16, &'a str> {
             .into_iter()
             .flatten()
             .filter_map(|port| port.get("containerPort"));
-        for number in declared.chain(action_ports(container)) {
+        let ours = sidekiq.is_some_and(|s| std::ptr::eq(s, container));
+        for number in declared.chain(action_ports(container, ours)) {
             if let Some(number) = number.as_u64().and_then(|p| u16::try_from(p).ok()) {
                 used.entry(number).or_insert(name);
             }
@@ -325,8 +327,10 @@ fn used_ports<'a>(workload: &Workload<'a>) -> BTreeMap<u16, &'a str> {
 }
 
 /// The `port` of every probe and lifecycle handler of `container` (`httpGet`, `tcpSocket`,
-/// `grpc`), except sidekiq-guard's own (`/livez`, `/readyz`, `/drain`): those reach the probe.
-fn action_ports(container: &Value) -> impl Iterator<Item = &Value> {
+/// `grpc`). On the Sidekiq container (`sidekiq`), the `/livez`, `/readyz` and `/drain` ones
+/// are left out: they reach sidekiq-guard's probe (injected, or written for it). Another
+/// container's are its own, whatever their path.
+fn action_ports(container: &Value, sidekiq: bool) -> impl Iterator<Item = &Value> {
     const HANDLERS: [&str; 5] = [
         "/livenessProbe",
         "/readinessProbe",
@@ -342,15 +346,15 @@ fn action_ports(container: &Value) -> impl Iterator<Item = &Value> {
                 .into_iter()
                 .filter_map(|kind| handler.get(kind))
         })
-        .filter(|action| {
+        .filter(move |action| {
             let path = action.get("path").and_then(Value::as_str);
-            !matches!(path, Some("/livez" | "/readyz" | "/drain"))
+            !(sidekiq && matches!(path, Some("/livez" | "/readyz" | "/drain")))
         })
         .filter_map(|action| action.get("port"))
 }
 
-fn choose_port(workload: &Workload<'_>, settings: &Settings) -> PortChoice {
-    let used = used_ports(workload);
+fn choose_port(workload: &Workload<'_>, sidekiq: usize, settings: &Settings) -> PortChoice {
+    let used = used_ports(workload, sidekiq);
     let wanted = settings.probe_port.value;
     if let Source::Annotation(_) = settings.probe_port.source {
         return PortChoice {
@@ -440,15 +444,17 @@ mod tests {
                  "readinessProbe": {"httpGet": {"path": "/readyz", "port": 7435}},
                  "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": 7436}},
                                "postStart": {"tcpSocket": {"port": 7436}}}},
-                {"name": "exporter", "startupProbe": {"grpc": {"port": 7437}}},
+                {"name": "exporter", "startupProbe": {"grpc": {"port": 7437}},
+                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": 7438}}},
             ]),
         );
-        // 7434 and 7436 (a hook reaches it) and 7437 are taken; 7435 is sidekiq-guard's own.
+        // 7434 and 7436 (a hook reaches it) are taken, and the exporter's 7437 and 7438 (its
+        // own /readyz); the Sidekiq container's /readyz on 7435 is sidekiq-guard's own.
         assert_eq!(analysis(&object).port.port, 7435);
-        let used = used_ports(&Workload::locate(&object).unwrap());
+        let used = used_ports(&Workload::locate(&object).unwrap(), 0);
         assert_eq!(
             used.keys().copied().collect::<Vec<_>>(),
-            vec![7434, 7436, 7437]
+            vec![7434, 7436, 7437, 7438]
         );
     }
 

@@ -65,7 +65,10 @@ impl Grace {
         if hook <= self.drain_budget {
             return self;
         }
-        let required = self.required - self.drain_budget + hook;
+        let required = self
+            .required
+            .saturating_sub(self.drain_budget)
+            .saturating_add(hook);
         let timeout = &settings.shutdown_timeout;
         let mut explanation = format!(
             "{required}s = the preStop hook's fixed sleep {} (longer than the drain budget {}) + shutdown timeout {} ({}) + exit allowance {}",
@@ -110,6 +113,10 @@ mod tests {
         }
     }
 
+    fn settings_huge() -> Settings {
+        settings(60, u64::MAX, 0)
+    }
+
     #[test]
     fn the_example_from_the_design() {
         let grace = Grace::compute(&settings(300, 25, 0));
@@ -136,6 +143,9 @@ mod tests {
              + shutdown timeout 30s (policy default shutdownTimeout) + exit allowance 5s"
         );
         assert_eq!(grace.clone().with_fixed_hook(60, &settings), grace);
+        let huge = settings_huge();
+        let saturated = Grace::compute(&huge).with_fixed_hook(600, &huge);
+        assert_eq!(saturated.required, u64::MAX);
     }
 
     #[test]

@@ -199,6 +199,9 @@ pub fn redact_url(url: &str) -> String {
     };
     match rest.rsplit_once('@') {
         None => format!("{scheme}://{}", redact_query(rest)),
+        // An `@` after a query's `=` may be inside a query value (`?password=p@ss`): what
+        // follows it is no host, and may be the rest of a secret.
+        Some((userinfo, _)) if userinfo.contains('=') => format!("{scheme}://***"),
         Some((userinfo, host_and_tail)) => {
             let userinfo = match userinfo.split_once(':') {
                 Some((user, _)) => format!("{user}:***"),
@@ -213,25 +216,44 @@ pub fn redact_url(url: &str) -> String {
 /// (`redis://s3cret@host`) is the *password* for redis-client (Sidekiq 7+), while redis-rs
 /// would send it as a user name with no password; it is rewritten as `redis://:s3cret@host`.
 fn as_sidekiq_reads_it(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) if !userinfo.is_empty() && !userinfo.contains(':') => {
+    match user_info(url) {
+        Some((scheme, userinfo, host)) if !userinfo.is_empty() && !userinfo.contains(':') => {
             format!("{scheme}://:{userinfo}@{host}")
         }
         _ => url.to_owned(),
     }
 }
 
-/// The URL without its user name, when it has one and a password (`redis://app:pw@host` →
-/// `redis://:pw@host`): what redis-rb (Sidekiq 6) falls back to when `AUTH app pw` is refused
-/// by a Redis without ACL users, as a plain `requirepass` server refuses it.
-fn without_user(url: &str) -> Option<String> {
+/// What to try when Redis refuses the credentials of `url` (the URL as given), the way Sidekiq
+/// 6's client (redis-rb) connects: `redis://app:pw@host` → `redis://:pw@host` (`AUTH app pw`
+/// refused by a Redis without ACL users is retried with the password alone), and a lone
+/// user-info part, which redis-rb sends no `AUTH` for, → no credentials at all.
+fn fallback(url: &str) -> Option<String> {
+    let (scheme, userinfo, host) = user_info(url)?;
+    match userinfo.split_once(':') {
+        None if !userinfo.is_empty() => Some(format!("{scheme}://{host}")),
+        Some((user, password)) if !user.is_empty() => {
+            Some(format!("{scheme}://:{password}@{host}"))
+        }
+        _ => None,
+    }
+}
+
+/// Whether connecting failed on the credentials: refused (`WRONGPASS`), or given to a Redis
+/// that has no password (`AUTH <password> called without any password configured`).
+fn credentials_refused(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::AuthenticationFailed
+        || error
+            .to_string()
+            .contains("without any password configured")
+}
+
+/// `(scheme, user info, rest)` of a URL whose user info is plainly delimited: none of `/?#=&`
+/// before its last `@`, which would make that `@` part of a path or query instead.
+fn user_info(url: &str) -> Option<(&str, &str, &str)> {
     let (scheme, rest) = url.split_once("://")?;
     let (userinfo, host) = rest.rsplit_once('@')?;
-    let (user, password) = userinfo.split_once(':')?;
-    (!user.is_empty()).then(|| format!("{scheme}://:{password}@{host}"))
+    (!userinfo.contains(['/', '?', '#', '=', '&'])).then_some((scheme, userinfo, host))
 }
 
 /// Hides the credentials redis-rs also reads from the query (`unix:///s.sock?pass=…`,
@@ -363,8 +385,8 @@ struct Link {
 /// Reads Sidekiq's records from one Redis; see the module documentation.
 pub struct Reader {
     client: redis::Client,
-    /// For a URL with a user name and a password: the same without the user name, tried when
-    /// `AUTH user password` is refused, as Sidekiq 6's client does.
+    /// The credentials Sidekiq 6's client would use instead (see [`fallback`]), tried when
+    /// Redis refuses the first ones.
     password_only: Option<redis::Client>,
     settings: RedisSettings,
     keys: Keys,
@@ -420,11 +442,10 @@ impl Reader {
     /// A reader for `settings`; connects lazily, on the first read.
     pub fn new(settings: RedisSettings) -> Result<Self, RedisError> {
         settings.check()?;
-        let url = as_sidekiq_reads_it(&settings.url);
-        let client = client_for(&url, &settings)?;
-        let password_only = without_user(&url)
-            .map(|url| client_for(&url, &settings))
-            .transpose()?;
+        let client = client_for(&as_sidekiq_reads_it(&settings.url), &settings)?;
+        // A fallback that does not parse is no reason to refuse the URL itself.
+        let password_only =
+            fallback(&settings.url).and_then(|url| client_for(&url, &settings).ok());
         Ok(Reader {
             client,
             password_only,
@@ -501,7 +522,7 @@ impl Reader {
         let mut attempt = self.attempt(client).await;
         if let (Some(password_only), Ok(Err(refused))) = (&self.password_only, &attempt)
             && !link.password_only
-            && refused.kind() == redis::ErrorKind::AuthenticationFailed
+            && credentials_refused(refused)
         {
             attempt = self.attempt(password_only).await;
             link.password_only = matches!(attempt, Ok(Ok(_)));
@@ -796,11 +817,20 @@ mod tests {
             assert_eq!(as_sidekiq_reads_it(url), url);
         }
         assert_eq!(
-            without_user("rediss://app:p@ss@h:6380/1").as_deref(),
+            fallback("rediss://app:p@ss@h:6380/1").as_deref(),
             Some("rediss://:p@ss@h:6380/1")
         );
-        assert_eq!(without_user("redis://:pw@h/0"), None);
-        assert_eq!(without_user("redis://h/0"), None);
+        assert_eq!(
+            fallback("redis://s3cret@h/0").as_deref(),
+            Some("redis://h/0")
+        );
+        assert_eq!(fallback("redis://:pw@h/0"), None);
+        assert_eq!(fallback("redis://h/0"), None);
+        // An `@` in the query is no user info.
+        for url in ["redis://h:6379/0?password=p@ss", "unix:///s.sock?pass=p@ss"] {
+            assert_eq!(as_sidekiq_reads_it(url), url);
+            assert_eq!(fallback(url), None);
+        }
     }
     use std::collections::HashMap;
 
@@ -910,6 +940,9 @@ mod tests {
                 "redis://:pw@h/0?user=u&Pass=x",
                 "redis://:***@h/0?user=***&Pass=***",
             ),
+            // An `@` inside a query value: nothing after `://` is shown.
+            ("redis://localhost/0?password=p@ssTail", "redis://***"),
+            ("redis://127.0.0.1:1/0?password=abc@Tail", "redis://***"),
             // A percent-encoded key is decoded by redis-rs: `p%61ss` is `pass`.
             (
                 "redis+unix:///r.sock?p%61ss=p%40ss&db=1",

@@ -138,7 +138,8 @@ fn wrong_shape(template: &Value, base: &str) -> Option<(String, &'static str)> {
         let Some(map) = annotations.as_object() else {
             return Some((format!("{base}/metadata/annotations"), "a map of strings"));
         };
-        if let Some((key, _)) = map.iter().find(|(_, v)| !v.is_string()) {
+        // A null value is read as "" (as kubectl and the API server read it).
+        if let Some((key, _)) = map.iter().find(|(_, v)| !v.is_string() && !v.is_null()) {
             return Some((
                 format!("{base}/metadata/annotations/{}", pointer_escape(key)),
                 "a string (quote it)",

@@ -138,14 +138,15 @@ fn read_each(
     let mut all_json = true;
     for path in paths {
         if path.as_os_str() == "-" {
-            let mut text = String::new();
+            let mut bytes = Vec::new();
             let read = stdin
-                .read_to_string(&mut text)
+                .read_to_end(&mut bytes)
+                .and_then(|_| decode_text(bytes))
                 .map_err(|source| ManifestError::Read {
                     path: "stdin".into(),
                     source,
                 })
-                .and_then(|_| parse(&text, "stdin", None, &mut documents));
+                .and_then(|text| parse(&text, "stdin", None, &mut documents));
             match read {
                 Ok(json) => all_json &= json,
                 Err(err) => on_error(err)?,
@@ -191,16 +192,18 @@ fn read_each(
 /// writes), which kubectl reads too.
 fn decode_text(bytes: Vec<u8>) -> std::io::Result<String> {
     let utf16 = |bytes: &[u8], unit: fn([u8; 2]) -> u16| {
-        let units: Vec<u16> = bytes
-            .chunks(2)
-            .map(|pair| unit([pair[0], *pair.get(1).unwrap_or(&0)]))
-            .collect();
-        String::from_utf16(&units).map_err(|_| {
+        let invalid = || {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 "stream is not valid UTF-16",
             )
-        })
+        };
+        let (pairs, rest) = bytes.as_chunks::<2>();
+        if !rest.is_empty() {
+            return Err(invalid());
+        }
+        let units: Vec<u16> = pairs.iter().map(|pair| unit(*pair)).collect();
+        String::from_utf16(&units).map_err(|_| invalid())
     };
     match bytes.as_slice() {
         [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
@@ -568,6 +571,7 @@ mod tests {
         let mut be = vec![0xFE, 0xFF];
         be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
         assert_eq!(decode_text(be).unwrap(), text);
+        assert!(decode_text(vec![0xFF, 0xFE, b'k']).is_err(), "odd length");
         let err = decode_text(vec![0xC3, 0x28]).unwrap_err();
         assert!(err.to_string().contains("not contain valid UTF-8"), "{err}");
     }

@@ -206,9 +206,11 @@ async fn gather(
             );
             for (row, pod) in rows.iter_mut().zip(&pods) {
                 // No process in Redis proves nothing by itself: a wrong --redis-url, database or
-                // --redis-namespace shows the same. Only exited containers run no job.
+                // --redis-namespace shows the same. Only exited containers run no job, and a
+                // pod whose containers never ran (Pending) runs none either.
                 if row.problem.is_none()
                     && row.processes.is_empty()
+                    && row.running
                     && !verdict::workload_exited(pod)
                 {
                     row.problem = Some(

@@ -258,7 +258,7 @@ fn boolish(text: &str) -> Result<bool, String> {
         "true" | "1" | "yes" | "y" | "on" => Ok(true),
         "false" | "0" | "no" | "n" | "off" | "" => Ok(false),
         _ => Err(format!(
-            "{text:?} is not a yes or no: expected true, false, 1, 0, yes, no, on or off"
+            "{text:?} is not a yes or no: expected true, false, 1, 0, yes, no, y, n, on or off"
         )),
     }
 }
@@ -279,9 +279,6 @@ mod tests {
         );
     }
 
-    /// The flags' defaults are written as text for `--help`; they must stay the core's values,
-    /// so that a probe started by hand behaves like one the webhook injects for a pod that
-    /// declares nothing.
     #[test]
     fn the_tls_insecure_switch_reads_as_manifests_write_it() {
         let parse = |extra: &[&str]| {
@@ -308,11 +305,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("expected true, false, 1, 0, yes, no, on or off"),
+            err.contains("expected true, false, 1, 0, yes, no, y, n, on or off"),
             "{err}"
         );
     }
 
+    /// The flags' defaults are written as text for `--help`; they must stay the core's values,
+    /// so that a probe started by hand behaves like one the webhook injects for a pod that
+    /// declares nothing.
     #[test]
     fn defaults_are_the_cores() {
         let args = Args::try_parse_from(["sidekiq-guard-probe"]).unwrap();

@@ -194,9 +194,13 @@ impl Drain {
     /// drain's message says so until a push succeeds. Returns whether this is news (another
     /// error than the last), so that a push failing on every poll is logged once.
     pub fn signal_failed(&mut self, identity: &str, error: &str) -> bool {
-        let text = format!("TSTP could not be pushed to {identity}: {error}");
-        let news = self.push_error.as_deref() != Some(text.as_str());
-        self.push_error = Some(text);
+        // News is another error, whichever process it was for: a read-only replica refuses the
+        // pushes to every process of a swarm alike.
+        let news = self
+            .push_error
+            .as_deref()
+            .is_none_or(|last| !last.ends_with(&format!(": {error}")));
+        self.push_error = Some(format!("TSTP could not be pushed to {identity}: {error}"));
         news
     }
 
@@ -598,6 +602,10 @@ mod tests {
         assert!(
             !d.signal_failed("w-0:1:aa", readonly),
             "the same error again"
+        );
+        assert!(
+            !d.signal_failed("w-0:2:bb", readonly),
+            "the same error for a sibling"
         );
         assert!(
             d.message().ends_with(&format!(

@@ -58,8 +58,8 @@ pub enum Code {
     Quiet,
     /// The pod's processes have records sidekiq-guard cannot read.
     Unreadable,
-    /// Redis answers but refuses the probe (credentials, ACL, database number): readiness fails,
-    /// liveness does not, since restarting Sidekiq cannot fix the probe's settings.
+    /// Redis answers but refuses the probe (credentials, ACL, database number): readiness fails;
+    /// liveness too after the outage window, unless Redis refused the probe from the start.
     RedisRefused,
 }
 
@@ -152,7 +152,11 @@ pub fn liveness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdict
     if redis.reachable().is_none() {
         return Verdict::pass(Code::NoReading, "Redis not read yet");
     }
-    if let (true, Some(error)) = (redis.refused, refused_error(redis)) {
+    // Refused from the start, the probe's settings are wrong (the URL as the probe reads it):
+    // restarting Sidekiq cannot fix that. Refused after working, credentials were rotated or
+    // revoked, Sidekiq is refused too and idles, and a restart reads the Secret again: that
+    // counts as an outage.
+    if let (true, None, Some(error)) = (redis.refused, redis.last_ok, refused_error(redis)) {
         return Verdict::pass(
             Code::RedisRefused,
             format!(
@@ -401,10 +405,10 @@ mod tests {
     }
 
     #[test]
-    fn redis_refusing_the_probe_fails_readiness_never_liveness() {
-        let mut t = tracker_with(1_005.0, false, 1_006.0);
-        let th = Thresholds::default();
+    fn redis_refusing_the_probe_from_the_start_fails_readiness_never_liveness() {
         let noauth = "unexpected reply from Redis at redis://h:6379/0 to SMEMBERS processes: NOAUTH Authentication required.";
+        let th = Thresholds::default();
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(60));
         t.record_failure(at(1_010.0), noauth.into());
         t.record_failure(at(1_500.0), noauth.into());
         let ready = readiness(&t, at(1_500.0), &th);
@@ -413,11 +417,16 @@ mod tests {
         let live = liveness(&t, at(1_500.0), &th);
         assert_eq!(live.code, Code::RedisRefused);
         assert!(live.ok, "{live:?}");
-        // Once Redis stops answering at all, it is an outage again.
-        t.record_failure(at(1_501.0), "connection refused".into());
-        assert_eq!(readiness(&t, at(1_501.0), &th).code, Code::RedisUnreachable);
-        let live = liveness(&t, at(1_502.0), &th);
-        assert!(live.ok, "the outage window starts now: {live:?}");
+
+        // After working, a refusal (rotated or revoked credentials: Sidekiq is refused too) is
+        // an outage: liveness fails after the window, and a restart reads the Secret again.
+        let mut t = tracker_with(1_005.0, false, 1_006.0);
+        t.record_failure(at(1_010.0), noauth.into());
+        assert_eq!(readiness(&t, at(1_010.0), &th).code, Code::RedisRefused);
+        t.record_failure(at(1_131.0), noauth.into());
+        let live = liveness(&t, at(1_131.0), &th);
+        assert_eq!(live.code, Code::RedisOutage, "{live:?}");
+        assert!(!live.ok);
     }
 
     #[test]

@@ -184,7 +184,7 @@ pub struct RedisHealth {
     /// The last failure, for messages (never contains a password).
     pub last_error: Option<String>,
     /// Whether the last failure was Redis refusing the probe (credentials, ACL, database
-    /// number) rather than not answering: no outage, and nothing a restart of Sidekiq fixes.
+    /// number) rather than not answering.
     pub refused: bool,
     /// Wall-clock time of the first failure since the last success.
     failing_since_wall: Option<f64>,
@@ -573,12 +573,7 @@ impl Tracker {
         self.redis.last_read = Some(now.mono);
         self.redis.failing_since.get_or_insert(now.mono);
         self.redis.failing_since_wall.get_or_insert(now.wall);
-        let refused = refuses_access(&error);
-        if self.redis.refused && !refused {
-            // Refusing was no outage: the outage window starts when Redis stops answering.
-            self.redis.failing_since = Some(now.mono);
-        }
-        self.redis.refused = refused;
+        self.redis.refused = refuses_access(&error);
         self.redis.last_error = Some(error);
         // Processes may come and go while Redis is away: list them again on recovery.
         self.discovery_due = true;

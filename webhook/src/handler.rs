@@ -126,7 +126,7 @@ async fn answer(state: Arc<AdmissionState>, endpoint: Endpoint, request: Request
             tracing::warn!(
                 endpoint = name,
                 status = refusal.status.as_u16(),
-                error = %refusal.message,
+                error = refusal.message.as_str(),
                 "admission request refused"
             );
             status_response(refusal.status, refusal.reason, refusal.message)
@@ -142,13 +142,16 @@ async fn review(
 ) -> Result<(Answer, AdmissionRequest), Refusal> {
     let deadline = timeout::from_query(request.uri().query())
         .map_err(|err| Refusal::bad_request(err.to_string()))?;
+    let started = Instant::now();
     let body = read_body(request, state.max_body_bytes, deadline).await?;
     if body.len() <= INLINE_LIMIT {
         let parsed = parse(&body)?;
         let answer = respond(state, &parsed, endpoint);
         return Ok((answer, parsed));
     }
-    let permit = tokio::time::timeout(deadline, Arc::clone(&state.large_reviews).acquire_owned())
+    // What is left of the request's timeout: the API server gives up after it.
+    let left = deadline.saturating_sub(started.elapsed());
+    let permit = tokio::time::timeout(left, Arc::clone(&state.large_reviews).acquire_owned())
         .await
         .ok()
         .and_then(Result::ok)
