@@ -202,10 +202,7 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
     });
     let settings = Settings::resolve(ctx.policy, &overrides, &flags);
     let prestop = prestop::classify(sidekiq);
-    let grace = match prestop.fixed_sleep() {
-        Some(hook) => Grace::compute(&settings).with_fixed_hook(hook, &settings),
-        None => Grace::compute(&settings),
-    };
+    let grace = Grace::compute(&settings, prestop.fixed_sleep());
     let port = choose_port(&workload, container.index, &settings);
     let redis = sidecar::redis_env(sidekiq);
     let state = PodState {

@@ -3,6 +3,7 @@
 //! ```text
 //! drain budget   = quiet latency + longest job
 //! required grace = drain budget + shutdown timeout + exit allowance (+ margin)
+//!                  (a kept preStop that sleeps longer than the budget replaces the budget)
 //! ```
 //!
 //! The kubelet starts the grace countdown *before* the preStop hook, so the hook (the drain) and
@@ -27,20 +28,40 @@ pub struct Grace {
 }
 
 impl Grace {
-    /// Computes the grace period for `settings`.
-    pub fn compute(settings: &Settings) -> Self {
+    /// Computes the grace period for `settings`, for a pod whose preStop hook is the drain, or
+    /// one of its own that always takes `fixed_hook` seconds. The kubelet sends SIGTERM only
+    /// once the hook returns (and if it outlasts the grace period, SIGKILL two seconds after
+    /// SIGTERM, when Sidekiq cannot requeue anything), so a hook longer than the drain budget
+    /// takes the budget's place in the sum.
+    pub fn compute(settings: &Settings, fixed_hook: Option<u64>) -> Self {
         let longest = &settings.longest_job;
         let timeout = &settings.shutdown_timeout;
         let drain_budget = settings.quiet_latency.saturating_add(longest.value);
-        let required = drain_budget
+        let (before_sigterm, why) = match fixed_hook.filter(|hook| *hook > drain_budget) {
+            Some(hook) => (
+                hook,
+                format!(
+                    "the preStop hook's fixed sleep {} (longer than the drain budget {})",
+                    Secs(hook),
+                    Secs(drain_budget)
+                ),
+            ),
+            None => (
+                drain_budget,
+                format!(
+                    "quiet latency {} + longest job {} ({})",
+                    Secs(settings.quiet_latency),
+                    Secs(longest.value),
+                    longest.source
+                ),
+            ),
+        };
+        let required = before_sigterm
             .saturating_add(timeout.value)
             .saturating_add(EXIT_ALLOWANCE_SECS)
             .saturating_add(settings.margin);
         let mut explanation = format!(
-            "{required}s = quiet latency {} + longest job {} ({}) + shutdown timeout {} ({}) + exit allowance {}",
-            Secs(settings.quiet_latency),
-            Secs(longest.value),
-            longest.source,
+            "{required}s = {why} + shutdown timeout {} ({}) + exit allowance {}",
             Secs(timeout.value),
             timeout.source,
             Secs(EXIT_ALLOWANCE_SECS),
@@ -50,39 +71,6 @@ impl Grace {
         }
         Self {
             drain_budget,
-            required,
-            explanation,
-        }
-    }
-}
-
-impl Grace {
-    /// The grace period when the pod keeps a preStop hook of its own that always takes `hook`
-    /// seconds: the kubelet sends SIGTERM only once the hook returns (or, if it outlasts the
-    /// grace period, sends SIGKILL two seconds after SIGTERM, when Sidekiq cannot requeue
-    /// anything). A hook longer than the drain budget takes its place in the sum.
-    pub fn with_fixed_hook(self, hook: u64, settings: &Settings) -> Self {
-        if hook <= self.drain_budget {
-            return self;
-        }
-        let required = self
-            .required
-            .saturating_sub(self.drain_budget)
-            .saturating_add(hook);
-        let timeout = &settings.shutdown_timeout;
-        let mut explanation = format!(
-            "{required}s = the preStop hook's fixed sleep {} (longer than the drain budget {}) + shutdown timeout {} ({}) + exit allowance {}",
-            Secs(hook),
-            Secs(self.drain_budget),
-            Secs(timeout.value),
-            timeout.source,
-            Secs(EXIT_ALLOWANCE_SECS),
-        );
-        if settings.margin > 0 {
-            explanation.push_str(&format!(" + policy margin {}", Secs(settings.margin)));
-        }
-        Self {
-            drain_budget: self.drain_budget,
             required,
             explanation,
         }
@@ -119,7 +107,7 @@ mod tests {
 
     #[test]
     fn the_example_from_the_design() {
-        let grace = Grace::compute(&settings(300, 25, 0));
+        let grace = Grace::compute(&settings(300, 25, 0), None);
         assert_eq!(grace.drain_budget, 320);
         assert_eq!(grace.required, 350);
         assert_eq!(
@@ -132,9 +120,9 @@ mod tests {
     #[test]
     fn a_kept_hook_that_sleeps_longer_than_the_drain_budget_takes_its_place() {
         let settings = settings(120, 30, 0);
-        let grace = Grace::compute(&settings);
+        let grace = Grace::compute(&settings, None);
         assert_eq!(grace.required, 20 + 120 + 30 + 5);
-        let longer = grace.clone().with_fixed_hook(600, &settings);
+        let longer = Grace::compute(&settings, Some(600));
         assert_eq!(longer.required, 600 + 30 + 5);
         assert_eq!(longer.drain_budget, 140);
         assert_eq!(
@@ -142,15 +130,14 @@ mod tests {
             "635s = the preStop hook's fixed sleep 10m (longer than the drain budget 2m20s) \
              + shutdown timeout 30s (policy default shutdownTimeout) + exit allowance 5s"
         );
-        assert_eq!(grace.clone().with_fixed_hook(60, &settings), grace);
+        assert_eq!(Grace::compute(&settings, Some(60)), grace);
         let huge = settings_huge();
-        let saturated = Grace::compute(&huge).with_fixed_hook(600, &huge);
-        assert_eq!(saturated.required, u64::MAX);
+        assert_eq!(Grace::compute(&huge, Some(600)).required, u64::MAX);
     }
 
     #[test]
     fn the_margin_is_added_and_explained() {
-        let grace = Grace::compute(&settings(600, 60, 30));
+        let grace = Grace::compute(&settings(600, 60, 30), None);
         assert_eq!(grace.required, 20 + 600 + 60 + 5 + 30);
         assert!(
             grace.explanation.ends_with(" + policy margin 30s"),
@@ -162,7 +149,7 @@ mod tests {
     #[test]
     fn absurd_values_saturate_instead_of_overflowing() {
         assert_eq!(
-            Grace::compute(&settings(u64::MAX, u64::MAX, 1)).required,
+            Grace::compute(&settings(u64::MAX, u64::MAX, 1), None).required,
             u64::MAX
         );
     }
