@@ -375,8 +375,8 @@ pub struct Refresh {
 #[derive(Default)]
 struct Link {
     connection: Option<MultiplexedConnection>,
-    /// The password alone was accepted where the user name and password were refused.
-    password_only: bool,
+    /// The fallback credentials were accepted where the first ones were refused.
+    fallback: bool,
     failures: u32,
     retry_at: Option<Instant>,
     last_error: Option<String>,
@@ -387,7 +387,7 @@ pub struct Reader {
     client: redis::Client,
     /// The credentials Sidekiq 6's client would use instead (see [`fallback`]), tried when
     /// Redis refuses the first ones.
-    password_only: Option<redis::Client>,
+    fallback: Option<redis::Client>,
     settings: RedisSettings,
     keys: Keys,
     link: Mutex<Link>,
@@ -444,11 +444,10 @@ impl Reader {
         settings.check()?;
         let client = client_for(&as_sidekiq_reads_it(&settings.url), &settings)?;
         // A fallback that does not parse is no reason to refuse the URL itself.
-        let password_only =
-            fallback(&settings.url).and_then(|url| client_for(&url, &settings).ok());
+        let fallback = fallback(&settings.url).and_then(|url| client_for(&url, &settings).ok());
         Ok(Reader {
             client,
-            password_only,
+            fallback,
             keys: Keys::new(settings.namespace.as_deref()),
             settings,
             link: Mutex::new(Link::default()),
@@ -515,17 +514,17 @@ impl Reader {
                 last: link.last_error.clone().unwrap_or_default(),
             });
         }
-        let client = match (&self.password_only, link.password_only) {
-            (Some(password_only), true) => password_only,
+        let client = match (&self.fallback, link.fallback) {
+            (Some(fallback), true) => fallback,
             _ => &self.client,
         };
         let mut attempt = self.attempt(client).await;
-        if let (Some(password_only), Ok(Err(refused))) = (&self.password_only, &attempt)
-            && !link.password_only
+        if let (Some(fallback), Ok(Err(refused))) = (&self.fallback, &attempt)
+            && !link.fallback
             && credentials_refused(refused)
         {
-            attempt = self.attempt(password_only).await;
-            link.password_only = matches!(attempt, Ok(Ok(_)));
+            attempt = self.attempt(fallback).await;
+            link.fallback = matches!(attempt, Ok(Ok(_)));
         }
         let error = match attempt {
             Ok(Ok(connection)) => {

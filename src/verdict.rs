@@ -64,6 +64,13 @@ pub fn workload_exited(pod: &Value) -> bool {
         })
 }
 
+/// Whether a pod with no Sidekiq process in Redis is known to run no job: its containers never
+/// ran (Pending) or have exited. A running pod with none proves nothing — a wrong Redis URL,
+/// database or key prefix shows the same — so its jobs are unknown.
+pub fn idle_without_processes(pod: &Value) -> bool {
+    !containers_run(pod) || workload_exited(pod)
+}
+
 /// The pod's status the way `kubectl get pods` shows it: `Terminating` once deletion has
 /// begun (the phase stays `Running` until the containers are gone), else `status.phase`.
 pub fn display_phase(pod: &Value) -> &str {

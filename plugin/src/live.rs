@@ -92,14 +92,11 @@ pub(crate) async fn run(
             .cloned(),
     );
 
-    let reader = match &args.redis_url {
-        Some(url) => Some(sources::redis_reader(
-            url,
-            args.redis_namespace.prefix(),
-            Some(&cli.cluster.request_timeout),
-        )?),
-        None => None,
-    };
+    let reader = sources::one_shot_reader(
+        args.redis_url.as_deref(),
+        args.redis_namespace.prefix(),
+        &cli.cluster.request_timeout,
+    )?;
     let (processes, times) = live_data(&cluster, &pods, reader.as_ref(), &mut notes).await?;
     let policy = &offline.policy;
     let ctx = Context {

@@ -14,6 +14,17 @@ use crate::error::Error;
 /// How long one probe may take to answer `/status` through the proxy.
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The reader of a one-shot command (`status`, `validate`) when `--redis-url` is given: its
+/// reads wait `--request-timeout`, as API requests do.
+pub(crate) fn one_shot_reader(
+    url: Option<&str>,
+    namespace: Option<&str>,
+    timeout: &RequestTimeout,
+) -> Result<Option<Reader>, Error> {
+    url.map(|url| redis_reader(url, namespace, Some(timeout)))
+        .transpose()
+}
+
 /// A Redis reader for `--redis-url` and `--redis-namespace`. `reply_timeout`, when given, is
 /// how long one read may take: a one-shot read of every process (a large pipeline, perhaps
 /// through a port-forward) gets `--request-timeout`, as API requests do; a drain's polls keep

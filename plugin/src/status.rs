@@ -106,14 +106,11 @@ pub(crate) async fn run(
         },
         None => Some(Cluster::connect(&cli.cluster).await?),
     };
-    let redis = match &args.redis_url {
-        Some(url) => Some(sources::redis_reader(
-            url,
-            args.redis_namespace.prefix(),
-            Some(&cli.cluster.request_timeout),
-        )?),
-        None => None,
-    };
+    let redis = sources::one_shot_reader(
+        args.redis_url.as_deref(),
+        args.redis_namespace.prefix(),
+        &cli.cluster.request_timeout,
+    )?;
     let scope = cluster.as_ref().map(|c| c.scope(&cli.cluster));
     // One handler for the whole watch: a Ctrl-C while a snapshot loads ends it too (a signal
     // arriving while no `ctrl_c` future is polled would be lost). Without --watch, Ctrl-C keeps
@@ -205,13 +202,9 @@ async fn gather(
                 orphans_seen,
             );
             for (row, pod) in rows.iter_mut().zip(&pods) {
-                // No process in Redis proves nothing by itself: a wrong --redis-url, database or
-                // --redis-namespace shows the same. Only exited containers run no job, and a
-                // pod whose containers never ran (Pending) runs none either.
                 if row.problem.is_none()
                     && row.processes.is_empty()
-                    && row.running
-                    && !verdict::workload_exited(pod)
+                    && !verdict::idle_without_processes(pod)
                 {
                     row.problem = Some(
                         "no Sidekiq process of this pod in Redis: is it the Redis (database, \

@@ -261,12 +261,7 @@ fn running_pods_are_judged_as_they_run_and_labelled_templates_as_injected() {
 
 #[test]
 fn running_jobs_are_read_from_the_probes_concurrently_and_only_where_containers_run() {
-    let api = ApiServer::start();
-    api.add(
-        "/api/v1",
-        "namespaces",
-        json!({"metadata": {"name": "shop", "labels": {"sidekiq-guard.io/inject": "enabled"}}}),
-    );
+    let api = namespaces();
     api.add("/apis/apps/v1", "deployments", json!({
         "metadata": {"name": "rails-worker", "namespace": "shop"},
         "spec": {"template": {
@@ -274,22 +269,6 @@ fn running_jobs_are_read_from_the_probes_concurrently_and_only_where_containers_
             "spec": {"containers": [{"name": "worker", "command": ["bundle", "exec", "sidekiq"], "env": [{"name": "REDIS_URL", "value": "redis://redis:6379"}]}]},
         }},
     }));
-    let document = |pod: &str| {
-        json!({"schema": 1, "version": "0.1.0", "mode": "native",
-               "pod": {"name": pod, "namespace": "shop", "hostname": pod},
-               "redis": {"url": "redis://redis:6379/0", "namespace": null, "reachable": true, "unreachable_for_secs": null, "error": null,
-                         "last_read_age_secs": 0.4, "reads": 1, "round_trips": 1, "commands": 3},
-               "liveness": {"ok": true, "code": "ok", "reason": "beat 3s ago"},
-               "readiness": {"ok": true, "code": "ok", "reason": "1 live process"},
-               "processes": [{"identity": format!("{pod}:1:abc"), "state": "live", "hostname": pod, "pid": 1, "tag": "app", "version": "7.3.2",
-                              "layout": "7.x", "embedded": false, "queues": ["default"], "quiet": false, "busy": 1, "concurrency": 5,
-                              "beat": 1_795_663_368.0, "beat_age_secs": 3.0, "started_at": 1_795_600_000.0, "rss_kb": 204_800, "rtt_us": 150,
-                              "jobs": [{"class": "ImportJob", "wrapper": null, "jid": "j1", "queue": "default", "thread": "t1",
-                                        "run_at": 1_795_663_311.0, "elapsed_secs": 60.0}],
-                              "jobs_read_age_secs": 0.4, "errors": [], "warnings": []}],
-               "drain": {"state": "idle", "budget_secs": 22.0, "started_at": null, "elapsed_secs": null, "message": null, "signalled": [], "processes": []},
-               "shutting_down": false})
-    };
     for i in 0..12 {
         let name = format!("rails-worker-7d9c8f6b5-p{i:02}");
         api.add_pod(injected_pod("shop", &name, 2, 7434));
@@ -299,7 +278,7 @@ fn running_jobs_are_read_from_the_probes_concurrently_and_only_where_containers_
             7434,
             ProxyTarget::Fixed {
                 status: 200,
-                body: document(&name).to_string(),
+                body: probe_document(&name, &[("ImportJob", 60.0)], "idle").to_string(),
                 delay: Duration::from_millis(300),
             },
         );

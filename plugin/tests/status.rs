@@ -26,32 +26,29 @@ fn fixed(status: u16, body: Value) -> ProxyTarget {
     }
 }
 
-/// A probe `/status` document: one process running `jobs` (class, elapsed seconds).
-fn probe_document(pod: &str, jobs: &[(&str, f64)], drain_state: &str) -> Value {
-    let jobs: Vec<Value> = jobs
-        .iter()
-        .enumerate()
-        .map(|(i, (class, elapsed))| {
-            json!({"class": class, "wrapper": null, "jid": format!("jid{i}"), "queue": "default", "thread": format!("t{i}"),
-                   "run_at": 1_795_663_371.0 - elapsed, "elapsed_secs": elapsed})
-        })
-        .collect();
-    json!({
-        "schema": 1, "version": "0.1.0", "mode": "native",
-        "pod": {"name": pod, "namespace": "shop", "hostname": pod},
-        "redis": {"url": "redis://redis:6379/0", "namespace": null, "reachable": true, "unreachable_for_secs": null, "error": null,
-                  "last_read_age_secs": 0.4, "reads": 10, "round_trips": 10, "commands": 30},
-        "liveness": {"ok": true, "code": "ok", "reason": "beat 3s ago"},
-        "readiness": {"ok": true, "code": "ok", "reason": "1 live process"},
-        "processes": [{
-            "identity": format!("{pod}:1:abc"), "state": "live", "hostname": pod, "pid": 1, "tag": "app", "version": "7.3.2",
-            "layout": "7.x", "embedded": false, "queues": ["default"], "quiet": drain_state != "idle", "busy": jobs.len(),
-            "concurrency": 5, "beat": 1_795_663_368.0, "beat_age_secs": 3.0, "started_at": 1_795_600_000.0, "rss_kb": 204_800,
-            "rtt_us": 150, "jobs": jobs, "jobs_read_age_secs": 0.4, "errors": [], "warnings": [],
-        }],
-        "drain": {"state": drain_state, "budget_secs": 320.0, "started_at": null, "elapsed_secs": null, "message": null, "signalled": [], "processes": []},
-        "shutting_down": false,
-    })
+/// The plugin on a machine with no kubeconfig (`home` has none) and outside any pod.
+fn without_a_cluster(home: &std::path::Path) -> std::process::Command {
+    let mut command = plugin();
+    command
+        .env("HOME", home)
+        .env_remove("KUBERNETES_SERVICE_HOST");
+    command
+}
+
+/// `status --watch` of the cluster of `kubeconfig` with `extra` flags, its output piped.
+fn watch(kubeconfig: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    plugin()
+        .args([
+            "status",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--watch",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Blanks what moves with the clock — the AGE and SIGKILL IN columns, and the seconds left in
@@ -502,10 +499,8 @@ fn status_from_redis_works_without_any_cluster() {
         Duration::from_secs(30),
     );
     std::thread::sleep(Duration::from_millis(800));
-    let out = plugin()
+    let out = without_a_cluster(home.path())
         .args(["status", "--redis-url", &redis.url(), "-o", "json"])
-        .env("HOME", home.path())
-        .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -1339,19 +1334,7 @@ fn watch_refreshes_until_interrupted() {
         fixed(200, probe_document("worker-1", &[("MailJob", 2.0)], "idle")),
     );
     let kubeconfig = api.kubeconfig("shop");
-    let child = plugin()
-        .args([
-            "status",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "--watch",
-            "--interval",
-            "1s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = watch(&kubeconfig, &["--interval", "1s"]);
     let pod_reads = || {
         api.requests()
             .iter()
@@ -1623,13 +1606,7 @@ fn a_watch_ends_on_ctrl_c_while_a_snapshot_loads_and_separates_yaml_documents() 
             delay: Duration::from_secs(4),
         },
     );
-    let mut child = plugin()
-        .args(["status", "--kubeconfig", kubeconfig.to_str().unwrap()])
-        .args(["--watch", "--interval", "1s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = watch(&kubeconfig, &["--interval", "1s"]);
     let asked = || api.requests().iter().any(|r| r.contains("/proxy/status"));
     assert!(wait_until(Duration::from_secs(10), asked));
     send_signal(child.id(), "INT");
@@ -1650,13 +1627,7 @@ fn a_watch_ends_on_ctrl_c_while_a_snapshot_loads_and_separates_yaml_documents() 
         7434,
         fixed(200, probe_document("worker-1", &[], "idle")),
     );
-    let child = plugin()
-        .args(["status", "--kubeconfig", kubeconfig.to_str().unwrap()])
-        .args(["--watch", "--interval", "200ms", "-o", "yaml"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = watch(&kubeconfig, &["--interval", "200ms", "-o", "yaml"]);
     let reads = || {
         api.requests()
             .iter()
@@ -1714,7 +1685,7 @@ fn a_redis_that_stops_answering_is_given_the_request_timeout() {
     let home = tempfile::tempdir().unwrap();
     redis.signal("STOP");
     let started = Instant::now();
-    let out = plugin()
+    let out = without_a_cluster(home.path())
         .args([
             "status",
             "--redis-url",
@@ -1722,8 +1693,6 @@ fn a_redis_that_stops_answering_is_given_the_request_timeout() {
             "--request-timeout",
             "3s",
         ])
-        .env("HOME", home.path())
-        .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
         .unwrap();
     let elapsed = started.elapsed();

@@ -31,16 +31,10 @@ pub fn https(
     listener.set_nonblocking(true)?;
     let acceptor =
         RustlsAcceptor::new(RustlsConfig::from_config(tls)).handshake_timeout(HANDSHAKE_TIMEOUT);
-    let mut server = axum_server::from_tcp(listener)?
-        .acceptor(acceptor)
-        .handle(handle)
-        .http1_only()
-        .first_request_timeout(FIRST_REQUEST_TIMEOUT);
-    server
-        .http_builder()
-        .http1()
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    Ok(server)
+    Ok(limited(
+        axum_server::from_tcp(listener)?.acceptor(acceptor),
+        handle,
+    ))
 }
 
 /// A plain HTTP/1.1 server on `listener` (the health port), with the same limits on slow or
@@ -51,7 +45,16 @@ pub fn http(
     handle: Handle<SocketAddr>,
 ) -> std::io::Result<axum_server::Server<SocketAddr>> {
     listener.set_nonblocking(true)?;
-    let mut server = axum_server::from_tcp(listener)?
+    Ok(limited(axum_server::from_tcp(listener)?, handle))
+}
+
+/// `server` as both ports serve: HTTP/1.1 only, controlled by `handle`, and closing clients
+/// that send no request or no complete request head in time.
+fn limited<A>(
+    server: axum_server::Server<SocketAddr, A>,
+    handle: Handle<SocketAddr>,
+) -> axum_server::Server<SocketAddr, A> {
+    let mut server = server
         .handle(handle)
         .http1_only()
         .first_request_timeout(FIRST_REQUEST_TIMEOUT);
@@ -59,5 +62,5 @@ pub fn http(
         .http_builder()
         .http1()
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    Ok(server)
+    server
 }

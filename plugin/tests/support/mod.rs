@@ -698,6 +698,34 @@ pub fn run(args: &[&str]) -> Output {
     plugin().args(args).stdin(Stdio::null()).output().unwrap()
 }
 
+/// A probe `/status` document: one process running `jobs` (class, elapsed seconds).
+pub fn probe_document(pod: &str, jobs: &[(&str, f64)], drain_state: &str) -> Value {
+    let jobs: Vec<Value> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, (class, elapsed))| {
+            json!({"class": class, "wrapper": null, "jid": format!("jid{i}"), "queue": "default", "thread": format!("t{i}"),
+                   "run_at": 1_795_663_371.0 - elapsed, "elapsed_secs": elapsed})
+        })
+        .collect();
+    json!({
+        "schema": 1, "version": "0.1.0", "mode": "native",
+        "pod": {"name": pod, "namespace": "shop", "hostname": pod},
+        "redis": {"url": "redis://redis:6379/0", "namespace": null, "reachable": true, "unreachable_for_secs": null, "error": null,
+                  "last_read_age_secs": 0.4, "reads": 10, "round_trips": 10, "commands": 30},
+        "liveness": {"ok": true, "code": "ok", "reason": "beat 3s ago"},
+        "readiness": {"ok": true, "code": "ok", "reason": "1 live process"},
+        "processes": [{
+            "identity": format!("{pod}:1:abc"), "state": "live", "hostname": pod, "pid": 1, "tag": "app", "version": "7.3.2",
+            "layout": "7.x", "embedded": false, "queues": ["default"], "quiet": drain_state != "idle", "busy": jobs.len(),
+            "concurrency": 5, "beat": 1_795_663_368.0, "beat_age_secs": 3.0, "started_at": 1_795_600_000.0, "rss_kb": 204_800,
+            "rtt_us": 150, "jobs": jobs, "jobs_read_age_secs": 0.4, "errors": [], "warnings": [],
+        }],
+        "drain": {"state": drain_state, "budget_secs": 320.0, "started_at": null, "elapsed_secs": null, "message": null, "signalled": [], "processes": []},
+        "shutting_down": false,
+    })
+}
+
 /// Runs the plugin with `args` against the cluster of `kubeconfig` (the flag goes last: the
 /// plugin takes kubectl's flags anywhere).
 pub fn run_in(kubeconfig: &Path, args: &[&str]) -> Output {
