@@ -122,7 +122,8 @@ pub struct Drain {
     message: String,
     progress: Vec<ProcessProgress>,
     /// The last failed push of `TSTP` (a read-only replica, an ACL), until one succeeds.
-    push_error: Option<String>,
+    /// `(process, error)`.
+    push_error: Option<(String, String)>,
 }
 
 impl Drain {
@@ -198,16 +199,19 @@ impl Drain {
         // pushes to every process of a swarm alike.
         let news = self
             .push_error
-            .as_deref()
-            .is_none_or(|last| !last.ends_with(&format!(": {error}")));
-        self.push_error = Some(format!("TSTP could not be pushed to {identity}: {error}"));
+            .as_ref()
+            .is_none_or(|(_, last)| last != error);
+        self.push_error = Some((identity.to_owned(), error.to_owned()));
         news
     }
 
     /// The message with the last failed push, when there is one.
     fn with_push_error(&mut self) {
-        if let Some(error) = &self.push_error {
-            self.message = format!("{}; {error}", self.message);
+        if let Some((identity, error)) = &self.push_error {
+            self.message = format!(
+                "{}; TSTP could not be pushed to {identity}: {error}",
+                self.message
+            );
         }
     }
 
