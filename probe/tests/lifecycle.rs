@@ -148,7 +148,7 @@ fn endpoints_metrics_and_an_idempotent_drain() {
     // The probe may answer 431 and close before the client has finished writing, and the
     // close may reset the connection: either way, never a 200.
     let huge = format!(
-        "GET /livez?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        "GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
         "x".repeat(64 * 1024)
     );
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", probe.port)).unwrap();
