@@ -85,7 +85,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
             let check = Check::problem(
                 Status::Fail,
                 title,
-                error.to_string(),
+                sidekiq_guard::errors::chain(&error),
                 "check the kubeconfig, its context and the network",
             );
             categories.push(Category {
@@ -173,6 +173,7 @@ fn unreadable(title: String, error: &Error) -> Check {
         }
         _ => "retry; check the API server's health",
     };
+    let error = sidekiq_guard::errors::chain(error);
     Check::problem(Status::Warn, title, format!("cannot tell: {error}"), hint)
 }
 

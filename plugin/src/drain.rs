@@ -377,6 +377,7 @@ async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result
                         continue;
                     }
                     Ok(Err(error)) if transient(&error) => {
+                        let error = sidekiq_guard::errors::chain(&error);
                         subject.say(format!("{name}: {error}; asking again"));
                         asked = ask_to_drain(cluster, namespace, pod, port, left, interval);
                         continue;
@@ -423,7 +424,10 @@ async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result
                         ));
                         seen = status.drain.processes;
                     }
-                    Err(error) => subject.say(format!("{name}: {error}")),
+                    Err(error) => subject.say(format!(
+                        "{name}: {}",
+                        sidekiq_guard::errors::chain(&error)
+                    )),
                 }
             }
         }
@@ -540,7 +544,8 @@ fn progress_line(
     processes: &[ProcessProgress],
     elapsed: Duration,
 ) -> String {
-    let busy: u32 = processes.iter().filter_map(|p| p.busy).sum();
+    // In u64: two u32s read from Redis or a probe may not fit one.
+    let busy: u64 = processes.iter().filter_map(|p| p.busy).map(u64::from).sum();
     let quiet = processes.iter().filter(|p| p.quiet == Some(true)).count();
     let jobs: Vec<&str> = processes
         .iter()

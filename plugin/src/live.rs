@@ -19,7 +19,7 @@ use sidekiq_guard::status::InjectionStatus;
 use sidekiq_guard::workload::{self, Kind, Workload};
 use sidekiq_guard::{Context, Mode, verdict};
 
-use crate::cli::{Cli, ModeArg, ValidateArgs};
+use crate::cli::{Cli, ValidateArgs};
 use crate::cluster::{self, Cluster, Scope};
 use crate::error::Error;
 use crate::offline::Offline;
@@ -39,8 +39,7 @@ pub(crate) async fn run(
     let selector = cli.cluster.selector.as_deref();
     let offline = Offline::load(args.files.policy.as_deref(), args.sidecar_mode)?;
     let mode = match args.sidecar_mode {
-        Some(ModeArg::Native) => Mode::Native,
-        Some(ModeArg::Classic) => Mode::Classic,
+        Some(mode) => Mode::from(mode),
         None => Mode::resolve(offline.policy.sidecar.mode, cluster.version().await?.1),
     };
     let mut notes = Vec::new();
@@ -190,7 +189,8 @@ async fn live_data(
                     processes.insert((namespace, name), status.processes);
                 }
                 Err(error) => notes.push(format!(
-                    "no running jobs for pod {namespace}/{name}: {error}"
+                    "no running jobs for pod {namespace}/{name}: {}",
+                    sidekiq_guard::errors::chain(&error)
                 )),
             }
         }

@@ -373,14 +373,17 @@ async fn fetch_probes(
                         row.processes = status.processes;
                         row.drain = Some(status.drain);
                     }
-                    // Refused or cut off for one pod (RBAC of one namespace, one connection):
-                    // that pod's problem. The command fails only when no pod could be asked.
-                    Err(failure @ (Error::Forbidden { .. } | Error::Unreachable { .. })) => {
-                        row.problem = Some(sidekiq_guard::errors::chain(&failure).replace("\n  ", "; "));
-                        failures += 1;
-                        first_failure.get_or_insert(failure);
+                    Err(problem) => {
+                        row.problem =
+                            Some(sidekiq_guard::errors::chain(&problem).replace("\n  ", "; "));
+                        // Refused or cut off for one pod (RBAC of one namespace, one
+                        // connection): that pod's problem. The command fails only when no pod
+                        // could be asked.
+                        if matches!(problem, Error::Forbidden { .. } | Error::Unreachable { .. }) {
+                            failures += 1;
+                            first_failure.get_or_insert(problem);
+                        }
                     }
-                    Err(problem) => row.problem = Some(problem.to_string()),
                 }
             }
             _ = ticker.tick(), if progress => {
@@ -542,7 +545,12 @@ fn table_text(snapshot: &Snapshot, wide: bool, scope: Option<&Scope>, color: boo
             }
             cells.extend(pod_cells(row));
             if wide {
-                let rss: u64 = row.processes.iter().filter_map(|p| p.rss_kb).sum();
+                // Saturating: the figures come from the probe's JSON and may be anything.
+                let rss = row
+                    .processes
+                    .iter()
+                    .filter_map(|p| p.rss_kb)
+                    .fold(0, u64::saturating_add);
                 cells.extend([
                     plain(row.node.as_deref().unwrap_or("-")),
                     plain(row.processes.len().to_string()),
@@ -662,8 +670,13 @@ fn human_age(secs: u64) -> String {
 }
 
 fn busy(processes: &[ProcessReport]) -> String {
-    let busy: u32 = processes.iter().filter_map(|p| p.busy).sum();
-    let threads: u32 = processes.iter().filter_map(|p| p.concurrency).sum();
+    // In u64: the figures come from the probe's JSON, and two u32s may not fit one.
+    let busy: u64 = processes.iter().filter_map(|p| p.busy).map(u64::from).sum();
+    let threads: u64 = processes
+        .iter()
+        .filter_map(|p| p.concurrency)
+        .map(u64::from)
+        .sum();
     if threads == 0 {
         busy.to_string()
     } else {
@@ -702,7 +715,23 @@ fn state(row: &PodRow) -> (String, Tone) {
 
 #[cfg(test)]
 mod tests {
-    use super::human_age;
+    use super::{busy, human_age};
+    use sidekiq_guard::probe::report::ProcessReport;
+
+    fn process(busy: u32, concurrency: u32) -> ProcessReport {
+        serde_json::from_value(serde_json::json!({
+            "identity": "worker-0:1:abc", "state": "live", "embedded": false, "queues": [],
+            "busy": busy, "concurrency": concurrency, "jobs": [], "errors": [], "warnings": [],
+        }))
+        .expect("a process report")
+    }
+
+    #[test]
+    fn busy_counts_add_up_beyond_u32() {
+        // Figures from a probe's JSON may be anything; their sum must neither panic nor wrap.
+        let processes = [process(u32::MAX, u32::MAX), process(2, 3)];
+        assert_eq!(busy(&processes), "4294967297/4294967298");
+    }
 
     #[test]
     fn ages_read_like_kubectls() {

@@ -1441,6 +1441,15 @@ fn one_pods_answer_breaking_off_is_that_pods_problem_not_the_clusters() {
         },
     );
 
+    // Something else on the probe's port answering 200 with other JSON: say what was wrong.
+    api.add_pod(injected_pod("shop", "worker-5", 60, 7434));
+    api.proxy(
+        "shop",
+        "worker-5",
+        7434,
+        fixed(200, json!({"status": "ok"})),
+    );
+
     let out = run_in(&api.kubeconfig("shop"), &["status", "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -1460,6 +1469,11 @@ fn one_pods_answer_breaking_off_is_that_pods_problem_not_the_clusters() {
     assert_eq!(
         snapshot["pods"][3]["problem"],
         "pod shop/worker-4: the probe answered 502: <html> <head><title>502 Bad Gateway</title></head> <body>nginx</body> </html>"
+    );
+    let problem = snapshot["pods"][4]["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("not the JSON expected: missing field"),
+        "{problem}"
     );
 }
 
