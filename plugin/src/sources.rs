@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
+use sidekiq_guard::probe::drain::State;
 use sidekiq_guard::probe::observe::{Scope, Tracker};
 use sidekiq_guard::probe::report::{self, DrainReport, ProcessReport, Status};
 use sidekiq_guard::redis::{Reader, RedisSettings, UrlSource};
@@ -123,15 +124,19 @@ pub(crate) async fn probe_drain(
         .proxy(namespace, pod, port, "/drain", Some(timeout))
         .await?;
     let report = serde_json::from_slice::<DrainReport>(&answer.body).ok();
-    match (answer.status, report) {
-        (StatusCode::OK | StatusCode::GATEWAY_TIMEOUT | StatusCode::CONFLICT, Some(report)) => {
-            Ok(DrainAnswer::Ended(report))
+    match report {
+        // The probe's report, with the status it answers it with: its outcome decides.
+        Some(report) if report.http_status() == answer.status.as_u16() => {
+            if report.drain_state().is_some_and(State::ended) {
+                Ok(DrainAnswer::Ended(report))
+            } else {
+                Ok(DrainAnswer::Pending(format!(
+                    "the probe's drain is still {}",
+                    report.state
+                )))
+            }
         }
-        (StatusCode::SERVICE_UNAVAILABLE, Some(report)) => Ok(DrainAnswer::Pending(format!(
-            "the probe's drain is still {}",
-            report.state
-        ))),
-        (StatusCode::SERVICE_UNAVAILABLE, None) => Ok(DrainAnswer::Pending(
+        None if answer.status == StatusCode::SERVICE_UNAVAILABLE => Ok(DrainAnswer::Pending(
             refusal(&answer, namespace, pod, port).to_string(),
         )),
         _ => Err(refusal(&answer, namespace, pod, port)),

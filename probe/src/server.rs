@@ -15,7 +15,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use sidekiq_guard::probe::drain::State;
 use sidekiq_guard::probe::report::{self, DrainReport, PodReport, RedisReport, Status};
 use sidekiq_guard::probe::{Now, health};
 use tokio::net::TcpListener;
@@ -163,13 +162,8 @@ async fn drain(handle: &Handle) -> Response<Full<Bytes>> {
         handle.settings.drain_budget,
         now,
     );
-    // The kubelet ignores a hook's status; people and `kubectl sidekiq drain` do not.
-    let status = match snapshot.drain.as_ref().map(|(_, d)| d.state()) {
-        Some(State::Drained) => StatusCode::OK,
-        Some(State::BudgetExhausted) => StatusCode::GATEWAY_TIMEOUT,
-        Some(State::Unquietable) => StatusCode::CONFLICT,
-        Some(State::Draining) | None => StatusCode::SERVICE_UNAVAILABLE,
-    };
+    let status =
+        StatusCode::from_u16(report.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json(status, &report)
 }
 

@@ -60,6 +60,23 @@ impl State {
         .into_iter()
         .find(|state| state.as_str() == name)
     }
+
+    /// Whether the drain has an outcome.
+    pub fn ended(self) -> bool {
+        self != State::Draining
+    }
+
+    /// The HTTP status `/drain` answers in this state. The kubelet ignores a hook's status;
+    /// people and `kubectl sidekiq drain` read it: 200 drained, 504 the budget passed first,
+    /// 409 nothing the probe can quiet, 503 no outcome yet (ask again).
+    pub fn http_status(self) -> u16 {
+        match self {
+            State::Drained => 200,
+            State::BudgetExhausted => 504,
+            State::Unquietable => 409,
+            State::Draining => 503,
+        }
+    }
 }
 
 impl fmt::Display for State {

@@ -222,6 +222,12 @@ impl DrainReport {
         State::from_name(&self.state)
     }
 
+    /// The HTTP status `/drain` answers with this report ([`State::http_status`]; 503 when
+    /// no drain was ever asked for).
+    pub fn http_status(&self) -> u16 {
+        self.drain_state().map_or(503, State::http_status)
+    }
+
     /// Whether the report is of a finished drain that did not drain.
     pub fn failed(&self) -> bool {
         matches!(
