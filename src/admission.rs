@@ -8,9 +8,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::analysis::Context;
+use crate::analysis::{Context, Skip};
 use crate::patch::PatchOp;
-use crate::review::{self, Decision, Perspective, Review};
+use crate::review::{self, Decision, Outcome, Perspective, Review};
 use crate::workload::Kind;
 
 /// The only AdmissionReview version the webhook configurations ask for.
@@ -167,6 +167,25 @@ pub struct Answer {
     pub outcome: &'static str,
     /// `Kind namespace/name` for logs.
     pub subject: String,
+}
+
+impl Answer {
+    /// Whether the object was admitted with a patch that injects it.
+    pub fn injected(&self) -> bool {
+        self.response.allowed
+            && self
+                .review
+                .as_ref()
+                .is_some_and(|r| r.outcome == Outcome::Mutated)
+    }
+
+    /// Whether the object is a Sidekiq workload, or might be one: reviewed, and not skipped
+    /// for running no Sidekiq.
+    pub fn concerns_sidekiq(&self) -> bool {
+        self.review
+            .as_ref()
+            .is_some_and(|r| r.outcome != Outcome::Skipped(Skip::NoSidekiq))
+    }
 }
 
 /// Answers `request` as `endpoint`.
@@ -441,6 +460,7 @@ mod tests {
             .decode(response["response"]["patch"].as_str().unwrap())
             .unwrap();
         let ops: Vec<PatchOp> = serde_json::from_slice(&patch).unwrap();
+        assert!(answer.injected() && answer.concerns_sidekiq());
         assert_eq!(ops, answer.review.unwrap().ops);
         assert_eq!(answer.outcome, "mutated");
         assert_eq!(answer.subject, "Pod shop/w-*");
@@ -450,6 +470,16 @@ mod tests {
                 .unwrap()
                 .starts_with("sidekiq-guard: terminationGracePeriodSeconds set to 350")
         );
+    }
+
+    #[test]
+    fn a_pod_without_sidekiq_is_not_a_concern() {
+        let mut plain = pod();
+        plain["spec"]["containers"][0]["command"] = json!(["puma"]);
+        let request = parse(&review_body("CREATE", "Pod", plain)).unwrap();
+        let answer = respond(&request, Endpoint::Mutate, &ctx(&Policy::default()));
+        assert_eq!(answer.outcome, "no-sidekiq");
+        assert!(answer.review.is_some() && !answer.concerns_sidekiq() && !answer.injected());
     }
 
     #[test]
@@ -464,6 +494,7 @@ mod tests {
             let answer = respond(&request, Endpoint::Mutate, &ctx(&policy));
             assert_eq!(answer.outcome, outcome);
             assert!(answer.response.allowed && answer.response.patch.is_none());
+            assert!(!answer.injected() && !answer.concerns_sidekiq());
         }
     }
 
@@ -474,6 +505,7 @@ mod tests {
         let answer = respond(&request, Endpoint::Validate, &ctx(&policy));
         assert!(!answer.response.allowed);
         assert_eq!(answer.outcome, "denied");
+        assert!(!answer.injected() && answer.concerns_sidekiq());
         let status = answer.response.status.unwrap();
         assert_eq!(status.code, 403);
         assert!(

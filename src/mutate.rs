@@ -194,7 +194,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         liveness: probe(state.liveness),
         grace,
         status: InjectionStatus {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: crate::VERSION.to_owned(),
             container: analysis.container.name.clone(),
             sidecar: ctx.mode.as_str().to_owned(),
             probe_port: port,

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sidekiq_guard::Mode;
 
 /// kubectl plugin for sidekiq-guard.
 #[derive(Debug, Parser)]
@@ -225,6 +226,15 @@ pub(crate) enum ModeArg {
     Native,
     /// A regular container (older clusters)
     Classic,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Native => Mode::Native,
+            ModeArg::Classic => Mode::Classic,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

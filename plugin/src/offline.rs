@@ -29,11 +29,7 @@ impl Offline {
                 Policy::parse(&text).map_err(|source| Error::Policy { path: name, source })?
             }
         };
-        let mode = match mode {
-            Some(ModeArg::Native) => Mode::Native,
-            Some(ModeArg::Classic) => Mode::Classic,
-            None => Mode::resolve_offline(policy.sidecar.mode),
-        };
+        let mode = mode.map_or_else(|| Mode::resolve_offline(policy.sidecar.mode), Mode::from);
         Ok(Self { policy, mode })
     }
 

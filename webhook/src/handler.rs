@@ -110,7 +110,7 @@ async fn answer(state: Arc<AdmissionState>, endpoint: Endpoint, request: Request
             // A dry run (`kubectl apply --dry-run=server`) persists nothing: no pod was
             // injected or skipped.
             if endpoint == Endpoint::Mutate && request.dry_run != Some(true) {
-                if answer.outcome == "mutated" {
+                if answer.injected() {
                     state.metrics.injection(state.mode.as_str());
                 } else {
                     state.metrics.skip(answer.outcome);
@@ -265,7 +265,7 @@ fn log_answer(
             )
         };
     }
-    if answer.review.is_some() && answer.outcome != "no-sidekiq" {
+    if answer.concerns_sidekiq() {
         log!(info);
     } else {
         log!(debug);
