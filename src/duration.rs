@@ -168,8 +168,22 @@ mod tests {
         }
 
         #[test]
-        fn never_panics(input in ".{0,40}") {
-            let _ = parse_secs(&input);
+        fn any_input_reads_back_or_names_what_is_accepted(input in ".{0,40}") {
+            match parse_secs(&input) {
+                // What was read is what the webhook will write back.
+                Ok(secs) => {
+                    prop_assert!(secs <= MAX.as_secs());
+                    prop_assert_eq!(parse_secs(&format_secs(secs)), Ok(secs));
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    prop_assert!(message.contains(&format!("{input:?}")), "{}", message);
+                    prop_assert!(
+                        message.contains(ACCEPTED) || message.contains("at most 100 years"),
+                        "{}", message
+                    );
+                }
+            }
         }
     }
 }

@@ -157,8 +157,10 @@ mod tests {
         }
 
         #[test]
-        fn never_panics(text in ".{0,40}") {
-            let _ = parse(&text);
+        fn whatever_is_read_formats_back(text in ".{0,40}") {
+            if let Some(epoch) = parse(&text) {
+                prop_assert_eq!(parse(&format(epoch)), Some(epoch));
+            }
         }
     }
 }

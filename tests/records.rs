@@ -390,7 +390,14 @@ proptest! {
             0..8,
         )
     ) {
-        let _ = records::parse_process("h:1:ab", &entries);
+        // Either a process with its identity, or an error that names the field at fault.
+        match records::parse_process("h:1:ab", &entries) {
+            Ok(process) => prop_assert_eq!(process.identity, "h:1:ab"),
+            Err(error) => {
+                let message = error.to_string();
+                prop_assert!(message.starts_with("field `"), "{}", message);
+            }
+        }
     }
 
     #[test]

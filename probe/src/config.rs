@@ -126,7 +126,6 @@ pub(crate) struct Args {
     pub(crate) log_level: tracing::Level,
 }
 
-/// A duration as `90s`, `5m20s`, `800ms`, or a bare number of seconds.
 /// The core's sidecar [`Mode`] by its name.
 fn mode(text: &str) -> Result<Mode, String> {
     [Mode::Native, Mode::Classic]
@@ -135,6 +134,7 @@ fn mode(text: &str) -> Result<Mode, String> {
         .ok_or_else(|| format!("expected native or classic, got {text:?}"))
 }
 
+/// A duration as `90s`, `5m20s`, `800ms`, or a bare number of seconds.
 fn duration(text: &str) -> Result<Duration, String> {
     sidekiq_guard::duration::parse(text).map_err(|e| e.to_string())
 }
@@ -217,9 +217,14 @@ impl Settings {
             drain_poll: args.drain_poll,
             rediscover: args.rediscover,
             settle: args.settle,
-            exit_deadline: args
-                .exit_deadline
-                .unwrap_or(args.drain_budget + Duration::from_secs(30)),
+            exit_deadline: args.exit_deadline.unwrap_or_else(|| {
+                // The grace formula's tail after the drain, at Sidekiq's default -t.
+                args.drain_budget
+                    + Duration::from_secs(
+                        sidekiq_guard::sidekiq::DEFAULT_TIMEOUT_SECS
+                            + sidekiq_guard::grace::EXIT_ALLOWANCE_SECS,
+                    )
+            }),
         })
     }
 }

@@ -17,6 +17,8 @@
 //! Everything the guest passes is bounds-checked: a bad pointer traps the guest with a message,
 //! never panics the host.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 
 use wasmi::{Caller, Config, Engine, Extern, Linker, Memory, Module, Store, TypedFunc};
