@@ -18,6 +18,9 @@ pub const CONTAINER: &str = "sidekiq-guard.io/container";
 pub const SHUTDOWN_TIMEOUT: &str = "sidekiq-guard.io/shutdown-timeout";
 /// Annotation: port of the probe sidecar.
 pub const PROBE_PORT: &str = "sidekiq-guard.io/probe-port";
+/// Annotation: the redis-namespace prefix of Sidekiq's keys (Sidekiq 6 configured with
+/// `namespace:`), which nothing in the manifest shows; the probe reads the keys under it.
+pub const REDIS_NAMESPACE: &str = "sidekiq-guard.io/redis-namespace";
 /// Annotation written by the webhook: what was injected, as JSON.
 pub const STATUS: &str = "sidekiq-guard.io/status";
 /// Label on a pod (`true`/`false`) or namespace (`enabled`) that opts in or out.
@@ -34,6 +37,8 @@ pub struct Overrides {
     pub probe_port: Option<u16>,
     /// `container`.
     pub container: Option<String>,
+    /// `redis-namespace`.
+    pub redis_namespace: Option<String>,
     /// Annotations that were present but unreadable.
     pub invalid: Vec<InvalidAnnotation>,
 }
@@ -51,6 +56,7 @@ pub struct InvalidAnnotation {
 
 const PORT_ACCEPTED: &str = "a port number from 1 to 65535";
 const NAME_ACCEPTED: &str = "the name of a container of the pod";
+const REDIS_NAMESPACE_ACCEPTED: &str = "the namespace Sidekiq's redis-namespace is configured with, such as myapp (no spaces, at most 256 characters)";
 
 impl Overrides {
     /// Reads the overrides from a `metadata.annotations` object (absent means none).
@@ -72,11 +78,20 @@ impl Overrides {
             let name = text.trim();
             (!name.is_empty()).then(|| name.to_owned())
         });
+        let redis_namespace = reader.read(REDIS_NAMESPACE, REDIS_NAMESPACE_ACCEPTED, |text| {
+            let prefix = text.trim();
+            // It becomes a command-line argument of the sidecar: one printable word.
+            (!prefix.is_empty()
+                && prefix.chars().count() <= 256
+                && !prefix.chars().any(|c| c.is_whitespace() || c.is_control()))
+            .then(|| prefix.to_owned())
+        });
         Self {
             longest_job,
             shutdown_timeout,
             probe_port,
             container,
+            redis_namespace,
             invalid: reader.invalid,
         }
     }
@@ -129,6 +144,7 @@ mod tests {
             SHUTDOWN_TIMEOUT: "60",
             PROBE_PORT: "9000",
             CONTAINER: " worker ",
+            REDIS_NAMESPACE: "myapp",
             "unrelated": "x",
         }));
         assert_eq!(
@@ -138,6 +154,7 @@ mod tests {
                 shutdown_timeout: Some(60),
                 probe_port: Some(9000),
                 container: Some("worker".into()),
+                redis_namespace: Some("myapp".into()),
                 invalid: vec![],
             }
         );
@@ -155,8 +172,10 @@ mod tests {
             PROBE_PORT: "0",
             SHUTDOWN_TIMEOUT: 30,
             CONTAINER: "",
+            REDIS_NAMESPACE: "my app",
         }));
         assert_eq!(overrides.longest_job, None);
+        assert_eq!(overrides.redis_namespace, None);
         assert_eq!(overrides.probe_port, None);
         assert_eq!(overrides.shutdown_timeout, None);
         assert_eq!(overrides.container, None);
@@ -172,6 +191,7 @@ mod tests {
                 (SHUTDOWN_TIMEOUT, "30", duration::ACCEPTED),
                 (PROBE_PORT, "0", PORT_ACCEPTED),
                 (CONTAINER, "", NAME_ACCEPTED),
+                (REDIS_NAMESPACE, "my app", REDIS_NAMESPACE_ACCEPTED),
             ]
         );
     }

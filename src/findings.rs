@@ -186,8 +186,12 @@ pub fn job_running_longer(
     ))
 }
 
-/// A class whose recorded run times (Sidekiq 7+ metrics) exceed the declared longest job,
-/// `None` when its slowest bucket is within it.
+/// A class whose recorded run times (Sidekiq 7+ metrics) may exceed the declared longest job,
+/// `None` when its slowest bucket lies within it.
+///
+/// A histogram bucket is a range (up to 1.5 times wide): when the declared time falls inside
+/// the slowest one, the runs may or may not have exceeded it. That is still a warning — the
+/// cost of a drain that ends too early is a lost job — worded as the uncertainty it is.
 pub fn class_slower_than_declared(
     workload: &Workload<'_>,
     class: &str,
@@ -195,27 +199,59 @@ pub fn class_slower_than_declared(
     hours: u64,
     declared: &crate::settings::Setting<u64>,
 ) -> Option<Finding> {
-    if slowest.secs() <= declared.value {
+    let declared_ms = declared.value.saturating_mul(1000);
+    if slowest.below_ms.is_some_and(|below| below <= declared_ms) {
         return None;
     }
-    let took = match slowest {
-        crate::sidekiq::metrics::Slowest::UpTo(ms) => format!("up to {}", Secs(ms.div_ceil(1000))),
-        crate::sidekiq::metrics::Slowest::Over(ms) => format!("more than {}", Secs(ms / 1000)),
+    let took = match slowest.below_ms {
+        Some(below) => format!(
+            "between {} and {}",
+            millis_text(slowest.from_ms),
+            millis_text(below)
+        ),
+        None => format!("{} or more", millis_text(slowest.from_ms)),
+    };
+    let consequence = if slowest.from_ms > declared_ms {
+        format!("if this workload runs {class}, its drains end before it does")
+    } else {
+        format!(
+            "the histogram cannot tell whether runs took longer; if this workload runs {class}, its drains may end before it does"
+        )
+    };
+    let hint = match slowest.below_ms {
+        Some(below) => format!(
+            "raise {} to at least {} (the top of that range)",
+            annotations::LONGEST_JOB,
+            Secs(below.div_ceil(1000))
+        ),
+        None => format!(
+            "raise {} above the slowest run of {class}",
+            annotations::LONGEST_JOB
+        ),
     };
     Some(Finding::new(
         Code::ClassSlowerThanDeclared,
         Severity::Warning,
         annotation_path(workload, annotations::LONGEST_JOB),
         format!(
-            "class {class} took {took} in the last {hours} h (Sidekiq's metrics in this Redis), declared {} ({}): if this workload runs {class}, its drains end before it does",
+            "class {class} took {took} in the last {hours} h (its successful runs in Sidekiq's metrics in this Redis), declared {} ({}): {consequence}",
             Secs(declared.value),
             declared.source
         ),
-        format!(
-            "raise {} above the slowest run of {class}",
-            annotations::LONGEST_JOB
-        ),
+        hint,
     ))
+}
+
+/// Milliseconds as the bucket bounds read best: `20ms`, `1.1s`, `5.75s`, `5m35s`.
+fn millis_text(ms: u64) -> String {
+    match (ms / 1000, ms % 1000) {
+        (secs, 0) => Secs(secs).to_string(),
+        (0, ms) => format!("{ms}ms"),
+        (secs, frac) => {
+            let frac = format!("{frac:03}");
+            format!("{secs}.{}s", frac.trim_end_matches('0'))
+        }
+    }
 }
 
 /// Findings for a Sidekiq workload whose managed fields are in `state` (the object as written,
@@ -339,6 +375,7 @@ fn workload_annotation_findings(workload: &Workload<'_>) -> Vec<Finding> {
         annotations::SHUTDOWN_TIMEOUT,
         annotations::PROBE_PORT,
         annotations::CONTAINER,
+        annotations::REDIS_NAMESPACE,
     ]
     .into_iter()
     .filter(|key| own.contains_key(*key) && !template.is_some_and(|t| t.contains_key(*key)))
@@ -817,17 +854,50 @@ mod tests {
             "{}",
             finding.message
         );
-        let slowest = |bound| class_slower_than_declared(&workload, "SlowJob", bound, 8, &declared);
-        assert_eq!(slowest(Slowest::UpTo(120_000)), None);
+        let slowest = |from_ms, below_ms| {
+            class_slower_than_declared(
+                &workload,
+                "SlowJob",
+                Slowest { from_ms, below_ms },
+                8,
+                &declared,
+            )
+        };
+        assert_eq!(slowest(65_000, Some(100_000)), None, "every run below 100s");
+        assert_eq!(slowest(100_000, Some(120_000)), None, "below 2m: within");
+        let straddling = slowest(100_000, Some(150_000)).unwrap();
+        assert_eq!(straddling.code, Code::ClassSlowerThanDeclared);
         assert_eq!(
-            slowest(Slowest::Over(119_500)),
-            None,
-            "rounded up: 2m, within"
+            straddling.message,
+            "class SlowJob took between 1m40s and 2m30s in the last 8 h (its successful runs in \
+             Sidekiq's metrics in this Redis), declared 2m (annotation sidekiq-guard.io/longest-job): \
+             the histogram cannot tell whether runs took longer; if this workload runs SlowJob, its \
+             drains may end before it does"
         );
         assert_eq!(
-            slowest(Slowest::UpTo(120_001)).map(|f| f.code),
-            Some(Code::ClassSlowerThanDeclared)
+            straddling.hint,
+            "raise sidekiq-guard.io/longest-job to at least 2m30s (the top of that range)"
         );
+        let beyond = slowest(150_000, Some(225_000)).unwrap();
+        assert!(
+            beyond
+                .message
+                .contains("took between 2m30s and 3m45s in the last 8 h")
+                && beyond
+                    .message
+                    .ends_with("if this workload runs SlowJob, its drains end before it does"),
+            "{}",
+            beyond.message
+        );
+        assert!(
+            slowest(335_000, None)
+                .unwrap()
+                .message
+                .contains("took 5m35s or more")
+        );
+        assert_eq!(millis_text(20), "20ms");
+        assert_eq!(millis_text(1100), "1.1s");
+        assert_eq!(millis_text(5750), "5.75s");
     }
 
     #[test]

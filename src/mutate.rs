@@ -126,6 +126,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         policy: &ctx.policy.sidecar,
         sidekiq: analysis.sidekiq_json(),
         redis: &analysis.redis,
+        redis_namespace: analysis.overrides.redis_namespace.as_deref(),
         root_pod: analysis
             .workload
             .spec

@@ -244,6 +244,8 @@ pub struct Spec<'a> {
     pub sidekiq: &'a Value,
     /// The Redis settings copied from the Sidekiq container ([`redis_env`]).
     pub redis: &'a RedisEnv,
+    /// The redis-namespace prefix of Sidekiq's keys, from the pod's annotation.
+    pub redis_namespace: Option<&'a str>,
     /// The pod's `securityContext.runAsUser` is 0: every container runs as root unless it
     /// says otherwise.
     pub root_pod: bool,
@@ -281,6 +283,9 @@ pub fn container(spec: &Spec<'_>) -> Value {
         )),
         json!(format!("--mode={}", spec.mode.as_str())),
     ];
+    if let Some(prefix) = spec.redis_namespace {
+        args.push(json!(format!("--redis-namespace={prefix}")));
+    }
     // A classic sidecar gets SIGTERM when the pod is deleted, while the preStop drain and then
     // Sidekiq's own shutdown still need it; a native one is stopped after Sidekiq has exited.
     if spec.mode == Mode::Classic {
@@ -743,6 +748,7 @@ mod tests {
             policy: &policy,
             sidekiq: &worker,
             redis: &redis_env(&worker),
+            redis_namespace: None,
             root_pod: false,
         };
         let container = container(&spec);
@@ -794,6 +800,21 @@ mod tests {
                 "--exit-deadline=5m50s"
             ])
         );
+
+        // Sidekiq 6 with redis-namespace: the probe reads the keys under the same prefix.
+        let namespaced = super::container(&Spec {
+            redis_namespace: Some("myapp"),
+            ..spec
+        });
+        assert_eq!(
+            namespaced["args"],
+            json!([
+                "--listen=0.0.0.0:7434",
+                "--drain-budget=5m20s",
+                "--mode=native",
+                "--redis-namespace=myapp"
+            ])
+        );
     }
 
     /// The sidecar for `worker` in native mode under the default policy.
@@ -806,6 +827,7 @@ mod tests {
             policy: &SidecarPolicy::default(),
             sidekiq: worker,
             redis: &redis_env(worker),
+            redis_namespace: None,
             root_pod: false,
         })
     }

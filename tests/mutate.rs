@@ -64,6 +64,39 @@ fn the_status_annotation_describes_the_result() {
 }
 
 #[test]
+fn a_redis_namespace_reaches_the_probe_and_a_bad_one_is_a_finding() {
+    let mut pod = load("tests/data/objects/pod-rails-worker.json");
+    pod["metadata"]["annotations"]["sidekiq-guard.io/redis-namespace"] = json!("shop");
+    let (_, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    let args = mutated["spec"]["initContainers"][0]["args"]
+        .as_array()
+        .unwrap();
+    assert_eq!(args.last().unwrap(), "--redis-namespace=shop");
+
+    pod["metadata"]["annotations"]["sidekiq-guard.io/redis-namespace"] = json!("shop --x");
+    let (review, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    let args = mutated["spec"]["initContainers"][0]["args"]
+        .as_array()
+        .unwrap();
+    assert!(
+        args.iter()
+            .all(|a| !a.as_str().unwrap().contains("redis-namespace")),
+        "{args:?}"
+    );
+    let bad = review
+        .findings
+        .iter()
+        .find(|f| f.code == Code::AnnotationInvalid)
+        .expect("SG010");
+    assert!(
+        bad.message.contains("sidekiq-guard.io/redis-namespace")
+            && bad.message.contains("\"shop --x\""),
+        "{}",
+        bad.message
+    );
+}
+
+#[test]
 fn secrets_are_copied_as_references() {
     let pod = load("tests/data/objects/pod-rails-worker.json");
     let (_, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
