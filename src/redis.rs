@@ -140,8 +140,9 @@ impl RedisSettings {
 
     /// Finds the URL the way Sidekiq 7/8 do (`RedisConnection.determine_redis_provider`): the
     /// variable `REDIS_PROVIDER` names, else `REDIS_URL`, else [`DEFAULT_URL`]. A
-    /// `REDIS_PROVIDER` that holds a URL is an error, as in Sidekiq. (6.x did not fall back to
-    /// `REDIS_URL` when the named variable is unset; it used the default instead.)
+    /// `REDIS_PROVIDER` that holds a URL is an error, as in Sidekiq. (6.x reads the named
+    /// variable alone, but its client, redis-rb, falls back to `REDIS_URL` when given no URL:
+    /// the same result.)
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let provider = lookup(REDIS_PROVIDER);
         if let Some(provider) = &provider
@@ -212,13 +213,51 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// The URL as Sidekiq's Redis clients read its credentials. A lone user-info part
-/// (`redis://s3cret@host`) is the *password* for redis-client (Sidekiq 7+), while redis-rs
-/// would send it as a user name with no password; it is rewritten as `redis://:s3cret@host`.
+/// The URL as Sidekiq's Redis clients read it, rewritten for redis-rs where the two differ:
+/// - a lone user-info part (`redis://s3cret@host`) is the *password* for redis-client
+///   (Sidekiq 7+), while redis-rs would send it as a user name: `redis://:s3cret@host`;
+/// - a `+` in the user info is a space for both of Sidekiq's clients (they decode it as a form
+///   component), a `+` for redis-rs: `%20`;
+/// - `?db=N` names the database when the path does not, for redis-client (Sidekiq 7+), which
+///   redis-rs ignores: `/N`.
 fn as_sidekiq_reads_it(url: &str) -> String {
-    match user_info(url) {
-        Some((scheme, userinfo, host)) if !userinfo.is_empty() && !userinfo.contains(':') => {
-            format!("{scheme}://:{userinfo}@{host}")
+    let url = with_query_db(url);
+    match user_info(&url) {
+        Some((scheme, userinfo, host)) if !userinfo.is_empty() => {
+            let userinfo = userinfo.replace('+', "%20");
+            if userinfo.contains(':') {
+                format!("{scheme}://{userinfo}@{host}")
+            } else {
+                format!("{scheme}://:{userinfo}@{host}")
+            }
+        }
+        _ => url,
+    }
+}
+
+/// `redis://h:6379?db=2` as `redis://h:6379/2?db=2`: the query's database where the path
+/// names none (TCP URLs; a socket's database is always in its query, which redis-rs reads).
+fn with_query_db(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    if !matches!(scheme, "redis" | "rediss") {
+        return url.to_owned();
+    }
+    let Some((base, query)) = rest.split_once('?') else {
+        return url.to_owned();
+    };
+    let authority_end = base.find('/').unwrap_or(base.len());
+    let (authority, path) = base.split_at(authority_end);
+    let db = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == "db")
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()));
+    match db {
+        Some(db) if path.is_empty() || path == "/" => {
+            format!("{scheme}://{authority}/{db}?{query}")
         }
         _ => url.to_owned(),
     }
@@ -444,7 +483,8 @@ impl Reader {
         settings.check()?;
         let client = client_for(&as_sidekiq_reads_it(&settings.url), &settings)?;
         // A fallback that does not parse is no reason to refuse the URL itself.
-        let fallback = fallback(&settings.url).and_then(|url| client_for(&url, &settings).ok());
+        let fallback = fallback(&settings.url)
+            .and_then(|url| client_for(&as_sidekiq_reads_it(&url), &settings).ok());
         Ok(Reader {
             client,
             fallback,
@@ -830,6 +870,33 @@ mod tests {
             assert_eq!(as_sidekiq_reads_it(url), url);
             assert_eq!(fallback(url), None);
         }
+        // A `+` is a space to Sidekiq's clients (form decoding); `%2B` stays a plus.
+        assert_eq!(
+            as_sidekiq_reads_it("redis://app:a+b%2Bc@h/0"),
+            "redis://app:a%20b%2Bc@h/0"
+        );
+        assert_eq!(as_sidekiq_reads_it("redis://a+b@h/0"), "redis://:a%20b@h/0");
+    }
+
+    #[test]
+    fn a_database_in_the_query_is_read_as_sidekiq_7_reads_it() {
+        for (given, read) in [
+            ("redis://h:6379?db=2", "redis://h:6379/2?db=2"),
+            (
+                "rediss://:pw@h:6380/?db=3&protocol=3",
+                "rediss://:pw@h:6380/3?db=3&protocol=3",
+            ),
+            // The path wins, as for redis-client.
+            ("redis://h:6379/1?db=2", "redis://h:6379/1?db=2"),
+            ("redis://h:6379?db=two", "redis://h:6379?db=two"),
+            ("unix:///r.sock?db=2", "unix:///r.sock?db=2"),
+        ] {
+            assert_eq!(as_sidekiq_reads_it(given), read, "{given}");
+        }
+        let info = as_sidekiq_reads_it("redis://h:6379?db=2")
+            .into_connection_info()
+            .unwrap();
+        assert_eq!(info.redis_settings().db(), 2);
     }
     use std::collections::HashMap;
 

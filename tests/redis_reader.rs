@@ -429,6 +429,32 @@ async fn username_password_and_database_number_are_honoured() {
 }
 
 #[tokio::test]
+async fn a_plus_in_the_password_and_a_database_in_the_query_read_as_sidekiq_reads_them() {
+    // Sidekiq's clients decode user info as a form component (`+` is a space), and Sidekiq 7+
+    // takes the database from `?db=` when the path names none.
+    let server = RedisServer::start();
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "sidekiq",
+        "on",
+        ">w0rker pw",
+        "~*",
+        "+@all",
+    ]);
+    let mut db3 = connect(&format!("redis://127.0.0.1:{}/3", server.port()));
+    let id = load_fixture(&mut db3, Version::V7, "", "process-hash.json", None, "");
+
+    let url = format!("redis://sidekiq:w0rker+pw@127.0.0.1:{}?db=3", server.port());
+    let mut tracker = host("vm");
+    reader(&url, None)
+        .refresh(&mut tracker, false, clock())
+        .await
+        .unwrap();
+    assert!(tracker.get(&id).unwrap().process().is_some());
+}
+
+#[tokio::test]
 async fn a_server_that_accepts_but_never_answers_hits_the_connect_timeout() {
     // The kernel completes the TCP handshake; nothing ever answers `SELECT 3`.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

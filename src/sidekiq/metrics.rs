@@ -4,6 +4,8 @@
 //! Each minute, a hash counts runs per class (`<class>|p`), failures (`|f`) and milliseconds of
 //! successful runs (`|ms`); each class also gets a histogram of run times for that minute: 26
 //! big-endian unsigned 16-bit counters, one per bucket of [`BUCKET_BOUNDS_MS`] plus "slower".
+//! Only runs that return are timed: a job that raised — including one Sidekiq interrupted at
+//! its shutdown timeout — counts as a failure and adds nothing to the histogram.
 //! Both live 8 hours. Key names differ between 7.x and 8.x (facts and sources in
 //! `docs/research.md`, fixtures under `tests/data/redis/`):
 //!
@@ -16,7 +18,9 @@ use std::collections::BTreeMap;
 
 use crate::timestamp;
 
-/// Upper bounds of the histogram buckets, in milliseconds; a 26th bucket counts slower runs.
+/// Upper bounds of the histogram buckets, in milliseconds: Sidekiq counts a run in the first
+/// bucket whose bound it is *below*, so bucket `i` holds `[bound[i-1], bound[i])`; a 26th bucket
+/// counts the runs of at least the last bound.
 pub const BUCKET_BOUNDS_MS: [u64; 25] = [
     20, 30, 45, 65, 100, 150, 225, 335, 500, 750, 1100, 1700, 2500, 3800, 5750, 8500, 13000, 20000,
     30000, 45000, 65000, 100000, 150000, 225000, 335000,
@@ -117,30 +121,24 @@ pub fn parse_histogram(bytes: &[u8]) -> [u64; BUCKETS] {
     counts
 }
 
-/// The slowest runs a histogram records.
+/// The slowest runs a histogram records: the range of its highest non-empty bucket. A
+/// histogram tells no more: a run in `[225 s, 335 s)` may have taken 226 s or 334 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Slowest {
-    /// At most this many milliseconds.
-    UpTo(u64),
-    /// More than the last bound (335 s).
-    Over(u64),
-}
-
-impl Slowest {
-    /// Seconds, rounded up, of the bound.
-    pub fn secs(self) -> u64 {
-        match self {
-            Slowest::UpTo(ms) | Slowest::Over(ms) => ms.div_ceil(1000),
-        }
-    }
+pub struct Slowest {
+    /// The slowest run took at least this many milliseconds.
+    pub from_ms: u64,
+    /// … and less than this many; `None` for the last bucket, which has no upper bound.
+    pub below_ms: Option<u64>,
 }
 
 /// The highest non-empty bucket of `counts`.
 pub fn slowest(counts: &[u64; BUCKETS]) -> Option<Slowest> {
     let top = counts.iter().rposition(|&n| n > 0)?;
-    Some(match BUCKET_BOUNDS_MS.get(top) {
-        Some(&bound) => Slowest::UpTo(bound),
-        None => Slowest::Over(BUCKET_BOUNDS_MS[BUCKET_BOUNDS_MS.len() - 1]),
+    Some(Slowest {
+        from_ms: top
+            .checked_sub(1)
+            .map_or(0, |below| BUCKET_BOUNDS_MS[below]),
+        below_ms: BUCKET_BOUNDS_MS.get(top).copied(),
     })
 }
 
@@ -252,7 +250,11 @@ mod tests {
         let counts = parse_histogram(&raw);
         assert_eq!(counts[7], 3);
         assert_eq!(counts.iter().sum::<u64>(), 3);
-        assert_eq!(slowest(&counts), Some(Slowest::UpTo(335)));
+        let sleeps = Slowest {
+            from_ms: 225,
+            below_ms: Some(335),
+        };
+        assert_eq!(slowest(&counts), Some(sleeps));
         let mut collector = Collector::default();
         collector.add_minute(&fields(&[("SleepJob|ms", "905"), ("SleepJob|p", "3")]));
         collector.add_histogram("SleepJob", &raw);
@@ -260,7 +262,7 @@ mod tests {
             collector.finish()["SleepJob"],
             ClassTimes {
                 runs: 3,
-                slowest: Some(Slowest::UpTo(335))
+                slowest: Some(sleeps)
             }
         );
     }
@@ -271,9 +273,20 @@ mod tests {
         raw[51] = 1;
         assert_eq!(
             slowest(&parse_histogram(&raw)),
-            Some(Slowest::Over(335_000))
+            Some(Slowest {
+                from_ms: 335_000,
+                below_ms: None
+            })
         );
-        assert_eq!(Slowest::Over(335_000).secs(), 335);
+        let mut fastest = vec![0u8; 52];
+        fastest[1] = 1;
+        assert_eq!(
+            slowest(&parse_histogram(&fastest)),
+            Some(Slowest {
+                from_ms: 0,
+                below_ms: Some(20)
+            })
+        );
         assert_eq!(slowest(&parse_histogram(&[])), None);
         assert_eq!(parse_histogram(&[1])[0], 256, "an odd byte is a high half");
     }
