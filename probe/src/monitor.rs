@@ -326,6 +326,17 @@ impl Monitor {
         if with_work {
             self.full_read_at = Some(done);
         }
+        if let Some((id, drain)) = &self.drain
+            && drain.superseded(&self.tracker)
+        {
+            info!(
+                drain = id,
+                outcome = %drain.state(),
+                "a Sidekiq process that drain never saw is running: its outcome no longer applies"
+            );
+            self.drain = None;
+            self.drain_logged = None;
+        }
         let result_label = if result.is_ok() { "ok" } else { "error" };
         self.metrics
             .reads

@@ -292,6 +292,36 @@ fn a_process_that_stops_beating_is_stale_even_after_its_hash_expires_until_repla
 }
 
 #[test]
+fn a_drain_outcome_ends_when_sidekiq_starts_again_in_the_pod() {
+    // A liveness restart runs the preStop hook (`/drain`) and the pod lives on with a new
+    // Sidekiq: its status must not keep calling the pod drained.
+    let redis = RedisServer::start();
+    let host = "restarted";
+    let mut sidekiq = fake(&redis, host, 1, Version::V7, BEAT);
+    let probe = Probe::start(&redis.url(), host, &["--drain-budget=30s", "--settle=0s"]);
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .get("/readyz")
+        .status
+        == 200));
+    let reply = probe.get_within("/drain", Duration::from_secs(10));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(probe.status().drain.state, "drained");
+
+    sidekiq.stop_clean();
+    let restarted = fake(&redis, host, 2, Version::V7, BEAT);
+    assert!(
+        wait_until(Duration::from_secs(5), || probe.status().drain.state == "idle"),
+        "{}",
+        probe.log()
+    );
+    assert_eq!(probe.get("/readyz").status, 200);
+    // A later preStop drains the new process.
+    let reply = probe.get_within("/drain", Duration::from_secs(10));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(restarted.is_quiet());
+}
+
+#[test]
 fn an_embedded_process_is_reported_instead_of_waited_for() {
     let redis = RedisServer::start();
     let host = "embedded";

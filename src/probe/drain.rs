@@ -171,6 +171,17 @@ impl Drain {
         self.state != State::Draining
     }
 
+    /// Whether a finished drain no longer describes the pod: a process it never saw beats and
+    /// is not quiet. Sidekiq was started again in the same pod after the drain — a liveness
+    /// restart runs the preStop hook, and the pod lives on — and showing the old outcome
+    /// would call a working pod drained.
+    pub fn superseded(&self, tracker: &Tracker) -> bool {
+        self.is_finished()
+            && tracker
+                .live()
+                .any(|p| !p.quiet && !self.involved.contains(&p.identity))
+    }
+
     /// The budget.
     pub fn budget(&self) -> Duration {
         self.budget
@@ -535,6 +546,39 @@ mod tests {
             d.message(),
             "drained after 15s: every process is quiet with no job running, or gone (w-0:1:aa quiet, 0 busy)"
         );
+    }
+
+    #[test]
+    fn a_finished_drain_is_superseded_by_a_new_unquiet_process_only() {
+        let mut t = tracker();
+        let ids = ["w-0:1:aa".to_owned()];
+        t.ingest(at(0.0), Some(&ids), vec![process("w-0:1:aa", true, 0, false)]);
+        let mut d = Drain::start(at(0.0), Duration::from_secs(100), None);
+        assert!(!d.superseded(&t), "still draining");
+        d.step(&t, at(0.0));
+        assert_eq!(d.state(), State::Drained);
+        assert!(!d.superseded(&t), "the drained process itself");
+
+        // Sidekiq restarted in the pod (a liveness restart): a new identity.
+        let restarted = ["w-0:1:aa".to_owned(), "w-0:1:bb".to_owned()];
+        t.ingest(
+            at(30.0),
+            Some(&restarted),
+            vec![
+                process("w-0:1:aa", true, 0, false),
+                process("w-0:1:bb", true, 0, false),
+            ],
+        );
+        assert!(!d.superseded(&t), "a new process already quiet is drained too");
+        t.ingest(
+            at(35.0),
+            Some(&restarted),
+            vec![
+                process("w-0:1:aa", true, 0, false),
+                process("w-0:1:bb", false, 0, false),
+            ],
+        );
+        assert!(d.superseded(&t));
     }
 
     #[test]
