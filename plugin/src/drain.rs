@@ -480,6 +480,12 @@ async fn through_redis(reader: &Reader, subject: Subject, host: &str) -> Result<
         // Like the probe's, the drain outlasts a Redis hiccup (a failover, a timeout): the
         // tracker records the failure and the state machine retries until its budget.
         if let Err(error) = reader.refresh(&mut tracker, true, &clock).await {
+            // Refused from the first attempt (credentials, ACL, database number), the URL is
+            // wrong, not Redis away: waiting out the budget cannot fix a typo.
+            let redis = tracker.redis();
+            if redis.refused && redis.last_ok.is_none() {
+                return Err(error.into());
+            }
             subject.say(format!(
                 "{name}: Redis unreachable, retrying: {}",
                 chain(&error)
@@ -499,12 +505,15 @@ async fn through_redis(reader: &Reader, subject: Subject, host: &str) -> Result<
             }
         }
         let elapsed = origin.elapsed();
-        subject.say(progress_line(
-            &name,
-            drain.state().as_str(),
-            drain.progress(),
-            elapsed,
-        ));
+        let found_nothing = drain.state() == State::Drained && drain.progress().is_empty();
+        if !found_nothing {
+            subject.say(progress_line(
+                &name,
+                drain.state().as_str(),
+                drain.progress(),
+                elapsed,
+            ));
+        }
         let message = match drain.state() {
             State::Draining => {
                 tokio::time::sleep(subject.interval).await;
@@ -512,7 +521,7 @@ async fn through_redis(reader: &Reader, subject: Subject, host: &str) -> Result<
             }
             // Idle because nothing was there: from outside the pod, more likely the wrong Redis
             // or key prefix than a Sidekiq that already left. Nothing was quieted; say so.
-            State::Drained if drain.progress().is_empty() => {
+            State::Drained if found_nothing => {
                 let message = format!(
                     "no Sidekiq process of host {host} in Redis, so nothing was quieted: check --redis-url (and its database), --redis-namespace, and that Sidekiq runs in the pod"
                 );

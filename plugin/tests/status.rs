@@ -1126,7 +1126,21 @@ fn drain_through_redis_that_finds_nothing_fails_and_reads_a_key_prefix() {
         &output,
         "shop/ns-worker-0: drain failed: no Sidekiq process of host ns-worker-0 in Redis, so nothing was quieted: check --redis-url (and its database), --redis-namespace, and that Sidekiq runs in the pod",
     );
+    assert!(!output.contains("drained"), "{output}");
     assert!(!worker.is_quiet());
+
+    // A Redis that refuses the URL's credentials from the start: a wrong URL, said at once
+    // instead of retried for the whole budget.
+    let wrong = url.replace("redis://", "redis://:not-the-password@");
+    let started = std::time::Instant::now();
+    let out = run_in(&kubeconfig, &["drain", host, "--redis-url", &wrong]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("Password authentication failed") && !stderr.contains("not-the-password"),
+        "{stderr}"
+    );
 
     let out = drain(&["--redis-namespace", "myapp"]);
     let output = text(&out.stdout);
