@@ -37,7 +37,7 @@ pub(crate) enum Command {
         after_help = "Data comes from each pod's sidekiq-guard probe through the API server's pod proxy, or,\nwith --redis-url, from Redis directly (no cluster needed).\n\nExamples:\n  kubectl sidekiq status -n shop\n  kubectl sidekiq status -A --watch\n  kubectl sidekiq status --redis-url redis://localhost:6379/0 -o json"
     )]
     Status(StatusArgs),
-    /// Quiet pods' Sidekiq and follow them until idle (exit 0 when idle, 1 on timeout)
+    /// Quiet pods' Sidekiq and follow them until idle (exit 0 when idle, 1 on timeout, 2 on errors)
     #[command(
         after_help = "With -o json or yaml, progress goes to stderr and stdout gets each pod's outcome once all have ended.\n\nExamples:\n  kubectl sidekiq drain -n shop rails-worker-7d9c8f6b5-x2x9k\n  kubectl sidekiq drain -n shop -l app=worker --timeout 10m\n  kubectl sidekiq drain -n shop -l app=worker -o json 2>/dev/null | jq '.pods[] | select(.idle | not) | .pod'"
     )]
@@ -138,7 +138,9 @@ pub(crate) struct ValidateArgs {
     /// follows each namespace's opt-in label)
     #[arg(long)]
     pub(crate) as_injected: bool,
-    /// Sidecar placement assumed with --as-injected
+    /// Sidecar placement the webhook would use: what --as-injected injects, and what the
+    /// findings assume (a classic sidecar cannot go into a Job) [default: the policy's; native
+    /// for files]
     #[arg(long, value_enum, value_name = "MODE")]
     pub(crate) sidecar_mode: Option<ModeArg>,
     /// Redis of the workloads (cluster mode): also compare Sidekiq 7+'s recorded execution times

@@ -310,7 +310,8 @@ fn a_drain_outcome_ends_when_sidekiq_starts_again_in_the_pod() {
     sidekiq.stop_clean();
     let restarted = fake(&redis, host, 2, Version::V7, BEAT);
     assert!(
-        wait_until(Duration::from_secs(5), || probe.status().drain.state == "idle"),
+        wait_until(Duration::from_secs(5), || probe.status().drain.state
+            == "idle"),
         "{}",
         probe.log()
     );

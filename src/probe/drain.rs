@@ -552,7 +552,11 @@ mod tests {
     fn a_finished_drain_is_superseded_by_a_new_unquiet_process_only() {
         let mut t = tracker();
         let ids = ["w-0:1:aa".to_owned()];
-        t.ingest(at(0.0), Some(&ids), vec![process("w-0:1:aa", true, 0, false)]);
+        t.ingest(
+            at(0.0),
+            Some(&ids),
+            vec![process("w-0:1:aa", true, 0, false)],
+        );
         let mut d = Drain::start(at(0.0), Duration::from_secs(100), None);
         assert!(!d.superseded(&t), "still draining");
         d.step(&t, at(0.0));
@@ -569,7 +573,10 @@ mod tests {
                 process("w-0:1:bb", true, 0, false),
             ],
         );
-        assert!(!d.superseded(&t), "a new process already quiet is drained too");
+        assert!(
+            !d.superseded(&t),
+            "a new process already quiet is drained too"
+        );
         t.ingest(
             at(35.0),
             Some(&restarted),

@@ -75,7 +75,7 @@ pub struct ServeArgs {
     pub sidecar_image: Option<String>,
     /// Kubeconfig used to read the API server version for `sidecar.mode: auto` (in a pod, the
     /// service account is used).
-    #[arg(long)]
+    #[arg(long, env = "SIDEKIQ_GUARD_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
     /// How often the certificate files are checked for changes.
     #[arg(long, env = "SIDEKIQ_GUARD_CERT_RELOAD_INTERVAL", default_value = "5s", value_parser = interval)]
@@ -113,16 +113,16 @@ pub struct GenerateArgs {
     #[arg(long, env = "SIDEKIQ_GUARD_NAMESPACE", default_value = "sidekiq-guard", value_parser = namespace_name)]
     pub namespace: String,
     /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
-    #[arg(long)]
+    #[arg(long, env = "SIDEKIQ_GUARD_OUT")]
     pub out: PathBuf,
     /// Validity of the serving certificate.
-    #[arg(long, default_value = "365d", value_parser = duration)]
+    #[arg(long, env = "SIDEKIQ_GUARD_VALIDITY", default_value = "365d", value_parser = duration)]
     pub validity: Duration,
     /// Validity of the CA.
-    #[arg(long, default_value = "3650d", value_parser = duration)]
+    #[arg(long, env = "SIDEKIQ_GUARD_CA_VALIDITY", default_value = "3650d", value_parser = duration)]
     pub ca_validity: Duration,
     /// Overwrite existing files.
-    #[arg(long)]
+    #[arg(long, env = "SIDEKIQ_GUARD_FORCE")]
     pub force: bool,
 }
 
@@ -157,25 +157,25 @@ pub struct InstallArgs {
     )]
     pub webhook_configuration: String,
     /// Name of the MutatingWebhookConfiguration, when it differs.
-    #[arg(long)]
+    #[arg(long, env = "SIDEKIQ_GUARD_MUTATING")]
     pub mutating: Option<String>,
     /// Name of the ValidatingWebhookConfiguration, when it differs.
-    #[arg(long)]
+    #[arg(long, env = "SIDEKIQ_GUARD_VALIDATING")]
     pub validating: Option<String>,
     /// Renew certificates that expire within this.
-    #[arg(long, default_value = "30d", value_parser = duration)]
+    #[arg(long, env = "SIDEKIQ_GUARD_RENEW_BEFORE", default_value = "30d", value_parser = duration)]
     pub renew_before: Duration,
     /// Validity of a new serving certificate.
-    #[arg(long, default_value = "365d", value_parser = duration)]
+    #[arg(long, env = "SIDEKIQ_GUARD_VALIDITY", default_value = "365d", value_parser = duration)]
     pub validity: Duration,
     /// Validity of a new CA.
-    #[arg(long, default_value = "3650d", value_parser = duration)]
+    #[arg(long, env = "SIDEKIQ_GUARD_CA_VALIDITY", default_value = "3650d", value_parser = duration)]
     pub ca_validity: Duration,
     /// How long to wait for the webhook configurations to exist.
-    #[arg(long, default_value = "60s", value_parser = duration)]
+    #[arg(long, env = "SIDEKIQ_GUARD_WAIT", default_value = "60s", value_parser = duration)]
     pub wait: Duration,
     /// Kubeconfig (in a pod, the service account is used).
-    #[arg(long)]
+    #[arg(long, env = "SIDEKIQ_GUARD_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 }
 
@@ -303,6 +303,29 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The README promises every flag as `SIDEKIQ_GUARD_<FLAG>` too (a Job's env, a ConfigMap).
+    #[test]
+    fn every_flag_has_its_environment_variable() {
+        fn walk(command: &clap::Command, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if ["help", "version"].contains(&long) {
+                    continue;
+                }
+                let expected = format!("SIDEKIQ_GUARD_{}", long.to_uppercase().replace('-', "_"));
+                if arg.get_env().and_then(|e| e.to_str()) != Some(expected.as_str()) {
+                    missing.push(format!("{} --{long}", command.get_name()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), &mut missing);
+        assert_eq!(missing, Vec::<String>::new());
     }
 
     /// `serve` with its two required flags and `extra`.

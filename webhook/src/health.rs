@@ -37,7 +37,10 @@ impl Health {
         } else if !self.certs.is_loaded() {
             Some("no serving certificate loaded yet")
         } else if !self.serving.load(Ordering::Relaxed) {
-            Some("starting: the admission port is not serving yet")
+            // With `sidecar.mode: auto` this lasts until the API server tells its version.
+            Some(
+                "starting: deciding the sidecar mode (sidecar.mode auto asks the API server for its version; the log says why it waits)",
+            )
         } else {
             None
         }

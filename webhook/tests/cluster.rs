@@ -129,7 +129,7 @@ async fn auto_mode_stays_not_ready_until_the_api_server_answers() {
     assert_eq!(status, 503);
     assert_eq!(
         body,
-        "not ready: starting: the admission port is not serving yet\n"
+        "not ready: starting: deciding the sidecar mode (sidecar.mode auto asks the API server for its version; the log says why it waits)\n"
     );
     let (status, _) = webhook.health_get("/livez").await;
     assert_eq!(status, 200, "not restarted by its liveness probe meanwhile");
