@@ -118,6 +118,9 @@ pub enum Endpoint {
     Validate,
 }
 
+/// The status code of a policy denial (Forbidden), for the webhook and the wasm policy alike.
+pub const DENIED_CODE: u16 = 403;
+
 /// `response.status` of a denial.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
@@ -193,19 +196,11 @@ impl Answer {
 /// `/mutate` only patches pods on CREATE: pod specs are immutable afterwards, and a patch on an
 /// UPDATE would be rejected by the API server. Anything it does not handle is admitted unchanged.
 pub fn respond(request: &AdmissionRequest, endpoint: Endpoint, ctx: &Context<'_>) -> Answer {
-    let ctx = Context {
-        namespace: request.namespace.as_deref().or(ctx.namespace),
-        ..*ctx
-    };
     let kind = Kind::from_name(&request.kind.kind);
-    let object = match (&request.object, request.operation.as_str()) {
-        (Some(object), "CREATE" | "UPDATE") if !object.is_null() => object,
-        _ => return pass(request, "not-create-or-update"),
+    let (object, ctx, subject) = match reviewable(request, ctx) {
+        Ok(reviewable) => reviewable,
+        Err(outcome) => return pass(request, outcome),
     };
-    if review::being_deleted(object) {
-        return pass(request, "being-deleted");
-    }
-    let subject = review::subject(object, ctx.namespace);
     match endpoint {
         Endpoint::Mutate => {
             if kind != Some(Kind::Pod) || request.operation != "CREATE" {
@@ -226,6 +221,35 @@ pub fn respond(request: &AdmissionRequest, endpoint: Endpoint, ctx: &Context<'_>
             let decision = review::decide(&review, ctx.policy.enforcement, may_deny, &subject);
             answer(request, decision, false, review, subject)
         }
+    }
+}
+
+/// The object of a request that gets reviewed at all, the context with the request's namespace,
+/// and the subject for messages; else the outcome label of letting it pass unreviewed.
+fn reviewable<'a>(
+    request: &'a AdmissionRequest,
+    ctx: &Context<'a>,
+) -> Result<(&'a Value, Context<'a>, String), &'static str> {
+    let ctx = Context {
+        namespace: request.namespace.as_deref().or(ctx.namespace),
+        ..*ctx
+    };
+    let object = match (&request.object, request.operation.as_str()) {
+        (Some(object), "CREATE" | "UPDATE") if !object.is_null() => object,
+        _ => return Err("not-create-or-update"),
+    };
+    if review::being_deleted(object) {
+        return Err("being-deleted");
+    }
+    Ok((object, ctx, review::subject(object, ctx.namespace)))
+}
+
+/// The outcome label of `review` once decided.
+fn outcome(decision: &Decision, review: &Review) -> &'static str {
+    if decision.allowed {
+        review.outcome.label()
+    } else {
+        "denied"
     }
 }
 
@@ -287,11 +311,7 @@ fn answer(
     subject: String,
 ) -> Answer {
     let patch = (with_patch && !review.ops.is_empty()).then(|| encode_patch(&review.ops));
-    let outcome = if decision.allowed {
-        review.outcome.label()
-    } else {
-        "denied"
-    };
+    let outcome = outcome(&decision, &review);
     Answer {
         response: AdmissionResponse {
             uid: request.uid.clone(),
@@ -299,9 +319,10 @@ fn answer(
             patch_type: patch.as_ref().map(|_| "JSONPatch"),
             patch,
             warnings: decision.warnings,
-            status: decision
-                .message
-                .map(|message| Status { code: 403, message }),
+            status: decision.message.map(|message| Status {
+                code: DENIED_CODE,
+                message,
+            }),
         },
         review: Some(review),
         outcome,
@@ -336,10 +357,6 @@ pub struct Combined {
 /// patched on CREATE, and on an UPDATE that changes a workload's pod template (never a Job's);
 /// otherwise it is judged as `/validate` judges it.
 pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
-    let ctx = Context {
-        namespace: request.namespace.as_deref().or(ctx.namespace),
-        ..*ctx
-    };
     let admit = |outcome| Combined {
         allowed: true,
         message: None,
@@ -347,17 +364,13 @@ pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
         ops: Vec::new(),
         outcome,
     };
-    let object = match (&request.object, request.operation.as_str()) {
-        (Some(object), "CREATE" | "UPDATE") if !object.is_null() => object,
-        _ => return admit("not-create-or-update"),
+    let (object, ctx, subject) = match reviewable(request, ctx) {
+        Ok(reviewable) => reviewable,
+        Err(outcome) => return admit(outcome),
     };
     let Some(kind) = Kind::from_name(&request.kind.kind) else {
         return admit("not-a-workload");
     };
-    if review::being_deleted(object) {
-        return admit("being-deleted");
-    }
-    let subject = review::subject(object, ctx.namespace);
     let review_of = |object: &Value| {
         if patchable(request, kind) {
             review::mutate(object, &ctx)
@@ -369,11 +382,7 @@ pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
     let may_deny = may_refuse(request, &review, review_of);
     let decision = review::decide(&review, ctx.policy.enforcement, may_deny, &subject);
     Combined {
-        outcome: if decision.allowed {
-            review.outcome.label()
-        } else {
-            "denied"
-        },
+        outcome: outcome(&decision, &review),
         allowed: decision.allowed,
         message: decision.message,
         warnings: decision.warnings,

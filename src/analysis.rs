@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::annotations::{self, Overrides};
+use crate::annotations::{self, Overrides, PodOptIn};
 use crate::detect::{self, Detection, SidekiqContainer};
 use crate::grace::Grace;
 use crate::policy::Policy;
@@ -178,14 +178,15 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
     {
         return Subject::Skipped(Skip::ExcludedNamespace(namespace.to_owned()));
     }
-    if workload.label(annotations::INJECT) == Some("false") {
+    let opt_in = PodOptIn::of(workload.label(annotations::INJECT));
+    if opt_in == PodOptIn::Out {
         return Subject::Skipped(Skip::OptedOut);
     }
     let overrides = Overrides::from_annotations(workload.annotations());
     let container = match detect::detect(workload.containers, overrides.container.as_deref()) {
         Detection::Found(container) => container,
         // A pod labelled to opt in explicitly expects protection: finding no Sidekiq is news.
-        Detection::None if workload.label(annotations::INJECT) != Some("true") => {
+        Detection::None if opt_in != PodOptIn::In => {
             return Subject::Skipped(Skip::NoSidekiq);
         }
         unresolved => {

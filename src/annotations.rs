@@ -25,6 +25,44 @@ pub const REDIS_NAMESPACE: &str = "sidekiq-guard.io/redis-namespace";
 pub const STATUS: &str = "sidekiq-guard.io/status";
 /// Label on a pod (`true`/`false`) or namespace (`enabled`) that opts in or out.
 pub const INJECT: &str = "sidekiq-guard.io/inject";
+/// [`INJECT`] on a pod: inject it, whatever its namespace says.
+pub const INJECT_POD_IN: &str = "true";
+/// [`INJECT`] on a pod: never inject it, whatever its namespace says.
+pub const INJECT_POD_OUT: &str = "false";
+/// [`INJECT`] on a namespace: inject its Sidekiq pods.
+pub const INJECT_NAMESPACE_IN: &str = "enabled";
+
+/// What the [`INJECT`] label of a pod (or pod template) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodOptIn {
+    /// `true`.
+    In,
+    /// `false`: always wins.
+    Out,
+    /// Absent, or any other value: the namespace decides.
+    Unset,
+}
+
+impl PodOptIn {
+    /// Reads the label's value.
+    pub fn of(value: Option<&str>) -> Self {
+        match value {
+            Some(INJECT_POD_IN) => PodOptIn::In,
+            Some(INJECT_POD_OUT) => PodOptIn::Out,
+            _ => PodOptIn::Unset,
+        }
+    }
+
+    /// Whether the pod is considered, as the webhook configurations' selectors decide:
+    /// `false` on the pod always wins, else the pod's `true` or its namespace's `enabled`.
+    pub fn considered(self, namespace_opted_in: bool) -> bool {
+        match self {
+            PodOptIn::Out => false,
+            PodOptIn::In => true,
+            PodOptIn::Unset => namespace_opted_in,
+        }
+    }
+}
 
 /// Settings read from annotations; `None` where the annotation is absent or unreadable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -158,6 +196,23 @@ mod tests {
                 invalid: vec![],
             }
         );
+    }
+
+    #[test]
+    fn the_pods_label_wins_over_its_namespace() {
+        for (label, namespace, considered) in [
+            (Some("false"), true, false),
+            (Some("true"), false, true),
+            (None, true, true),
+            (None, false, false),
+            (Some("enabled"), false, false),
+        ] {
+            assert_eq!(
+                PodOptIn::of(label).considered(namespace),
+                considered,
+                "{label:?} in a namespace opted in: {namespace}"
+            );
+        }
     }
 
     #[test]

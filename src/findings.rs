@@ -405,7 +405,7 @@ fn inject_label_finding(workload: &Workload<'_>) -> Option<Finding> {
     if workload.kind == Kind::Pod || workload.label(annotations::INJECT).is_some() {
         return None;
     }
-    let effect = if own == "false" {
+    let effect = if own == annotations::INJECT_POD_OUT {
         "its pods are still injected in a namespace labelled sidekiq-guard.io/inject=enabled"
     } else {
         "its pods are injected only in a namespace labelled sidekiq-guard.io/inject=enabled"

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::analysis::{Context, Skip};
-use crate::annotations;
+use crate::annotations::{self, PodOptIn};
 use crate::findings::Code;
 use crate::review::{self, Outcome};
 
@@ -18,8 +18,6 @@ pub const DEFAULT_NAMESPACE: &str = "sidekiq-guard";
 pub const DEFAULT_TLS_SECRET: &str = "sidekiq-guard-tls";
 /// A serving certificate closer than this to expiry is a warning.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
-/// The label namespaces carry to opt in.
-pub const NAMESPACE_OPT_IN_VALUE: &str = "enabled";
 
 /// The outcome of one check, Linkerd-check style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -465,10 +463,22 @@ pub fn service_endpoints_title(service: &ServiceRef) -> String {
     )
 }
 
+/// The names a webhook Service is reached by, the one the API server dials (`S.N.svc`) last:
+/// the names its serving certificate must carry.
+pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
+    vec![
+        service.to_owned(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+    ]
+}
+
 /// Judges whether the serving certificate names the Service the API server calls: it
 /// verifies the name `SERVICE.NAMESPACE.svc`.
 pub fn certificate_names(dns_names: &[String], service: &ServiceRef) -> Check {
-    let wanted = format!("{}.{}.svc", service.name, service.namespace);
+    let wanted = service_dns_names(&service.name, &service.namespace)
+        .pop()
+        .unwrap_or_default();
     let title = format!("the serving certificate names {wanted}");
     if dns_names.contains(&wanted) {
         return Check::pass(title);
@@ -518,7 +528,7 @@ pub fn namespace_opted_in(namespace: &Value) -> bool {
         .pointer("/metadata/labels")
         .and_then(|labels| labels.get(annotations::INJECT))
         .and_then(Value::as_str)
-        == Some(NAMESPACE_OPT_IN_VALUE)
+        == Some(annotations::INJECT_NAMESPACE_IN)
 }
 
 /// Why a running Sidekiq pod carries no status annotation.
@@ -615,11 +625,10 @@ pub fn escape(
     if injected || finished {
         return None;
     }
-    if label == Some("false") {
-        return Some(Escape::OptedOut);
-    }
-    if !namespace_opted_in && label != Some("true") {
-        return Some(Escape::NotOptedIn);
+    match PodOptIn::of(label) {
+        PodOptIn::Out => return Some(Escape::OptedOut),
+        opt_in if !opt_in.considered(namespace_opted_in) => return Some(Escape::NotOptedIn),
+        _ => {}
     }
     if let Some(why) = not_injectable(pod, ctx) {
         return Some(Escape::NotInjectable(why));

@@ -19,6 +19,7 @@ pub mod findings;
 pub mod grace;
 pub mod install;
 pub mod mutate;
+pub mod names;
 pub mod patch;
 pub mod policy;
 pub mod prestop;

@@ -160,25 +160,12 @@ impl ResourceName {
             }
             // An extended resource: a qualified name, never `requests.` (quota's prefix).
             Some((prefix, resource)) => {
-                is_dns_subdomain(prefix)
+                crate::names::is_dns_subdomain(prefix)
                     && !name.starts_with("requests.")
                     && is_qualified_name_part(resource)
             }
         }
     }
-}
-
-/// A lowercase RFC 1123 subdomain, as Kubernetes requires of name prefixes.
-fn is_dns_subdomain(text: &str) -> bool {
-    let label = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    !text.is_empty() && text.len() <= 253 && text.split('.').all(label)
 }
 
 /// The name part of a Kubernetes qualified name: 1–63 characters of letters, digits, `-`, `_`

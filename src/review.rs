@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::analysis::{self, Analysis, Context, Skip, Subject};
+use crate::annotations::PodOptIn;
 use crate::findings::{self, Finding, Severity};
 use crate::mutate::{self, Blocked, Plan};
 use crate::patch::PatchOp;
@@ -44,8 +45,9 @@ impl Perspective {
         let Ok(workload) = workload::Workload::locate(object) else {
             return Perspective::AsWritten;
         };
-        let opted_in =
-            namespace_opted_in || workload.label(crate::annotations::INJECT) == Some("true");
+        // An opted-out workload is skipped before this matters.
+        let opted_in = namespace_opted_in
+            || PodOptIn::of(workload.label(crate::annotations::INJECT)) == PodOptIn::In;
         if workload.kind == Kind::Pod || !opted_in {
             Perspective::AsWritten
         } else {

@@ -32,7 +32,7 @@ use sidekiq_guard::policy::PolicyError;
 use sidekiq_guard::{Context, Mode, Policy};
 
 /// The status code of a policy denial, as the webhook's `/validate` sends it.
-pub const DENIED: u16 = 403;
+pub const DENIED: u16 = sidekiq_guard::admission::DENIED_CODE;
 /// The status code when the `ValidationRequest` itself cannot be read.
 pub const BAD_REQUEST: u16 = 400;
 /// The status code when the policy cannot evaluate a well-formed request (invalid settings that

@@ -262,23 +262,7 @@ fn namespace_name(text: &str) -> Result<String, String> {
 }
 
 fn dns_label(text: &str, letter_first: bool) -> Result<String, &'static str> {
-    let bytes = text.as_bytes();
-    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
-        return Err("it is empty");
-    };
-    if bytes.len() > 63 {
-        return Err("it is longer than 63 characters");
-    }
-    if !bytes
-        .iter()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-    {
-        return Err("it has a character other than a-z, 0-9 and '-'");
-    }
-    if (letter_first && !first.is_ascii_lowercase()) || *first == b'-' || *last == b'-' {
-        return Err("it starts or ends with a character it may not");
-    }
-    Ok(text.to_owned())
+    sidekiq_guard::names::dns_label(text, letter_first).map(|()| text.to_owned())
 }
 
 /// Parses `90s`, `5m`, `365d`, `1h30m` ([`sidekiq_guard::duration::parse`]).

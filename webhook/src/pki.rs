@@ -37,6 +37,7 @@ pub enum PkiError {
     },
 }
 
+pub use sidekiq_guard::install::service_dns_names;
 pub use sidekiq_guard::x509::{CertInfo, signed_by, unix};
 
 /// Every certificate in a PEM document, in order (leaf first for a chain).
@@ -89,15 +90,6 @@ pub fn pem_encode(der: &[u8]) -> String {
     }
     pem.push_str("-----END CERTIFICATE-----\n");
     pem
-}
-
-/// The names a webhook Service is reached by; the API server dials `S.N.svc`.
-pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
-    vec![
-        service.to_owned(),
-        format!("{service}.{namespace}"),
-        format!("{service}.{namespace}.svc"),
-    ]
 }
 
 /// A certificate with its private key, both PEM.
