@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::shell::{self, ShellError};
 use crate::sidekiq::Program;
+use crate::sidekiq::flags::Timeout;
 
 /// How the Sidekiq container was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,15 +186,24 @@ fn invocation<S: AsRef<str>>(
     let command = shell::skip_wrappers(words);
     let first = command.first()?;
     if let Some(program) = Program::from_basename(shell::basename(first.as_ref())) {
-        let args = command[1..].iter().map(|w| w.as_ref().to_owned()).collect();
+        let args: Vec<String> = command[1..].iter().map(|w| w.as_ref().to_owned()).collect();
+        // `sidekiq -V` (a version check before `exec puma`) prints and exits: no worker runs.
+        if args
+            .iter()
+            .any(|a| matches!(a.as_str(), "-V" | "--version" | "-h" | "--help"))
+        {
+            return None;
+        }
         return Some((program, args, depth > 0));
     }
-    let script = shell::script_of(command)?;
-    in_script(script, lookup, script_error, conditions, depth)
+    let (script, args) = shell::script_and_args(command)?;
+    let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+    in_script(script, &args, lookup, script_error, conditions, depth)
 }
 
 fn in_script(
     script: &str,
+    args: &[String],
     lookup: &dyn Fn(&str) -> Option<String>,
     script_error: &mut Option<ShellError>,
     conditions: Conditions,
@@ -202,18 +212,42 @@ fn in_script(
     if depth >= MAX_SHELL_DEPTH {
         return None;
     }
-    match shell::commands(script, lookup) {
-        Ok(commands) => commands
-            .iter()
-            .filter(|command| conditions == Conditions::Accepted || !command.conditional)
-            .find_map(|command| {
-                invocation(&command.words, lookup, script_error, conditions, depth + 1)
-            }),
+    match shell::commands_with_args(script, Some(args), lookup) {
+        Ok(commands) => {
+            let found = commands
+                .iter()
+                .filter(|command| conditions == Conditions::Accepted || !command.conditional)
+                .filter_map(|command| {
+                    invocation(&command.words, lookup, script_error, conditions, depth + 1)
+                });
+            longest_timeout(found)
+        }
         Err(err) => {
             *script_error = Some(err);
             None
         }
     }
+}
+
+/// Of several Sidekiq invocations in one script (`sidekiq -q a -t 10 & sidekiq -q b -t 300 &
+/// wait`), the one the grace period must wait for: the longest `-t`; one whose `-t` is only
+/// known at run time above all, so that its finding says so. The first among equals.
+fn longest_timeout(
+    found: impl Iterator<Item = (Program, Vec<String>, bool)>,
+) -> Option<(Program, Vec<String>, bool)> {
+    let rank = |args: &[String]| match crate::sidekiq::Flags::parse(args).timeout {
+        Some(Timeout::Seconds(secs)) => secs,
+        None => crate::sidekiq::DEFAULT_TIMEOUT_SECS,
+        Some(Timeout::AtRunTime(_) | Timeout::Invalid) => u64::MAX,
+    };
+    let mut best: Option<(u64, (Program, Vec<String>, bool))> = None;
+    for candidate in found {
+        let candidate_rank = rank(&candidate.1);
+        if best.as_ref().is_none_or(|(rank, _)| candidate_rank > *rank) {
+            best = Some((candidate_rank, candidate));
+        }
+    }
+    best.map(|(_, candidate)| candidate)
 }
 
 /// Whether an argument of Sidekiq that still holds `$` after the literal `env` was expanded gets
@@ -388,11 +422,44 @@ mod tests {
     #[case(&["sh", "-c", "while true; do bundle exec sidekiq -t 60; sleep 1; done"], &[])]
     #[case(&["sh", "-c", "bundle check || bundle install && exec bundle exec sidekiq -t 60"], &[])]
     #[case(&["sh", "-c", "[ -d tmp/pids ] || mkdir -p tmp/pids && exec sidekiq -t 60"], &[])]
+    // The entrypoint idiom: the script's arguments are the command.
+    #[case(&["sh", "-c", "exec \"$@\"", "sh", "bundle", "exec", "sidekiq", "-t", "60"], &[])]
+    #[case(&["sh", "-c", "exec sidekiq -t $1", "sh"], &["60"])]
+    // A variable the script sets wins over the container's.
+    #[case(&["sh", "-c", "TO=60; exec sidekiq -t $TO"], &[])]
+    #[case(&["sh", "-c", "export TO=60\nexec sidekiq -t \"${TO}\""], &[])]
+    // A here-document is data; a version check runs no worker.
+    #[case(&["sh", "-c", "cat > /tmp/x <<'X'\nexec puma\nX\nexec sidekiq -t 60"], &[])]
+    #[case(&["sh", "-c", "bundle exec sidekiq -V && exec bundle exec sidekiq -t 60"], &[])]
     fn finds_sidekiq_through_wrappers(#[case] command: &[&str], #[case] args: &[&str]) {
         let found = found(&[container("worker", command, args)]);
         assert_eq!(found.program, Some(Program::Sidekiq));
         assert_eq!(found.evidence, Evidence::Command);
         assert_eq!(found.args, vec!["-t", "60"]);
+    }
+
+    #[test]
+    fn the_scripts_own_variables_win_over_the_containers() {
+        let mut worker = container("w", &["sh", "-c", "TO=300; exec sidekiq -t $TO"], &[]);
+        worker["env"] = json!([{"name": "TO", "value": "5"}]);
+        assert_eq!(found(std::slice::from_ref(&worker)).args, vec!["-t", "300"]);
+        // Assigned only under a condition: unknown here, so left as the run will see it.
+        worker["command"] = json!(["sh", "-c", "[ -n \"$X\" ] && TO=300; exec sidekiq -t $TO"]);
+        assert_eq!(found(&[worker]).args, vec!["-t", "$TO"]);
+    }
+
+    #[test]
+    fn of_several_sidekiqs_in_a_script_the_longest_timeout_counts() {
+        let worker = container(
+            "w",
+            &[
+                "sh",
+                "-c",
+                "sidekiq -q a -t 10 & sidekiq -q b -t 300 & sidekiq -q c & wait",
+            ],
+            &[],
+        );
+        assert_eq!(found(&[worker]).args, vec!["-q", "b", "-t", "300"]);
     }
 
     #[test]
@@ -413,6 +480,13 @@ mod tests {
     #[case(&["bash", "start-sidekiq"], &[])]
     #[case(&["sidekiq-web"], &[])]
     #[case(&["sh", "-c", "command -v sidekiq >/dev/null || exit 1; exec puma"], &[])]
+    #[case(&["sh", "-c", "cat > /tmp/notes <<'X'\nsidekiq -t 999\nX\nexec puma"], &[])]
+    #[case(&["sh", "-c", "cat <<-X > /tmp/notes\n\tsidekiq -t 999\n\tX\nexec puma"], &[])]
+    #[case(&["sh", "-c", "bundle exec sidekiq -V && exec puma"], &[])]
+    #[case(&["sidekiq", "--help"], &[])]
+    #[case(&["sh", "-c", "exec puma; sidekiq"], &[])]
+    #[case(&["sh", "-c", "exit 0\nsidekiq"], &[])]
+    #[case(&["sh", "-c", "exec \"$@\"", "sh", "bundle", "exec", "puma"], &[])]
     fn ignores_what_does_not_run_sidekiq(#[case] command: &[&str], #[case] args: &[&str]) {
         assert_eq!(
             detect(&[container("web", command, args)], None),

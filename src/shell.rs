@@ -2,13 +2,18 @@
 //! `command: ["sh", "-c", "…"]` and in exec preStop hooks.
 //!
 //! The script is split into simple commands (separated by `;`, `&&`, `||`, `|`, `&`, newlines and
-//! parentheses), each a list of words with quotes removed. Redirections are dropped, leading
-//! keywords (`then`, `do`, `!`…) are skipped, and `$NAME`/`${NAME}` are expanded when the caller
-//! knows the variable. Each command also says whether it runs only under a condition: inside
-//! `if` or `case`, as the right operand of `||`, after a test (`[ … ] &&`), inside a group
-//! entered under one, in a function body, or after a conditional `exec`. Anything fancier
-//! (here-documents, arithmetic) is kept as literal text: the goal is to find `sidekiq -t 60` or
-//! `kill -TSTP 1; sleep 30`, not to run it.
+//! parentheses), each a list of words with quotes removed. Redirections are dropped, and so are
+//! here-document bodies (data, not commands); leading keywords (`then`, `do`, `!`…) are
+//! skipped. `$NAME`/`${NAME}` expand to what the script itself assigned before (`T=300; …`),
+//! else to what the caller knows; `$1`…`$9` and `"$@"` to the arguments after `sh -c SCRIPT
+//! NAME` when the caller gives them. Each command also says whether it runs only under a
+//! condition: inside `if` or `case`, as the right operand of `||`, after a test (`[ … ] &&`),
+//! inside a group entered under one, in a function body, or after a conditional `exec`.
+//! Commands after an unconditional `exec COMMAND` or `exit` never run and are left out.
+//! Anything fancier (arithmetic, loops' iterations) is kept as literal text: the goal is to find
+//! `sidekiq -t 60` or `kill -TSTP 1; sleep 30`, not to run it.
+
+use std::collections::{HashMap, VecDeque};
 
 /// A script that is not valid shell.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,16 +52,34 @@ pub fn commands(
     script: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Command>, ShellError> {
+    commands_with_args(script, None, lookup)
+}
+
+/// Like [`commands`], for a script run as `sh -c SCRIPT NAME ARGS…`: `positional` holds
+/// `NAME ARGS…` (`$0`, `$1`…), which `$N` and `"$@"` expand to.
+pub fn commands_with_args(
+    script: &str,
+    positional: Option<&[String]>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Command>, ShellError> {
     let mut lexer = Lexer {
         chars: script.chars().collect(),
         pos: 0,
         lookup,
+        positional,
+        assigned: HashMap::new(),
+        heredocs: Vec::new(),
+        pending: VecDeque::new(),
     };
     let mut splitter = Splitter::default();
     while let Some(token) = lexer.next_token()? {
         match token {
             Token::Word(word) => splitter.current.push(word),
-            Token::Separator(separator) => splitter.finish(separator),
+            Token::Separator(separator) => {
+                if let Some(command) = splitter.finish(separator) {
+                    lexer.assign(command);
+                }
+            }
         }
     }
     splitter.finish(Separator::List);
@@ -91,6 +114,8 @@ struct Splitter {
     function: bool,
     /// The command before the last separator was `name` and the separator `(`.
     open_after_name: bool,
+    /// An unconditional `exec COMMAND` or `exit` came before: nothing after it runs.
+    ended: bool,
 }
 
 impl Splitter {
@@ -106,10 +131,11 @@ impl Splitter {
                 .any(|group| group.guarded || group.function)
     }
 
-    fn finish(&mut self, separator: Separator) {
+    /// Ends the current command at `separator`; returns it when it is one the script runs.
+    fn finish(&mut self, separator: Separator) -> Option<&Command> {
         if self.pattern {
             self.finish_pattern(separator);
-            return;
+            return None;
         }
         let skip = self
             .current
@@ -136,8 +162,12 @@ impl Splitter {
         let empty = words.is_empty();
         // `name(`: a function definition, not a command.
         let defines_function = words.len() == 1 && matches!(separator, Separator::Open);
+        // `exec` alone only redirects (its redirections are dropped); `exec puma` replaces the
+        // shell, and `exit` ends it.
+        let ends_script = (hands_over && words.len() > 1) || first == Some("exit");
+        let mut pushed = false;
         match first {
-            _ if defines_function => {}
+            _ if defines_function || self.ended => {}
             // `case WORD in PATTERN)`: neither is a command.
             Some("case") => {
                 self.cases += 1;
@@ -147,12 +177,18 @@ impl Splitter {
             Some(_) => {
                 let conditional = self.conditional();
                 self.commands.push(Command { words, conditional });
+                pushed = true;
                 // An `exec` in a function body ends the script only where it is called.
                 let in_function = self.groups.iter().any(|group| group.function);
                 self.after_conditional_end |= conditional && hands_over && !in_function;
+                // A pipeline's commands run side by side, and a group may be a subshell.
+                self.ended |= ends_script
+                    && !conditional
+                    && self.groups.is_empty()
+                    && !matches!(separator, Separator::Pipe | Separator::Or | Separator::And);
             }
             // An empty command: a line break after `&&` or `||` continues the list.
-            None if matches!(separator, Separator::List) => return,
+            None if matches!(separator, Separator::List) => return None,
             None => {}
         }
         match separator {
@@ -180,6 +216,7 @@ impl Splitter {
             }
             Separator::Pipe => {}
         }
+        if pushed { self.commands.last() } else { None }
     }
 
     /// Between `in` or `;;` and `)`: the words are patterns, or `esac`.
@@ -245,9 +282,82 @@ struct Lexer<'a> {
     chars: Vec<char>,
     pos: usize,
     lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// `$0`, `$1`… when the script's arguments are known.
+    positional: Option<&'a [String]>,
+    /// What the script assigned so far; `None` when the value is unknown here (assigned under
+    /// a condition, or from something only the run knows).
+    assigned: HashMap<String, Option<String>>,
+    /// Here-documents opened on the current line: `(delimiter, strip leading tabs)`.
+    heredocs: Vec<(String, bool)>,
+    /// Words of an expanded `"$@"` not yet returned.
+    pending: VecDeque<String>,
 }
 
 impl Lexer<'_> {
+    /// Records the assignments of `command` when that is all it does (`T=300`, `export T=300`):
+    /// later `$T` expands to the script's value, not the container's.
+    fn assign(&mut self, command: &Command) {
+        let words = match command.words.split_first() {
+            Some((first, rest))
+                if matches!(first.as_str(), "export" | "readonly" | "local" | "declare") =>
+            {
+                rest
+            }
+            _ => &command.words[..],
+        };
+        if words.is_empty() || !words.iter().all(|word| is_assignment(word)) {
+            return;
+        }
+        for word in words {
+            if let Some((name, value)) = word.split_once('=') {
+                let known = !command.conditional && !value.contains(['$', '`']);
+                self.assigned
+                    .insert(name.to_owned(), known.then(|| value.to_owned()));
+            }
+        }
+    }
+
+    /// `"$@"` or `$@` as a whole word, with known arguments: one word per argument.
+    fn all_arguments(&mut self) -> Option<()> {
+        let args = self.positional?;
+        let rest = &self.chars[self.pos..];
+        let len = if rest.starts_with(&['"', '$', '@', '"']) {
+            4
+        } else if rest.starts_with(&['$', '@']) {
+            2
+        } else {
+            return None;
+        };
+        if rest.get(len).is_some_and(|c| !is_break(*c)) {
+            return None;
+        }
+        self.pos += len;
+        self.pending.extend(args.iter().skip(1).cloned());
+        Some(())
+    }
+
+    /// Skips the bodies of the here-documents opened on the line that just ended.
+    fn skip_heredocs(&mut self) {
+        for (delimiter, strip_tabs) in std::mem::take(&mut self.heredocs) {
+            while self.pos < self.chars.len() {
+                let end = self.chars[self.pos..]
+                    .iter()
+                    .position(|&c| c == '\n')
+                    .map_or(self.chars.len(), |at| self.pos + at);
+                let line: String = self.chars[self.pos..end].iter().collect();
+                self.pos = (end + 1).min(self.chars.len());
+                let line = if strip_tabs {
+                    line.trim_start_matches('\t')
+                } else {
+                    line.as_str()
+                };
+                if line == delimiter {
+                    break;
+                }
+            }
+        }
+    }
+
     fn peek(&self) -> Option<char> {
         self.chars.get(self.pos).copied()
     }
@@ -258,8 +368,16 @@ impl Lexer<'_> {
 
     fn next_token(&mut self) -> Result<Option<Token>, ShellError> {
         loop {
+            if let Some(word) = self.pending.pop_front() {
+                return Ok(Some(Token::Word(word)));
+            }
             match self.peek() {
                 None => return Ok(None),
+                Some('\n') if !self.heredocs.is_empty() => {
+                    self.pos += 1;
+                    self.skip_heredocs();
+                    return Ok(Some(Token::Separator(Separator::List)));
+                }
                 Some(' ' | '\t' | '\r') => self.pos += 1,
                 Some('\\') if self.peek_at(1) == Some('\n') => self.pos += 2,
                 Some('#') => self.skip_comment(),
@@ -291,6 +409,7 @@ impl Lexer<'_> {
                     self.pos += 1;
                     self.skip_redirection()?;
                 }
+                Some('"' | '$') if self.all_arguments().is_some() => {}
                 Some(_) => return self.word().map(|w| Some(Token::Word(w))),
             }
         }
@@ -310,19 +429,26 @@ impl Lexer<'_> {
         matches!(self.peek_at(1), Some('<' | '>'))
     }
 
-    /// Consumes `>`, `>>`, `>&N`, `<`, `<<`… and the word that is its target.
+    /// Consumes `>`, `>>`, `>&N`, `<`, `<<`… and the word that is its target; a `<<WORD` or
+    /// `<<-WORD` opens a here-document, whose body follows the line.
     fn skip_redirection(&mut self) -> Result<(), ShellError> {
+        let start = self.pos;
         while matches!(self.peek(), Some('<' | '>')) {
             self.pos += 1;
         }
-        if self.peek() == Some('&') {
+        let heredoc = self.chars[start..self.pos] == ['<', '<'];
+        let strip_tabs = heredoc && self.peek() == Some('-');
+        if self.peek() == Some('&') || strip_tabs {
             self.pos += 1;
         }
         while matches!(self.peek(), Some(' ' | '\t')) {
             self.pos += 1;
         }
         if matches!(self.peek(), Some(c) if !is_break(c)) {
-            self.word()?;
+            let target = self.word()?;
+            if heredoc {
+                self.heredocs.push((target, strip_tabs));
+            }
         }
         Ok(())
     }
@@ -417,6 +543,10 @@ impl Lexer<'_> {
                 self.expand(word, &name, start);
             }
             Some('(') => self.balanced(word, start, '(', ')'),
+            Some(c) if c.is_ascii_digit() => {
+                self.pos += 1;
+                self.expand(word, &c.to_string(), start);
+            }
             Some(c) if c == '_' || c.is_ascii_alphabetic() => {
                 let mut name = String::new();
                 while let Some(c) = self
@@ -433,7 +563,17 @@ impl Lexer<'_> {
     }
 
     fn expand(&self, word: &mut String, name: &str, start: usize) {
-        match (self.lookup)(name) {
+        let value = if let Some(digit) = name.parse::<usize>().ok().filter(|_| name.len() == 1) {
+            // Past the last argument, `$N` is empty.
+            self.positional
+                .map(|args| args.get(digit).cloned().unwrap_or_default())
+        } else {
+            match self.assigned.get(name) {
+                Some(value) => value.clone(),
+                None => (self.lookup)(name),
+            }
+        };
+        match value {
             Some(value) => word.push_str(&value),
             None => word.extend(&self.chars[start..self.pos]),
         }
@@ -479,13 +619,19 @@ fn is_break(c: char) -> bool {
 /// Splits a command line into its simple commands when it is a shell invocation
 /// (`sh -c SCRIPT`, `bash -lc SCRIPT`, `/bin/bash -e -o pipefail -c SCRIPT`), returning the script.
 pub fn script_of<S: AsRef<str>>(words: &[S]) -> Option<&str> {
+    script_and_args(words).map(|(script, _)| script)
+}
+
+/// Like [`script_of`], also returning the words after the script: `$0`, `$1`… of the script.
+pub fn script_and_args<S: AsRef<str>>(words: &[S]) -> Option<(&str, &[S])> {
     let (shell, options) = words.split_first()?;
     if !is_shell(shell.as_ref()) {
         return None;
     }
     let mut takes_script = false;
-    let mut rest = options.iter().map(AsRef::as_ref);
-    while let Some(word) = rest.next() {
+    let mut i = 0;
+    while let Some(word) = options.get(i).map(AsRef::as_ref) {
+        i += 1;
         if word == "--" {
             break;
         }
@@ -494,15 +640,16 @@ pub fn script_of<S: AsRef<str>>(words: &[S]) -> Option<&str> {
         }
         if let Some(flags) = word.strip_prefix(['-', '+']) {
             if flags == "o" || flags == "O" {
-                rest.next();
+                i += 1;
             } else if flags.contains('c') {
                 takes_script = true;
             }
             continue;
         }
-        return takes_script.then_some(word);
+        return takes_script.then(|| (word, &options[i..]));
     }
-    takes_script.then(|| rest.next()).flatten()
+    let script = options.get(i).filter(|_| takes_script)?;
+    Some((script.as_ref(), &options[i + 1..]))
 }
 
 /// Whether `word` names a POSIX-like shell (`sh`, `/bin/bash`, `busybox sh` is not handled).
@@ -753,6 +900,72 @@ mod tests {
             commands(r#"echo 'a $B' "c \"d\"" e\ f"#),
             vec![words(&["echo", "a $B", "c \"d\"", "e f"])]
         );
+    }
+
+    #[test]
+    fn here_documents_are_data_and_script_variables_expand() {
+        assert_eq!(
+            commands("cat <<EOF > /tmp/a\nsidekiq -t 1\nEOF\ncat <<-'X'\n\tpuma\n\tX\necho done"),
+            vec![words(&["cat"]), words(&["cat"]), words(&["echo", "done"])]
+        );
+        // A here-string is one word of data, not a here-document.
+        assert_eq!(
+            commands("cat <<< 'x'\necho next"),
+            vec![words(&["cat"]), words(&["echo", "next"])]
+        );
+        let env = |name: &str| (name == "T").then(|| "5".to_owned());
+        assert_eq!(
+            parse(
+                "T=60; U=$T; V=$(date); exec sidekiq -t $T -r $U -g $V",
+                &env
+            )
+            .unwrap(),
+            vec![
+                words(&["T=60"]),
+                words(&["U=60"]),
+                words(&["V=$(date)"]),
+                words(&["exec", "sidekiq", "-t", "60", "-r", "60", "-g", "$V"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn positional_parameters_expand_when_the_arguments_are_known() {
+        let args = words(&["sh", "bundle", "exec", "sidekiq"]);
+        let run = |script: &str| -> Vec<Vec<String>> {
+            commands_with_args(script, Some(&args), &none)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.words)
+                .collect()
+        };
+        assert_eq!(
+            run("exec \"$@\""),
+            vec![words(&["exec", "bundle", "exec", "sidekiq"])]
+        );
+        assert_eq!(
+            run("echo $1 $3 $7"),
+            vec![words(&["echo", "bundle", "sidekiq", ""])]
+        );
+        // Without them, `$@` stays as written.
+        assert_eq!(commands("exec \"$@\""), vec![words(&["exec", "$@"])]);
+    }
+
+    #[test]
+    fn nothing_runs_after_an_unconditional_exec_or_exit() {
+        assert_eq!(
+            commands("exec puma; sidekiq"),
+            vec![words(&["exec", "puma"])]
+        );
+        assert_eq!(commands("exit 1\nsidekiq"), vec![words(&["exit", "1"])]);
+        // `exec` alone redirects; a guarded or piped one may not end the script.
+        assert_eq!(
+            commands("exec >/tmp/log 2>&1; sidekiq").len(),
+            2,
+            "exec with redirections only"
+        );
+        assert_eq!(commands("[ -f x ] && exec puma; sidekiq").len(), 3);
+        assert_eq!(commands("(exec puma); sidekiq").len(), 2);
     }
 
     #[test]
