@@ -360,12 +360,20 @@ fn choose_port(workload: &Workload<'_>, sidekiq: usize, settings: &Settings) -> 
             conflict: used.get(&wanted).map(|name| (*name).to_owned()),
         };
     }
-    let port = (wanted..=u16::MAX)
+    // Upwards, then from the first unprivileged port: the sidecar runs as non-root and cannot
+    // bind below 1024. With every port taken (only a contrived pod), the conflict is reported.
+    match (wanted..=u16::MAX)
+        .chain(1024..wanted)
         .find(|port| !used.contains_key(port))
-        .unwrap_or(wanted);
-    PortChoice {
-        port,
-        conflict: None,
+    {
+        Some(port) => PortChoice {
+            port,
+            conflict: None,
+        },
+        None => PortChoice {
+            port: wanted,
+            conflict: used.get(&wanted).map(|name| (*name).to_owned()),
+        },
     }
 }
 
@@ -427,6 +435,25 @@ mod tests {
             analysis(&object).port,
             PortChoice {
                 port: 7436,
+                conflict: None
+            }
+        );
+    }
+
+    #[test]
+    fn the_search_wraps_around_below_the_policys_port() {
+        let policy = Policy::parse("defaults: {probePort: 65535}").unwrap();
+        let object = pod(
+            json!({}),
+            json!([{"name": "w", "command": ["sidekiq"], "ports": [{"containerPort": 65535}]}]),
+        );
+        let Subject::Sidekiq(analysis) = analyse(&object, &ctx(&policy)) else {
+            panic!("a Sidekiq pod");
+        };
+        assert_eq!(
+            analysis.port,
+            PortChoice {
+                port: 1024,
                 conflict: None
             }
         );

@@ -103,12 +103,9 @@ impl Overrides {
             annotations,
             invalid: Vec::new(),
         };
-        let longest_job = reader.read(LONGEST_JOB, duration::ACCEPTED, |text| {
-            duration::parse_secs(text).ok()
-        });
-        let shutdown_timeout = reader.read(SHUTDOWN_TIMEOUT, duration::ACCEPTED, |text| {
-            duration::parse_secs(text).ok()
-        });
+        let longest_job = reader.read_with(LONGEST_JOB, duration::ACCEPTED, duration_secs);
+        let shutdown_timeout =
+            reader.read_with(SHUTDOWN_TIMEOUT, duration::ACCEPTED, duration_secs);
         let probe_port = reader.read(PROBE_PORT, PORT_ACCEPTED, |text| {
             text.trim().parse::<u16>().ok().filter(|port| *port > 0)
         });
@@ -140,6 +137,17 @@ struct Reader<'a> {
     invalid: Vec<InvalidAnnotation>,
 }
 
+/// A duration annotation in seconds; one beyond [`duration::MAX`] is refused for its length.
+fn duration_secs(text: &str) -> Result<u64, &'static str> {
+    match duration::parse_secs(text) {
+        Ok(secs) => Ok(secs),
+        Err(duration::DurationError::TooLong { .. }) => Err(DURATION_TOO_LONG),
+        Err(duration::DurationError::Invalid { .. }) => Err(duration::ACCEPTED),
+    }
+}
+
+const DURATION_TOO_LONG: &str = "a duration of at most 100 years (876000h)";
+
 impl Reader<'_> {
     /// Reads one annotation; a value that is not a string or that `parse` rejects is recorded.
     fn read<T>(
@@ -148,21 +156,34 @@ impl Reader<'_> {
         accepted: &'static str,
         parse: impl FnOnce(&str) -> Option<T>,
     ) -> Option<T> {
+        self.read_with(key, accepted, |text| parse(text).ok_or(accepted))
+    }
+
+    /// Like [`Reader::read`], where `parse` says what is accepted when it refuses a value.
+    fn read_with<T>(
+        &mut self,
+        key: &'static str,
+        accepted: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, &'static str>,
+    ) -> Option<T> {
         let value = self.annotations?.get(key)?;
         // Annotation values are strings in every object the API server accepts; anything else
         // comes from a hand-written manifest and is reported like any other unreadable value.
-        let parsed = value.as_str().and_then(parse);
-        if parsed.is_none() {
-            let value = value
-                .as_str()
-                .map_or_else(|| value.to_string(), str::to_owned);
-            self.invalid.push(InvalidAnnotation {
-                key,
-                value,
-                accepted,
-            });
+        let parsed = value.as_str().ok_or(accepted).and_then(parse);
+        match parsed {
+            Ok(parsed) => Some(parsed),
+            Err(accepted) => {
+                let value = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                self.invalid.push(InvalidAnnotation {
+                    key,
+                    value,
+                    accepted,
+                });
+                None
+            }
         }
-        parsed
     }
 }
 
@@ -213,6 +234,13 @@ mod tests {
                 "{label:?} in a namespace opted in: {namespace}"
             );
         }
+    }
+
+    #[test]
+    fn a_duration_too_long_is_refused_for_its_length() {
+        let overrides = read(json!({LONGEST_JOB: "1000000h"}));
+        assert_eq!(overrides.longest_job, None);
+        assert_eq!(overrides.invalid[0].accepted, DURATION_TOO_LONG);
     }
 
     #[test]

@@ -757,13 +757,20 @@ impl Ctx<'_, '_> {
                     sidekiq::REDIS_PROVIDER
                 ),
             )
-        } else if redis.url_missing {
+        } else if let Some(variable) = &redis.url_missing {
+            let sets_no = if variable == sidekiq::REDIS_URL {
+                format!("sets no {}", sidekiq::REDIS_URL)
+            } else {
+                format!(
+                    "sets {} to {variable}, but not {variable} (nor {})",
+                    sidekiq::REDIS_PROVIDER,
+                    sidekiq::REDIS_URL
+                )
+            };
             (
                 Severity::Error,
                 format!(
-                    "container {name} sets no {} (or {}) and has no envFrom: Sidekiq's Redis is set in Ruby or is localhost, which the manifest cannot show; the probe sidecar is not injected",
-                    sidekiq::REDIS_URL,
-                    sidekiq::REDIS_PROVIDER
+                    "container {name} {sets_no} and has no envFrom: Sidekiq's Redis is set in Ruby or is localhost, which the manifest cannot show; the probe sidecar is not injected"
                 ),
                 set_url,
             )

@@ -113,7 +113,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     if ctx.mode == Mode::Classic && analysis.workload.runs_to_completion() {
         return Err(Blocked::ClassicSidecarInJob);
     }
-    if analysis.redis.url_missing {
+    if analysis.redis.url_missing.is_some() {
         return Err(Blocked::RedisUnknown);
     }
     let port = analysis.port.port;

@@ -101,8 +101,8 @@ pub struct RedisEnv {
     /// `REDIS_PROVIDER` names) is not in `env` and there is no `envFrom`. Sidekiq then takes
     /// its Redis from Ruby configuration the manifest cannot show (`config.redis = {host: …}`),
     /// or from localhost: the probe cannot know which, and guessing localhost would fail the
-    /// probes of a healthy worker.
-    pub url_missing: bool,
+    /// probes of a healthy worker. Holds the variable Sidekiq would read the URL from.
+    pub url_missing: Option<String>,
 }
 
 /// Collects the Redis settings of `sidekiq`: `REDIS_URL`, `REDIS_PROVIDER` and the variable it
@@ -171,8 +171,9 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         .collect();
     let unresolved = url_var.is_none() || !undefined.is_empty();
     let copy_env_from = unresolved && !env_from.is_empty();
-    let url_missing =
-        problem.is_none() && env_from.is_empty() && url_var.is_some_and(|v| find(v).is_none());
+    let url_missing = url_var
+        .filter(|v| problem.is_none() && env_from.is_empty() && find(v).is_none())
+        .map(str::to_owned);
     RedisEnv {
         env,
         env_from: if copy_env_from {
@@ -678,31 +679,36 @@ mod tests {
             vec![json!({"secretRef": {"name": "app-env"}})]
         );
         assert!(redis.found);
-        assert!(!redis.url_missing);
+        assert_eq!(redis.url_missing, None);
 
         let redis = redis_env(&sidekiq(json!([])));
         assert!(!redis.found);
-        assert!(redis.url_missing);
+        assert_eq!(redis.url_missing.as_deref(), Some("REDIS_URL"));
     }
 
     #[test]
     fn the_url_is_missing_only_when_nothing_can_hold_it() {
-        let missing = |env: Value| redis_env(&sidekiq(env)).url_missing;
+        let missing = |env: Value| redis_env(&sidekiq(env)).url_missing.is_some();
         // Configured in Ruby from other variables: the manifest cannot tell where Redis is.
         assert!(missing(json!([
             {"name": "REDIS_HOST", "value": "redis"},
             {"name": "REDIS_PORT", "value": "6379"},
         ])));
         // REDIS_PROVIDER names a variable that is not there.
-        assert!(missing(
-            json!([{"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"}])
-        ));
+        assert_eq!(
+            redis_env(&sidekiq(
+                json!([{"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"}])
+            ))
+            .url_missing
+            .as_deref(),
+            Some("REDISCLOUD_URL")
+        );
         // ...but Sidekiq falls back to REDIS_URL, and so does the probe.
         let fallback = redis_env(&sidekiq(json!([
             {"name": "REDIS_URL", "value": "redis://r:6379"},
             {"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"},
         ])));
-        assert!(fallback.found && !fallback.url_missing && fallback.missing.is_empty());
+        assert!(fallback.found && fallback.url_missing.is_none() && fallback.missing.is_empty());
         // An empty REDIS_PROVIDER is no provider.
         assert!(missing(json!([{"name": "REDIS_PROVIDER", "value": ""}])));
         assert!(!missing(json!([

@@ -222,7 +222,7 @@ fn a_worker_whose_redis_is_configured_in_ruby_is_not_injected() {
     assert_eq!(sg014[0].path, "spec.containers[0].env");
     assert_eq!(
         sg014[0].message,
-        "container sidekiq sets no REDIS_URL (or REDIS_PROVIDER) and has no envFrom: Sidekiq's Redis is set in Ruby or is localhost, which the manifest cannot show; the probe sidecar is not injected"
+        "container sidekiq sets no REDIS_URL and has no envFrom: Sidekiq's Redis is set in Ruby or is localhost, which the manifest cannot show; the probe sidecar is not injected"
     );
     // Setting REDIS_URL, even to what the initializer builds, makes it injectable.
     let mut fixed = pod.clone();

@@ -262,8 +262,19 @@ impl Flags {
         }
         match opt {
             Opt::Timeout => match ruby_integer(&value) {
-                Some(secs) => self.timeout = Some(Timeout::Seconds(secs)),
-                None => {
+                Some(secs) if secs <= crate::duration::MAX.as_secs() => {
+                    self.timeout = Some(Timeout::Seconds(secs));
+                }
+                // Sidekiq would take it and wait for ever; no grace period can cover it.
+                found if found.is_some() || is_decimal(&value) => {
+                    self.timeout = Some(Timeout::Invalid);
+                    self.problem(
+                        flag,
+                        Some(value),
+                        "too long: at most 100 years (3153600000 seconds)".into(),
+                    );
+                }
+                _ => {
                     self.timeout = Some(Timeout::Invalid);
                     self.problem(
                         flag,
@@ -330,6 +341,12 @@ fn ruby_integer(text: &str) -> Option<u64> {
     }
     let plain: String = digits.chars().filter(|c| *c != '_').collect();
     u64::from_str_radix(&plain, radix).ok()
+}
+
+/// Digits only (a number too large for [`ruby_integer`] is still a number).
+fn is_decimal(text: &str) -> bool {
+    let digits = text.trim().trim_start_matches('+');
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
 }
 
 fn parse_queue(text: &str) -> Option<Queue> {
@@ -462,6 +479,18 @@ mod tests {
 
     #[rstest]
     #[case("-t soon", "-t", Some("soon"), "expected a whole number of seconds")]
+    #[case(
+        "-t 9223372036854775807",
+        "-t",
+        Some("9223372036854775807"),
+        "too long: at most 100 years (3153600000 seconds)"
+    )]
+    #[case(
+        "-t 99999999999999999999999",
+        "-t",
+        Some("99999999999999999999999"),
+        "too long: at most 100 years (3153600000 seconds)"
+    )]
     #[case("-t", "-t", None, "is missing its value")]
     #[case("-c 0", "-c", Some("0"), "expected a positive whole number of threads")]
     #[case("--t 5", "--t", None, "ambiguous: it abbreviates --tag, --timeout")]
