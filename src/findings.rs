@@ -339,13 +339,19 @@ fn annotation_findings(workload: &Workload<'_>, overrides: &Overrides) -> Vec<Fi
         .invalid
         .iter()
         .map(|bad| {
+            // Shortened: an admission warning holds 256 characters, and what is accepted
+            // matters more than the whole of a long wrong value.
+            let value = match bad.value.char_indices().nth(40) {
+                Some((cut, _)) => format!("{:?}…", &bad.value[..cut]),
+                None => format!("{:?}", bad.value),
+            };
             Finding::new(
                 Code::AnnotationInvalid,
                 Severity::Error,
                 annotation_path(workload, bad.key),
                 format!(
-                    "annotation {}: cannot read {:?}, expected {}; the policy default applies instead",
-                    bad.key, bad.value, bad.accepted
+                    "annotation {}: cannot read {value}, expected {}; the policy default applies instead",
+                    bad.key, bad.accepted
                 ),
                 format!("write {} as {}", bad.key, bad.accepted),
             )

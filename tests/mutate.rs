@@ -554,6 +554,23 @@ fn unreadable_annotations_fall_back_to_the_policy_and_say_so() {
         !codes(&review).contains(&"SG008"),
         "the annotation exists, it is just unreadable"
     );
+
+    // A long wrong value is shortened, so that what is accepted survives the API server's
+    // 256-character warnings.
+    let mut long = pod.clone();
+    long["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] = json!("x".repeat(300));
+    let review = review::mutate(&long, &common::ctx(&Policy::default(), Mode::Native));
+    let message = &review
+        .findings
+        .iter()
+        .find(|f| f.code == Code::AnnotationInvalid)
+        .unwrap()
+        .message;
+    assert!(
+        message.contains(&format!("cannot read \"{}\"…, expected a number", "x".repeat(40))),
+        "{message}"
+    );
+    assert!(message.chars().count() < 256, "{message}");
 }
 
 #[test]
