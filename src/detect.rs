@@ -171,6 +171,9 @@ fn inspect(
     })
 }
 
+/// A Sidekiq invocation: the program, its arguments, and whether a script starts it.
+type Invocation = (Program, Vec<String>, bool);
+
 /// Nesting limit for `sh -c "bash -c '…'"`: real manifests use one level, rarely two.
 const MAX_SHELL_DEPTH: usize = 4;
 
@@ -182,7 +185,7 @@ fn invocation<S: AsRef<str>>(
     script_error: &mut Option<ShellError>,
     conditions: Conditions,
     depth: usize,
-) -> Option<(Program, Vec<String>, bool)> {
+) -> Option<Invocation> {
     let command = shell::skip_wrappers(words);
     let first = command.first()?;
     if let Some(program) = Program::from_basename(shell::basename(first.as_ref())) {
@@ -208,7 +211,7 @@ fn in_script(
     script_error: &mut Option<ShellError>,
     conditions: Conditions,
     depth: usize,
-) -> Option<(Program, Vec<String>, bool)> {
+) -> Option<Invocation> {
     if depth >= MAX_SHELL_DEPTH {
         return None;
     }
@@ -232,15 +235,13 @@ fn in_script(
 /// Of several Sidekiq invocations in one script (`sidekiq -q a -t 10 & sidekiq -q b -t 300 &
 /// wait`), the one the grace period must wait for: the longest `-t`; one whose `-t` is only
 /// known at run time above all, so that its finding says so. The first among equals.
-fn longest_timeout(
-    found: impl Iterator<Item = (Program, Vec<String>, bool)>,
-) -> Option<(Program, Vec<String>, bool)> {
+fn longest_timeout(found: impl Iterator<Item = Invocation>) -> Option<Invocation> {
     let rank = |args: &[String]| match crate::sidekiq::Flags::parse(args).timeout {
         Some(Timeout::Seconds(secs)) => secs,
         None => crate::sidekiq::DEFAULT_TIMEOUT_SECS,
         Some(Timeout::AtRunTime(_) | Timeout::Invalid) => u64::MAX,
     };
-    let mut best: Option<(u64, (Program, Vec<String>, bool))> = None;
+    let mut best: Option<(u64, Invocation)> = None;
     for candidate in found {
         let candidate_rank = rank(&candidate.1);
         if best.as_ref().is_none_or(|(rank, _)| candidate_rank > *rank) {

@@ -166,6 +166,53 @@ pub fn trusted_path<'a>(chain: &'a [Vec<u8>], anchors: &'a [Vec<u8>]) -> Option<
     None
 }
 
+/// The certificates of a webhook's `caBundle` (base64 of PEM); none when it is absent or
+/// unreadable.
+pub fn ca_bundle_anchors(bundle: Option<&str>) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    bundle
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|pem| pem_certificates(&pem, "caBundle").ok())
+        .unwrap_or_default()
+}
+
+/// Whether a caBundle's `anchors` anchor the serving `chain` (which may carry intermediates;
+/// any certificate of the bundle is an anchor, as for the API server).
+pub fn trust(chain: &[Vec<u8>], anchors: &[Vec<u8>]) -> crate::install::Trust {
+    use crate::install::Trust;
+    if anchors.is_empty() {
+        Trust::Missing
+    } else if chain_anchored(chain, anchors) {
+        Trust::Anchored
+    } else {
+        Trust::Unsigned
+    }
+}
+
+/// When the path the API server verifies stops being valid: the earliest `notAfter` from the
+/// serving certificate up to the anchor of the first caBundle that vouches for it, and which
+/// certificate that is when it is not the serving certificate itself.
+pub fn first_expiry(chain: &[Vec<u8>], bundles: &[Vec<Vec<u8>>]) -> Option<(i64, Option<String>)> {
+    let path: Vec<&[u8]> = bundles
+        .iter()
+        .find_map(|anchors| trusted_path(chain, anchors))
+        .unwrap_or_else(|| chain.iter().map(Vec::as_slice).collect());
+    path.iter()
+        .enumerate()
+        .filter_map(|(i, der)| inspect(der, "certificate").ok().map(|info| (i, info)))
+        .min_by_key(|(i, info)| (info.not_after, *i))
+        .map(|(i, info)| {
+            let which = match i {
+                0 => None,
+                _ if i < chain.len() => {
+                    Some(format!("intermediate CA {:?} (tls.crt)", info.common_name))
+                }
+                _ => Some(format!("the CA {:?} (caBundle)", info.common_name)),
+            };
+            (info.not_after, which)
+        })
+}
+
 /// The DER bytes of a certificate, parsed.
 pub fn parse<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, X509Error> {
     X509Certificate::from_der(der)
@@ -259,5 +306,74 @@ mod tests {
             "{err}"
         );
         assert!(!signed_by(b"junk", b"junk"));
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use base64::Engine as _;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, date_time_ymd,
+    };
+
+    use super::*;
+    use crate::install::Trust;
+    use crate::timestamp;
+
+    /// A certificate valid until `until` (year), signed by `issuer` (self-signed without one).
+    fn cert(
+        name: &str,
+        until: i32,
+        issuer: Option<&Issuer<'static, KeyPair>>,
+    ) -> (Vec<u8>, String, Issuer<'static, KeyPair>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.not_before = date_time_ymd(2026, 1, 1);
+        params.not_after = date_time_ymd(until, 1, 1);
+        let cert = match issuer {
+            Some(issuer) => params.signed_by(&key, issuer).unwrap(),
+            None => params.self_signed(&key).unwrap(),
+        };
+        let (der, pem) = (cert.der().to_vec(), cert.pem());
+        (der, pem, Issuer::new(params, key))
+    }
+
+    /// A caBundle as the webhook configuration holds it, decoded.
+    fn bundle(pem: &str) -> Vec<Vec<u8>> {
+        ca_bundle_anchors(Some(&base64::engine::general_purpose::STANDARD.encode(pem)))
+    }
+
+    #[test]
+    fn the_first_certificate_to_expire_on_the_trusted_path_is_named() {
+        let (_, root_pem, root) = cert("root", 2036, None);
+        let (intermediate_der, intermediate_pem, intermediate) = cert("issuer", 2027, Some(&root));
+        let (leaf_der, _, _) = cert("guard.ops.svc", 2028, Some(&intermediate));
+        let chain = vec![leaf_der, intermediate_der];
+        let (not_after, which) = first_expiry(&chain, &[bundle(&root_pem)]).unwrap();
+        assert_eq!(timestamp::format(not_after), "2027-01-01T00:00:00Z");
+        assert_eq!(
+            which.as_deref(),
+            Some("intermediate CA \"issuer\" (tls.crt)")
+        );
+        // The intermediate alone in the caBundle anchors the chain (Go trusts any certificate
+        // of the pool), and its expiry still counts.
+        assert!(matches!(
+            trust(&chain, &bundle(&intermediate_pem)),
+            Trust::Anchored
+        ));
+        let (_, which) = first_expiry(&chain, &[bundle(&intermediate_pem)]).unwrap();
+        assert_eq!(
+            which.as_deref(),
+            Some("intermediate CA \"issuer\" (tls.crt)")
+        );
+        // A caBundle CA that expires first is named as such.
+        let (_, short_root_pem, short_root) = cert("short-root", 2026, None);
+        let (leaf_der, _, _) = cert("guard.ops.svc", 2028, Some(&short_root));
+        let (_, which) = first_expiry(&[leaf_der], &[bundle(&short_root_pem)]).unwrap();
+        assert_eq!(which.as_deref(), Some("the CA \"short-root\" (caBundle)"));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -270,73 +270,26 @@ async fn certificates(
     // Each webhook's caBundle, decoded once for both the trust and the expiry checks.
     let bundles: Vec<Vec<Vec<u8>>> = ca_bundles
         .iter()
-        .map(|(_, bundle)| anchors(bundle.as_deref()))
+        .map(|(_, bundle)| x509::ca_bundle_anchors(bundle.as_deref()))
         .collect();
     let trusts: Vec<(String, Trust)> = ca_bundles
         .iter()
         .zip(&bundles)
-        .map(|((source, _), anchors)| (source.clone(), trust(&chain, anchors)))
+        .map(|((source, _), anchors)| (source.clone(), x509::trust(&chain, anchors)))
         .collect();
     let unread: Vec<&str> = unread.iter().map(String::as_str).collect();
     checks.push(install::ca_bundle_trust(&trusts, &unread));
     if let Some(service) = service {
         checks.push(install::certificate_names(&leaf.dns_names, &service));
     }
-    let (not_after, first) = first_expiry(&chain, &bundles).unwrap_or((leaf.not_after, None));
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let days = (not_after - now).div_euclid(86_400);
+    let (not_after, first) = x509::first_expiry(&chain, &bundles).unwrap_or((leaf.not_after, None));
+    let days = (not_after - x509::unix(SystemTime::now())).div_euclid(86_400);
     checks.push(install::certificate_expiry(
         days,
         &timestamp::format(not_after),
         first.as_deref(),
     ));
     checks
-}
-
-/// The certificates of a caBundle.
-fn anchors(bundle: Option<&str>) -> Vec<Vec<u8>> {
-    bundle
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .and_then(|pem| x509::pem_certificates(&pem, "caBundle").ok())
-        .unwrap_or_default()
-}
-
-/// When the path the API server verifies stops being valid: the earliest `notAfter` from the
-/// serving certificate up to the anchor of the first caBundle that vouches for it, and which
-/// certificate that is when it is not the serving certificate itself.
-fn first_expiry(chain: &[Vec<u8>], bundles: &[Vec<Vec<u8>>]) -> Option<(i64, Option<String>)> {
-    let path: Vec<&[u8]> = bundles
-        .iter()
-        .find_map(|anchors| x509::trusted_path(chain, anchors))
-        .unwrap_or_else(|| chain.iter().map(Vec::as_slice).collect());
-    path.iter()
-        .enumerate()
-        .filter_map(|(i, der)| x509::inspect(der, "certificate").ok().map(|info| (i, info)))
-        .min_by_key(|(i, info)| (info.not_after, *i))
-        .map(|(i, info)| {
-            let which = match i {
-                0 => None,
-                _ if i < chain.len() => {
-                    Some(format!("intermediate CA {:?} (tls.crt)", info.common_name))
-                }
-                _ => Some(format!("the CA {:?} (caBundle)", info.common_name)),
-            };
-            (info.not_after, which)
-        })
-}
-
-/// Whether a caBundle's `anchors` anchor the serving `chain` (which may carry intermediates;
-/// any certificate of the bundle is an anchor, as for the API server).
-fn trust(chain: &[Vec<u8>], anchors: &[Vec<u8>]) -> Trust {
-    if anchors.is_empty() {
-        Trust::Missing
-    } else if x509::chain_anchored(chain, anchors) {
-        Trust::Anchored
-    } else {
-        Trust::Unsigned
-    }
 }
 
 async fn namespaces(cluster: &Cluster) -> (Vec<Check>, Vec<String>) {
@@ -489,71 +442,4 @@ fn print(report: &Report, out: &mut dyn Write, color: bool) -> std::io::Result<(
         "Status check results are {}",
         paint(verdict, verdict.mark())
     )
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use base64::Engine as _;
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, date_time_ymd,
-    };
-
-    use super::*;
-
-    /// A certificate valid until `until` (year), signed by `issuer` (self-signed without one).
-    fn cert(
-        name: &str,
-        until: i32,
-        issuer: Option<&Issuer<'static, KeyPair>>,
-    ) -> (Vec<u8>, String, Issuer<'static, KeyPair>) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.not_before = date_time_ymd(2026, 1, 1);
-        params.not_after = date_time_ymd(until, 1, 1);
-        let cert = match issuer {
-            Some(issuer) => params.signed_by(&key, issuer).unwrap(),
-            None => params.self_signed(&key).unwrap(),
-        };
-        let (der, pem) = (cert.der().to_vec(), cert.pem());
-        (der, pem, Issuer::new(params, key))
-    }
-
-    /// A caBundle as the webhook configuration holds it, decoded.
-    fn bundle(pem: &str) -> Vec<Vec<u8>> {
-        anchors(Some(&base64::engine::general_purpose::STANDARD.encode(pem)))
-    }
-
-    #[test]
-    fn the_first_certificate_to_expire_on_the_trusted_path_is_named() {
-        let (_, root_pem, root) = cert("root", 2036, None);
-        let (intermediate_der, intermediate_pem, intermediate) = cert("issuer", 2027, Some(&root));
-        let (leaf_der, _, _) = cert("guard.ops.svc", 2028, Some(&intermediate));
-        let chain = vec![leaf_der, intermediate_der];
-        let (not_after, which) = first_expiry(&chain, &[bundle(&root_pem)]).unwrap();
-        assert_eq!(timestamp::format(not_after), "2027-01-01T00:00:00Z");
-        assert_eq!(
-            which.as_deref(),
-            Some("intermediate CA \"issuer\" (tls.crt)")
-        );
-        // The intermediate alone in the caBundle anchors the chain (Go trusts any certificate
-        // of the pool), and its expiry still counts.
-        assert!(matches!(
-            trust(&chain, &bundle(&intermediate_pem)),
-            Trust::Anchored
-        ));
-        let (_, which) = first_expiry(&chain, &[bundle(&intermediate_pem)]).unwrap();
-        assert_eq!(
-            which.as_deref(),
-            Some("intermediate CA \"issuer\" (tls.crt)")
-        );
-        // A caBundle CA that expires first is named as such.
-        let (_, short_root_pem, short_root) = cert("short-root", 2026, None);
-        let (leaf_der, _, _) = cert("guard.ops.svc", 2028, Some(&short_root));
-        let (_, which) = first_expiry(&[leaf_der], &[bundle(&short_root_pem)]).unwrap();
-        assert_eq!(which.as_deref(), Some("the CA \"short-root\" (caBundle)"));
-    }
 }
