@@ -179,6 +179,7 @@ fn sidekiq_8_1_concurrency_field_capsules_and_millisecond_timestamps() {
 
 #[test]
 fn every_captured_process_hash_reads() {
+    let mut read = 0;
     for dir in [
         "sidekiq-6.4.1",
         "sidekiq-7.3",
@@ -191,10 +192,20 @@ fn every_captured_process_hash_reads() {
         for entry in std::fs::read_dir(root).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             if name.starts_with("process-hash") {
-                process(&format!("{dir}/{name}"));
+                let p = process(&format!("{dir}/{name}"));
+                // Each capture is of the version its directory names.
+                let expected = match dir {
+                    "sidekiq-7.3" => Layout::Sidekiq7,
+                    "sidekiq-8.1" => Layout::Sidekiq8,
+                    _ => Layout::Sidekiq6,
+                };
+                assert_eq!(p.layout, expected, "{dir}/{name}");
+                read += 1;
             }
         }
     }
+    // 5 + 4 + 4 + 1 captures: a moved or renamed fixture must not pass unnoticed.
+    assert_eq!(read, 14);
 }
 
 #[test]
