@@ -2,16 +2,21 @@
 //! `/validate` and the Kubewarden policy all answer through here, so they cannot disagree.
 //!
 //! Only the fields sidekiq-guard reads are declared; everything else the API server sends is
-//! accepted and ignored, as newer API servers add fields.
+//! accepted and ignored, as newer API servers add fields. What no API server sends — a body
+//! that is not a JSON object, a request without `kind` or `operation`, a CREATE without an
+//! object, a pod whose fields have the wrong type — is refused by [`parse`] with the field and
+//! what is accepted ([`RequestError`]), never answered as if the field were absent.
+
+use std::fmt;
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de};
 use serde_json::Value;
 
 use crate::analysis::{Context, Skip};
 use crate::patch::PatchOp;
 use crate::review::{self, Decision, Outcome, Perspective, Review};
-use crate::workload::Kind;
+use crate::workload::{Kind, Workload, WorkloadError, json_type};
 
 /// The only AdmissionReview version the webhook configurations ask for.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -20,8 +25,17 @@ pub const API_VERSION: &str = "admission.k8s.io/v1";
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
     /// The body is not JSON of the AdmissionReview shape.
-    #[error("request body is not an AdmissionReview")]
-    Malformed(#[source] serde_json::Error),
+    #[error("request body is not an AdmissionReview{}", at_field(.path))]
+    Malformed {
+        /// Where in the body (`request.uid`), or `.` for the body itself.
+        path: String,
+        /// What is wrong there.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// JSON, but not an object (serde would otherwise read a list as the fields in order).
+    #[error("an AdmissionReview must be a JSON object, found {0}")]
+    NotAnObject(&'static str),
     /// Another apiVersion or kind.
     #[error(
         "expected apiVersion {API_VERSION} and kind AdmissionReview, got apiVersion {api_version:?} and kind {kind:?}"
@@ -38,10 +52,78 @@ pub enum AdmissionError {
     /// An empty `request.uid`.
     #[error("AdmissionReview request has no uid")]
     MissingUid,
+    /// A request the API server would not send: see [`RequestError`].
+    #[error("invalid AdmissionReview")]
+    Invalid(#[from] RequestError),
+}
+
+/// `: request.uid` after the error's context, nothing for the body as a whole (`.`) or where
+/// the parser stopped before a field (`?`).
+fn at_field(path: &str) -> String {
+    if path == "." || path == "?" {
+        String::new()
+    } else {
+        format!(": {path}")
+    }
+}
+
+/// The operations of `admission.k8s.io/v1`.
+pub const OPERATIONS: [&str; 4] = ["CREATE", "UPDATE", "DELETE", "CONNECT"];
+
+/// An AdmissionRequest that is well-formed JSON but not what an API server sends, so that no
+/// answer to it could be right. Each names the field and what is accepted.
+///
+/// What kube-apiserver always sends is accepted: `kind` and `operation` on every request;
+/// `object` on CREATE and UPDATE (its `kind` set, in the version the webhook asked for); a null
+/// `object` and the deleted object in `oldObject` on DELETE; the options object (e.g.
+/// `PodExecOptions`) on CONNECT, which is not looked at. Fields sidekiq-guard does not read
+/// (`resource`, `userInfo`, `options`…) are not required.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// No `request.kind`, or one without its `kind`.
+    #[error(
+        "request.kind is missing or has no kind; it must be the object's group, version and kind, such as {{\"group\": \"\", \"version\": \"v1\", \"kind\": \"Pod\"}}"
+    )]
+    MissingKind,
+    /// No `request.operation`.
+    #[error("request.operation is missing; it must be one of CREATE, UPDATE, DELETE, CONNECT")]
+    MissingOperation,
+    /// An operation Kubernetes does not have.
+    #[error("request.operation {0:?} is not one of CREATE, UPDATE, DELETE, CONNECT")]
+    UnknownOperation(String),
+    /// CREATE or UPDATE without an object to admit.
+    #[error(
+        "request.object must be a JSON object on CREATE and UPDATE; found {found} on {operation}"
+    )]
+    ObjectNotAnObject {
+        /// `CREATE` or `UPDATE`.
+        operation: &'static str,
+        /// What was sent instead (`null or nothing`, `a list`…).
+        found: &'static str,
+    },
+    /// An `oldObject` that is neither an object nor null.
+    #[error("request.oldObject must be a JSON object or null; found {0}")]
+    OldObjectNotAnObject(&'static str),
+    /// An object of another kind than the request says, for a kind sidekiq-guard reviews.
+    #[error("request.object.kind must be {expected:?}, the kind in request.kind; found {found}")]
+    KindMismatch {
+        /// `request.kind.kind`.
+        expected: String,
+        /// The object's `kind`, quoted, or what stands in its place.
+        found: String,
+    },
+    /// A Pod or workload with a field of the wrong type (`metadata` a string, `spec.containers`
+    /// a mapping, `command` a string…), which the API server cannot even decode. Judged by the
+    /// core as `kubectl sidekiq validate` judges manifests; an absent field (a pod with no
+    /// containers yet) is not this, and is left to the API server's own validation.
+    #[error("request.object is malformed")]
+    Object(#[source] WorkloadError),
 }
 
 /// The `kind` of an AdmissionRequest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+// The derived impls become inherent functions, wrapped below so that only a JSON object is read.
+#[serde(remote = "Self")]
 pub struct GroupVersionKind {
     /// API group (empty for core).
     #[serde(default)]
@@ -56,7 +138,7 @@ pub struct GroupVersionKind {
 
 /// The parts of an AdmissionRequest sidekiq-guard reads.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct AdmissionRequest {
     /// Echoed in the response.
     pub uid: String,
@@ -83,6 +165,125 @@ pub struct AdmissionRequest {
     pub dry_run: Option<bool>,
 }
 
+/// Reads a derived struct from a JSON object only. Serde's derived impls also read a JSON list
+/// as the fields in declaration order (`["uid", {…}]`), which no Kubernetes client sends and
+/// which would make a list answerable as if it were a request.
+struct ObjectOnly<T>(std::marker::PhantomData<T>);
+
+impl<'de, T> de::Visitor<'de> for ObjectOnly<T>
+where
+    T: ObjectFields<'de>,
+{
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::from_fields(de::value::MapAccessDeserializer::new(map))
+    }
+}
+
+/// The derived (remote = "Self") deserialiser of a struct read through [`ObjectOnly`].
+trait ObjectFields<'de>: Sized {
+    fn from_fields<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
+}
+
+macro_rules! object_only {
+    ($($type:ident),*) => {$(
+        impl<'de> ObjectFields<'de> for $type {
+            fn from_fields<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                $type::deserialize(deserializer)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_map(ObjectOnly(std::marker::PhantomData))
+            }
+        }
+    )*};
+}
+
+object_only!(GroupVersionKind, AdmissionRequest);
+
+impl Serialize for GroupVersionKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        GroupVersionKind::serialize(self, serializer)
+    }
+}
+
+impl AdmissionRequest {
+    /// Checks what serde cannot: that the request is one an API server sends (see
+    /// [`RequestError`]). [`parse`] calls it; a shell that reads requests otherwise (the
+    /// Kubewarden policy) calls it before [`combined`].
+    pub fn check(&self) -> Result<(), RequestError> {
+        if self.kind.kind.is_empty() {
+            return Err(RequestError::MissingKind);
+        }
+        let operation = match self.operation.as_str() {
+            "" => return Err(RequestError::MissingOperation),
+            known => OPERATIONS
+                .into_iter()
+                .find(|o| *o == known)
+                .ok_or_else(|| RequestError::UnknownOperation(known.to_owned()))?,
+        };
+        if let Some(old) = &self.old_object
+            && !old.is_object()
+        {
+            return Err(RequestError::OldObjectNotAnObject(json_type(old)));
+        }
+        if !matches!(operation, "CREATE" | "UPDATE") {
+            return Ok(());
+        }
+        let object = match &self.object {
+            Some(object) if object.is_object() => object,
+            other => {
+                return Err(RequestError::ObjectNotAnObject {
+                    operation,
+                    found: other.as_ref().map_or("null or nothing", json_type),
+                });
+            }
+        };
+        // Only the kinds sidekiq-guard reviews are its business.
+        let Some(kind) = Kind::from_name(&self.kind.kind) else {
+            return Ok(());
+        };
+        // The API server always encodes the object with its apiVersion and kind (in the
+        // version the webhook asked for): an object without one was not sent by it.
+        let found = match object.get("kind") {
+            Some(Value::String(kind)) if *kind == self.kind.kind => None,
+            Some(Value::String(kind)) => Some(format!("{kind:?}")),
+            None | Some(Value::Null) => Some("none".to_owned()),
+            Some(other) => Some(json_type(other).to_owned()),
+        };
+        if let Some(found) = found {
+            return Err(RequestError::KindMismatch {
+                expected: self.kind.kind.clone(),
+                found,
+            });
+        }
+        // A pod without containers reaches the mutating webhooks: the API server validates
+        // the object after them (and another webhook may add its containers). It is refused
+        // there with the API server's own message, not malformed JSON.
+        let containers = format!("{}/spec/containers", kind.template_pointer());
+        if object
+            .pointer(&containers)
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            return Ok(());
+        }
+        match Workload::locate(object) {
+            Err(malformed @ WorkloadError::Malformed { missing: false, .. }) => {
+                Err(RequestError::Object(malformed))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Envelope {
@@ -93,9 +294,57 @@ struct Envelope {
     request: Option<AdmissionRequest>,
 }
 
-/// Reads an AdmissionReview body.
+/// A body that must be a JSON object and is not one.
+#[derive(Debug)]
+pub enum NotAnObject {
+    /// Valid JSON of another type: `a list`, `a string`, `a number`, `a boolean`, `null`.
+    Json(&'static str),
+    /// Not JSON at all: the parser's error.
+    Invalid(serde_json::Error),
+}
+
+/// Checks that `body` is a JSON object before serde reads it as a struct: serde's derived impls
+/// would read a JSON list as the struct's fields in order. Only the first byte is looked at
+/// for an object, whose errors are the struct reader's to tell (with the field's path).
+pub fn expect_json_object(body: &[u8]) -> Result<(), NotAnObject> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'{') {
+        return Ok(());
+    }
+    // Checked without building it: a body of megabytes of list needs no memory to refuse.
+    serde_json::from_slice::<de::IgnoredAny>(body).map_err(NotAnObject::Invalid)?;
+    Err(NotAnObject::Json(match first {
+        Some(b'[') => "a list",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }))
+}
+
+/// Reads and checks an AdmissionReview body.
 pub fn parse(body: &[u8]) -> Result<AdmissionRequest, AdmissionError> {
-    let envelope: Envelope = serde_json::from_slice(body).map_err(AdmissionError::Malformed)?;
+    let malformed =
+        |err: serde_path_to_error::Error<serde_json::Error>| AdmissionError::Malformed {
+            path: err.path().to_string(),
+            source: err.into_inner(),
+        };
+    expect_json_object(body).map_err(|err| match err {
+        NotAnObject::Json(found) => AdmissionError::NotAnObject(found),
+        NotAnObject::Invalid(source) => AdmissionError::Malformed {
+            path: ".".to_owned(),
+            source,
+        },
+    })?;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let envelope: Envelope =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(malformed)?;
+    deserializer
+        .end()
+        .map_err(|source| AdmissionError::Malformed {
+            path: ".".to_owned(),
+            source,
+        })?;
     if envelope.api_version != API_VERSION || envelope.kind != "AdmissionReview" {
         return Err(AdmissionError::WrongType {
             api_version: envelope.api_version,
@@ -106,6 +355,7 @@ pub fn parse(body: &[u8]) -> Result<AdmissionRequest, AdmissionError> {
     if request.uid.is_empty() {
         return Err(AdmissionError::MissingUid);
     }
+    request.check()?;
     Ok(request)
 }
 
@@ -494,12 +744,17 @@ mod tests {
     #[test]
     fn mutate_leaves_updates_and_non_pods_alone() {
         let policy = Policy::default();
-        for (operation, kind, outcome) in [
-            ("UPDATE", "Pod", "not-a-pod-create"),
-            ("CREATE", "Deployment", "not-a-pod-create"),
-            ("DELETE", "Pod", "not-create-or-update"),
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+            "spec": {"template": {"metadata": {}, "spec": pod()["spec"].clone()}},
+        });
+        for (operation, object, outcome) in [
+            ("UPDATE", pod(), "not-a-pod-create"),
+            ("CREATE", deployment, "not-a-pod-create"),
+            ("DELETE", pod(), "not-create-or-update"),
         ] {
-            let request = parse(&review_body(operation, kind, pod())).unwrap();
+            let kind = object["kind"].as_str().unwrap().to_owned();
+            let request = parse(&review_body(operation, &kind, object)).unwrap();
             let answer = respond(&request, Endpoint::Mutate, &ctx(&policy));
             assert_eq!(answer.outcome, outcome);
             assert!(answer.response.allowed && answer.response.patch.is_none());
@@ -582,6 +837,184 @@ mod tests {
             "AdmissionReview request has no uid"
         );
         assert!(err(r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 5}}"#)
-            .starts_with("request body is not an AdmissionReview: invalid type: integer `5`, expected a string"));
+            .starts_with("request body is not an AdmissionReview: request.uid: invalid type: integer `5`, expected a string"));
+    }
+
+    /// Serde's derived impls read a JSON list as a struct's fields in order: a list must not
+    /// pass for an AdmissionReview, nor its parts, and no internal type name may show.
+    #[test]
+    fn an_admission_review_and_its_parts_must_be_json_objects() {
+        let err = |body: &str| crate::errors::chain(&parse(body.as_bytes()).unwrap_err());
+        for (body, expected) in [
+            (
+                "[]",
+                "an AdmissionReview must be a JSON object, found a list",
+            ),
+            (
+                r#" ["admission.k8s.io/v1","AdmissionReview",{"uid":"x"}]"#,
+                "an AdmissionReview must be a JSON object, found a list",
+            ),
+            (
+                "\"review\"",
+                "an AdmissionReview must be a JSON object, found a string",
+            ),
+            (
+                "42",
+                "an AdmissionReview must be a JSON object, found a number",
+            ),
+            (
+                "null",
+                "an AdmissionReview must be a JSON object, found null",
+            ),
+            (
+                r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": ["u", {"group": "", "version": "v1", "kind": "Pod"}]}"#,
+                "request body is not an AdmissionReview: request: invalid type: sequence, expected a JSON object at line 1 column 76",
+            ),
+            (
+                r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "kind": ["", "v1", "Pod"]}}"#,
+                "request body is not an AdmissionReview: request.kind: invalid type: sequence, expected a JSON object at line 1 column 97",
+            ),
+            (
+                r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "kind": "Pod"}}"#,
+                "request body is not an AdmissionReview: request.kind: invalid type: string \"Pod\", expected a JSON object at line 1 column 102",
+            ),
+        ] {
+            assert_eq!(err(body), expected, "{body}");
+            assert!(!err(body).contains("struct"), "{body}");
+        }
+        // Not JSON at all: the parser's own error, not a guess at a type.
+        assert!(err("nonsense").starts_with(
+            "request body is not an AdmissionReview: expected ident at line 1 column 2"
+        ));
+        assert!(
+            err("[1,").starts_with("request body is not an AdmissionReview: EOF while parsing")
+        );
+    }
+
+    /// A review with one field of its request replaced (`Value::Null` removes it).
+    fn review_with(field: &str, value: Value) -> Vec<u8> {
+        let mut review: Value =
+            serde_json::from_slice(&review_body("CREATE", "Pod", pod())).unwrap();
+        let request = review["request"].as_object_mut().unwrap();
+        if value.is_null() {
+            request.remove(field);
+        } else {
+            request.insert(field.to_owned(), value);
+        }
+        serde_json::to_vec(&review).unwrap()
+    }
+
+    #[test]
+    fn requests_an_api_server_cannot_send_name_the_field_and_what_is_accepted() {
+        let err = |body: Vec<u8>| crate::errors::chain(&parse(&body).unwrap_err());
+        let mut string_metadata = pod();
+        string_metadata["metadata"] = json!("x");
+        let mut mapping_containers = pod();
+        mapping_containers["spec"]["containers"] = json!({"w": {"image": "app"}});
+        let mut string_command = pod();
+        string_command["spec"]["containers"][0]["command"] = json!("bundle exec sidekiq");
+        let mut mapping_env = pod();
+        mapping_env["spec"]["containers"][0]["env"] = json!({"REDIS_URL": "redis://r:6379"});
+        for (body, expected) in [
+            (
+                review_with("object", json!(null)),
+                "invalid AdmissionReview: request.object must be a JSON object on CREATE and UPDATE; found null or nothing on CREATE",
+            ),
+            (
+                review_with("object", json!([])),
+                "invalid AdmissionReview: request.object must be a JSON object on CREATE and UPDATE; found a list on CREATE",
+            ),
+            (
+                review_body("UPDATE", "Pod", json!("pod")),
+                "invalid AdmissionReview: request.object must be a JSON object on CREATE and UPDATE; found a string on UPDATE",
+            ),
+            (
+                review_with("object", json!({})),
+                "invalid AdmissionReview: request.object.kind must be \"Pod\", the kind in request.kind; found none",
+            ),
+            (
+                review_body("UPDATE", "Pod", json!({"kind": "Deployment", "spec": {}})),
+                "invalid AdmissionReview: request.object.kind must be \"Pod\", the kind in request.kind; found \"Deployment\"",
+            ),
+            (
+                review_with("operation", json!("FOO")),
+                "invalid AdmissionReview: request.operation \"FOO\" is not one of CREATE, UPDATE, DELETE, CONNECT",
+            ),
+            (
+                review_with("operation", json!(null)),
+                "invalid AdmissionReview: request.operation is missing; it must be one of CREATE, UPDATE, DELETE, CONNECT",
+            ),
+            (
+                review_with("kind", json!(null)),
+                "invalid AdmissionReview: request.kind is missing or has no kind; it must be the object's group, version and kind, such as {\"group\": \"\", \"version\": \"v1\", \"kind\": \"Pod\"}",
+            ),
+            (
+                review_with("kind", json!({"group": "", "version": "v1"})),
+                "invalid AdmissionReview: request.kind is missing or has no kind; it must be the object's group, version and kind, such as {\"group\": \"\", \"version\": \"v1\", \"kind\": \"Pod\"}",
+            ),
+            (
+                review_with("oldObject", json!([])),
+                "invalid AdmissionReview: request.oldObject must be a JSON object or null; found a list",
+            ),
+            (
+                review_body("CREATE", "Pod", string_metadata),
+                "invalid AdmissionReview: request.object is malformed: Pod (unnamed): metadata must be an object",
+            ),
+            (
+                review_body("CREATE", "Pod", mapping_containers),
+                "invalid AdmissionReview: request.object is malformed: Pod w-*: spec.containers must be a non-empty list",
+            ),
+            (
+                review_body("CREATE", "Pod", string_command),
+                "invalid AdmissionReview: request.object is malformed: Pod w-*: spec.containers[0].command must be a list of strings",
+            ),
+            (
+                review_body("UPDATE", "Pod", mapping_env),
+                "invalid AdmissionReview: request.object is malformed: Pod w-*: spec.containers[0].env must be a list of objects",
+            ),
+        ] {
+            assert_eq!(err(body), expected);
+        }
+    }
+
+    #[test]
+    fn what_an_api_server_sends_is_accepted() {
+        // DELETE: no object, the deleted one in oldObject (null from API servers before 1.15).
+        for old in [pod(), Value::Null] {
+            let mut review: Value =
+                serde_json::from_slice(&review_body("DELETE", "Pod", Value::Null)).unwrap();
+            review["request"]["oldObject"] = old;
+            review["request"]["options"] =
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "DeleteOptions"});
+            let request = parse(&serde_json::to_vec(&review).unwrap()).unwrap();
+            let answer = respond(&request, Endpoint::Validate, &ctx(&Policy::default()));
+            assert!(answer.response.allowed);
+            assert_eq!(answer.outcome, "not-create-or-update");
+        }
+        // CONNECT: the object is the connect options, not a pod.
+        let connect = review_body(
+            "CONNECT",
+            "PodExecOptions",
+            json!({"apiVersion": "v1", "kind": "PodExecOptions", "command": ["sh"], "stdin": true}),
+        );
+        let request = parse(&connect).unwrap();
+        let answer = respond(&request, Endpoint::Validate, &ctx(&Policy::default()));
+        assert!(answer.response.allowed);
+        // A pod without containers yet (a later mutating webhook may add them; the API server
+        // validates after mutation) and kinds sidekiq-guard does not review pass as before.
+        let mut empty = pod();
+        empty["spec"]["containers"] = json!([]);
+        let request = parse(&review_body("CREATE", "Pod", empty)).unwrap();
+        let answer = respond(&request, Endpoint::Mutate, &ctx(&Policy::default()));
+        assert_eq!(answer.outcome, "not-a-workload");
+        assert!(answer.response.allowed && answer.response.patch.is_none());
+        let config = review_body("CREATE", "ConfigMap", json!({"data": {}}));
+        assert!(parse(&config).is_ok());
+        // Fields sidekiq-guard does not read are not required (`resource`), and fields newer
+        // API servers add are ignored.
+        let mut review: Value =
+            serde_json::from_slice(&review_with("resource", Value::Null)).unwrap();
+        review["request"]["someFutureField"] = json!({"x": 1});
+        assert!(parse(&serde_json::to_vec(&review).unwrap()).is_ok());
     }
 }

@@ -131,6 +131,10 @@ pub struct Workload<'a> {
 /// sees it; offline, a manifest slip (`command: "bundle exec sidekiq"`, an annotation written as
 /// a number) must be an input error, not a workload read as if the field were absent.
 fn wrong_shape(template: &Value, base: &str) -> Option<(String, &'static str)> {
+    // Where the status annotation goes: a patch would replace anything but a mapping.
+    if present(template, "metadata").is_some_and(|v| !v.is_object()) {
+        return Some((format!("{base}/metadata"), "an object"));
+    }
     if let Some(annotations) = template
         .pointer("/metadata/annotations")
         .filter(|v| !v.is_null())
@@ -229,6 +233,9 @@ impl<'a> Workload<'a> {
             expected,
             missing: object.pointer(pointer).is_none_or(Value::is_null),
         };
+        if present(object, "metadata").is_some_and(|v| !v.is_object()) {
+            return Err(malformed("/metadata", "an object"));
+        }
         let template = object
             .pointer(kind.template_pointer())
             .filter(|t| t.is_object())
@@ -454,6 +461,35 @@ mod tests {
         let pod = json!({"kind": "Pod", "metadata": {"name": "w"}, "spec": spec});
         let err = Workload::locate(&pod).unwrap_err().to_string();
         assert!(err.ends_with(expected), "{err}");
+    }
+
+    /// A patch adding the status annotation would replace a `metadata` that is not a mapping.
+    #[test]
+    fn metadata_that_is_not_a_mapping_is_wrong_shape_not_absent() {
+        let err = |object: Value| Workload::locate(&object).unwrap_err();
+        let pod = json!({"kind": "Pod", "metadata": "x", "spec": spec()});
+        assert_eq!(
+            err(pod.clone()).to_string(),
+            "Pod (unnamed): metadata must be an object"
+        );
+        assert!(matches!(
+            err(pod),
+            WorkloadError::Malformed { missing: false, .. }
+        ));
+        let template = json!({"kind": "Deployment", "metadata": {"name": "w"},
+                              "spec": {"template": {"metadata": ["x"], "spec": spec()}}});
+        assert_eq!(
+            err(template).to_string(),
+            "Deployment w: spec.template.metadata must be an object"
+        );
+        let own = json!({"kind": "Deployment", "metadata": 7,
+                         "spec": {"template": {"spec": spec()}}});
+        assert_eq!(
+            err(own).to_string(),
+            "Deployment (unnamed): metadata must be an object"
+        );
+        let null = json!({"kind": "Pod", "metadata": null, "spec": spec()});
+        assert!(Workload::locate(&null).is_ok());
     }
 
     #[test]

@@ -104,8 +104,30 @@ fn malformed_reviews_are_refused_with_a_reason() {
     }
     seen.sort();
     let messages: Vec<&str> = seen.iter().map(|(_, e)| e.as_str()).collect();
-    assert_eq!(messages.len(), 7);
+    assert_eq!(messages.len(), 19);
+    const OPERATIONS: &str = "CREATE, UPDATE, DELETE, CONNECT";
     for (file, message) in &seen {
+        // What an operator reads in the API server's error: the field, and what is accepted.
+        let exact = match file.as_str() {
+            "array-body.json" | "array-form.json" => {
+                "an AdmissionReview must be a JSON object, found a list".to_owned()
+            }
+            "object-null.json" => "invalid AdmissionReview: request.object must be a JSON object on CREATE and UPDATE; found null or nothing on CREATE".to_owned(),
+            "object-list.json" => "invalid AdmissionReview: request.object must be a JSON object on CREATE and UPDATE; found a list on CREATE".to_owned(),
+            "object-empty.json" => "invalid AdmissionReview: request.object.kind must be \"Pod\", the kind in request.kind; found none".to_owned(),
+            "operation-unknown.json" => format!("invalid AdmissionReview: request.operation \"FOO\" is not one of {OPERATIONS}"),
+            "no-operation.json" => format!("invalid AdmissionReview: request.operation is missing; it must be one of {OPERATIONS}"),
+            "no-kind.json" => "invalid AdmissionReview: request.kind is missing or has no kind; it must be the object's group, version and kind, such as {\"group\": \"\", \"version\": \"v1\", \"kind\": \"Pod\"}".to_owned(),
+            "metadata-string.json" => "invalid AdmissionReview: request.object is malformed: Pod (unnamed): metadata must be an object".to_owned(),
+            "containers-mapping.json" => "invalid AdmissionReview: request.object is malformed: Pod worker: spec.containers must be a non-empty list".to_owned(),
+            "command-string.json" => "invalid AdmissionReview: request.object is malformed: Pod worker: spec.containers[0].command must be a list of strings".to_owned(),
+            "env-mapping.json" => "invalid AdmissionReview: request.object is malformed: Pod worker: spec.containers[0].env must be a list of objects".to_owned(),
+            _ => String::new(),
+        };
+        if !exact.is_empty() {
+            assert_eq!(message, &exact, "{file}");
+            continue;
+        }
         let expected = match file.as_str() {
             "empty-uid.json" => "AdmissionReview request has no uid",
             "no-request.json" => "AdmissionReview has no request",
@@ -115,9 +137,14 @@ fn malformed_reviews_are_refused_with_a_reason() {
             "wrong-kind.json" => {
                 "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion \"admission.k8s.io/v1\" and kind \"Pod\""
             }
+            "uid-not-a-string.json" => {
+                "request body is not an AdmissionReview: request.uid: invalid type: integer `42`, expected a string"
+            }
             _ => "request body is not an AdmissionReview: ",
         };
         assert!(message.starts_with(expected), "{file}: {message}");
+        // serde's names for the types it reads into are not the user's business.
+        assert!(!message.contains("struct"), "{file}: {message}");
     }
 }
 

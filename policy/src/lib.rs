@@ -26,7 +26,7 @@ use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use kubewarden_policy_sdk::wapc_guest::{self, CallResult};
 use serde::Deserialize;
 use serde_json::Value;
-use sidekiq_guard::admission::{self, AdmissionRequest};
+use sidekiq_guard::admission::{self, AdmissionRequest, NotAnObject, RequestError};
 use sidekiq_guard::patch::{self, ApplyError};
 use sidekiq_guard::policy::PolicyError;
 use sidekiq_guard::{Context, Mode, Policy};
@@ -68,6 +68,14 @@ pub enum EvaluationError {
     /// The payload is not a `ValidationRequest` (not JSON, no `request`, a field of the wrong type).
     #[error("sidekiq-guard: the ValidationRequest cannot be read")]
     Malformed(#[source] serde_json::Error),
+    /// The payload is JSON but not an object (serde would read a list as the fields in order).
+    #[error("sidekiq-guard: a ValidationRequest must be a JSON object, found {0}")]
+    NotAnObject(&'static str),
+    /// The request is one no API server sends (no operation, no object on CREATE, a field of
+    /// the object with the wrong type…): refused as the webhook refuses it, with the same
+    /// message after the prefix.
+    #[error("sidekiq-guard: invalid ValidationRequest")]
+    Invalid(#[source] RequestError),
     /// The settings in the request are not a valid policy. Kubewarden checks them with
     /// `validate_settings` before serving, so this only happens with hosts that do not.
     #[error("sidekiq-guard: invalid settings")]
@@ -84,6 +92,11 @@ impl EvaluationError {
     pub fn message(&self) -> String {
         match self {
             EvaluationError::Malformed(cause) => format!("{self}: {cause}"),
+            EvaluationError::NotAnObject(_) => self.to_string(),
+            EvaluationError::Invalid(cause @ RequestError::Object(inner)) => {
+                format!("{self}: {cause}: {inner}")
+            }
+            EvaluationError::Invalid(cause) => format!("{self}: {cause}"),
             EvaluationError::Settings(cause) => format!("{self}: {cause}"),
             EvaluationError::Patch(cause) => format!("{self}: {cause}"),
         }
@@ -92,7 +105,9 @@ impl EvaluationError {
     /// The status code that goes with the rejection.
     pub fn code(&self) -> u16 {
         match self {
-            EvaluationError::Malformed(_) => BAD_REQUEST,
+            EvaluationError::Malformed(_)
+            | EvaluationError::NotAnObject(_)
+            | EvaluationError::Invalid(_) => BAD_REQUEST,
             EvaluationError::Settings(_) | EvaluationError::Patch(_) => POLICY_ERROR,
         }
     }
@@ -116,13 +131,20 @@ pub fn validate(payload: &[u8]) -> CallResult {
 
 /// Evaluates a serialised `ValidationRequest` into the `ValidationResponse` Kubewarden expects:
 /// accepted with the mutated object (when the core changes it) and the core's warnings, or
-/// rejected with code 403 and the same message as the webhook's `/validate`.
+/// rejected with code 403 and the same message as the webhook's `/validate`. A request the
+/// webhook answers with HTTP 400 (see [`AdmissionRequest::check`]) is rejected with code 400
+/// and the webhook's reason.
 pub fn evaluate(payload: &[u8]) -> Result<ValidationResponse, EvaluationError> {
+    admission::expect_json_object(payload).map_err(|err| match err {
+        NotAnObject::Json(found) => EvaluationError::NotAnObject(found),
+        NotAnObject::Invalid(cause) => EvaluationError::Malformed(cause),
+    })?;
     let ValidationRequest {
         mut request,
         settings,
     } = serde_json::from_slice(payload).map_err(EvaluationError::Malformed)?;
     let policy = Policy::from_value(settings).map_err(EvaluationError::Settings)?;
+    request.check().map_err(EvaluationError::Invalid)?;
     // Kubewarden's policy server fills `namespace` with "" for cluster-scoped objects where the
     // API server omits it; the core reads an absent namespace, as the webhook receives it.
     if request.namespace.as_deref() == Some("") {
@@ -326,6 +348,65 @@ mod tests {
                     && message.contains(reason),
                 "{message}"
             );
+        }
+    }
+
+    /// What the webhook answers with HTTP 400 is rejected with code 400 and the same reason,
+    /// never admitted untouched as if the object were absent or not a workload.
+    #[test]
+    fn requests_no_api_server_sends_are_rejected_with_400_as_the_webhook_refuses_them() {
+        let mut metadata = worker();
+        metadata["metadata"] = json!("x");
+        let mut command = worker();
+        command["spec"]["containers"][0]["command"] = json!("sidekiq");
+        let with = |field: &str, value: Value| {
+            let mut body: Value = serde_json::from_slice(&request(json!(null), worker())).unwrap();
+            body["request"][field] = value;
+            serde_json::to_vec(&body).unwrap()
+        };
+        let invalid = "sidekiq-guard: invalid ValidationRequest: ";
+        for (payload, expected) in [
+            (
+                with("object", json!(null)),
+                format!(
+                    "{invalid}request.object must be a JSON object on CREATE and UPDATE; found null or nothing on CREATE"
+                ),
+            ),
+            (
+                with("object", json!({})),
+                format!(
+                    "{invalid}request.object.kind must be \"Pod\", the kind in request.kind; found none"
+                ),
+            ),
+            (
+                with("operation", json!("FOO")),
+                format!(
+                    "{invalid}request.operation \"FOO\" is not one of CREATE, UPDATE, DELETE, CONNECT"
+                ),
+            ),
+            (
+                request(json!(null), metadata),
+                format!(
+                    "{invalid}request.object is malformed: Pod (unnamed): metadata must be an object"
+                ),
+            ),
+            (
+                request(json!(null), command),
+                format!(
+                    "{invalid}request.object is malformed: Pod w: spec.containers[0].command must be a list of strings"
+                ),
+            ),
+            (
+                br#"[{"uid": "u"}, {}]"#.to_vec(),
+                "sidekiq-guard: a ValidationRequest must be a JSON object, found a list".to_owned(),
+            ),
+        ] {
+            let response: ValidationResponse =
+                serde_json::from_slice(&validate(&payload).unwrap()).unwrap();
+            assert!(!response.accepted, "{expected}");
+            assert_eq!(response.code, Some(BAD_REQUEST));
+            assert_eq!(response.message.as_deref(), Some(expected.as_str()));
+            assert!(response.mutated_object.is_none());
         }
     }
 

@@ -337,9 +337,39 @@ fn malformed_requests_are_rejected_with_a_reason_not_a_trap() {
                 "an empty array",
                 b"[]".to_vec(),
                 400,
-                "expected struct ValidationRequest",
+                "a ValidationRequest must be a JSON object, found a list",
             ),
-            ("a number", b"7".to_vec(), 400, "invalid type: integer `7`"),
+            (
+                "a truncated list",
+                b"[1,".to_vec(),
+                400,
+                "the ValidationRequest cannot be read: EOF while parsing",
+            ),
+            (
+                "the fields as a list",
+                br#"[{"uid": "u", "operation": "CREATE"}, {}]"#.to_vec(),
+                400,
+                "a ValidationRequest must be a JSON object, found a list",
+            ),
+            (
+                "the request as a list",
+                br#"{"request": ["u", {"group": "", "version": "v1", "kind": "Pod"}]}"#.to_vec(),
+                400,
+                "invalid type: sequence, expected a JSON object",
+            ),
+            (
+                "no operation",
+                br#"{"request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"}}}"#
+                    .to_vec(),
+                400,
+                "invalid ValidationRequest: request.operation is missing; it must be one of CREATE, UPDATE, DELETE, CONNECT",
+            ),
+            (
+                "a number",
+                b"7".to_vec(),
+                400,
+                "a ValidationRequest must be a JSON object, found a number",
+            ),
             (
                 "no request",
                 br#"{"settings": {}}"#.to_vec(),
@@ -387,21 +417,64 @@ fn malformed_requests_are_rejected_with_a_reason_not_a_trap() {
                 "{case}: wasm and native answers differ"
             );
         }
-        // Objects that are not what their kind says are the core's business, answered as the
-        // webhook answers them: admitted untouched, never a trap.
-        for object in [
-            json!("a string"),
-            json!(42),
-            json!([]),
-            json!({"spec": "x"}),
+        // Objects that are not what their kind says are refused as the webhook refuses them
+        // (HTTP 400, the same reason after the policy's prefix): never admitted untouched as
+        // if they were absent, never a trap.
+        for (object, reason) in [
+            (
+                json!("a string"),
+                "request.object must be a JSON object on CREATE and UPDATE; found a string on CREATE",
+            ),
+            (
+                json!(42),
+                "request.object must be a JSON object on CREATE and UPDATE; found a number on CREATE",
+            ),
+            (
+                json!([]),
+                "request.object must be a JSON object on CREATE and UPDATE; found a list on CREATE",
+            ),
+            (
+                json!(null),
+                "request.object must be a JSON object on CREATE and UPDATE; found null or nothing on CREATE",
+            ),
+            (
+                json!({"spec": "x"}),
+                "request.object.kind must be \"Pod\", the kind in request.kind; found none",
+            ),
+            (
+                json!({"kind": "Pod", "metadata": "x", "spec": {"containers": [{"name": "w"}]}}),
+                "request.object is malformed: Pod (unnamed): metadata must be an object",
+            ),
+            (
+                json!({"kind": "Pod", "spec": {"containers": {"w": {"image": "app"}}}}),
+                "request.object is malformed: Pod (unnamed): spec.containers must be a non-empty list",
+            ),
         ] {
             let request = json!({"uid": "u", "operation": "CREATE", "namespace": "shop",
                                  "kind": {"group": "", "version": "v1", "kind": "Pod"},
                                  "object": object});
-            let response = validate(&mut host, &validation_request(&request, &json!({})));
-            assert!(
-                response.accepted && response.mutated_object.is_none(),
+            let payload = validation_request(&request, &json!({}));
+            let response = validate(&mut host, &payload);
+            assert!(!response.accepted, "{object}");
+            assert_eq!(response.code, Some(400), "{object}");
+            assert_eq!(
+                response.message.as_deref(),
+                Some(format!("sidekiq-guard: invalid ValidationRequest: {reason}").as_str()),
                 "{object}"
+            );
+            // The webhook's 400 for the same request says the same after its own prefix.
+            let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                "request": request});
+            let webhook =
+                sidekiq_guard::admission::parse(&serde_json::to_vec(&review).unwrap()).unwrap_err();
+            assert_eq!(
+                sidekiq_guard::errors::chain(&webhook),
+                format!("invalid AdmissionReview: {reason}")
+            );
+            assert_eq!(
+                host.call("validate", &payload).unwrap(),
+                sidekiq_guard_policy::validate(&payload).unwrap(),
+                "{object}: wasm and native answers differ"
             );
         }
         // After all that, the same instance still answers a real request correctly.

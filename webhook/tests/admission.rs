@@ -225,7 +225,7 @@ async fn malformed_reviews_get_400_with_a_status_naming_the_problem() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 7);
+    assert_eq!(files.len(), 19);
     for file in files {
         let body = std::fs::read(&file).unwrap();
         let expected =
@@ -259,8 +259,192 @@ async fn malformed_reviews_get_400_with_a_status_naming_the_problem() {
                 "sidekiq_guard_webhook_requests_total{endpoint=\"validate\",result=\"bad-request\"}"
             )
             .await,
-        7.0
+        19.0
     );
+}
+
+/// A request as the API server would send it for a pod, with `request` fields replaced
+/// (`Value::Null` removes one).
+fn pod_review(fields: Value) -> Value {
+    let mut review = common::json("tests/data/admission/create-pod-rails-worker.json");
+    for (key, value) in fields.as_object().unwrap() {
+        let request = review["request"].as_object_mut().unwrap();
+        if value.is_null() {
+            request.remove(key);
+        } else {
+            request.insert(key.clone(), value.clone());
+        }
+    }
+    review
+}
+
+/// The rails worker pod with one change at `pointer` (a JSON pointer into the pod).
+fn worker_with(pointer: &str, value: Value) -> Value {
+    let mut pod =
+        common::json("tests/data/admission/create-pod-rails-worker.json")["request"]["object"]
+            .clone();
+    *pod.pointer_mut(pointer).unwrap() = value;
+    pod
+}
+
+/// JSON that is not what an API server sends is refused with 400 and a Status naming the
+/// field and what is accepted, on both endpoints: never admitted as if the field were absent
+/// (`not-create-or-update`, `not-a-workload`), never patched.
+#[tokio::test]
+async fn requests_an_api_server_cannot_send_get_400_naming_the_field() {
+    let setup = start(WARN, &[]);
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    let operations = "CREATE, UPDATE, DELETE, CONNECT";
+    let invalid = "invalid AdmissionReview: ";
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        (
+            "object null on CREATE",
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","kind":{"group":"","version":"v1","kind":"Pod"},"object":null}}"#.to_vec(),
+            format!("{invalid}request.object must be a JSON object on CREATE and UPDATE; found null or nothing on CREATE"),
+        ),
+        (
+            "object a list",
+            serde_json::to_vec(&pod_review(json!({"object": []}))).unwrap(),
+            format!("{invalid}request.object must be a JSON object on CREATE and UPDATE; found a list on CREATE"),
+        ),
+        (
+            "object empty on UPDATE",
+            serde_json::to_vec(&pod_review(json!({"operation": "UPDATE", "object": {}}))).unwrap(),
+            format!("{invalid}request.object.kind must be \"Pod\", the kind in request.kind; found none"),
+        ),
+        (
+            "operation FOO",
+            serde_json::to_vec(&pod_review(json!({"operation": "FOO"}))).unwrap(),
+            format!("{invalid}request.operation \"FOO\" is not one of {operations}"),
+        ),
+        (
+            "no operation",
+            serde_json::to_vec(&pod_review(json!({"operation": null}))).unwrap(),
+            format!("{invalid}request.operation is missing; it must be one of {operations}"),
+        ),
+        (
+            "no kind",
+            serde_json::to_vec(&pod_review(json!({"kind": null}))).unwrap(),
+            format!("{invalid}request.kind is missing or has no kind; it must be the object's group, version and kind, such as {{\"group\": \"\", \"version\": \"v1\", \"kind\": \"Pod\"}}"),
+        ),
+        (
+            "an empty list",
+            b"[]".to_vec(),
+            "an AdmissionReview must be a JSON object, found a list".to_owned(),
+        ),
+        (
+            "the fields as a list",
+            br#"["admission.k8s.io/v1","AdmissionReview",{"uid":"x"}]"#.to_vec(),
+            "an AdmissionReview must be a JSON object, found a list".to_owned(),
+        ),
+        (
+            "metadata a string",
+            serde_json::to_vec(&pod_review(json!({"object": worker_with("/metadata", json!("x"))}))).unwrap(),
+            format!("{invalid}request.object is malformed: Pod (unnamed): metadata must be an object"),
+        ),
+        (
+            "containers a mapping",
+            serde_json::to_vec(&pod_review(json!({"object": worker_with("/spec/containers", json!({"worker": {"image": "app"}}))}))).unwrap(),
+            format!("{invalid}request.object is malformed: Pod rails-worker-7d9c8f6b5-*: spec.containers must be a non-empty list"),
+        ),
+        (
+            "command a string",
+            serde_json::to_vec(&pod_review(json!({"object": worker_with("/spec/containers/0/command", json!("bundle exec sidekiq"))}))).unwrap(),
+            format!("{invalid}request.object is malformed: Pod rails-worker-7d9c8f6b5-*: spec.containers[0].command must be a list of strings"),
+        ),
+        (
+            "env a mapping",
+            serde_json::to_vec(&pod_review(json!({"object": worker_with("/spec/containers/0/env", json!({"REDIS_URL": "redis://redis:6379/0"}))}))).unwrap(),
+            format!("{invalid}request.object is malformed: Pod rails-worker-7d9c8f6b5-*: spec.containers[0].env must be a list of objects"),
+        ),
+    ];
+    for (case, body, message) in &cases {
+        for endpoint in ["/mutate?timeout=5s", "/validate?timeout=5s"] {
+            let answer = conn.post(endpoint, body.clone()).await.unwrap();
+            assert_eq!(answer.status, 400, "{case} {endpoint}");
+            assert_eq!(
+                answer.json(),
+                json!({
+                    "apiVersion": "v1", "kind": "Status", "status": "Failure",
+                    "message": message, "reason": "BadRequest", "code": 400,
+                }),
+                "{case} {endpoint}"
+            );
+        }
+    }
+
+    // What a real API server sends still passes: DELETE (no object, the deleted pod in
+    // oldObject) and CONNECT (the connect options as the object).
+    let delete = common::read("tests/data/admission/delete-pod.json");
+    let connect = serde_json::to_vec(&pod_review(json!({
+        "operation": "CONNECT",
+        "kind": {"group": "", "version": "v1", "kind": "PodExecOptions"},
+        "subResource": "exec",
+        "object": {"apiVersion": "v1", "kind": "PodExecOptions", "command": ["sh"], "stdin": true},
+        "options": null,
+    })))
+    .unwrap();
+    for (case, body) in [("DELETE", delete), ("CONNECT", connect)] {
+        for endpoint in ["/mutate", "/validate"] {
+            let answer = conn.post(endpoint, body.clone()).await.unwrap();
+            assert_eq!(answer.status, 200, "{case} {endpoint}");
+            let review = answer.json();
+            assert_eq!(review["response"]["allowed"], true, "{case} {endpoint}");
+            assert!(review["response"].get("patch").is_none(), "{case}");
+        }
+    }
+    assert_eq!(
+        setup
+            .webhook
+            .metric(
+                "sidekiq_guard_webhook_requests_total{endpoint=\"mutate\",result=\"bad-request\"}"
+            )
+            .await,
+        cases.len() as f64
+    );
+}
+
+/// `?timeout=` is read as Go's `time.ParseDuration` reads it, after percent-decoding: a bare
+/// `0`, a leading `+` and escaped characters are durations. A zero or negative timeout is
+/// answered at once like any other request, not refused as "not a duration".
+#[tokio::test]
+async fn every_go_duration_is_a_valid_timeout() {
+    let setup = start(WARN, &[]);
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    let body = common::read("tests/data/admission/create-pod-rails-worker.json");
+    for timeout in [
+        "0s",
+        "0",
+        "+5s",
+        "%35s",
+        "-5s",
+        "1.5s",
+        "500%C2%B5s",
+        "%2B2s",
+    ] {
+        let started = Instant::now();
+        let answer = conn
+            .post(&format!("/mutate?timeout={timeout}"), body.clone())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "timeout={timeout}");
+        let review = answer.json();
+        assert_eq!(review["response"]["patchType"], "JSONPatch", "{timeout}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{timeout}");
+    }
+    for timeout in ["5", "%zz", "5sec"] {
+        let answer = conn
+            .post(&format!("/mutate?timeout={timeout}"), body.clone())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 400, "timeout={timeout}");
+        assert_eq!(
+            answer.json()["message"],
+            format!(
+                "query parameter timeout={timeout:?} is not a duration; expected a Go duration such as 5s, 1500ms or 1m0s"
+            )
+        );
+    }
 }
 
 #[tokio::test]

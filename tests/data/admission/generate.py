@@ -205,6 +205,42 @@ def main():
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": ""}}) + "\n")
     (malformed / "uid-not-a-string.json").write_text(json.dumps({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 42}}) + "\n")
+    # JSON, but not what an API server sends: refused with the field and what is accepted, never
+    # answered as if the object were absent or had no such field.
+    (malformed / "array-body.json").write_text("[]\n")
+    (malformed / "array-form.json").write_text(json.dumps(
+        ["admission.k8s.io/v1", "AdmissionReview", {"uid": "x"}]) + "\n")
+
+    drop = object()  # a field left out, as distinct from null
+
+    def bad(name, **fields):
+        request = {"uid": str(uuid.uuid5(uuid.NAMESPACE_URL, "sidekiq-guard/malformed/" + name)),
+                   "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                   "resource": {"group": "", "version": "v1", "resource": "pods"},
+                   "namespace": "shop", "operation": "CREATE"}
+        for key, value in fields.items():
+            if value is drop:
+                request.pop(key, None)
+            else:
+                request[key] = value
+        (malformed / f"{name}.json").write_text(json.dumps({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}) + "\n")
+
+    def worker(**container):
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "worker", "namespace": "shop"},
+                "spec": {"containers": [{"name": "worker", "image": "app", "command": ["bundle", "exec", "sidekiq"],
+                                         **container}]}}
+
+    bad("object-null", object=None)
+    bad("object-list", object=[])
+    bad("object-empty", object={})
+    bad("operation-unknown", operation="FOO", object=worker())
+    bad("no-operation", operation=drop, object=worker())
+    bad("no-kind", kind=drop, object=worker())
+    bad("metadata-string", object={**worker(), "metadata": "x"})
+    bad("containers-mapping", object={**worker(), "spec": {"containers": {"worker": {"image": "app"}}}})
+    bad("command-string", object=worker(command="bundle exec sidekiq"))
+    bad("env-mapping", object=worker(env={"REDIS_URL": "redis://redis:6379"}))
 
 
 if __name__ == "__main__":
