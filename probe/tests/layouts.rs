@@ -225,17 +225,22 @@ fn bad_records_are_clear_errors_in_status_not_panics() {
         ]
     );
     assert!(status.processes.iter().all(|p| p.state == "unreadable"));
+    let why = "process odd:101:aaaaaaaaaaaa cannot be read: field `info` is not valid JSON: EOF while parsing a value at line 1 column 12 (and 3 more unreadable)";
     let ready = probe.get("/readyz");
     assert_eq!(ready.status, 503);
-    assert!(
-        ready
-            .body
-            .starts_with("fail: odd:101:aaaaaaaaaaaa: process record unreadable"),
-        "{}",
-        ready.body
+    assert_eq!(ready.body, format!("fail: {why}\n"));
+    // Restarting Sidekiq would not fix its records: liveness holds, and names them rather
+    // than saying that no process of the pod is in Redis, while /status lists them.
+    let live = probe.get("/livez");
+    assert_eq!(live.status, 200);
+    assert_eq!(
+        live.body,
+        format!("ok: {why}; liveness holds: restarting Sidekiq would not fix its records\n")
     );
-    // Restarting Sidekiq would not fix its records: liveness holds.
-    assert_eq!(probe.get("/livez").status, 200);
+    let status = probe.status();
+    assert_eq!(status.liveness.code.as_str(), "unreadable");
+    assert!(status.liveness.reason.starts_with(why), "{status:?}");
+    assert_eq!(status.readiness.reason, why);
 
     // A healthy process next to them makes the pod ready; the odd ones stay reported.
     let _sidekiq = fake(&redis, host, 105, Version::V8, BEAT);

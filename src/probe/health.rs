@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::observe::{ProcessState, Tracker};
+use super::observe::{ProcessError, ProcessState, Tracker};
 use super::{Now, dur, observe::Scope, secs};
 
 /// The thresholds of the verdicts.
@@ -139,6 +139,33 @@ fn refused_error(redis: &crate::probe::observe::RedisHealth) -> Option<&str> {
     redis.failing_since.and(redis.last_error.as_deref())
 }
 
+/// The processes of this pod whose records cannot be read, in words:
+/// `process w-0:1:aa cannot be read: field `info` is not valid JSON: …`, naming the first and
+/// counting the others. `None` when every followed process can be read.
+fn unreadable(tracker: &Tracker) -> Option<String> {
+    let all: Vec<(&str, &ProcessError)> = tracker
+        .processes()
+        .filter_map(|t| match &t.state {
+            ProcessState::Unreadable(error) => Some((t.identity.as_str(), error)),
+            _ => None,
+        })
+        .collect();
+    let (identity, error) = all.first()?;
+    let why = match error {
+        ProcessError::Record(cause) => crate::errors::chain(cause),
+        // The process's own hash: the identity is already said.
+        ProcessError::Reply(reply) if reply.key == *identity => {
+            format!("Redis refused to read it: {}", reply.message)
+        }
+        ProcessError::Reply(reply) => crate::errors::chain(reply),
+    };
+    let more = match all.len() {
+        1 => String::new(),
+        n => format!(" (and {} more unreadable)", n - 1),
+    };
+    Some(format!("process {identity} cannot be read: {why}{more}"))
+}
+
 fn whose(tracker: &Tracker) -> String {
     match tracker.scope() {
         Scope::Host(host) => format!("with hostname {host:?}"),
@@ -215,10 +242,19 @@ pub fn liveness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdict
                 secs(newest)
             ),
         ),
-        None => Verdict::pass(
-            Code::NoProcess,
-            format!("no Sidekiq process {} in Redis", whose(tracker)),
-        ),
+        // A process is there, but its records cannot be read: say so, not that there is none
+        // (`/status` lists it). Restarting Sidekiq would not make its records readable, so
+        // liveness holds, as it does when there is no process at all.
+        None => match unreadable(tracker) {
+            Some(reason) => Verdict::pass(
+                Code::Unreadable,
+                format!("{reason}; liveness holds: restarting Sidekiq would not fix its records"),
+            ),
+            None => Verdict::pass(
+                Code::NoProcess,
+                format!("no Sidekiq process {} in Redis", whose(tracker)),
+            ),
+        },
     }
 }
 
@@ -280,14 +316,8 @@ pub fn readiness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdic
             format!("heartbeat of {identity} is {} old", secs(*age)),
         );
     }
-    if let Some((identity, error)) = tracker.processes().find_map(|t| match &t.state {
-        ProcessState::Unreadable(e) => Some((&t.identity, e)),
-        _ => None,
-    }) {
-        return Verdict::fail(
-            Code::Unreadable,
-            format!("{identity}: {}", crate::errors::chain(error)),
-        );
+    if let Some(reason) = unreadable(tracker) {
+        return Verdict::fail(Code::Unreadable, reason);
     }
     Verdict::fail(
         Code::NoProcess,
@@ -494,9 +524,78 @@ mod tests {
         assert_eq!(ready.code, Code::Unreadable);
         assert_eq!(
             ready.reason,
-            "w-0:1:aa: process record unreadable: field `info` is not valid JSON: expected ident at line 1 column 2"
+            "process w-0:1:aa cannot be read: field `info` is not valid JSON: expected ident at line 1 column 2"
         );
         // Restarting Sidekiq would not fix its records: liveness stays up.
         assert!(liveness(&t, at(1_007.0), &th).ok);
+    }
+
+    /// `/status` lists a process whose records cannot be read: liveness must name it and why,
+    /// not claim that no process is in Redis. It still passes (HTTP 200), as before.
+    #[test]
+    fn liveness_names_an_unreadable_process_instead_of_calling_it_absent() {
+        use crate::probe::observe::ReplyError;
+        let th = Thresholds::default();
+        let mut t = Tracker::new(Scope::Host("pod1".into()), Duration::from_secs(60));
+        t.ingest(
+            at(1_006.0),
+            Some(&["pod1:1:abc".to_owned()]),
+            vec![raw("pod1:1:abc", 1_005.0, false, "not json")],
+        );
+        let live = liveness(&t, at(1_007.0), &th);
+        assert_eq!(
+            live,
+            Verdict::pass(
+                Code::Unreadable,
+                "process pod1:1:abc cannot be read: field `info` is not valid JSON: expected ident at line 1 column 2; liveness holds: restarting Sidekiq would not fix its records"
+            )
+        );
+
+        // A key of the wrong Redis type, next to an unreadable record.
+        let mut t = Tracker::new(Scope::Host("pod1".into()), Duration::from_secs(60));
+        t.ingest(
+            at(1_006.0),
+            Some(&["pod1:1:abc".to_owned(), "pod1:2:def".to_owned()]),
+            vec![
+                RawProcess {
+                    identity: "pod1:1:abc".into(),
+                    member: Ok(true),
+                    hash: Err(ReplyError {
+                        key: "pod1:1:abc".into(),
+                        message:
+                            "WRONGTYPE Operation against a key holding the wrong kind of value"
+                                .into(),
+                    }),
+                    work: Vec::new(),
+                },
+                raw("pod1:2:def", 1_005.0, false, "not json"),
+            ],
+        );
+        let live = liveness(&t, at(1_007.0), &th);
+        assert!(live.ok);
+        assert_eq!(live.code, Code::Unreadable);
+        assert_eq!(
+            live.reason,
+            "process pod1:1:abc cannot be read: Redis refused to read it: WRONGTYPE Operation against a key holding the wrong kind of value (and 1 more unreadable); liveness holds: restarting Sidekiq would not fix its records"
+        );
+        let ready = readiness(&t, at(1_007.0), &th);
+        assert_eq!(
+            ready,
+            Verdict::fail(
+                Code::Unreadable,
+                "process pod1:1:abc cannot be read: Redis refused to read it: WRONGTYPE Operation against a key holding the wrong kind of value (and 1 more unreadable)"
+            )
+        );
+
+        // With no process at all, the old words remain.
+        let mut empty = Tracker::new(Scope::Host("pod1".into()), Duration::from_secs(60));
+        empty.ingest(at(1_006.0), Some(&[]), Vec::new());
+        assert_eq!(
+            liveness(&empty, at(1_007.0), &th),
+            Verdict::pass(
+                Code::NoProcess,
+                "no Sidekiq process with hostname \"pod1\" in Redis"
+            )
+        );
     }
 }
