@@ -20,7 +20,12 @@ pub(crate) fn run(
     err: &mut dyn Write,
 ) -> Result<(), Error> {
     let offline = Offline::load(args.files.policy.as_deref(), args.sidecar_mode)?;
-    let input = manifests::read(&args.files.files, args.files.recursive, stdin)?;
+    let mut notes = Vec::new();
+    let input = manifests::read(&args.files.files, args.files.recursive, stdin, &mut notes);
+    for note in &notes {
+        writeln!(err, "note: {note}").map_err(Error::Output)?;
+    }
+    let input = input?;
     let ctx = offline.context();
     let mut documents = Vec::with_capacity(input.documents.len());
     for document in &input.documents {

@@ -98,13 +98,17 @@ pub(crate) struct Input {
 }
 
 /// Reads every `-f` argument: files, directories (their `.yaml`/`.yml`/`.json` files, sorted,
-/// descending into subdirectories when `recursive`) and `-` for `stdin`.
+/// descending into subdirectories when `recursive`) and `-` for `stdin`. Files of a directory
+/// that are not regular files (FIFOs, sockets, devices) are skipped with a line in `notes`:
+/// reading one could block forever. A path named on the command line is read whatever it is
+/// (`-f /dev/stdin`, a FIFO a script writes into).
 pub(crate) fn read(
     paths: &[PathBuf],
     recursive: bool,
     stdin: &mut dyn Read,
+    notes: &mut Vec<String>,
 ) -> Result<Input, ManifestError> {
-    read_each(paths, recursive, stdin, &mut Err)
+    read_each(paths, recursive, stdin, &mut Err, notes)
 }
 
 /// Like [`read`], but a file that cannot be read or parsed does not stop the others: its error
@@ -114,13 +118,14 @@ pub(crate) fn read_leniently(
     recursive: bool,
     stdin: &mut dyn Read,
     failed: &mut Vec<ManifestError>,
+    notes: &mut Vec<String>,
 ) -> Input {
     let mut keep = |err| {
         failed.push(err);
         Ok(())
     };
     // The sink never fails, so neither does the read.
-    read_each(paths, recursive, stdin, &mut keep).unwrap_or(Input {
+    read_each(paths, recursive, stdin, &mut keep, notes).unwrap_or(Input {
         documents: Vec::new(),
         format: Format::Yaml,
     })
@@ -133,6 +138,7 @@ fn read_each(
     recursive: bool,
     stdin: &mut dyn Read,
     on_error: &mut dyn FnMut(ManifestError) -> Result<(), ManifestError>,
+    notes: &mut Vec<String>,
 ) -> Result<Input, ManifestError> {
     let mut documents = Vec::new();
     let mut all_json = true;
@@ -153,7 +159,7 @@ fn read_each(
             }
             continue;
         }
-        let listed = match files(path, recursive) {
+        let listed = match files(path, recursive, notes) {
             Ok(listed) => listed,
             Err(err) => {
                 on_error(err)?;
@@ -217,7 +223,14 @@ fn decode_text(bytes: Vec<u8>) -> std::io::Result<String> {
     }
 }
 
-fn files(path: &Path, recursive: bool) -> Result<Vec<PathBuf>, ManifestError> {
+/// The manifest files `path` names: itself when it is not a directory, else its `.yaml`,
+/// `.yml` and `.json` regular files (symlinks followed), sorted; a file of another type is
+/// skipped with a line in `notes`, as kubectl reads only regular files from a directory.
+fn files(
+    path: &Path,
+    recursive: bool,
+    notes: &mut Vec<String>,
+) -> Result<Vec<PathBuf>, ManifestError> {
     let read_error = |source| ManifestError::Read {
         path: path.display().to_string(),
         source,
@@ -233,11 +246,13 @@ fn files(path: &Path, recursive: bool) -> Result<Vec<PathBuf>, ManifestError> {
     entries.sort();
     let mut found = Vec::new();
     for entry in entries {
-        if entry.is_dir() {
+        // Following a symlink, as reading the file would.
+        let metadata = fs::metadata(&entry);
+        if metadata.as_ref().is_ok_and(fs::Metadata::is_dir) {
             // Like kubectl's walk: a symlinked directory is not entered (it may loop back).
             let symlink = fs::symlink_metadata(&entry).is_ok_and(|m| m.file_type().is_symlink());
             if recursive && !symlink {
-                found.extend(files(&entry, true).or_else(|err| match err {
+                found.extend(files(&entry, true, notes).or_else(|err| match err {
                     ManifestError::EmptyDirectory(_) => Ok(Vec::new()),
                     other => Err(other),
                 })?);
@@ -246,13 +261,46 @@ fn files(path: &Path, recursive: bool) -> Result<Vec<PathBuf>, ManifestError> {
             entry.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml" | "json")
         ) {
-            found.push(entry);
+            match metadata {
+                // A FIFO would block the read until something writes to it, maybe forever.
+                Ok(metadata) if !metadata.is_file() => notes.push(format!(
+                    "skipped {}: {}, not a regular file",
+                    entry.display(),
+                    special_file(&metadata)
+                )),
+                // Unreadable metadata (a dangling symlink): the read reports why.
+                _ => found.push(entry),
+            }
         }
     }
     if found.is_empty() {
         return Err(ManifestError::EmptyDirectory(path.display().to_string()));
     }
     Ok(found)
+}
+
+/// What a file that is neither a regular file nor a directory is, for a note.
+fn special_file(metadata: &fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        let kind = metadata.file_type();
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_char_device() {
+            return "a character device";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = metadata;
+    "a special file"
 }
 
 /// Parses one file's text into `documents`; returns whether it was JSON.
@@ -461,7 +509,12 @@ mod tests {
     use serde_json::json;
 
     fn read_text(text: &str) -> Result<Input, ManifestError> {
-        read(&[PathBuf::from("-")], false, &mut text.as_bytes())
+        read(
+            &[PathBuf::from("-")],
+            false,
+            &mut text.as_bytes(),
+            &mut Vec::new(),
+        )
     }
 
     #[test]
@@ -528,7 +581,45 @@ mod tests {
         fs::create_dir(&sub).unwrap();
         fs::write(sub.join("x.yaml"), "kind: A\n").unwrap();
         std::os::unix::fs::symlink("..", sub.join("up")).unwrap();
-        assert_eq!(files(dir.path(), true).unwrap(), vec![sub.join("x.yaml")]);
+        assert_eq!(
+            files(dir.path(), true, &mut Vec::new()).unwrap(),
+            vec![sub.join("x.yaml")]
+        );
+    }
+
+    /// A FIFO in a directory would block the read forever; one named on the command line is
+    /// the user's choice.
+    #[cfg(unix)]
+    #[test]
+    fn special_files_of_a_directory_are_skipped_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.yaml"), "kind: A\n").unwrap();
+        let fifo = dir.path().join("b.yaml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let socket = dir.path().join("c.json");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std::os::unix::fs::symlink(&fifo, dir.path().join("d.yml")).unwrap();
+        let mut notes = Vec::new();
+        assert_eq!(
+            files(dir.path(), false, &mut notes).unwrap(),
+            vec![dir.path().join("a.yaml")]
+        );
+        let at = dir.path().display();
+        assert_eq!(
+            notes,
+            [
+                format!("skipped {at}/b.yaml: a FIFO (named pipe), not a regular file"),
+                format!("skipped {at}/c.json: a socket, not a regular file"),
+                format!("skipped {at}/d.yml: a FIFO (named pipe), not a regular file"),
+            ]
+        );
+        let mut notes = Vec::new();
+        assert_eq!(files(&fifo, false, &mut notes).unwrap(), vec![fifo.clone()]);
+        assert!(notes.is_empty());
     }
 
     #[test]

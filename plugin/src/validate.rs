@@ -85,12 +85,17 @@ pub(crate) fn run(
     // A CI gate over a repository: a file that cannot be read, or a workload of the wrong
     // shape, is reported and fails the run (exit 2), but does not hide the others' findings.
     let mut unreadable = Vec::new();
+    let mut notes = Vec::new();
     let input = manifests::read_leniently(
         &args.files.files,
         args.files.recursive,
         stdin,
         &mut unreadable,
+        &mut notes,
     );
+    for note in &notes {
+        writeln!(err, "note: {note}").map_err(Error::Output)?;
+    }
     let perspective = if args.as_injected {
         Perspective::AsInjected
     } else {

@@ -320,6 +320,95 @@ fn one_bad_file_fails_validate_without_hiding_the_others_findings() {
     );
 }
 
+/// `mkfifo d/x.yaml; kubectl sidekiq validate -f d` used to block forever on the FIFO: files
+/// of a directory that are not regular files are skipped with a note, as kubectl reads only
+/// regular files from a directory, and the other files' findings are reported.
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_a_directory_is_skipped_with_a_note_not_waited_on() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root().join("manifests/examples/rails-worker.yaml"),
+        dir.path().join("rails-worker.yaml"),
+    )
+    .unwrap();
+    let fifo = dir.path().join("x.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let path = dir.path().to_str().unwrap();
+
+    let mut child = support::plugin()
+        .args(["validate", "-f", path, "-o", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("validate -f DIR is still waiting on the FIFO after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    // The rails worker's findings, as for the directory without the FIFO.
+    let alone = run(
+        &[
+            "validate",
+            "-f",
+            "manifests/examples/rails-worker.yaml",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        alone.status.code(),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "the worker has error findings");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: serde_json::Value = serde_json::from_slice(&alone.stdout).unwrap();
+    assert_eq!(report["summary"], expected["summary"]);
+    assert_eq!(report["objects"][0]["name"], "rails-worker");
+    assert_eq!(
+        report["objects"][0]["findings"],
+        expected["objects"][0]["findings"]
+    );
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "note: skipped {path}/x.yaml: a FIFO (named pipe), not a regular file\n{}",
+            text(&alone.stderr)
+        )
+    );
+
+    // Named on the command line, a FIFO is read: a script may feed manifests through one.
+    let feed = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        std::fs::write(
+            feed,
+            std::fs::read(root().join("manifests/examples/rails-worker.yaml")).unwrap(),
+        )
+    });
+    let named = run(
+        &["validate", "-f", fifo.to_str().unwrap(), "-o", "json"],
+        None,
+    );
+    writer.join().unwrap().unwrap();
+    assert_eq!(named.status.code(), Some(1), "{}", text(&named.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&named.stdout).unwrap();
+    assert_eq!(
+        report["objects"][0]["findings"],
+        expected["objects"][0]["findings"]
+    );
+}
+
 #[test]
 fn a_bad_policy_names_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
