@@ -567,7 +567,10 @@ fn unreadable_annotations_fall_back_to_the_policy_and_say_so() {
         .unwrap()
         .message;
     assert!(
-        message.contains(&format!("cannot read \"{}\"…, expected a number", "x".repeat(40))),
+        message.contains(&format!(
+            "cannot read \"{}\"…, expected a number",
+            "x".repeat(40)
+        )),
         "{message}"
     );
     assert!(message.chars().count() < 256, "{message}");
