@@ -135,17 +135,23 @@ fn wrong_shape(template: &Value, base: &str) -> Option<(String, &'static str)> {
     if present(template, "metadata").is_some_and(|v| !v.is_object()) {
         return Some((format!("{base}/metadata"), "an object"));
     }
-    if let Some(annotations) = template
-        .pointer("/metadata/annotations")
-        .filter(|v| !v.is_null())
-    {
-        let Some(map) = annotations.as_object() else {
-            return Some((format!("{base}/metadata/annotations"), "a map of strings"));
+    // Labels too: an unquoted `sidekiq-guard.io/inject: false` is a YAML boolean, which
+    // kubectl refuses, and read as no label it would opt the pod in.
+    for field in ["annotations", "labels"] {
+        let Some(values) = template
+            .get("metadata")
+            .and_then(|m| m.get(field))
+            .filter(|v| !v.is_null())
+        else {
+            continue;
+        };
+        let Some(map) = values.as_object() else {
+            return Some((format!("{base}/metadata/{field}"), "a map of strings"));
         };
         // A null value is read as "" (as kubectl and the API server read it).
         if let Some((key, _)) = map.iter().find(|(_, v)| !v.is_string() && !v.is_null()) {
             return Some((
-                format!("{base}/metadata/annotations/{}", pointer_escape(key)),
+                format!("{base}/metadata/{field}/{}", pointer_escape(key)),
                 "a string (quote it)",
             ));
         }
@@ -461,6 +467,17 @@ mod tests {
         let pod = json!({"kind": "Pod", "metadata": {"name": "w"}, "spec": spec});
         let err = Workload::locate(&pod).unwrap_err().to_string();
         assert!(err.ends_with(expected), "{err}");
+    }
+
+    #[test]
+    fn a_label_that_is_not_a_string_is_wrong_shape() {
+        // `sidekiq-guard.io/inject: false` unquoted: read as no label, it would opt the pod in.
+        let pod = json!({"kind": "Pod", "metadata": {"name": "w", "labels": {"sidekiq-guard.io/inject": false}},
+                         "spec": spec()});
+        assert_eq!(
+            Workload::locate(&pod).unwrap_err().to_string(),
+            "Pod w: metadata.labels[\"sidekiq-guard.io/inject\"] must be a string (quote it)"
+        );
     }
 
     /// A patch adding the status annotation would replace a `metadata` that is not a mapping.
