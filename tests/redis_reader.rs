@@ -394,20 +394,19 @@ impl TlsCli<'_> {
     }
 }
 
-#[tokio::test]
-async fn username_password_and_database_number_are_honoured() {
+/// A Redis with the ACL user `sidekiq` and `password`, and a 7.x process in database 3.
+fn with_user_and_process_in_db3(password: &str) -> (RedisServer, String) {
     let server = RedisServer::start();
-    server.cli(&[
-        "ACL",
-        "SETUSER",
-        "sidekiq",
-        "on",
-        ">w0rker-pw",
-        "~*",
-        "+@all",
-    ]);
+    let password = format!(">{password}");
+    server.cli(&["ACL", "SETUSER", "sidekiq", "on", &password, "~*", "+@all"]);
     let mut db3 = connect(&format!("redis://127.0.0.1:{}/3", server.port()));
     let id = load_fixture(&mut db3, Version::V7, "", "process-hash.json", None, "");
+    (server, id)
+}
+
+#[tokio::test]
+async fn username_password_and_database_number_are_honoured() {
+    let (server, id) = with_user_and_process_in_db3("w0rker-pw");
 
     let url = format!("redis://sidekiq:w0rker-pw@127.0.0.1:{}/3", server.port());
     let reader = reader(&url, None);
@@ -432,19 +431,7 @@ async fn username_password_and_database_number_are_honoured() {
 async fn a_plus_in_the_password_and_a_database_in_the_query_read_as_sidekiq_reads_them() {
     // Sidekiq's clients decode user info as a form component (`+` is a space), and Sidekiq 7+
     // takes the database from `?db=` when the path names none.
-    let server = RedisServer::start();
-    server.cli(&[
-        "ACL",
-        "SETUSER",
-        "sidekiq",
-        "on",
-        ">w0rker pw",
-        "~*",
-        "+@all",
-    ]);
-    let mut db3 = connect(&format!("redis://127.0.0.1:{}/3", server.port()));
-    let id = load_fixture(&mut db3, Version::V7, "", "process-hash.json", None, "");
-
+    let (server, id) = with_user_and_process_in_db3("w0rker pw");
     let url = format!("redis://sidekiq:w0rker+pw@127.0.0.1:{}?db=3", server.port());
     let mut tracker = host("vm");
     reader(&url, None)

@@ -230,18 +230,15 @@ async fn malformed_reviews_get_400_with_a_status_naming_the_problem() {
         let body = std::fs::read(&file).unwrap();
         let expected =
             sidekiq_guard::errors::chain(&sidekiq_guard::admission::parse(&body).unwrap_err());
-        for endpoint in ["/mutate", "/validate"] {
-            let answer = conn.post(endpoint, body.clone()).await.unwrap();
-            assert_eq!(answer.status, 400, "{file:?}");
-            assert_eq!(
-                answer.json(),
-                json!({
-                    "apiVersion": "v1", "kind": "Status", "status": "Failure",
-                    "message": expected, "reason": "BadRequest", "code": 400,
-                }),
-                "{file:?}"
-            );
-        }
+        let context = format!("{file:?}");
+        assert_bad_request(
+            &mut conn,
+            &["/mutate", "/validate"],
+            &body,
+            &expected,
+            &context,
+        )
+        .await;
     }
     // The connection survives bad requests.
     let ok = conn
@@ -265,6 +262,28 @@ async fn malformed_reviews_get_400_with_a_status_naming_the_problem() {
 
 /// A request as the API server would send it for a pod, with `request` fields replaced
 /// (`Value::Null` removes one).
+/// Posts `body` to each of `endpoints` and checks the 400 `Status` answer carries `message`.
+async fn assert_bad_request(
+    conn: &mut common::Conn,
+    endpoints: &[&str],
+    body: &[u8],
+    message: &str,
+    context: &str,
+) {
+    for endpoint in endpoints {
+        let answer = conn.post(endpoint, body.to_vec()).await.unwrap();
+        assert_eq!(answer.status, 400, "{context} {endpoint}");
+        assert_eq!(
+            answer.json(),
+            json!({
+                "apiVersion": "v1", "kind": "Status", "status": "Failure",
+                "message": message, "reason": "BadRequest", "code": 400,
+            }),
+            "{context} {endpoint}"
+        );
+    }
+}
+
 fn pod_review(fields: Value) -> Value {
     let mut review = common::json("tests/data/admission/create-pod-rails-worker.json");
     for (key, value) in fields.as_object().unwrap() {
@@ -359,18 +378,8 @@ async fn requests_an_api_server_cannot_send_get_400_naming_the_field() {
         ),
     ];
     for (case, body, message) in &cases {
-        for endpoint in ["/mutate?timeout=5s", "/validate?timeout=5s"] {
-            let answer = conn.post(endpoint, body.clone()).await.unwrap();
-            assert_eq!(answer.status, 400, "{case} {endpoint}");
-            assert_eq!(
-                answer.json(),
-                json!({
-                    "apiVersion": "v1", "kind": "Status", "status": "Failure",
-                    "message": message, "reason": "BadRequest", "code": 400,
-                }),
-                "{case} {endpoint}"
-            );
-        }
+        let endpoints = ["/mutate?timeout=5s", "/validate?timeout=5s"];
+        assert_bad_request(&mut conn, &endpoints, body, message, case).await;
     }
 
     // What a real API server sends still passes: DELETE (no object, the deleted pod in
