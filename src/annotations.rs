@@ -94,7 +94,8 @@ pub struct InvalidAnnotation {
 
 const PORT_ACCEPTED: &str = "a port number from 1 to 65535";
 const NAME_ACCEPTED: &str = "the name of a container of the pod";
-const REDIS_NAMESPACE_ACCEPTED: &str = "the namespace Sidekiq's redis-namespace is configured with, such as myapp (no spaces, at most 256 characters)";
+const REDIS_NAMESPACE_ACCEPTED: &str =
+    "Sidekiq's redis-namespace, such as myapp (one word of at most 256 characters)";
 
 impl Overrides {
     /// Reads the overrides from a `metadata.annotations` object (absent means none).

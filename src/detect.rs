@@ -432,6 +432,14 @@ mod tests {
     // A here-document is data; a version check runs no worker.
     #[case(&["sh", "-c", "cat > /tmp/x <<'X'\nexec puma\nX\nexec sidekiq -t 60"], &[])]
     #[case(&["sh", "-c", "bundle exec sidekiq -V && exec bundle exec sidekiq -t 60"], &[])]
+    // An `exec` or `exit` that ends the script only in some case, or that only redirects.
+    #[case(&["sh", "-c", "grep -q web /etc/role && exec puma\nexec bundle exec sidekiq -t 60"], &[])]
+    #[case(&["sh", "-c", "pgrep -f maint && exit 0\nexec bundle exec sidekiq -t 60"], &[])]
+    #[case(&["sh", "-c", "exec 200>/tmp/lock; flock -n 200 || exit 1; exec sidekiq -t 60"], &[])]
+    #[case(&["bash", "-c", "exec {fd}>/tmp/lock; exec sidekiq -t 60"], &[])]
+    #[case(&["bash", "-c", "function die { echo \"$1\"; exit 1; }; cd /app || die x; exec sidekiq -t 60"], &[])]
+    #[case(&["bash", "-c", "(( n = 1 << 2 ))\nexec sidekiq -t 60"], &[])]
+    #[case(&["sh", "-c", "cat <<EOF\r\nexec puma\r\nEOF\r\nexec sidekiq -t 60\r\n"], &[])]
     fn finds_sidekiq_through_wrappers(#[case] command: &[&str], #[case] args: &[&str]) {
         let found = found(&[container("worker", command, args)]);
         assert_eq!(found.program, Some(Program::Sidekiq));
@@ -444,9 +452,50 @@ mod tests {
         let mut worker = container("w", &["sh", "-c", "TO=300; exec sidekiq -t $TO"], &[]);
         worker["env"] = json!([{"name": "TO", "value": "5"}]);
         assert_eq!(found(std::slice::from_ref(&worker)).args, vec!["-t", "300"]);
-        // Assigned only under a condition: unknown here, so left as the run will see it.
+        // Assigned only under a condition: 5 or 300, and the grace period must cover the larger.
         worker["command"] = json!(["sh", "-c", "[ -n \"$X\" ] && TO=300; exec sidekiq -t $TO"]);
+        assert_eq!(found(std::slice::from_ref(&worker)).args, vec!["-t", "300"]);
+        // With nothing known before, it stays as the run will see it.
+        worker["env"] = json!([]);
         assert_eq!(found(&[worker]).args, vec!["-t", "$TO"]);
+    }
+
+    #[test]
+    fn defaults_conditional_and_declared_assignments_read_as_the_shell_would() {
+        let with_env = |script: &str, value: &str| {
+            let mut worker = container("w", &["bash", "-c", script], &[]);
+            worker["env"] = json!([{"name": "T", "value": value}]);
+            found(&[worker]).args
+        };
+        // The container sets T: its value stands, whatever the fallback.
+        assert_eq!(
+            with_env("T=${T:-25}; exec sidekiq -t $T", "60"),
+            vec!["-t", "60"]
+        );
+        assert_eq!(with_env("exec sidekiq -t ${T:-25}", "60"), vec!["-t", "60"]);
+        assert_eq!(with_env("exec sidekiq -t ${T:-25}", ""), vec!["-t", "25"]);
+        assert_eq!(
+            with_env("[ -z \"$T\" ] && T=25; exec sidekiq -t $T", "60"),
+            vec!["-t", "60"]
+        );
+        assert_eq!(
+            with_env("declare -i T=90; exec sidekiq -t $T", "5"),
+            vec!["-t", "90"]
+        );
+        // `set --` and `shift` leave the arguments unknown.
+        let worker = container(
+            "w",
+            &[
+                "sh",
+                "-c",
+                "set -- \"$@\" -t 300; exec sidekiq \"$@\"",
+                "sh",
+                "-q",
+                "default",
+            ],
+            &[],
+        );
+        assert_eq!(found(&[worker]).args, vec!["$@"]);
     }
 
     #[test]
@@ -457,6 +506,17 @@ mod tests {
                 "sh",
                 "-c",
                 "sidekiq -q a -t 10 & sidekiq -q b -t 300 & sidekiq -q c & wait",
+            ],
+            &[],
+        );
+        assert_eq!(found(&[worker]).args, vec!["-q", "b", "-t", "300"]);
+        // A backgrounded `exec` ends nothing.
+        let worker = container(
+            "w",
+            &[
+                "sh",
+                "-c",
+                "exec sidekiq -q a -t 10 &\nexec sidekiq -q b -t 300",
             ],
             &[],
         );

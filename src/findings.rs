@@ -341,16 +341,21 @@ fn annotation_findings(workload: &Workload<'_>, overrides: &Overrides) -> Vec<Fi
         .map(|bad| {
             // Shortened: an admission warning holds 256 characters, and what is accepted
             // matters more than the whole of a long wrong value.
-            let value = match bad.value.char_indices().nth(40) {
+            let value = match bad.value.char_indices().nth(20) {
                 Some((cut, _)) => format!("{:?}…", &bad.value[..cut]),
                 None => format!("{:?}", bad.value),
+            };
+            let instead = match bad.key {
+                annotations::REDIS_NAMESPACE => "no prefix is used",
+                annotations::CONTAINER => "the container is detected instead",
+                _ => "the policy default applies instead",
             };
             Finding::new(
                 Code::AnnotationInvalid,
                 Severity::Error,
                 annotation_path(workload, bad.key),
                 format!(
-                    "annotation {}: cannot read {value}, expected {}; the policy default applies instead",
+                    "annotation {}: cannot read {value}, expected {}; {instead}",
                     bad.key, bad.accepted
                 ),
                 format!("write {} as {}", bad.key, bad.accepted),

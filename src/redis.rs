@@ -216,20 +216,18 @@ pub fn redact_url(url: &str) -> String {
 /// The URL as Sidekiq's Redis clients read it, rewritten for redis-rs where the two differ:
 /// - a lone user-info part (`redis://s3cret@host`) is the *password* for redis-client
 ///   (Sidekiq 7+), while redis-rs would send it as a user name: `redis://:s3cret@host`;
-/// - a `+` in the user info is a space for both of Sidekiq's clients (they decode it as a form
-///   component), a `+` for redis-rs: `%20`;
+/// - a `+` in the password is a space for both of Sidekiq's clients (they decode it as a form
+///   component), a `+` for redis-rs: `%20` (redis-client takes the user name as written);
 /// - `?db=N` names the database when the path does not, for redis-client (Sidekiq 7+), which
 ///   redis-rs ignores: `/N`.
 fn as_sidekiq_reads_it(url: &str) -> String {
     let url = with_query_db(url);
     match user_info(&url) {
         Some((scheme, userinfo, host)) if !userinfo.is_empty() => {
-            let userinfo = userinfo.replace('+', "%20");
-            if userinfo.contains(':') {
-                format!("{scheme}://{userinfo}@{host}")
-            } else {
-                format!("{scheme}://:{userinfo}@{host}")
-            }
+            // A lone user-info part is the password.
+            let (user, password) = userinfo.split_once(':').unwrap_or(("", userinfo));
+            let password = password.replace('+', "%20");
+            format!("{scheme}://{user}:{password}@{host}")
         }
         _ => url,
     }
@@ -872,8 +870,8 @@ mod tests {
         }
         // A `+` is a space to Sidekiq's clients (form decoding); `%2B` stays a plus.
         assert_eq!(
-            as_sidekiq_reads_it("redis://app:a+b%2Bc@h/0"),
-            "redis://app:a%20b%2Bc@h/0"
+            as_sidekiq_reads_it("redis://app+ro:a+b%2Bc@h/0"),
+            "redis://app+ro:a%20b%2Bc@h/0"
         );
         assert_eq!(as_sidekiq_reads_it("redis://a+b@h/0"), "redis://:a%20b@h/0");
     }

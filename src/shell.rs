@@ -116,6 +116,8 @@ struct Splitter {
     open_after_name: bool,
     /// An unconditional `exec COMMAND` or `exit` came before: nothing after it runs.
     ended: bool,
+    /// The current command is the right operand of `&&` or `||`.
+    chained: bool,
 }
 
 impl Splitter {
@@ -136,6 +138,14 @@ impl Splitter {
         if self.pattern {
             self.finish_pattern(separator);
             return None;
+        }
+        // `function NAME() …` reads as `NAME() …`; `function NAME { …` opens a function body.
+        if self.current.first().is_some_and(|w| w == "function") {
+            self.current.remove(0);
+            if self.current.get(1).is_some_and(|w| w == "{") {
+                self.current.remove(0);
+                self.function = true;
+            }
         }
         let skip = self
             .current
@@ -181,16 +191,20 @@ impl Splitter {
                 // An `exec` in a function body ends the script only where it is called.
                 let in_function = self.groups.iter().any(|group| group.function);
                 self.after_conditional_end |= conditional && hands_over && !in_function;
-                // A pipeline's commands run side by side, and a group may be a subshell.
+                // Only a command of its own ends the script: not one of a pipeline or an
+                // `&&`/`||` list (its left side decides), not one in the background, not one in
+                // a group (a subshell, or a body run elsewhere).
                 self.ended |= ends_script
                     && !conditional
+                    && !self.chained
                     && self.groups.is_empty()
-                    && !matches!(separator, Separator::Pipe | Separator::Or | Separator::And);
+                    && matches!(separator, Separator::List);
             }
             // An empty command: a line break after `&&` or `||` continues the list.
             None if matches!(separator, Separator::List) => return None,
             None => {}
         }
+        self.chained = matches!(separator, Separator::And | Separator::Or);
         match separator {
             Separator::And => {
                 self.after_test |= is_test;
@@ -200,7 +214,7 @@ impl Splitter {
                 self.or_operand = true;
                 self.after_test = false;
             }
-            Separator::List => self.end_list(),
+            Separator::List | Separator::Background => self.end_list(),
             Separator::CaseEnd => {
                 self.end_list();
                 self.pattern = self.cases > 0;
@@ -266,8 +280,10 @@ enum Separator {
     And,
     /// `||`
     Or,
-    /// `;`, `&`, a newline: the next command runs whatever came before.
+    /// `;`, a newline: the next command runs whatever came before.
     List,
+    /// `&`: as `List`, the command before running in the background.
+    Background,
     /// `;;`, the end of a `case` branch.
     CaseEnd,
     /// `|`
@@ -296,12 +312,42 @@ struct Lexer<'a> {
 impl Lexer<'_> {
     /// Records the assignments of `command` when that is all it does (`T=300`, `export T=300`):
     /// later `$T` expands to the script's value, not the container's.
+    ///
+    /// An assignment under a condition leaves two possible values: the known one before it
+    /// and the one it assigns. For numbers (what this module's callers read: timeouts,
+    /// sleeps) the larger is kept, the safe side of a grace period; otherwise the one before
+    /// (`[ -z "$T" ] && T=25` is a default for an unset T). `set -- …` and `shift` make the
+    /// positional parameters unknown.
     fn assign(&mut self, command: &Command) {
+        let first = command.words.first().map(String::as_str);
+        // `set -- a b`, `set a b`; not `set -e` or `set -o pipefail`.
+        let mut options = command.words.iter().skip(1);
+        let mut sets_arguments = false;
+        while let Some(word) = options.next() {
+            if word == "-o" || word == "+o" {
+                options.next();
+            } else if word == "--" || !word.starts_with(['-', '+']) {
+                sets_arguments = true;
+                break;
+            }
+        }
+        if first == Some("shift") || (first == Some("set") && sets_arguments) {
+            self.positional = None;
+            return;
+        }
         let words = match command.words.split_first() {
             Some((first, rest))
-                if matches!(first.as_str(), "export" | "readonly" | "local" | "declare") =>
+                if matches!(
+                    first.as_str(),
+                    "export" | "readonly" | "local" | "declare" | "typeset"
+                ) =>
             {
-                rest
+                // `declare -i T=60`: its options come first.
+                let options = rest
+                    .iter()
+                    .take_while(|w| w.starts_with(['-', '+']))
+                    .count();
+                &rest[options..]
             }
             _ => &command.words[..],
         };
@@ -310,9 +356,23 @@ impl Lexer<'_> {
         }
         for word in words {
             if let Some((name, value)) = word.split_once('=') {
-                let known = !command.conditional && !value.contains(['$', '`']);
-                self.assigned
-                    .insert(name.to_owned(), known.then(|| value.to_owned()));
+                let known = (!value.contains(['$', '`'])).then(|| value.to_owned());
+                let value = if command.conditional {
+                    match (self.value(name), known) {
+                        (Some(before), Some(new)) => {
+                            match (before.parse::<u64>(), new.parse::<u64>()) {
+                                (Ok(b), Ok(n)) if n > b => Some(new),
+                                _ => Some(before),
+                            }
+                        }
+                        // Unknown before: it stays unknown, and the caller's value is no more
+                        // certain than the assigned one.
+                        _ => None,
+                    }
+                } else {
+                    known
+                };
+                self.assigned.insert(name.to_owned(), value);
             }
         }
     }
@@ -346,10 +406,11 @@ impl Lexer<'_> {
                     .map_or(self.chars.len(), |at| self.pos + at);
                 let line: String = self.chars[self.pos..end].iter().collect();
                 self.pos = (end + 1).min(self.chars.len());
+                let line = line.strip_suffix('\r').unwrap_or(&line);
                 let line = if strip_tabs {
                     line.trim_start_matches('\t')
                 } else {
-                    line.as_str()
+                    line
                 };
                 if line == delimiter {
                     break;
@@ -394,19 +455,27 @@ impl Lexer<'_> {
                     self.pos += 2;
                     return Ok(Some(Token::Separator(Separator::CaseEnd)));
                 }
+                // `(( … ))` arithmetic: one word, so that its `<<` opens no here-document.
+                Some('(') if self.peek_at(1) == Some('(') => {
+                    let mut word = String::new();
+                    let start = self.pos;
+                    self.balanced(&mut word, start, '(', ')');
+                    return Ok(Some(Token::Word(word)));
+                }
                 Some(c @ (';' | '\n' | '&' | '|' | '(' | ')')) => {
                     self.pos += 1;
                     let separator = match c {
                         '|' => Separator::Pipe,
                         '(' => Separator::Open,
                         ')' => Separator::Close,
+                        '&' => Separator::Background,
                         _ => Separator::List,
                     };
                     return Ok(Some(Token::Separator(separator)));
                 }
                 Some('<' | '>') => self.skip_redirection()?,
-                Some(c) if c.is_ascii_digit() && self.is_fd_redirection() => {
-                    self.pos += 1;
+                Some(_) if self.fd_prefix() > 0 => {
+                    self.pos += self.fd_prefix();
                     self.skip_redirection()?;
                 }
                 Some('"' | '$') if self.all_arguments().is_some() => {}
@@ -424,9 +493,31 @@ impl Lexer<'_> {
         }
     }
 
-    /// `2>&1`, `2>/dev/null`: a single digit directly followed by `<` or `>`.
-    fn is_fd_redirection(&self) -> bool {
-        matches!(self.peek_at(1), Some('<' | '>'))
+    /// The length of a file-descriptor prefix of a redirection here: digits (`2>&1`,
+    /// `200>/tmp/lock`) or bash's `{name}` (`exec {fd}>file`) directly followed by `<` or `>`;
+    /// 0 when there is none.
+    fn fd_prefix(&self) -> usize {
+        let rest = &self.chars[self.pos..];
+        let len = match rest.first() {
+            Some(c) if c.is_ascii_digit() => rest.iter().take_while(|c| c.is_ascii_digit()).count(),
+            Some('{') => match rest.iter().position(|&c| c == '}') {
+                Some(close)
+                    if close > 1
+                        && rest[1..close]
+                            .iter()
+                            .all(|c| *c == '_' || c.is_ascii_alphanumeric()) =>
+                {
+                    close + 1
+                }
+                _ => return 0,
+            },
+            _ => return 0,
+        };
+        if matches!(rest.get(len), Some('<' | '>')) {
+            len
+        } else {
+            0
+        }
     }
 
     /// Consumes `>`, `>>`, `>&N`, `<`, `<<`… and the word that is its target; a `<<WORD` or
@@ -538,9 +629,9 @@ impl Lexer<'_> {
                     word.push('$');
                     return;
                 };
-                let name: String = self.chars[self.pos + 1..self.pos + close].iter().collect();
+                let inner: String = self.chars[self.pos + 1..self.pos + close].iter().collect();
                 self.pos += close + 1;
-                self.expand(word, &name, start);
+                self.expand_braced(word, &inner, start);
             }
             Some('(') => self.balanced(word, start, '(', ')'),
             Some(c) if c.is_ascii_digit() => {
@@ -563,19 +654,53 @@ impl Lexer<'_> {
     }
 
     fn expand(&self, word: &mut String, name: &str, start: usize) {
-        let value = if let Some(digit) = name.parse::<usize>().ok().filter(|_| name.len() == 1) {
-            // Past the last argument, `$N` is empty.
-            self.positional
-                .map(|args| args.get(digit).cloned().unwrap_or_default())
-        } else {
-            match self.assigned.get(name) {
-                Some(value) => value.clone(),
-                None => (self.lookup)(name),
-            }
+        match self.value(name) {
+            Some(value) => word.push_str(&value),
+            None => word.extend(&self.chars[start..self.pos]),
+        }
+    }
+
+    /// `${NAME}`, and `${NAME:-word}`/`${NAME-word}` (also with `=`): NAME's value when known,
+    /// the default where it is known to be empty (with `:`). An unknown NAME, a default that
+    /// expands something, and other operators (`:+`, `#`, `%`…) stay as written.
+    fn expand_braced(&self, word: &mut String, inner: &str, start: usize) {
+        let name_len = inner
+            .find(|c: char| c != '_' && !c.is_ascii_alphanumeric())
+            .unwrap_or(inner.len());
+        let (name, operation) = inner.split_at(name_len);
+        let (colon, rest) = match operation.strip_prefix(':') {
+            Some(rest) => (true, rest),
+            None => (false, operation),
+        };
+        let default = rest.strip_prefix(['-', '=']);
+        let value = match (operation, default) {
+            ("", _) => self.value(name),
+            (_, Some(default)) if !default.contains(['$', '`']) => self.value(name).map(|value| {
+                if colon && value.is_empty() {
+                    default.to_owned()
+                } else {
+                    value
+                }
+            }),
+            _ => None,
         };
         match value {
             Some(value) => word.push_str(&value),
             None => word.extend(&self.chars[start..self.pos]),
+        }
+    }
+
+    /// What `$name` holds here, when known: the script's own assignment, else the caller's.
+    fn value(&self, name: &str) -> Option<String> {
+        if let Some(digit) = name.parse::<usize>().ok().filter(|_| name.len() == 1) {
+            // Past the last argument, `$N` is empty.
+            return self
+                .positional
+                .map(|args| args.get(digit).cloned().unwrap_or_default());
+        }
+        match self.assigned.get(name) {
+            Some(value) => value.clone(),
+            None => (self.lookup)(name),
         }
     }
 

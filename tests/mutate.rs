@@ -556,24 +556,44 @@ fn unreadable_annotations_fall_back_to_the_policy_and_say_so() {
     );
 
     // A long wrong value is shortened, so that what is accepted survives the API server's
-    // 256-character warnings.
+    // 256-character warnings, whichever annotation it is.
     let mut long = pod.clone();
-    long["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] = json!("x".repeat(300));
+    let annotations = &mut long["metadata"]["annotations"];
+    for key in [
+        "sidekiq-guard.io/longest-job",
+        "sidekiq-guard.io/shutdown-timeout",
+        "sidekiq-guard.io/probe-port",
+        "sidekiq-guard.io/container",
+        "sidekiq-guard.io/redis-namespace",
+    ] {
+        annotations[key] = json!(format!("{} x", "x".repeat(300)));
+    }
     let review = review::mutate(&long, &common::ctx(&Policy::default(), Mode::Native));
-    let message = &review
+    let warnings: Vec<String> = review
         .findings
         .iter()
-        .find(|f| f.code == Code::AnnotationInvalid)
-        .unwrap()
-        .message;
+        .filter(|f| f.code == Code::AnnotationInvalid)
+        .map(|f| {
+            format!(
+                "sidekiq-guard: {} {}: {}",
+                f.code.id(),
+                f.code.name(),
+                f.message
+            )
+        })
+        .collect();
+    assert_eq!(warnings.len(), 4, "{warnings:#?}");
+    for warning in &warnings {
+        assert!(warning.chars().count() <= 256, "{warning}");
+        assert!(
+            warning.contains(&format!("cannot read \"{}\"…, expected ", "x".repeat(20))),
+            "{warning}"
+        );
+    }
     assert!(
-        message.contains(&format!(
-            "cannot read \"{}\"…, expected a number",
-            "x".repeat(40)
-        )),
-        "{message}"
+        warnings.iter().any(|w| w.ends_with("; no prefix is used")),
+        "{warnings:#?}"
     );
-    assert!(message.chars().count() < 256, "{message}");
 }
 
 #[test]

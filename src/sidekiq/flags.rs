@@ -343,10 +343,16 @@ fn ruby_integer(text: &str) -> Option<u64> {
     u64::from_str_radix(&plain, radix).ok()
 }
 
-/// Digits only (a number too large for [`ruby_integer`] is still a number).
+/// A decimal integer as Ruby writes it, whatever its size: digits, single underscores between
+/// them, one optional `+` (a number too large for [`ruby_integer`] is still a number).
 fn is_decimal(text: &str) -> bool {
-    let digits = text.trim().trim_start_matches('+');
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+    let text = text.trim();
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    let bytes = digits.as_bytes();
+    bytes.first().is_some_and(u8::is_ascii_digit)
+        && bytes.last().is_some_and(u8::is_ascii_digit)
+        && bytes.iter().all(|b| b.is_ascii_digit() || *b == b'_')
+        && !digits.contains("__")
 }
 
 fn parse_queue(text: &str) -> Option<Queue> {
@@ -485,6 +491,9 @@ mod tests {
         Some("9223372036854775807"),
         "too long: at most 100 years (3153600000 seconds)"
     )]
+    #[case("-t _", "-t", Some("_"), "expected a whole number of seconds")]
+    #[case("-t 1__0", "-t", Some("1__0"), "expected a whole number of seconds")]
+    #[case("-t ++5", "-t", Some("++5"), "expected a whole number of seconds")]
     #[case(
         "-t 99999999999999999999999",
         "-t",
