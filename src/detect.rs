@@ -285,11 +285,18 @@ pub fn literal_env(container: &Value) -> HashMap<String, String> {
         .into_iter()
         .flatten()
     {
-        if let (Some(name), Some(value)) = (
-            entry.get("name").and_then(Value::as_str),
-            entry.get("value").and_then(Value::as_str),
-        ) {
-            env.insert(name.to_owned(), expand_kubernetes(value, &env));
+        let Some(name) = entry.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        match entry.get("value").and_then(Value::as_str) {
+            Some(value) => {
+                let value = expand_kubernetes(value, &env);
+                env.insert(name.to_owned(), value);
+            }
+            // A later `valueFrom` of the same name is what the container gets.
+            None => {
+                env.remove(name);
+            }
         }
     }
     env
@@ -440,6 +447,16 @@ mod tests {
     #[case(&["bash", "-c", "function die { echo \"$1\"; exit 1; }; cd /app || die x; exec sidekiq -t 60"], &[])]
     #[case(&["bash", "-c", "(( n = 1 << 2 ))\nexec sidekiq -t 60"], &[])]
     #[case(&["sh", "-c", "cat <<EOF\r\nexec puma\r\nEOF\r\nexec sidekiq -t 60\r\n"], &[])]
+    #[case(&["bash", "-c", "set -euo pipefail; bin/rails db:migrate; exec \"$@\"", "--", "bundle", "exec", "sidekiq", "-t", "60"], &[])]
+    #[case(&["sh", "-c", "OPTS=\"-t 60\"; exec bundle exec sidekiq $OPTS"], &[])]
+    // Wrappers that run a command.
+    #[case(&["exec", "-a", "worker", "bundle", "exec", "sidekiq", "-t", "60"], &[])]
+    #[case(&["dumb-init", "--rewrite", "15:20", "--", "sidekiq", "-t", "60"], &[])]
+    #[case(&["timeout", "--kill-after", "10", "1h", "sidekiq", "-t", "60"], &[])]
+    #[case(&["runuser", "-u", "app", "--", "sidekiq", "-t", "60"], &[])]
+    #[case(&["s6-setuidgid", "app", "sidekiq", "-t", "60"], &[])]
+    #[case(&["with-contenv", "sidekiq", "-t", "60"], &[])]
+    #[case(&["doppler", "run", "--", "sidekiq", "-t", "60"], &[])]
     fn finds_sidekiq_through_wrappers(#[case] command: &[&str], #[case] args: &[&str]) {
         let found = found(&[container("worker", command, args)]);
         assert_eq!(found.program, Some(Program::Sidekiq));
@@ -482,6 +499,21 @@ mod tests {
             with_env("declare -i T=90; exec sidekiq -t $T", "5"),
             vec!["-t", "90"]
         );
+        assert_eq!(
+            with_env("exec sidekiq -t ${T:?set T}", "60"),
+            vec!["-t", "60"]
+        );
+        // Outside quotes a value's blanks split it, as the shell splits it.
+        assert_eq!(
+            with_env("exec sidekiq $T -q default", "-t 60 -c 5"),
+            vec!["-t", "60", "-c", "5", "-q", "default"]
+        );
+        assert_eq!(with_env("exec sidekiq -t \"$T\"", "6 0"), vec!["-t", "6 0"]);
+        // A later `valueFrom` of the same name is what the container gets: unknown here.
+        let mut worker = container("w", &["sh", "-c", "exec sidekiq -t $T"], &[]);
+        worker["env"] = json!([{"name": "T", "value": "10"},
+                               {"name": "T", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "t"}}}]);
+        assert_eq!(found(&[worker]).args, vec!["-t", "$T"]);
         // `set --` and `shift` leave the arguments unknown.
         let worker = container(
             "w",
@@ -548,6 +580,7 @@ mod tests {
     #[case(&["sh", "-c", "exec puma; sidekiq"], &[])]
     #[case(&["sh", "-c", "exit 0\nsidekiq"], &[])]
     #[case(&["sh", "-c", "exec \"$@\"", "sh", "bundle", "exec", "puma"], &[])]
+    #[case(&["bash", "-c", "[[ \"$ROLE\" =~ ^(web|sidekiq)$ ]] || exit 64; exec bundle exec puma -C config/puma.rb"], &[])]
     fn ignores_what_does_not_run_sidekiq(#[case] command: &[&str], #[case] args: &[&str]) {
         assert_eq!(
             detect(&[container("web", command, args)], None),

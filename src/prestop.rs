@@ -106,16 +106,21 @@ pub fn classify(container: &Value) -> PreStop {
             what: "a hook with no exec command, httpGet or sleep".into(),
         };
     }
-    classify_exec(&command)
+    // `sleep $DRAIN_SECONDS` reads the container's literal env, as the shell would.
+    let env = crate::detect::literal_env(container);
+    classify_exec(&command, &|name| env.get(name).cloned())
 }
 
-fn classify_exec(command: &[String]) -> PreStop {
+fn classify_exec(command: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> PreStop {
     let what = || PreStop::Unrecognised {
         what: format!("exec {}", command.join(" ")),
     };
-    let (commands, looping) = match shell::script_of(command) {
-        Some(script) => match shell::parse(script, &|_| None) {
-            Ok(commands) => (commands, has_loop(script)),
+    let (commands, looping) = match shell::script_and_args(command) {
+        Some((script, args)) => match shell::commands_with_args(script, Some(args), lookup) {
+            Ok(commands) => (
+                commands.into_iter().map(|c| c.words).collect(),
+                has_loop(script),
+            ),
             Err(_) => return what(),
         },
         None => (vec![command.to_vec()], false),
@@ -127,38 +132,81 @@ fn classify_exec(command: &[String]) -> PreStop {
     let mut other = false;
     for words in &commands {
         let Some((name, args)) = shell::skip_wrappers(words).split_first() else {
-            other = true;
+            // Assignments alone (`PID=$(pgrep -f sidekiq)`) take no time.
             continue;
         };
         match shell::basename(name) {
             "kill" | "pkill" | "killall" if sends_tstp(args) => quiets = true,
+            // `pgrep -f sidekiq | xargs kill -TSTP`.
+            "xargs"
+                if args
+                    .iter()
+                    .position(|a| matches!(shell::basename(a), "kill" | "pkill"))
+                    .is_some_and(|at| sends_tstp(&args[at + 1..])) =>
+            {
+                quiets = true;
+            }
             "sidekiqctl" if args.iter().any(|a| a == "quiet") => quiets = true,
             "curl" | "wget" if args.iter().any(|a| a.contains(DRAIN_PATH)) => {
                 quiets = true;
                 drains = true;
             }
-            "sleep" => match args.first().and_then(|a| duration::parse_secs(a).ok()) {
-                Some(secs) => sleep = sleep.saturating_add(secs),
-                None => other = true,
+            // GNU sleep adds up its operands: `sleep 1m 30s`.
+            "sleep" => match args
+                .iter()
+                .map(|a| duration::parse_secs(a).ok())
+                .sum::<Option<u64>>()
+            {
+                Some(secs) if !args.is_empty() => sleep = sleep.saturating_add(secs),
+                _ => other = true,
             },
-            // Take no time: `kill -TSTP 1 || true`, `echo quieting; kill -TSTP 1; exit 0`.
-            "true" | ":" | "exit" | "echo" | "printf" | "logger" => {}
+            // Take no time: `kill -TSTP 1 || true`, `echo quieting; kill -TSTP 1; exit 0`,
+            // `rm -f /tmp/ready`, another signal after the wait.
+            "true" | ":" | "exit" | "echo" | "printf" | "logger" | "rm" | "touch" => {}
             _ => other = true,
         }
     }
-    match (quiets, sleep, other || looping || drains) {
-        (true, 0, false) => PreStop::QuietOnly,
-        (true, 0, _) | (true, _, true) => PreStop::Quiets,
-        (true, sleep, false) => PreStop::QuietThenSleep { sleep },
-        (false, sleep, false) if sleep > 0 => PreStop::SleepOnly { sleep },
+    match (quiets, sleep, looping || drains, other) {
+        (true, 0, false, false) => PreStop::QuietOnly,
+        (true, 0, _, _) | (true, _, true, _) => PreStop::Quiets,
+        // Other commands around a fixed sleep take their time too, but the hook takes at
+        // least the sleep: the grace period must cover that much.
+        (true, sleep, false, _) => PreStop::QuietThenSleep { sleep },
+        (false, sleep, false, false) if sleep > 0 => PreStop::SleepOnly { sleep },
         _ => what(),
     }
 }
 
-/// A sleep inside a loop is a poll, not a fixed wait.
+/// A sleep inside a loop is a poll, not a fixed wait. Quoted text and comments are not code
+/// (`echo "waiting for jobs"`, `# wait for them`).
 fn has_loop(script: &str) -> bool {
-    script
-        .split(|c: char| c.is_whitespace() || c == ';')
+    let mut code = String::with_capacity(script.len());
+    let mut chars = script.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                for inner in chars.by_ref() {
+                    if inner == c {
+                        break;
+                    }
+                }
+                code.push(' ');
+            }
+            '#' if code.is_empty()
+                || code.ends_with(char::is_whitespace)
+                || code.ends_with(';') =>
+            {
+                for inner in chars.by_ref() {
+                    if inner == '\n' {
+                        break;
+                    }
+                }
+                code.push('\n');
+            }
+            c => code.push(c),
+        }
+    }
+    code.split(|c: char| c.is_whitespace() || c == ';')
         .any(|word| matches!(word, "while" | "until" | "for"))
 }
 
@@ -232,6 +280,15 @@ mod tests {
     #[case(&["sh", "-c", "kill -s TSTP 1 && sleep 30 && sleep 30"], 60)]
     #[case(&["bash", "-c", "kill -SIGTSTP $(cat /app/tmp/pids/sidekiq.pid); sleep 2m"], 120)]
     #[case(&["sh", "-c", "pkill -20 -f sidekiq; sleep 45"], 45)]
+    // Whatever else the hook does, it takes at least its sleep.
+    #[case(&["sh", "-c", "rm -f /tmp/ready; kill -TSTP 1; sleep 300"], 300)]
+    #[case(&["sh", "-c", "echo \"waiting for jobs\"; kill -TSTP 1; sleep 300"], 300)]
+    #[case(&["sh", "-c", "# wait for running jobs\nkill -TSTP 1; sleep 300"], 300)]
+    #[case(&["sh", "-c", "PID=$(pgrep -f sidekiq); kill -TSTP $PID; sleep 300"], 300)]
+    #[case(&["sh", "-c", "kill -TSTP 1; sleep 120; kill -TERM 1"], 120)]
+    #[case(&["sh", "-c", "kill -TSTP 1; sleep 1m 240s"], 300)]
+    #[case(&["sh", "-c", "kill -TSTP 1; sleep \"$1\"", "--", "120"], 120)]
+    #[case(&["sh", "-c", "pgrep -f sidekiq | xargs kill -TSTP; sleep 300"], 300)]
     fn quiet_then_fixed_sleep(#[case] command: &[&str], #[case] sleep: u64) {
         assert_eq!(exec(command), PreStop::QuietThenSleep { sleep });
     }
@@ -242,6 +299,7 @@ mod tests {
     #[case(&["sh", "-c", "kill -TSTP 1 && sleep 0"])]
     #[case(&["sh", "-c", "kill -TSTP 1 || true"])]
     #[case(&["/bin/sh", "-c", "echo quieting; kill -TSTP 1; exit 0"])]
+    #[case(&["/bin/bash", "-c", "SIDEKIQ_PID=$(ps aux | grep sidekiq | grep busy | awk '{ print $2 }'); kill -SIGTSTP $SIDEKIQ_PID"])]
     fn quiets_and_returns_at_once(#[case] command: &[&str]) {
         assert_eq!(exec(command), PreStop::QuietOnly);
     }
@@ -252,6 +310,14 @@ mod tests {
     #[case(&["sh", "-c", "kill --signal=tstp 1; /app/bin/wait-for-jobs"])]
     fn quiets_without_a_fixed_sleep(#[case] command: &[&str]) {
         assert_eq!(exec(command), PreStop::Quiets);
+    }
+
+    #[test]
+    fn a_sleep_of_the_containers_variable_is_read() {
+        let container = json!({"name": "w",
+            "env": [{"name": "DRAIN_SECONDS", "value": "300"}],
+            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep $DRAIN_SECONDS"]}}}});
+        assert_eq!(classify(&container), PreStop::QuietThenSleep { sleep: 300 });
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub fn commands_with_args(
         assigned: HashMap::new(),
         heredocs: Vec::new(),
         pending: VecDeque::new(),
+        splitting: false,
+        in_test: false,
     };
     let mut splitter = Splitter::default();
     while let Some(token) = lexer.next_token()? {
@@ -305,8 +307,12 @@ struct Lexer<'a> {
     assigned: HashMap<String, Option<String>>,
     /// Here-documents opened on the current line: `(delimiter, strip leading tabs)`.
     heredocs: Vec<(String, bool)>,
-    /// Words of an expanded `"$@"` not yet returned.
+    /// Words of an expanded `"$@"` or of a split unquoted expansion not yet returned.
     pending: VecDeque<String>,
+    /// Expanding outside quotes: the value's blanks split it into words.
+    splitting: bool,
+    /// Inside `[[ … ]]`, where `(`, `|`, `<`… belong to the test (`=~ ^(web|worker)$`).
+    in_test: bool,
 }
 
 impl Lexer<'_> {
@@ -324,7 +330,8 @@ impl Lexer<'_> {
         let mut options = command.words.iter().skip(1);
         let mut sets_arguments = false;
         while let Some(word) = options.next() {
-            if word == "-o" || word == "+o" {
+            // `-o NAME`, also clustered: `set -euo pipefail`.
+            if word != "--" && word.starts_with(['-', '+']) && word[1..].contains('o') {
                 options.next();
             } else if word == "--" || !word.starts_with(['-', '+']) {
                 sets_arguments = true;
@@ -442,6 +449,18 @@ impl Lexer<'_> {
                 Some(' ' | '\t' | '\r') => self.pos += 1,
                 Some('\\') if self.peek_at(1) == Some('\n') => self.pos += 2,
                 Some('#') => self.skip_comment(),
+                Some(c) if self.in_test && matches!(c, '(' | ')' | '|' | '<' | '>' | '&') => {
+                    let start = self.pos;
+                    while self
+                        .peek()
+                        .is_some_and(|c| !matches!(c, ' ' | '\t' | '\n' | ';'))
+                    {
+                        self.pos += 1;
+                    }
+                    return Ok(Some(Token::Word(
+                        self.chars[start..self.pos].iter().collect(),
+                    )));
+                }
                 Some(c @ ('&' | '|')) if self.peek_at(1) == Some(c) => {
                     self.pos += 2;
                     let separator = if c == '&' {
@@ -479,7 +498,23 @@ impl Lexer<'_> {
                     self.skip_redirection()?;
                 }
                 Some('"' | '$') if self.all_arguments().is_some() => {}
-                Some(_) => return self.word().map(|w| Some(Token::Word(w))),
+                Some(_) => {
+                    let word = self.word()?;
+                    match word.as_str() {
+                        "[[" => self.in_test = true,
+                        "]]" => self.in_test = false,
+                        _ => {}
+                    }
+                    if !word.contains(FIELD_BREAK) {
+                        return Ok(Some(Token::Word(word)));
+                    }
+                    // An unquoted expansion with blanks: one word per field.
+                    self.pending.extend(
+                        word.split(FIELD_BREAK)
+                            .filter(|field| !field.is_empty())
+                            .map(str::to_owned),
+                    );
+                }
             }
         }
     }
@@ -568,7 +603,11 @@ impl Lexer<'_> {
                         None => word.push('\\'),
                     }
                 }
-                '$' => self.dollar(&mut word),
+                '$' => {
+                    self.splitting = true;
+                    self.dollar(&mut word);
+                    self.splitting = false;
+                }
                 '`' => self.backquoted(&mut word),
                 c => {
                     word.push(c);
@@ -577,6 +616,21 @@ impl Lexer<'_> {
             }
         }
         Ok(word)
+    }
+
+    /// Appends an expansion's value: outside quotes its blanks separate fields.
+    fn push_value(&self, word: &mut String, value: &str) {
+        if self.splitting {
+            word.extend(value.chars().map(|c| {
+                if matches!(c, ' ' | '\t' | '\n') {
+                    FIELD_BREAK
+                } else {
+                    c
+                }
+            }));
+        } else {
+            word.push_str(value);
+        }
     }
 
     fn single_quoted(&mut self, word: &mut String) -> Result<(), ShellError> {
@@ -655,7 +709,7 @@ impl Lexer<'_> {
 
     fn expand(&self, word: &mut String, name: &str, start: usize) {
         match self.value(name) {
-            Some(value) => word.push_str(&value),
+            Some(value) => self.push_value(word, &value),
             None => word.extend(&self.chars[start..self.pos]),
         }
     }
@@ -674,7 +728,9 @@ impl Lexer<'_> {
         };
         let default = rest.strip_prefix(['-', '=']);
         let value = match (operation, default) {
+            // `${T:?message}` fails the script when T is unset: otherwise it is T.
             ("", _) => self.value(name),
+            (_, None) if rest.starts_with('?') => self.value(name),
             (_, Some(default)) if !default.contains(['$', '`']) => self.value(name).map(|value| {
                 if colon && value.is_empty() {
                     default.to_owned()
@@ -685,7 +741,7 @@ impl Lexer<'_> {
             _ => None,
         };
         match value {
-            Some(value) => word.push_str(&value),
+            Some(value) => self.push_value(word, &value),
             None => word.extend(&self.chars[start..self.pos]),
         }
     }
@@ -733,6 +789,10 @@ impl Lexer<'_> {
         word.extend(&self.chars[start..self.pos]);
     }
 }
+
+/// Marks where an unquoted expansion's blanks split a word (a control character no manifest's
+/// command line holds).
+const FIELD_BREAK: char = '\u{1f}';
 
 fn is_break(c: char) -> bool {
     matches!(
@@ -808,21 +868,27 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
             {
                 return &[];
             }
-            "exec" | "command" | "nohup" | "time" => skip_options(words, i + 1, &[]),
+            "exec" => skip_options(words, i + 1, &["-a"]),
+            "command" | "nohup" | "time" | "with-contenv" => skip_options(words, i + 1, &[]),
+            "runuser" | "setpriv" => skip_options(words, i + 1, &["-u", "-g", "-G"]),
+            "s6-setuidgid" => i + 2,
+            "doppler" if words.get(i + 1).is_some_and(|w| w.as_ref() == "run") => {
+                skip_options(words, i + 2, &["-p", "--project", "-c", "--config"])
+            }
             "env" => skip_options(words, i + 1, &["-u", "--unset", "-C", "--chdir", "-S"]),
             "bundle" | "bundler" if words.get(i + 1).is_some_and(|w| w.as_ref() == "exec") => {
                 skip_options(words, i + 2, &[])
             }
             "ruby" | "jruby" => skip_options(words, i + 1, &["-r", "-I", "-C"]),
             "tini" | "tini-static" | "dumb-init" | "catatonit" => {
-                skip_options(words, i + 1, &["-p", "-e", "-r"])
+                skip_options(words, i + 1, &["-p", "-e", "-r", "--rewrite"])
             }
             "nice" | "ionice" | "chpst" => {
                 skip_options(words, i + 1, &["-n", "-c", "-u", "-U", "-e"])
             }
             // These take one operand (a duration, a user, a priority) before the command.
             "timeout" | "gosu" | "su-exec" | "chrt" => {
-                skip_options(words, i + 1, &["-s", "-k"]) + 1
+                skip_options(words, i + 1, &["-s", "-k", "--signal", "--kill-after"]) + 1
             }
             _ if name.ends_with(".sh") || name.contains("entrypoint") => i + 1,
             _ => break,
