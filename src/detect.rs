@@ -509,6 +509,11 @@ mod tests {
             vec!["-t", "60", "-c", "5", "-q", "default"]
         );
         assert_eq!(with_env("exec sidekiq -t \"$T\"", "6 0"), vec!["-t", "6 0"]);
+        // …but not an assignment's value.
+        assert_eq!(
+            with_env("OPTS=$T; exec sidekiq $OPTS", "-t 60"),
+            vec!["-t", "60"]
+        );
         // A later `valueFrom` of the same name is what the container gets: unknown here.
         let mut worker = container("w", &["sh", "-c", "exec sidekiq -t $T"], &[]);
         worker["env"] = json!([{"name": "T", "value": "10"},

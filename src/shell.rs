@@ -604,7 +604,8 @@ impl Lexer<'_> {
                     }
                 }
                 '$' => {
-                    self.splitting = true;
+                    // The value of an assignment (`OPTS=$BASE`) is not split.
+                    self.splitting = !word.split_once('=').is_some_and(|(name, _)| is_name(name));
                     self.dollar(&mut word);
                     self.splitting = false;
                 }
@@ -899,11 +900,14 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
 
 /// `NAME=value`, as a command prefix.
 fn is_assignment(word: &str) -> bool {
-    word.split_once('=').is_some_and(|(name, _)| {
-        !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
-    })
+    word.split_once('=').is_some_and(|(name, _)| is_name(name))
+}
+
+/// A shell variable name.
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with(|c: char| c.is_ascii_digit())
+        && text.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 /// Skips options from `i` on (and the values of those in `with_value`), and a closing `--`.
