@@ -483,6 +483,8 @@ impl Lexer<'_> {
                 }
                 Some(c @ (';' | '\n' | '&' | '|' | '(' | ')')) => {
                     self.pos += 1;
+                    // A `[[` that never closed (`echo [[`) ends with its command.
+                    self.in_test = false;
                     let separator = match c {
                         '|' => Separator::Pipe,
                         '(' => Separator::Open,
@@ -1094,6 +1096,27 @@ mod tests {
         assert_eq!(
             commands(r#"echo 'a $B' "c \"d\"" e\ f"#),
             vec![words(&["echo", "a $B", "c \"d\"", "e f"])]
+        );
+    }
+
+    #[test]
+    fn a_double_bracket_test_is_one_command_and_ends_with_it() {
+        assert_eq!(
+            commands("[[ $R =~ ^(a|b)$ && -n $X ]] || exit 1; exec sidekiq"),
+            vec![
+                words(&["[[", "$R", "=~", "^", "(a|b)$", "&&", "-n", "$X", "]]"]),
+                words(&["exit", "1"]),
+                words(&["exec", "sidekiq"]),
+            ]
+        );
+        // A `[[` that is only an argument does not swallow the next command's pipe.
+        assert_eq!(
+            commands("echo [[\nps | grep sidekiq"),
+            vec![
+                words(&["echo", "[["]),
+                words(&["ps"]),
+                words(&["grep", "sidekiq"]),
+            ]
         );
     }
 
