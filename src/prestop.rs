@@ -132,7 +132,12 @@ fn classify_exec(command: &[String], lookup: &dyn Fn(&str) -> Option<String>) ->
     let mut other = false;
     for words in &commands {
         let Some((name, args)) = shell::skip_wrappers(words).split_first() else {
-            // Assignments alone (`PID=$(pgrep -f sidekiq)`) take no time.
+            // Assignments of quick lookups (`PID=$(pgrep -f sidekiq)`) take no time; a
+            // substitution that runs something else, or a script run by name
+            // (`/app/bin/wait-for-jobs.sh`), may take any time.
+            if !words.iter().all(|w| is_quick_assignment(w)) {
+                other = true;
+            }
             continue;
         };
         match shell::basename(name) {
@@ -177,18 +182,51 @@ fn classify_exec(command: &[String], lookup: &dyn Fn(&str) -> Option<String>) ->
     }
 }
 
+/// An assignment whose value is literal or a lookup that returns at once
+/// (`PID=$(pgrep -f sidekiq)`, `` P=`cat tmp/pids/sidekiq.pid` ``).
+fn is_quick_assignment(word: &str) -> bool {
+    const QUICK: [&str; 9] = [
+        "ps", "pgrep", "pidof", "cat", "grep", "awk", "head", "cut", "hostname",
+    ];
+    let Some((_, value)) = word.split_once('=') else {
+        return false;
+    };
+    let substitution = value.strip_prefix("$(").or_else(|| value.strip_prefix('`'));
+    match substitution {
+        None => !value.contains("$(") && !value.contains('`'),
+        Some(inner) => inner
+            .split_whitespace()
+            .next()
+            .is_some_and(|program| QUICK.contains(&shell::basename(program))),
+    }
+}
+
 /// A sleep inside a loop is a poll, not a fixed wait. Quoted text and comments are not code
-/// (`echo "waiting for jobs"`, `# wait for them`).
+/// (`echo "waiting for jobs"`, `# wait for them`), except a script quoted for a shell
+/// (`sh -c 'while …; do sleep 1; done'`).
 fn has_loop(script: &str) -> bool {
     let mut code = String::with_capacity(script.len());
     let mut chars = script.chars();
     while let Some(c) = chars.next() {
         match c {
+            '\\' => {
+                chars.next();
+                code.push(' ');
+            }
             '\'' | '"' => {
-                for inner in chars.by_ref() {
-                    if inner == c {
-                        break;
+                let for_shell = code.trim_end().ends_with("-c");
+                let mut quoted = String::new();
+                while let Some(inner) = chars.next() {
+                    match inner {
+                        '\\' if c == '"' => {
+                            chars.next();
+                        }
+                        inner if inner == c => break,
+                        inner => quoted.push(inner),
                     }
+                }
+                if for_shell && has_loop(&quoted) {
+                    return true;
                 }
                 code.push(' ');
             }
@@ -308,6 +346,11 @@ mod tests {
     #[case(&["sh", "-c", "kill -TSTP 1; while pgrep -f 'sidekiq.*busy' >/dev/null; do sleep 1; done"])]
     #[case(&["curl", "-fsS", "http://localhost:7434/drain"])]
     #[case(&["sh", "-c", "kill --signal=tstp 1; /app/bin/wait-for-jobs"])]
+    #[case(&["sh", "-c", "kill -TSTP 1; /app/bin/wait-for-jobs.sh"])]
+    #[case(&["sh", "-c", "kill -TSTP 1; OUT=$(bundle exec rake sidekiq:wait_idle); echo $OUT"])]
+    #[case(&["sh", "-c", "kill -TSTP 1; timeout 300 sh -c 'while pgrep -f busy; do sleep 1; done'; sleep 5"])]
+    #[case(&["sh", "-c", "echo don\\'t; kill -TSTP 1; while pgrep -f busy; do sleep 2; done"])]
+    #[case(&["sh", "-c", "echo \"say \\\"bye\"; kill -TSTP 1; while pgrep -f busy; do sleep 2; done"])]
     fn quiets_without_a_fixed_sleep(#[case] command: &[&str]) {
         assert_eq!(exec(command), PreStop::Quiets);
     }

@@ -72,6 +72,7 @@ pub fn commands_with_args(
         pending: VecDeque::new(),
         splitting: false,
         in_test: false,
+        command_start: true,
     };
     let mut splitter = Splitter::default();
     while let Some(token) = lexer.next_token()? {
@@ -313,6 +314,8 @@ struct Lexer<'a> {
     splitting: bool,
     /// Inside `[[ … ]]`, where `(`, `|`, `<`… belong to the test (`=~ ^(web|worker)$`).
     in_test: bool,
+    /// The next word starts a command (after a separator or a keyword such as `if`).
+    command_start: bool,
 }
 
 impl Lexer<'_> {
@@ -435,6 +438,15 @@ impl Lexer<'_> {
     }
 
     fn next_token(&mut self) -> Result<Option<Token>, ShellError> {
+        let token = self.token()?;
+        self.command_start = match &token {
+            Some(Token::Word(word)) => KEYWORDS.contains(&word.as_str()),
+            _ => true,
+        };
+        Ok(token)
+    }
+
+    fn token(&mut self) -> Result<Option<Token>, ShellError> {
         loop {
             if let Some(word) = self.pending.pop_front() {
                 return Ok(Some(Token::Word(word)));
@@ -501,11 +513,15 @@ impl Lexer<'_> {
                 }
                 Some('"' | '$') if self.all_arguments().is_some() => {}
                 Some(_) => {
+                    let start = self.pos;
                     let word = self.word()?;
-                    match word.as_str() {
-                        "[[" => self.in_test = true,
-                        "]]" => self.in_test = false,
-                        _ => {}
+                    // Only an unquoted `[[` that starts a command opens a test.
+                    let raw =
+                        |text: &str| self.chars[start..self.pos].iter().copied().eq(text.chars());
+                    if raw("[[") && self.command_start {
+                        self.in_test = true;
+                    } else if raw("]]") {
+                        self.in_test = false;
                     }
                     if !word.contains(FIELD_BREAK) {
                         return Ok(Some(Token::Word(word)));
@@ -1109,7 +1125,7 @@ mod tests {
                 words(&["exec", "sidekiq"]),
             ]
         );
-        // A `[[` that is only an argument does not swallow the next command's pipe.
+        // A `[[` that is only an argument, or quoted, opens no test.
         assert_eq!(
             commands("echo [[\nps | grep sidekiq"),
             vec![
@@ -1117,6 +1133,15 @@ mod tests {
                 words(&["ps"]),
                 words(&["grep", "sidekiq"]),
             ]
+        );
+        assert_eq!(
+            commands("'[[' a && b"),
+            vec![words(&["[[", "a"]), words(&["b"])]
+        );
+        assert_eq!(
+            commands("if [[ -n $X ]]; then a | b; fi").len(),
+            3,
+            "[[ after a keyword"
         );
     }
 
