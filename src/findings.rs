@@ -699,7 +699,20 @@ impl Ctx<'_, '_> {
                 format!("cannot tell whether the preStop hook ({what}) quiets Sidekiq"),
                 drain_hint(),
             ),
-            PreStop::QuietThenSleep { sleep } => {
+            PreStop::QuietThenSleep {
+                sleep,
+                also_runs: true,
+            } => Finding::new(
+                Code::PreStopFixedSleep,
+                Severity::Warning,
+                path(),
+                format!(
+                    "the preStop hook quiets Sidekiq, runs other commands and sleeps {}: the grace period counts at least the sleep, and cannot tell how long the rest takes",
+                    Secs(*sleep)
+                ),
+                drain_hint(),
+            ),
+            PreStop::QuietThenSleep { sleep, .. } => {
                 let short = if *sleep < budget {
                     format!(
                         "; that is shorter than the drain budget {}, so longer jobs are interrupted",

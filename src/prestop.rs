@@ -26,6 +26,9 @@ pub enum PreStop {
     QuietThenSleep {
         /// Seconds slept in total.
         sleep: u64,
+        /// It also runs commands that may take their own time (a wait script): the hook lasts
+        /// at least `sleep`.
+        also_runs: bool,
     },
     /// Quiets Sidekiq and waits some other way (e.g. a polling loop, or a call of `/drain`,
     /// which returns once the jobs are done).
@@ -50,7 +53,7 @@ impl PreStop {
     /// only after it returns.
     pub fn fixed_sleep(&self) -> Option<u64> {
         match self {
-            PreStop::QuietThenSleep { sleep } | PreStop::SleepOnly { sleep } => Some(*sleep),
+            PreStop::QuietThenSleep { sleep, .. } | PreStop::SleepOnly { sleep } => Some(*sleep),
             _ => None,
         }
     }
@@ -176,7 +179,7 @@ fn classify_exec(command: &[String], lookup: &dyn Fn(&str) -> Option<String>) ->
         (true, 0, _, _) | (true, _, true, _) => PreStop::Quiets,
         // Other commands around a fixed sleep take their time too, but the hook takes at
         // least the sleep: the grace period must cover that much.
-        (true, sleep, false, _) => PreStop::QuietThenSleep { sleep },
+        (true, sleep, false, also_runs) => PreStop::QuietThenSleep { sleep, also_runs },
         (false, sleep, false, false) if sleep > 0 => PreStop::SleepOnly { sleep },
         _ => what(),
     }
@@ -328,7 +331,33 @@ mod tests {
     #[case(&["sh", "-c", "kill -TSTP 1; sleep \"$1\"", "--", "120"], 120)]
     #[case(&["sh", "-c", "pgrep -f sidekiq | xargs kill -TSTP; sleep 300"], 300)]
     fn quiet_then_fixed_sleep(#[case] command: &[&str], #[case] sleep: u64) {
-        assert_eq!(exec(command), PreStop::QuietThenSleep { sleep });
+        assert!(
+            matches!(exec(command), PreStop::QuietThenSleep { sleep: s, .. } if s == sleep),
+            "{command:?}: {:?}",
+            exec(command)
+        );
+    }
+
+    #[test]
+    fn a_sleep_beside_other_commands_is_a_lower_bound() {
+        assert_eq!(
+            exec(&["sh", "-c", "kill -TSTP 1; sleep 60"]),
+            PreStop::QuietThenSleep {
+                sleep: 60,
+                also_runs: false
+            }
+        );
+        assert_eq!(
+            exec(&[
+                "sh",
+                "-c",
+                "kill -TSTP 1; bundle exec rake jobs:wait; sleep 5"
+            ]),
+            PreStop::QuietThenSleep {
+                sleep: 5,
+                also_runs: true
+            }
+        );
     }
 
     #[rstest]
@@ -360,7 +389,13 @@ mod tests {
         let container = json!({"name": "w",
             "env": [{"name": "DRAIN_SECONDS", "value": "300"}],
             "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep $DRAIN_SECONDS"]}}}});
-        assert_eq!(classify(&container), PreStop::QuietThenSleep { sleep: 300 });
+        assert_eq!(
+            classify(&container),
+            PreStop::QuietThenSleep {
+                sleep: 300,
+                also_runs: false
+            }
+        );
     }
 
     #[test]
