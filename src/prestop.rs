@@ -160,11 +160,7 @@ fn classify_exec(command: &[String], lookup: &dyn Fn(&str) -> Option<String>) ->
                 drains = true;
             }
             // GNU sleep adds up its operands: `sleep 1m 30s`.
-            "sleep" => match args
-                .iter()
-                .map(|a| duration::parse_secs(a).ok())
-                .sum::<Option<u64>>()
-            {
+            "sleep" => match args.iter().map(|a| sleep_secs(a)).sum::<Option<u64>>() {
                 Some(secs) if !args.is_empty() => sleep = sleep.saturating_add(secs),
                 _ => other = true,
             },
@@ -183,6 +179,27 @@ fn classify_exec(command: &[String], lookup: &dyn Fn(&str) -> Option<String>) ->
         (false, sleep, false, false) if sleep > 0 => PreStop::SleepOnly { sleep },
         _ => what(),
     }
+}
+
+/// One operand of `sleep` in whole seconds, rounded up: GNU's `NUMBER[smhd]` with a decimal
+/// number (`0.5`, `1.5m`), else a duration (`2m30s`). `infinity` and anything else: `None`.
+fn sleep_secs(arg: &str) -> Option<u64> {
+    let (number, unit) = match arg.char_indices().last()? {
+        (at, 's') => (&arg[..at], 1.0),
+        (at, 'm') => (&arg[..at], 60.0),
+        (at, 'h') => (&arg[..at], 3600.0),
+        (at, 'd') => (&arg[..at], 86_400.0),
+        _ => (arg, 1.0),
+    };
+    let gnu = number
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0 && !number.starts_with(['+', '-']))
+        .map(|n| n * unit)
+        .filter(|secs| *secs <= duration::MAX.as_secs_f64())
+        // Within u64 by the filter above.
+        .map(|secs| secs.ceil() as u64);
+    gnu.or_else(|| duration::parse_secs(arg).ok())
 }
 
 /// An assignment whose value is literal or a lookup that returns at once
@@ -328,6 +345,8 @@ mod tests {
     #[case(&["sh", "-c", "PID=$(pgrep -f sidekiq); kill -TSTP $PID; sleep 300"], 300)]
     #[case(&["sh", "-c", "kill -TSTP 1; sleep 120; kill -TERM 1"], 120)]
     #[case(&["sh", "-c", "kill -TSTP 1; sleep 1m 240s"], 300)]
+    #[case(&["sh", "-c", "kill -TSTP 1; sleep 0.5"], 1)]
+    #[case(&["sh", "-c", "kill -TSTP 1; sleep 1.5m"], 90)]
     #[case(&["sh", "-c", "kill -TSTP 1; sleep \"$1\"", "--", "120"], 120)]
     #[case(&["sh", "-c", "pgrep -f sidekiq | xargs kill -TSTP; sleep 300"], 300)]
     fn quiet_then_fixed_sleep(#[case] command: &[&str], #[case] sleep: u64) {
