@@ -207,10 +207,11 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
     let port = choose_port(&workload, container.index, &settings);
     let redis = sidecar::redis_env(sidekiq);
     let state = PodState {
+        // A negative value is stored as 1 by the API server (Kubernetes 1.27+): one second.
         grace: workload
             .spec
             .get("terminationGracePeriodSeconds")
-            .and_then(Value::as_u64),
+            .and_then(|value| value.as_u64().or_else(|| value.as_i64().map(|_| 1))),
         prestop,
         startup: probe_state(sidekiq, "startupProbe"),
         readiness: probe_state(sidekiq, "readinessProbe"),
@@ -420,6 +421,13 @@ mod tests {
         assert_eq!(pod_drain_budget(&injected, &policy), Some(95));
         let web = pod(json!({}), json!([{"name": "web", "command": ["puma"]}]));
         assert_eq!(pod_drain_budget(&web, &policy), None);
+    }
+
+    #[test]
+    fn a_negative_grace_period_is_one_second_as_the_api_server_stores_it() {
+        let mut object = pod(json!({}), json!([{"name": "w", "command": ["sidekiq"]}]));
+        object["spec"]["terminationGracePeriodSeconds"] = json!(-1);
+        assert_eq!(analysis(&object).state.grace, Some(1));
     }
 
     #[test]
