@@ -153,10 +153,9 @@ fn inspect(
         .chain(words(container, "args"))
         .map(|word| env.expand(word))
         .collect();
-    let lookup = |name: &str| env.get(name);
     let mut script_error = None;
     let Some((program, args, via_shell)) =
-        invocation(&argv, &lookup, &mut script_error, conditions, 0)
+        invocation(&argv, &env, &mut script_error, conditions, 0)
     else {
         return Err(script_error);
     };
@@ -181,7 +180,7 @@ const MAX_SHELL_DEPTH: usize = 4;
 /// also tells whether it was found inside a script.
 fn invocation<S: AsRef<str>>(
     words: &[S],
-    lookup: &dyn Fn(&str) -> Option<String>,
+    env: &LazyEnv<'_>,
     script_error: &mut Option<ShellError>,
     conditions: Conditions,
     depth: usize,
@@ -201,13 +200,13 @@ fn invocation<S: AsRef<str>>(
     }
     let (script, args) = shell::script_and_args(command)?;
     let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-    in_script(script, &args, lookup, script_error, conditions, depth)
+    in_script(script, &args, env, script_error, conditions, depth)
 }
 
 fn in_script(
     script: &str,
     args: &[String],
-    lookup: &dyn Fn(&str) -> Option<String>,
+    env: &LazyEnv<'_>,
     script_error: &mut Option<ShellError>,
     conditions: Conditions,
     depth: usize,
@@ -215,13 +214,15 @@ fn in_script(
     if depth >= MAX_SHELL_DEPTH {
         return None;
     }
-    match shell::commands_with_args(script, Some(args), lookup) {
+    let lookup = |name: &str| env.get(name);
+    let unset = |name: &str| env.unset(name);
+    match shell::commands_with_args(script, Some(args), &lookup, &unset) {
         Ok(commands) => {
             let found = commands
                 .iter()
                 .filter(|command| conditions == Conditions::Accepted || !command.conditional)
                 .filter_map(|command| {
-                    invocation(&command.words, lookup, script_error, conditions, depth + 1)
+                    invocation(&command.words, env, script_error, conditions, depth + 1)
                 });
             longest_timeout(found)
         }
@@ -263,16 +264,20 @@ pub fn set_at_run_time(container: &Value, via_shell: bool, value: &str) -> bool 
     if via_shell {
         return true;
     }
-    let defined = |name: &str| {
-        container.get("envFrom").is_some_and(|from| !from.is_null())
-            || crate::workload::list(container, "env")
-                .iter()
-                .any(|entry| entry.get("name").and_then(Value::as_str) == Some(name))
-    };
+    let defined = |name: &str| may_define(container, name);
     let names = crate::sidecar::references(value);
     let escaped = value.replace("$$", "");
     let bare = escaped.matches('$').count() > names.len();
     !names.is_empty() && !bare && names.iter().all(|name| defined(name))
+}
+
+/// Whether something in the manifest may give `container` the variable `name`: an `env` entry
+/// of that name, or any `envFrom`. (The image's own `ENV` cannot be seen from here.)
+pub fn may_define(container: &Value, name: &str) -> bool {
+    container.get("envFrom").is_some_and(|from| !from.is_null())
+        || crate::workload::list(container, "env")
+            .iter()
+            .any(|entry| entry.get("name").and_then(Value::as_str) == Some(name))
 }
 
 /// The container's `env` entries that carry a literal `value` (later entries win, like in
@@ -382,6 +387,12 @@ impl<'a> LazyEnv<'a> {
     fn get(&self, name: &str) -> Option<String> {
         self.map().get(name).cloned()
     }
+
+    /// Whether nothing in the manifest can give the container `name` ([`may_define`]): a
+    /// script's default for it is taken as what applies, the image's own `ENV` unseen.
+    fn unset(&self, name: &str) -> bool {
+        !may_define(self.container, name)
+    }
 }
 
 #[cfg(test)]
@@ -472,8 +483,11 @@ mod tests {
         // Assigned only under a condition: 5 or 300, and the grace period must cover the larger.
         worker["command"] = json!(["sh", "-c", "[ -n \"$X\" ] && TO=300; exec sidekiq -t $TO"]);
         assert_eq!(found(std::slice::from_ref(&worker)).args, vec!["-t", "300"]);
-        // With nothing known before, it stays as the run will see it.
+        // Unset before (nothing in the manifest sets it): the assigned value.
         worker["env"] = json!([]);
+        assert_eq!(found(std::slice::from_ref(&worker)).args, vec!["-t", "300"]);
+        // Possibly set by an envFrom: unknown, left as the run will see it.
+        worker["envFrom"] = json!([{"configMapRef": {"name": "app"}}]);
         assert_eq!(found(&[worker]).args, vec!["-t", "$TO"]);
     }
 
@@ -502,6 +516,20 @@ mod tests {
         assert_eq!(
             with_env("exec sidekiq -t ${T:?set T}", "60"),
             vec!["-t", "60"]
+        );
+        // A variable nothing in the manifest sets: the script's default applies.
+        let script = |script: &str| found(&[container("w", &["sh", "-c", script], &[])]).args;
+        assert_eq!(
+            script("exec sidekiq -t ${SIDEKIQ_TIMEOUT:-60}"),
+            vec!["-t", "60"]
+        );
+        assert_eq!(
+            script("T=${SIDEKIQ_TIMEOUT:-60}; exec sidekiq -t $T"),
+            vec!["-t", "60"]
+        );
+        assert_eq!(
+            script("exec sidekiq -t $SIDEKIQ_TIMEOUT"),
+            vec!["-t", "$SIDEKIQ_TIMEOUT"]
         );
         // Outside quotes a value's blanks split it, as the shell splits it.
         assert_eq!(

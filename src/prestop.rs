@@ -109,23 +109,32 @@ pub fn classify(container: &Value) -> PreStop {
             what: "a hook with no exec command, httpGet or sleep".into(),
         };
     }
-    // `sleep $DRAIN_SECONDS` reads the container's literal env, as the shell would.
+    // `sleep $DRAIN_SECONDS` reads the container's literal env, as the shell would, and
+    // `${DRAIN_SECONDS:-300}` the default when nothing in the manifest sets it.
     let env = crate::detect::literal_env(container);
-    classify_exec(&command, &|name| env.get(name).cloned())
+    classify_exec(&command, &|name| env.get(name).cloned(), &|name| {
+        !crate::detect::may_define(container, name)
+    })
 }
 
-fn classify_exec(command: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> PreStop {
+fn classify_exec(
+    command: &[String],
+    lookup: &dyn Fn(&str) -> Option<String>,
+    unset: &dyn Fn(&str) -> bool,
+) -> PreStop {
     let what = || PreStop::Unrecognised {
         what: format!("exec {}", command.join(" ")),
     };
     let (commands, looping) = match shell::script_and_args(command) {
-        Some((script, args)) => match shell::commands_with_args(script, Some(args), lookup) {
-            Ok(commands) => (
-                commands.into_iter().map(|c| c.words).collect(),
-                has_loop(script),
-            ),
-            Err(_) => return what(),
-        },
+        Some((script, args)) => {
+            match shell::commands_with_args(script, Some(args), lookup, unset) {
+                Ok(commands) => (
+                    commands.into_iter().map(|c| c.words).collect(),
+                    has_loop(script),
+                ),
+                Err(_) => return what(),
+            }
+        }
         None => (vec![command.to_vec()], false),
     };
     let mut quiets = false;
@@ -412,6 +421,15 @@ mod tests {
             classify(&container),
             PreStop::QuietThenSleep {
                 sleep: 300,
+                also_runs: false
+            }
+        );
+        let defaulted = json!({"name": "w",
+            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep ${DRAIN:-120}"]}}}});
+        assert_eq!(
+            classify(&defaulted),
+            PreStop::QuietThenSleep {
+                sleep: 120,
                 also_runs: false
             }
         );

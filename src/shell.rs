@@ -52,20 +52,23 @@ pub fn commands(
     script: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Command>, ShellError> {
-    commands_with_args(script, None, lookup)
+    commands_with_args(script, None, lookup, &|_| false)
 }
 
 /// Like [`commands`], for a script run as `sh -c SCRIPT NAME ARGS…`: `positional` holds
-/// `NAME ARGS…` (`$0`, `$1`…), which `$N` and `"$@"` expand to.
+/// `NAME ARGS…` (`$0`, `$1`…), which `$N` and `"$@"` expand to. `unset` tells the variables
+/// known to be unset when the script starts, whose `${NAME:-default}` is the default.
 pub fn commands_with_args(
     script: &str,
     positional: Option<&[String]>,
     lookup: &dyn Fn(&str) -> Option<String>,
+    unset: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Command>, ShellError> {
     let mut lexer = Lexer {
         chars: script.chars().collect(),
         pos: 0,
         lookup,
+        unset,
         positional,
         assigned: HashMap::new(),
         heredocs: Vec::new(),
@@ -301,6 +304,7 @@ struct Lexer<'a> {
     chars: Vec<char>,
     pos: usize,
     lookup: &'a dyn Fn(&str) -> Option<String>,
+    unset: &'a dyn Fn(&str) -> bool,
     /// `$0`, `$1`… when the script's arguments are known.
     positional: Option<&'a [String]>,
     /// What the script assigned so far; `None` when the value is unknown here (assigned under
@@ -368,7 +372,12 @@ impl Lexer<'_> {
             if let Some((name, value)) = word.split_once('=') {
                 let known = (!value.contains(['$', '`'])).then(|| value.to_owned());
                 let value = if command.conditional {
-                    match (self.value(name), known) {
+                    // Unset before: `[ -z "$T" ] && T=60` sets it.
+                    let before = self
+                        .value(name)
+                        .or_else(|| self.is_unset(name).then(String::new));
+                    match (before, known) {
+                        (Some(before), Some(new)) if before.is_empty() => Some(new),
                         (Some(before), Some(new)) => {
                             match (before.parse::<u64>(), new.parse::<u64>()) {
                                 (Ok(b), Ok(n)) if n > b => Some(new),
@@ -750,19 +759,23 @@ impl Lexer<'_> {
             // `${T:?message}` fails the script when T is unset: otherwise it is T.
             ("", _) => self.value(name),
             (_, None) if rest.starts_with('?') => self.value(name),
-            (_, Some(default)) if !default.contains(['$', '`']) => self.value(name).map(|value| {
-                if colon && value.is_empty() {
-                    default.to_owned()
-                } else {
-                    value
-                }
-            }),
+            (_, Some(default)) if !default.contains(['$', '`']) => match self.value(name) {
+                Some(value) if colon && value.is_empty() => Some(default.to_owned()),
+                Some(value) => Some(value),
+                None => self.is_unset(name).then(|| default.to_owned()),
+            },
             _ => None,
         };
         match value {
             Some(value) => self.push_value(word, &value),
             None => word.extend(&self.chars[start..self.pos]),
         }
+    }
+
+    /// Whether `name` is known to be unset here: the script never assigned it, and nothing
+    /// outside it can set it.
+    fn is_unset(&self, name: &str) -> bool {
+        !self.assigned.contains_key(name) && (self.unset)(name)
     }
 
     /// What `$name` holds here, when known: the script's own assignment, else the caller's.
@@ -1176,7 +1189,7 @@ mod tests {
     fn positional_parameters_expand_when_the_arguments_are_known() {
         let args = words(&["sh", "bundle", "exec", "sidekiq"]);
         let run = |script: &str| -> Vec<Vec<String>> {
-            commands_with_args(script, Some(&args), &none)
+            commands_with_args(script, Some(&args), &none, &|_| false)
                 .unwrap()
                 .into_iter()
                 .map(|c| c.words)
