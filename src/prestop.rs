@@ -125,60 +125,17 @@ fn classify_exec(
     let what = || PreStop::Unrecognised {
         what: format!("exec {}", command.join(" ")),
     };
-    let (commands, looping) = match shell::script_and_args(command) {
-        Some((script, args)) => {
-            match shell::commands_with_args(script, Some(args), lookup, unset) {
-                Ok(commands) => (
-                    commands.into_iter().map(|c| c.words).collect(),
-                    has_loop(script),
-                ),
-                Err(_) => return what(),
-            }
-        }
-        None => (vec![command.to_vec()], false),
-    };
-    let mut quiets = false;
-    // A call of the probe's /drain blocks until the jobs are done: it quiets and waits.
-    let mut drains = false;
-    let mut sleep = 0u64;
-    let mut other = false;
-    for words in &commands {
-        let Some((name, args)) = shell::skip_wrappers(words).split_first() else {
-            // Assignments of quick lookups (`PID=$(pgrep -f sidekiq)`) take no time; a
-            // substitution that runs something else, or a script run by name
-            // (`/app/bin/wait-for-jobs.sh`), may take any time.
-            if !words.iter().all(|w| is_quick_assignment(w)) {
-                other = true;
-            }
-            continue;
-        };
-        match shell::basename(name) {
-            "kill" | "pkill" | "killall" if sends_tstp(args) => quiets = true,
-            // `pgrep -f sidekiq | xargs kill -TSTP`.
-            "xargs"
-                if args
-                    .iter()
-                    .position(|a| matches!(shell::basename(a), "kill" | "pkill"))
-                    .is_some_and(|at| sends_tstp(&args[at + 1..])) =>
-            {
-                quiets = true;
-            }
-            "sidekiqctl" if args.iter().any(|a| a == "quiet") => quiets = true,
-            "curl" | "wget" if args.iter().any(|a| a.contains(DRAIN_PATH)) => {
-                quiets = true;
-                drains = true;
-            }
-            // GNU sleep adds up its operands: `sleep 1m 30s`.
-            "sleep" => match args.iter().map(|a| sleep_secs(a)).sum::<Option<u64>>() {
-                Some(secs) if !args.is_empty() => sleep = sleep.saturating_add(secs),
-                _ => other = true,
-            },
-            // Take no time: `kill -TSTP 1 || true`, `echo quieting; kill -TSTP 1; exit 0`,
-            // `rm -f /tmp/ready`, another signal after the wait.
-            "true" | ":" | "exit" | "echo" | "printf" | "logger" | "rm" | "touch" => {}
-            _ => other = true,
-        }
+    let mut reading = Reading::default();
+    if !reading.command(command, lookup, unset, 0) {
+        return what();
     }
+    let Reading {
+        quiets,
+        drains,
+        sleep,
+        other,
+        looping,
+    } = reading;
     match (quiets, sleep, looping || drains, other) {
         (true, 0, false, false) => PreStop::QuietOnly,
         (true, 0, _, _) | (true, _, true, _) => PreStop::Quiets,
@@ -187,6 +144,93 @@ fn classify_exec(
         (true, sleep, false, also_runs) => PreStop::QuietThenSleep { sleep, also_runs },
         (false, sleep, false, false) if sleep > 0 => PreStop::SleepOnly { sleep },
         _ => what(),
+    }
+}
+
+/// Nesting limit for `sh -c "bash -c '…'"` in a hook.
+const MAX_SHELL_DEPTH: usize = 4;
+
+/// What the commands of a hook do, read so far.
+#[derive(Default)]
+struct Reading {
+    quiets: bool,
+    /// A call of the probe's /drain blocks until the jobs are done: it quiets and waits.
+    drains: bool,
+    sleep: u64,
+    /// Commands that may take their own time.
+    other: bool,
+    /// A sleep inside a loop is a poll, not a fixed wait.
+    looping: bool,
+}
+
+impl Reading {
+    /// Reads one command line, looking into shell scripts (`sh -c "…"`, nested too);
+    /// `false` when a script cannot be read.
+    fn command(
+        &mut self,
+        words: &[String],
+        lookup: &dyn Fn(&str) -> Option<String>,
+        unset: &dyn Fn(&str) -> bool,
+        depth: usize,
+    ) -> bool {
+        let command = shell::skip_wrappers(words);
+        let Some((script, args)) = shell::script_and_args(command) else {
+            self.simple(words);
+            return true;
+        };
+        if depth >= MAX_SHELL_DEPTH {
+            self.other = true;
+            return true;
+        }
+        let Ok(commands) = shell::commands_with_args(script, Some(args), lookup, unset) else {
+            return false;
+        };
+        for command in commands {
+            self.looping |= command.in_loop;
+            if !self.command(&command.words, lookup, unset, depth + 1) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reads a command that is not a shell script.
+    fn simple(&mut self, words: &[String]) {
+        let Some((name, args)) = shell::skip_wrappers(words).split_first() else {
+            // Assignments of quick lookups (`PID=$(pgrep -f sidekiq)`) take no time; a
+            // substitution that runs something else, or a script run by name
+            // (`/app/bin/wait-for-jobs.sh`), may take any time.
+            if !words.iter().all(|w| is_quick_assignment(w)) {
+                self.other = true;
+            }
+            return;
+        };
+        match shell::basename(name) {
+            "kill" | "pkill" | "killall" if sends_tstp(args) => self.quiets = true,
+            // `pgrep -f sidekiq | xargs kill -TSTP`.
+            "xargs"
+                if args
+                    .iter()
+                    .position(|a| matches!(shell::basename(a), "kill" | "pkill"))
+                    .is_some_and(|at| sends_tstp(&args[at + 1..])) =>
+            {
+                self.quiets = true;
+            }
+            "sidekiqctl" if args.iter().any(|a| a == "quiet") => self.quiets = true,
+            "curl" | "wget" if args.iter().any(|a| a.contains(DRAIN_PATH)) => {
+                self.quiets = true;
+                self.drains = true;
+            }
+            // GNU sleep adds up its operands: `sleep 1m 30s`.
+            "sleep" => match args.iter().map(|a| sleep_secs(a)).sum::<Option<u64>>() {
+                Some(secs) if !args.is_empty() => self.sleep = self.sleep.saturating_add(secs),
+                _ => self.other = true,
+            },
+            // Take no time: `kill -TSTP 1 || true`, `echo quieting; kill -TSTP 1; exit 0`,
+            // `rm -f /tmp/ready`, another signal after the wait.
+            "true" | ":" | "exit" | "echo" | "printf" | "logger" | "rm" | "touch" => {}
+            _ => self.other = true,
+        }
     }
 }
 
@@ -228,53 +272,6 @@ fn is_quick_assignment(word: &str) -> bool {
             .next()
             .is_some_and(|program| QUICK.contains(&shell::basename(program))),
     }
-}
-
-/// A sleep inside a loop is a poll, not a fixed wait. Quoted text and comments are not code
-/// (`echo "waiting for jobs"`, `# wait for them`), except a script quoted for a shell
-/// (`sh -c 'while …; do sleep 1; done'`).
-fn has_loop(script: &str) -> bool {
-    let mut code = String::with_capacity(script.len());
-    let mut chars = script.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                chars.next();
-                code.push(' ');
-            }
-            '\'' | '"' => {
-                let for_shell = code.trim_end().ends_with("-c");
-                let mut quoted = String::new();
-                while let Some(inner) = chars.next() {
-                    match inner {
-                        '\\' if c == '"' => {
-                            chars.next();
-                        }
-                        inner if inner == c => break,
-                        inner => quoted.push(inner),
-                    }
-                }
-                if for_shell && has_loop(&quoted) {
-                    return true;
-                }
-                code.push(' ');
-            }
-            '#' if code.is_empty()
-                || code.ends_with(char::is_whitespace)
-                || code.ends_with(';') =>
-            {
-                for inner in chars.by_ref() {
-                    if inner == '\n' {
-                        break;
-                    }
-                }
-                code.push('\n');
-            }
-            c => code.push(c),
-        }
-    }
-    code.split(|c: char| c.is_whitespace() || c == ';')
-        .any(|word| matches!(word, "while" | "until" | "for"))
 }
 
 /// `-TSTP`, `-SIGTSTP`, `-20`, `-s TSTP`, `--signal=TSTP`, `-n 20`, any case.
@@ -356,6 +353,9 @@ mod tests {
     #[case(&["sh", "-c", "kill -TSTP 1; sleep 1m 240s"], 300)]
     #[case(&["sh", "-c", "kill -TSTP 1; sleep 0.5"], 1)]
     #[case(&["sh", "-c", "kill -TSTP 1; sleep 1.5m"], 90)]
+    // A here-document is data; a nested shell is read too.
+    #[case(&["sh", "-c", "cat <<EOF > /tmp/x\nfor a while\nEOF\nkill -TSTP 1; sleep 30"], 30)]
+    #[case(&["sh", "-c", "bash -c 'kill -TSTP 1 && sleep 120'"], 120)]
     #[case(&["sh", "-c", "kill -TSTP 1; sleep \"$1\"", "--", "120"], 120)]
     #[case(&["sh", "-c", "pgrep -f sidekiq | xargs kill -TSTP; sleep 300"], 300)]
     fn quiet_then_fixed_sleep(#[case] command: &[&str], #[case] sleep: u64) {

@@ -34,6 +34,8 @@ pub struct Command {
     /// Whether the script may or may not run it, depending on what it finds at run time (see
     /// the module documentation).
     pub conditional: bool,
+    /// Whether it is in the body (or the condition) of a `while`, `until` or `for` loop.
+    pub in_loop: bool,
 }
 
 /// Splits `script` into simple commands; `lookup` resolves `$NAME` (unknown names stay literal).
@@ -124,6 +126,8 @@ struct Splitter {
     ended: bool,
     /// The current command is the right operand of `&&` or `||`.
     chained: bool,
+    /// Open `while`, `until` and `for` loops.
+    loops: usize,
 }
 
 impl Splitter {
@@ -162,6 +166,8 @@ impl Splitter {
             match keyword.as_str() {
                 "if" => self.ifs += 1,
                 "fi" => self.ifs = self.ifs.saturating_sub(1),
+                "while" | "until" => self.loops += 1,
+                "done" => self.loops = self.loops.saturating_sub(1),
                 "{" => self.open_group(),
                 "}" => {
                     self.groups.pop();
@@ -190,20 +196,27 @@ impl Splitter {
                 self.pattern = !matches!(separator, Separator::Close);
             }
             Some("esac") => self.cases = self.cases.saturating_sub(1),
+            // `for NAME in WORDS`: the loop's header, no command.
+            Some("for") => self.loops += 1,
             Some(_) => {
                 let conditional = self.conditional();
-                self.commands.push(Command { words, conditional });
+                self.commands.push(Command {
+                    words,
+                    conditional,
+                    in_loop: self.loops > 0,
+                });
                 pushed = true;
                 // An `exec` in a function body ends the script only where it is called.
                 let in_function = self.groups.iter().any(|group| group.function);
                 self.after_conditional_end |= conditional && hands_over && !in_function;
                 // Only a command of its own ends the script: not one of a pipeline or an
                 // `&&`/`||` list (its left side decides), not one in the background, not one in
-                // a group (a subshell, or a body run elsewhere).
+                // a group (a subshell, or a body run elsewhere), not one in a loop.
                 self.ended |= ends_script
                     && !conditional
                     && !self.chained
                     && self.groups.is_empty()
+                    && self.loops == 0
                     && matches!(separator, Separator::List);
             }
             // An empty command: a line break after `&&` or `||` continues the list.
@@ -1125,6 +1138,25 @@ mod tests {
         assert_eq!(
             commands(r#"echo 'a $B' "c \"d\"" e\ f"#),
             vec![words(&["echo", "a $B", "c \"d\"", "e f"])]
+        );
+    }
+
+    #[test]
+    fn commands_in_loops_are_marked_and_end_nothing() {
+        let script = "for i in 1 2; do sleep 1; done; while pgrep x; do exit 0; done; echo end";
+        let read = super::commands(script, &none).unwrap();
+        let in_loop: Vec<(&str, bool)> = read
+            .iter()
+            .map(|c| (c.words[0].as_str(), c.in_loop))
+            .collect();
+        assert_eq!(
+            in_loop,
+            [
+                ("sleep", true),
+                ("pgrep", true),
+                ("exit", true),
+                ("echo", false)
+            ]
         );
     }
 
