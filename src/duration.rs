@@ -80,6 +80,19 @@ pub fn format_secs(secs: u64) -> String {
     Secs(secs).to_string()
 }
 
+/// Formats milliseconds as Sidekiq's histogram bounds read best: `20ms`, `1.1s`, `5.75s`,
+/// `5m35s`.
+pub fn format_millis(ms: u64) -> String {
+    match (ms / 1000, ms % 1000) {
+        (secs, 0) => format_secs(secs),
+        (0, ms) => format!("{ms}ms"),
+        (secs, frac) => {
+            let frac = format!("{frac:03}");
+            format!("{secs}.{}s", frac.trim_end_matches('0'))
+        }
+    }
+}
+
 /// Display adapter for a number of seconds; see [`format_secs`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Secs(pub u64);
@@ -159,6 +172,14 @@ mod tests {
     #[case(7205, "2h0m5s")]
     fn formats(#[case] secs: u64, #[case] text: &str) {
         assert_eq!(format_secs(secs), text);
+    }
+
+    #[test]
+    fn milliseconds_read_as_bounds() {
+        assert_eq!(format_millis(20), "20ms");
+        assert_eq!(format_millis(1100), "1.1s");
+        assert_eq!(format_millis(5750), "5.75s");
+        assert_eq!(format_millis(335_000), "5m35s");
     }
 
     proptest! {

@@ -206,10 +206,13 @@ pub fn class_slower_than_declared(
     let took = match slowest.below_ms {
         Some(below) => format!(
             "between {} and {}",
-            millis_text(slowest.from_ms),
-            millis_text(below)
+            crate::duration::format_millis(slowest.from_ms),
+            crate::duration::format_millis(below)
         ),
-        None => format!("{} or more", millis_text(slowest.from_ms)),
+        None => format!(
+            "{} or more",
+            crate::duration::format_millis(slowest.from_ms)
+        ),
     };
     let consequence = if slowest.from_ms > declared_ms {
         format!("if this workload runs {class}, its drains end before it does")
@@ -240,18 +243,6 @@ pub fn class_slower_than_declared(
         ),
         hint,
     ))
-}
-
-/// Milliseconds as the bucket bounds read best: `20ms`, `1.1s`, `5.75s`, `5m35s`.
-fn millis_text(ms: u64) -> String {
-    match (ms / 1000, ms % 1000) {
-        (secs, 0) => Secs(secs).to_string(),
-        (0, ms) => format!("{ms}ms"),
-        (secs, frac) => {
-            let frac = format!("{frac:03}");
-            format!("{secs}.{}s", frac.trim_end_matches('0'))
-        }
-    }
 }
 
 /// Findings for a Sidekiq workload whose managed fields are in `state` (the object as written,
@@ -926,9 +917,6 @@ mod tests {
                 .message
                 .contains("took 5m35s or more")
         );
-        assert_eq!(millis_text(20), "20ms");
-        assert_eq!(millis_text(1100), "1.1s");
-        assert_eq!(millis_text(5750), "5.75s");
     }
 
     #[test]

@@ -482,8 +482,7 @@ async fn through_redis(reader: &Reader, subject: Subject, host: &str) -> Result<
         if let Err(error) = reader.refresh(&mut tracker, true, &clock).await {
             // Refused from the first attempt (credentials, ACL, database number), the URL is
             // wrong, not Redis away: waiting out the budget cannot fix a typo.
-            let redis = tracker.redis();
-            if redis.refused && redis.last_ok.is_none() {
+            if tracker.redis().refused_from_start() {
                 return Err(error.into());
             }
             subject.say(format!(

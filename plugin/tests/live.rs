@@ -81,14 +81,8 @@ fn workloads_are_judged_as_injected_where_their_namespace_opted_in() {
         text(&out.stderr)
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = report["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        names,
+        object_names(&report),
         vec!["mailer", "nightly-backfill", "rails-worker"],
         "the CronJob's Job is not listed twice"
     );

@@ -8,7 +8,7 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use support::{golden, root, text};
+use support::{golden, object_names, root, text};
 
 fn run(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = support::plugin()
@@ -302,13 +302,7 @@ fn one_bad_file_fails_validate_without_hiding_the_others_findings() {
     let out = run(&["validate", "-f", path, "-o", "json"], None);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = report["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["rails-worker", "report-worker"]);
+    assert_eq!(object_names(&report), ["rails-worker", "report-worker"]);
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(&format!("error: {path}/zz-broken.yaml: not valid YAML"))

@@ -183,7 +183,7 @@ pub fn liveness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdict
     // restarting Sidekiq cannot fix that. Refused after working, credentials were rotated or
     // revoked, Sidekiq is refused too and idles, and a restart reads the Secret again: that
     // counts as an outage.
-    if let (true, None, Some(error)) = (redis.refused, redis.last_ok, refused_error(redis)) {
+    if let (true, Some(error)) = (redis.refused_from_start(), refused_error(redis)) {
         return Verdict::pass(
             Code::RedisRefused,
             format!(

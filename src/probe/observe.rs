@@ -198,6 +198,12 @@ pub struct RedisHealth {
 const OUTAGES_KEPT: usize = 64;
 
 impl RedisHealth {
+    /// Whether Redis has refused the reader from the first attempt (credentials, ACL, database
+    /// number): the reader's settings are wrong, not Redis away, and waiting cannot fix them.
+    pub fn refused_from_start(&self) -> bool {
+        self.refused && self.last_ok.is_none()
+    }
+
     /// `Some(true)` if the last read succeeded, `Some(false)` if it failed, `None` before any.
     pub fn reachable(&self) -> Option<bool> {
         self.last_read.map(|_| self.failing_since.is_none())

@@ -747,6 +747,16 @@ pub fn golden(name: &str, actual: &str) {
 }
 
 /// Text of output bytes.
+/// The names of the objects of a `validate -o json` report, in its order.
+pub fn object_names(report: &Value) -> Vec<&str> {
+    report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect()
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
