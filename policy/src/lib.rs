@@ -93,10 +93,7 @@ impl EvaluationError {
         match self {
             EvaluationError::Malformed(cause) => format!("{self}: {cause}"),
             EvaluationError::NotAnObject(_) => self.to_string(),
-            EvaluationError::Invalid(cause @ RequestError::Object(inner)) => {
-                format!("{self}: {cause}: {inner}")
-            }
-            EvaluationError::Invalid(cause) => format!("{self}: {cause}"),
+            EvaluationError::Invalid(_) => sidekiq_guard::errors::chain(self),
             EvaluationError::Settings(cause) => format!("{self}: {cause}"),
             EvaluationError::Patch(cause) => format!("{self}: {cause}"),
         }
