@@ -91,6 +91,9 @@ impl Resource {
     }
 }
 
+/// Items asked for per list request: kubectl's default `--chunk-size`.
+pub(crate) const PAGE_SIZE: usize = 500;
+
 const CORE: &str = "/api/v1";
 const APPS: &str = "/apis/apps/v1";
 const BATCH: &str = "/apis/batch/v1";
@@ -244,6 +247,11 @@ impl Cluster {
 
     /// Lists `resource` in `scope` (or cluster-wide for cluster-scoped kinds), with a label
     /// selector, returning the items.
+    ///
+    /// Read in pages of [`PAGE_SIZE`] as kubectl does (`--chunk-size`), so that a cluster of
+    /// thousands of pods is not one answer the API server must build in memory at once. A
+    /// continue token that expired between pages (410) restarts the list as one unpaged read,
+    /// as client-go's pager does: the pages already read may no longer be consistent with it.
     pub(crate) async fn list(
         &self,
         resource: Resource,
@@ -270,31 +278,30 @@ impl Cluster {
             group: resource.group,
             namespace: namespace.map(str::to_owned),
         };
-        let list = self.get(&path, access).await?;
-        let api_version = resource
-            .prefix
-            .trim_start_matches("/apis/")
-            .trim_start_matches("/api/");
-        match list {
-            Value::Object(mut map) => match map.remove("items") {
-                // Items of a list carry no kind nor apiVersion; the core reads `kind`.
-                Some(Value::Array(mut items)) => {
-                    for item in &mut items {
-                        if let Some(object) = item.as_object_mut() {
-                            object
-                                .insert("kind".to_owned(), Value::String(resource.kind.to_owned()));
-                            object.insert(
-                                "apiVersion".to_owned(),
-                                Value::String(api_version.to_owned()),
-                            );
-                        }
-                    }
-                    Ok(items)
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page_path = match &next {
+                None => format!("{path}{separator}limit={PAGE_SIZE}"),
+                Some(token) => format!(
+                    "{path}{separator}limit={PAGE_SIZE}&continue={}",
+                    encode(token)
+                ),
+            };
+            let page = match self.get(&page_path, access.clone()).await {
+                Err(Error::Api { code: 410, .. }) if next.is_some() => {
+                    let whole = self.get(&path, access).await?;
+                    return Ok(list_items(whole, resource, &path)?.0);
                 }
-                Some(Value::Null) | None => Ok(Vec::new()),
-                Some(_) => Err(Error::Request(format!("{path}: items is not a list"))),
-            },
-            _ => Err(Error::Request(format!("{path}: the answer is not a list"))),
+                other => other?,
+            };
+            let (page_items, token) = list_items(page, resource, &path)?;
+            items.extend(page_items);
+            match token {
+                Some(token) => next = Some(token),
+                None => return Ok(items),
+            }
         }
     }
 
@@ -519,6 +526,43 @@ fn api_message(body: &[u8]) -> String {
 }
 
 /// Percent-encodes a path segment or query value.
+/// The items of one list answer, with the `kind` and `apiVersion` their list carried (items
+/// carry neither, and the core reads `kind`), and the continue token of the next page.
+fn list_items(
+    list: Value,
+    resource: Resource,
+    path: &str,
+) -> Result<(Vec<Value>, Option<String>), Error> {
+    let Value::Object(mut map) = list else {
+        return Err(Error::Request(format!("{path}: the answer is not a list")));
+    };
+    let next = map
+        .get("metadata")
+        .and_then(|m| m.get("continue"))
+        .and_then(Value::as_str)
+        .filter(|token| !token.is_empty())
+        .map(str::to_owned);
+    let api_version = resource
+        .prefix
+        .trim_start_matches("/apis/")
+        .trim_start_matches("/api/");
+    let items = match map.remove("items") {
+        Some(Value::Array(mut items)) => {
+            for object in items.iter_mut().filter_map(Value::as_object_mut) {
+                object.insert("kind".to_owned(), Value::String(resource.kind.to_owned()));
+                object.insert(
+                    "apiVersion".to_owned(),
+                    Value::String(api_version.to_owned()),
+                );
+            }
+            items
+        }
+        Some(Value::Null) | None => Vec::new(),
+        Some(_) => return Err(Error::Request(format!("{path}: items is not a list"))),
+    };
+    Ok((items, next))
+}
+
 fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {

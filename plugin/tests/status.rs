@@ -628,8 +628,93 @@ fn kubectl_flags_work_before_and_after_the_subcommand() {
     assert!(
         requests
             .iter()
-            .any(|r| r == "GET /api/v1/pods?labelSelector=app%3Dworker"),
+            .any(|r| r == "GET /api/v1/pods?labelSelector=app%3Dworker&limit=500"),
         "{requests:?}"
+    );
+}
+
+/// A cluster of 1,100 plain pods with a Sidekiq pod at the start, middle and end of the list,
+/// each answering `/status` through the pod proxy.
+fn cluster_of_three_pages() -> ApiServer {
+    let api = ApiServer::start();
+    for i in 0..1_100 {
+        let name = format!("web-{i:04}");
+        if matches!(i, 0 | 700 | 1_099) {
+            let worker = format!("worker-{i:04}");
+            api.add_pod(injected_pod("shop", &worker, 60, 7434));
+            api.proxy(
+                "shop",
+                &worker,
+                7434,
+                fixed(200, probe_document(&worker, &[], "idle")),
+            );
+        }
+        api.add_pod(json!({
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+            "status": {"phase": "Running"},
+        }));
+    }
+    api
+}
+
+/// The pod list requests `api` received, pages included.
+fn pod_lists(api: &ApiServer) -> Vec<String> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.split('?').next() == Some("GET /api/v1/namespaces/shop/pods"))
+        .collect()
+}
+
+fn pod_names(snapshot: &Value) -> Vec<&str> {
+    snapshot["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn pods_are_listed_in_pages_of_500_like_kubectl() {
+    let api = cluster_of_three_pages();
+    let out = run_in(&api.kubeconfig("shop"), &["status", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        pod_names(&snapshot),
+        ["worker-0000", "worker-0700", "worker-1099"]
+    );
+    let lists = pod_lists(&api);
+    assert_eq!(
+        lists,
+        [
+            "GET /api/v1/namespaces/shop/pods?limit=500",
+            "GET /api/v1/namespaces/shop/pods?limit=500&continue=offset-500",
+            "GET /api/v1/namespaces/shop/pods?limit=500&continue=offset-1000",
+        ]
+    );
+}
+
+#[test]
+fn an_expired_continue_token_restarts_the_list_unpaged() {
+    let api = cluster_of_three_pages();
+    api.expire_continue_tokens();
+    let out = run_in(&api.kubeconfig("shop"), &["status", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        pod_names(&snapshot),
+        ["worker-0000", "worker-0700", "worker-1099"]
+    );
+    let lists = pod_lists(&api);
+    assert_eq!(
+        lists,
+        [
+            "GET /api/v1/namespaces/shop/pods?limit=500",
+            "GET /api/v1/namespaces/shop/pods?limit=500&continue=offset-500",
+            "GET /api/v1/namespaces/shop/pods",
+        ]
     );
 }
 

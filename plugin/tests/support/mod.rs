@@ -126,6 +126,8 @@ pub struct ClusterState {
     forbidden: Vec<(String, String, Option<String>)>,
     /// Requests seen: method and path with query.
     pub requests: Vec<String>,
+    /// Whether every continue token is answered 410 Expired, as after etcd compaction.
+    expire_continue: bool,
 }
 
 /// A running fake API server.
@@ -271,6 +273,11 @@ impl ApiServer {
         ));
     }
 
+    /// Answers every list continuation with 410 Expired from now on.
+    pub fn expire_continue_tokens(&self) {
+        self.state.lock().unwrap().expire_continue = true;
+    }
+
     /// The requests seen so far.
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
@@ -390,10 +397,17 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             json!({"major": "1", "minor": "33", "gitVersion": "v1.33.2", "gitCommit": "0000000", "gitTreeState": "clean", "buildDate": "2026-10-01T00:00:00Z", "goVersion": "go1.24.4", "compiler": "gc", "platform": "linux/amd64"}),
         );
     }
-    let selector = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("labelSelector="))
-        .map(decode);
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(decode)
+    };
+    let selector = param("labelSelector");
+    let page = Page {
+        limit: param("limit").map(|l| l.parse().unwrap()),
+        token: param("continue"),
+    };
     let (prefix, rest) = if let Some(rest) = path.strip_prefix("/api/v1/") {
         ("/api/v1".to_owned(), rest.to_owned())
     } else if let Some(rest) = path.strip_prefix("/apis/") {
@@ -425,6 +439,7 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             plural,
             namespace.as_deref(),
             selector.as_deref(),
+            page,
         ),
         [plural, name] => get(&shared, &prefix, plural, namespace.as_deref(), name),
         [plural, target, proxy, rest @ ..] if plural == "pods" && proxy == "proxy" => {
@@ -461,12 +476,20 @@ fn forbidden(
         })
 }
 
+/// `limit` and `continue` of a list request. The token is the offset of the next item, as an
+/// opaque string: a real one encodes a key and a resourceVersion the client must not read.
+struct Page {
+    limit: Option<usize>,
+    token: Option<String>,
+}
+
 fn list(
     shared: &Shared,
     prefix: &str,
     plural: &str,
     namespace: Option<&str>,
     selector: Option<&str>,
+    page: Page,
 ) -> Response {
     if let Some(denied) = forbidden(shared, "list", plural, namespace) {
         return denied;
@@ -501,8 +524,27 @@ fn list(
             item
         })
         .collect();
+    let start = match page.token {
+        Some(_) if state.expire_continue => {
+            return status(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue value from the response to continue with an inconsistent result.".into(),
+            );
+        }
+        Some(token) => token.strip_prefix("offset-").unwrap().parse().unwrap(),
+        None => 0,
+    };
+    let end = page
+        .limit
+        .map_or(items.len(), |limit| (start + limit).min(items.len()));
+    let mut metadata = json!({"resourceVersion": "100"});
+    if end < items.len() {
+        metadata["continue"] = json!(format!("offset-{end}"));
+        metadata["remainingItemCount"] = json!(items.len() - end);
+    }
     json_response(
-        json!({"kind": format!("{kind}List"), "apiVersion": api_version(prefix), "metadata": {"resourceVersion": "100"}, "items": items}),
+        json!({"kind": format!("{kind}List"), "apiVersion": api_version(prefix), "metadata": metadata, "items": items[start..end]}),
     )
 }
 
