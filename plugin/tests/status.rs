@@ -658,36 +658,30 @@ fn cluster_of_three_pages() -> ApiServer {
     api
 }
 
-/// The pod list requests `api` received, pages included.
-fn pod_lists(api: &ApiServer) -> Vec<String> {
+/// Runs `status -o json` on `api`'s namespace `shop`, checks that it shows the three Sidekiq
+/// pods of [`cluster_of_three_pages`], and returns the pod list requests it made.
+fn status_of_three_pages(api: &ApiServer) -> Vec<String> {
+    let out = run_in(&api.kubeconfig("shop"), &["status", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = snapshot["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["worker-0000", "worker-0700", "worker-1099"]);
     api.requests()
         .into_iter()
         .filter(|r| r.split('?').next() == Some("GET /api/v1/namespaces/shop/pods"))
         .collect()
 }
 
-fn pod_names(snapshot: &Value) -> Vec<&str> {
-    snapshot["pods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect()
-}
-
 #[test]
 fn pods_are_listed_in_pages_of_500_like_kubectl() {
     let api = cluster_of_three_pages();
-    let out = run_in(&api.kubeconfig("shop"), &["status", "-o", "json"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        pod_names(&snapshot),
-        ["worker-0000", "worker-0700", "worker-1099"]
-    );
-    let lists = pod_lists(&api);
-    assert_eq!(
-        lists,
+        status_of_three_pages(&api),
         [
             "GET /api/v1/namespaces/shop/pods?limit=500",
             "GET /api/v1/namespaces/shop/pods?limit=500&continue=offset-500",
@@ -700,16 +694,8 @@ fn pods_are_listed_in_pages_of_500_like_kubectl() {
 fn an_expired_continue_token_restarts_the_list_unpaged() {
     let api = cluster_of_three_pages();
     api.expire_continue_tokens();
-    let out = run_in(&api.kubeconfig("shop"), &["status", "-o", "json"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        pod_names(&snapshot),
-        ["worker-0000", "worker-0700", "worker-1099"]
-    );
-    let lists = pod_lists(&api);
-    assert_eq!(
-        lists,
+        status_of_three_pages(&api),
         [
             "GET /api/v1/namespaces/shop/pods?limit=500",
             "GET /api/v1/namespaces/shop/pods?limit=500&continue=offset-500",
