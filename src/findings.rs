@@ -673,6 +673,23 @@ impl Ctx<'_, '_> {
                 ),
                 drain_hint(),
             ),
+            PreStop::Endless { quiets: true } => Finding::new(
+                Code::PreStopFixedSleep,
+                Severity::Error,
+                path(),
+                format!(
+                    "the preStop hook quiets Sidekiq, then sleeps forever: it ends only when the grace period runs out, and SIGTERM then comes 2 s before SIGKILL instead of the {} Sidekiq needs to push unfinished jobs back to their queues",
+                    Secs(self.analysis.settings.shutdown_timeout.value)
+                ),
+                drain_hint(),
+            ),
+            PreStop::Endless { quiets: false } => Finding::new(
+                Code::PreStopNotQuieting,
+                Severity::Error,
+                path(),
+                "the preStop hook sleeps forever without quieting Sidekiq: it keeps fetching new jobs until the grace period runs out, and SIGTERM then comes 2 s before SIGKILL, too late to push unfinished jobs back to their queues".into(),
+                drain_hint(),
+            ),
             PreStop::QuietOnly => Finding::new(
                 Code::PreStopDoesNotWait,
                 Severity::Error,

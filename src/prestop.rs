@@ -36,6 +36,13 @@ pub enum PreStop {
     /// Quiets Sidekiq and returns at once (`kill -TSTP 1`, `sidekiqctl quiet`): the kubelet
     /// sends SIGTERM right after, so it buys no time for running jobs.
     QuietOnly,
+    /// Sleeps forever (`sleep infinity`): the kubelet ends the hook only when the grace period
+    /// runs out, and SIGTERM then comes 2 s before SIGKILL — too late for Sidekiq to push its
+    /// unfinished jobs back to their queues.
+    Endless {
+        /// Whether it quiets Sidekiq first.
+        quiets: bool,
+    },
     /// Only sleeps: Sidekiq keeps fetching jobs until SIGTERM.
     SleepOnly {
         /// Seconds slept in total.
@@ -66,6 +73,7 @@ impl PreStop {
                 | PreStop::QuietThenSleep { .. }
                 | PreStop::Quiets
                 | PreStop::QuietOnly
+                | PreStop::Endless { quiets: true }
         )
     }
 }
@@ -135,7 +143,11 @@ fn classify_exec(
         sleep,
         other,
         looping,
+        endless,
     } = reading;
+    if endless {
+        return PreStop::Endless { quiets };
+    }
     match (quiets, sleep, looping || drains, other) {
         (true, 0, false, false) => PreStop::QuietOnly,
         (true, 0, _, _) | (true, _, true, _) => PreStop::Quiets,
@@ -161,6 +173,8 @@ struct Reading {
     other: bool,
     /// A sleep inside a loop is a poll, not a fixed wait.
     looping: bool,
+    /// `sleep infinity`, which no loop or condition makes return.
+    endless: bool,
 }
 
 impl Reading {
@@ -185,11 +199,17 @@ impl Reading {
         let Ok(commands) = shell::commands_with_args(script, Some(args), lookup, unset) else {
             return false;
         };
+        // `timeout 300 sh -c '… sleep infinity'` ends, after an unknown time.
+        let bounded = under_timeout(words) && !self.endless;
         for command in commands {
             self.looping |= command.in_loop;
             if !self.command(&command.words, lookup, unset, depth + 1) {
                 return false;
             }
+        }
+        if bounded && self.endless {
+            self.endless = false;
+            self.other = true;
         }
         true
     }
@@ -220,6 +240,10 @@ impl Reading {
             "curl" | "wget" if args.iter().any(|a| a.contains(DRAIN_PATH)) => {
                 self.quiets = true;
                 self.drains = true;
+            }
+            // Under `timeout 300 sleep infinity` it is bounded, but not by a known sleep.
+            "sleep" if args.iter().any(|a| is_infinite(a)) && !under_timeout(words) => {
+                self.endless = true;
             }
             // GNU sleep adds up its operands: `sleep 1m 30s`.
             "sleep" => match args.iter().map(|a| sleep_secs(a)).sum::<Option<u64>>() {
@@ -253,6 +277,18 @@ fn sleep_secs(arg: &str) -> Option<u64> {
         // Within u64 by the filter above.
         .map(|secs| secs.ceil() as u64);
     gnu.or_else(|| duration::parse_secs(arg).ok())
+}
+
+/// GNU sleep's `infinity` (read by `strtod`: `inf` too, any case).
+fn is_infinite(arg: &str) -> bool {
+    arg.eq_ignore_ascii_case("infinity") || arg.eq_ignore_ascii_case("inf")
+}
+
+/// Whether the command runs under `timeout`, which ends it whatever it does.
+fn under_timeout(words: &[String]) -> bool {
+    let command = shell::skip_wrappers(words);
+    let wrappers = &words[..words.len() - command.len()];
+    wrappers.iter().any(|w| shell::basename(w) == "timeout")
 }
 
 /// An assignment whose value is literal or a lookup that returns at once
@@ -433,6 +469,24 @@ mod tests {
                 also_runs: false
             }
         );
+    }
+
+    #[rstest]
+    #[case(&["sh", "-c", "kill -TSTP 1; sleep infinity"], true)]
+    #[case(&["sh", "-c", "kill -TSTP 1 && exec sleep INF"], true)]
+    #[case(&["sh", "-c", "curl -s localhost:7434/drain; sleep infinity"], true)]
+    #[case(&["sh", "-c", "kill -TSTP 1; while true; do sleep infinity; done"], true)]
+    #[case(&["sleep", "infinity"], false)]
+    #[case(&["sh", "-c", "echo bye; sleep 10 infinity"], false)]
+    fn sleeping_forever_is_endless(#[case] command: &[&str], #[case] quiets: bool) {
+        assert_eq!(exec(command), PreStop::Endless { quiets });
+    }
+
+    #[rstest]
+    #[case(&["sh", "-c", "kill -TSTP 1; timeout 300 sleep infinity"])]
+    #[case(&["sh", "-c", "kill -TSTP 1; timeout -s KILL 5m sh -c 'sleep infinity'"])]
+    fn sleeping_forever_under_timeout_ends(#[case] command: &[&str]) {
+        assert_eq!(exec(command), PreStop::Quiets);
     }
 
     #[test]

@@ -857,6 +857,14 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"lifecycle": {"preStop": {"exec": {"command": ["kill", "-TSTP", "1"]}}}}), json!({}),
     Code::PreStopDoesNotWait, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
     "the preStop hook quiets Sidekiq and returns at once: SIGTERM follows immediately, and jobs still running 25s later are interrupted")]
+#[case::a_prestop_that_quiets_and_sleeps_forever(
+    json!({"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep infinity"]}}}}), json!({}),
+    Code::PreStopFixedSleep, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
+    "the preStop hook quiets Sidekiq, then sleeps forever: it ends only when the grace period runs out, and SIGTERM then comes 2 s before SIGKILL instead of the 25s Sidekiq needs to push unfinished jobs back to their queues")]
+#[case::a_prestop_that_only_sleeps_forever(
+    json!({"lifecycle": {"preStop": {"exec": {"command": ["sleep", "infinity"]}}}}), json!({}),
+    Code::PreStopNotQuieting, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
+    "the preStop hook sleeps forever without quieting Sidekiq: it keeps fetching new jobs until the grace period runs out, and SIGTERM then comes 2 s before SIGKILL, too late to push unfinished jobs back to their queues")]
 #[case::a_flag_sidekiq_rejects(
     json!({"command": ["bundle", "exec", "sidekiq", "-t", "25", "-c", "many"]}), json!({}),
     Code::SidekiqFlagInvalid, Severity::Warning, "spec.template.spec.containers[0].command",
