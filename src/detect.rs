@@ -280,6 +280,45 @@ pub fn may_define(container: &Value, name: &str) -> bool {
             .any(|entry| entry.get("name").and_then(Value::as_str) == Some(name))
 }
 
+/// Where the value of a `$VAR`, `${VAR}` or `$(VAR)` reference (or a command substitution) in
+/// `container`'s command line comes from at run time, for a message: "a ConfigMap", "a Secret"…
+pub fn run_time_origin(container: &Value, reference: &str) -> &'static str {
+    let inner = reference
+        .strip_prefix("$(")
+        .or_else(|| reference.strip_prefix("${"))
+        .or_else(|| reference.strip_prefix('$'));
+    let name: &str = inner.map_or("", |inner| {
+        let end = inner
+            .find(|c: char| c != '_' && !c.is_ascii_alphanumeric())
+            .unwrap_or(inner.len());
+        &inner[..end]
+    });
+    let closed = |close: char| inner.is_some_and(|i| i[name.len()..].starts_with(close));
+    let variable = !name.is_empty()
+        && (if reference.starts_with("$(") {
+            closed(')')
+        } else {
+            !reference.starts_with("${") || closed('}') || closed(':')
+        });
+    if !variable {
+        return "a command substitution";
+    }
+    // The last entry of a name is the one the container gets.
+    let entry = crate::workload::list(container, "env")
+        .iter()
+        .rev()
+        .find(|entry| entry.get("name").and_then(Value::as_str) == Some(name));
+    match entry.and_then(|e| e.get("valueFrom")) {
+        Some(from) if from.get("configMapKeyRef").is_some() => "a ConfigMap",
+        Some(from) if from.get("secretKeyRef").is_some() => "a Secret",
+        Some(_) => "the pod's own fields",
+        None if container.get("envFrom").is_some_and(|f| !f.is_null()) => {
+            "the container's envFrom (a ConfigMap or a Secret)"
+        }
+        None => "the script or the image's environment",
+    }
+}
+
 /// The container's `env` entries that carry a literal `value` (later entries win, like in
 /// Kubernetes); `valueFrom` entries are unknown until run time.
 pub fn literal_env(container: &Value) -> HashMap<String, String> {
@@ -781,5 +820,29 @@ mod tests {
             "1-$(B)-$(A)-$-$"
         );
         assert_eq!(expand_kubernetes("$(A", &env), "$(A");
+    }
+
+    #[rstest]
+    #[case("$(cat /etc/sidekiq/timeout)", "a command substitution")]
+    #[case("`cat /t`", "a command substitution")]
+    #[case("$(FROM_MAP)", "a ConfigMap")]
+    #[case("${FROM_SECRET}", "a Secret")]
+    #[case("${FROM_SECRET:-25}", "a Secret")]
+    #[case("$FROM_FIELD", "the pod's own fields")]
+    #[case("$UNSET", "the script or the image's environment")]
+    fn tells_where_a_run_time_value_comes_from(#[case] reference: &str, #[case] origin: &str) {
+        let container = json!({"env": [
+            {"name": "FROM_MAP", "valueFrom": {"configMapKeyRef": {"name": "m", "key": "t"}}},
+            {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "t"}}},
+            {"name": "FROM_FIELD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ]});
+        assert_eq!(run_time_origin(&container, reference), origin);
+        let with_env_from = json!({"envFrom": [{"configMapRef": {"name": "sidekiq"}}]});
+        if origin == "the script or the image's environment" {
+            assert_eq!(
+                run_time_origin(&with_env_from, reference),
+                "the container's envFrom (a ConfigMap or a Secret)"
+            );
+        }
     }
 }

@@ -31,7 +31,7 @@ pub enum DurationError {
     },
 }
 
-/// Parses `input` exactly: a bare integer is seconds, anything else a duration with units to the
+/// Parses `input` exactly: a bare number is seconds (`300`, `1.5`), anything else a duration with units to the
 /// nanosecond (`500ms`, `1m30s`, `1h 30m`). Negative values, empty strings and durations
 /// beyond [`MAX`] are rejected.
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
@@ -42,10 +42,27 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
     if text.is_empty() {
         return Err(invalid());
     }
+    let decimal = text.split_once('.').is_some_and(|(whole, fraction)| {
+        !whole.is_empty()
+            && !fraction.is_empty()
+            && whole
+                .bytes()
+                .chain(fraction.bytes())
+                .all(|b| b.is_ascii_digit())
+    });
     let duration = if text.bytes().all(|b| b.is_ascii_digit()) {
         text.parse()
             .map(Duration::from_secs)
             .map_err(|_| invalid())?
+    } else if decimal {
+        // A number of seconds is a number: `1.5` is read like `1.5s`.
+        let secs: f64 = text.parse().map_err(|_| invalid())?;
+        if secs > MAX.as_secs_f64() {
+            return Err(DurationError::TooLong {
+                input: input.to_owned(),
+            });
+        }
+        Duration::from_secs_f64(secs)
     } else if text.contains('M') {
         // humantime reads `M` as months; Go and Kubernetes durations have no such unit, and
         // `15M` is far likelier a slip for 15 minutes than a job of 15 months.
@@ -125,6 +142,9 @@ mod tests {
     #[case("300", 300)]
     #[case(" 25 ", 25)]
     #[case("1.5s", 2)]
+    #[case("1.5", 2)]
+    #[case("0.25", 1)]
+    #[case("90.0", 90)]
     #[case("250ms", 1)]
     #[case("0", 0)]
     fn parses(#[case] input: &str, #[case] secs: u64) {
@@ -137,6 +157,9 @@ mod tests {
     #[case("-5s")]
     #[case("m")]
     #[case("1e3")]
+    #[case("1.")]
+    #[case(".5")]
+    #[case("1.2.3")]
     #[case("15M")]
     #[case("1 Month")]
     fn rejects(#[case] input: &str) {

@@ -15,7 +15,7 @@ use crate::duration::Secs;
 use crate::mutate::Blocked;
 use crate::policy::Policy;
 use crate::prestop::PreStop;
-use crate::settings::Source;
+use crate::settings::{Settings, Source};
 use crate::sidekiq::{self, flags::Timeout};
 use crate::workload::{Kind, Workload};
 
@@ -255,7 +255,11 @@ pub fn evaluate(
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
     let ctx = Ctx { analysis, state };
-    findings.extend(annotation_findings(&analysis.workload, &analysis.overrides));
+    findings.extend(annotation_findings(
+        &analysis.workload,
+        &analysis.overrides,
+        Some(&analysis.settings),
+    ));
     ctx.command(&mut findings);
     ctx.grace(&mut findings, policy);
     ctx.prestop(&mut findings);
@@ -271,7 +275,7 @@ pub fn unresolved(
     overrides: &Overrides,
     detection: &Detection,
 ) -> Vec<Finding> {
-    let mut findings = annotation_findings(workload, overrides);
+    let mut findings = annotation_findings(workload, overrides, None);
     let names: Vec<&str> = workload
         .containers
         .iter()
@@ -325,7 +329,13 @@ fn annotation_path(workload: &Workload<'_>, key: &str) -> String {
     workload.path(&format!("metadata.annotations[\"{key}\"]"))
 }
 
-fn annotation_findings(workload: &Workload<'_>, overrides: &Overrides) -> Vec<Finding> {
+/// `settings` are the resolved ones, when the Sidekiq container is known: they say what
+/// applies instead of an annotation that cannot be read (`-t` of the command line, say).
+fn annotation_findings(
+    workload: &Workload<'_>,
+    overrides: &Overrides,
+    settings: Option<&Settings>,
+) -> Vec<Finding> {
     overrides
         .invalid
         .iter()
@@ -336,10 +346,17 @@ fn annotation_findings(workload: &Workload<'_>, overrides: &Overrides) -> Vec<Fi
                 Some((cut, _)) => format!("{:?}…", &bad.value[..cut]),
                 None => format!("{:?}", bad.value),
             };
-            let instead = match bad.key {
-                annotations::REDIS_NAMESPACE => "no prefix is used",
-                annotations::CONTAINER => "the container is detected instead",
-                _ => "the policy default applies instead",
+            let source = settings.and_then(|settings| match bad.key {
+                annotations::LONGEST_JOB => Some(&settings.longest_job.source),
+                annotations::SHUTDOWN_TIMEOUT => Some(&settings.shutdown_timeout.source),
+                annotations::PROBE_PORT => Some(&settings.probe_port.source),
+                _ => None,
+            });
+            let instead = match (bad.key, source) {
+                (annotations::REDIS_NAMESPACE, _) => "no prefix is used".to_owned(),
+                (annotations::CONTAINER, _) => "the container is detected instead".to_owned(),
+                (_, Some(source)) => format!("{source} applies instead"),
+                (_, None) => "the policy default applies instead".to_owned(),
             };
             Finding::new(
                 Code::AnnotationInvalid,
@@ -554,12 +571,14 @@ impl Ctx<'_, '_> {
             settings.shutdown_timeout.source
         );
         if let Some(Timeout::AtRunTime(variable)) = &analysis.flags.timeout {
+            let container = &analysis.workload.containers[analysis.container.index];
+            let origin = crate::detect::run_time_origin(container, variable);
             findings.push(Finding::new(
                 Code::TimeoutSetAtRunTime,
                 Severity::Warning,
                 command_path,
                 format!(
-                    "Sidekiq's -t {variable} is set at run time (a ConfigMap, a Secret or the image), which the manifest does not show; {assumed}"
+                    "Sidekiq's -t {variable} is set at run time ({origin}), which the manifest does not show; {assumed}"
                 ),
                 format!(
                     "annotate {} with the value of {variable}",

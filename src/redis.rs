@@ -74,7 +74,9 @@ pub enum SettingsError {
         value: String,
     },
     /// The URL does not parse.
-    #[error("invalid Redis URL {url} (from {source_var}): {reason}")]
+    #[error(
+        "invalid Redis URL {url} (from {source_var}): {reason}; expected redis://[[user]:password@]host[:port][/db], or rediss://… for TLS"
+    )]
     InvalidUrl {
         /// The URL, redacted.
         url: String,
@@ -950,6 +952,15 @@ mod tests {
         assert!(!err.contains("hunter2"), "{err}");
         assert!(
             err.starts_with("invalid Redis URL redis://:***@host:6379/x (from $REDIS_URL)"),
+            "{err}"
+        );
+        let err = RedisSettings::from_lookup(lookup(&[("REDIS_URL", "http://redis:6379")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(
+                "; expected redis://[[user]:password@]host[:port][/db], or rediss://… for TLS"
+            ),
             "{err}"
         );
     }

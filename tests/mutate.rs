@@ -541,9 +541,9 @@ fn unreadable_annotations_fall_back_to_the_policy_and_say_so() {
         invalid,
         vec![
             "annotation sidekiq-guard.io/longest-job: cannot read \"five minutes\", expected a number of seconds \
-             or a duration with units such as 90s, 15m or 1h30m; the policy default applies instead",
+             or a duration with units such as 90s, 15m or 1h30m; policy default longestJob applies instead",
             "annotation sidekiq-guard.io/probe-port: cannot read \"99999\", expected a port number from 1 to 65535; \
-             the policy default applies instead",
+             policy default probePort applies instead",
         ]
     );
     assert_eq!(
@@ -880,7 +880,7 @@ fn worker(container: Value, annotations: Value) -> Value {
     }),
     json!({}),
     Code::TimeoutSetAtRunTime, Severity::Warning, "spec.template.spec.containers[0].command",
-    "Sidekiq's -t $SIDEKIQ_TIMEOUT is set at run time (a ConfigMap, a Secret or the image), which the manifest does not show; assuming 25s (policy default shutdownTimeout)")]
+    "Sidekiq's -t $SIDEKIQ_TIMEOUT is set at run time (a ConfigMap), which the manifest does not show; assuming 25s (policy default shutdownTimeout)")]
 #[case::a_timeout_from_a_secret_in_exec_form(
     // Kubernetes expands $(NAME) of a variable the container defines, whatever its source.
     json!({
@@ -892,7 +892,7 @@ fn worker(container: Value, annotations: Value) -> Value {
     }),
     json!({}),
     Code::TimeoutSetAtRunTime, Severity::Warning, "spec.template.spec.containers[0].command",
-    "Sidekiq's -t $(SIDEKIQ_TIMEOUT) is set at run time (a ConfigMap, a Secret or the image), which the manifest does not show; assuming 25s (policy default shutdownTimeout)")]
+    "Sidekiq's -t $(SIDEKIQ_TIMEOUT) is set at run time (a Secret), which the manifest does not show; assuming 25s (policy default shutdownTimeout)")]
 #[case::a_shell_variable_without_a_shell(
     // Nothing expands $T outside a shell: Sidekiq gets "$T" and refuses to start.
     json!({"command": ["bundle", "exec", "sidekiq", "-t", "$T"]}),
@@ -904,6 +904,11 @@ fn worker(container: Value, annotations: Value) -> Value {
     Code::TimeoutConflict, Severity::Warning,
     "spec.template.metadata.annotations[\"sidekiq-guard.io/shutdown-timeout\"]",
     "annotation sidekiq-guard.io/shutdown-timeout says 40s but the command line says -t 25; Sidekiq uses -t, and so does sidekiq-guard")]
+#[case::an_unreadable_timeout_annotation_beside_the_command_line(
+    json!({}), json!({"sidekiq-guard.io/shutdown-timeout": "abc"}),
+    Code::AnnotationInvalid, Severity::Error,
+    "spec.template.metadata.annotations[\"sidekiq-guard.io/shutdown-timeout\"]",
+    "annotation sidekiq-guard.io/shutdown-timeout: cannot read \"abc\", expected a number of seconds or a duration with units such as 90s, 15m or 1h30m; command line -t 25 applies instead")]
 #[case::a_script_that_cannot_be_parsed(
     // Only the annotation tells an unreadable script runs Sidekiq.
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25 'unterminated"]}),

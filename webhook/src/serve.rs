@@ -69,7 +69,9 @@ pub enum ServeError {
     #[error("cannot configure TLS")]
     Tls(#[source] rustls::Error),
     /// `sidecar.mode: auto` without any way to reach a cluster.
-    #[error("cannot decide the sidecar mode")]
+    #[error(
+        "cannot decide the sidecar mode (sidecar.mode auto asks the API server for its version; a --policy with sidecar.mode native or classic needs no cluster)"
+    )]
     Mode(#[source] ClusterError),
     /// A server failed while running.
     #[error("the {port} server failed")]

@@ -191,7 +191,7 @@ fn auto_mode_without_any_cluster_fails_at_once_and_says_why() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("sidekiq-guard-webhook: cannot decide the sidecar mode: no Kubernetes API server configured: not running in a pod and no kubeconfig found (pass --kubeconfig)"),
+        stderr.contains("sidekiq-guard-webhook: cannot decide the sidecar mode (sidecar.mode auto asks the API server for its version; a --policy with sidecar.mode native or classic needs no cluster): no Kubernetes API server configured: not running in a pod and no kubeconfig found (pass --kubeconfig)"),
         "{stderr}"
     );
 }
