@@ -46,6 +46,25 @@ pub enum Skip {
     NoSidekiq,
 }
 
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::NotAWorkload(why) => write!(f, "{why}"),
+            Skip::ExcludedNamespace(namespace) => write!(
+                f,
+                "namespace {namespace} is excluded by the policy (excludedNamespaces)"
+            ),
+            Skip::OptedOut => write!(
+                f,
+                "labelled {}={}",
+                annotations::INJECT,
+                annotations::INJECT_POD_OUT
+            ),
+            Skip::NoSidekiq => f.write_str("no container runs Sidekiq"),
+        }
+    }
+}
+
 impl Skip {
     /// A short, stable label (for metrics and logs).
     pub fn label(&self) -> &'static str {

@@ -657,9 +657,7 @@ fn not_injectable(pod: &Value, ctx: &Context<'_>) -> Option<String> {
     match &review.outcome {
         Outcome::Blocked(blocked) => finding(&[blocked.code()]),
         Outcome::Unresolved => finding(&[Code::ContainerAmbiguous, Code::ContainerNotFound]),
-        Outcome::Skipped(Skip::ExcludedNamespace(namespace)) => Some(format!(
-            "namespace {namespace} is excluded by the policy (excludedNamespaces)"
-        )),
+        Outcome::Skipped(skip @ Skip::ExcludedNamespace(_)) => Some(skip.to_string()),
         _ => None,
     }
 }

@@ -28,6 +28,7 @@ pub mod quantity;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod review;
+pub mod selector;
 pub mod settings;
 pub mod shell;
 pub mod sidecar;

@@ -41,11 +41,15 @@ fn main() -> ExitCode {
     let mut err = io::stderr().lock();
     let mut stdin = io::stdin().lock();
     let result = match &cli.command {
-        Command::Inject(args) => inject::run(args, &mut stdin, &mut out, &mut err).map(|()| false),
+        Command::Inject(args) => {
+            inject::run(&cli.cluster, args, &mut stdin, &mut out, &mut err).map(|()| false)
+        }
         Command::Validate(args) if args.files.files.is_empty() => {
             block_on(live::run(&cli, args, &mut out, &mut err, color))
         }
-        Command::Validate(args) => validate::run(args, &mut stdin, &mut out, &mut err, color),
+        Command::Validate(args) => {
+            validate::run(&cli.cluster, args, &mut stdin, &mut out, &mut err, color)
+        }
         Command::Status(args) => {
             block_on(status::run(&cli, args, &mut out, &mut err, color)).map(|()| false)
         }

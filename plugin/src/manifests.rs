@@ -51,7 +51,7 @@ pub(crate) enum ManifestError {
     },
     /// A Pod or workload whose pod template cannot be read: validating it would say nothing,
     /// and a CI gate must not pass it.
-    #[error("{source_name}: cannot validate")]
+    #[error("{source_name}: malformed workload")]
     Unreadable {
         /// File and document number.
         source_name: String,
@@ -59,6 +59,23 @@ pub(crate) enum ManifestError {
         #[source]
         source: sidekiq_guard::workload::WorkloadError,
     },
+    /// An object outside the namespace `-n` names.
+    #[error(
+        "{source_name}: the object is in namespace {found:?}, not {given:?} (-n); pass -n {found} or leave -n out, as kubectl apply asks"
+    )]
+    NamespaceMismatch {
+        /// File and document number.
+        source_name: String,
+        /// The object's namespace.
+        found: String,
+        /// `-n`.
+        given: String,
+    },
+    /// Inputs that hold no object at all: the command that produced them likely failed.
+    #[error(
+        "no objects in {0}: expected at least one Kubernetes object (kubectl apply refuses an empty input too; did the command that produced it fail?)"
+    )]
+    NoObjects(String),
     /// A directory with no manifest in it.
     #[error("{0}: no .yaml, .yml or .json files found (use -R to descend into subdirectories)")]
     EmptyDirectory(String),
@@ -142,6 +159,12 @@ fn read_each(
 ) -> Result<Input, ManifestError> {
     let mut documents = Vec::new();
     let mut all_json = true;
+    // Whether an input failed: then an empty result is that failure's, not an empty input.
+    let failed = std::cell::Cell::new(false);
+    let mut on_error = |err| {
+        failed.set(true);
+        on_error(err)
+    };
     for path in paths {
         if path.as_os_str() == "-" {
             let mut bytes = Vec::new();
@@ -187,6 +210,16 @@ fn read_each(
                 Err(err) => on_error(err)?,
             }
         }
+    }
+    if documents.is_empty() && !failed.get() {
+        let names: Vec<String> = paths
+            .iter()
+            .map(|p| match p.as_os_str().to_str() {
+                Some("-") => "stdin".to_owned(),
+                _ => p.display().to_string(),
+            })
+            .collect();
+        on_error(ManifestError::NoObjects(names.join(", ")))?;
     }
     Ok(Input {
         documents,

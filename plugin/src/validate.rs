@@ -5,16 +5,14 @@ use std::io::{Read, Write};
 
 use serde::Serialize;
 use serde_json::Value;
-use sidekiq_guard::analysis::Skip;
 use sidekiq_guard::review::{self, Outcome, Perspective};
-use sidekiq_guard::workload::WorkloadError;
 use sidekiq_guard::{Finding, Severity};
 
-use crate::cli::{ReportFormat, ValidateArgs};
+use crate::cli::{ClusterArgs, ReportFormat, ValidateArgs};
 use crate::error::Error;
 use crate::inject;
 use crate::manifests::{self, Document, ManifestError};
-use crate::offline::Offline;
+use crate::offline::{self, Offline};
 use crate::table::{self, Tone, plain};
 
 /// The findings of one Sidekiq workload.
@@ -75,13 +73,15 @@ impl Report {
 
 /// Runs the command; returns whether an error finding was reported.
 pub(crate) fn run(
+    cluster: &ClusterArgs,
     args: &ValidateArgs,
     stdin: &mut dyn Read,
     out: &mut dyn Write,
     err: &mut dyn Write,
     color: bool,
 ) -> Result<bool, Error> {
-    let offline = Offline::load(args.files.policy.as_deref(), args.sidecar_mode)?;
+    let offline =
+        Offline::load(args.files.policy.as_deref(), args.sidecar_mode)?.select(cluster)?;
     // A CI gate over a repository: a file that cannot be read, or a workload of the wrong
     // shape, is reported and fails the run (exit 2), but does not hide the others' findings.
     let mut unreadable = Vec::new();
@@ -116,19 +116,8 @@ pub(crate) fn run(
     let report = Report::new(objects);
     print(&report, args.report.output, out, color)?;
     let failed = report.summarise(err)?;
-    match unreadable.len() {
-        0 => Ok(failed),
-        1 => Err(unreadable.remove(0).into()),
-        count => {
-            for problem in &unreadable {
-                writeln!(err, "error: {}", sidekiq_guard::errors::chain(problem))
-                    .map_err(Error::Output)?;
-            }
-            Err(Error::Usage(format!(
-                "{count} input(s) could not be read; the findings above cover the rest"
-            )))
-        }
-    }
+    offline::fail_on_unreadable(unreadable, err, "the findings above cover the rest")?;
+    Ok(failed)
 }
 
 fn validate_value(
@@ -154,13 +143,16 @@ fn validate_value(
         }
         return Ok(());
     }
+    match offline.selects(value, source) {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(mismatch) => {
+            unreadable.push(mismatch);
+            return Ok(());
+        }
+    }
     let review = review::validate(value, &offline.context(), perspective);
-    // A field of the wrong shape is an input error; an absent one is a partial manifest (a
-    // kustomize patch that sets only replicas), noted on stderr like any object not ours.
-    if let Outcome::Skipped(Skip::NotAWorkload(
-        malformed @ WorkloadError::Malformed { missing: false, .. },
-    )) = &review.outcome
-    {
+    if let Some(malformed) = inject::malformed(&review) {
         unreadable.push(ManifestError::Unreadable {
             source_name: source.to_owned(),
             source: malformed.clone(),
@@ -168,8 +160,9 @@ fn validate_value(
         return Ok(());
     }
     if let Outcome::Skipped(_) = review.outcome {
-        // Not ours; a malformed workload is worth a line on stderr.
-        return inject::report(&review, value, source, err);
+        // Not ours; a partial workload (a kustomize patch without a pod template) or a
+        // Sidekiq one left alone on purpose is worth a line on stderr.
+        return inject::report(&review, value, source, offline.namespace(), err);
     }
     let meta = |key: &str| {
         value
@@ -179,7 +172,7 @@ fn validate_value(
     objects.push(ObjectReport {
         source: source.to_owned(),
         kind: value["kind"].as_str().unwrap_or_default().to_owned(),
-        namespace: meta("namespace").map(str::to_owned),
+        namespace: meta("namespace").or(offline.namespace()).map(str::to_owned),
         name: sidekiq_guard::workload::display_name(value),
         findings: review.findings,
     });

@@ -267,7 +267,7 @@ fn bad_input_is_exit_2_with_a_clear_message() {
             Some(
                 "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: worker}\nspec:\n  template:\n    spec:\n      containers:\n        name: sidekiq\n        command: [bundle, exec, sidekiq]\n",
             ),
-            "error: stdin: cannot validate: Deployment worker: spec.template.spec.containers must be a non-empty list\n",
+            "error: stdin: malformed workload: Deployment worker: spec.template.spec.containers must be a non-empty list\n",
         ),
     ];
     for (args, stdin, expected) in cases {
@@ -306,7 +306,7 @@ fn one_bad_file_fails_validate_without_hiding_the_others_findings() {
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(&format!("error: {path}/zz-broken.yaml: not valid YAML"))
-            && stderr.contains(&format!("error: {path}/zz-shape.yaml: cannot validate"))
+            && stderr.contains(&format!("error: {path}/zz-shape.yaml: malformed workload"))
             && stderr.ends_with(
                 "error: 2 input(s) could not be read; the findings above cover the rest\n"
             ),
@@ -506,4 +506,134 @@ fn inject_output_is_read_by_kubectls_own_yaml_parser() {
     assert_eq!(map["data"]["q.sql"], "\tSELECT 1;\n");
     assert_eq!(map["data"]["script"], "set -e\n\tbundle exec rake\n");
     assert!(docs.iter().any(|d| d["kind"] == "Deployment"));
+}
+
+/// A small Sidekiq worker Deployment, with `namespace` when given.
+fn worker(name: &str, app: &str, namespace: Option<&str>) -> String {
+    let namespace = namespace.map_or(String::new(), |ns| format!(", namespace: {ns}"));
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, labels: {{app: {app}}}{namespace}}}\nspec:\n  template:\n    metadata: {{annotations: {{sidekiq-guard.io/longest-job: 2m}}}}\n    spec:\n      containers:\n      - name: sidekiq\n        image: shop:1\n        command: [bundle, exec, sidekiq]\n        env: [{{name: REDIS_URL, value: 'redis://redis:6379/0'}}]\n"
+    )
+}
+
+#[test]
+fn a_selector_picks_the_objects_read_from_files_as_kubectl_does() {
+    let input = format!(
+        "{}---\n{}---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: cm, labels: {{app: worker}}}}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: other}}\n",
+        worker("reports", "worker", None),
+        worker("web", "web", None),
+    );
+    let out = run(
+        &["validate", "-f", "-", "-l", "app=worker", "-o", "json"],
+        Some(&input),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(object_names(&report), ["reports"]);
+
+    let out = run(
+        &["inject", "-f", "-", "-l", "app in (worker)"],
+        Some(&input),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let docs = yaml_docs(&text(&out.stdout));
+    let names: Vec<&str> = docs
+        .iter()
+        .flat_map(|d| match d["items"].as_array() {
+            Some(items) => items.iter().collect(),
+            None => vec![d],
+        })
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["reports", "cm"]);
+    assert!(docs[0]["spec"]["template"]["spec"]["initContainers"].is_array());
+
+    let out = run(&["validate", "-f", "-", "-l", "app in (a,b"], Some(&input));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: invalid label selector \"app in (a,b\": a value list is not closed with ')'\n"
+    );
+}
+
+#[test]
+fn a_namespace_flag_places_objects_without_one_and_refuses_others() {
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(policy.path(), "excludedNamespaces: [jobs]\n").unwrap();
+    let policy = policy.path().to_str().unwrap();
+    let input = worker("reports", "worker", None);
+    let out = run(
+        &["validate", "-f", "-", "-n", "shop", "-o", "json"],
+        Some(&input),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["objects"][0]["namespace"], "shop");
+
+    // Excluded by the policy: said on stderr, not silently counted as nothing.
+    let out = run(
+        &["validate", "-f", "-", "-n", "jobs", "--policy", policy],
+        Some(&input),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "Warning: stdin: Deployment jobs/reports: not checked: namespace jobs is excluded by the policy (excludedNamespaces)\n\
+         0 Sidekiq workload(s): 0 error(s), 0 warning(s), 0 info\n"
+    );
+
+    let elsewhere = worker("reports", "worker", Some("billing"));
+    for command in ["validate", "inject"] {
+        let out = run(&[command, "-f", "-", "-n", "shop"], Some(&elsewhere));
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(out.stdout.is_empty(), "{command}");
+        assert!(
+            text(&out.stderr).ends_with(
+                "error: stdin: the object is in namespace \"billing\", not \"shop\" (-n); pass -n billing or leave -n out, as kubectl apply asks\n"
+            ),
+            "{command}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    let out = run(&["inject", "-f", "-", "-A"], Some(&input));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: -A/--all-namespaces chooses namespaces of the cluster; with -f the files are the input (-n NAME gives objects without a namespace one)\n"
+    );
+}
+
+#[test]
+fn an_empty_input_fails_rather_than_passing_the_gate() {
+    for command in ["validate", "inject"] {
+        for input in ["", "# nothing rendered\n---\n"] {
+            let out = run(&[command, "-f", "-"], Some(input));
+            assert_eq!(out.status.code(), Some(2), "{command} {input:?}");
+            assert!(
+                text(&out.stderr).ends_with(
+                    "error: no objects in stdin: expected at least one Kubernetes object (kubectl apply refuses an empty input too; did the command that produced it fail?)\n"
+                ),
+                "{command}: {}",
+                text(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn inject_refuses_a_workload_of_the_wrong_shape_and_prints_nothing() {
+    let input = format!(
+        "{}---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: w}}\nspec: {{template: {{spec: {{containers: [{{name: sidekiq, command: bundle exec sidekiq}}]}}}}}}\n",
+        worker("reports", "worker", None)
+    );
+    let out = run(&["inject", "-f", "-"], Some(&input));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).ends_with(
+            "error: stdin#2: malformed workload: Deployment w: spec.template.spec.containers[0].command must be a list of strings\n"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
 }
