@@ -400,11 +400,27 @@ impl Plan {
                 ));
             }
         }
-        if let SidecarAction::Replace(_) = self.sidecar {
-            warnings.push(format!(
+        // The name is sidekiq-guard's: a container of the user's that bears it is replaced, and
+        // the response says so rather than dropping it silently.
+        match &self.sidecar {
+            SidecarAction::Replace(_) => warnings.push(format!(
                 "replaced container {} with the current definition (it is managed by sidekiq-guard; customise it through the policy)",
                 sidecar::NAME
-            ));
+            )),
+            SidecarAction::Move(from) => {
+                let to = match from.mode {
+                    Mode::Native => Mode::Classic,
+                    Mode::Classic => Mode::Native,
+                };
+                warnings.push(format!(
+                    "moved container {} from {} to {} (a {} sidecar) with the current definition (it is managed by sidekiq-guard; customise it through the policy)",
+                    sidecar::NAME,
+                    from.mode.list(),
+                    to.list(),
+                    to.as_str()
+                ));
+            }
+            SidecarAction::Add | SidecarAction::Ours => {}
         }
         warnings
     }

@@ -671,6 +671,23 @@ fn switching_the_sidecar_mode_moves_the_sidecar() {
         native["spec"]["initContainers"][0]["args"][2],
         "--mode=native"
     );
+    assert!(review.notes.contains(&"moved container sidekiq-guard-probe from containers to initContainers (a native sidecar) with the current definition (it is managed by sidekiq-guard; customise it through the policy)".to_owned()), "{:?}", review.notes);
+}
+
+#[test]
+fn a_users_container_bearing_the_probes_name_is_never_dropped_silently() {
+    let mut pod = load("tests/data/objects/pod-rails-worker.json");
+    pod["spec"]["containers"].as_array_mut().unwrap().push(
+        json!({"name": "sidekiq-guard-probe", "image": "mycorp/other:1", "command": ["my-own-thing"]}),
+    );
+    let (review, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    assert_eq!(mutated["spec"]["containers"].as_array().unwrap().len(), 1);
+    assert!(
+        review.notes.iter().any(|n| n
+            .starts_with("moved container sidekiq-guard-probe from containers to initContainers")),
+        "{:?}",
+        review.notes
+    );
 }
 
 #[test]
