@@ -352,28 +352,55 @@ fn closing_if(draining: bool, mut response: Response) -> Response {
 }
 
 async fn not_found(State(state): State<Arc<AdmissionState>>, method: Method, uri: Uri) -> Response {
-    state.metrics.unrouted();
-    closing_if(
-        state.draining.load(Ordering::Relaxed),
-        status_response(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!(
-                "no such endpoint: {method} {}; the webhook serves POST /mutate and POST /validate",
-                uri.path()
-            ),
-        ),
-    )
+    let message = format!(
+        "no such endpoint: {method} {}; the webhook serves POST /mutate and POST /validate",
+        uri.path()
+    );
+    refuse_unrouted(&state, "other", StatusCode::NOT_FOUND, "NotFound", message)
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    let mut response = status_response(
+async fn method_not_allowed(
+    State(state): State<Arc<AdmissionState>>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    let endpoint = match uri.path() {
+        "/mutate" => "mutate",
+        "/validate" => "validate",
+        _ => "other",
+    };
+    let message = format!("{method} is not allowed on {}; use POST", uri.path());
+    let mut response = refuse_unrouted(
+        &state,
+        endpoint,
         StatusCode::METHOD_NOT_ALLOWED,
         "MethodNotAllowed",
-        format!("{method} is not allowed on {}; use POST", uri.path()),
+        message,
     );
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("POST"));
     response
+}
+
+/// A request no route answers: counted, logged like any refused request (a misconfigured
+/// webhook `path` shows here first), and answered with a `Status`.
+fn refuse_unrouted(
+    state: &AdmissionState,
+    endpoint: &'static str,
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+) -> Response {
+    state.metrics.unrouted(endpoint, status);
+    tracing::warn!(
+        endpoint,
+        status = status.as_u16(),
+        error = message.as_str(),
+        "admission request refused"
+    );
+    closing_if(
+        state.draining.load(Ordering::Relaxed),
+        status_response(status, reason, message),
+    )
 }

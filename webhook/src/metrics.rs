@@ -123,10 +123,16 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Counts a request for a path the webhook does not serve (no latency: nothing was done).
-    pub fn unrouted(&self) {
+    /// Counts a request no route answers: a path the webhook does not serve (`endpoint`
+    /// `other`), or a method other than POST (no latency: nothing was done).
+    pub fn unrouted(&self, endpoint: &'static str, status: axum::http::StatusCode) {
+        let result = if status == axum::http::StatusCode::METHOD_NOT_ALLOWED {
+            "method-not-allowed"
+        } else {
+            "not-found"
+        };
         self.requests
-            .get_or_create(&[("endpoint", "other"), ("result", "not-found")])
+            .get_or_create(&[("endpoint", endpoint), ("result", result)])
             .inc();
     }
 

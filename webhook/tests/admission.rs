@@ -499,6 +499,26 @@ async fn other_paths_are_404_and_other_methods_405() {
             .await,
         5.0
     );
+    assert_eq!(
+        setup
+            .webhook
+            .metric(
+                "sidekiq_guard_webhook_requests_total{endpoint=\"mutate\",result=\"method-not-allowed\"}"
+            )
+            .await,
+        1.0
+    );
+    // A misconfigured webhook path shows in the logs first.
+    let refused = setup
+        .webhook
+        .wait_logs_with("admission request refused", 6)
+        .await;
+    let statuses: Vec<&Value> = refused.iter().map(|l| &l["status"]).collect();
+    assert_eq!(statuses, [404, 404, 404, 404, 404, 405]);
+    assert_eq!(
+        refused[5]["error"],
+        "GET is not allowed on /mutate; use POST"
+    );
 }
 
 fn big_pod(name: &str, padding: usize) -> Value {
