@@ -29,8 +29,16 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Connections served at once. The kubelet opens one per probe and the preStop hook one per
 /// drain; beyond this, further clients wait in the listen backlog rather than each holding a
-/// read buffer in a sidecar with a 32 MiB limit.
-const MAX_CONNECTIONS: usize = 128;
+/// read buffer (at most [`MAX_HEAD_BYTES`]: 8 MiB in all) in a sidecar with a 32 MiB limit.
+/// Generous, because the port is open to the pod network: clients that connect and send
+/// nothing (a scanner, a stuck scraper) must not make the kubelet's probes wait, which would
+/// restart a healthy Sidekiq.
+const MAX_CONNECTIONS: usize = 512;
+
+/// How long a client may take to send its request head. The kubelet sends it at once; a slot
+/// held by a silent client is freed well within the kubelet's default probe timeout of 1 s
+/// times the injected probes' 3 s.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Largest request head a connection may buffer (hyper's default is about 400 KiB): the
 /// probe's requests are a path and a few headers.
@@ -43,7 +51,7 @@ pub(crate) async fn serve(listener: TcpListener, handle: Handle, stop: impl Futu
     // Bound how long a client may take to send its headers, and how much it may send, so idle,
     // slow or oversized requests cannot pile up in a sidecar with a 32 MiB limit.
     http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(5))
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES);
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(stop);

@@ -364,3 +364,25 @@ fn metrics_alone_keep_the_gauges_current() {
         gauge("sidekiq_guard_probe_processes")
     );
 }
+
+/// Clients on the pod network that connect and never finish a request (a port scanner, a
+/// stuck scraper) must not delay the kubelet's probes: a delayed probe restarts Sidekiq.
+#[test]
+fn silent_clients_do_not_delay_the_kubelets_probes() {
+    use std::io::Write;
+    let redis = RedisServer::start();
+    let host = "crowded";
+    let _sidekiq = fake(&redis, host, 1, Version::V7, BEAT);
+    let probe = Probe::start(&redis.url(), host, &["--settle=0s"]);
+    let silent: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", probe.port)).unwrap();
+            stream.write_all(b"GET /livez HTTP/1.1\r\n").unwrap();
+            stream
+        })
+        .collect();
+    // The kubelet's default probe timeout.
+    let answer = probe.get_within("/livez", Duration::from_secs(1));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    drop(silent);
+}
