@@ -369,6 +369,17 @@ pub enum RedisError {
         #[source]
         source: redis::RedisError,
     },
+    /// Pushing a signal failed (a `WRONGTYPE` signals key, a read-only replica…).
+    #[error("pushing TSTP to {key} at {url} failed")]
+    Push {
+        /// The signals key.
+        key: String,
+        /// The redacted URL.
+        url: String,
+        /// What failed.
+        #[source]
+        source: redis::RedisError,
+    },
     /// The last attempts failed and the next one is not due yet.
     #[error("Redis at {url} is unreachable; next attempt in {retry_in:?}, last error: {last}")]
     Backoff {
@@ -602,7 +613,23 @@ impl Reader {
         link.last_error = Some(errors::chain(error));
     }
 
+    /// Sends `pipe` and returns its reply. A connection Redis closed while it was idle (a
+    /// restart, a failover, an idle timeout) fails on its next use: then one fresh connection
+    /// is tried at once, so a Redis that is back is not reported away until the next read.
     async fn query(&self, pipe: &redis::Pipeline, commands: usize) -> Result<Value, RedisError> {
+        match self.query_once(pipe, commands).await {
+            Err(RedisError::Command { source, .. }) if source.is_connection_dropped() => {
+                self.query_once(pipe, commands).await
+            }
+            other => other,
+        }
+    }
+
+    async fn query_once(
+        &self,
+        pipe: &redis::Pipeline,
+        commands: usize,
+    ) -> Result<Value, RedisError> {
         let mut connection = self.connection().await?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         self.commands.fetch_add(
@@ -812,9 +839,11 @@ impl Reader {
             .arg(&key)
             .arg(SIGNAL_TTL_SECS)
             .ignore();
-        match self.query(&pipe, 4).await? {
-            Value::Array(_) | Value::Nil | Value::Okay => Ok(()),
-            other => Err(self.protocol("MULTI LPUSH EXPIRE EXEC", &other)),
+        match self.query(&pipe, 4).await {
+            Ok(Value::Array(_) | Value::Nil | Value::Okay) => Ok(()),
+            Ok(other) => Err(self.protocol("MULTI LPUSH EXPIRE EXEC", &other)),
+            Err(RedisError::Command { url, source }) => Err(RedisError::Push { key, url, source }),
+            Err(other) => Err(other),
         }
     }
 }

@@ -14,6 +14,8 @@ mod metrics;
 mod monitor;
 mod server;
 
+use std::io::Write;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -27,15 +29,35 @@ use crate::config::{Args, LogFormat, Settings};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(&args);
-    let settings = Settings::resolve(&args).context("invalid settings")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    runtime.block_on(run(settings))
+    let result = Settings::resolve(&args)
+        .context("invalid settings")
+        .and_then(|settings| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the tokio runtime")?
+                .block_on(run(settings))
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(args.log_format, &err),
+    }
+}
+
+/// Reports a fatal error as the logs are written (one JSON line under `--log-format json`,
+/// which a log pipeline parses), and on stderr in words: the container's last message.
+fn fail(format: LogFormat, err: &anyhow::Error) -> ExitCode {
+    let text = sidekiq_guard::errors::chain(err.as_ref());
+    match format {
+        LogFormat::Json => tracing::error!(error = %text, "fatal"),
+        LogFormat::Text => {
+            let _ = writeln!(std::io::stderr(), "sidekiq-guard-probe: {text}");
+        }
+    }
+    ExitCode::FAILURE
 }
 
 fn init_logging(args: &Args) {

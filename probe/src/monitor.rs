@@ -16,7 +16,7 @@ use sidekiq_guard::probe::Now;
 use sidekiq_guard::probe::drain::{Drain, ProcessDrain, State};
 use sidekiq_guard::probe::health::{self, Code};
 use sidekiq_guard::probe::observe::{ProcessState, Scope, Tracker};
-use sidekiq_guard::redis::{Reader, Stats};
+use sidekiq_guard::redis::{Reader, RedisError, Stats};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
@@ -168,6 +168,8 @@ pub(crate) struct Monitor {
     last_stats: Stats,
     seen: BTreeSet<String>,
     last_codes: Option<(Code, Code)>,
+    /// Whether the last read reached Redis, to log its return.
+    last_reachable: Option<bool>,
     publish: watch::Sender<Arc<Snapshot>>,
     wake: Arc<Notify>,
     want_work: Arc<AtomicBool>,
@@ -221,6 +223,7 @@ impl Monitor {
             last_stats: Stats::default(),
             seen: BTreeSet::new(),
             last_codes: None,
+            last_reachable: None,
             publish,
             wake,
             want_work,
@@ -383,16 +386,44 @@ impl Monitor {
         self.drain_step().await;
     }
 
+    /// One poll of a drain: read Redis, update the drain, push `TSTP` where needed. No read
+    /// or push outlasts the budget, and the poll after the budget's end is its end: `/drain`
+    /// returns within the budget, which is what the grace period allows for it.
     async fn drain_step(&mut self) {
-        self.next_drain_poll = Some(tokio::time::Instant::now() + self.settings.drain_poll);
-        self.refresh(true).await;
+        let left = self
+            .drain
+            .as_ref()
+            .map_or(Duration::MAX, |(_, d)| d.time_left(self.clock.now()));
+        let poll = self.settings.drain_poll.min(left);
+        self.next_drain_poll = Some(tokio::time::Instant::now() + poll);
+        // Once the budget is spent, the step below ends the drain on what was last read.
+        if !left.is_zero()
+            && tokio::time::timeout(left, self.refresh(true))
+                .await
+                .is_err()
+        {
+            let now = self.clock.now();
+            self.tracker.record_failure(
+                now,
+                "Redis did not answer before the drain budget ran out".to_owned(),
+            );
+        }
         let Some((id, mut drain)) = self.drain.take() else {
             self.publish();
             return;
         };
         let signals = drain.step(&self.tracker, self.clock.now());
         for identity in signals {
-            match self.reader.quiet(&identity).await {
+            let left = drain.time_left(self.clock.now());
+            let pushed = tokio::time::timeout(left, self.reader.quiet(&identity))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RedisError::Timeout {
+                        url: self.reader.settings().redacted_url(),
+                        timeout: left,
+                    })
+                });
+            match pushed {
                 Ok(()) => {
                     drain.signalled(&identity, self.clock.now());
                     self.metrics.signals.inc();
@@ -499,6 +530,13 @@ impl Monitor {
             info!(process = %gone, "Sidekiq process left Redis");
         }
         self.seen = current;
+
+        // Said in so many words: the verdict line that follows may not mention Redis.
+        let reachable = self.tracker.redis().reachable();
+        if reachable == Some(true) && self.last_reachable == Some(false) {
+            info!("Redis reachable again");
+        }
+        self.last_reachable = reachable;
 
         let thresholds = &self.settings.thresholds;
         let live = health::liveness(&self.tracker, now, thresholds);

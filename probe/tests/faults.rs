@@ -76,6 +76,11 @@ fn a_redis_outage_fails_readiness_at_once_liveness_after_the_window_and_both_rec
         back.elapsed().as_secs_f64()
     );
     assert!(probe.log().contains("healthy"), "{}", probe.log());
+    assert!(
+        probe.log().contains("Redis reachable again"),
+        "{}",
+        probe.log()
+    );
 }
 
 #[test]
@@ -211,4 +216,52 @@ fn credentials_in_the_url_are_read_as_sidekiqs_clients_read_them() {
             probe.status().redis.error
         );
     }
+}
+
+/// The kubelet sends SIGTERM when `/drain` returns, and the grace period counts the drain
+/// budget for it: a Redis that stops answering mid-drain must not stretch the drain past its
+/// budget by a read timeout.
+#[test]
+fn a_drain_against_a_hung_redis_ends_at_its_budget() {
+    let redis = RedisServer::start();
+    let host = "hung";
+    let _sidekiq = fake(&redis, host, 1, Version::V7, Duration::from_millis(500));
+    let probe = Probe::start(&redis.url(), host, &["--drain-budget=3s"]);
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .get("/readyz")
+        .status
+        == 200));
+    redis.signal("STOP");
+    let asked = Instant::now();
+    let drained = probe.get_within("/drain", Duration::from_secs(10));
+    let took = asked.elapsed();
+    redis.signal("CONT");
+    assert_eq!(drained.status, 504, "{}", drained.body);
+    assert!(
+        drained
+            .body
+            .contains("Redis did not answer before the drain budget ran out"),
+        "{}",
+        drained.body
+    );
+    // Before: the budget plus a read timeout (4.0 s for a 3 s budget).
+    assert!(took < Duration::from_millis(3_600), "{took:?}");
+}
+
+/// A restarted Redis closes the probe's idle connection; the next read must reconnect at once
+/// rather than report Redis unreachable until the read after it.
+#[test]
+fn a_connection_redis_closed_while_idle_is_replaced_within_the_read() {
+    let mut redis = RedisServer::start();
+    let probe = Probe::start(&redis.url(), "nobody", &[]);
+    let none = "fail: no Sidekiq process with hostname \"nobody\" in Redis";
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .get("/readyz")
+        .body
+        .starts_with(none)));
+    redis.restart();
+    // Older than --refresh-after: the next probe reads Redis, on the connection it had.
+    std::thread::sleep(Duration::from_millis(1200));
+    let ready = probe.get("/readyz");
+    assert!(ready.body.starts_with(none), "{}", ready.body);
 }

@@ -230,18 +230,37 @@ fn endpoints_metrics_and_an_idempotent_drain() {
 #[test]
 fn a_provider_holding_a_url_is_refused_without_showing_the_password() {
     let output = Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-probe"))
-        .args(["--listen=127.0.0.1:0", "--hostname=x"])
+        .args(["--listen=127.0.0.1:0", "--hostname=x", "--log-format=text"])
         .env("REDIS_PROVIDER", "redis://:hunter2@redis:6379/0")
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("REDIS_PROVIDER holds a URL (redis://:***@redis:6379/0)"),
+        stderr.starts_with("sidekiq-guard-probe: invalid settings: Redis settings: REDIS_PROVIDER holds a URL (redis://:***@redis:6379/0)"),
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    // With JSON logs, the fatal error is one JSON line too, which a log pipeline parses.
+    let output = Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-probe"))
+        .args(["--listen=127.0.0.1:0", "--hostname=x", "--log-format=json"])
+        .env("REDIS_PROVIDER", "redis://:hunter2@redis:6379/0")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["level"], "ERROR");
+    assert_eq!(lines[0]["message"], "fatal");
+    let error = lines[0]["error"].as_str().unwrap();
+    assert!(error.starts_with("invalid settings: Redis settings: REDIS_PROVIDER holds a URL (redis://:***@redis:6379/0)"), "{error}");
 }
 
 #[test]

@@ -187,6 +187,12 @@ impl Drain {
         self.budget
     }
 
+    /// What is left of the budget at `now` (zero once it has run out).
+    pub fn time_left(&self, now: Now) -> Duration {
+        self.budget
+            .saturating_sub(now.mono.saturating_sub(self.started))
+    }
+
     /// Wall-clock time the drain started.
     pub fn started_wall(&self) -> f64 {
         self.started_wall

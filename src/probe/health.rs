@@ -134,6 +134,14 @@ fn stale(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Vec<(String, f
         .collect()
 }
 
+/// The last error while a key Sidekiq uses holds another type.
+fn wrong_type_error(redis: &crate::probe::observe::RedisHealth) -> Option<&str> {
+    redis
+        .failing_since
+        .filter(|_| redis.wrong_type)
+        .and(redis.last_error.as_deref())
+}
+
 /// The last error while Redis refuses the probe.
 fn refused_error(redis: &crate::probe::observe::RedisHealth) -> Option<&str> {
     redis.failing_since.and(redis.last_error.as_deref())
@@ -188,6 +196,14 @@ pub fn liveness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdict
             Code::RedisRefused,
             format!(
                 "Redis refuses the probe ({error}); liveness does not fail, since restarting Sidekiq cannot fix the probe's Redis settings"
+            ),
+        );
+    }
+    if let Some(error) = wrong_type_error(redis) {
+        return Verdict::pass(
+            Code::Unreadable,
+            format!(
+                "Redis answers, but {error}; liveness holds: restarting Sidekiq would not fix its records"
             ),
         );
     }
@@ -270,6 +286,9 @@ pub fn readiness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdic
             Code::RedisRefused,
             format!("Redis refuses the probe: {error}"),
         );
+    }
+    if let Some(error) = wrong_type_error(redis) {
+        return Verdict::fail(Code::Unreadable, format!("Redis answers, but {error}"));
     }
     if redis.failing_since.is_some() {
         let error = redis.last_error.as_deref().unwrap_or("unknown error");
@@ -457,6 +476,22 @@ mod tests {
         let live = liveness(&t, at(1_131.0), &th);
         assert_eq!(live.code, Code::RedisOutage, "{live:?}");
         assert!(!live.ok);
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_type_is_no_outage() {
+        let wrongtype = "unexpected reply from Redis at redis://h:6379/0 to SMEMBERS processes: WRONGTYPE Operation against a key holding the wrong kind of value";
+        let th = Thresholds::default();
+        let mut t = tracker_with(1_005.0, false, 1_006.0);
+        t.record_failure(at(1_010.0), wrongtype.into());
+        t.record_failure(at(1_500.0), wrongtype.into());
+        let ready = readiness(&t, at(1_500.0), &th);
+        assert_eq!(ready.code, Code::Unreadable);
+        assert_eq!(ready.reason, format!("Redis answers, but {wrongtype}"));
+        assert!(!ready.ok);
+        let live = liveness(&t, at(1_500.0), &th);
+        assert_eq!(live.code, Code::Unreadable);
+        assert!(live.ok, "{live:?}");
     }
 
     #[test]

@@ -186,6 +186,10 @@ pub struct RedisHealth {
     /// Whether the last failure was Redis refusing the probe (credentials, ACL, database
     /// number) rather than not answering.
     pub refused: bool,
+    /// Whether the last failure was a key Sidekiq uses holding another type (`WRONGTYPE`, a
+    /// `processes` that someone `SET`): Redis answers, and Sidekiq's records are what is
+    /// wrong — no outage, and nothing a restart of Sidekiq would fix.
+    pub wrong_type: bool,
     /// Wall-clock time of the first failure since the last success.
     failing_since_wall: Option<f64>,
     /// The latest outages as wall-clock `(first failure, recovery)` intervals, oldest first.
@@ -209,9 +213,11 @@ impl RedisHealth {
         self.last_read.map(|_| self.failing_since.is_none())
     }
 
-    /// How long Redis has been unreachable at `now`, if it is.
+    /// How long Redis has been unreachable at `now`, if it is (a read failing on a key of
+    /// the wrong type is Redis answering, not an outage).
     pub fn unreachable_for(&self, now: Now) -> Option<Duration> {
         self.failing_since
+            .filter(|_| !self.wrong_type)
             .map(|since| now.mono.saturating_sub(since))
     }
 }
@@ -580,6 +586,7 @@ impl Tracker {
         self.redis.failing_since.get_or_insert(now.mono);
         self.redis.failing_since_wall.get_or_insert(now.wall);
         self.redis.refused = refuses_access(&error);
+        self.redis.wrong_type = error.contains("WRONGTYPE");
         self.redis.last_error = Some(error);
         // Processes may come and go while Redis is away: list them again on recovery.
         self.discovery_due = true;

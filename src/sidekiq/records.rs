@@ -618,6 +618,13 @@ pub fn parse_job(thread: &str, value: &[u8]) -> Result<Job, RecordError> {
     };
     let run_at =
         json_f64(&entry, "work", "run_at")?.ok_or_else(|| RecordError::missing("run_at"))?;
+    if run_at > EPOCH_SECONDS_MAX {
+        return Err(RecordError::invalid_json_value(
+            "run_at",
+            &entry["run_at"],
+            MILLISECONDS,
+        ));
+    }
     // The payload is a JSON string in every version from 6.x to 8.x; older releases stored the
     // object itself, which costs nothing to accept.
     let payload_value = entry
@@ -692,11 +699,27 @@ fn parse_uint(text: &str, field: &str) -> Result<u64, RecordError> {
 }
 
 fn parse_epoch(text: &str, field: &str) -> Result<f64, RecordError> {
-    text.trim()
+    let seconds = text
+        .trim()
         .parse::<f64>()
         .ok()
         .filter(|f| f.is_finite() && *f >= 0.0)
-        .ok_or_else(|| RecordError::invalid(field, text, "epoch seconds"))
+        .ok_or_else(|| RecordError::invalid(field, text, "epoch seconds"))?;
+    in_seconds(seconds, field, text)
+}
+
+/// Past this, an epoch time is not seconds (it would be the year 5138) but milliseconds, as
+/// Sidekiq 8 writes the timestamps of job payloads: read as seconds it would be far in the
+/// future, and every age computed from it silently zero.
+const EPOCH_SECONDS_MAX: f64 = 1e11;
+
+const MILLISECONDS: &str = "epoch seconds, as Sidekiq writes them (this looks like milliseconds)";
+
+fn in_seconds(seconds: f64, field: &str, text: &str) -> Result<f64, RecordError> {
+    if seconds > EPOCH_SECONDS_MAX {
+        return Err(RecordError::invalid(field, text, MILLISECONDS));
+    }
+    Ok(seconds)
 }
 
 fn json_str<'a>(
@@ -1018,6 +1041,10 @@ mod tests {
             ),
             ("t4", r#"{"queue":"q","payload":"not json","run_at":5}"#),
             ("t5", r#"{"queue":"q","payload":"{\"class\":\"B\"}"}"#),
+            (
+                "t6",
+                r#"{"queue":"q","payload":"{\"class\":\"C\",\"jid\":\"6\"}","run_at":1795721290000}"#,
+            ),
         ]));
         assert_eq!(work.jobs.len(), 1);
         let errors: Vec<String> = work
@@ -1032,7 +1059,27 @@ mod tests {
                 "t3: field `payload.class` is missing",
                 "t4: field `payload` is not valid JSON",
                 "t5: field `run_at` is missing",
+                "t6: field `run_at` is 1795721290000, expected epoch seconds, as Sidekiq writes them (this looks like milliseconds)",
             ]
+        );
+    }
+
+    #[test]
+    fn a_beat_in_milliseconds_is_named_not_read_as_the_far_future() {
+        let err = parse_process(
+            "vm:1:ab",
+            &hash(&[
+                ("info", INFO6),
+                ("busy", "0"),
+                ("beat", "1795721290000"),
+                ("quiet", "false"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "field `beat` is \"1795721290000\", expected epoch seconds, as Sidekiq writes them (this looks like milliseconds)"
         );
     }
 
