@@ -150,6 +150,9 @@ pub struct PortChoice {
     pub port: u16,
     /// When the annotated port is taken: the container that uses it.
     pub conflict: Option<String>,
+    /// When the policy's port was taken and the sidecar moved off it: that port, and the
+    /// container that uses it (said in a warning, or the new port would surprise).
+    pub instead_of: Option<(u16, String)>,
 }
 
 /// The facts about a Sidekiq workload.
@@ -378,6 +381,7 @@ fn choose_port(workload: &Workload<'_>, sidekiq: usize, settings: &Settings) -> 
         return PortChoice {
             port: wanted,
             conflict: used.get(&wanted).map(|name| (*name).to_owned()),
+            instead_of: None,
         };
     }
     // Upwards, then from the first unprivileged port: the sidecar runs as non-root and cannot
@@ -389,10 +393,15 @@ fn choose_port(workload: &Workload<'_>, sidekiq: usize, settings: &Settings) -> 
         Some(port) => PortChoice {
             port,
             conflict: None,
+            instead_of: used
+                .get(&wanted)
+                .filter(|_| port != wanted)
+                .map(|name| (wanted, (*name).to_owned())),
         },
         None => PortChoice {
             port: wanted,
             conflict: used.get(&wanted).map(|name| (*name).to_owned()),
+            instead_of: None,
         },
     }
 }
@@ -462,7 +471,8 @@ mod tests {
             analysis(&object).port,
             PortChoice {
                 port: 7436,
-                conflict: None
+                conflict: None,
+                instead_of: Some((7434, "w".into())),
             }
         );
     }
@@ -481,7 +491,8 @@ mod tests {
             analysis.port,
             PortChoice {
                 port: 1024,
-                conflict: None
+                conflict: None,
+                instead_of: Some((65535, "w".into())),
             }
         );
     }
@@ -535,7 +546,8 @@ mod tests {
             analysis(&object).port,
             PortChoice {
                 port: 9000,
-                conflict: Some("metrics".into())
+                conflict: Some("metrics".into()),
+                instead_of: None,
             }
         );
     }

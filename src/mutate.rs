@@ -391,6 +391,12 @@ impl Plan {
                 "kept terminationGracePeriodSeconds {value}, at least the required {explanation}"
             ),
         }];
+        if let Some((wanted, user)) = &analysis.port.instead_of {
+            warnings.push(format!(
+                "the probe sidecar listens on port {}: port {wanted} is used by container {user}",
+                analysis.port.port
+            ));
+        }
         let container = &analysis.container.name;
         for (part, kept) in self.parts() {
             if kept && part != Part::TerminationGracePeriodSeconds {

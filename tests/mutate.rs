@@ -439,10 +439,18 @@ fn user_probes_and_a_long_grace_period_are_kept() {
 fn the_probe_port_moves_past_ports_in_use_and_stays_there() {
     let mut pod = load("tests/data/objects/pod-user-probes.yaml");
     pod["spec"]["containers"][0]["ports"] = json!([{"containerPort": 7434}]);
-    let (_, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    let (review, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
     assert_eq!(
         mutated["spec"]["initContainers"][0]["ports"][0]["containerPort"],
         7435
+    );
+    let name = pod["spec"]["containers"][0]["name"].as_str().unwrap();
+    assert!(
+        review.notes.contains(&format!(
+            "the probe sidecar listens on port 7435: port 7434 is used by container {name}"
+        )),
+        "{:?}",
+        review.notes
     );
     assert_eq!(
         mutated["spec"]["containers"][0]["lifecycle"]["preStop"]["httpGet"]["port"],
