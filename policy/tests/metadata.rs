@@ -43,7 +43,17 @@ fn metadata_declares_a_mutating_wapc_policy_of_this_version() {
     let metadata = yaml("metadata.yml");
     assert_eq!(metadata["mutating"], true);
     assert_eq!(metadata["executionMode"], "kubewarden-wapc");
-    assert_eq!(metadata["contextAware"], false);
+    // Reads nothing from the cluster (the current field; `contextAware` is the old one).
+    assert_eq!(metadata["contextAwareResources"], serde_json::json!([]));
+    // `kwctl scaffold artifacthub` reads the author as `Name <email>`.
+    let author = metadata["annotations"]["io.kubewarden.policy.author"]
+        .as_str()
+        .unwrap();
+    let (name, email) = author.split_once(" <").unwrap();
+    assert!(
+        !name.is_empty() && email.ends_with('>') && email.contains('@'),
+        "{author}"
+    );
     let annotations = &metadata["annotations"];
     assert_eq!(
         annotations["io.kubewarden.policy.version"],
@@ -116,9 +126,16 @@ fn artifacthub_package_matches_the_metadata() {
                 .unwrap()
         )
     );
+    assert_eq!(
+        package["description"],
+        metadata["annotations"]["io.kubewarden.policy.description"]
+    );
+    let keywords = metadata["annotations"]["io.artifacthub.keywords"]
+        .as_str()
+        .unwrap();
+    assert_eq!(strings(&package["keywords"]).join(", "), keywords);
     let annotations = &package["annotations"];
     assert_eq!(annotations["kubewarden/mutation"], "true");
-    assert_eq!(annotations["kubewarden/contextAware"], "false");
     assert_eq!(
         annotations["kubewarden/resources"],
         metadata["annotations"]["io.artifacthub.resources"]
