@@ -9,10 +9,10 @@
 #   docker build -t ghcr.io/sidekiq-guard/sidekiq-guard:0.1.0 .
 #
 # The binaries are statically linked against glibc (crt-static on the gnu target): no libc in
-# the final image, while keeping glibc's allocator, which serves the webhook's many small JSON
-# allocations much faster than musl's. Name resolution (the probe resolves Redis host names)
-# works without NSS modules: glibc's static resolver reads /etc/hosts and /etc/resolv.conf,
-# which the kubelet mounts into every container.
+# the final image. The webhook brings its own allocator (mimalloc, for its many small JSON
+# allocations); the probe uses glibc's, which keeps its resident memory small. Name resolution
+# (the probe resolves Redis host names) works without NSS modules: glibc's static resolver
+# reads /etc/hosts and /etc/resolv.conf, which the kubelet mounts into every container.
 
 ARG RUST_VERSION=1.95
 

@@ -137,9 +137,9 @@ pub enum InstallError {
         /// Service name.
         service: String,
     },
-    /// The serving Secret exists with another type, which cannot be changed in place.
+    /// A Secret exists with another type, which cannot be changed in place.
     #[error(
-        "Secret {namespace}/{name} has type {found:?}, expected kubernetes.io/tls; delete it and run certs install again"
+        "Secret {namespace}/{name} has type {found:?}, expected {expected}; delete it and run certs install again"
     )]
     SecretType {
         /// Namespace.
@@ -148,6 +148,20 @@ pub enum InstallError {
         name: String,
         /// Its type.
         found: String,
+        /// The type certs install writes.
+        expected: &'static str,
+    },
+    /// A Secret is cert-manager's: two issuers of one certificate undo each other's work.
+    #[error(
+        "Secret {namespace}/{name} is managed by cert-manager (Certificate {certificate}); certs install must not run beside it: delete the sidekiq-guard-certs CronJob and Job (see certs/README.md, \"Switching\")"
+    )]
+    CertManager {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The Certificate that writes it.
+        certificate: String,
     },
 }
 
@@ -185,7 +199,16 @@ async fn install_once(
 
     // 1. The CA outlives every certificate it signs: renew it when it would expire before a
     //    serving certificate issued today.
+    // Both Secrets are checked before either is written.
     let ca_secret = get(&secrets, &config.ca_secret, "Secret", &config.namespace).await?;
+    let tls_secret = get(&secrets, &config.secret, "Secret", &config.namespace).await?;
+    ours(ca_secret.as_ref(), &config.ca_secret, "Opaque", config)?;
+    ours(
+        tls_secret.as_ref(),
+        &config.secret,
+        "kubernetes.io/tls",
+        config,
+    )?;
     let ca_margin = config.validity + config.renew_before;
     let (ca, ca_action) = match ca_secret.as_ref().map(|s| read_ca(s, now, ca_margin)) {
         Some(Ok(ca)) => (ca, Action::Kept),
@@ -211,16 +234,6 @@ async fn install_once(
     let ca_der = pki::certificates(ca.cert_pem.as_bytes(), "the CA")?.remove(0);
 
     // 2. The serving certificate.
-    let tls_secret = get(&secrets, &config.secret, "Secret", &config.namespace).await?;
-    if let Some(found) = tls_secret.as_ref().and_then(|s| s.type_.clone())
-        && found != "kubernetes.io/tls"
-    {
-        return Err(InstallError::SecretType {
-            namespace: config.namespace.clone(),
-            name: config.secret.clone(),
-            found,
-        });
-    }
     let current = tls_secret
         .as_ref()
         .map(|s| read_serving(s, &ca_der, &names, now, config.renew_before));
@@ -289,6 +302,40 @@ async fn install_once(
         patched,
         serving_not_after,
     })
+}
+
+/// Checks that an existing Secret is one certs install may write: of the type it writes (a
+/// type cannot change in place), and not cert-manager's.
+fn ours(
+    secret: Option<&Secret>,
+    name: &str,
+    expected: &'static str,
+    config: &InstallConfig,
+) -> Result<(), InstallError> {
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    if let Some(certificate) = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("cert-manager.io/certificate-name"))
+    {
+        return Err(InstallError::CertManager {
+            namespace: config.namespace.clone(),
+            name: name.to_owned(),
+            certificate: certificate.clone(),
+        });
+    }
+    match secret.type_.as_deref() {
+        Some(found) if found != expected => Err(InstallError::SecretType {
+            namespace: config.namespace.clone(),
+            name: name.to_owned(),
+            found: found.to_owned(),
+            expected,
+        }),
+        _ => Ok(()),
+    }
 }
 
 async fn get<K>(
@@ -427,6 +474,10 @@ async fn put_secret(
                         (
                             "app.kubernetes.io/managed-by".to_owned(),
                             "sidekiq-guard-webhook".to_owned(),
+                        ),
+                        (
+                            "app.kubernetes.io/part-of".to_owned(),
+                            "sidekiq-guard".to_owned(),
                         ),
                     ])),
                     ..ObjectMeta::default()

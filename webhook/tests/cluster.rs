@@ -471,6 +471,47 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
     // The serving Secret is written only once the configurations trust its CA.
     let tls = api.get(&path).unwrap();
     assert_eq!(tls["data"], json!({}));
+
+    // Left behind when cert-manager took over (its CA Secret is of type kubernetes.io/tls):
+    // the weekly run must neither overwrite cert-manager's Secrets nor fail on a raw 422.
+    seed_configurations(&api);
+    api.put(
+        &format!("{SECRETS}/sidekiq-guard-ca"),
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+               "metadata": {"name": "sidekiq-guard-ca", "namespace": "sidekiq-guard"},
+               "data": {"ca.crt": b64(b"x"), "tls.crt": b64(b"x"), "tls.key": b64(b"x")}}),
+    );
+    let output = install(&api, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Secret sidekiq-guard/sidekiq-guard-ca has type \"kubernetes.io/tls\", expected Opaque; delete it and run certs install again"),
+        "{stderr}"
+    );
+    api.put(
+        &path,
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+               "metadata": {"name": "sidekiq-guard-tls", "namespace": "sidekiq-guard",
+                            "annotations": {"cert-manager.io/certificate-name": "sidekiq-guard-serving"}},
+               "data": {}}),
+    );
+    api.put(
+        &format!("{SECRETS}/sidekiq-guard-ca"),
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": "sidekiq-guard-ca", "namespace": "sidekiq-guard"}, "data": {}}),
+    );
+    let output = install(&api, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Secret sidekiq-guard/sidekiq-guard-tls is managed by cert-manager (Certificate sidekiq-guard-serving); certs install must not run beside it"),
+        "{stderr}"
+    );
+    assert_eq!(api.get(&path).unwrap()["data"], json!({}));
+    assert_eq!(
+        api.get(&format!("{SECRETS}/sidekiq-guard-ca")).unwrap()["data"],
+        json!({})
+    );
 }
 
 #[test]
