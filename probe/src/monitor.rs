@@ -579,7 +579,9 @@ impl Monitor {
             t.processes()
                 .filter_map(|p| match &p.state {
                     ProcessState::Live(live) => Some(live.beat),
-                    ProcessState::Expired => p.last_beat.filter(|beat| !t.replaced_after(*beat)),
+                    ProcessState::Expired => p
+                        .last_beat
+                        .filter(|beat| !t.replaced_after(&p.identity, *beat)),
                     ProcessState::Unreadable(_) => None,
                 })
                 .map(|beat| t.heartbeat_age(beat, now))

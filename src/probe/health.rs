@@ -129,7 +129,8 @@ fn stale(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Vec<(String, f
                 ProcessState::Unreadable(_) => return None,
             };
             let age = tracker.heartbeat_age(beat, now);
-            (age > limit && !tracker.replaced_after(beat)).then(|| (t.identity.clone(), age))
+            (age > limit && !tracker.replaced_after(&t.identity, beat))
+                .then(|| (t.identity.clone(), age))
         })
         .collect()
 }
@@ -425,6 +426,19 @@ mod tests {
             }],
         );
         let live = liveness(&t, at(1_070.0), &Thresholds::default());
+        assert_eq!(live.code, Code::StaleHeartbeat, "{live:?}");
+    }
+
+    #[test]
+    fn a_record_that_started_after_its_own_beat_does_not_replace_itself() {
+        let odd = r#"{"hostname":"w-0","pid":1,"started_at":1100.0,"concurrency":5}"#;
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(60));
+        t.ingest(
+            at(1_101.0),
+            Some(&["w-0:1:aa".to_owned()]),
+            vec![raw("w-0:1:aa", 1_005.0, false, odd)],
+        );
+        let live = liveness(&t, at(1_101.0), &Thresholds::default());
         assert_eq!(live.code, Code::StaleHeartbeat, "{live:?}");
     }
 

@@ -337,13 +337,15 @@ impl Tracker {
                 .is_none_or(|at| now.mono.saturating_sub(at) >= self.rediscover_after)
     }
 
-    /// Whether a process whose last heartbeat was `beat` has been replaced: a readable process
-    /// of the same scope started after it (the container restarted, say after an OOM kill, or
-    /// a swarm forked a new child). Its hash lingers up to 60 s; it is gone, not wedged.
-    pub fn replaced_after(&self, beat: f64) -> bool {
+    /// Whether the process `identity`, whose last heartbeat was `beat`, has been replaced:
+    /// another readable process of the same scope started after it (the container restarted,
+    /// say after an OOM kill, or a swarm forked a new child). Its hash lingers up to 60 s; it
+    /// is gone, not wedged. A record claiming to have started after its own last beat does not
+    /// replace itself.
+    pub fn replaced_after(&self, identity: &str, beat: f64) -> bool {
         self.tracked
             .values()
-            .filter(|t| t.process().is_some())
+            .filter(|t| t.identity != identity && t.process().is_some())
             .map(|t| t.started_at.unwrap_or(t.first_seen))
             .any(|started| started > beat)
     }
@@ -457,7 +459,10 @@ impl Tracker {
             .tracked
             .values()
             .filter(|t| matches!(t.state, ProcessState::Expired))
-            .filter(|t| t.last_beat.is_none_or(|beat| self.replaced_after(beat)))
+            .filter(|t| {
+                t.last_beat
+                    .is_none_or(|beat| self.replaced_after(&t.identity, beat))
+            })
             .map(|t| t.identity.clone())
             .collect();
         for identity in replaced {
