@@ -3,15 +3,22 @@
 //!
 //! A job is expected to need at most `longest-job` in all. It is **at risk** when it has already
 //! run longer than declared (nobody knows when it will end), or when what the declaration leaves
-//! it exceeds the seconds left before SIGKILL minus Sidekiq's exit allowance.
+//! it exceeds the time it has: the seconds left before SIGKILL minus Sidekiq's exit allowance,
+//! or, when SIGTERM reaches Sidekiq earlier than that (no preStop hook holds it back, or a fixed
+//! sleep), what is left of Sidekiq's shutdown timeout after it — Sidekiq then pushes the job
+//! back to its queue, unfinished.
 
 use std::fmt;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::analysis::{Context, Subject, analyse};
 use crate::duration::Secs;
 use crate::grace::EXIT_ALLOWANCE_SECS;
+use crate::policy::Policy;
+use crate::prestop::PreStop;
+use crate::sidecar::Mode;
 use crate::timestamp;
 
 /// A pod the API server is deleting gracefully.
@@ -21,6 +28,9 @@ pub struct Deletion<'a> {
     pub timestamp: &'a str,
     /// Seconds from `now` until then; negative once it has passed.
     pub left_secs: f64,
+    /// Seconds since the deletion began (`deletionGracePeriodSeconds` before the timestamp),
+    /// when the pod says its grace period.
+    pub began_secs_ago: Option<f64>,
 }
 
 impl<'a> Deletion<'a> {
@@ -30,9 +40,64 @@ impl<'a> Deletion<'a> {
     pub fn of_pod(pod: &'a Value, now_unix: f64) -> Option<Self> {
         let timestamp = pod.pointer("/metadata/deletionTimestamp")?.as_str()?;
         let at = timestamp::parse(timestamp)?;
+        let left_secs = at as f64 - now_unix;
+        let grace = pod
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_f64);
         Some(Self {
             timestamp,
-            left_secs: at as f64 - now_unix,
+            left_secs,
+            began_secs_ago: grace.map(|grace| grace - left_secs),
+        })
+    }
+}
+
+/// When SIGTERM reaches Sidekiq during a deletion, and how long Sidekiq then lets its jobs run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shutdown {
+    /// Seconds after the deletion began that the preStop hook lets SIGTERM through: 0 without
+    /// a hook that waits, the sleep of a fixed one, the drain budget for `/drain` (which
+    /// returns by then). `None` when the hook waits for the jobs some other way, forever, or
+    /// cannot be read: then only SIGKILL bounds them.
+    pub sigterm_after: Option<u64>,
+    /// Sidekiq's `-t`: how long it lets running jobs go on after SIGTERM before it pushes them
+    /// back to their queues.
+    pub timeout: u64,
+}
+
+impl Shutdown {
+    /// For `pod`, from its Sidekiq container's preStop hook and `-t` (the annotation, else the
+    /// policy's default, Sidekiq's 25 s in the default policy); `None` when its Sidekiq
+    /// container cannot be told.
+    pub fn of_pod(pod: &Value, policy: &Policy) -> Option<Self> {
+        let ctx = Context {
+            policy,
+            mode: Mode::Native,
+            namespace: None,
+        };
+        let Subject::Sidekiq(analysis) = analyse(pod, &ctx) else {
+            return None;
+        };
+        let sigterm_after = match &analysis.state.prestop {
+            PreStop::Missing | PreStop::QuietOnly => Some(0),
+            // The budget the webhook gave the probe, when it injected the pod.
+            PreStop::Drain { .. } => Some(
+                crate::status::InjectionStatus::of_pod(pod)
+                    .map_or(analysis.grace.drain_budget, |status| status.drain_budget),
+            ),
+            PreStop::QuietThenSleep {
+                sleep,
+                also_runs: false,
+            }
+            | PreStop::SleepOnly { sleep } => Some(*sleep),
+            PreStop::QuietThenSleep { .. }
+            | PreStop::Quiets
+            | PreStop::Endless { .. }
+            | PreStop::Unrecognised { .. } => None,
+        };
+        Some(Self {
+            sigterm_after,
+            timeout: analysis.settings.shutdown_timeout.value,
         })
     }
 }
@@ -115,6 +180,10 @@ pub enum Verdict {
         declared_secs: u64,
         /// Seconds left before SIGKILL.
         left_secs: u64,
+        /// When Sidekiq's shutdown timeout ends sooner than that: the seconds until it does,
+        /// and the timeout.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        shutdown_timeout: Option<TimeoutLeft>,
     },
     /// Jobs run, but no longest job is declared to judge them by.
     Unknown {
@@ -129,14 +198,24 @@ pub enum Verdict {
     },
 }
 
-/// Judges the jobs of a pod with `left_secs` before SIGKILL and a declared longest job;
-/// `jobs` is `None` when they could not be read.
+/// What is left of Sidekiq's shutdown timeout, when it ends before SIGKILL.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TimeoutLeft {
+    /// Seconds until it ends (0 once it has).
+    pub left_secs: u64,
+    /// Sidekiq's `-t`.
+    pub timeout_secs: u64,
+}
+
+/// Judges the jobs of a pod being deleted, with a declared longest job; `shutdown` is how its
+/// Sidekiq gets SIGTERM, when known; `jobs` is `None` when they could not be read.
 pub fn terminating(
-    left_secs: f64,
+    deletion: &Deletion<'_>,
+    shutdown: Option<Shutdown>,
     declared_secs: Option<u64>,
     jobs: Option<&[RunningJob<'_>]>,
 ) -> Verdict {
-    let left = left_secs.max(0.0);
+    let left = deletion.left_secs.max(0.0);
     let left_whole = left.floor() as u64;
     let Some(jobs) = jobs else {
         return Verdict::Unseen {
@@ -151,7 +230,20 @@ pub fn terminating(
             left_secs: left_whole,
         };
     };
-    let usable = left - EXIT_ALLOWANCE_SECS as f64;
+    let until_sigkill = left - EXIT_ALLOWANCE_SECS as f64;
+    // Sidekiq's own deadline: SIGTERM, then `-t`, then the job goes back to its queue.
+    let until_timeout = match (shutdown, deletion.began_secs_ago) {
+        (
+            Some(Shutdown {
+                sigterm_after: Some(after),
+                timeout,
+            }),
+            Some(began),
+        ) => Some((after as f64 + timeout as f64 - began, timeout)),
+        _ => None,
+    }
+    .filter(|(secs, _)| *secs < until_sigkill);
+    let usable = until_timeout.map_or(until_sigkill, |(secs, _)| secs);
     // The job that needs the most time beyond what is left decides; one that overran its
     // declaration needs an unknown amount, so it counts as needing more than any other.
     let worst = jobs
@@ -171,6 +263,10 @@ pub fn terminating(
             elapsed_secs: job.elapsed_secs.floor() as u64,
             declared_secs: declared,
             left_secs: left_whole,
+            shutdown_timeout: until_timeout.map(|(secs, timeout)| TimeoutLeft {
+                left_secs: secs.max(0.0).floor() as u64,
+                timeout_secs: timeout,
+            }),
         },
         _ => Verdict::WillFinish {
             left_secs: left_whole,
@@ -202,12 +298,32 @@ impl fmt::Display for Verdict {
                 elapsed_secs,
                 declared_secs,
                 left_secs,
-            } => write!(
-                f,
-                "at risk: job {class} has run {} of a declared {}, {left_secs} s left",
-                Secs(*elapsed_secs),
-                Secs(*declared_secs)
-            ),
+                shutdown_timeout,
+            } => {
+                write!(
+                    f,
+                    "at risk: job {class} has run {} of a declared {}, ",
+                    Secs(*elapsed_secs),
+                    Secs(*declared_secs)
+                )?;
+                match shutdown_timeout {
+                    Some(TimeoutLeft {
+                        left_secs: 0,
+                        timeout_secs,
+                    }) => write!(
+                        f,
+                        "and Sidekiq's shutdown timeout (-t {timeout_secs}) has passed: it goes back to its queue unfinished"
+                    ),
+                    Some(TimeoutLeft {
+                        left_secs: timeout_left,
+                        timeout_secs,
+                    }) => write!(
+                        f,
+                        "{timeout_left} s left before Sidekiq's shutdown timeout (-t {timeout_secs}) sends it back to its queue"
+                    ),
+                    None => write!(f, "{left_secs} s left"),
+                }
+            }
         }
     }
 }
@@ -236,6 +352,15 @@ mod tests {
     }
 
     use super::*;
+
+    /// A deletion with `left_secs` before SIGKILL, begun at an unknown time.
+    fn deletion(left_secs: f64) -> Deletion<'static> {
+        Deletion {
+            timestamp: "2026-11-26T08:00:30Z",
+            left_secs,
+            began_secs_ago: None,
+        }
+    }
 
     fn job(class: &str, elapsed_secs: f64) -> RunningJob<'_> {
         RunningJob {
@@ -270,7 +395,12 @@ mod tests {
 
     #[test]
     fn the_example_of_the_issue() {
-        let verdict = terminating(20.4, Some(300), Some(&[job("ReportJob", 240.0)]));
+        let verdict = terminating(
+            &deletion(20.4),
+            None,
+            Some(300),
+            Some(&[job("ReportJob", 240.0)]),
+        );
         assert_eq!(
             verdict.to_string(),
             "at risk: job ReportJob has run 4m of a declared 5m, 20 s left"
@@ -280,7 +410,8 @@ mod tests {
     #[test]
     fn the_youngest_job_binds_because_the_declaration_bounds_every_job() {
         let verdict = terminating(
-            100.0,
+            &deletion(100.0),
+            None,
             Some(300),
             Some(&[job("ReportJob", 240.0), job("MailJob", 2.0)]),
         );
@@ -292,14 +423,24 @@ mod tests {
 
     #[test]
     fn jobs_that_fit_will_finish() {
-        let verdict = terminating(120.0, Some(300), Some(&[job("ReportJob", 250.0)]));
+        let verdict = terminating(
+            &deletion(120.0),
+            None,
+            Some(300),
+            Some(&[job("ReportJob", 250.0)]),
+        );
         assert_eq!(verdict, Verdict::WillFinish { left_secs: 120 });
         assert_eq!(verdict.to_string(), "will finish");
     }
 
     #[test]
     fn a_job_past_its_declaration_is_at_risk_whatever_is_left() {
-        let verdict = terminating(600.0, Some(60), Some(&[job("ImportJob", 61.0)]));
+        let verdict = terminating(
+            &deletion(600.0),
+            None,
+            Some(60),
+            Some(&[job("ImportJob", 61.0)]),
+        );
         assert_eq!(
             verdict.to_string(),
             "at risk: job ImportJob has run 1m1s of a declared 1m, 600 s left"
@@ -308,26 +449,103 @@ mod tests {
 
     #[test]
     fn idle_and_undeclared() {
-        assert_eq!(terminating(10.0, Some(60), Some(&[])), Verdict::Idle);
         assert_eq!(
-            terminating(10.0, None, Some(&[job("A", 1.0)])),
+            terminating(&deletion(10.0), None, Some(60), Some(&[])),
+            Verdict::Idle
+        );
+        assert_eq!(
+            terminating(&deletion(10.0), None, None, Some(&[job("A", 1.0)])),
             Verdict::Unknown { left_secs: 10 }
         );
         assert_eq!(
-            terminating(-3.0, None, Some(&[job("A", 1.0)])),
+            terminating(&deletion(-3.0), None, None, Some(&[job("A", 1.0)])),
             Verdict::Unknown { left_secs: 0 }
         );
     }
 
     #[test]
     fn jobs_that_cannot_be_seen_are_not_idle() {
-        let verdict = terminating(28.0, Some(60), None);
+        let verdict = terminating(&deletion(28.0), None, Some(60), None);
         assert_eq!(verdict, Verdict::Unseen { left_secs: 28 });
         assert_eq!(
             verdict.to_string(),
             "unknown: its running jobs cannot be seen"
         );
         assert!(!verdict.safe() && !verdict.at_risk());
-        assert!(terminating(28.0, Some(60), Some(&[])).safe());
+        assert!(terminating(&deletion(28.0), None, Some(60), Some(&[])).safe());
+    }
+
+    #[test]
+    fn sidekiqs_shutdown_timeout_binds_when_sigterm_comes_first() {
+        // 600 s of grace, deleted 100 s ago; no preStop hook held SIGTERM back, and -t 25
+        // sent the job back to its queue 75 s ago: SIGKILL's 500 s do not help it.
+        let deletion = Deletion {
+            timestamp: "2026-11-26T08:10:00Z",
+            left_secs: 500.0,
+            began_secs_ago: Some(100.0),
+        };
+        let no_hook = Shutdown {
+            sigterm_after: Some(0),
+            timeout: 25,
+        };
+        let jobs = [job("ReportJob", 200.0)];
+        assert_eq!(
+            terminating(&deletion, Some(no_hook), Some(300), Some(&jobs)).to_string(),
+            "at risk: job ReportJob has run 3m20s of a declared 5m, and Sidekiq's shutdown timeout (-t 25) has passed: it goes back to its queue unfinished"
+        );
+        // The drain holds SIGTERM for its budget (320 s): 320 + 25 - 100 = 245 s left.
+        let drain = Shutdown {
+            sigterm_after: Some(320),
+            timeout: 25,
+        };
+        assert_eq!(
+            terminating(&deletion, Some(drain), Some(300), Some(&jobs)),
+            Verdict::WillFinish { left_secs: 500 }
+        );
+        let long = [job("ReportJob", 10.0)];
+        assert_eq!(
+            terminating(&deletion, Some(drain), Some(300), Some(&long)).to_string(),
+            "at risk: job ReportJob has run 10s of a declared 5m, 245 s left before Sidekiq's shutdown timeout (-t 25) sends it back to its queue"
+        );
+        // A hook that waits for the jobs some other way: only SIGKILL bounds them.
+        let waits = Shutdown {
+            sigterm_after: None,
+            timeout: 25,
+        };
+        assert_eq!(
+            terminating(&deletion, Some(waits), Some(300), Some(&jobs)),
+            Verdict::WillFinish { left_secs: 500 }
+        );
+    }
+
+    #[test]
+    fn the_shutdown_of_a_pod_follows_its_prestop_hook_and_timeout() {
+        let pod = |lifecycle: Value| {
+            serde_json::json!({"kind": "Pod", "metadata": {"name": "w"}, "spec": {"containers": [{
+                "name": "worker", "image": "app", "command": ["bundle", "exec", "sidekiq", "-t", "40"],
+                "env": [{"name": "REDIS_URL", "value": "redis://redis:6379"}],
+                "lifecycle": lifecycle,
+            }]}})
+        };
+        let policy = Policy::default();
+        let of = |lifecycle| Shutdown::of_pod(&pod(lifecycle), &policy).unwrap();
+        assert_eq!(of(serde_json::json!({})).sigterm_after, Some(0));
+        assert_eq!(of(serde_json::json!({})).timeout, 40);
+        let sleeps = serde_json::json!({"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep 90"]}}});
+        assert_eq!(of(sleeps).sigterm_after, Some(90));
+        // The drain returns by its budget: 20 s of quiet latency and the default 60 s job.
+        let drain = serde_json::json!({"preStop": {"httpGet": {"path": "/drain", "port": 7434}}});
+        assert_eq!(of(drain).sigterm_after, Some(80));
+        let waits = serde_json::json!({"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; while pgrep -f busy; do sleep 1; done"]}}});
+        assert_eq!(of(waits).sigterm_after, None);
+    }
+
+    #[test]
+    fn a_deletion_knows_when_it_began_from_its_grace_period() {
+        let pod = serde_json::json!({
+            "metadata": {"deletionTimestamp": "2026-11-26T08:00:30Z", "deletionGracePeriodSeconds": 120},
+        });
+        let deletion = Deletion::of_pod(&pod, 1_795_680_000.0).unwrap();
+        assert_eq!(deletion.began_secs_ago, Some(90.0));
     }
 }

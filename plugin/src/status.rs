@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
+use sidekiq_guard::Policy;
 use sidekiq_guard::annotations::Overrides;
 use sidekiq_guard::duration::Secs;
 use sidekiq_guard::probe::pod::Hosts;
 use sidekiq_guard::probe::report::{self, DrainReport, ProcessReport};
 use sidekiq_guard::status::InjectionStatus;
-use sidekiq_guard::verdict::{self, Deletion, RunningJob, Verdict};
+use sidekiq_guard::verdict::{self, Deletion, RunningJob, Shutdown, Verdict};
 use sidekiq_guard::{analysis, timestamp};
 use tokio::sync::Semaphore;
 
@@ -303,8 +304,11 @@ fn terminating(pod: &Value, row: &PodRow, now: f64) -> Option<Terminating> {
             elapsed_secs: j.elapsed_secs,
         })
         .collect();
+    // The cluster's policy is the webhook's; Sidekiq's own default -t is the default policy's.
+    let shutdown = Shutdown::of_pod(pod, &Policy::default());
     let verdict = verdict::terminating(
-        deletion.left_secs,
+        &deletion,
+        shutdown,
         row.declared_longest_job_secs,
         row.jobs_seen.then_some(jobs.as_slice()),
     );

@@ -99,6 +99,10 @@ fn status_through_the_pod_proxy_shows_each_pods_work_and_verdict() {
     api.add_pod(terminating);
     let mut before_install = injected_pod("shop", "rails-worker-old", 300, 7434);
     before_install["metadata"]["annotations"] = json!({});
+    before_install["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("lifecycle");
     api.add_pod(before_install);
     api.add_pod(injected_pod("shop", "rails-worker-broken", 300, 7434));
     // Not Sidekiq: never shown.

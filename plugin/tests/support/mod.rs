@@ -715,7 +715,8 @@ pub fn injected_pod(namespace: &str, name: &str, longest_job: u64, port: u16) ->
         "spec": {
             "nodeName": "node-1",
             "containers": [{"name": "worker", "image": "app", "command": ["bundle", "exec", "sidekiq", "-t", "30"],
-                            "env": [{"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "redis", "key": "url"}}}]}],
+                            "env": [{"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "redis", "key": "url"}}}],
+                            "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": port}}}}],
             "initContainers": [{"name": "sidekiq-guard-probe", "image": "sg", "restartPolicy": "Always"}],
         },
         "status": {"phase": "Running"},
