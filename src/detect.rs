@@ -7,7 +7,7 @@
 //! is assumed to run Sidekiq. Two candidates and no annotation is ambiguous: we never guess.
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -323,6 +323,7 @@ pub fn run_time_origin(container: &Value, reference: &str) -> &'static str {
 /// Kubernetes); `valueFrom` entries are unknown until run time.
 pub fn literal_env(container: &Value) -> HashMap<String, String> {
     let mut env = HashMap::new();
+    let budget = Cell::new(shell::EXPANSION_BUDGET);
     for entry in container
         .get("env")
         .and_then(Value::as_array)
@@ -334,7 +335,7 @@ pub fn literal_env(container: &Value) -> HashMap<String, String> {
         };
         match entry.get("value").and_then(Value::as_str) {
             Some(value) => {
-                let value = expand_kubernetes(value, &env);
+                let value = expand_kubernetes(value, &env, &budget);
                 env.insert(name.to_owned(), value);
             }
             // A later `valueFrom` of the same name is what the container gets.
@@ -347,8 +348,14 @@ pub fn literal_env(container: &Value) -> HashMap<String, String> {
 }
 
 /// Kubernetes' `$(VAR)` expansion in `command`, `args` and `env` values: known variables are
-/// replaced, `$$` is a literal `$`, unknown references stay as written.
-pub fn expand_kubernetes(text: &str, env: &HashMap<String, String>) -> String {
+/// replaced, `$$` is a literal `$`, unknown references stay as written — and so do values past
+/// [`shell::MAX_EXPANSION`] or what is left of `budget`, shared by one container's
+/// expansions: `V2=$(V1)$(V1)` repeated must not double into gigabytes.
+pub fn expand_kubernetes(
+    text: &str,
+    env: &HashMap<String, String>,
+    budget: &Cell<usize>,
+) -> String {
     if !text.contains('$') {
         return text.to_owned();
     }
@@ -364,7 +371,15 @@ pub fn expand_kubernetes(text: &str, env: &HashMap<String, String>) -> String {
             .strip_prefix('(')
             .and_then(|inner| inner.split_once(')'))
         {
-            match env.get(name) {
+            let value = env.get(name).filter(|value| {
+                let left = budget.get();
+                let fits = value.len() <= shell::MAX_EXPANSION && value.len() <= left;
+                if fits {
+                    budget.set(left - value.len());
+                }
+                fits
+            });
+            match value {
                 Some(value) => out.push_str(value),
                 None => {
                     out.push_str("$(");
@@ -401,6 +416,8 @@ fn words<'a>(container: &'a Value, key: &str) -> impl Iterator<Item = &'a str> {
 struct LazyEnv<'a> {
     container: &'a Value,
     env: OnceCell<HashMap<String, String>>,
+    /// What expanding the command line may still add.
+    budget: Cell<usize>,
 }
 
 impl<'a> LazyEnv<'a> {
@@ -408,6 +425,7 @@ impl<'a> LazyEnv<'a> {
         Self {
             container,
             env: OnceCell::new(),
+            budget: Cell::new(shell::EXPANSION_BUDGET),
         }
     }
 
@@ -417,7 +435,7 @@ impl<'a> LazyEnv<'a> {
 
     fn expand(&self, word: &'a str) -> Cow<'a, str> {
         if word.contains('$') {
-            Cow::Owned(expand_kubernetes(word, self.map()))
+            Cow::Owned(expand_kubernetes(word, self.map(), &self.budget))
         } else {
             Cow::Borrowed(word)
         }
@@ -813,13 +831,29 @@ mod tests {
     }
 
     #[test]
+    fn doubling_env_references_stop_at_the_limit() {
+        let mut env = vec![json!({"name": "V0", "value": "x"})];
+        for i in 1..60 {
+            let value = format!("$(V{})$(V{})", i - 1, i - 1);
+            env.push(json!({"name": format!("V{i}"), "value": value}));
+        }
+        let container = json!({"name": "w", "env": env});
+        let known = literal_env(&container);
+        assert_eq!(known["V12"].len(), 4096);
+        assert_eq!(known["V14"], "$(V13)$(V13)");
+        // Bounded: unknown references stay as written, and the budget caps the rest.
+        assert!(known.values().map(String::len).sum::<usize>() < 128 * 1024);
+    }
+
+    #[test]
     fn kubernetes_expansion_rules() {
         let env = HashMap::from([("A".to_owned(), "1".to_owned())]);
+        let budget = Cell::new(shell::EXPANSION_BUDGET);
         assert_eq!(
-            expand_kubernetes("$(A)-$(B)-$$(A)-$-$", &env),
+            expand_kubernetes("$(A)-$(B)-$$(A)-$-$", &env, &budget),
             "1-$(B)-$(A)-$-$"
         );
-        assert_eq!(expand_kubernetes("$(A", &env), "$(A");
+        assert_eq!(expand_kubernetes("$(A", &env, &budget), "$(A");
     }
 
     #[rstest]

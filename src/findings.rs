@@ -325,6 +325,15 @@ pub fn unresolved(
     findings
 }
 
+/// `text` cut to 40 characters: an admission warning holds 256, and a value of a command line
+/// can be any length.
+fn shortened(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
+        None => text.into(),
+    }
+}
+
 fn annotation_path(workload: &Workload<'_>, key: &str) -> String {
     workload.path(&format!("metadata.annotations[\"{key}\"]"))
 }
@@ -498,7 +507,7 @@ impl Ctx<'_, '_> {
             let value = problem
                 .value
                 .as_deref()
-                .map(|v| format!(" {v}"))
+                .map(|v| format!(" {}", shortened(v)))
                 .unwrap_or_default();
             findings.push(Finding::new(
                 Code::SidekiqFlagInvalid,
@@ -578,7 +587,8 @@ impl Ctx<'_, '_> {
                 Severity::Warning,
                 command_path,
                 format!(
-                    "Sidekiq's -t {variable} is set at run time ({origin}), which the manifest does not show; {assumed}"
+                    "Sidekiq's -t {} is set at run time ({origin}), which the manifest does not show; {assumed}",
+                    shortened(variable)
                 ),
                 format!(
                     "annotate {} with the value of {variable}",

@@ -78,6 +78,7 @@ pub fn commands_with_args(
         splitting: false,
         in_test: false,
         command_start: true,
+        expansion_budget: std::cell::Cell::new(EXPANSION_BUDGET),
     };
     let mut splitter = Splitter::default();
     while let Some(token) = lexer.next_token()? {
@@ -333,7 +334,18 @@ struct Lexer<'a> {
     in_test: bool,
     /// The next word starts a command (after a separator or a keyword such as `if`).
     command_start: bool,
+    /// Characters expansions may still add to this script's words.
+    expansion_budget: std::cell::Cell<usize>,
 }
+
+/// The longest value a variable is expanded to or assigned: timeouts, sleeps and commands are
+/// short, and `A=$A$A` repeated must not double a word into gigabytes (a 437-byte manifest
+/// took 26 s and 424 MB before). A longer value is unknown, like one set at run time.
+pub const MAX_EXPANSION: usize = 4096;
+
+/// What expansions may add to one script's words (or one container's command line and env) in
+/// all: thousands of `$A` of [`MAX_EXPANSION`] characters each read as written once it is spent.
+pub const EXPANSION_BUDGET: usize = 1 << 20;
 
 impl Lexer<'_> {
     /// Records the assignments of `command` when that is all it does (`T=300`, `export T=300`):
@@ -383,7 +395,8 @@ impl Lexer<'_> {
         }
         for word in words {
             if let Some((name, value)) = word.split_once('=') {
-                let known = (!value.contains(['$', '`'])).then(|| value.to_owned());
+                let known = (!value.contains(['$', '`']) && value.len() <= MAX_EXPANSION)
+                    .then(|| value.to_owned());
                 let value = if command.conditional {
                     // Unset before: `[ -z "$T" ] && T=60` sets it.
                     let before = self
@@ -749,10 +762,20 @@ impl Lexer<'_> {
     }
 
     fn expand(&self, word: &mut String, name: &str, start: usize) {
-        match self.value(name) {
+        match self.value(name).filter(|value| self.spend(value)) {
             Some(value) => self.push_value(word, &value),
             None => word.extend(&self.chars[start..self.pos]),
         }
+    }
+
+    /// Whether `value` may be expanded: short enough, and within the script's budget (spent).
+    fn spend(&self, value: &str) -> bool {
+        let left = self.expansion_budget.get();
+        if value.len() > MAX_EXPANSION || value.len() > left {
+            return false;
+        }
+        self.expansion_budget.set(left - value.len());
+        true
     }
 
     /// `${NAME}`, and `${NAME:-word}`/`${NAME-word}` (also with `=`): NAME's value when known,
@@ -779,7 +802,7 @@ impl Lexer<'_> {
             },
             _ => None,
         };
-        match value {
+        match value.filter(|value| self.spend(value)) {
             Some(value) => self.push_value(word, &value),
             None => word.extend(&self.chars[start..self.pos]),
         }
@@ -1254,6 +1277,25 @@ mod tests {
         );
         assert_eq!(commands("[ -f x ] && exec puma; sidekiq").len(), 3);
         assert_eq!(commands("(exec puma); sidekiq").len(), 2);
+    }
+
+    #[test]
+    fn doubling_a_variable_stops_at_the_limit_instead_of_exhausting_memory() {
+        let mut script = String::from("A=x");
+        for _ in 0..40 {
+            script.push_str("; A=$A$A");
+        }
+        script.push_str("; exec sidekiq -t $A");
+        let commands = commands(&script);
+        let last = commands.last().unwrap();
+        // 2^12 characters fit; the next doubling is unknown, and so is every one after it.
+        assert_eq!(last, &words(&["exec", "sidekiq", "-t", "$A"]));
+        // Thousands of references to a long value stop expanding once the budget is spent.
+        let long = "y".repeat(MAX_EXPANSION);
+        let script = format!("B={long}; echo{}", " $B".repeat(1_000));
+        let echoed = commands_with_args(&script, None, &none, &|_| true).unwrap();
+        let expanded: usize = echoed[1].words.iter().map(String::len).sum();
+        assert!(expanded <= EXPANSION_BUDGET + 4 * 1_000, "{expanded}");
     }
 
     #[test]

@@ -244,7 +244,8 @@ fn expand(
             ));
         }
     }
-    Ok(detect::expand_kubernetes(text, known))
+    let budget = std::cell::Cell::new(crate::shell::EXPANSION_BUDGET);
+    Ok(detect::expand_kubernetes(text, known, &budget))
 }
 
 /// The last `DYNO` entry of a container's `env`: the one the kubelet keeps.
