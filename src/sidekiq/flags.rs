@@ -188,12 +188,14 @@ impl Flags {
                 .collect(),
         };
         match matches.as_slice() {
+            // `--verbose`, `--daemon`: no value to take, none to miss.
+            [(_, Opt::Switch)] => {
+                if inline.is_some() {
+                    self.problem(flag, inline, "takes no value".into());
+                }
+            }
             [(_, opt)] => {
-                let value = match (*opt, inline) {
-                    (Opt::Switch, _) => None,
-                    (_, Some(value)) => Some(value),
-                    (_, None) => rest.next().cloned(),
-                };
+                let value = inline.or_else(|| rest.next().cloned());
                 self.apply(*opt, flag, value, at_run_time);
             }
             [] => self.problem(flag, None, "not an option Sidekiq knows".into()),
@@ -418,6 +420,9 @@ mod tests {
     #[case("--ti 60")]
     #[case("-vt60")]
     #[case("-v -t 60")]
+    #[case("--verbose -t 60")]
+    #[case("--verb --timeout 60")]
+    #[case("--daemon -t 60")]
     #[case("-e production -t 60 -C config/sidekiq.yml")]
     fn every_spelling_of_the_timeout(#[case] line: &str) {
         assert_eq!(flags(line).timeout_secs(), Some(60), "{line}");
@@ -451,6 +456,15 @@ mod tests {
         assert_eq!(parsed.config.as_deref(), Some("config/sidekiq.yml"));
         assert_eq!(parsed.require.as_deref(), Some("./app.rb"));
         assert!(parsed.problems.is_empty());
+    }
+
+    #[test]
+    fn a_switch_given_a_value_is_a_problem() {
+        let parsed = flags("--verbose=yes -t 60");
+        assert_eq!(parsed.timeout_secs(), Some(60));
+        assert_eq!(parsed.problems.len(), 1);
+        assert_eq!(parsed.problems[0].flag, "--verbose");
+        assert_eq!(parsed.problems[0].reason, "takes no value");
     }
 
     #[test]
