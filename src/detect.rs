@@ -517,6 +517,8 @@ mod tests {
     #[case(&["sh", "-c", "cat <<EOF\r\nexec puma\r\nEOF\r\nexec sidekiq -t 60\r\n"], &[])]
     #[case(&["bash", "-c", "set -euo pipefail; bin/rails db:migrate; exec \"$@\"", "--", "bundle", "exec", "sidekiq", "-t", "60"], &[])]
     #[case(&["sh", "-c", "OPTS=\"-t 60\"; exec bundle exec sidekiq $OPTS"], &[])]
+    // A function called without a condition runs its body.
+    #[case(&["bash", "-c", "start_worker() {\n  bin/rails db:migrate && exec bundle exec sidekiq -t 60\n}\nstart_worker"], &[])]
     // Wrappers that run a command.
     #[case(&["exec", "-a", "worker", "bundle", "exec", "sidekiq", "-t", "60"], &[])]
     #[case(&["dumb-init", "--rewrite", "15:20", "--", "sidekiq", "-t", "60"], &[])]

@@ -119,10 +119,14 @@ struct Splitter {
     after_conditional_end: bool,
     /// The open `{ … }` and `( … )` groups.
     groups: Vec<Group>,
-    /// A `name()` was just read: the group that follows is a function body, run when called.
-    function: bool,
+    /// A `name()` was just read: the group that follows is that function's body, run when
+    /// called.
+    function: Option<String>,
     /// The command before the last separator was `name` and the separator `(`.
-    open_after_name: bool,
+    open_after_name: Option<String>,
+    /// The commands of each function's body, read where it is defined, with the conditions
+    /// they run under within the body: a call runs them.
+    functions: HashMap<String, Vec<Command>>,
     /// An unconditional `exec COMMAND` or `exit` came before: nothing after it runs.
     ended: bool,
     /// The current command is the right operand of `&&` or `||`.
@@ -141,7 +145,22 @@ impl Splitter {
             || self
                 .groups
                 .iter()
-                .any(|group| group.guarded || group.function)
+                .any(|group| group.guarded || group.function.is_some())
+    }
+
+    /// Like [`Splitter::conditional`], within the body of the function being read: its being a
+    /// function body is no condition where it is called.
+    fn conditional_in_body(&self) -> bool {
+        self.ifs > 0
+            || self.cases > 0
+            || self.or_operand
+            || self.after_test
+            || self.groups.iter().any(|group| group.guarded)
+    }
+
+    /// The function whose body is being read, innermost first.
+    fn defining(&self) -> Option<&str> {
+        self.groups.iter().rev().find_map(|g| g.function.as_deref())
     }
 
     /// Ends the current command at `separator`; returns it when it is one the script runs.
@@ -154,8 +173,7 @@ impl Splitter {
         if self.current.first().is_some_and(|w| w == "function") {
             self.current.remove(0);
             if self.current.get(1).is_some_and(|w| w == "{") {
-                self.current.remove(0);
-                self.function = true;
+                self.function = Some(self.current.remove(0));
             }
         }
         let skip = self
@@ -188,7 +206,8 @@ impl Splitter {
         // `exec` alone only redirects (its redirections are dropped); `exec puma` replaces the
         // shell, and `exit` ends it.
         let ends_script = (hands_over && words.len() > 1) || first == Some("exit");
-        let mut pushed = false;
+        let defined = defines_function.then(|| words[0].clone());
+        let mut pushed = None;
         match first {
             _ if defines_function || self.ended => {}
             // `case WORD in PATTERN)`: neither is a command.
@@ -201,14 +220,37 @@ impl Splitter {
             Some("for") => self.loops += 1,
             Some(_) => {
                 let conditional = self.conditional();
+                let in_loop = self.loops > 0;
+                let in_function = self.defining().map(str::to_owned);
+                if let Some(name) = &in_function {
+                    let body = Command {
+                        words: words.clone(),
+                        conditional: self.conditional_in_body(),
+                        in_loop,
+                    };
+                    self.functions.entry(name.clone()).or_default().push(body);
+                }
+                // Calls in bodies are not followed (a function may call itself), nor past a
+                // bound: thousands of calls of a long body must not multiply it.
+                let call = (in_function.is_none() && self.commands.len() < MAX_COMMANDS)
+                    .then(|| self.functions.get(words[0].as_str()).cloned())
+                    .flatten();
                 self.commands.push(Command {
                     words,
                     conditional,
-                    in_loop: self.loops > 0,
+                    in_loop,
                 });
-                pushed = true;
+                pushed = Some(self.commands.len() - 1);
+                // A call runs the body, under the call's conditions as well as its own.
+                for command in call.into_iter().flatten() {
+                    self.commands.push(Command {
+                        words: command.words,
+                        conditional: command.conditional || conditional,
+                        in_loop: command.in_loop || in_loop,
+                    });
+                }
                 // An `exec` in a function body ends the script only where it is called.
-                let in_function = self.groups.iter().any(|group| group.function);
+                let in_function = in_function.is_some();
                 self.after_conditional_end |= conditional && hands_over && !in_function;
                 // Only a command of its own ends the script: not one of a pipeline or an
                 // `&&`/`||` list (its left side decides), not one in the background, not one in
@@ -240,17 +282,17 @@ impl Splitter {
                 self.pattern = self.cases > 0;
             }
             Separator::Open => {
-                self.open_after_name = defines_function;
+                self.open_after_name = defined;
                 self.open_group();
             }
             Separator::Close => {
                 self.groups.pop();
                 // `name()`: its body, the group that follows, runs only when called.
-                self.function = std::mem::take(&mut self.open_after_name) && empty;
+                self.function = std::mem::take(&mut self.open_after_name).filter(|_| empty);
             }
             Separator::Pipe => {}
         }
-        if pushed { self.commands.last() } else { None }
+        pushed.map(|at| &self.commands[at])
     }
 
     /// Between `in` or `;;` and `)`: the words are patterns, or `esac`.
@@ -284,8 +326,8 @@ impl Splitter {
 struct Group {
     /// Entered under a condition.
     guarded: bool,
-    /// A function's body.
-    function: bool,
+    /// A function's body: its name.
+    function: Option<String>,
 }
 
 enum Token {
@@ -337,6 +379,9 @@ struct Lexer<'a> {
     /// Characters expansions may still add to this script's words.
     expansion_budget: std::cell::Cell<usize>,
 }
+
+/// How many commands a script may add by calling its functions.
+const MAX_COMMANDS: usize = 10_000;
 
 /// The longest value a variable is expanded to or assigned: timeouts, sleeps and commands are
 /// short, and `A=$A$A` repeated must not double a word into gigabytes (a 437-byte manifest
@@ -1103,10 +1148,45 @@ mod tests {
             conditional("cd /app || exit 1; c"),
             owned(&[("cd /app", false), ("exit 1", true), ("c", false)])
         );
-        // A function body runs when called.
+        // A function body runs when called: where it is defined, under a condition; where it
+        // is called, under the call's conditions and its own.
         assert_eq!(
             conditional("worker() { exec sidekiq; }; worker"),
-            owned(&[("exec sidekiq", true), ("worker", false)])
+            owned(&[
+                ("exec sidekiq", true),
+                ("worker", false),
+                ("exec sidekiq", false)
+            ])
+        );
+        assert_eq!(
+            conditional(
+                "function start { migrate && exec sidekiq -t 60; }\n[ \"$R\" = w ] && start"
+            ),
+            owned(&[
+                ("migrate", true),
+                ("exec sidekiq -t 60", true),
+                ("[ $R = w ]", false),
+                ("start", true),
+                ("migrate", true),
+                ("exec sidekiq -t 60", true),
+            ])
+        );
+        assert_eq!(
+            conditional("start() {\n  if [ -f x ]; then a; fi\n  exec sidekiq\n}\nstart"),
+            owned(&[
+                ("[ -f x ]", true),
+                ("a", true),
+                ("exec sidekiq", true),
+                ("start", false),
+                ("[ -f x ]", true),
+                ("a", true),
+                ("exec sidekiq", false),
+            ])
+        );
+        // Never called: it never runs.
+        assert_eq!(
+            conditional("start() { exec sidekiq; }; exec puma"),
+            owned(&[("exec sidekiq", true), ("exec puma", false)])
         );
     }
 
