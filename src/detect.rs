@@ -45,6 +45,9 @@ pub struct SidekiqContainer {
     pub script_error: Option<ShellError>,
     /// Whether Sidekiq is started by a shell script (`sh -c "…"`), which expands `$VAR` itself.
     pub via_shell: bool,
+    /// Whether the script runs Sidekiq in a pipeline or in the background: the shell stays the
+    /// container's main process and keeps the kubelet's SIGTERM (and a preStop's `kill 1`).
+    pub piped: bool,
 }
 
 /// The outcome of detection.
@@ -82,6 +85,7 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
                         args: Vec::new(),
                         script_error,
                         via_shell: false,
+                        piped: false,
                     },
                 );
                 found.evidence = Evidence::Annotation;
@@ -126,6 +130,7 @@ fn by_name(containers: &[Value]) -> Option<SidekiqContainer> {
         args,
         script_error: None,
         via_shell: false,
+        piped: false,
     })
 }
 
@@ -154,24 +159,30 @@ fn inspect(
         .map(|word| env.expand(word))
         .collect();
     let mut script_error = None;
-    let Some((program, args, via_shell)) =
-        invocation(&argv, &env, &mut script_error, conditions, 0)
-    else {
+    let Some(found) = invocation(&argv, &env, &mut script_error, conditions, 0) else {
         return Err(script_error);
     };
     Ok(SidekiqContainer {
         index,
         name: name_of(container).to_owned(),
         evidence: Evidence::Command,
-        program: Some(program),
-        args,
+        program: Some(found.program),
+        args: found.args,
         script_error,
-        via_shell,
+        via_shell: found.via_shell,
+        piped: found.piped,
     })
 }
 
-/// A Sidekiq invocation: the program, its arguments, and whether a script starts it.
-type Invocation = (Program, Vec<String>, bool);
+/// A Sidekiq invocation.
+struct Invocation {
+    program: Program,
+    args: Vec<String>,
+    /// Started by a shell script.
+    via_shell: bool,
+    /// In a pipeline or in the background of one.
+    piped: bool,
+}
 
 /// Nesting limit for `sh -c "bash -c '…'"`: real manifests use one level, rarely two.
 const MAX_SHELL_DEPTH: usize = 4;
@@ -196,7 +207,12 @@ fn invocation<S: AsRef<str>>(
         {
             return None;
         }
-        return Some((program, args, depth > 0));
+        return Some(Invocation {
+            program,
+            args,
+            via_shell: depth > 0,
+            piped: false,
+        });
     }
     let (script, args) = shell::script_and_args(command)?;
     let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
@@ -222,7 +238,12 @@ fn in_script(
                 .iter()
                 .filter(|command| conditions == Conditions::Accepted || !command.conditional)
                 .filter_map(|command| {
-                    invocation(&command.words, env, script_error, conditions, depth + 1)
+                    let found =
+                        invocation(&command.words, env, script_error, conditions, depth + 1)?;
+                    Some(Invocation {
+                        piped: found.piped || command.piped,
+                        ..found
+                    })
                 });
             longest_timeout(found)
         }
@@ -244,7 +265,7 @@ fn longest_timeout(found: impl Iterator<Item = Invocation>) -> Option<Invocation
     };
     let mut best: Option<(u64, Invocation)> = None;
     for candidate in found {
-        let candidate_rank = rank(&candidate.1);
+        let candidate_rank = rank(&candidate.args);
         if best.as_ref().is_none_or(|(rank, _)| candidate_rank > *rank) {
             best = Some((candidate_rank, candidate));
         }

@@ -92,6 +92,7 @@ codes! {
     TimeoutSetAtRunTime = "SG023" "timeout-set-at-run-time";
     InjectLabelOnWorkloadOnly = "SG024" "inject-label-on-workload-only";
     AnnotationOnWorkloadOnly = "SG025" "annotation-on-workload-only";
+    SidekiqNotSignalled = "SG026" "sidekiq-not-signalled";
 }
 
 impl Blocked {
@@ -501,6 +502,19 @@ impl Ctx<'_, '_> {
                     "fix the quoting, or annotate {} so the grace period does not rely on the default",
                     annotations::SHUTDOWN_TIMEOUT
                 ),
+            ));
+        }
+        if analysis.container.piped {
+            findings.push(Finding::new(
+                Code::SidekiqNotSignalled,
+                Severity::Warning,
+                command_path.clone(),
+                format!(
+                    "container {}'s script runs Sidekiq in a pipeline or in the background: the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets {}s to requeue its jobs, and the pod takes its whole grace period to stop",
+                    self.name(),
+                    settings.shutdown_timeout.value
+                ),
+                "start it with exec and without a pipe (Sidekiq logs to stdout: `exec bundle exec sidekiq …`)".into(),
             ));
         }
         for problem in &analysis.flags.problems {

@@ -36,6 +36,9 @@ pub struct Command {
     pub conditional: bool,
     /// Whether it is in the body (or the condition) of a `while`, `until` or `for` loop.
     pub in_loop: bool,
+    /// Whether it runs in a pipeline (`sidekiq | tee log`) or in the background (`sidekiq &`):
+    /// a child of the shell, which keeps the signals sent to it.
+    pub piped: bool,
 }
 
 /// Splits `script` into simple commands; `lookup` resolves `$NAME` (unknown names stay literal).
@@ -133,6 +136,8 @@ struct Splitter {
     chained: bool,
     /// Open `while`, `until` and `for` loops.
     loops: usize,
+    /// The last separator was `|`: the current command is part of a pipeline.
+    after_pipe: bool,
 }
 
 impl Splitter {
@@ -221,12 +226,15 @@ impl Splitter {
             Some(_) => {
                 let conditional = self.conditional();
                 let in_loop = self.loops > 0;
+                let piped =
+                    self.after_pipe || matches!(separator, Separator::Pipe | Separator::Background);
                 let in_function = self.defining().map(str::to_owned);
                 if let Some(name) = &in_function {
                     let body = Command {
                         words: words.clone(),
                         conditional: self.conditional_in_body(),
                         in_loop,
+                        piped,
                     };
                     self.functions.entry(name.clone()).or_default().push(body);
                 }
@@ -239,6 +247,7 @@ impl Splitter {
                     words,
                     conditional,
                     in_loop,
+                    piped,
                 });
                 pushed = Some(self.commands.len() - 1);
                 // A call runs the body, under the call's conditions as well as its own.
@@ -247,6 +256,7 @@ impl Splitter {
                         words: command.words,
                         conditional: command.conditional || conditional,
                         in_loop: command.in_loop || in_loop,
+                        piped: command.piped || piped,
                     });
                 }
                 // An `exec` in a function body ends the script only where it is called.
@@ -267,6 +277,7 @@ impl Splitter {
             None => {}
         }
         self.chained = matches!(separator, Separator::And | Separator::Or);
+        self.after_pipe = matches!(separator, Separator::Pipe);
         match separator {
             Separator::And => {
                 self.after_test |= is_test;
@@ -1187,6 +1198,28 @@ mod tests {
         assert_eq!(
             conditional("start() { exec sidekiq; }; exec puma"),
             owned(&[("exec sidekiq", true), ("exec puma", false)])
+        );
+    }
+
+    #[test]
+    fn commands_in_pipelines_and_the_background_are_marked() {
+        let piped = |script: &str| -> Vec<(String, bool)> {
+            super::commands(script, &none)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.words.join(" "), c.piped))
+                .collect()
+        };
+        assert_eq!(
+            piped("migrate && sidekiq 2>&1 | tee log; worker & wait; exec puma"),
+            [
+                ("migrate".to_owned(), false),
+                ("sidekiq".to_owned(), true),
+                ("tee log".to_owned(), true),
+                ("worker".to_owned(), true),
+                ("wait".to_owned(), false),
+                ("exec puma".to_owned(), false),
+            ]
         );
     }
 

@@ -890,6 +890,14 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"lifecycle": {"preStop": {"exec": {"command": ["sleep", "infinity"]}}}}), json!({}),
     Code::PreStopNotQuieting, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
     "the preStop hook sleeps forever without quieting Sidekiq: it keeps fetching new jobs until the grace period runs out, and SIGTERM then comes 2 s before SIGKILL, too late to push unfinished jobs back to their queues")]
+#[case::sidekiq_in_a_pipeline(
+    json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25 2>&1 | tee -a log/sidekiq.log"]}), json!({}),
+    Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker's script runs Sidekiq in a pipeline or in the background: the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets 25s to requeue its jobs, and the pod takes its whole grace period to stop")]
+#[case::sidekiq_in_the_background(
+    json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25 & wait"]}), json!({}),
+    Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker's script runs Sidekiq in a pipeline or in the background: the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets 25s to requeue its jobs, and the pod takes its whole grace period to stop")]
 #[case::a_flag_sidekiq_rejects(
     json!({"command": ["bundle", "exec", "sidekiq", "-t", "25", "-c", "many"]}), json!({}),
     Code::SidekiqFlagInvalid, Severity::Warning, "spec.template.spec.containers[0].command",
