@@ -160,7 +160,14 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     });
     categories.push(Category {
         name: "sidekiq pods",
-        checks: sidekiq_pods(&cluster, cli, &opted_in, installed_at.as_deref(), server).await,
+        checks: sidekiq_pods(
+            &cluster,
+            cli,
+            opted_in.as_deref(),
+            installed_at.as_deref(),
+            server,
+        )
+        .await,
     });
     Ok(categories)
 }
@@ -292,7 +299,8 @@ async fn certificates(
     checks
 }
 
-async fn namespaces(cluster: &Cluster) -> (Vec<Check>, Vec<String>) {
+/// The namespaces check, and the opted-in namespaces (`None` when they cannot be read).
+async fn namespaces(cluster: &Cluster) -> (Vec<Check>, Option<Vec<String>>) {
     let title = "namespaces are opted in (label sidekiq-guard.io/inject=enabled)";
     match cluster.list(cluster::NAMESPACES, &Scope::All, None).await {
         Ok(all) => {
@@ -315,16 +323,16 @@ async fn namespaces(cluster: &Cluster) -> (Vec<Check>, Vec<String>) {
             } else {
                 Check::pass_with(title, opted.join(", "))
             };
-            (vec![check], opted)
+            (vec![check], Some(opted))
         }
-        Err(error) => (vec![unreadable(title.to_owned(), &error)], Vec::new()),
+        Err(error) => (vec![unreadable(title.to_owned(), &error)], None),
     }
 }
 
 async fn sidekiq_pods(
     cluster: &Cluster,
     cli: &Cli,
-    opted_in: &[String],
+    opted_in: Option<&[String]>,
     installed_at: Option<&str>,
     server: Option<(u32, u32)>,
 ) -> Vec<Check> {
@@ -365,7 +373,7 @@ async fn sidekiq_pods(
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let opted = opted_in.iter().any(|n| n == namespace);
+        let opted = opted_in.is_some_and(|list| list.iter().any(|n| n == namespace));
         match install::escape(pod, opted, installed_at, &ctx) {
             None => injected += 1,
             Some(Escape::NotOptedIn) => *outside.entry(namespace.to_owned()).or_default() += 1,
@@ -382,12 +390,24 @@ async fn sidekiq_pods(
             .iter()
             .map(|(ns, n)| format!("{ns} ({n})"))
             .collect();
-        checks.push(Check::problem(
-            Status::Warn,
-            "Sidekiq pods run only in opted-in namespaces",
-            format!("Sidekiq pods in namespaces not opted in: {}", list.join(", ")),
-            "kubectl label namespace NAME sidekiq-guard.io/inject=enabled, then restart their workloads",
-        ));
+        checks.push(match opted_in {
+            Some(_) => Check::problem(
+                Status::Warn,
+                "Sidekiq pods run only in opted-in namespaces",
+                format!("Sidekiq pods in namespaces not opted in: {}", list.join(", ")),
+                "kubectl label namespace NAME sidekiq-guard.io/inject=enabled, then restart their workloads",
+            ),
+            // The namespaces could not be read (see above): say what is known, no more.
+            None => Check::problem(
+                Status::Warn,
+                "Sidekiq pods run only in opted-in namespaces",
+                format!(
+                    "cannot tell whether these namespaces are opted in, so whether the webhook sees their uninjected Sidekiq pods: {}",
+                    list.join(", ")
+                ),
+                "grant list namespaces to see it, or check the sidekiq-guard.io/inject label of these namespaces",
+            ),
+        });
     }
     if checks.is_empty() {
         checks.push(Check::pass_with(

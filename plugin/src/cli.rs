@@ -192,7 +192,7 @@ pub(crate) struct DrainArgs {
     /// Pods to drain (or use -l)
     #[arg(value_name = "POD")]
     pub(crate) pods: Vec<String>,
-    /// Give up after this long [default: each pod's drain budget, from its status annotation or its annotations]
+    /// Give up after this long [default: each pod's drain budget, from its status annotation or its annotations; through the probe, plus 5 s for its answer]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) timeout: Option<Duration>,
     /// Quiet through Redis instead of the probe (pods without the sidecar)

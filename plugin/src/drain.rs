@@ -64,6 +64,8 @@ struct Subject {
     namespace: String,
     pod: String,
     timeout: Duration,
+    /// Whether `timeout` is the default (the drain budget) rather than `--timeout`.
+    defaulted: bool,
     interval: Duration,
     lines: mpsc::UnboundedSender<String>,
 }
@@ -134,6 +136,12 @@ pub(crate) async fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<bool, Error> {
+    // Quieting workers is not a thing to do to every namespace at once by a slip of a flag.
+    if cli.cluster.all_namespaces {
+        return Err(Error::Usage(
+            "drain quiets pods of one namespace: name it with -n instead of -A".into(),
+        ));
+    }
     let cluster = Cluster::connect(&cli.cluster).await?;
     let namespace = cluster.namespace(&cli.cluster);
     let pods = select_pods(
@@ -169,6 +177,7 @@ pub(crate) async fn run(
             namespace: namespace.clone(),
             pod: pod_name(&pod).to_owned(),
             timeout: args.timeout.unwrap_or_else(|| drain_budget(&pod)),
+            defaulted: args.timeout.is_none(),
             interval: args.interval,
             lines: lines.clone(),
         };
@@ -327,6 +336,12 @@ fn drain_budget(pod: &Value) -> Duration {
         .map_or(FALLBACK_TIMEOUT, Duration::from_secs)
 }
 
+/// Added to a defaulted wait through the probe: time for its answer to travel back through the
+/// API server. The probe's drain starts when the request reaches it and ends at its budget, so
+/// a wait of the budget alone would always give up first, and report a drain that ended in its
+/// last round trip as timed out.
+const ANSWER_ALLOWANCE: Duration = Duration::from_secs(5);
+
 /// Asks the probe to drain and waits for its answer, showing progress from `/status` meanwhile.
 ///
 /// The decision is the `/drain` answer's, which belongs to this request; `/status` may still
@@ -336,7 +351,12 @@ fn drain_budget(pod: &Value) -> Duration {
 /// leaves time, the drain is asked for again — Sidekiq stays quiet, so this only waits longer.
 async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result<PodDrain, Error> {
     let (namespace, pod) = (subject.namespace.as_str(), subject.pod.as_str());
-    let (name, timeout, interval) = (subject.name(), subject.timeout, subject.interval);
+    let (name, interval) = (subject.name(), subject.interval);
+    let timeout = if subject.defaulted {
+        subject.timeout + ANSWER_ALLOWANCE
+    } else {
+        subject.timeout
+    };
     let started = Instant::now();
     // Start times of drains that are not this one's outcome.
     let mut earlier: Vec<f64> = match sources::probe_status(cluster, namespace, pod, port).await {

@@ -51,6 +51,9 @@ pub(crate) struct PodRow {
     /// Whether its containers run (its probe can answer).
     #[serde(skip)]
     pub(crate) running: bool,
+    /// `status.phase` (`phase` says `Terminating` once deletion has begun).
+    #[serde(skip)]
+    pub(crate) pod_phase: String,
     /// Whether its running jobs were all read, so that none running means idle.
     #[serde(skip)]
     pub(crate) jobs_seen: bool,
@@ -276,6 +279,7 @@ fn base_row(pod: &Value, now: f64) -> PodRow {
         name: text(pod, "/metadata/name").unwrap_or_default().to_owned(),
         phase: verdict::display_phase(pod).to_owned(),
         running: verdict::containers_run(pod),
+        pod_phase: text(pod, "/status/phase").unwrap_or("Unknown").to_owned(),
         jobs_seen: false,
         node: text(pod, "/spec/nodeName").map(str::to_owned),
         age_secs,
@@ -343,8 +347,10 @@ async fn fetch_probes(
             );
             continue;
         };
+        // Its containers never ran or have exited: no probe to ask, and no job running.
         if !row.running {
-            row.problem = Some(format!("pod is {}", row.phase));
+            row.problem = Some(format!("pod is {}", row.pod_phase));
+            row.jobs_seen = true;
             continue;
         }
         wanted += 1;
@@ -470,7 +476,11 @@ fn join_redis(
             None => unmatched.entry(host).or_default().push(process),
         }
     }
+    // A listed pod whose hostname cannot be read may own any unmatched process: none is an
+    // orphan for sure then (that pod's row says why its processes cannot be told).
+    let hostless = !hosts.unresolved.is_empty() || !other_hosts.unresolved.is_empty();
     match orphans {
+        Orphans::Listed if hostless => return Vec::new(),
         Orphans::Listed => return unmatched.into_values().flatten().collect(),
         Orphans::Unknowable => return Vec::new(),
         Orphans::Rows => {}
@@ -492,6 +502,7 @@ fn join_redis(
             drain: None,
             terminating: None,
             running: false,
+            pod_phase: "-".to_owned(),
             jobs_seen: false,
         });
     }

@@ -264,4 +264,17 @@ fn missing_permissions_are_warnings_that_name_the_rule() {
         output.contains("‼ the caBundle verifies the serving certificate\n    cannot tell for ValidatingWebhookConfiguration sidekiq-guard: not readable\n"),
         "{output}"
     );
+
+    // Namespaces that cannot be listed: whether a pod's namespace is opted in is unknown, and
+    // so said, not reported as "not opted in".
+    let api = installed(&serving, &serving);
+    api.forbid("list", "namespaces", None);
+    let out = run_in(&api.kubeconfig("default"), &["check"]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{output}");
+    assert!(
+        output.contains("‼ Sidekiq pods run only in opted-in namespaces\n    cannot tell whether these namespaces are opted in, so whether the webhook sees their uninjected Sidekiq pods: legacy (1)"),
+        "{output}"
+    );
+    assert!(!output.contains("namespaces not opted in"), "{output}");
 }

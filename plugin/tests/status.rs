@@ -571,6 +571,14 @@ fn errors_say_what_to_do() {
         )
     );
 
+    // Quieting every namespace's workers is refused, not done by a slip of a flag.
+    let out = run(&["drain", "-A", "-l", "app=worker"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: drain quiets pods of one namespace: name it with -n instead of -A\n"
+    );
+
     let out = run(&["status", "--kubeconfig", "/nonexistent/kubeconfig"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -776,7 +784,8 @@ fn drain_through_the_probe_follows_a_real_sidekiq_until_idle() {
     );
     assert!(
         output.starts_with(&format!(
-            "shop/{pod}: quieting through its probe (waiting up to 1m)\n"
+            // The drain budget (20 s + 40 s) and 5 s for the probe's answer.
+            "shop/{pod}: quieting through its probe (waiting up to 1m5s)\n"
         )),
         "{output}"
     );
@@ -1483,6 +1492,23 @@ fn only_pods_whose_containers_run_are_asked() {
     assert_eq!(pods[1]["name"], "worker-pending");
     assert_eq!(pods[1]["problem"], "pod is Pending");
     let requests = api.requests();
+
+    // Deleted after its containers exited: its phase, not "Terminating", and it runs no job.
+    let mut done = injected_pod("shop", "worker-done", 60, 7434);
+    done["metadata"]["deletionTimestamp"] = json!("2099-01-01T00:00:00Z");
+    done["status"]["phase"] = json!("Succeeded");
+    api.add_pod(done);
+    let out = run_in(&kubeconfig, &["status", "-o", "json"]);
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let done = snapshot["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "worker-done")
+        .unwrap();
+    assert_eq!(done["phase"], "Terminating");
+    assert_eq!(done["problem"], "pod is Succeeded");
+    assert_eq!(done["terminating"]["verdict"]["verdict"], "idle", "{done}");
     assert!(
         !requests
             .iter()
