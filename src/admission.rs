@@ -735,10 +735,24 @@ mod tests {
     fn a_pod_without_sidekiq_is_not_a_concern() {
         let mut plain = pod();
         plain["spec"]["containers"][0]["command"] = json!(["puma"]);
+        let annotated = plain.clone();
+        plain["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
         let request = parse(&review_body("CREATE", "Pod", plain)).unwrap();
         let answer = respond(&request, Endpoint::Mutate, &ctx(&Policy::default()));
         assert_eq!(answer.outcome, "no-sidekiq");
         assert!(answer.review.is_some() && !answer.concerns_sidekiq() && !answer.injected());
+
+        // Annotated for sidekiq-guard, it asks for protection: no Sidekiq found is news.
+        let request = parse(&review_body("CREATE", "Pod", annotated)).unwrap();
+        let answer = respond(&request, Endpoint::Mutate, &ctx(&Policy::default()));
+        let warnings = answer.response.warnings.join("\n");
+        assert!(
+            warnings.contains("SG012 container-not-found: annotated for sidekiq-guard, but no container runs sidekiq or sidekiqswarm as far as the manifest shows"),
+            "{warnings}"
+        );
     }
 
     #[test]

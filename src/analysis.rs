@@ -207,8 +207,9 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
     let overrides = Overrides::from_annotations(workload.annotations());
     let container = match detect::detect(workload.containers, overrides.container.as_deref()) {
         Detection::Found(container) => container,
-        // A pod labelled to opt in explicitly expects protection: finding no Sidekiq is news.
-        Detection::None if opt_in != PodOptIn::In => {
+        // A pod labelled to opt in, or annotated for sidekiq-guard, expects protection: finding
+        // no Sidekiq is news (a script that starts it in a way the manifest does not show).
+        Detection::None if opt_in != PodOptIn::In && !annotated_for_us(&workload) => {
             return Subject::Skipped(Skip::NoSidekiq);
         }
         unresolved => {
@@ -251,6 +252,16 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
         redis,
         state,
     }))
+}
+
+/// Whether the pod template carries an annotation of sidekiq-guard's other than the status the
+/// webhook writes.
+fn annotated_for_us(workload: &Workload<'_>) -> bool {
+    workload.annotations().is_some_and(|annotations| {
+        annotations
+            .keys()
+            .any(|key| key.starts_with(annotations::PREFIX) && key != annotations::STATUS)
+    })
 }
 
 /// Whether `object` (a pod or workload) is a Sidekiq one: injected by sidekiq-guard, or with a

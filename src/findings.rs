@@ -307,20 +307,26 @@ pub fn unresolved(
             ),
             "name one of the pod's containers in the annotation".into(),
         )),
-        Detection::None => findings.push(Finding::new(
-            Code::ContainerNotFound,
-            Severity::Warning,
-            workload.path("spec.containers"),
-            format!(
-                "labelled {}=true, but no container runs sidekiq or sidekiqswarm (containers: {})",
-                annotations::INJECT,
-                names.join(", ")
-            ),
-            format!(
-                "annotate {}: <name> when Sidekiq starts from a script, or remove the label",
-                annotations::CONTAINER
-            ),
-        )),
+        Detection::None => {
+            let asks = if workload.label(annotations::INJECT) == Some(annotations::INJECT_POD_IN) {
+                format!("labelled {}=true", annotations::INJECT)
+            } else {
+                "annotated for sidekiq-guard".to_owned()
+            };
+            findings.push(Finding::new(
+                Code::ContainerNotFound,
+                Severity::Warning,
+                workload.path("spec.containers"),
+                format!(
+                    "{asks}, but no container runs sidekiq or sidekiqswarm as far as the manifest shows (containers: {})",
+                    names.join(", ")
+                ),
+                format!(
+                    "annotate {}: <name> when Sidekiq starts from a script, or remove what asks for sidekiq-guard",
+                    annotations::CONTAINER
+                ),
+            ));
+        }
         Detection::Found(_) => {}
     }
     findings

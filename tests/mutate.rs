@@ -651,7 +651,7 @@ fn an_explicit_opt_in_without_sidekiq_is_reported() {
     assert_eq!(review.findings[0].severity, Severity::Warning);
     assert_eq!(
         review.findings[0].message,
-        "labelled sidekiq-guard.io/inject=true, but no container runs sidekiq or sidekiqswarm (containers: web)"
+        "labelled sidekiq-guard.io/inject=true, but no container runs sidekiq or sidekiqswarm as far as the manifest shows (containers: web)"
     );
 }
 
