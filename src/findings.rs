@@ -533,7 +533,11 @@ impl Ctx<'_, '_> {
                 Code::SidekiqFlagInvalid,
                 Severity::Warning,
                 command_path.clone(),
-                format!("Sidekiq flag {}{value}: {}", problem.flag, problem.reason),
+                format!(
+                    "Sidekiq flag {}{value}: {}",
+                    shortened(&problem.flag),
+                    problem.reason
+                ),
                 "fix the flag; Sidekiq refuses to start on flags it cannot read".into(),
             ));
         }
@@ -611,8 +615,9 @@ impl Ctx<'_, '_> {
                     shortened(variable)
                 ),
                 format!(
-                    "annotate {} with the value of {variable}",
-                    annotations::SHUTDOWN_TIMEOUT
+                    "annotate {} with the value of {}",
+                    annotations::SHUTDOWN_TIMEOUT,
+                    shortened(variable)
                 ),
             ));
             return;

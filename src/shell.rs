@@ -83,7 +83,10 @@ pub fn commands_with_args(
         command_start: true,
         expansion_budget: std::cell::Cell::new(EXPANSION_BUDGET),
     };
-    let mut splitter = Splitter::default();
+    let mut splitter = Splitter {
+        copy_budget: EXPANSION_BUDGET,
+        ..Splitter::default()
+    };
     while let Some(token) = lexer.next_token()? {
         match token {
             Token::Word(word) => splitter.current.push(word),
@@ -95,6 +98,19 @@ pub fn commands_with_args(
         }
     }
     splitter.finish(Separator::List);
+    // `trap 'kill -TERM $PID' TERM; sidekiq & PID=$!; wait`: the script hands SIGTERM on to
+    // what it started, so its children are signalled after all.
+    let forwards_term = splitter.commands.iter().any(|command| {
+        command.words.first().is_some_and(|w| w == "trap")
+            && command.words[1..]
+                .iter()
+                .any(|w| matches!(w.as_str(), "TERM" | "SIGTERM" | "15"))
+    });
+    if forwards_term {
+        for command in &mut splitter.commands {
+            command.piped = false;
+        }
+    }
     Ok(splitter.commands)
 }
 
@@ -138,6 +154,8 @@ struct Splitter {
     loops: usize,
     /// The last separator was `|`: the current command is part of a pipeline.
     after_pipe: bool,
+    /// What calls of functions may still copy of their bodies, in characters.
+    copy_budget: usize,
 }
 
 impl Splitter {
@@ -160,7 +178,10 @@ impl Splitter {
             || self.cases > 0
             || self.or_operand
             || self.after_test
-            || self.groups.iter().any(|group| group.guarded)
+            || self
+                .groups
+                .iter()
+                .any(|group| group.guarded || group.ended_conditionally)
     }
 
     /// The function whose body is being read, innermost first.
@@ -230,19 +251,38 @@ impl Splitter {
                     self.after_pipe || matches!(separator, Separator::Pipe | Separator::Background);
                 let in_function = self.defining().map(str::to_owned);
                 if let Some(name) = &in_function {
+                    let in_body = self.conditional_in_body();
                     let body = Command {
                         words: words.clone(),
-                        conditional: self.conditional_in_body(),
+                        conditional: in_body,
                         in_loop,
                         piped,
                     };
                     self.functions.entry(name.clone()).or_default().push(body);
+                    // `[ "$ROLE" = web ] && exec puma` in a body: the rest of the body runs
+                    // only if it did not.
+                    if in_body
+                        && hands_over
+                        && let Some(group) =
+                            self.groups.iter_mut().rev().find(|g| g.function.is_some())
+                    {
+                        group.ended_conditionally = true;
+                    }
                 }
                 // Calls in bodies are not followed (a function may call itself), nor past a
                 // bound: thousands of calls of a long body must not multiply it.
                 let call = (in_function.is_none() && self.commands.len() < MAX_COMMANDS)
-                    .then(|| self.functions.get(words[0].as_str()).cloned())
-                    .flatten();
+                    .then(|| self.functions.get(words[0].as_str()))
+                    .flatten()
+                    .filter(|body| {
+                        let size: usize = body.iter().flat_map(|c| &c.words).map(String::len).sum();
+                        let fits = size <= self.copy_budget;
+                        if fits {
+                            self.copy_budget -= size;
+                        }
+                        fits
+                    })
+                    .cloned();
                 self.commands.push(Command {
                     words,
                     conditional,
@@ -320,6 +360,7 @@ impl Splitter {
     fn open_group(&mut self) {
         let group = Group {
             guarded: self.conditional(),
+            ended_conditionally: false,
             function: std::mem::take(&mut self.function),
         };
         self.groups.push(group);
@@ -337,6 +378,9 @@ impl Splitter {
 struct Group {
     /// Entered under a condition.
     guarded: bool,
+    /// In a function body: a conditional `exec` came before, so what follows in the body runs
+    /// only if it did not.
+    ended_conditionally: bool,
     /// A function's body: its name.
     function: Option<String>,
 }
@@ -492,8 +536,15 @@ impl Lexer<'_> {
         if rest.get(len).is_some_and(|c| !is_break(*c)) {
             return None;
         }
+        let words = &args[1.min(args.len())..];
+        let size: usize = words.iter().map(String::len).sum();
+        if size > self.expansion_budget.get() {
+            return None;
+        }
+        self.expansion_budget
+            .set(self.expansion_budget.get() - size);
         self.pos += len;
-        self.pending.extend(args.iter().skip(1).cloned());
+        self.pending.extend(words.iter().cloned());
         Some(())
     }
 
@@ -563,6 +614,11 @@ impl Lexer<'_> {
                     return Ok(Some(Token::Word(
                         self.chars[start..self.pos].iter().collect(),
                     )));
+                }
+                // bash's `&>FILE` and `&>>FILE` send both outputs to FILE: no background.
+                Some('&') if self.peek_at(1) == Some('>') => {
+                    self.pos += 1;
+                    self.skip_redirection()?;
                 }
                 Some(c @ ('&' | '|')) if self.peek_at(1) == Some(c) => {
                     self.pos += 2;
@@ -1199,6 +1255,33 @@ mod tests {
             conditional("start() { exec sidekiq; }; exec puma"),
             owned(&[("exec sidekiq", true), ("exec puma", false)])
         );
+        // A role dispatch inside the body stays a dispatch where it is called.
+        assert_eq!(
+            conditional("start() { [ \"$ROLE\" = web ] && exec puma; exec sidekiq; }; start"),
+            owned(&[
+                ("[ $ROLE = web ]", true),
+                ("exec puma", true),
+                ("exec sidekiq", true),
+                ("start", false),
+                ("[ $ROLE = web ]", false),
+                ("exec puma", true),
+                ("exec sidekiq", true),
+            ])
+        );
+    }
+
+    #[test]
+    fn calls_copy_their_bodies_within_a_budget() {
+        let body = "x".repeat(1_000_000);
+        let script = format!("f() {{ : {body}; }}{}", "; f".repeat(5_000));
+        let commands = super::commands(&script, &none).unwrap();
+        let copied: usize = commands
+            .iter()
+            .flat_map(|c| &c.words)
+            .map(String::len)
+            .sum();
+        // The definition, one copy within the budget, and the calls themselves.
+        assert!(copied < 3 * 1_000_000, "{copied}");
     }
 
     #[test]
@@ -1210,6 +1293,20 @@ mod tests {
                 .map(|c| (c.words.join(" "), c.piped))
                 .collect()
         };
+        // bash's `&>` is a redirection; a script that traps TERM hands it on.
+        assert_eq!(
+            piped("exec sidekiq &>/proc/1/fd/1"),
+            [("exec sidekiq".to_owned(), false)]
+        );
+        assert_eq!(
+            piped("trap 'kill -TERM $PID' TERM; sidekiq & PID=$!; wait $PID"),
+            [
+                ("trap kill -TERM $PID TERM".to_owned(), false),
+                ("sidekiq".to_owned(), false),
+                ("PID=$!".to_owned(), false),
+                ("wait $PID".to_owned(), false),
+            ]
+        );
         assert_eq!(
             piped("migrate && sidekiq 2>&1 | tee log; worker & wait; exec puma"),
             [

@@ -525,7 +525,6 @@ fn api_message(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Percent-encodes a path segment or query value.
 /// The items of one list answer, with the `kind` and `apiVersion` their list carried (items
 /// carry neither, and the core reads `kind`), and the continue token of the next page.
 fn list_items(
@@ -563,6 +562,7 @@ fn list_items(
     Ok((items, next))
 }
 
+/// Percent-encodes a path segment or query value.
 fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {

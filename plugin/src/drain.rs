@@ -410,8 +410,10 @@ async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result
                         subject.say(format!("{name}: idle after {}", Secs(elapsed.as_secs())));
                         break (State::Drained.as_str(), None, report.processes);
                     }
-                    // Asking again only helps if the wait outlasts another poll.
-                    Some(State::BudgetExhausted) if left > interval => {
+                    // Asking again only helps if the wait outlasts another poll, and only a
+                    // `--timeout` longer than the budget asks for it: the default wait is the
+                    // budget and the time for this answer.
+                    Some(State::BudgetExhausted) if left > interval && !subject.defaulted => {
                         subject.say(format!(
                             "{name}: the probe's drain budget of {} ran out with jobs running; asking again for the {} left of the wait",
                             Secs(report.budget_secs as u64),

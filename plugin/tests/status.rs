@@ -938,6 +938,21 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
         )
     );
 
+    // The default wait is the budget and the time for the probe's answer: the answer is the
+    // outcome, not a reason to ask again for what is left of the wait.
+    let out = run_in(
+        &kubeconfig,
+        &["drain", pod, "--interval", "100ms", "-o", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["pods"][0]["state"], "budget_exhausted");
+    assert!(
+        !text(&out.stderr).contains("asking again"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // A probe whose drain outlives each request (503, still draining) is asked again until the
     // wait is over, which ends on time.
     let mut draining = probe_document(pod, &[("ReportJob", 30.0)], "draining");

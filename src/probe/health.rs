@@ -506,6 +506,11 @@ mod tests {
         let live = liveness(&t, at(1_500.0), &th);
         assert_eq!(live.code, Code::Unreadable);
         assert!(live.ok, "{live:?}");
+        // Redis then stops answering: the outage window counts from then, not from 1 010.
+        t.record_failure(at(1_501.0), "connection refused".into());
+        let live = liveness(&t, at(1_502.0), &th);
+        assert_eq!(live.code, Code::RedisUnreachable, "{live:?}");
+        assert!(live.ok, "{live:?}");
     }
 
     #[test]

@@ -588,10 +588,17 @@ impl Tracker {
     pub fn record_failure(&mut self, now: Now, error: String) {
         self.redis.reads += 1;
         self.redis.last_read = Some(now.mono);
+        let wrong_type = error.contains("WRONGTYPE");
+        // Redis answered through the WRONGTYPE failures: an outage starts at the first failure
+        // to reach it, not at them.
+        if self.redis.wrong_type && !wrong_type {
+            self.redis.failing_since = None;
+            self.redis.failing_since_wall = None;
+        }
         self.redis.failing_since.get_or_insert(now.mono);
         self.redis.failing_since_wall.get_or_insert(now.wall);
         self.redis.refused = refuses_access(&error);
-        self.redis.wrong_type = error.contains("WRONGTYPE");
+        self.redis.wrong_type = wrong_type;
         self.redis.last_error = Some(error);
         // Processes may come and go while Redis is away: list them again on recovery.
         self.discovery_due = true;
