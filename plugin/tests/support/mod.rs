@@ -65,7 +65,9 @@ pub struct Pki {
     pub key_pem: String,
 }
 
-/// A fresh CA (common name `ca_name`) and a certificate for `names`, valid `days` from now.
+/// A fresh CA (common name `ca_name`) and a certificate for `names`, valid `days` from now and
+/// half a day more, so that whole days left read `days` in every run of a test: exactly `days`
+/// flips to `days - 1` a moment later, between two commands of one test.
 pub fn pki(ca_name: &str, names: &[&str], days: i64) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::default();
@@ -81,7 +83,7 @@ pub fn pki(ca_name: &str, names: &[&str], days: i64) -> Pki {
     params.distinguished_name.push(DnType::CommonName, names[0]);
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(days);
+    params.not_after = now + time::Duration::days(days) + time::Duration::hours(12);
     let cert = params.signed_by(&key, &issuer).unwrap();
     Pki {
         ca_pem: ca.pem(),
