@@ -548,6 +548,9 @@ mod tests {
     #[case(&["s6-setuidgid", "app", "sidekiq", "-t", "60"], &[])]
     #[case(&["with-contenv", "sidekiq", "-t", "60"], &[])]
     #[case(&["doppler", "run", "--", "sidekiq", "-t", "60"], &[])]
+    #[case(&["su", "-s", "/bin/sh", "app", "-c", "exec bundle exec sidekiq -t 60"], &[])]
+    #[case(&["runuser", "-l", "app", "-c", "cd /app && exec bundle exec sidekiq -t 60"], &[])]
+    #[case(&["sudo", "-E", "-u", "app", "stdbuf", "-oL", "rbenv", "exec", "bundle", "exec", "sidekiq", "-t", "60"], &[])]
     fn finds_sidekiq_through_wrappers(#[case] command: &[&str], #[case] args: &[&str]) {
         let found = found(&[container("worker", command, args)]);
         assert_eq!(found.program, Some(Program::Sidekiq));

@@ -990,6 +990,9 @@ pub fn script_of<S: AsRef<str>>(words: &[S]) -> Option<&str> {
 /// Like [`script_of`], also returning the words after the script: `$0`, `$1`… of the script.
 pub fn script_and_args<S: AsRef<str>>(words: &[S]) -> Option<(&str, &[S])> {
     let (shell, options) = words.split_first()?;
+    if matches!(basename(shell.as_ref()), "su" | "runuser") {
+        return user_shell_script(options);
+    }
     if !is_shell(shell.as_ref()) {
         return None;
     }
@@ -1015,6 +1018,26 @@ pub fn script_and_args<S: AsRef<str>>(words: &[S]) -> Option<(&str, &[S])> {
     }
     let script = options.get(i).filter(|_| takes_script)?;
     Some((script.as_ref(), &options[i + 1..]))
+}
+
+/// The script of `su [OPTIONS] USER -c SCRIPT` (or `runuser`), which the user's shell runs;
+/// no arguments follow it.
+fn user_shell_script<S: AsRef<str>>(options: &[S]) -> Option<(&str, &[S])> {
+    let mut words = options.iter().map(AsRef::as_ref);
+    while let Some(word) = words.next() {
+        match word {
+            "-c" | "--command" => return words.next().map(|script| (script, &options[..0])),
+            _ if word.starts_with("--command=") => {
+                return Some((&word["--command=".len()..], &options[..0]));
+            }
+            // Options with a value: the shell, the group, the user (runuser -u).
+            "-s" | "--shell" | "-g" | "--group" | "-G" | "-u" | "--user" => {
+                words.next();
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Whether `word` names a POSIX-like shell (`sh`, `/bin/bash`, `busybox sh` is not handled).
@@ -1050,7 +1073,25 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
             }
             "exec" => skip_options(words, i + 1, &["-a"]),
             "command" | "nohup" | "time" | "with-contenv" => skip_options(words, i + 1, &[]),
+            // `runuser -l app -c SCRIPT` runs a script: [`script_and_args`] reads it.
+            "runuser"
+                if words[i + 1..].iter().any(|w| {
+                    matches!(w.as_ref(), "-c" | "--command") || w.as_ref().starts_with("--command=")
+                }) =>
+            {
+                break;
+            }
             "runuser" | "setpriv" => skip_options(words, i + 1, &["-u", "-g", "-G"]),
+            "sudo" => skip_options(
+                words,
+                i + 1,
+                &["-u", "-g", "-U", "-C", "-h", "-p", "-r", "-t", "-T", "-D"],
+            ),
+            // `stdbuf -oL sidekiq`; `-o L` takes its mode apart.
+            "stdbuf" => skip_options(words, i + 1, &["-i", "-o", "-e"]),
+            "rbenv" if words.get(i + 1).is_some_and(|w| w.as_ref() == "exec") => {
+                skip_options(words, i + 2, &[])
+            }
             "s6-setuidgid" => i + 2,
             "doppler" if words.get(i + 1).is_some_and(|w| w.as_ref() == "run") => {
                 skip_options(words, i + 2, &["-p", "--project", "-c", "--config"])
@@ -1535,6 +1576,17 @@ mod tests {
         );
         assert_eq!(script(&["bash", "start.sh"]), None);
         assert_eq!(script(&["ruby", "-c", "x"]), None);
+        // su and runuser run a command through the user's shell.
+        assert_eq!(script(&["su", "-", "app", "-c", "x"]).as_deref(), Some("x"));
+        assert_eq!(
+            script(&["su", "-s", "/bin/sh", "app", "--command=x"]).as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            script(&["/sbin/runuser", "-l", "app", "-c", "x"]).as_deref(),
+            Some("x")
+        );
+        assert_eq!(script(&["su", "app"]), None);
     }
 
     #[test]
@@ -1555,6 +1607,15 @@ mod tests {
         );
         assert_eq!(rest(&["nice", "-n", "5", "sidekiq"]), words(&["sidekiq"]));
         assert_eq!(rest(&["gosu", "app", "sidekiq"]), words(&["sidekiq"]));
+        assert_eq!(
+            rest(&["sudo", "-E", "-u", "app", "bundle", "exec", "sidekiq"]),
+            words(&["sidekiq"])
+        );
+        assert_eq!(
+            rest(&["stdbuf", "-oL", "-e", "0", "sidekiq"]),
+            words(&["sidekiq"])
+        );
+        assert_eq!(rest(&["rbenv", "exec", "sidekiq"]), words(&["sidekiq"]));
         assert_eq!(rest(&["/entrypoint.sh", "sidekiq"]), words(&["sidekiq"]));
         assert_eq!(rest(&["/app/stop.sh"]), Vec::<String>::new());
         assert_eq!(rest(&["timeout"]), Vec::<String>::new());
