@@ -332,6 +332,9 @@ pub fn unresolved(
     findings
 }
 
+/// The variable a `sidekiq.yml` conventionally reads its `timeout:` from.
+const SIDEKIQ_TIMEOUT_ENV: &str = "SIDEKIQ_TIMEOUT";
+
 /// `text` cut to 40 characters: an admission warning holds 256, and a value of a command line
 /// can be any length.
 fn shortened(text: &str) -> std::borrow::Cow<'_, str> {
@@ -628,11 +631,32 @@ impl Ctx<'_, '_> {
             Some(file) => (file.as_str(), "(-C)"),
             None => ("config/sidekiq.yml", "(read when present, without -C)"),
         };
+        // `timeout: <%= ENV["SIDEKIQ_TIMEOUT"] %>` is the common way a sidekiq.yml reads it:
+        // a longer value in the container's env is likely what Sidekiq uses.
+        let container = &analysis.workload.containers[analysis.container.index];
+        let hinted = crate::detect::literal_env(container)
+            .get(SIDEKIQ_TIMEOUT_ENV)
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .filter(|secs| *secs > settings.shutdown_timeout.value);
+        let (severity, message) = match hinted {
+            Some(secs) => (
+                Severity::Warning,
+                format!(
+                    "a timeout set in {file} {read} cannot be seen from the manifest, and the container's env sets {SIDEKIQ_TIMEOUT_ENV}={secs}, which a sidekiq.yml commonly reads; {assumed}"
+                ),
+            ),
+            None => (
+                Severity::Info,
+                format!(
+                    "a timeout set in {file} {read} cannot be seen from the manifest; {assumed}"
+                ),
+            ),
+        };
         findings.push(Finding::new(
             Code::TimeoutInConfigFile,
-            Severity::Info,
+            severity,
             command_path,
-            format!("a timeout set in {file} {read} cannot be seen from the manifest; {assumed}"),
+            message,
             format!(
                 "annotate {} with the timeout: from {file}, or pass -t on the command line",
                 annotations::SHUTDOWN_TIMEOUT

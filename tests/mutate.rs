@@ -898,6 +898,17 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25 & wait"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
     "container worker's script runs Sidekiq in a pipeline or in the background: the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets 25s to requeue its jobs, and the pod takes its whole grace period to stop")]
+#[case::a_config_file_and_a_longer_timeout_in_the_env(
+    json!({
+        "command": ["bundle", "exec", "sidekiq", "-C", "config/sidekiq.yml"],
+        "env": [
+            {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
+            {"name": "SIDEKIQ_TIMEOUT", "value": "300"},
+        ],
+    }),
+    json!({}),
+    Code::TimeoutInConfigFile, Severity::Warning, "spec.template.spec.containers[0].command",
+    "a timeout set in config/sidekiq.yml (-C) cannot be seen from the manifest, and the container's env sets SIDEKIQ_TIMEOUT=300, which a sidekiq.yml commonly reads; assuming 25s (policy default shutdownTimeout)")]
 #[case::a_flag_sidekiq_rejects(
     json!({"command": ["bundle", "exec", "sidekiq", "-t", "25", "-c", "many"]}), json!({}),
     Code::SidekiqFlagInvalid, Severity::Warning, "spec.template.spec.containers[0].command",
