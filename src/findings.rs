@@ -93,6 +93,7 @@ codes! {
     InjectLabelOnWorkloadOnly = "SG024" "inject-label-on-workload-only";
     AnnotationOnWorkloadOnly = "SG025" "annotation-on-workload-only";
     SidekiqNotSignalled = "SG026" "sidekiq-not-signalled";
+    EnvReferenceOrder = "SG027" "env-reference-order";
 }
 
 impl Blocked {
@@ -853,6 +854,17 @@ impl Ctx<'_, '_> {
     fn redis(&self, findings: &mut Vec<Finding>) {
         let redis = &self.analysis.redis;
         let name = self.name();
+        for (variable, reference) in &redis.out_of_order {
+            findings.push(Finding::new(
+                Code::EnvReferenceOrder,
+                Severity::Error,
+                self.container_path("env"),
+                format!(
+                    "container {name}: {variable} uses $({reference}), which env defines only after it: Kubernetes expands a reference only to a variable defined before it, so Sidekiq gets the text $({reference})"
+                ),
+                format!("move {reference} above {variable} in env"),
+            ));
+        }
         let set_url = format!(
             "set {} on the Sidekiq container, even if Sidekiq is configured in Ruby (redis://localhost:6379/0 if Redis runs in this pod)",
             sidekiq::REDIS_URL

@@ -103,6 +103,11 @@ pub struct RedisEnv {
     /// or from localhost: the probe cannot know which, and guessing localhost would fail the
     /// probes of a healthy worker. Holds the variable Sidekiq would read the URL from.
     pub url_missing: Option<String>,
+    /// `(variable, reference)`: a copied variable whose value references `$(reference)`, which
+    /// `env` defines only after it. Kubernetes expands a reference only to a variable defined
+    /// before it, so the container gets the text `$(reference)` (a Redis URL whose password is
+    /// `$(REDIS_PASSWORD)`, say).
+    pub out_of_order: Vec<(String, String)>,
 }
 
 /// Collects the Redis settings of `sidekiq`: `REDIS_URL`, `REDIS_PROVIDER` and the variable it
@@ -174,6 +179,7 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
     let url_missing = url_var
         .filter(|v| problem.is_none() && env_from.is_empty() && find(v).is_none())
         .map(str::to_owned);
+    let out_of_order = out_of_order(entries, &wanted);
     RedisEnv {
         env,
         env_from: if copy_env_from {
@@ -185,7 +191,31 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         problem,
         missing: if copy_env_from { Vec::new() } else { undefined },
         url_missing,
+        out_of_order,
     }
+}
+
+/// The references among the literal values of `names` to variables `env` defines only after
+/// them: see [`RedisEnv::out_of_order`].
+fn out_of_order(entries: &[Value], names: &[&str]) -> Vec<(String, String)> {
+    let name_at = |i: usize| entries[i].get("name").and_then(Value::as_str);
+    let mut found = Vec::new();
+    for (at, entry) in entries.iter().enumerate() {
+        let Some(name) = name_at(at).filter(|n| names.contains(n)) else {
+            continue;
+        };
+        let Some(value) = entry.get("value").and_then(Value::as_str) else {
+            continue;
+        };
+        for reference in references(value) {
+            let before = (0..at).any(|i| name_at(i) == Some(reference));
+            let after = (at + 1..entries.len()).any(|i| name_at(i) == Some(reference));
+            if !before && after {
+                found.push((name.to_owned(), reference.to_owned()));
+            }
+        }
+    }
+    found
 }
 
 /// Adds to `names` every variable their values reference with `$(VAR)`, transitively, in the

@@ -909,6 +909,14 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({}),
     Code::TimeoutInConfigFile, Severity::Warning, "spec.template.spec.containers[0].command",
     "a timeout set in config/sidekiq.yml (-C) cannot be seen from the manifest, and the container's env sets SIDEKIQ_TIMEOUT=300, which a sidekiq.yml commonly reads; assuming 25s (policy default shutdownTimeout)")]
+#[case::a_redis_url_that_references_a_later_variable(
+    json!({"env": [
+        {"name": "REDIS_URL", "value": "redis://:$(REDIS_PASSWORD)@redis:6379/0"},
+        {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "redis", "key": "password"}}},
+    ]}),
+    json!({}),
+    Code::EnvReferenceOrder, Severity::Error, "spec.template.spec.containers[0].env",
+    "container worker: REDIS_URL uses $(REDIS_PASSWORD), which env defines only after it: Kubernetes expands a reference only to a variable defined before it, so Sidekiq gets the text $(REDIS_PASSWORD)")]
 #[case::a_flag_sidekiq_rejects(
     json!({"command": ["bundle", "exec", "sidekiq", "-t", "25", "-c", "many"]}), json!({}),
     Code::SidekiqFlagInvalid, Severity::Warning, "spec.template.spec.containers[0].command",
