@@ -204,7 +204,11 @@ fn out_of_order(entries: &[Value], names: &[&str]) -> Vec<(String, String)> {
         let Some(name) = name_at(at).filter(|n| names.contains(n)) else {
             continue;
         };
-        let Some(value) = entry.get("value").and_then(Value::as_str) else {
+        let Some(value) = entry
+            .get("value")
+            .and_then(Value::as_str)
+            .filter(|value| value.contains("$("))
+        else {
             continue;
         };
         for reference in references(value) {
