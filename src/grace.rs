@@ -16,6 +16,15 @@ use crate::settings::Settings;
 /// Seconds Sidekiq needs after its shutdown timeout to requeue jobs and exit.
 pub const EXIT_ALLOWANCE_SECS: u64 = 5;
 
+/// Seconds from a pod's deletion until Sidekiq has surely exited, when SIGTERM reaches it
+/// `before_sigterm` seconds in and its shutdown timeout is `shutdown_timeout`: the formula's
+/// tail, without the policy's margin.
+pub fn after_sigterm(before_sigterm: u64, shutdown_timeout: u64) -> u64 {
+    before_sigterm
+        .saturating_add(shutdown_timeout)
+        .saturating_add(EXIT_ALLOWANCE_SECS)
+}
+
 /// The computed grace period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grace {
@@ -56,10 +65,7 @@ impl Grace {
                 ),
             ),
         };
-        let required = before_sigterm
-            .saturating_add(timeout.value)
-            .saturating_add(EXIT_ALLOWANCE_SECS)
-            .saturating_add(settings.margin);
+        let required = after_sigterm(before_sigterm, timeout.value).saturating_add(settings.margin);
         let mut explanation = format!(
             "{required}s = {why} + shutdown timeout {} ({}) + exit allowance {}",
             Secs(timeout.value),

@@ -217,13 +217,13 @@ impl Settings {
             drain_poll: args.drain_poll,
             rediscover: args.rediscover,
             settle: args.settle,
+            // The grace formula after the drain, at Sidekiq's default -t.
             exit_deadline: args.exit_deadline.unwrap_or_else(|| {
-                // The grace formula's tail after the drain, at Sidekiq's default -t.
-                args.drain_budget
-                    + Duration::from_secs(
-                        sidekiq_guard::sidekiq::DEFAULT_TIMEOUT_SECS
-                            + sidekiq_guard::grace::EXIT_ALLOWANCE_SECS,
-                    )
+                Duration::from_secs(sidekiq_guard::grace::after_sigterm(
+                    // Whole seconds, rounded up: the deadline must not fall short.
+                    args.drain_budget.as_secs() + u64::from(args.drain_budget.subsec_nanos() > 0),
+                    sidekiq_guard::sidekiq::DEFAULT_TIMEOUT_SECS,
+                ))
             }),
         })
     }
