@@ -184,9 +184,6 @@ struct Invocation {
     piped: bool,
 }
 
-/// Nesting limit for `sh -c "bash -c '…'"`: real manifests use one level, rarely two.
-const MAX_SHELL_DEPTH: usize = 4;
-
 /// Finds a Sidekiq invocation in one command line, looking through wrappers and shell scripts;
 /// also tells whether it was found inside a script.
 fn invocation<S: AsRef<str>>(
@@ -227,7 +224,7 @@ fn in_script(
     conditions: Conditions,
     depth: usize,
 ) -> Option<Invocation> {
-    if depth >= MAX_SHELL_DEPTH {
+    if depth >= shell::MAX_SHELL_DEPTH {
         return None;
     }
     let lookup = |name: &str| env.get(name);

@@ -31,6 +31,18 @@ pub fn is_dns_subdomain(text: &str) -> bool {
         && text.split('.').all(|label| dns_label(label, false).is_ok())
 }
 
+/// Whether `text` is the name part of a Kubernetes qualified name (a label key's name, a label
+/// value, an extended resource's name): 1–63 characters of letters, digits, `-`, `_` and `.`,
+/// starting and ending with a letter or digit.
+pub fn is_qualified_name_part(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    matches!((bytes.first(), bytes.last()), (Some(a), Some(z)) if a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric())
+        && text.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -162,21 +162,10 @@ impl ResourceName {
             Some((prefix, resource)) => {
                 crate::names::is_dns_subdomain(prefix)
                     && !name.starts_with("requests.")
-                    && is_qualified_name_part(resource)
+                    && crate::names::is_qualified_name_part(resource)
             }
         }
     }
-}
-
-/// The name part of a Kubernetes qualified name: 1–63 characters of letters, digits, `-`, `_`
-/// and `.`, starting and ending with a letter or digit.
-fn is_qualified_name_part(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    matches!((bytes.first(), bytes.last()), (Some(a), Some(z)) if a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric())
-        && text.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Look-ups by `&str`, as in `resources.limits["memory"]` (the order is the string's).

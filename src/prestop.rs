@@ -159,9 +159,6 @@ fn classify_exec(
     }
 }
 
-/// Nesting limit for `sh -c "bash -c '…'"` in a hook.
-const MAX_SHELL_DEPTH: usize = 4;
-
 /// What the commands of a hook do, read so far.
 #[derive(Default)]
 struct Reading {
@@ -192,7 +189,7 @@ impl Reading {
             self.simple(words);
             return true;
         };
-        if depth >= MAX_SHELL_DEPTH {
+        if depth >= shell::MAX_SHELL_DEPTH {
             self.other = true;
             return true;
         }

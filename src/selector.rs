@@ -199,7 +199,7 @@ fn check_key(key: &str) -> Result<(), String> {
             "the prefix of label key {key:?} must be a DNS subdomain (lowercase letters, digits, '-' and '.')"
         ));
     }
-    if name.is_empty() || !is_label_text(name) {
+    if name.is_empty() || !names::is_qualified_name_part(name) {
         return Err(format!(
             "label key {key:?}: the name must be 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
         ));
@@ -209,25 +209,13 @@ fn check_key(key: &str) -> Result<(), String> {
 
 fn value_of(text: &str) -> Result<String, String> {
     let value = text.trim();
-    if value.is_empty() || is_label_text(value) {
+    if value.is_empty() || names::is_qualified_name_part(value) {
         Ok(value.to_owned())
     } else {
         Err(format!(
             "label value {value:?}: expected at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
         ))
     }
-}
-
-/// A label name or value: at most 63 characters of `[A-Za-z0-9._-]`, alphanumeric at both ends.
-fn is_label_text(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]

@@ -435,6 +435,10 @@ struct Lexer<'a> {
     expansion_budget: std::cell::Cell<usize>,
 }
 
+/// Nesting limit for `sh -c "bash -c '…'"` in a command line or a hook: real manifests use one
+/// level, rarely two.
+pub const MAX_SHELL_DEPTH: usize = 4;
+
 /// How many commands a script may add by calling its functions.
 const MAX_COMMANDS: usize = 10_000;
 
