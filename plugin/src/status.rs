@@ -54,9 +54,6 @@ pub(crate) struct PodRow {
     /// `status.phase` (`phase` says `Terminating` once deletion has begun).
     #[serde(skip)]
     pub(crate) pod_phase: String,
-    /// Whether, without a process in sight, it is known to run no job (the core's judgment).
-    #[serde(skip)]
-    pub(crate) idle_without_processes: bool,
     /// Whether its running jobs were all read, so that none running means idle.
     #[serde(skip)]
     pub(crate) jobs_seen: bool,
@@ -283,7 +280,6 @@ fn base_row(pod: &Value, now: f64) -> PodRow {
         phase: verdict::display_phase(pod).to_owned(),
         running: verdict::containers_run(pod),
         pod_phase: text(pod, "/status/phase").unwrap_or("Unknown").to_owned(),
-        idle_without_processes: verdict::idle_without_processes(pod),
         jobs_seen: false,
         node: text(pod, "/spec/nodeName").map(str::to_owned),
         age_secs,
@@ -354,7 +350,8 @@ async fn fetch_probes(
         // Its containers never ran or have exited: no probe to ask, and no job running.
         if !row.running {
             row.problem = Some(format!("pod is {}", row.pod_phase));
-            row.jobs_seen = row.idle_without_processes;
+            // Containers that do not run run no job: `verdict::idle_without_processes` holds.
+            row.jobs_seen = true;
             continue;
         }
         wanted += 1;
@@ -507,7 +504,6 @@ fn join_redis(
             terminating: None,
             running: false,
             pod_phase: "-".to_owned(),
-            idle_without_processes: false,
             jobs_seen: false,
         });
     }
