@@ -322,10 +322,7 @@ pub fn run_time_origin(container: &Value, reference: &str) -> &'static str {
         return "a command substitution";
     }
     // The last entry of a name is the one the container gets.
-    let entry = crate::workload::list(container, "env")
-        .iter()
-        .rev()
-        .find(|entry| entry.get("name").and_then(Value::as_str) == Some(name));
+    let entry = crate::workload::env_entry(crate::workload::list(container, "env"), name);
     match entry.and_then(|e| e.get("valueFrom")) {
         Some(from) if from.get("configMapKeyRef").is_some() => "a ConfigMap",
         Some(from) if from.get("secretKeyRef").is_some() => "a Secret",

@@ -636,14 +636,14 @@ impl Ctx<'_, '_> {
         // a longer value in the container's env is likely what Sidekiq uses.
         // The last entry of the name is the container's; one from a Secret gives no hint.
         let container = &analysis.workload.containers[analysis.container.index];
-        let hinted = crate::workload::list(container, "env")
-            .iter()
-            .rev()
-            .find(|entry| entry.get("name").and_then(Value::as_str) == Some(SIDEKIQ_TIMEOUT_ENV))
-            .and_then(|entry| entry.get("value"))
-            .and_then(Value::as_str)
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .filter(|secs| *secs > settings.shutdown_timeout.value);
+        let hinted = crate::workload::env_entry(
+            crate::workload::list(container, "env"),
+            SIDEKIQ_TIMEOUT_ENV,
+        )
+        .and_then(|entry| entry.get("value"))
+        .and_then(Value::as_str)
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .filter(|secs| *secs > settings.shutdown_timeout.value);
         let (severity, message) = match hinted {
             Some(secs) => (
                 Severity::Warning,

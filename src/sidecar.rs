@@ -120,7 +120,7 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
     }
     let entries = list(sidekiq, "env");
     let env_from = list(sidekiq, "envFrom");
-    let find = |name: &str| entries.iter().rev().find(|e| name_of(e) == Some(name));
+    let find = |name: &str| crate::workload::env_entry(entries, name);
 
     let mut problem = None;
     let mut url_var = Some(REDIS_URL);
@@ -227,10 +227,7 @@ fn out_of_order(entries: &[Value], names: &[&str]) -> Vec<(String, String)> {
 fn close_over_references<'a>(entries: &'a [Value], names: &mut Vec<&'a str>) {
     let mut i = 0;
     while i < names.len() {
-        let value = entries
-            .iter()
-            .rev()
-            .find(|e| e.get("name").and_then(Value::as_str) == Some(names[i]))
+        let value = crate::workload::env_entry(entries, names[i])
             .and_then(|e| e.get("value"))
             .and_then(Value::as_str);
         for name in value.map(references).unwrap_or_default() {

@@ -452,6 +452,15 @@ pub(crate) fn list<'a>(object: &'a Value, key: &str) -> &'a [Value] {
         .map_or(&[], Vec::as_slice)
 }
 
+/// The entry of `entries` (a container's `env`) named `name` that the container gets: the
+/// last one, as the kubelet keeps it.
+pub(crate) fn env_entry<'a>(entries: &'a [Value], name: &str) -> Option<&'a Value> {
+    entries
+        .iter()
+        .rev()
+        .find(|entry| entry.get("name").and_then(Value::as_str) == Some(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -250,10 +250,7 @@ fn expand(
 
 /// The last `DYNO` entry of a container's `env`: the one the kubelet keeps.
 fn dyno_entry(container: &Value) -> Option<&Value> {
-    list(container, "env")
-        .iter()
-        .rev()
-        .find(|e| e.get("name").and_then(Value::as_str) == Some(DYNO))
+    crate::workload::env_entry(list(container, "env"), DYNO)
 }
 
 /// The variable `name` from `valueFrom.fieldRef`, read from the pod object like the downward
