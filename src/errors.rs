@@ -2,6 +2,27 @@
 
 use std::error::Error;
 
+/// `text` cut to `max` characters, the last one `…`, on a character boundary: messages quote
+/// values of any length, and an admission warning holds 256 characters.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// `value` quoted (`"abc"`), its first `max` characters only and `…` after the quote when it
+/// is longer: what was written, readable, and short.
+pub(crate) fn quoted(value: &str, max: usize) -> String {
+    if value.chars().count() <= max {
+        return format!("{value:?}");
+    }
+    let cut: String = value.chars().take(max).collect();
+    format!("{cut:?}…")
+}
+
 /// `context: cause: root cause`. A cause whose text the outer message already contains is not
 /// repeated (some libraries, redis-rs's I/O errors among them, fold their source into their own
 /// message).

@@ -336,13 +336,9 @@ pub fn unresolved(
 /// The variable a `sidekiq.yml` conventionally reads its `timeout:` from.
 const SIDEKIQ_TIMEOUT_ENV: &str = "SIDEKIQ_TIMEOUT";
 
-/// `text` cut to 40 characters: an admission warning holds 256, and a value of a command line
-/// can be any length.
-fn shortened(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(40) {
-        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
-        None => text.into(),
-    }
+/// `text` cut to 40 characters: a value of a command line can be any length.
+fn shortened(text: &str) -> String {
+    crate::errors::truncate(text, 41)
 }
 
 fn annotation_path(workload: &Workload<'_>, key: &str) -> String {
@@ -362,10 +358,7 @@ fn annotation_findings(
         .map(|bad| {
             // Shortened: an admission warning holds 256 characters, and what is accepted
             // matters more than the whole of a long wrong value.
-            let value = match bad.value.char_indices().nth(20) {
-                Some((cut, _)) => format!("{:?}…", &bad.value[..cut]),
-                None => format!("{:?}", bad.value),
-            };
+            let value = crate::errors::quoted(&bad.value, 20);
             let source = settings.and_then(|settings| match bad.key {
                 annotations::LONGEST_JOB => Some(&settings.longest_job.source),
                 annotations::SHUTDOWN_TIMEOUT => Some(&settings.shutdown_timeout.source),

@@ -345,7 +345,7 @@ fn cap_warnings(lines: impl Iterator<Item = String>) -> Vec<String> {
     let mut total = 0;
     let mut warnings = Vec::new();
     for line in lines {
-        let line = truncate(
+        let line = crate::errors::truncate(
             &printable(&format!("{WARNING_PREFIX}{line}")),
             MAX_WARNING_CHARS,
         );
@@ -373,15 +373,6 @@ fn printable(text: &str) -> String {
             }
         })
         .collect()
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max - 1).collect();
-    cut.push('…');
-    cut
 }
 
 /// `Deployment jobs/worker`, `Pod jobs/worker-7d9c*`, for messages.

@@ -808,21 +808,12 @@ const SHOWN: usize = 60;
 
 /// Quotes a raw field value for an error message, cut to a readable length.
 fn shorten(value: &str) -> String {
-    if value.chars().count() <= SHOWN {
-        return format!("{value:?}");
-    }
-    let cut: String = value.chars().take(SHOWN).collect();
-    format!("{cut:?}…")
+    crate::errors::quoted(value, SHOWN)
 }
 
 /// Cuts an already readable text (JSON) to a readable length on a character boundary.
 fn cut(value: &str) -> String {
-    if value.chars().count() <= SHOWN {
-        return value.to_owned();
-    }
-    let mut cut: String = value.chars().take(SHOWN).collect();
-    cut.push('…');
-    cut
+    crate::errors::truncate(value, SHOWN + 1)
 }
 
 #[cfg(test)]
