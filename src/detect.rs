@@ -7,7 +7,7 @@
 //! is assumed to run Sidekiq. Two candidates and no annotation is ambiguous: we never guess.
 
 use std::borrow::Cow;
-use std::cell::{Cell, OnceCell};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -338,7 +338,7 @@ pub fn run_time_origin(container: &Value, reference: &str) -> &'static str {
 /// Kubernetes); `valueFrom` entries are unknown until run time.
 pub fn literal_env(container: &Value) -> HashMap<String, String> {
     let mut env = HashMap::new();
-    let budget = Cell::new(shell::EXPANSION_BUDGET);
+    let budget = shell::Budget::default();
     for entry in container
         .get("env")
         .and_then(Value::as_array)
@@ -369,7 +369,7 @@ pub fn literal_env(container: &Value) -> HashMap<String, String> {
 pub fn expand_kubernetes(
     text: &str,
     env: &HashMap<String, String>,
-    budget: &Cell<usize>,
+    budget: &shell::Budget,
 ) -> String {
     if !text.contains('$') {
         return text.to_owned();
@@ -386,14 +386,7 @@ pub fn expand_kubernetes(
             .strip_prefix('(')
             .and_then(|inner| inner.split_once(')'))
         {
-            let value = env.get(name).filter(|value| {
-                let left = budget.get();
-                let fits = value.len() <= shell::MAX_EXPANSION && value.len() <= left;
-                if fits {
-                    budget.set(left - value.len());
-                }
-                fits
-            });
+            let value = env.get(name).filter(|value| budget.expand(value));
             match value {
                 Some(value) => out.push_str(value),
                 None => {
@@ -432,7 +425,7 @@ struct LazyEnv<'a> {
     container: &'a Value,
     env: OnceCell<HashMap<String, String>>,
     /// What expanding the command line may still add.
-    budget: Cell<usize>,
+    budget: shell::Budget,
 }
 
 impl<'a> LazyEnv<'a> {
@@ -440,7 +433,7 @@ impl<'a> LazyEnv<'a> {
         Self {
             container,
             env: OnceCell::new(),
-            budget: Cell::new(shell::EXPANSION_BUDGET),
+            budget: shell::Budget::default(),
         }
     }
 
@@ -868,7 +861,7 @@ mod tests {
     #[test]
     fn kubernetes_expansion_rules() {
         let env = HashMap::from([("A".to_owned(), "1".to_owned())]);
-        let budget = Cell::new(shell::EXPANSION_BUDGET);
+        let budget = shell::Budget::default();
         assert_eq!(
             expand_kubernetes("$(A)-$(B)-$$(A)-$-$", &env, &budget),
             "1-$(B)-$(A)-$-$"

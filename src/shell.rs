@@ -81,10 +81,10 @@ pub fn commands_with_args(
         splitting: false,
         in_test: false,
         command_start: true,
-        expansion_budget: std::cell::Cell::new(EXPANSION_BUDGET),
+        expansion_budget: Budget::default(),
     };
     let mut splitter = Splitter {
-        copy_budget: EXPANSION_BUDGET,
+        copy_budget: Budget::default(),
         ..Splitter::default()
     };
     while let Some(token) = lexer.next_token()? {
@@ -155,7 +155,7 @@ struct Splitter {
     /// The last separator was `|`: the current command is part of a pipeline.
     after_pipe: bool,
     /// What calls of functions may still copy of their bodies, in characters.
-    copy_budget: usize,
+    copy_budget: Budget,
 }
 
 impl Splitter {
@@ -275,12 +275,8 @@ impl Splitter {
                     .then(|| self.functions.get(words[0].as_str()))
                     .flatten()
                     .filter(|body| {
-                        let size: usize = body.iter().flat_map(|c| &c.words).map(String::len).sum();
-                        let fits = size <= self.copy_budget;
-                        if fits {
-                            self.copy_budget -= size;
-                        }
-                        fits
+                        let size = body.iter().flat_map(|c| &c.words).map(String::len).sum();
+                        self.copy_budget.spend(size)
                     })
                     .cloned();
                 self.commands.push(Command {
@@ -432,7 +428,7 @@ struct Lexer<'a> {
     /// The next word starts a command (after a separator or a keyword such as `if`).
     command_start: bool,
     /// Characters expansions may still add to this script's words.
-    expansion_budget: std::cell::Cell<usize>,
+    expansion_budget: Budget,
 }
 
 /// Nesting limit for `sh -c "bash -c '…'"` in a command line or a hook: real manifests use one
@@ -450,6 +446,35 @@ pub const MAX_EXPANSION: usize = 4096;
 /// What expansions may add to one script's words (or one container's command line and env) in
 /// all: thousands of `$A` of [`MAX_EXPANSION`] characters each read as written once it is spent.
 pub const EXPANSION_BUDGET: usize = 1 << 20;
+
+/// Characters that expansions (or copies of function bodies) may still add: starts at
+/// [`EXPANSION_BUDGET`], and is spent by whoever adds them.
+#[derive(Debug)]
+pub struct Budget(std::cell::Cell<usize>);
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self(std::cell::Cell::new(EXPANSION_BUDGET))
+    }
+}
+
+impl Budget {
+    /// Spends `len` characters if that many are left; `false` (nothing spent) otherwise.
+    pub fn spend(&self, len: usize) -> bool {
+        let left = self.0.get();
+        let fits = len <= left;
+        if fits {
+            self.0.set(left - len);
+        }
+        fits
+    }
+
+    /// Spends a variable's value if it may be expanded: at most [`MAX_EXPANSION`] characters,
+    /// and within what is left.
+    pub fn expand(&self, value: &str) -> bool {
+        value.len() <= MAX_EXPANSION && self.spend(value.len())
+    }
+}
 
 impl Lexer<'_> {
     /// Records the assignments of `command` when that is all it does (`T=300`, `export T=300`):
@@ -541,12 +566,12 @@ impl Lexer<'_> {
             return None;
         }
         let words = &args[1.min(args.len())..];
-        let size: usize = words.iter().map(String::len).sum();
-        if size > self.expansion_budget.get() {
+        if !self
+            .expansion_budget
+            .spend(words.iter().map(String::len).sum())
+        {
             return None;
         }
-        self.expansion_budget
-            .set(self.expansion_budget.get() - size);
         self.pos += len;
         self.pending.extend(words.iter().cloned());
         Some(())
@@ -878,20 +903,13 @@ impl Lexer<'_> {
     }
 
     fn expand(&self, word: &mut String, name: &str, start: usize) {
-        match self.value(name).filter(|value| self.spend(value)) {
+        match self
+            .value(name)
+            .filter(|value| self.expansion_budget.expand(value))
+        {
             Some(value) => self.push_value(word, &value),
             None => word.extend(&self.chars[start..self.pos]),
         }
-    }
-
-    /// Whether `value` may be expanded: short enough, and within the script's budget (spent).
-    fn spend(&self, value: &str) -> bool {
-        let left = self.expansion_budget.get();
-        if value.len() > MAX_EXPANSION || value.len() > left {
-            return false;
-        }
-        self.expansion_budget.set(left - value.len());
-        true
     }
 
     /// `${NAME}`, and `${NAME:-word}`/`${NAME-word}` (also with `=`): NAME's value when known,
@@ -918,7 +936,7 @@ impl Lexer<'_> {
             },
             _ => None,
         };
-        match value.filter(|value| self.spend(value)) {
+        match value.filter(|value| self.expansion_budget.expand(value)) {
             Some(value) => self.push_value(word, &value),
             None => word.extend(&self.chars[start..self.pos]),
         }

@@ -244,8 +244,11 @@ fn expand(
             ));
         }
     }
-    let budget = std::cell::Cell::new(crate::shell::EXPANSION_BUDGET);
-    Ok(detect::expand_kubernetes(text, known, &budget))
+    Ok(detect::expand_kubernetes(
+        text,
+        known,
+        &crate::shell::Budget::default(),
+    ))
 }
 
 /// The last `DYNO` entry of a container's `env`: the one the kubelet keeps.
