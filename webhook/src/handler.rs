@@ -88,6 +88,18 @@ struct Refusal {
 }
 
 impl Refusal {
+    /// Logs the refusal and answers it with a `Status`: every refused request is a warn line,
+    /// so a misconfigured webhook `path` shows in the logs first.
+    fn respond(self, endpoint: &'static str) -> Response {
+        tracing::warn!(
+            endpoint,
+            status = self.status.as_u16(),
+            error = self.message.as_str(),
+            "admission request refused"
+        );
+        status_response(self.status, self.reason, self.message)
+    }
+
     fn bad_request(message: String) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
@@ -123,13 +135,7 @@ async fn answer(state: Arc<AdmissionState>, endpoint: Endpoint, request: Request
             state
                 .metrics
                 .request(name, refusal.result, started.elapsed());
-            tracing::warn!(
-                endpoint = name,
-                status = refusal.status.as_u16(),
-                error = refusal.message.as_str(),
-                "admission request refused"
-            );
-            status_response(refusal.status, refusal.reason, refusal.message)
+            refusal.respond(name)
         }
     };
     closing_if(draining, response)
@@ -352,55 +358,47 @@ fn closing_if(draining: bool, mut response: Response) -> Response {
 }
 
 async fn not_found(State(state): State<Arc<AdmissionState>>, method: Method, uri: Uri) -> Response {
-    let message = format!(
-        "no such endpoint: {method} {}; the webhook serves POST /mutate and POST /validate",
-        uri.path()
-    );
-    refuse_unrouted(&state, "other", StatusCode::NOT_FOUND, "NotFound", message)
+    let refusal = Refusal {
+        status: StatusCode::NOT_FOUND,
+        reason: "NotFound",
+        result: "not-found",
+        message: format!(
+            "no such endpoint: {method} {}; the webhook serves POST /mutate and POST /validate",
+            uri.path()
+        ),
+    };
+    refuse_unrouted(&state, "other", refusal)
 }
 
+/// Only the routed paths, `/mutate` and `/validate`, reach this.
 async fn method_not_allowed(
     State(state): State<Arc<AdmissionState>>,
     method: Method,
     uri: Uri,
 ) -> Response {
-    let endpoint = match uri.path() {
-        "/mutate" => "mutate",
-        "/validate" => "validate",
-        _ => "other",
+    let endpoint = if uri.path() == "/mutate" {
+        Endpoint::Mutate
+    } else {
+        Endpoint::Validate
     };
-    let message = format!("{method} is not allowed on {}; use POST", uri.path());
-    let mut response = refuse_unrouted(
-        &state,
-        endpoint,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
-        message,
-    );
+    let refusal = Refusal {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        reason: "MethodNotAllowed",
+        result: "method-not-allowed",
+        message: format!("{method} is not allowed on {}; use POST", uri.path()),
+    };
+    let mut response = refuse_unrouted(&state, endpoint_name(endpoint), refusal);
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("POST"));
     response
 }
 
-/// A request no route answers: counted, logged like any refused request (a misconfigured
-/// webhook `path` shows here first), and answered with a `Status`.
-fn refuse_unrouted(
-    state: &AdmissionState,
-    endpoint: &'static str,
-    status: StatusCode,
-    reason: &'static str,
-    message: String,
-) -> Response {
-    state.metrics.unrouted(endpoint, status);
-    tracing::warn!(
-        endpoint,
-        status = status.as_u16(),
-        error = message.as_str(),
-        "admission request refused"
-    );
+/// A request no route answers: counted (without a latency: nothing was done) and refused.
+fn refuse_unrouted(state: &AdmissionState, endpoint: &'static str, refusal: Refusal) -> Response {
+    state.metrics.unrouted(endpoint, refusal.result);
     closing_if(
         state.draining.load(Ordering::Relaxed),
-        status_response(status, reason, message),
+        refusal.respond(endpoint),
     )
 }

@@ -125,12 +125,7 @@ impl Metrics {
 
     /// Counts a request no route answers: a path the webhook does not serve (`endpoint`
     /// `other`), or a method other than POST (no latency: nothing was done).
-    pub fn unrouted(&self, endpoint: &'static str, status: axum::http::StatusCode) {
-        let result = if status == axum::http::StatusCode::METHOD_NOT_ALLOWED {
-            "method-not-allowed"
-        } else {
-            "not-found"
-        };
+    pub fn unrouted(&self, endpoint: &'static str, result: &'static str) {
         self.requests
             .get_or_create(&[("endpoint", endpoint), ("result", result)])
             .inc();
