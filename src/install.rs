@@ -540,6 +540,9 @@ pub enum Escape {
     CreatedBeforeInstall,
     /// In a namespace that is not opted in, and not labelled itself.
     NotOptedIn,
+    /// Not labelled itself, in a namespace whose labels could not be read: whether the webhook
+    /// sees it is unknown.
+    OptInUnknown,
     /// Opted in and created after install: the webhook was unreachable (`failurePolicy: Ignore`)
     /// or rejected it.
     Missed,
@@ -559,6 +562,9 @@ impl Escape {
             }
             Escape::NotOptedIn => {
                 "namespace not opted in (label it sidekiq-guard.io/inject=enabled)"
+            }
+            Escape::OptInUnknown => {
+                "cannot tell whether its namespace is opted in (the namespaces could not be read)"
             }
             Escape::Missed => {
                 "created before its namespace was opted in, or while the webhook was unreachable (then its logs say why): restart it"
@@ -599,13 +605,13 @@ impl Escape {
     }
 }
 
-/// Why the Sidekiq `pod` (in a namespace opted in or not) escaped injection, or `None` when it
-/// was injected. `ctx` is the webhook's view (its policy and sidecar mode), under which the pod
+/// Why the Sidekiq `pod` (in a namespace opted in or not; `None` when the namespace's labels
+/// could not be read) escaped injection, or `None` when it was injected. `ctx` is the webhook's view (its policy and sidecar mode), under which the pod
 /// is reviewed as the webhook would have. Timestamps are RFC 3339 strings as the API returns
 /// them, which sort as text.
 pub fn escape(
     pod: &Value,
-    namespace_opted_in: bool,
+    namespace_opted_in: Option<bool>,
     installed_at: Option<&str>,
     ctx: &Context<'_>,
 ) -> Option<Escape> {
@@ -625,9 +631,10 @@ pub fn escape(
     if injected || finished {
         return None;
     }
-    match PodOptIn::of(label) {
-        PodOptIn::Out => return Some(Escape::OptedOut),
-        opt_in if !opt_in.considered(namespace_opted_in) => return Some(Escape::NotOptedIn),
+    match (PodOptIn::of(label), namespace_opted_in) {
+        (PodOptIn::Out, _) => return Some(Escape::OptedOut),
+        (PodOptIn::Unset, None) => return Some(Escape::OptInUnknown),
+        (opt_in, Some(opted)) if !opt_in.considered(opted) => return Some(Escape::NotOptedIn),
         _ => {}
     }
     if let Some(why) = not_injectable(pod, ctx) {
@@ -900,7 +907,7 @@ mod tests {
             "status": {"phase": "Running"},
         });
         let installed = Some("2026-11-20T10:00:00Z");
-        let missed = escape(&worker, true, installed, &ctx).unwrap();
+        let missed = escape(&worker, Some(true), installed, &ctx).unwrap();
         assert_eq!(missed, Escape::Missed);
         // Nothing recreates a bare pod: deleting it is not the way.
         assert_eq!(
@@ -917,7 +924,7 @@ mod tests {
         // A finished pod runs nothing to protect.
         let mut finished = worker.clone();
         finished["status"]["phase"] = json!("Succeeded");
-        assert_eq!(escape(&finished, true, installed, &ctx), None);
+        assert_eq!(escape(&finished, Some(true), installed, &ctx), None);
     }
 
     #[test]
@@ -939,7 +946,7 @@ mod tests {
         assert_eq!(
             escape(
                 &pod(json!({}), "2026-11-21T00:00:00Z", true),
-                true,
+                Some(true),
                 installed,
                 &ctx
             ),
@@ -952,7 +959,7 @@ mod tests {
                     "2026-11-21T00:00:00Z",
                     false
                 ),
-                true,
+                Some(true),
                 installed,
                 &ctx
             ),
@@ -961,7 +968,7 @@ mod tests {
         assert_eq!(
             escape(
                 &pod(json!({}), "2026-11-19T00:00:00Z", false),
-                true,
+                Some(true),
                 installed,
                 &ctx
             ),
@@ -970,7 +977,7 @@ mod tests {
         assert_eq!(
             escape(
                 &pod(json!({}), "2026-11-21T00:00:00Z", false),
-                true,
+                Some(true),
                 installed,
                 &ctx
             ),
@@ -979,7 +986,7 @@ mod tests {
         assert_eq!(
             escape(
                 &pod(json!({}), "2026-11-21T00:00:00Z", false),
-                false,
+                Some(false),
                 installed,
                 &ctx
             ),
@@ -992,7 +999,30 @@ mod tests {
                     "2026-11-19T00:00:00Z",
                     false
                 ),
-                false,
+                Some(false),
+                installed,
+                &ctx
+            ),
+            Some(Escape::CreatedBeforeInstall)
+        );
+        // Namespaces unreadable: unknown for an unlabelled pod, known for a labelled one.
+        assert_eq!(
+            escape(
+                &pod(json!({}), "2026-11-21T00:00:00Z", false),
+                None,
+                installed,
+                &ctx
+            ),
+            Some(Escape::OptInUnknown)
+        );
+        assert_eq!(
+            escape(
+                &pod(
+                    json!({"sidekiq-guard.io/inject": "true"}),
+                    "2026-11-19T00:00:00Z",
+                    false
+                ),
+                None,
                 installed,
                 &ctx
             ),
@@ -1021,7 +1051,7 @@ mod tests {
         };
         let sidekiq = |name: &str| json!({"name": name, "image": "app", "command": ["bundle", "exec", "sidekiq"], "env": [{"name": "REDIS_URL", "value": "redis://redis:6379/0"}]});
         let installed = Some("2026-11-20T10:00:00Z");
-        let why = |pod: &Value, mode| match escape(pod, true, installed, &ctx(mode)) {
+        let why = |pod: &Value, mode| match escape(pod, Some(true), installed, &ctx(mode)) {
             Some(Escape::NotInjectable(why)) => why,
             other => panic!("{other:?}"),
         };
@@ -1045,7 +1075,7 @@ mod tests {
         // Injectable: the webhook missed it, and a restart injects it.
         let fine = pod("shop", json!([sidekiq("a")]), "ReplicaSet");
         assert_eq!(
-            escape(&fine, true, installed, &ctx(Mode::Native)),
+            escape(&fine, Some(true), installed, &ctx(Mode::Native)),
             Some(Escape::Missed)
         );
     }

@@ -373,10 +373,12 @@ async fn sidekiq_pods(
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let opted = opted_in.is_some_and(|list| list.iter().any(|n| n == namespace));
+        let opted = opted_in.map(|list| list.iter().any(|n| n == namespace));
         match install::escape(pod, opted, installed_at, &ctx) {
             None => injected += 1,
-            Some(Escape::NotOptedIn) => *outside.entry(namespace.to_owned()).or_default() += 1,
+            Some(Escape::NotOptedIn | Escape::OptInUnknown) => {
+                *outside.entry(namespace.to_owned()).or_default() += 1;
+            }
             Some(escape) => checks.push(Check::problem(
                 Status::Warn,
                 format!("pod {namespace}/{name} is injected"),
