@@ -26,9 +26,7 @@ pub(crate) fn run(
         Offline::load(args.files.policy.as_deref(), args.sidecar_mode)?.select(cluster)?;
     let mut notes = Vec::new();
     let input = manifests::read(&args.files.files, args.files.recursive, stdin, &mut notes);
-    for note in &notes {
-        writeln!(err, "note: {note}").map_err(Error::Output)?;
-    }
+    offline::print_notes(&notes, err)?;
     let input = input?;
     let mut unreadable = Vec::new();
     let mut documents = Vec::with_capacity(input.documents.len());
@@ -79,13 +77,8 @@ fn inject_value(
         }
         return Ok(Some(list));
     }
-    match offline.selects(value, source) {
-        Ok(true) => {}
-        Ok(false) => return Ok(None),
-        Err(mismatch) => {
-            unreadable.push(mismatch);
-            return Ok(None);
-        }
+    if !offline.reads(value, source, unreadable) {
+        return Ok(None);
     }
     let (mutated, review) =
         review::inject(value, &offline.context()).map_err(|cause| Error::Patch {

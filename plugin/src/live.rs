@@ -142,9 +142,7 @@ pub(crate) async fn run(
     reports.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
     let report = Report::new(reports);
     validate::print(&report, args.report.output, out, color)?;
-    for note in notes {
-        writeln!(err, "note: {note}").map_err(Error::Output)?;
-    }
+    crate::offline::print_notes(&notes, err)?;
     report.summarise(err)
 }
 

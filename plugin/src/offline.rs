@@ -77,8 +77,24 @@ impl Offline {
     }
 
     /// Whether the command reads `object` (one object, not a `List`): selected by `-l`. Like
-    /// `kubectl apply -n`, an object in another namespace than `-n`'s is an error.
-    pub(crate) fn selects(&self, object: &Value, source: &str) -> Result<bool, ManifestError> {
+    /// `kubectl apply -n`, an object in another namespace than `-n`'s is an error, recorded in
+    /// `unreadable` (and the object not read).
+    pub(crate) fn reads(
+        &self,
+        object: &Value,
+        source: &str,
+        unreadable: &mut Vec<ManifestError>,
+    ) -> bool {
+        match self.selects(object, source) {
+            Ok(selected) => selected,
+            Err(mismatch) => {
+                unreadable.push(mismatch);
+                false
+            }
+        }
+    }
+
+    fn selects(&self, object: &Value, source: &str) -> Result<bool, ManifestError> {
         let found = object
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
@@ -94,6 +110,14 @@ impl Offline {
         }
         Ok(self.selector.selects(object))
     }
+}
+
+/// Writes the notes of reading the input (`note: …`) to `err`.
+pub(crate) fn print_notes(notes: &[String], err: &mut dyn Write) -> Result<(), Error> {
+    for note in notes {
+        writeln!(err, "note: {note}").map_err(Error::Output)?;
+    }
+    Ok(())
 }
 
 /// Ends a command that went on past inputs it could not read (as `kubectl apply -f DIR`

@@ -93,9 +93,7 @@ pub(crate) fn run(
         &mut unreadable,
         &mut notes,
     );
-    for note in &notes {
-        writeln!(err, "note: {note}").map_err(Error::Output)?;
-    }
+    offline::print_notes(&notes, err)?;
     let perspective = if args.as_injected {
         Perspective::AsInjected
     } else {
@@ -143,13 +141,8 @@ fn validate_value(
         }
         return Ok(());
     }
-    match offline.selects(value, source) {
-        Ok(true) => {}
-        Ok(false) => return Ok(()),
-        Err(mismatch) => {
-            unreadable.push(mismatch);
-            return Ok(());
-        }
+    if !offline.reads(value, source, unreadable) {
+        return Ok(());
     }
     let review = review::validate(value, &offline.context(), perspective);
     if let Some(malformed) = inject::malformed(&review) {
