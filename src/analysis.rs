@@ -398,7 +398,7 @@ fn choose_port(workload: &Workload<'_>, sidekiq: usize, settings: &Settings) -> 
     // Upwards, then from the first unprivileged port: the sidecar runs as non-root and cannot
     // bind below 1024. With every port taken (only a contrived pod), the conflict is reported.
     match (wanted..=u16::MAX)
-        .chain(1024..wanted)
+        .chain(crate::FIRST_UNPRIVILEGED_PORT..wanted)
         .find(|port| !used.contains_key(port))
     {
         Some(port) => PortChoice {

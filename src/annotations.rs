@@ -92,7 +92,8 @@ pub struct InvalidAnnotation {
     pub accepted: &'static str,
 }
 
-const PORT_ACCEPTED: &str = "a port number from 1 to 65535";
+const PORT_ACCEPTED: &str =
+    "a port number from 1024 to 65535 (the sidecar runs as non-root, and cannot bind below 1024)";
 const NAME_ACCEPTED: &str = "the name of a container of the pod";
 const REDIS_NAMESPACE_ACCEPTED: &str =
     "Sidekiq's redis-namespace, such as myapp (one word of at most 256 characters)";
@@ -108,7 +109,10 @@ impl Overrides {
         let shutdown_timeout =
             reader.read_with(SHUTDOWN_TIMEOUT, duration::ACCEPTED, duration_secs);
         let probe_port = reader.read(PROBE_PORT, PORT_ACCEPTED, |text| {
-            text.trim().parse::<u16>().ok().filter(|port| *port > 0)
+            text.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port >= crate::FIRST_UNPRIVILEGED_PORT)
         });
         let container = reader.read(CONTAINER, NAME_ACCEPTED, |text| {
             let name = text.trim();
@@ -253,7 +257,7 @@ mod tests {
     fn unreadable_values_are_reported_with_what_is_accepted() {
         let overrides = read(json!({
             LONGEST_JOB: "five minutes",
-            PROBE_PORT: "0",
+            PROBE_PORT: "80",
             SHUTDOWN_TIMEOUT: 30,
             CONTAINER: "",
             REDIS_NAMESPACE: "my app",
@@ -273,7 +277,7 @@ mod tests {
             vec![
                 (LONGEST_JOB, "five minutes", duration::ACCEPTED),
                 (SHUTDOWN_TIMEOUT, "30", duration::ACCEPTED),
-                (PROBE_PORT, "0", PORT_ACCEPTED),
+                (PROBE_PORT, "80", PORT_ACCEPTED),
                 (CONTAINER, "", NAME_ACCEPTED),
                 (REDIS_NAMESPACE, "my app", REDIS_NAMESPACE_ACCEPTED),
             ]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::shell::{self, ShellError};
+use crate::shell::{self, ShellError, Signals};
 use crate::sidekiq::Program;
 use crate::sidekiq::flags::Timeout;
 
@@ -45,9 +45,41 @@ pub struct SidekiqContainer {
     pub script_error: Option<ShellError>,
     /// Whether Sidekiq is started by a shell script (`sh -c "…"`), which expands `$VAR` itself.
     pub via_shell: bool,
-    /// Whether the script runs Sidekiq in a pipeline or in the background: the shell stays the
-    /// container's main process and keeps the kubelet's SIGTERM (and a preStop's `kill 1`).
-    pub piped: bool,
+    /// Why the shell of the script that starts Sidekiq may keep the kubelet's SIGTERM (and a
+    /// preStop's `kill 1`) from it; `None` when they reach Sidekiq.
+    pub signals_kept: Option<SignalsKept>,
+}
+
+/// Why a shell script's SIGTERM may not reach the Sidekiq it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalsKept {
+    /// Sidekiq runs in a pipeline or in the background.
+    Piped,
+    /// Sidekiq runs without `exec`, and the script may go on after it.
+    Waited,
+    /// Sidekiq is the script's last command, without `exec`, and the shell is one that may stay
+    /// its parent: dash, Debian's `sh`, does.
+    NotExeced {
+        /// The shell's name, as the command line gives it (`sh`).
+        shell: String,
+    },
+}
+
+impl SignalsKept {
+    /// How the script runs Sidekiq and when its shell stays the main process, for a message.
+    pub fn how(&self) -> String {
+        match self {
+            SignalsKept::Piped => {
+                "in a pipeline or in the background: the shell stays the main process".into()
+            }
+            SignalsKept::Waited => {
+                "without exec and goes on after it: the shell stays the main process".into()
+            }
+            SignalsKept::NotExeced { shell } => format!(
+                "without exec: where {shell} is dash (the sh of Debian-based images such as the official Ruby ones), the shell stays the main process"
+            ),
+        }
+    }
 }
 
 /// The outcome of detection.
@@ -85,7 +117,7 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
                         args: Vec::new(),
                         script_error,
                         via_shell: false,
-                        piped: false,
+                        signals_kept: None,
                     },
                 );
                 found.evidence = Evidence::Annotation;
@@ -130,7 +162,7 @@ fn by_name(containers: &[Value]) -> Option<SidekiqContainer> {
         args,
         script_error: None,
         via_shell: false,
-        piped: false,
+        signals_kept: None,
     })
 }
 
@@ -170,7 +202,7 @@ fn inspect(
         args: found.args,
         script_error,
         via_shell: found.via_shell,
-        piped: found.piped,
+        signals_kept: found.signals_kept,
     })
 }
 
@@ -180,8 +212,8 @@ struct Invocation {
     args: Vec<String>,
     /// Started by a shell script.
     via_shell: bool,
-    /// In a pipeline or in the background of one.
-    piped: bool,
+    /// Why the signals sent to its script's shell may not reach it.
+    signals_kept: Option<SignalsKept>,
 }
 
 /// Finds a Sidekiq invocation in one command line, looking through wrappers and shell scripts;
@@ -208,16 +240,47 @@ fn invocation<S: AsRef<str>>(
             program,
             args,
             via_shell: depth > 0,
-            piped: false,
+            signals_kept: None,
         });
     }
     let (script, args) = shell::script_and_args(command)?;
     let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-    in_script(script, &args, env, script_error, conditions, depth)
+    let shell = shell::basename(first.as_ref());
+    let found = in_script(script, shell, &args, env, script_error, conditions, depth)?;
+    let wrappers = &words[..words.len() - command.len()];
+    Some(Invocation {
+        signals_kept: found
+            .signals_kept
+            .filter(|_| !signals_whole_group(wrappers)),
+        ..found
+    })
+}
+
+/// Whether a wrapper passes the signals it gets to the whole process group: `dumb-init`, unless
+/// told to signal its child alone (`-c`, `--single-child`).
+fn signals_whole_group<S: AsRef<str>>(wrappers: &[S]) -> bool {
+    let Some(at) = wrappers
+        .iter()
+        .position(|w| shell::basename(w.as_ref()) == "dumb-init")
+    else {
+        return false;
+    };
+    !wrappers[at + 1..]
+        .iter()
+        .map(AsRef::as_ref)
+        .take_while(|w| w.starts_with('-'))
+        .any(|w| w == "--single-child" || (!w.starts_with("--") && w.contains('c')))
+}
+
+/// Whether `shell` runs the last command of a `-c` script in place of itself, so that it gets
+/// the shell's signals: bash, zsh and ksh do; dash does not, and `sh` may be dash.
+fn execs_last_command(shell: &str) -> bool {
+    matches!(shell, "bash" | "zsh" | "ksh")
 }
 
 fn in_script(
     script: &str,
+    shell: &str,
     args: &[String],
     env: &LazyEnv<'_>,
     script_error: &mut Option<ShellError>,
@@ -237,8 +300,21 @@ fn in_script(
                 .filter_map(|command| {
                     let found =
                         invocation(&command.words, env, script_error, conditions, depth + 1)?;
+                    let here = match command.signals {
+                        Signals::Reach => None,
+                        Signals::ReachIfShellExecsLast
+                            if execs_last_command(shell) || !shell::is_shell(shell) =>
+                        {
+                            None
+                        }
+                        Signals::ReachIfShellExecsLast => Some(SignalsKept::NotExeced {
+                            shell: shell.to_owned(),
+                        }),
+                        Signals::Piped => Some(SignalsKept::Piped),
+                        Signals::Waited => Some(SignalsKept::Waited),
+                    };
                     Some(Invocation {
-                        piped: found.piped || command.piped,
+                        signals_kept: here.or(found.signals_kept),
                         ..found
                     })
                 });

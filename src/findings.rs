@@ -507,17 +507,18 @@ impl Ctx<'_, '_> {
                 ),
             ));
         }
-        if analysis.container.piped {
+        if let Some(kept) = &analysis.container.signals_kept {
             findings.push(Finding::new(
                 Code::SidekiqNotSignalled,
                 Severity::Warning,
                 command_path.clone(),
                 format!(
-                    "container {}'s script runs Sidekiq in a pipeline or in the background: the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets {}s to requeue its jobs, and the pod takes its whole grace period to stop",
+                    "container {}'s script runs Sidekiq {} and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets {}s to requeue its jobs, and the pod takes its whole grace period to stop",
                     self.name(),
+                    kept.how(),
                     settings.shutdown_timeout.value
                 ),
-                "start it with exec and without a pipe (Sidekiq logs to stdout: `exec bundle exec sidekiq …`)".into(),
+                "start it with exec, as the script's last command and without a pipe (Sidekiq logs to stdout: `exec bundle exec sidekiq …`)".into(),
             ));
         }
         for problem in &analysis.flags.problems {
@@ -777,11 +778,18 @@ impl Ctx<'_, '_> {
                 ),
                 drain_hint(),
             ),
-            PreStop::Unrecognised { what } => Finding::new(
+            PreStop::Unrecognised { what, sleeps } => Finding::new(
                 Code::PreStopNotQuieting,
                 Severity::Warning,
                 path(),
-                format!("cannot tell whether the preStop hook ({what}) quiets Sidekiq"),
+                if *sleeps > 0 {
+                    format!(
+                        "cannot tell whether the preStop hook ({what}) quiets Sidekiq; it sleeps {}, which the grace period counts as the least the hook takes",
+                        Secs(*sleeps)
+                    )
+                } else {
+                    format!("cannot tell whether the preStop hook ({what}) quiets Sidekiq")
+                },
                 drain_hint(),
             ),
             PreStop::QuietThenSleep {

@@ -50,6 +50,9 @@ pub use sidecar::Mode;
 /// Default port of the probe sidecar. 7433 is taken by sidekiq_alive and by Sidekiq Enterprise's
 /// health check.
 pub const DEFAULT_PROBE_PORT: u16 = 7434;
+/// The lowest port the probe sidecar may listen on: it runs as non-root with every capability
+/// dropped, and container runtimes commonly keep ports below 1024 for privileged processes.
+pub const FIRST_UNPRIVILEGED_PORT: u16 = 1024;
 
 /// This version of sidekiq-guard, recorded in the status annotation.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

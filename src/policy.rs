@@ -344,7 +344,7 @@ impl<'de> Deserialize<'de> for Seconds {
     }
 }
 
-/// A TCP port from 1 to 65535.
+/// A TCP port the sidecar may listen on: from [`crate::FIRST_UNPRIVILEGED_PORT`] to 65535.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Port(pub u16);
 
@@ -354,11 +354,11 @@ impl<'de> Deserialize<'de> for Port {
         value
             .as_u64()
             .and_then(|n| u16::try_from(n).ok())
-            .filter(|port| *port > 0)
+            .filter(|port| *port >= crate::FIRST_UNPRIVILEGED_PORT)
             .map(Port)
             .ok_or_else(|| {
                 de::Error::custom(format!(
-                    "invalid port {value}: expected a number from 1 to 65535"
+                    "invalid port {value}: expected a number from 1024 to 65535 (the sidecar runs as non-root, and cannot bind below 1024)"
                 ))
             })
     }
@@ -467,6 +467,10 @@ excludedNamespaces: [legacy]
     #[case(
         "defaults: {probePort: 70000}",
         "policy defaults.probePort: invalid port 70000"
+    )]
+    #[case(
+        "defaults: {probePort: 80}",
+        "policy defaults.probePort: invalid port 80: expected a number from 1024 to 65535 (the sidecar runs as non-root, and cannot bind below 1024)"
     )]
     #[case("sidecar: {image: ''}", "policy sidecar.image: must not be empty")]
     #[case(

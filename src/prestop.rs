@@ -52,6 +52,9 @@ pub enum PreStop {
     Unrecognised {
         /// A short description of the hook.
         what: String,
+        /// Seconds of `sleep` it runs outside any loop (0 when none): whatever else it does,
+        /// the hook takes at least that long before the kubelet sends SIGTERM.
+        sleeps: u64,
     },
 }
 
@@ -61,6 +64,7 @@ impl PreStop {
     pub fn fixed_sleep(&self) -> Option<u64> {
         match self {
             PreStop::QuietThenSleep { sleep, .. } | PreStop::SleepOnly { sleep } => Some(*sleep),
+            PreStop::Unrecognised { sleeps, .. } if *sleeps > 0 => Some(*sleeps),
             _ => None,
         }
     }
@@ -97,6 +101,7 @@ pub fn classify(container: &Value) -> PreStop {
         }
         return PreStop::Unrecognised {
             what: format!("httpGet {path}"),
+            sleeps: 0,
         };
     }
     if let Some(seconds) = hook.pointer("/sleep/seconds").and_then(Value::as_u64) {
@@ -115,6 +120,7 @@ pub fn classify(container: &Value) -> PreStop {
     if command.is_empty() {
         return PreStop::Unrecognised {
             what: "a hook with no exec command, httpGet or sleep".into(),
+            sleeps: 0,
         };
     }
     // `sleep $DRAIN_SECONDS` reads the container's literal env, as the shell would, and
@@ -136,12 +142,13 @@ fn classify_exec(
     lookup: &dyn Fn(&str) -> Option<String>,
     unset: &dyn Fn(&str) -> bool,
 ) -> PreStop {
-    let what = || PreStop::Unrecognised {
+    let what = |sleeps| PreStop::Unrecognised {
         what: format!("exec {}", command.join(" ")),
+        sleeps,
     };
     let mut reading = Reading::default();
     if !reading.command(command, lookup, unset, 0) {
-        return what();
+        return what(0);
     }
     let Reading {
         quiets,
@@ -161,7 +168,9 @@ fn classify_exec(
         // least the sleep: the grace period must cover that much.
         (true, sleep, false, also_runs) => PreStop::QuietThenSleep { sleep, also_runs },
         (false, sleep, false, false) if sleep > 0 => PreStop::SleepOnly { sleep },
-        _ => what(),
+        // `rails runner '…quiet!'; sleep 600`: whatever the rest does, the hook lasts the sleep.
+        (false, sleep, false, _) => what(sleep),
+        _ => what(0),
     }
 }
 
@@ -245,7 +254,11 @@ impl Reading {
                 self.drains = true;
             }
             // Under `timeout 300 sleep infinity` it is bounded, but not by a known sleep.
-            "sleep" if args.iter().any(|a| is_infinite(a)) && !under_timeout(words) => {
+            // `sleep 9999999999` outlasts any grace period the API server accepts: as endless.
+            "sleep"
+                if args.iter().any(|a| is_infinite(a) || outlasts_any_grace(a))
+                    && !under_timeout(words) =>
+            {
                 self.endless = true;
             }
             // GNU sleep adds up its operands: `sleep 1m 30s`.
@@ -262,8 +275,19 @@ impl Reading {
 }
 
 /// One operand of `sleep` in whole seconds, rounded up: GNU's `NUMBER[smhd]` with a decimal
-/// number (`0.5`, `1.5m`), else a duration (`2m30s`). `infinity` and anything else: `None`.
+/// number (`0.5`, `1.5m`), else a duration (`2m30s`). `infinity`, a number beyond
+/// [`duration::MAX`] and anything else: `None`.
 fn sleep_secs(arg: &str) -> Option<u64> {
+    let gnu = gnu_sleep_secs(arg)
+        .filter(|secs| *secs <= duration::MAX.as_secs_f64())
+        // Within u64 by the filter above.
+        .map(|secs| secs.ceil() as u64);
+    gnu.or_else(|| duration::parse_secs(arg).ok())
+}
+
+/// GNU sleep's reading of one operand, in seconds: a non-negative decimal number with an
+/// optional unit `s`, `m`, `h` or `d`.
+fn gnu_sleep_secs(arg: &str) -> Option<f64> {
     let (number, unit) = match arg.char_indices().last()? {
         (at, 's') => (&arg[..at], 1.0),
         (at, 'm') => (&arg[..at], 60.0),
@@ -271,15 +295,17 @@ fn sleep_secs(arg: &str) -> Option<u64> {
         (at, 'd') => (&arg[..at], 86_400.0),
         _ => (arg, 1.0),
     };
-    let gnu = number
+    number
         .parse::<f64>()
         .ok()
         .filter(|n| n.is_finite() && *n >= 0.0 && !number.starts_with(['+', '-']))
         .map(|n| n * unit)
-        .filter(|secs| *secs <= duration::MAX.as_secs_f64())
-        // Within u64 by the filter above.
-        .map(|secs| secs.ceil() as u64);
-    gnu.or_else(|| duration::parse_secs(arg).ok())
+}
+
+/// A number GNU sleep accepts (`9999999999`, `1e10`, `99999d`) beyond [`duration::MAX`]: far
+/// longer than any grace period, so the hook ends only when the kubelet gives up on it.
+fn outlasts_any_grace(arg: &str) -> bool {
+    gnu_sleep_secs(arg).is_some_and(|secs| secs > duration::MAX.as_secs_f64())
 }
 
 /// GNU sleep's `infinity` (read by `strtod`: `inf` too, any case).
@@ -373,7 +399,8 @@ mod tests {
         assert_eq!(
             classify(&hook),
             PreStop::Unrecognised {
-                what: "httpGet /shutdown".into()
+                what: "httpGet /shutdown".into(),
+                sleeps: 0,
             }
         );
     }
@@ -481,6 +508,12 @@ mod tests {
     #[case(&["sh", "-c", "kill -TSTP 1; while true; do sleep infinity; done"], true)]
     #[case(&["sleep", "infinity"], false)]
     #[case(&["sh", "-c", "echo bye; sleep 10 infinity"], false)]
+    // Numbers beyond a hundred years outlast any grace period as surely as `infinity`.
+    #[case(&["sh", "-c", "kill -TSTP 1; sleep 9999999999"], true)]
+    #[case(&["sh", "-c", "kill -TSTP 1; sleep 1e10"], true)]
+    #[case(&["sh", "-c", "kill -TSTP 1; sleep 99999d"], true)]
+    #[case(&["sh", "-c", "kill -TSTP 1; sleep 18446744073709551615; sleep 10"], true)]
+    #[case(&["sleep", "99999999999999999999999"], false)]
     fn sleeping_forever_is_endless(#[case] command: &[&str], #[case] quiets: bool) {
         assert_eq!(exec(command), PreStop::Endless { quiets });
     }
@@ -507,8 +540,23 @@ mod tests {
     #[case(&["sh", "-c", "kill -TSTP '1"])]
     fn other_hooks_are_unrecognised(#[case] command: &[&str]) {
         assert!(
-            matches!(exec(command), PreStop::Unrecognised { .. }),
+            matches!(exec(command), PreStop::Unrecognised { sleeps: 5 | 0, .. }),
             "{command:?}"
         );
+    }
+
+    #[rstest]
+    #[case(&["sh", "-c", "bundle exec rails runner \"Sidekiq::ProcessSet.new.each(&:quiet!)\"; sleep 600"], 600)]
+    #[case(&["sh", "-c", "/app/bin/wait-for-jobs; sleep 600"], 600)]
+    #[case(&["sh", "-c", "kill -USR1 1; sleep 5m; sleep 60"], 360)]
+    // A sleep in a loop polls: no lower bound.
+    #[case(&["sh", "-c", "while pgrep -f busy; do sleep 5; done"], 0)]
+    fn an_unreadable_hook_lasts_at_least_its_sleeps(#[case] command: &[&str], #[case] sleeps: u64) {
+        let hook = exec(command);
+        assert!(
+            matches!(hook, PreStop::Unrecognised { sleeps: s, .. } if s == sleeps),
+            "{command:?}: {hook:?}"
+        );
+        assert_eq!(hook.fixed_sleep(), (sleeps > 0).then_some(sleeps));
     }
 }

@@ -36,9 +36,37 @@ pub struct Command {
     pub conditional: bool,
     /// Whether it is in the body (or the condition) of a `while`, `until` or `for` loop.
     pub in_loop: bool,
-    /// Whether it runs in a pipeline (`sidekiq | tee log`) or in the background (`sidekiq &`):
-    /// a child of the shell, which keeps the signals sent to it.
-    pub piped: bool,
+    /// Whether the signals sent to the shell reach it.
+    pub signals: Signals,
+}
+
+/// Whether the signals sent to a script's shell (the kubelet's SIGTERM, a preStop's `kill 1`)
+/// reach a command of the script. A shell that stays the container's main process keeps them:
+/// as PID 1 without a handler it ignores them, and its children never hear of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signals {
+    /// The shell hands its process over to it (`exec COMMAND`), or passes SIGTERM on to what
+    /// it started (a script that traps `TERM`).
+    Reach,
+    /// The script's last command, run without `exec`: bash runs it in place of itself, but
+    /// dash (the `sh` of Debian-based images, such as the official Ruby ones) stays its parent.
+    ReachIfShellExecsLast,
+    /// It runs in a pipeline (`sidekiq | tee log`) or in the background (`sidekiq &`): a child
+    /// of the shell.
+    Piped,
+    /// Run without `exec` where the script may go on after it (`sidekiq; echo done`,
+    /// `sidekiq || true`, a loop): a child of the shell.
+    Waited,
+}
+
+impl Signals {
+    fn of(piped: bool, execs: bool) -> Self {
+        match (piped, execs) {
+            (true, _) => Signals::Piped,
+            (false, true) => Signals::Reach,
+            (false, false) => Signals::Waited,
+        }
+    }
 }
 
 /// Splits `script` into simple commands; `lookup` resolves `$NAME` (unknown names stay literal).
@@ -108,8 +136,12 @@ pub fn commands_with_args(
     });
     if forwards_term {
         for command in &mut splitter.commands {
-            command.piped = false;
+            command.signals = Signals::Reach;
         }
+    } else if let Some(last) = splitter.last_at_top
+        && last + 1 == splitter.commands.len()
+    {
+        splitter.commands[last].signals = Signals::ReachIfShellExecsLast;
     }
     Ok(splitter.commands)
 }
@@ -156,6 +188,9 @@ struct Splitter {
     after_pipe: bool,
     /// What calls of functions may still copy of their bodies, in characters.
     copy_budget: Budget,
+    /// The last command pushed, when it ran at the top of the script, neither piped nor under
+    /// `exec`: if nothing follows, the shell may run it in place of itself.
+    last_at_top: Option<usize>,
 }
 
 impl Splitter {
@@ -231,7 +266,8 @@ impl Splitter {
         let defines_function = words.len() == 1 && matches!(separator, Separator::Open);
         // `exec` alone only redirects (its redirections are dropped); `exec puma` replaces the
         // shell, and `exit` ends it.
-        let ends_script = (hands_over && words.len() > 1) || first == Some("exit");
+        let execs = hands_over && words.len() > 1;
+        let ends_script = execs || first == Some("exit");
         let defined = defines_function.then(|| words[0].clone());
         let mut pushed = None;
         match first {
@@ -256,7 +292,7 @@ impl Splitter {
                         words: words.clone(),
                         conditional: in_body,
                         in_loop,
-                        piped,
+                        signals: Signals::of(piped, execs),
                     };
                     self.functions.entry(name.clone()).or_default().push(body);
                     // `[ "$ROLE" = web ] && exec puma` in a body: the rest of the body runs
@@ -279,21 +315,37 @@ impl Splitter {
                         self.copy_budget.spend(size)
                     })
                     .cloned();
+                let signals = Signals::of(piped, execs);
+                let at_top = signals == Signals::Waited
+                    && in_function.is_none()
+                    && self.groups.is_empty()
+                    && self.loops == 0
+                    && self.ifs == 0
+                    && self.cases == 0
+                    && matches!(separator, Separator::List);
                 self.commands.push(Command {
                     words,
                     conditional,
                     in_loop,
-                    piped,
+                    signals,
                 });
                 pushed = Some(self.commands.len() - 1);
-                // A call runs the body, under the call's conditions as well as its own.
+                self.last_at_top = pushed.filter(|_| at_top);
+                // A call runs the body, under the call's conditions as well as its own; the
+                // shell stays the caller of what runs in a function.
                 for command in call.into_iter().flatten() {
+                    let signals = if piped {
+                        Signals::Piped
+                    } else {
+                        command.signals
+                    };
                     self.commands.push(Command {
                         words: command.words,
                         conditional: command.conditional || conditional,
                         in_loop: command.in_loop || in_loop,
-                        piped: command.piped || piped,
+                        signals,
                     });
+                    self.last_at_top = None;
                 }
                 // An `exec` in a function body ends the script only where it is called.
                 let in_function = in_function.is_some();
@@ -1348,39 +1400,63 @@ mod tests {
     }
 
     #[test]
-    fn commands_in_pipelines_and_the_background_are_marked() {
-        let piped = |script: &str| -> Vec<(String, bool)> {
+    fn how_signals_reach_each_command_is_marked() {
+        use Signals::*;
+        let signals = |script: &str| -> Vec<(String, Signals)> {
             super::commands(script, &none)
                 .unwrap()
                 .into_iter()
-                .map(|c| (c.words.join(" "), c.piped))
+                .map(|c| (c.words.join(" "), c.signals))
                 .collect()
         };
         // bash's `&>` is a redirection; a script that traps TERM hands it on.
         assert_eq!(
-            piped("exec sidekiq &>/proc/1/fd/1"),
-            [("exec sidekiq".to_owned(), false)]
+            signals("exec sidekiq &>/proc/1/fd/1"),
+            [("exec sidekiq".to_owned(), Reach)]
         );
         assert_eq!(
-            piped("trap 'kill -TERM $PID' TERM; sidekiq & PID=$!; wait $PID"),
+            signals("trap 'kill -TERM $PID' TERM; sidekiq & PID=$!; wait $PID"),
             [
-                ("trap kill -TERM $PID TERM".to_owned(), false),
-                ("sidekiq".to_owned(), false),
-                ("PID=$!".to_owned(), false),
-                ("wait $PID".to_owned(), false),
+                ("trap kill -TERM $PID TERM".to_owned(), Reach),
+                ("sidekiq".to_owned(), Reach),
+                ("PID=$!".to_owned(), Reach),
+                ("wait $PID".to_owned(), Reach),
             ]
         );
         assert_eq!(
-            piped("migrate && sidekiq 2>&1 | tee log; worker & wait; exec puma"),
+            signals("migrate && sidekiq 2>&1 | tee log; worker & wait; exec puma"),
             [
-                ("migrate".to_owned(), false),
-                ("sidekiq".to_owned(), true),
-                ("tee log".to_owned(), true),
-                ("worker".to_owned(), true),
-                ("wait".to_owned(), false),
-                ("exec puma".to_owned(), false),
+                ("migrate".to_owned(), Waited),
+                ("sidekiq".to_owned(), Piped),
+                ("tee log".to_owned(), Piped),
+                ("worker".to_owned(), Piped),
+                ("wait".to_owned(), Waited),
+                ("exec puma".to_owned(), Reach),
             ]
         );
+        // Only the script's last command at its top may take the shell's place.
+        assert_eq!(
+            signals("cd /app && sidekiq\n"),
+            [
+                ("cd /app".to_owned(), Waited),
+                ("sidekiq".to_owned(), ReachIfShellExecsLast)
+            ]
+        );
+        assert_eq!(
+            signals("sidekiq || true"),
+            [
+                ("sidekiq".to_owned(), Waited),
+                ("true".to_owned(), ReachIfShellExecsLast)
+            ]
+        );
+        assert_eq!(signals("sidekiq; echo done")[0].1, Waited);
+        assert_eq!(signals("while true; do sidekiq; done")[1].1, Waited);
+        assert_eq!(signals("if true; then sidekiq; fi")[1].1, Waited);
+        assert_eq!(signals("(sidekiq)")[0].1, Waited);
+        // A body is read where it is defined, and again where it is called.
+        assert_eq!(signals("run() { sidekiq; }; run")[2].1, Waited);
+        assert_eq!(signals("run() { exec sidekiq; }; run")[2].1, Reach);
+        assert_eq!(signals("run() { sidekiq; }; run | tee")[2].1, Piped);
     }
 
     #[test]

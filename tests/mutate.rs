@@ -414,6 +414,38 @@ fn a_hand_written_prestop_is_kept_and_reported() {
     assert_eq!(status.kept, vec![Part::PreStop, Part::LivenessProbe]);
 }
 
+/// A hook the core cannot read still takes at least its sleeps before SIGTERM: the grace period
+/// covers them, or the kubelet would cut the hook and kill Sidekiq 2 s after SIGTERM.
+#[test]
+fn an_unreadable_prestop_that_sleeps_gets_a_grace_period_past_its_sleep() {
+    let mut deployment = worker(
+        json!({"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c",
+            "bundle exec rails runner 'Sidekiq::ProcessSet.new.each(&:quiet!)'; sleep 600"]}}}}),
+        json!({}),
+    );
+    deployment["spec"]["template"]["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("terminationGracePeriodSeconds");
+    let (review, mutated) = mutate_and_apply(&deployment, &Policy::default(), Mode::Native);
+    assert_eq!(
+        mutated["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        600 + 25 + 5
+    );
+    let finding = review
+        .findings
+        .iter()
+        .find(|f| f.code == Code::PreStopNotQuieting)
+        .expect("SG003");
+    assert_eq!(finding.severity, Severity::Warning);
+    assert_eq!(
+        finding.message,
+        "cannot tell whether the preStop hook (exec sh -c bundle exec rails runner \
+         'Sidekiq::ProcessSet.new.each(&:quiet!)'; sleep 600) quiets Sidekiq; it sleeps 10m, \
+         which the grace period counts as the least the hook takes"
+    );
+}
+
 #[test]
 fn user_probes_and_a_long_grace_period_are_kept() {
     let pod = load("tests/data/objects/pod-user-probes.yaml");
@@ -550,7 +582,7 @@ fn unreadable_annotations_fall_back_to_the_policy_and_say_so() {
         vec![
             "annotation sidekiq-guard.io/longest-job: cannot read \"five minutes\", expected a number of seconds \
              or a duration with units such as 90s, 15m or 1h30m; policy default longestJob applies instead",
-            "annotation sidekiq-guard.io/probe-port: cannot read \"99999\", expected a port number from 1 to 65535; \
+            "annotation sidekiq-guard.io/probe-port: cannot read \"99999\", expected a port number from 1024 to 65535 (the sidecar runs as non-root, and cannot bind below 1024); \
              policy default probePort applies instead",
         ]
     );
@@ -898,6 +930,14 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25 & wait"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
     "container worker's script runs Sidekiq in a pipeline or in the background: the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets 25s to requeue its jobs, and the pod takes its whole grace period to stop")]
+#[case::sidekiq_followed_by_more_of_the_script(
+    json!({"command": ["sh", "-c", "bundle exec rake db:migrate && bundle exec sidekiq -t 25; echo sidekiq exited"]}), json!({}),
+    Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker's script runs Sidekiq without exec and goes on after it: the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets 25s to requeue its jobs, and the pod takes its whole grace period to stop")]
+#[case::sidekiq_last_without_exec_under_sh(
+    json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25"]}), json!({}),
+    Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker's script runs Sidekiq without exec: where sh is dash (the sh of Debian-based images such as the official Ruby ones), the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets 25s to requeue its jobs, and the pod takes its whole grace period to stop")]
 #[case::a_config_file_and_a_longer_timeout_in_the_env(
     json!({
         "command": ["bundle", "exec", "sidekiq", "-C", "config/sidekiq.yml"],
@@ -989,6 +1029,22 @@ fn each_defect_gives_its_finding(
     assert_eq!(finding.severity, severity);
     assert_eq!(finding.path, path);
     assert_eq!(finding.message, message);
+}
+
+/// Scripts whose shell hands SIGTERM to Sidekiq: no SG026.
+#[rstest::rstest]
+#[case::exec(&["sh", "-c", "bundle exec rake db:migrate && exec bundle exec sidekiq -t 25"])]
+#[case::bash_runs_its_last_command_in_its_place(&["bash", "-lc", "cd /app && bundle exec sidekiq -t 25"])]
+#[case::dumb_init_signals_the_whole_group(&["dumb-init", "sh", "-c", "bundle exec sidekiq -t 25 | tee log"])]
+#[case::a_trap_hands_term_on(&["sh", "-c", "trap 'kill -TERM $P' TERM; bundle exec sidekiq -t 25 & P=$!; wait $P"])]
+fn sidekiq_that_gets_the_shells_sigterm_is_not_flagged(#[case] command: &[&str]) {
+    let policy = Policy::default();
+    let review = review::validate(
+        &worker(json!({"command": command}), json!({})),
+        &ctx(&policy, Mode::Native),
+        Perspective::AsWritten,
+    );
+    assert_eq!(codes(&review), Vec::<&str>::new(), "{:#?}", review.findings);
 }
 
 /// Every answer shows the whole grace arithmetic in one warning, even when the sentence around

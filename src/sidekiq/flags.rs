@@ -38,7 +38,8 @@ impl fmt::Display for Program {
 pub struct Queue {
     /// Queue name.
     pub name: String,
-    /// Weight, when given.
+    /// Weight, when it is a positive number (Sidekiq reads a weight with Ruby's `to_i`, and
+    /// one that reads as 0 or less as none).
     pub weight: Option<u32>,
 }
 
@@ -293,10 +294,7 @@ impl Flags {
                     "expected a positive whole number of threads".into(),
                 ),
             },
-            Opt::Queue => match parse_queue(&value) {
-                Some(queue) => self.queues.push(queue),
-                None => self.problem(flag, Some(value), "expected NAME or NAME,WEIGHT".into()),
-            },
+            Opt::Queue => self.queues.push(parse_queue(&value)),
             Opt::Config => self.config = Some(value),
             Opt::Tag => self.tag = Some(value),
             Opt::Environment => self.environment = Some(value),
@@ -351,22 +349,54 @@ fn is_decimal(text: &str) -> bool {
     let text = text.trim();
     let digits = text.strip_prefix('+').unwrap_or(text);
     let bytes = digits.as_bytes();
+    // A leading 0 makes it octal to Ruby: `08` is no number at all.
+    let octal = bytes.len() > 1 && bytes[0] == b'0';
     bytes.first().is_some_and(u8::is_ascii_digit)
         && bytes.last().is_some_and(u8::is_ascii_digit)
-        && bytes.iter().all(|b| b.is_ascii_digit() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| (b'0'..=if octal { b'7' } else { b'9' }).contains(b) || *b == b'_')
         && !digits.contains("__")
 }
 
-fn parse_queue(text: &str) -> Option<Queue> {
-    let (name, weight) = match text.split_once(',') {
-        Some((name, weight)) => (name, Some(weight.trim().parse().ok()?)),
-        None => (text, None),
+/// `-q NAME[,WEIGHT]` as Sidekiq reads it (`queue, weight = arg.split(",")`): any text starts,
+/// fields after the second are dropped, and the weight is Ruby's `to_i` of the second.
+fn parse_queue(text: &str) -> Queue {
+    let mut fields = text.split(',');
+    let name = fields.next().unwrap_or_default().to_owned();
+    let weight = fields
+        .next()
+        .map(ruby_to_i)
+        .filter(|w| *w > 0)
+        .map(|w| u32::try_from(w).unwrap_or(u32::MAX));
+    Queue { name, weight }
+}
+
+/// Ruby's `String#to_i`: leading whitespace, an optional sign, then the longest run of decimal
+/// digits (single underscores between them); 0 when there is none. Saturates instead of
+/// growing without bound.
+fn ruby_to_i(text: &str) -> i64 {
+    let text = text.trim_start();
+    let (negative, rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
     };
-    let name = name.trim();
-    (!name.is_empty()).then(|| Queue {
-        name: name.to_owned(),
-        weight,
-    })
+    let mut value: i64 = 0;
+    let mut previous_underscore = false;
+    for (at, byte) in rest.bytes().enumerate() {
+        match byte {
+            b'0'..=b'9' => {
+                value = value
+                    .saturating_mul(10)
+                    .saturating_add(i64::from(byte - b'0'));
+                previous_underscore = false;
+            }
+            b'_' if at > 0 && !previous_underscore => previous_underscore = true,
+            _ => break,
+        }
+    }
+    if negative { -value } else { value }
 }
 
 #[cfg(test)]
@@ -458,6 +488,31 @@ mod tests {
         assert!(parsed.problems.is_empty());
     }
 
+    #[rstest::rstest]
+    #[case("critical,", "critical", None)]
+    #[case("a,abc", "a", None)]
+    #[case("a,-1", "a", None)]
+    #[case("a,0", "a", None)]
+    #[case("a,2,3", "a", Some(2))]
+    #[case("a, 4x", "a", Some(4))]
+    #[case("a,1_0", "a", Some(10))]
+    #[case(" spaced ", " spaced ", None)]
+    fn queues_are_read_as_sidekiq_reads_them(
+        #[case] arg: &str,
+        #[case] name: &str,
+        #[case] weight: Option<u32>,
+    ) {
+        let parsed = Flags::parse(&["-q".to_owned(), arg.to_owned()]);
+        assert_eq!(
+            parsed.queues,
+            vec![Queue {
+                name: name.into(),
+                weight
+            }]
+        );
+        assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
+    }
+
     #[test]
     fn a_switch_given_a_value_is_a_problem() {
         let parsed = flags("--verbose=yes -t 60");
@@ -519,7 +574,13 @@ mod tests {
     #[case("--t 5", "--t", None, "ambiguous: it abbreviates --tag, --timeout")]
     #[case("--frobnicate", "--frobnicate", None, "not an option Sidekiq knows")]
     #[case("-x", "-x", None, "not an option Sidekiq knows")]
-    #[case("-q ,3", "-q", Some(",3"), "expected NAME or NAME,WEIGHT")]
+    #[case("-t 08", "-t", Some("08"), "expected a whole number of seconds")]
+    #[case(
+        "-t 07777777777777777777777",
+        "-t",
+        Some("07777777777777777777777"),
+        "too long: at most 100 years (3153600000 seconds)"
+    )]
     fn problems_name_the_flag(
         #[case] line: &str,
         #[case] flag: &str,
