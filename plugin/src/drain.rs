@@ -21,6 +21,7 @@ use sidekiq_guard::probe::observe::{Scope, Tracker};
 use sidekiq_guard::probe::pod::{Hosts, IdentityHost, identity_host};
 use sidekiq_guard::redis::Reader;
 use sidekiq_guard::status::InjectionStatus;
+use sidekiq_guard::verdict;
 use tokio::sync::mpsc;
 
 use crate::cli::{Cli, DrainArgs, ReportFormat};
@@ -38,15 +39,16 @@ const FALLBACK_TIMEOUT: Duration = Duration::from_secs(300);
 struct PodDrain {
     namespace: String,
     pod: String,
-    /// `probe` or `redis`.
+    /// `probe` or `redis`; `none` for a pod whose Sidekiq does not run, which nothing was asked.
     via: &'static str,
     /// Every Sidekiq process of the pod became quiet and idle, or left.
     idle: bool,
     /// The drain's last state ([`State::as_str`]); `timed_out` when the wait ended before the
-    /// probe answered; `error` when the drain could not go on (the message says why).
+    /// probe answered; `error` when the drain could not go on (the message says why);
+    /// `not_started` for a `Pending` pod.
     state: &'static str,
     elapsed_seconds: u64,
-    /// Why it is not idle.
+    /// Why it is not idle, or why nothing was asked (a pod whose Sidekiq does not run).
     message: Option<String>,
     /// Each process at the end: quiet, busy, running jobs.
     processes: Vec<ProcessProgress>,
@@ -172,6 +174,7 @@ pub(crate) async fn run(
     // Each pod drains in its own task and reports lines here, printed as they come.
     let (lines, mut received) = mpsc::unbounded_channel::<String>();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut outcomes = Vec::new();
     for pod in pods {
         let subject = Subject {
             namespace: namespace.clone(),
@@ -181,6 +184,16 @@ pub(crate) async fn run(
             interval: args.interval,
             lines: lines.clone(),
         };
+        if let Some(outcome) = not_running(&pod, &subject) {
+            subject.say(format!(
+                "{}: {}: {}",
+                subject.name(),
+                if outcome.idle { "idle" } else { "not drained" },
+                outcome.message.as_deref().unwrap_or_default()
+            ));
+            outcomes.push(outcome);
+            continue;
+        }
         match (&reader, InjectionStatus::of_pod(&pod)) {
             (Some(reader), _) => {
                 let known = match identity_host(&pod) {
@@ -232,7 +245,6 @@ pub(crate) async fn run(
         ReportFormat::Table | ReportFormat::Wide => &mut *out,
         ReportFormat::Json | ReportFormat::Yaml => &mut *err,
     };
-    let mut outcomes = Vec::new();
     let mut failure = None;
     loop {
         tokio::select! {
@@ -321,6 +333,39 @@ async fn select_pods(
         )));
     }
     Ok(pods)
+}
+
+/// The outcome of a pod whose Sidekiq does not run, told without asking its probe or Redis: one
+/// whose containers have exited (`Succeeded`, `Failed` — an evicted pod keeps its labels, so
+/// `-l` finds it) runs no job and is idle; a `Pending` one has not started Sidekiq yet, so there
+/// is nothing to quiet, and it is not drained.
+fn not_running(pod: &Value, subject: &Subject) -> Option<PodDrain> {
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("Unknown");
+    let (state, message) = if phase == "Pending" {
+        (
+            "not_started",
+            "pod is Pending: its Sidekiq has not started, so there is nothing to quiet yet",
+        )
+    } else if matches!(phase, "Succeeded" | "Failed") || verdict::workload_exited(pod) {
+        (
+            State::Drained.as_str(),
+            "its containers have exited: Sidekiq runs no job",
+        )
+    } else {
+        return None;
+    };
+    let message = match phase {
+        "Pending" => message.to_owned(),
+        _ => format!("pod is {phase}: {message}"),
+    };
+    Some(
+        subject
+            .clone()
+            .outcome("none", state, Duration::ZERO, Some(message), Vec::new()),
+    )
 }
 
 fn pod_name(pod: &Value) -> &str {

@@ -94,6 +94,13 @@ pub(crate) async fn run(
         // With Redis, the cluster is optional: like sidekiqmon, status works without one.
         Some(_) => match Cluster::connect(&cli.cluster).await {
             Ok(cluster) => Some(cluster),
+            // A context or file the user named and that cannot be used is a mistake to report,
+            // not a reason to fall back.
+            Err(named @ Error::Kubeconfig { .. })
+                if cli.cluster.context.is_some() || cli.cluster.kubeconfig.is_some() =>
+            {
+                return Err(named);
+            }
             Err(Error::Kubeconfig { .. }) => {
                 writeln!(
                     err,

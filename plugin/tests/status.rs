@@ -512,6 +512,24 @@ fn status_from_redis_works_without_any_cluster() {
         text(&out.stderr),
         "no kubeconfig: showing Redis processes by hostname only\n"
     );
+    // A context or kubeconfig file the user names must exist: no quiet fallback then.
+    for named in [
+        ["--context", "nope"],
+        ["--kubeconfig", "/nonexistent/kubeconfig"],
+    ] {
+        let out = without_a_cluster(home.path())
+            .args(["status", "--redis-url", &redis.url()])
+            .args(named)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{named:?}");
+        assert!(
+            text(&out.stderr).starts_with("error: cannot load the kubeconfig from "),
+            "{named:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+    }
     let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(snapshot["pods"][0]["name"], "worker-host");
     assert_eq!(
@@ -1433,6 +1451,58 @@ fn drain_refuses_pods_without_a_probe_unless_given_redis() {
     assert_eq!(
         text(&out.stderr),
         "error: name the pods to drain, or select them with -l\n"
+    );
+}
+
+/// An evicted pod keeps its workload's labels: `drain -l` finds it, and must neither wait for
+/// its probe nor call it a failure; a Pending one has nothing to quiet yet.
+#[test]
+fn drain_tells_pods_whose_sidekiq_does_not_run_without_asking_them() {
+    let api = ApiServer::start();
+    let mut evicted = injected_pod("shop", "worker-evicted", 60, 7434);
+    evicted["status"]["phase"] = json!("Failed");
+    evicted["status"]["reason"] = json!("Evicted");
+    api.add_pod(evicted);
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run_in(&kubeconfig, &["drain", "-l", "app=worker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "shop/worker-evicted: idle: pod is Failed: its containers have exited: Sidekiq runs no job\n"
+    );
+    // Through Redis too, without looking for its processes.
+    let out = run_in(
+        &kubeconfig,
+        &[
+            "drain",
+            "worker-evicted",
+            "--redis-url",
+            "redis://127.0.0.1:9",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let document: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(document["pods"][0]["via"], "none");
+    assert_eq!(document["pods"][0]["idle"], true);
+
+    let mut pending = injected_pod("shop", "worker-pending", 60, 7434);
+    pending["status"]["phase"] = json!("Pending");
+    api.add_pod(pending);
+    let out = run_in(&kubeconfig, &["drain", "-l", "app=worker"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(
+            "shop/worker-pending: not drained: pod is Pending: its Sidekiq has not started, so there is nothing to quiet yet\n"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        !api.requests().iter().any(|r| r.contains("/proxy")),
+        "{:?}",
+        api.requests()
     );
 }
 
