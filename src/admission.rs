@@ -652,12 +652,33 @@ pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
 /// a rollout follows anyway and carries the injection, while a relabel, a re-apply of the same
 /// manifest or a new version of this policy does not restart every worker. Its pods are
 /// injected as they are created in the meantime, which is why it is judged as injected.
+///
+/// Never a workload labelled `sidekiq-guard.io/inject=true` on its own metadata alone (SG024):
+/// only a policy that selects objects by that label sends it, while the webhook's selectors
+/// look at its pods, which carry the template's labels. Its pods are injected where their
+/// namespace opts in, as pods, as the webhook would.
 fn patchable(request: &AdmissionRequest, kind: Kind) -> bool {
-    match (request.operation.as_str(), kind) {
+    let patchable = match (request.operation.as_str(), kind) {
         ("CREATE", _) => true,
         (_, Kind::Pod | Kind::Job) => false,
         _ => template_changed(request),
-    }
+    };
+    patchable && !opted_in_on_workload_only(request.object.as_ref())
+}
+
+/// Whether `object` is a workload whose own labels opt in and whose pod template's do not.
+fn opted_in_on_workload_only(object: Option<&Value>) -> bool {
+    let Some(Ok(workload)) = object.map(Workload::locate) else {
+        return false;
+    };
+    let own = workload
+        .object
+        .pointer("/metadata/labels")
+        .and_then(|labels| labels.get(crate::annotations::INJECT))
+        .and_then(Value::as_str);
+    workload.kind != Kind::Pod
+        && own == Some(crate::annotations::INJECT_POD_IN)
+        && workload.label(crate::annotations::INJECT).is_none()
 }
 
 #[cfg(test)]
@@ -808,6 +829,36 @@ mod tests {
         let after = parse(&review_body("CREATE", "Pod", mutated)).unwrap();
         let validate = respond(&after, Endpoint::Validate, &ctx(&policy));
         assert_eq!(combined.allowed, validate.response.allowed);
+    }
+
+    /// Only a policy selecting objects by the label sees such a workload; the webhook injects
+    /// its pods only where the namespace opts in, so the policy must not patch its template.
+    #[test]
+    fn combined_does_not_patch_a_workload_opted_in_on_its_own_labels_alone() {
+        let policy = Policy::default();
+        let template = pod();
+        let mut deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "w", "namespace": "shop", "labels": {"sidekiq-guard.io/inject": "true"}},
+            "spec": {"template": {"metadata": template["metadata"], "spec": template["spec"]}},
+        });
+        let request = parse(&review_body("CREATE", "Deployment", deployment.clone())).unwrap();
+        let answer = combined(&request, &ctx(&policy));
+        assert!(answer.ops.is_empty(), "{:?}", answer.ops);
+        assert!(answer.allowed);
+        assert!(
+            answer
+                .warnings
+                .iter()
+                .any(|w| w.contains("SG024 inject-label-on-workload-only")),
+            "{:?}",
+            answer.warnings
+        );
+        // Labelled on its template too, its pods carry the label: patched.
+        deployment["spec"]["template"]["metadata"]["labels"] =
+            json!({"sidekiq-guard.io/inject": "true"});
+        let request = parse(&review_body("CREATE", "Deployment", deployment)).unwrap();
+        assert!(!combined(&request, &ctx(&policy)).ops.is_empty());
     }
 
     #[test]
