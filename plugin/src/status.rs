@@ -213,18 +213,26 @@ async fn gather(
                 orphans_seen,
             );
             for (row, pod) in rows.iter_mut().zip(&pods) {
-                if row.problem.is_none()
+                let idle = row.problem.is_none()
                     && row.processes.is_empty()
-                    && !verdict::idle_without_processes(pod)
-                {
+                    && verdict::idle_without_processes(pod);
+                if idle {
+                    // As through the probe: said why, and known to run no job.
+                    row.problem = Some(if row.running {
+                        "its containers have exited".to_owned()
+                    } else {
+                        format!("pod is {}", row.pod_phase)
+                    });
+                } else if row.problem.is_none() && row.processes.is_empty() {
                     row.problem = Some(
                         "no Sidekiq process of this pod in Redis: is it the Redis (database, \
                          --redis-namespace) this pod uses, and has Sidekiq started?"
                             .to_owned(),
                     );
                 }
-                row.jobs_seen =
-                    row.problem.is_none() && row.processes.iter().all(ProcessReport::jobs_known);
+                row.jobs_seen = idle
+                    || (row.problem.is_none()
+                        && row.processes.iter().all(ProcessReport::jobs_known));
             }
         }
         None => {

@@ -1703,6 +1703,10 @@ fn a_pod_with_no_process_in_redis_is_unknown_until_its_sidekiq_has_exited() {
         "rails-worker-exited",
         json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
     ));
+    // Evicted: its phase says why it has no process, as through the probe.
+    let mut evicted = injected_pod("shop", "rails-worker-evicted", 300, 7434);
+    evicted["status"]["phase"] = json!("Failed");
+    api.add_pod(evicted);
     assert!(wait_until(Duration::from_secs(5), || redis
         .cli(&["SCARD", "processes"])
         .trim()
@@ -1715,8 +1719,12 @@ fn a_pod_with_no_process_in_redis_is_unknown_until_its_sidekiq_has_exited() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
     let pods = snapshot["pods"].as_array().unwrap();
+    assert_eq!(pods[0]["name"], "rails-worker-evicted");
+    assert_eq!(pods[0]["problem"], "pod is Failed");
+    let pods = &pods[1..];
     assert_eq!(pods[0]["name"], "rails-worker-exited");
     assert_eq!(pods[0]["terminating"]["verdict"]["verdict"], "idle");
+    assert_eq!(pods[0]["problem"], "its containers have exited");
     assert_eq!(pods[1]["name"], "rails-worker-running");
     assert_eq!(pods[1]["terminating"]["verdict"]["verdict"], "unseen");
     assert_eq!(
