@@ -623,12 +623,16 @@ pub fn escape(
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(annotations::STATUS))
         .is_some();
-    // A pod that has finished runs nothing to protect, and is never injected again.
+    // A pod that has finished runs nothing to protect, and is never injected again; one being
+    // deleted is past any advice (restart it, recreate it): its replacement is what counts.
     let finished = matches!(
         pod.pointer("/status/phase").and_then(Value::as_str),
         Some("Succeeded" | "Failed")
     );
-    if injected || finished {
+    let deleting = pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null());
+    if injected || finished || deleting {
         return None;
     }
     match (PodOptIn::of(label), namespace_opted_in) {
@@ -925,6 +929,9 @@ mod tests {
         let mut finished = worker.clone();
         finished["status"]["phase"] = json!("Succeeded");
         assert_eq!(escape(&finished, Some(true), installed, &ctx), None);
+        let mut deleting = worker.clone();
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-11-26T10:00:00Z");
+        assert_eq!(escape(&deleting, Some(true), installed, &ctx), None);
     }
 
     #[test]
