@@ -23,6 +23,57 @@ pub const PROBE_PORT: &str = "sidekiq-guard.io/probe-port";
 pub const REDIS_NAMESPACE: &str = "sidekiq-guard.io/redis-namespace";
 /// Annotation written by the webhook: what was injected, as JSON.
 pub const STATUS: &str = "sidekiq-guard.io/status";
+/// The annotations that set something, in the order the documentation lists them.
+pub const SETTINGS: [&str; 5] = [
+    LONGEST_JOB,
+    SHUTDOWN_TIMEOUT,
+    PROBE_PORT,
+    CONTAINER,
+    REDIS_NAMESPACE,
+];
+/// Every annotation of sidekiq-guard's: [`SETTINGS`] and the [`STATUS`] the webhook writes.
+pub const KNOWN: [&str; 6] = [
+    LONGEST_JOB,
+    SHUTDOWN_TIMEOUT,
+    PROBE_PORT,
+    CONTAINER,
+    REDIS_NAMESPACE,
+    STATUS,
+];
+
+/// The setting annotation `key` most likely misspells: the same words in another case or with
+/// `_` for `-` (`longest_job`, `longestJob`), or at most two edits away (`longest-jobs`).
+pub fn closest(key: &str) -> Option<&'static str> {
+    let words = |key: &str| -> String {
+        key.chars()
+            .filter(|c| !matches!(c, '-' | '_'))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let wanted = words(key);
+    SETTINGS
+        .into_iter()
+        .map(|known| (edits(&wanted, &words(known)), known))
+        .filter(|(edits, _)| *edits <= 2)
+        .min_by_key(|(edits, _)| *edits)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance, on characters.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 /// Label on a pod (`true`/`false`) or namespace (`enabled`) that opts in or out.
 pub const INJECT: &str = "sidekiq-guard.io/inject";
 /// [`INJECT`] on a pod: inject it, whatever its namespace says.
@@ -246,6 +297,21 @@ mod tests {
         let overrides = read(json!({LONGEST_JOB: "1000000h"}));
         assert_eq!(overrides.longest_job, None);
         assert_eq!(overrides.invalid[0].accepted, DURATION_TOO_LONG);
+    }
+
+    #[rstest::rstest]
+    #[case("sidekiq-guard.io/longest_job", Some(LONGEST_JOB))]
+    #[case("sidekiq-guard.io/longestJob", Some(LONGEST_JOB))]
+    #[case("sidekiq-guard.io/Longest-Job", Some(LONGEST_JOB))]
+    #[case("sidekiq-guard.io/longest-jobs", Some(LONGEST_JOB))]
+    #[case("sidekiq-guard.io/probe_port", Some(PROBE_PORT))]
+    #[case("sidekiq-guard.io/shutdown-timout", Some(SHUTDOWN_TIMEOUT))]
+    #[case("sidekiq-guard.io/owner", None)]
+    fn a_misspelt_annotation_is_matched_to_the_one_meant(
+        #[case] key: &str,
+        #[case] meant: Option<&str>,
+    ) {
+        assert_eq!(closest(key), meant);
     }
 
     #[test]

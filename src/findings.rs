@@ -94,6 +94,7 @@ codes! {
     AnnotationOnWorkloadOnly = "SG025" "annotation-on-workload-only";
     SidekiqNotSignalled = "SG026" "sidekiq-not-signalled";
     EnvReferenceOrder = "SG027" "env-reference-order";
+    AnnotationUnknown = "SG028" "annotation-unknown";
 }
 
 impl Blocked {
@@ -384,6 +385,49 @@ fn annotation_findings(
         })
         .chain(inject_label_finding(workload))
         .chain(workload_annotation_findings(workload))
+        .chain(unknown_annotation_findings(workload))
+        .collect()
+}
+
+/// Annotations under sidekiq-guard's prefix that it does not know, on the pod or pod template:
+/// a misspelt `longest_job` would otherwise leave the grace period at the policy default with
+/// nothing said about why.
+fn unknown_annotation_findings(workload: &Workload<'_>) -> Vec<Finding> {
+    let Some(template) = workload.annotations() else {
+        return Vec::new();
+    };
+    template
+        .keys()
+        .filter(|key| key.starts_with(annotations::PREFIX) && !annotations::KNOWN.contains(&key.as_str()))
+        .map(|key| {
+            let hint = if key == annotations::INJECT {
+                format!(
+                    "make it a label: {} {key}",
+                    workload.path("metadata.labels")
+                )
+            } else {
+                match annotations::closest(key) {
+                    Some(known) => format!("did you mean {known}?"),
+                    None => format!(
+                        "sidekiq-guard reads {}",
+                        annotations::SETTINGS.join(", ")
+                    ),
+                }
+            };
+            let what = if key == annotations::INJECT {
+                "sidekiq-guard.io/inject opts in or out as a label; as an annotation it does nothing"
+                    .to_owned()
+            } else {
+                format!("annotation {key} is not one sidekiq-guard reads, so it does nothing")
+            };
+            Finding::new(
+                Code::AnnotationUnknown,
+                Severity::Warning,
+                annotation_path(workload, key),
+                what,
+                hint,
+            )
+        })
         .collect()
 }
 
@@ -402,15 +446,9 @@ fn workload_annotation_findings(workload: &Workload<'_>) -> Vec<Finding> {
         return Vec::new();
     };
     let template = workload.annotations();
-    [
-        annotations::LONGEST_JOB,
-        annotations::SHUTDOWN_TIMEOUT,
-        annotations::PROBE_PORT,
-        annotations::CONTAINER,
-        annotations::REDIS_NAMESPACE,
-    ]
-    .into_iter()
-    .filter(|key| own.contains_key(*key) && !template.is_some_and(|t| t.contains_key(*key)))
+    annotations::SETTINGS
+        .into_iter()
+        .filter(|key| own.contains_key(*key) && !template.is_some_and(|t| t.contains_key(*key)))
     .map(|key| {
         Finding::new(
             Code::AnnotationOnWorkloadOnly,

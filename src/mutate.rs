@@ -41,6 +41,13 @@ pub enum GraceAction {
         /// The value found.
         from: u64,
     },
+    /// Above the required value, and the value sidekiq-guard itself set for earlier settings
+    /// (its status annotation says so: a `longest-job` since lowered): lowered to the required
+    /// value, as it would have been raised.
+    Lower {
+        /// The value found.
+        from: u64,
+    },
     /// Exactly the required value.
     Ours,
     /// At least the required value (absent counts as Kubernetes' 30 s): kept.
@@ -161,9 +168,16 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     // are common paths: a probe on them is sidekiq-guard's at the computed port, or at the port
     // it injected before (its status annotation: the port has moved since); at any other port it
     // is the user's (their own `/livez` on a metrics port, say), kept like any user setting.
-    let injected_port = current
-        .and_then(|text| InjectionStatus::parse(text).ok())
-        .map(|status| status.probe_port);
+    let previous = current.and_then(|text| InjectionStatus::parse(text).ok());
+    let injected_port = previous.as_ref().map(|status| status.probe_port);
+    let injected_grace = previous
+        .as_ref()
+        .filter(|status| {
+            status
+                .injected
+                .contains(&Part::TerminationGracePeriodSeconds)
+        })
+        .map(|status| status.grace);
     let prestop = match &state.prestop {
         PreStop::Missing => Action::Add,
         PreStop::Drain { port: Some(p) } if *p == port => Action::Ours,
@@ -184,6 +198,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         None => GraceAction::Set,
         Some(value) if value < required => GraceAction::Raise { from: value },
         Some(value) if value == required => GraceAction::Ours,
+        Some(value) if injected_grace == Some(value) => GraceAction::Lower { from: value },
         Some(value) => GraceAction::Keep { value },
     };
     let mut plan = Plan {
@@ -247,7 +262,9 @@ impl Plan {
         };
         PodState {
             grace: match self.grace {
-                GraceAction::Set | GraceAction::Raise { .. } => Some(analysis.grace.required),
+                GraceAction::Set | GraceAction::Raise { .. } | GraceAction::Lower { .. } => {
+                    Some(analysis.grace.required)
+                }
                 GraceAction::Ours | GraceAction::Keep { .. } => state.grace,
             },
             prestop: match self.prestop {
@@ -308,7 +325,7 @@ impl Plan {
         let grace_path = format!("{spec}/terminationGracePeriodSeconds");
         match self.grace {
             GraceAction::Set => ops.push(add(grace_path, json!(analysis.grace.required))),
-            GraceAction::Raise { .. } => {
+            GraceAction::Raise { .. } | GraceAction::Lower { .. } => {
                 ops.push(replace(grace_path, json!(analysis.grace.required)));
             }
             GraceAction::Ours | GraceAction::Keep { .. } => {}
@@ -385,6 +402,9 @@ impl Plan {
             ),
             GraceAction::Raise { from } => format!(
                 "terminationGracePeriodSeconds raised from {from} to {required}: {explanation}"
+            ),
+            GraceAction::Lower { from } => format!(
+                "terminationGracePeriodSeconds lowered from {from} to {required}: {explanation}"
             ),
             GraceAction::Ours => format!("terminationGracePeriodSeconds is {explanation}"),
             GraceAction::Keep { value } => format!(

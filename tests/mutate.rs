@@ -762,6 +762,43 @@ fn a_changed_longest_job_updates_grace_budget_and_status() {
     );
 }
 
+/// A grace period sidekiq-guard set follows the settings down as well as up; one the user set
+/// above the required value stays theirs.
+#[test]
+fn a_lowered_longest_job_lowers_the_grace_sidekiq_guard_set() {
+    let pod = load("tests/data/objects/pod-rails-worker.json");
+    let (_, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    assert_eq!(mutated["spec"]["terminationGracePeriodSeconds"], 350);
+    let mut edited = mutated.clone();
+    edited["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] = json!("1m");
+    let (review, again) = mutate_and_apply(&edited, &Policy::default(), Mode::Native);
+    assert_eq!(
+        again["spec"]["terminationGracePeriodSeconds"],
+        20 + 60 + 25 + 5
+    );
+    let status = InjectionStatus::parse(
+        again["metadata"]["annotations"]["sidekiq-guard.io/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status.grace, 110);
+    assert!(status.kept.is_empty(), "{:?}", status.kept);
+    assert!(
+        review.notes[0]
+            .starts_with("terminationGracePeriodSeconds lowered from 350 to 110: 110s = "),
+        "{:?}",
+        review.notes
+    );
+
+    // The user's own longer grace period is kept.
+    let mut users = mutated;
+    users["spec"]["terminationGracePeriodSeconds"] = json!(600);
+    users["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] = json!("1m");
+    let (_, kept) = mutate_and_apply(&users, &Policy::default(), Mode::Native);
+    assert_eq!(kept["spec"]["terminationGracePeriodSeconds"], 600);
+}
+
 #[test]
 fn templates_without_metadata_or_annotations_get_them() {
     let mut deployment = load("manifests/examples/rails-worker.yaml");
@@ -996,6 +1033,16 @@ fn worker(container: Value, annotations: Value) -> Value {
     Code::TimeoutConflict, Severity::Warning,
     "spec.template.metadata.annotations[\"sidekiq-guard.io/shutdown-timeout\"]",
     "annotation sidekiq-guard.io/shutdown-timeout says 40s but the command line says -t 25; Sidekiq uses -t, and so does sidekiq-guard")]
+#[case::a_misspelt_annotation(
+    json!({}), json!({"sidekiq-guard.io/longest_job": "10m"}),
+    Code::AnnotationUnknown, Severity::Warning,
+    "spec.template.metadata.annotations[\"sidekiq-guard.io/longest_job\"]",
+    "annotation sidekiq-guard.io/longest_job is not one sidekiq-guard reads, so it does nothing")]
+#[case::the_inject_label_written_as_an_annotation(
+    json!({}), json!({"sidekiq-guard.io/inject": "false"}),
+    Code::AnnotationUnknown, Severity::Warning,
+    "spec.template.metadata.annotations[\"sidekiq-guard.io/inject\"]",
+    "sidekiq-guard.io/inject opts in or out as a label; as an annotation it does nothing")]
 #[case::an_unreadable_timeout_annotation_beside_the_command_line(
     json!({}), json!({"sidekiq-guard.io/shutdown-timeout": "abc"}),
     Code::AnnotationInvalid, Severity::Error,
@@ -1029,6 +1076,44 @@ fn each_defect_gives_its_finding(
     assert_eq!(finding.severity, severity);
     assert_eq!(finding.path, path);
     assert_eq!(finding.message, message);
+}
+
+/// An unknown annotation's hint names the one it most likely misspells, or what is read.
+#[test]
+fn unknown_annotations_point_to_the_one_meant() {
+    let policy = Policy::default();
+    let hints = |annotations: Value| -> Vec<String> {
+        review::validate(
+            &worker(json!({}), annotations),
+            &ctx(&policy, Mode::Native),
+            Perspective::AsWritten,
+        )
+        .findings
+        .into_iter()
+        .filter(|f| f.code == Code::AnnotationUnknown)
+        .map(|f| f.hint)
+        .collect()
+    };
+    assert_eq!(
+        hints(json!({"sidekiq-guard.io/shutdownTimeout": "60"})),
+        ["did you mean sidekiq-guard.io/shutdown-timeout?"]
+    );
+    assert_eq!(
+        hints(json!({"sidekiq-guard.io/owner": "team-a"})),
+        [
+            "sidekiq-guard reads sidekiq-guard.io/longest-job, sidekiq-guard.io/shutdown-timeout, \
+          sidekiq-guard.io/probe-port, sidekiq-guard.io/container, sidekiq-guard.io/redis-namespace"
+        ]
+    );
+    assert_eq!(
+        hints(json!({"sidekiq-guard.io/inject": "true"})),
+        ["make it a label: spec.template.metadata.labels sidekiq-guard.io/inject"]
+    );
+    // Its own status annotation is known.
+    assert_eq!(
+        hints(json!({"sidekiq-guard.io/status": "{}"})),
+        Vec::<String>::new()
+    );
 }
 
 /// Scripts whose shell hands SIGTERM to Sidekiq: no SG026.
