@@ -171,3 +171,48 @@ fn a_job_longer_than_the_budget_times_out_clearly_and_sigterm_requeues_it() {
         "the long job must be back in its queue"
     );
 }
+
+/// A Redis restarted without its data mid-drain (or failed over to a replica that lagged) shows
+/// no record of a Sidekiq still running a job; it writes them again on its next beat. The drain
+/// must not take it for gone and let SIGTERM cut the job.
+#[test]
+fn a_redis_that_loses_its_data_mid_drain_does_not_end_the_drain_early() {
+    let redis = RedisServer::start();
+    let host = "drain-data-loss";
+    let sidekiq = Sidekiq::start(&redis, host, 1, 5);
+    let probe = Probe::start(&redis.url(), host, &["--drain-budget=60s"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || ready(&probe)),
+        "{}",
+        sidekiq.log()
+    );
+    enqueue(&redis, &[(22.0, "long")]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        members(&redis, "sg:started").contains("long")
+    }));
+    let port = probe.port;
+    let drain = std::thread::spawn(move || {
+        let reply = http(port, "GET", "/drain", Duration::from_secs(90));
+        (reply, epoch())
+    });
+    // Quiet within two beats, then every key is lost.
+    std::thread::sleep(Duration::from_secs_f64(2.0 * BEAT + 1.0));
+    assert_eq!(redis.cli(&["FLUSHALL"]).trim(), "OK");
+    let (reply, returned) = drain.join().unwrap();
+    let reply = reply.unwrap();
+    assert_eq!(reply.status, 200, "{}\n{}", reply.body, probe.log());
+    let done_at = times(&redis, "sg:done_at");
+    let finished = done_at.get("long").copied().unwrap_or_else(|| {
+        panic!(
+            "/drain returned while the job still ran: {}\n{}",
+            reply.body,
+            probe.log()
+        )
+    });
+    assert!(
+        returned >= finished,
+        "/drain returned {:.1}s before the job finished: {}",
+        finished - returned,
+        reply.body
+    );
+}

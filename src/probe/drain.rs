@@ -639,6 +639,57 @@ mod tests {
         assert_eq!(d.progress()[0].status, ProcessDrain::Gone);
     }
 
+    /// A Redis restarted without its data (or failed over to a replica behind) shows neither the
+    /// member nor the hash of a Sidekiq that still runs its job: it beats again soon.
+    #[test]
+    fn a_process_that_vanished_with_its_hash_is_waited_for_not_taken_as_gone() {
+        let mut t = tracker();
+        let ids = ["w-0:1:aa".to_owned()];
+        t.ingest(
+            at(0.5),
+            Some(&ids),
+            vec![process("w-0:1:aa", true, 1, false)],
+        );
+        let mut d = Drain::start(at(0.5), Duration::from_secs(300), None);
+        d.step(&t, at(0.5));
+        let vanished = RawProcess {
+            member: Ok(false),
+            hash: Ok(Vec::new()),
+            ..process("w-0:1:aa", true, 1, false)
+        };
+        t.ingest(at(3.0), Some(&[]), vec![vanished.clone()]);
+        d.step(&t, at(3.0));
+        assert_eq!(d.state(), State::Draining);
+        assert_eq!(d.progress()[0].status, ProcessDrain::Waiting);
+        // Its next beat writes it back, still running the job; then the job ends.
+        t.ingest(
+            at(8.0),
+            Some(&ids),
+            vec![process("w-0:1:aa", true, 1, false)],
+        );
+        d.step(&t, at(8.0));
+        assert_eq!(d.state(), State::Draining);
+        t.ingest(at(20.0), None, vec![process("w-0:1:aa", true, 0, false)]);
+        d.step(&t, at(20.0));
+        assert_eq!(d.state(), State::Drained);
+
+        // One that never comes back is gone once its beat is 60 s old.
+        let mut t = tracker();
+        t.ingest(
+            at(0.5),
+            Some(&ids),
+            vec![process("w-0:1:aa", true, 1, false)],
+        );
+        let mut d = Drain::start(at(0.5), Duration::from_secs(300), None);
+        t.ingest(at(3.0), Some(&[]), vec![vanished.clone()]);
+        d.step(&t, at(3.0));
+        assert_eq!(d.state(), State::Draining);
+        t.ingest(at(61.0), Some(&[]), vec![vanished]);
+        d.step(&t, at(61.0));
+        assert_eq!(d.state(), State::Drained);
+        assert_eq!(d.progress()[0].status, ProcessDrain::Expired);
+    }
+
     #[test]
     fn the_budget_ends_a_drain_with_what_still_runs() {
         let mut t = tracker();

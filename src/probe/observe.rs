@@ -471,6 +471,13 @@ impl Tracker {
         }
     }
 
+    /// Whether `identity` is followed and was seen beating.
+    fn seen_alive(&self, identity: &str) -> bool {
+        self.tracked
+            .get(identity)
+            .is_some_and(|t| t.last_beat.is_some())
+    }
+
     fn ingest_process(&mut self, now: Now, raw: RawProcess) {
         let identity = raw.identity;
         let member = match raw.member {
@@ -480,9 +487,15 @@ impl Tracker {
                 return;
             }
         };
-        if !member {
-            // Left the set: a clean exit (or Redis lost its data). Its hash may linger for up
-            // to 60 s with the last `busy` and `quiet`, which must not be believed.
+        // A clean exit removes the member (and the work hash) and leaves the process hash to
+        // expire. Member and hash gone together mean Redis lost its data (a restart without
+        // persistence, a failover to a replica that lagged): a Sidekiq that still runs writes
+        // both again at its next beat, so until then it counts as expired, not as gone — a
+        // drain that took it for gone would let SIGTERM cut its running jobs.
+        let vanished = !member && matches!(&raw.hash, Ok(fields) if fields.is_empty());
+        if !member && !(vanished && self.seen_alive(&identity)) {
+            // Its hash may linger for up to 60 s with the last `busy` and `quiet`, which must
+            // not be believed.
             self.tracked.remove(&identity);
             self.ignored.remove(&identity);
             self.discovery_due = true;
