@@ -141,6 +141,9 @@ pub struct Drain {
     /// The last failed push of `TSTP` (a read-only replica, an ACL), until one succeeds.
     /// `(process, error)`.
     push_error: Option<(String, String)>,
+    /// When the budget ran out while Redis was unreachable: for how long, why, and how old the
+    /// progress is — the figures of the last read, which the outcome must not pass off as now.
+    outage: Option<String>,
 }
 
 impl Drain {
@@ -158,6 +161,7 @@ impl Drain {
             message: "waiting for the first read of Redis".to_owned(),
             progress: Vec::new(),
             push_error: None,
+            outage: None,
         }
     }
 
@@ -214,9 +218,13 @@ impl Drain {
         &self.progress
     }
 
-    /// The processes signalled so far.
+    /// The processes of this drain signalled so far (a previous drain's signals are
+    /// remembered, not reported: those processes may be long gone).
     pub fn signalled_identities(&self) -> impl Iterator<Item = &str> {
-        self.signalled.keys().map(String::as_str)
+        self.signalled
+            .keys()
+            .filter(|identity| self.involved.contains(*identity))
+            .map(String::as_str)
     }
 
     /// Records that `TSTP` was pushed to `identity` at `now`.
@@ -265,6 +273,18 @@ impl Drain {
                 self.message = format!("Redis unreachable, retrying: {error}");
             }
             if out_of_time {
+                self.outage = redis
+                    .failing_since
+                    .zip(redis.last_error.as_ref())
+                    .map(|(since, error)| {
+                        let last_ok = redis.last_ok.map_or_else(String::new, |ok| {
+                            format!(", {} ago", secs(now.mono.saturating_sub(ok).as_secs_f64()))
+                        });
+                        format!(
+                            "Redis unreachable for the last {} ({error}); as of the last read{last_ok}",
+                            secs(now.mono.saturating_sub(since).as_secs_f64())
+                        )
+                    });
                 self.finish(Outcome::BudgetExhausted, elapsed);
             }
             return Vec::new();
@@ -418,8 +438,12 @@ impl Drain {
             Outcome::BudgetExhausted => (
                 State::BudgetExhausted,
                 format!(
-                    "drain budget {} exhausted after {after}; still running: {}. On SIGTERM Sidekiq waits its -t timeout, then pushes unfinished jobs back to their queues",
+                    "drain budget {} exhausted after {after}; {}still running: {}. On SIGTERM Sidekiq waits its -t timeout, then pushes unfinished jobs back to their queues",
                     dur(self.budget),
+                    self.outage
+                        .take()
+                        .map(|outage| format!("{outage}, "))
+                        .unwrap_or_default(),
                     self.describe(|p| !p.status.done())
                 ),
             ),
@@ -688,6 +712,36 @@ mod tests {
         d.step(&t, at(61.0));
         assert_eq!(d.state(), State::Drained);
         assert_eq!(d.progress()[0].status, ProcessDrain::Expired);
+    }
+
+    #[test]
+    fn a_budget_that_runs_out_during_an_outage_says_so_and_how_old_its_figures_are() {
+        let mut t = tracker();
+        let ids = ["w-0:1:aa".to_owned()];
+        let mut d = Drain::start(at(0.0), Duration::from_secs(8), None);
+        t.ingest(
+            at(0.5),
+            Some(&ids),
+            vec![process("w-0:1:aa", true, 1, false)],
+        );
+        d.step(&t, at(0.5));
+        t.record_failure(at(3.0), "connection refused".into());
+        d.step(&t, at(3.0));
+        t.record_failure(at(8.0), "connection refused".into());
+        d.step(&t, at(8.0));
+        assert_eq!(d.state(), State::BudgetExhausted);
+        assert!(
+            d.message().starts_with(
+                "drain budget 8.0s exhausted after 8.0s; Redis unreachable for the last 5.0s \
+                 (connection refused); as of the last read, 7.5s ago, still running: w-0:1:aa quiet, 1 busy."
+            ),
+            "{}",
+            d.message()
+        );
+        // Only this drain's processes are reported as signalled.
+        let mut again = Drain::start(at(9.0), Duration::from_secs(8), Some(&d));
+        again.signalled("w-0:1:zz", at(9.0));
+        assert_eq!(again.signalled_identities().count(), 0);
     }
 
     #[test]

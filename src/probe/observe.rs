@@ -493,7 +493,8 @@ impl Tracker {
         // both again at its next beat, so until then it counts as expired, not as gone — a
         // drain that took it for gone would let SIGTERM cut its running jobs.
         let vanished = !member && matches!(&raw.hash, Ok(fields) if fields.is_empty());
-        if !member && !(vanished && self.seen_alive(&identity)) {
+        let left = !member && !vanished;
+        if left || (vanished && !self.seen_alive(&identity)) {
             // Its hash may linger for up to 60 s with the last `busy` and `quiet`, which must
             // not be believed.
             self.tracked.remove(&identity);
