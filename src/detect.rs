@@ -66,18 +66,20 @@ pub enum SignalsKept {
 }
 
 impl SignalsKept {
-    /// How the script runs Sidekiq and when its shell stays the main process, for a message.
+    /// How the script runs Sidekiq and when its shell stays PID 1, for a message.
     pub fn how(&self) -> String {
         match self {
-            SignalsKept::Piped => {
-                "in a pipeline or in the background: the shell stays the main process".into()
-            }
+            SignalsKept::Piped => "in a pipeline or the background: the shell stays PID 1".into(),
             SignalsKept::Waited => {
-                "without exec and goes on after it: the shell stays the main process".into()
+                "without exec, as a child the shell waits for: the shell stays PID 1".into()
             }
-            SignalsKept::NotExeced { shell } => format!(
-                "without exec: where {shell} is dash (the sh of Debian-based images such as the official Ruby ones), the shell stays the main process"
-            ),
+            SignalsKept::NotExeced { shell } if shell == "sh" => {
+                "without exec: sh, where it is dash (Debian-based images), stays PID 1".into()
+            }
+            SignalsKept::NotExeced { shell } if shell == "dash" => {
+                "without exec: dash stays PID 1".into()
+            }
+            SignalsKept::NotExeced { shell } => format!("without exec: {shell} may stay PID 1"),
         }
     }
 }
@@ -257,25 +259,30 @@ fn invocation<S: AsRef<str>>(
 }
 
 /// Whether a wrapper passes the signals it gets to the whole process group: `dumb-init`, unless
-/// told to signal its child alone (`-c`, `--single-child`).
+/// told to signal its child alone (`-c`, `--single-child`); `tini` and `catatonit` when told to
+/// (`-g`).
 fn signals_whole_group<S: AsRef<str>>(wrappers: &[S]) -> bool {
-    let Some(at) = wrappers
-        .iter()
-        .position(|w| shell::basename(w.as_ref()) == "dumb-init")
-    else {
-        return false;
-    };
-    !wrappers[at + 1..]
-        .iter()
-        .map(AsRef::as_ref)
-        .take_while(|w| w.starts_with('-'))
-        .any(|w| w == "--single-child" || (!w.starts_with("--") && w.contains('c')))
+    wrappers.iter().enumerate().any(|(at, wrapper)| {
+        let options = || {
+            wrappers[at + 1..]
+                .iter()
+                .map(AsRef::as_ref)
+                .take_while(|w| w.starts_with('-') && *w != "--")
+        };
+        let short = |w: &str, flag: char| !w.starts_with("--") && w[1..].contains(flag);
+        match shell::basename(wrapper.as_ref()) {
+            "dumb-init" => !options().any(|w| w == "--single-child" || short(w, 'c')),
+            "tini" | "tini-static" | "catatonit" => options().any(|w| short(w, 'g')),
+            _ => false,
+        }
+    })
 }
 
 /// Whether `shell` runs the last command of a `-c` script in place of itself, so that it gets
-/// the shell's signals: bash, zsh and ksh do; dash does not, and `sh` may be dash.
+/// the shell's signals: bash (5.1+), zsh, ksh and busybox ash do; dash does not, and `sh` may
+/// be dash.
 fn execs_last_command(shell: &str) -> bool {
-    matches!(shell, "bash" | "zsh" | "ksh")
+    matches!(shell, "bash" | "zsh" | "ksh" | "ash")
 }
 
 fn in_script(

@@ -551,7 +551,7 @@ impl Ctx<'_, '_> {
                 Severity::Warning,
                 command_path.clone(),
                 format!(
-                    "container {}'s script runs Sidekiq {} and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets {}s to requeue its jobs, and the pod takes its whole grace period to stop",
+                    "container {} runs Sidekiq {} and keeps SIGTERM, so Sidekiq never gets {}s to requeue jobs and the pod waits out its grace period",
                     self.name(),
                     kept.how(),
                     settings.shutdown_timeout.value
@@ -794,7 +794,7 @@ impl Ctx<'_, '_> {
                 Severity::Error,
                 path(),
                 format!(
-                    "the preStop hook quiets Sidekiq, then sleeps forever: it ends only when the grace period runs out, and SIGTERM then comes 2 s before SIGKILL instead of the {} Sidekiq needs to push unfinished jobs back to their queues",
+                    "the preStop hook quiets Sidekiq, then sleeps forever: it ends only when the grace period runs out, and SIGTERM then comes 2 s before SIGKILL, not the {} Sidekiq needs to push unfinished jobs back to their queues",
                     Secs(self.analysis.settings.shutdown_timeout.value)
                 ),
                 drain_hint(),
@@ -803,7 +803,7 @@ impl Ctx<'_, '_> {
                 Code::PreStopNotQuieting,
                 Severity::Error,
                 path(),
-                "the preStop hook sleeps forever without quieting Sidekiq: it keeps fetching new jobs until the grace period runs out, and SIGTERM then comes 2 s before SIGKILL, too late to push unfinished jobs back to their queues".into(),
+                "the preStop hook sleeps forever without quieting Sidekiq: it keeps fetching jobs until the grace period runs out, and SIGTERM then comes 2 s before SIGKILL, too late to push unfinished jobs back to their queues".into(),
                 drain_hint(),
             ),
             PreStop::QuietOnly => Finding::new(

@@ -48,9 +48,9 @@ pub enum GraceAction {
         /// The value found.
         from: u64,
     },
-    /// Exactly the required value.
+    /// Exactly the required value, which sidekiq-guard set (its status annotation says so).
     Ours,
-    /// At least the required value (absent counts as Kubernetes' 30 s): kept.
+    /// At least the required value (absent counts as Kubernetes' 30 s), set by the user: kept.
     Keep {
         /// The value the kubelet will use.
         value: u64,
@@ -197,8 +197,12 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         },
         None => GraceAction::Set,
         Some(value) if value < required => GraceAction::Raise { from: value },
-        Some(value) if value == required => GraceAction::Ours,
-        Some(value) if injected_grace == Some(value) => GraceAction::Lower { from: value },
+        // The required value is sidekiq-guard's only where it set it: a user who wrote that very
+        // value keeps it as theirs, and it is never lowered behind their back.
+        Some(value) if injected_grace == Some(value) && value == required => GraceAction::Ours,
+        Some(value) if injected_grace == Some(value) && value > required => {
+            GraceAction::Lower { from: value }
+        }
         Some(value) => GraceAction::Keep { value },
     };
     let mut plan = Plan {

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::duration;
-use crate::shell;
+use crate::shell::{self, Signals};
 
 /// The path of the probe's drain endpoint, which the injected preStop calls.
 pub const DRAIN_PATH: &str = "/drain";
@@ -157,6 +157,7 @@ fn classify_exec(
         other,
         looping,
         endless,
+        uncertain: _,
     } = reading;
     if endless {
         return PreStop::Endless { quiets };
@@ -187,6 +188,9 @@ struct Reading {
     looping: bool,
     /// `sleep infinity`, which no loop or condition makes return.
     endless: bool,
+    /// The command being read may not run (`[ -f x ] && sleep 600`), or runs beside the rest
+    /// (`sleep 600 &`, a pipeline): its sleep is no lower bound of the hook's time.
+    uncertain: bool,
 }
 
 impl Reading {
@@ -213,12 +217,15 @@ impl Reading {
         };
         // `timeout 300 sh -c '… sleep infinity'` ends, after an unknown time.
         let bounded = under_timeout(words) && !self.endless;
+        let outer = self.uncertain;
         for command in commands {
             self.looping |= command.in_loop;
+            self.uncertain = outer || command.conditional || command.signals == Signals::Piped;
             if !self.command(&command.words, lookup, unset, depth + 1) {
                 return false;
             }
         }
+        self.uncertain = outer;
         if bounded && self.endless {
             self.endless = false;
             self.other = true;
@@ -261,6 +268,7 @@ impl Reading {
             {
                 self.endless = true;
             }
+            "sleep" if self.uncertain => self.other = true,
             // GNU sleep adds up its operands: `sleep 1m 30s`.
             "sleep" => match args.iter().map(|a| sleep_secs(a)).sum::<Option<u64>>() {
                 Some(secs) if !args.is_empty() => self.sleep = self.sleep.saturating_add(secs),
@@ -549,8 +557,12 @@ mod tests {
     #[case(&["sh", "-c", "bundle exec rails runner \"Sidekiq::ProcessSet.new.each(&:quiet!)\"; sleep 600"], 600)]
     #[case(&["sh", "-c", "/app/bin/wait-for-jobs; sleep 600"], 600)]
     #[case(&["sh", "-c", "kill -USR1 1; sleep 5m; sleep 60"], 360)]
-    // A sleep in a loop polls: no lower bound.
+    // A sleep in a loop polls, one under a condition may not run, one in the background does
+    // not hold the hook: no lower bound.
     #[case(&["sh", "-c", "while pgrep -f busy; do sleep 5; done"], 0)]
+    #[case(&["sh", "-c", "[ -f /tmp/slow ] && sleep 600; /app/bin/stop"], 0)]
+    #[case(&["sh", "-c", "/app/bin/stop || sleep 600"], 0)]
+    #[case(&["sh", "-c", "sleep 600 & /app/bin/stop"], 0)]
     fn an_unreadable_hook_lasts_at_least_its_sleeps(#[case] command: &[&str], #[case] sleeps: u64) {
         let hook = exec(command);
         assert!(

@@ -48,8 +48,11 @@ pub enum Signals {
     /// The shell hands its process over to it (`exec COMMAND`), or passes SIGTERM on to what
     /// it started (a script that traps `TERM`).
     Reach,
-    /// The script's last command, run without `exec`: bash runs it in place of itself, but
-    /// dash (the `sh` of Debian-based images, such as the official Ruby ones) stays its parent.
+    /// The script's last command, run without `exec`, where bash (5.1+) and busybox ash run
+    /// it in place of themselves: at the top of the script, alone, after `;`-separated commands
+    /// or ending a lone `&&` list, with nothing after it (not even a comment line) and no trap
+    /// set. dash (the `sh` of Debian-based images, such as the official Ruby ones) stays its
+    /// parent all the same.
     ReachIfShellExecsLast,
     /// It runs in a pipeline (`sidekiq | tee log`) or in the background (`sidekiq &`): a child
     /// of the shell.
@@ -134,16 +137,33 @@ pub fn commands_with_args(
                 .iter()
                 .any(|w| matches!(w.as_str(), "TERM" | "SIGTERM" | "15"))
     });
+    // bash keeps its child to run a trap (`trap cleanup EXIT`) when it ends.
+    let traps = splitter
+        .commands
+        .iter()
+        .any(|command| command.words.first().is_some_and(|w| w == "trap"));
     if forwards_term {
         for command in &mut splitter.commands {
             command.signals = Signals::Reach;
         }
     } else if let Some(last) = splitter.last_at_top
         && last + 1 == splitter.commands.len()
+        && !traps
+        && ends_at_its_last_command(script)
     {
         splitter.commands[last].signals = Signals::ReachIfShellExecsLast;
     }
     Ok(splitter.commands)
+}
+
+/// Whether nothing follows the script's last line of commands but blanks and one line break:
+/// bash runs its last command in its own place only when that command ends the input (a comment
+/// line or an empty line after it is more input).
+fn ends_at_its_last_command(script: &str) -> bool {
+    let script = script.trim_end_matches([' ', '\t']);
+    let script = script.strip_suffix('\n').unwrap_or(script);
+    let last_line = script.rsplit('\n').next().unwrap_or_default().trim();
+    !last_line.is_empty() && !last_line.starts_with('#')
 }
 
 /// Shell words that start a compound command or negate one, and come before the real command.
@@ -191,6 +211,8 @@ struct Splitter {
     /// The last command pushed, when it ran at the top of the script, neither piped nor under
     /// `exec`: if nothing follows, the shell may run it in place of itself.
     last_at_top: Option<usize>,
+    /// `;`, `&` or line breaks that ended a command so far.
+    lists_ended: usize,
 }
 
 impl Splitter {
@@ -322,7 +344,9 @@ impl Splitter {
                     && self.loops == 0
                     && self.ifs == 0
                     && self.cases == 0
-                    && matches!(separator, Separator::List);
+                    && matches!(separator, Separator::List)
+                    // bash runs `a && b` in its place only as the whole script.
+                    && !(self.chained && self.lists_ended > 0);
                 self.commands.push(Command {
                     words,
                     conditional,
@@ -375,7 +399,10 @@ impl Splitter {
                 self.or_operand = true;
                 self.after_test = false;
             }
-            Separator::List | Separator::Background => self.end_list(),
+            Separator::List | Separator::Background => {
+                self.lists_ended += 1;
+                self.end_list();
+            }
             Separator::CaseEnd => {
                 self.end_list();
                 self.pattern = self.cases > 0;
@@ -1450,6 +1477,15 @@ mod tests {
             ]
         );
         assert_eq!(signals("sidekiq; echo done")[0].1, Waited);
+        // What bash 5.2 keeps as the parent of its last command: checked with `unshare --pid`.
+        assert_eq!(signals("true; true; sidekiq")[2].1, ReachIfShellExecsLast);
+        assert_eq!(signals("true && sidekiq; ")[1].1, ReachIfShellExecsLast);
+        assert_eq!(signals("sidekiq # comment")[0].1, ReachIfShellExecsLast);
+        assert_eq!(signals("sidekiq\n")[0].1, ReachIfShellExecsLast);
+        assert_eq!(signals("set -e; cd /app && sidekiq")[2].1, Waited);
+        assert_eq!(signals("sidekiq\n# end\n")[0].1, Waited);
+        assert_eq!(signals("sidekiq\n\n")[0].1, Waited);
+        assert_eq!(signals("trap cleanup EXIT; sidekiq")[1].1, Waited);
         assert_eq!(signals("while true; do sidekiq; done")[1].1, Waited);
         assert_eq!(signals("if true; then sidekiq; fi")[1].1, Waited);
         assert_eq!(signals("(sidekiq)")[0].1, Waited);

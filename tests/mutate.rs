@@ -797,6 +797,27 @@ fn a_lowered_longest_job_lowers_the_grace_sidekiq_guard_set() {
     users["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] = json!("1m");
     let (_, kept) = mutate_and_apply(&users, &Policy::default(), Mode::Native);
     assert_eq!(kept["spec"]["terminationGracePeriodSeconds"], 600);
+
+    // So is one the user wrote equal to the required value: it is theirs, not lowered later.
+    let mut exact = pod.clone();
+    exact["spec"]["terminationGracePeriodSeconds"] = json!(350);
+    let (_, injected) = mutate_and_apply(&exact, &Policy::default(), Mode::Native);
+    let status = |object: &Value| {
+        InjectionStatus::parse(
+            object["metadata"]["annotations"]["sidekiq-guard.io/status"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        status(&injected).kept,
+        vec![Part::TerminationGracePeriodSeconds]
+    );
+    let mut lowered = injected;
+    lowered["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] = json!("1m");
+    let (_, again) = mutate_and_apply(&lowered, &Policy::default(), Mode::Native);
+    assert_eq!(again["spec"]["terminationGracePeriodSeconds"], 350);
 }
 
 #[test]
@@ -954,27 +975,27 @@ fn worker(container: Value, annotations: Value) -> Value {
 #[case::a_prestop_that_quiets_and_sleeps_forever(
     json!({"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep infinity"]}}}}), json!({}),
     Code::PreStopFixedSleep, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
-    "the preStop hook quiets Sidekiq, then sleeps forever: it ends only when the grace period runs out, and SIGTERM then comes 2 s before SIGKILL instead of the 25s Sidekiq needs to push unfinished jobs back to their queues")]
+    "the preStop hook quiets Sidekiq, then sleeps forever: it ends only when the grace period runs out, and SIGTERM then comes 2 s before SIGKILL, not the 25s Sidekiq needs to push unfinished jobs back to their queues")]
 #[case::a_prestop_that_only_sleeps_forever(
     json!({"lifecycle": {"preStop": {"exec": {"command": ["sleep", "infinity"]}}}}), json!({}),
     Code::PreStopNotQuieting, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
-    "the preStop hook sleeps forever without quieting Sidekiq: it keeps fetching new jobs until the grace period runs out, and SIGTERM then comes 2 s before SIGKILL, too late to push unfinished jobs back to their queues")]
+    "the preStop hook sleeps forever without quieting Sidekiq: it keeps fetching jobs until the grace period runs out, and SIGTERM then comes 2 s before SIGKILL, too late to push unfinished jobs back to their queues")]
 #[case::sidekiq_in_a_pipeline(
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25 2>&1 | tee -a log/sidekiq.log"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
-    "container worker's script runs Sidekiq in a pipeline or in the background: the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets 25s to requeue its jobs, and the pod takes its whole grace period to stop")]
+    "container worker runs Sidekiq in a pipeline or the background: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets 25s to requeue jobs and the pod waits out its grace period")]
 #[case::sidekiq_in_the_background(
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25 & wait"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
-    "container worker's script runs Sidekiq in a pipeline or in the background: the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets 25s to requeue its jobs, and the pod takes its whole grace period to stop")]
+    "container worker runs Sidekiq in a pipeline or the background: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets 25s to requeue jobs and the pod waits out its grace period")]
 #[case::sidekiq_followed_by_more_of_the_script(
     json!({"command": ["sh", "-c", "bundle exec rake db:migrate && bundle exec sidekiq -t 25; echo sidekiq exited"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
-    "container worker's script runs Sidekiq without exec and goes on after it: the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets 25s to requeue its jobs, and the pod takes its whole grace period to stop")]
+    "container worker runs Sidekiq without exec, as a child the shell waits for: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets 25s to requeue jobs and the pod waits out its grace period")]
 #[case::sidekiq_last_without_exec_under_sh(
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
-    "container worker's script runs Sidekiq without exec: where sh is dash (the sh of Debian-based images such as the official Ruby ones), the shell stays the main process and keeps SIGTERM (and a preStop's kill 1), so Sidekiq never gets 25s to requeue its jobs, and the pod takes its whole grace period to stop")]
+    "container worker runs Sidekiq without exec: sh, where it is dash (Debian-based images), stays PID 1 and keeps SIGTERM, so Sidekiq never gets 25s to requeue jobs and the pod waits out its grace period")]
 #[case::a_config_file_and_a_longer_timeout_in_the_env(
     json!({
         "command": ["bundle", "exec", "sidekiq", "-C", "config/sidekiq.yml"],
@@ -1076,6 +1097,13 @@ fn each_defect_gives_its_finding(
     assert_eq!(finding.severity, severity);
     assert_eq!(finding.path, path);
     assert_eq!(finding.message, message);
+    // Whole as an admission warning, which the API server cuts at 256 characters.
+    let warning = format!("sidekiq-guard: {finding}");
+    assert!(
+        warning.chars().count() <= review::MAX_WARNING_CHARS,
+        "{} characters: {warning}",
+        warning.chars().count()
+    );
 }
 
 /// An unknown annotation's hint names the one it most likely misspells, or what is read.
@@ -1121,6 +1149,8 @@ fn unknown_annotations_point_to_the_one_meant() {
 #[case::exec(&["sh", "-c", "bundle exec rake db:migrate && exec bundle exec sidekiq -t 25"])]
 #[case::bash_runs_its_last_command_in_its_place(&["bash", "-lc", "cd /app && bundle exec sidekiq -t 25"])]
 #[case::dumb_init_signals_the_whole_group(&["dumb-init", "sh", "-c", "bundle exec sidekiq -t 25 | tee log"])]
+#[case::so_does_tini_with_g(&["tini", "-g", "--", "sh", "-c", "bundle exec sidekiq -t 25"])]
+#[case::busybox_ash_runs_its_last_command_in_its_place(&["ash", "-c", "bundle exec sidekiq -t 25"])]
 #[case::a_trap_hands_term_on(&["sh", "-c", "trap 'kill -TERM $P' TERM; bundle exec sidekiq -t 25 & P=$!; wait $P"])]
 fn sidekiq_that_gets_the_shells_sigterm_is_not_flagged(#[case] command: &[&str]) {
     let policy = Policy::default();

@@ -45,7 +45,7 @@ struct PodDrain {
     idle: bool,
     /// The drain's last state ([`State::as_str`]); `timed_out` when the wait ended before the
     /// probe answered; `error` when the drain could not go on (the message says why);
-    /// `not_started` for a `Pending` pod.
+    /// `not_started` for a `Pending` pod whose Sidekiq has not started.
     state: &'static str,
     elapsed_seconds: u64,
     /// Why it is not idle, or why nothing was asked (a pod whose Sidekiq does not run).
@@ -344,7 +344,9 @@ fn not_running(pod: &Value, subject: &Subject) -> Option<PodDrain> {
         .pointer("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("Unknown");
-    let (state, message) = if phase == "Pending" {
+    // The kubelet says Pending while any container waits (a sidecar pulling its image, say),
+    // even with Sidekiq running: then it is drained like any other.
+    let (state, message) = if phase == "Pending" && !workload_running(pod) {
         (
             "not_started",
             "pod is Pending: its Sidekiq has not started, so there is nothing to quiet yet",
@@ -366,6 +368,20 @@ fn not_running(pod: &Value, subject: &Subject) -> Option<PodDrain> {
             .clone()
             .outcome("none", state, Duration::ZERO, Some(message), Vec::new()),
     )
+}
+
+/// Whether a container of the pod other than the probe sidecar is running.
+fn workload_running(pod: &Value) -> bool {
+    pod.pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .is_some_and(|statuses| {
+            statuses.iter().any(|status| {
+                status.get("name").and_then(Value::as_str) != Some(sidekiq_guard::sidecar::NAME)
+                    && status
+                        .pointer("/state/running")
+                        .is_some_and(Value::is_object)
+            })
+        })
 }
 
 fn pod_name(pod: &Value) -> &str {

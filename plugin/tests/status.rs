@@ -1504,6 +1504,29 @@ fn drain_tells_pods_whose_sidekiq_does_not_run_without_asking_them() {
         "{:?}",
         api.requests()
     );
+
+    // Pending because another container waits, with Sidekiq running: drained as usual.
+    let mut waiting = injected_pod("shop", "worker-waiting", 60, 7434);
+    waiting["status"]["phase"] = json!("Pending");
+    waiting["status"]["containerStatuses"] = json!([
+        {"name": "worker", "state": {"running": {"startedAt": "2026-11-26T10:00:00Z"}}},
+        {"name": "log-shipper", "state": {"waiting": {"reason": "ImagePullBackOff"}}},
+    ]);
+    api.add_pod(waiting);
+    api.proxy(
+        "shop",
+        "worker-waiting",
+        7434,
+        fixed(200, probe_document("worker-waiting", &[], "idle")),
+    );
+    let out = run_in(&kubeconfig, &["drain", "worker-waiting", "--timeout", "2s"]);
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.contains("worker-waiting:7434/proxy")),
+        "not asked: {}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
