@@ -263,11 +263,16 @@ fn invocation<S: AsRef<str>>(
 /// (`-g`).
 fn signals_whole_group<S: AsRef<str>>(wrappers: &[S]) -> bool {
     wrappers.iter().enumerate().any(|(at, wrapper)| {
+        // The init's own options, past the values of those that take one (`-p SIGKILL`).
         let options = || {
-            wrappers[at + 1..]
-                .iter()
-                .map(AsRef::as_ref)
-                .take_while(|w| w.starts_with('-') && *w != "--")
+            let mut words = wrappers[at + 1..].iter().map(AsRef::as_ref);
+            std::iter::from_fn(move || {
+                let word = words.next().filter(|w| w.starts_with('-') && *w != "--")?;
+                if matches!(word, "-p" | "-e" | "-r" | "--rewrite") {
+                    words.next();
+                }
+                Some(word)
+            })
         };
         let short = |w: &str, flag: char| !w.starts_with("--") && w[1..].contains(flag);
         match shell::basename(wrapper.as_ref()) {

@@ -1150,6 +1150,7 @@ fn unknown_annotations_point_to_the_one_meant() {
 #[case::bash_runs_its_last_command_in_its_place(&["bash", "-lc", "cd /app && bundle exec sidekiq -t 25"])]
 #[case::dumb_init_signals_the_whole_group(&["dumb-init", "sh", "-c", "bundle exec sidekiq -t 25 | tee log"])]
 #[case::so_does_tini_with_g(&["tini", "-g", "--", "sh", "-c", "bundle exec sidekiq -t 25"])]
+#[case::after_an_option_with_a_value(&["tini", "-p", "SIGKILL", "-g", "--", "sh", "-c", "bundle exec sidekiq -t 25"])]
 #[case::busybox_ash_runs_its_last_command_in_its_place(&["ash", "-c", "bundle exec sidekiq -t 25"])]
 #[case::a_trap_hands_term_on(&["sh", "-c", "trap 'kill -TERM $P' TERM; bundle exec sidekiq -t 25 & P=$!; wait $P"])]
 fn sidekiq_that_gets_the_shells_sigterm_is_not_flagged(#[case] command: &[&str]) {
