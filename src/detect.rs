@@ -70,11 +70,9 @@ impl SignalsKept {
     pub fn how(&self) -> String {
         match self {
             SignalsKept::Piped => "in a pipeline or the background: the shell stays PID 1".into(),
-            SignalsKept::Waited => {
-                "without exec, as a child the shell waits for: the shell stays PID 1".into()
-            }
+            SignalsKept::Waited => "without exec, as a child: the shell stays PID 1".into(),
             SignalsKept::NotExeced { shell } if shell == "sh" => {
-                "without exec: sh, where it is dash (Debian-based images), stays PID 1".into()
+                "without exec: sh, if dash (as on Debian), stays PID 1".into()
             }
             SignalsKept::NotExeced { shell } if shell == "dash" => {
                 "without exec: dash stays PID 1".into()

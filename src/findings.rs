@@ -551,7 +551,7 @@ impl Ctx<'_, '_> {
                 Severity::Warning,
                 command_path.clone(),
                 format!(
-                    "container {} runs Sidekiq {} and keeps SIGTERM, so Sidekiq never gets {}s to requeue jobs and the pod waits out its grace period",
+                    "container {} runs Sidekiq {} and keeps SIGTERM, so Sidekiq never gets its {}s to requeue jobs",
                     self.name(),
                     kept.how(),
                     settings.shutdown_timeout.value

@@ -113,6 +113,8 @@ pub fn commands_with_args(
         in_test: false,
         command_start: true,
         expansion_budget: Budget::default(),
+        redirected: false,
+        line_break: false,
     };
     let mut splitter = Splitter {
         copy_budget: Budget::default(),
@@ -122,12 +124,15 @@ pub fn commands_with_args(
         match token {
             Token::Word(word) => splitter.current.push(word),
             Token::Separator(separator) => {
+                splitter.redirected = std::mem::take(&mut lexer.redirected);
                 if let Some(command) = splitter.finish(separator) {
                     lexer.assign(command);
                 }
+                splitter.after_separator(separator, lexer.line_break);
             }
         }
     }
+    splitter.redirected = lexer.redirected;
     splitter.finish(Separator::List);
     // `trap 'kill -TERM $PID' TERM; sidekiq & PID=$!; wait`: the script hands SIGTERM on to
     // what it started, so its children are signalled after all.
@@ -137,11 +142,15 @@ pub fn commands_with_args(
                 .iter()
                 .any(|w| matches!(w.as_str(), "TERM" | "SIGTERM" | "15"))
     });
-    // bash keeps its child to run a trap (`trap cleanup EXIT`) when it ends.
-    let traps = splitter
-        .commands
-        .iter()
-        .any(|command| command.words.first().is_some_and(|w| w == "trap"));
+    // bash keeps its child to run a trap (`trap cleanup EXIT`) when it ends; `trap '' PIPE`
+    // and `trap - INT` set no action.
+    let traps = splitter.commands.iter().any(|command| {
+        let mut words = command.words.iter().map(String::as_str);
+        words.next() == Some("trap")
+            && words
+                .find(|w| *w != "--")
+                .is_some_and(|action| !action.is_empty() && !action.starts_with('-'))
+    });
     if forwards_term {
         for command in &mut splitter.commands {
             command.signals = Signals::Reach;
@@ -160,7 +169,6 @@ pub fn commands_with_args(
 /// bash runs its last command in its own place only when that command ends the input (a comment
 /// line or an empty line after it is more input).
 fn ends_at_its_last_command(script: &str) -> bool {
-    let script = script.trim_end_matches([' ', '\t']);
     let script = script.strip_suffix('\n').unwrap_or(script);
     let last_line = script.rsplit('\n').next().unwrap_or_default().trim();
     !last_line.is_empty() && !last_line.starts_with('#')
@@ -211,8 +219,12 @@ struct Splitter {
     /// The last command pushed, when it ran at the top of the script, neither piped nor under
     /// `exec`: if nothing follows, the shell may run it in place of itself.
     last_at_top: Option<usize>,
-    /// `;`, `&` or line breaks that ended a command so far.
-    lists_ended: usize,
+    /// `;` or `&` that ended a command on the current line.
+    lists_on_line: usize,
+    /// A `&` ended a command on the current line.
+    background_on_line: bool,
+    /// The current command has a redirection.
+    redirected: bool,
 }
 
 impl Splitter {
@@ -264,8 +276,10 @@ impl Splitter {
             .iter()
             .take_while(|word| KEYWORDS.contains(&word.as_str()))
             .count();
+        let mut negated = false;
         for keyword in self.current.drain(..skip).collect::<Vec<_>>() {
             match keyword.as_str() {
+                "!" => negated = true,
                 "if" => self.ifs += 1,
                 "fi" => self.ifs = self.ifs.saturating_sub(1),
                 "while" | "until" => self.loops += 1,
@@ -345,8 +359,7 @@ impl Splitter {
                     && self.ifs == 0
                     && self.cases == 0
                     && matches!(separator, Separator::List)
-                    // bash runs `a && b` in its place only as the whole script.
-                    && !(self.chained && self.lists_ended > 0);
+                    && self.bash_may_exec(&words, negated);
                 self.commands.push(Command {
                     words,
                     conditional,
@@ -399,10 +412,7 @@ impl Splitter {
                 self.or_operand = true;
                 self.after_test = false;
             }
-            Separator::List | Separator::Background => {
-                self.lists_ended += 1;
-                self.end_list();
-            }
+            Separator::List | Separator::Background => self.end_list(),
             Separator::CaseEnd => {
                 self.end_list();
                 self.pattern = self.cases > 0;
@@ -446,6 +456,34 @@ impl Splitter {
     fn end_list(&mut self) {
         self.or_operand = false;
         self.after_test = false;
+    }
+
+    /// Whether bash 5.2 would run `words`, the command being read, in its own place if it
+    /// ended the script (checked with `unshare --pid`): not with a redirection, not negated
+    /// (`!`) or timed, not after a `&` on its line, and as the right side of `&&` only when the
+    /// `&&` list starts its line. bash reads a `-c` script line by line.
+    fn bash_may_exec(&self, words: &[String], negated: bool) -> bool {
+        !self.redirected
+            && !negated
+            && words.first().is_none_or(|w| w != "time")
+            && !self.background_on_line
+            && !(self.chained && self.lists_on_line > 0)
+    }
+
+    /// Follows what starts a line, after `separator` ended a command (or an empty one).
+    fn after_separator(&mut self, separator: Separator, line_break: bool) {
+        match separator {
+            _ if line_break => {
+                self.lists_on_line = 0;
+                self.background_on_line = false;
+            }
+            Separator::List => self.lists_on_line += 1,
+            Separator::Background => {
+                self.lists_on_line += 1;
+                self.background_on_line = true;
+            }
+            _ => {}
+        }
     }
 }
 
@@ -508,6 +546,10 @@ struct Lexer<'a> {
     command_start: bool,
     /// Characters expansions may still add to this script's words.
     expansion_budget: Budget,
+    /// The command being read has a redirection (`2>&1`).
+    redirected: bool,
+    /// The last separator returned was a line break.
+    line_break: bool,
 }
 
 /// Nesting limit for `sh -c "bash -c '…'"` in a command line or a hook: real manifests use one
@@ -706,6 +748,7 @@ impl Lexer<'_> {
                 Some('\n') if !self.heredocs.is_empty() => {
                     self.pos += 1;
                     self.skip_heredocs();
+                    self.line_break = true;
                     return Ok(Some(Token::Separator(Separator::List)));
                 }
                 Some(' ' | '\t' | '\r') => self.pos += 1,
@@ -735,6 +778,7 @@ impl Lexer<'_> {
                     } else {
                         Separator::Or
                     };
+                    self.line_break = false;
                     return Ok(Some(Token::Separator(separator)));
                 }
                 Some(';') if self.peek_at(1) == Some(';') => {
@@ -759,6 +803,7 @@ impl Lexer<'_> {
                         '&' => Separator::Background,
                         _ => Separator::List,
                     };
+                    self.line_break = c == '\n';
                     return Ok(Some(Token::Separator(separator)));
                 }
                 Some('<' | '>') => self.skip_redirection()?,
@@ -831,6 +876,7 @@ impl Lexer<'_> {
     /// Consumes `>`, `>>`, `>&N`, `<`, `<<`… and the word that is its target; a `<<WORD` or
     /// `<<-WORD` opens a here-document, whose body follows the line.
     fn skip_redirection(&mut self) -> Result<(), ShellError> {
+        self.redirected = true;
         let start = self.pos;
         while matches!(self.peek(), Some('<' | '>')) {
             self.pos += 1;
@@ -1486,6 +1532,22 @@ mod tests {
         assert_eq!(signals("sidekiq\n# end\n")[0].1, Waited);
         assert_eq!(signals("sidekiq\n\n")[0].1, Waited);
         assert_eq!(signals("trap cleanup EXIT; sidekiq")[1].1, Waited);
+        assert_eq!(signals("trap '' PIPE; sidekiq")[1].1, ReachIfShellExecsLast);
+        assert_eq!(signals("sidekiq 2>&1")[0].1, Waited);
+        assert_eq!(signals("cd /app && sidekiq >>/proc/1/fd/1")[1].1, Waited);
+        assert_eq!(
+            signals("set -e\ncd /app && sidekiq\n")[2].1,
+            ReachIfShellExecsLast
+        );
+        assert_eq!(
+            signals("puma &\ncd /app && sidekiq")[2].1,
+            ReachIfShellExecsLast
+        );
+        assert_eq!(signals("puma & sidekiq")[1].1, Waited);
+        assert_eq!(signals("! sidekiq")[0].1, Waited);
+        assert_eq!(signals("time sidekiq")[0].1, Waited);
+        assert_eq!(signals("sidekiq\n  ")[0].1, Waited);
+        assert_eq!(signals("sidekiq  \n")[0].1, ReachIfShellExecsLast);
         assert_eq!(signals("while true; do sidekiq; done")[1].1, Waited);
         assert_eq!(signals("if true; then sidekiq; fi")[1].1, Waited);
         assert_eq!(signals("(sidekiq)")[0].1, Waited);

@@ -983,19 +983,23 @@ fn worker(container: Value, annotations: Value) -> Value {
 #[case::sidekiq_in_a_pipeline(
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25 2>&1 | tee -a log/sidekiq.log"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
-    "container worker runs Sidekiq in a pipeline or the background: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets 25s to requeue jobs and the pod waits out its grace period")]
+    "container worker runs Sidekiq in a pipeline or the background: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets its 25s to requeue jobs")]
 #[case::sidekiq_in_the_background(
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25 & wait"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
-    "container worker runs Sidekiq in a pipeline or the background: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets 25s to requeue jobs and the pod waits out its grace period")]
+    "container worker runs Sidekiq in a pipeline or the background: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets its 25s to requeue jobs")]
 #[case::sidekiq_followed_by_more_of_the_script(
     json!({"command": ["sh", "-c", "bundle exec rake db:migrate && bundle exec sidekiq -t 25; echo sidekiq exited"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
-    "container worker runs Sidekiq without exec, as a child the shell waits for: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets 25s to requeue jobs and the pod waits out its grace period")]
+    "container worker runs Sidekiq without exec, as a child: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets its 25s to requeue jobs")]
+#[case::sidekiq_with_a_redirection_under_bash(
+    json!({"command": ["bash", "-c", "bundle exec sidekiq -t 25 2>&1"]}), json!({}),
+    Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker runs Sidekiq without exec, as a child: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets its 25s to requeue jobs")]
 #[case::sidekiq_last_without_exec_under_sh(
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
-    "container worker runs Sidekiq without exec: sh, where it is dash (Debian-based images), stays PID 1 and keeps SIGTERM, so Sidekiq never gets 25s to requeue jobs and the pod waits out its grace period")]
+    "container worker runs Sidekiq without exec: sh, if dash (as on Debian), stays PID 1 and keeps SIGTERM, so Sidekiq never gets its 25s to requeue jobs")]
 #[case::a_config_file_and_a_longer_timeout_in_the_env(
     json!({
         "command": ["bundle", "exec", "sidekiq", "-C", "config/sidekiq.yml"],
@@ -1144,12 +1148,43 @@ fn unknown_annotations_point_to_the_one_meant() {
     );
 }
 
+/// Every form of SG026 fits an admission warning whole, with a 30-character container name and
+/// a five-digit -t.
+#[rstest::rstest]
+#[case("bundle exec sidekiq -t 28800 | tee log")]
+#[case("bundle exec sidekiq -t 28800; echo done")]
+#[case("bundle exec sidekiq -t 28800")]
+fn sidekiq_not_signalled_fits_a_warning(#[case] script: &str) {
+    let policy = Policy::default();
+    let mut deployment = worker(json!({"command": ["sh", "-c", script]}), json!({}));
+    deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(40000);
+    deployment["spec"]["template"]["spec"]["containers"][0]["name"] =
+        json!("sidekiq-worker-default-queue-1");
+    let review = review::validate(
+        &deployment,
+        &ctx(&policy, Mode::Native),
+        Perspective::AsWritten,
+    );
+    let finding = review
+        .findings
+        .iter()
+        .find(|f| f.code == Code::SidekiqNotSignalled)
+        .expect("SG026");
+    let warning = format!("sidekiq-guard: {finding}");
+    assert!(
+        warning.chars().count() <= review::MAX_WARNING_CHARS,
+        "{} characters: {warning}",
+        warning.chars().count()
+    );
+}
+
 /// Scripts whose shell hands SIGTERM to Sidekiq: no SG026.
 #[rstest::rstest]
 #[case::exec(&["sh", "-c", "bundle exec rake db:migrate && exec bundle exec sidekiq -t 25"])]
 #[case::bash_runs_its_last_command_in_its_place(&["bash", "-lc", "cd /app && bundle exec sidekiq -t 25"])]
 #[case::dumb_init_signals_the_whole_group(&["dumb-init", "sh", "-c", "bundle exec sidekiq -t 25 | tee log"])]
 #[case::so_does_tini_with_g(&["tini", "-g", "--", "sh", "-c", "bundle exec sidekiq -t 25"])]
+#[case::bash_reads_its_script_line_by_line(&["bash", "-c", "set -e\ncd /app && bundle exec sidekiq -t 25\n"])]
 #[case::after_an_option_with_a_value(&["tini", "-p", "SIGKILL", "-g", "--", "sh", "-c", "bundle exec sidekiq -t 25"])]
 #[case::busybox_ash_runs_its_last_command_in_its_place(&["ash", "-c", "bundle exec sidekiq -t 25"])]
 #[case::a_trap_hands_term_on(&["sh", "-c", "trap 'kill -TERM $P' TERM; bundle exec sidekiq -t 25 & P=$!; wait $P"])]

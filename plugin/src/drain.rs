@@ -370,13 +370,19 @@ fn not_running(pod: &Value, subject: &Subject) -> Option<PodDrain> {
     )
 }
 
-/// Whether a container of the pod other than the probe sidecar is running.
+/// Whether the pod's Sidekiq container (the one its status annotation names; without one, any
+/// container but the probe sidecar) is running.
 fn workload_running(pod: &Value) -> bool {
+    let sidekiq = InjectionStatus::of_pod(pod).map(|status| status.container);
+    let is_sidekiq = |name: Option<&str>| match &sidekiq {
+        Some(sidekiq) => name == Some(sidekiq.as_str()),
+        None => name != Some(sidekiq_guard::sidecar::NAME),
+    };
     pod.pointer("/status/containerStatuses")
         .and_then(Value::as_array)
         .is_some_and(|statuses| {
             statuses.iter().any(|status| {
-                status.get("name").and_then(Value::as_str) != Some(sidekiq_guard::sidecar::NAME)
+                is_sidekiq(status.get("name").and_then(Value::as_str))
                     && status
                         .pointer("/state/running")
                         .is_some_and(Value::is_object)

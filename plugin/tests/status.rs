@@ -1527,6 +1527,22 @@ fn drain_tells_pods_whose_sidekiq_does_not_run_without_asking_them() {
         "not asked: {}",
         text(&out.stdout)
     );
+
+    // Pending with another container running but Sidekiq's own waiting: not started.
+    let mut pulling = injected_pod("shop", "worker-pulling", 60, 7434);
+    pulling["status"]["phase"] = json!("Pending");
+    pulling["status"]["containerStatuses"] = json!([
+        {"name": "worker", "state": {"waiting": {"reason": "ImagePullBackOff"}}},
+        {"name": "cloud-sql-proxy", "state": {"running": {"startedAt": "2026-11-26T10:00:00Z"}}},
+    ]);
+    api.add_pod(pulling);
+    let out = run_in(&kubeconfig, &["drain", "worker-pulling"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("shop/worker-pulling: not drained: pod is Pending"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
