@@ -463,11 +463,12 @@ impl Splitter {
     /// (`!`) or timed, not after a `&` on its line, and as the right side of `&&` only when the
     /// `&&` list starts its line. bash reads a `-c` script line by line.
     fn bash_may_exec(&self, words: &[String], negated: bool) -> bool {
-        !self.redirected
-            && !negated
-            && words.first().is_none_or(|w| w != "time")
-            && !self.background_on_line
-            && !(self.chained && self.lists_on_line > 0)
+        let kept = self.redirected
+            || negated
+            || words.first().is_some_and(|w| w == "time")
+            || self.background_on_line
+            || (self.chained && self.lists_on_line > 0);
+        !kept
     }
 
     /// Follows what starts a line, after `separator` ended a command (or an empty one).
