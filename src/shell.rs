@@ -473,6 +473,10 @@ impl Splitter {
 
     /// Follows what starts a line, after `separator` ended a command (or an empty one).
     fn after_separator(&mut self, separator: Separator, line_break: bool) {
+        // A line break right after `&&`, `||` or `|` continues the list on the next line.
+        if self.chained || self.after_pipe {
+            return;
+        }
         match separator {
             _ if line_break => {
                 self.lists_on_line = 0;
@@ -1155,10 +1159,10 @@ pub fn script_and_args<S: AsRef<str>>(words: &[S]) -> Option<(&str, &[S])> {
             continue;
         }
         if let Some(flags) = word.strip_prefix(['-', '+']) {
-            if flags == "o" || flags == "O" {
+            takes_script |= flags.contains('c');
+            // `-o pipefail`, also bundled: `-eo pipefail`, `-euxo pipefail`.
+            if flags.ends_with(['o', 'O']) {
                 i += 1;
-            } else if flags.contains('c') {
-                takes_script = true;
             }
             continue;
         }
@@ -1549,6 +1553,12 @@ mod tests {
         assert_eq!(signals("time sidekiq")[0].1, Waited);
         assert_eq!(signals("sidekiq\n  ")[0].1, Waited);
         assert_eq!(signals("sidekiq  \n")[0].1, ReachIfShellExecsLast);
+        assert_eq!(signals("set -e; cd /app &&\n  sidekiq")[2].1, Waited);
+        assert_eq!(signals("set -e; cd /app && # go\n  sidekiq")[2].1, Waited);
+        assert_eq!(
+            signals("set -e\ncd /app &&\n  sidekiq")[2].1,
+            ReachIfShellExecsLast
+        );
         assert_eq!(signals("while true; do sidekiq; done")[1].1, Waited);
         assert_eq!(signals("if true; then sidekiq; fi")[1].1, Waited);
         assert_eq!(signals("(sidekiq)")[0].1, Waited);
@@ -1769,6 +1779,10 @@ mod tests {
         );
         assert_eq!(
             script(&["bash", "--login", "-c", "x"]).as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            script(&["bash", "-euo", "pipefail", "-c", "x"]).as_deref(),
             Some("x")
         );
         assert_eq!(script(&["bash", "start.sh"]), None);

@@ -992,6 +992,10 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"command": ["sh", "-c", "bundle exec rake db:migrate && bundle exec sidekiq -t 25; echo sidekiq exited"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
     "container worker runs Sidekiq without exec, as a child: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets its 25s to requeue jobs")]
+#[case::sidekiq_piped_under_bundled_shell_options(
+    json!({"command": ["bash", "-euo", "pipefail", "-c", "bundle exec sidekiq -t 25 2>&1 | tee /app/log/sidekiq.log"]}), json!({}),
+    Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker runs Sidekiq in a pipeline or the background: the shell stays PID 1 and keeps SIGTERM, so Sidekiq never gets its 25s to requeue jobs")]
 #[case::sidekiq_with_a_redirection_under_bash(
     json!({"command": ["bash", "-c", "bundle exec sidekiq -t 25 2>&1"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
