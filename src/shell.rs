@@ -48,11 +48,12 @@ pub enum Signals {
     /// The shell hands its process over to it (`exec COMMAND`), or passes SIGTERM on to what
     /// it started (a script that traps `TERM`).
     Reach,
-    /// The script's last command, run without `exec`, where bash (5.1+) and busybox ash run
-    /// it in place of themselves: at the top of the script, alone, after `;`-separated commands
-    /// or ending a lone `&&` list, with nothing after it (not even a comment line) and no trap
-    /// set. dash (the `sh` of Debian-based images, such as the official Ruby ones) stays its
-    /// parent all the same.
+    /// The script's last command, run without `exec`, at the top of the script, in a form
+    /// bash (5.1+) and busybox ash run in place of themselves: for bash, with nothing after it
+    /// but one line break, no trap with an action set, and as `Splitter::bash_may_exec` tells
+    /// (no redirection, not negated or timed, not after a `&` on its line, ending a `&&` list
+    /// only where that list starts its line). dash (the `sh` of Debian-based images, such as
+    /// the official Ruby ones) stays its parent all the same.
     ReachIfShellExecsLast,
     /// It runs in a pipeline (`sidekiq | tee log`) or in the background (`sidekiq &`): a child
     /// of the shell.
