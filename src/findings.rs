@@ -816,6 +816,23 @@ impl Ctx<'_, '_> {
                 ),
                 drain_hint(),
             ),
+            PreStop::StopsAtOnce { signal } => Finding::new(
+                Code::PreStopDoesNotWait,
+                Severity::Error,
+                path(),
+                format!(
+                    "the preStop hook sends Sidekiq SIG{signal} itself and returns: shutdown starts at once, as without a hook, and jobs still running {} later are interrupted",
+                    Secs(self.analysis.settings.shutdown_timeout.value)
+                ),
+                drain_hint(),
+            ),
+            PreStop::Broken { what, effect } => Finding::new(
+                Code::PreStopNotQuieting,
+                Severity::Error,
+                path(),
+                format!("the preStop hook {what}: {effect}"),
+                drain_hint(),
+            ),
             PreStop::Unrecognised { what, sleeps } => Finding::new(
                 Code::PreStopNotQuieting,
                 Severity::Warning,

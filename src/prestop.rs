@@ -48,6 +48,21 @@ pub enum PreStop {
         /// Seconds slept in total.
         sleep: u64,
     },
+    /// Sends Sidekiq SIGTERM or SIGINT itself and returns: shutdown starts at once, as without
+    /// a hook, and jobs still running after `-t` are pushed back unfinished.
+    StopsAtOnce {
+        /// The signal's name (`TERM`, `INT`).
+        signal: String,
+    },
+    /// Cannot work with the Sidekiq versions this project supports (6.0+): it sends a signal
+    /// Sidekiq does not handle (`USR1`, which quieted only Sidekiq 5, or `KILL`, `QUIT`), which
+    /// kills it at once and loses the jobs it runs, or runs `sidekiqctl`, which 6.0 removed.
+    Broken {
+        /// What it does, for a message: `sends SIGUSR1`, `runs sidekiqctl`.
+        what: String,
+        /// What that does to Sidekiq 6+.
+        effect: &'static str,
+    },
     /// Something this project cannot read.
     Unrecognised {
         /// A short description of the hook.
@@ -158,9 +173,18 @@ fn classify_exec(
         looping,
         endless,
         uncertain: _,
+        stops,
+        broken,
     } = reading;
+    if let Some((what, effect)) = broken {
+        return PreStop::Broken { what, effect };
+    }
     if endless {
         return PreStop::Endless { quiets };
+    }
+    // After a quiet and a wait, a last SIGTERM is only early; without them it is the shutdown.
+    if let Some(signal) = stops.filter(|_| !quiets) {
+        return PreStop::StopsAtOnce { signal };
     }
     match (quiets, sleep, looping || drains, other) {
         (true, 0, false, false) => PreStop::QuietOnly,
@@ -188,6 +212,10 @@ struct Reading {
     looping: bool,
     /// `sleep infinity`, which no loop or condition makes return.
     endless: bool,
+    /// A signal that stops Sidekiq at once (`TERM`, `INT`), by its name.
+    stops: Option<String>,
+    /// What breaks the hook on Sidekiq 6+, and how (see [`PreStop::Broken`]).
+    broken: Option<(String, &'static str)>,
     /// The command being read may not run (`[ -f x ] && sleep 600`), or runs beside the rest
     /// (`sleep 600 &`, a pipeline): its sleep is no lower bound of the hook's time.
     uncertain: bool,
@@ -244,18 +272,41 @@ impl Reading {
             }
             return;
         };
+        let signal = matches!(shell::basename(name), "kill" | "pkill" | "killall")
+            .then(|| signal_sent(args))
+            .flatten();
+        match (shell::basename(name), signal.as_deref()) {
+            (_, Some("TSTP")) => self.quiets = true,
+            (_, Some("TERM" | "INT")) => self.stops = signal,
+            (_, Some(fatal @ ("USR1" | "KILL" | "QUIT"))) => {
+                let effect = if fatal == "USR1" {
+                    "Sidekiq 6+ does not handle it (it quieted Sidekiq 5): Sidekiq dies at once, and the jobs it runs are lost"
+                } else {
+                    "Sidekiq dies at once, and the jobs it runs are lost"
+                };
+                self.broken = Some((format!("sends SIG{fatal}"), effect));
+            }
+            _ => self.simple_command(name, args, words),
+        }
+    }
+
+    fn simple_command(&mut self, name: &str, args: &[String], words: &[String]) {
         match shell::basename(name) {
-            "kill" | "pkill" | "killall" if sends_tstp(args) => self.quiets = true,
             // `pgrep -f sidekiq | xargs kill -TSTP`.
             "xargs"
                 if args
                     .iter()
                     .position(|a| matches!(shell::basename(a), "kill" | "pkill"))
-                    .is_some_and(|at| sends_tstp(&args[at + 1..])) =>
+                    .is_some_and(|at| signal_sent(&args[at + 1..]).as_deref() == Some("TSTP")) =>
             {
                 self.quiets = true;
             }
-            "sidekiqctl" if args.iter().any(|a| a == "quiet") => self.quiets = true,
+            "sidekiqctl" => {
+                self.broken = Some((
+                    "runs sidekiqctl".to_owned(),
+                    "Sidekiq 6.0 removed sidekiqctl, so it quiets nothing",
+                ));
+            }
             "curl" | "wget" if args.iter().any(|a| a.contains(DRAIN_PATH)) => {
                 self.quiets = true;
                 self.drains = true;
@@ -347,32 +398,45 @@ fn is_quick_assignment(word: &str) -> bool {
     }
 }
 
-/// `-TSTP`, `-SIGTSTP`, `-20`, `-s TSTP`, `--signal=TSTP`, `-n 20`, any case.
-fn sends_tstp(args: &[String]) -> bool {
-    let is_tstp = |name: &str| {
+/// The signal a `kill`/`pkill`/`killall` sends, by name without `SIG`: `-TSTP`, `-SIGTSTP`,
+/// `-20`, `-s TSTP`, `--signal=TSTP`, `-n 20`, any case; `TERM` when none is given. `None` for
+/// one this project does not tell apart.
+fn signal_sent(args: &[String]) -> Option<String> {
+    let named = |name: &str| {
         let name = name.to_ascii_uppercase();
         let name = name.strip_prefix("SIG").unwrap_or(&name);
-        name == "TSTP" || name == "20"
+        let name = match name {
+            "20" => "TSTP",
+            "15" => "TERM",
+            "2" => "INT",
+            "10" => "USR1",
+            "9" => "KILL",
+            "3" => "QUIT",
+            other => other,
+        };
+        matches!(name, "TSTP" | "TERM" | "INT" | "USR1" | "KILL" | "QUIT").then(|| name.to_owned())
     };
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
-            "-s" | "-n" | "--signal" => {
-                if rest.next().is_some_and(|name| is_tstp(name)) {
-                    return true;
-                }
-            }
+            "-s" | "-n" | "--signal" => return rest.next().and_then(|name| named(name)),
+            // `pkill -f PATTERN`, `kill -- PID`: no signal named here.
+            "-f" | "--" => {}
             other => {
                 let flag = other
                     .strip_prefix("--signal=")
                     .or_else(|| other.strip_prefix('-'));
-                if flag.is_some_and(is_tstp) {
-                    return true;
+                if let Some(signal) = flag.and_then(named) {
+                    return Some(signal);
                 }
             }
         }
     }
-    false
+    // Without a signal option kill, pkill and killall send TERM.
+    (!args
+        .iter()
+        .any(|a| a.starts_with('-') && a.len() > 1 && !matches!(a.as_str(), "-f" | "--")))
+    .then(|| "TERM".to_owned())
 }
 
 #[cfg(test)]
@@ -464,7 +528,6 @@ mod tests {
 
     #[rstest]
     #[case(&["kill", "-TSTP", "1"])]
-    #[case(&["sh", "-c", "bundle exec sidekiqctl quiet tmp/pids/sidekiq.pid"])]
     #[case(&["sh", "-c", "kill -TSTP 1 && sleep 0"])]
     #[case(&["sh", "-c", "kill -TSTP 1 || true"])]
     #[case(&["/bin/sh", "-c", "echo quieting; kill -TSTP 1; exit 0"])]
@@ -543,7 +606,6 @@ mod tests {
     }
 
     #[rstest]
-    #[case(&["sh", "-c", "kill -TERM 1; sleep 5"])]
     #[case(&["/app/bin/stop-worker"])]
     #[case(&["sh", "-c", "kill -TSTP '1"])]
     fn other_hooks_are_unrecognised(#[case] command: &[&str]) {
@@ -553,10 +615,52 @@ mod tests {
         );
     }
 
+    /// Sidekiq 6+ handles INT, TERM, TTIN and TSTP (checked on 6.4.1: `kill -USR1` ends it at
+    /// once, its running job neither finished nor pushed back).
+    #[rstest]
+    #[case(&["sh", "-c", "kill -TERM 1"], "TERM")]
+    #[case(&["kill", "1"], "TERM")]
+    #[case(&["sh", "-c", "pkill -f sidekiq; sleep 5"], "TERM")]
+    #[case(&["sh", "-c", "kill -s INT 1"], "INT")]
+    fn a_hook_that_stops_sidekiq_itself(#[case] command: &[&str], #[case] signal: &str) {
+        assert_eq!(
+            exec(command),
+            PreStop::StopsAtOnce {
+                signal: signal.into()
+            }
+        );
+    }
+
+    #[rstest]
+    #[case(&["sh", "-c", "kill -USR1 1"], "sends SIGUSR1")]
+    #[case(&["kill", "-10", "1"], "sends SIGUSR1")]
+    #[case(&["sh", "-c", "pkill -USR1 -f sidekiq; sleep 25"], "sends SIGUSR1")]
+    #[case(&["sh", "-c", "kill -TSTP 1; sleep 60; kill -9 1"], "sends SIGKILL")]
+    #[case(&["bundle", "exec", "sidekiqctl", "quiet"], "runs sidekiqctl")]
+    #[case(&["sh", "-c", "bundle exec sidekiqctl quiet /tmp/sidekiq.pid; sleep 300"], "runs sidekiqctl")]
+    fn a_hook_that_cannot_work_on_sidekiq_6(#[case] command: &[&str], #[case] what: &str) {
+        assert!(
+            matches!(exec(command), PreStop::Broken { what: w, .. } if w == what),
+            "{command:?}: {:?}",
+            exec(command)
+        );
+    }
+
+    #[test]
+    fn a_last_sigterm_after_the_quiet_and_the_wait_is_only_early() {
+        assert_eq!(
+            exec(&["sh", "-c", "kill -TSTP 1; sleep 120; kill -TERM 1"]),
+            PreStop::QuietThenSleep {
+                sleep: 120,
+                also_runs: false
+            }
+        );
+    }
+
     #[rstest]
     #[case(&["sh", "-c", "bundle exec rails runner \"Sidekiq::ProcessSet.new.each(&:quiet!)\"; sleep 600"], 600)]
     #[case(&["sh", "-c", "/app/bin/wait-for-jobs; sleep 600"], 600)]
-    #[case(&["sh", "-c", "kill -USR1 1; sleep 5m; sleep 60"], 360)]
+    #[case(&["sh", "-c", "kill -HUP 1; sleep 5m; sleep 60"], 360)]
     // A sleep in a loop polls, one under a condition may not run, one in the background does
     // not hold the hook: no lower bound.
     #[case(&["sh", "-c", "while pgrep -f busy; do sleep 5; done"], 0)]

@@ -79,7 +79,10 @@ impl Shutdown {
             return None;
         };
         let sigterm_after = match &analysis.state.prestop {
-            PreStop::Missing | PreStop::QuietOnly => Some(0),
+            PreStop::Missing
+            | PreStop::QuietOnly
+            | PreStop::StopsAtOnce { .. }
+            | PreStop::Broken { .. } => Some(0),
             // The budget the webhook gave the probe, when it injected the pod.
             PreStop::Drain { .. } => Some(
                 crate::status::InjectionStatus::of_pod(pod)

@@ -980,6 +980,18 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"lifecycle": {"preStop": {"exec": {"command": ["sleep", "infinity"]}}}}), json!({}),
     Code::PreStopNotQuieting, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
     "the preStop hook sleeps forever without quieting Sidekiq: it keeps fetching jobs until the grace period runs out, and SIGTERM then comes 2 s before SIGKILL, too late to push unfinished jobs back to their queues")]
+#[case::a_prestop_that_sends_usr1(
+    json!({"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -USR1 1"]}}}}), json!({}),
+    Code::PreStopNotQuieting, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
+    "the preStop hook sends SIGUSR1: Sidekiq 6+ does not handle it (it quieted Sidekiq 5): Sidekiq dies at once, and the jobs it runs are lost")]
+#[case::a_prestop_that_sends_term(
+    json!({"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TERM 1"]}}}}), json!({}),
+    Code::PreStopDoesNotWait, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
+    "the preStop hook sends Sidekiq SIGTERM itself and returns: shutdown starts at once, as without a hook, and jobs still running 25s later are interrupted")]
+#[case::a_prestop_that_runs_sidekiqctl(
+    json!({"lifecycle": {"preStop": {"exec": {"command": ["bundle", "exec", "sidekiqctl", "quiet"]}}}}), json!({}),
+    Code::PreStopNotQuieting, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
+    "the preStop hook runs sidekiqctl: Sidekiq 6.0 removed sidekiqctl, so it quiets nothing")]
 #[case::sidekiq_in_a_pipeline(
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25 2>&1 | tee -a log/sidekiq.log"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
