@@ -574,7 +574,12 @@ impl Ctx<'_, '_> {
                     shortened(&problem.flag),
                     problem.reason
                 ),
-                "fix the flag; Sidekiq refuses to start on flags it cannot read".into(),
+                if problem.ignored {
+                    "remove the flag: Sidekiq 6+ prints an error for it and starts without it"
+                        .into()
+                } else {
+                    "fix the flag; Sidekiq refuses to start on flags it cannot read".into()
+                },
             ));
         }
         if let (Some(flag), Some(annotated)) = (

@@ -1039,6 +1039,10 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"command": ["bundle", "exec", "sidekiq", "-t", "25", "-c", "many"]}), json!({}),
     Code::SidekiqFlagInvalid, Severity::Warning, "spec.template.spec.containers[0].command",
     "Sidekiq flag -c many: expected a positive whole number of threads")]
+#[case::a_pid_file_sidekiq_no_longer_writes(
+    json!({"command": ["bundle", "exec", "sidekiq", "-t", "25", "-P", "tmp/pids/sidekiq.pid"]}), json!({}),
+    Code::SidekiqFlagInvalid, Severity::Warning, "spec.template.spec.containers[0].command",
+    "Sidekiq flag -P tmp/pids/sidekiq.pid: removed in Sidekiq 6.0, which writes no pid file: a preStop that reads it finds no process to signal")]
 #[case::a_timeout_from_a_config_map(
     json!({
         "command": ["sh", "-c", "exec bundle exec sidekiq -t $SIDEKIQ_TIMEOUT -c $(THREADS)"],

@@ -95,6 +95,9 @@ pub struct FlagProblem {
     pub value: Option<String>,
     /// What was wrong and what is accepted.
     pub reason: String,
+    /// Sidekiq prints an error for it and starts all the same, without it (a feature Sidekiq
+    /// 6.0 removed), rather than refusing to start.
+    pub ignored: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,13 +111,14 @@ enum Opt {
     Config,
     Logfile,
     Pidfile,
+    Daemon,
     Switch,
 }
 
 /// Long options of Sidekiq 6–8, for `OptionParser`'s abbreviation matching.
 const LONG: &[(&str, Opt)] = &[
     ("concurrency", Opt::Concurrency),
-    ("daemon", Opt::Switch),
+    ("daemon", Opt::Daemon),
     ("environment", Opt::Environment),
     ("tag", Opt::Tag),
     ("queue", Opt::Queue),
@@ -139,7 +143,8 @@ fn short(c: char) -> Option<Opt> {
         'C' => Opt::Config,
         'L' => Opt::Logfile,
         'P' => Opt::Pidfile,
-        'd' | 'v' | 'V' | 'h' => Opt::Switch,
+        'd' => Opt::Daemon,
+        'v' | 'V' | 'h' => Opt::Switch,
         _ => return None,
     })
 }
@@ -190,9 +195,11 @@ impl Flags {
         };
         match matches.as_slice() {
             // `--verbose`, `--daemon`: no value to take, none to miss.
-            [(_, Opt::Switch)] => {
+            [(_, opt @ (Opt::Switch | Opt::Daemon))] => {
                 if inline.is_some() {
                     self.problem(flag, inline, "takes no value".into());
+                } else if *opt == Opt::Daemon {
+                    self.removed(flag, None, DAEMON_REMOVED);
                 }
             }
             [(_, opt)] => {
@@ -224,6 +231,7 @@ impl Flags {
             let flag = format!("-{c}");
             match short(c) {
                 Some(Opt::Switch) => {}
+                Some(Opt::Daemon) => self.removed(flag, None, DAEMON_REMOVED),
                 Some(opt) => {
                     let attached = &cluster[i + c.len_utf8()..];
                     let value = if attached.is_empty() {
@@ -299,7 +307,17 @@ impl Flags {
             Opt::Tag => self.tag = Some(value),
             Opt::Environment => self.environment = Some(value),
             Opt::Require => self.require = Some(value),
-            Opt::Logfile | Opt::Pidfile | Opt::Switch => {}
+            Opt::Logfile => self.removed(
+                flag,
+                Some(value),
+                "removed in Sidekiq 6.0, which logs only to stdout",
+            ),
+            Opt::Pidfile => self.removed(
+                flag,
+                Some(value),
+                "removed in Sidekiq 6.0, which writes no pid file: a preStop that reads it finds no process to signal",
+            ),
+            Opt::Daemon | Opt::Switch => {}
         }
     }
 
@@ -308,9 +326,22 @@ impl Flags {
             flag,
             value,
             reason,
+            ignored: false,
+        });
+    }
+
+    /// A flag of a feature Sidekiq 6.0 removed: it says so and starts without it.
+    fn removed(&mut self, flag: String, value: Option<String>, reason: &str) {
+        self.problems.push(FlagProblem {
+            flag,
+            value,
+            reason: reason.to_owned(),
+            ignored: true,
         });
     }
 }
+
+const DAEMON_REMOVED: &str = "removed in Sidekiq 6.0, which no longer daemonizes";
 
 /// Reads a number as Ruby's `Integer()` does, which is how Sidekiq reads `-t` and `-c`:
 /// surrounding whitespace, a `+` sign, the prefixes `0x`, `0b`, `0o`, `0d` and a leading `0`
@@ -452,7 +483,7 @@ mod tests {
     #[case("-v -t 60")]
     #[case("--verbose -t 60")]
     #[case("--verb --timeout 60")]
-    #[case("--daemon -t 60")]
+    #[case("--verbose -t 60")]
     #[case("-e production -t 60 -C config/sidekiq.yml")]
     fn every_spelling_of_the_timeout(#[case] line: &str) {
         assert_eq!(flags(line).timeout_secs(), Some(60), "{line}");
@@ -552,6 +583,52 @@ mod tests {
         assert_eq!(flags("-t 30 -t").timeout, Some(Timeout::Invalid));
     }
 
+    /// Sidekiq 6.0 removed daemonizing, log files and pid files: it prints an error for each
+    /// flag and starts without it.
+    #[rstest]
+    #[case(
+        "-d -t 60",
+        "-d",
+        None,
+        "removed in Sidekiq 6.0, which no longer daemonizes"
+    )]
+    #[case(
+        "--daemon -t 60",
+        "--daemon",
+        None,
+        "removed in Sidekiq 6.0, which no longer daemonizes"
+    )]
+    #[case(
+        "-L log/sidekiq.log -t 60",
+        "-L",
+        Some("log/sidekiq.log"),
+        "removed in Sidekiq 6.0, which logs only to stdout"
+    )]
+    #[case(
+        "-t 60 -P tmp/pids/sidekiq.pid",
+        "-P",
+        Some("tmp/pids/sidekiq.pid"),
+        "removed in Sidekiq 6.0, which writes no pid file: a preStop that reads it finds no process to signal"
+    )]
+    fn flags_of_removed_features_are_ignored_problems(
+        #[case] line: &str,
+        #[case] flag: &str,
+        #[case] value: Option<&str>,
+        #[case] reason: &str,
+    ) {
+        let parsed = flags(line);
+        assert_eq!(parsed.timeout_secs(), Some(60));
+        assert_eq!(
+            parsed.problems,
+            vec![FlagProblem {
+                flag: flag.into(),
+                value: value.map(str::to_owned),
+                reason: reason.into(),
+                ignored: true,
+            }]
+        );
+    }
+
     #[rstest]
     #[case("-t soon", "-t", Some("soon"), "expected a whole number of seconds")]
     #[case(
@@ -594,6 +671,7 @@ mod tests {
                 flag: flag.into(),
                 value: value.map(str::to_owned),
                 reason: reason.into(),
+                ignored: false,
             }]
         );
     }
