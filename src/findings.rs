@@ -95,6 +95,7 @@ codes! {
     SidekiqNotSignalled = "SG026" "sidekiq-not-signalled";
     EnvReferenceOrder = "SG027" "env-reference-order";
     AnnotationUnknown = "SG028" "annotation-unknown";
+    RedisPasswordBesideUrl = "SG029" "redis-password-beside-url";
 }
 
 impl Blocked {
@@ -338,6 +339,10 @@ pub fn unresolved(
 const SIDEKIQ_TIMEOUT_ENV: &str = "SIDEKIQ_TIMEOUT";
 
 /// `text` cut to 40 characters: a value of a command line can be any length.
+/// The variable many apps (and charts) pass to `config.redis` as its password; Sidekiq itself
+/// does not read it.
+const REDIS_PASSWORD: &str = "REDIS_PASSWORD";
+
 fn shortened(text: &str) -> String {
     crate::errors::truncate(text, 41)
 }
@@ -931,6 +936,7 @@ impl Ctx<'_, '_> {
                 format!("move {reference} above {variable} in env"),
             ));
         }
+        findings.extend(self.password_beside_url());
         let set_url = format!(
             "set {} on the Sidekiq container, even if Sidekiq is configured in Ruby (redis://localhost:6379/0 if Redis runs in this pod)",
             sidekiq::REDIS_URL
@@ -990,6 +996,39 @@ impl Ctx<'_, '_> {
             message,
             hint,
         ));
+    }
+
+    /// `REDIS_PASSWORD` beside a literal `REDIS_URL` without credentials: Sidekiq reads only the
+    /// URL, so the password reaches Redis only through Ruby (`config.redis = {url:, password:}`,
+    /// as some charts do), which the probe cannot follow: it is refused, and the pod never
+    /// turns ready.
+    fn password_beside_url(&self) -> Option<Finding> {
+        let sidekiq = self.analysis.sidekiq_json();
+        let entries = crate::workload::list(sidekiq, "env");
+        let find = |name: &str| crate::workload::env_entry(entries, name);
+        if find(sidekiq::REDIS_PROVIDER).is_some() {
+            return None;
+        }
+        find(REDIS_PASSWORD)?;
+        let url = find(sidekiq::REDIS_URL)?.get("value")?.as_str()?;
+        let (scheme, rest) = url.split_once("://")?;
+        if rest.contains('@') {
+            return None;
+        }
+        Some(Finding::new(
+            Code::RedisPasswordBesideUrl,
+            Severity::Warning,
+            self.container_path("env"),
+            format!(
+                "container {} sets {REDIS_PASSWORD} beside a {} without credentials, which is all Sidekiq reads: a password passed in Ruby never reaches the probe, which Redis then refuses",
+                self.name(),
+                sidekiq::REDIS_URL
+            ),
+            format!(
+                "put it in the URL: {}={scheme}://:$({REDIS_PASSWORD})@{rest}, below {REDIS_PASSWORD} in env",
+                sidekiq::REDIS_URL
+            ),
+        ))
     }
 
     /// The finding that says why nothing was injected; `None` when another finding says it

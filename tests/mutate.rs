@@ -1027,6 +1027,14 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({}),
     Code::TimeoutInConfigFile, Severity::Warning, "spec.template.spec.containers[0].command",
     "a timeout set in config/sidekiq.yml (-C) cannot be seen from the manifest, and the container's env sets SIDEKIQ_TIMEOUT=300, which a sidekiq.yml commonly reads; assuming 25s (policy default shutdownTimeout)")]
+#[case::a_redis_password_beside_a_url_without_one(
+    json!({"env": [
+        {"name": "REDIS_URL", "value": "redis://shop-redis-master:6379"},
+        {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "shop-redis", "key": "password"}}},
+    ]}),
+    json!({}),
+    Code::RedisPasswordBesideUrl, Severity::Warning, "spec.template.spec.containers[0].env",
+    "container worker sets REDIS_PASSWORD beside a REDIS_URL without credentials, which is all Sidekiq reads: a password passed in Ruby never reaches the probe, which Redis then refuses")]
 #[case::a_redis_url_that_references_a_later_variable(
     json!({"env": [
         {"name": "REDIS_URL", "value": "redis://:$(REDIS_PASSWORD)@redis:6379/0"},
@@ -1196,6 +1204,34 @@ fn sidekiq_not_signalled_fits_a_warning(#[case] script: &str) {
         "{} characters: {warning}",
         warning.chars().count()
     );
+}
+
+/// The hint writes the URL that carries the password; a URL that carries one is left alone.
+#[test]
+fn a_password_beside_the_url_is_pointed_into_it() {
+    let policy = Policy::default();
+    let review_of = |env: Value| {
+        review::validate(
+            &worker(json!({"env": env}), json!({})),
+            &ctx(&policy, Mode::Native),
+            Perspective::AsWritten,
+        )
+    };
+    let password =
+        json!({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "r", "key": "p"}}});
+    let beside = review_of(json!([
+        {"name": "REDIS_URL", "value": "redis://shop-redis-master:6379/0"},
+        password.clone(),
+    ]));
+    assert_eq!(
+        beside.findings[0].hint,
+        "put it in the URL: REDIS_URL=redis://:$(REDIS_PASSWORD)@shop-redis-master:6379/0, below REDIS_PASSWORD in env"
+    );
+    let within = review_of(json!([
+        password,
+        {"name": "REDIS_URL", "value": "redis://:$(REDIS_PASSWORD)@shop-redis-master:6379/0"},
+    ]));
+    assert_eq!(codes(&within), Vec::<&str>::new(), "{:#?}", within.findings);
 }
 
 /// Scripts whose shell hands SIGTERM to Sidekiq: no SG026.
