@@ -291,6 +291,19 @@ impl Reading {
     }
 
     fn simple_command(&mut self, name: &str, args: &[String], words: &[String]) {
+        if let Some(this_pod_only) = quiets_through_process_set(args) {
+            if this_pod_only {
+                self.quiets = true;
+                // A Rails runner boots the app: it takes its time.
+                self.other = true;
+            } else {
+                self.broken = Some((
+                    "quiets every process of Sidekiq::ProcessSet".to_owned(),
+                    "that is every Sidekiq on this Redis, other pods' too (the new pods of a rollout included), and they stay quiet until restarted",
+                ));
+            }
+            return;
+        }
         match shell::basename(name) {
             // `pgrep -f sidekiq | xargs kill -TSTP`.
             "xargs"
@@ -396,6 +409,18 @@ fn is_quick_assignment(word: &str) -> bool {
             .next()
             .is_some_and(|program| QUICK.contains(&shell::basename(program))),
     }
+}
+
+/// Whether Ruby code among `args` quiets processes through `Sidekiq::ProcessSet`
+/// (`rails runner 'Sidekiq::ProcessSet.new.each(&:quiet!)'`), and if so whether it picks this
+/// pod's own (by its `hostname` or `identity`): `None` when it does not.
+fn quiets_through_process_set(args: &[String]) -> Option<bool> {
+    let code = args.join(" ");
+    (code.contains("ProcessSet") && code.contains("quiet!")).then(|| {
+        ["hostname", "HOSTNAME", "identity"]
+            .iter()
+            .any(|k| code.contains(k))
+    })
 }
 
 /// The signal a `kill`/`pkill`/`killall` sends, by name without `SIG`: `-TSTP`, `-SIGTSTP`,
@@ -637,6 +662,10 @@ mod tests {
     #[case(&["sh", "-c", "pkill -USR1 -f sidekiq; sleep 25"], "sends SIGUSR1")]
     #[case(&["sh", "-c", "kill -TSTP 1; sleep 60; kill -9 1"], "sends SIGKILL")]
     #[case(&["bundle", "exec", "sidekiqctl", "quiet"], "runs sidekiqctl")]
+    #[case(
+        &["sh", "-c", "bundle exec rails runner 'Sidekiq::ProcessSet.new.each(&:quiet!)'; sleep 300"],
+        "quiets every process of Sidekiq::ProcessSet"
+    )]
     #[case(&["sh", "-c", "bundle exec sidekiqctl quiet /tmp/sidekiq.pid; sleep 300"], "runs sidekiqctl")]
     fn a_hook_that_cannot_work_on_sidekiq_6(#[case] command: &[&str], #[case] what: &str) {
         assert!(
@@ -657,8 +686,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_process_set_quiet_of_this_pods_own_processes_quiets() {
+        assert_eq!(
+            exec(&[
+                "bundle",
+                "exec",
+                "rails",
+                "runner",
+                "Sidekiq::ProcessSet.new.each { |p| p.quiet! if p['hostname'] == ENV['HOSTNAME'] }"
+            ]),
+            PreStop::Quiets
+        );
+    }
+
     #[rstest]
-    #[case(&["sh", "-c", "bundle exec rails runner \"Sidekiq::ProcessSet.new.each(&:quiet!)\"; sleep 600"], 600)]
+    #[case(&["sh", "-c", "bundle exec rails runner \"puts 'stopping'\"; sleep 600"], 600)]
     #[case(&["sh", "-c", "/app/bin/wait-for-jobs; sleep 600"], 600)]
     #[case(&["sh", "-c", "kill -HUP 1; sleep 5m; sleep 60"], 360)]
     // A sleep in a loop polls, one under a condition may not run, one in the background does

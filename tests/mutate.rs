@@ -420,7 +420,7 @@ fn a_hand_written_prestop_is_kept_and_reported() {
 fn an_unreadable_prestop_that_sleeps_gets_a_grace_period_past_its_sleep() {
     let mut deployment = worker(
         json!({"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c",
-            "bundle exec rails runner 'Sidekiq::ProcessSet.new.each(&:quiet!)'; sleep 600"]}}}}),
+            "bundle exec rails runner 'Shutdown.prepare'; sleep 600"]}}}}),
         json!({}),
     );
     deployment["spec"]["template"]["spec"]
@@ -441,7 +441,7 @@ fn an_unreadable_prestop_that_sleeps_gets_a_grace_period_past_its_sleep() {
     assert_eq!(
         finding.message,
         "cannot tell whether the preStop hook (exec sh -c bundle exec rails runner \
-         'Sidekiq::ProcessSet.new.each(&:quiet!)'; sleep 600) quiets Sidekiq; it sleeps 10m, \
+         'Shutdown.prepare'; sleep 600) quiets Sidekiq; it sleeps 10m, \
          which the grace period counts as the least the hook takes"
     );
 }
