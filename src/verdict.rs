@@ -132,6 +132,50 @@ pub fn workload_exited(pod: &Value) -> bool {
         })
 }
 
+/// Whether the pod's Sidekiq can run jobs, as far as the pod's status tells without asking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidekiqRuns {
+    /// Its containers may run: ask the probe or Redis.
+    Maybe,
+    /// `Pending` with the Sidekiq container not running yet: nothing to quiet.
+    NotStarted,
+    /// `Succeeded`, `Failed` (an evicted pod keeps its workload's labels), or every container
+    /// but the probe has exited: it runs no job.
+    Exited,
+}
+
+/// Reads [`SidekiqRuns`] off `pod`. The kubelet says `Pending` while any container waits (a
+/// sidecar pulling its image, say), even with Sidekiq running, so the Sidekiq container's own
+/// state decides: the one the status annotation names, else any but the probe sidecar.
+pub fn sidekiq_runs(pod: &Value) -> SidekiqRuns {
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    if phase == Some("Pending") && !sidekiq_container_running(pod) {
+        SidekiqRuns::NotStarted
+    } else if matches!(phase, Some("Succeeded" | "Failed")) || workload_exited(pod) {
+        SidekiqRuns::Exited
+    } else {
+        SidekiqRuns::Maybe
+    }
+}
+
+fn sidekiq_container_running(pod: &Value) -> bool {
+    let sidekiq = crate::status::InjectionStatus::of_pod(pod).map(|status| status.container);
+    let is_sidekiq = |name: Option<&str>| match &sidekiq {
+        Some(sidekiq) => name == Some(sidekiq.as_str()),
+        None => name != Some(crate::sidecar::NAME),
+    };
+    pod.pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .is_some_and(|statuses| {
+            statuses.iter().any(|status| {
+                is_sidekiq(status.get("name").and_then(Value::as_str))
+                    && status
+                        .pointer("/state/running")
+                        .is_some_and(Value::is_object)
+            })
+        })
+}
+
 /// Whether a pod with no Sidekiq process in Redis is known to run no job: its containers never
 /// ran (Pending) or have exited. A running pod with none proves nothing — a wrong Redis URL,
 /// database or key prefix shows the same — so its jobs are unknown.
@@ -333,6 +377,44 @@ impl fmt::Display for Verdict {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn whether_sidekiq_runs_is_read_from_its_own_container() {
+        use super::{SidekiqRuns, sidekiq_runs};
+        let pod = |phase: &str, worker: Value, other: Value| {
+            serde_json::json!({"status": {"phase": phase, "containerStatuses": [
+                {"name": "worker", "state": worker},
+                {"name": "log-shipper", "state": other},
+            ]}})
+        };
+        let running = serde_json::json!({"running": {"startedAt": "2026-11-26T10:00:00Z"}});
+        let waiting = serde_json::json!({"waiting": {"reason": "ImagePullBackOff"}});
+        let exited = serde_json::json!({"terminated": {"exitCode": 0}});
+        // Pending because another container waits: Sidekiq runs.
+        let shipper_waits = pod("Pending", running.clone(), waiting.clone());
+        assert_eq!(sidekiq_runs(&shipper_waits), SidekiqRuns::Maybe);
+        assert_eq!(
+            sidekiq_runs(&pod("Pending", waiting.clone(), waiting.clone())),
+            SidekiqRuns::NotStarted
+        );
+        // The status annotation names the Sidekiq container: another running one does not count.
+        let mut annotated = pod("Pending", waiting.clone(), running.clone());
+        annotated["metadata"] = serde_json::json!({"annotations": {"sidekiq-guard.io/status":
+            r#"{"version":"0.1.0","container":"worker","sidecar":"native","probePort":7434,"drainBudget":80,"grace":110,"longestJob":60,"injected":[],"kept":[]}"#}});
+        assert_eq!(sidekiq_runs(&annotated), SidekiqRuns::NotStarted);
+        assert_eq!(
+            sidekiq_runs(&pod("Failed", running.clone(), running.clone())),
+            SidekiqRuns::Exited
+        );
+        assert_eq!(
+            sidekiq_runs(&pod("Running", exited.clone(), exited)),
+            SidekiqRuns::Exited
+        );
+        assert_eq!(
+            sidekiq_runs(&pod("Running", running, waiting)),
+            SidekiqRuns::Maybe
+        );
+    }
+
     #[test]
     fn the_workload_has_exited_once_every_container_but_the_probe_has() {
         let pod = |sidekiq: Value, probe: Value| {

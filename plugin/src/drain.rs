@@ -335,59 +335,32 @@ async fn select_pods(
     Ok(pods)
 }
 
-/// The outcome of a pod whose Sidekiq does not run, told without asking its probe or Redis: one
-/// whose containers have exited (`Succeeded`, `Failed` — an evicted pod keeps its labels, so
-/// `-l` finds it) runs no job and is idle; a `Pending` one has not started Sidekiq yet, so there
-/// is nothing to quiet, and it is not drained.
+/// The outcome of a pod whose Sidekiq does not run ([`verdict::sidekiq_runs`]), told without
+/// asking its probe or Redis: one whose containers have exited runs no job and is idle; one not
+/// started has nothing to quiet yet, and is not drained.
 fn not_running(pod: &Value, subject: &Subject) -> Option<PodDrain> {
     let phase = pod
         .pointer("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("Unknown");
-    // The kubelet says Pending while any container waits (a sidecar pulling its image, say),
-    // even with Sidekiq running: then it is drained like any other.
-    let (state, message) = if phase == "Pending" && !workload_running(pod) {
-        (
+    let (state, message) = match verdict::sidekiq_runs(pod) {
+        verdict::SidekiqRuns::Maybe => return None,
+        verdict::SidekiqRuns::NotStarted => (
             "not_started",
-            "pod is Pending: its Sidekiq has not started, so there is nothing to quiet yet",
-        )
-    } else if matches!(phase, "Succeeded" | "Failed") || verdict::workload_exited(pod) {
-        (
+            format!(
+                "pod is {phase}: its Sidekiq has not started, so there is nothing to quiet yet"
+            ),
+        ),
+        verdict::SidekiqRuns::Exited => (
             State::Drained.as_str(),
-            "its containers have exited: Sidekiq runs no job",
-        )
-    } else {
-        return None;
-    };
-    let message = match phase {
-        "Pending" => message.to_owned(),
-        _ => format!("pod is {phase}: {message}"),
+            format!("pod is {phase}: its containers have exited: Sidekiq runs no job"),
+        ),
     };
     Some(
         subject
             .clone()
             .outcome("none", state, Duration::ZERO, Some(message), Vec::new()),
     )
-}
-
-/// Whether the pod's Sidekiq container (the one its status annotation names; without one, any
-/// container but the probe sidecar) is running.
-fn workload_running(pod: &Value) -> bool {
-    let sidekiq = InjectionStatus::of_pod(pod).map(|status| status.container);
-    let is_sidekiq = |name: Option<&str>| match &sidekiq {
-        Some(sidekiq) => name == Some(sidekiq.as_str()),
-        None => name != Some(sidekiq_guard::sidecar::NAME),
-    };
-    pod.pointer("/status/containerStatuses")
-        .and_then(Value::as_array)
-        .is_some_and(|statuses| {
-            statuses.iter().any(|status| {
-                is_sidekiq(status.get("name").and_then(Value::as_str))
-                    && status
-                        .pointer("/state/running")
-                        .is_some_and(Value::is_object)
-            })
-        })
 }
 
 fn pod_name(pod: &Value) -> &str {
