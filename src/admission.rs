@@ -663,22 +663,13 @@ fn patchable(request: &AdmissionRequest, kind: Kind) -> bool {
         (_, Kind::Pod | Kind::Job) => false,
         _ => template_changed(request),
     };
-    patchable && !opted_in_on_workload_only(request.object.as_ref())
-}
-
-/// Whether `object` is a workload whose own labels opt in and whose pod template's do not.
-fn opted_in_on_workload_only(object: Option<&Value>) -> bool {
-    let Some(Ok(workload)) = object.map(Workload::locate) else {
-        return false;
-    };
-    let own = workload
+    let opted_in_on_workload_only = request
         .object
-        .pointer("/metadata/labels")
-        .and_then(|labels| labels.get(crate::annotations::INJECT))
-        .and_then(Value::as_str);
-    workload.kind != Kind::Pod
-        && own == Some(crate::annotations::INJECT_POD_IN)
-        && workload.label(crate::annotations::INJECT).is_none()
+        .as_ref()
+        .and_then(|object| Workload::locate(object).ok())
+        .and_then(|workload| workload.inject_label_on_workload_only())
+        == Some(crate::annotations::INJECT_POD_IN);
+    patchable && !opted_in_on_workload_only
 }
 
 #[cfg(test)]

@@ -31,15 +31,11 @@ pub const SETTINGS: [&str; 5] = [
     CONTAINER,
     REDIS_NAMESPACE,
 ];
-/// Every annotation of sidekiq-guard's: [`SETTINGS`] and the [`STATUS`] the webhook writes.
-pub const KNOWN: [&str; 6] = [
-    LONGEST_JOB,
-    SHUTDOWN_TIMEOUT,
-    PROBE_PORT,
-    CONTAINER,
-    REDIS_NAMESPACE,
-    STATUS,
-];
+/// Whether `key` is an annotation of sidekiq-guard's: one of [`SETTINGS`], or the [`STATUS`]
+/// the webhook writes.
+pub fn is_known(key: &str) -> bool {
+    key == STATUS || SETTINGS.contains(&key)
+}
 
 /// The setting annotation `key` most likely misspells: the same words in another case or with
 /// `_` for `-` (`longest_job`, `longestJob`), or at most two edits away (`longest-jobs`).

@@ -403,7 +403,7 @@ fn unknown_annotation_findings(workload: &Workload<'_>) -> Vec<Finding> {
     };
     template
         .keys()
-        .filter(|key| key.starts_with(annotations::PREFIX) && !annotations::KNOWN.contains(&key.as_str()))
+        .filter(|key| key.starts_with(annotations::PREFIX) && !annotations::is_known(key))
         .map(|key| {
             let hint = if key == annotations::INJECT {
                 format!(
@@ -472,14 +472,7 @@ fn workload_annotation_findings(workload: &Workload<'_>) -> Vec<Finding> {
 /// whether the workload is reviewed, but its pods are created with the template's labels, and
 /// those decide whether they are injected.
 fn inject_label_finding(workload: &Workload<'_>) -> Option<Finding> {
-    let own = workload
-        .object
-        .pointer("/metadata/labels")
-        .and_then(|labels| labels.get(annotations::INJECT))
-        .and_then(Value::as_str)?;
-    if workload.kind == Kind::Pod || workload.label(annotations::INJECT).is_some() {
-        return None;
-    }
+    let own = workload.inject_label_on_workload_only()?;
     let effect = if own == annotations::INJECT_POD_OUT {
         "its pods are still injected in a namespace labelled sidekiq-guard.io/inject=enabled"
     } else {

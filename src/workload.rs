@@ -304,6 +304,20 @@ impl<'a> Workload<'a> {
             .as_str()
     }
 
+    /// `sidekiq-guard.io/inject` on a workload's own `metadata.labels` when its pod template
+    /// does not carry it: it decides whether the workload itself is reviewed (an object
+    /// selector sees the workload's labels), never whether its pods are injected. `None` for a
+    /// pod, and for a template that carries the label.
+    pub fn inject_label_on_workload_only(&self) -> Option<&'a str> {
+        if self.kind == Kind::Pod || self.label(crate::annotations::INJECT).is_some() {
+            return None;
+        }
+        self.object
+            .pointer("/metadata/labels")?
+            .get(crate::annotations::INJECT)?
+            .as_str()
+    }
+
     /// `spec.initContainers` (empty when absent).
     pub fn init_containers(&self) -> &'a [Value] {
         self.spec
