@@ -936,13 +936,6 @@ mod tests {
 
     #[test]
     fn why_pods_escaped() {
-        let pod = |labels: Value, created: &str, annotated: bool| {
-            let mut pod = json!({"metadata": {"labels": labels, "creationTimestamp": created}});
-            if annotated {
-                pod["metadata"]["annotations"] = json!({"sidekiq-guard.io/status": "{}"});
-            }
-            pod
-        };
         let installed = Some("2026-11-20T10:00:00Z");
         let policy = crate::Policy::default();
         let ctx = Context {
@@ -950,89 +943,41 @@ mod tests {
             mode: Mode::Native,
             namespace: None,
         };
+        // The escape of a pod with `label` (the inject label's value), created at `created`,
+        // injected or not, in a namespace opted in or not (`None`: unreadable).
+        let why = |label: Option<&str>, created: &str, injected: bool, opted: Option<bool>| {
+            let mut pod = json!({"metadata": {"labels": {}, "creationTimestamp": created}});
+            if let Some(label) = label {
+                pod["metadata"]["labels"]["sidekiq-guard.io/inject"] = json!(label);
+            }
+            if injected {
+                pod["metadata"]["annotations"] = json!({"sidekiq-guard.io/status": "{}"});
+            }
+            escape(&pod, opted, installed, &ctx)
+        };
+        let (before, after) = ("2026-11-19T00:00:00Z", "2026-11-21T00:00:00Z");
+        assert_eq!(why(None, after, true, Some(true)), None);
         assert_eq!(
-            escape(
-                &pod(json!({}), "2026-11-21T00:00:00Z", true),
-                Some(true),
-                installed,
-                &ctx
-            ),
-            None
-        );
-        assert_eq!(
-            escape(
-                &pod(
-                    json!({"sidekiq-guard.io/inject": "false"}),
-                    "2026-11-21T00:00:00Z",
-                    false
-                ),
-                Some(true),
-                installed,
-                &ctx
-            ),
+            why(Some("false"), after, false, Some(true)),
             Some(Escape::OptedOut)
         );
         assert_eq!(
-            escape(
-                &pod(json!({}), "2026-11-19T00:00:00Z", false),
-                Some(true),
-                installed,
-                &ctx
-            ),
+            why(None, before, false, Some(true)),
             Some(Escape::CreatedBeforeInstall)
         );
+        assert_eq!(why(None, after, false, Some(true)), Some(Escape::Missed));
         assert_eq!(
-            escape(
-                &pod(json!({}), "2026-11-21T00:00:00Z", false),
-                Some(true),
-                installed,
-                &ctx
-            ),
-            Some(Escape::Missed)
-        );
-        assert_eq!(
-            escape(
-                &pod(json!({}), "2026-11-21T00:00:00Z", false),
-                Some(false),
-                installed,
-                &ctx
-            ),
+            why(None, after, false, Some(false)),
             Some(Escape::NotOptedIn)
         );
         assert_eq!(
-            escape(
-                &pod(
-                    json!({"sidekiq-guard.io/inject": "true"}),
-                    "2026-11-19T00:00:00Z",
-                    false
-                ),
-                Some(false),
-                installed,
-                &ctx
-            ),
+            why(Some("true"), before, false, Some(false)),
             Some(Escape::CreatedBeforeInstall)
         );
         // Namespaces unreadable: unknown for an unlabelled pod, known for a labelled one.
+        assert_eq!(why(None, after, false, None), Some(Escape::OptInUnknown));
         assert_eq!(
-            escape(
-                &pod(json!({}), "2026-11-21T00:00:00Z", false),
-                None,
-                installed,
-                &ctx
-            ),
-            Some(Escape::OptInUnknown)
-        );
-        assert_eq!(
-            escape(
-                &pod(
-                    json!({"sidekiq-guard.io/inject": "true"}),
-                    "2026-11-19T00:00:00Z",
-                    false
-                ),
-                None,
-                installed,
-                &ctx
-            ),
+            why(Some("true"), before, false, None),
             Some(Escape::CreatedBeforeInstall)
         );
     }

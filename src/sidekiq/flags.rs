@@ -583,86 +583,109 @@ mod tests {
         assert_eq!(flags("-t 30 -t").timeout, Some(Timeout::Invalid));
     }
 
-    /// Sidekiq 6.0 removed daemonizing, log files and pid files: it prints an error for each
-    /// flag and starts without it.
     #[rstest]
+    #[case(
+        "-t soon",
+        "-t",
+        Some("soon"),
+        "expected a whole number of seconds",
+        false
+    )]
+    #[case(
+        "-t 9223372036854775807",
+        "-t",
+        Some("9223372036854775807"),
+        "too long: at most 100 years (3153600000 seconds)",
+        false
+    )]
+    #[case("-t _", "-t", Some("_"), "expected a whole number of seconds", false)]
+    #[case(
+        "-t 1__0",
+        "-t",
+        Some("1__0"),
+        "expected a whole number of seconds",
+        false
+    )]
+    #[case(
+        "-t ++5",
+        "-t",
+        Some("++5"),
+        "expected a whole number of seconds",
+        false
+    )]
+    #[case(
+        "-t 99999999999999999999999",
+        "-t",
+        Some("99999999999999999999999"),
+        "too long: at most 100 years (3153600000 seconds)",
+        false
+    )]
+    #[case("-t", "-t", None, "is missing its value", false)]
+    #[case(
+        "-c 0",
+        "-c",
+        Some("0"),
+        "expected a positive whole number of threads",
+        false
+    )]
+    #[case(
+        "--t 5",
+        "--t",
+        None,
+        "ambiguous: it abbreviates --tag, --timeout",
+        false
+    )]
+    #[case(
+        "--frobnicate",
+        "--frobnicate",
+        None,
+        "not an option Sidekiq knows",
+        false
+    )]
+    #[case("-x", "-x", None, "not an option Sidekiq knows", false)]
+    #[case("-t 08", "-t", Some("08"), "expected a whole number of seconds", false)]
+    #[case(
+        "-t 07777777777777777777777",
+        "-t",
+        Some("07777777777777777777777"),
+        "too long: at most 100 years (3153600000 seconds)",
+        false
+    )]
+    // Features Sidekiq 6.0 removed: it prints an error for each and starts without it.
     #[case(
         "-d -t 60",
         "-d",
         None,
-        "removed in Sidekiq 6.0, which no longer daemonizes"
+        "removed in Sidekiq 6.0, which no longer daemonizes",
+        true
     )]
     #[case(
         "--daemon -t 60",
         "--daemon",
         None,
-        "removed in Sidekiq 6.0, which no longer daemonizes"
+        "removed in Sidekiq 6.0, which no longer daemonizes",
+        true
     )]
     #[case(
         "-L log/sidekiq.log -t 60",
         "-L",
         Some("log/sidekiq.log"),
-        "removed in Sidekiq 6.0, which logs only to stdout"
+        "removed in Sidekiq 6.0, which logs only to stdout",
+        true
     )]
     #[case(
         "-t 60 -P tmp/pids/sidekiq.pid",
         "-P",
         Some("tmp/pids/sidekiq.pid"),
-        "removed in Sidekiq 6.0, which writes no pid file: a preStop that reads it finds no process to signal"
-    )]
-    fn flags_of_removed_features_are_ignored_problems(
-        #[case] line: &str,
-        #[case] flag: &str,
-        #[case] value: Option<&str>,
-        #[case] reason: &str,
-    ) {
-        let parsed = flags(line);
-        assert_eq!(parsed.timeout_secs(), Some(60));
-        assert_eq!(
-            parsed.problems,
-            vec![FlagProblem {
-                flag: flag.into(),
-                value: value.map(str::to_owned),
-                reason: reason.into(),
-                ignored: true,
-            }]
-        );
-    }
-
-    #[rstest]
-    #[case("-t soon", "-t", Some("soon"), "expected a whole number of seconds")]
-    #[case(
-        "-t 9223372036854775807",
-        "-t",
-        Some("9223372036854775807"),
-        "too long: at most 100 years (3153600000 seconds)"
-    )]
-    #[case("-t _", "-t", Some("_"), "expected a whole number of seconds")]
-    #[case("-t 1__0", "-t", Some("1__0"), "expected a whole number of seconds")]
-    #[case("-t ++5", "-t", Some("++5"), "expected a whole number of seconds")]
-    #[case(
-        "-t 99999999999999999999999",
-        "-t",
-        Some("99999999999999999999999"),
-        "too long: at most 100 years (3153600000 seconds)"
-    )]
-    #[case("-t", "-t", None, "is missing its value")]
-    #[case("-c 0", "-c", Some("0"), "expected a positive whole number of threads")]
-    #[case("--t 5", "--t", None, "ambiguous: it abbreviates --tag, --timeout")]
-    #[case("--frobnicate", "--frobnicate", None, "not an option Sidekiq knows")]
-    #[case("-x", "-x", None, "not an option Sidekiq knows")]
-    #[case("-t 08", "-t", Some("08"), "expected a whole number of seconds")]
-    #[case(
-        "-t 07777777777777777777777",
-        "-t",
-        Some("07777777777777777777777"),
-        "too long: at most 100 years (3153600000 seconds)"
+        "removed in Sidekiq 6.0, which writes no pid file: a preStop that reads it finds no process to signal",
+        true
     )]
     fn problems_name_the_flag(
         #[case] line: &str,
         #[case] flag: &str,
         #[case] value: Option<&str>,
         #[case] reason: &str,
+        #[case] ignored: bool,
     ) {
         let parsed = flags(line);
         assert_eq!(
@@ -671,8 +694,17 @@ mod tests {
                 flag: flag.into(),
                 value: value.map(str::to_owned),
                 reason: reason.into(),
-                ignored: false,
+                ignored,
             }]
+        );
+    }
+
+    #[test]
+    fn a_flag_sidekiq_ignores_leaves_the_others_read() {
+        assert_eq!(flags("-d -t 60").timeout_secs(), Some(60));
+        assert_eq!(
+            flags("-t 60 -P tmp/pids/sidekiq.pid").timeout_secs(),
+            Some(60)
         );
     }
 
