@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::analysis::{Context, Skip};
 use crate::patch::PatchOp;
+use crate::pointer::Pointer as _;
 use crate::review::{self, Decision, Outcome, Perspective, Review};
 use crate::workload::{Kind, Workload, WorkloadError, json_type};
 
@@ -269,7 +270,7 @@ impl AdmissionRequest {
         // there with the API server's own message, not malformed JSON.
         let containers = format!("{}/spec/containers", kind.template_pointer());
         if object
-            .pointer(&containers)
+            .at(&containers)
             .and_then(Value::as_array)
             .is_some_and(Vec::is_empty)
         {
@@ -531,9 +532,7 @@ fn template_changed(request: &AdmissionRequest) -> bool {
     };
     match Kind::from_name(&request.kind.kind) {
         Some(Kind::Pod) | None => false,
-        Some(kind) => {
-            object.pointer(kind.template_pointer()) != old.pointer(kind.template_pointer())
-        }
+        Some(kind) => object.at(kind.template_pointer()) != old.at(kind.template_pointer()),
     }
 }
 

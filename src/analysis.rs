@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::annotations::{self, Overrides, PodOptIn};
 use crate::detect::{self, Detection, SidekiqContainer};
 use crate::grace::Grace;
+use crate::pointer::Pointer as _;
 use crate::policy::Policy;
 use crate::prestop::{self, PreStop};
 use crate::settings::{Settings, Source};
@@ -372,7 +373,7 @@ fn action_ports(container: &Value, sidekiq: bool) -> impl Iterator<Item = &Value
     ];
     HANDLERS
         .into_iter()
-        .filter_map(|pointer| container.pointer(pointer))
+        .filter_map(|pointer| container.at(pointer))
         .flat_map(|handler| {
             ["httpGet", "tcpSocket", "grpc"]
                 .into_iter()

@@ -13,6 +13,7 @@ use crate::annotations::{self, Overrides};
 use crate::detect::Detection;
 use crate::duration::Secs;
 use crate::mutate::Blocked;
+use crate::pointer::Pointer as _;
 use crate::policy::Policy;
 use crate::prestop::PreStop;
 use crate::settings::{Settings, Source};
@@ -445,7 +446,7 @@ fn workload_annotation_findings(workload: &Workload<'_>) -> Vec<Finding> {
     }
     let Some(own) = workload
         .object
-        .pointer("/metadata/annotations")
+        .at("/metadata/annotations")
         .and_then(Value::as_object)
     else {
         return Vec::new();

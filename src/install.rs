@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::analysis::{Context, Skip};
 use crate::annotations::{self, PodOptIn};
 use crate::findings::Code;
+use crate::pointer::Pointer as _;
 use crate::review::{self, Outcome};
 
 /// Name of both webhook configurations and of the Service, as in `manifests/base`.
@@ -179,7 +180,7 @@ pub fn webhook_configuration(
 }
 
 fn service_of(webhook: &Value) -> Option<ServiceRef> {
-    let service = webhook.pointer("/clientConfig/service")?;
+    let service = webhook.at("/clientConfig/service")?;
     Some(ServiceRef {
         namespace: service.get("namespace")?.as_str()?.to_owned(),
         name: service.get("name")?.as_str()?.to_owned(),
@@ -187,10 +188,7 @@ fn service_of(webhook: &Value) -> Option<ServiceRef> {
 }
 
 fn ca_bundle(webhook: &Value, title: &str) -> Check {
-    match webhook
-        .pointer("/clientConfig/caBundle")
-        .and_then(Value::as_str)
-    {
+    match webhook.at("/clientConfig/caBundle").and_then(Value::as_str) {
         Some(bundle) if !bundle.is_empty() => Check::pass(title),
         _ => Check::problem(
             Status::Fail,
@@ -275,7 +273,7 @@ fn reinvocation(webhook: &Value, title: &str) -> Check {
 /// The namespace selector must exclude kube-system and the webhook's namespace by name.
 fn excludes_namespaces(webhook: &Value, own_namespace: &str, title: &str) -> Check {
     let excluded: Vec<&str> = webhook
-        .pointer("/namespaceSelector/matchExpressions")
+        .at("/namespaceSelector/matchExpressions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -315,7 +313,7 @@ fn excludes_namespaces(webhook: &Value, own_namespace: &str, title: &str) -> Che
 /// A webhook configuration's name and its webhooks.
 fn name_and_webhooks(config: &Value) -> (&str, &[Value]) {
     let name = config
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("(unnamed)");
     (name, crate::workload::list(config, "webhooks"))
@@ -348,7 +346,7 @@ pub fn ca_bundles(kind: WebhookKind, config: &Value) -> Vec<CaBundle<'_>> {
                     .unwrap_or("(unnamed)")
             ),
             base64: webhook
-                .pointer("/clientConfig/caBundle")
+                .at("/clientConfig/caBundle")
                 .and_then(Value::as_str)
                 .filter(|b| !b.is_empty()),
         })
@@ -439,7 +437,7 @@ pub fn service_endpoints(service: &ServiceRef, slices: &[Value]) -> Check {
                 .into_iter()
                 .flatten()
         })
-        .filter(|e| e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false))
+        .filter(|e| e.at("/conditions/ready").and_then(Value::as_bool) != Some(false))
         .count();
     if ready > 0 {
         return Check::pass_with(title, format!("{ready} ready"));
@@ -525,7 +523,7 @@ pub fn certificate_expiry(days_left: i64, not_after: &str, first: Option<&str>) 
 /// Whether a namespace object is opted in (`sidekiq-guard.io/inject=enabled`).
 pub fn namespace_opted_in(namespace: &Value) -> bool {
     namespace
-        .pointer("/metadata/labels")
+        .at("/metadata/labels")
         .and_then(|labels| labels.get(annotations::INJECT))
         .and_then(Value::as_str)
         == Some(annotations::INJECT_NAMESPACE_IN)
@@ -575,14 +573,10 @@ impl Escape {
 
     /// What to do about `pod`.
     pub fn hint(&self, pod: &Value) -> String {
-        let field = |path: &str| {
-            pod.pointer(path)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        };
+        let field = |path: &str| pod.at(path).and_then(Value::as_str).unwrap_or_default();
         let (namespace, name) = (field("/metadata/namespace"), field("/metadata/name"));
         let controlled = pod
-            .pointer("/metadata/ownerReferences")
+            .at("/metadata/ownerReferences")
             .and_then(Value::as_array)
             .is_some_and(|owners| {
                 owners
@@ -615,22 +609,22 @@ pub fn escape(
     installed_at: Option<&str>,
     ctx: &Context<'_>,
 ) -> Option<Escape> {
-    let labels = pod.pointer("/metadata/labels");
+    let labels = pod.at("/metadata/labels");
     let label = labels
         .and_then(|l| l.get(annotations::INJECT))
         .and_then(Value::as_str);
     let injected = pod
-        .pointer("/metadata/annotations")
+        .at("/metadata/annotations")
         .and_then(|a| a.get(annotations::STATUS))
         .is_some();
     // A pod that has finished runs nothing to protect, and is never injected again; one being
     // deleted is past any advice (restart it, recreate it): its replacement is what counts.
     let finished = matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
+        pod.at("/status/phase").and_then(Value::as_str),
         Some("Succeeded" | "Failed")
     );
     let deleting = pod
-        .pointer("/metadata/deletionTimestamp")
+        .at("/metadata/deletionTimestamp")
         .is_some_and(|t| !t.is_null());
     if injected || finished || deleting {
         return None;
@@ -645,7 +639,7 @@ pub fn escape(
         return Some(Escape::NotInjectable(why));
     }
     let created = pod
-        .pointer("/metadata/creationTimestamp")
+        .at("/metadata/creationTimestamp")
         .and_then(Value::as_str);
     match (created, installed_at) {
         (Some(created), Some(installed)) if created < installed => {

@@ -21,6 +21,7 @@ pub mod install;
 pub mod mutate;
 pub mod names;
 pub mod patch;
+pub mod pointer;
 pub mod policy;
 pub mod prestop;
 pub mod probe;

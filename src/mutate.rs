@@ -13,7 +13,8 @@ use crate::analysis::{
     Analysis, Context, LIVEZ_PATH, Placement, PodState, ProbeState, READYZ_PATH,
 };
 use crate::annotations;
-use crate::patch::{PatchOp, escape};
+use crate::patch::PatchOp;
+use crate::pointer::escape;
 use crate::prestop::{DRAIN_PATH, PreStop};
 use crate::sidecar::{self, Mode};
 use crate::status::{InjectionStatus, Part};

@@ -3,6 +3,7 @@
 //! Operations target the object exactly as received: nothing goes through typed Kubernetes
 //! structs, so fields this version does not know survive untouched.
 
+use crate::pointer::{Pointer as _, unescape};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -42,14 +43,6 @@ impl PatchOp {
     }
 }
 
-/// Escapes one reference token of a JSON pointer (`/` → `~1`, `~` → `~0`).
-pub fn escape(token: &str) -> String {
-    if !token.contains(['~', '/']) {
-        return token.to_owned();
-    }
-    token.replace('~', "~0").replace('/', "~1")
-}
-
 /// A patch that does not apply to the object it is applied to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot apply {op} at {path}: {reason}")]
@@ -84,9 +77,9 @@ fn apply_one(target: &mut Value, op: &PatchOp) -> Result<(), ApplyError> {
     let (parent_path, last) = path
         .rsplit_once('/')
         .ok_or_else(|| fail("not a JSON pointer"))?;
-    let last = last.replace("~1", "/").replace("~0", "~");
+    let last = unescape(last).into_owned();
     let parent = target
-        .pointer_mut(parent_path)
+        .at_mut(parent_path)
         .ok_or_else(|| fail("the parent does not exist"))?;
     match (parent, op) {
         (Value::Object(map), PatchOp::Add { value, .. }) => {
@@ -185,7 +178,7 @@ mod tests {
                     path: "/c/0".into(),
                 },
                 PatchOp::Add {
-                    path: format!("/m/{}", escape("sidekiq-guard.io/status")),
+                    path: format!("/m/{}", crate::pointer::escape("sidekiq-guard.io/status")),
                     value: json!("{}"),
                 },
             ],

@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use crate::duration;
+use crate::pointer::Pointer as _;
 use crate::shell::{self, Signals};
 
 /// The path of the probe's drain endpoint, which the injected preStop calls.
@@ -99,10 +100,7 @@ impl PreStop {
 
 /// Reads the preStop hook of `container`.
 pub fn classify(container: &Value) -> PreStop {
-    let Some(hook) = container
-        .pointer("/lifecycle/preStop")
-        .filter(|h| !h.is_null())
-    else {
+    let Some(hook) = container.at("/lifecycle/preStop").filter(|h| !h.is_null()) else {
         return PreStop::Missing;
     };
     if let Some(get) = hook.get("httpGet") {
@@ -119,11 +117,11 @@ pub fn classify(container: &Value) -> PreStop {
             sleeps: 0,
         };
     }
-    if let Some(seconds) = hook.pointer("/sleep/seconds").and_then(Value::as_u64) {
+    if let Some(seconds) = hook.at("/sleep/seconds").and_then(Value::as_u64) {
         return PreStop::SleepOnly { sleep: seconds };
     }
     let command: Vec<String> = hook
-        .pointer("/exec/command")
+        .at("/exec/command")
         .and_then(Value::as_array)
         .map(|words| {
             words

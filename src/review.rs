@@ -9,6 +9,7 @@ use crate::findings::{self, Finding, Severity};
 use crate::mutate::{self, Blocked, Plan};
 use crate::patch::PatchOp;
 use crate::patch::{self, ApplyError};
+use crate::pointer::Pointer as _;
 use crate::policy::Enforcement;
 use crate::status::InjectionStatus;
 use crate::workload::{self, Kind};
@@ -302,7 +303,7 @@ pub struct Decision {
 /// terminating forever (e.g. a Deployment deleted with `--cascade=foreground`).
 pub fn being_deleted(object: &Value) -> bool {
     object
-        .pointer("/metadata/deletionTimestamp")
+        .at("/metadata/deletionTimestamp")
         .is_some_and(|at| !at.is_null())
 }
 
@@ -382,9 +383,7 @@ pub fn subject(object: &Value, namespace: Option<&str>) -> String {
         .and_then(Value::as_str)
         .unwrap_or("object");
     let name = workload::display_name(object);
-    let own = object
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str);
+    let own = object.at("/metadata/namespace").and_then(Value::as_str);
     match own.or(namespace) {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),

@@ -8,6 +8,7 @@
 use serde_json::{Map, Value};
 
 use crate::names;
+use crate::pointer::Pointer as _;
 
 /// A parsed label selector; the empty selector selects everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -74,11 +75,7 @@ impl Selector {
     /// Whether `object` (any Kubernetes object) is selected by its own `metadata.labels`, as
     /// kubectl selects objects read from files.
     pub fn selects(&self, object: &Value) -> bool {
-        self.matches(
-            object
-                .pointer("/metadata/labels")
-                .and_then(Value::as_object),
-        )
+        self.matches(object.at("/metadata/labels").and_then(Value::as_object))
     }
 }
 

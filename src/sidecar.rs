@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value, json};
 
 use crate::duration;
+use crate::pointer::Pointer as _;
 use crate::policy::{ResourceName, Resources, SidecarModeSetting, SidecarPolicy};
 use crate::quantity::Quantity;
 use crate::sidekiq::{self, REDIS_PROVIDER, REDIS_URL};
@@ -474,7 +475,7 @@ fn default_pull_policy(container: &Value) -> &'static str {
 fn limit_is(container: &Value, resource: &str, value: &Value) -> bool {
     match (
         container
-            .pointer("/resources/limits")
+            .at("/resources/limits")
             .and_then(|l| l.get(resource)),
         value,
     ) {

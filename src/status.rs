@@ -4,6 +4,7 @@
 //! pod computes the same annotation and changes nothing. `kubectl sidekiq` reads it to find
 //! injected pods and their grace period.
 
+use crate::pointer::Pointer as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -73,7 +74,7 @@ impl InjectionStatus {
     /// damaged annotation tells nothing reliable about what was injected, and the webhook
     /// writes a new one when the pod is next created.
     pub fn of_pod(pod: &Value) -> Option<Self> {
-        pod.pointer("/metadata/annotations")?
+        pod.at("/metadata/annotations")?
             .get(crate::annotations::STATUS)?
             .as_str()
             .and_then(|text| Self::parse(text).ok())

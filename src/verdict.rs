@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::analysis::{Context, Subject, analyse};
 use crate::duration::Secs;
 use crate::grace::EXIT_ALLOWANCE_SECS;
+use crate::pointer::Pointer as _;
 use crate::policy::Policy;
 use crate::prestop::PreStop;
 use crate::sidecar::Mode;
@@ -38,11 +39,11 @@ impl<'a> Deletion<'a> {
     /// timestamp cannot be read). For a pod the API server sets `deletionTimestamp` to the
     /// moment of deletion plus the grace period, which is when the kubelet sends SIGKILL.
     pub fn of_pod(pod: &'a Value, now_unix: f64) -> Option<Self> {
-        let timestamp = pod.pointer("/metadata/deletionTimestamp")?.as_str()?;
+        let timestamp = pod.at("/metadata/deletionTimestamp")?.as_str()?;
         let at = timestamp::parse(timestamp)?;
         let left_secs = at as f64 - now_unix;
         let grace = pod
-            .pointer("/metadata/deletionGracePeriodSeconds")
+            .at("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_f64);
         Some(Self {
             timestamp,
@@ -108,14 +109,14 @@ impl Shutdown {
 /// Whether the pod's containers run, so that its probe can answer: phase `Running`, which a pod
 /// being deleted keeps until its containers are gone.
 pub fn containers_run(pod: &Value) -> bool {
-    pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running")
+    pod.at("/status/phase").and_then(Value::as_str) == Some("Running")
 }
 
 /// Whether every container of the pod, the probe sidecar aside, has exited: Sidekiq runs no job
 /// there any more, whatever Redis says. False when the kubelet has not reported them yet.
 pub fn workload_exited(pod: &Value) -> bool {
     let Some(statuses) = pod
-        .pointer("/status/containerStatuses")
+        .at("/status/containerStatuses")
         .and_then(Value::as_array)
     else {
         return false;
@@ -125,11 +126,7 @@ pub fn workload_exited(pod: &Value) -> bool {
         .filter(|status| status.get("name").and_then(Value::as_str) != Some(crate::sidecar::NAME))
         .peekable();
     workload.peek().is_some()
-        && workload.all(|status| {
-            status
-                .pointer("/state/terminated")
-                .is_some_and(Value::is_object)
-        })
+        && workload.all(|status| status.at("/state/terminated").is_some_and(Value::is_object))
 }
 
 /// Whether the pod's Sidekiq can run jobs, as far as the pod's status tells without asking it.
@@ -148,7 +145,7 @@ pub enum SidekiqRuns {
 /// sidecar pulling its image, say), even with Sidekiq running, so the Sidekiq container's own
 /// state decides: the one the status annotation names, else any but the probe sidecar.
 pub fn sidekiq_runs(pod: &Value) -> SidekiqRuns {
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    let phase = pod.at("/status/phase").and_then(Value::as_str);
     if phase == Some("Pending") && !sidekiq_container_running(pod) {
         SidekiqRuns::NotStarted
     } else if matches!(phase, Some("Succeeded" | "Failed")) || workload_exited(pod) {
@@ -164,14 +161,12 @@ fn sidekiq_container_running(pod: &Value) -> bool {
         Some(sidekiq) => name == Some(sidekiq.as_str()),
         None => name != Some(crate::sidecar::NAME),
     };
-    pod.pointer("/status/containerStatuses")
+    pod.at("/status/containerStatuses")
         .and_then(Value::as_array)
         .is_some_and(|statuses| {
             statuses.iter().any(|status| {
                 is_sidekiq(status.get("name").and_then(Value::as_str))
-                    && status
-                        .pointer("/state/running")
-                        .is_some_and(Value::is_object)
+                    && status.at("/state/running").is_some_and(Value::is_object)
             })
         })
 }
@@ -187,12 +182,12 @@ pub fn idle_without_processes(pod: &Value) -> bool {
 /// begun (the phase stays `Running` until the containers are gone), else `status.phase`.
 pub fn display_phase(pod: &Value) -> &str {
     if pod
-        .pointer("/metadata/deletionTimestamp")
+        .at("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null())
     {
         return "Terminating";
     }
-    pod.pointer("/status/phase")
+    pod.at("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("Unknown")
 }

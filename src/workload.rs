@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::pointer::{self, Pointer as _};
 use serde_json::{Map, Value};
 
 /// The object kinds whose pods sidekiq-guard understands.
@@ -151,7 +152,7 @@ fn wrong_shape(template: &Value, base: &str) -> Option<(String, &'static str)> {
         // A null value is read as "" (as kubectl and the API server read it).
         if let Some((key, _)) = map.iter().find(|(_, v)| !v.is_string() && !v.is_null()) {
             return Some((
-                format!("{base}/metadata/{field}/{}", pointer_escape(key)),
+                format!("{base}/metadata/{field}/{}", pointer::escape(key)),
                 "a string (quote it)",
             ));
         }
@@ -218,11 +219,6 @@ fn present<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
     value.get(key).filter(|v| !v.is_null())
 }
 
-/// A key as a JSON pointer token (`~` and `/` escaped).
-fn pointer_escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
-}
-
 impl<'a> Workload<'a> {
     /// Locates the pod template of `object`.
     pub fn locate(object: &'a Value) -> Result<Self, WorkloadError> {
@@ -237,13 +233,13 @@ impl<'a> Workload<'a> {
             name: display_name(object),
             path: dotted(pointer),
             expected,
-            missing: object.pointer(pointer).is_none_or(Value::is_null),
+            missing: object.at(pointer).is_none_or(Value::is_null),
         };
         if present(object, "metadata").is_some_and(|v| !v.is_object()) {
             return Err(malformed("/metadata", "an object"));
         }
         let template = object
-            .pointer(kind.template_pointer())
+            .at(kind.template_pointer())
             .filter(|t| t.is_object())
             .ok_or_else(|| malformed(kind.template_pointer(), "an object"))?;
         let spec_path = format!("{}/spec", kind.template_pointer());
@@ -282,14 +278,14 @@ impl<'a> Workload<'a> {
     /// The object's `metadata.namespace`, when set.
     pub fn namespace(&self) -> Option<&'a str> {
         self.object
-            .pointer("/metadata/namespace")
+            .at("/metadata/namespace")
             .and_then(Value::as_str)
     }
 
     /// The template's `metadata.annotations`.
     pub fn annotations(&self) -> Option<&'a Map<String, Value>> {
         self.template
-            .pointer("/metadata/annotations")
+            .at("/metadata/annotations")
             .and_then(Value::as_object)
     }
 
@@ -313,7 +309,7 @@ impl<'a> Workload<'a> {
             return None;
         }
         self.object
-            .pointer("/metadata/labels")?
+            .at("/metadata/labels")?
             .get(crate::annotations::INJECT)?
             .as_str()
     }
@@ -341,7 +337,7 @@ impl<'a> Workload<'a> {
         }
         let owned_by_job = self
             .object
-            .pointer("/metadata/ownerReferences")
+            .at("/metadata/ownerReferences")
             .and_then(Value::as_array)
             .is_some_and(|owners| {
                 owners
@@ -370,7 +366,7 @@ impl<'a> Workload<'a> {
 /// `<cronjob>-<scheduled minute>`. Callers match these against the workloads they listed.
 pub fn owners(pod: &Value) -> Vec<(Kind, String)> {
     let Some(owner) = pod
-        .pointer("/metadata/ownerReferences")
+        .at("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .and_then(|owners| {
             owners
@@ -394,7 +390,7 @@ pub fn owners(pod: &Value) -> Vec<(Kind, String)> {
     match kind {
         Kind::ReplicaSet => {
             let hash = pod
-                .pointer("/metadata/labels/pod-template-hash")
+                .at("/metadata/labels/pod-template-hash")
                 .and_then(Value::as_str);
             if let Some(deployment) = hash.and_then(|h| name.strip_suffix(h)?.strip_suffix('-')) {
                 owners.push((Kind::Deployment, deployment.to_owned()));
@@ -430,7 +426,7 @@ pub fn display_name(object: &Value) -> String {
 fn dotted(pointer: &str) -> String {
     let mut out = String::new();
     for token in pointer.split('/').filter(|t| !t.is_empty()) {
-        let key = token.replace("~1", "/").replace("~0", "~");
+        let key = pointer::unescape(token);
         if key.bytes().all(|b| b.is_ascii_digit()) {
             out.push_str(&format!("[{key}]"));
         } else if key.contains(['.', '/']) {

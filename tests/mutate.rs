@@ -7,6 +7,7 @@ use common::{apply_independently, ctx, load};
 use serde_json::{Value, json};
 use sidekiq_guard::analysis::Skip;
 use sidekiq_guard::mutate::Blocked;
+use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::review::{self, Outcome, Perspective};
 use sidekiq_guard::status::{InjectionStatus, Part};
 use sidekiq_guard::{Code, Mode, PatchOp, Policy, Severity};
@@ -537,7 +538,7 @@ fn probes_injected_at_a_port_since_taken_move_with_the_sidecar() {
         "/readinessProbe/httpGet/port",
         "/livenessProbe/httpGet/port",
     ] {
-        assert_eq!(sidekiq.pointer(pointer), Some(&json!(7435)), "{pointer}");
+        assert_eq!(sidekiq.at(pointer), Some(&json!(7435)), "{pointer}");
     }
     assert_eq!(InjectionStatus::of_pod(&moved).unwrap().probe_port, 7435);
 }

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
 use sidekiq_guard::install::{self, Check, Escape, Status, Trust, WebhookKind};
+use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::{Context, Mode, Policy, analysis, timestamp, x509};
 
 use crate::cli::{CheckArgs, CheckFormat, Cli};
@@ -116,7 +117,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
                 );
                 if kind == WebhookKind::Mutating {
                     installed_at = config
-                        .pointer("/metadata/creationTimestamp")
+                        .at("/metadata/creationTimestamp")
                         .and_then(Value::as_str)
                         .map(str::to_owned);
                 }
@@ -250,7 +251,7 @@ async fn certificates(
         }
     };
     let leaf_pem = secret
-        .pointer("/data/tls.crt")
+        .at("/data/tls.crt")
         .and_then(Value::as_str)
         .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
     let Some(leaf_pem) = leaf_pem else {
@@ -308,7 +309,7 @@ async fn namespaces(cluster: &Cluster) -> (Vec<Check>, Option<Vec<String>>) {
                 .iter()
                 .filter(|ns| install::namespace_opted_in(ns))
                 .filter_map(|ns| {
-                    ns.pointer("/metadata/name")
+                    ns.at("/metadata/name")
                         .and_then(Value::as_str)
                         .map(str::to_owned)
                 })
@@ -366,11 +367,11 @@ async fn sidekiq_pods(
     let mut outside: BTreeMap<String, usize> = BTreeMap::new();
     for pod in pods.iter().filter(|p| analysis::is_sidekiq(p)) {
         let namespace = pod
-            .pointer("/metadata/namespace")
+            .at("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let name = pod
-            .pointer("/metadata/name")
+            .at("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let opted = opted_in.map(|list| list.iter().any(|n| n == namespace));

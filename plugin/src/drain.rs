@@ -16,6 +16,7 @@ use sidekiq_guard::Policy;
 use sidekiq_guard::analysis;
 use sidekiq_guard::duration::Secs;
 use sidekiq_guard::errors::chain;
+use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::probe::drain::{Drain, ProcessProgress, State};
 use sidekiq_guard::probe::observe::{Scope, Tracker};
 use sidekiq_guard::probe::pod::{Hosts, IdentityHost, identity_host};
@@ -340,7 +341,7 @@ async fn select_pods(
 /// started has nothing to quiet yet, and is not drained.
 fn not_running(pod: &Value, subject: &Subject) -> Option<PodDrain> {
     let phase = pod
-        .pointer("/status/phase")
+        .at("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("Unknown");
     let (state, message) = match verdict::sidekiq_runs(pod) {
@@ -364,7 +365,7 @@ fn not_running(pod: &Value, subject: &Subject) -> Option<PodDrain> {
 }
 
 fn pod_name(pod: &Value) -> &str {
-    pod.pointer("/metadata/name")
+    pod.at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default()
 }

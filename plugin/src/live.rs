@@ -10,6 +10,7 @@ use serde_json::Value;
 use sidekiq_guard::analysis::{self, Subject};
 use sidekiq_guard::findings;
 use sidekiq_guard::install;
+use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::probe::pod::Hosts;
 use sidekiq_guard::probe::report::ProcessReport;
 use sidekiq_guard::redis::Reader;
@@ -48,7 +49,7 @@ pub(crate) async fn run(
             all.iter()
                 .filter(|ns| install::namespace_opted_in(ns))
                 .filter_map(|ns| {
-                    ns.pointer("/metadata/name")
+                    ns.at("/metadata/name")
                         .and_then(Value::as_str)
                         .map(str::to_owned)
                 })
@@ -106,7 +107,7 @@ pub(crate) async fn run(
     let mut reports = Vec::new();
     for object in &objects {
         let namespace = object
-            .pointer("/metadata/namespace")
+            .at("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let namespace_opted_in = opted_in
@@ -157,11 +158,11 @@ async fn live_data(
 ) -> Result<(Processes, BTreeMap<String, ClassTimes>), Error> {
     let key = |pod: &Value| {
         (
-            pod.pointer("/metadata/namespace")
+            pod.at("/metadata/namespace")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
-            pod.pointer("/metadata/name")
+            pod.at("/metadata/name")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
@@ -233,16 +234,16 @@ fn live_findings(
     let namespace = workload.namespace().unwrap_or_default();
     let name = workload.name();
     let mine = |pod: &&Value| {
-        pod.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
+        pod.at("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
             && (workload.kind == Kind::Pod
-                && pod.pointer("/metadata/name").and_then(Value::as_str) == Some(&name)
+                && pod.at("/metadata/name").and_then(Value::as_str) == Some(&name)
                 || workload::owners(pod)
                     .iter()
                     .any(|(k, n)| *k == workload.kind && *n == name))
     };
     for pod in pods.iter().filter(mine) {
         let pod_name = pod
-            .pointer("/metadata/name")
+            .at("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let Some(list) = processes.get(&(namespace.to_owned(), pod_name.to_owned())) else {

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use serde_json::Value;
+use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::selector::Selector;
 use sidekiq_guard::{Context, Mode, Policy};
 
@@ -96,7 +97,7 @@ impl Offline {
 
     fn selects(&self, object: &Value, source: &str) -> Result<bool, ManifestError> {
         let found = object
-            .pointer("/metadata/namespace")
+            .at("/metadata/namespace")
             .and_then(Value::as_str)
             .filter(|ns| !ns.is_empty());
         if let (Some(given), Some(found)) = (&self.namespace, found)

@@ -12,6 +12,7 @@ use serde_json::Value;
 use sidekiq_guard::Policy;
 use sidekiq_guard::annotations::Overrides;
 use sidekiq_guard::duration::Secs;
+use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::probe::pod::Hosts;
 use sidekiq_guard::probe::report::{self, DrainReport, ProcessReport};
 use sidekiq_guard::status::InjectionStatus;
@@ -275,15 +276,13 @@ fn now() -> f64 {
 }
 
 fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
-    value.pointer(pointer).and_then(Value::as_str)
+    value.at(pointer).and_then(Value::as_str)
 }
 
 fn base_row(pod: &Value, now: f64) -> PodRow {
     let status = InjectionStatus::of_pod(pod);
-    let overrides = Overrides::from_annotations(
-        pod.pointer("/metadata/annotations")
-            .and_then(Value::as_object),
-    );
+    let overrides =
+        Overrides::from_annotations(pod.at("/metadata/annotations").and_then(Value::as_object));
     let age_secs = text(pod, "/metadata/creationTimestamp")
         .and_then(timestamp::parse)
         .map(|created| (now as i64 - created).max(0) as u64);

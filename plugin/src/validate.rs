@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 
 use serde::Serialize;
 use serde_json::Value;
+use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::review::{self, Outcome, Perspective};
 use sidekiq_guard::{Finding, Severity};
 
@@ -159,7 +160,7 @@ fn validate_value(
     }
     let meta = |key: &str| {
         value
-            .pointer(&format!("/metadata/{key}"))
+            .at(&format!("/metadata/{key}"))
             .and_then(Value::as_str)
     };
     objects.push(ObjectReport {

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::annotations;
 use crate::detect::{self, Detection};
+use crate::pointer::Pointer as _;
 use crate::sidecar::{DYNO, references};
 use crate::sidekiq::records::Identity;
 use crate::workload::list;
@@ -60,11 +61,11 @@ pub enum IdentityHost {
 /// seen; on Kubernetes it is set, if at all, by name.)
 pub fn identity_host(pod: &Value) -> IdentityHost {
     let containers = pod
-        .pointer("/spec/containers")
+        .at("/spec/containers")
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
     let annotated = pod
-        .pointer("/metadata/annotations")
+        .at("/metadata/annotations")
         .and_then(|a| a.get(annotations::CONTAINER))
         .and_then(Value::as_str)
         .map(str::trim);
@@ -149,11 +150,7 @@ impl Hosts {
 
 /// `namespace/name`.
 fn full_name(pod: &Value) -> String {
-    let field = |path: &str| {
-        pod.pointer(path)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
+    let field = |path: &str| pod.at(path).and_then(Value::as_str).unwrap_or_default();
     format!(
         "{}/{}",
         field("/metadata/namespace"),
@@ -204,7 +201,7 @@ fn dyno(pod: &Value, container: &Value) -> Option<Result<String, String>> {
 }
 
 fn hostname_of(pod: &Value) -> IdentityHost {
-    let set = |field: &str| pod.pointer(field).and_then(Value::as_bool) == Some(true);
+    let set = |field: &str| pod.at(field).and_then(Value::as_bool) == Some(true);
     if set("/spec/hostNetwork") {
         return IdentityHost::Unknown(
             "the pod uses its node's network, so its processes carry the node's hostname, which the pod object does not show".to_owned(),
@@ -216,10 +213,10 @@ fn hostname_of(pod: &Value) -> IdentityHost {
         );
     }
     let name = pod
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let spec_hostname = pod.pointer("/spec/hostname").and_then(Value::as_str);
+    let spec_hostname = pod.at("/spec/hostname").and_then(Value::as_str);
     match pod_hostname(name, spec_hostname) {
         Some(host) => IdentityHost::Known(host),
         None => IdentityHost::Unknown("the pod has no name yet".to_owned()),
@@ -260,7 +257,7 @@ fn dyno_entry(container: &Value) -> Option<&Value> {
 /// API does; anything else a `valueFrom` names is not in the pod object.
 fn from_field(pod: &Value, name: &str, entry: &Value) -> Result<String, String> {
     let field = entry
-        .pointer("/valueFrom/fieldRef/fieldPath")
+        .at("/valueFrom/fieldRef/fieldPath")
         .and_then(Value::as_str);
     let value = field.and_then(|path| {
         let pointer = match path.split_once("['") {
@@ -273,7 +270,7 @@ fn from_field(pod: &Value, name: &str, entry: &Value) -> Result<String, String> 
             ),
             None => format!("/{}", path.replace('.', "/")),
         };
-        pod.pointer(&pointer).and_then(Value::as_str)
+        pod.at(&pointer).and_then(Value::as_str)
     });
     match (field, value) {
         (_, Some(value)) => Ok(value.to_owned()),

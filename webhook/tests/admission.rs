@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use common::{Client, Pki, Webhook};
 use serde_json::{Value, json};
+use sidekiq_guard::pointer::Pointer as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const WARN: &str = "sidecar: {mode: native}\n";
@@ -302,7 +303,7 @@ fn worker_with(pointer: &str, value: Value) -> Value {
     let mut pod =
         common::json("tests/data/admission/create-pod-rails-worker.json")["request"]["object"]
             .clone();
-    *pod.pointer_mut(pointer).unwrap() = value;
+    *pod.at_mut(pointer).unwrap() = value;
     pod
 }
 

@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
+use sidekiq_guard::pointer::Pointer as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[allow(unused_imports)]
@@ -513,10 +514,9 @@ fn list(
         .into_iter()
         .flatten()
         .filter(|o| {
-            namespace.is_none()
-                || o.pointer("/metadata/namespace").and_then(Value::as_str) == namespace
+            namespace.is_none() || o.at("/metadata/namespace").and_then(Value::as_str) == namespace
         })
-        .filter(|o| selector.is_none_or(|s| selects(s, o.pointer("/metadata/labels"))))
+        .filter(|o| selector.is_none_or(|s| selects(s, o.at("/metadata/labels"))))
         .map(|o| {
             // List items carry no kind nor apiVersion, as from a real API server.
             let mut item = o.clone();
@@ -567,9 +567,9 @@ fn get(
         .into_iter()
         .flatten()
         .find(|o| {
-            o.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
+            o.at("/metadata/name").and_then(Value::as_str) == Some(name)
                 && (namespace.is_none()
-                    || o.pointer("/metadata/namespace").and_then(Value::as_str) == namespace)
+                    || o.at("/metadata/namespace").and_then(Value::as_str) == namespace)
         });
     match found {
         Some(object) => json_response(object.clone()),
