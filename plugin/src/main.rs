@@ -11,6 +11,7 @@ mod inject;
 mod live;
 mod manifests;
 mod offline;
+mod output;
 mod sources;
 mod status;
 mod table;
@@ -24,6 +25,7 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
+use crate::output::Output;
 
 fn main() -> ExitCode {
     let cli = Cli::from_args();
@@ -37,7 +39,12 @@ fn main() -> ExitCode {
     let color = stdout.is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
         && std::env::var_os("TERM").is_none_or(|term| term != "dumb");
-    let mut out = stdout.lock();
+    // The commands whose exit status is a verdict finish their work past a closed stdout.
+    let verdict = matches!(
+        cli.command,
+        Command::Validate(_) | Command::Drain(_) | Command::Check(_)
+    );
+    let mut out = Output::new(stdout.lock(), verdict);
     let mut err = io::stderr().lock();
     let mut stdin = io::stdin().lock();
     let result = match &cli.command {
@@ -60,6 +67,7 @@ fn main() -> ExitCode {
     match result {
         Ok(false) => ExitCode::SUCCESS,
         Ok(true) => ExitCode::from(1),
+        // `status … | head`, `inject … | head`: the reader has what it wanted.
         Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
         Err(error) => {
             let _ = writeln!(err, "error: {}", sidekiq_guard::errors::chain(&error));
