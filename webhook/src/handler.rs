@@ -19,6 +19,7 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Serialize;
 use sidekiq_guard::admission::{self, AdmissionRequest, AdmissionResponse, Answer, Endpoint};
 use sidekiq_guard::{Context, Mode, Policy};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
 use crate::timeout;
@@ -35,6 +36,14 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// size in memory, and several megabyte-sized ones at once would outgrow the container's limit.
 const INLINE_LIMIT: usize = 256 * 1024;
 
+/// How many bodies of the largest accepted size may be buffered at once across all connections
+/// (counted in bytes beyond the first `INLINE_LIMIT` of each). Without a bound, clients that
+/// open many connections and send large bodies slowly grow the webhook past its memory limit
+/// (64 such connections took it from 42 MB to 645 MB), and with `failurePolicy: Ignore` pods
+/// then go uninjected while it restarts. A request that finds the budget spent waits for it
+/// within its own `?timeout=`, then gets 503 like a large review that finds the parser busy.
+pub const LARGE_BODIES_AT_ONCE: usize = 4;
+
 /// What the admission endpoints share.
 #[derive(Debug)]
 pub struct AdmissionState {
@@ -50,7 +59,39 @@ pub struct AdmissionState {
     /// keep-alive connections to a replica that is not going away.
     pub draining: Arc<AtomicBool>,
     /// One permit: reviews larger than `INLINE_LIMIT` are parsed and answered one at a time.
-    pub large_reviews: Arc<tokio::sync::Semaphore>,
+    pub large_reviews: Arc<Semaphore>,
+    /// Kibibytes of large bodies that may be buffered at once ([`LARGE_BODIES_AT_ONCE`]).
+    pub large_bodies: Arc<Semaphore>,
+}
+
+impl AdmissionState {
+    /// The state of a webhook that answers with `policy`, placing sidecars per `mode`.
+    pub fn new(
+        policy: Policy,
+        mode: Mode,
+        max_body_bytes: usize,
+        metrics: Arc<Metrics>,
+        draining: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            policy,
+            mode,
+            max_body_bytes,
+            metrics,
+            draining,
+            large_reviews: Arc::new(Semaphore::new(1)),
+            large_bodies: Arc::new(Semaphore::new(
+                LARGE_BODIES_AT_ONCE
+                    .saturating_mul(kib(max_body_bytes.saturating_sub(INLINE_LIMIT))),
+            )),
+        }
+    }
+}
+
+/// `bytes` in kibibytes, rounded up: the unit of [`AdmissionState::large_bodies`], whose
+/// permits tokio counts in `u32`.
+fn kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024)
 }
 
 /// The router of the admission port.
@@ -149,7 +190,7 @@ async fn review(
     let deadline = timeout::from_query(request.uri().query())
         .map_err(|err| Refusal::bad_request(err.to_string()))?;
     let started = Instant::now();
-    let body = read_body(request, state.max_body_bytes, deadline).await?;
+    let (body, _buffered) = read_body(request, state, deadline).await?;
     if body.len() <= INLINE_LIMIT {
         let parsed = parse(&body)?;
         let answer = respond(state, &parsed, endpoint);
@@ -161,14 +202,11 @@ async fn review(
         .await
         .ok()
         .and_then(Result::ok)
-        .ok_or_else(|| Refusal {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            reason: "ServiceUnavailable",
-            result: "busy",
-            message: format!(
+        .ok_or_else(|| {
+            busy(format!(
                 "other large reviews were being answered for the request's whole timeout of {}",
                 seconds_text(deadline)
-            ),
+            ))
         })?;
     let state = Arc::clone(state);
     tokio::task::spawn_blocking(move || {
@@ -200,7 +238,15 @@ fn respond(state: &AdmissionState, request: &AdmissionRequest, endpoint: Endpoin
     admission::respond(request, endpoint, &ctx)
 }
 
-async fn read_body(request: Request, limit: usize, deadline: Duration) -> Result<Bytes, Refusal> {
+/// The request body, and the share of [`AdmissionState::large_bodies`] it holds (kept until
+/// the review is answered). The body is read within `deadline`, and never beyond
+/// `max_body_bytes`.
+async fn read_body(
+    request: Request,
+    state: &AdmissionState,
+    deadline: Duration,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Refusal> {
+    let limit = state.max_body_bytes;
     let too_large = || Refusal {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         reason: "RequestEntityTooLarge",
@@ -217,8 +263,40 @@ async fn read_body(request: Request, limit: usize, deadline: Duration) -> Result
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    let body = Limited::new(request.into_body(), limit);
-    match tokio::time::timeout(deadline, body.collect()).await {
+    let waiting = AtomicBool::new(false);
+    let reading = async {
+        let mut budget = Budget::new(state, &waiting);
+        // The API server announces the length: the whole share is taken at once, so that two
+        // large bodies never each hold half of what both need.
+        if let Some(len) = declared {
+            budget
+                .cover(usize::try_from(len).unwrap_or(usize::MAX))
+                .await?;
+        }
+        let mut body = Limited::new(request.into_body(), limit);
+        let mut buffer =
+            Vec::with_capacity(declared.map_or(0, |len| usize::try_from(len).unwrap_or(0)));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|err| {
+                if err.downcast_ref::<LengthLimitError>().is_some() {
+                    too_large()
+                } else {
+                    Refusal::bad_request(format!("cannot read the request body: {err}"))
+                }
+            })?;
+            if let Ok(data) = frame.into_data() {
+                budget.cover(buffer.len() + data.len()).await?;
+                buffer.extend_from_slice(&data);
+            }
+        }
+        Ok((Bytes::from(buffer), budget.permit))
+    };
+    match tokio::time::timeout(deadline, reading).await {
+        Ok(result) => result,
+        Err(_) if waiting.load(Ordering::Relaxed) => Err(busy(format!(
+            "other large request bodies filled the webhook's buffers for the request's whole timeout of {}",
+            seconds_text(deadline)
+        ))),
         Err(_) => Err(Refusal {
             status: StatusCode::REQUEST_TIMEOUT,
             reason: "Timeout",
@@ -228,11 +306,57 @@ async fn read_body(request: Request, limit: usize, deadline: Duration) -> Result
                 seconds_text(deadline)
             ),
         }),
-        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(err)) => Err(Refusal::bad_request(format!(
-            "cannot read the request body: {err}"
-        ))),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// The share of [`AdmissionState::large_bodies`] one body holds.
+struct Budget<'a> {
+    state: &'a AdmissionState,
+    permit: Option<OwnedSemaphorePermit>,
+    /// Set while waiting for the budget, so that a timeout says what it waited for.
+    waiting: &'a AtomicBool,
+}
+
+impl<'a> Budget<'a> {
+    fn new(state: &'a AdmissionState, waiting: &'a AtomicBool) -> Self {
+        Self {
+            state,
+            permit: None,
+            waiting,
+        }
+    }
+
+    /// Holds enough of the budget for a body of `len` bytes.
+    async fn cover(&mut self, len: usize) -> Result<(), Refusal> {
+        let needed = kib(len.saturating_sub(INLINE_LIMIT));
+        let held = self.permit.as_ref().map_or(0, |p| p.num_permits());
+        if needed <= held {
+            return Ok(());
+        }
+        let more = u32::try_from(needed - held).map_err(|_| {
+            Refusal::bad_request(format!("request body of {len} bytes cannot be buffered"))
+        })?;
+        self.waiting.store(true, Ordering::Relaxed);
+        let permit = Arc::clone(&self.state.large_bodies)
+            .acquire_many_owned(more)
+            .await
+            .map_err(|_| busy("the webhook is shutting down".to_owned()))?;
+        self.waiting.store(false, Ordering::Relaxed);
+        match &mut self.permit {
+            Some(held) => held.merge(permit),
+            None => self.permit = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+/// 503: the webhook cannot take this request now; the API server applies `failurePolicy`.
+fn busy(message: String) -> Refusal {
+    Refusal {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        reason: "ServiceUnavailable",
+        result: "busy",
+        message,
     }
 }
 

@@ -148,14 +148,13 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
     };
     metrics.decided(mode.as_str());
 
-    let state = Arc::new(AdmissionState {
-        policy: config.policy.clone(),
+    let state = Arc::new(AdmissionState::new(
+        config.policy.clone(),
         mode,
-        max_body_bytes: config.max_body_bytes,
-        metrics: Arc::clone(&metrics),
-        draining: Arc::clone(&draining),
-        large_reviews: Arc::new(tokio::sync::Semaphore::new(1)),
-    });
+        config.max_body_bytes,
+        Arc::clone(&metrics),
+        Arc::clone(&draining),
+    ));
     let tls_config = tls::server_config(Arc::clone(&certs) as _).map_err(ServeError::Tls)?;
     let handle = Handle::new();
     let admission = server::https(admission_listener, Arc::new(tls_config), handle.clone())

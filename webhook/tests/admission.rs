@@ -577,6 +577,65 @@ async fn update_reviews_of_the_largest_pods_fit_and_larger_bodies_get_413() {
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
 }
 
+#[tokio::test]
+async fn large_bodies_buffered_at_once_are_bounded_and_small_reviews_pass_meanwhile() {
+    // A limit of 1,256,144 bytes leaves 1,000,000 beyond the 256 KiB every body may take
+    // freely: four bodies of that size may be buffered at once.
+    let setup = start(WARN, &["--max-body-bytes", "1256144"]);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = setup.client.tls(setup.webhook.admission).await.unwrap();
+        stream
+            .write_all(
+                b"POST /mutate?timeout=30s HTTP/1.1\r\nhost: x\r\ncontent-length: 1256144\r\n\r\n{",
+            )
+            .await
+            .unwrap();
+        stream.flush().await.unwrap();
+        held.push(stream);
+    }
+    // Let the webhook take the four shares.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut review = common::json("tests/data/admission/create-pod-rails-worker.json");
+    review["request"]["object"] = big_pod("large", 400_000);
+    let large = serde_json::to_vec(&review).unwrap();
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    let started = Instant::now();
+    let answer = conn
+        .post("/mutate?timeout=1s", large.clone())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert_eq!(
+        answer.json()["message"],
+        "other large request bodies filled the webhook's buffers for the request's whole timeout of 1s"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A review of ordinary size needs none of that budget.
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    let answer = conn
+        .post(
+            "/mutate?timeout=1s",
+            common::read("tests/data/admission/create-pod-rails-worker.json"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+
+    // One held body goes away (its client hung up): its share comes back.
+    drop(held.pop());
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    let answer = conn.post("/mutate?timeout=5s", large).await.unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.json()["response"]["uid"], review["request"]["uid"]);
+}
+
 /// Sends `head` and then 9 MiB of body (chunked or not), ignoring write errors once the server
 /// has answered, and returns everything the server sent.
 async fn raw_exchange(setup: &Setup, head: &[u8], chunked: bool) -> String {
