@@ -267,6 +267,11 @@ impl Monitor {
                             "serving until this pod's Sidekiq has left Redis"
                         );
                         self.shutdown_deadline = Some(Instant::now() + deadline);
+                        // What the last read saw may be older than Sidekiq's start (nothing
+                        // reads Redis while the kubelet's probes are the user's own): list
+                        // the pod's processes afresh before judging that they have left.
+                        self.tracker.force_discovery();
+                        self.refresh(false).await;
                         self.publish();
                     }
                     None => return,

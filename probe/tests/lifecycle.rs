@@ -52,6 +52,33 @@ fn classic_mode_keeps_serving_after_sigterm_until_sidekiq_has_left_redis() {
 }
 
 #[test]
+fn classic_mode_reads_redis_afresh_on_sigterm_before_judging_sidekiq_gone() {
+    let redis = RedisServer::start();
+    let host = "late";
+    let mut probe = Probe::start(&redis.url(), host, &["--mode=classic"]);
+    // The probe's start-up read finds no process: Sidekiq boots after it.
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .log()
+        .contains("no Sidekiq process")));
+    let mut sidekiq = fake(&redis, host, 1, Version::V7, BEAT);
+    // Nothing asks the probe anything (the user kept their own probes): its last read is the
+    // empty one when SIGTERM comes.
+    std::thread::sleep(Duration::from_secs(1));
+    probe.signal("TERM");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        probe.wait_exit(Duration::ZERO).is_none(),
+        "exited while Sidekiq runs: {}",
+        probe.log()
+    );
+    sidekiq.stop_clean();
+    let exit = probe
+        .wait_exit(Duration::from_secs(5))
+        .expect("the probe did not exit once Sidekiq left");
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
 fn classic_mode_gives_up_at_its_exit_deadline() {
     let redis = RedisServer::start();
     let host = "deadline";
