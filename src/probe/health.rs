@@ -208,29 +208,36 @@ pub fn liveness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdict
             ),
         );
     }
+    let stale = stale(tracker, now, thresholds);
     if let Some(down) = redis.unreachable_for(now) {
         let error = redis.last_error.as_deref().unwrap_or("unknown error");
-        return if down > thresholds.outage_window {
-            Verdict::fail(
+        if down > thresholds.outage_window {
+            return Verdict::fail(
                 Code::RedisOutage,
                 format!(
                     "Redis unreachable for {} (outage window {}): {error}",
                     dur(down),
                     dur(thresholds.outage_window)
                 ),
-            )
-        } else {
-            Verdict::pass(
+            );
+        }
+        // A heartbeat the last successful read found stale stays stale: one failed read must
+        // not turn a failing liveness back to passing (and reset the kubelet's count).
+        let stale_when_read = redis
+            .last_ok
+            .and_then(|mono| now.at_mono(mono))
+            .is_some_and(|then| !self::stale(tracker, then, thresholds).is_empty());
+        if !stale_when_read {
+            return Verdict::pass(
                 Code::RedisUnreachable,
                 format!(
                     "Redis unreachable for {}, failing after {}: {error}",
                     dur(down),
                     dur(thresholds.outage_window)
                 ),
-            )
-        };
+            );
+        }
     }
-    let stale = stale(tracker, now, thresholds);
     if let Some((identity, age)) = stale.first() {
         let more = match stale.len() {
             1 => String::new(),
@@ -540,6 +547,28 @@ mod tests {
         assert!(liveness(&t, at(1_141.0), &th).ok);
         assert!(readiness(&t, at(1_141.0), &th).ok);
         assert!(!liveness(&t, at(1_201.0), &th).ok);
+    }
+
+    #[test]
+    fn a_heartbeat_stale_before_redis_went_away_stays_stale() {
+        let th = Thresholds::default();
+        let mut t = tracker_with(1_005.0, false, 1_006.0);
+        t.ingest(
+            at(1_100.0),
+            None,
+            vec![raw("w-0:1:aa", 1_005.0, false, INFO)],
+        );
+        assert_eq!(liveness(&t, at(1_100.0), &th).code, Code::StaleHeartbeat);
+        // One read times out: the wedged process is still wedged.
+        t.record_failure(at(1_101.0), "timed out".into());
+        let live = liveness(&t, at(1_102.0), &th);
+        assert_eq!(
+            live,
+            Verdict::fail(
+                Code::StaleHeartbeat,
+                "heartbeat of w-0:1:aa is 1m36s old (threshold 1m)"
+            )
+        );
     }
 
     #[test]

@@ -34,6 +34,15 @@ impl Now {
             mono: self.mono + by,
         }
     }
+
+    /// This time as it was at the earlier monotonic time `mono` (`None` if `mono` is later).
+    pub fn at_mono(self, mono: Duration) -> Option<Now> {
+        let back = self.mono.checked_sub(mono)?;
+        Some(Now {
+            wall: self.wall - back.as_secs_f64(),
+            mono,
+        })
+    }
 }
 
 /// Formats seconds for messages: `0.4s`, `12s`, `2m5s`.
