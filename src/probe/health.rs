@@ -143,6 +143,15 @@ fn wrong_type_error(redis: &crate::probe::observe::RedisHealth) -> Option<&str> 
         .and(redis.last_error.as_deref())
 }
 
+/// Who refuses whom: Redis the probe's credentials, or the probe Redis's certificate.
+fn refusal(error: &str) -> &'static str {
+    if crate::probe::observe::is_certificate_error(error) {
+        "the probe does not trust Redis's TLS certificate"
+    } else {
+        "Redis refuses the probe"
+    }
+}
+
 /// The last error while Redis refuses the probe.
 fn refused_error(redis: &crate::probe::observe::RedisHealth) -> Option<&str> {
     redis.failing_since.and(redis.last_error.as_deref())
@@ -196,7 +205,8 @@ pub fn liveness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdict
         return Verdict::pass(
             Code::RedisRefused,
             format!(
-                "Redis refuses the probe ({error}); liveness does not fail, since restarting Sidekiq cannot fix the probe's Redis settings"
+                "{} ({error}); liveness does not fail, since restarting Sidekiq cannot fix the probe's Redis settings",
+                refusal(error)
             ),
         );
     }
@@ -292,7 +302,7 @@ pub fn readiness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdic
     if let (true, Some(error)) = (redis.refused, refused_error(redis)) {
         return Verdict::fail(
             Code::RedisRefused,
-            format!("Redis refuses the probe: {error}"),
+            format!("{}: {error}", refusal(error)),
         );
     }
     if let Some(error) = wrong_type_error(redis) {
@@ -484,6 +494,22 @@ mod tests {
         let ready = readiness(&t, at(1_500.0), &th);
         assert_eq!(ready.code, Code::RedisRefused);
         assert!(!ready.ok);
+        let live = liveness(&t, at(1_500.0), &th);
+        assert_eq!(live.code, Code::RedisRefused);
+        assert!(live.ok, "{live:?}");
+
+        // A certificate the probe does not trust, from the start: its settings too.
+        let untrusted = "cannot connect to Redis at rediss://h:6380/0: invalid peer certificate: UnknownIssuer";
+        let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(60));
+        t.record_failure(at(1_010.0), untrusted.into());
+        t.record_failure(at(1_500.0), untrusted.into());
+        assert_eq!(
+            readiness(&t, at(1_500.0), &th),
+            Verdict::fail(
+                Code::RedisRefused,
+                format!("the probe does not trust Redis's TLS certificate: {untrusted}")
+            )
+        );
         let live = liveness(&t, at(1_500.0), &th);
         assert_eq!(live.code, Code::RedisRefused);
         assert!(live.ok, "{live:?}");

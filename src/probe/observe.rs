@@ -620,9 +620,12 @@ impl Tracker {
 }
 
 /// Whether a failed read's error is Redis refusing the probe's credentials or database (the
-/// server's NOAUTH, WRONGPASS and NOPERM replies, a failed AUTH, a database number out of range).
+/// server's NOAUTH, WRONGPASS and NOPERM replies, a failed AUTH, a database number out of range),
+/// or the probe refusing Redis's TLS certificate: settings a restart of Sidekiq cannot fix (a
+/// certificate Ruby accepts under `VERIFY_NONE` or its own trust store may fail the probe's).
 fn refuses_access(error: &str) -> bool {
-    [
+    is_certificate_error(error)
+        || [
         "NOAUTH",
         "WRONGPASS",
         "NOPERM",
@@ -634,6 +637,11 @@ fn refuses_access(error: &str) -> bool {
     ]
     .iter()
     .any(|marker| error.contains(marker))
+}
+
+/// Whether a failed read's error is the probe refusing Redis's TLS certificate (rustls).
+pub fn is_certificate_error(error: &str) -> bool {
+    error.contains("invalid peer certificate")
 }
 
 #[cfg(test)]
