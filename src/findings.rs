@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::analysis::{Analysis, PodState, ProbeState};
-use crate::annotations::{self, Overrides};
+use crate::annotations::{self, Overrides, PodOptIn};
 use crate::detect::Detection;
 use crate::duration::Secs;
 use crate::mutate::Blocked;
@@ -17,6 +17,7 @@ use crate::pointer::Pointer as _;
 use crate::policy::Policy;
 use crate::prestop::PreStop;
 use crate::settings::{Settings, Source};
+use crate::sidecar;
 use crate::sidekiq::{self, flags::Timeout};
 use crate::workload::{Kind, Workload};
 
@@ -97,6 +98,7 @@ codes! {
     EnvReferenceOrder = "SG027" "env-reference-order";
     AnnotationUnknown = "SG028" "annotation-unknown";
     RedisPasswordBesideUrl = "SG029" "redis-password-beside-url";
+    ProbeSidecarMissing = "SG030" "probe-sidecar-missing";
 }
 
 impl Blocked {
@@ -269,6 +271,7 @@ pub fn evaluate(
     ctx.grace(&mut findings, policy);
     ctx.prestop(&mut findings);
     ctx.probes(&mut findings);
+    findings.extend(ctx.sidecar_missing());
     ctx.redis(&mut findings);
     findings.extend(blocked.and_then(|blocked| ctx.blocked(blocked)));
     findings
@@ -914,6 +917,60 @@ impl Ctx<'_, '_> {
                 format!("use readinessProbe httpGet {{path: /readyz, port: {port}}} on the sidekiq-guard probe (the webhook injects it)"),
             ));
         }
+    }
+
+    /// The Sidekiq container calls sidekiq-guard's probe (a hand-written drain hook, probes
+    /// copied from an injected pod) on the port it would listen on, but no probe container
+    /// runs in the pod. A port another container declares is that container's own server, and
+    /// the probe's port is chosen off it, so it never matches here. A pod is what runs: an
+    /// error. A pod template may still be injected when its pods are created (its namespace
+    /// opted in, which a manifest does not show): a warning, and nothing when the template's
+    /// own label opts its pods in.
+    fn sidecar_missing(&self) -> Option<Finding> {
+        let workload = &self.analysis.workload;
+        let opted_in = PodOptIn::of(workload.label(annotations::INJECT)) == PodOptIn::In;
+        if self.state.sidecar.is_some() || (workload.kind != Kind::Pod && opted_in) {
+            return None;
+        }
+        let port = self.port();
+        let ours = |state: ProbeState| state == ProbeState::Ours(Some(port));
+        let calls: Vec<&str> = [
+            (
+                matches!(self.state.prestop, PreStop::Drain { port: Some(p) } if p == port),
+                "preStop /drain",
+            ),
+            (ours(self.state.readiness), "readiness"),
+            (ours(self.state.liveness), "liveness"),
+            (ours(self.state.startup), "startup"),
+        ]
+        .into_iter()
+        .filter_map(|(calls, what)| calls.then_some(what))
+        .collect();
+        if calls.is_empty() {
+            return None;
+        }
+        let (severity, unless) = if workload.kind == Kind::Pod {
+            (Severity::Error, "")
+        } else {
+            (Severity::Warning, "unless the webhook injects its pods, ")
+        };
+        Some(Finding::new(
+            Code::ProbeSidecarMissing,
+            severity,
+            self.container_path(""),
+            format!(
+                "container {} calls sidekiq-guard's probe on port {port} ({}) but the pod has no {} container: {unless}nothing answers, so a drain hook fails and probes fail",
+                self.name(),
+                calls.join(", "),
+                sidecar::NAME,
+            ),
+            format!(
+                "label the pods {inject}: \"{}\" (or their namespace {inject}: {}) so that the webhook adds the probe, or add it with kubectl sidekiq inject",
+                annotations::INJECT_POD_IN,
+                annotations::INJECT_NAMESPACE_IN,
+                inject = annotations::INJECT,
+            ),
+        ))
     }
 
     fn redis(&self, findings: &mut Vec<Finding>) {

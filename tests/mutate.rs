@@ -936,7 +936,11 @@ fn worker(container: Value, annotations: Value) -> Value {
         "kind": "Deployment",
         "metadata": {"name": "worker", "namespace": "shop"},
         "spec": {"template": {
-            "metadata": {"annotations": {"sidekiq-guard.io/longest-job": "2m"}},
+            // Its pods are injected: the probe the container calls is added to them.
+            "metadata": {
+                "annotations": {"sidekiq-guard.io/longest-job": "2m"},
+                "labels": {"sidekiq-guard.io/inject": "true"},
+            },
             "spec": {
                 "terminationGracePeriodSeconds": 600,
                 "containers": [{
@@ -1294,4 +1298,64 @@ fn the_arithmetic_survives_the_warning_limit() {
             decision.warnings
         );
     }
+}
+
+/// A drain hook and probes aimed at sidekiq-guard's probe, in a pod that has none: nothing
+/// answers them. A pod is what runs (an error); a template's pods may still be injected (a
+/// warning, and nothing once its own label opts them in).
+#[test]
+fn calls_to_a_probe_the_pod_does_not_run_are_reported() {
+    let policy = Policy::default();
+    let ctx = ctx(&policy, Mode::Native);
+    let mut deployment = worker(json!({}), json!({}));
+    let labels = deployment["spec"]["template"]["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("labels");
+    assert!(labels.is_some());
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "worker-1", "namespace": "shop", "annotations": {"sidekiq-guard.io/longest-job": "2m"}},
+        "spec": deployment["spec"]["template"]["spec"].clone(),
+    });
+    let finding = |object: &Value| {
+        let review = review::validate(object, &ctx, Perspective::AsWritten);
+        review
+            .findings
+            .into_iter()
+            .filter(|f| f.code == Code::ProbeSidecarMissing)
+            .collect::<Vec<_>>()
+    };
+
+    let found = finding(&pod);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].severity, Severity::Error);
+    assert_eq!(found[0].path, "spec.containers[0]");
+    assert_eq!(
+        found[0].message,
+        "container worker calls sidekiq-guard's probe on port 7434 (preStop /drain, readiness, liveness) but the pod has no sidekiq-guard-probe container: nothing answers, so a drain hook fails and probes fail"
+    );
+    assert!(format!("sidekiq-guard: {}", found[0]).chars().count() <= review::MAX_WARNING_CHARS);
+
+    let found = finding(&deployment);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].severity, Severity::Warning);
+    assert!(
+        found[0]
+            .message
+            .ends_with("container: unless the webhook injects its pods, nothing answers, so a drain hook fails and probes fail"),
+        "{}",
+        found[0].message
+    );
+
+    // Injected, the pod has the probe; and calls to another port reach some other server.
+    let (injected, _) = review::inject(&pod, &ctx).unwrap();
+    assert_eq!(finding(&injected), Vec::new());
+    let mut elsewhere = pod.clone();
+    for field in ["livenessProbe", "readinessProbe"] {
+        elsewhere["spec"]["containers"][0][field]["httpGet"]["port"] = json!(9000);
+    }
+    elsewhere["spec"]["containers"][0]["lifecycle"]["preStop"]["httpGet"]["port"] = json!(9000);
+    assert_eq!(finding(&elsewhere), Vec::new());
 }

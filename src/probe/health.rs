@@ -300,10 +300,7 @@ pub fn readiness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdic
         return Verdict::fail(Code::NoReading, "Redis not read yet");
     }
     if let (true, Some(error)) = (redis.refused, refused_error(redis)) {
-        return Verdict::fail(
-            Code::RedisRefused,
-            format!("{}: {error}", refusal(error)),
-        );
+        return Verdict::fail(Code::RedisRefused, format!("{}: {error}", refusal(error)));
     }
     if let Some(error) = wrong_type_error(redis) {
         return Verdict::fail(Code::Unreadable, format!("Redis answers, but {error}"));
@@ -499,7 +496,8 @@ mod tests {
         assert!(live.ok, "{live:?}");
 
         // A certificate the probe does not trust, from the start: its settings too.
-        let untrusted = "cannot connect to Redis at rediss://h:6380/0: invalid peer certificate: UnknownIssuer";
+        let untrusted =
+            "cannot connect to Redis at rediss://h:6380/0: invalid peer certificate: UnknownIssuer";
         let mut t = Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(60));
         t.record_failure(at(1_010.0), untrusted.into());
         t.record_failure(at(1_500.0), untrusted.into());

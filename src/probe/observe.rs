@@ -626,17 +626,17 @@ impl Tracker {
 fn refuses_access(error: &str) -> bool {
     is_certificate_error(error)
         || [
-        "NOAUTH",
-        "WRONGPASS",
-        "NOPERM",
-        "AuthenticationFailed",
-        "Password authentication failed",
-        "invalid password",
-        "DB index is out of range",
-        "invalid DB index",
-    ]
-    .iter()
-    .any(|marker| error.contains(marker))
+            "NOAUTH",
+            "WRONGPASS",
+            "NOPERM",
+            "AuthenticationFailed",
+            "Password authentication failed",
+            "invalid password",
+            "DB index is out of range",
+            "invalid DB index",
+        ]
+        .iter()
+        .any(|marker| error.contains(marker))
 }
 
 /// Whether a failed read's error is the probe refusing Redis's TLS certificate (rustls).
