@@ -165,6 +165,8 @@ pub fn webhook_configuration(
         checks.push(failure_policy(kind, webhook, &title("failurePolicy")));
         checks.push(side_effects(webhook, &title("sideEffects")));
         checks.push(timeout(webhook, &title("timeoutSeconds")));
+        checks.push(receives_pods(webhook, &title("receives pod creations")));
+        checks.push(selects_opted_in(webhook, &title("only opted-in pods reach it")));
         checks.push(excludes_namespaces(
             webhook,
             own_namespace,
@@ -267,6 +269,82 @@ fn reinvocation(webhook: &Value, title: &str) -> Check {
             ),
             "set reinvocationPolicy: IfNeeded; mutating twice changes nothing",
         ),
+    }
+}
+
+/// Every webhook of both configurations answers pod creations (the validating ones also
+/// workloads): one whose rules miss them is called for nothing sidekiq-guard handles.
+fn receives_pods(webhook: &Value, title: &str) -> Check {
+    let covers = |rule: &Value, field: &str, wanted: &str| {
+        crate::workload::list(rule, field)
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|v| v == wanted || v == "*")
+    };
+    let pods = crate::workload::list(webhook, "rules").iter().any(|rule| {
+        covers(rule, "apiGroups", "")
+            && covers(rule, "resources", "pods")
+            && covers(rule, "operations", "CREATE")
+    });
+    if pods {
+        Check::pass(title)
+    } else {
+        Check::problem(
+            Status::Fail,
+            title,
+            "its rules do not match CREATE of pods: no pod is injected or checked through it",
+            "restore its rules from manifests/base/webhooks.yaml",
+        )
+    }
+}
+
+/// Whether `selector` requires `key` to be one of `allowed` (`matchLabels`, or an `In`
+/// expression whose values all are).
+fn requires_label(selector: Option<&Value>, key: &str, allowed: &[&str]) -> bool {
+    let Some(selector) = selector else {
+        return false;
+    };
+    let by_label = selector
+        .get("matchLabels")
+        .and_then(|labels| labels.get(key))
+        .and_then(Value::as_str)
+        .is_some_and(|v| allowed.contains(&v));
+    let by_expression = crate::workload::list(selector, "matchExpressions")
+        .iter()
+        .any(|e| {
+            let values = crate::workload::list(e, "values");
+            e.get("key").and_then(Value::as_str) == Some(key)
+                && e.get("operator").and_then(Value::as_str) == Some("In")
+                && !values.is_empty()
+                && values
+                    .iter()
+                    .all(|v| v.as_str().is_some_and(|v| allowed.contains(&v)))
+        });
+    by_label || by_expression
+}
+
+/// Opting in is the selectors' work: the webhook never reads namespace labels, and injects
+/// every Sidekiq pod it is sent. Each webhook must require the namespace's `enabled` label or
+/// the pod's `true` one.
+fn selects_opted_in(webhook: &Value, title: &str) -> Check {
+    use crate::annotations::{INJECT, INJECT_NAMESPACE_IN, INJECT_POD_IN};
+    let by_namespace = requires_label(
+        webhook.get("namespaceSelector"),
+        INJECT,
+        &[INJECT_NAMESPACE_IN],
+    );
+    let by_pod = requires_label(webhook.get("objectSelector"), INJECT, &[INJECT_POD_IN]);
+    if by_namespace || by_pod {
+        Check::pass(title)
+    } else {
+        Check::problem(
+            Status::Fail,
+            title,
+            format!(
+                "neither its namespaceSelector requires {INJECT}={INJECT_NAMESPACE_IN} nor its objectSelector {INJECT}={INJECT_POD_IN}: Sidekiq pods of every namespace are sent, and injected"
+            ),
+            "restore its selectors from manifests/base/webhooks.yaml",
+        )
     }
 }
 
@@ -677,6 +755,7 @@ mod tests {
         let mut webhook = json!({
             "name": "namespace.mutate.sidekiq-guard.io",
             "clientConfig": {"service": {"name": "sidekiq-guard", "namespace": "sidekiq-guard", "path": "/mutate"}, "caBundle": "LS0t"},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
             "namespaceSelector": {"matchExpressions": [
                 {"key": "sidekiq-guard.io/inject", "operator": "In", "values": ["enabled"]},
                 {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "sidekiq-guard"]},
@@ -812,11 +891,49 @@ mod tests {
         );
     }
 
+    /// Opting in is the selectors' work: a webhook that requires neither label sends every
+    /// namespace's Sidekiq pods to be injected.
+    #[test]
+    fn only_opted_in_pods_may_reach_a_webhook() {
+        let excluded = json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "sidekiq-guard"]});
+        let opted = |overrides: Value| {
+            let (checks, _) = webhook_configuration(
+                WebhookKind::Validating,
+                &config(vec![webhook(overrides)]),
+                "sidekiq-guard",
+            );
+            let check = checks
+                .into_iter()
+                .find(|c| c.title.ends_with("only opted-in pods reach it"))
+                .unwrap();
+            (check.status, check.detail)
+        };
+        let everyone = json!({"namespaceSelector": {"matchExpressions": [excluded.clone()]}, "objectSelector": {}});
+        assert_eq!(
+            opted(everyone),
+            (
+                Status::Fail,
+                Some("neither its namespaceSelector requires sidekiq-guard.io/inject=enabled nor its objectSelector sidekiq-guard.io/inject=true: Sidekiq pods of every namespace are sent, and injected".to_owned())
+            )
+        );
+        let loose = json!({"namespaceSelector": {"matchExpressions": [
+            {"key": "sidekiq-guard.io/inject", "operator": "In", "values": ["enabled", "yes"]}, excluded.clone(),
+        ]}});
+        assert_eq!(opted(loose).0, Status::Fail);
+        let by_pod = json!({
+            "namespaceSelector": {"matchExpressions": [excluded]},
+            "objectSelector": {"matchLabels": {"sidekiq-guard.io/inject": "true"}},
+        });
+        assert_eq!(opted(by_pod), (Status::Pass, None));
+        assert_eq!(opted(json!({})), (Status::Pass, None));
+    }
+
     #[test]
     fn problems_are_named() {
         let bad = webhook(json!({
             "failurePolicy": "Fail", "sideEffects": "Some", "timeoutSeconds": 30,
             "reinvocationPolicy": "Never",
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["pods"]}],
             "namespaceSelector": {"matchLabels": {"sidekiq-guard.io/inject": "enabled"}},
             "clientConfig": {"service": {"name": "sidekiq-guard", "namespace": "sidekiq-guard"}, "caBundle": ""},
         }));
@@ -845,6 +962,10 @@ mod tests {
                 (
                     Status::Warn,
                     "30s: a hung webhook delays every pod creation that long"
+                ),
+                (
+                    Status::Fail,
+                    "its rules do not match CREATE of pods: no pod is injected or checked through it"
                 ),
                 (
                     Status::Fail,
