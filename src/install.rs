@@ -166,7 +166,10 @@ pub fn webhook_configuration(
         checks.push(side_effects(webhook, &title("sideEffects")));
         checks.push(timeout(webhook, &title("timeoutSeconds")));
         checks.push(receives_pods(webhook, &title("receives pod creations")));
-        checks.push(selects_opted_in(webhook, &title("only opted-in pods reach it")));
+        checks.push(selects_opted_in(
+            webhook,
+            &title("only opted-in pods reach it"),
+        ));
         checks.push(excludes_namespaces(
             webhook,
             own_namespace,

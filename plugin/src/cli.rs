@@ -69,14 +69,46 @@ pub(crate) struct ClusterArgs {
     #[arg(short = 'n', long, global = true, value_name = "NAME")]
     pub(crate) namespace: Option<String>,
     /// Every namespace
-    #[arg(short = 'A', long, global = true)]
+    #[arg(
+        short = 'A',
+        long,
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
     pub(crate) all_namespaces: bool,
     /// Label selector, e.g. app=worker,tier!=web
     #[arg(short = 'l', long, global = true, value_name = "SELECTOR")]
     pub(crate) selector: Option<String>,
-    /// Time to wait for each API request, e.g. 10s or 1m; 0 waits forever
-    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
-    pub(crate) request_timeout: RequestTimeout,
+    /// Time to wait for each API request (default 30s) and for each probe's answer through
+    /// the pod proxy (default 5s), e.g. 10s or 1m; 0 waits forever
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
+    pub(crate) request_timeout: Option<RequestTimeout>,
+}
+
+/// How long an API request waits without `--request-timeout`.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a probe's `/status` through the pod proxy waits without `--request-timeout`: a
+/// probe answers in milliseconds, and one that does not must not hold up the other pods' rows.
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl ClusterArgs {
+    /// `--request-timeout`, or 30 s.
+    pub(crate) fn request_timeout(&self) -> RequestTimeout {
+        self.request_timeout
+            .unwrap_or(RequestTimeout(Some(DEFAULT_REQUEST_TIMEOUT)))
+    }
+
+    /// How long a probe read through the pod proxy waits: `--request-timeout`, or 5 s.
+    pub(crate) fn probe_timeout(&self) -> Option<Duration> {
+        self.request_timeout
+            .map_or(Some(DEFAULT_PROBE_TIMEOUT), |timeout| timeout.0)
+    }
 }
 
 /// `--request-timeout`; `None` waits forever.
@@ -350,6 +382,49 @@ mod tests {
         assert_eq!(
             parse_interval("0s"),
             Err("\"0s\": an interval must be longer than zero".to_owned())
+        );
+    }
+
+    /// Booleans as kubectl reads them; a value needs `=`, so `drain -A pod` keeps its pod.
+    #[test]
+    fn all_namespaces_reads_like_kubectl() {
+        let all = |args: &[&str]| {
+            Cli::try_parse_from(args)
+                .map(|cli| cli.cluster.all_namespaces)
+                .map_err(|e| e.kind())
+        };
+        assert_eq!(all(&["k", "status"]), Ok(false));
+        assert_eq!(all(&["k", "status", "-A"]), Ok(true));
+        assert_eq!(all(&["k", "-A=true", "status"]), Ok(true));
+        assert_eq!(all(&["k", "status", "--all-namespaces=false"]), Ok(false));
+        assert_eq!(
+            all(&["k", "status", "-A=maybe"]),
+            Err(clap::error::ErrorKind::InvalidValue)
+        );
+        let cli = Cli::try_parse_from(["k", "drain", "-A", "worker-1"]).unwrap();
+        let Command::Drain(drain) = cli.command else {
+            panic!("drain expected");
+        };
+        assert!(cli.cluster.all_namespaces);
+        assert_eq!(drain.pods, ["worker-1"]);
+    }
+
+    /// `--request-timeout` bounds probe reads too when given; otherwise they wait 5 s.
+    #[test]
+    fn probe_reads_wait_the_request_timeout_when_given() {
+        let timeouts = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            (cli.cluster.request_timeout().0, cli.cluster.probe_timeout())
+        };
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(timeouts(&["k", "status"]), (secs(30), secs(5)));
+        assert_eq!(
+            timeouts(&["k", "status", "--request-timeout", "1m"]),
+            (secs(60), secs(60))
+        );
+        assert_eq!(
+            timeouts(&["k", "status", "--request-timeout=0"]),
+            (None, None)
         );
     }
 

@@ -150,6 +150,8 @@ pub(crate) struct Cluster {
     patient: Client,
     default_namespace: String,
     server: String,
+    /// How long a probe's `/status` through the pod proxy may take ([`ClusterArgs::probe_timeout`]).
+    probe_timeout: Option<Duration>,
 }
 
 impl Cluster {
@@ -157,7 +159,7 @@ impl Cluster {
     /// else `~/.kube/config`, else the in-cluster service account; `--context` picks the context.
     pub(crate) async fn connect(args: &ClusterArgs) -> Result<Self, Error> {
         let mut config = load_config(args).await?;
-        let timeout = args.request_timeout.0;
+        let timeout = args.request_timeout().0;
         config.read_timeout = timeout;
         config.write_timeout = timeout;
         config.connect_timeout = Some(
@@ -188,7 +190,13 @@ impl Cluster {
             patient,
             default_namespace,
             server,
+            probe_timeout: args.probe_timeout(),
         })
+    }
+
+    /// How long a probe's `/status` through the pod proxy may take.
+    pub(crate) fn probe_timeout(&self) -> Option<Duration> {
+        self.probe_timeout
     }
 
     /// The namespaces selected by `-n`/`-A`.

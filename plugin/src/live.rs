@@ -95,7 +95,7 @@ pub(crate) async fn run(
     let reader = sources::one_shot_reader(
         args.redis_url.as_deref(),
         args.redis_namespace.prefix(),
-        &cli.cluster.request_timeout,
+        &cli.cluster.request_timeout(),
     )?;
     let (processes, times) = live_data(&cluster, &pods, reader.as_ref(), &mut notes).await?;
     let policy = &offline.policy;

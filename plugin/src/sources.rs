@@ -12,9 +12,6 @@ use crate::cli::RequestTimeout;
 use crate::cluster::{Cluster, Proxied};
 use crate::error::Error;
 
-/// How long one probe may take to answer `/status` through the proxy.
-pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The reader of a one-shot command (`status`, `validate`) when `--redis-url` is given: its
 /// reads wait `--request-timeout`, as API requests do.
 pub(crate) fn one_shot_reader(
@@ -62,7 +59,7 @@ pub(crate) async fn probe_status(
     port: u16,
 ) -> Result<Status, Error> {
     let answer = cluster
-        .proxy(namespace, pod, port, "/status", Some(PROBE_TIMEOUT))
+        .proxy(namespace, pod, port, "/status", cluster.probe_timeout())
         .await?;
     decode(answer, namespace, pod, port)
 }

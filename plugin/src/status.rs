@@ -121,7 +121,7 @@ pub(crate) async fn run(
     let redis = sources::one_shot_reader(
         args.redis_url.as_deref(),
         args.redis_namespace.prefix(),
-        &cli.cluster.request_timeout,
+        &cli.cluster.request_timeout(),
     )?;
     let scope = cluster.as_ref().map(|c| c.scope(&cli.cluster));
     // One handler for the whole watch: a Ctrl-C while a snapshot loads ends it too (a signal
@@ -129,8 +129,11 @@ pub(crate) async fn run(
     // its default effect.
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    // Once a watch has shown a snapshot, a failed refresh (the API server restarting, a Redis
+    // blip) is said on stderr and retried at the next interval: the screen keeps the last one.
+    let mut shown = false;
     loop {
-        let snapshot = tokio::select! {
+        let gathered = tokio::select! {
             snapshot = gather(
                 cluster.as_ref(),
                 scope.as_ref(),
@@ -138,15 +141,39 @@ pub(crate) async fn run(
                 redis.as_ref(),
                 args,
                 err,
-            ) => snapshot?,
+            ) => snapshot,
             _ = &mut interrupted, if args.watch => return Ok(()),
         };
-        let text = render(&snapshot, args.report.output, scope.as_ref(), color)?;
-        if args.watch && std::io::stdout().is_terminal() {
-            // Redraw in place: home the cursor and clear the screen.
-            out.write_all(b"\x1b[H\x1b[2J").map_err(Error::Output)?;
+        match gathered {
+            Ok(snapshot) => {
+                let text = render(&snapshot, args.report.output, scope.as_ref(), color)?;
+                if args.watch && std::io::stdout().is_terminal() {
+                    // Redraw in place: home the cursor and clear the screen.
+                    out.write_all(b"\x1b[H\x1b[2J").map_err(Error::Output)?;
+                } else if shown {
+                    // Snapshots on a pipe: a YAML stream needs its document separator.
+                    let separator: &[u8] = match args.report.output {
+                        ReportFormat::Yaml => b"---\n",
+                        _ => b"\n",
+                    };
+                    out.write_all(separator).map_err(Error::Output)?;
+                }
+                out.write_all(text.as_bytes()).map_err(Error::Output)?;
+                shown = true;
+            }
+            Err(error) if args.watch && shown => {
+                writeln!(
+                    err,
+                    "error: {} (retrying every {})",
+                    sidekiq_guard::errors::chain(&error),
+                    sidekiq_guard::duration::format_millis(
+                        u64::try_from(args.interval.as_millis()).unwrap_or(u64::MAX)
+                    )
+                )
+                .map_err(Error::Output)?;
+            }
+            Err(error) => return Err(error),
         }
-        out.write_all(text.as_bytes()).map_err(Error::Output)?;
         if !args.watch {
             return Ok(());
         }
@@ -154,14 +181,6 @@ pub(crate) async fn run(
         tokio::select! {
             () = tokio::time::sleep(args.interval) => {}
             _ = &mut interrupted => return Ok(()),
-        }
-        if !std::io::stdout().is_terminal() {
-            // Snapshots on a pipe: a YAML stream needs its document separator.
-            let separator: &[u8] = match args.report.output {
-                ReportFormat::Yaml => b"---\n",
-                _ => b"\n",
-            };
-            out.write_all(separator).map_err(Error::Output)?;
         }
     }
 }

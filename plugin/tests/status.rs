@@ -734,6 +734,60 @@ fn an_expired_continue_token_restarts_the_list_unpaged() {
     );
 }
 
+/// A probe read waits `--request-timeout` when it is given (5 s otherwise), shorter or longer.
+#[test]
+fn probe_reads_wait_the_request_timeout_when_given() {
+    let api = ApiServer::start();
+    for (name, delay) in [("worker-slow", 1_500), ("worker-quick", 0)] {
+        api.add_pod(injected_pod("shop", name, 60, 7434));
+        api.proxy(
+            "shop",
+            name,
+            7434,
+            ProxyTarget::Fixed {
+                status: 200,
+                body: probe_document(name, &[], "idle").to_string(),
+                delay: Duration::from_millis(delay),
+            },
+        );
+    }
+    let kubeconfig = api.kubeconfig("shop");
+    let sources = |timeout: &str| {
+        let out = run_in(
+            &kubeconfig,
+            &["status", "-o", "json", "--request-timeout", timeout],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut pods: Vec<(String, String)> = snapshot["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    p["source"].to_string(),
+                )
+            })
+            .collect();
+        pods.sort();
+        (pods, text(&out.stderr))
+    };
+    let (pods, _) = sources("1s");
+    assert_eq!(
+        pods,
+        vec![
+            ("worker-quick".to_owned(), "\"probe\"".to_owned()),
+            ("worker-slow".to_owned(), "null".to_owned()),
+        ]
+    );
+    let (pods, _) = sources("3s");
+    assert!(
+        pods.iter().all(|(_, source)| source == "\"probe\""),
+        "{pods:?}"
+    );
+}
+
 #[test]
 fn probes_are_read_concurrently_within_the_bound() {
     let api = ApiServer::start();
@@ -1540,6 +1594,63 @@ fn drain_tells_pods_whose_sidekiq_does_not_run_without_asking_them() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stdout).contains("shop/worker-pulling: not drained: pod is Pending"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// A refresh that fails once the watch has shown a snapshot is said on stderr; the watch goes
+/// on and shows the cluster again once it answers.
+#[test]
+fn a_watch_outlives_a_failed_refresh() {
+    let api = ApiServer::start();
+    api.add_pod(injected_pod("shop", "worker-1", 60, 7434));
+    api.proxy(
+        "shop",
+        "worker-1",
+        7434,
+        fixed(200, probe_document("worker-1", &[("MailJob", 2.0)], "idle")),
+    );
+    let kubeconfig = api.kubeconfig("shop");
+    let child = watch(&kubeconfig, &["--interval", "200ms"]);
+    let lists = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.contains("/pods?"))
+            .count()
+    };
+    assert!(wait_until(Duration::from_secs(10), || lists() >= 1));
+    api.forbid("list", "pods", Some("shop"));
+    let before = lists();
+    assert!(wait_until(Duration::from_secs(10), || lists() >= before + 2));
+    api.allow_all();
+    api.proxy(
+        "shop",
+        "worker-1",
+        7434,
+        fixed(
+            200,
+            probe_document("worker-1", &[("AfterJob", 2.0)], "idle"),
+        ),
+    );
+    let proxied = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.contains("/proxy/status"))
+            .count()
+    };
+    let before = proxied();
+    assert!(wait_until(Duration::from_secs(10), || proxied() >= before + 2));
+    send_signal(child.id(), "INT");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("error: forbidden: ") && stderr.contains("(retrying every 200ms)"),
+        "{stderr}"
+    );
+    assert!(
+        text(&out.stdout).contains("AfterJob"),
         "{}",
         text(&out.stdout)
     );

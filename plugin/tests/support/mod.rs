@@ -276,6 +276,11 @@ impl ApiServer {
         ));
     }
 
+    /// Stops answering 403 to what [`ApiServer::forbid`] forbade.
+    pub fn allow_all(&self) {
+        self.state.lock().unwrap().forbidden.clear();
+    }
+
     /// Answers every list continuation with 410 Expired from now on.
     pub fn expire_continue_tokens(&self) {
         self.state.lock().unwrap().expire_continue = true;
