@@ -364,7 +364,8 @@ impl<'de> Deserialize<'de> for Port {
     }
 }
 
-/// A string that must not be empty (e.g. an image reference).
+/// An image reference: not empty, and without the leading or trailing whitespace the API server
+/// refuses in a container's `image` (every injected pod would be refused).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NonEmpty(pub String);
 
@@ -373,6 +374,11 @@ impl<'de> Deserialize<'de> for NonEmpty {
         let text = String::deserialize(deserializer)?;
         if text.trim().is_empty() {
             return Err(de::Error::custom("must not be empty"));
+        }
+        if text.trim() != text {
+            return Err(de::Error::custom(format!(
+                "{text:?} has leading or trailing whitespace, which Kubernetes refuses in an image"
+            )));
         }
         Ok(NonEmpty(text))
     }
@@ -473,6 +479,10 @@ excludedNamespaces: [legacy]
         "policy defaults.probePort: invalid port 80: expected a number from 1024 to 65535 (the sidecar runs as non-root, and cannot bind below 1024)"
     )]
     #[case("sidecar: {image: ''}", "policy sidecar.image: must not be empty")]
+    #[case(
+        "sidecar:\n  image: |\n    example.com/sg:1\n",
+        "policy sidecar.image: \"example.com/sg:1\\n\" has leading or trailing whitespace, which Kubernetes refuses in an image"
+    )]
     #[case(
         "sidecar: {resources: {limits: {memory: lots}}}",
         "policy sidecar.resources.limits.memory: invalid quantity \"lots\""
