@@ -27,11 +27,7 @@ impl Perspective {
     /// The validating webhook sees pods after mutation, but workloads as written, while their
     /// pods will be mutated when created.
     pub fn for_admission(object: &Value) -> Self {
-        let kind = object
-            .get("kind")
-            .and_then(Value::as_str)
-            .and_then(Kind::from_name);
-        match kind {
+        match Kind::of(object) {
             Some(Kind::Pod) | None => Perspective::AsWritten,
             Some(_) => Perspective::AsInjected,
         }

@@ -49,6 +49,31 @@ impl Kind {
         Self::ALL.into_iter().find(|k| k.name() == kind)
     }
 
+    /// The kind of an object (or owner reference) from its `kind` and `apiVersion`: a custom
+    /// resource that borrows a built-in kind's name (`example.com/v1` `Deployment`) is none of
+    /// these. Without an `apiVersion` (a partial manifest), the name decides.
+    pub fn of(object: &Value) -> Option<Self> {
+        let kind = Self::from_name(object.get("kind")?.as_str()?)?;
+        match object.get("apiVersion").and_then(Value::as_str) {
+            Some(api_version) if !kind.serves(api_version) => None,
+            _ => Some(kind),
+        }
+    }
+
+    /// Whether `api_version` (`apps/v1`, `v1`) is in this kind's API group; the retired
+    /// `extensions` group served Deployments, DaemonSets and ReplicaSets.
+    pub fn serves(self, api_version: &str) -> bool {
+        let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+        match self {
+            Kind::Pod | Kind::ReplicationController => group.is_empty(),
+            Kind::Deployment | Kind::DaemonSet | Kind::ReplicaSet => {
+                matches!(group, "apps" | "extensions")
+            }
+            Kind::StatefulSet => group == "apps",
+            Kind::Job | Kind::CronJob => group == "batch",
+        }
+    }
+
     /// The `kind` as Kubernetes spells it.
     pub fn name(self) -> &'static str {
         match self {
@@ -95,6 +120,14 @@ pub enum WorkloadError {
         "kind {0:?} has no pod template; supported kinds: Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob"
     )]
     UnsupportedKind(String),
+    /// A built-in kind's name under another API group: a custom resource, left alone.
+    #[error("{api_version} {kind} is a custom resource, not Kubernetes' {kind}")]
+    ForeignKind {
+        /// Its `apiVersion`.
+        api_version: String,
+        /// The built-in kind whose name it borrows.
+        kind: Kind,
+    },
     /// A supported kind with a missing or malformed part.
     #[error("{kind} {name}: {path} must be {expected}")]
     Malformed {
@@ -228,6 +261,14 @@ impl<'a> Workload<'a> {
         let kind_name = map.get("kind").and_then(Value::as_str).unwrap_or("");
         let kind = Kind::from_name(kind_name)
             .ok_or_else(|| WorkloadError::UnsupportedKind(kind_name.to_owned()))?;
+        if let Some(api_version) = map.get("apiVersion").and_then(Value::as_str)
+            && !kind.serves(api_version)
+        {
+            return Err(WorkloadError::ForeignKind {
+                api_version: api_version.to_owned(),
+                kind,
+            });
+        }
         let malformed = |pointer: &str, expected| WorkloadError::Malformed {
             kind,
             name: display_name(object),
@@ -377,13 +418,8 @@ pub fn owners(pod: &Value) -> Vec<(Kind, String)> {
     else {
         return Vec::new();
     };
-    let (Some(kind), Some(name)) = (
-        owner
-            .get("kind")
-            .and_then(Value::as_str)
-            .and_then(Kind::from_name),
-        owner.get("name").and_then(Value::as_str),
-    ) else {
+    let (Some(kind), Some(name)) = (Kind::of(owner), owner.get("name").and_then(Value::as_str))
+    else {
         return Vec::new();
     };
     let mut owners = vec![(kind, name.to_owned())];
@@ -486,6 +522,42 @@ mod tests {
         let pod = json!({"kind": "Pod", "metadata": {"name": "w"}, "spec": spec});
         let err = Workload::locate(&pod).unwrap_err().to_string();
         assert!(err.ends_with(expected), "{err}");
+    }
+
+    /// A custom resource that borrows a built-in kind's name is not that kind; the retired
+    /// groups that served a kind still do, and a partial manifest without `apiVersion` is read.
+    #[test]
+    fn the_api_group_tells_a_workload_from_a_custom_resource() {
+        let object = |api_version: Option<&str>, kind: &str| {
+            let mut object = json!({"kind": kind, "metadata": {"name": "w"},
+                                    "spec": {"template": {"spec": spec()}, "jobTemplate": {"spec": {"template": {"spec": spec()}}}}});
+            if let Some(api_version) = api_version {
+                object["apiVersion"] = json!(api_version);
+            }
+            object
+        };
+        for (api_version, kind) in [
+            (Some("apps/v1"), "Deployment"),
+            (Some("extensions/v1beta1"), "Deployment"),
+            (Some("batch/v1beta1"), "CronJob"),
+            (Some("v1"), "ReplicationController"),
+            (None, "StatefulSet"),
+        ] {
+            let object = object(api_version, kind);
+            assert!(Workload::locate(&object).is_ok(), "{api_version:?} {kind}");
+            assert!(Kind::of(&object).is_some(), "{api_version:?} {kind}");
+        }
+        let custom = object(Some("example.com/v1"), "Deployment");
+        assert_eq!(
+            Workload::locate(&custom).unwrap_err().to_string(),
+            "example.com/v1 Deployment is a custom resource, not Kubernetes' Deployment"
+        );
+        assert_eq!(Kind::of(&custom), None);
+        assert_eq!(Kind::of(&object(Some("apps/v1"), "Job")), None);
+        assert_eq!(
+            Kind::of(&json!({"apiVersion": "v1", "kind": "Pod"})),
+            Some(Kind::Pod)
+        );
     }
 
     #[test]

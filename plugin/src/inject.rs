@@ -142,9 +142,5 @@ pub(crate) fn report(
 
 /// A supported kind that could not be read (as opposed to a ConfigMap, which is simply not ours).
 fn is_malformed_workload(object: &Value) -> bool {
-    object
-        .get("kind")
-        .and_then(Value::as_str)
-        .and_then(sidekiq_guard::workload::Kind::from_name)
-        .is_some()
+    sidekiq_guard::workload::Kind::of(object).is_some()
 }

@@ -660,3 +660,15 @@ fn inject_refuses_a_workload_of_the_wrong_shape_and_prints_nothing() {
         text(&out.stderr)
     );
 }
+
+/// A custom resource named like a built-in workload is not one: printed unchanged, unremarked.
+#[test]
+fn a_custom_resource_with_a_workload_kind_is_left_alone() {
+    let custom = "apiVersion: example.com/v1\nkind: Deployment\nmetadata:\n  name: worker\nspec:\n  template:\n    spec:\n      containers:\n      - name: worker\n        image: shop:1\n        command: [bundle, exec, sidekiq]\n";
+    let out = run(&["inject", "-f", "-"], Some(custom));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(yaml_docs(&text(&out.stdout)), yaml_docs(custom));
+    assert_eq!(text(&out.stderr), "");
+    let out = run(&["validate", "-f", "-", "-o", "json"], Some(custom));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
