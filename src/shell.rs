@@ -293,7 +293,13 @@ impl Splitter {
             }
         }
         let words = std::mem::take(&mut self.current);
-        let first = words.first().map(String::as_str);
+        // `RAILS_ENV=production exec sidekiq` execs too: assignments before a command word
+        // only set its environment.
+        let assignments = words.iter().take_while(|w| is_assignment(w)).count();
+        let first = words
+            .get(assignments)
+            .or_else(|| words.first())
+            .map(String::as_str);
         let is_test = matches!(first, Some("[" | "[[" | "test"));
         // `exec` under a condition hands the script to another program in that case (the
         // dispatch of a shared entrypoint); a conditional `exit` is usually a bail-out on error.
@@ -303,7 +309,7 @@ impl Splitter {
         let defines_function = words.len() == 1 && matches!(separator, Separator::Open);
         // `exec` alone only redirects (its redirections are dropped); `exec puma` replaces the
         // shell, and `exit` ends it.
-        let execs = hands_over && words.len() > 1;
+        let execs = hands_over && words.len() > assignments + 1;
         let ends_script = execs || first == Some("exit");
         let defined = defines_function.then(|| words[0].clone());
         let mut pushed = None;
@@ -1492,6 +1498,14 @@ mod tests {
         assert_eq!(
             signals("exec sidekiq &>/proc/1/fd/1"),
             [("exec sidekiq".to_owned(), Reach)]
+        );
+        // Assignments before `exec` set the environment of what it runs (dash and bash exec).
+        assert_eq!(
+            signals("cd /app; RAILS_ENV=production exec sidekiq; echo never"),
+            [
+                ("cd /app".to_owned(), Waited),
+                ("RAILS_ENV=production exec sidekiq".to_owned(), Reach)
+            ]
         );
         assert_eq!(
             signals("trap 'kill -TERM $PID' TERM; sidekiq & PID=$!; wait $PID"),
