@@ -274,7 +274,11 @@ impl<'a> Workload<'a> {
             name: display_name(object),
             path: dotted(pointer),
             expected,
-            missing: object.at(pointer).is_none_or(Value::is_null),
+            // A null field reads as absent in Kubernetes; a null list entry is an entry.
+            missing: match object.at(pointer) {
+                None => true,
+                Some(value) => value.is_null() && !ends_in_index(pointer),
+            },
         };
         if present(object, "metadata").is_some_and(|v| !v.is_object()) {
             return Err(malformed("/metadata", "an object"));
@@ -456,6 +460,14 @@ pub fn display_name(object: &Value) -> String {
     }
 }
 
+/// Whether the pointer's last token is an array index (`/spec/containers/0`).
+fn ends_in_index(pointer: &str) -> bool {
+    pointer
+        .rsplit('/')
+        .next()
+        .is_some_and(|token| !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `/spec/template` → `spec.template`.
 /// A JSON pointer as the path users read in findings: `spec.containers[0].command`,
 /// `metadata.annotations["sidekiq-guard.io/longest-job"]`.
@@ -558,6 +570,23 @@ mod tests {
             Kind::of(&json!({"apiVersion": "v1", "kind": "Pod"})),
             Some(Kind::Pod)
         );
+    }
+
+    /// A null field is absent (a partial manifest); a null list entry is an entry of the
+    /// wrong shape, which an offline run refuses as input.
+    #[test]
+    fn a_null_container_is_wrong_shape_not_absent() {
+        let pod = json!({"kind": "Pod", "metadata": {"name": "w"}, "spec": {"containers": [null]}});
+        assert!(matches!(
+            Workload::locate(&pod),
+            Err(WorkloadError::Malformed { missing: false, .. })
+        ));
+        let partial =
+            json!({"kind": "Deployment", "metadata": {"name": "w"}, "spec": {"template": null}});
+        assert!(matches!(
+            Workload::locate(&partial),
+            Err(WorkloadError::Malformed { missing: true, .. })
+        ));
     }
 
     #[test]
