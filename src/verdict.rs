@@ -192,6 +192,26 @@ pub fn display_phase(pod: &Value) -> &str {
         .unwrap_or("Unknown")
 }
 
+/// The longest job a pod's jobs are judged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Longest {
+    /// Seconds.
+    pub secs: u64,
+    /// Declared by the pod's `longest-job` annotation; otherwise the policy's default that
+    /// sidekiq-guard injected the pod with.
+    pub declared: bool,
+}
+
+impl From<u64> for Longest {
+    /// A declared longest job.
+    fn from(secs: u64) -> Self {
+        Self {
+            secs,
+            declared: true,
+        }
+    }
+}
+
 /// A running job, as far as the verdict cares.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunningJob<'a> {
@@ -220,6 +240,9 @@ pub enum Verdict {
         elapsed_secs: u64,
         /// The declared longest job, seconds.
         declared_secs: u64,
+        /// No longest job is declared: `declared_secs` is the policy's default.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        policy_default: bool,
         /// Seconds left before SIGKILL.
         left_secs: u64,
         /// When Sidekiq's shutdown timeout ends sooner than that: the seconds until it does,
@@ -249,12 +272,12 @@ pub struct TimeoutLeft {
     pub timeout_secs: u64,
 }
 
-/// Judges the jobs of a pod being deleted, with a declared longest job; `shutdown` is how its
-/// Sidekiq gets SIGTERM, when known; `jobs` is `None` when they could not be read.
+/// Judges the jobs of a pod being deleted by its longest job; `shutdown` is how its Sidekiq
+/// gets SIGTERM, when known; `jobs` is `None` when they could not be read.
 pub fn terminating(
     deletion: &Deletion<'_>,
     shutdown: Option<Shutdown>,
-    declared_secs: Option<u64>,
+    longest: Option<Longest>,
     jobs: Option<&[RunningJob<'_>]>,
 ) -> Verdict {
     let left = deletion.left_secs.max(0.0);
@@ -267,7 +290,11 @@ pub fn terminating(
     if jobs.is_empty() {
         return Verdict::Idle;
     }
-    let Some(declared) = declared_secs else {
+    let Some(Longest {
+        secs: declared,
+        declared: is_declared,
+    }) = longest
+    else {
         return Verdict::Unknown {
             left_secs: left_whole,
         };
@@ -304,6 +331,7 @@ pub fn terminating(
             class: job.class.to_owned(),
             elapsed_secs: job.elapsed_secs.floor() as u64,
             declared_secs: declared,
+            policy_default: !is_declared,
             left_secs: left_whole,
             shutdown_timeout: until_timeout.map(|(secs, timeout)| TimeoutLeft {
                 left_secs: secs.max(0.0).floor() as u64,
@@ -339,12 +367,18 @@ impl fmt::Display for Verdict {
                 class,
                 elapsed_secs,
                 declared_secs,
+                policy_default,
                 left_secs,
                 shutdown_timeout,
             } => {
+                let longest = if *policy_default {
+                    "the policy's default longest job"
+                } else {
+                    "a declared"
+                };
                 write!(
                     f,
-                    "at risk: job {class} has run {} of a declared {}, ",
+                    "at risk: job {class} has run {} of {longest} {}, ",
                     Secs(*elapsed_secs),
                     Secs(*declared_secs)
                 )?;
@@ -478,7 +512,7 @@ mod tests {
         let verdict = terminating(
             &deletion(20.4),
             None,
-            Some(300),
+            Some(300.into()),
             Some(&[job("ReportJob", 240.0)]),
         );
         assert_eq!(
@@ -492,7 +526,7 @@ mod tests {
         let verdict = terminating(
             &deletion(100.0),
             None,
-            Some(300),
+            Some(300.into()),
             Some(&[job("ReportJob", 240.0), job("MailJob", 2.0)]),
         );
         assert_eq!(
@@ -506,7 +540,7 @@ mod tests {
         let verdict = terminating(
             &deletion(120.0),
             None,
-            Some(300),
+            Some(300.into()),
             Some(&[job("ReportJob", 250.0)]),
         );
         assert_eq!(verdict, Verdict::WillFinish { left_secs: 120 });
@@ -518,7 +552,7 @@ mod tests {
         let verdict = terminating(
             &deletion(600.0),
             None,
-            Some(60),
+            Some(60.into()),
             Some(&[job("ImportJob", 61.0)]),
         );
         assert_eq!(
@@ -527,10 +561,31 @@ mod tests {
         );
     }
 
+    /// A pod that declares no longest job was injected with the policy's default: judged by
+    /// it, and said so.
+    #[test]
+    fn the_policy_default_is_not_called_declared() {
+        let default = Longest {
+            secs: 60,
+            declared: false,
+        };
+        let verdict = terminating(
+            &deletion(600.0),
+            None,
+            Some(default),
+            Some(&[job("ReportJob", 90.0)]),
+        );
+        assert_eq!(
+            verdict.to_string(),
+            "at risk: job ReportJob has run 1m30s of the policy's default longest job 1m, 600 s left"
+        );
+        assert_eq!(serde_json::to_value(&verdict).unwrap()["policy_default"], true);
+    }
+
     #[test]
     fn idle_and_undeclared() {
         assert_eq!(
-            terminating(&deletion(10.0), None, Some(60), Some(&[])),
+            terminating(&deletion(10.0), None, Some(60.into()), Some(&[])),
             Verdict::Idle
         );
         assert_eq!(
@@ -545,14 +600,14 @@ mod tests {
 
     #[test]
     fn jobs_that_cannot_be_seen_are_not_idle() {
-        let verdict = terminating(&deletion(28.0), None, Some(60), None);
+        let verdict = terminating(&deletion(28.0), None, Some(60.into()), None);
         assert_eq!(verdict, Verdict::Unseen { left_secs: 28 });
         assert_eq!(
             verdict.to_string(),
             "unknown: its running jobs cannot be seen"
         );
         assert!(!verdict.safe() && !verdict.at_risk());
-        assert!(terminating(&deletion(28.0), None, Some(60), Some(&[])).safe());
+        assert!(terminating(&deletion(28.0), None, Some(60.into()), Some(&[])).safe());
     }
 
     #[test]
@@ -570,7 +625,7 @@ mod tests {
         };
         let jobs = [job("ReportJob", 200.0)];
         assert_eq!(
-            terminating(&deletion, Some(no_hook), Some(300), Some(&jobs)).to_string(),
+            terminating(&deletion, Some(no_hook), Some(300.into()), Some(&jobs)).to_string(),
             "at risk: job ReportJob has run 3m20s of a declared 5m, and Sidekiq's shutdown timeout (-t 25) has passed: it goes back to its queue unfinished"
         );
         // The drain holds SIGTERM for its budget (320 s): 320 + 25 - 100 = 245 s left.
@@ -579,12 +634,12 @@ mod tests {
             timeout: 25,
         };
         assert_eq!(
-            terminating(&deletion, Some(drain), Some(300), Some(&jobs)),
+            terminating(&deletion, Some(drain), Some(300.into()), Some(&jobs)),
             Verdict::WillFinish { left_secs: 500 }
         );
         let long = [job("ReportJob", 10.0)];
         assert_eq!(
-            terminating(&deletion, Some(drain), Some(300), Some(&long)).to_string(),
+            terminating(&deletion, Some(drain), Some(300.into()), Some(&long)).to_string(),
             "at risk: job ReportJob has run 10s of a declared 5m, 245 s left before Sidekiq's shutdown timeout (-t 25) sends it back to its queue"
         );
         // A hook that waits for the jobs some other way: only SIGKILL bounds them.
@@ -593,7 +648,7 @@ mod tests {
             timeout: 25,
         };
         assert_eq!(
-            terminating(&deletion, Some(waits), Some(300), Some(&jobs)),
+            terminating(&deletion, Some(waits), Some(300.into()), Some(&jobs)),
             Verdict::WillFinish { left_secs: 500 }
         );
     }

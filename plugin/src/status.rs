@@ -39,8 +39,11 @@ pub(crate) struct PodRow {
     /// Whether sidekiq-guard injected it (it has the status annotation).
     pub(crate) injected: bool,
     pub(crate) probe_port: Option<u16>,
-    /// The longest job the pod declares, seconds.
+    /// The longest job the pod declares, else the policy default it was injected with, seconds.
     pub(crate) declared_longest_job_secs: Option<u64>,
+    /// `declared_longest_job_secs` is the policy's default: the pod declares none.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) longest_job_is_default: bool,
     /// `probe`, `redis`, or `null` when nothing could be read.
     pub(crate) source: Option<&'static str>,
     /// Why its processes are unknown.
@@ -322,6 +325,7 @@ fn base_row(pod: &Value, now: f64) -> PodRow {
             .as_ref()
             .map(|s| s.longest_job)
             .or(overrides.longest_job),
+        longest_job_is_default: status.is_some() && overrides.longest_job.is_none(),
         source: None,
         problem: None,
         processes: Vec::new(),
@@ -346,7 +350,11 @@ fn terminating(pod: &Value, row: &PodRow, now: f64) -> Option<Terminating> {
     let verdict = verdict::terminating(
         &deletion,
         shutdown,
-        row.declared_longest_job_secs,
+        row.declared_longest_job_secs
+            .map(|secs| verdict::Longest {
+                secs,
+                declared: !row.longest_job_is_default,
+            }),
         row.jobs_seen.then_some(jobs.as_slice()),
     );
     let summary = match (&verdict, &row.problem) {
@@ -530,6 +538,7 @@ fn join_redis(
             injected: false,
             probe_port: None,
             declared_longest_job_secs: None,
+            longest_job_is_default: false,
             source: Some("redis"),
             problem: None,
             processes,

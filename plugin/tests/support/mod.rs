@@ -706,7 +706,8 @@ async fn forward(port: u16, path: &str) -> Response {
 // ---------------------------------------------------------------------------------------------
 // Objects
 
-/// A Sidekiq pod as the API returns it once sidekiq-guard injected it.
+/// A Sidekiq pod as the API returns it once sidekiq-guard injected it, declaring its longest
+/// job.
 pub fn injected_pod(namespace: &str, name: &str, longest_job: u64, port: u16) -> Value {
     let status = json!({"version": "0.1.0", "container": "worker", "sidecar": "native", "probePort": port,
                         "drainBudget": 20 + longest_job, "grace": 20 + longest_job + 30, "longestJob": longest_job,
@@ -715,7 +716,10 @@ pub fn injected_pod(namespace: &str, name: &str, longest_job: u64, port: u16) ->
         "metadata": {
             "name": name, "namespace": namespace,
             "labels": {"app": "worker", "pod-template-hash": "7d9c8f6b5"},
-            "annotations": {"sidekiq-guard.io/status": status.to_string()},
+            "annotations": {
+                "sidekiq-guard.io/status": status.to_string(),
+                "sidekiq-guard.io/longest-job": format!("{longest_job}s"),
+            },
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rails-worker-7d9c8f6b5", "uid": "x", "controller": true}],
             "creationTimestamp": "2026-11-01T00:00:00Z",
         },
