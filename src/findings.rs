@@ -99,6 +99,7 @@ codes! {
     AnnotationUnknown = "SG028" "annotation-unknown";
     RedisPasswordBesideUrl = "SG029" "redis-password-beside-url";
     ProbeSidecarMissing = "SG030" "probe-sidecar-missing";
+    IdentityShared = "SG031" "identity-shared";
 }
 
 impl Blocked {
@@ -272,6 +273,7 @@ pub fn evaluate(
     ctx.prestop(&mut findings);
     ctx.probes(&mut findings);
     findings.extend(ctx.sidecar_missing());
+    findings.extend(ctx.identity_shared());
     ctx.redis(&mut findings);
     findings.extend(blocked.and_then(|blocked| ctx.blocked(blocked)));
     findings
@@ -971,6 +973,46 @@ impl Ctx<'_, '_> {
                 inject = annotations::INJECT,
             ),
         ))
+    }
+
+    /// Sidekiq names its processes after `$DYNO`, else the hostname, and the probe finds this
+    /// pod's processes by that name: pods that share it cannot be told apart, and one pod's
+    /// drain quiets them all. A `DYNO` written literally in a template is the same in every pod
+    /// (during a rollout, old and new alike); under `hostNetwork` the hostname is the node's,
+    /// and the probe's port a node port too — unless one pod per node (a DaemonSet) is all.
+    fn identity_shared(&self) -> Option<Finding> {
+        let workload = &self.analysis.workload;
+        let dyno = crate::workload::env_entry(
+            crate::workload::list(self.analysis.sidekiq_json(), "env"),
+            sidecar::DYNO,
+        )
+        .filter(|entry| entry.get("valueFrom").is_none())
+        .and_then(|entry| entry.get("value").and_then(Value::as_str))
+        .filter(|value| !value.contains("$("));
+        if let Some(dyno) = dyno.filter(|_| workload.kind != Kind::Pod) {
+            return Some(Finding::new(
+                Code::IdentityShared,
+                Severity::Error,
+                self.container_path("env"),
+                format!(
+                    "every pod of this template sets DYNO to {dyno:?}, the name Sidekiq's processes go by: the probe cannot tell one pod's processes from another's, and one pod's drain quiets them all"
+                ),
+                "derive it from the pod: env POD_NAME from fieldRef metadata.name above it, and DYNO: $(POD_NAME); or remove DYNO".to_owned(),
+            ));
+        }
+        let host_network = workload.spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
+        (host_network && dyno.is_none() && workload.kind != Kind::DaemonSet).then(|| {
+            Finding::new(
+                Code::IdentityShared,
+                Severity::Warning,
+                workload.path("spec.hostNetwork"),
+                format!(
+                    "with hostNetwork, Sidekiq's processes go by the node's name, shared by every such pod on the node: one pod's drain quiets them all, and a second injected pod there cannot bind the probe's port {}",
+                    self.port()
+                ),
+                "run Sidekiq without hostNetwork, or one such pod per node (a DaemonSet)".to_owned(),
+            )
+        })
     }
 
     fn redis(&self, findings: &mut Vec<Finding>) {

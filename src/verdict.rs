@@ -579,7 +579,10 @@ mod tests {
             verdict.to_string(),
             "at risk: job ReportJob has run 1m30s of the policy's default longest job 1m, 600 s left"
         );
-        assert_eq!(serde_json::to_value(&verdict).unwrap()["policy_default"], true);
+        assert_eq!(
+            serde_json::to_value(&verdict).unwrap()["policy_default"],
+            true
+        );
     }
 
     #[test]

@@ -1359,3 +1359,55 @@ fn calls_to_a_probe_the_pod_does_not_run_are_reported() {
     elsewhere["spec"]["containers"][0]["lifecycle"]["preStop"]["httpGet"]["port"] = json!(9000);
     assert_eq!(finding(&elsewhere), Vec::new());
 }
+
+/// Pods that share the name Sidekiq's processes go by cannot be told apart by the probe: a
+/// literal DYNO in a template (the same in every pod), or hostNetwork (the node's name) where
+/// more than one such pod may share a node.
+#[test]
+fn pods_that_share_an_identity_are_reported() {
+    let policy = Policy::default();
+    let ctx = ctx(&policy, Mode::Native);
+    let shared = |object: &Value| -> Vec<(Severity, String, String)> {
+        review::validate(object, &ctx, Perspective::AsWritten)
+            .findings
+            .into_iter()
+            .filter(|f| f.code == Code::IdentityShared)
+            .map(|f| (f.severity, f.path, f.message))
+            .collect()
+    };
+    let env = |dyno: Value| {
+        json!({"env": [
+            {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            dyno,
+        ]})
+    };
+    let literal = worker(env(json!({"name": "DYNO", "value": "worker.1"})), json!({}));
+    assert_eq!(
+        shared(&literal),
+        vec![(
+            Severity::Error,
+            "spec.template.spec.containers[0].env".to_owned(),
+            "every pod of this template sets DYNO to \"worker.1\", the name Sidekiq's processes go by: the probe cannot tell one pod's processes from another's, and one pod's drain quiets them all".to_owned()
+        )]
+    );
+    let per_pod = worker(
+        env(json!({"name": "DYNO", "value": "$(POD_NAME).worker"})),
+        json!({}),
+    );
+    assert_eq!(shared(&per_pod), Vec::new());
+
+    let mut host = worker(json!({}), json!({}));
+    host["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+    let found = shared(&host);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, Severity::Warning);
+    assert_eq!(found[0].1, "spec.template.spec.hostNetwork");
+    assert!(
+        found[0].2.ends_with("cannot bind the probe's port 7434"),
+        "{}",
+        found[0].2
+    );
+    host["kind"] = json!("DaemonSet");
+    assert_eq!(shared(&host), Vec::new(), "one pod per node");
+}

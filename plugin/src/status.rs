@@ -350,11 +350,10 @@ fn terminating(pod: &Value, row: &PodRow, now: f64) -> Option<Terminating> {
     let verdict = verdict::terminating(
         &deletion,
         shutdown,
-        row.declared_longest_job_secs
-            .map(|secs| verdict::Longest {
-                secs,
-                declared: !row.longest_job_is_default,
-            }),
+        row.declared_longest_job_secs.map(|secs| verdict::Longest {
+            secs,
+            declared: !row.longest_job_is_default,
+        }),
         row.jobs_seen.then_some(jobs.as_slice()),
     );
     let summary = match (&verdict, &row.problem) {
