@@ -226,7 +226,12 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
         detect::set_at_run_time(sidekiq, container.via_shell, value)
     });
     let settings = Settings::resolve(ctx.policy, &overrides, &flags);
-    let prestop = prestop::classify(sidekiq);
+    let shared_pids = workload
+        .spec
+        .get("shareProcessNamespace")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let prestop = prestop::classify(sidekiq, shared_pids);
     let grace = Grace::compute(&settings, prestop.fixed_sleep());
     let port = choose_port(&workload, container.index, &settings);
     let redis = sidecar::redis_env(sidekiq);

@@ -98,8 +98,10 @@ impl PreStop {
     }
 }
 
-/// Reads the preStop hook of `container`.
-pub fn classify(container: &Value) -> PreStop {
+/// Reads the preStop hook of `container`; `shared_pids` when the pod shares one process
+/// namespace between its containers (`shareProcessNamespace`), where PID 1 is the pod's pause
+/// process, not the container's first.
+pub fn classify(container: &Value, shared_pids: bool) -> PreStop {
     let Some(hook) = container.at("/lifecycle/preStop").filter(|h| !h.is_null()) else {
         return PreStop::Missing;
     };
@@ -145,13 +147,14 @@ pub fn classify(container: &Value) -> PreStop {
             .get(name)
             .cloned()
     };
-    classify_exec(&command, &lookup, &|name| {
+    classify_exec(&command, shared_pids, &lookup, &|name| {
         !crate::detect::may_define(container, name)
     })
 }
 
 fn classify_exec(
     command: &[String],
+    shared_pids: bool,
     lookup: &dyn Fn(&str) -> Option<String>,
     unset: &dyn Fn(&str) -> bool,
 ) -> PreStop {
@@ -159,7 +162,10 @@ fn classify_exec(
         what: format!("exec {}", command.join(" ")),
         sleeps,
     };
-    let mut reading = Reading::default();
+    let mut reading = Reading {
+        shared_pids,
+        ..Reading::default()
+    };
     if !reading.command(command, lookup, unset, 0) {
         return what(0);
     }
@@ -173,6 +179,7 @@ fn classify_exec(
         uncertain: _,
         stops,
         broken,
+        shared_pids: _,
     } = reading;
     if let Some((what, effect)) = broken {
         return PreStop::Broken { what, effect };
@@ -217,6 +224,8 @@ struct Reading {
     /// The command being read may not run (`[ -f x ] && sleep 600`), or runs beside the rest
     /// (`sleep 600 &`, a pipeline): its sleep is no lower bound of the hook's time.
     uncertain: bool,
+    /// The pod shares one process namespace: PID 1 is its pause process.
+    shared_pids: bool,
 }
 
 impl Reading {
@@ -273,6 +282,17 @@ impl Reading {
         let signal = matches!(shell::basename(name), "kill" | "pkill" | "killall")
             .then(|| signal_sent(args))
             .flatten();
+        if let Some(signal) = &signal
+            && self.shared_pids
+            && shell::basename(name) == "kill"
+            && kill_targets(args) == ["1"]
+        {
+            self.broken = Some((
+                format!("sends SIG{signal} to PID 1"),
+                "with shareProcessNamespace, PID 1 is the pod's pause process, not Sidekiq: Sidekiq gets nothing",
+            ));
+            return;
+        }
         match (shell::basename(name), signal.as_deref()) {
             (_, Some("TSTP")) => self.quiets = true,
             (_, Some("TERM" | "INT")) => self.stops = signal,
@@ -421,6 +441,23 @@ fn quiets_through_process_set(args: &[String]) -> Option<bool> {
     })
 }
 
+/// The processes `kill` signals: its operands that are not options or a signal's name.
+fn kill_targets(args: &[String]) -> Vec<&str> {
+    let mut targets = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "-s" | "-n" | "--signal" => {
+                rest.next();
+            }
+            "--" => targets.extend(rest.by_ref().map(String::as_str)),
+            option if option.starts_with('-') && option.len() > 1 => {}
+            target => targets.push(target),
+        }
+    }
+    targets
+}
+
 /// The signal a `kill`/`pkill`/`killall` sends, by name without `SIG`: `-TSTP`, `-SIGTSTP`,
 /// `-20`, `-s TSTP`, `--signal=TSTP`, `-n 20`, any case; `TERM` when none is given. `None` for
 /// one this project does not tell apart.
@@ -468,31 +505,73 @@ mod tests {
     use rstest::rstest;
     use serde_json::json;
 
+    /// With one process namespace for the pod, PID 1 is the pause process: a signal to it
+    /// reaches no Sidekiq. Signals by name (`pkill`) or to another PID still do.
+    #[test]
+    fn pid_one_is_the_pause_process_in_a_shared_process_namespace() {
+        let shared =
+            |command: &[&str]| classify(&with_hook(json!({"exec": {"command": command}})), true);
+        assert_eq!(
+            shared(&["sh", "-c", "kill -TSTP 1; sleep 90"]),
+            PreStop::Broken {
+                what: "sends SIGTSTP to PID 1".into(),
+                effect: "with shareProcessNamespace, PID 1 is the pod's pause process, not Sidekiq: Sidekiq gets nothing",
+            }
+        );
+        assert!(matches!(
+            shared(&["kill", "-s", "TSTP", "--", "1"]),
+            PreStop::Broken { .. }
+        ));
+        assert_eq!(
+            shared(&["sh", "-c", "pkill -TSTP -f sidekiq; sleep 90"]),
+            PreStop::QuietThenSleep {
+                sleep: 90,
+                also_runs: false
+            }
+        );
+        assert_eq!(
+            shared(&["sh", "-c", "kill -TSTP $(cat /tmp/sidekiq.pid); sleep 90"]),
+            exec(&["sh", "-c", "kill -TSTP $(cat /tmp/sidekiq.pid); sleep 90"])
+        );
+        assert_eq!(
+            exec(&["sh", "-c", "kill -TSTP 1; sleep 90"]),
+            PreStop::QuietThenSleep {
+                sleep: 90,
+                also_runs: false
+            }
+        );
+    }
+
+    /// The hook of a container in a pod with its own process namespace.
+    fn classify_alone(container: &Value) -> PreStop {
+        classify(container, false)
+    }
+
     fn with_hook(hook: Value) -> Value {
         json!({"name": "w", "lifecycle": {"preStop": hook}})
     }
 
     fn exec(command: &[&str]) -> PreStop {
-        classify(&with_hook(json!({"exec": {"command": command}})))
+        classify_alone(&with_hook(json!({"exec": {"command": command}})))
     }
 
     #[test]
     fn missing_hooks() {
-        assert_eq!(classify(&json!({"name": "w"})), PreStop::Missing);
+        assert_eq!(classify_alone(&json!({"name": "w"})), PreStop::Missing);
         assert_eq!(
-            classify(&json!({"name": "w", "lifecycle": {}})),
+            classify_alone(&json!({"name": "w", "lifecycle": {}})),
             PreStop::Missing
         );
-        assert_eq!(classify(&with_hook(Value::Null)), PreStop::Missing);
+        assert_eq!(classify_alone(&with_hook(Value::Null)), PreStop::Missing);
     }
 
     #[test]
     fn the_drain_endpoint() {
         let hook = with_hook(json!({"httpGet": {"path": "/drain", "port": 7434}}));
-        assert_eq!(classify(&hook), PreStop::Drain { port: Some(7434) });
+        assert_eq!(classify_alone(&hook), PreStop::Drain { port: Some(7434) });
         let hook = with_hook(json!({"httpGet": {"path": "/shutdown", "port": 8080}}));
         assert_eq!(
-            classify(&hook),
+            classify_alone(&hook),
             PreStop::Unrecognised {
                 what: "httpGet /shutdown".into(),
                 sleeps: 0,
@@ -578,7 +657,7 @@ mod tests {
             "env": [{"name": "DRAIN_SECONDS", "value": "300"}],
             "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep $DRAIN_SECONDS"]}}}});
         assert_eq!(
-            classify(&container),
+            classify_alone(&container),
             PreStop::QuietThenSleep {
                 sleep: 300,
                 also_runs: false
@@ -587,7 +666,7 @@ mod tests {
         let defaulted = json!({"name": "w",
             "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep ${DRAIN:-120}"]}}}});
         assert_eq!(
-            classify(&defaulted),
+            classify_alone(&defaulted),
             PreStop::QuietThenSleep {
                 sleep: 120,
                 also_runs: false
@@ -623,7 +702,7 @@ mod tests {
     fn sleeping_alone_does_not_quiet() {
         assert_eq!(exec(&["sleep", "30"]), PreStop::SleepOnly { sleep: 30 });
         assert_eq!(
-            classify(&with_hook(json!({"sleep": {"seconds": 15}}))),
+            classify_alone(&with_hook(json!({"sleep": {"seconds": 15}}))),
             PreStop::SleepOnly { sleep: 15 }
         );
     }
