@@ -351,7 +351,7 @@ fn parse(
         _ => looks_json,
     };
     let yaml = |text| {
-        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|source| {
+        serde_saphyr::from_multiple_with_options(text, yaml_options(text.len())).map_err(|source| {
             ManifestError::Yaml {
                 path: name.to_owned(),
                 source: sidekiq_guard::errors::YamlError::new(&source),
@@ -388,9 +388,22 @@ fn parse(
 }
 
 /// YAML as Kubernetes reads it: YAML 1.1 numbers, where `0644` (a file mode) is octal.
-fn yaml_options() -> serde_saphyr::Options {
+///
+/// The parser's budget counts the whole stream, and its defaults (250,000 nodes, depth 64)
+/// refuse a long `helm template` stream or a deep CRD schema that kubectl reads. The input is
+/// in memory already, so what the budget still guards against is alias expansion (its own
+/// limits stay); the counts that grow with the input grow with it here, and the depth is
+/// serde_json's, so that YAML and JSON read alike.
+fn yaml_options(input_bytes: usize) -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.legacy_octal_numbers = true;
+    let mut budget = serde_saphyr::budget::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(input_bytes);
+    budget.max_events = budget.max_events.max(input_bytes.saturating_mul(2));
+    budget.max_documents = budget.max_documents.max(input_bytes / 4);
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(input_bytes);
+    budget.max_depth = 128;
+    options.budget = Some(budget);
     options
 }
 
@@ -557,6 +570,35 @@ mod tests {
         let sources: Vec<_> = input.documents.iter().map(|d| d.source.as_str()).collect();
         assert_eq!(sources, vec!["stdin#1", "stdin#2"]);
         assert_eq!(input.documents[1].value, json!({"kind": "B"}));
+    }
+
+    /// What kubectl reads, however long or deep: the parser's default budget (250,000 nodes
+    /// for the whole stream, depth 64) would refuse both. Aliases keep their limits.
+    #[test]
+    fn long_streams_and_deep_documents_are_read() {
+        let items = vec!["0"; 300_000].join(",");
+        let long = format!("kind: A\ndata: [{items}]\n---\nkind: B\n");
+        let input = read_text(&long).unwrap();
+        assert_eq!(input.documents.len(), 2);
+        assert_eq!(input.documents[0].value["data"].as_array().unwrap().len(), 300_000);
+
+        let mut deep = "kind: A\nspec:\n".to_owned();
+        for level in 1..100 {
+            deep.push_str(&format!("{}a:\n", "  ".repeat(level)));
+        }
+        deep.push_str(&format!("{}leaf: 1\n", "  ".repeat(100)));
+        // On the stack of a main thread (8 MiB), not a test thread's 2 MiB: an unoptimised
+        // build's frames are large.
+        let read = std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(move || read_text(&deep).map(|input| input.documents.len()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(read.unwrap(), 1);
+
+        let laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+        assert!(read_text(laughs).is_err(), "alias expansion stays bounded");
     }
 
     #[test]
