@@ -181,9 +181,14 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
         delay_ms = millis(config.shutdown_delay),
         "shutting down: not ready any more; still answering while endpoints are updated"
     );
-    tokio::select! {
-        _ = tokio::time::sleep(config.shutdown_delay) => {}
-        _ = signals.changed() => tracing::info!("second signal: skipping the rest of the delay"),
+    // Two signals in quick succession may both be counted before the first is seen.
+    if *signals.borrow_and_update() > 1 {
+        tracing::info!("second signal: skipping the delay");
+    } else {
+        tokio::select! {
+            _ = tokio::time::sleep(config.shutdown_delay) => {}
+            _ = signals.changed() => tracing::info!("second signal: skipping the rest of the delay"),
+        }
     }
     tracing::info!(
         open_connections = handle.connection_count(),
