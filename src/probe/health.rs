@@ -184,6 +184,25 @@ fn unreadable(tracker: &Tracker) -> Option<String> {
     Some(format!("process {identity} cannot be read: {why}{more}"))
 }
 
+/// Why no process is there when one was: its record left Redis without the process saying so
+/// (`/status` lists it as expired), rather than "no process".
+fn no_process(tracker: &Tracker, now: Now) -> String {
+    let expired = tracker.processes().find_map(|t| match t.state {
+        ProcessState::Expired => Some((t.identity.as_str(), t.last_beat)),
+        _ => None,
+    });
+    match expired {
+        Some((identity, Some(beat))) => format!(
+            "process {identity} is no longer in Redis (its record expired or was lost), last heartbeat {} ago",
+            secs(tracker.heartbeat_age(beat, now))
+        ),
+        Some((identity, None)) => {
+            format!("process {identity} is no longer in Redis (its record expired or was lost)")
+        }
+        None => format!("no Sidekiq process {} in Redis", whose(tracker)),
+    }
+}
+
 fn whose(tracker: &Tracker) -> String {
     match tracker.scope() {
         Scope::Host(host) => format!("with hostname {host:?}"),
@@ -284,10 +303,7 @@ pub fn liveness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdict
                 Code::Unreadable,
                 format!("{reason}; liveness holds: restarting Sidekiq would not fix its records"),
             ),
-            None => Verdict::pass(
-                Code::NoProcess,
-                format!("no Sidekiq process {} in Redis", whose(tracker)),
-            ),
+            None => Verdict::pass(Code::NoProcess, no_process(tracker, now)),
         },
     }
 }
@@ -353,10 +369,7 @@ pub fn readiness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdic
     if let Some(reason) = unreadable(tracker) {
         return Verdict::fail(Code::Unreadable, reason);
     }
-    Verdict::fail(
-        Code::NoProcess,
-        format!("no Sidekiq process {} in Redis", whose(tracker)),
-    )
+    Verdict::fail(Code::NoProcess, no_process(tracker, now))
 }
 
 #[cfg(test)]
@@ -592,6 +605,33 @@ mod tests {
                 Code::StaleHeartbeat,
                 "heartbeat of w-0:1:aa is 1m36s old (threshold 1m)"
             )
+        );
+    }
+
+    /// A process whose record left Redis without the process saying so (Redis lost its data)
+    /// is named, as `/status` lists it, rather than called absent.
+    #[test]
+    fn a_process_whose_record_vanished_is_named() {
+        let th = Thresholds::default();
+        let mut t = tracker_with(1_005.0, false, 1_006.0);
+        t.ingest(
+            at(1_020.0),
+            None,
+            vec![RawProcess {
+                identity: "w-0:1:aa".into(),
+                member: Ok(true),
+                hash: Ok(Vec::new()),
+                work: Vec::new(),
+            }],
+        );
+        let expected = "process w-0:1:aa is no longer in Redis (its record expired or was lost), last heartbeat 15s ago";
+        assert_eq!(
+            readiness(&t, at(1_020.0), &th),
+            Verdict::fail(Code::NoProcess, expected)
+        );
+        assert_eq!(
+            liveness(&t, at(1_020.0), &th),
+            Verdict::pass(Code::NoProcess, expected)
         );
     }
 
