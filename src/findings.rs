@@ -1139,6 +1139,25 @@ impl Ctx<'_, '_> {
                 ),
                 format!("choose a free port in {}, or remove it to let sidekiq-guard pick one", annotations::PROBE_PORT),
             ),
+            // Injected for another cluster: where sidecars are classic, the native one is an
+            // init container that never ends, and the pod never starts.
+            Blocked::ClassicSidecarInJob
+                if self.state.sidecar.is_some_and(|at| at.mode == crate::Mode::Native) =>
+            {
+                Finding::new(
+                    Code::ClassicSidecarInJob,
+                    Severity::Error,
+                    self.container_path(""),
+                    format!(
+                        "this pod runs to completion and carries {} as a native sidecar: where sidecars are classic (Kubernetes before 1.29), it is an init container that never ends, and Sidekiq never starts",
+                        sidecar::NAME
+                    ),
+                    format!(
+                        "remove the {} init container, or run this on Kubernetes 1.29+ with sidecar.mode: native or auto",
+                        sidecar::NAME
+                    ),
+                )
+            }
             Blocked::ClassicSidecarInJob => Finding::new(
                 Code::ClassicSidecarInJob,
                 Severity::Warning,

@@ -1411,3 +1411,26 @@ fn pods_that_share_an_identity_are_reported() {
     host["kind"] = json!("DaemonSet");
     assert_eq!(shared(&host), Vec::new(), "one pod per node");
 }
+
+/// A Job's pod injected with a native sidecar, judged where sidecars are classic: the sidecar
+/// is an init container that never ends there, and the pod never starts.
+#[test]
+fn a_native_sidecar_in_a_job_is_an_error_where_sidecars_are_classic() {
+    let policy = Policy::default();
+    let mut job = worker(json!({}), json!({}));
+    job["apiVersion"] = json!("batch/v1");
+    job["kind"] = json!("Job");
+    job["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+    let (native, _) = review::inject(&job, &ctx(&policy, Mode::Native)).unwrap();
+    let classic = ctx(&policy, Mode::Classic);
+    let sg016 = |object: &Value| -> Vec<Severity> {
+        review::validate(object, &classic, Perspective::AsWritten)
+            .findings
+            .into_iter()
+            .filter(|f| f.code == Code::ClassicSidecarInJob)
+            .map(|f| f.severity)
+            .collect()
+    };
+    assert_eq!(sg016(&job), vec![Severity::Warning], "not injected: said");
+    assert_eq!(sg016(&native), vec![Severity::Error]);
+}
