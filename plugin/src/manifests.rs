@@ -580,7 +580,10 @@ mod tests {
         let long = format!("kind: A\ndata: [{items}]\n---\nkind: B\n");
         let input = read_text(&long).unwrap();
         assert_eq!(input.documents.len(), 2);
-        assert_eq!(input.documents[0].value["data"].as_array().unwrap().len(), 300_000);
+        assert_eq!(
+            input.documents[0].value["data"].as_array().unwrap().len(),
+            300_000
+        );
 
         let mut deep = "kind: A\nspec:\n".to_owned();
         for level in 1..100 {
