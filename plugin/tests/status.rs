@@ -26,6 +26,25 @@ fn fixed(status: u16, body: Value) -> ProxyTarget {
     }
 }
 
+/// A cluster of one injected pod, `shop/worker-1`, whose probe answers at once with `job`
+/// running.
+fn one_worker(job: &str) -> ApiServer {
+    let api = ApiServer::start();
+    api.add_pod(injected_pod("shop", "worker-1", 60, 7434));
+    api.proxy(
+        "shop",
+        "worker-1",
+        7434,
+        fixed(200, probe_document("worker-1", &[(job, 2.0)], "idle")),
+    );
+    api
+}
+
+/// How many requests the API server has seen whose line contains `part`.
+fn requests_with(api: &ApiServer, part: &str) -> usize {
+    api.requests().iter().filter(|r| r.contains(part)).count()
+}
+
 /// The plugin on a machine with no kubeconfig (`home` has none) and outside any pod.
 fn without_a_cluster(home: &std::path::Path) -> std::process::Command {
     let mut command = plugin();
@@ -1603,22 +1622,10 @@ fn drain_tells_pods_whose_sidekiq_does_not_run_without_asking_them() {
 /// on and shows the cluster again once it answers.
 #[test]
 fn a_watch_outlives_a_failed_refresh() {
-    let api = ApiServer::start();
-    api.add_pod(injected_pod("shop", "worker-1", 60, 7434));
-    api.proxy(
-        "shop",
-        "worker-1",
-        7434,
-        fixed(200, probe_document("worker-1", &[("MailJob", 2.0)], "idle")),
-    );
+    let api = one_worker("MailJob");
     let kubeconfig = api.kubeconfig("shop");
     let child = watch(&kubeconfig, &["--interval", "200ms"]);
-    let lists = || {
-        api.requests()
-            .iter()
-            .filter(|r| r.contains("/pods?"))
-            .count()
-    };
+    let lists = || requests_with(&api, "/pods?");
     assert!(wait_until(Duration::from_secs(10), || lists() >= 1));
     api.forbid("list", "pods", Some("shop"));
     let before = lists();
@@ -1633,12 +1640,7 @@ fn a_watch_outlives_a_failed_refresh() {
             probe_document("worker-1", &[("AfterJob", 2.0)], "idle"),
         ),
     );
-    let proxied = || {
-        api.requests()
-            .iter()
-            .filter(|r| r.contains("/proxy/status"))
-            .count()
-    };
+    let proxied = || requests_with(&api, "/proxy/status");
     let before = proxied();
     assert!(wait_until(Duration::from_secs(10), || proxied() >= before + 2));
     send_signal(child.id(), "INT");
@@ -1658,22 +1660,10 @@ fn a_watch_outlives_a_failed_refresh() {
 
 #[test]
 fn watch_refreshes_until_interrupted() {
-    let api = ApiServer::start();
-    api.add_pod(injected_pod("shop", "worker-1", 60, 7434));
-    api.proxy(
-        "shop",
-        "worker-1",
-        7434,
-        fixed(200, probe_document("worker-1", &[("MailJob", 2.0)], "idle")),
-    );
+    let api = one_worker("MailJob");
     let kubeconfig = api.kubeconfig("shop");
     let child = watch(&kubeconfig, &["--interval", "1s"]);
-    let pod_reads = || {
-        api.requests()
-            .iter()
-            .filter(|r| r.contains("/proxy/status"))
-            .count()
-    };
+    let pod_reads = || requests_with(&api, "/proxy/status");
     assert!(
         wait_until(Duration::from_secs(10), || pod_reads() >= 3),
         "refreshed {} times",
