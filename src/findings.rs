@@ -835,7 +835,7 @@ impl Ctx<'_, '_> {
                 ),
                 drain_hint(),
             ),
-            PreStop::Broken { what, effect } => Finding::new(
+            PreStop::Broken { what, effect, .. } => Finding::new(
                 Code::PreStopNotQuieting,
                 Severity::Error,
                 path(),
@@ -982,14 +982,15 @@ impl Ctx<'_, '_> {
     /// and the probe's port a node port too — unless one pod per node (a DaemonSet) is all.
     fn identity_shared(&self) -> Option<Finding> {
         let workload = &self.analysis.workload;
-        let dyno = crate::workload::env_entry(
+        let dyno_entry = crate::workload::env_entry(
             crate::workload::list(self.analysis.sidekiq_json(), "env"),
             sidecar::DYNO,
-        )
-        .filter(|entry| entry.get("valueFrom").is_none())
-        .and_then(|entry| entry.get("value").and_then(Value::as_str))
-        .filter(|value| !value.contains("$("));
-        if let Some(dyno) = dyno.filter(|_| workload.kind != Kind::Pod) {
+        );
+        let dyno = dyno_entry
+            .filter(|entry| entry.get("valueFrom").is_none())
+            .and_then(|entry| entry.get("value").and_then(Value::as_str))
+            .filter(|value| !value.contains("$("));
+        if let Some(dyno) = dyno.filter(|_| workload.pods_may_overlap()) {
             return Some(Finding::new(
                 Code::IdentityShared,
                 Severity::Error,
@@ -1001,18 +1002,26 @@ impl Ctx<'_, '_> {
             ));
         }
         let host_network = workload.spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
-        (host_network && dyno.is_none() && workload.kind != Kind::DaemonSet).then(|| {
-            Finding::new(
-                Code::IdentityShared,
-                Severity::Warning,
-                workload.path("spec.hostNetwork"),
-                format!(
-                    "with hostNetwork, Sidekiq's processes go by the node's name, shared by every such pod on the node: one pod's drain quiets them all, and a second injected pod there cannot bind the probe's port {}",
-                    self.port()
-                ),
-                "run Sidekiq without hostNetwork, or one such pod per node (a DaemonSet)".to_owned(),
-            )
-        })
+        if !host_network || dyno.is_some() || workload.one_pod_per_node() {
+            return None;
+        }
+        // A DYNO of the pod's own (`$(POD_NAME)`, a fieldRef) names its processes apart; the
+        // probe's port is still a port of the node.
+        let shared = if dyno_entry.is_some() {
+            String::new()
+        } else {
+            "Sidekiq's processes go by the node's name, shared by every such pod on the node: one pod's drain quiets them all, and ".to_owned()
+        };
+        Some(Finding::new(
+            Code::IdentityShared,
+            Severity::Warning,
+            workload.path("spec.hostNetwork"),
+            format!(
+                "with hostNetwork, {shared}a second injected pod on the node cannot bind the probe's port {}, a port of the node",
+                self.port()
+            ),
+            "run Sidekiq without hostNetwork, or one such pod per node (a DaemonSet)".to_owned(),
+        ))
     }
 
     fn redis(&self, findings: &mut Vec<Finding>) {
@@ -1139,17 +1148,17 @@ impl Ctx<'_, '_> {
                 ),
                 format!("choose a free port in {}, or remove it to let sidekiq-guard pick one", annotations::PROBE_PORT),
             ),
-            // Injected for another cluster: where sidecars are classic, the native one is an
-            // init container that never ends, and the pod never starts.
+            // Injected for another cluster. Classic mode is also chosen where the version cannot
+            // be read (the Kubewarden policy) or by the policy on a new cluster: a warning.
             Blocked::ClassicSidecarInJob
                 if self.state.sidecar.is_some_and(|at| at.mode == crate::Mode::Native) =>
             {
                 Finding::new(
                     Code::ClassicSidecarInJob,
-                    Severity::Error,
+                    Severity::Warning,
                     self.container_path(""),
                     format!(
-                        "this pod runs to completion and carries {} as a native sidecar: where sidecars are classic (Kubernetes before 1.29), it is an init container that never ends, and Sidekiq never starts",
+                        "this pod runs to completion and carries {} as a native sidecar, but sidecars are classic here: on Kubernetes before 1.29 that is an init container that never ends, and Sidekiq never starts",
                         sidecar::NAME
                     ),
                     format!(

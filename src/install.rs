@@ -282,7 +282,7 @@ fn receives_pods(webhook: &Value, title: &str) -> Check {
         crate::workload::list(rule, field)
             .iter()
             .filter_map(Value::as_str)
-            .any(|v| v == wanted || v == "*")
+            .any(|v| v == wanted || v == "*" || v == "*/*")
     };
     let pods = crate::workload::list(webhook, "rules").iter().any(|rule| {
         covers(rule, "apiGroups", "")
@@ -337,7 +337,18 @@ fn selects_opted_in(webhook: &Value, title: &str) -> Check {
         &[INJECT_NAMESPACE_IN],
     );
     let by_pod = requires_label(webhook.get("objectSelector"), INJECT, &[INJECT_POD_IN]);
-    if by_namespace || by_pod {
+    // Namespaces listed by name (as Helm values often do) are opted in by that list.
+    let by_name = crate::workload::list(
+        webhook.get("namespaceSelector").unwrap_or(&Value::Null),
+        "matchExpressions",
+    )
+    .iter()
+    .any(|e| {
+        e.get("key").and_then(Value::as_str) == Some("kubernetes.io/metadata.name")
+            && e.get("operator").and_then(Value::as_str) == Some("In")
+            && !crate::workload::list(e, "values").is_empty()
+    });
+    if by_namespace || by_pod || by_name {
         Check::pass(title)
     } else {
         Check::problem(
@@ -928,7 +939,25 @@ mod tests {
             "objectSelector": {"matchLabels": {"sidekiq-guard.io/inject": "true"}},
         });
         assert_eq!(opted(by_pod), (Status::Pass, None));
+        let by_name = json!({"namespaceSelector": {"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop"]},
+        ]}});
+        assert_eq!(opted(by_name), (Status::Pass, None));
         assert_eq!(opted(json!({})), (Status::Pass, None));
+    }
+
+    /// Rules match pod creations through wildcards too (`*`, `*/*` for every resource and
+    /// subresource).
+    #[test]
+    fn wildcard_rules_receive_pods() {
+        let receives = |rule: Value| {
+            let webhook = webhook(json!({"rules": [rule]}));
+            receives_pods(&webhook, "t").status
+        };
+        let any = json!({"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["*"], "resources": ["*/*"]});
+        assert_eq!(receives(any), Status::Pass);
+        let configmaps = json!({"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]});
+        assert_eq!(receives(configmaps), Status::Fail);
     }
 
     #[test]

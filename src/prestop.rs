@@ -57,12 +57,16 @@ pub enum PreStop {
     },
     /// Cannot work with the Sidekiq versions this project supports (6.0+): it sends a signal
     /// Sidekiq does not handle (`USR1`, which quieted only Sidekiq 5, or `KILL`, `QUIT`), which
-    /// kills it at once and loses the jobs it runs, or runs `sidekiqctl`, which 6.0 removed.
+    /// kills it at once and loses the jobs it runs, or runs `sidekiqctl`, which 6.0 removed; or
+    /// it signals PID 1 where that is the pod's pause process (`shareProcessNamespace`).
     Broken {
         /// What it does, for a message: `sends SIGUSR1`, `runs sidekiqctl`.
         what: String,
         /// What that does to Sidekiq 6+.
         effect: &'static str,
+        /// Seconds it sleeps besides (outside loops and conditions): the hook still lasts
+        /// that long, and the grace period must cover it.
+        sleeps: u64,
     },
     /// Something this project cannot read.
     Unrecognised {
@@ -80,7 +84,11 @@ impl PreStop {
     pub fn fixed_sleep(&self) -> Option<u64> {
         match self {
             PreStop::QuietThenSleep { sleep, .. } | PreStop::SleepOnly { sleep } => Some(*sleep),
-            PreStop::Unrecognised { sleeps, .. } if *sleeps > 0 => Some(*sleeps),
+            PreStop::Unrecognised { sleeps, .. } | PreStop::Broken { sleeps, .. }
+                if *sleeps > 0 =>
+            {
+                Some(*sleeps)
+            }
             _ => None,
         }
     }
@@ -182,7 +190,11 @@ fn classify_exec(
         shared_pids: _,
     } = reading;
     if let Some((what, effect)) = broken {
-        return PreStop::Broken { what, effect };
+        return PreStop::Broken {
+            what,
+            effect,
+            sleeps: sleep,
+        };
     }
     if endless {
         return PreStop::Endless { quiets };
@@ -516,6 +528,7 @@ mod tests {
             PreStop::Broken {
                 what: "sends SIGTSTP to PID 1".into(),
                 effect: "with shareProcessNamespace, PID 1 is the pod's pause process, not Sidekiq: Sidekiq gets nothing",
+                sleeps: 90,
             }
         );
         assert!(matches!(

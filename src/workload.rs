@@ -253,6 +253,54 @@ fn present<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
 }
 
 impl<'a> Workload<'a> {
+    /// Whether two pods of this object may run at once: replicas, a rolling update that starts
+    /// the new pod before the old one ends, parallel or overlapping Jobs. A lone Pod never; a
+    /// single replica replaced by `Recreate` (a Deployment) or in order (a StatefulSet), a Job
+    /// of parallelism 1, a CronJob that forbids a second running Job, neither. (`Replace`
+    /// starts the new Job while the old one's pod still drains.)
+    pub fn pods_may_overlap(&self) -> bool {
+        let spec = self.object.get("spec");
+        let number =
+            |value: Option<&Value>, default: u64| value.and_then(Value::as_u64).unwrap_or(default);
+        let replicas = number(spec.and_then(|s| s.get("replicas")), 1);
+        match self.kind {
+            Kind::Pod => false,
+            Kind::Deployment => {
+                replicas > 1
+                    || self
+                        .object
+                        .at("/spec/strategy/type")
+                        .and_then(Value::as_str)
+                        != Some("Recreate")
+            }
+            Kind::StatefulSet | Kind::ReplicaSet | Kind::ReplicationController => replicas > 1,
+            Kind::DaemonSet => true,
+            Kind::Job => number(spec.and_then(|s| s.get("parallelism")), 1) > 1,
+            Kind::CronJob => {
+                let policy = self
+                    .object
+                    .at("/spec/concurrencyPolicy")
+                    .and_then(Value::as_str);
+                policy != Some("Forbid")
+                    || number(self.object.at("/spec/jobTemplate/spec/parallelism"), 1) > 1
+            }
+        }
+    }
+
+    /// Whether this object's pods run one per node: a DaemonSet, or a pod one created.
+    pub fn one_pod_per_node(&self) -> bool {
+        self.kind == Kind::DaemonSet
+            || self
+                .object
+                .at("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|owners| {
+                    owners
+                        .iter()
+                        .any(|o| o.get("kind").and_then(Value::as_str) == Some("DaemonSet"))
+                })
+    }
+
     /// Locates the pod template of `object`.
     pub fn locate(object: &'a Value) -> Result<Self, WorkloadError> {
         let map = object

@@ -1396,6 +1396,12 @@ fn pods_that_share_an_identity_are_reported() {
         json!({}),
     );
     assert_eq!(shared(&per_pod), Vec::new());
+    // One pod at a time: the old one is gone before the new one starts.
+    let mut recreated = literal.clone();
+    recreated["spec"]["strategy"] = json!({"type": "Recreate"});
+    assert_eq!(shared(&recreated), Vec::new());
+    recreated["spec"]["replicas"] = json!(2);
+    assert_eq!(shared(&recreated).len(), 1);
 
     let mut host = worker(json!({}), json!({}));
     host["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
@@ -1404,18 +1410,38 @@ fn pods_that_share_an_identity_are_reported() {
     assert_eq!(found[0].0, Severity::Warning);
     assert_eq!(found[0].1, "spec.template.spec.hostNetwork");
     assert!(
-        found[0].2.ends_with("cannot bind the probe's port 7434"),
+        found[0]
+            .2
+            .starts_with("with hostNetwork, Sidekiq's processes go by the node's name"),
         "{}",
         found[0].2
     );
+    // A DYNO of the pod's own names its processes apart; the port is still the node's.
+    let mut host_per_pod = per_pod.clone();
+    host_per_pod["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+    assert_eq!(
+        shared(&host_per_pod)[0].2,
+        "with hostNetwork, a second injected pod on the node cannot bind the probe's port 7434, a port of the node"
+    );
+    // One pod per node: a DaemonSet, and the pods it creates.
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "worker-x", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "worker", "uid": "u"}]},
+        "spec": host["spec"]["template"]["spec"].clone(),
+    });
+    assert_eq!(shared(&pod), Vec::new(), "a DaemonSet's pod");
+    pod["metadata"]["ownerReferences"][0]["kind"] = json!("ReplicaSet");
+    assert_eq!(shared(&pod).len(), 1);
     host["kind"] = json!("DaemonSet");
     assert_eq!(shared(&host), Vec::new(), "one pod per node");
 }
 
-/// A Job's pod injected with a native sidecar, judged where sidecars are classic: the sidecar
-/// is an init container that never ends there, and the pod never starts.
+/// A Job's pod injected with a native sidecar, judged where sidecars are classic: on a cluster
+/// before 1.29 the sidecar is an init container that never ends. Said, as a warning: classic
+/// is also chosen where the version cannot be read.
 #[test]
-fn a_native_sidecar_in_a_job_is_an_error_where_sidecars_are_classic() {
+fn a_native_sidecar_in_a_job_is_said_where_sidecars_are_classic() {
     let policy = Policy::default();
     let mut job = worker(json!({}), json!({}));
     job["apiVersion"] = json!("batch/v1");
@@ -1423,14 +1449,58 @@ fn a_native_sidecar_in_a_job_is_an_error_where_sidecars_are_classic() {
     job["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
     let (native, _) = review::inject(&job, &ctx(&policy, Mode::Native)).unwrap();
     let classic = ctx(&policy, Mode::Classic);
-    let sg016 = |object: &Value| -> Vec<Severity> {
+    let sg016 = |object: &Value| -> Vec<(Severity, String)> {
         review::validate(object, &classic, Perspective::AsWritten)
             .findings
             .into_iter()
             .filter(|f| f.code == Code::ClassicSidecarInJob)
-            .map(|f| f.severity)
+            .map(|f| (f.severity, f.message))
             .collect()
     };
-    assert_eq!(sg016(&job), vec![Severity::Warning], "not injected: said");
-    assert_eq!(sg016(&native), vec![Severity::Error]);
+    let job = sg016(&job);
+    assert_eq!(job.len(), 1);
+    assert!(job[0].1.ends_with("so it is not injected"), "{}", job[0].1);
+    let native = sg016(&native);
+    assert_eq!(native.len(), 1);
+    assert_eq!(native[0].0, Severity::Warning);
+    assert!(
+        native[0]
+            .1
+            .contains("carries sidekiq-guard-probe as a native sidecar"),
+        "{}",
+        native[0].1
+    );
+}
+
+/// With `shareProcessNamespace`, `kill -TSTP 1` reaches the pause process, not Sidekiq (SG003),
+/// but the hook still sleeps: the grace period covers the sleep as it would without the flag.
+#[test]
+fn a_hook_that_signals_the_pause_process_still_lasts_its_sleep() {
+    let policy = Policy::default();
+    let ctx = ctx(&policy, Mode::Native);
+    let hook = json!({"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep 300"]}}}});
+    let mut own = worker(hook, json!({}));
+    let spec = own["spec"]["template"]["spec"].as_object_mut().unwrap();
+    spec.remove("terminationGracePeriodSeconds");
+    let mut shared = own.clone();
+    shared["spec"]["template"]["spec"]["shareProcessNamespace"] = json!(true);
+    let grace = |object: &Value| {
+        let (injected, _) = review::inject(object, &ctx).unwrap();
+        injected["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].clone()
+    };
+    assert_eq!(
+        grace(&own),
+        json!(330),
+        "300 s of sleep, 25 s of -t, 5 s of margin"
+    );
+    assert_eq!(grace(&shared), grace(&own));
+    let review = review::validate(&shared, &ctx, Perspective::AsWritten);
+    assert!(
+        review
+            .findings
+            .iter()
+            .any(|f| f.code == Code::PreStopNotQuieting && f.severity == Severity::Error),
+        "{:#?}",
+        review.findings
+    );
 }

@@ -78,6 +78,8 @@ pub(crate) struct ClusterArgs {
         default_value = "false",
         default_missing_value = "true",
         action = clap::ArgAction::Set,
+        // Go's strconv.ParseBool, as kubectl reads booleans: 1, t, TRUE, true, 0, f, False…
+        value_parser = clap::builder::BoolishValueParser::new(),
         value_name = "BOOL"
     )]
     pub(crate) all_namespaces: bool,
@@ -397,9 +399,12 @@ mod tests {
         assert_eq!(all(&["k", "status", "-A"]), Ok(true));
         assert_eq!(all(&["k", "-A=true", "status"]), Ok(true));
         assert_eq!(all(&["k", "status", "--all-namespaces=false"]), Ok(false));
+        assert_eq!(all(&["k", "status", "-A=1"]), Ok(true));
+        assert_eq!(all(&["k", "status", "-A=TRUE"]), Ok(true));
+        assert_eq!(all(&["k", "status", "-A=f"]), Ok(false));
         assert_eq!(
             all(&["k", "status", "-A=maybe"]),
-            Err(clap::error::ErrorKind::InvalidValue)
+            Err(clap::error::ErrorKind::ValueValidation)
         );
         let cli = Cli::try_parse_from(["k", "drain", "-A", "worker-1"]).unwrap();
         let Command::Drain(drain) = cli.command else {

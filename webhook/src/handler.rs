@@ -274,8 +274,13 @@ async fn read_body(
                 .await?;
         }
         let mut body = Limited::new(request.into_body(), limit);
-        let mut buffer =
-            Vec::with_capacity(declared.map_or(0, |len| usize::try_from(len).unwrap_or(0)));
+        // Room for an announced length only once the budget covers it: connections that
+        // announce a body and send nothing reserve no memory.
+        let capacity = declared
+            .and_then(|len| usize::try_from(len).ok())
+            .filter(|len| *len > INLINE_LIMIT)
+            .unwrap_or(0);
+        let mut buffer = Vec::with_capacity(capacity);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|err| {
                 if err.downcast_ref::<LengthLimitError>().is_some() {
@@ -285,7 +290,12 @@ async fn read_body(
                 }
             })?;
             if let Ok(data) = frame.into_data() {
-                budget.cover(buffer.len() + data.len()).await?;
+                // Without an announced length, a body that outgrows the free allowance takes
+                // the share of the largest body at once: bodies that each held part of a share
+                // while waiting for more would wait on each other until their timeouts.
+                if declared.is_none() && buffer.len() + data.len() > INLINE_LIMIT {
+                    budget.cover(limit).await?;
+                }
                 buffer.extend_from_slice(&data);
             }
         }
