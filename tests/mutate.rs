@@ -10,10 +10,29 @@ use sidekiq_guard::mutate::Blocked;
 use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::review::{self, Outcome, Perspective};
 use sidekiq_guard::status::{InjectionStatus, Part};
-use sidekiq_guard::{Code, Mode, PatchOp, Policy, Severity};
+use sidekiq_guard::{Code, Context, Finding, Mode, PatchOp, Policy, Severity};
 
 fn codes(review: &review::Review) -> Vec<&'static str> {
     review.findings.iter().map(|f| f.code.id()).collect()
+}
+
+/// The findings of `code` when `object` is validated as written.
+fn findings_of(object: &Value, ctx: &Context<'_>, code: Code) -> Vec<Finding> {
+    review::validate(object, ctx, Perspective::AsWritten)
+        .findings
+        .into_iter()
+        .filter(|f| f.code == code)
+        .collect()
+}
+
+/// `finding` whole as an admission warning, which the API server cuts at 256 characters.
+fn assert_fits_a_warning(finding: &Finding) {
+    let warning = format!("sidekiq-guard: {finding}");
+    assert!(
+        warning.chars().count() <= review::MAX_WARNING_CHARS,
+        "{} characters: {warning}",
+        warning.chars().count()
+    );
 }
 
 /// Mutates, applies with an independent JSON Patch implementation, and checks that mutating the
@@ -1134,13 +1153,7 @@ fn each_defect_gives_its_finding(
     assert_eq!(finding.severity, severity);
     assert_eq!(finding.path, path);
     assert_eq!(finding.message, message);
-    // Whole as an admission warning, which the API server cuts at 256 characters.
-    let warning = format!("sidekiq-guard: {finding}");
-    assert!(
-        warning.chars().count() <= review::MAX_WARNING_CHARS,
-        "{} characters: {warning}",
-        warning.chars().count()
-    );
+    assert_fits_a_warning(finding);
 }
 
 /// An unknown annotation's hint names the one it most likely misspells, or what is read.
@@ -1203,12 +1216,7 @@ fn sidekiq_not_signalled_fits_a_warning(#[case] script: &str) {
         .iter()
         .find(|f| f.code == Code::SidekiqNotSignalled)
         .expect("SG026");
-    let warning = format!("sidekiq-guard: {finding}");
-    assert!(
-        warning.chars().count() <= review::MAX_WARNING_CHARS,
-        "{} characters: {warning}",
-        warning.chars().count()
-    );
+    assert_fits_a_warning(finding);
 }
 
 /// The hint writes the URL that carries the password; a URL that carries one is left alone.
@@ -1319,14 +1327,7 @@ fn calls_to_a_probe_the_pod_does_not_run_are_reported() {
         "metadata": {"name": "worker-1", "namespace": "shop", "annotations": {"sidekiq-guard.io/longest-job": "2m"}},
         "spec": deployment["spec"]["template"]["spec"].clone(),
     });
-    let finding = |object: &Value| {
-        let review = review::validate(object, &ctx, Perspective::AsWritten);
-        review
-            .findings
-            .into_iter()
-            .filter(|f| f.code == Code::ProbeSidecarMissing)
-            .collect::<Vec<_>>()
-    };
+    let finding = |object: &Value| findings_of(object, &ctx, Code::ProbeSidecarMissing);
 
     let found = finding(&pod);
     assert_eq!(found.len(), 1, "{found:#?}");
@@ -1336,7 +1337,7 @@ fn calls_to_a_probe_the_pod_does_not_run_are_reported() {
         found[0].message,
         "container worker calls sidekiq-guard's probe on port 7434 (preStop /drain, readiness, liveness) but the pod has no sidekiq-guard-probe container: nothing answers, so a drain hook fails and probes fail"
     );
-    assert!(format!("sidekiq-guard: {}", found[0]).chars().count() <= review::MAX_WARNING_CHARS);
+    assert_fits_a_warning(&found[0]);
 
     let found = finding(&deployment);
     assert_eq!(found.len(), 1, "{found:#?}");
@@ -1368,10 +1369,8 @@ fn pods_that_share_an_identity_are_reported() {
     let policy = Policy::default();
     let ctx = ctx(&policy, Mode::Native);
     let shared = |object: &Value| -> Vec<(Severity, String, String)> {
-        review::validate(object, &ctx, Perspective::AsWritten)
-            .findings
+        findings_of(object, &ctx, Code::IdentityShared)
             .into_iter()
-            .filter(|f| f.code == Code::IdentityShared)
             .map(|f| (f.severity, f.path, f.message))
             .collect()
     };
@@ -1450,10 +1449,8 @@ fn a_native_sidecar_in_a_job_is_said_where_sidecars_are_classic() {
     let (native, _) = review::inject(&job, &ctx(&policy, Mode::Native)).unwrap();
     let classic = ctx(&policy, Mode::Classic);
     let sg016 = |object: &Value| -> Vec<(Severity, String)> {
-        review::validate(object, &classic, Perspective::AsWritten)
-            .findings
+        findings_of(object, &classic, Code::ClassicSidecarInJob)
             .into_iter()
-            .filter(|f| f.code == Code::ClassicSidecarInJob)
             .map(|f| (f.severity, f.message))
             .collect()
     };
