@@ -304,26 +304,37 @@ fn receives_pods(webhook: &Value, title: &str) -> Check {
 /// Whether `selector` requires `key` to be one of `allowed` (`matchLabels`, or an `In`
 /// expression whose values all are).
 fn requires_label(selector: Option<&Value>, key: &str, allowed: &[&str]) -> bool {
-    let Some(selector) = selector else {
-        return false;
-    };
     let by_label = selector
-        .get("matchLabels")
+        .and_then(|s| s.get("matchLabels"))
         .and_then(|labels| labels.get(key))
         .and_then(Value::as_str)
         .is_some_and(|v| allowed.contains(&v));
-    let by_expression = crate::workload::list(selector, "matchExpressions")
-        .iter()
-        .any(|e| {
-            let values = crate::workload::list(e, "values");
-            e.get("key").and_then(Value::as_str) == Some(key)
-                && e.get("operator").and_then(Value::as_str) == Some("In")
-                && !values.is_empty()
+    by_label
+        || expressions(selector, key, "In").any(|values| {
+            !values.is_empty()
                 && values
                     .iter()
                     .all(|v| v.as_str().is_some_and(|v| allowed.contains(&v)))
-        });
-    by_label || by_expression
+        })
+}
+
+/// The label a namespace selector names namespaces by.
+const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
+
+/// The `values` of each of `selector`'s `matchExpressions` on `key` with `operator`.
+fn expressions<'v>(
+    selector: Option<&'v Value>,
+    key: &'v str,
+    operator: &'v str,
+) -> impl Iterator<Item = &'v [Value]> {
+    selector
+        .map_or(&[][..], |s| crate::workload::list(s, "matchExpressions"))
+        .iter()
+        .filter(move |e| {
+            e.get("key").and_then(Value::as_str) == Some(key)
+                && e.get("operator").and_then(Value::as_str) == Some(operator)
+        })
+        .map(|e| crate::workload::list(e, "values"))
 }
 
 /// Opting in is the selectors' work: the webhook never reads namespace labels, and injects
@@ -338,16 +349,8 @@ fn selects_opted_in(webhook: &Value, title: &str) -> Check {
     );
     let by_pod = requires_label(webhook.get("objectSelector"), INJECT, &[INJECT_POD_IN]);
     // Namespaces listed by name (as Helm values often do) are opted in by that list.
-    let by_name = crate::workload::list(
-        webhook.get("namespaceSelector").unwrap_or(&Value::Null),
-        "matchExpressions",
-    )
-    .iter()
-    .any(|e| {
-        e.get("key").and_then(Value::as_str) == Some("kubernetes.io/metadata.name")
-            && e.get("operator").and_then(Value::as_str) == Some("In")
-            && !crate::workload::list(e, "values").is_empty()
-    });
+    let by_name = expressions(webhook.get("namespaceSelector"), NAMESPACE_NAME, "In")
+        .any(|values| !values.is_empty());
     if by_namespace || by_pod || by_name {
         Check::pass(title)
     } else {
@@ -364,23 +367,11 @@ fn selects_opted_in(webhook: &Value, title: &str) -> Check {
 
 /// The namespace selector must exclude kube-system and the webhook's namespace by name.
 fn excludes_namespaces(webhook: &Value, own_namespace: &str, title: &str) -> Check {
-    let excluded: Vec<&str> = webhook
-        .at("/namespaceSelector/matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|e| {
-            e.get("key").and_then(Value::as_str) == Some("kubernetes.io/metadata.name")
-                && e.get("operator").and_then(Value::as_str) == Some("NotIn")
-        })
-        .flat_map(|e| {
-            e.get("values")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
-        .filter_map(Value::as_str)
-        .collect();
+    let excluded: Vec<&str> =
+        expressions(webhook.get("namespaceSelector"), NAMESPACE_NAME, "NotIn")
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
     let missing: Vec<&str> = ["kube-system", own_namespace]
         .into_iter()
         .filter(|ns| !excluded.contains(ns))

@@ -289,16 +289,19 @@ impl<'a> Workload<'a> {
 
     /// Whether this object's pods run one per node: a DaemonSet, or a pod one created.
     pub fn one_pod_per_node(&self) -> bool {
-        self.kind == Kind::DaemonSet
-            || self
-                .object
-                .at("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|owners| {
-                    owners
-                        .iter()
-                        .any(|o| o.get("kind").and_then(Value::as_str) == Some("DaemonSet"))
-                })
+        self.kind == Kind::DaemonSet || self.owned_by(Kind::DaemonSet)
+    }
+
+    /// Whether one of the object's owner references is of `kind`.
+    fn owned_by(&self, kind: Kind) -> bool {
+        self.object
+            .at("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|owners| {
+                owners
+                    .iter()
+                    .any(|o| o.get("kind").and_then(Value::as_str) == Some(kind.name()))
+            })
     }
 
     /// Locates the pod template of `object`.
@@ -428,16 +431,7 @@ impl<'a> Workload<'a> {
         ) {
             return true;
         }
-        let owned_by_job = self
-            .object
-            .at("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .is_some_and(|owners| {
-                owners
-                    .iter()
-                    .any(|o| o.get("kind").and_then(Value::as_str) == Some("Job"))
-            });
-        owned_by_job
+        self.owned_by(Kind::Job)
             || self.label("batch.kubernetes.io/job-name").is_some()
             || self.label("job-name").is_some()
     }
