@@ -265,14 +265,15 @@ async fn read_body(
     }
     let waiting = AtomicBool::new(false);
     let reading = async {
-        let mut budget = Budget::new(state, &waiting);
-        // The API server announces the length: the whole share is taken at once, so that two
-        // large bodies never each hold half of what both need.
-        if let Some(len) = declared {
-            budget
-                .cover(usize::try_from(len).unwrap_or(usize::MAX))
-                .await?;
-        }
+        // Each body takes its whole share at once, never in parts: bodies that each held part
+        // of a share while waiting for more would wait on each other until their timeouts.
+        // The API server announces the length.
+        let mut permit = match declared {
+            Some(len) => {
+                reserve(state, usize::try_from(len).unwrap_or(usize::MAX), &waiting).await?
+            }
+            None => None,
+        };
         let mut body = Limited::new(request.into_body(), limit);
         // Room for an announced length only once the budget covers it: connections that
         // announce a body and send nothing reserve no memory.
@@ -291,15 +292,17 @@ async fn read_body(
             })?;
             if let Ok(data) = frame.into_data() {
                 // Without an announced length, a body that outgrows the free allowance takes
-                // the share of the largest body at once: bodies that each held part of a share
-                // while waiting for more would wait on each other until their timeouts.
-                if declared.is_none() && buffer.len() + data.len() > INLINE_LIMIT {
-                    budget.cover(limit).await?;
+                // the share of the largest body.
+                if declared.is_none()
+                    && permit.is_none()
+                    && buffer.len() + data.len() > INLINE_LIMIT
+                {
+                    permit = reserve(state, limit, &waiting).await?;
                 }
                 buffer.extend_from_slice(&data);
             }
         }
-        Ok((Bytes::from(buffer), budget.permit))
+        Ok((Bytes::from(buffer), permit))
     };
     match tokio::time::timeout(deadline, reading).await {
         Ok(result) => result,
@@ -319,45 +322,28 @@ async fn read_body(
     }
 }
 
-/// The share of [`AdmissionState::large_bodies`] one body holds.
-struct Budget<'a> {
-    state: &'a AdmissionState,
-    permit: Option<OwnedSemaphorePermit>,
-    /// Set while waiting for the budget, so that a timeout says what it waited for.
-    waiting: &'a AtomicBool,
-}
-
-impl<'a> Budget<'a> {
-    fn new(state: &'a AdmissionState, waiting: &'a AtomicBool) -> Self {
-        Self {
-            state,
-            permit: None,
-            waiting,
-        }
+/// The share of [`AdmissionState::large_bodies`] a body of `len` bytes needs: none within the
+/// free allowance of `INLINE_LIMIT`. `waiting` is set while it waits, so that a timeout can say
+/// what it waited for.
+async fn reserve(
+    state: &AdmissionState,
+    len: usize,
+    waiting: &AtomicBool,
+) -> Result<Option<OwnedSemaphorePermit>, Refusal> {
+    let needed = kib(len.saturating_sub(INLINE_LIMIT));
+    if needed == 0 {
+        return Ok(None);
     }
-
-    /// Holds enough of the budget for a body of `len` bytes.
-    async fn cover(&mut self, len: usize) -> Result<(), Refusal> {
-        let needed = kib(len.saturating_sub(INLINE_LIMIT));
-        let held = self.permit.as_ref().map_or(0, |p| p.num_permits());
-        if needed <= held {
-            return Ok(());
-        }
-        let more = u32::try_from(needed - held).map_err(|_| {
-            Refusal::bad_request(format!("request body of {len} bytes cannot be buffered"))
-        })?;
-        self.waiting.store(true, Ordering::Relaxed);
-        let permit = Arc::clone(&self.state.large_bodies)
-            .acquire_many_owned(more)
-            .await
-            .map_err(|_| busy("the webhook is shutting down".to_owned()))?;
-        self.waiting.store(false, Ordering::Relaxed);
-        match &mut self.permit {
-            Some(held) => held.merge(permit),
-            None => self.permit = Some(permit),
-        }
-        Ok(())
-    }
+    let needed = u32::try_from(needed).map_err(|_| {
+        Refusal::bad_request(format!("request body of {len} bytes cannot be buffered"))
+    })?;
+    waiting.store(true, Ordering::Relaxed);
+    let permit = Arc::clone(&state.large_bodies)
+        .acquire_many_owned(needed)
+        .await
+        .map_err(|_| busy("the webhook is shutting down".to_owned()))?;
+    waiting.store(false, Ordering::Relaxed);
+    Ok(Some(permit))
 }
 
 /// 503: the webhook cannot take this request now; the API server applies `failurePolicy`.
