@@ -354,13 +354,15 @@ pub fn container(spec: &Spec<'_>) -> Value {
 }
 
 /// Whether `existing`, a sidecar read back from an object, is `wanted` as the API server stores
-/// it: the same fields with the same values, except what the API server's defaulting adds
-/// (`imagePullPolicy`, `terminationMessagePath`/`Policy`, `ports[].protocol`,
-/// `fieldRef.apiVersion`, probe timings and `httpGet.scheme`, requests taken from limits) and
+/// it: the same fields with the same values, except what the API server's defaulting and its
+/// in-tree admission plugins add (`imagePullPolicy`, `terminationMessagePath`/`Policy`,
+/// `ports[].protocol`, `fieldRef.apiVersion`, probe timings and `httpGet.scheme`, requests taken
+/// from limits, the token mount, LimitRange defaults, an assigned user: see [`defaulted`]) and
 /// how it respells quantities (`0.5` as `500m`). Without the allowance every reinvocation and
-/// every pod of an injected template would get its sidecar replaced; without the strictness a
-/// field the policy or the Sidekiq container no longer asks for (a dropped limit, an `envFrom`)
-/// would stay forever.
+/// every pod of an injected template would get its sidecar replaced, or refused; without the
+/// strictness a field the policy or the Sidekiq container no longer asks for (an `envFrom`, a
+/// Redis variable, a drain budget) would stay forever. A limit the policy dropped looks like a
+/// LimitRange default, and stays.
 pub fn is_current(existing: &Value, wanted: &Value) -> bool {
     matches_at(&mut Vec::new(), existing, wanted, wanted)
 }
@@ -401,6 +403,10 @@ fn matches_at<'a>(
         (Value::String(have), Value::String(want)) if is_quantity_path(path) => {
             have == want || crate::quantity::same_resource_value(have, want)
         }
+        // The AlwaysPullImages admission plugin sets it on every container.
+        (Value::String(have), _) if *path == ["imagePullPolicy"] => {
+            have == PULL_ALWAYS || existing == wanted
+        }
         _ => existing == wanted,
     }
 }
@@ -413,9 +419,21 @@ fn is_quantity_path(path: &[&str]) -> bool {
 /// Where the ServiceAccount admission plugin mounts the API token into every container.
 const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
+/// What the AlwaysPullImages admission plugin sets every container's `imagePullPolicy` to.
+const PULL_ALWAYS: &str = "Always";
+
 /// Whether the API server puts `key: value` into `have`, at `path` of a container that does not
-/// set it: its defaulting (pkg/apis/core/v1/defaults.go, with the default values), and the
-/// ServiceAccount admission plugin's token mount, which it adds again when it reinvokes.
+/// set it: its defaulting (pkg/apis/core/v1/defaults.go, with the default values), and what its
+/// in-tree admission plugins add to every container.
+///
+/// Those plugins run again in the second pass that the webhook's own patch causes, before the
+/// webhook is reinvoked, and check their work after it: a sidecar replaced there to undo them
+/// gets the pod refused (a LimitRange `max` or a ResourceQuota on `limits.cpu` finds no limit,
+/// AlwaysPullImages another pull policy, OpenShift's SCC no assigned user). So their additions
+/// are not differences: the ServiceAccount plugin's token mount, LimitRanger's `default` and
+/// `defaultRequest` for a resource the policy leaves open, AlwaysPullImages' pull policy, and
+/// what a SecurityContextConstraint assigns (`runAsUser`, `seLinuxOptions`…) beside the fields
+/// sidekiq-guard sets.
 fn defaulted(
     path: &[&str],
     key: &str,
@@ -426,7 +444,9 @@ fn defaulted(
     const PROBES: [&str; 3] = ["startupProbe", "readinessProbe", "livenessProbe"];
     let text = value.as_str();
     match (path, key) {
-        ([], "imagePullPolicy") => text == Some(default_pull_policy(container)),
+        ([], "imagePullPolicy") => {
+            text == Some(default_pull_policy(container)) || text == Some(PULL_ALWAYS)
+        }
         ([], "terminationMessagePath") => text == Some("/dev/termination-log"),
         ([], "terminationMessagePolicy") => text == Some("File"),
         ([], "volumeMounts") => value.as_array().is_some_and(|mounts| {
@@ -448,13 +468,15 @@ fn defaulted(
             };
             value.as_u64() == Some(default)
         }
-        // A pod's container with limits and no request gets the limit as its request.
+        (["resources"], "limits") => value.is_object(),
+        (["resources", "limits"], _) => true,
         (["resources"], "requests") => value.as_object().is_some_and(|requests| {
             requests
                 .iter()
-                .all(|(name, request)| limit_is(container, name, request))
+                .all(|(name, request)| request_defaulted(container, name, request))
         }),
-        (["resources", "requests"], name) => limit_is(container, name, value),
+        (["resources", "requests"], name) => request_defaulted(container, name, value),
+        (["securityContext"], _) => true,
         _ => false,
     }
 }
@@ -469,6 +491,16 @@ fn default_pull_policy(container: &Value) -> &'static str {
         Some((_, "latest")) | None => "Always",
         Some(_) => "IfNotPresent",
     }
+}
+
+/// Whether a request for `resource` that `container` does not ask for is the API server's: a
+/// container with a limit and no request gets the limit as its request, and LimitRanger gives a
+/// resource with neither its `defaultRequest`.
+fn request_defaulted(container: &Value, resource: &str, request: &Value) -> bool {
+    let limited = container
+        .at("/resources/limits")
+        .is_some_and(|limits| limits.get(resource).is_some());
+    !limited || limit_is(container, resource, request)
 }
 
 /// Whether `container` limits `resource` to `value`.
@@ -936,6 +968,51 @@ mod tests {
         );
     }
 
+    /// The second admission pass the webhook's patch causes runs the in-tree plugins on the
+    /// sidecar before the webhook is reinvoked; undoing what they add would get the pod refused
+    /// when they check it afterwards.
+    #[test]
+    fn what_in_tree_admission_plugins_add_to_the_sidecar_is_not_a_difference() {
+        let worker = sidekiq(json!([{"name": "REDIS_URL", "value": "redis://redis:6379/0"}]));
+        let wanted = sidecar_of(&worker);
+        assert!(wanted.at("/resources/limits/cpu").is_none());
+        let mut admitted = wanted.clone();
+        // LimitRanger: a LimitRange's `default` and `defaultRequest` for what the policy leaves
+        // open (its `max` sets a default too).
+        admitted["resources"]["limits"]["cpu"] = json!("500m");
+        admitted["resources"]["limits"]["ephemeral-storage"] = json!("1Gi");
+        admitted["resources"]["requests"]["ephemeral-storage"] = json!("100Mi");
+        // AlwaysPullImages.
+        admitted["imagePullPolicy"] = json!("Always");
+        // OpenShift's restricted-v2 SecurityContextConstraint.
+        admitted["securityContext"]["runAsUser"] = json!(1_000_680_000);
+        admitted["securityContext"]["seLinuxOptions"] = json!({"level": "s0:c26,c5"});
+        assert!(is_current(&admitted, &wanted));
+
+        // With no `resources` from the policy, LimitRanger adds both sides.
+        let mut open = wanted.clone();
+        open["resources"] = json!({});
+        let mut limited = open.clone();
+        limited["resources"] = json!({"limits": {"cpu": "500m", "memory": "512Mi"},
+                                      "requests": {"cpu": "100m", "memory": "256Mi"}});
+        assert!(is_current(&limited, &open));
+
+        // What sidekiq-guard sets still counts: a limit or a request of its own, a pull
+        // policy the policy names, a security setting.
+        let mut pinned = wanted.clone();
+        pinned["imagePullPolicy"] = json!("IfNotPresent");
+        assert!(is_current(&admitted, &pinned));
+        let mut other = admitted.clone();
+        other["imagePullPolicy"] = json!("Never");
+        assert!(!is_current(&other, &pinned));
+        let mut other = admitted.clone();
+        other["resources"]["requests"]["cpu"] = json!("100m");
+        assert!(!is_current(&other, &wanted));
+        let mut other = admitted.clone();
+        other["securityContext"]["runAsNonRoot"] = json!(false);
+        assert!(!is_current(&other, &wanted));
+    }
+
     #[test]
     fn a_sidecar_as_the_api_server_stores_it_is_current() {
         let worker = sidekiq(json!([{"name": "REDIS_URL", "value": "redis://redis:6379/0"}]));
@@ -971,7 +1048,7 @@ mod tests {
         admitted["ports"][0]["hostPort"] = admitted["ports"][0]["containerPort"].clone();
         assert!(is_current(&admitted, &wanted));
         // Defaulted fields count only with their default values.
-        assert!(!changed(|c| c["imagePullPolicy"] = json!("Always")));
+        assert!(!changed(|c| c["imagePullPolicy"] = json!("Never")));
         assert!(!changed(
             |c| c["terminationMessagePolicy"] = json!("FallbackToLogsOnError")
         ));
@@ -982,9 +1059,8 @@ mod tests {
         assert!(!changed(
             |c| c["envFrom"] = json!([{"secretRef": {"name": "gone"}}])
         ));
-        assert!(!changed(|c| c["resources"]["limits"]["cpu"] = json!("1")));
         assert!(!changed(
-            |c| c["securityContext"]["privileged"] = json!(true)
+            |c| c["securityContext"]["readOnlyRootFilesystem"] = json!(false)
         ));
         // Requests the API server took from limits are not.
         let mut limits_only = wanted.clone();
@@ -992,7 +1068,7 @@ mod tests {
         let mut defaulted = limits_only.clone();
         defaulted["resources"]["requests"] = json!({"memory": "67108864"});
         assert!(is_current(&defaulted, &limits_only));
-        defaulted["resources"]["requests"]["cpu"] = json!("5m");
+        defaulted["resources"]["requests"]["memory"] = json!("32Mi");
         assert!(!is_current(&defaulted, &limits_only));
         // Quantities compare by value only under resources: elsewhere a string is a string.
         assert!(!changed(|c| c["args"][1] = json!("--drain-budget=5m20.0s")));

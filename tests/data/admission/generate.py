@@ -129,11 +129,35 @@ def server_defaulted(pod):
     return pod
 
 
+def second_pass_restricted(pod):
+    """The injected pod as the in-tree admission plugins leave it in the second pass the
+    webhook's patch causes, in a locked-down namespace: LimitRanger with a LimitRange whose
+    `default` and `defaultRequest` cover what the sidecar leaves open, AlwaysPullImages, and
+    OpenShift's restricted-v2 SecurityContextConstraint assigning a user."""
+    pod = copy.deepcopy(pod)
+    spec = pod["spec"]
+    for container in spec.get("containers", []) + spec.get("initContainers", []):
+        resources = container.setdefault("resources", {})
+        limits = resources.setdefault("limits", {})
+        requests = resources.setdefault("requests", {})
+        for name, value in [("cpu", "500m"), ("ephemeral-storage", "1Gi")]:
+            if name not in limits:
+                limits[name] = value
+                requests.setdefault(name, {"cpu": "100m", "ephemeral-storage": "100Mi"}[name])
+        container["imagePullPolicy"] = "Always"
+        container.setdefault("securityContext", {}).setdefault("runAsUser", 1000680000)
+    spec["securityContext"].setdefault("seLinuxOptions", {"level": "s0:c26,c5"})
+    spec["securityContext"].setdefault("fsGroup", 1000680000)
+    return pod
+
+
 def main():
     rails_pod = load("tests/data/objects/pod-rails-worker.json")
     review("create-pod-rails-worker", "CREATE", rails_pod)
     review("create-pod-already-injected", "CREATE", injected(rails_pod))
     review("create-pod-reinvoked", "CREATE", server_defaulted(injected(rails_pod)))
+    review("create-pod-reinvoked-restricted", "CREATE",
+           second_pass_restricted(server_defaulted(injected(rails_pod))))
     review("create-pod-web", "CREATE", load("tests/data/objects/pod-web.json"))
     for name in ["pod-two-sidekiqs", "pod-bad-annotations", "pod-port-conflict", "pod-user-probes",
                  "pod-redis-in-ruby"]:
