@@ -195,8 +195,20 @@ pub(crate) async fn run(
             outcomes.push(outcome);
             continue;
         }
+        // Through the probe where the pod has one, even with --redis-url: the probe is the
+        // drain the preStop hook runs, and Redis alone cannot tell the processes of a pod
+        // whose hostname is shared or whose DYNO only a Secret holds.
         match (&reader, InjectionStatus::of_pod(&pod)) {
-            (Some(reader), _) => {
+            (_, Some(status)) => {
+                let cluster = cluster.clone();
+                let failed = subject.failure("probe");
+                tasks.spawn(async move {
+                    through_probe(&cluster, subject, status.probe_port)
+                        .await
+                        .map_err(|error| (failed(&error), error))
+                });
+            }
+            (Some(reader), None) => {
                 let known = match identity_host(&pod) {
                     IdentityHost::Known(host) => Ok(host),
                     IdentityHost::Unknown(why) => Err(why),
@@ -212,22 +224,13 @@ pub(crate) async fn run(
                     .map_err(|why| Error::Probe {
                         pod: subject.name(),
                         message: format!(
-                            "cannot tell its Sidekiq processes in Redis: {why}; drain it through its probe (without --redis-url)"
+                            "cannot tell its Sidekiq processes in Redis: {why}; once sidekiq-guard's probe is injected, it drains the pod's own processes"
                         ),
                     })?;
                 let reader = reader.clone();
                 let failed = subject.failure("redis");
                 tasks.spawn(async move {
                     through_redis(&reader, subject, &host)
-                        .await
-                        .map_err(|error| (failed(&error), error))
-                });
-            }
-            (None, Some(status)) => {
-                let cluster = cluster.clone();
-                let failed = subject.failure("probe");
-                tasks.spawn(async move {
-                    through_probe(&cluster, subject, status.probe_port)
                         .await
                         .map_err(|error| (failed(&error), error))
                 });

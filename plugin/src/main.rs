@@ -39,13 +39,14 @@ fn main() -> ExitCode {
     let color = stdout.is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
         && std::env::var_os("TERM").is_none_or(|term| term != "dumb");
-    // The commands whose exit status is a verdict finish their work past a closed stdout.
+    // The commands whose exit status is a verdict finish their work past a closed stdout, and
+    // past a closed stderr (`2>&1 | head`), where their summary and progress go.
     let verdict = matches!(
         cli.command,
         Command::Validate(_) | Command::Drain(_) | Command::Check(_)
     );
     let mut out = Output::new(stdout.lock(), verdict);
-    let mut err = io::stderr().lock();
+    let mut err = Output::new(io::stderr().lock(), verdict);
     let mut stdin = io::stdin().lock();
     let result = match &cli.command {
         Command::Inject(args) => {

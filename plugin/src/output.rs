@@ -1,5 +1,5 @@
-//! Standard output that a closed reader (`kubectl sidekiq validate … | head`) does not cut short
-//! when the command's exit status is its answer.
+//! Standard output and error that a closed reader (`kubectl sidekiq validate … | head`, or
+//! `2>&1 | head`) does not cut short when the command's exit status is its answer.
 //!
 //! `validate`, `drain` and `check` answer with their exit status (errors found, pods not idle,
 //! checks failed) as much as with their text, and CI scripts read it under `set -o pipefail`.

@@ -162,6 +162,25 @@ fn a_closed_stdout_does_not_hide_the_verdict() {
 }
 
 #[test]
+fn a_closed_stderr_does_not_hide_the_verdict_either() {
+    // `validate … 2>&1 | head`: the summary on stderr meets the closed pipe too.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let validate = support::plugin()
+        .args(["validate", "-f", "manifests/examples/"])
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(
+        validate.status.code(),
+        Some(1),
+        "error findings still exit 1"
+    );
+}
+
+#[test]
 fn a_closed_stdout_is_not_an_error() {
     // `inject` has no verdict: it stops at the closed pipe, as `… | head` expects.
     let out = run_into_closed_pipe(&["inject", "-f", "manifests/examples/"]);

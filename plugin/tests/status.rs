@@ -1435,7 +1435,7 @@ fn drain_through_redis_refuses_a_host_other_pods_share() {
         text(&out.stderr),
         "error: pod shop/worker-7d9c8f6b5-aaaaa: cannot tell its Sidekiq processes in Redis: pod \
          shop/worker-7d9c8f6b5-bbbbb has the same hostname worker.1, so whose processes are whose \
-         cannot be told; drain it through its probe (without --redis-url)\n"
+         cannot be told; once sidekiq-guard's probe is injected, it drains the pod's own processes\n"
     );
     assert!(!worker.is_quiet(), "no TSTP reached the shared host");
 }
@@ -1505,8 +1505,48 @@ fn drain_through_redis_finds_the_processes_dyno_names() {
         text(&out.stderr),
         "error: pod shop/secret-dyno-0: cannot tell its Sidekiq processes in Redis: the Sidekiq \
          container's DYNO comes from a Secret, a ConfigMap or a resource, which the pod object does \
-         not show; drain it through its probe (without --redis-url)\n"
+         not show; once sidekiq-guard's probe is injected, it drains the pod's own processes\n"
     );
+}
+
+/// "Via the probe, else via Redis": a Redis URL (here one where nothing listens, as a
+/// `KUBECTL_SIDEKIQ_REDIS_URL` exported for other pods may be) does not take an injected pod
+/// away from its probe.
+#[test]
+fn an_injected_pod_drains_through_its_probe_even_given_redis() {
+    let api = ApiServer::start();
+    let pod = "rails-worker-7d9c8f6b5-probed";
+    api.add_pod(injected_pod("shop", pod, 300, 7434));
+    let mut drained = probe_document(pod, &[], "drained");
+    drained["drain"]["started_at"] = json!(1_795_663_000.0);
+    api.proxy(
+        "shop",
+        pod,
+        7434,
+        ProxyTarget::ByPath(vec![
+            ("/status", fixed(200, probe_document(pod, &[], "idle"))),
+            ("/drain", fixed(200, drained["drain"].clone())),
+        ]),
+    );
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run_in(
+        &kubeconfig,
+        &[
+            "drain",
+            pod,
+            "--redis-url",
+            "redis://127.0.0.1:9",
+            "--timeout",
+            "3s",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let document: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(document["pods"][0]["via"], "probe");
+    assert_eq!(document["pods"][0]["idle"], true);
+    assert_eq!(requests_with(&api, "/proxy/drain"), 1);
 }
 
 #[test]
