@@ -291,7 +291,7 @@ impl Monitor {
                 }
                 () = self.wake.notified() => {
                     let with_work = self.want_work.swap(false, Ordering::SeqCst);
-                    self.refresh(with_work).await;
+                    self.refresh_within_drain(with_work).await;
                     self.publish();
                 }
             }
@@ -391,6 +391,33 @@ impl Monitor {
         self.drain_step().await;
     }
 
+    /// A read of Redis, cut off where a running drain's budget ends, whoever asked for it (the
+    /// drain's poll, or a probe request while it runs): the kubelet's probes and Prometheus
+    /// go on during a drain, and the single task that reads for them also ends the drain. Once
+    /// the budget is spent there is no read: the drain's next step ends it on what was last
+    /// read.
+    async fn refresh_within_drain(&mut self, with_work: bool) {
+        let left = self
+            .drain
+            .as_ref()
+            .filter(|(_, d)| !d.is_finished())
+            .map(|(_, d)| d.time_left(self.clock.now()));
+        let Some(left) = left else {
+            return self.refresh(with_work).await;
+        };
+        if !left.is_zero()
+            && tokio::time::timeout(left, self.refresh(with_work))
+                .await
+                .is_err()
+        {
+            let now = self.clock.now();
+            self.tracker.record_failure(
+                now,
+                "Redis did not answer before the drain budget ran out".to_owned(),
+            );
+        }
+    }
+
     /// One poll of a drain: read Redis, update the drain, push `TSTP` where needed. No read
     /// or push outlasts the budget, and the poll after the budget's end is its end: `/drain`
     /// returns within the budget, which is what the grace period allows for it.
@@ -401,18 +428,7 @@ impl Monitor {
             .map_or(Duration::MAX, |(_, d)| d.time_left(self.clock.now()));
         let poll = self.settings.drain_poll.min(left);
         self.next_drain_poll = Some(tokio::time::Instant::now() + poll);
-        // Once the budget is spent, the step below ends the drain on what was last read.
-        if !left.is_zero()
-            && tokio::time::timeout(left, self.refresh(true))
-                .await
-                .is_err()
-        {
-            let now = self.clock.now();
-            self.tracker.record_failure(
-                now,
-                "Redis did not answer before the drain budget ran out".to_owned(),
-            );
-        }
+        self.refresh_within_drain(true).await;
         let Some((id, mut drain)) = self.drain.take() else {
             self.publish();
             return;
