@@ -141,7 +141,11 @@ fn main() {
     );
     runtime.block_on(async {
         // The webhook really mutates this pod.
-        check_answer(&connector, webhook.addr, &body).await;
+        let answer = check_answer(&connector, webhook.addr, &body).await;
+        println!(
+            "the webhook's answer: {answer} bytes (the floor's: {} bytes)",
+            FLOOR_ANSWER.len()
+        );
         // Warm-up: connections, allocator, caches.
         for server in [&mut floor, &mut webhook] {
             load(
@@ -368,13 +372,15 @@ fn request(body: &Bytes) -> hyper::Request<Full<Bytes>> {
         .unwrap()
 }
 
-async fn check_answer(connector: &TlsConnector, addr: SocketAddr, body: &Bytes) {
+/// Checks that the webhook patches the review; returns the size of its answer.
+async fn check_answer(connector: &TlsConnector, addr: SocketAddr, body: &Bytes) -> usize {
     let mut send = connect(connector, addr).await;
     let response = send.send_request(request(body)).await.unwrap();
     assert_eq!(response.status(), 200);
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let review: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(review["response"]["patchType"], "JSONPatch", "{review}");
+    bytes.len()
 }
 
 /// Runs `concurrency` connections against `server` for `duration`; returns (requests, time).
