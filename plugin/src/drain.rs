@@ -164,12 +164,16 @@ pub(crate) async fn run(
     };
     // Through Redis every process of a host is quieted: a host another pod of the namespace
     // shares (a literal DYNO in a template with replicas) would quiet that pod's Sidekiq too.
+    // Only pods without the probe go through Redis.
+    let some_bare = pods
+        .iter()
+        .any(|pod| InjectionStatus::of_pod(pod).is_none());
     let neighbours = match &reader {
-        Some(_) => {
+        Some(_) if some_bare => {
             let scope = cluster::Scope::Namespace(namespace.clone());
             cluster.list(cluster::PODS, &scope, None).await?
         }
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     let shared = Hosts::index(&neighbours);
     // Each pod drains in its own task and reports lines here, printed as they come.

@@ -1547,6 +1547,15 @@ fn an_injected_pod_drains_through_its_probe_even_given_redis() {
     assert_eq!(document["pods"][0]["via"], "probe");
     assert_eq!(document["pods"][0]["idle"], true);
     assert_eq!(requests_with(&api, "/proxy/drain"), 1);
+    // Nor is the namespace listed for pods sharing its host: only a drain through Redis needs
+    // to know them.
+    assert!(
+        !api.requests()
+            .iter()
+            .any(|r| r.split('?').next() == Some("GET /api/v1/namespaces/shop/pods")),
+        "{:?}",
+        api.requests()
+    );
 }
 
 #[test]
