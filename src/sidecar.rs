@@ -357,7 +357,7 @@ pub fn container(spec: &Spec<'_>) -> Value {
 /// it: the same fields with the same values, except what the API server's defaulting and its
 /// in-tree admission plugins add (`imagePullPolicy`, `terminationMessagePath`/`Policy`,
 /// `ports[].protocol`, `fieldRef.apiVersion`, probe timings and `httpGet.scheme`, requests taken
-/// from limits, the token mount, LimitRange defaults, an assigned user: see [`defaulted`]) and
+/// from limits, the token mount, LimitRange defaults, an assigned user) and
 /// how it respells quantities (`0.5` as `500m`). Without the allowance every reinvocation and
 /// every pod of an injected template would get its sidecar replaced, or refused; without the
 /// strictness a field the policy or the Sidekiq container no longer asks for (an `envFrom`, a

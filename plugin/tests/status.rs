@@ -1130,12 +1130,10 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
     );
 }
 
-/// The probe answers `/drain` only when the drain ends, minutes later: the silence before is
-/// bounded by the drain's wait, not by `--request-timeout`, which bounds API requests.
-#[test]
-fn a_drain_answer_may_take_longer_than_the_request_timeout() {
+/// A test API server holding one injected pod whose idle probe answers `/drain` after `delay`
+/// with a drain that ended `drained`.
+fn api_with_drained_pod(pod: &str, delay: Duration) -> ApiServer {
     let api = ApiServer::start();
-    let pod = "rails-worker-7d9c8f6b5-patient";
     api.add_pod(injected_pod("shop", pod, 300, 7434));
     let mut drained = probe_document(pod, &[], "drained");
     drained["drain"]["started_at"] = json!(1_795_663_000.0);
@@ -1150,11 +1148,20 @@ fn a_drain_answer_may_take_longer_than_the_request_timeout() {
                 ProxyTarget::Fixed {
                     status: 200,
                     body: drained["drain"].to_string(),
-                    delay: Duration::from_millis(2500),
+                    delay,
                 },
             ),
         ]),
     );
+    api
+}
+
+/// The probe answers `/drain` only when the drain ends, minutes later: the silence before is
+/// bounded by the drain's wait, not by `--request-timeout`, which bounds API requests.
+#[test]
+fn a_drain_answer_may_take_longer_than_the_request_timeout() {
+    let pod = "rails-worker-7d9c8f6b5-patient";
+    let api = api_with_drained_pod(pod, Duration::from_millis(2500));
     let kubeconfig = api.kubeconfig("shop");
     let out = run_in(
         &kubeconfig,
@@ -1514,20 +1521,8 @@ fn drain_through_redis_finds_the_processes_dyno_names() {
 /// away from its probe.
 #[test]
 fn an_injected_pod_drains_through_its_probe_even_given_redis() {
-    let api = ApiServer::start();
     let pod = "rails-worker-7d9c8f6b5-probed";
-    api.add_pod(injected_pod("shop", pod, 300, 7434));
-    let mut drained = probe_document(pod, &[], "drained");
-    drained["drain"]["started_at"] = json!(1_795_663_000.0);
-    api.proxy(
-        "shop",
-        pod,
-        7434,
-        ProxyTarget::ByPath(vec![
-            ("/status", fixed(200, probe_document(pod, &[], "idle"))),
-            ("/drain", fixed(200, drained["drain"].clone())),
-        ]),
-    );
+    let api = api_with_drained_pod(pod, Duration::ZERO);
     let kubeconfig = api.kubeconfig("shop");
     let out = run_in(
         &kubeconfig,
