@@ -361,8 +361,9 @@ pub fn container(spec: &Spec<'_>) -> Value {
 /// how it respells quantities (`0.5` as `500m`). Without the allowance every reinvocation and
 /// every pod of an injected template would get its sidecar replaced, or refused; without the
 /// strictness a field the policy or the Sidekiq container no longer asks for (an `envFrom`, a
-/// Redis variable, a drain budget) would stay forever. A limit the policy dropped looks like a
-/// LimitRange default, and stays.
+/// Redis variable, a drain budget) would stay forever. What the policy stopped asking for
+/// that looks like those plugins' work stays: a limit, or a request for a resource it does not
+/// limit (a LimitRange default), and `imagePullPolicy: Always`.
 pub fn is_current(existing: &Value, wanted: &Value) -> bool {
     matches_at(&mut Vec::new(), existing, wanted, wanted)
 }
@@ -432,7 +433,7 @@ const PULL_ALWAYS: &str = "Always";
 /// AlwaysPullImages another pull policy, OpenShift's SCC no assigned user). So their additions
 /// are not differences: the ServiceAccount plugin's token mount, LimitRanger's `default` and
 /// `defaultRequest` for a resource the policy leaves open, AlwaysPullImages' pull policy, and
-/// what a SecurityContextConstraint assigns (`runAsUser`, `seLinuxOptions`…) beside the fields
+/// what a SecurityContextConstraint assigns (`runAsUser`, `seLinuxOptions`) beside the fields
 /// sidekiq-guard sets.
 fn defaulted(
     path: &[&str],
@@ -476,7 +477,10 @@ fn defaulted(
                 .all(|(name, request)| request_defaulted(container, name, request))
         }),
         (["resources", "requests"], name) => request_defaulted(container, name, value),
-        (["securityContext"], _) => true,
+        // What a SecurityContextConstraint assigns; sidekiq-guard's own user (in a root pod,
+        // or from an older version) is a difference where it no longer names one.
+        (["securityContext"], "runAsUser") => value.as_u64() != Some(u64::from(IMAGE_USER)),
+        (["securityContext"], "seLinuxOptions") => true,
         _ => false,
     }
 }
@@ -988,6 +992,13 @@ mod tests {
         admitted["securityContext"]["runAsUser"] = json!(1_000_680_000);
         admitted["securityContext"]["seLinuxOptions"] = json!({"level": "s0:c26,c5"});
         assert!(is_current(&admitted, &wanted));
+        // Not the user sidekiq-guard names in a root pod, nor another security setting.
+        let mut root_before = admitted.clone();
+        root_before["securityContext"]["runAsUser"] = json!(IMAGE_USER);
+        assert!(!is_current(&root_before, &wanted));
+        let mut group = admitted.clone();
+        group["securityContext"]["runAsGroup"] = json!(0);
+        assert!(!is_current(&group, &wanted));
 
         // With no `resources` from the policy, LimitRanger adds both sides.
         let mut open = wanted.clone();

@@ -229,7 +229,7 @@ pub(crate) struct DrainArgs {
     /// Give up after this long [default: each pod's drain budget, from its status annotation or its annotations; through the probe, plus 5 s for its answer]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) timeout: Option<Duration>,
-    /// Quiet through Redis instead of the probe (pods without the sidecar)
+    /// Quiet pods without the sidecar through Redis (injected pods still drain through their probe)
     #[arg(long, value_name = "URL", env = REDIS_URL_ENV, hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
     #[command(flatten)]

@@ -165,9 +165,10 @@ pub(crate) async fn run(
     // Through Redis every process of a host is quieted: a host another pod of the namespace
     // shares (a literal DYNO in a template with replicas) would quiet that pod's Sidekiq too.
     // Only pods without the probe go through Redis.
-    let some_bare = pods
-        .iter()
-        .any(|pod| InjectionStatus::of_pod(pod).is_none());
+    let some_bare = pods.iter().any(|pod| {
+        InjectionStatus::of_pod(pod).is_none()
+            && verdict::sidekiq_runs(pod) == verdict::SidekiqRuns::Maybe
+    });
     let neighbours = match &reader {
         Some(_) if some_bare => {
             let scope = cluster::Scope::Namespace(namespace.clone());

@@ -1603,6 +1603,29 @@ fn drain_tells_pods_whose_sidekiq_does_not_run_without_asking_them() {
     let document: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(document["pods"][0]["via"], "none");
     assert_eq!(document["pods"][0]["idle"], true);
+    // Nor, for a pod without the probe whose Sidekiq has exited, are the pods sharing its host
+    // looked for: nothing goes through Redis.
+    let lists = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.split('?').next() == Some("GET /api/v1/namespaces/shop/pods"))
+            .count()
+    };
+    let listed = lists();
+    let mut exited = bare_pod("bare-worker-done");
+    exited["status"]["phase"] = json!("Succeeded");
+    api.add_pod(exited);
+    let out = run_in(
+        &kubeconfig,
+        &[
+            "drain",
+            "bare-worker-done",
+            "--redis-url",
+            "redis://127.0.0.1:9",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(lists(), listed, "{:?}", api.requests());
 
     let mut pending = injected_pod("shop", "worker-pending", 60, 7434);
     pending["status"]["phase"] = json!("Pending");
