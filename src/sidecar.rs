@@ -408,8 +408,31 @@ fn matches_at<'a>(
         (Value::String(have), _) if *path == ["imagePullPolicy"] => {
             have == PULL_ALWAYS || existing == wanted
         }
+        (Value::String(have), Value::String(want)) if *path == ["image"] => same_image(have, want),
         _ => existing == wanted,
     }
+}
+
+/// Whether `have` is the image `want` names, as a policy engine may have rewritten it in the
+/// second admission pass: pulled from a mirror (`mirror.example.com/ghcr.io/…/sidekiq-guard:v1`)
+/// or pinned to its digest (`…:v1@sha256:…`, Kyverno's `mutateDigest`). Undoing either
+/// would pull from a registry the cluster cannot or may not reach. So the last path component
+/// (name and tag) must match, or the digest when `want` names one; another tag or name is
+/// another image.
+fn same_image(have: &str, want: &str) -> bool {
+    fn parts(image: &str) -> (&str, Option<&str>) {
+        let (reference, digest) = match image.split_once('@') {
+            Some((reference, digest)) => (reference, Some(digest)),
+            None => (image, None),
+        };
+        (reference.rsplit('/').next().unwrap_or(reference), digest)
+    }
+    let ((have_name, have_digest), (want_name, want_digest)) = (parts(have), parts(want));
+    have == want
+        || match want_digest {
+            Some(digest) => have_digest == Some(digest),
+            None => have_name == want_name,
+        }
 }
 
 /// `resources.requests.*` and `resources.limits.*`.
@@ -988,6 +1011,9 @@ mod tests {
         admitted["resources"]["requests"]["ephemeral-storage"] = json!("100Mi");
         // AlwaysPullImages.
         admitted["imagePullPolicy"] = json!("Always");
+        // A policy engine pulling from a mirror, and pinning the digest.
+        let image = wanted["image"].as_str().unwrap();
+        admitted["image"] = json!(format!("mirror.example.com/{image}@sha256:0123abcd"));
         // OpenShift's restricted-v2 SecurityContextConstraint.
         admitted["securityContext"]["runAsUser"] = json!(1_000_680_000);
         admitted["securityContext"]["seLinuxOptions"] = json!({"level": "s0:c26,c5"});
@@ -999,6 +1025,22 @@ mod tests {
         let mut group = admitted.clone();
         group["securityContext"]["runAsGroup"] = json!(0);
         assert!(!is_current(&group, &wanted));
+        // Another tag or name is another image; a policy's digest must be the one pulled.
+        for other in [
+            "mirror.example.com/sidekiq-guard:0.0.0-older".to_owned(),
+            format!("mirror.example.com/other:{}", crate::VERSION),
+        ] {
+            let mut older = admitted.clone();
+            older["image"] = json!(other);
+            assert!(!is_current(&older, &wanted), "{other}");
+        }
+        let mut pinned_image = wanted.clone();
+        pinned_image["image"] = json!("registry.example.com/sidekiq-guard@sha256:aaaa");
+        let mut mirrored = pinned_image.clone();
+        mirrored["image"] = json!("mirror.example.com/sidekiq-guard@sha256:aaaa");
+        assert!(is_current(&mirrored, &pinned_image));
+        mirrored["image"] = json!("registry.example.com/sidekiq-guard@sha256:bbbb");
+        assert!(!is_current(&mirrored, &pinned_image));
 
         // With no `resources` from the policy, LimitRanger adds both sides.
         let mut open = wanted.clone();
