@@ -292,16 +292,13 @@ impl<'a> Workload<'a> {
         self.kind == Kind::DaemonSet || self.owned_by(Kind::DaemonSet)
     }
 
-    /// Whether one of the object's owner references is of `kind`.
+    /// Whether one of the object's owner references is of `kind` (read like [`owners`]: a
+    /// custom resource borrowing the kind's name is not it).
     fn owned_by(&self, kind: Kind) -> bool {
         self.object
             .at("/metadata/ownerReferences")
             .and_then(Value::as_array)
-            .is_some_and(|owners| {
-                owners
-                    .iter()
-                    .any(|o| o.get("kind").and_then(Value::as_str) == Some(kind.name()))
-            })
+            .is_some_and(|owners| owners.iter().any(|o| Kind::of(o) == Some(kind)))
     }
 
     /// Locates the pod template of `object`.
@@ -778,6 +775,13 @@ mod tests {
         assert!(Workload::locate(&pod).unwrap().runs_to_completion());
         let pod = json!({"kind": "Pod", "metadata": {"ownerReferences": [{"kind": "ReplicaSet", "name": "r"}]}, "spec": spec()});
         assert!(!Workload::locate(&pod).unwrap().runs_to_completion());
+        // A custom resource named Job (or DaemonSet) owns a pod like any controller.
+        let pod = json!({"kind": "Pod", "metadata": {"ownerReferences": [{"apiVersion": "example.com/v1", "kind": "Job", "name": "j"}]}, "spec": spec()});
+        assert!(!Workload::locate(&pod).unwrap().runs_to_completion());
+        let pod = json!({"kind": "Pod", "metadata": {"ownerReferences": [{"apiVersion": "example.com/v1", "kind": "DaemonSet", "name": "d"}]}, "spec": spec()});
+        assert!(!Workload::locate(&pod).unwrap().one_pod_per_node());
+        let pod = json!({"kind": "Pod", "metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "d"}]}, "spec": spec()});
+        assert!(Workload::locate(&pod).unwrap().one_pod_per_node());
     }
 
     #[test]
