@@ -202,6 +202,25 @@ pub struct Longest {
     pub declared: bool,
 }
 
+impl Longest {
+    /// The longest job of a pod: its `longest-job` annotation, else, for a pod sidekiq-guard
+    /// injected, the policy's default it was injected with (its status annotation); `None`
+    /// for a pod that neither declares one nor was injected.
+    pub fn of_pod(pod: &Value) -> Option<Self> {
+        let annotations = pod.at("/metadata/annotations").and_then(Value::as_object);
+        let declared = crate::annotations::Overrides::from_annotations(annotations).longest_job;
+        let injected = crate::status::InjectionStatus::of_pod(pod).map(|s| s.longest_job);
+        match (injected, declared) {
+            // What the pod was injected with is what its grace period covers.
+            (Some(secs), declared) => Some(Self {
+                secs,
+                declared: declared.is_some(),
+            }),
+            (None, declared) => declared.map(Self::from),
+        }
+    }
+}
+
 impl From<u64> for Longest {
     /// A declared longest job.
     fn from(secs: u64) -> Self {
@@ -583,6 +602,41 @@ mod tests {
             serde_json::to_value(&verdict).unwrap()["policy_default"],
             true
         );
+    }
+
+    #[test]
+    fn a_pods_longest_job_is_its_annotation_else_what_it_was_injected_with() {
+        let pod =
+            |annotations: Value| serde_json::json!({"metadata": {"annotations": annotations}});
+        let status = |longest: u64| {
+            serde_json::json!({"version": "0.1.0", "container": "w", "sidecar": "native", "probePort": 7434,
+                   "drainBudget": 80, "grace": 130, "longestJob": longest,
+                   "injected": [], "kept": []})
+            .to_string()
+        };
+        assert_eq!(
+            Longest::of_pod(&pod(
+                serde_json::json!({"sidekiq-guard.io/status": status(60)})
+            )),
+            Some(Longest {
+                secs: 60,
+                declared: false
+            })
+        );
+        assert_eq!(
+            Longest::of_pod(&pod(
+                serde_json::json!({"sidekiq-guard.io/status": status(300),
+                                        "sidekiq-guard.io/longest-job": "5m"})
+            )),
+            Some(300.into())
+        );
+        assert_eq!(
+            Longest::of_pod(&pod(
+                serde_json::json!({"sidekiq-guard.io/longest-job": "2m"})
+            )),
+            Some(120.into())
+        );
+        assert_eq!(Longest::of_pod(&pod(serde_json::json!({}))), None);
     }
 
     #[test]

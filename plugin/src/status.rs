@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 use sidekiq_guard::Policy;
-use sidekiq_guard::annotations::Overrides;
 use sidekiq_guard::duration::Secs;
 use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::probe::pod::Hosts;
@@ -303,8 +302,7 @@ fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
 
 fn base_row(pod: &Value, now: f64) -> PodRow {
     let status = InjectionStatus::of_pod(pod);
-    let overrides =
-        Overrides::from_annotations(pod.at("/metadata/annotations").and_then(Value::as_object));
+    let longest = verdict::Longest::of_pod(pod);
     let age_secs = text(pod, "/metadata/creationTimestamp")
         .and_then(timestamp::parse)
         .map(|created| (now as i64 - created).max(0) as u64);
@@ -321,11 +319,8 @@ fn base_row(pod: &Value, now: f64) -> PodRow {
         age_secs,
         injected: status.is_some(),
         probe_port: status.as_ref().map(|s| s.probe_port),
-        declared_longest_job_secs: status
-            .as_ref()
-            .map(|s| s.longest_job)
-            .or(overrides.longest_job),
-        longest_job_is_default: status.is_some() && overrides.longest_job.is_none(),
+        declared_longest_job_secs: longest.map(|l| l.secs),
+        longest_job_is_default: longest.is_some_and(|l| !l.declared),
         source: None,
         problem: None,
         processes: Vec::new(),
@@ -350,10 +345,7 @@ fn terminating(pod: &Value, row: &PodRow, now: f64) -> Option<Terminating> {
     let verdict = verdict::terminating(
         &deletion,
         shutdown,
-        row.declared_longest_job_secs.map(|secs| verdict::Longest {
-            secs,
-            declared: !row.longest_job_is_default,
-        }),
+        verdict::Longest::of_pod(pod),
         row.jobs_seen.then_some(jobs.as_slice()),
     );
     let summary = match (&verdict, &row.problem) {
