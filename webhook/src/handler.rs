@@ -192,9 +192,11 @@ async fn review(
     let started = Instant::now();
     let (body, _buffered) = read_body(request, state, deadline).await?;
     if body.len() <= INLINE_LIMIT {
-        let parsed = parse(&body)?;
-        let answer = respond(state, &parsed, endpoint);
-        return Ok((answer, parsed));
+        return contained(|| {
+            let parsed = parse(&body)?;
+            let answer = respond(state, &parsed, endpoint);
+            Ok((answer, parsed))
+        });
     }
     // What is left of the request's timeout: the API server gives up after it.
     let left = deadline.saturating_sub(started.elapsed());
@@ -211,18 +213,35 @@ async fn review(
     let state = Arc::clone(state);
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let parsed = parse(&body)?;
-        drop(body);
-        let answer = respond(&state, &parsed, endpoint);
-        Ok((answer, parsed))
+        contained(|| {
+            let parsed = parse(&body)?;
+            drop(body);
+            let answer = respond(&state, &parsed, endpoint);
+            Ok((answer, parsed))
+        })
     })
     .await
-    .map_err(|err| Refusal {
+    .unwrap_or_else(|_| Err(internal_error()))
+}
+
+/// Runs `work`, turning a panic (a defect of the core on this input) into a 500 for this
+/// request alone. Left to unwind, it would reset the connection, which the API server reports
+/// only as an EOF, with nothing that says the webhook failed. The panic's message stays in the
+/// webhook's own log (the panic hook's stderr line): it may quote the object.
+fn contained<T>(work: impl FnOnce() -> Result<T, Refusal>) -> Result<T, Refusal> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|_| Err(internal_error()))
+}
+
+fn internal_error() -> Refusal {
+    Refusal {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         reason: "InternalError",
         result: "internal-error",
-        message: format!("the review could not be completed: {err}"),
-    })?
+        message: "sidekiq-guard hit a defect while answering this review (its log says where); \
+                  the API server applies the webhook's failurePolicy"
+            .to_owned(),
+    }
 }
 
 fn parse(body: &[u8]) -> Result<AdmissionRequest, Refusal> {
@@ -521,4 +540,25 @@ fn refuse_unrouted(state: &AdmissionState, endpoint: &'static str, refusal: Refu
         state.draining.load(Ordering::Relaxed),
         refusal.respond(endpoint),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_answering_is_a_500_for_that_request() {
+        let refusal = contained(|| -> Result<(), Refusal> { panic!("a defect") }).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(refusal.result, "internal-error");
+        assert!(
+            refusal
+                .message
+                .starts_with("sidekiq-guard hit a defect while answering")
+        );
+        // What the work answers otherwise passes through.
+        assert_eq!(contained(|| Ok(7)).ok(), Some(7));
+        let bad = contained(|| -> Result<(), Refusal> { Err(Refusal::bad_request("x".into())) });
+        assert_eq!(bad.unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
 }

@@ -217,6 +217,55 @@ async fn the_returned_patch_turns_the_pod_into_a_protected_pod() {
 }
 
 #[tokio::test]
+async fn a_policy_that_forces_classic_sidecars_gets_them_from_the_server() {
+    use base64::Engine as _;
+    let setup = start("sidecar: {mode: classic}\n", &[]);
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    let review = common::json("tests/data/admission/create-pod-rails-worker.json");
+    let answer = conn
+        .post("/mutate", serde_json::to_vec(&review).unwrap())
+        .await
+        .unwrap()
+        .json();
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().unwrap())
+        .unwrap();
+    let mut pod = review["request"]["object"].clone();
+    json_patch::patch(
+        &mut pod,
+        &serde_json::from_slice::<json_patch::Patch>(&patch).unwrap(),
+    )
+    .unwrap();
+    // A regular container beside Sidekiq, without the native sidecar's restartPolicy.
+    let names: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["worker", "sidekiq-guard-probe"]);
+    assert!(pod["spec"]["containers"][1].get("restartPolicy").is_none());
+    assert!(pod["spec"].get("initContainers").is_none(), "{pod}");
+    let status: Value = serde_json::from_str(
+        pod["metadata"]["annotations"]["sidekiq-guard.io/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["sidecar"], "classic");
+    let metric = |s: &'static str| setup.webhook.metric(s);
+    assert_eq!(
+        metric("sidekiq_guard_webhook_injections_total{mode=\"classic\"}").await,
+        1.0
+    );
+    assert_eq!(
+        metric("sidekiq_guard_webhook_build_info{version=\"0.1.0\",sidecar_mode=\"classic\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
 async fn malformed_reviews_get_400_with_a_status_naming_the_problem() {
     let setup = start(WARN, &[]);
     let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();

@@ -80,6 +80,11 @@ async fn sigterm_drains_readiness_first_then_in_flight_requests_then_exits() {
     assert!(answer.headers.get("connection").is_none());
     // Another one that stays idle through the shutdown.
     let mut idle = setup.client.tls(addr).await.unwrap();
+    // And one that served a request before the signal and is idle since, as the API server
+    // leaves most of its connections.
+    let mut used = setup.client.connect(addr).await.unwrap();
+    assert_eq!(used.post("/mutate", review()).await.unwrap().status, 200);
+    assert!(!used.send.is_closed());
     // A request whose body is still arriving when SIGTERM comes.
     let (mut in_flight, rest) = half_sent(&setup.client, addr, "?timeout=10s").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -112,6 +117,13 @@ async fn sigterm_drains_readiness_first_then_in_flight_requests_then_exits() {
         .await
         .expect("the idle keep-alive connection was not closed");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while !used.send.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a keep-alive connection that had served a request was not closed");
 
     // ...and the request in flight still gets its full answer.
     in_flight.write_all(&rest).await.unwrap();
