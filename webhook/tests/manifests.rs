@@ -85,35 +85,113 @@ fn every_kustomization_renders_and_passes_the_kubernetes_schemas() {
     for (dir, name) in dirs.iter().zip(&names) {
         let file = out.path().join(format!("{}.yaml", name.replace('/', "_")));
         std::fs::write(&file, render(dir)).unwrap();
-        // 1.29 is the oldest release sidekiq-guard targets; the newest schema catches fields
-        // that were removed since.
-        for version in ["1.29.0", "1.33.0", "1.37.0"] {
-            let output = Command::new(validator())
-                .args(["--strict", "-k", version])
-                .arg(&file)
-                .output()
-                .unwrap();
-            let report = String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr);
-            assert!(
-                output.status.success(),
-                "{name} against {version}:\n{report}"
-            );
-            // Every Kubernetes object was checked (only cert-manager's CRDs have no schema).
-            let checked = report.matches(" passed for resource ").count();
-            let skipped = report.matches("Couldn't find schema for kind").count();
-            assert_eq!(
-                checked + skipped,
-                documents(&std::fs::read_to_string(&file).unwrap()).len(),
-                "{report}"
-            );
-            for line in report
-                .lines()
-                .filter(|l| l.contains("Couldn't find schema"))
-            {
-                assert!(line.contains("cert-manager.io/v1"), "{line}");
+        assert_valid(&file, name);
+    }
+}
+
+/// Validates every object of a YAML stream against the Kubernetes schemas, strictly (no unknown
+/// field, every type right): 1.29 is the oldest release sidekiq-guard targets; the newest
+/// schema catches fields that were removed since.
+fn assert_valid(file: &Path, name: &str) {
+    for version in ["1.29.0", "1.33.0", "1.37.0"] {
+        let output = Command::new(validator())
+            .args(["--strict", "-k", version])
+            .arg(file)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{name} against {version}:\n{report}"
+        );
+        // Every Kubernetes object was checked (only cert-manager's CRDs have no schema).
+        let checked = report.matches(" passed for resource ").count();
+        let skipped = report.matches("Couldn't find schema for kind").count();
+        assert_eq!(
+            checked + skipped,
+            documents(&std::fs::read_to_string(file).unwrap()).len(),
+            "{report}"
+        );
+        for line in report
+            .lines()
+            .filter(|l| l.contains("Couldn't find schema"))
+        {
+            assert!(line.contains("cert-manager.io/v1"), "{line}");
+        }
+    }
+}
+
+/// What users apply is valid Kubernetes: the bundled examples and the test pods as written, and
+/// what injection makes of each in both sidecar modes (the objects `kubectl sidekiq inject`
+/// prints, the pods the webhook's patch produces). The golden patches pin the exact fields;
+/// this checks their types and names against the API's own schemas.
+#[test]
+fn the_examples_and_their_injected_forms_pass_the_kubernetes_schemas() {
+    let root = common::root();
+    let mut sources: Vec<PathBuf> = ["manifests/examples", "tests/data/objects"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "json"))
+        .collect();
+    sources.sort();
+    let objects: Vec<Value> = sources
+        .iter()
+        .flat_map(|p| documents(&std::fs::read_to_string(p).unwrap()))
+        .map(|mut object| {
+            // The validator needs a name; a pod of a ReplicaSet has only `generateName` until
+            // the API server makes one of it.
+            let metadata = &mut object["metadata"];
+            if metadata.get("name").is_none() {
+                metadata["name"] =
+                    format!("{}x7k2p", metadata["generateName"].as_str().unwrap()).into();
+            }
+            object
+        })
+        .collect();
+    assert!(objects.len() >= 12, "the examples shrank: {sources:?}");
+    let policy = sidekiq_guard::Policy::default();
+    let out = tempfile::tempdir().unwrap();
+    let stream = |name: &str, objects: &[Value]| {
+        let file = out.path().join(format!("{name}.yaml"));
+        let text: Vec<String> = objects
+            .iter()
+            .map(|o| serde_json::to_string(o).unwrap())
+            .collect();
+        std::fs::write(&file, text.join("\n---\n")).unwrap();
+        assert_valid(&file, name);
+    };
+    stream("as-written", &objects);
+    for mode in [sidekiq_guard::Mode::Native, sidekiq_guard::Mode::Classic] {
+        let ctx = sidekiq_guard::Context {
+            policy: &policy,
+            mode,
+            namespace: Some("shop"),
+        };
+        let mut injected = Vec::new();
+        let mut left = Vec::new();
+        for object in &objects {
+            let (mutated, review) = sidekiq_guard::review::inject(object, &ctx).unwrap();
+            if review.ops.is_empty() {
+                left.push(object["metadata"]["name"].as_str().unwrap().to_owned());
+            } else {
+                injected.push(mutated);
             }
         }
+        // Left alone: a port conflict, a Redis set in Ruby, two Sidekiq containers, no Sidekiq;
+        // and with classic sidecars, the CronJob (its Jobs would never complete).
+        let mut expected = vec![
+            "conflict",
+            "redis-in-ruby",
+            "two-workers",
+            "web-5f7c9-x7k2p",
+        ];
+        if mode == sidekiq_guard::Mode::Classic {
+            expected.insert(0, "nightly-backfill");
+        }
+        assert_eq!(left, expected, "{mode:?}");
+        stream(&format!("injected-{}", mode.as_str()), &injected);
     }
 }
 
