@@ -109,9 +109,21 @@ const MUTATED_PODS: [&str; 3] = [
     "create-pod-bad-annotations",
 ];
 
+/// The review's object with the answer's base64 patch applied by an implementation independent
+/// of the core, as the API server would.
+fn patched(answer: &Value, object: &Value) -> Value {
+    use base64::Engine as _;
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let mut object = object.clone();
+    json_patch::patch(&mut object, &patch).unwrap();
+    object
+}
+
 #[tokio::test]
 async fn the_returned_patch_turns_the_pod_into_a_protected_pod() {
-    use base64::Engine as _;
     let setup = start(DENY, &[]);
     let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
     for name in MUTATED_PODS {
@@ -123,13 +135,7 @@ async fn the_returned_patch_turns_the_pod_into_a_protected_pod() {
             .unwrap()
             .json();
         assert_eq!(answer["response"]["patchType"], "JSONPatch", "{name}");
-        let patch = base64::engine::general_purpose::STANDARD
-            .decode(answer["response"]["patch"].as_str().unwrap())
-            .unwrap();
-        // Applied by an implementation independent of the core, as the API server would.
-        let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
-        let mut mutated = pod.clone();
-        json_patch::patch(&mut mutated, &patch).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mutated = patched(&answer, &pod);
 
         // What a user sees in `kubectl get pod -o yaml`.
         let sidecar = mutated["spec"]["initContainers"]
@@ -199,15 +205,8 @@ async fn the_returned_patch_turns_the_pod_into_a_protected_pod() {
         .await
         .unwrap()
         .json();
-    let patch = base64::engine::general_purpose::STANDARD
-        .decode(answer["response"]["patch"].as_str().unwrap())
-        .unwrap();
     let mut after = review.clone();
-    json_patch::patch(
-        &mut after["request"]["object"],
-        &serde_json::from_slice::<json_patch::Patch>(&patch).unwrap(),
-    )
-    .unwrap();
+    after["request"]["object"] = patched(&answer, &review["request"]["object"]);
     let verdict = conn
         .post("/validate", serde_json::to_vec(&after).unwrap())
         .await
@@ -218,7 +217,6 @@ async fn the_returned_patch_turns_the_pod_into_a_protected_pod() {
 
 #[tokio::test]
 async fn a_policy_that_forces_classic_sidecars_gets_them_from_the_server() {
-    use base64::Engine as _;
     let setup = start("sidecar: {mode: classic}\n", &[]);
     let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
     let review = common::json("tests/data/admission/create-pod-rails-worker.json");
@@ -227,15 +225,7 @@ async fn a_policy_that_forces_classic_sidecars_gets_them_from_the_server() {
         .await
         .unwrap()
         .json();
-    let patch = base64::engine::general_purpose::STANDARD
-        .decode(answer["response"]["patch"].as_str().unwrap())
-        .unwrap();
-    let mut pod = review["request"]["object"].clone();
-    json_patch::patch(
-        &mut pod,
-        &serde_json::from_slice::<json_patch::Patch>(&patch).unwrap(),
-    )
-    .unwrap();
+    let pod = patched(&answer, &review["request"]["object"]);
     // A regular container beside Sidekiq, without the native sidecar's restartPolicy.
     let names: Vec<&str> = pod["spec"]["containers"]
         .as_array()
