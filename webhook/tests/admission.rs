@@ -122,6 +122,16 @@ fn patched(answer: &Value, object: &Value) -> Value {
     object
 }
 
+/// The review's object as `/mutate` patches it.
+async fn mutated(conn: &mut common::Conn, review: &Value) -> Value {
+    let answer = conn
+        .post("/mutate", serde_json::to_vec(review).unwrap())
+        .await
+        .unwrap()
+        .json();
+    patched(&answer, &review["request"]["object"])
+}
+
 #[tokio::test]
 async fn the_returned_patch_turns_the_pod_into_a_protected_pod() {
     let setup = start(DENY, &[]);
@@ -200,13 +210,8 @@ async fn the_returned_patch_turns_the_pod_into_a_protected_pod() {
     // The validating webhook sees the mutated pod: a worker with a declared longest job that
     // went through /mutate is admitted even under `enforcement: deny`.
     let review = common::json("tests/data/admission/create-pod-rails-worker.json");
-    let answer = conn
-        .post("/mutate", serde_json::to_vec(&review).unwrap())
-        .await
-        .unwrap()
-        .json();
     let mut after = review.clone();
-    after["request"]["object"] = patched(&answer, &review["request"]["object"]);
+    after["request"]["object"] = mutated(&mut conn, &review).await;
     let verdict = conn
         .post("/validate", serde_json::to_vec(&after).unwrap())
         .await
@@ -220,12 +225,7 @@ async fn a_policy_that_forces_classic_sidecars_gets_them_from_the_server() {
     let setup = start("sidecar: {mode: classic}\n", &[]);
     let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
     let review = common::json("tests/data/admission/create-pod-rails-worker.json");
-    let answer = conn
-        .post("/mutate", serde_json::to_vec(&review).unwrap())
-        .await
-        .unwrap()
-        .json();
-    let pod = patched(&answer, &review["request"]["object"]);
+    let pod = mutated(&mut conn, &review).await;
     // A regular container beside Sidekiq, without the native sidecar's restartPolicy.
     let names: Vec<&str> = pod["spec"]["containers"]
         .as_array()
