@@ -23,7 +23,8 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
-    /// Log level of sidekiq-guard's own events (libraries log at warn).
+    /// Log level of sidekiq-guard's own events (libraries log at warn, or at this level when it
+    /// is quieter).
     #[arg(
         long,
         global = true,
