@@ -242,20 +242,12 @@ fn close_over_references<'a>(entries: &'a [Value], names: &mut Vec<&'a str>) {
 
 /// The names in `$(NAME)` references of a Kubernetes env value (`$$` escapes).
 pub(crate) fn references(value: &str) -> Vec<&str> {
-    let mut names = Vec::new();
-    let mut rest = value;
-    while let Some(pos) = rest.find('$') {
-        let after = &rest[pos + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            rest = tail;
-        } else if let Some((name, tail)) = after.strip_prefix('(').and_then(|s| s.split_once(')')) {
-            names.push(name);
-            rest = tail;
-        } else {
-            rest = after;
-        }
-    }
-    names
+    crate::detect::pieces(value)
+        .filter_map(|piece| match piece {
+            crate::detect::Piece::Reference(name) => Some(name),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Everything that shapes the sidecar of one pod.

@@ -1,0 +1,98 @@
+//! Pods whose reading once grew with the square of their size: a container command of 45,000
+//! `{ ` (90 KB; the API server accepts objects of 1.5 MB) took 12 s to review, and with the
+//! API server's default webhook timeout of 10 s the pod's admission failed. Each pod here is
+//! reviewed in a thread given far more time than a linear reading needs (a second or two in a
+//! debug build) and far less than a quadratic one took (minutes to hours). Searches done with
+//! `memchr` are fast enough that only a few megabytes tell them apart.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sidekiq_guard::{Context, Mode, Policy, review};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn pod(command: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "worker", "namespace": "shop"},
+        "spec": {"containers": [{
+            "name": "worker",
+            "image": "registry.example.com/shop/app:1",
+            "command": command,
+            "env": [{"name": "REDIS_URL", "value": "redis://redis:6379"}],
+        }]},
+    })
+}
+
+/// Mutates and validates `pod` in a thread; fails when that takes longer than [`DEADLINE`].
+fn reviewed_in_time(what: &str, pod: Value) {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let policy = Policy::default();
+        let ctx = Context {
+            policy: &policy,
+            mode: Mode::Native,
+            namespace: Some("shop"),
+        };
+        let mutated = review::mutate(&pod, &ctx);
+        let validated = review::validate(&pod, &ctx, review::Perspective::AsWritten);
+        let _ = done.send((mutated.outcome, validated.findings.len()));
+    });
+    assert!(
+        finished.recv_timeout(DEADLINE).is_ok(),
+        "reviewing a pod with {what} took over {DEADLINE:?}"
+    );
+}
+
+fn script(script: String) -> Value {
+    pod(json!(["sh", "-c", script]))
+}
+
+#[test]
+fn nested_groups() {
+    // Every command asked each open group whether it was guarded, and each `{` searched the
+    // rest of the script for a `}` (a `{fd}>` redirection).
+    reviewed_in_time(
+        "200,000 nested `{`",
+        script(format!("{}exec sidekiq", "{ ".repeat(200_000))),
+    );
+    reviewed_in_time(
+        "200,000 `<(`",
+        script(format!("{}exec sidekiq", "<(".repeat(200_000))),
+    );
+}
+
+#[test]
+fn parameter_expansions_without_an_end() {
+    // Each `${` searched the rest of the script for its `}`, and the word read so far for an
+    // `=` (whether it is an assignment).
+    reviewed_in_time(
+        "1,500,000 `${`",
+        script(format!("{}; exec sidekiq", "${".repeat(1_500_000))),
+    );
+}
+
+#[test]
+fn a_long_function_called_often() {
+    // Each call added up the body's size again, also once the copy budget was spent.
+    let body = "a ".repeat(400_000);
+    reviewed_in_time(
+        "a body of 400,000 words called 10,000 times",
+        script(format!(
+            "f(){{ {body}; }}\n{}\nexec sidekiq",
+            "f;".repeat(10_000)
+        )),
+    );
+}
+
+#[test]
+fn kubernetes_references_without_an_end() {
+    // Each `$(` of a command line searched the rest of it for its `)`.
+    reviewed_in_time(
+        "1,500,000 `$(` in the arguments",
+        pod(json!(["sidekiq", "-t", "$(".repeat(1_500_000)])),
+    );
+}
