@@ -344,11 +344,11 @@ pub fn unresolved(
 /// The variable a `sidekiq.yml` conventionally reads its `timeout:` from.
 const SIDEKIQ_TIMEOUT_ENV: &str = "SIDEKIQ_TIMEOUT";
 
-/// `text` cut to 40 characters: a value of a command line can be any length.
 /// The variable many apps (and charts) pass to `config.redis` as its password; Sidekiq itself
 /// does not read it.
 const REDIS_PASSWORD: &str = "REDIS_PASSWORD";
 
+/// `text` cut to 40 characters: a value of a command line can be any length.
 fn shortened(text: &str) -> String {
     crate::errors::truncate(text, 41)
 }

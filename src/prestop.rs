@@ -70,7 +70,7 @@ pub enum PreStop {
     },
     /// Something this project cannot read.
     Unrecognised {
-        /// A short description of the hook.
+        /// A short description of the hook: at most [`MAX_WHAT`] characters of what it runs.
         what: String,
         /// Seconds of `sleep` it runs outside any loop (0 when none): whatever else it does,
         /// the hook takes at least that long before the kubelet sends SIGTERM.
@@ -106,6 +106,14 @@ impl PreStop {
     }
 }
 
+/// The longest description of a hook a finding quotes: a script of any length would otherwise
+/// be quoted whole, in every message and table row about it.
+pub const MAX_WHAT: usize = 120;
+
+fn described(text: &str) -> String {
+    crate::errors::truncate(text, MAX_WHAT)
+}
+
 /// Reads the preStop hook of `container`; `shared_pids` when the pod shares one process
 /// namespace between its containers (`shareProcessNamespace`), where PID 1 is the pod's pause
 /// process, not the container's first.
@@ -123,7 +131,7 @@ pub fn classify(container: &Value, shared_pids: bool) -> PreStop {
             return PreStop::Drain { port };
         }
         return PreStop::Unrecognised {
-            what: format!("httpGet {path}"),
+            what: described(&format!("httpGet {path}")),
             sleeps: 0,
         };
     }
@@ -167,7 +175,7 @@ fn classify_exec(
     unset: &dyn Fn(&str) -> bool,
 ) -> PreStop {
     let what = |sleeps| PreStop::Unrecognised {
-        what: format!("exec {}", command.join(" ")),
+        what: described(&format!("exec {}", command.join(" "))),
         sleeps,
     };
     let mut reading = Reading {
@@ -300,7 +308,7 @@ impl Reading {
             && kill_targets(args) == ["1"]
         {
             self.broken = Some((
-                format!("sends SIG{signal} to PID 1"),
+                described(&format!("sends SIG{signal} to PID 1")),
                 "with shareProcessNamespace, PID 1 is the pod's pause process, not Sidekiq: Sidekiq gets nothing",
             ));
             return;
@@ -763,6 +771,30 @@ mod tests {
             "{command:?}: {:?}",
             exec(command)
         );
+    }
+
+    #[test]
+    fn a_hook_is_described_in_a_few_words_however_long() {
+        let script = "while ".repeat(10_000);
+        let PreStop::Unrecognised { what, .. } = exec(&["sh", "-c", &script]) else {
+            panic!("{:?}", exec(&["sh", "-c", &script]));
+        };
+        assert_eq!(what.chars().count(), MAX_WHAT);
+        assert!(
+            what.starts_with("exec sh -c while while") && what.ends_with('…'),
+            "{what}"
+        );
+        let path = format!("/{}", "x".repeat(10_000));
+        let hook = with_hook(json!({"httpGet": {"path": path, "port": 8080}}));
+        let PreStop::Unrecognised { what, .. } = classify_alone(&hook) else {
+            panic!("{hook}");
+        };
+        assert_eq!(what.chars().count(), MAX_WHAT);
+        // A short one whole.
+        assert!(matches!(
+            exec(&["sh", "-c", "echo bye"]),
+            PreStop::Unrecognised { what, .. } if what == "exec sh -c echo bye"
+        ));
     }
 
     #[test]
