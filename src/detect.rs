@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -539,19 +539,23 @@ fn words<'a>(container: &'a Value, key: &str) -> impl Iterator<Item = &'a str> {
         .filter_map(Value::as_str)
 }
 
-/// A container's literal env, read only when a `$` asks for it (most command lines have none).
-struct LazyEnv<'a> {
+/// A container's literal env, read only when a `$` asks for it (most command lines have none),
+/// as a script run in it sees it.
+pub(crate) struct LazyEnv<'a> {
     container: &'a Value,
     env: OnceCell<HashMap<String, String>>,
+    /// The names the manifest may define; `None` when an `envFrom` may define any.
+    names: OnceCell<Option<HashSet<&'a str>>>,
     /// What expanding the command line may still add.
     budget: shell::Budget,
 }
 
 impl<'a> LazyEnv<'a> {
-    fn new(container: &'a Value) -> Self {
+    pub(crate) fn new(container: &'a Value) -> Self {
         Self {
             container,
             env: OnceCell::new(),
+            names: OnceCell::new(),
             budget: shell::Budget::default(),
         }
     }
@@ -568,14 +572,29 @@ impl<'a> LazyEnv<'a> {
         }
     }
 
-    fn get(&self, name: &str) -> Option<String> {
-        self.map().get(name).cloned()
+    /// `name`'s literal value. One longer than [`shell::MAX_EXPANSION`] is not expanded, so
+    /// it is not copied either: copied for each of thousands of `$A`, a long `A` made gigabytes.
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        self.map()
+            .get(name)
+            .filter(|value| value.len() <= shell::MAX_EXPANSION)
+            .cloned()
     }
 
     /// Whether nothing in the manifest can give the container `name` ([`may_define`]): a
-    /// script's default for it is taken as what applies, the image's own `ENV` unseen.
-    fn unset(&self, name: &str) -> bool {
-        !may_define(self.container, name)
+    /// script's default for it is taken as what applies, the image's own `ENV` unseen. The
+    /// names are gathered once, not looked for in the `env` list at each `${NAME:-…}`.
+    pub(crate) fn unset(&self, name: &str) -> bool {
+        let names = self.names.get_or_init(|| {
+            let from = self.container.get("envFrom").is_some_and(|f| !f.is_null());
+            (!from).then(|| {
+                crate::workload::list(self.container, "env")
+                    .iter()
+                    .filter_map(|entry| entry.get("name").and_then(Value::as_str))
+                    .collect()
+            })
+        });
+        names.as_ref().is_some_and(|names| !names.contains(name))
     }
 }
 

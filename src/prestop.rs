@@ -157,14 +157,9 @@ pub fn classify(container: &Value, shared_pids: bool) -> PreStop {
     // `sleep $DRAIN_SECONDS` reads the container's literal env, as the shell would, and
     // `${DRAIN_SECONDS:-300}` the default when nothing in the manifest sets it.
     // Built only when a `$` asks for it: most hooks (`kill -TSTP 1`, the `/drain` call) have none.
-    let env = std::cell::OnceCell::new();
-    let lookup = |name: &str| {
-        env.get_or_init(|| crate::detect::literal_env(container))
-            .get(name)
-            .cloned()
-    };
-    classify_exec(&command, shared_pids, &lookup, &|name| {
-        !crate::detect::may_define(container, name)
+    let env = crate::detect::LazyEnv::new(container);
+    classify_exec(&command, shared_pids, &|name| env.get(name), &|name| {
+        env.unset(name)
     })
 }
 

@@ -96,3 +96,23 @@ fn kubernetes_references_without_an_end() {
         pod(json!(["sidekiq", "-t", "$(".repeat(1_500_000)])),
     );
 }
+
+#[test]
+fn many_references_to_a_long_variable() {
+    // Each `$A` copied A's whole value before finding it too long to expand.
+    let mut pod = script(format!("{}\nexec sidekiq", "$A ".repeat(400_000)));
+    pod["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "A", "value": "x".repeat(4_000_000)}));
+    reviewed_in_time("400,000 `$A` of a 4 MB A", pod);
+}
+
+#[test]
+fn many_defaults_among_many_variables() {
+    // Each `${X:-1}` looked for X in the whole `env` list.
+    let mut pod = script(format!("{}\nexec sidekiq", "${X:-1} ".repeat(200_000)));
+    let env = pod["spec"]["containers"][0]["env"].as_array_mut().unwrap();
+    env.extend((0..100_000).map(|i| json!({"name": format!("E{i}"), "value": "1"})));
+    reviewed_in_time("200,000 `${X:-1}` and 100,000 variables", pod);
+}
