@@ -222,8 +222,9 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
         }
     };
     let sidekiq = &workload.containers[container.index];
+    let env = detect::LazyEnv::new(sidekiq);
     let flags = Flags::parse_with(&container.args, &|value| {
-        detect::set_at_run_time(sidekiq, container.via_shell, value)
+        detect::set_at_run_time(&env, container.via_shell, value)
     });
     let settings = Settings::resolve(ctx.policy, &overrides, &flags);
     let shared_pids = workload

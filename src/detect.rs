@@ -360,28 +360,18 @@ fn longest_timeout(found: impl Iterator<Item = Invocation>) -> Option<Invocation
 /// its value at run time, rather than reaching Sidekiq as written: in a shell script the shell
 /// expands `$VAR` (from the image, `valueFrom`, `envFrom`); outside one only Kubernetes expands,
 /// and only `$(NAME)` for a `NAME` the container defines, so `-t $T` reaches Sidekiq literally
-/// and it refuses to start.
-pub fn set_at_run_time(container: &Value, via_shell: bool, value: &str) -> bool {
+/// and it refuses to start. `env` is the Sidekiq container's.
+pub(crate) fn set_at_run_time(env: &LazyEnv<'_>, via_shell: bool, value: &str) -> bool {
     if !value.contains('$') {
         return false;
     }
     if via_shell {
         return true;
     }
-    let defined = |name: &str| may_define(container, name);
     let names = crate::sidecar::references(value);
     let escaped = value.replace("$$", "");
     let bare = escaped.matches('$').count() > names.len();
-    !names.is_empty() && !bare && names.iter().all(|name| defined(name))
-}
-
-/// Whether something in the manifest may give `container` the variable `name`: an `env` entry
-/// of that name, or any `envFrom`. (The image's own `ENV` cannot be seen from here.)
-pub fn may_define(container: &Value, name: &str) -> bool {
-    container.get("envFrom").is_some_and(|from| !from.is_null())
-        || crate::workload::list(container, "env")
-            .iter()
-            .any(|entry| entry.get("name").and_then(Value::as_str) == Some(name))
+    !names.is_empty() && !bare && names.iter().all(|name| !env.unset(name))
 }
 
 /// Where the value of a `$VAR`, `${VAR}` or `$(VAR)` reference (or a command substitution) in
@@ -581,9 +571,10 @@ impl<'a> LazyEnv<'a> {
             .cloned()
     }
 
-    /// Whether nothing in the manifest can give the container `name` ([`may_define`]): a
-    /// script's default for it is taken as what applies, the image's own `ENV` unseen. The
-    /// names are gathered once, not looked for in the `env` list at each `${NAME:-…}`.
+    /// Whether nothing in the manifest can give the container `name` — no `env` entry of that
+    /// name, no `envFrom` — so that a script's default for it is taken as what applies (the
+    /// image's own `ENV` cannot be seen from here). The names are gathered once, not looked for
+    /// in the `env` list at each `${NAME:-…}` or `$(NAME)`.
     pub(crate) fn unset(&self, name: &str) -> bool {
         let names = self.names.get_or_init(|| {
             let from = self.container.get("envFrom").is_some_and(|f| !f.is_null());
@@ -950,17 +941,18 @@ mod tests {
         let container = json!({"env": [
             {"name": "T", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "t"}}},
         ]});
+        let env = LazyEnv::new(&container);
         // A shell expands whatever it is given.
-        assert!(set_at_run_time(&container, true, "$ANY"));
+        assert!(set_at_run_time(&env, true, "$ANY"));
         // Without one, only $(NAME) of a defined variable.
-        assert!(set_at_run_time(&container, false, "$(T)"));
-        assert!(!set_at_run_time(&container, false, "$(UNDEFINED)"));
-        assert!(!set_at_run_time(&container, false, "$T"));
-        assert!(!set_at_run_time(&container, false, "$(T)$X"));
-        assert!(!set_at_run_time(&container, false, "$$(T)"));
+        assert!(set_at_run_time(&env, false, "$(T)"));
+        assert!(!set_at_run_time(&env, false, "$(UNDEFINED)"));
+        assert!(!set_at_run_time(&env, false, "$T"));
+        assert!(!set_at_run_time(&env, false, "$(T)$X"));
+        assert!(!set_at_run_time(&env, false, "$$(T)"));
         // envFrom may define any name.
         let from = json!({"envFrom": [{"configMapRef": {"name": "c"}}]});
-        assert!(set_at_run_time(&from, false, "$(ANY)"));
+        assert!(set_at_run_time(&LazyEnv::new(&from), false, "$(ANY)"));
     }
 
     #[test]

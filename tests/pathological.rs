@@ -116,3 +116,13 @@ fn many_defaults_among_many_variables() {
     env.extend((0..100_000).map(|i| json!({"name": format!("E{i}"), "value": "1"})));
     reviewed_in_time("200,000 `${X:-1}` and 100,000 variables", pod);
 }
+
+#[test]
+fn many_references_among_many_variables_in_sidekiqs_arguments() {
+    // Each `$(A)` of an argument was looked for in the whole `env` list.
+    let mut pod = pod(json!(["sidekiq", "-t", "$(A)".repeat(200_000)]));
+    let env = pod["spec"]["containers"][0]["env"].as_array_mut().unwrap();
+    env.extend((0..100_000).map(|i| json!({"name": format!("E{i}"), "value": "1"})));
+    env.push(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}));
+    reviewed_in_time("200,000 `$(A)` and 100,000 variables", pod);
+}

@@ -156,8 +156,8 @@ impl Flags {
     }
 
     /// Parses them where `at_run_time` tells which values are variables that get their value
-    /// only when the container starts ([`crate::detect::set_at_run_time`]): those are unseen,
-    /// not invalid.
+    /// only when the container starts (what the analysis reads from the Sidekiq container's
+    /// `env`): those are unseen, not invalid.
     pub fn parse_with(args: &[String], at_run_time: &dyn Fn(&str) -> bool) -> Self {
         let mut flags = Self::default();
         let mut rest = args.iter();
