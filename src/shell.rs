@@ -277,7 +277,7 @@ impl Splitter {
                 "while" | "until" => self.loops += 1,
                 "done" => self.loops = self.loops.saturating_sub(1),
                 "{" => self.open_group(),
-                "}" => self.groups.pop(),
+                "}" => self.close_group(),
                 _ => {}
             }
         }
@@ -317,16 +317,15 @@ impl Splitter {
                 let in_loop = self.loops > 0;
                 let piped =
                     self.after_pipe || matches!(separator, Separator::Pipe | Separator::Background);
-                let in_function = self.groups.defining().map(str::to_owned);
-                if let Some(name) = &in_function {
+                let in_function = self.groups.defining();
+                if in_function {
                     let in_body = self.conditional_in_body();
-                    let body = Command {
+                    self.groups.add_to_body(Command {
                         words: words.clone(),
                         conditional: in_body,
                         in_loop,
                         signals: Signals::of(piped, execs),
-                    };
-                    self.functions.entry(name.clone()).or_default().push(body);
+                    });
                     // `[ "$ROLE" = web ] && exec puma` in a body: the rest of the body runs
                     // only if it did not.
                     if in_body && hands_over {
@@ -335,14 +334,14 @@ impl Splitter {
                 }
                 // Calls in bodies are not followed (a function may call itself), nor past a
                 // bound: thousands of calls of a long body must not multiply it.
-                let call = (in_function.is_none() && self.commands.len() < MAX_COMMANDS)
+                let call = (!in_function && self.commands.len() < MAX_COMMANDS)
                     .then(|| self.functions.get(words[0].as_str()))
                     .flatten()
                     .filter(|body| self.copy_budget.spend(body.size))
                     .map(|body| body.commands.clone());
                 let signals = Signals::of(piped, execs);
                 let at_top = signals == Signals::Waited
-                    && in_function.is_none()
+                    && !in_function
                     && self.groups.is_empty()
                     && self.loops == 0
                     && self.ifs == 0
@@ -374,7 +373,6 @@ impl Splitter {
                     self.last_at_top = None;
                 }
                 // An `exec` in a function body ends the script only where it is called.
-                let in_function = in_function.is_some();
                 self.after_conditional_end |= conditional && hands_over && !in_function;
                 // Only a command of its own ends the script: not one of a pipeline or an
                 // `&&`/`||` list (its left side decides), not one in the background, not one in
@@ -411,7 +409,7 @@ impl Splitter {
                 self.open_group();
             }
             Separator::Close => {
-                self.groups.pop();
+                self.close_group();
                 // `name()`: its body, the group that follows, runs only when called.
                 self.function = std::mem::take(&mut self.open_after_name).filter(|_| empty);
             }
@@ -436,10 +434,23 @@ impl Splitter {
             guarded: self.conditional(),
             ended_conditionally: false,
             function: std::mem::take(&mut self.function),
+            body: Body::default(),
         };
         self.groups.push(group);
         self.or_operand = false;
         self.after_test = false;
+    }
+
+    /// Closes the innermost group; a function's body, read whole, is what calls of it run.
+    fn close_group(&mut self) {
+        if let Some(Group {
+            function: Some(name),
+            body,
+            ..
+        }) = self.groups.pop()
+        {
+            self.functions.entry(name).or_default().extend(body);
+        }
     }
 
     fn end_list(&mut self) {
@@ -490,6 +501,10 @@ struct Group {
     ended_conditionally: bool,
     /// A function's body: its name.
     function: Option<String>,
+    /// A function's body: its commands so far. Kept here, not under the name in
+    /// [`Splitter::functions`], until it closes: a name of thousands of characters copied and
+    /// hashed for each command of the body made reading quadratic.
+    body: Body,
 }
 
 /// The open groups, innermost last, with what a command's conditions ask of them kept as it
@@ -515,25 +530,30 @@ impl Groups {
         self.stack.push(group);
     }
 
-    fn pop(&mut self) {
-        let Some(group) = self.stack.pop() else {
-            return;
-        };
+    fn pop(&mut self) -> Option<Group> {
+        let group = self.stack.pop()?;
         self.guarded_or_body -= usize::from(group.guarded || group.function.is_some());
         self.guarded_or_ended -= usize::from(group.guarded || group.ended_conditionally);
         if group.function.is_some() {
             self.bodies.pop();
         }
+        Some(group)
     }
 
     fn is_empty(&self) -> bool {
         self.stack.is_empty()
     }
 
-    /// The function whose body is being read, innermost first.
-    fn defining(&self) -> Option<&str> {
-        let body = self.stack.get(*self.bodies.last()?)?;
-        body.function.as_deref()
+    /// Whether a function's body is being read.
+    fn defining(&self) -> bool {
+        !self.bodies.is_empty()
+    }
+
+    /// Adds `command` to the body of the innermost function being read.
+    fn add_to_body(&mut self, command: Command) {
+        if let Some(group) = self.bodies.last().and_then(|&at| self.stack.get_mut(at)) {
+            group.body.push(command);
+        }
     }
 
     /// Marks the body of the function being read as ended conditionally.
@@ -560,6 +580,12 @@ impl Body {
     fn push(&mut self, command: Command) {
         self.size += command.words.iter().map(String::len).sum::<usize>();
         self.commands.push(command);
+    }
+
+    /// A function defined again adds to what calls of it run.
+    fn extend(&mut self, more: Body) {
+        self.size += more.size;
+        self.commands.extend(more.commands);
     }
 }
 

@@ -126,3 +126,16 @@ fn many_references_among_many_variables_in_sidekiqs_arguments() {
     env.push(json!({"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}));
     reviewed_in_time("200,000 `$(A)` and 100,000 variables", pod);
 }
+
+#[test]
+fn a_function_with_a_long_name() {
+    // Its name was copied and hashed for each command of its body.
+    let name = "f".repeat(600_000);
+    reviewed_in_time(
+        "a 600,000-character function name over 300,000 commands",
+        script(format!(
+            "{name}(){{ {} }}\nexec sidekiq",
+            "a;".repeat(300_000)
+        )),
+    );
+}
