@@ -1527,26 +1527,29 @@ fn drain_through_redis_finds_the_processes_dyno_names() {
 /// "Via the probe, else via Redis": a Redis URL (here one where nothing listens, as a
 /// `KUBECTL_SIDEKIQ_REDIS_URL` exported for other pods may be) does not take an injected pod
 /// away from its probe.
+/// `drain POD --redis-url … -o json` with `extra` flags, against a Redis nobody listens on: the
+/// JSON document of a drain that succeeded without it.
+fn drain_given_redis(kubeconfig: &std::path::Path, pod: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "drain",
+        pod,
+        "--redis-url",
+        "redis://127.0.0.1:9",
+        "-o",
+        "json",
+    ];
+    args.extend(extra);
+    let out = run_in(kubeconfig, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn an_injected_pod_drains_through_its_probe_even_given_redis() {
     let pod = "rails-worker-7d9c8f6b5-probed";
     let api = api_with_drained_pod(pod, Duration::ZERO);
     let kubeconfig = api.kubeconfig("shop");
-    let out = run_in(
-        &kubeconfig,
-        &[
-            "drain",
-            pod,
-            "--redis-url",
-            "redis://127.0.0.1:9",
-            "--timeout",
-            "3s",
-            "-o",
-            "json",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let document: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let document = drain_given_redis(&kubeconfig, pod, &["--timeout", "3s"]);
     assert_eq!(document["pods"][0]["via"], "probe");
     assert_eq!(document["pods"][0]["idle"], true);
     assert_eq!(requests_with(&api, "/proxy/drain"), 1);
@@ -1590,19 +1593,7 @@ fn drain_tells_pods_whose_sidekiq_does_not_run_without_asking_them() {
         "shop/worker-evicted: idle: pod is Failed: its containers have exited: Sidekiq runs no job\n"
     );
     // Through Redis too, without looking for its processes.
-    let out = run_in(
-        &kubeconfig,
-        &[
-            "drain",
-            "worker-evicted",
-            "--redis-url",
-            "redis://127.0.0.1:9",
-            "-o",
-            "json",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let document: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let document = drain_given_redis(&kubeconfig, "worker-evicted", &[]);
     assert_eq!(document["pods"][0]["via"], "none");
     assert_eq!(document["pods"][0]["idle"], true);
     // Nor, for a pod without the probe whose Sidekiq has exited, are the pods sharing its host
