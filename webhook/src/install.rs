@@ -28,6 +28,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
+use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -362,31 +363,58 @@ fn data_str<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
         .and_then(|b| std::str::from_utf8(&b.0).ok())
 }
 
+/// A certificate and its key read from `secret`, checked to belong together.
+struct KeyedPair<'a> {
+    cert: &'a str,
+    key: &'a str,
+    der: CertificateDer<'static>,
+    info: pki::CertInfo,
+}
+
+impl<'a> KeyedPair<'a> {
+    /// Reads `cert_name` and `key_name`, or says why they cannot be used.
+    fn read(secret: &'a Secret, cert_name: &str, key_name: &str) -> Result<Self, String> {
+        let (Some(cert), Some(key)) = (data_str(secret, cert_name), data_str(secret, key_name))
+        else {
+            let name = secret.metadata.name.as_deref().unwrap_or_default();
+            return Err(format!("the Secret {name} lacks {cert_name} or {key_name}"));
+        };
+        let der = pki::certificates(cert.as_bytes(), cert_name)
+            .map_err(|e| e.to_string())?
+            .remove(0);
+        let info = pki::inspect(&der, cert_name).map_err(|e| e.to_string())?;
+        if !pki::key_matches(&der, key.as_bytes()) {
+            return Err(format!("{key_name} is not the key of {cert_name}"));
+        }
+        Ok(Self {
+            cert,
+            key,
+            der,
+            info,
+        })
+    }
+
+    fn into_keyed(self) -> KeyedCert {
+        KeyedCert {
+            cert_pem: self.cert.to_owned(),
+            key_pem: self.key.to_owned(),
+        }
+    }
+}
+
 /// The CA in `secret`, or why it cannot be used for another `margin`.
 fn read_ca(secret: &Secret, now: SystemTime, margin: Duration) -> Result<KeyedCert, String> {
-    let (Some(cert), Some(key)) = (data_str(secret, "ca.crt"), data_str(secret, "ca.key")) else {
-        return Err("the CA Secret lacks ca.crt or ca.key".into());
-    };
-    let der = pki::certificates(cert.as_bytes(), "ca.crt")
-        .map_err(|e| e.to_string())?
-        .remove(0);
-    let info = pki::inspect(&der, "ca.crt").map_err(|e| e.to_string())?;
-    if !info.is_ca {
+    let pair = KeyedPair::read(secret, "ca.crt", "ca.key")?;
+    if !pair.info.is_ca {
         return Err("ca.crt is not a CA certificate".into());
     }
-    if !pki::key_matches(&der, key.as_bytes()) {
-        return Err("ca.key is not the key of ca.crt".into());
-    }
-    if !info.valid_for(now, margin) {
+    if !pair.info.valid_for(now, margin) {
         return Err(format!(
             "the CA expires {}, before a certificate issued now would",
-            sidekiq_guard::timestamp::format(info.not_after)
+            sidekiq_guard::timestamp::format(pair.info.not_after)
         ));
     }
-    Ok(KeyedCert {
-        cert_pem: cert.to_owned(),
-        key_pem: key.to_owned(),
-    })
+    Ok(pair.into_keyed())
 }
 
 /// The serving certificate in `secret`, or why it must be replaced.
@@ -397,32 +425,20 @@ fn read_serving(
     now: SystemTime,
     renew_before: Duration,
 ) -> Result<KeyedCert, String> {
-    let (Some(cert), Some(key)) = (data_str(secret, "tls.crt"), data_str(secret, "tls.key")) else {
-        return Err("the Secret lacks tls.crt or tls.key".into());
-    };
-    let der = pki::certificates(cert.as_bytes(), "tls.crt")
-        .map_err(|e| e.to_string())?
-        .remove(0);
-    let info = pki::inspect(&der, "tls.crt").map_err(|e| e.to_string())?;
-    if !pki::key_matches(&der, key.as_bytes()) {
-        return Err("tls.key is not the key of tls.crt".into());
-    }
-    if let Some(missing) = names.iter().find(|n| !info.dns_names.contains(n)) {
+    let pair = KeyedPair::read(secret, "tls.crt", "tls.key")?;
+    if let Some(missing) = names.iter().find(|n| !pair.info.dns_names.contains(n)) {
         return Err(format!("the certificate does not name {missing}"));
     }
-    if !pki::signed_by(&der, ca_der) {
+    if !pki::signed_by(&pair.der, ca_der) {
         return Err("the certificate is not signed by the current CA".into());
     }
-    if !info.valid_for(now, renew_before) {
+    if !pair.info.valid_for(now, renew_before) {
         return Err(format!(
             "the certificate expires {}, within the renewal window",
-            sidekiq_guard::timestamp::format(info.not_after)
+            sidekiq_guard::timestamp::format(pair.info.not_after)
         ));
     }
-    Ok(KeyedCert {
-        cert_pem: cert.to_owned(),
-        key_pem: key.to_owned(),
-    })
+    Ok(pair.into_keyed())
 }
 
 /// A Secret's `data` from PEM texts.
@@ -622,4 +638,89 @@ where
         tracing::info!(kind, name, webhooks = ?patched, "caBundle updated");
     }
     Ok(patched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn secret_of(entries: &[(&str, &String)]) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("sidekiq-guard-tls".into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                entries
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        }
+    }
+
+    #[test]
+    fn a_secret_is_replaced_with_the_reason_said() {
+        let now = SystemTime::now();
+        let ca = pki::new_ca("test CA", now, 365 * DAY).unwrap();
+        let other = pki::new_ca("other CA", now, 365 * DAY).unwrap();
+        let names = vec!["sidekiq-guard.sidekiq-guard.svc".to_owned()];
+        let serving = pki::issue_serving(&ca, &names, now, 30 * DAY).unwrap();
+        let ca_der = pki::certificates(ca.cert_pem.as_bytes(), "ca")
+            .unwrap()
+            .remove(0);
+
+        let reason = |secret: &Secret| read_serving(secret, &ca_der, &names, now, DAY).err();
+        let good = secret_of(&[
+            ("tls.crt", &serving.cert_pem),
+            ("tls.key", &serving.key_pem),
+        ]);
+        assert_eq!(reason(&good), None);
+        assert_eq!(
+            reason(&secret_of(&[("tls.crt", &serving.cert_pem)])).as_deref(),
+            Some("the Secret sidekiq-guard-tls lacks tls.crt or tls.key")
+        );
+        assert_eq!(
+            reason(&secret_of(&[
+                ("tls.crt", &serving.cert_pem),
+                ("tls.key", &ca.key_pem)
+            ]))
+            .as_deref(),
+            Some("tls.key is not the key of tls.crt")
+        );
+        let elsewhere = ["other.sidekiq-guard.svc".to_owned()];
+        assert_eq!(
+            read_serving(&good, &ca_der, &elsewhere, now, DAY)
+                .err()
+                .as_deref(),
+            Some("the certificate does not name other.sidekiq-guard.svc")
+        );
+        let other_der = pki::certificates(other.cert_pem.as_bytes(), "ca")
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            read_serving(&good, &other_der, &names, now, DAY)
+                .err()
+                .as_deref(),
+            Some("the certificate is not signed by the current CA")
+        );
+        let late = read_serving(&good, &ca_der, &names, now, 60 * DAY).unwrap_err();
+        assert!(late.ends_with("within the renewal window"), "{late}");
+
+        let not_ca = secret_of(&[("ca.crt", &serving.cert_pem), ("ca.key", &serving.key_pem)]);
+        assert_eq!(
+            read_ca(&not_ca, now, DAY).err().as_deref(),
+            Some("ca.crt is not a CA certificate")
+        );
+        let ca_secret = secret_of(&[("ca.crt", &ca.cert_pem), ("ca.key", &ca.key_pem)]);
+        assert!(read_ca(&ca_secret, now, DAY).is_ok());
+        let short = read_ca(&ca_secret, now, 400 * DAY).unwrap_err();
+        assert!(
+            short.contains("before a certificate issued now would"),
+            "{short}"
+        );
+    }
 }
