@@ -12,9 +12,9 @@ use crate::detect::{self, Detection, SidekiqContainer};
 use crate::grace::Grace;
 use crate::pointer::Pointer as _;
 use crate::policy::Policy;
-use crate::prestop::{self, PreStop};
+use crate::prestop::{self, DRAIN_PATH, PreStop};
 use crate::settings::{Settings, Source};
-use crate::sidecar::{self, Mode, RedisEnv};
+use crate::sidecar::{self, Mode, Reach, RedisEnv};
 use crate::sidekiq::Flags;
 use crate::workload::{Workload, WorkloadError};
 
@@ -232,7 +232,8 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
         .get("shareProcessNamespace")
         .and_then(Value::as_bool)
         == Some(true);
-    let prestop = prestop::classify(sidekiq, shared_pids);
+    let host_network = workload.spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
+    let prestop = prestop::classify(sidekiq, shared_pids, host_network);
     let grace = Grace::compute(&settings, prestop.fixed_sleep());
     let port = choose_port(&workload, container.index, &settings);
     let redis = sidecar::redis_env(sidekiq);
@@ -243,9 +244,9 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
             .get("terminationGracePeriodSeconds")
             .and_then(|value| value.as_u64().or_else(|| value.as_i64().map(|_| 1))),
         prestop,
-        startup: probe_state(sidekiq, "startupProbe"),
-        readiness: probe_state(sidekiq, "readinessProbe"),
-        liveness: probe_state(sidekiq, "livenessProbe"),
+        startup: probe_state(sidekiq, "startupProbe", host_network),
+        readiness: probe_state(sidekiq, "readinessProbe", host_network),
+        liveness: probe_state(sidekiq, "livenessProbe", host_network),
         sidecar: find_sidecar(&workload),
     };
     Subject::Sidekiq(Box::new(Analysis {
@@ -300,24 +301,22 @@ pub fn pod_drain_budget(pod: &Value, policy: &Policy) -> Option<u64> {
     }
 }
 
-fn probe_state(container: &Value, field: &str) -> ProbeState {
+/// A probe of `container`: sidekiq-guard's when it gets `/livez` or `/readyz` where the probe
+/// sidecar answers; one sent to another host or over HTTPS is the user's own.
+fn probe_state(container: &Value, field: &str, host_network: bool) -> ProbeState {
     let Some(probe) = container.get(field).filter(|p| !p.is_null()) else {
         return ProbeState::Missing;
     };
-    match probe.get("httpGet") {
-        Some(get)
-            if matches!(
-                get.get("path").and_then(Value::as_str),
-                Some(LIVEZ_PATH | READYZ_PATH)
-            ) =>
-        {
-            let port = get
-                .get("port")
-                .and_then(Value::as_u64)
-                .and_then(|p| u16::try_from(p).ok());
-            ProbeState::Ours(port)
-        }
-        _ => ProbeState::User,
+    let Some(get) = probe.get("httpGet") else {
+        return ProbeState::User;
+    };
+    let path = get.get("path").and_then(Value::as_str).unwrap_or("/");
+    if !matches!(sidecar::endpoint(path), LIVEZ_PATH | READYZ_PATH) {
+        return ProbeState::User;
+    }
+    match sidecar::reach(get, container, host_network) {
+        Reach::Pod(port) => ProbeState::Ours(port),
+        Reach::Elsewhere(_) => ProbeState::User,
     }
 }
 
@@ -386,8 +385,11 @@ fn action_ports(container: &Value, sidekiq: bool) -> impl Iterator<Item = &Value
                 .filter_map(|kind| handler.get(kind))
         })
         .filter(move |action| {
-            let path = action.get("path").and_then(Value::as_str);
-            !(sidekiq && matches!(path, Some("/livez" | "/readyz" | "/drain")))
+            let path = action
+                .get("path")
+                .and_then(Value::as_str)
+                .map(sidecar::endpoint);
+            !(sidekiq && matches!(path, Some(LIVEZ_PATH | READYZ_PATH | DRAIN_PATH)))
         })
         .filter_map(|action| action.get("port"))
 }

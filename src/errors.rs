@@ -13,6 +13,24 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     cut
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): messages quote manifests,
+/// and a newline or a terminal escape sequence in a value must not reach a terminal, a CI log
+/// or a `Warning:` line as such (a forged line, a cleared screen).
+pub(crate) fn printable(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `value` quoted (`"abc"`), its first `max` characters only and `…` after the quote when it
 /// is longer: what was written, readable, and short.
 pub(crate) fn quoted(value: &str, max: usize) -> String {

@@ -12,7 +12,8 @@ use crate::analysis::{Analysis, PodState, ProbeState};
 use crate::annotations::{self, Overrides, PodOptIn};
 use crate::detect::Detection;
 use crate::duration::Secs;
-use crate::mutate::Blocked;
+use crate::errors::printable;
+use crate::mutate::{Blocked, Plan, SidecarAction};
 use crate::pointer::Pointer as _;
 use crate::policy::Policy;
 use crate::prestop::PreStop;
@@ -100,6 +101,7 @@ codes! {
     RedisPasswordBesideUrl = "SG029" "redis-password-beside-url";
     ProbeSidecarMissing = "SG030" "probe-sidecar-missing";
     IdentityShared = "SG031" "identity-shared";
+    ProbeSidecarStale = "SG032" "probe-sidecar-stale";
 }
 
 impl Blocked {
@@ -149,9 +151,9 @@ impl Finding {
             code,
             name: code.name(),
             severity,
-            path,
-            message,
-            hint,
+            path: printable(path),
+            message: printable(message),
+            hint: printable(hint),
         }
     }
 }
@@ -277,6 +279,57 @@ pub fn evaluate(
     ctx.redis(&mut findings);
     findings.extend(blocked.and_then(|blocked| ctx.blocked(blocked)));
     findings
+}
+
+/// The probe sidecar the object carries works differently from the one sidekiq-guard would set
+/// now (`plan` replaces it), or the drain hook calls it elsewhere: injected for other settings (a longer job declared since, another
+/// Redis) or edited by hand. Its drain ends at its own budget, it may listen where the hooks
+/// do not call, or read another Redis than Sidekiq. Said of the object as written only: the
+/// webhook replaces such a sidecar in every pod it admits, `kubectl sidekiq inject` in a
+/// template.
+pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
+    let (at, mut drift) = match (&plan.sidecar, analysis.state.sidecar) {
+        (SidecarAction::Replace(at), _) => {
+            let current = analysis.workload.spec.get(at.mode.list())?.get(at.index)?;
+            (*at, sidecar::drift(current, &plan.sidecar_container))
+        }
+        (SidecarAction::Ours, Some(at)) => (at, Vec::new()),
+        _ => return None,
+    };
+    if let PreStop::Drain { port } = analysis.state.prestop
+        && port != Some(analysis.port.port)
+    {
+        let port = port.map_or_else(|| "a named port".to_owned(), |p| format!("port {p}"));
+        drift.push(format!(
+            "the preStop hook calls /drain on {port} (the probe listens on {})",
+            analysis.port.port
+        ));
+    }
+    if drift.is_empty() {
+        return None;
+    }
+    let workload = &analysis.workload;
+    let (severity, unless) = if workload.kind == Kind::Pod {
+        (Severity::Error, "")
+    } else {
+        (
+            Severity::Warning,
+            " (the webhook corrects them in the pods it admits)",
+        )
+    };
+    let path = format!("spec.{}[{}]", at.mode.list(), at.index);
+    Some(Finding::new(
+        Code::ProbeSidecarStale,
+        severity,
+        workload.path(&path),
+        format!(
+            "container {} and its {} container do not match{unless}: {}",
+            analysis.container.name,
+            sidecar::NAME,
+            drift.join(", ")
+        ),
+        "inject again (kubectl sidekiq inject replaces the container): a drain ends at the sidecar's own budget, and a probe listening or reading elsewhere answers for nothing".into(),
+    ))
 }
 
 /// Findings for a Sidekiq workload whose Sidekiq container cannot be told.

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::duration;
 use crate::pointer::Pointer as _;
 use crate::shell::{self, Signals};
+use crate::sidecar::{self, Reach};
 
 /// The path of the probe's drain endpoint, which the injected preStop calls.
 pub const DRAIN_PATH: &str = "/drain";
@@ -116,19 +117,23 @@ fn described(text: &str) -> String {
 
 /// Reads the preStop hook of `container`; `shared_pids` when the pod shares one process
 /// namespace between its containers (`shareProcessNamespace`), where PID 1 is the pod's pause
-/// process, not the container's first.
-pub fn classify(container: &Value, shared_pids: bool) -> PreStop {
+/// process, not the container's first; `host_network` when it uses the node's network
+/// (`hostNetwork`), where the node's `localhost` is the pod's.
+pub fn classify(container: &Value, shared_pids: bool, host_network: bool) -> PreStop {
     let Some(hook) = container.at("/lifecycle/preStop").filter(|h| !h.is_null()) else {
         return PreStop::Missing;
     };
     if let Some(get) = hook.get("httpGet") {
         let path = get.get("path").and_then(Value::as_str).unwrap_or("/");
-        if path == DRAIN_PATH {
-            let port = get
-                .get("port")
-                .and_then(Value::as_u64)
-                .and_then(|p| u16::try_from(p).ok());
-            return PreStop::Drain { port };
+        if sidecar::endpoint(path) == DRAIN_PATH {
+            return match sidecar::reach(get, container, host_network) {
+                Reach::Pod(port) => PreStop::Drain { port },
+                Reach::Elsewhere(how) => PreStop::Broken {
+                    what: format!("calls /drain {how}"),
+                    effect: "the probe answers plain HTTP at the pod's own address only (no host, no scheme): the call fails and Sidekiq is not quieted",
+                    sleeps: 0,
+                },
+            };
         }
         return PreStop::Unrecognised {
             what: described(&format!("httpGet {path}")),
@@ -524,8 +529,13 @@ mod tests {
     /// reaches no Sidekiq. Signals by name (`pkill`) or to another PID still do.
     #[test]
     fn pid_one_is_the_pause_process_in_a_shared_process_namespace() {
-        let shared =
-            |command: &[&str]| classify(&with_hook(json!({"exec": {"command": command}})), true);
+        let shared = |command: &[&str]| {
+            classify(
+                &with_hook(json!({"exec": {"command": command}})),
+                true,
+                false,
+            )
+        };
         assert_eq!(
             shared(&["sh", "-c", "kill -TSTP 1; sleep 90"]),
             PreStop::Broken {
@@ -560,7 +570,7 @@ mod tests {
 
     /// The hook of a container in a pod with its own process namespace.
     fn classify_alone(container: &Value) -> PreStop {
-        classify(container, false)
+        classify(container, false, false)
     }
 
     fn with_hook(hook: Value) -> Value {
@@ -579,6 +589,61 @@ mod tests {
             PreStop::Missing
         );
         assert_eq!(classify_alone(&with_hook(Value::Null)), PreStop::Missing);
+    }
+
+    /// The kubelet sends an `httpGet` hook to `host` when set, from the node, and resolves a
+    /// named port among the container's own ports; the probe answers plain HTTP at the pod's
+    /// address, and ignores a query string.
+    #[test]
+    fn a_drain_call_reaches_the_probe_only_at_the_pods_address() {
+        let drain = |get: Value, ports: Value, host_network: bool| {
+            let mut container = with_hook(json!({ "httpGet": get }));
+            container["ports"] = ports;
+            classify(&container, false, host_network)
+        };
+        let none = json!([]);
+        let broken = |how: &str| PreStop::Broken {
+            what: format!("calls /drain {how}"),
+            effect: "the probe answers plain HTTP at the pod's own address only (no host, no scheme): the call fails and Sidekiq is not quieted",
+            sleeps: 0,
+        };
+        let localhost = json!({"path": "/drain", "port": 7434, "host": "localhost"});
+        assert_eq!(
+            drain(localhost.clone(), none.clone(), false),
+            broken("on host \"localhost\"")
+        );
+        assert_eq!(
+            drain(localhost, none.clone(), true),
+            PreStop::Drain { port: Some(7434) }
+        );
+        let elsewhere = json!({"path": "/drain", "port": 7434, "host": "10.0.0.7"});
+        assert_eq!(
+            drain(elsewhere, none.clone(), true),
+            broken("on host \"10.0.0.7\"")
+        );
+        let https = json!({"path": "/drain", "port": 7434, "scheme": "HTTPS"});
+        assert_eq!(drain(https, none.clone(), false), broken("over HTTPS"));
+        let explicit = json!({"path": "/drain", "port": 7434, "scheme": "HTTP", "host": ""});
+        assert_eq!(
+            drain(explicit, none.clone(), false),
+            PreStop::Drain { port: Some(7434) }
+        );
+
+        let named = json!({"path": "/drain", "port": "sg-probe"});
+        let declared = json!([{"name": "sg-probe", "containerPort": 7434}]);
+        assert_eq!(
+            drain(named.clone(), declared, false),
+            PreStop::Drain { port: Some(7434) }
+        );
+        assert_eq!(
+            drain(named, none.clone(), false),
+            PreStop::Drain { port: None }
+        );
+        let query = json!({"path": "/drain?reason=deploy", "port": 7434});
+        assert_eq!(
+            drain(query, none, false),
+            PreStop::Drain { port: Some(7434) }
+        );
     }
 
     #[test]

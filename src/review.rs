@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::analysis::{self, Analysis, Context, Skip, Subject};
 use crate::annotations::PodOptIn;
+use crate::errors;
 use crate::findings::{self, Finding, Severity};
 use crate::mutate::{self, Blocked, Plan};
 use crate::patch::PatchOp;
@@ -162,7 +163,12 @@ fn review(object: &Value, ctx: &Context<'_>, patch: bool, perspective: Perspecti
             findings: findings::unresolved(&workload, &overrides, &detection),
             status: None,
         },
-        Subject::Sidekiq(analysis) => sidekiq(&analysis, ctx, patch, perspective),
+        Subject::Sidekiq(analysis) => {
+            let mut review = sidekiq(&analysis, ctx, patch, perspective);
+            // Notes quote the manifest (a hook, a flag) as findings do.
+            review.notes = review.notes.into_iter().map(errors::printable).collect();
+            review
+        }
     }
 }
 
@@ -196,7 +202,10 @@ fn sidekiq(
                 Perspective::AsWritten => analysis.state.clone(),
                 Perspective::AsInjected => plan.after(analysis, ctx),
             };
-            let findings = findings::evaluate(analysis, &state, None, ctx.policy);
+            let mut findings = findings::evaluate(analysis, &state, None, ctx.policy);
+            if perspective == Perspective::AsWritten {
+                findings.extend(findings::sidecar_stale(analysis, &plan));
+            }
             let notes = if patch {
                 let mut notes = plan.warnings(analysis);
                 if let Some(first) = notes.first_mut()
@@ -343,7 +352,7 @@ fn cap_warnings(lines: impl Iterator<Item = String>) -> Vec<String> {
     let mut warnings = Vec::new();
     for line in lines {
         let line = crate::errors::truncate(
-            &printable(&format!("{WARNING_PREFIX}{line}")),
+            &errors::printable(format!("{WARNING_PREFIX}{line}")),
             MAX_WARNING_CHARS,
         );
         total += line.len();
@@ -357,21 +366,6 @@ fn cap_warnings(lines: impl Iterator<Item = String>) -> Vec<String> {
 
 /// `text` with control characters written as escapes (`\n`): the API server drops a warning
 /// that holds one (it cannot go into a `Warning` header), and a value quoted from a manifest may.
-fn printable(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_owned();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
 /// `Deployment jobs/worker`, `Pod jobs/worker-7d9c*`, for messages.
 pub fn subject(object: &Value, namespace: Option<&str>) -> String {
     let kind = object

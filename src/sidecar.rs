@@ -8,12 +8,12 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 
-use crate::duration;
 use crate::pointer::Pointer as _;
 use crate::policy::{ResourceName, Resources, SidecarModeSetting, SidecarPolicy};
 use crate::quantity::Quantity;
 use crate::sidekiq::{self, REDIS_PROVIDER, REDIS_URL};
 use crate::workload::list;
+use crate::{duration, errors};
 
 /// Name of the injected container.
 pub const NAME: &str = "sidekiq-guard-probe";
@@ -276,6 +276,49 @@ pub struct Spec<'a> {
     pub root_pod: bool,
 }
 
+/// Where an `httpGet` handler (a probe, a preStop hook) of `container` sends its request, as
+/// far as reaching the probe sidecar goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// The pod's own address, at this port: numeric, or named and declared by `container`
+    /// (the kubelet resolves a name among the container's own ports); `None` when the name is
+    /// not declared or the port cannot be read.
+    Pod(Option<u16>),
+    /// Somewhere the plain-HTTP probe never answers: why, for a message.
+    Elsewhere(String),
+}
+
+/// Where `get`, the `httpGet` of a handler of `container`, goes. The kubelet calls `host` when
+/// set (from the node: `localhost` is the node's, unless the pod shares the node's network),
+/// and the probe speaks plain HTTP only.
+pub(crate) fn reach(get: &Value, container: &Value, host_network: bool) -> Reach {
+    let scheme = get.get("scheme").and_then(Value::as_str).unwrap_or("HTTP");
+    if !scheme.eq_ignore_ascii_case("HTTP") {
+        return Reach::Elsewhere(format!("over {}", errors::truncate(scheme, 10)));
+    }
+    let host = get.get("host").and_then(Value::as_str).unwrap_or("");
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
+    if !host.is_empty() && !(loopback && host_network) {
+        return Reach::Elsewhere(format!("on host {}", errors::quoted(host, 40)));
+    }
+    let port = match get.get("port") {
+        Some(Value::String(name)) => list(container, "ports")
+            .iter()
+            .find(|port| port.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|port| port.get("containerPort")),
+        other => other,
+    };
+    Reach::Pod(
+        port.and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok()),
+    )
+}
+
+/// The endpoint `path` calls, without its query string (the probe ignores it).
+pub(crate) fn endpoint(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(endpoint, _)| endpoint)
+}
+
 /// Builds the sidecar container.
 pub fn container(spec: &Spec<'_>) -> Value {
     let redis = spec.redis;
@@ -358,6 +401,82 @@ pub fn container(spec: &Spec<'_>) -> Value {
 /// limit (a LimitRange default), and `imagePullPolicy: Always`.
 pub fn is_current(existing: &Value, wanted: &Value) -> bool {
     matches_at(&mut Vec::new(), existing, wanted, wanted)
+}
+
+/// What in `existing`, a sidecar read back from an object, makes it work differently from
+/// `wanted`: its arguments (listen port, drain budget…), its port, and the names of the
+/// environment entries that differ (never their values: they may hold a Redis password).
+/// Empty when it works alike, whatever its image, resources or security settings: those are
+/// [`is_current`]'s business, and a cluster's webhook may well run another image.
+pub fn drift(existing: &Value, wanted: &Value) -> Vec<String> {
+    let mut drift = args_drift(existing, wanted);
+    let port = |c: &Value| c.pointer("/ports/0/containerPort").cloned();
+    if port(existing) != port(wanted) {
+        drift.push(format!(
+            "port {} (needs {})",
+            port(existing).unwrap_or(Value::Null),
+            port(wanted).unwrap_or(Value::Null)
+        ));
+    }
+    drift.extend(
+        env_drift(existing, wanted)
+            .into_iter()
+            .map(|name| format!("env {name} differs")),
+    );
+    let env_from = |c: &Value| c.get("envFrom").cloned().unwrap_or(Value::Null);
+    if env_from(existing) != env_from(wanted) {
+        drift.push("envFrom differs".into());
+    }
+    drift
+}
+
+/// `--flag=value` arguments of `existing` that `wanted` sets otherwise, lacks, or does not set.
+fn args_drift(existing: &Value, wanted: &Value) -> Vec<String> {
+    fn flags(container: &Value) -> Vec<(&str, &str)> {
+        list(container, "args")
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|arg| arg.split_once('=').unwrap_or((arg, "")))
+            .collect()
+    }
+    let (have, want) = (flags(existing), flags(wanted));
+    let shown = |value: &str| errors::truncate(value, 40);
+    let mut drift: Vec<String> = want
+        .iter()
+        .filter_map(
+            |(flag, value)| match have.iter().find(|(name, _)| name == flag) {
+                Some((_, v)) if v == value => None,
+                Some((_, v)) => Some(format!("{flag}={} (needs {})", shown(v), shown(value))),
+                None => Some(format!("no {flag} (needs {})", shown(value))),
+            },
+        )
+        .collect();
+    drift.extend(
+        have.iter()
+            .filter(|(flag, _)| !want.iter().any(|(name, _)| name == flag))
+            .map(|(flag, _)| format!("{flag} (not set by sidekiq-guard)")),
+    );
+    drift
+}
+
+/// Names of the `env` entries that `existing` and `wanted` define differently, or only one of
+/// them defines.
+fn env_drift<'v>(existing: &'v Value, wanted: &'v Value) -> Vec<&'v str> {
+    fn name(entry: &Value) -> &str {
+        entry.get("name").and_then(Value::as_str).unwrap_or("")
+    }
+    fn find<'e>(entries: &'e [Value], wanted_name: &str) -> Option<&'e Value> {
+        entries.iter().find(|entry| name(entry) == wanted_name)
+    }
+    let (have, want) = (list(existing, "env"), list(wanted, "env"));
+    let changed = want.iter().filter(|entry| {
+        !find(have, name(entry))
+            .is_some_and(|existing| matches_at(&mut vec!["env", "*"], existing, entry, wanted))
+    });
+    let extra = have
+        .iter()
+        .filter(|entry| find(want, name(entry)).is_none());
+    changed.chain(extra).map(name).collect()
 }
 
 /// Whether `existing` is `wanted` at `path` (object keys, `*` for list items) of a container

@@ -1501,3 +1501,158 @@ fn a_hook_that_signals_the_pause_process_still_lasts_its_sleep() {
         review.findings
     );
 }
+
+/// An injected manifest whose sidecar no longer matches its Sidekiq container — a longer job
+/// declared since, the worker moved to another Redis, the sidecar or the drain hook edited by
+/// hand — is what `inject` replaces; `validate` says so, with what differs and never a value.
+#[test]
+fn a_probe_sidecar_that_no_longer_matches_is_reported() {
+    let policy = Policy::default();
+    let ctx = ctx(&policy, Mode::Native);
+    let (injected, _) = review::inject(
+        &worker(
+            json!({"env": [{"name": "REDIS_URL", "value": "redis://:hunter2@redis:6379/0"}]}),
+            json!({}),
+        ),
+        &ctx,
+    )
+    .unwrap();
+    let stale = |object: &Value| -> Vec<(Severity, String, String)> {
+        findings_of(object, &ctx, Code::ProbeSidecarStale)
+            .into_iter()
+            .map(|f| (f.severity, f.path, f.message))
+            .collect()
+    };
+    assert_eq!(stale(&injected), vec![]);
+    let sidecar = "/spec/template/spec/initContainers/0";
+    let edited = |edit: &dyn Fn(&mut Value)| {
+        let mut object = injected.clone();
+        edit(&mut object);
+        stale(&object)
+    };
+    let warning = |what: &str| {
+        vec![(
+            Severity::Warning,
+            "spec.template.spec.initContainers[0]".to_owned(),
+            format!(
+                "container worker and its sidekiq-guard-probe container do not match (the webhook corrects them in the pods it admits): {what}"
+            ),
+        )]
+    };
+
+    // A longer job declared since.
+    let declared = edited(&|o| {
+        o["spec"]["template"]["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] =
+            json!("10m");
+        o["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(900);
+    });
+    assert_eq!(declared, warning("--drain-budget=2m20s (needs 10m20s)"));
+    // Sidekiq moved to another Redis: the name only, not the URL and its password.
+    let moved = edited(&|o| {
+        o["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] =
+            json!("redis://:s3cret@other:6379/0");
+    });
+    assert_eq!(moved, warning("env REDIS_URL differs"));
+    // The sidecar edited by hand.
+    let listening = edited(&|o| {
+        o.pointer_mut(&format!("{sidecar}/args/0"))
+            .map(|a| *a = json!("--listen=0.0.0.0:9999"));
+        o.pointer_mut(&format!("{sidecar}/args"))
+            .and_then(Value::as_array_mut)
+            .map(|args| args.push(json!("--settle=0s")));
+    });
+    assert_eq!(
+        listening,
+        warning("--listen=0.0.0.0:9999 (needs 0.0.0.0:7434), --settle (not set by sidekiq-guard)")
+    );
+    // The hook calls it elsewhere, the sidecar being current.
+    let elsewhere = edited(&|o| {
+        o["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["httpGet"]["port"] =
+            json!(7435);
+    });
+    assert_eq!(
+        elsewhere,
+        warning("the preStop hook calls /drain on port 7435 (the probe listens on 7434)")
+    );
+    // What the image, resources or the API server's defaults change is not a difference here.
+    let defaulted = edited(&|o| {
+        let container = o.pointer_mut(sidecar).unwrap();
+        container["image"] = json!("mirror.example.com/sidekiq-guard:v0.0.9");
+        container["resources"] = json!({});
+        container["ports"][0]["protocol"] = json!("TCP");
+        for entry in container["env"].as_array_mut().unwrap() {
+            if let Some(field) = entry.pointer_mut("/valueFrom/fieldRef") {
+                field["apiVersion"] = json!("v1");
+            }
+        }
+    });
+    assert_eq!(defaulted, vec![]);
+
+    // A pod is what runs: an error. Once injected again, nothing is left to say.
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "worker-1", "namespace": "shop",
+                     "annotations": {"sidekiq-guard.io/longest-job": "10m"}},
+        "spec": injected["spec"]["template"]["spec"].clone(),
+    });
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(900);
+    let found = findings_of(&pod, &ctx, Code::ProbeSidecarStale);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].severity, Severity::Error);
+    assert_eq!(
+        found[0].message,
+        "container worker and its sidekiq-guard-probe container do not match: --drain-budget=2m20s (needs 10m20s)"
+    );
+    assert_fits_a_warning(&found[0]);
+    let (again, _) = review::inject(&pod, &ctx).unwrap();
+    assert_eq!(stale(&again), vec![]);
+    let as_injected = review::validate(&pod, &ctx, Perspective::AsInjected);
+    assert!(
+        !codes(&as_injected).contains(&"SG032"),
+        "{:?}",
+        codes(&as_injected)
+    );
+}
+
+/// A drain hook or probe sent to another host, or over HTTPS, never reaches the plain-HTTP
+/// probe at the pod's address: it is the user's own (kept, and the hook reported), not taken
+/// for sidekiq-guard's and listed as injected.
+#[test]
+fn calls_to_another_host_or_over_https_are_not_the_probes() {
+    let policy = Policy::default();
+    let ctx = ctx(&policy, Mode::Native);
+    let deployment = worker(
+        json!({
+            "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": 7434, "host": "localhost"}}},
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": 7434, "scheme": "HTTPS"}},
+        }),
+        json!({}),
+    );
+    let (injected, review) = review::inject(&deployment, &ctx).unwrap();
+    let status = InjectionStatus::parse(
+        injected["spec"]["template"]["metadata"]["annotations"]["sidekiq-guard.io/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        status.kept,
+        vec![
+            Part::PreStop,
+            Part::ReadinessProbe,
+            Part::TerminationGracePeriodSeconds
+        ]
+    );
+    let container = &injected["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["lifecycle"],
+        deployment["spec"]["template"]["spec"]["containers"][0]["lifecycle"]
+    );
+    assert_eq!(codes(&review), vec!["SG003"]);
+    assert_eq!(
+        review.findings[0].message,
+        "the preStop hook calls /drain on host \"localhost\": the probe answers plain HTTP at the pod's own address only (no host, no scheme): the call fails and Sidekiq is not quieted"
+    );
+    assert_eq!(review.findings[0].severity, Severity::Error);
+}
