@@ -297,8 +297,10 @@ pub(crate) fn reach(get: &Value, container: &Value, host_network: bool) -> Reach
         return Reach::Elsewhere(format!("over {}", errors::truncate(scheme, 10)));
     }
     let host = get.get("host").and_then(Value::as_str).unwrap_or("");
-    let loopback = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
-    if !host.is_empty() && !(loopback && host_network) {
+    // Under hostNetwork the node's loopback is the pod's.
+    let reaches_pod = host.is_empty()
+        || (host_network && matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]"));
+    if !reaches_pod {
         return Reach::Elsewhere(format!("on host {}", errors::quoted(host, 40)));
     }
     let port = match get.get("port") {
@@ -410,7 +412,7 @@ pub fn is_current(existing: &Value, wanted: &Value) -> bool {
 /// [`is_current`]'s business, and a cluster's webhook may well run another image.
 pub fn drift(existing: &Value, wanted: &Value) -> Vec<String> {
     let mut drift = args_drift(existing, wanted);
-    let port = |c: &Value| c.pointer("/ports/0/containerPort").cloned();
+    let port = |c: &Value| c.at("/ports/0/containerPort").cloned();
     if port(existing) != port(wanted) {
         drift.push(format!(
             "port {} (needs {})",
