@@ -1524,7 +1524,9 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
             .collect()
     };
     assert_eq!(stale(&injected), vec![]);
-    let sidecar = "/spec/template/spec/initContainers/0";
+    fn sidecar(o: &mut Value) -> &mut Value {
+        &mut o["spec"]["template"]["spec"]["initContainers"][0]
+    }
     let edited = |edit: &dyn Fn(&mut Value)| {
         let mut object = injected.clone();
         edit(&mut object);
@@ -1555,11 +1557,9 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
     assert_eq!(moved, warning("env REDIS_URL differs"));
     // The sidecar edited by hand.
     let listening = edited(&|o| {
-        o.pointer_mut(&format!("{sidecar}/args/0"))
-            .map(|a| *a = json!("--listen=0.0.0.0:9999"));
-        o.pointer_mut(&format!("{sidecar}/args"))
-            .and_then(Value::as_array_mut)
-            .map(|args| args.push(json!("--settle=0s")));
+        let args = sidecar(o)["args"].as_array_mut().unwrap();
+        args[0] = json!("--listen=0.0.0.0:9999");
+        args.push(json!("--settle=0s"));
     });
     assert_eq!(
         listening,
@@ -1576,13 +1576,13 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
     );
     // What the image, resources or the API server's defaults change is not a difference here.
     let defaulted = edited(&|o| {
-        let container = o.pointer_mut(sidecar).unwrap();
+        let container = sidecar(o);
         container["image"] = json!("mirror.example.com/sidekiq-guard:v0.0.9");
         container["resources"] = json!({});
         container["ports"][0]["protocol"] = json!("TCP");
         for entry in container["env"].as_array_mut().unwrap() {
-            if let Some(field) = entry.pointer_mut("/valueFrom/fieldRef") {
-                field["apiVersion"] = json!("v1");
+            if entry["valueFrom"]["fieldRef"].is_object() {
+                entry["valueFrom"]["fieldRef"]["apiVersion"] = json!("v1");
             }
         }
     });
