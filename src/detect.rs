@@ -139,6 +139,18 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
     }
 }
 
+/// The names of the containers besides the one at `chosen` whose command lines run Sidekiq:
+/// when the annotation picks one of several, the others are left unprotected.
+pub fn other_sidekiq_containers(containers: &[Value], chosen: usize) -> Vec<&str> {
+    containers
+        .iter()
+        .enumerate()
+        .filter(|(index, container)| *index != chosen && name_of(container) != crate::sidecar::NAME)
+        .filter(|(index, container)| inspect(*index, container, Conditions::Refused).is_ok())
+        .map(|(_, container)| name_of(container))
+        .collect()
+}
+
 /// Whether any container of `containers` runs Sidekiq by any of the rules above.
 pub fn runs_sidekiq(containers: &[Value]) -> bool {
     !matches!(detect(containers, None), Detection::None)
@@ -371,7 +383,13 @@ pub(crate) fn set_at_run_time(env: &LazyEnv<'_>, via_shell: bool, value: &str) -
     let names = crate::sidecar::references(value);
     let escaped = value.replace("$$", "");
     let bare = escaped.matches('$').count() > names.len();
-    !names.is_empty() && !bare && names.iter().all(|name| !env.unset(name))
+    // A `$(NAME)` left after expanding a NAME with a literal value was written `$$(NAME)`:
+    // Kubernetes passes it on as text.
+    !names.is_empty()
+        && !bare
+        && names
+            .iter()
+            .all(|name| !env.unset(name) && !env.is_literal(name))
 }
 
 /// Where the value of a `$VAR`, `${VAR}` or `$(VAR)` reference (or a command substitution) in
@@ -569,6 +587,14 @@ impl<'a> LazyEnv<'a> {
             .get(name)
             .filter(|value| value.len() <= shell::MAX_EXPANSION)
             .cloned()
+    }
+
+    /// Whether `name` has a literal value that Kubernetes expands (one within
+    /// [`shell::MAX_EXPANSION`]).
+    pub(crate) fn is_literal(&self, name: &str) -> bool {
+        self.map()
+            .get(name)
+            .is_some_and(|value| value.len() <= shell::MAX_EXPANSION)
     }
 
     /// Whether nothing in the manifest can give the container `name` — no `env` entry of that
@@ -953,6 +979,10 @@ mod tests {
         // envFrom may define any name.
         let from = json!({"envFrom": [{"configMapRef": {"name": "c"}}]});
         assert!(set_at_run_time(&LazyEnv::new(&from), false, "$(ANY)"));
+        // A `$(L)` still there although L has a literal value was written `$$(L)`: text.
+        let literal = json!({"env": [{"name": "L", "value": "120"}]});
+        assert!(!set_at_run_time(&LazyEnv::new(&literal), false, "$(L)"));
+        assert!(set_at_run_time(&LazyEnv::new(&literal), true, "$(L)"));
     }
 
     #[test]

@@ -102,6 +102,7 @@ codes! {
     ProbeSidecarMissing = "SG030" "probe-sidecar-missing";
     IdentityShared = "SG031" "identity-shared";
     ProbeSidecarStale = "SG032" "probe-sidecar-stale";
+    SidekiqContainerUnprotected = "SG033" "sidekiq-container-unprotected";
 }
 
 impl Blocked {
@@ -276,6 +277,7 @@ pub fn evaluate(
     ctx.probes(&mut findings);
     findings.extend(ctx.sidecar_missing());
     findings.extend(ctx.identity_shared());
+    findings.extend(ctx.others_unprotected());
     ctx.redis(&mut findings);
     findings.extend(blocked.and_then(|blocked| ctx.blocked(blocked)));
     findings
@@ -1033,6 +1035,36 @@ impl Ctx<'_, '_> {
     /// drain quiets them all. A `DYNO` written literally in a template is the same in every pod
     /// (during a rollout, old and new alike); under `hostNetwork` the hostname is the node's,
     /// and the probe's port a node port too — unless one pod per node (a DaemonSet) is all.
+    /// The annotation picked one of several Sidekiq containers: the others get no drain hook
+    /// and SIGTERM as soon as the pod stops, and the grace period does not count their `-t`.
+    fn others_unprotected(&self) -> Option<Finding> {
+        let analysis = self.analysis;
+        if analysis.container.evidence != crate::detect::Evidence::Annotation {
+            return None;
+        }
+        let others = crate::detect::other_sidekiq_containers(
+            analysis.workload.containers,
+            analysis.container.index,
+        );
+        if others.is_empty() {
+            return None;
+        }
+        Some(Finding::new(
+            Code::SidekiqContainerUnprotected,
+            Severity::Warning,
+            analysis.workload.path("spec.containers"),
+            format!(
+                "container{} {} also run{} Sidekiq, but sidekiq-guard protects only container {} (annotation {}): the others are not quieted, get SIGTERM as soon as the pod stops, and the grace period does not count their shutdown timeout",
+                if others.len() == 1 { "" } else { "s" },
+                others.join(", "),
+                if others.len() == 1 { "s" } else { "" },
+                self.name(),
+                annotations::CONTAINER,
+            ),
+            "run each Sidekiq in a workload of its own, so that each gets its drain and its grace period".into(),
+        ))
+    }
+
     fn identity_shared(&self) -> Option<Finding> {
         let workload = &self.analysis.workload;
         let dyno_entry = crate::workload::env_entry(

@@ -1328,7 +1328,8 @@ pub fn basename(word: &str) -> &str {
 
 /// The command a command line really runs, past the wrappers people put in front of it:
 /// `NAME=value` assignments, `exec`, `env …`, `bundle exec`, `ruby`, init shims (`tini --`,
-/// `dumb-init`), `nice`/`timeout`/`gosu`-style runners, and entrypoint scripts (`*.sh`,
+/// `dumb-init`), `nice`/`timeout`/`gosu`-style runners, secret injectors (`op run --`,
+/// `chamber exec … --`), tracers (`ddtracerb exec`), and entrypoint scripts (`*.sh`,
 /// `*entrypoint*`), which conventionally end with `exec "$@"`.
 pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
     let mut i = 0;
@@ -1370,8 +1371,30 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
                 skip_options(words, i + 2, &["-p", "--project", "-c", "--config"])
             }
             "env" => skip_options(words, i + 1, &["-u", "--unset", "-C", "--chdir", "-S"]),
-            "bundle" | "bundler" if words.get(i + 1).is_some_and(|w| w.as_ref() == "exec") => {
-                skip_options(words, i + 2, &[])
+            "bundle" | "bundler" => {
+                // RubyGems' version selector comes first: `bundle _2.4.0_ exec`.
+                let at = i + 1 + usize::from(word_at(words, i + 1).is_some_and(is_gem_version));
+                if word_at(words, at) != Some("exec") {
+                    break;
+                }
+                skip_options(words, at + 1, &[])
+            }
+            // Datadog's tracer: `ddtracerb exec sidekiq`.
+            "ddtracerb" if word_at(words, i + 1) == Some("exec") => skip_options(words, i + 2, &[]),
+            // Secret injectors that run the command after `--`: `op run --env-file=.env --
+            // sidekiq`, `chamber exec app -- sidekiq`, `aws-vault exec prod -- sidekiq`.
+            "op" if word_at(words, i + 1) == Some("run") => past_double_dash(words, i + 2),
+            "berglas" | "chamber" | "aws-vault" if word_at(words, i + 1) == Some("exec") => {
+                past_double_dash(words, i + 2)
+            }
+            // `taskset -c 0,1 sidekiq`, `taskset 0x3 sidekiq`: a CPU list or a mask first.
+            "taskset" => {
+                let after = skip_options(words, i + 1, &["-c", "--cpu-list"]);
+                let listed = words[i + 1..after.min(words.len())].iter().any(|w| {
+                    matches!(w.as_ref(), "-c" | "--cpu-list")
+                        || w.as_ref().starts_with("--cpu-list=")
+                });
+                after + usize::from(!listed)
             }
             "ruby" | "jruby" => skip_options(words, i + 1, &["-r", "-I", "-C"]),
             "tini" | "tini-static" | "dumb-init" | "catatonit" => {
@@ -1389,6 +1412,29 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
         };
     }
     words.get(i..).unwrap_or(&[])
+}
+
+fn word_at<S: AsRef<str>>(words: &[S], i: usize) -> Option<&str> {
+    words.get(i).map(AsRef::as_ref)
+}
+
+/// `_2.4.0_`: RubyGems' selector of the version of a gem's executable to run.
+fn is_gem_version(word: &str) -> bool {
+    word.len() > 2
+        && word.starts_with('_')
+        && word.ends_with('_')
+        && word[1..word.len() - 1]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.')
+}
+
+/// The index after the first `--` from `i` on, or past the end when there is none: then the
+/// command cannot be told.
+fn past_double_dash<S: AsRef<str>>(words: &[S], i: usize) -> usize {
+    words[i.min(words.len())..]
+        .iter()
+        .position(|w| w.as_ref() == "--")
+        .map_or(words.len(), |at| i + at + 1)
 }
 
 /// `NAME=value`, as a command prefix.
@@ -1956,6 +2002,27 @@ mod tests {
             words(&["sidekiq"])
         );
         assert_eq!(rest(&["rbenv", "exec", "sidekiq"]), words(&["sidekiq"]));
+        for wrapped in [
+            &["bundle", "_2.4.0_", "exec", "sidekiq"][..],
+            &["bundle", "exec", "ddtracerb", "exec", "sidekiq"],
+            &["op", "run", "--env-file=.env", "--", "sidekiq"],
+            &["chamber", "exec", "app", "shared", "--", "sidekiq"],
+            &["aws-vault", "exec", "prod", "--", "sidekiq"],
+            &["berglas", "exec", "--", "sidekiq"],
+            &["taskset", "-c", "0,1", "sidekiq"],
+            &["taskset", "0x3", "sidekiq"],
+        ] {
+            assert_eq!(rest(wrapped), words(&["sidekiq"]), "{wrapped:?}");
+        }
+        // Without the `--` or the `exec`, the command cannot be told; an option's missing
+        // value ends the line.
+        assert_eq!(rest(&["taskset", "-c"]), Vec::<String>::new());
+        assert_eq!(rest(&["op", "run", "--"]), Vec::<String>::new());
+        assert_eq!(rest(&["op", "run", "sidekiq"]), Vec::<String>::new());
+        assert_eq!(
+            rest(&["bundle", "_2.4.0_", "install"]),
+            words(&["bundle", "_2.4.0_", "install"])
+        );
         assert_eq!(rest(&["/entrypoint.sh", "sidekiq"]), words(&["sidekiq"]));
         assert_eq!(rest(&["/app/stop.sh"]), Vec::<String>::new());
         assert_eq!(rest(&["timeout"]), Vec::<String>::new());

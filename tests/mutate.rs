@@ -673,6 +673,41 @@ fn two_sidekiq_containers_are_not_guessed() {
     assert_eq!(review.outcome, Outcome::Mutated);
     assert!(mutated["spec"]["containers"][1]["lifecycle"].is_object());
     assert!(mutated["spec"]["containers"][0].get("lifecycle").is_none());
+    // The other one is left unprotected, and said to be, before and after injection.
+    let unprotected = "container default also runs Sidekiq, but sidekiq-guard protects only container critical (annotation sidekiq-guard.io/container): the others are not quieted, get SIGTERM as soon as the pod stops, and the grace period does not count their shutdown timeout";
+    for object in [&annotated, &mutated] {
+        let found = findings_of(
+            object,
+            &ctx(&Policy::default(), Mode::Native),
+            Code::SidekiqContainerUnprotected,
+        );
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(
+            (found[0].severity, found[0].message.as_str()),
+            (Severity::Warning, unprotected)
+        );
+        assert_eq!(found[0].path, "spec.containers");
+    }
+    assert!(
+        review
+            .findings
+            .iter()
+            .any(|f| f.code == Code::SidekiqContainerUnprotected)
+    );
+    // Annotating the only Sidekiq container says nothing more.
+    let mut single = annotated.clone();
+    single["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        findings_of(
+            &single,
+            &ctx(&Policy::default(), Mode::Native),
+            Code::SidekiqContainerUnprotected
+        ),
+        vec![]
+    );
 }
 
 #[test]

@@ -43,10 +43,13 @@ pub(crate) enum Command {
     )]
     Drain(DrainArgs),
     /// Check the installation: webhook configurations, Service, certificates, opted-in namespaces
+    #[command(
+        after_help = "Exit status: 0 no failed check (warnings allowed), 1 a failed check (an unreachable API\nserver included), 2 usage error.\n\nExamples:\n  kubectl sidekiq check\n  kubectl sidekiq check --install-namespace sidekiq-guard -o json"
+    )]
     Check(CheckArgs),
     /// Print manifests as the sidekiq-guard webhook would mutate them
     #[command(
-        after_help = "Examples:\n  kubectl sidekiq inject -f manifests/ > injected.yaml\n  helm template app ./chart | kubectl sidekiq inject -f - | kubectl apply -f -"
+        after_help = "Exit status: 0 manifests written, 2 usage or input error (then nothing is written).\nFindings are warnings on stderr: kubectl sidekiq validate judges them.\n\nExamples:\n  kubectl sidekiq inject -f manifests/ > injected.yaml\n  helm template app ./chart | kubectl sidekiq inject -f - | kubectl apply -f -"
     )]
     Inject(InjectArgs),
     /// Report settings that would lose or needlessly delay Sidekiq jobs, in files or in the cluster

@@ -71,6 +71,18 @@ pub(crate) enum ManifestError {
         /// `-n`.
         given: String,
     },
+    /// A `List` whose `items` are not all objects: kubectl refuses it too.
+    #[error(
+        "{source_name}: the items of a {kind} must be a list of Kubernetes objects (mappings with apiVersion and kind), but {what}"
+    )]
+    ListItems {
+        /// File and document number.
+        source_name: String,
+        /// The list's kind.
+        kind: String,
+        /// What is wrong: `items is a mapping`, `items[2] is a number`.
+        what: String,
+    },
     /// Inputs that hold no object at all: the command that produced them likely failed.
     #[error(
         "no objects in {0}: expected at least one Kubernetes object (kubectl apply refuses an empty input too; did the command that produced it fail?)"
@@ -211,7 +223,7 @@ fn read_each(
             }
         }
     }
-    if documents.is_empty() && !failed.get() {
+    if no_objects(&documents) && !failed.get() {
         let names: Vec<String> = paths
             .iter()
             .map(|p| match p.as_os_str().to_str() {
@@ -432,6 +444,7 @@ fn push_documents(
                 found: sidekiq_guard::workload::json_type(&value),
             });
         }
+        check_list_items(&value, &source_name)?;
         let mut value = value;
         whole_numbers(&mut value);
         documents.push(Document {
@@ -440,6 +453,44 @@ fn push_documents(
         });
     }
     Ok(())
+}
+
+/// A `List` document's `items`, when it has some, are all objects.
+fn check_list_items(value: &Value, source_name: &str) -> Result<(), ManifestError> {
+    let Some(kind) = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .filter(|kind| kind.ends_with("List"))
+    else {
+        return Ok(());
+    };
+    let what = match value.get("items") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(items)) => match items.iter().position(|item| !item.is_object()) {
+            None => return Ok(()),
+            Some(index) => format!(
+                "items[{index}] is {}",
+                sidekiq_guard::workload::json_type(&items[index])
+            ),
+        },
+        Some(other) => format!("items is {}", sidekiq_guard::workload::json_type(other)),
+    };
+    Err(ManifestError::ListItems {
+        source_name: source_name.to_owned(),
+        kind: kind.to_owned(),
+        what,
+    })
+}
+
+/// Whether `documents` hold no object: none, or only empty `List`s (what `kubectl get` prints
+/// when nothing matched).
+fn no_objects(documents: &[Document]) -> bool {
+    documents.iter().all(|document| {
+        is_list(&document.value)
+            && document.value["items"]
+                .as_array()
+                .is_some_and(|items| items.is_empty())
+    })
 }
 
 /// Turns floats without a fraction (`1000.0`, `1e3`) into integers, as kubectl's YAML-to-JSON

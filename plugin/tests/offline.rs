@@ -648,7 +648,12 @@ fn a_namespace_flag_places_objects_without_one_and_refuses_others() {
 #[test]
 fn an_empty_input_fails_rather_than_passing_the_gate() {
     for command in ["validate", "inject"] {
-        for input in ["", "# nothing rendered\n---\n"] {
+        for input in [
+            "",
+            "# nothing rendered\n---\n",
+            // What `kubectl get deployments -o yaml` prints when none matched.
+            "apiVersion: v1\nitems: []\nkind: List\nmetadata:\n  resourceVersion: \"\"\n",
+        ] {
             let out = run(&[command, "-f", "-"], Some(input));
             assert_eq!(out.status.code(), Some(2), "{command} {input:?}");
             assert!(
@@ -658,6 +663,34 @@ fn an_empty_input_fails_rather_than_passing_the_gate() {
                 "{command}: {}",
                 text(&out.stderr)
             );
+        }
+    }
+}
+
+/// kubectl refuses a `List` with items that are not objects; so do both commands, by item.
+#[test]
+fn a_list_of_other_things_than_objects_is_an_input_error() {
+    for command in ["validate", "inject"] {
+        for (items, what) in [
+            (
+                "[{kind: ConfigMap, apiVersion: v1, metadata: {name: a}}, 5]",
+                "items[1] is a number",
+            ),
+            ("{a: 1}", "items is an object"),
+            ("[null]", "items[0] is null"),
+        ] {
+            let input = format!("apiVersion: v1\nkind: List\nitems: {items}\n");
+            let out = run(&[command, "-f", "-"], Some(&input));
+            assert_eq!(out.status.code(), Some(2), "{command} {items}");
+            let error = format!(
+                "error: stdin: the items of a List must be a list of Kubernetes objects (mappings with apiVersion and kind), but {what}\n"
+            );
+            assert!(
+                text(&out.stderr).ends_with(&error),
+                "{command} {items}: {}",
+                text(&out.stderr)
+            );
+            assert!(out.stdout.is_empty(), "{command} {items}");
         }
     }
 }
