@@ -93,7 +93,8 @@ pub enum ProcessDrain {
     Waiting,
     /// Quiet with no job running: done.
     Idle,
-    /// Left the `processes` set: done.
+    /// Left the `processes` set, or replaced by a process the pod started after its last
+    /// beat (a restarted container): done.
     Gone,
     /// Its hash expired: it stopped beating, nothing more to wait for.
     Expired,
@@ -306,6 +307,12 @@ impl Drain {
                         .is_none_or(|at| now.mono.saturating_sub(*at) >= resignal_after)
             };
             let (status, quiet, busy) = match &tracked.state {
+                // A restarted container's dead process, whose record lingers: never to be
+                // quiet, and its jobs went with it (Sidekiq's fetch puts them back or loses
+                // them; waiting changes neither).
+                ProcessState::Live(p) if tracker.superseded(p, now) => {
+                    (ProcessDrain::Gone, None, None)
+                }
                 ProcessState::Live(p) if p.quiet && p.busy == 0 => {
                     (ProcessDrain::Idle, Some(true), Some(0))
                 }
@@ -616,6 +623,60 @@ mod tests {
             ],
         );
         assert!(d.superseded(&t));
+    }
+
+    /// A container restarted (an OOM kill): the dead process's record lingers up to 60 s,
+    /// never quiet. Once it is more than two and a half beats late and the new process started
+    /// after its last beat, it is gone; before, it is waited for like any other.
+    #[test]
+    fn a_dead_process_replaced_by_a_restart_is_not_waited_for() {
+        fn beating(identity: &str, quiet: bool, beat: f64, started_at: f64) -> RawProcess {
+            let info = format!(
+                r#"{{"hostname":"w-0","pid":1,"version":"7.3.2","concurrency":3,"started_at":{started_at}}}"#
+            );
+            RawProcess {
+                hash: Ok(vec![
+                    (b"info".to_vec(), info.into_bytes()),
+                    (b"busy".to_vec(), b"0".to_vec()),
+                    (b"beat".to_vec(), beat.to_string().into_bytes()),
+                    (b"quiet".to_vec(), quiet.to_string().into_bytes()),
+                ]),
+                ..process(identity, quiet, 0, false)
+            }
+        }
+        let mut t = tracker();
+        let ids = ["w-0:1:aa".to_owned(), "w-0:1:bb".to_owned()];
+        // aa beat last at 1000.5 and was killed; bb started at 1005 and is quiet.
+        let read = |t: &mut Tracker, secs: f64| {
+            t.ingest(
+                at(secs),
+                Some(&ids),
+                vec![
+                    beating("w-0:1:aa", false, 1000.5, 900.0),
+                    beating("w-0:1:bb", true, 1000.0 + secs, 1005.0),
+                ],
+            );
+        };
+        let mut d = Drain::start(at(10.0), Duration::from_secs(100), None);
+        read(&mut t, 10.0);
+        assert_eq!(d.step(&t, at(10.0)), ["w-0:1:aa"], "9.5 s late: may be alive");
+        d.signalled("w-0:1:aa", at(10.0));
+        assert_eq!(d.state(), State::Draining);
+        read(&mut t, 26.0);
+        assert!(d.step(&t, at(26.0)).is_empty());
+        assert_eq!(d.state(), State::Drained, "{}", d.message());
+        assert_eq!(d.progress()[0].identity, "w-0:1:aa");
+        assert_eq!(d.progress()[0].status, ProcessDrain::Gone);
+        // Late alone is not replaced: without a successor, it is waited for.
+        let mut alone = tracker();
+        alone.ingest(
+            at(26.0),
+            Some(&ids[..1]),
+            vec![beating("w-0:1:aa", false, 1000.5, 900.0)],
+        );
+        let mut d = Drain::start(at(26.0), Duration::from_secs(100), None);
+        assert_eq!(d.step(&alone, at(26.0)), ["w-0:1:aa"]);
+        assert_eq!(d.progress()[0].status, ProcessDrain::Waiting);
     }
 
     #[test]

@@ -222,6 +222,10 @@ impl RedisHealth {
     }
 }
 
+/// Beats a process may miss before it counts as late: one missed beat is a slow Redis or a
+/// busy Ruby VM; two and a half is a process that stopped, or was replaced.
+pub const LATE_BEATS: f64 = 2.5;
+
 /// The reader's picture of Sidekiq's processes in its scope; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -350,6 +354,19 @@ impl Tracker {
             .any(|started| started > beat)
     }
 
+    /// Whether `process` is a dead one's record: late by more than [`LATE_BEATS`] beats while
+    /// a process of the pod started after its last beat — the container restarted (an OOM
+    /// kill, a SIGKILL) and the record lingers up to 60 s. Lateness is required as well: a
+    /// swarm's sibling may start between two beats of a process that is alive.
+    pub fn superseded(&self, process: &Process, now: Now) -> bool {
+        self.late(process, now) && self.replaced_after(&process.identity, process.beat)
+    }
+
+    /// Whether `process` is more than [`LATE_BEATS`] beats late at `now`.
+    fn late(&self, process: &Process, now: Now) -> bool {
+        self.heartbeat_age(process.beat, now) > LATE_BEATS * process.layout.beat_secs() as f64
+    }
+
     /// Seconds since `beat` at `now`, less the time Redis was unreachable since: a process
     /// cannot beat while Redis is away and must not be blamed for it, but one slow read must
     /// not make an old heartbeat young again either.
@@ -374,9 +391,7 @@ impl Tracker {
         // A process more than two and a half beats late may have been replaced by a restart
         // that left its record behind (SIGKILL, OOM): look for its successor now rather than
         // at the next periodic listing.
-        let late = self
-            .live()
-            .any(|p| self.heartbeat_age(p.beat, now) > 2.5 * p.layout.beat_secs() as f64);
+        let late = self.live().any(|p| self.late(p, now));
         let settling = self
             .last_new
             .is_some_and(|at| now.mono.saturating_sub(at) < self.settling);
