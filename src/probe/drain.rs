@@ -659,7 +659,11 @@ mod tests {
         };
         let mut d = Drain::start(at(10.0), Duration::from_secs(100), None);
         read(&mut t, 10.0);
-        assert_eq!(d.step(&t, at(10.0)), ["w-0:1:aa"], "9.5 s late: may be alive");
+        assert_eq!(
+            d.step(&t, at(10.0)),
+            ["w-0:1:aa"],
+            "9.5 s late: may be alive"
+        );
         d.signalled("w-0:1:aa", at(10.0));
         assert_eq!(d.state(), State::Draining);
         read(&mut t, 26.0);

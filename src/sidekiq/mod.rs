@@ -2,6 +2,7 @@
 
 pub mod flags;
 pub mod metrics;
+mod payload;
 pub mod records;
 
 pub use flags::{FlagProblem, Flags, Program, Queue};

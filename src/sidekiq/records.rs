@@ -15,10 +15,14 @@
 //! — non-JSON `info`, a missing field, an unknown version — is a [`RecordError`] that names the
 //! field; nothing here panics on any input.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use super::payload;
 
 /// Name of the set of process identities.
 pub const PROCESSES: &str = "processes";
@@ -605,17 +609,15 @@ pub fn parse_job(thread: &str, value: &[u8]) -> Result<Job, RecordError> {
     let text = std::str::from_utf8(value).map_err(|_| RecordError::NotUtf8 {
         field: "work".into(),
     })?;
-    let entry: Value = serde_json::from_str(text).map_err(|e| RecordError::InvalidJson {
-        field: "work".into(),
-        source: Arc::new(e),
-    })?;
-    let Value::Object(entry) = entry else {
-        return Err(RecordError::invalid_json_value(
-            "work",
-            &entry,
-            "a JSON object",
-        ));
+    // Fields as their JSON text: the payload, arguments and all, is read once, below, without
+    // keeping what a report does not use.
+    let raw: BTreeMap<String, &RawValue> =
+        serde_json::from_str(text).map_err(|_| not_an_entry(text))?;
+    let small = |key: &str| -> Option<(String, Value)> {
+        let value = serde_json::from_str(raw.get(key)?.get()).ok()?;
+        Some((key.to_owned(), value))
     };
+    let entry: Map<String, Value> = ["run_at", "queue"].into_iter().filter_map(small).collect();
     let run_at =
         json_f64(&entry, "work", "run_at")?.ok_or_else(|| RecordError::missing("run_at"))?;
     if run_at > EPOCH_SECONDS_MAX {
@@ -625,39 +627,21 @@ pub fn parse_job(thread: &str, value: &[u8]) -> Result<Job, RecordError> {
             MILLISECONDS,
         ));
     }
-    // The payload is a JSON string in every version from 6.x to 8.x; older releases stored the
-    // object itself, which costs nothing to accept.
-    let payload_value = entry
+    let payload = raw
         .get("payload")
         .ok_or_else(|| RecordError::missing("payload"))?;
-    let parsed;
-    let payload = match payload_value {
-        Value::String(s) => {
-            parsed = serde_json::from_str::<Value>(s).map_err(|e| RecordError::InvalidJson {
-                field: "payload".into(),
-                source: Arc::new(e),
-            })?;
-            &parsed
-        }
-        other => other,
-    };
-    let Value::Object(payload) = payload else {
-        return Err(RecordError::invalid_json_value(
-            "payload",
-            payload,
-            "a JSON object",
-        ));
-    };
+    let payload::Payload {
+        fields: payload,
+        active_job_class,
+    } = payload::read(payload.get()).map_err(|e| RecordError::InvalidJson {
+        field: "payload".into(),
+        source: Arc::new(e),
+    })?;
+    let payload = &payload;
     let sidekiq_class = json_str(payload, "payload", "class")?
         .ok_or_else(|| RecordError::missing("payload.class"))?;
     let wrapped = json_str(payload, "payload", "wrapped")?;
-    let active_job_class = payload
-        .get("args")
-        .and_then(Value::as_array)
-        .and_then(|args| args.first())
-        .and_then(|first| first.get("job_class"))
-        .and_then(Value::as_str);
-    let display = wrapped.or(active_job_class);
+    let display = wrapped.or(active_job_class.as_deref());
     let queue = match json_str(&entry, "work", "queue")? {
         Some(q) => q.to_owned(),
         None => json_str(payload, "payload", "queue")?
@@ -674,6 +658,17 @@ pub fn parse_job(thread: &str, value: &[u8]) -> Result<Job, RecordError> {
         created_at: payload_time(payload, "created_at")?,
         enqueued_at: payload_time(payload, "enqueued_at")?,
     })
+}
+
+/// Why `text`, which is not a JSON object of JSON values, is no work entry.
+fn not_an_entry(text: &str) -> RecordError {
+    match serde_json::from_str::<Value>(text) {
+        Err(e) => RecordError::InvalidJson {
+            field: "work".into(),
+            source: Arc::new(e),
+        },
+        Ok(other) => RecordError::invalid_json_value("work", &other, "a JSON object"),
+    }
 }
 
 /// A job timestamp the way Sidekiq 8.1 reads it (`JobRecord#time_from_timestamp`): a float is
