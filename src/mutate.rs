@@ -14,7 +14,7 @@ use crate::analysis::{
 };
 use crate::annotations;
 use crate::patch::PatchOp;
-use crate::pointer::escape;
+use crate::pointer::{Pointer as _, escape};
 use crate::prestop::{DRAIN_PATH, PreStop};
 use crate::sidecar::{self, Mode};
 use crate::status::{InjectionStatus, Part};
@@ -110,6 +110,15 @@ pub struct Plan {
     pub status_update: Option<String>,
 }
 
+/// Whether the pod is of the Guaranteed QoS class, as far as its containers decide it: not
+/// when it sets pod-level `resources` (Kubernetes 1.32+), which decide it instead and which
+/// the sidecar's own share of is the user's to plan.
+fn guaranteed_pod(analysis: &Analysis<'_>) -> bool {
+    let workload = &analysis.workload;
+    workload.spec.get("resources").is_none_or(Value::is_null)
+        && sidecar::all_guaranteed(workload.containers.iter().chain(workload.init_containers()))
+}
+
 /// Plans the mutation of an analysed Sidekiq workload.
 pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked> {
     if let Some(container) = &analysis.port.conflict {
@@ -142,6 +151,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
             .and_then(|context| context.get("runAsUser"))
             .and_then(Value::as_i64)
             == Some(0),
+        guaranteed: guaranteed_pod(analysis),
     });
     let sidecar = match state.sidecar {
         None => SidecarAction::Add,
@@ -430,6 +440,21 @@ impl Plan {
                     part.field()
                 ));
             }
+        }
+        if self.sidecar != SidecarAction::Ours && guaranteed_pod(analysis) {
+            let limit = |name: &str| {
+                self.sidecar_container
+                    .at("/resources/limits")
+                    .and_then(|limits| limits.get(name))
+                    .and_then(Value::as_str)
+                    .unwrap_or("none")
+                    .to_owned()
+            };
+            warnings.push(format!(
+                "the pod is of the Guaranteed QoS class: the probe sidecar requests what it is limited to (cpu {}, memory {}) to keep it so",
+                limit("cpu"),
+                limit("memory")
+            ));
         }
         // The name is sidekiq-guard's: a container of the user's that bears it is replaced, and
         // the response says so rather than dropping it silently.

@@ -274,6 +274,8 @@ pub struct Spec<'a> {
     /// The pod's `securityContext.runAsUser` is 0: every container runs as root unless it
     /// says otherwise.
     pub root_pod: bool,
+    /// Every other container of the pod is of the Guaranteed QoS class ([`all_guaranteed`]).
+    pub guaranteed: bool,
 }
 
 /// Where an `httpGet` handler (a probe, a preStop hook) of `container` sends its request, as
@@ -377,7 +379,12 @@ pub fn container(spec: &Spec<'_>) -> Value {
             Value::Array(list(spec.sidekiq, "envFrom").to_vec()),
         );
     }
-    container.insert("resources".into(), resources(&spec.policy.resources));
+    let resources_of = if spec.guaranteed {
+        &guaranteed(&spec.policy.resources)
+    } else {
+        &spec.policy.resources
+    };
+    container.insert("resources".into(), resources(resources_of));
     let security = if spec.root_pod {
         &ROOT_POD_SECURITY_CONTEXT
     } else {
@@ -736,6 +743,54 @@ static ROOT_POD_SECURITY_CONTEXT: LazyLock<Value> = LazyLock::new(|| {
 /// The numeric user and group of the sidekiq-guard image (`USER 65532:65532`).
 pub const IMAGE_USER: u32 = 65532;
 
+/// Whether every container of `containers` but the sidecar is of the Guaranteed QoS class:
+/// CPU and memory limits, and requests equal to them (or left out, which the API server sets
+/// to the limits). A pod is Guaranteed only when all its containers, init containers included,
+/// are; one sidecar with a lower request than limit would make it Burstable, losing exclusive
+/// CPUs under the static CPU manager and its place in the kubelet's eviction order.
+pub fn all_guaranteed<'v>(mut containers: impl Iterator<Item = &'v Value>) -> bool {
+    containers.all(|container| {
+        crate::detect::name_of(container) == NAME
+            || ["cpu", "memory"].into_iter().all(|resource| {
+                let side = |side: &str| {
+                    container
+                        .get("resources")
+                        .and_then(|r| r.get(side))
+                        .and_then(|s| s.get(resource))
+                        .and_then(Value::as_str)
+                };
+                match (side("limits"), side("requests")) {
+                    (Some(_), None) => true,
+                    (Some(limit), Some(request)) => {
+                        crate::quantity::same_resource_value(limit, request)
+                    }
+                    (None, _) => false,
+                }
+            })
+    })
+}
+
+/// The sidecar's resources in a Guaranteed pod: for CPU and memory, the policy's limit, else
+/// its request, else the default policy's, as both request and limit.
+pub(crate) fn guaranteed(policy: &Resources) -> Resources {
+    let defaults = Resources::default();
+    let mut out = Resources {
+        requests: policy.requests.clone(),
+        limits: policy.limits.clone(),
+    };
+    for name in ["cpu", "memory"] {
+        let name = ResourceName(name.to_owned());
+        let value = [policy, &defaults]
+            .into_iter()
+            .find_map(|r| r.limits.get(&name).or_else(|| r.requests.get(&name)));
+        if let Some(value) = value {
+            out.requests.insert(name.clone(), value.clone());
+            out.limits.insert(name, value.clone());
+        }
+    }
+    out
+}
+
 fn resources(resources: &Resources) -> Value {
     let quantities = |map: &std::collections::BTreeMap<ResourceName, Quantity>| {
         Value::Object(
@@ -960,6 +1015,7 @@ mod tests {
             redis: &redis_env(&worker),
             redis_namespace: None,
             root_pod: false,
+            guaranteed: false,
         };
         let container = container(&spec);
         // The image's user, unnamed: OpenShift assigns its own.
@@ -1039,6 +1095,7 @@ mod tests {
             redis: &redis_env(worker),
             redis_namespace: None,
             root_pod: false,
+            guaranteed: false,
         })
     }
 

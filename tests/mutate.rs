@@ -1691,3 +1691,53 @@ fn calls_to_another_host_or_over_https_are_not_the_probes() {
     );
     assert_eq!(review.findings[0].severity, Severity::Error);
 }
+
+/// A pod is Guaranteed only when every container is, init containers included: the sidecar
+/// then requests what it is limited to, and the pod keeps its QoS class (exclusive CPUs under
+/// the static CPU manager, its place in the eviction order).
+#[test]
+fn a_guaranteed_pod_stays_guaranteed() {
+    let mut pod = load("tests/data/objects/pod-rails-worker.json");
+    pod["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "2000m", "memory": "1Gi"}});
+    let (review, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    let sidecar = &mutated["spec"]["initContainers"][0];
+    assert_eq!(sidecar["name"], "sidekiq-guard-probe");
+    assert_eq!(
+        sidecar["resources"],
+        json!({"requests": {"cpu": "5m", "memory": "32Mi"}, "limits": {"cpu": "5m", "memory": "32Mi"}})
+    );
+    assert!(
+        review.notes.contains(&"the pod is of the Guaranteed QoS class: the probe sidecar requests what it is limited to (cpu 5m, memory 32Mi) to keep it so".to_owned()),
+        "{:#?}",
+        review.notes
+    );
+
+    // The policy's limits, else its requests, are what the sidecar gets.
+    let policy: Policy = serde_json::from_value(json!({"sidecar": {"resources": {
+        "requests": {"cpu": "20m", "memory": "24Mi"}, "limits": {"memory": "48Mi"}}}}))
+    .unwrap();
+    let (_, mutated) = mutate_and_apply(&pod, &policy, Mode::Native);
+    assert_eq!(
+        mutated["spec"]["initContainers"][0]["resources"],
+        json!({"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"cpu": "20m", "memory": "48Mi"}})
+    );
+
+    // Limits alone are requests too; a container without a CPU limit makes the pod Burstable
+    // anyway, and the sidecar keeps the policy's resources.
+    let mut limits_only = pod.clone();
+    limits_only["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"cpu": "1", "memory": "1Gi"}});
+    let (_, mutated) = mutate_and_apply(&limits_only, &Policy::default(), Mode::Native);
+    assert_eq!(
+        mutated["spec"]["initContainers"][0]["resources"]["limits"]["cpu"],
+        "5m"
+    );
+    let mut burstable = pod.clone();
+    burstable["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "1Gi"}});
+    let (review, mutated) = mutate_and_apply(&burstable, &Policy::default(), Mode::Native);
+    assert_eq!(
+        mutated["spec"]["initContainers"][0]["resources"],
+        json!({"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}})
+    );
+    assert!(!review.notes.iter().any(|n| n.contains("Guaranteed")));
+}
