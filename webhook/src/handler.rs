@@ -5,8 +5,8 @@
 //! and metrics. Errors are answered as a Kubernetes `Status` object, which the API server
 //! decodes and quotes in its own error (`failed calling webhook …: <message>`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -49,8 +49,9 @@ pub const LARGE_BODIES_AT_ONCE: usize = 4;
 pub struct AdmissionState {
     /// The policy (fixed for the life of the process; a new policy means a new rollout).
     pub policy: Policy,
-    /// Where the sidecar goes, decided at start-up.
-    pub mode: Mode,
+    /// Where the sidecar goes, decided at start-up ([`AdmissionState::decide`]); until then,
+    /// reviews get 503.
+    mode: OnceLock<Mode>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Metrics.
@@ -65,17 +66,18 @@ pub struct AdmissionState {
 }
 
 impl AdmissionState {
-    /// The state of a webhook that answers with `policy`, placing sidecars per `mode`.
+    /// The state of a webhook that answers with `policy`, placing sidecars per `mode` (`None`:
+    /// not decided yet).
     pub fn new(
         policy: Policy,
-        mode: Mode,
+        mode: Option<Mode>,
         max_body_bytes: usize,
         metrics: Arc<Metrics>,
         draining: Arc<AtomicBool>,
     ) -> Self {
         Self {
             policy,
-            mode,
+            mode: mode.map(OnceLock::from).unwrap_or_default(),
             max_body_bytes,
             metrics,
             draining,
@@ -85,6 +87,19 @@ impl AdmissionState {
                     .saturating_mul(kib(max_body_bytes.saturating_sub(INLINE_LIMIT))),
             )),
         }
+    }
+}
+
+impl AdmissionState {
+    /// Where the sidecar goes, once decided.
+    pub fn mode(&self) -> Option<Mode> {
+        self.mode.get().copied()
+    }
+
+    /// Decides where the sidecar goes (a second decision is ignored: the mode is fixed for the
+    /// life of the process).
+    pub fn decide(&self, mode: Mode) {
+        let _ = self.mode.set(mode);
     }
 }
 
@@ -163,8 +178,10 @@ async fn answer(state: Arc<AdmissionState>, endpoint: Endpoint, request: Request
             // A dry run (`kubectl apply --dry-run=server`) persists nothing: no pod was
             // injected or skipped.
             if endpoint == Endpoint::Mutate && request.dry_run != Some(true) {
-                if answer.injected() {
-                    state.metrics.injection(state.mode.as_str());
+                if answer.injected()
+                    && let Some(mode) = state.mode()
+                {
+                    state.metrics.injection(mode.as_str());
                 } else {
                     state.metrics.skip(answer.outcome);
                 }
@@ -189,12 +206,20 @@ async fn review(
 ) -> Result<(Answer, AdmissionRequest), Refusal> {
     let deadline = timeout::from_query(request.uri().query())
         .map_err(|err| Refusal::bad_request(err.to_string()))?;
+    // Answered at once rather than left unaccepted: the API server applies the webhook's
+    // failurePolicy without waiting out its timeout.
+    let mode = state.mode().ok_or_else(|| Refusal {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        reason: "ServiceUnavailable",
+        result: "starting",
+        message: "sidekiq-guard is starting: the sidecar mode is not decided yet (sidecar.mode auto asks the API server for its version; the log says why it waits)".to_owned(),
+    })?;
     let started = Instant::now();
     let (body, _buffered) = read_body(request, state, deadline).await?;
     if body.len() <= INLINE_LIMIT {
         return contained(|| {
             let parsed = parse(&body)?;
-            let answer = respond(state, &parsed, endpoint);
+            let answer = respond(state, mode, &parsed, endpoint);
             Ok((answer, parsed))
         });
     }
@@ -216,7 +241,7 @@ async fn review(
         contained(|| {
             let parsed = parse(&body)?;
             drop(body);
-            let answer = respond(&state, &parsed, endpoint);
+            let answer = respond(&state, mode, &parsed, endpoint);
             Ok((answer, parsed))
         })
     })
@@ -248,10 +273,15 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest, Refusal> {
     admission::parse(body).map_err(|err| Refusal::bad_request(sidekiq_guard::errors::chain(&err)))
 }
 
-fn respond(state: &AdmissionState, request: &AdmissionRequest, endpoint: Endpoint) -> Answer {
+fn respond(
+    state: &AdmissionState,
+    mode: Mode,
+    request: &AdmissionRequest,
+    endpoint: Endpoint,
+) -> Answer {
     let ctx = Context {
         policy: &state.policy,
-        mode: state.mode,
+        mode,
         namespace: None,
     };
     admission::respond(request, endpoint, &ctx)

@@ -1,7 +1,8 @@
 //! `sidekiq-guard-webhook serve`: start-up, the two ports, and the shutdown sequence.
 //!
-//! Start-up: bind both ports, load the certificate (or wait for it), decide the sidecar mode,
-//! then serve admission requests; `/readyz` turns 200 only when all of that is done.
+//! Start-up: bind both ports, load the certificate (or wait for it), serve, decide the sidecar
+//! mode; `/readyz` turns 200 only when all of that is done, and admission requests get 503
+//! until the mode is decided.
 //!
 //! Shutdown on SIGTERM (or SIGINT):
 //! 1. `/readyz` fails at once, so the endpoints controller removes this replica from the
@@ -134,23 +135,11 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
     watcher.poll().await;
     let watcher = tokio::spawn(watcher.run(config.reload_interval));
 
-    let mode = tokio::select! {
-        mode = cluster::decide_mode(config.policy.sidecar.mode, config.kubeconfig.as_deref()) => {
-            mode.map_err(ServeError::Mode)?
-        }
-        _ = signals.changed() => {
-            tracing::info!("signal received before start-up finished; exiting");
-            watcher.abort();
-            stop_health();
-            let _ = health_server.await;
-            return Ok(());
-        }
-    };
-    metrics.decided(mode.as_str());
-
+    // The admission port answers from here on: 503 until the mode is decided, rather than
+    // connections left unaccepted in the backlog until the API server's timeout.
     let state = Arc::new(AdmissionState::new(
         config.policy.clone(),
-        mode,
+        None,
         config.max_body_bytes,
         Arc::clone(&metrics),
         Arc::clone(&draining),
@@ -160,7 +149,24 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
     let admission = server::https(admission_listener, Arc::new(tls_config), handle.clone())
         .map_err(bind_error(config.addr))?;
     let mut admission_server =
-        tokio::spawn(admission.serve(handler::router(state).into_make_service()));
+        tokio::spawn(admission.serve(handler::router(Arc::clone(&state)).into_make_service()));
+
+    let mode = tokio::select! {
+        mode = cluster::decide_mode(config.policy.sidecar.mode, config.kubeconfig.as_deref()) => {
+            mode.map_err(ServeError::Mode)?
+        }
+        _ = signals.changed() => {
+            tracing::info!("signal received before start-up finished; exiting");
+            handle.shutdown();
+            let _ = admission_server.await;
+            watcher.abort();
+            stop_health();
+            let _ = health_server.await;
+            return Ok(());
+        }
+    };
+    metrics.decided(mode.as_str());
+    state.decide(mode);
     health.serving.store(true, Ordering::Relaxed);
     tracing::info!(sidecar_mode = mode.as_str(), "serving admission requests");
 

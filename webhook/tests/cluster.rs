@@ -133,6 +133,30 @@ async fn auto_mode_stays_not_ready_until_the_api_server_answers() {
     );
     let (status, _) = webhook.health_get("/livez").await;
     assert_eq!(status, 200, "not restarted by its liveness probe meanwhile");
+    // A review sent meanwhile (the Service routes only to ready replicas, but a client may
+    // reach the pod) is answered at once with 503, not left unaccepted until it times out:
+    // the API server then applies the failurePolicy without waiting.
+    let mut conn = tokio::time::timeout(Duration::from_secs(5), client.connect(webhook.admission))
+        .await
+        .expect("the TLS handshake completes while the mode is undecided")
+        .unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        conn.post(
+            "/mutate",
+            common::read("tests/data/admission/create-pod-rails-worker.json"),
+        ),
+    )
+    .await
+    .expect("answered without waiting for the mode")
+    .unwrap();
+    assert_eq!(answer.status, 503);
+    let status: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(
+        status["message"],
+        "sidekiq-guard is starting: the sidecar mode is not decided yet (sidecar.mode auto asks the API server for its version; the log says why it waits)"
+    );
+    assert_eq!(status["code"], 503);
     let retries = webhook.logs_with(message);
     assert!(
         retries[0]["error"].as_str().unwrap().contains("503"),
