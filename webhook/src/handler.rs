@@ -214,6 +214,7 @@ async fn review(
         result: "starting",
         message: "sidekiq-guard is starting: the sidecar mode is not decided yet (sidecar.mode auto asks the API server for its version; the log says why it waits)".to_owned(),
     })?;
+    unencoded(&request)?;
     let started = Instant::now();
     let (body, _buffered) = read_body(request, state, deadline).await?;
     if body.len() <= INLINE_LIMIT {
@@ -247,6 +248,30 @@ async fn review(
     })
     .await
     .unwrap_or_else(|_| Err(internal_error()))
+}
+
+/// The body is read as JSON as it comes: a compressed one would read as malformed JSON, which
+/// would name the wrong fault.
+fn unencoded(request: &Request) -> Result<(), Refusal> {
+    let encoding = request
+        .headers()
+        .get(axum::http::header::CONTENT_ENCODING)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).trim().to_owned());
+    match encoding {
+        None => Ok(()),
+        Some(encoding) if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") => {
+            Ok(())
+        }
+        Some(encoding) => Err(Refusal {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            reason: "UnsupportedMediaType",
+            result: "unsupported-encoding",
+            message: format!(
+                "Content-Encoding {:?} is not accepted: send the AdmissionReview uncompressed, as the API server does",
+                encoding.chars().take(40).collect::<String>()
+            ),
+        }),
+    }
 }
 
 /// Runs `work`, turning a panic (a defect of the core on this input) into a 500 for this

@@ -213,6 +213,27 @@ pub struct Watcher {
     missing_logged: bool,
 }
 
+/// Says so when the certificate just put into service cannot be verified by the API server:
+/// outside its validity period (served at start-up all the same, having nothing else), or
+/// naming no DNS name (Go's TLS client ignores the common name).
+fn warn_if_unverifiable(files: &CertFiles, leaf: &sidekiq_guard::x509::CertInfo) {
+    let now = std::time::SystemTime::now();
+    if !leaf.valid_for(now, Duration::ZERO) {
+        tracing::warn!(
+            cert = %files.cert.display(),
+            not_before = %sidekiq_guard::timestamp::format(leaf.not_before),
+            not_after = %sidekiq_guard::timestamp::format(leaf.not_after),
+            "the serving certificate is not valid now: the API server refuses it, and pods go uninjected (failurePolicy Ignore) until a valid one replaces it"
+        );
+    }
+    if leaf.dns_names.is_empty() {
+        tracing::warn!(
+            cert = %files.cert.display(),
+            "the serving certificate names no DNS name: an API server calling the webhook through its Service checks <service>.<namespace>.svc against the certificate's subject alternative names, and refuses it"
+        );
+    }
+}
+
 impl Watcher {
     /// A watcher for `files` feeding `store`.
     pub fn new(files: CertFiles, store: Arc<CertStore>, metrics: Arc<Metrics>) -> Self {
@@ -255,6 +276,7 @@ impl Watcher {
                     chain_len = loaded.chain_len,
                     "serving certificate loaded"
                 );
+                warn_if_unverifiable(&self.files, &loaded.leaf);
                 self.last_seen = Some((cert, key));
                 self.deferred = None;
                 true

@@ -746,6 +746,44 @@ async fn a_body_that_does_not_arrive_within_the_requested_timeout_gets_408() {
     );
 }
 
+/// A compressed body would read as malformed JSON; it is refused as what it is. The API server
+/// never compresses admission requests.
+#[tokio::test]
+async fn a_compressed_body_gets_415_naming_its_encoding() {
+    let setup = start(WARN, &[]);
+    let body = common::read("tests/data/admission/create-pod-web.json");
+    for (encoding, status) in [("gzip", "415"), ("br", "415"), ("identity", "200")] {
+        let mut stream = setup.client.tls(setup.webhook.admission).await.unwrap();
+        let head = format!(
+            "POST /mutate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-encoding: {encoding}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body).await.unwrap();
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+            .await
+            .expect("answered")
+            .unwrap();
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status}")),
+            "{encoding}: {response}"
+        );
+        if status == "415" {
+            let (_, body) = response.split_once("\r\n\r\n").unwrap();
+            let status: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                status["message"],
+                format!(
+                    "Content-Encoding \"{encoding}\" is not accepted: send the AdmissionReview uncompressed, as the API server does"
+                )
+            );
+            assert_eq!(status["reason"], "UnsupportedMediaType");
+        }
+    }
+}
+
 #[tokio::test]
 async fn metrics_and_logs_record_each_decision() {
     let setup = start(WARN, &[]);

@@ -438,6 +438,29 @@ async fn not_ready_until_the_certificate_files_appear() {
     mutate_ok(&mut conn).await.unwrap();
 }
 
+/// An expired certificate is served at start-up, having nothing else, but not silently: the
+/// API server will refuse it, and the log says so.
+#[tokio::test]
+async fn an_expired_certificate_at_start_up_is_served_with_a_warning() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let expired = pki.serving_from(
+        SystemTime::now() - Duration::from_secs(3 * 86400),
+        Duration::from_secs(86400),
+    );
+    let secret = ProjectedSecret::new(dir.path(), &expired);
+    let webhook = Webhook::start(&secret.cert(), &secret.key(), POLICY, &[]);
+    webhook.wait_ready(true, Duration::from_secs(5)).await;
+    let warned = webhook
+        .wait_logs_with(
+            "the serving certificate is not valid now: the API server refuses it, and pods go uninjected (failurePolicy Ignore) until a valid one replaces it",
+            1,
+        )
+        .await;
+    assert_eq!(warned[0]["level"], "WARN", "{}", warned[0]);
+    assert!(warned[0]["not_after"].is_string(), "{}", warned[0]);
+}
+
 #[tokio::test]
 async fn vanished_certificate_files_leave_the_loaded_certificate_serving() {
     let pki = Pki::new();
