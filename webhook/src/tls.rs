@@ -84,6 +84,15 @@ pub enum CertError {
         /// The path given on the command line.
         path: PathBuf,
     },
+    /// A private key encrypted with a passphrase, which a server started unattended cannot
+    /// supply.
+    #[error(
+        "key file {path} holds an encrypted private key; the webhook needs it unencrypted (as cert-manager and the install Job write it; openssl pkey -in KEY -out KEY.plain decrypts one)"
+    )]
+    EncryptedKey {
+        /// The path given on the command line.
+        path: PathBuf,
+    },
     /// A private key that rustls cannot use, or that does not belong to the certificate.
     #[error("the private key in {key} cannot serve the certificate in {cert}")]
     Key {
@@ -150,8 +159,15 @@ pub fn load_pem(
         path: files.cert.clone(),
         source,
     })?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| CertError::NoKey {
-        path: files.key.clone(),
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
+        let path = files.key.clone();
+        // PKCS#8 `ENCRYPTED PRIVATE KEY`, or OpenSSL's legacy `Proc-Type: 4,ENCRYPTED` header.
+        let encrypted = String::from_utf8_lossy(key_pem);
+        if encrypted.contains("ENCRYPTED PRIVATE KEY") || encrypted.contains("4,ENCRYPTED") {
+            CertError::EncryptedKey { path }
+        } else {
+            CertError::NoKey { path }
+        }
     })?;
     let key_error = |source| CertError::Key {
         cert: files.cert.clone(),
@@ -444,6 +460,13 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "key file /m/tls.key holds no PEM private key (PKCS#8, PKCS#1 or SEC1)"
+        );
+        let encrypted =
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let err = load_pem(&files(), cert.as_bytes(), encrypted).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "key file /m/tls.key holds an encrypted private key; the webhook needs it unencrypted (as cert-manager and the install Job write it; openssl pkey -in KEY -out KEY.plain decrypts one)"
         );
     }
 }
