@@ -193,11 +193,7 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
         Err(err) => return Subject::Skipped(Skip::NotAWorkload(err)),
     };
     if let Some(namespace) = workload.namespace().or(ctx.namespace)
-        && ctx
-            .policy
-            .excluded_namespaces
-            .iter()
-            .any(|n| n == namespace)
+        && ctx.policy.excludes(namespace)
     {
         return Subject::Skipped(Skip::ExcludedNamespace(namespace.to_owned()));
     }
@@ -627,6 +623,13 @@ mod tests {
         assert!(matches!(
             analyse(&object, &ctx(&policy)),
             Subject::Skipped(Skip::ExcludedNamespace(ns)) if ns == "jobs"
+        ));
+        // kube-system whatever the policy says, as the webhook configurations exclude it.
+        let mut system = object.clone();
+        system["metadata"]["namespace"] = json!("kube-system");
+        assert!(matches!(
+            analyse(&system, &ctx(&Policy::default())),
+            Subject::Skipped(Skip::ExcludedNamespace(ns)) if ns == "kube-system"
         ));
         let mut opted_out = object.clone();
         opted_out["metadata"]["labels"] = json!({"sidekiq-guard.io/inject": "false"});

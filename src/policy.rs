@@ -31,6 +31,18 @@ pub struct Policy {
     pub excluded_namespaces: Vec<String>,
 }
 
+/// The namespace never mutated nor validated whatever the policy says: the webhook
+/// configurations exclude it (with the webhook's own, which only they know), so the plugin and
+/// the Kubewarden policy judge it as the webhook would.
+pub const SYSTEM_NAMESPACE: &str = "kube-system";
+
+impl Policy {
+    /// Whether `namespace` is left alone: `kube-system`, or one of `excludedNamespaces`.
+    pub fn excludes(&self, namespace: &str) -> bool {
+        namespace == SYSTEM_NAMESPACE || self.excluded_namespaces.iter().any(|n| n == namespace)
+    }
+}
+
 /// Defaults for the settings a workload can override with annotations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
