@@ -103,6 +103,7 @@ codes! {
     IdentityShared = "SG031" "identity-shared";
     ProbeSidecarStale = "SG032" "probe-sidecar-stale";
     SidekiqContainerUnprotected = "SG033" "sidekiq-container-unprotected";
+    InjectLabelInvalid = "SG034" "inject-label-invalid";
 }
 
 impl Blocked {
@@ -450,6 +451,7 @@ fn annotation_findings(
             )
         })
         .chain(inject_label_finding(workload))
+        .chain(inject_label_invalid(workload))
         .chain(workload_annotation_findings(workload))
         .chain(unknown_annotation_findings(workload))
         .collect()
@@ -532,6 +534,34 @@ fn workload_annotation_findings(workload: &Workload<'_>) -> Vec<Finding> {
 /// `sidekiq-guard.io/inject` on a workload's own labels and not on its pod template: it decides
 /// whether the workload is reviewed, but its pods are created with the template's labels, and
 /// those decide whether they are injected.
+/// The pod's `sidekiq-guard.io/inject` label says neither `true` nor `false` (`False`, `no`,
+/// `disabled`): the webhook's selectors match those two values exactly, so it opts nothing in
+/// or out, and the namespace decides.
+fn inject_label_invalid(workload: &Workload<'_>) -> Option<Finding> {
+    let value = workload.label(annotations::INJECT)?;
+    if PodOptIn::of(Some(value)) != PodOptIn::Unset {
+        return None;
+    }
+    Some(Finding::new(
+        Code::InjectLabelInvalid,
+        Severity::Warning,
+        workload.path("metadata.labels"),
+        format!(
+            "label {} is {}, neither \"{}\" nor \"{}\": it opts nothing in or out, and the namespace's label decides",
+            annotations::INJECT,
+            crate::errors::quoted(value, 40),
+            annotations::INJECT_POD_IN,
+            annotations::INJECT_POD_OUT,
+        ),
+        format!(
+            "write {}: \"{}\" or \"{}\" (lower case, quoted)",
+            annotations::INJECT,
+            annotations::INJECT_POD_IN,
+            annotations::INJECT_POD_OUT
+        ),
+    ))
+}
+
 fn inject_label_finding(workload: &Workload<'_>) -> Option<Finding> {
     let own = workload.inject_label_on_workload_only()?;
     let effect = if own == annotations::INJECT_POD_OUT {

@@ -1741,3 +1741,33 @@ fn a_guaranteed_pod_stays_guaranteed() {
     );
     assert!(!review.notes.iter().any(|n| n.contains("Guaranteed")));
 }
+
+/// The webhook's selectors match `true` and `false` exactly: `False` opts nothing in or out.
+#[test]
+fn an_inject_label_of_another_value_is_reported() {
+    let policy = Policy::default();
+    let ctx = ctx(&policy, Mode::Native);
+    let mut pod = load("tests/data/objects/pod-rails-worker.json");
+    for (value, expected) in [
+        ("False", true),
+        ("no", true),
+        ("true", false),
+        ("false", false),
+    ] {
+        pod["metadata"]["labels"]["sidekiq-guard.io/inject"] = json!(value);
+        let found = findings_of(&pod, &ctx, Code::InjectLabelInvalid);
+        if !expected {
+            assert_eq!(found, vec![], "{value}");
+            continue;
+        }
+        assert_eq!(found.len(), 1, "{value}");
+        assert_eq!(found[0].severity, Severity::Warning);
+        assert_eq!(found[0].path, "metadata.labels");
+        assert_eq!(
+            found[0].message,
+            format!(
+                "label sidekiq-guard.io/inject is \"{value}\", neither \"true\" nor \"false\": it opts nothing in or out, and the namespace's label decides"
+            )
+        );
+    }
+}
