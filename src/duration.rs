@@ -35,7 +35,9 @@ pub enum DurationError {
 /// nanosecond (`500ms`, `1m30s`, `1h 30m`). Negative values, empty strings and durations
 /// beyond [`MAX`] are rejected.
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
-    let text = input.trim();
+    // Go's `time.ParseDuration` takes an explicit plus sign (`+5m`).
+    let trimmed = input.trim();
+    let text = trimmed.strip_prefix('+').unwrap_or(trimmed);
     let invalid = || DurationError::Invalid {
         input: input.to_owned(),
     };
@@ -147,6 +149,7 @@ mod tests {
     #[case("90.0", 90)]
     #[case("250ms", 1)]
     #[case("0", 0)]
+    #[case("+5m", 300)]
     fn parses(#[case] input: &str, #[case] secs: u64) {
         assert_eq!(parse_secs(input), Ok(secs));
     }
@@ -162,6 +165,8 @@ mod tests {
     #[case("1.2.3")]
     #[case("15M")]
     #[case("1 Month")]
+    #[case("++5m")]
+    #[case("+-5m")]
     fn rejects(#[case] input: &str) {
         let err = parse_secs(input).unwrap_err();
         assert!(
