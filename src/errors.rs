@@ -17,7 +17,11 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 /// and a newline or a terminal escape sequence in a value must not reach a terminal, a CI log
 /// or a `Warning:` line as such (a forged line, a cleared screen).
 pub(crate) fn printable(text: String) -> String {
-    if !text.chars().any(char::is_control) {
+    // Control characters are C0 and DEL (single bytes) and C1 (U+0080–U+009F, led by 0xC2 in
+    // UTF-8): a byte scan rules most texts out without decoding them, as every finding and
+    // note of every admission passes here.
+    let suspect = text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    if !suspect || !text.chars().any(char::is_control) {
         return text;
     }
     text.chars()
@@ -96,6 +100,16 @@ impl Error for YamlError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        let plain = "wait 5m — «quoted» © ok";
+        assert_eq!(printable(plain.to_owned()), plain);
+        assert_eq!(
+            printable("a\nb\u{1b}[2K\u{7f}\u{85}©".to_owned()),
+            "a\\nb\\u{1b}[2K\\u{7f}\\u{85}©"
+        );
+    }
 
     #[test]
     fn yaml_errors_carry_no_hints_for_programmers() {

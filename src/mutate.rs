@@ -108,6 +108,8 @@ pub struct Plan {
     pub status: InjectionStatus,
     /// The annotation's new value, when it must be (re)written.
     pub status_update: Option<String>,
+    /// The pod is of the Guaranteed QoS class: the sidecar requests what it is limited to.
+    pub guaranteed: bool,
 }
 
 /// Whether the pod is of the Guaranteed QoS class, as far as its containers decide it: not
@@ -135,6 +137,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     }
     let port = analysis.port.port;
     let state = &analysis.state;
+    let guaranteed = guaranteed_pod(analysis);
     let sidecar_container = sidecar::container(&sidecar::Spec {
         mode: ctx.mode,
         port,
@@ -151,7 +154,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
             .and_then(|context| context.get("runAsUser"))
             .and_then(Value::as_i64)
             == Some(0),
-        guaranteed: guaranteed_pod(analysis),
+        guaranteed,
     });
     let sidecar = match state.sidecar {
         None => SidecarAction::Add,
@@ -236,6 +239,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
             kept: Vec::new(),
         },
         status_update: None,
+        guaranteed,
     };
     for (part, kept) in plan.parts() {
         if kept {
@@ -441,7 +445,7 @@ impl Plan {
                 ));
             }
         }
-        if self.sidecar != SidecarAction::Ours && guaranteed_pod(analysis) {
+        if self.guaranteed && self.sidecar != SidecarAction::Ours {
             let limit = |name: &str| {
                 self.sidecar_container
                     .at("/resources/limits")
