@@ -104,6 +104,7 @@ codes! {
     ProbeSidecarStale = "SG032" "probe-sidecar-stale";
     SidekiqContainerUnprotected = "SG033" "sidekiq-container-unprotected";
     InjectLabelInvalid = "SG034" "inject-label-invalid";
+    ProbeUnreachable = "SG035" "probe-unreachable";
 }
 
 impl Blocked {
@@ -291,10 +292,18 @@ pub fn evaluate(
 /// webhook replaces such a sidecar in every pod it admits, `kubectl sidekiq inject` in a
 /// template.
 pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
+    let drift_of = |at: &crate::analysis::Placement| {
+        let current = analysis.workload.spec.get(at.mode.list())?.get(at.index)?;
+        Some(sidecar::drift(current, &plan.sidecar_container))
+    };
     let (at, mut drift) = match (&plan.sidecar, analysis.state.sidecar) {
-        (SidecarAction::Replace(at), _) => {
-            let current = analysis.workload.spec.get(at.mode.list())?.get(at.index)?;
-            (*at, sidecar::drift(current, &plan.sidecar_container))
+        (SidecarAction::Replace(at), _) => (*at, drift_of(at)?),
+        // In the other list (classic where native is due, or the other way): what differs
+        // besides the placement and its own flags.
+        (SidecarAction::Move(at), _) => {
+            let mut drift = drift_of(at)?;
+            drift.retain(|d| !(d.starts_with("--mode") || d.contains("--exit-deadline")));
+            (*at, drift)
         }
         (SidecarAction::Ours, Some(at)) => (at, Vec::new()),
         _ => return None,
@@ -531,9 +540,6 @@ fn workload_annotation_findings(workload: &Workload<'_>) -> Vec<Finding> {
     .collect()
 }
 
-/// `sidekiq-guard.io/inject` on a workload's own labels and not on its pod template: it decides
-/// whether the workload is reviewed, but its pods are created with the template's labels, and
-/// those decide whether they are injected.
 /// The pod's `sidekiq-guard.io/inject` label says neither `true` nor `false` (`False`, `no`,
 /// `disabled`): the webhook's selectors match those two values exactly, so it opts nothing in
 /// or out, and the namespace decides.
@@ -562,6 +568,9 @@ fn inject_label_invalid(workload: &Workload<'_>) -> Option<Finding> {
     ))
 }
 
+/// `sidekiq-guard.io/inject` on a workload's own labels and not on its pod template: it decides
+/// whether the workload is reviewed, but its pods are created with the template's labels, and
+/// those decide whether they are injected.
 fn inject_label_finding(workload: &Workload<'_>) -> Option<Finding> {
     let own = workload.inject_label_on_workload_only()?;
     let effect = if own == annotations::INJECT_POD_OUT {
@@ -980,6 +989,7 @@ impl Ctx<'_, '_> {
 
     fn probes(&self, findings: &mut Vec<Finding>) {
         let port = self.port();
+        findings.extend(self.misdirected_probes());
         if self.state.liveness == ProbeState::Missing {
             findings.push(Finding::new(
                 Code::LivenessProbeMissing,
@@ -1004,6 +1014,53 @@ impl Ctx<'_, '_> {
                 format!("use readinessProbe httpGet {{path: /readyz, port: {port}}} on the sidekiq-guard probe (the webhook injects it)"),
             ));
         }
+    }
+
+    /// Probes of sidekiq-guard's endpoints at the probe's port that the kubelet sends over
+    /// HTTPS or to another host: the probe answers plain HTTP at the pod's address only, so
+    /// they fail for good — a liveness probe restarts Sidekiq over and over, a readiness probe
+    /// never lets it be ready. They are the user's (kept), hence said here.
+    fn misdirected_probes(&self) -> Vec<Finding> {
+        let sidekiq = self.analysis.sidekiq_json();
+        let host_network = self
+            .analysis
+            .workload
+            .spec
+            .get("hostNetwork")
+            .and_then(Value::as_bool)
+            == Some(true);
+        let port = self.port();
+        ["livenessProbe", "readinessProbe", "startupProbe"]
+            .into_iter()
+            .filter_map(|field| {
+                let get = sidekiq.get(field)?.get("httpGet")?;
+                let path = get.get("path").and_then(Value::as_str)?;
+                let endpoint = sidecar::endpoint(path);
+                if !matches!(endpoint, crate::analysis::LIVEZ_PATH | crate::analysis::READYZ_PATH)
+                    || get.get("port").and_then(Value::as_u64) != Some(u64::from(port))
+                {
+                    return None;
+                }
+                let sidecar::Reach::Elsewhere(how) = sidecar::reach(get, sidekiq, host_network)
+                else {
+                    return None;
+                };
+                let effect = match field {
+                    "livenessProbe" => "the kubelet restarts Sidekiq over and over",
+                    "readinessProbe" => "the pod never becomes ready",
+                    _ => "the kubelet restarts Sidekiq before it ever counts as started",
+                };
+                Some(Finding::new(
+                    Code::ProbeUnreachable,
+                    Severity::Error,
+                    self.container_path(field),
+                    format!(
+                        "the {field} gets {endpoint} on port {port} {how}: the probe answers plain HTTP at the pod's own address only, so it fails and {effect}"
+                    ),
+                    format!("leave out host and scheme: httpGet {{path: {endpoint}, port: {port}}}"),
+                ))
+            })
+            .collect()
     }
 
     /// The Sidekiq container calls sidekiq-guard's probe (a hand-written drain hook, probes
@@ -1060,11 +1117,6 @@ impl Ctx<'_, '_> {
         ))
     }
 
-    /// Sidekiq names its processes after `$DYNO`, else the hostname, and the probe finds this
-    /// pod's processes by that name: pods that share it cannot be told apart, and one pod's
-    /// drain quiets them all. A `DYNO` written literally in a template is the same in every pod
-    /// (during a rollout, old and new alike); under `hostNetwork` the hostname is the node's,
-    /// and the probe's port a node port too — unless one pod per node (a DaemonSet) is all.
     /// The annotation picked one of several Sidekiq containers: the others get no drain hook
     /// and SIGTERM as soon as the pod stops, and the grace period does not count their `-t`.
     fn others_unprotected(&self) -> Option<Finding> {
@@ -1095,6 +1147,11 @@ impl Ctx<'_, '_> {
         ))
     }
 
+    /// Sidekiq names its processes after `$DYNO`, else the hostname, and the probe finds this
+    /// pod's processes by that name: pods that share it cannot be told apart, and one pod's
+    /// drain quiets them all. A `DYNO` written literally in a template is the same in every pod
+    /// (during a rollout, old and new alike); under `hostNetwork` the hostname is the node's,
+    /// and the probe's port a node port too — unless one pod per node (a DaemonSet) is all.
     fn identity_shared(&self) -> Option<Finding> {
         let workload = &self.analysis.workload;
         let dyno_entry = crate::workload::env_entry(

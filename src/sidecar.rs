@@ -454,7 +454,7 @@ fn args_drift(existing: &Value, wanted: &Value) -> Vec<String> {
         .iter()
         .filter_map(
             |(flag, value)| match have.iter().find(|(name, _)| name == flag) {
-                Some((_, v)) if v == value => None,
+                Some((_, v)) if v == value || same_duration(v, value) => None,
                 Some((_, v)) => Some(format!("{flag}={} (needs {})", shown(v), shown(value))),
                 None => Some(format!("no {flag} (needs {})", shown(value))),
             },
@@ -468,8 +468,15 @@ fn args_drift(existing: &Value, wanted: &Value) -> Vec<String> {
     drift
 }
 
-/// Names of the `env` entries that `existing` and `wanted` define differently, or only one of
-/// them defines.
+/// `140s` and `2m20s`: the probe reads both alike.
+fn same_duration(a: &str, b: &str) -> bool {
+    matches!((duration::parse(a), duration::parse(b)), (Ok(a), Ok(b)) if a == b)
+}
+
+/// Names of the `env` entries `wanted` defines that `existing` lacks or defines otherwise.
+/// Entries only `existing` has are left out: other mutating webhooks add variables to every
+/// container (Datadog's `DD_AGENT_HOST`, a proxy policy's `HTTP_PROXY`), and the probe reads
+/// none it was not given.
 fn env_drift<'v>(existing: &'v Value, wanted: &'v Value) -> Vec<&'v str> {
     fn name(entry: &Value) -> &str {
         entry.get("name").and_then(Value::as_str).unwrap_or("")
@@ -482,10 +489,7 @@ fn env_drift<'v>(existing: &'v Value, wanted: &'v Value) -> Vec<&'v str> {
         !find(have, name(entry))
             .is_some_and(|existing| matches_at(&mut vec!["env", "*"], existing, entry, wanted))
     });
-    let extra = have
-        .iter()
-        .filter(|entry| find(want, name(entry)).is_none());
-    changed.chain(extra).map(name).collect()
+    changed.map(name).collect()
 }
 
 /// Whether `existing` is `wanted` at `path` (object keys, `*` for list items) of a container
@@ -752,17 +756,23 @@ pub fn all_guaranteed<'v>(mut containers: impl Iterator<Item = &'v Value>) -> bo
     containers.all(|container| {
         crate::detect::name_of(container) == NAME
             || ["cpu", "memory"].into_iter().all(|resource| {
+                // A manifest may write a quantity as a number (`cpu: 2`); the API server
+                // stores it as a string.
                 let side = |side: &str| {
                     container
                         .get("resources")
                         .and_then(|r| r.get(side))
                         .and_then(|s| s.get(resource))
-                        .and_then(Value::as_str)
+                        .and_then(|q| match q {
+                            Value::String(text) => Some(text.clone()),
+                            Value::Number(number) => Some(number.to_string()),
+                            _ => None,
+                        })
                 };
                 match (side("limits"), side("requests")) {
                     (Some(_), None) => true,
                     (Some(limit), Some(request)) => {
-                        crate::quantity::same_resource_value(limit, request)
+                        limit == request || crate::quantity::same_resource_value(&limit, &request)
                     }
                     (None, _) => false,
                 }

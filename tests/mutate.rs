@@ -1615,6 +1615,12 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
         container["image"] = json!("mirror.example.com/sidekiq-guard:v0.0.9");
         container["resources"] = json!({});
         container["ports"][0]["protocol"] = json!("TCP");
+        // Another webhook's variable, and the budget spelt otherwise.
+        container["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "DD_AGENT_HOST", "value": "10.0.0.1"}));
+        container["args"][1] = json!("--drain-budget=140s");
         for entry in container["env"].as_array_mut().unwrap() {
             if entry["valueFrom"]["fieldRef"].is_object() {
                 entry["valueFrom"]["fieldRef"]["apiVersion"] = json!("v1");
@@ -1622,6 +1628,33 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
         }
     });
     assert_eq!(defaulted, vec![]);
+
+    // A classic sidecar where a native one is due: its placement is the webhook's to fix,
+    // what else differs is said.
+    let classic_ctx = common::ctx(&policy, Mode::Classic);
+    let (classic, _) = review::inject(
+        &worker(
+            json!({"env": [{"name": "REDIS_URL", "value": "redis://:hunter2@redis:6379/0"}]}),
+            json!({}),
+        ),
+        &classic_ctx,
+    )
+    .unwrap();
+    assert_eq!(stale(&classic), vec![]);
+    let mut longer = classic.clone();
+    longer["spec"]["template"]["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] =
+        json!("10m");
+    longer["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(900);
+    let found = stale(&longer);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].1, "spec.template.spec.containers[1]");
+    assert!(
+        found[0]
+            .2
+            .ends_with(": --drain-budget=2m20s (needs 10m20s)"),
+        "{}",
+        found[0].2
+    );
 
     // A pod is what runs: an error. Once injected again, nothing is left to say.
     let mut pod = json!({
@@ -1684,7 +1717,15 @@ fn calls_to_another_host_or_over_https_are_not_the_probes() {
         container["lifecycle"],
         deployment["spec"]["template"]["spec"]["containers"][0]["lifecycle"]
     );
-    assert_eq!(codes(&review), vec!["SG003"]);
+    assert_eq!(codes(&review), vec!["SG003", "SG035"]);
+    assert_eq!(
+        review.findings[1].message,
+        "the readinessProbe gets /readyz on port 7434 over HTTPS: the probe answers plain HTTP at the pod's own address only, so it fails and the pod never becomes ready"
+    );
+    assert_eq!(
+        review.findings[1].path,
+        "spec.template.spec.containers[0].readinessProbe"
+    );
     assert_eq!(
         review.findings[0].message,
         "the preStop hook calls /drain on host \"localhost\": the probe answers plain HTTP at the pod's own address only (no host, no scheme): the call fails and Sidekiq is not quieted"
@@ -1725,8 +1766,9 @@ fn a_guaranteed_pod_stays_guaranteed() {
     // Limits alone are requests too; a container without a CPU limit makes the pod Burstable
     // anyway, and the sidecar keeps the policy's resources.
     let mut limits_only = pod.clone();
+    // A manifest may write a quantity as a number.
     limits_only["spec"]["containers"][0]["resources"] =
-        json!({"limits": {"cpu": "1", "memory": "1Gi"}});
+        json!({"limits": {"cpu": 1, "memory": "1Gi"}});
     let (_, mutated) = mutate_and_apply(&limits_only, &Policy::default(), Mode::Native);
     assert_eq!(
         mutated["spec"]["initContainers"][0]["resources"]["limits"]["cpu"],

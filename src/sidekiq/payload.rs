@@ -3,10 +3,11 @@
 //! A work hash entry holds the whole job, arguments included, as a JSON string inside JSON. The
 //! probe reads every entry on each drain poll and each `/status`, and needs a handful of
 //! fields: building the arguments as a `serde_json::Value` (and the payload's unescaped text
-//! before that) made one 8 MiB argument cost the probe ~40 MiB, past the 32 MiB limit its
-//! container gets, so a drain of such a job was OOM-killed. Here the payload is decoded from its
-//! escaped text as it is read, the arguments are skipped without being kept, and only the
-//! first argument's `job_class` (an ActiveJob wrapper's) is looked for.
+//! before that) added two copies of them to what the probe held while reading the job, which
+//! the 32 MiB limit its container gets does not leave room for with large arguments. Here the
+//! payload is decoded from its escaped text as it is read, the arguments are skipped without
+//! being kept, and only an ActiveJob wrapper's first argument is looked into, for its
+//! `job_class`.
 
 use std::fmt;
 use std::io;
@@ -46,6 +47,22 @@ pub(crate) fn read(raw: &str) -> Result<Payload, serde_json::Error> {
     }
 }
 
+impl Payload {
+    /// Whether `args[0].job_class` may name the job: not when `wrapped` already does, nor when
+    /// `class`, read first (Sidekiq writes it before `args`), is no ActiveJob wrapper. Skipped
+    /// unseen, a first argument of megabytes is never copied (serde_json reads a string whole
+    /// before it can tell what it is).
+    fn may_need_job_class(&self) -> bool {
+        if self.fields.contains_key("wrapped") {
+            return false;
+        }
+        match self.fields.get("class") {
+            Some(Value::String(class)) => class.contains("JobWrapper"),
+            _ => true,
+        }
+    }
+}
+
 impl<'de> de::Deserialize<'de> for Payload {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(PayloadVisitor)
@@ -67,7 +84,7 @@ impl<'de> Visitor<'de> for PayloadVisitor {
             if KEPT.contains(&key.as_str()) {
                 let value = map.next_value::<Value>()?;
                 payload.fields.insert(key, value);
-            } else if key == "args" {
+            } else if key == "args" && payload.may_need_job_class() {
                 payload.active_job_class = map.next_value_seed(FirstJobClass)?;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -323,6 +340,26 @@ mod tests {
             let payload = read(&stored(&json!({"class": "A", "args": args}))).unwrap();
             assert_eq!(payload.active_job_class, None, "{args}");
         }
+    }
+
+    /// In Sidekiq's own key order `class` (and `wrapped`) come before `args`: a job that is no
+    /// ActiveJob wrapper, or says what it wraps, has its arguments skipped unseen.
+    #[test]
+    fn arguments_are_looked_into_only_for_an_unnamed_active_job() {
+        let raw = |text: &str| serde_json::to_string(&Value::String(text.to_owned())).unwrap();
+        let native = raw(r#"{"class":"HardJob","args":[{"job_class":"Other"}],"jid":"1"}"#);
+        assert_eq!(read(&native).unwrap().active_job_class, None);
+        let named = raw(
+            r#"{"class":"ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper","wrapped":"ReportJob","args":[{"job_class":"ReportJob"}]}"#,
+        );
+        assert_eq!(read(&named).unwrap().active_job_class, None);
+        let unnamed = raw(
+            r#"{"class":"ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper","args":[{"job_class":"ReportJob"}]}"#,
+        );
+        assert_eq!(
+            read(&unnamed).unwrap().active_job_class.as_deref(),
+            Some("ReportJob")
+        );
     }
 
     #[test]

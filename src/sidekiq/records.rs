@@ -633,10 +633,7 @@ pub fn parse_job(thread: &str, value: &[u8]) -> Result<Job, RecordError> {
     let payload::Payload {
         fields: payload,
         active_job_class,
-    } = payload::read(payload.get()).map_err(|e| RecordError::InvalidJson {
-        field: "payload".into(),
-        source: Arc::new(e),
-    })?;
+    } = payload::read(payload.get()).map_err(|e| payload_error(payload.get(), e))?;
     let payload = &payload;
     let sidekiq_class = json_str(payload, "payload", "class")?
         .ok_or_else(|| RecordError::missing("payload.class"))?;
@@ -658,6 +655,25 @@ pub fn parse_job(thread: &str, value: &[u8]) -> Result<Job, RecordError> {
         created_at: payload_time(payload, "created_at")?,
         enqueued_at: payload_time(payload, "enqueued_at")?,
     })
+}
+
+/// Why the payload `raw` (its JSON text in the entry) cannot be read, `error` being what the
+/// streaming reader said: read again whole (an error is rare, and its message worth it), a
+/// payload that is JSON but no object is named as such.
+fn payload_error(raw: &str, error: serde_json::Error) -> RecordError {
+    let whole = serde_json::from_str::<Value>(raw).and_then(|value| match value {
+        Value::String(text) => serde_json::from_str::<Value>(&text),
+        other => Ok(other),
+    });
+    match whole {
+        Ok(value) if !value.is_object() => {
+            RecordError::invalid_json_value("payload", &value, "a JSON object")
+        }
+        Ok(_) | Err(_) => RecordError::InvalidJson {
+            field: "payload".into(),
+            source: Arc::new(error),
+        },
+    }
 }
 
 /// Why `text`, which is not a JSON object of JSON values, is no work entry.
@@ -993,6 +1009,24 @@ mod tests {
         let fields = vec![(b"info".to_vec(), vec![0xff, 0xfe])];
         let err = parse_process("vm:1:ab", &fields).unwrap_err();
         assert_eq!(err.to_string(), "field `info` is not UTF-8 text");
+    }
+
+    #[test]
+    fn a_payload_that_is_no_object_is_named_as_such() {
+        for (payload, shown) in [("\"5\"", "5"), ("\"[1]\"", "[1]"), ("null", "null")] {
+            let entry = format!(r#"{{"queue":"q","payload":{payload},"run_at":10}}"#);
+            let err = parse_job("t", entry.as_bytes()).unwrap_err();
+            assert!(
+                matches!(&err, RecordError::Invalid { field, value, expected: "a JSON object" }
+                    if field == "payload" && value == shown),
+                "{payload}: {err:?}"
+            );
+        }
+        let broken = parse_job("t", br#"{"queue":"q","payload":"{\"class\":","run_at":10}"#);
+        assert!(
+            matches!(broken, Err(RecordError::InvalidJson { ref field, .. }) if field == "payload"),
+            "{broken:?}"
+        );
     }
 
     #[test]

@@ -239,7 +239,7 @@ fn warn_if_unverifiable(files: &CertFiles, leaf: &sidekiq_guard::x509::CertInfo)
             cert = %files.cert.display(),
             not_before = %sidekiq_guard::timestamp::format(leaf.not_before),
             not_after = %sidekiq_guard::timestamp::format(leaf.not_after),
-            "the serving certificate is not valid now: the API server refuses it, and pods go uninjected (failurePolicy Ignore) until a valid one replaces it"
+            "the serving certificate is not valid now: the API server refuses it, and applies the webhooks' failurePolicy (Ignore: pods go uninjected) until a valid one replaces it"
         );
     }
     if leaf.dns_names.is_empty() {

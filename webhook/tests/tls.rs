@@ -453,7 +453,7 @@ async fn an_expired_certificate_at_start_up_is_served_with_a_warning() {
     webhook.wait_ready(true, Duration::from_secs(5)).await;
     let warned = webhook
         .wait_logs_with(
-            "the serving certificate is not valid now: the API server refuses it, and pods go uninjected (failurePolicy Ignore) until a valid one replaces it",
+            "the serving certificate is not valid now: the API server refuses it, and applies the webhooks' failurePolicy (Ignore: pods go uninjected) until a valid one replaces it",
             1,
         )
         .await;
