@@ -1439,4 +1439,14 @@ mod tests {
             );
         }
     }
+
+    /// The README's table of findings is where users look a code up: every code has its row.
+    #[test]
+    fn every_code_is_documented() {
+        let readme = include_str!("../README.md");
+        for code in Code::ALL {
+            let row = format!("| {} | {} |", code.id(), code.name());
+            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        }
+    }
 }
