@@ -1544,14 +1544,14 @@ fn a_hook_that_signals_the_pause_process_still_lasts_its_sleep() {
 fn a_probe_sidecar_that_no_longer_matches_is_reported() {
     let policy = Policy::default();
     let ctx = ctx(&policy, Mode::Native);
-    let (injected, _) = review::inject(
-        &worker(
-            json!({"env": [{"name": "REDIS_URL", "value": "redis://:hunter2@redis:6379/0"}]}),
-            json!({}),
-        ),
-        &ctx,
-    )
-    .unwrap();
+    let injected_in = |mode: Mode| {
+        let secret_url =
+            json!({"env": [{"name": "REDIS_URL", "value": "redis://:hunter2@redis:6379/0"}]});
+        review::inject(&worker(secret_url, json!({})), &common::ctx(&policy, mode))
+            .unwrap()
+            .0
+    };
+    let injected = injected_in(Mode::Native);
     let stale = |object: &Value| -> Vec<(Severity, String, String)> {
         findings_of(object, &ctx, Code::ProbeSidecarStale)
             .into_iter()
@@ -1631,15 +1631,7 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
 
     // A classic sidecar where a native one is due: its placement is the webhook's to fix,
     // what else differs is said.
-    let classic_ctx = common::ctx(&policy, Mode::Classic);
-    let (classic, _) = review::inject(
-        &worker(
-            json!({"env": [{"name": "REDIS_URL", "value": "redis://:hunter2@redis:6379/0"}]}),
-            json!({}),
-        ),
-        &classic_ctx,
-    )
-    .unwrap();
+    let classic = injected_in(Mode::Classic);
     assert_eq!(stale(&classic), vec![]);
     let mut longer = classic.clone();
     longer["spec"]["template"]["metadata"]["annotations"]["sidekiq-guard.io/longest-job"] =
