@@ -929,6 +929,15 @@ impl Ctx<'_, '_> {
                 ),
                 drain_hint(),
             ),
+            PreStop::MisdirectedDrain { how } => Finding::new(
+                Code::PreStopNotQuieting,
+                Severity::Error,
+                path(),
+                format!(
+                    "the preStop hook calls /drain {how}: the probe answers plain HTTP at the pod's own address only, so the call fails and Sidekiq is not quieted (the webhook rewrites it in the pods it admits)"
+                ),
+                drain_hint(),
+            ),
             PreStop::Broken { what, effect, .. } => Finding::new(
                 Code::PreStopNotQuieting,
                 Severity::Error,

@@ -195,7 +195,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     let prestop = match &state.prestop {
         PreStop::Missing => Action::Add,
         PreStop::Drain { port: Some(p) } if *p == port => Action::Ours,
-        PreStop::Drain { .. } => Action::Update,
+        PreStop::Drain { .. } | PreStop::MisdirectedDrain { .. } => Action::Update,
         _ => Action::Keep,
     };
     let probe = |probe: ProbeState| match probe {
@@ -437,6 +437,11 @@ impl Plan {
             ));
         }
         let container = &analysis.container.name;
+        if let PreStop::MisdirectedDrain { how } = &analysis.state.prestop {
+            warnings.push(format!(
+                "rewrote the preStop hook on container {container}: it called /drain {how}, which never reaches the probe (plain HTTP, at the pod's own address)"
+            ));
+        }
         for (part, kept) in self.parts() {
             if kept && part != Part::TerminationGracePeriodSeconds {
                 warnings.push(format!(

@@ -56,6 +56,14 @@ pub enum PreStop {
         /// The signal's name (`TERM`, `INT`).
         signal: String,
     },
+    /// `httpGet` of the probe's `/drain` that never reaches it: sent to another `host` (from
+    /// the node) or over HTTPS, where the probe answers plain HTTP at the pod's address. Meant
+    /// for the probe all the same (`/drain` is its alone), so the webhook rewrites it, as it
+    /// does one at another port.
+    MisdirectedDrain {
+        /// How it goes astray, for a message: `on host "localhost"`, `over HTTPS`.
+        how: String,
+    },
     /// Cannot work with the Sidekiq versions this project supports (6.0+): it sends a signal
     /// Sidekiq does not handle (`USR1`, which quieted only Sidekiq 5, or `KILL`, `QUIT`), which
     /// kills it at once and loses the jobs it runs, or runs `sidekiqctl`, which 6.0 removed; or
@@ -128,11 +136,7 @@ pub fn classify(container: &Value, shared_pids: bool, host_network: bool) -> Pre
         if sidecar::endpoint(path) == DRAIN_PATH {
             return match sidecar::reach(get, container, host_network) {
                 Reach::Pod(port) => PreStop::Drain { port },
-                Reach::Elsewhere(how) => PreStop::Broken {
-                    what: format!("calls /drain {how}"),
-                    effect: "the probe answers plain HTTP at the pod's own address only (no host, no scheme): the call fails and Sidekiq is not quieted",
-                    sleeps: 0,
-                },
+                Reach::Elsewhere(how) => PreStop::MisdirectedDrain { how },
             };
         }
         return PreStop::Unrecognised {
@@ -602,10 +606,8 @@ mod tests {
             classify(&container, false, host_network)
         };
         let none = json!([]);
-        let broken = |how: &str| PreStop::Broken {
-            what: format!("calls /drain {how}"),
-            effect: "the probe answers plain HTTP at the pod's own address only (no host, no scheme): the call fails and Sidekiq is not quieted",
-            sleeps: 0,
+        let broken = |how: &str| PreStop::MisdirectedDrain {
+            how: how.to_owned(),
         };
         let localhost = json!({"path": "/drain", "port": 7434, "host": "localhost"});
         assert_eq!(

@@ -83,7 +83,8 @@ impl Shutdown {
             PreStop::Missing
             | PreStop::QuietOnly
             | PreStop::StopsAtOnce { .. }
-            | PreStop::Broken { .. } => Some(0),
+            | PreStop::Broken { .. }
+            | PreStop::MisdirectedDrain { .. } => Some(0),
             // The budget the webhook gave the probe, when it injected the pod.
             PreStop::Drain { .. } => Some(
                 crate::status::InjectionStatus::of_pod(pod)

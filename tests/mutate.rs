@@ -1676,8 +1676,8 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
 }
 
 /// A drain hook or probe sent to another host, or over HTTPS, never reaches the plain-HTTP
-/// probe at the pod's address: it is the user's own (kept, and the hook reported), not taken
-/// for sidekiq-guard's and listed as injected.
+/// probe at the pod's address. `/drain` is the probe's alone: the hook is rewritten, as one at
+/// another port is, and said so. A `/readyz` probe is the user's: kept, and reported.
 #[test]
 fn calls_to_another_host_or_over_https_are_not_the_probes() {
     let policy = Policy::default();
@@ -1689,6 +1689,14 @@ fn calls_to_another_host_or_over_https_are_not_the_probes() {
         }),
         json!({}),
     );
+    let as_written = review::validate(&deployment, &ctx, Perspective::AsWritten);
+    assert_eq!(codes(&as_written), vec!["SG003", "SG035"]);
+    assert_eq!(
+        as_written.findings[0].message,
+        "the preStop hook calls /drain on host \"localhost\": the probe answers plain HTTP at the pod's own address only, so the call fails and Sidekiq is not quieted (the webhook rewrites it in the pods it admits)"
+    );
+    assert_eq!(as_written.findings[0].severity, Severity::Error);
+
     let (injected, review) = review::inject(&deployment, &ctx).unwrap();
     let status = InjectionStatus::parse(
         injected["spec"]["template"]["metadata"]["annotations"]["sidekiq-guard.io/status"]
@@ -1698,31 +1706,27 @@ fn calls_to_another_host_or_over_https_are_not_the_probes() {
     .unwrap();
     assert_eq!(
         status.kept,
-        vec![
-            Part::PreStop,
-            Part::ReadinessProbe,
-            Part::TerminationGracePeriodSeconds
-        ]
+        vec![Part::ReadinessProbe, Part::TerminationGracePeriodSeconds]
     );
     let container = &injected["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
-        container["lifecycle"],
-        deployment["spec"]["template"]["spec"]["containers"][0]["lifecycle"]
+        container["lifecycle"]["preStop"],
+        json!({"httpGet": {"path": "/drain", "port": 7434, "scheme": "HTTP"}})
     );
-    assert_eq!(codes(&review), vec!["SG003", "SG035"]);
+    assert!(
+        review.notes.contains(&"rewrote the preStop hook on container worker: it called /drain on host \"localhost\", which never reaches the probe (plain HTTP, at the pod's own address)".to_owned()),
+        "{:#?}",
+        review.notes
+    );
+    assert_eq!(codes(&review), vec!["SG035"]);
     assert_eq!(
-        review.findings[1].message,
+        review.findings[0].message,
         "the readinessProbe gets /readyz on port 7434 over HTTPS: the probe answers plain HTTP at the pod's own address only, so it fails and the pod never becomes ready"
     );
     assert_eq!(
-        review.findings[1].path,
+        review.findings[0].path,
         "spec.template.spec.containers[0].readinessProbe"
     );
-    assert_eq!(
-        review.findings[0].message,
-        "the preStop hook calls /drain on host \"localhost\": the probe answers plain HTTP at the pod's own address only (no host, no scheme): the call fails and Sidekiq is not quieted"
-    );
-    assert_eq!(review.findings[0].severity, Severity::Error);
 }
 
 /// A pod is Guaranteed only when every container is, init containers included: the sidecar
