@@ -285,11 +285,20 @@ impl io::Read for Unescape<'_> {
                 written += n;
                 continue;
             }
+            let at_escape = self.rest;
             let Some(after) = self.rest.strip_prefix(b"\\") else {
                 break;
             };
             self.rest = after;
-            self.escape()?;
+            if let Err(error) = self.escape() {
+                // `Read` reports an error only with nothing read: the bytes before it first,
+                // the error on the next call.
+                if written > 0 {
+                    self.rest = at_escape;
+                    break;
+                }
+                return Err(error);
+            }
         }
         Ok(written)
     }
@@ -385,6 +394,36 @@ mod tests {
         // Quadratic, it took minutes; linear, milliseconds (a debug build on a slow machine
         // stays well under this).
         assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+
+    /// Whatever the reader's buffer, escapes split across calls decode alike, and an invalid
+    /// one is an error only once the bytes before it are read.
+    #[test]
+    fn reads_alike_in_any_buffer_size() {
+        use std::io::Read as _;
+        let escaped = r#"a\"b\u00e9\ud83d\ude00c\n"#;
+        for size in 1..8 {
+            let mut reader = Unescape::new(escaped.as_bytes());
+            let mut out = Vec::new();
+            let mut buf = vec![0; size];
+            loop {
+                let n = reader.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "a\"b\u{e9}\u{1F600}c\n",
+                "{size}"
+            );
+        }
+        let mut reader = Unescape::new(br"abc\q");
+        let mut buf = [0; 16];
+        assert_eq!(reader.read(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"abc");
+        assert!(reader.read(&mut buf).is_err());
     }
 
     #[test]
