@@ -228,7 +228,7 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
         .get("shareProcessNamespace")
         .and_then(Value::as_bool)
         == Some(true);
-    let host_network = workload.spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
+    let host_network = workload.host_network();
     let prestop = prestop::classify(sidekiq, shared_pids, host_network);
     let grace = Grace::compute(&settings, prestop.fixed_sleep());
     let port = choose_port(&workload, container.index, &settings);
@@ -300,20 +300,23 @@ pub fn pod_drain_budget(pod: &Value, policy: &Policy) -> Option<u64> {
 /// A probe of `container`: sidekiq-guard's when it gets `/livez` or `/readyz` where the probe
 /// sidecar answers; one sent to another host or over HTTPS is the user's own.
 fn probe_state(container: &Value, field: &str, host_network: bool) -> ProbeState {
-    let Some(probe) = container.get(field).filter(|p| !p.is_null()) else {
+    if container.get(field).is_none_or(Value::is_null) {
         return ProbeState::Missing;
-    };
-    let Some(get) = probe.get("httpGet") else {
-        return ProbeState::User;
-    };
+    }
+    match probe_call(container, field).map(|(_, get)| sidecar::reach(get, container, host_network))
+    {
+        Some(Reach::Pod(port)) => ProbeState::Ours(port),
+        Some(Reach::Elsewhere(_)) | None => ProbeState::User,
+    }
+}
+
+/// The endpoint and `httpGet` of `container`'s probe `field` when it gets one of the probe
+/// sidecar's (`/livez`, `/readyz`), wherever it sends it.
+pub(crate) fn probe_call<'c>(container: &'c Value, field: &str) -> Option<(&'c str, &'c Value)> {
+    let get = container.get(field)?.get("httpGet")?;
     let path = get.get("path").and_then(Value::as_str).unwrap_or("/");
-    if !matches!(sidecar::endpoint(path), LIVEZ_PATH | READYZ_PATH) {
-        return ProbeState::User;
-    }
-    match sidecar::reach(get, container, host_network) {
-        Reach::Pod(port) => ProbeState::Ours(port),
-        Reach::Elsewhere(_) => ProbeState::User,
-    }
+    let endpoint = sidecar::endpoint(path);
+    matches!(endpoint, LIVEZ_PATH | READYZ_PATH).then_some((endpoint, get))
 }
 
 fn find_sidecar(workload: &Workload<'_>) -> Option<Placement> {

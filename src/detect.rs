@@ -583,18 +583,19 @@ impl<'a> LazyEnv<'a> {
     /// `name`'s literal value. One longer than [`shell::MAX_EXPANSION`] is not expanded, so
     /// it is not copied either: copied for each of thousands of `$A`, a long `A` made gigabytes.
     pub(crate) fn get(&self, name: &str) -> Option<String> {
-        self.map()
-            .get(name)
-            .filter(|value| value.len() <= shell::MAX_EXPANSION)
-            .cloned()
+        self.literal(name).cloned()
     }
 
     /// Whether `name` has a literal value that Kubernetes expands (one within
     /// [`shell::MAX_EXPANSION`]).
     pub(crate) fn is_literal(&self, name: &str) -> bool {
+        self.literal(name).is_some()
+    }
+
+    fn literal(&self, name: &str) -> Option<&String> {
         self.map()
             .get(name)
-            .is_some_and(|value| value.len() <= shell::MAX_EXPANSION)
+            .filter(|value| value.len() <= shell::MAX_EXPANSION)
     }
 
     /// Whether nothing in the manifest can give the container `name` — no `env` entry of that

@@ -14,8 +14,9 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 }
 
 /// `text` with its control characters escaped (`\n`, `\u{1b}`): messages quote manifests,
-/// and a newline or a terminal escape sequence in a value must not reach a terminal, a CI log
-/// or a `Warning:` line as such (a forged line, a cleared screen).
+/// and a newline or a terminal escape sequence in a value must not reach a terminal or a CI log
+/// as such (a forged line, a cleared screen), nor an admission warning, which the API server
+/// drops when it holds one.
 pub(crate) fn printable(text: String) -> String {
     // Control characters are C0 and DEL (single bytes) and C1 (U+0080–U+009F, led by 0xC2 in
     // UTF-8): a byte scan rules most texts out without decoding them, as every finding and

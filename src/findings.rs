@@ -292,19 +292,15 @@ pub fn evaluate(
 /// webhook replaces such a sidecar in every pod it admits, `kubectl sidekiq inject` in a
 /// template.
 pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
-    let drift_of = |at: &crate::analysis::Placement| {
+    let drift_of = |at: &crate::analysis::Placement, ignored: &[&str]| {
         let current = analysis.workload.spec.get(at.mode.list())?.get(at.index)?;
-        Some(sidecar::drift(current, &plan.sidecar_container))
+        Some(sidecar::drift(current, &plan.sidecar_container, ignored))
     };
     let (at, mut drift) = match (&plan.sidecar, analysis.state.sidecar) {
-        (SidecarAction::Replace(at), _) => (*at, drift_of(at)?),
+        (SidecarAction::Replace(at), _) => (*at, drift_of(at, &[])?),
         // In the other list (classic where native is due, or the other way): what differs
         // besides the placement and its own flags.
-        (SidecarAction::Move(at), _) => {
-            let mut drift = drift_of(at)?;
-            drift.retain(|d| !(d.starts_with("--mode") || d.contains("--exit-deadline")));
-            (*at, drift)
-        }
+        (SidecarAction::Move(at), _) => (*at, drift_of(at, &sidecar::PLACEMENT_FLAGS)?),
         (SidecarAction::Ours, Some(at)) => (at, Vec::new()),
         _ => return None,
     };
@@ -1031,23 +1027,13 @@ impl Ctx<'_, '_> {
     /// never lets it be ready. They are the user's (kept), hence said here.
     fn misdirected_probes(&self) -> Vec<Finding> {
         let sidekiq = self.analysis.sidekiq_json();
-        let host_network = self
-            .analysis
-            .workload
-            .spec
-            .get("hostNetwork")
-            .and_then(Value::as_bool)
-            == Some(true);
+        let host_network = self.analysis.workload.host_network();
         let port = self.port();
         ["livenessProbe", "readinessProbe", "startupProbe"]
             .into_iter()
             .filter_map(|field| {
-                let get = sidekiq.get(field)?.get("httpGet")?;
-                let path = get.get("path").and_then(Value::as_str)?;
-                let endpoint = sidecar::endpoint(path);
-                if !matches!(endpoint, crate::analysis::LIVEZ_PATH | crate::analysis::READYZ_PATH)
-                    || get.get("port").and_then(Value::as_u64) != Some(u64::from(port))
-                {
+                let (endpoint, get) = crate::analysis::probe_call(sidekiq, field)?;
+                if get.get("port").and_then(Value::as_u64) != Some(u64::from(port)) {
                     return None;
                 }
                 let sidecar::Reach::Elsewhere(how) = sidecar::reach(get, sidekiq, host_network)
@@ -1182,7 +1168,7 @@ impl Ctx<'_, '_> {
                 "derive it from the pod: env POD_NAME from fieldRef metadata.name above it, and DYNO: $(POD_NAME); or remove DYNO".to_owned(),
             ));
         }
-        let host_network = workload.spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
+        let host_network = workload.host_network();
         if !host_network || dyno.is_some() || workload.one_pod_per_node() {
             return None;
         }

@@ -351,6 +351,9 @@ fn cap_warnings(lines: impl Iterator<Item = String>) -> Vec<String> {
     let mut total = 0;
     let mut warnings = Vec::new();
     for line in lines {
+        // Findings and notes are printable from the start; `Review` is open to construction,
+        // though, and the API server drops a warning that holds a control character (it cannot
+        // go into a `Warning` header). The byte scan costs next to nothing.
         let line = crate::errors::truncate(
             &errors::printable(format!("{WARNING_PREFIX}{line}")),
             MAX_WARNING_CHARS,
@@ -364,8 +367,6 @@ fn cap_warnings(lines: impl Iterator<Item = String>) -> Vec<String> {
     warnings
 }
 
-/// `text` with control characters written as escapes (`\n`): the API server drops a warning
-/// that holds one (it cannot go into a `Warning` header), and a value quoted from a manifest may.
 /// `Deployment jobs/worker`, `Pod jobs/worker-7d9c*`, for messages.
 pub fn subject(object: &Value, namespace: Option<&str>) -> String {
     let kind = object

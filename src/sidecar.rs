@@ -417,8 +417,10 @@ pub fn is_current(existing: &Value, wanted: &Value) -> bool {
 /// environment entries that differ (never their values: they may hold a Redis password).
 /// Empty when it works alike, whatever its image, resources or security settings: those are
 /// [`is_current`]'s business, and a cluster's webhook may well run another image.
-pub fn drift(existing: &Value, wanted: &Value) -> Vec<String> {
-    let mut drift = args_drift(existing, wanted);
+/// Flags left out of the comparison (`ignored`): [`PLACEMENT_FLAGS`] for a sidecar in the other
+/// list, which the mutation moves anyway.
+pub fn drift(existing: &Value, wanted: &Value, ignored: &[&str]) -> Vec<String> {
+    let mut drift = args_drift(existing, wanted, ignored);
     let port = |c: &Value| c.at("/ports/0/containerPort").cloned();
     if port(existing) != port(wanted) {
         drift.push(format!(
@@ -439,16 +441,21 @@ pub fn drift(existing: &Value, wanted: &Value) -> Vec<String> {
     drift
 }
 
-/// `--flag=value` arguments of `existing` that `wanted` sets otherwise, lacks, or does not set.
-fn args_drift(existing: &Value, wanted: &Value) -> Vec<String> {
-    fn flags(container: &Value) -> Vec<(&str, &str)> {
+/// The flags a native and a classic sidecar set differently.
+pub const PLACEMENT_FLAGS: [&str; 2] = ["--mode", "--exit-deadline"];
+
+/// `--flag=value` arguments of `existing` that `wanted` sets otherwise, lacks, or does not set,
+/// but for the `ignored` flags.
+fn args_drift(existing: &Value, wanted: &Value, ignored: &[&str]) -> Vec<String> {
+    fn flags<'c>(container: &'c Value, ignored: &[&str]) -> Vec<(&'c str, &'c str)> {
         list(container, "args")
             .iter()
             .filter_map(Value::as_str)
             .map(|arg| arg.split_once('=').unwrap_or((arg, "")))
+            .filter(|(flag, _)| !ignored.contains(flag))
             .collect()
     }
-    let (have, want) = (flags(existing), flags(wanted));
+    let (have, want) = (flags(existing, ignored), flags(wanted, ignored));
     let shown = |value: &str| errors::truncate(value, 40);
     let mut drift: Vec<String> = want
         .iter()
@@ -656,15 +663,26 @@ fn request_defaulted(container: &Value, resource: &str, request: &Value) -> bool
 
 /// Whether `container` limits `resource` to `value`.
 fn limit_is(container: &Value, resource: &str, value: &Value) -> bool {
-    match (
-        container
-            .at("/resources/limits")
-            .and_then(|l| l.get(resource)),
-        value,
-    ) {
-        (Some(Value::String(limit)), Value::String(value)) => {
-            limit == value || crate::quantity::same_resource_value(limit, value)
-        }
+    container
+        .at("/resources/limits")
+        .and_then(|l| l.get(resource))
+        .is_some_and(|limit| same_quantity(limit, value))
+}
+
+/// A quantity as a manifest may hold it: a string, or a number (`cpu: 2`, which the API server
+/// stores as the string `"2"`).
+fn quantity_text(quantity: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match quantity {
+        Value::String(text) => Some(text.as_str().into()),
+        Value::Number(number) => Some(number.to_string().into()),
+        _ => None,
+    }
+}
+
+/// Whether `a` and `b` are quantities of the same amount (`1Gi` and `1073741824`).
+fn same_quantity(a: &Value, b: &Value) -> bool {
+    match (quantity_text(a), quantity_text(b)) {
+        (Some(a), Some(b)) => a == b || crate::quantity::same_resource_value(&a, &b),
         _ => false,
     }
 }
@@ -756,24 +774,15 @@ pub fn all_guaranteed<'v>(mut containers: impl Iterator<Item = &'v Value>) -> bo
     containers.all(|container| {
         crate::detect::name_of(container) == NAME
             || ["cpu", "memory"].into_iter().all(|resource| {
-                // A manifest may write a quantity as a number (`cpu: 2`); the API server
-                // stores it as a string.
                 let side = |side: &str| {
                     container
                         .get("resources")
                         .and_then(|r| r.get(side))
                         .and_then(|s| s.get(resource))
-                        .and_then(|q| match q {
-                            Value::String(text) => Some(text.clone()),
-                            Value::Number(number) => Some(number.to_string()),
-                            _ => None,
-                        })
                 };
                 match (side("limits"), side("requests")) {
-                    (Some(_), None) => true,
-                    (Some(limit), Some(request)) => {
-                        limit == request || crate::quantity::same_resource_value(&limit, &request)
-                    }
+                    (Some(limit), None) => quantity_text(limit).is_some(),
+                    (Some(limit), Some(request)) => same_quantity(limit, request),
                     (None, _) => false,
                 }
             })
@@ -784,10 +793,7 @@ pub fn all_guaranteed<'v>(mut containers: impl Iterator<Item = &'v Value>) -> bo
 /// its request, else the default policy's, as both request and limit.
 pub(crate) fn guaranteed(policy: &Resources) -> Resources {
     let defaults = Resources::default();
-    let mut out = Resources {
-        requests: policy.requests.clone(),
-        limits: policy.limits.clone(),
-    };
+    let mut out = policy.clone();
     for name in ["cpu", "memory"] {
         let name = ResourceName(name.to_owned());
         let value = [policy, &defaults]

@@ -415,6 +415,12 @@ impl<'a> Workload<'a> {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Whether the pod uses the node's network (`hostNetwork`): its hostname and ports are the
+    /// node's, and the node's loopback is its own.
+    pub fn host_network(&self) -> bool {
+        self.spec.get("hostNetwork").and_then(Value::as_bool) == Some(true)
+    }
+
     /// Whether the pod runs to completion: a Job/CronJob template, a pod the Job controller
     /// made, or any pod whose `restartPolicy` is `Never` or `OnFailure` (`kubectl run
     /// --restart=Never`, a CI or workflow step) — a pod that completes once its containers exit.
