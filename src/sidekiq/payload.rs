@@ -399,7 +399,7 @@ mod tests {
         let stored = stored(&job);
         let (done, finished) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut reader = Unescape::new(stored[1..stored.len() - 1].as_bytes());
+            let mut reader = Unescape::new(&stored.as_bytes()[1..stored.len() - 1]);
             let (mut buf, mut total) = ([0; 7], 0);
             while let Ok(n @ 1..) = reader.read(&mut buf) {
                 total += n;
