@@ -1382,10 +1382,16 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
             // Datadog's tracer: `ddtracerb exec sidekiq`.
             "ddtracerb" if word_at(words, i + 1) == Some("exec") => skip_options(words, i + 2, &[]),
             // Secret injectors that run the command after `--`: `op run --env-file=.env --
-            // sidekiq`, `chamber exec app -- sidekiq`, `aws-vault exec prod -- sidekiq`.
+            // sidekiq`, `chamber exec app -- sidekiq`.
             "op" if word_at(words, i + 1) == Some("run") => past_double_dash(words, i + 2),
-            "berglas" | "chamber" | "aws-vault" if word_at(words, i + 1) == Some("exec") => {
+            "berglas" | "chamber" if word_at(words, i + 1) == Some("exec") => {
                 past_double_dash(words, i + 2)
+            }
+            // aws-vault takes exactly one profile, so the `--` after it is optional:
+            // `aws-vault exec prod -- sidekiq`, `aws-vault exec -d 1h prod sidekiq`.
+            "aws-vault" if word_at(words, i + 1) == Some("exec") => {
+                let profile = skip_options(words, i + 2, AWS_VAULT_VALUED);
+                profile + 1 + usize::from(word_at(words, profile + 1) == Some("--"))
             }
             // `taskset -c 0,1 sidekiq`, `taskset 0x3 sidekiq`: a CPU list or a mask first.
             "taskset" => {
@@ -1413,6 +1419,16 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
     }
     words.get(i..).unwrap_or(&[])
 }
+
+/// The options of `aws-vault exec` that take a value as the next word.
+const AWS_VAULT_VALUED: &[&str] = &[
+    "-d",
+    "--duration",
+    "--region",
+    "-t",
+    "--mfa-token",
+    "--prompt",
+];
 
 fn word_at<S: AsRef<str>>(words: &[S], i: usize) -> Option<&str> {
     words.get(i).map(AsRef::as_ref)
@@ -2008,6 +2024,24 @@ mod tests {
             &["op", "run", "--env-file=.env", "--", "sidekiq"],
             &["chamber", "exec", "app", "shared", "--", "sidekiq"],
             &["aws-vault", "exec", "prod", "--", "sidekiq"],
+            &["aws-vault", "exec", "prod", "sidekiq"],
+            &[
+                "aws-vault",
+                "exec",
+                "-d",
+                "1h",
+                "--no-session",
+                "prod",
+                "sidekiq",
+            ],
+            &[
+                "aws-vault",
+                "exec",
+                "--duration=1h",
+                "prod",
+                "--",
+                "sidekiq",
+            ],
             &["berglas", "exec", "--", "sidekiq"],
             &["taskset", "-c", "0,1", "sidekiq"],
             &["taskset", "0x3", "sidekiq"],
@@ -2019,6 +2053,7 @@ mod tests {
         assert_eq!(rest(&["taskset", "-c"]), Vec::<String>::new());
         assert_eq!(rest(&["op", "run", "--"]), Vec::<String>::new());
         assert_eq!(rest(&["op", "run", "sidekiq"]), Vec::<String>::new());
+        assert_eq!(rest(&["aws-vault", "exec", "prod"]), Vec::<String>::new());
         assert_eq!(
             rest(&["bundle", "_2.4.0_", "install"]),
             words(&["bundle", "_2.4.0_", "install"])
