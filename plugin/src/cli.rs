@@ -54,7 +54,7 @@ pub(crate) enum Command {
     Inject(InjectArgs),
     /// Report settings that would lose or needlessly delay Sidekiq jobs, in files or in the cluster
     #[command(
-        after_help = "Without -f, validates the workloads of the selected namespaces in the cluster, plus what is\nonly visible there: jobs running longer than declared, and with --redis-url on Sidekiq 7+,\nexecution times from Sidekiq's own metrics.\n\nExit status: 0 no error findings, 1 error findings, 2 usage or input error.\n\nExamples:\n  kubectl sidekiq validate -f deploy/\n  kubectl sidekiq validate -f deploy/ --as-injected -o json\n  kubectl sidekiq validate -n shop --redis-url redis://localhost:6379/0"
+        after_help = "Without -f, validates the workloads of the selected namespaces in the cluster, plus what is\nonly visible there: jobs running longer than declared. With --redis-url (Sidekiq 7+), workloads\nin files or in the cluster are also compared with the execution times in Sidekiq's own metrics.\n\nExit status: 0 no error findings, 1 error findings, 2 usage or input error.\n\nExamples:\n  kubectl sidekiq validate -f deploy/\n  kubectl sidekiq validate -f deploy/ --as-injected -o json\n  kubectl sidekiq validate -f deploy/ --redis-url redis://localhost:6379/0\n  kubectl sidekiq validate -n shop --redis-url redis://localhost:6379/0"
     )]
     Validate(ValidateArgs),
 }
@@ -180,7 +180,8 @@ pub(crate) struct ValidateArgs {
     /// for files]
     #[arg(long, value_enum, value_name = "MODE")]
     pub(crate) sidecar_mode: Option<ModeArg>,
-    /// Redis of the workloads (cluster mode): also compare Sidekiq 7+'s recorded execution times
+    /// Redis of the workloads: also compare Sidekiq 7+'s recorded execution times (in the cluster
+    /// and on files)
     #[arg(long, value_name = "URL", env = REDIS_URL_ENV, hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
     #[command(flatten)]

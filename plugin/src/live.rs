@@ -155,7 +155,7 @@ async fn live_data(
     pods: &[Value],
     reader: Option<&Reader>,
     notes: &mut Vec<String>,
-) -> Result<(Processes, BTreeMap<String, ClassTimes>), Error> {
+) -> Result<(Processes, Times), Error> {
     let key = |pod: &Value| {
         (
             pod.at("/metadata/namespace")
@@ -210,6 +210,18 @@ async fn live_data(
                 .push(process);
         }
     }
+    let times = recorded_times(reader, notes).await?;
+    Ok((processes, times))
+}
+
+/// Per-class execution times Sidekiq 7+ recorded in Redis, over the hours it keeps them.
+pub(crate) type Times = BTreeMap<String, ClassTimes>;
+
+/// Reads the execution times `reader`'s Redis recorded; a note says when it holds none.
+pub(crate) async fn recorded_times(
+    reader: &Reader,
+    notes: &mut Vec<String>,
+) -> Result<Times, Error> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -220,7 +232,24 @@ async fn live_data(
                 .to_owned(),
         );
     }
-    Ok((processes, times))
+    Ok(times)
+}
+
+/// A finding for each class whose recorded runs may outlast `workload`'s declared longest job.
+pub(crate) fn recorded_findings<'a>(
+    workload: &'a Workload<'_>,
+    declared: &'a sidekiq_guard::settings::Setting<u64>,
+    times: &'a Times,
+) -> impl Iterator<Item = sidekiq_guard::Finding> + 'a {
+    times.iter().filter_map(move |(class, figures)| {
+        findings::class_slower_than_declared(
+            workload,
+            class,
+            figures.slowest?,
+            (RETENTION_MINUTES / 60) as u64,
+            declared,
+        )
+    })
 }
 
 fn live_findings(
@@ -228,7 +257,7 @@ fn live_findings(
     declared: &sidekiq_guard::settings::Setting<u64>,
     pods: &[Value],
     processes: &Processes,
-    times: &BTreeMap<String, ClassTimes>,
+    times: &Times,
 ) -> Vec<sidekiq_guard::Finding> {
     let mut found = Vec::new();
     let namespace = workload.namespace().unwrap_or_default();
@@ -254,14 +283,6 @@ fn live_findings(
             findings::job_running_longer(workload, &pod, &job.class, job.elapsed_secs, declared)
         }));
     }
-    found.extend(times.iter().filter_map(|(class, figures)| {
-        findings::class_slower_than_declared(
-            workload,
-            class,
-            figures.slowest?,
-            (RETENTION_MINUTES / 60) as u64,
-            declared,
-        )
-    }));
+    found.extend(recorded_findings(workload, declared, times));
     found
 }

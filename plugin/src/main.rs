@@ -79,7 +79,7 @@ fn main() -> ExitCode {
 
 /// The commands that talk to a cluster or Redis run on one thread: they wait on the network,
 /// and a single-threaded runtime keeps the plugin small and quick to start.
-fn block_on<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+pub(crate) fn block_on<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

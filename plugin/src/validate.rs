@@ -1,10 +1,13 @@
 //! `kubectl sidekiq validate -f`: findings for manifests, as a table or JSON/YAML, and an exit
-//! status for CI.
+//! status for CI. With `--redis-url`, each Sidekiq workload is also judged against the execution
+//! times Sidekiq 7+ recorded in that Redis, as in the cluster: a CI job can check the manifests it
+//! is about to deploy against what production's jobs took.
 
 use std::io::{Read, Write};
 
 use serde::Serialize;
 use serde_json::Value;
+use sidekiq_guard::analysis::{self, Subject};
 use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::review::{self, Outcome, Perspective};
 use sidekiq_guard::{Finding, Severity};
@@ -12,9 +15,19 @@ use sidekiq_guard::{Finding, Severity};
 use crate::cli::{ClusterArgs, ReportFormat, ValidateArgs};
 use crate::error::Error;
 use crate::inject;
+use crate::live::{self, Times};
 use crate::manifests::{self, Document, ManifestError};
 use crate::offline::{self, Offline};
+use crate::sources;
 use crate::table::{self, Tone, plain};
+
+/// How the objects of a run are judged.
+struct Judging<'a> {
+    offline: &'a Offline,
+    perspective: Perspective,
+    /// Execution times recorded in `--redis-url`'s Redis (empty without it).
+    times: &'a Times,
+}
 
 /// The findings of one Sidekiq workload.
 #[derive(Debug, Serialize)]
@@ -87,6 +100,14 @@ pub(crate) fn run(
     // shape, is reported and fails the run (exit 2), but does not hide the others' findings.
     let mut unreadable = Vec::new();
     let mut notes = Vec::new();
+    let times = match sources::one_shot_reader(
+        args.redis_url.as_deref(),
+        args.redis_namespace.prefix(),
+        &cluster.request_timeout(),
+    )? {
+        Some(reader) => crate::block_on(live::recorded_times(&reader, &mut notes))?,
+        None => Times::new(),
+    };
     let input = manifests::read_leniently(
         &args.files.files,
         args.files.recursive,
@@ -95,22 +116,18 @@ pub(crate) fn run(
         &mut notes,
     );
     offline::print_notes(&notes, err)?;
-    let perspective = if args.as_injected {
-        Perspective::AsInjected
-    } else {
-        Perspective::AsWritten
+    let judging = Judging {
+        offline: &offline,
+        perspective: if args.as_injected {
+            Perspective::AsInjected
+        } else {
+            Perspective::AsWritten
+        },
+        times: &times,
     };
     let mut objects = Vec::new();
     for Document { source, value } in &input.documents {
-        validate_value(
-            value,
-            source,
-            &offline,
-            perspective,
-            &mut objects,
-            &mut unreadable,
-            err,
-        )?;
+        validate_value(value, source, &judging, &mut objects, &mut unreadable, err)?;
     }
     let report = Report::new(objects);
     print(&report, args.report.output, out, color)?;
@@ -122,8 +139,7 @@ pub(crate) fn run(
 fn validate_value(
     value: &Value,
     source: &str,
-    offline: &Offline,
-    perspective: Perspective,
+    judging: &Judging<'_>,
     objects: &mut Vec<ObjectReport>,
     unreadable: &mut Vec<ManifestError>,
     err: &mut dyn Write,
@@ -133,8 +149,7 @@ fn validate_value(
             validate_value(
                 &manifests::list_item(item, value),
                 &format!("{source} items[{i}]"),
-                offline,
-                perspective,
+                judging,
                 objects,
                 unreadable,
                 err,
@@ -142,10 +157,12 @@ fn validate_value(
         }
         return Ok(());
     }
+    let offline = judging.offline;
     if !offline.reads(value, source, unreadable) {
         return Ok(());
     }
-    let review = review::validate(value, &offline.context(), perspective);
+    let ctx = offline.context();
+    let mut review = review::validate(value, &ctx, judging.perspective);
     if let Some(malformed) = inject::malformed(&review) {
         unreadable.push(ManifestError::Unreadable {
             source_name: source.to_owned(),
@@ -157,6 +174,15 @@ fn validate_value(
         // Not ours; a partial workload (a kustomize patch without a pod template) or a
         // Sidekiq one left alone on purpose is worth a line on stderr.
         return inject::report(&review, value, source, offline.namespace(), err);
+    }
+    if !judging.times.is_empty()
+        && let Subject::Sidekiq(analysis) = analysis::analyse(value, &ctx)
+    {
+        review.findings.extend(live::recorded_findings(
+            &analysis.workload,
+            &analysis.settings.longest_job,
+            judging.times,
+        ));
     }
     let meta = |key: &str| {
         value

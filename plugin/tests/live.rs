@@ -149,29 +149,7 @@ fn live_signals_from_redis_running_jobs_and_recorded_times() {
         r#"{"class":"ImportJob","jid":"i1","queue":"default"}"#,
         Duration::from_secs(60),
     );
-    // Sidekiq 7.3's metrics for this minute: one SlowJob run in the "slower than 335 s" bucket.
-    let minute = sidekiq_guard::sidekiq::metrics::Minute {
-        layout: sidekiq_guard::sidekiq::metrics::Layout::V7,
-        epoch: now() - now() % 60,
-    };
-    redis.cli(&[
-        "HSET",
-        &minute.hash_key(),
-        "SlowJob|p",
-        "1",
-        "SlowJob|ms",
-        "400000",
-    ]);
-    redis.cli(&[
-        "BITFIELD",
-        &minute.histogram_key("SlowJob"),
-        "OVERFLOW",
-        "SAT",
-        "INCRBY",
-        "u16",
-        "#25",
-        "1",
-    ]);
+    record_slow_job(&redis);
     std::thread::sleep(Duration::from_millis(3000));
 
     let kubeconfig = api.kubeconfig("shop");
@@ -198,14 +176,89 @@ fn live_signals_from_redis_running_jobs_and_recorded_times() {
         .iter()
         .find(|f| f["code"] == "SG021")
         .expect("SG021");
-    assert_eq!(
-        slower["message"],
-        "class SlowJob took 5m35s or more in the last 8 h (its successful runs in Sidekiq's metrics in this Redis), declared 2s (annotation sidekiq-guard.io/longest-job): if this workload runs SlowJob, its drains end before it does"
-    );
+    assert_eq!(slower["message"], SLOW_JOB_FINDING);
     assert_eq!(
         slower["path"],
         "spec.template.metadata.annotations[\"sidekiq-guard.io/longest-job\"]"
     );
+}
+
+const SLOW_JOB_FINDING: &str = "class SlowJob took 5m35s or more in the last 8 h (its successful runs in Sidekiq's metrics in this Redis), declared 2s (annotation sidekiq-guard.io/longest-job): if this workload runs SlowJob, its drains end before it does";
+
+/// Writes Sidekiq 7.3's metrics for this minute: one SlowJob run in the "slower than 335 s"
+/// bucket.
+fn record_slow_job(redis: &RedisServer) {
+    let minute = sidekiq_guard::sidekiq::metrics::Minute {
+        layout: sidekiq_guard::sidekiq::metrics::Layout::V7,
+        epoch: now() - now() % 60,
+    };
+    redis.cli(&[
+        "HSET",
+        &minute.hash_key(),
+        "SlowJob|p",
+        "1",
+        "SlowJob|ms",
+        "400000",
+    ]);
+    redis.cli(&[
+        "BITFIELD",
+        &minute.histogram_key("SlowJob"),
+        "OVERFLOW",
+        "SAT",
+        "INCRBY",
+        "u16",
+        "#25",
+        "1",
+    ]);
+}
+
+/// A CI job checks the manifests it deploys against what production's jobs took: `validate -f`
+/// with `--redis-url` reads Sidekiq's metrics, with no cluster at all.
+#[test]
+fn manifests_are_compared_with_the_times_recorded_in_redis() {
+    let redis = RedisServer::start();
+    record_slow_job(&redis);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("worker.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: quick-worker, namespace: shop}\nspec:\n  template:\n    metadata:\n      annotations: {sidekiq-guard.io/longest-job: 2s}\n    spec:\n      containers:\n      - name: worker\n        image: app\n        command: [bundle, exec, sidekiq, -t, \"25\"]\n        env: [{name: REDIS_URL, value: \"redis://redis:6379/0\"}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {ports: [{port: 80}]}\n",
+    )
+    .unwrap();
+    let manifest = manifest.to_str().unwrap();
+    let validate = |extra: &[&str]| {
+        let out = run(&[
+            &["validate", "-f", manifest, "--as-injected", "-o", "json"],
+            extra,
+        ]
+        .concat());
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out, report)
+    };
+
+    let (out, report) = validate(&["--redis-url", &redis.url()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let slower: Vec<&Value> = report["objects"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "SG021")
+        .collect();
+    assert_eq!(slower.len(), 1, "{report:#}");
+    assert_eq!(slower[0]["message"], SLOW_JOB_FINDING);
+    assert_eq!(report["summary"]["workloads"], 1, "{report:#}");
+
+    let (_, without) = validate(&[]);
+    assert!(
+        !codes(&without, "quick-worker").contains(&"SG021".to_owned()),
+        "{without:#}"
+    );
+
+    // A Redis that does not answer fails the gate rather than passing it unchecked.
+    let gone = format!("redis://127.0.0.1:{}/0", free_port());
+    let (out, _) = validate(&["--redis-url", &gone]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("Redis"), "{}", text(&out.stderr));
 }
 
 #[test]
