@@ -11,8 +11,13 @@
 //! review without looking at it. Both get the same load: `SG_BENCH_CONCURRENCY` (32) keep-alive
 //! HTTPS connections, each sending the AdmissionReview of a typical Sidekiq pod
 //! (`tests/data/admission/create-pod-rails-worker.json`) back to back. Phases of
-//! `SG_BENCH_SECONDS` (3) alternate between the two servers for `SG_BENCH_ROUNDS` (6) rounds,
+//! `SG_BENCH_SECONDS` (3) alternate between the servers for `SG_BENCH_ROUNDS` (6) rounds,
 //! so that the machine's speed drifting during the run affects both alike.
+//!
+//! A third server, *answer*, is the floor answering the webhook's own answer to this review (the
+//! bytes the webhook sent, as a constant): the same stack, the same bytes in and out, no work.
+//! Its throughput bounds what any implementation of the mutation could reach with an answer of
+//! this size, and the ratio webhook/answer is what the review itself costs.
 //!
 //! Prints throughput, latency percentiles and the webhook's resident memory under load, and
 //! exits with status 1 when a target is missed: throughput ≥ 85 % of the floor's, p99 < 5 ms,
@@ -57,7 +62,15 @@ fn env_or(name: &str, default: u64) -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--floor") {
-        floor(Path::new(&args[i + 1]), args[i + 2].parse().unwrap());
+        let answer = args.get(i + 3).map_or_else(
+            || Bytes::from_static(FLOOR_ANSWER),
+            |file| Bytes::from(std::fs::read(file).unwrap()),
+        );
+        floor(
+            Path::new(&args[i + 1]),
+            args[i + 2].parse().unwrap(),
+            answer,
+        );
         return;
     }
     tls::install_default_provider();
@@ -80,7 +93,7 @@ fn main() {
     std::fs::write(dir.path().join("policy.yaml"), "sidecar: {mode: native}\n").unwrap();
 
     let (addr, health) = (free_port(), free_port());
-    let mut webhook = Server::start(
+    let webhook = Server::start(
         "webhook",
         addr,
         Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-webhook"))
@@ -100,7 +113,7 @@ fn main() {
             ),
     );
     let floor_addr = free_port();
-    let mut floor = Server::start(
+    let floor = Server::start(
         "floor",
         floor_addr,
         Command::new(std::env::current_exe().unwrap())
@@ -139,15 +152,28 @@ fn main() {
         "sidekiq-guard-webhook /mutate vs floor: {concurrency} keep-alive HTTPS connections, {rounds} rounds of {seconds} s per server, body {} bytes",
         body.len()
     );
+    // The webhook really mutates this pod; its answer becomes the third server's constant.
+    let answer = runtime.block_on(check_answer(&connector, webhook.addr, &body));
+    println!(
+        "the webhook's answer: {} bytes (the floor's: {} bytes)",
+        answer.len(),
+        FLOOR_ANSWER.len()
+    );
+    std::fs::write(dir.path().join("answer.json"), &answer).unwrap();
+    let answer_addr = free_port();
+    let sized = Server::start(
+        "answer",
+        answer_addr,
+        Command::new(std::env::current_exe().unwrap())
+            .arg("--floor")
+            .arg(dir.path())
+            .arg(answer_addr.to_string())
+            .arg(dir.path().join("answer.json")),
+    );
+    let mut servers = [floor, webhook, sized];
     runtime.block_on(async {
-        // The webhook really mutates this pod.
-        let answer = check_answer(&connector, webhook.addr, &body).await;
-        println!(
-            "the webhook's answer: {answer} bytes (the floor's: {} bytes)",
-            FLOOR_ANSWER.len()
-        );
         // Warm-up: connections, allocator, caches.
-        for server in [&mut floor, &mut webhook] {
+        for server in &mut servers {
             load(
                 &connector,
                 server,
@@ -156,17 +182,12 @@ fn main() {
                 Duration::from_secs(1),
             )
             .await;
+            server.reset();
         }
-        floor.reset();
-        webhook.reset();
         for round in 0..rounds {
-            let order: [&mut Server; 2] = if round % 2 == 0 {
-                [&mut floor, &mut webhook]
-            } else {
-                [&mut webhook, &mut floor]
-            };
             let mut line = format!("round {}:", round + 1);
-            for server in order {
+            for at in 0..servers.len() {
+                let server = &mut servers[(round as usize + at) % servers.len()];
                 let (count, elapsed) = load(
                     &connector,
                     server,
@@ -210,19 +231,34 @@ fn main() {
         );
         (throughput, pct(0.99))
     };
-    let (floor_rate, _) = report(&floor);
-    let (rate, p99) = report(&webhook);
+    let [floor, webhook, sized] = &mut servers;
+    let (floor_rate, _) = report(floor);
+    let (rate, p99) = report(webhook);
+    let (sized_rate, _) = report(sized);
     let ratio = rate / floor_rate;
     let rss = webhook.max_rss_kib as f64 / 1024.0;
-    let per_round: Vec<String> = webhook
-        .rounds
-        .iter()
-        .zip(&floor.rounds)
-        .map(|(w, f)| format!("{:.2}", w / f))
-        .collect();
+    let per_round = |a: &Server, b: &Server| {
+        a.rounds
+            .iter()
+            .zip(&b.rounds)
+            .map(|(x, y)| format!("{:.2}", x / y))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     println!(
         "throughput webhook/floor: {ratio:.3} (per round: {})",
-        per_round.join(" ")
+        per_round(webhook, floor)
+    );
+    println!(
+        "throughput answer/floor: {:.3} (per round: {}): the most a mutation answering {} bytes could reach",
+        sized_rate / floor_rate,
+        per_round(sized, floor),
+        answer.len()
+    );
+    println!(
+        "throughput webhook/answer: {:.3} (per round: {}): the share the review itself leaves",
+        rate / sized_rate,
+        per_round(webhook, sized)
     );
     let checks = [
         (
@@ -246,8 +282,9 @@ fn main() {
         println!("{} {what}: {value}", if ok { "PASS" } else { "FAIL" });
         met &= ok;
     }
-    webhook.stop();
-    floor.stop();
+    for server in &mut servers {
+        server.stop();
+    }
     if !met {
         std::process::exit(1);
     }
@@ -372,15 +409,15 @@ fn request(body: &Bytes) -> hyper::Request<Full<Bytes>> {
         .unwrap()
 }
 
-/// Checks that the webhook patches the review; returns the size of its answer.
-async fn check_answer(connector: &TlsConnector, addr: SocketAddr, body: &Bytes) -> usize {
+/// Checks that the webhook patches the review; returns its answer.
+async fn check_answer(connector: &TlsConnector, addr: SocketAddr, body: &Bytes) -> Bytes {
     let mut send = connect(connector, addr).await;
     let response = send.send_request(request(body)).await.unwrap();
     assert_eq!(response.status(), 200);
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let review: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(review["response"]["patchType"], "JSONPatch", "{review}");
-    bytes.len()
+    bytes
 }
 
 /// Runs `concurrency` connections against `server` for `duration`; returns (requests, time).
@@ -475,8 +512,9 @@ fn cpu_time(pid: u32) -> Duration {
 }
 
 /// The floor server: same runtime, same TLS, same HTTP server setup as the webhook; reads the
-/// body like the webhook (bounded) and answers a constant allow-all review.
-fn floor(dir: &Path, addr: SocketAddr) {
+/// body like the webhook (bounded) and answers `answer` (an allow-all review, or the webhook's
+/// own answer) as a constant.
+fn floor(dir: &Path, addr: SocketAddr, answer: Bytes) {
     tls::install_default_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -497,13 +535,13 @@ fn floor(dir: &Path, addr: SocketAddr) {
         store.set(key);
         let config = tls::server_config(store).unwrap();
         let listener = std::net::TcpListener::bind(addr).unwrap();
-        let app = Router::new().route("/mutate", post(constant));
+        let app = Router::new().route("/mutate", post(move |request| constant(request, answer)));
         let server = server::https(listener, Arc::new(config), Handle::new()).unwrap();
         server.serve(app.into_make_service()).await.unwrap();
     });
 }
 
-async fn constant(request: Request) -> Response {
+async fn constant(request: Request, answer: Bytes) -> Response {
     let body: Body = request.into_body();
     let _ = Limited::new(body, sidekiq_guard_webhook::handler::DEFAULT_MAX_BODY_BYTES)
         .collect()
@@ -513,7 +551,7 @@ async fn constant(request: Request) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        FLOOR_ANSWER,
+        answer,
     )
         .into_response()
 }
