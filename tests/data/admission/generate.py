@@ -42,8 +42,64 @@ def load(path):
     return yaml.safe_load(text)
 
 
+# Lists the API server merges by key (patchMergeKey / listMapKeys); any other list is atomic.
+LIST_KEYS = {"containers": ("name",), "initContainers": ("name",), "env": ("name",),
+             "volumes": ("name",), "volumeMounts": ("mountPath",), "ownerReferences": ("uid",),
+             "ports": ("containerPort", "protocol")}
+# Set by the in-tree admission plugins (ServiceAccount, DefaultTolerationSeconds, Priority), which
+# run after the field manager recorded the request: no manager owns them.
+UNOWNED = {"status", "volumes", "tolerations", "priority", "preemptionPolicy", "serviceAccount"}
+MANAGED_AT = "2026-11-20T09:12:44Z"
+
+
+def fields_v1(value, top=False):
+    """The FieldsV1 set of the fields `value` sets, as the API server's field manager records it
+    (its members sorted, as the API server writes them)."""
+    if isinstance(value, dict):
+        out = {} if top or not value else {".": {}}
+        for key, member in sorted(value.items()):
+            if top and key in UNOWNED:
+                continue
+            if key in LIST_KEYS and isinstance(member, list):
+                out["f:" + key] = keyed(key, member)
+            else:
+                out["f:" + key] = fields_v1(member)
+        return out
+    return {}
+
+
+def keyed(key, items):
+    # A list of containers is required, so owned through its entries only.
+    out = {".": {}} if items and key not in ("containers", "initContainers") else {}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if key == "volumeMounts" and item.get("name", "").startswith("kube-api-access-"):
+            continue
+        ident = {k: item.get(k, "TCP" if k == "protocol" else None) for k in LIST_KEYS[key]}
+        out["k:" + json.dumps(ident, separators=(",", ":"))] = fields_v1(item)
+    return out
+
+
+def with_managed_fields(obj, kind):
+    """`obj` as the API server sends it to admission webhooks: the field manager has recorded the
+    request's fields in `metadata.managedFields` before mutating admission (Kubernetes 1.18+)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+        return obj
+    obj = copy.deepcopy(obj)
+    manager = "kube-controller-manager" if kind == "Pod" else "kubectl-client-side-apply"
+    fields = {"f:" + part: fields_v1(obj[part], top=True)
+              for part in ("metadata", "spec", "data") if isinstance(obj.get(part), dict)}
+    fields.get("f:metadata", {}).pop("f:namespace", None)
+    obj["metadata"]["managedFields"] = [{
+        "manager": manager, "operation": "Update", "apiVersion": obj.get("apiVersion", "v1"),
+        "time": MANAGED_AT, "fieldsType": "FieldsV1", "fieldsV1": fields}]
+    return obj
+
+
 def review(name, operation, obj, old=None, namespace=None):
     kind = (obj or old)["kind"]
+    obj, old = with_managed_fields(obj, kind), with_managed_fields(old, kind)
     group, version, resource = RESOURCES[kind]
     meta = (obj or old).get("metadata", {})
     namespace = namespace or meta.get("namespace", "shop")
