@@ -209,6 +209,45 @@ macro_rules! object_only {
 
 object_only!(GroupVersionKind, AdmissionRequest);
 
+/// An [`AdmissionRequest`] as [`parse`] reads it: its objects without `metadata.managedFields`
+/// ([`crate::managed_fields`]), which an answer of patch operations never needs. The Kubewarden
+/// policy, which answers with the whole mutated object, reads requests whole.
+struct Trimmed(AdmissionRequest);
+
+/// The fields of [`AdmissionRequest`], read into it, but for the objects the same as its own
+/// derived reader's.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", remote = "AdmissionRequest")]
+struct TrimmedFields {
+    uid: String,
+    #[serde(default)]
+    kind: GroupVersionKind,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    operation: String,
+    #[serde(default, deserialize_with = "crate::managed_fields::read_without")]
+    object: Option<Value>,
+    #[serde(default, deserialize_with = "crate::managed_fields::read_without")]
+    old_object: Option<Value>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+impl<'de> ObjectFields<'de> for Trimmed {
+    fn from_fields<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        TrimmedFields::deserialize(deserializer).map(Trimmed)
+    }
+}
+
+impl<'de> Deserialize<'de> for Trimmed {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ObjectOnly(std::marker::PhantomData))
+    }
+}
+
 impl Serialize for GroupVersionKind {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         GroupVersionKind::serialize(self, serializer)
@@ -292,7 +331,7 @@ struct Envelope {
     api_version: String,
     #[serde(default)]
     kind: String,
-    request: Option<AdmissionRequest>,
+    request: Option<Trimmed>,
 }
 
 /// A body that must be a JSON object and is not one.
@@ -323,7 +362,9 @@ pub fn expect_json_object(body: &[u8]) -> Result<(), NotAnObject> {
     }))
 }
 
-/// Reads and checks an AdmissionReview body.
+/// Reads and checks an AdmissionReview body. Its objects are read without
+/// `metadata.managedFields`, which no answer of patch operations needs (see
+/// [`crate::managed_fields`]).
 pub fn parse(body: &[u8]) -> Result<AdmissionRequest, AdmissionError> {
     expect_json_object(body).map_err(|err| match err {
         NotAnObject::Json(found) => AdmissionError::NotAnObject(found),
@@ -341,7 +382,7 @@ pub fn parse(body: &[u8]) -> Result<AdmissionRequest, AdmissionError> {
             kind: envelope.kind,
         });
     }
-    let request = envelope.request.ok_or(AdmissionError::MissingRequest)?;
+    let Trimmed(request) = envelope.request.ok_or(AdmissionError::MissingRequest)?;
     if request.uid.is_empty() {
         return Err(AdmissionError::MissingUid);
     }
@@ -875,6 +916,27 @@ mod tests {
                 validate.response.status.map(|status| status.message)
             );
         }
+    }
+
+    #[test]
+    fn reviews_are_read_without_the_objects_managed_fields() {
+        let mut object = pod();
+        object["metadata"]["managedFields"] = json!([{"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:spec": {}}}]);
+        let mut old = object.clone();
+        old["metadata"]["labels"] = json!({"app": "worker"});
+        let mut body: Value =
+            serde_json::from_slice(&review_body("UPDATE", "Pod", object)).unwrap();
+        body["request"]["oldObject"] = old;
+        let request = parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        for read in [&request.object, &request.old_object] {
+            let metadata = read.as_ref().unwrap()["metadata"].as_object().unwrap();
+            assert!(!metadata.contains_key("managedFields"), "{metadata:?}");
+            assert!(metadata.contains_key("generateName"), "{metadata:?}");
+        }
+        assert_eq!(
+            request.old_object.unwrap()["metadata"]["labels"]["app"],
+            "worker"
+        );
     }
 
     #[test]

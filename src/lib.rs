@@ -18,6 +18,7 @@ pub mod errors;
 pub mod findings;
 pub mod grace;
 pub mod install;
+mod managed_fields;
 pub mod mutate;
 pub mod names;
 pub mod patch;

@@ -198,6 +198,13 @@ fn mutation_keeps_fields_this_build_does_not_know() {
         let object = response.mutated_object.unwrap();
         assert_eq!(object["spec"]["resourceClaims"][0]["fromTheFuture"], 1);
         assert_eq!(object["spec"]["containers"][0]["x-unknown"]["kept"], true);
+        // The webhook reads objects without them; the policy answers with the whole object, and
+        // Kubewarden would turn a dropped field into a patch that removes it.
+        assert_eq!(
+            object["metadata"]["managedFields"],
+            request["object"]["metadata"]["managedFields"]
+        );
+        assert!(object["metadata"]["managedFields"][0]["fieldsV1"].is_object());
         assert_eq!(
             object["spec"]["initContainers"][0]["name"],
             "sidekiq-guard-probe"
