@@ -19,6 +19,10 @@
 //! Its throughput bounds what any implementation of the mutation could reach with an answer of
 //! this size, and the ratio webhook/answer is what the review itself costs.
 //!
+//! `SG_BENCH_WEBHOOK_ARGS` adds arguments to the webhook's command line, and
+//! `SG_BENCH_WEBHOOK_BIN` runs another build of it instead (for comparing two builds, run after
+//! run).
+//!
 //! Prints throughput, latency percentiles and the webhook's resident memory under load, and
 //! exits with status 1 when a target is missed: throughput ≥ 85 % of the floor's, p99 < 5 ms,
 //! RSS < 30 MiB.
@@ -96,21 +100,25 @@ fn main() {
     let webhook = Server::start(
         "webhook",
         addr,
-        Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-webhook"))
-            .args(["--log-format", "json", "serve"])
-            .arg(format!("--addr={addr}"))
-            .arg(format!("--health-addr={health}"))
-            .arg("--tls-cert")
-            .arg(dir.path().join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.path().join("tls.key"))
-            .arg("--policy")
-            .arg(dir.path().join("policy.yaml"))
-            .args(
-                std::env::var("SG_BENCH_WEBHOOK_ARGS")
-                    .unwrap_or_default()
-                    .split_whitespace(),
-            ),
+        // Another build of the webhook (an A/B comparison across runs) may stand in for this one.
+        Command::new(
+            std::env::var_os("SG_BENCH_WEBHOOK_BIN")
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_sidekiq-guard-webhook").into()),
+        )
+        .args(["--log-format", "json", "serve"])
+        .arg(format!("--addr={addr}"))
+        .arg(format!("--health-addr={health}"))
+        .arg("--tls-cert")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .arg("--policy")
+        .arg(dir.path().join("policy.yaml"))
+        .args(
+            std::env::var("SG_BENCH_WEBHOOK_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        ),
     );
     let floor_addr = free_port();
     let floor = Server::start(
