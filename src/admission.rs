@@ -363,8 +363,9 @@ pub fn expect_json_object(body: &[u8]) -> Result<(), NotAnObject> {
 }
 
 /// Reads and checks an AdmissionReview body. Its objects are read without
-/// `metadata.managedFields`, which no answer of patch operations needs (see
-/// [`crate::managed_fields`]).
+/// `metadata.managedFields`: the API server records them before calling webhooks, often half the
+/// size of the object, and no answer of patch operations needs them. (A shell that answers with
+/// the whole mutated object, as the Kubewarden policy does, reads requests whole.)
 pub fn parse(body: &[u8]) -> Result<AdmissionRequest, AdmissionError> {
     expect_json_object(body).map_err(|err| match err {
         NotAnObject::Json(found) => AdmissionError::NotAnObject(found),
