@@ -120,15 +120,7 @@ fn main() {
                 .split_whitespace(),
         ),
     );
-    let floor_addr = free_port();
-    let floor = Server::start(
-        "floor",
-        floor_addr,
-        Command::new(std::env::current_exe().unwrap())
-            .arg("--floor")
-            .arg(dir.path())
-            .arg(floor_addr.to_string()),
-    );
+    let floor = start_floor("floor", dir.path(), None);
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -168,16 +160,7 @@ fn main() {
         FLOOR_ANSWER.len()
     );
     std::fs::write(dir.path().join("answer.json"), &answer).unwrap();
-    let answer_addr = free_port();
-    let sized = Server::start(
-        "answer",
-        answer_addr,
-        Command::new(std::env::current_exe().unwrap())
-            .arg("--floor")
-            .arg(dir.path())
-            .arg(answer_addr.to_string())
-            .arg(dir.path().join("answer.json")),
-    );
+    let sized = start_floor("answer", dir.path(), Some(&dir.path().join("answer.json")));
     let mut servers = [floor, webhook, sized];
     runtime.block_on(async {
         // Warm-up: connections, allocator, caches.
@@ -296,6 +279,16 @@ fn main() {
     if !met {
         std::process::exit(1);
     }
+}
+
+/// Starts this benchmark as a floor server (`--floor`) with the certificates in `dir`, answering
+/// the contents of `answer` (default: an allow-all review).
+fn start_floor(name: &'static str, dir: &Path, answer: Option<&Path>) -> Server {
+    let addr = free_port();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.arg("--floor").arg(dir).arg(addr.to_string());
+    command.args(answer);
+    Server::start(name, addr, &mut command)
 }
 
 /// A server process under test.
