@@ -2,7 +2,8 @@
 //! shell pays anyway: parsing the pod JSON and serialising JSON back.
 //!
 //! `cargo bench -p sidekiq-guard --bench mutate` prints criterion's figures, then the medians and
-//! their ratio. It runs on the allocator of the webhook binary (mimalloc), where mutations run,
+//! their ratio; then reading the pod's AdmissionReview as the webhook does (objects without their
+//! `managedFields`) against reading it whole. It runs on the allocator of the webhook binary (mimalloc), where mutations run,
 //! and with `-p` on the core's own features: building the whole workspace would switch on the
 //! plugin's `serde_json/preserve_order`, which the webhook does not use.
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use serde_json::Value;
+use sidekiq_guard::admission::{self, AdmissionRequest};
 use sidekiq_guard::{Context, Mode, Policy, review};
 
 const GROUP: &str = "rails-worker-pod";
@@ -94,6 +96,46 @@ fn interleaved(pod: &[u8]) -> [f64; 4] {
     })
 }
 
+/// The review as the Kubewarden policy reads it: `AdmissionRequest`'s own reader, objects whole.
+#[derive(serde::Deserialize)]
+struct WholeReview {
+    request: AdmissionRequest,
+}
+
+/// Reading an AdmissionReview as the webhook does (`admission::parse`, objects without their
+/// `managedFields`) against reading its objects whole, in alternating batches: medians of each
+/// and of the per-round ratio. Both check the request and drop what they read.
+fn review_reading(review: &[u8]) -> [f64; 3] {
+    const ROUNDS: usize = 300;
+    const BATCH: u32 = 40;
+    let time = |f: &dyn Fn()| {
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            f();
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(BATCH)
+    };
+    let trimmed = || {
+        black_box(admission::parse(black_box(review)).unwrap());
+    };
+    let whole = || {
+        let read: WholeReview = serde_json::from_slice(black_box(review)).unwrap();
+        read.request.check().unwrap();
+        black_box(read);
+    };
+    let mut rows: Vec<[f64; 3]> = (0..ROUNDS)
+        .map(|_| {
+            let t = time(&trimmed);
+            let w = time(&whole);
+            [t, w, t / w]
+        })
+        .collect();
+    std::array::from_fn(|i| {
+        rows.sort_by(|a, b| a[i].total_cmp(&b[i]));
+        rows[ROUNDS / 2][i]
+    })
+}
+
 fn median_ns(dir: &Path, bench: &str) -> f64 {
     let path = dir.join(GROUP).join(bench).join("new/estimates.json");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -156,4 +198,24 @@ fn main() {
         "  ratio mutate / floor:                {:>8.2}×",
         mutate / floor
     );
+
+    let review =
+        std::fs::read(root.join("tests/data/admission/create-pod-rails-worker.json")).unwrap();
+    // Compact, as the API server sends it.
+    let review = serde_json::to_vec(&serde_json::from_slice::<Value>(&review).unwrap()).unwrap();
+    let [trimmed, whole, ratio] = review_reading(&review);
+    println!();
+    println!(
+        "reading the pod's AdmissionReview ({} bytes, with managedFields), interleaved medians:",
+        review.len()
+    );
+    println!(
+        "  admission::parse (without managedFields): {:>8.2} µs",
+        trimmed / 1e3
+    );
+    println!(
+        "  objects read whole:                      {:>8.2} µs",
+        whole / 1e3
+    );
+    println!("  ratio, per round:                        {ratio:>8.2}×");
 }

@@ -1387,11 +1387,15 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
             "berglas" | "chamber" if word_at(words, i + 1) == Some("exec") => {
                 past_double_dash(words, i + 2)
             }
-            // aws-vault takes exactly one profile, so the `--` after it is optional:
-            // `aws-vault exec prod -- sidekiq`, `aws-vault exec -d 1h prod sidekiq`.
+            // `aws-vault exec prod -- sidekiq -t 60`. aws-vault takes one profile, so the
+            // `--` may be left out, but then it reads every option on the line as its own
+            // (`-t 60` is its MFA token): the command runs without them.
             "aws-vault" if word_at(words, i + 1) == Some("exec") => {
-                let profile = skip_options(words, i + 2, AWS_VAULT_VALUED);
-                profile + 1 + usize::from(word_at(words, profile + 1) == Some("--"))
+                if words[i + 2..].iter().any(|w| w.as_ref() == "--") {
+                    past_double_dash(words, i + 2)
+                } else {
+                    return aws_vault_command(words, i + 2);
+                }
             }
             // `taskset -c 0,1 sidekiq`, `taskset 0x3 sidekiq`: a CPU list or a mask first.
             "taskset" => {
@@ -1420,7 +1424,7 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
     words.get(i..).unwrap_or(&[])
 }
 
-/// The options of `aws-vault exec` that take a value as the next word.
+/// The options of `aws-vault exec`, and aws-vault's own, that take a value as the next word.
 const AWS_VAULT_VALUED: &[&str] = &[
     "-d",
     "--duration",
@@ -1428,7 +1432,27 @@ const AWS_VAULT_VALUED: &[&str] = &[
     "-t",
     "--mfa-token",
     "--prompt",
+    "--backend",
+    "--keychain",
+    "--secret-service-collection",
+    "--pass-dir",
+    "--pass-cmd",
+    "--pass-prefix",
+    "--file-dir",
 ];
+
+/// The command `aws-vault exec` runs when no `--` ends its options: the words after the profile
+/// (at or after `i`, past aws-vault's options) up to the first option, which aws-vault takes for
+/// its own wherever it stands, past the command's own wrappers.
+fn aws_vault_command<S: AsRef<str>>(words: &[S], i: usize) -> &[S] {
+    let command = skip_options(words, i, AWS_VAULT_VALUED) + 1;
+    let rest = words.get(command..).unwrap_or(&[]);
+    let end = rest
+        .iter()
+        .position(|w| w.as_ref().starts_with('-'))
+        .unwrap_or(rest.len());
+    skip_wrappers(&rest[..end])
+}
 
 fn word_at<S: AsRef<str>>(words: &[S], i: usize) -> Option<&str> {
     words.get(i).map(AsRef::as_ref)
@@ -2028,6 +2052,26 @@ mod tests {
             &[
                 "aws-vault",
                 "exec",
+                "--backend",
+                "file",
+                "prod",
+                "--",
+                "sidekiq",
+            ],
+            &["aws-vault", "exec", "prod", "--no-session", "--", "sidekiq"],
+            &[
+                "aws-vault",
+                "exec",
+                "--keychain",
+                "k",
+                "prod",
+                "bundle",
+                "exec",
+                "sidekiq",
+            ],
+            &[
+                "aws-vault",
+                "exec",
                 "-d",
                 "1h",
                 "--no-session",
@@ -2054,6 +2098,15 @@ mod tests {
         assert_eq!(rest(&["op", "run", "--"]), Vec::<String>::new());
         assert_eq!(rest(&["op", "run", "sidekiq"]), Vec::<String>::new());
         assert_eq!(rest(&["aws-vault", "exec", "prod"]), Vec::<String>::new());
+        // Without `--`, aws-vault takes `-t 60` (its MFA token): Sidekiq runs without it.
+        assert_eq!(
+            rest(&["aws-vault", "exec", "prod", "sidekiq", "-t", "60"]),
+            words(&["sidekiq"])
+        );
+        assert_eq!(
+            rest(&["aws-vault", "exec", "prod", "--", "sidekiq", "-t", "60"]),
+            words(&["sidekiq", "-t", "60"])
+        );
         assert_eq!(
             rest(&["bundle", "_2.4.0_", "install"]),
             words(&["bundle", "_2.4.0_", "install"])

@@ -100,13 +100,18 @@ pub(crate) fn run(
     // shape, is reported and fails the run (exit 2), but does not hide the others' findings.
     let mut unreadable = Vec::new();
     let mut notes = Vec::new();
-    let times = match sources::one_shot_reader(
+    // A Redis that cannot be read fails the run, as an unreadable file does, after the findings
+    // of the files (without SG021) are printed.
+    let (times, unread_times) = match sources::one_shot_reader(
         args.redis_url.as_deref(),
         args.redis_namespace.prefix(),
         &cluster.request_timeout(),
     )? {
-        Some(reader) => crate::block_on(live::recorded_times(&reader, &mut notes))?,
-        None => Times::new(),
+        Some(reader) => match crate::block_on(live::recorded_times(&reader, &mut notes)) {
+            Ok(times) => (times, None),
+            Err(error) => (Times::new(), Some(error)),
+        },
+        None => (Times::new(), None),
     };
     let input = manifests::read_leniently(
         &args.files.files,
@@ -132,6 +137,12 @@ pub(crate) fn run(
     let report = Report::new(objects);
     print(&report, args.report.output, out, color)?;
     let failed = report.summarise(err)?;
+    if let Some(error) = unread_times {
+        if unreadable.is_empty() {
+            return Err(error);
+        }
+        writeln!(err, "error: {}", sidekiq_guard::errors::chain(&error)).map_err(Error::Output)?;
+    }
     offline::fail_on_unreadable(unreadable, err, "the findings above cover the rest")?;
     Ok(failed)
 }

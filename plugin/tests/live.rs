@@ -254,11 +254,18 @@ fn manifests_are_compared_with_the_times_recorded_in_redis() {
         "{without:#}"
     );
 
-    // A Redis that does not answer fails the gate rather than passing it unchecked.
+    // A Redis that does not answer fails the gate rather than passing it unchecked, after the
+    // findings the files have without it.
     let gone = format!("redis://127.0.0.1:{}/0", free_port());
-    let (out, _) = validate(&["--redis-url", &gone]);
+    let (out, report) = validate(&["--redis-url", &gone]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("Redis"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("error: cannot connect to Redis at {gone}")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(report["summary"]["workloads"], 1, "{report:#}");
+    assert!(!codes(&report, "quick-worker").contains(&"SG021".to_owned()));
 }
 
 #[test]

@@ -61,7 +61,9 @@ def fields_v1(value, top=False):
             if top and key in UNOWNED:
                 continue
             if key in LIST_KEYS and isinstance(member, list):
-                out["f:" + key] = keyed(key, member)
+                entries = keyed(key, member)
+                if entries:
+                    out["f:" + key] = entries
             else:
                 out["f:" + key] = fields_v1(member)
         return out
@@ -69,15 +71,23 @@ def fields_v1(value, top=False):
 
 
 def keyed(key, items):
-    # A list of containers is required, so owned through its entries only.
-    out = {".": {}} if items and key not in ("containers", "initContainers") else {}
+    """The entries of a list merged by key, sorted by key as the API server writes them; none
+    when every item was added by admission (the token's volumeMount)."""
+    entries = {}
     for item in items:
         if not isinstance(item, dict):
             continue
         if key == "volumeMounts" and item.get("name", "").startswith("kube-api-access-"):
             continue
         ident = {k: item.get(k, "TCP" if k == "protocol" else None) for k in LIST_KEYS[key]}
-        out["k:" + json.dumps(ident, separators=(",", ":"))] = fields_v1(item)
+        # An ownerReference is atomic: owned whole, not field by field.
+        fields = {} if key == "ownerReferences" else fields_v1(item)
+        entries["k:" + json.dumps(ident, separators=(",", ":"))] = fields
+    if not entries:
+        return {}
+    # A list of containers is required, so owned through its entries only.
+    out = {} if key in ("containers", "initContainers") else {".": {}}
+    out.update(sorted(entries.items()))
     return out
 
 
