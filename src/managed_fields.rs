@@ -177,6 +177,20 @@ mod tests {
         assert!(err.is_syntax(), "{err}");
     }
 
+    /// The webhook reads bodies of up to 8 MiB: skipping must not recurse into what it skips,
+    /// or a deep enough nesting would overflow the stack, which no panic handler catches.
+    #[test]
+    fn deeply_nested_managed_fields_are_skipped_without_recursion() {
+        let depth = 1_000_000;
+        let text = format!(
+            r#"{{"metadata": {{"managedFields": {}{}}}, "kind": "Pod"}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let read = read(&text).unwrap().unwrap();
+        assert_eq!(read, json!({"metadata": {}, "kind": "Pod"}));
+    }
+
     fn json_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
