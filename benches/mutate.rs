@@ -51,18 +51,14 @@ fn benches(c: &mut Criterion, pod: &[u8]) {
     group.finish();
 }
 
-/// Alternates short batches of the three workloads so that machine noise (this is a shared VM)
-/// hits all of them alike, and takes the median of the per-round figures.
-fn interleaved(pod: &[u8]) -> [f64; 4] {
-    const ROUNDS: usize = 300;
-    const BATCH: u32 = 40;
-    let policy = Policy::default();
-    let ctx = Context {
-        policy: &policy,
-        mode: Mode::Native,
-        namespace: Some("shop"),
-    };
-    let parsed: Value = serde_json::from_slice(pod).unwrap();
+/// Rounds of alternating batches, so that machine noise (this is a shared VM) hits every case
+/// alike.
+const ROUNDS: usize = 300;
+/// Runs of one case in a row.
+const BATCH: u32 = 40;
+
+/// Times each of `cases` for one batch per round, in turn: nanoseconds per run, per round.
+fn alternate<const N: usize>(cases: [&dyn Fn(); N]) -> Vec<[f64; N]> {
     let time = |f: &dyn Fn()| {
         let start = Instant::now();
         for _ in 0..BATCH {
@@ -70,6 +66,27 @@ fn interleaved(pod: &[u8]) -> [f64; 4] {
         }
         start.elapsed().as_nanos() as f64 / f64::from(BATCH)
     };
+    (0..ROUNDS).map(|_| cases.map(time)).collect()
+}
+
+/// The median of each column of `rows`.
+fn medians<const N: usize>(mut rows: Vec<[f64; N]>) -> [f64; N] {
+    std::array::from_fn(|i| {
+        rows.sort_by(|a, b| a[i].total_cmp(&b[i]));
+        rows[rows.len() / 2][i]
+    })
+}
+
+/// The three workloads in alternating batches: medians of each and of the per-round ratio
+/// end-to-end / floor.
+fn interleaved(pod: &[u8]) -> [f64; 4] {
+    let policy = Policy::default();
+    let ctx = Context {
+        policy: &policy,
+        mode: Mode::Native,
+        namespace: Some("shop"),
+    };
+    let parsed: Value = serde_json::from_slice(pod).unwrap();
     let floor = || {
         let value: Value = serde_json::from_slice(black_box(pod)).unwrap();
         black_box(serde_json::to_vec(&value).unwrap());
@@ -82,18 +99,8 @@ fn interleaved(pod: &[u8]) -> [f64; 4] {
     let mutate = || {
         black_box(review::mutate(black_box(&parsed), &ctx));
     };
-    let mut rows: Vec<[f64; 4]> = (0..ROUNDS)
-        .map(|_| {
-            let f = time(&floor);
-            let e = time(&end_to_end);
-            let m = time(&mutate);
-            [f, e, m, e / f]
-        })
-        .collect();
-    std::array::from_fn(|i| {
-        rows.sort_by(|a, b| a[i].total_cmp(&b[i]));
-        rows[ROUNDS / 2][i]
-    })
+    let rows = alternate([&floor, &end_to_end, &mutate]);
+    medians(rows.into_iter().map(|[f, e, m]| [f, e, m, e / f]).collect())
 }
 
 /// The review as the Kubewarden policy reads it: `AdmissionRequest`'s own reader, objects whole.
@@ -106,15 +113,6 @@ struct WholeReview {
 /// `managedFields`) against reading its objects whole, in alternating batches: medians of each
 /// and of the per-round ratio. Both check the request and drop what they read.
 fn review_reading(review: &[u8]) -> [f64; 3] {
-    const ROUNDS: usize = 300;
-    const BATCH: u32 = 40;
-    let time = |f: &dyn Fn()| {
-        let start = Instant::now();
-        for _ in 0..BATCH {
-            f();
-        }
-        start.elapsed().as_nanos() as f64 / f64::from(BATCH)
-    };
     let trimmed = || {
         black_box(admission::parse(black_box(review)).unwrap());
     };
@@ -123,17 +121,8 @@ fn review_reading(review: &[u8]) -> [f64; 3] {
         read.request.check().unwrap();
         black_box(read);
     };
-    let mut rows: Vec<[f64; 3]> = (0..ROUNDS)
-        .map(|_| {
-            let t = time(&trimmed);
-            let w = time(&whole);
-            [t, w, t / w]
-        })
-        .collect();
-    std::array::from_fn(|i| {
-        rows.sort_by(|a, b| a[i].total_cmp(&b[i]));
-        rows[ROUNDS / 2][i]
-    })
+    let rows = alternate([&trimmed, &whole]);
+    medians(rows.into_iter().map(|[t, w]| [t, w, t / w]).collect())
 }
 
 fn median_ns(dir: &Path, bench: &str) -> f64 {
