@@ -712,13 +712,13 @@ async fn a_body_that_does_not_arrive_within_the_requested_timeout_gets_408() {
         .write_all(b"POST /mutate?timeout=1s HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{\"apiVersion\":")
         .await
         .unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
-        .await
-        .expect("the webhook hung past the request's timeout")
-        .unwrap();
+    let response = common::answer_within(
+        &mut stream,
+        Duration::from_secs(5),
+        "the webhook hung past the request's timeout",
+    )
+    .await;
     let elapsed = started.elapsed();
-    let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
     assert!(
         response.contains("request body not received within the request's timeout of 1s"),
@@ -760,12 +760,8 @@ async fn a_compressed_body_gets_415_naming_its_encoding() {
         );
         stream.write_all(head.as_bytes()).await.unwrap();
         stream.write_all(&body).await.unwrap();
-        let mut response = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
-            .await
-            .expect("answered")
-            .unwrap();
-        let response = String::from_utf8_lossy(&response);
+        let response =
+            common::answer_within(&mut stream, Duration::from_secs(5), "not answered").await;
         assert!(
             response.starts_with(&format!("HTTP/1.1 {status}")),
             "{encoding}: {response}"

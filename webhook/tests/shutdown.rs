@@ -127,12 +127,12 @@ async fn sigterm_drains_readiness_first_then_in_flight_requests_then_exits() {
 
     // ...and the request in flight still gets its full answer.
     in_flight.write_all(&rest).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), in_flight.read_to_end(&mut response))
-        .await
-        .expect("the in-flight request was not answered")
-        .unwrap();
-    let response = String::from_utf8_lossy(&response);
+    let response = common::answer_within(
+        &mut in_flight,
+        Duration::from_secs(5),
+        "the in-flight request was not answered",
+    )
+    .await;
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     assert!(response.contains("\"uid\":\"fdb8cbe4-c111-5a78-a115-d9ca21d50a33\""));
     assert!(response.contains("\"patchType\":\"JSONPatch\""));

@@ -421,6 +421,22 @@ impl Conn {
 
 /// Decodes the base64 `patch` of an AdmissionReview answer in place, as the golden files
 /// store it.
+/// Everything the server sends on `stream` until it closes it, within `limit`; `what` names the
+/// answer the test waits for in the failure message.
+pub async fn answer_within(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    limit: Duration,
+    what: &str,
+) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut response = Vec::new();
+    tokio::time::timeout(limit, stream.read_to_end(&mut response))
+        .await
+        .unwrap_or_else(|_| panic!("{what}"))
+        .unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
 pub fn readable(review: &Value) -> Value {
     use base64::Engine as _;
     let mut response = review["response"].clone();
