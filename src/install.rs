@@ -372,7 +372,7 @@ fn excludes_namespaces(webhook: &Value, own_namespace: &str, title: &str) -> Che
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-    let missing: Vec<&str> = ["kube-system", own_namespace]
+    let missing: Vec<&str> = [crate::policy::SYSTEM_NAMESPACE, own_namespace]
         .into_iter()
         .filter(|ns| !excluded.contains(ns))
         .collect();

@@ -38,9 +38,11 @@ pub(crate) struct Payload {
 /// JSON (Sidekiq 6 to 8), or the job's object itself (older releases).
 pub(crate) fn read(raw: &str) -> Result<Payload, serde_json::Error> {
     match raw.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        // serde_json reads a reader byte by byte: buffered, each call decodes a block.
+        // serde_json reads a reader byte by byte: buffered, each call decodes a block — no
+        // larger than the payload, which is read for every running job on every poll and is
+        // usually a few hundred bytes.
         Some(escaped) => serde_json::from_reader(io::BufReader::with_capacity(
-            16 * 1024,
+            escaped.len().clamp(64, 16 * 1024),
             Unescape::new(escaped.as_bytes()),
         )),
         None => serde_json::from_str(raw),
