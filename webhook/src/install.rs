@@ -383,8 +383,17 @@ impl<'a> KeyedPair<'a> {
             .map_err(|e| e.to_string())?
             .remove(0);
         let info = pki::inspect(&der, cert_name).map_err(|e| e.to_string())?;
-        if !pki::key_matches(&der, key.as_bytes()) {
-            return Err(format!("{key_name} is not the key of {cert_name}"));
+        match pki::key_matches(&der, key.as_bytes()) {
+            Ok(true) => {}
+            Ok(false) => return Err(format!("{key_name} is not the key of {cert_name}")),
+            Err(pki::KeyError::Encrypted) => {
+                return Err(format!(
+                    "{key_name} is encrypted with a passphrase, which the install Job cannot supply"
+                ));
+            }
+            Err(pki::KeyError::Missing) => {
+                return Err(format!("{key_name} holds no PEM private key"));
+            }
         }
         Ok(Self {
             cert,
@@ -690,6 +699,16 @@ mod tests {
             ]))
             .as_deref(),
             Some("tls.key is not the key of tls.crt")
+        );
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert_eq!(
+            reason(&secret_of(&[
+                ("tls.crt", &serving.cert_pem),
+                ("tls.key", encrypted)
+            ]))
+            .as_deref(),
+            Some("tls.key is encrypted with a passphrase, which the install Job cannot supply")
         );
         let elsewhere = ["other.sidekiq-guard.svc".to_owned()];
         assert_eq!(

@@ -11,8 +11,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sidekiq_guard::x509;
 use time::OffsetDateTime;
 
@@ -59,23 +59,45 @@ pub fn inspect_pem(pem: &[u8], what: &str) -> Result<CertInfo, PkiError> {
     inspect(&certs[0], what)
 }
 
-/// Whether `key_pem` is the private key of the certificate `cert_der`.
-pub fn key_matches(cert_der: &[u8], key_pem: &[u8]) -> bool {
-    use rustls::pki_types::PrivateKeyDer;
-    let Ok(key) = PrivateKeyDer::from_pem_slice(key_pem) else {
-        return false;
-    };
+/// Why a PEM document gives no private key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyError {
+    /// Encrypted with a passphrase, which nothing running unattended can supply.
+    Encrypted,
+    /// No PEM private key (PKCS#8, PKCS#1 or SEC1) at all.
+    Missing,
+}
+
+/// The private key of a PEM document.
+pub fn read_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, KeyError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|_| {
+        // PKCS#8 `ENCRYPTED PRIVATE KEY`, or OpenSSL's legacy `Proc-Type: 4,ENCRYPTED` header.
+        let text = String::from_utf8_lossy(pem);
+        if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("4,ENCRYPTED") {
+            KeyError::Encrypted
+        } else {
+            KeyError::Missing
+        }
+    })
+}
+
+/// Whether `key_pem` holds the private key of the certificate `cert_der` (`Ok(false)` for
+/// another key, or one rustls cannot use).
+pub fn key_matches(cert_der: &[u8], key_pem: &[u8]) -> Result<bool, KeyError> {
+    let key = read_key(key_pem)?;
     let provider = rustls::crypto::ring::default_provider();
     let Ok(signing_key) = provider.key_provider.load_private_key(key) else {
-        return false;
+        return Ok(false);
     };
-    match (
-        signing_key.public_key(),
-        x509::parse(cert_der, "certificate"),
-    ) {
-        (Some(spki), Ok(cert)) => spki.as_ref() == cert.public_key().raw,
-        _ => false,
-    }
+    Ok(
+        match (
+            signing_key.public_key(),
+            x509::parse(cert_der, "certificate"),
+        ) {
+            (Some(spki), Ok(cert)) => spki.as_ref() == cert.public_key().raw,
+            _ => false,
+        },
+    )
 }
 
 /// PEM text of one DER certificate.
@@ -230,8 +252,13 @@ mod tests {
         let other_der = certificates(other.cert_pem.as_bytes(), "other").unwrap();
         assert!(!signed_by(&leaf_der[0], &other_der[0]));
         assert!(!format!("{leaf:?}").contains("PRIVATE KEY"));
-        assert!(key_matches(&leaf_der[0], leaf.key_pem.as_bytes()));
-        assert!(!key_matches(&leaf_der[0], ca.key_pem.as_bytes()));
+        assert_eq!(key_matches(&leaf_der[0], leaf.key_pem.as_bytes()), Ok(true));
+        assert_eq!(key_matches(&leaf_der[0], ca.key_pem.as_bytes()), Ok(false));
+        assert_eq!(
+            key_matches(&leaf_der[0], b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n"),
+            Err(KeyError::Encrypted)
+        );
+        assert_eq!(key_matches(&leaf_der[0], b"no key"), Err(KeyError::Missing));
         assert_eq!(pem_encode(&ca_der[0]), ca.cert_pem.replace("\r\n", "\n"));
     }
 

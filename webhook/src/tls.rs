@@ -15,8 +15,6 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::PrivateKeyDer;
-use rustls::pki_types::pem::PemObject as _;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
@@ -159,14 +157,11 @@ pub fn load_pem(
         path: files.cert.clone(),
         source,
     })?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
+    let key = pki::read_key(key_pem).map_err(|err| {
         let path = files.key.clone();
-        // PKCS#8 `ENCRYPTED PRIVATE KEY`, or OpenSSL's legacy `Proc-Type: 4,ENCRYPTED` header.
-        let encrypted = String::from_utf8_lossy(key_pem);
-        if encrypted.contains("ENCRYPTED PRIVATE KEY") || encrypted.contains("4,ENCRYPTED") {
-            CertError::EncryptedKey { path }
-        } else {
-            CertError::NoKey { path }
+        match err {
+            pki::KeyError::Encrypted => CertError::EncryptedKey { path },
+            pki::KeyError::Missing => CertError::NoKey { path },
         }
     })?;
     let key_error = |source| CertError::Key {
