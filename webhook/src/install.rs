@@ -701,11 +701,12 @@ mod tests {
             Some("tls.key is not the key of tls.crt")
         );
         let encrypted =
-            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n";
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n"
+                .to_owned();
         assert_eq!(
             reason(&secret_of(&[
                 ("tls.crt", &serving.cert_pem),
-                ("tls.key", encrypted)
+                ("tls.key", &encrypted)
             ]))
             .as_deref(),
             Some("tls.key is encrypted with a passphrase, which the install Job cannot supply")
