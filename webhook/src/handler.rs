@@ -66,18 +66,17 @@ pub struct AdmissionState {
 }
 
 impl AdmissionState {
-    /// The state of a webhook that answers with `policy`, placing sidecars per `mode` (`None`:
-    /// not decided yet).
+    /// The state of a webhook that answers with `policy`, once [`AdmissionState::decide`] has
+    /// decided where sidecars go.
     pub fn new(
         policy: Policy,
-        mode: Option<Mode>,
         max_body_bytes: usize,
         metrics: Arc<Metrics>,
         draining: Arc<AtomicBool>,
     ) -> Self {
         Self {
             policy,
-            mode: mode.map(OnceLock::from).unwrap_or_default(),
+            mode: OnceLock::new(),
             max_body_bytes,
             metrics,
             draining,
@@ -88,9 +87,7 @@ impl AdmissionState {
             )),
         }
     }
-}
 
-impl AdmissionState {
     /// Where the sidecar goes, once decided.
     pub fn mode(&self) -> Option<Mode> {
         self.mode.get().copied()
@@ -171,16 +168,14 @@ async fn answer(state: Arc<AdmissionState>, endpoint: Endpoint, request: Request
     let name = endpoint_name(endpoint);
     let draining = state.draining.load(Ordering::Relaxed);
     let response = match review(&state, endpoint, request).await {
-        Ok((answer, request)) => {
+        Ok((answer, request, mode)) => {
             state
                 .metrics
                 .request(name, answer.outcome, started.elapsed());
             // A dry run (`kubectl apply --dry-run=server`) persists nothing: no pod was
             // injected or skipped.
             if endpoint == Endpoint::Mutate && request.dry_run != Some(true) {
-                if answer.injected()
-                    && let Some(mode) = state.mode()
-                {
+                if answer.injected() {
                     state.metrics.injection(mode.as_str());
                 } else {
                     state.metrics.skip(answer.outcome);
@@ -199,11 +194,13 @@ async fn answer(state: Arc<AdmissionState>, endpoint: Endpoint, request: Request
     closing_if(draining, response)
 }
 
+/// The answer to `request`, the request read, and the sidecar mode it was answered under (so
+/// that the metrics count the injection under that same mode).
 async fn review(
     state: &Arc<AdmissionState>,
     endpoint: Endpoint,
     request: Request,
-) -> Result<(Answer, AdmissionRequest), Refusal> {
+) -> Result<(Answer, AdmissionRequest, Mode), Refusal> {
     let deadline = timeout::from_query(request.uri().query())
         .map_err(|err| Refusal::bad_request(err.to_string()))?;
     // Answered at once rather than left unaccepted: the API server applies the webhook's
@@ -221,7 +218,7 @@ async fn review(
         return contained(|| {
             let parsed = parse(&body)?;
             let answer = respond(state, mode, &parsed, endpoint);
-            Ok((answer, parsed))
+            Ok((answer, parsed, mode))
         });
     }
     // What is left of the request's timeout: the API server gives up after it.
@@ -243,7 +240,7 @@ async fn review(
             let parsed = parse(&body)?;
             drop(body);
             let answer = respond(&state, mode, &parsed, endpoint);
-            Ok((answer, parsed))
+            Ok((answer, parsed, mode))
         })
     })
     .await

@@ -139,7 +139,6 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
     // connections left unaccepted in the backlog until the API server's timeout.
     let state = Arc::new(AdmissionState::new(
         config.policy.clone(),
-        None,
         config.max_body_bytes,
         Arc::clone(&metrics),
         Arc::clone(&draining),
