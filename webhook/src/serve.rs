@@ -125,7 +125,6 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
             .map_err(bind_error(config.health_addr))?
             .serve(health::router(Arc::clone(&health)).into_make_service()),
     );
-    let stop_health = || health_handle.graceful_shutdown(Some(Duration::from_secs(1)));
 
     let mut watcher = Watcher::new(
         config.cert.clone(),
@@ -133,7 +132,11 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
         Arc::clone(&metrics),
     );
     watcher.poll().await;
-    let watcher = tokio::spawn(watcher.run(config.reload_interval));
+    let background = Background {
+        watcher: tokio::spawn(watcher.run(config.reload_interval)),
+        health_handle,
+        health_server,
+    };
 
     // The admission port answers from here on: 503 until the mode is decided, rather than
     // connections left unaccepted in the backlog until the API server's timeout.
@@ -158,10 +161,15 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
             tracing::info!("signal received before start-up finished; exiting");
             handle.shutdown();
             let _ = admission_server.await;
-            watcher.abort();
-            stop_health();
-            let _ = health_server.await;
+            background.stop().await;
             return Ok(());
+        }
+        result = &mut admission_server => {
+            background.stop().await;
+            return Err(ServeError::Server {
+                port: "admission",
+                source: flatten(result),
+            });
         }
     };
     metrics.decided(mode.as_str());
@@ -172,8 +180,7 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
     tokio::select! {
         _ = signals.changed() => {}
         result = &mut admission_server => {
-            watcher.abort();
-            stop_health();
+            background.stop().await;
             return Err(ServeError::Server {
                 port: "admission",
                 source: flatten(result),
@@ -211,11 +218,26 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
     if finished.is_err() {
         admission_server.abort();
     }
-    watcher.abort();
-    stop_health();
-    let _ = tokio::time::timeout(Duration::from_secs(1), health_server).await;
+    background.stop().await;
     tracing::info!(open_connections = handle.connection_count(), "stopped");
     Ok(())
+}
+
+/// What runs beside the admission port: the certificate watcher and the health port.
+struct Background {
+    watcher: tokio::task::JoinHandle<()>,
+    health_handle: Handle<std::net::SocketAddr>,
+    health_server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Background {
+    /// Stops the watcher, and the health port within a second.
+    async fn stop(self) {
+        self.watcher.abort();
+        self.health_handle
+            .graceful_shutdown(Some(Duration::from_secs(1)));
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.health_server).await;
+    }
 }
 
 fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Error {
