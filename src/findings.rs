@@ -199,6 +199,21 @@ pub fn job_running_longer(
     ))
 }
 
+/// SG021 for each class whose run times, as Sidekiq 7+ recorded them over the hours it keeps
+/// them ([`sidekiq::metrics::RETENTION_MINUTES`]), may exceed the workload's declared longest
+/// job. Sidekiq's metrics do not say which process ran a class, so every class is weighed
+/// against every workload judged with them.
+pub fn classes_slower_than_declared<'a>(
+    workload: &'a Workload<'_>,
+    declared: &'a crate::settings::Setting<u64>,
+    times: &'a std::collections::BTreeMap<String, sidekiq::metrics::ClassTimes>,
+) -> impl Iterator<Item = Finding> + 'a {
+    let hours = (sidekiq::metrics::RETENTION_MINUTES / 60).unsigned_abs();
+    times.iter().filter_map(move |(class, figures)| {
+        class_slower_than_declared(workload, class, figures.slowest?, hours, declared)
+    })
+}
+
 /// A class whose recorded run times (Sidekiq 7+ metrics) may exceed the declared longest job,
 /// `None` when its slowest bucket lies within it.
 ///

@@ -227,29 +227,12 @@ pub(crate) async fn recorded_times(
         .map_or(0, |d| d.as_secs() as i64);
     let times = reader.execution_times(now, RETENTION_MINUTES).await?;
     if times.is_empty() {
-        notes.push(
-            "no execution metrics in Redis (they exist on Sidekiq 7 and later, for 8 hours)"
-                .to_owned(),
-        );
+        notes.push(format!(
+            "no execution metrics in Redis (they exist on Sidekiq 7 and later, for {} hours)",
+            RETENTION_MINUTES / 60
+        ));
     }
     Ok(times)
-}
-
-/// A finding for each class whose recorded runs may outlast `workload`'s declared longest job.
-pub(crate) fn recorded_findings<'a>(
-    workload: &'a Workload<'_>,
-    declared: &'a sidekiq_guard::settings::Setting<u64>,
-    times: &'a Times,
-) -> impl Iterator<Item = sidekiq_guard::Finding> + 'a {
-    times.iter().filter_map(move |(class, figures)| {
-        findings::class_slower_than_declared(
-            workload,
-            class,
-            figures.slowest?,
-            (RETENTION_MINUTES / 60) as u64,
-            declared,
-        )
-    })
 }
 
 fn live_findings(
@@ -283,6 +266,8 @@ fn live_findings(
             findings::job_running_longer(workload, &pod, &job.class, job.elapsed_secs, declared)
         }));
     }
-    found.extend(recorded_findings(workload, declared, times));
+    found.extend(findings::classes_slower_than_declared(
+        workload, declared, times,
+    ));
     found
 }

@@ -3,12 +3,14 @@
 //! times Sidekiq 7+ recorded in that Redis, as in the cluster: a CI job can check the manifests it
 //! is about to deploy against what production's jobs took.
 
+use std::cell::{OnceCell, RefCell};
 use std::io::{Read, Write};
 
 use serde::Serialize;
 use serde_json::Value;
 use sidekiq_guard::analysis::{self, Subject};
 use sidekiq_guard::pointer::Pointer as _;
+use sidekiq_guard::redis::Reader;
 use sidekiq_guard::review::{self, Outcome, Perspective};
 use sidekiq_guard::{Finding, Severity};
 
@@ -25,8 +27,35 @@ use crate::table::{self, Tone, plain};
 struct Judging<'a> {
     offline: &'a Offline,
     perspective: Perspective,
-    /// Execution times recorded in `--redis-url`'s Redis (empty without it).
-    times: &'a Times,
+    times: RecordedTimes,
+}
+
+/// The execution times recorded in `--redis-url`'s Redis, read when the first Sidekiq workload
+/// needs them: a run over files without one, or without the URL, never connects.
+struct RecordedTimes {
+    reader: Option<Reader>,
+    read: OnceCell<Times>,
+    /// What reading them noted (no metrics at all).
+    notes: RefCell<Vec<String>>,
+    /// Why they could not be read: the run fails once the files' findings are printed, as for
+    /// an unreadable file.
+    failure: RefCell<Option<Error>>,
+}
+
+impl RecordedTimes {
+    /// The times, read on the first call (none without a Redis, or when it cannot be read).
+    fn get(&self) -> &Times {
+        self.read.get_or_init(|| {
+            let Some(reader) = &self.reader else {
+                return Times::new();
+            };
+            let mut notes = self.notes.borrow_mut();
+            crate::block_on(live::recorded_times(reader, &mut notes)).unwrap_or_else(|error| {
+                *self.failure.borrow_mut() = Some(error);
+                Times::new()
+            })
+        })
+    }
 }
 
 /// The findings of one Sidekiq workload.
@@ -100,19 +129,11 @@ pub(crate) fn run(
     // shape, is reported and fails the run (exit 2), but does not hide the others' findings.
     let mut unreadable = Vec::new();
     let mut notes = Vec::new();
-    // A Redis that cannot be read fails the run, as an unreadable file does, after the findings
-    // of the files (without SG021) are printed.
-    let (times, unread_times) = match sources::one_shot_reader(
+    let reader = sources::one_shot_reader(
         args.redis_url.as_deref(),
         args.redis_namespace.prefix(),
         &cluster.request_timeout(),
-    )? {
-        Some(reader) => match crate::block_on(live::recorded_times(&reader, &mut notes)) {
-            Ok(times) => (times, None),
-            Err(error) => (Times::new(), Some(error)),
-        },
-        None => (Times::new(), None),
-    };
+    )?;
     let input = manifests::read_leniently(
         &args.files.files,
         args.files.recursive,
@@ -128,16 +149,25 @@ pub(crate) fn run(
         } else {
             Perspective::AsWritten
         },
-        times: &times,
+        times: RecordedTimes {
+            reader,
+            read: OnceCell::new(),
+            notes: RefCell::default(),
+            failure: RefCell::default(),
+        },
     };
     let mut objects = Vec::new();
     for Document { source, value } in &input.documents {
         validate_value(value, source, &judging, &mut objects, &mut unreadable, err)?;
     }
+    let RecordedTimes { notes, failure, .. } = judging.times;
+    offline::print_notes(&notes.into_inner(), err)?;
     let report = Report::new(objects);
     print(&report, args.report.output, out, color)?;
     let failed = report.summarise(err)?;
-    if let Some(error) = unread_times {
+    // A Redis that cannot be read fails the run, as an unreadable file does, after the findings
+    // of the files (without SG021) are printed.
+    if let Some(error) = failure.into_inner() {
         if unreadable.is_empty() {
             return Err(error);
         }
@@ -186,14 +216,16 @@ fn validate_value(
         // Sidekiq one left alone on purpose is worth a line on stderr.
         return inject::report(&review, value, source, offline.namespace(), err);
     }
-    if !judging.times.is_empty()
+    if judging.times.reader.is_some()
         && let Subject::Sidekiq(analysis) = analysis::analyse(value, &ctx)
     {
-        review.findings.extend(live::recorded_findings(
-            &analysis.workload,
-            &analysis.settings.longest_job,
-            judging.times,
-        ));
+        review
+            .findings
+            .extend(sidekiq_guard::findings::classes_slower_than_declared(
+                &analysis.workload,
+                &analysis.settings.longest_job,
+                judging.times.get(),
+            ));
     }
     let meta = |key: &str| {
         value

@@ -266,6 +266,22 @@ fn manifests_are_compared_with_the_times_recorded_in_redis() {
     );
     assert_eq!(report["summary"]["workloads"], 1, "{report:#}");
     assert!(!codes(&report, "quick-worker").contains(&"SG021".to_owned()));
+
+    // Files without a Sidekiq workload need no Redis: it is not even asked.
+    let web = dir.path().join("web.yaml");
+    std::fs::write(
+        &web,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {ports: [{port: 80}]}\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "validate",
+        "-f",
+        web.to_str().unwrap(),
+        "--redis-url",
+        &gone,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
 #[test]
