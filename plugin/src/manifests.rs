@@ -457,11 +457,7 @@ fn push_documents(
 
 /// A `List` document's `items`, when it has some, are all objects.
 fn check_list_items(value: &Value, source_name: &str) -> Result<(), ManifestError> {
-    let Some(kind) = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .filter(|kind| kind.ends_with("List"))
-    else {
+    let Some(kind) = list_kind(value) else {
         return Ok(());
     };
     let what = match value.get("items") {
@@ -486,10 +482,9 @@ fn check_list_items(value: &Value, source_name: &str) -> Result<(), ManifestErro
 /// when nothing matched).
 fn no_objects(documents: &[Document]) -> bool {
     documents.iter().all(|document| {
-        is_list(&document.value)
-            && document.value["items"]
-                .as_array()
-                .is_some_and(|items| items.is_empty())
+        let value = &document.value;
+        // `items` absent or null is an empty list, as `check_list_items` reads it.
+        list_kind(value).is_some() && value["items"].as_array().is_none_or(Vec::is_empty)
     })
 }
 
@@ -516,9 +511,7 @@ fn whole_numbers(value: &mut Value) {
 /// An item of `list` with the kind and apiVersion of a typed list (`DeploymentList`, as the API
 /// returns it) when the item has none; other items as they are.
 pub(crate) fn list_item<'a>(item: &'a Value, list: &Value) -> Cow<'a, Value> {
-    let kind = list
-        .get("kind")
-        .and_then(Value::as_str)
+    let kind = list_kind(list)
         .and_then(|kind| kind.strip_suffix("List"))
         .filter(|kind| !kind.is_empty());
     match (kind, item.as_object()) {
@@ -539,11 +532,15 @@ pub(crate) fn list_item<'a>(item: &'a Value, list: &Value) -> Cow<'a, Value> {
 
 /// Whether `value` is a `List` (`v1/List`, or any `…List` kind with `items`).
 pub(crate) fn is_list(value: &Value) -> bool {
+    list_kind(value).is_some() && value.get("items").is_some_and(Value::is_array)
+}
+
+/// The kind of a list document: `List`, or a typed one such as `DeploymentList`.
+fn list_kind(value: &Value) -> Option<&str> {
     value
         .get("kind")
         .and_then(Value::as_str)
-        .is_some_and(|kind| kind.ends_with("List"))
-        && value.get("items").is_some_and(Value::is_array)
+        .filter(|kind| kind.ends_with("List"))
 }
 
 /// Whether a string in `value` has a line that starts with a tab.

@@ -653,6 +653,9 @@ fn an_empty_input_fails_rather_than_passing_the_gate() {
             "# nothing rendered\n---\n",
             // What `kubectl get deployments -o yaml` prints when none matched.
             "apiVersion: v1\nitems: []\nkind: List\nmetadata:\n  resourceVersion: \"\"\n",
+            // The same with `items` null or left out, as some generators write it.
+            "apiVersion: v1\nitems: null\nkind: List\n",
+            "apiVersion: v1\nkind: DeploymentList\n",
         ] {
             let out = run(&[command, "-f", "-"], Some(input));
             assert_eq!(out.status.code(), Some(2), "{command} {input:?}");
