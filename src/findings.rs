@@ -1048,7 +1048,7 @@ impl Ctx<'_, '_> {
             .into_iter()
             .filter_map(|field| {
                 let (endpoint, get) = crate::analysis::probe_call(sidekiq, field)?;
-                if get.get("port").and_then(Value::as_u64) != Some(u64::from(port)) {
+                if sidecar::port_of(get, sidekiq) != Some(port) {
                     return None;
                 }
                 let sidecar::Reach::Elsewhere(how) = sidecar::reach(get, sidekiq, host_network)

@@ -305,6 +305,12 @@ pub(crate) fn reach(get: &Value, container: &Value, host_network: bool) -> Reach
     if !reaches_pod {
         return Reach::Elsewhere(format!("on host {}", errors::quoted(host, 40)));
     }
+    Reach::Pod(port_of(get, container))
+}
+
+/// The number of the port `get` calls: its own, or the `containerPort` of the port of
+/// `container` it names.
+pub(crate) fn port_of(get: &Value, container: &Value) -> Option<u16> {
     let port = match get.get("port") {
         Some(Value::String(name)) => list(container, "ports")
             .iter()
@@ -312,10 +318,8 @@ pub(crate) fn reach(get: &Value, container: &Value, host_network: bool) -> Reach
             .and_then(|port| port.get("containerPort")),
         other => other,
     };
-    Reach::Pod(
-        port.and_then(Value::as_u64)
-            .and_then(|p| u16::try_from(p).ok()),
-    )
+    port.and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
 }
 
 /// The endpoint `path` calls, without its query string (the probe ignores it).
