@@ -100,7 +100,6 @@ pub enum Detection {
 /// A container named like the probe sidecar ([`crate::sidecar::NAME`]) is never the Sidekiq
 /// container: the name is reserved for the sidecar.
 pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
-    let eligible = |c: &Value| name_of(c) != crate::sidecar::NAME;
     if let Some(wanted) = annotated {
         return match containers
             .iter()
@@ -126,12 +125,7 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
             None => Detection::NamedMissing(wanted.to_owned()),
         };
     }
-    let mut candidates: Vec<SidekiqContainer> = containers
-        .iter()
-        .enumerate()
-        .filter(|(_, container)| eligible(container))
-        .filter_map(|(index, container)| inspect(index, container, Conditions::Refused).ok())
-        .collect();
+    let mut candidates: Vec<SidekiqContainer> = candidates(containers).collect();
     match candidates.len() {
         1 => Detection::Found(candidates.remove(0)),
         0 => by_name(containers).map_or(Detection::None, Detection::Found),
@@ -142,13 +136,25 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
 /// The names of the containers besides the one at `chosen` whose command lines run Sidekiq:
 /// when the annotation picks one of several, the others are left unprotected.
 pub fn other_sidekiq_containers(containers: &[Value], chosen: usize) -> Vec<&str> {
+    candidates(containers)
+        .filter(|found| found.index != chosen)
+        .map(|found| name_of(&containers[found.index]))
+        .collect()
+}
+
+/// The containers whose command lines run Sidekiq, read without conditions (a script that
+/// starts it only under one is not taken for a Sidekiq container).
+fn candidates(containers: &[Value]) -> impl Iterator<Item = SidekiqContainer> + '_ {
     containers
         .iter()
         .enumerate()
-        .filter(|(index, container)| *index != chosen && name_of(container) != crate::sidecar::NAME)
-        .filter(|(index, container)| inspect(*index, container, Conditions::Refused).is_ok())
-        .map(|(_, container)| name_of(container))
-        .collect()
+        .filter(|(_, container)| eligible(container))
+        .filter_map(|(index, container)| inspect(index, container, Conditions::Refused).ok())
+}
+
+/// Whether `container` may be the Sidekiq container: the probe sidecar's name is reserved.
+fn eligible(container: &Value) -> bool {
+    name_of(container) != crate::sidecar::NAME
 }
 
 /// Whether any container of `containers` runs Sidekiq by any of the rules above.
