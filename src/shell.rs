@@ -1338,11 +1338,7 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
         i = match name {
             _ if is_assignment(word) => i + 1,
             // `command -v NAME` only looks NAME up.
-            "command"
-                if words
-                    .get(i + 1)
-                    .is_some_and(|w| matches!(w.as_ref(), "-v" | "-V")) =>
-            {
+            "command" if matches!(word_at(words, i + 1), Some("-v" | "-V")) => {
                 return &[];
             }
             "exec" => skip_options(words, i + 1, &["-a"]),
@@ -1363,11 +1359,9 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
             ),
             // `stdbuf -oL sidekiq`; `-o L` takes its mode apart.
             "stdbuf" => skip_options(words, i + 1, &["-i", "-o", "-e"]),
-            "rbenv" if words.get(i + 1).is_some_and(|w| w.as_ref() == "exec") => {
-                skip_options(words, i + 2, &[])
-            }
+            "rbenv" if word_at(words, i + 1) == Some("exec") => skip_options(words, i + 2, &[]),
             "s6-setuidgid" => i + 2,
-            "doppler" if words.get(i + 1).is_some_and(|w| w.as_ref() == "run") => {
+            "doppler" if word_at(words, i + 1) == Some("run") => {
                 skip_options(words, i + 2, &["-p", "--project", "-c", "--config"])
             }
             "env" => skip_options(words, i + 1, &["-u", "--unset", "-C", "--chdir", "-S"]),
@@ -1383,18 +1377,19 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
             "ddtracerb" if word_at(words, i + 1) == Some("exec") => skip_options(words, i + 2, &[]),
             // Secret injectors that run the command after `--`: `op run --env-file=.env --
             // sidekiq`, `chamber exec app -- sidekiq`.
-            "op" if word_at(words, i + 1) == Some("run") => past_double_dash(words, i + 2),
+            "op" if word_at(words, i + 1) == Some("run") => {
+                past_double_dash(words, i + 2).unwrap_or(words.len())
+            }
             "berglas" | "chamber" if word_at(words, i + 1) == Some("exec") => {
-                past_double_dash(words, i + 2)
+                past_double_dash(words, i + 2).unwrap_or(words.len())
             }
             // `aws-vault exec prod -- sidekiq -t 60`. aws-vault takes one profile, so the
             // `--` may be left out, but then it reads every option on the line as its own
             // (`-t 60` is its MFA token): the command runs without them.
             "aws-vault" if word_at(words, i + 1) == Some("exec") => {
-                if words[i + 2..].iter().any(|w| w.as_ref() == "--") {
-                    past_double_dash(words, i + 2)
-                } else {
-                    return aws_vault_command(words, i + 2);
+                match past_double_dash(words, i + 2) {
+                    Some(command) => command,
+                    None => return aws_vault_command(words, i + 2),
                 }
             }
             // `taskset -c 0,1 sidekiq`, `taskset 0x3 sidekiq`: a CPU list or a mask first.
@@ -1468,13 +1463,13 @@ fn is_gem_version(word: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '.')
 }
 
-/// The index after the first `--` from `i` on, or past the end when there is none: then the
-/// command cannot be told.
-fn past_double_dash<S: AsRef<str>>(words: &[S], i: usize) -> usize {
+/// The index after the first `--` from `i` on, if there is one. Without it, a wrapper that
+/// runs what follows `--` runs no command that can be told.
+fn past_double_dash<S: AsRef<str>>(words: &[S], i: usize) -> Option<usize> {
     words[i.min(words.len())..]
         .iter()
         .position(|w| w.as_ref() == "--")
-        .map_or(words.len(), |at| i + at + 1)
+        .map(|at| i + at + 1)
 }
 
 /// `NAME=value`, as a command prefix.
