@@ -117,6 +117,13 @@ pub struct Placement {
     pub index: usize,
 }
 
+impl Placement {
+    /// The container at this place in `workload`'s pod spec.
+    pub fn container<'a>(&self, workload: &Workload<'a>) -> Option<&'a Value> {
+        workload.spec.get(self.mode.list())?.get(self.index)
+    }
+}
+
 /// The current value of every field sidekiq-guard manages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodState {

@@ -308,7 +308,7 @@ pub fn evaluate(
 /// template.
 pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
     let drift_of = |at: &crate::analysis::Placement, ignored: &[&str]| {
-        let current = analysis.workload.spec.get(at.mode.list())?.get(at.index)?;
+        let current = at.container(&analysis.workload)?;
         Some(sidecar::drift(current, &plan.sidecar_container, ignored))
     };
     let (at, mut drift) = match (&plan.sidecar, analysis.state.sidecar) {

@@ -160,11 +160,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         None => SidecarAction::Add,
         Some(at) if at.mode != ctx.mode => SidecarAction::Move(at),
         Some(at) => {
-            let current = analysis
-                .workload
-                .spec
-                .get(at.mode.list())
-                .and_then(|l| l.get(at.index));
+            let current = at.container(&analysis.workload);
             if current.is_some_and(|current| sidecar::is_current(current, &sidecar_container)) {
                 SidecarAction::Ours
             } else {
