@@ -191,14 +191,9 @@ trait ObjectFields<'de>: Sized {
     fn from_fields<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
 }
 
+/// `Deserialize` for types read through [`ObjectOnly`].
 macro_rules! object_only {
     ($($type:ident),*) => {$(
-        impl<'de> ObjectFields<'de> for $type {
-            fn from_fields<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                $type::deserialize(deserializer)
-            }
-        }
-
         impl<'de> Deserialize<'de> for $type {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 deserializer.deserialize_map(ObjectOnly(std::marker::PhantomData))
@@ -207,7 +202,19 @@ macro_rules! object_only {
     )*};
 }
 
-object_only!(GroupVersionKind, AdmissionRequest);
+/// [`ObjectFields`] for structs whose derived reader is their own (`remote = "Self"`).
+macro_rules! derived_fields {
+    ($($type:ident),*) => {$(
+        impl<'de> ObjectFields<'de> for $type {
+            fn from_fields<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                $type::deserialize(deserializer)
+            }
+        }
+    )*};
+}
+
+derived_fields!(GroupVersionKind, AdmissionRequest);
+object_only!(GroupVersionKind, AdmissionRequest, Trimmed);
 
 /// An [`AdmissionRequest`] as [`parse`] reads it: its objects without `metadata.managedFields`
 /// ([`crate::managed_fields`]), which an answer of patch operations never needs. The Kubewarden
@@ -239,12 +246,6 @@ struct TrimmedFields {
 impl<'de> ObjectFields<'de> for Trimmed {
     fn from_fields<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         TrimmedFields::deserialize(deserializer).map(Trimmed)
-    }
-}
-
-impl<'de> Deserialize<'de> for Trimmed {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ObjectOnly(std::marker::PhantomData))
     }
 }
 
