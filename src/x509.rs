@@ -66,6 +66,44 @@ impl CertInfo {
     }
 }
 
+/// Why an API server calling a webhook refuses its serving certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unverifiable {
+    /// Outside its validity period.
+    NotValidNow,
+    /// No DNS subject alternative name: Go's TLS client ignores the common name.
+    NoDnsName,
+}
+
+impl Unverifiable {
+    /// What it means for the webhook, for its log.
+    pub fn consequence(self) -> &'static str {
+        match self {
+            Self::NotValidNow => {
+                "the serving certificate is not valid now: the API server refuses it, and applies the webhooks' failurePolicy (Ignore: pods go uninjected) until a valid one replaces it"
+            }
+            Self::NoDnsName => {
+                "the serving certificate names no DNS name: an API server calling the webhook through its Service checks <service>.<namespace>.svc against the certificate's subject alternative names, and refuses it"
+            }
+        }
+    }
+}
+
+impl CertInfo {
+    /// Why an API server would refuse this certificate as a webhook's serving certificate at
+    /// `now` (none when it would not, as far as the certificate alone tells).
+    pub fn unverifiable(&self, now: SystemTime) -> Vec<Unverifiable> {
+        let mut problems = Vec::new();
+        if !self.valid_for(now, Duration::ZERO) {
+            problems.push(Unverifiable::NotValidNow);
+        }
+        if self.dns_names.is_empty() {
+            problems.push(Unverifiable::NoDnsName);
+        }
+        problems
+    }
+}
+
 /// Seconds since the Unix epoch (negative before it).
 pub fn unix(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
@@ -230,6 +268,34 @@ mod tests {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
     use super::*;
+
+    #[test]
+    fn what_an_api_server_refuses_in_a_serving_certificate() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let info = |dns_names: &[&str], not_before: i64, not_after: i64| CertInfo {
+            common_name: "sidekiq-guard".into(),
+            dns_names: dns_names.iter().map(|n| (*n).to_owned()).collect(),
+            not_before,
+            not_after,
+            is_ca: false,
+            serial: "01".into(),
+        };
+        let now_s = unix(now);
+        let svc = ["sidekiq-guard.sidekiq-guard.svc"];
+        assert_eq!(info(&svc, now_s - 60, now_s + 60).unverifiable(now), []);
+        assert_eq!(
+            info(&svc, now_s - 120, now_s - 60).unverifiable(now),
+            [Unverifiable::NotValidNow]
+        );
+        assert_eq!(
+            info(&svc, now_s + 60, now_s + 120).unverifiable(now),
+            [Unverifiable::NotValidNow]
+        );
+        assert_eq!(
+            info(&[], now_s - 120, now_s - 60).unverifiable(now),
+            [Unverifiable::NotValidNow, Unverifiable::NoDnsName]
+        );
+    }
 
     /// A certificate and its key, signed by `issuer` (self-signed without one).
     fn cert(name: &str, ca: bool, issuer: Option<&(String, KeyPair)>) -> (String, KeyPair) {

@@ -228,19 +228,13 @@ pub struct Watcher {
 /// outside its validity period (served at start-up all the same, having nothing else), or
 /// naming no DNS name (Go's TLS client ignores the common name).
 fn warn_if_unverifiable(files: &CertFiles, leaf: &sidekiq_guard::x509::CertInfo) {
-    let now = std::time::SystemTime::now();
-    if !leaf.valid_for(now, Duration::ZERO) {
+    for problem in leaf.unverifiable(std::time::SystemTime::now()) {
         tracing::warn!(
             cert = %files.cert.display(),
             not_before = %sidekiq_guard::timestamp::format(leaf.not_before),
             not_after = %sidekiq_guard::timestamp::format(leaf.not_after),
-            "the serving certificate is not valid now: the API server refuses it, and applies the webhooks' failurePolicy (Ignore: pods go uninjected) until a valid one replaces it"
-        );
-    }
-    if leaf.dns_names.is_empty() {
-        tracing::warn!(
-            cert = %files.cert.display(),
-            "the serving certificate names no DNS name: an API server calling the webhook through its Service checks <service>.<namespace>.svc against the certificate's subject alternative names, and refuses it"
+            "{}",
+            problem.consequence()
         );
     }
 }
