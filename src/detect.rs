@@ -125,7 +125,7 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
             None => Detection::NamedMissing(wanted.to_owned()),
         };
     }
-    let mut candidates: Vec<SidekiqContainer> = candidates(containers).collect();
+    let mut candidates: Vec<SidekiqContainer> = candidates(containers, None).collect();
     match candidates.len() {
         1 => Detection::Found(candidates.remove(0)),
         0 => by_name(containers).map_or(Detection::None, Detection::Found),
@@ -136,19 +136,22 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
 /// The names of the containers besides the one at `chosen` whose command lines run Sidekiq:
 /// when the annotation picks one of several, the others are left unprotected.
 pub fn other_sidekiq_containers(containers: &[Value], chosen: usize) -> Vec<&str> {
-    candidates(containers)
-        .filter(|found| found.index != chosen)
+    candidates(containers, Some(chosen))
         .map(|found| name_of(&containers[found.index]))
         .collect()
 }
 
 /// The containers whose command lines run Sidekiq, read without conditions (a script that
-/// starts it only under one is not taken for a Sidekiq container).
-fn candidates(containers: &[Value]) -> impl Iterator<Item = SidekiqContainer> + '_ {
+/// starts it only under one is not taken for a Sidekiq container); the one at `skip` is not
+/// read at all.
+fn candidates(
+    containers: &[Value],
+    skip: Option<usize>,
+) -> impl Iterator<Item = SidekiqContainer> + '_ {
     containers
         .iter()
         .enumerate()
-        .filter(|(_, container)| eligible(container))
+        .filter(move |(index, container)| Some(*index) != skip && eligible(container))
         .filter_map(|(index, container)| inspect(index, container, Conditions::Refused).ok())
 }
 
