@@ -4,7 +4,7 @@
 //! admission, so every CREATE review carries them: for a pod of a ReplicaSet, one entry of the
 //! controller's, often half the size of the rest of the pod. sidekiq-guard never reads them, and
 //! its JSON patches never touch them, so the webhook does not build them at all: reading the
-//! Rails worker pod's review takes 0.71 times as long (`cargo bench -p sidekiq-guard --bench
+//! Rails worker pod's review takes about three quarters as long (`cargo bench -p sidekiq-guard --bench
 //! mutate`). Only their JSON syntax is checked: a number out of range or a lone surrogate in them
 //! does not make the review malformed, as it would elsewhere in the object.
 //!
