@@ -19,21 +19,11 @@ ARG RUST_VERSION=1.95
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY . .
-# --target keeps build scripts and proc macros dynamically linked (they cannot be static);
-# only the two binaries get +crt-static.
+# scripts/build-static: the two binaries with +crt-static, checked to need no dynamic loader;
+# scripts/check-image runs what it builds in an empty root, as this image runs it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
-    set -eux; \
-    target="$(uname -m)-unknown-linux-gnu"; \
-    RUSTFLAGS="-C target-feature=+crt-static" \
-      cargo build --release --locked --target "$target" \
-        -p sidekiq-guard-webhook -p sidekiq-guard-probe; \
-    mkdir -p /out; \
-    cp "target/$target/release/sidekiq-guard-webhook" "target/$target/release/sidekiq-guard-probe" /out/; \
-    # Fail the build if either binary still needs a dynamic loader.
-    for bin in /out/*; do \
-      if readelf -l "$bin" | grep -q interpreter; then echo "$bin is not static" >&2; exit 1; fi; \
-    done
+    scripts/build-static /out
 
 FROM scratch
 # Public roots for rediss:// to managed Redis services; the webhook uses the cluster's CA.
