@@ -23,7 +23,7 @@ COPY . .
 # scripts/check-image runs what it builds in an empty root, as this image runs it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
-    scripts/build-static /out
+    bash scripts/build-static /out
 
 FROM scratch
 # Public roots for rediss:// to managed Redis services; the webhook uses the cluster's CA.

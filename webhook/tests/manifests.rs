@@ -737,11 +737,15 @@ fn the_image_runs_the_probe_by_default_and_holds_the_webhook() {
     // (in an empty root, as this image holds them), into the directory the final stage copies.
     let build = dockerfile
         .lines()
-        .find(|l| l.trim_start().starts_with("scripts/build-static"))
+        .find(|l| l.trim_start().starts_with("bash scripts/build-static"))
         .unwrap();
-    assert_eq!(build.trim(), "scripts/build-static /out");
+    assert_eq!(build.trim(), "bash scripts/build-static /out");
     assert!(build_static.contains("cargo build --release --locked --target"));
-    assert!(build_static.contains("+crt-static"));
+    assert!(
+        build_static
+            .lines()
+            .any(|l| l == r#"RUSTFLAGS="-C target-feature=+crt-static" \"#)
+    );
     let test = std::fs::read_to_string(common::root().join("scripts/test")).unwrap();
     assert!(
         test.lines()
@@ -749,6 +753,6 @@ fn the_image_runs_the_probe_by_default_and_holds_the_webhook() {
     );
     assert!(
         test.lines()
-            .any(|l| l == "$sudo scripts/check-image target/static")
+            .any(|l| l == r#"$sudo env "PATH=$PATH" scripts/check-image target/static"#)
     );
 }
