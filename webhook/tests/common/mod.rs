@@ -419,8 +419,6 @@ impl Conn {
     }
 }
 
-/// Decodes the base64 `patch` of an AdmissionReview answer in place, as the golden files
-/// store it.
 /// Everything the server sends on `stream` until it closes it, within `limit`; `what` names the
 /// answer the test waits for in the failure message.
 pub async fn answer_within(
@@ -437,6 +435,8 @@ pub async fn answer_within(
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// Decodes the base64 `patch` of an AdmissionReview answer in place, as the golden files
+/// store it.
 pub fn readable(review: &Value) -> Value {
     use base64::Engine as _;
     let mut response = review["response"].clone();
