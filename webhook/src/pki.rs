@@ -85,18 +85,12 @@ pub fn read_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, KeyError> {
 /// another key, or one rustls cannot use).
 pub fn key_matches(cert_der: &[u8], key_pem: &[u8]) -> Result<bool, KeyError> {
     let key = read_key(key_pem)?;
+    let cert = rustls::pki_types::CertificateDer::from(cert_der.to_vec());
     let provider = rustls::crypto::ring::default_provider();
-    let Ok(signing_key) = provider.key_provider.load_private_key(key) else {
-        return Ok(false);
-    };
+    // The check the admission port makes before serving a pair (`tls`): rustls' own.
     Ok(
-        match (
-            signing_key.public_key(),
-            x509::parse(cert_der, "certificate"),
-        ) {
-            (Some(spki), Ok(cert)) => spki.as_ref() == cert.public_key().raw,
-            _ => false,
-        },
+        rustls::sign::CertifiedKey::from_der(vec![cert], key, &provider)
+            .is_ok_and(|certified| certified.keys_match().is_ok()),
     )
 }
 
