@@ -483,8 +483,7 @@ fn check_list_items(value: &Value, source_name: &str) -> Result<(), ManifestErro
 fn no_objects(documents: &[Document]) -> bool {
     documents.iter().all(|document| {
         let value = &document.value;
-        // `items` absent or null is an empty list, as `check_list_items` reads it.
-        list_kind(value).is_some() && value["items"].as_array().is_none_or(Vec::is_empty)
+        is_list(value) && value["items"].as_array().is_none_or(Vec::is_empty)
     })
 }
 
@@ -530,9 +529,11 @@ pub(crate) fn list_item<'a>(item: &'a Value, list: &Value) -> Cow<'a, Value> {
     }
 }
 
-/// Whether `value` is a `List` (`v1/List`, or any `…List` kind with `items`).
+/// Whether `value` is a `List` (`v1/List`, or any `…List` kind). Its `items` are absent, null
+/// (an empty list, as kubectl reads it) or objects: `check_list_items` refused anything else
+/// when the document was read.
 pub(crate) fn is_list(value: &Value) -> bool {
-    list_kind(value).is_some() && value.get("items").is_some_and(Value::is_array)
+    list_kind(value).is_some()
 }
 
 /// The kind of a list document: `List`, or a typed one such as `DeploymentList`.
