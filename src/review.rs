@@ -1,6 +1,8 @@
 //! The admission decisions, made once for every shell: the webhook's `/mutate` and `/validate`,
 //! the Kubewarden policy, and `kubectl sidekiq inject`/`validate`.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::analysis::{self, Analysis, Context, Skip, Subject};
@@ -132,7 +134,7 @@ impl Review {
 
 /// Mutates `object`: the patch that injects sidekiq-guard, and the findings that remain after it.
 pub fn mutate(object: &Value, ctx: &Context<'_>) -> Review {
-    review(object, ctx, true, Perspective::AsInjected)
+    review(object, ctx, true, Perspective::AsInjected, None)
 }
 
 /// Mutates a copy of `object` and returns it with the review: what `kubectl sidekiq inject` and
@@ -146,10 +148,32 @@ pub fn inject(object: &Value, ctx: &Context<'_>) -> Result<(Value, Review), Appl
 
 /// Validates `object` from `perspective`, without producing a patch.
 pub fn validate(object: &Value, ctx: &Context<'_>, perspective: Perspective) -> Review {
-    review(object, ctx, false, perspective)
+    review(object, ctx, false, perspective, None)
 }
 
-fn review(object: &Value, ctx: &Context<'_>, patch: bool, perspective: Perspective) -> Review {
+/// Job run times that Sidekiq 7+ recorded, by class: read only once a workload needs them.
+pub type RecordedTimes<'t> =
+    &'t dyn Fn() -> &'t BTreeMap<String, crate::sidekiq::metrics::ClassTimes>;
+
+/// [`validate`], plus a finding for each job class whose recorded run time exceeds the
+/// workload's declared longest job (SG021). `times` is called only for a Sidekiq workload, so a
+/// caller that reads them from Redis connects only when one is found.
+pub fn validate_against(
+    object: &Value,
+    ctx: &Context<'_>,
+    perspective: Perspective,
+    times: RecordedTimes<'_>,
+) -> Review {
+    review(object, ctx, false, perspective, Some(times))
+}
+
+fn review(
+    object: &Value,
+    ctx: &Context<'_>,
+    patch: bool,
+    perspective: Perspective,
+    times: Option<RecordedTimes<'_>>,
+) -> Review {
     match analysis::analyse(object, ctx) {
         Subject::Skipped(skip) => Review::skipped(skip),
         Subject::Unresolved {
@@ -165,6 +189,15 @@ fn review(object: &Value, ctx: &Context<'_>, patch: bool, perspective: Perspecti
         },
         Subject::Sidekiq(analysis) => {
             let mut review = sidekiq(&analysis, ctx, patch, perspective);
+            if let Some(times) = times {
+                review
+                    .findings
+                    .extend(findings::classes_slower_than_declared(
+                        &analysis.workload,
+                        &analysis.settings.longest_job,
+                        times(),
+                    ));
+            }
             // Notes quote the manifest (a hook, a flag) as findings do.
             review.notes = review.notes.into_iter().map(errors::printable).collect();
             review
@@ -398,6 +431,63 @@ mod tests {
             )]
         );
         assert!(!warnings[0].chars().any(char::is_control));
+    }
+
+    #[test]
+    fn recorded_times_are_read_for_sidekiq_workloads_only_and_judged_against_the_longest_job() {
+        use std::cell::Cell;
+
+        use crate::sidekiq::metrics::{ClassTimes, Slowest};
+
+        let policy = crate::Policy::default();
+        let ctx = Context {
+            policy: &policy,
+            mode: crate::Mode::Native,
+            namespace: None,
+        };
+        let times = BTreeMap::from([(
+            "ReportJob".to_owned(),
+            ClassTimes {
+                runs: 3,
+                slowest: Some(Slowest {
+                    from_ms: 600_000,
+                    below_ms: None,
+                }),
+            },
+        )]);
+        let reads = Cell::new(0);
+        let read = || {
+            reads.set(reads.get() + 1);
+            &times
+        };
+        let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}});
+        validate_against(&service, &ctx, Perspective::AsWritten, &read);
+        assert_eq!(reads.get(), 0, "nothing to judge: Redis is not read");
+
+        // Declares 60 s (the default); ReportJob ran for 10 min or more.
+        let worker = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "w", "namespace": "shop"},
+            "spec": {"template": {"spec": {"containers": [{"name": "worker", "command": ["sidekiq"]}]}}}});
+        let review = validate_against(&worker, &ctx, Perspective::AsWritten, &read);
+        assert_eq!(reads.get(), 1);
+        let slower: Vec<_> = review
+            .findings
+            .iter()
+            .filter(|f| f.code == findings::Code::ClassSlowerThanDeclared)
+            .collect();
+        assert_eq!(slower.len(), 1, "{:?}", review.findings);
+        assert!(
+            slower[0].message.contains("ReportJob"),
+            "{}",
+            slower[0].message
+        );
+        // Without times, the same review has no such finding.
+        assert!(
+            !validate(&worker, &ctx, Perspective::AsWritten)
+                .findings
+                .iter()
+                .any(|f| f.code == findings::Code::ClassSlowerThanDeclared)
+        );
     }
 
     #[test]

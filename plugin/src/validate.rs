@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 
 use serde::Serialize;
 use serde_json::Value;
-use sidekiq_guard::analysis::{self, Subject};
 use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::redis::Reader;
 use sidekiq_guard::review::{self, Outcome, Perspective};
@@ -203,7 +202,13 @@ fn validate_value(
         return Ok(());
     }
     let ctx = offline.context();
-    let mut review = review::validate(value, &ctx, judging.perspective);
+    // SG021 from the times Redis recorded, read when the first Sidekiq workload needs them.
+    let times = || judging.times.get();
+    let review = if judging.times.reader.is_some() {
+        review::validate_against(value, &ctx, judging.perspective, &times)
+    } else {
+        review::validate(value, &ctx, judging.perspective)
+    };
     if let Some(malformed) = inject::malformed(&review) {
         unreadable.push(ManifestError::Unreadable {
             source_name: source.to_owned(),
@@ -215,17 +220,6 @@ fn validate_value(
         // Not ours; a partial workload (a kustomize patch without a pod template) or a
         // Sidekiq one left alone on purpose is worth a line on stderr.
         return inject::report(&review, value, source, offline.namespace(), err);
-    }
-    if judging.times.reader.is_some()
-        && let Subject::Sidekiq(analysis) = analysis::analyse(value, &ctx)
-    {
-        review
-            .findings
-            .extend(sidekiq_guard::findings::classes_slower_than_declared(
-                &analysis.workload,
-                &analysis.settings.longest_job,
-                judging.times.get(),
-            ));
     }
     let meta = |key: &str| {
         value
