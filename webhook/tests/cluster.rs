@@ -38,12 +38,17 @@ fn unb64(value: &Value) -> Vec<u8> {
 }
 
 async fn mode_with(api: &FakeApi) -> (Webhook, tempfile::TempDir, Client) {
+    mode_through(&api.kubeconfig).await
+}
+
+/// A webhook under `sidecar.mode: auto` that reaches its API server through `kubeconfig`.
+async fn mode_through(kubeconfig: &std::path::Path) -> (Webhook, tempfile::TempDir, Client) {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
     let serving = pki.serving();
     std::fs::write(dir.path().join("tls.crt"), &serving.cert_pem).unwrap();
     std::fs::write(dir.path().join("tls.key"), &serving.key_pem).unwrap();
-    let kubeconfig = api.kubeconfig.to_str().unwrap().to_owned();
+    let kubeconfig = kubeconfig.to_str().unwrap().to_owned();
     let webhook = Webhook::start(
         &dir.path().join("tls.crt"),
         &dir.path().join("tls.key"),
@@ -185,6 +190,41 @@ async fn auto_mode_stays_not_ready_until_the_api_server_answers() {
             .await[0]["sidecar_mode"]
             == "native"
     );
+}
+
+/// The negative control of the tests above: the webhook asks only an API server whose
+/// certificate the kubeconfig's CA signed. Another CA's server gets no request (the handshake
+/// fails before one is sent), so a server that merely answers on the address cannot choose the
+/// sidecar mode.
+#[tokio::test]
+async fn auto_mode_does_not_trust_an_api_server_its_kubeconfig_ca_did_not_sign() {
+    let api = FakeApi::start("1", "30", "v1.30.2").await;
+    let stranger = Pki::new();
+    let original = std::fs::read_to_string(&api.kubeconfig).unwrap();
+    let (line, _) = original
+        .split_once("certificate-authority-data: ")
+        .map(|(_, rest)| rest.split_once('\n').unwrap())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        original.replace(line, &b64(stranger.ca.cert_pem.as_bytes())),
+    )
+    .unwrap();
+    let (webhook, _dir, _client) = mode_through(&kubeconfig).await;
+    let message = "sidecar.mode auto needs the API server version; not ready until it answers (or set sidecar.mode to native or classic in the policy)";
+    let retries = webhook.wait_logs_with(message, 2).await;
+    for retry in &retries {
+        let error = retry["error"].as_str().unwrap();
+        assert!(
+            error.contains("invalid peer certificate: UnknownIssuer"),
+            "{error}"
+        );
+    }
+    assert_eq!(api.requests(), Vec::<String>::new());
+    let (status, _) = webhook.health_get("/readyz").await;
+    assert_eq!(status, 503);
 }
 
 #[test]
