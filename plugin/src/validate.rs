@@ -3,7 +3,7 @@
 //! times Sidekiq 7+ recorded in that Redis, as in the cluster: a CI job can check the manifests it
 //! is about to deploy against what production's jobs took.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::OnceCell;
 use std::io::{Read, Write};
 
 use serde::Serialize;
@@ -33,27 +33,43 @@ struct Judging<'a> {
 /// needs them: a run over files without one, or without the URL, never connects.
 struct RecordedTimes {
     reader: Option<Reader>,
-    read: OnceCell<Times>,
+    read: OnceCell<Reading>,
+}
+
+/// What reading the recorded times gave.
+#[derive(Default)]
+struct Reading {
+    times: Times,
     /// What reading them noted (no metrics at all).
-    notes: RefCell<Vec<String>>,
+    notes: Vec<String>,
     /// Why they could not be read: the run fails once the files' findings are printed, as for
     /// an unreadable file.
-    failure: RefCell<Option<Error>>,
+    failure: Option<Error>,
 }
 
 impl RecordedTimes {
     /// The times, read on the first call (none without a Redis, or when it cannot be read).
     fn get(&self) -> &Times {
-        self.read.get_or_init(|| {
-            let Some(reader) = &self.reader else {
-                return Times::new();
-            };
-            let mut notes = self.notes.borrow_mut();
-            crate::block_on(live::recorded_times(reader, &mut notes)).unwrap_or_else(|error| {
-                *self.failure.borrow_mut() = Some(error);
-                Times::new()
-            })
-        })
+        &self.read.get_or_init(|| self.read_once()).times
+    }
+
+    fn read_once(&self) -> Reading {
+        let Some(reader) = &self.reader else {
+            return Reading::default();
+        };
+        let mut notes = Vec::new();
+        match crate::block_on(live::recorded_times(reader, &mut notes)) {
+            Ok(times) => Reading {
+                times,
+                notes,
+                failure: None,
+            },
+            Err(error) => Reading {
+                times: Times::new(),
+                notes,
+                failure: Some(error),
+            },
+        }
     }
 }
 
@@ -151,22 +167,20 @@ pub(crate) fn run(
         times: RecordedTimes {
             reader,
             read: OnceCell::new(),
-            notes: RefCell::default(),
-            failure: RefCell::default(),
         },
     };
     let mut objects = Vec::new();
     for Document { source, value } in &input.documents {
         validate_value(value, source, &judging, &mut objects, &mut unreadable, err)?;
     }
-    let RecordedTimes { notes, failure, .. } = judging.times;
-    offline::print_notes(&notes.into_inner(), err)?;
+    let Reading { notes, failure, .. } = judging.times.read.into_inner().unwrap_or_default();
+    offline::print_notes(&notes, err)?;
     let report = Report::new(objects);
     print(&report, args.report.output, out, color)?;
     let failed = report.summarise(err)?;
     // A Redis that cannot be read fails the run, as an unreadable file does, after the findings
     // of the files (without SG021) are printed.
-    if let Some(error) = failure.into_inner() {
+    if let Some(error) = failure {
         if unreadable.is_empty() {
             return Err(error);
         }
