@@ -18,6 +18,7 @@ pub mod errors;
 pub mod findings;
 pub mod grace;
 pub mod install;
+pub mod listen;
 mod managed_fields;
 pub mod mutate;
 pub mod names;

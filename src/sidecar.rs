@@ -13,7 +13,7 @@ use crate::policy::{ResourceName, Resources, SidecarModeSetting, SidecarPolicy};
 use crate::quantity::Quantity;
 use crate::sidekiq::{self, REDIS_PROVIDER, REDIS_URL};
 use crate::workload::list;
-use crate::{duration, errors};
+use crate::{duration, errors, listen};
 
 /// Name of the injected container.
 pub const NAME: &str = "sidekiq-guard-probe";
@@ -352,7 +352,7 @@ pub fn container(spec: &Spec<'_>) -> Value {
         container.insert("imagePullPolicy".into(), json!(pull));
     }
     let mut args = vec![
-        json!(format!("--listen=0.0.0.0:{}", spec.port)),
+        json!(format!("--listen={}", listen::every_address(spec.port))),
         json!(format!(
             "--drain-budget={}",
             duration::format_secs(spec.drain_budget)
@@ -465,7 +465,7 @@ fn args_drift(existing: &Value, wanted: &Value, ignored: &[&str]) -> Vec<String>
         .iter()
         .filter_map(
             |(flag, value)| match have.iter().find(|(name, _)| name == flag) {
-                Some((_, v)) if v == value || same_duration(v, value) => None,
+                Some((_, v)) if same_value(flag, v, value) => None,
                 Some((_, v)) => Some(format!("{flag}={} (needs {})", shown(v), shown(value))),
                 None => Some(format!("no {flag} (needs {})", shown(value))),
             },
@@ -477,6 +477,13 @@ fn args_drift(existing: &Value, wanted: &Value, ignored: &[&str]) -> Vec<String>
             .map(|(flag, _)| format!("{flag} (not set by sidekiq-guard)")),
     );
     drift
+}
+
+/// Whether the probe reads `flag` set to `have` as it reads it set to `want`.
+fn same_value(flag: &str, have: &str, want: &str) -> bool {
+    have == want
+        || same_duration(have, want)
+        || (flag == "--listen" && listen::same_listen(have, want))
 }
 
 /// `140s` and `2m20s`: the probe reads both alike.
@@ -1052,7 +1059,7 @@ mod tests {
         assert_eq!(
             container["args"],
             json!([
-                "--listen=0.0.0.0:7434",
+                "--listen=[::]:7434",
                 "--drain-budget=5m20s",
                 "--mode=native"
             ])
@@ -1080,7 +1087,7 @@ mod tests {
         assert_eq!(
             classic["args"],
             json!([
-                "--listen=0.0.0.0:7434",
+                "--listen=[::]:7434",
                 "--drain-budget=5m20s",
                 "--mode=classic",
                 "--exit-deadline=5m50s"
@@ -1095,7 +1102,7 @@ mod tests {
         assert_eq!(
             namespaced["args"],
             json!([
-                "--listen=0.0.0.0:7434",
+                "--listen=[::]:7434",
                 "--drain-budget=5m20s",
                 "--mode=native",
                 "--redis-namespace=myapp"

@@ -162,7 +162,7 @@ fn a_deployment_with_minus_t_60_and_a_ten_minute_job() {
     assert_eq!(
         spec["initContainers"][0]["args"],
         json!([
-            "--listen=0.0.0.0:7434",
+            "--listen=[::]:7434",
             "--drain-budget=10m20s",
             "--mode=native"
         ])
@@ -1598,7 +1598,7 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
     });
     assert_eq!(
         listening,
-        warning("--listen=0.0.0.0:9999 (needs 0.0.0.0:7434), --settle (not set by sidekiq-guard)")
+        warning("--listen=0.0.0.0:9999 (needs [::]:7434), --settle (not set by sidekiq-guard)")
     );
     // The hook calls it elsewhere, the sidecar being current.
     let elsewhere = edited(&|o| {
@@ -1609,7 +1609,8 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
         elsewhere,
         warning("the preStop hook calls /drain on port 7435 (the probe listens on 7434)")
     );
-    // What the image, resources or the API server's defaults change is not a difference here.
+    // What the image, resources, the API server's defaults or an earlier version's listening
+    // address change is not a difference here.
     let defaulted = edited(&|o| {
         let container = sidecar(o);
         container["image"] = json!("mirror.example.com/sidekiq-guard:v0.0.9");
@@ -1621,6 +1622,8 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
             .unwrap()
             .push(json!({"name": "DD_AGENT_HOST", "value": "10.0.0.1"}));
         container["args"][1] = json!("--drain-budget=140s");
+        // Injected before sidecars listened on every address of both families.
+        container["args"][0] = json!("--listen=0.0.0.0:7434");
         for entry in container["env"].as_array_mut().unwrap() {
             if entry["valueFrom"]["fieldRef"].is_object() {
                 entry["valueFrom"]["fieldRef"]["apiVersion"] = json!("v1");

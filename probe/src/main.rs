@@ -15,6 +15,7 @@ mod monitor;
 mod server;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -75,15 +76,31 @@ fn init_logging(args: &Args) {
     }
 }
 
+/// Listens on `addr`, or on IPv4 alone when `addr` is `[::]` and the node has no IPv6
+/// ([`sidekiq_guard::listen`]).
+async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Err(err) => {
+            let ipv4 = sidekiq_guard::listen::ipv4_instead(addr, &err).ok_or(err)?;
+            warn!(listen = %ipv4, "no IPv6 on this node; listening on IPv4 only");
+            TcpListener::bind(ipv4).await
+        }
+        bound => bound,
+    }
+}
+
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let reader = Reader::new(settings.redis.clone()).context("Redis settings")?;
-    let listener = TcpListener::bind(settings.listen)
+    let listener = bind(settings.listen)
         .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let listening = listener
+        .local_addr()
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     info!(
         version = sidekiq_guard::VERSION,
-        listen = %settings.listen,
+        listen = %listening,
         hostname = %settings.hostname,
         hostname_from = settings.hostname_source.as_str(),
         pod = settings.pod_name.as_deref().unwrap_or(""),

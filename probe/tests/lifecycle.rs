@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -288,6 +289,26 @@ fn a_provider_holding_a_url_is_refused_without_showing_the_password() {
     assert_eq!(lines[0]["message"], "fatal");
     let error = lines[0]["error"].as_str().unwrap();
     assert!(error.starts_with("invalid settings: Redis settings: REDIS_PROVIDER holds a URL (redis://:***@redis:6379/0)"), "{error}");
+}
+
+/// The injected sidecar listens on `[::]`: the kubelet's probes and preStop reach it at the
+/// pod's IPv4 address and at its IPv6 one alike (IPv6-only and IPv6-first clusters).
+#[test]
+fn listening_on_every_address_answers_ipv4_and_ipv6() {
+    let redis = RedisServer::start();
+    let probe = Probe::start_listening_on("[::]", &redis.url(), "dual", &[], &[]);
+    for ip in ["127.0.0.1", "::1"] {
+        let addr = SocketAddr::new(ip.parse().unwrap(), probe.port);
+        let reply = http_at(addr, "GET", "/livez", Duration::from_secs(5)).unwrap();
+        assert_eq!(reply.status, 200, "{addr}: {reply:?}");
+    }
+    assert!(
+        probe
+            .log()
+            .contains(&format!("listen=[::]:{} ", probe.port)),
+        "{}",
+        probe.log()
+    );
 }
 
 #[test]

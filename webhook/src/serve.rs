@@ -102,10 +102,8 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
     });
 
     let bind_error = |addr| move |source| ServeError::Bind { addr, source };
-    let health_listener =
-        std::net::TcpListener::bind(config.health_addr).map_err(bind_error(config.health_addr))?;
-    let admission_listener =
-        std::net::TcpListener::bind(config.addr).map_err(bind_error(config.addr))?;
+    let health_listener = bind(config.health_addr).map_err(bind_error(config.health_addr))?;
+    let admission_listener = bind(config.addr).map_err(bind_error(config.addr))?;
     let health_addr = health_listener
         .local_addr()
         .map_err(bind_error(config.health_addr))?;
@@ -238,6 +236,16 @@ impl Background {
             .graceful_shutdown(Some(Duration::from_secs(1)));
         let _ = tokio::time::timeout(Duration::from_secs(2), self.health_server).await;
     }
+}
+
+/// Listens on `addr`, or on IPv4 alone when `addr` is `[::]` (as the manifests have it) and the
+/// node has no IPv6 ([`sidekiq_guard::listen`]).
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr).or_else(|err| {
+        let ipv4 = sidekiq_guard::listen::ipv4_instead(addr, &err).ok_or(err)?;
+        tracing::warn!(listen = %ipv4, "no IPv6 on this node; listening on IPv4 only");
+        std::net::TcpListener::bind(ipv4)
+    })
 }
 
 fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Error {

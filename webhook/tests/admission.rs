@@ -24,6 +24,10 @@ struct Setup {
 }
 
 fn start(policy: &str, extra: &[&str]) -> Setup {
+    start_on("127.0.0.1", policy, extra)
+}
+
+fn start_on(host: &str, policy: &str, extra: &[&str]) -> Setup {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
     let serving = pki.serving();
@@ -31,7 +35,7 @@ fn start(policy: &str, extra: &[&str]) -> Setup {
     let key = dir.path().join("tls.key");
     std::fs::write(&cert, &serving.cert_pem).unwrap();
     std::fs::write(&key, &serving.key_pem).unwrap();
-    let webhook = Webhook::start(&cert, &key, policy, extra);
+    let webhook = Webhook::start_on(host, &cert, &key, policy, extra);
     Setup {
         _dir: dir,
         webhook,
@@ -253,6 +257,29 @@ async fn a_policy_that_forces_classic_sidecars_gets_them_from_the_server() {
             .await,
         1.0
     );
+}
+
+/// The manifests have the webhook listen on `[::]`: the API server reaches it through an IPv4
+/// or an IPv6 Service address alike (IPv6-only and IPv6-first clusters).
+#[tokio::test]
+async fn listening_on_every_address_answers_ipv4_and_ipv6() {
+    let setup = start_on("[::]", WARN, &[]);
+    let webhook = &setup.webhook;
+    assert_eq!(webhook.admission.ip().to_string(), "::");
+    for ip in ["127.0.0.1", "::1"] {
+        let addr = std::net::SocketAddr::new(ip.parse().unwrap(), webhook.admission.port());
+        let mut conn = setup.client.connect(addr).await.unwrap();
+        let answer = conn
+            .post(
+                "/mutate",
+                common::read("tests/data/admission/create-pod-rails-worker.json"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{addr}");
+        assert!(answer.json()["response"]["patch"].is_string(), "{addr}");
+    }
+    webhook.wait_ready(true, Duration::from_secs(10)).await;
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ pub mod redis_server;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
@@ -37,11 +37,26 @@ pub struct Reply {
 
 /// One HTTP/1.1 request on a fresh connection, as the kubelet sends its probes.
 pub fn http(port: u16, method: &str, path: &str, timeout: Duration) -> Result<Reply, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    http_at(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        method,
+        path,
+        timeout,
+    )
+}
+
+/// [`http`] to `addr`, as the kubelet sends its probes to the pod's address.
+pub fn http_at(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<Reply, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(timeout)).unwrap();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
@@ -79,10 +94,21 @@ impl Probe {
         args: &[&str],
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Self {
+        Self::start_listening_on("127.0.0.1", redis_url, hostname, args, env)
+    }
+
+    /// [`Probe::start_with_env`] listening on `host` (`[::]`, say) at a free port.
+    pub fn start_listening_on(
+        host: &str,
+        redis_url: &str,
+        hostname: &str,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Self {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-probe"));
         command
-            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--listen={host}:{port}"))
             .arg(format!("--hostname={hostname}"))
             .args(["--log-format=text", "--log-level=debug"])
             .args(args)

@@ -146,6 +146,11 @@ impl Webhook {
     /// Starts `serve` on loopback ports chosen by the OS with JSON logs, and waits until it
     /// reports its addresses.
     pub fn start(cert: &Path, key: &Path, policy: &str, extra: &[&str]) -> Self {
+        Self::start_on("127.0.0.1", cert, key, policy, extra)
+    }
+
+    /// [`Webhook::start`] listening on `host` (`[::]`, say).
+    pub fn start_on(host: &str, cert: &Path, key: &Path, policy: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap().keep();
         let policy_file = dir.join("policy.yaml");
         std::fs::write(&policy_file, policy).unwrap();
@@ -156,7 +161,8 @@ impl Webhook {
             .arg(cert)
             .arg("--tls-key")
             .arg(key)
-            .args(["--addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"])
+            .args(["--addr", &format!("{host}:0")])
+            .args(["--health-addr", &format!("{host}:0")])
             .arg("--policy")
             .arg(&policy_file)
             .args(["--cert-reload-interval", "100ms"])

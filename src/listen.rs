@@ -1,0 +1,95 @@
+//! Where sidekiq-guard's servers listen: on every address of the pod, IPv4 and IPv6 alike.
+//!
+//! The kubelet sends probes and `httpGet` preStop hooks to the pod's primary IP, and the API
+//! server reaches the webhook through its Service's cluster IP: in an IPv6-only cluster (EKS in
+//! IPv6 mode, say) or a dual-stack one whose primary family is IPv6, both are IPv6 addresses,
+//! which a socket bound to `0.0.0.0` never answers — the probes fail, liveness restarts Sidekiq
+//! over and over, and the webhook is never called. So the injected sidecar and the manifests
+//! listen on `[::]`, which Linux answers for both families (`net.ipv6.bindv6only` is 0 unless a
+//! pod sets it, an unsafe sysctl). A node whose kernel has no IPv6 at all (`ipv6.disable=1`)
+//! refuses the IPv6 socket itself; the shells then listen on `0.0.0.0` instead
+//! ([`ipv4_instead`]), which is all such a node can reach anyway. Interfaces with IPv6 merely
+//! switched off (`disable_ipv6`) still bind `[::]` and answer IPv4 through it.
+//!
+//! The defaults of `--listen`, `--addr` and `--health-addr` stay `0.0.0.0:PORT`, as the
+//! contract fixes them; only what sidekiq-guard writes into pods and manifests says `[::]`.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Linux's `EAFNOSUPPORT`: the kernel was built or booted without IPv6. `std` reports it as an
+/// uncategorised error, so it is told by number (sidekiq-guard's servers run on Linux only).
+const EAFNOSUPPORT: i32 = 97;
+
+/// Every address of the pod, both families, on `port`: what injected sidecars and the manifests
+/// listen on.
+pub fn every_address(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)
+}
+
+/// The address to listen on instead of `addr`, when binding `addr` failed with `err` because
+/// the node has no IPv6: `0.0.0.0` on the same port, for the IPv6 wildcard only. `None` for any
+/// other address or error, which is the caller's to report (a port in use stays an error).
+pub fn ipv4_instead(addr: SocketAddr, err: &io::Error) -> Option<SocketAddr> {
+    let no_ipv6 =
+        err.raw_os_error() == Some(EAFNOSUPPORT) || err.kind() == io::ErrorKind::AddrNotAvailable;
+    (no_ipv6 && addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED))
+        .then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()))
+}
+
+/// Whether `a` and `b`, two `--listen` values, listen alike: equal, or the same port on either
+/// wildcard address. Pods injected before sidecars listened on `[::]` carry `0.0.0.0:PORT`;
+/// their probes answer the same on the IPv4 clusters they were injected in, so they are not
+/// reported as stale for it.
+pub fn same_listen(a: &str, b: &str) -> bool {
+    match (a.parse::<SocketAddr>(), b.parse::<SocketAddr>()) {
+        (Ok(a), Ok(b)) => a == b || (a.port() == b.port() && is_wildcard(a) && is_wildcard(b)),
+        _ => a == b,
+    }
+}
+
+fn is_wildcard(addr: SocketAddr) -> bool {
+    addr.ip().is_unspecified()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn every_address_is_the_ipv6_wildcard() {
+        assert_eq!(every_address(7434).to_string(), "[::]:7434");
+    }
+
+    #[test]
+    fn a_node_without_ipv6_listens_on_ipv4_instead() {
+        let no_family = io::Error::from_raw_os_error(EAFNOSUPPORT);
+        let not_available = io::Error::from(io::ErrorKind::AddrNotAvailable);
+        for err in [&no_family, &not_available] {
+            assert_eq!(
+                ipv4_instead(addr("[::]:7434"), err),
+                Some(addr("0.0.0.0:7434"))
+            );
+        }
+        // A port in use, or an address the user chose, stays the error it is.
+        let in_use = io::Error::from(io::ErrorKind::AddrInUse);
+        assert_eq!(ipv4_instead(addr("[::]:7434"), &in_use), None);
+        assert_eq!(ipv4_instead(addr("[::1]:7434"), &no_family), None);
+        assert_eq!(ipv4_instead(addr("0.0.0.0:7434"), &not_available), None);
+    }
+
+    #[test]
+    fn wildcards_on_the_same_port_listen_alike() {
+        assert!(same_listen("0.0.0.0:7434", "[::]:7434"));
+        assert!(same_listen("[::]:7434", "[::]:7434"));
+        assert!(same_listen("127.0.0.1:7434", "127.0.0.1:7434"));
+        assert!(!same_listen("0.0.0.0:9999", "[::]:7434"));
+        assert!(!same_listen("127.0.0.1:7434", "[::]:7434"));
+        assert!(!same_listen("localhost:7434", "[::]:7434"));
+        assert!(same_listen("localhost:7434", "localhost:7434"));
+    }
+}
