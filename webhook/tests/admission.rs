@@ -270,12 +270,11 @@ async fn listening_on_every_address_answers_ipv4_and_ipv6() {
         let addr = std::net::SocketAddr::new(ip.parse().unwrap(), webhook.admission.port());
         let mut conn = setup.client.connect(addr).await.unwrap();
         let answer = conn
-            .post(
+            .post_file(
                 "/mutate",
-                common::read("tests/data/admission/create-pod-rails-worker.json"),
+                "tests/data/admission/create-pod-rails-worker.json",
             )
-            .await
-            .unwrap();
+            .await;
         assert_eq!(answer.status, 200, "{addr}");
         assert!(answer.json()["response"]["patch"].is_string(), "{addr}");
     }
@@ -309,12 +308,8 @@ async fn malformed_reviews_get_400_with_a_status_naming_the_problem() {
     }
     // The connection survives bad requests.
     let ok = conn
-        .post(
-            "/mutate",
-            common::read("tests/data/admission/create-pod-web.json"),
-        )
-        .await
-        .unwrap();
+        .post_file("/mutate", "tests/data/admission/create-pod-web.json")
+        .await;
     assert_eq!(ok.status, 200);
     assert_eq!(
         setup
@@ -813,20 +808,15 @@ async fn metrics_and_logs_record_each_decision() {
     let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
     for _ in 0..3 {
         let answer = conn
-            .post(
+            .post_file(
                 "/mutate",
-                common::read("tests/data/admission/create-pod-rails-worker.json"),
+                "tests/data/admission/create-pod-rails-worker.json",
             )
-            .await
-            .unwrap();
+            .await;
         assert_eq!(answer.status, 200);
     }
-    conn.post(
-        "/mutate",
-        common::read("tests/data/admission/create-pod-web.json"),
-    )
-    .await
-    .unwrap();
+    conn.post_file("/mutate", "tests/data/admission/create-pod-web.json")
+        .await;
     // A dry run (`kubectl apply --dry-run=server`) is answered the same, but injects nothing.
     let mut dry = common::json("tests/data/admission/create-pod-rails-worker.json");
     dry["request"]["dryRun"] = json!(true);
@@ -836,12 +826,8 @@ async fn metrics_and_logs_record_each_decision() {
         .await
         .unwrap();
     assert_eq!(answer.json()["response"]["patchType"], "JSONPatch");
-    conn.post(
-        "/validate",
-        common::read("tests/data/admission/create-rails-worker.json"),
-    )
-    .await
-    .unwrap();
+    conn.post_file("/validate", "tests/data/admission/create-rails-worker.json")
+        .await;
     let metric = |s: &'static str| setup.webhook.metric(s);
     assert_eq!(
         metric("sidekiq_guard_webhook_requests_total{endpoint=\"mutate\",result=\"mutated\"}")

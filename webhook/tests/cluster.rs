@@ -71,12 +71,11 @@ async fn sidecar_mode_auto_follows_the_api_server_version() {
         assert_eq!(api.requests(), ["GET /version"]);
         let mut conn = client.connect(webhook.admission).await.unwrap();
         let review = conn
-            .post(
+            .post_file(
                 "/mutate",
-                common::read("tests/data/admission/create-pod-rails-worker.json"),
+                "tests/data/admission/create-pod-rails-worker.json",
             )
             .await
-            .unwrap()
             .json();
         let patch: Value = serde_json::from_slice(&unb64(&review["response"]["patch"])).unwrap();
         // Native: the pod had no init containers, so the list is added with the sidecar in
@@ -174,12 +173,11 @@ async fn auto_mode_stays_not_ready_until_the_api_server_answers() {
     webhook.wait_ready(true, Duration::from_secs(10)).await;
     let mut conn = client.connect(webhook.admission).await.unwrap();
     let answer = conn
-        .post(
+        .post_file(
             "/mutate",
-            common::read("tests/data/admission/create-pod-rails-worker.json"),
+            "tests/data/admission/create-pod-rails-worker.json",
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(answer.status, 200);
     assert!(
         webhook
@@ -387,12 +385,11 @@ async fn certs_install_creates_trusts_renews_and_is_idempotent() {
         .await
         .unwrap();
     let answer = conn
-        .post(
+        .post_file(
             "/mutate",
-            common::read("tests/data/admission/create-pod-rails-worker.json"),
+            "tests/data/admission/create-pod-rails-worker.json",
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(answer.status, 200);
     drop(webhook);
 

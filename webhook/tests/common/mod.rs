@@ -399,6 +399,11 @@ impl Conn {
         self.request("POST", path, body.into()).await
     }
 
+    /// Posts the fixture at `relative` (from the repository root) to `path`.
+    pub async fn post_file(&mut self, path: &str, relative: &str) -> Answer {
+        self.post(path, read(relative)).await.unwrap()
+    }
+
     pub async fn request(
         &mut self,
         method: &str,
