@@ -307,9 +307,15 @@ pub fn evaluate(
 /// webhook replaces such a sidecar in every pod it admits, `kubectl sidekiq inject` in a
 /// template.
 pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
+    let ipv4_pod = is_ipv4_pod(&analysis.workload);
     let drift_of = |at: &crate::analysis::Placement, ignored: &[&str]| {
         let current = at.container(&analysis.workload)?;
-        Some(sidecar::drift(current, &plan.sidecar_container, ignored))
+        Some(sidecar::drift(
+            current,
+            &plan.sidecar_container,
+            ignored,
+            ipv4_pod,
+        ))
     };
     let (at, mut drift) = match (&plan.sidecar, analysis.state.sidecar) {
         (SidecarAction::Replace(at), _) => (*at, drift_of(at, &[])?),
@@ -353,6 +359,16 @@ pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
         ),
         "inject again (kubectl sidekiq inject replaces the container): a drain ends at the sidecar's own budget, and a probe listening or reading elsewhere answers for nothing".into(),
     ))
+}
+
+/// A running pod whose primary IP, the one the kubelet probes, is IPv4.
+fn is_ipv4_pod(workload: &Workload<'_>) -> bool {
+    workload.kind == Kind::Pod
+        && workload
+            .object
+            .at("/status/podIP")
+            .and_then(Value::as_str)
+            .is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
 }
 
 /// Findings for a Sidekiq workload whose Sidekiq container cannot be told.

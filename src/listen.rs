@@ -18,7 +18,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Linux's `EAFNOSUPPORT`: the kernel was built or booted without IPv6. `std` reports it as an
-/// uncategorised error, so it is told by number (sidekiq-guard's servers run on Linux only).
+/// uncategorised error, so it is told by number: 97 on x86-64 and arm64, the architectures the
+/// image is built for (MIPS, SPARC and Alpha number it otherwise).
 const EAFNOSUPPORT: i32 = 97;
 
 /// Every address of the pod, both families, on `port`: what injected sidecars and the manifests
@@ -30,26 +31,31 @@ pub fn every_address(port: u16) -> SocketAddr {
 /// The address to listen on instead of `addr`, when binding `addr` failed with `err` because
 /// the node has no IPv6: `0.0.0.0` on the same port, for the IPv6 wildcard only. `None` for any
 /// other address or error, which is the caller's to report (a port in use stays an error).
+/// Interfaces with IPv6 switched off (`disable_ipv6`) still bind the wildcard: only a kernel
+/// without IPv6 refuses it, and it refuses the socket itself.
 pub fn ipv4_instead(addr: SocketAddr, err: &io::Error) -> Option<SocketAddr> {
-    let no_ipv6 =
-        err.raw_os_error() == Some(EAFNOSUPPORT) || err.kind() == io::ErrorKind::AddrNotAvailable;
-    (no_ipv6 && addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED))
+    (err.raw_os_error() == Some(EAFNOSUPPORT) && addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED))
         .then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()))
 }
 
-/// Whether `a` and `b`, two `--listen` values, listen alike: equal, or the same port on either
-/// wildcard address. Pods injected before sidecars listened on `[::]` carry `0.0.0.0:PORT`;
-/// their probes answer the same on the IPv4 clusters they were injected in, so they are not
-/// reported as stale for it.
-pub fn same_listen(a: &str, b: &str) -> bool {
-    match (a.parse::<SocketAddr>(), b.parse::<SocketAddr>()) {
-        (Ok(a), Ok(b)) => a == b || (a.port() == b.port() && is_wildcard(a) && is_wildcard(b)),
-        _ => a == b,
+/// Whether a probe given `--listen=have` answers the kubelet where one given `--listen=want`
+/// does, in a pod whose primary IP is known to be IPv4 (`ipv4_pod`) or not. Pods injected
+/// before sidecars listened on `[::]` carry `0.0.0.0:PORT`, which answers alike only there: in
+/// a template, or a pod of an IPv6-first cluster, it is the difference that fails the probes.
+pub fn answers_alike(have: &str, want: &str, ipv4_pod: bool) -> bool {
+    if have == want {
+        return true;
     }
-}
-
-fn is_wildcard(addr: SocketAddr) -> bool {
-    addr.ip().is_unspecified()
+    match (have.parse::<SocketAddr>(), want.parse::<SocketAddr>()) {
+        (Ok(have), Ok(want)) => {
+            have == want
+                || (ipv4_pod
+                    && have.port() == want.port()
+                    && have.ip().is_unspecified()
+                    && want.ip().is_unspecified())
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -67,29 +73,31 @@ mod tests {
 
     #[test]
     fn a_node_without_ipv6_listens_on_ipv4_instead() {
-        let no_family = io::Error::from_raw_os_error(EAFNOSUPPORT);
-        let not_available = io::Error::from(io::ErrorKind::AddrNotAvailable);
-        for err in [&no_family, &not_available] {
-            assert_eq!(
-                ipv4_instead(addr("[::]:7434"), err),
-                Some(addr("0.0.0.0:7434"))
-            );
-        }
-        // A port in use, or an address the user chose, stays the error it is.
+        let no_ipv6 = io::Error::from_raw_os_error(EAFNOSUPPORT);
+        assert_eq!(
+            ipv4_instead(addr("[::]:7434"), &no_ipv6),
+            Some(addr("0.0.0.0:7434"))
+        );
+        // A port in use, an address missing from the interfaces, or an address the user chose
+        // stays the error it is.
         let in_use = io::Error::from(io::ErrorKind::AddrInUse);
+        let not_available = io::Error::from(io::ErrorKind::AddrNotAvailable);
         assert_eq!(ipv4_instead(addr("[::]:7434"), &in_use), None);
-        assert_eq!(ipv4_instead(addr("[::1]:7434"), &no_family), None);
-        assert_eq!(ipv4_instead(addr("0.0.0.0:7434"), &not_available), None);
+        assert_eq!(ipv4_instead(addr("[::]:7434"), &not_available), None);
+        assert_eq!(ipv4_instead(addr("[::1]:7434"), &no_ipv6), None);
+        assert_eq!(ipv4_instead(addr("0.0.0.0:7434"), &no_ipv6), None);
     }
 
     #[test]
-    fn wildcards_on_the_same_port_listen_alike() {
-        assert!(same_listen("0.0.0.0:7434", "[::]:7434"));
-        assert!(same_listen("[::]:7434", "[::]:7434"));
-        assert!(same_listen("127.0.0.1:7434", "127.0.0.1:7434"));
-        assert!(!same_listen("0.0.0.0:9999", "[::]:7434"));
-        assert!(!same_listen("127.0.0.1:7434", "[::]:7434"));
-        assert!(!same_listen("localhost:7434", "[::]:7434"));
-        assert!(same_listen("localhost:7434", "localhost:7434"));
+    fn wildcards_on_the_same_port_answer_alike_in_an_ipv4_pod_only() {
+        assert!(answers_alike("0.0.0.0:7434", "[::]:7434", true));
+        assert!(!answers_alike("0.0.0.0:7434", "[::]:7434", false));
+        assert!(answers_alike("[::]:7434", "[::]:7434", false));
+        assert!(answers_alike("[0::0]:7434", "[::]:7434", false));
+        assert!(answers_alike("127.0.0.1:7434", "127.0.0.1:7434", false));
+        assert!(!answers_alike("0.0.0.0:9999", "[::]:7434", true));
+        assert!(!answers_alike("127.0.0.1:7434", "[::]:7434", true));
+        assert!(!answers_alike("localhost:7434", "[::]:7434", true));
+        assert!(answers_alike("localhost:7434", "localhost:7434", false));
     }
 }

@@ -464,10 +464,23 @@ impl Plan {
         // The name is sidekiq-guard's: a container of the user's that bears it is replaced, and
         // the response says so rather than dropping it silently.
         match &self.sidecar {
-            SidecarAction::Replace(_) => warnings.push(format!(
-                "replaced container {} with the current definition (it is managed by sidekiq-guard; customise it through the policy)",
-                sidecar::NAME
-            )),
+            SidecarAction::Replace(at) => {
+                // What the probe does differently, when that is what changed (a longer job, a
+                // sidecar of an earlier version); else its image, resources or security.
+                let drift = at
+                    .container(&analysis.workload)
+                    .map(|current| sidecar::drift(current, &self.sidecar_container, &[], false))
+                    .unwrap_or_default();
+                let what = if drift.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}; ", drift.join(", "))
+                };
+                warnings.push(format!(
+                    "replaced container {} with the current definition ({what}it is managed by sidekiq-guard; customise it through the policy)",
+                    sidecar::NAME
+                ));
+            }
             SidecarAction::Move(from) => {
                 let to = match from.mode {
                     Mode::Native => Mode::Classic,

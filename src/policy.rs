@@ -2,7 +2,7 @@
 //! (`--policy FILE`) and the Kubewarden policy (its settings).
 //!
 //! Every key is optional; unknown keys and bad values are errors naming their path, e.g.
-//! `sidecar.mode: unknown variant "nativ", expected one of native, classic, auto`.
+//! ``policy sidecar.mode: unknown variant `nativ`, expected one of `auto`, `native`, `classic` ``.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -299,9 +299,11 @@ pub(crate) fn reach(get: &Value, container: &Value, host_network: bool) -> Reach
         return Reach::Elsewhere(format!("over {}", errors::truncate(scheme, 10)));
     }
     let host = get.get("host").and_then(Value::as_str).unwrap_or("");
-    // Under hostNetwork the node's loopback is the pod's.
-    let reaches_pod = host.is_empty()
-        || (host_network && matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]"));
+    // Under hostNetwork the node's loopback is the pod's. The kubelet writes `host` into the
+    // URL as an IPv6 address when it has a colon (`[::1]:7434`), so `[::1]`, brackets and all,
+    // makes an address it cannot call.
+    let reaches_pod =
+        host.is_empty() || (host_network && matches!(host, "localhost" | "127.0.0.1" | "::1"));
     if !reaches_pod {
         return Reach::Elsewhere(format!("on host {}", errors::quoted(host, 40)));
     }
@@ -422,9 +424,10 @@ pub fn is_current(existing: &Value, wanted: &Value) -> bool {
 /// Empty when it works alike, whatever its image, resources or security settings: those are
 /// [`is_current`]'s business, and a cluster's webhook may well run another image.
 /// Flags left out of the comparison (`ignored`): [`PLACEMENT_FLAGS`] for a sidecar in the other
-/// list, which the mutation moves anyway.
-pub fn drift(existing: &Value, wanted: &Value, ignored: &[&str]) -> Vec<String> {
-    let mut drift = args_drift(existing, wanted, ignored);
+/// list, which the mutation moves anyway. In a pod whose primary IP is IPv4 (`ipv4_pod`), an
+/// earlier version's `--listen=0.0.0.0:PORT` answers as `[::]` does ([`listen::answers_alike`]).
+pub fn drift(existing: &Value, wanted: &Value, ignored: &[&str], ipv4_pod: bool) -> Vec<String> {
+    let mut drift = args_drift(existing, wanted, ignored, ipv4_pod);
     let port = |c: &Value| c.at("/ports/0/containerPort").cloned();
     if port(existing) != port(wanted) {
         drift.push(format!(
@@ -450,7 +453,7 @@ pub const PLACEMENT_FLAGS: [&str; 2] = ["--mode", "--exit-deadline"];
 
 /// `--flag=value` arguments of `existing` that `wanted` sets otherwise, lacks, or does not set,
 /// but for the `ignored` flags.
-fn args_drift(existing: &Value, wanted: &Value, ignored: &[&str]) -> Vec<String> {
+fn args_drift(existing: &Value, wanted: &Value, ignored: &[&str], ipv4_pod: bool) -> Vec<String> {
     fn flags<'c>(container: &'c Value, ignored: &[&str]) -> Vec<(&'c str, &'c str)> {
         list(container, "args")
             .iter()
@@ -465,7 +468,7 @@ fn args_drift(existing: &Value, wanted: &Value, ignored: &[&str]) -> Vec<String>
         .iter()
         .filter_map(
             |(flag, value)| match have.iter().find(|(name, _)| name == flag) {
-                Some((_, v)) if same_value(flag, v, value) => None,
+                Some((_, v)) if same_value(flag, v, value, ipv4_pod) => None,
                 Some((_, v)) => Some(format!("{flag}={} (needs {})", shown(v), shown(value))),
                 None => Some(format!("no {flag} (needs {})", shown(value))),
             },
@@ -479,11 +482,11 @@ fn args_drift(existing: &Value, wanted: &Value, ignored: &[&str]) -> Vec<String>
     drift
 }
 
-/// Whether the probe reads `flag` set to `have` as it reads it set to `want`.
-fn same_value(flag: &str, have: &str, want: &str) -> bool {
+/// Whether the probe works alike with `flag` set to `have` as with it set to `want`.
+fn same_value(flag: &str, have: &str, want: &str, ipv4_pod: bool) -> bool {
     have == want
         || same_duration(have, want)
-        || (flag == "--listen" && listen::same_listen(have, want))
+        || (flag == "--listen" && listen::answers_alike(have, want, ipv4_pod))
 }
 
 /// `140s` and `2m20s`: the probe reads both alike.
@@ -860,6 +863,31 @@ mod tests {
 
     fn names(values: &[Value]) -> Vec<&str> {
         values.iter().map(|e| e["name"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn only_the_pods_own_address_or_its_shared_loopback_reaches_the_probe() {
+        let container = json!({"name": "worker"});
+        let reach = |host: &str, host_network: bool| {
+            reach(
+                &json!({"host": host, "port": 7434, "path": "/livez"}),
+                &container,
+                host_network,
+            )
+        };
+        assert_eq!(reach("", false), Reach::Pod(Some(7434)));
+        for host in ["localhost", "127.0.0.1", "::1"] {
+            assert_eq!(reach(host, true), Reach::Pod(Some(7434)), "{host}");
+            assert_eq!(
+                reach(host, false),
+                Reach::Elsewhere(format!("on host \"{host}\"")),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            reach("[::1]", true),
+            Reach::Elsewhere("on host \"[::1]\"".to_owned())
+        );
     }
 
     #[test]

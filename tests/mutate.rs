@@ -785,6 +785,49 @@ fn a_users_container_bearing_the_probes_name_is_never_dropped_silently() {
     );
 }
 
+/// A pod injected by an earlier version listens on `0.0.0.0`: the kubelet reaches it only at an
+/// IPv4 primary address, so it is stale in a pod of any other (or unknown) address, and the
+/// webhook replaces it in a pod it admits, saying what changed.
+#[test]
+fn a_sidecar_listening_on_ipv4_only_is_stale_unless_the_pod_is_ipv4() {
+    let policy = Policy::default();
+    let (_, mut pod) = mutate_and_apply(
+        &load("tests/data/objects/pod-rails-worker.json"),
+        &policy,
+        Mode::Native,
+    );
+    pod["spec"]["initContainers"][0]["args"][0] = json!("--listen=0.0.0.0:7434");
+    let ctx = ctx(&policy, Mode::Native);
+    let stale = |pod_ip: Option<&str>| {
+        let mut pod = pod.clone();
+        if let Some(ip) = pod_ip {
+            pod["status"] = json!({"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]});
+        }
+        findings_of(&pod, &ctx, Code::ProbeSidecarStale)
+            .into_iter()
+            .map(|f| (f.severity, f.message))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stale(Some("10.42.1.17")), vec![]);
+    let error = vec![(
+        Severity::Error,
+        "container worker and its sidekiq-guard-probe container do not match: --listen=0.0.0.0:7434 (needs [::]:7434)".to_owned(),
+    )];
+    assert_eq!(stale(Some("fd00:10:42::17")), error);
+    assert_eq!(stale(None), error);
+
+    let (review, replaced) = mutate_and_apply(&pod, &policy, Mode::Native);
+    assert_eq!(
+        replaced["spec"]["initContainers"][0]["args"][0],
+        "--listen=[::]:7434"
+    );
+    assert!(
+        review.notes.contains(&"replaced container sidekiq-guard-probe with the current definition (--listen=0.0.0.0:7434 (needs [::]:7434); it is managed by sidekiq-guard; customise it through the policy)".to_owned()),
+        "{:?}",
+        review.notes
+    );
+}
+
 #[test]
 fn a_changed_longest_job_updates_grace_budget_and_status() {
     let pod = load("tests/data/objects/pod-rails-worker.json");
@@ -1609,8 +1652,14 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
         elsewhere,
         warning("the preStop hook calls /drain on port 7435 (the probe listens on 7434)")
     );
-    // What the image, resources, the API server's defaults or an earlier version's listening
-    // address change is not a difference here.
+    // Injected by an earlier version, which listened on IPv4 only: the pods of this template
+    // may run in an IPv6-first cluster, where the kubelet's probes would not reach it.
+    let ipv4_only = edited(&|o| sidecar(o)["args"][0] = json!("--listen=0.0.0.0:7434"));
+    assert_eq!(
+        ipv4_only,
+        warning("--listen=0.0.0.0:7434 (needs [::]:7434)")
+    );
+    // What the image, resources or the API server's defaults change is not a difference here.
     let defaulted = edited(&|o| {
         let container = sidecar(o);
         container["image"] = json!("mirror.example.com/sidekiq-guard:v0.0.9");
@@ -1622,8 +1671,6 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
             .unwrap()
             .push(json!({"name": "DD_AGENT_HOST", "value": "10.0.0.1"}));
         container["args"][1] = json!("--drain-budget=140s");
-        // Injected before sidecars listened on every address of both families.
-        container["args"][0] = json!("--listen=0.0.0.0:7434");
         for entry in container["env"].as_array_mut().unwrap() {
             if entry["valueFrom"]["fieldRef"].is_object() {
                 entry["valueFrom"]["fieldRef"]["apiVersion"] = json!("v1");

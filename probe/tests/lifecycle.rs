@@ -5,6 +5,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -292,23 +293,68 @@ fn a_provider_holding_a_url_is_refused_without_showing_the_password() {
 }
 
 /// The injected sidecar listens on `[::]`: the kubelet's probes and preStop reach it at the
-/// pod's IPv4 address and at its IPv6 one alike (IPv6-only and IPv6-first clusters).
+/// pod's IPv4 address and at its IPv6 one alike (IPv6-only and IPv6-first clusters). Where the
+/// kernel has no IPv6 it listens on IPv4 and says so; where loopback has no IPv6 address, only
+/// IPv4 can be called.
 #[test]
 fn listening_on_every_address_answers_ipv4_and_ipv6() {
     let redis = RedisServer::start();
     let probe = Probe::start_listening_on("[::]", &redis.url(), "dual", &[], &[]);
-    for ip in ["127.0.0.1", "::1"] {
+    for ip in reachable_loopbacks() {
         let addr = SocketAddr::new(ip.parse().unwrap(), probe.port);
         let reply = http_at(addr, "GET", "/livez", Duration::from_secs(5)).unwrap();
         assert_eq!(reply.status, 200, "{addr}: {reply:?}");
     }
+    let log = probe.log();
+    if std::net::TcpListener::bind("[::]:0").is_ok() {
+        assert!(
+            log.contains(&format!("listen=[::]:{} ", probe.port)),
+            "{log}"
+        );
+    } else {
+        assert!(
+            log.contains("no IPv6 on this node; listening on IPv4 only"),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!("listen=0.0.0.0:{} ", probe.port)),
+            "{log}"
+        );
+    }
+}
+
+/// On a node whose kernel has no IPv6 (`ipv6.disable=1`, reproduced by a seccomp filter), the
+/// IPv6 socket is refused: the probe listens on IPv4 instead, says so, and answers.
+#[test]
+fn without_ipv6_in_the_kernel_it_listens_on_ipv4_and_says_so() {
+    let redis = RedisServer::start();
+    let port = free_port();
+    let mut command = Command::new(no_ipv6::wrapper(Path::new(env!("CARGO_TARGET_TMPDIR"))));
+    command
+        .arg(env!("CARGO_BIN_EXE_sidekiq-guard-probe"))
+        .arg(format!("--listen=[::]:{port}"))
+        .args(["--hostname=x", "--log-format=text"])
+        .env("REDIS_URL", redis.url());
+    let probe = Process::spawn(command, "probe");
     assert!(
-        probe
-            .log()
-            .contains(&format!("listen=[::]:{} ", probe.port)),
+        wait_until(Duration::from_secs(10), || http(
+            port,
+            "GET",
+            "/livez",
+            Duration::from_secs(5)
+        )
+        .is_ok()),
         "{}",
         probe.log()
     );
+    let log = probe.log();
+    assert!(
+        log.contains(&format!(
+            "no IPv6 on this node; listening on IPv4 only listen=0.0.0.0:{port}"
+        )),
+        "{log}"
+    );
+    assert!(log.contains(&format!("listen=0.0.0.0:{port} ")), "{log}");
 }
 
 #[test]

@@ -28,6 +28,12 @@ fn start(policy: &str, extra: &[&str]) -> Setup {
 }
 
 fn start_on(host: &str, policy: &str, extra: &[&str]) -> Setup {
+    start_by(|cert, key| Webhook::start_on(host, cert, key, policy, extra))
+}
+
+/// A webhook started by `start` with a fresh serving certificate and key, and a client that
+/// trusts it.
+fn start_by(start: impl FnOnce(&std::path::Path, &std::path::Path) -> Webhook) -> Setup {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
     let serving = pki.serving();
@@ -35,7 +41,7 @@ fn start_on(host: &str, policy: &str, extra: &[&str]) -> Setup {
     let key = dir.path().join("tls.key");
     std::fs::write(&cert, &serving.cert_pem).unwrap();
     std::fs::write(&key, &serving.key_pem).unwrap();
-    let webhook = Webhook::start_on(host, &cert, &key, policy, extra);
+    let webhook = start(&cert, &key);
     Setup {
         _dir: dir,
         webhook,
@@ -260,13 +266,43 @@ async fn a_policy_that_forces_classic_sidecars_gets_them_from_the_server() {
 }
 
 /// The manifests have the webhook listen on `[::]`: the API server reaches it through an IPv4
-/// or an IPv6 Service address alike (IPv6-only and IPv6-first clusters).
+/// or an IPv6 Service address alike (IPv6-only and IPv6-first clusters). Where loopback has no
+/// IPv6 address (many CI containers), only IPv4 can be called.
 #[tokio::test]
 async fn listening_on_every_address_answers_ipv4_and_ipv6() {
     let setup = start_on("[::]", WARN, &[]);
+    assert_eq!(setup.webhook.admission.ip().to_string(), "::");
+    let mut ips = vec!["127.0.0.1"];
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        ips.push("::1");
+    } else {
+        eprintln!("no IPv6 on loopback here: only IPv4 is called");
+    }
+    answers_at(&setup, &ips).await;
+}
+
+/// On a node whose kernel has no IPv6 (`ipv6.disable=1`, reproduced by a seccomp filter), the
+/// IPv6 socket is refused: both ports listen on IPv4 instead, and the log says so.
+#[tokio::test]
+async fn without_ipv6_in_the_kernel_it_listens_on_ipv4_and_says_so() {
+    let setup = start_by(|cert, key| Webhook::start_without_ipv6(cert, key, WARN));
+    assert_eq!(setup.webhook.admission.ip().to_string(), "0.0.0.0");
+    assert_eq!(setup.webhook.health.ip().to_string(), "0.0.0.0");
+    let fallbacks = setup
+        .webhook
+        .wait_logs_with("no IPv6 on this node; listening on IPv4 only", 2)
+        .await;
+    assert!(
+        fallbacks.iter().all(|line| line["listen"] == "0.0.0.0:0"),
+        "{fallbacks:?}"
+    );
+    answers_at(&setup, &["127.0.0.1"]).await;
+}
+
+/// `/mutate` answers over HTTPS at each of `ips`, and the webhook becomes ready.
+async fn answers_at(setup: &Setup, ips: &[&str]) {
     let webhook = &setup.webhook;
-    assert_eq!(webhook.admission.ip().to_string(), "::");
-    for ip in ["127.0.0.1", "::1"] {
+    for ip in ips {
         let addr = std::net::SocketAddr::new(ip.parse().unwrap(), webhook.admission.port());
         let mut conn = setup.client.connect(addr).await.unwrap();
         let answer = conn

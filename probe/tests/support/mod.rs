@@ -5,6 +5,8 @@
 
 #[path = "../../../tests/support/fake_sidekiq.rs"]
 pub mod fake_sidekiq;
+#[path = "../../../tests/support/no_ipv6.rs"]
+pub mod no_ipv6;
 #[path = "../../../tests/support/process.rs"]
 pub mod process;
 #[path = "../../../tests/support/real_sidekiq.rs"]
@@ -72,6 +74,18 @@ pub fn http_at(
         status,
         body: body.to_owned(),
     })
+}
+
+/// The loopback addresses this machine can be called at: `::1` only where loopback has IPv6
+/// (many CI containers switch it off).
+pub fn reachable_loopbacks() -> Vec<&'static str> {
+    let mut ips = vec!["127.0.0.1"];
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        ips.push("::1");
+    } else {
+        eprintln!("no IPv6 on loopback here: only IPv4 is called");
+    }
+    ips
 }
 
 /// The probe binary under test.

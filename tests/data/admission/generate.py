@@ -228,8 +228,14 @@ def main():
     for name in ["pod-two-sidekiqs", "pod-bad-annotations", "pod-port-conflict", "pod-user-probes",
                  "pod-redis-in-ruby"]:
         review(f"create-{name}", "CREATE", load(f"tests/data/objects/{name}.yaml"))
-    running = copy.deepcopy(injected(rails_pod))
+    running = server_defaulted(injected(rails_pod))
     running["metadata"]["name"] = "rails-worker-7d9c8f6b5-x2x9k"
+    running["spec"]["nodeName"] = "node-a"
+    running["status"] = {
+        "phase": "Running", "hostIP": "10.0.3.12", "hostIPs": [{"ip": "10.0.3.12"}],
+        "podIP": "10.42.1.17", "podIPs": [{"ip": "10.42.1.17"}], "qosClass": "Burstable",
+        "startTime": "2026-11-20T09:14:03Z",
+    }
     relabelled = copy.deepcopy(running)
     relabelled["metadata"]["labels"]["team"] = "payments"
     review("update-pod-labels", "UPDATE", relabelled, running)

@@ -5,6 +5,8 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
 
 pub mod fake_api;
+#[path = "../../../tests/support/no_ipv6.rs"]
+pub mod no_ipv6;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -151,10 +153,28 @@ impl Webhook {
 
     /// [`Webhook::start`] listening on `host` (`[::]`, say).
     pub fn start_on(host: &str, cert: &Path, key: &Path, policy: &str, extra: &[&str]) -> Self {
+        Self::start_with(Command::new(webhook_bin()), host, cert, key, policy, extra)
+    }
+
+    /// [`Webhook::start_on`] `[::]` where the kernel has no IPv6 ([`no_ipv6`]).
+    pub fn start_without_ipv6(cert: &Path, key: &Path, policy: &str) -> Self {
+        let mut command = Command::new(no_ipv6::wrapper(Path::new(env!("CARGO_TARGET_TMPDIR"))));
+        command.arg(webhook_bin());
+        Self::start_with(command, "[::]", cert, key, policy, &[])
+    }
+
+    /// `command`, the webhook binary or a wrapper given it, with `serve` and its arguments.
+    fn start_with(
+        mut command: Command,
+        host: &str,
+        cert: &Path,
+        key: &Path,
+        policy: &str,
+        extra: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap().keep();
         let policy_file = dir.join("policy.yaml");
         std::fs::write(&policy_file, policy).unwrap();
-        let mut command = Command::new(webhook_bin());
         command
             .args(["--log-format", "json", "--log-level", "debug", "serve"])
             .arg("--tls-cert")
