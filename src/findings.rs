@@ -301,7 +301,8 @@ pub fn evaluate(
 }
 
 /// The probe sidecar the object carries works differently from the one sidekiq-guard would set
-/// now (`plan` replaces it), or the drain hook calls it elsewhere: injected for other settings (a longer job declared since, another
+/// now (`plan` replaces or moves it; not every replacement is a difference in how it works), or
+/// the drain hook calls it elsewhere: injected for other settings (a longer job declared since, another
 /// Redis) or edited by hand. Its drain ends at its own budget, it may listen where the hooks
 /// do not call, or read another Redis than Sidekiq. Said of the object as written only: the
 /// webhook replaces such a sidecar in every pod it admits, `kubectl sidekiq inject` in a
@@ -338,12 +339,19 @@ pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
         return None;
     }
     let workload = &analysis.workload;
-    let (severity, unless) = if workload.kind == Kind::Pod {
-        (Severity::Error, "")
+    // A pod's containers cannot change: the webhook injects the current sidecar when the pod is
+    // created again.
+    let (severity, unless, remedy) = if workload.kind == Kind::Pod {
+        (
+            Severity::Error,
+            "",
+            "create the pod again (kubectl rollout restart its workload) for the webhook to inject the current sidecar",
+        )
     } else {
         (
             Severity::Warning,
             " (the webhook corrects them in the pods it admits)",
+            "inject again (kubectl sidekiq inject replaces the container)",
         )
     };
     let path = format!("spec.{}[{}]", at.mode.list(), at.index);
@@ -357,7 +365,9 @@ pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
             sidecar::NAME,
             drift.join(", ")
         ),
-        "inject again (kubectl sidekiq inject replaces the container): a drain ends at the sidecar's own budget, and a probe listening or reading elsewhere answers for nothing".into(),
+        format!(
+            "{remedy}: a drain ends at the sidecar's own budget, and a probe listening or reading elsewhere answers for nothing"
+        ),
     ))
 }
 

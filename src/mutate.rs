@@ -471,13 +471,14 @@ impl Plan {
                     .container(&analysis.workload)
                     .map(|current| sidecar::drift(current, &self.sidecar_container, &[], false))
                     .unwrap_or_default();
+                // The drift last: a warning is cut at 256 characters, and the advice must stay.
                 let what = if drift.is_empty() {
                     String::new()
                 } else {
-                    format!("{}; ", drift.join(", "))
+                    format!(": {}", drift.join(", "))
                 };
                 warnings.push(format!(
-                    "replaced container {} with the current definition ({what}it is managed by sidekiq-guard; customise it through the policy)",
+                    "replaced container {} with the current definition (it is managed by sidekiq-guard; customise it through the policy){what}",
                     sidecar::NAME
                 ));
             }

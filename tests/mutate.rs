@@ -822,7 +822,7 @@ fn a_sidecar_listening_on_ipv4_only_is_stale_unless_the_pod_is_ipv4() {
         "--listen=[::]:7434"
     );
     assert!(
-        review.notes.contains(&"replaced container sidekiq-guard-probe with the current definition (--listen=0.0.0.0:7434 (needs [::]:7434); it is managed by sidekiq-guard; customise it through the policy)".to_owned()),
+        review.notes.contains(&"replaced container sidekiq-guard-probe with the current definition (it is managed by sidekiq-guard; customise it through the policy): --listen=0.0.0.0:7434 (needs [::]:7434)".to_owned()),
         "{:?}",
         review.notes
     );

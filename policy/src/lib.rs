@@ -192,7 +192,7 @@ pub fn sidecar_mode(policy: &Policy) -> Mode {
 
 /// The waPC `validate_settings` operation: the settings are the policy document, checked by the
 /// core with the same messages as the webhook's `--policy` and `kubectl sidekiq --policy`
-/// (e.g. `policy sidecar.mode: unknown variant "nativ", expected one of …`).
+/// (e.g. ``policy sidecar.mode: unknown variant `nativ`, expected one of `auto`, …``).
 pub fn validate_settings(payload: &[u8]) -> CallResult {
     let response = match check_settings(payload) {
         Ok(_) => SettingsValidationResponse {

@@ -76,25 +76,20 @@ fn init_logging(args: &Args) {
     }
 }
 
-/// Listens on `addr`, or on IPv4 alone when `addr` is `[::]` and the node has no IPv6
-/// ([`sidekiq_guard::listen`]).
-async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    match TcpListener::bind(addr).await {
-        Err(err) => {
-            let ipv4 = sidekiq_guard::listen::ipv4_instead(addr, &err).ok_or(err)?;
-            warn!(listen = %ipv4, "no IPv6 on this node; listening on IPv4 only");
-            TcpListener::bind(ipv4).await
-        }
-        bound => bound,
+/// Listens on `addr` ([`sidekiq_guard::listen::bind`]), saying so when it fell back to IPv4.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listening = sidekiq_guard::listen::bind(addr)?;
+    if listening.ipv4_only {
+        warn!(asked = %addr, "no IPv6 on this node; listening on IPv4 only");
     }
+    TcpListener::from_std(listening.listener)
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let reader = Reader::new(settings.redis.clone()).context("Redis settings")?;
-    let listener = bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let listener =
+        bind(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
     let listening = listener
         .local_addr()
         .with_context(|| format!("cannot listen on {}", settings.listen))?;

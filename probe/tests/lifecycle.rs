@@ -5,7 +5,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -299,7 +298,7 @@ fn a_provider_holding_a_url_is_refused_without_showing_the_password() {
 #[test]
 fn listening_on_every_address_answers_ipv4_and_ipv6() {
     let redis = RedisServer::start();
-    let probe = Probe::start_listening_on("[::]", &redis.url(), "dual", &[], &[]);
+    let probe = Probe::start_on_every_address(&redis.url(), "dual");
     for ip in reachable_loopbacks() {
         let addr = SocketAddr::new(ip.parse().unwrap(), probe.port);
         let reply = http_at(addr, "GET", "/livez", Duration::from_secs(5)).unwrap();
@@ -328,33 +327,17 @@ fn listening_on_every_address_answers_ipv4_and_ipv6() {
 #[test]
 fn without_ipv6_in_the_kernel_it_listens_on_ipv4_and_says_so() {
     let redis = RedisServer::start();
-    let port = free_port();
-    let mut command = Command::new(no_ipv6::wrapper(Path::new(env!("CARGO_TARGET_TMPDIR"))));
-    command
-        .arg(env!("CARGO_BIN_EXE_sidekiq-guard-probe"))
-        .arg(format!("--listen=[::]:{port}"))
-        .args(["--hostname=x", "--log-format=text"])
-        .env("REDIS_URL", redis.url());
-    let probe = Process::spawn(command, "probe");
-    assert!(
-        wait_until(Duration::from_secs(10), || http(
-            port,
-            "GET",
-            "/livez",
-            Duration::from_secs(5)
-        )
-        .is_ok()),
-        "{}",
-        probe.log()
-    );
+    let probe = Probe::start_without_ipv6(&redis.url(), "x");
+    assert_eq!(probe.get("/livez").status, 200);
     let log = probe.log();
     assert!(
-        log.contains(&format!(
-            "no IPv6 on this node; listening on IPv4 only listen=0.0.0.0:{port}"
-        )),
+        log.contains("no IPv6 on this node; listening on IPv4 only asked=[::]:"),
         "{log}"
     );
-    assert!(log.contains(&format!("listen=0.0.0.0:{port} ")), "{log}");
+    assert!(
+        log.contains(&format!("listen=0.0.0.0:{} ", probe.port)),
+        "{log}"
+    );
 }
 
 #[test]

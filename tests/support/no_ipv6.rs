@@ -1,36 +1,59 @@
 //! A wrapper that runs a program as if the kernel had no IPv6 (`tests/support/no_ipv6.c`),
-//! compiled with the C compiler Rust links with. Shared by the probe's and the webhook's tests
-//! (`#[path]` include).
+//! compiled with `$CC`, else `cc` (a Rust toolchain links with it, and Debian's gcc brings the
+//! kernel headers the filter needs). Shared by the probe's and the webhook's tests (`#[path]`
+//! include).
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
 
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The wrapper, built once per test binary into `tmp` (its `CARGO_TARGET_TMPDIR`).
+/// The wrapper, built once into `tmp` (a test binary's `CARGO_TARGET_TMPDIR`) and checked to
+/// work, so that a machine where seccomp filters cannot be installed says so at once.
 pub fn wrapper(tmp: &Path) -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let source = Path::new(env!("CARGO_MANIFEST_DIR"))
             .ancestors()
-            .find(|dir| dir.join("tests/support/no_ipv6.c").is_file())
-            .expect("the repository root")
-            .join("tests/support/no_ipv6.c");
-        // One per process: test binaries run at the same time must not write one file.
-        let out = tmp.join(format!("no_ipv6-{}", std::process::id()));
-        let output = Command::new("cc")
-            .arg("-O2")
-            .arg("-o")
-            .arg(&out)
-            .arg(&source)
-            .output()
-            .expect("cc, the C compiler Rust links with");
+            .map(|dir| dir.join("tests/support/no_ipv6.c"))
+            .find(|file| file.is_file())
+            .expect("tests/support/no_ipv6.c above the crate");
+        let code = std::fs::read(&source).unwrap();
+        let mut hasher = DefaultHasher::new();
+        code.hash(&mut hasher);
+        // Named after its source, so that test binaries running at once share one build
+        // (each writes its own file and renames it into place).
+        let out = tmp.join(format!("no_ipv6-{:016x}", hasher.finish()));
+        if !out.is_file() {
+            build(&source, &out);
+        }
+        let check = Command::new(&out).arg("true").output().unwrap();
         assert!(
-            output.status.success(),
-            "cannot build {}: {}",
-            source.display(),
-            String::from_utf8_lossy(&output.stderr)
+            check.status.success(),
+            "{} cannot run a program without IPv6: {}",
+            out.display(),
+            String::from_utf8_lossy(&check.stderr)
         );
         out
     })
+}
+
+fn build(source: &Path, out: &Path) {
+    let partial = out.with_extension(format!("{}", std::process::id()));
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let output = Command::new(&cc)
+        .arg("-O2")
+        .arg("-o")
+        .arg(&partial)
+        .arg(source)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler {cc:?} ($CC, else cc): {e}"));
+    assert!(
+        output.status.success(),
+        "cannot build {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::rename(&partial, out).unwrap();
 }

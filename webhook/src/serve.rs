@@ -238,14 +238,14 @@ impl Background {
     }
 }
 
-/// Listens on `addr`, or on IPv4 alone when `addr` is `[::]` (as the manifests have it) and the
-/// node has no IPv6 ([`sidekiq_guard::listen`]).
+/// Listens on `addr` ([`sidekiq_guard::listen::bind`]; `[::]` in the manifests), saying so when
+/// it fell back to IPv4.
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    std::net::TcpListener::bind(addr).or_else(|err| {
-        let ipv4 = sidekiq_guard::listen::ipv4_instead(addr, &err).ok_or(err)?;
-        tracing::warn!(listen = %ipv4, "no IPv6 on this node; listening on IPv4 only");
-        std::net::TcpListener::bind(ipv4)
-    })
+    let listening = sidekiq_guard::listen::bind(addr)?;
+    if listening.ipv4_only {
+        tracing::warn!(asked = %addr, "no IPv6 on this node; listening on IPv4 only");
+    }
+    Ok(listening.listener)
 }
 
 fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Error {

@@ -17,6 +17,7 @@ pub mod redis_server;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -108,11 +109,26 @@ impl Probe {
         args: &[&str],
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Self {
-        Self::start_listening_on("127.0.0.1", redis_url, hostname, args, env)
+        let command = Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-probe"));
+        Self::start_program(command, "127.0.0.1", redis_url, hostname, args, env)
     }
 
-    /// [`Probe::start_with_env`] listening on `host` (`[::]`, say) at a free port.
-    pub fn start_listening_on(
+    /// [`Probe::start`] listening on `[::]`, as the webhook injects it.
+    pub fn start_on_every_address(redis_url: &str, hostname: &str) -> Self {
+        let command = Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-probe"));
+        Self::start_program(command, "[::]", redis_url, hostname, &[], &[])
+    }
+
+    /// [`Probe::start`] listening on `[::]` where the kernel has no IPv6 ([`no_ipv6`]).
+    pub fn start_without_ipv6(redis_url: &str, hostname: &str) -> Self {
+        let mut command = Command::new(no_ipv6::wrapper(Path::new(env!("CARGO_TARGET_TMPDIR"))));
+        command.arg(env!("CARGO_BIN_EXE_sidekiq-guard-probe"));
+        Self::start_program(command, "[::]", redis_url, hostname, &[], &[])
+    }
+
+    /// `command`, the probe or a wrapper given it, with the probe's arguments.
+    fn start_program(
+        mut command: Command,
         host: &str,
         redis_url: &str,
         hostname: &str,
@@ -120,7 +136,6 @@ impl Probe {
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Self {
         let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sidekiq-guard-probe"));
         command
             .arg(format!("--listen={host}:{port}"))
             .arg(format!("--hostname={hostname}"))

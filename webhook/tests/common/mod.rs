@@ -26,6 +26,16 @@ use sidekiq_guard_webhook::pki::{self, KeyedCert};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+/// Where a test calls a server that reported `addr`: a wildcard address (`0.0.0.0`, `[::]`) on
+/// IPv4 loopback, which answers either (where loopback has no IPv6, `[::]` would not dial).
+fn dialable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
 /// The name the API server dials for the default Service.
 pub const SERVER_NAME: &str = "sidekiq-guard.sidekiq-guard.svc";
 
@@ -205,21 +215,15 @@ impl Webhook {
                     eprintln!("webhook: {line}");
                     continue;
                 };
-                if value["message"] == "listening" {
-                    let _ = tx.send((
-                        value["admission"]
-                            .as_str()
-                            .unwrap()
-                            .parse::<SocketAddr>()
-                            .unwrap(),
-                        value["health"]
-                            .as_str()
-                            .unwrap()
-                            .parse::<SocketAddr>()
-                            .unwrap(),
-                    ));
-                }
+                let addr =
+                    |name: &str| value[name].as_str().unwrap().parse::<SocketAddr>().unwrap();
+                let listening =
+                    (value["message"] == "listening").then(|| (addr("admission"), addr("health")));
+                // Kept before it is reported, so that the test finds the line it waited for.
                 sink.lock().unwrap().push(value);
+                if let Some(addresses) = listening {
+                    let _ = tx.send(addresses);
+                }
             }
         });
         let addresses = rx.recv_timeout(Duration::from_secs(20));
@@ -235,9 +239,17 @@ impl Webhook {
                 webhook.child.try_wait()
             )
         });
-        webhook.admission = admission;
-        webhook.health = health;
+        webhook.admission = dialable(admission);
+        webhook.health = dialable(health);
         webhook
+    }
+
+    /// The addresses the webhook reported it listens on (`listening` log line), as given:
+    /// `[::]:PORT` rather than [`Webhook::admission`]'s loopback address.
+    pub fn listening(&self) -> (String, String) {
+        let line = &self.logs_with("listening")[0];
+        let field = |name: &str| line[name].as_str().unwrap().to_owned();
+        (field("admission"), field("health"))
     }
 
     /// GET on the health port: (status, body).
