@@ -302,8 +302,8 @@ pub fn evaluate(
 
 /// The probe sidecar the object carries works differently from the one sidekiq-guard would set
 /// now (`plan` replaces or moves it; not every replacement is a difference in how it works), or
-/// the drain hook calls it elsewhere: injected for other settings (a longer job declared since, another
-/// Redis) or edited by hand. Its drain ends at its own budget, it may listen where the hooks
+/// the drain hook calls it elsewhere: injected for other settings (a longer job declared since,
+/// another Redis) or edited by hand. Its drain ends at its own budget, it may listen where the hooks
 /// do not call, or read another Redis than Sidekiq. Said of the object as written only: the
 /// webhook replaces such a sidecar in every pod it admits, `kubectl sidekiq inject` in a
 /// template.
@@ -339,14 +339,16 @@ pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
         return None;
     }
     let workload = &analysis.workload;
-    // A pod's containers cannot change: the webhook injects the current sidecar when the pod is
-    // created again.
+    // A running pod's containers cannot change: the webhook injects the current sidecar when its
+    // controller creates it again. A pod manifest is injected again like a template.
     let (severity, unless, remedy) = if workload.kind == Kind::Pod {
-        (
-            Severity::Error,
-            "",
-            "create the pod again (kubectl rollout restart its workload) for the webhook to inject the current sidecar",
-        )
+        // A pod the API server has stored has a phase; a manifest's `status` is absent or `{}`.
+        let remedy = if workload.object.at("/status/phase").is_some() {
+            "delete the pod for its controller to create it again, which the webhook injects anew (kubectl rollout restart for a Deployment, StatefulSet or DaemonSet)"
+        } else {
+            "inject again (kubectl sidekiq inject replaces the container)"
+        };
+        (Severity::Error, "", remedy)
     } else {
         (
             Severity::Warning,

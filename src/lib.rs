@@ -1,7 +1,8 @@
 //! The pure core of sidekiq-guard.
 //!
 //! It decides everything — which container runs Sidekiq, its settings, the grace period, the JSON
-//! patch, the findings — and performs no I/O: the webhook, the probe, the kubectl plugin and the
+//! patch, the findings — and performs no I/O without its features (`listen`, `redis`, the few
+//! pieces of I/O two shells share): the webhook, the probe, the kubectl plugin and the
 //! Kubewarden policy are thin shells around it, and it builds for `wasm32-wasip1`.
 //!
 //! The entry points are [`review::mutate`], [`review::validate`] and [`review::inject`], given a

@@ -805,16 +805,34 @@ fn a_sidecar_listening_on_ipv4_only_is_stale_unless_the_pod_is_ipv4() {
         }
         findings_of(&pod, &ctx, Code::ProbeSidecarStale)
             .into_iter()
-            .map(|f| (f.severity, f.message))
+            .map(|f| {
+                (
+                    f.severity,
+                    f.message,
+                    f.hint.split(':').next().unwrap().to_owned(),
+                )
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(stale(Some("10.42.1.17")), vec![]);
-    let error = vec![(
-        Severity::Error,
-        "container worker and its sidekiq-guard-probe container do not match: --listen=0.0.0.0:7434 (needs [::]:7434)".to_owned(),
-    )];
-    assert_eq!(stale(Some("fd00:10:42::17")), error);
-    assert_eq!(stale(None), error);
+    let error = |remedy: &str| {
+        vec![(
+            Severity::Error,
+            "container worker and its sidekiq-guard-probe container do not match: --listen=0.0.0.0:7434 (needs [::]:7434)".to_owned(),
+            remedy.to_owned(),
+        )]
+    };
+    // A running pod is created again; a pod manifest (no status) is injected again.
+    assert_eq!(
+        stale(Some("fd00:10:42::17")),
+        error(
+            "delete the pod for its controller to create it again, which the webhook injects anew (kubectl rollout restart for a Deployment, StatefulSet or DaemonSet)"
+        )
+    );
+    assert_eq!(
+        stale(None),
+        error("inject again (kubectl sidekiq inject replaces the container)")
+    );
 
     let (review, replaced) = mutate_and_apply(&pod, &policy, Mode::Native);
     assert_eq!(

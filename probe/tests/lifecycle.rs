@@ -340,6 +340,32 @@ fn without_ipv6_in_the_kernel_it_listens_on_ipv4_and_says_so() {
     );
 }
 
+/// Without IPv6, and with the IPv4 port taken too, the probe stops at once naming both.
+#[test]
+fn without_ipv6_and_the_ipv4_port_in_use_it_says_which_it_tried() {
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let output = Command::new(no_ipv6::wrapper(std::path::Path::new(env!(
+        "CARGO_TARGET_TMPDIR"
+    ))))
+    .arg(env!("CARGO_BIN_EXE_sidekiq-guard-probe"))
+    .args([
+        &format!("--listen=[::]:{port}"),
+        "--hostname=x",
+        "--log-format=text",
+    ])
+    .env("REDIS_URL", "redis://127.0.0.1:1/0")
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("sidekiq-guard-probe: cannot listen on [::]:{port}: no IPv6 on this node, and cannot listen on 0.0.0.0:{port} instead: Address already in use")),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn redis_down_at_start_is_not_ready_but_alive_and_answers_fast() {
     let port = free_port();

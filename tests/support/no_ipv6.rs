@@ -19,10 +19,10 @@ pub fn wrapper(tmp: &Path) -> &'static Path {
             .map(|dir| dir.join("tests/support/no_ipv6.c"))
             .find(|file| file.is_file())
             .expect("tests/support/no_ipv6.c above the crate");
-        let code = std::fs::read(&source).unwrap();
         let mut hasher = DefaultHasher::new();
-        code.hash(&mut hasher);
-        // Named after its source, so that test binaries running at once share one build
+        std::fs::read(&source).unwrap().hash(&mut hasher);
+        compiler().hash(&mut hasher);
+        // Named after its source and compiler, so that test binaries running at once share one build
         // (each writes its own file and renames it into place).
         let out = tmp.join(format!("no_ipv6-{:016x}", hasher.finish()));
         if !out.is_file() {
@@ -41,7 +41,7 @@ pub fn wrapper(tmp: &Path) -> &'static Path {
 
 fn build(source: &Path, out: &Path) {
     let partial = out.with_extension(format!("{}", std::process::id()));
-    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let cc = compiler();
     let output = Command::new(&cc)
         .arg("-O2")
         .arg("-o")
@@ -56,4 +56,9 @@ fn build(source: &Path, out: &Path) {
         String::from_utf8_lossy(&output.stderr)
     );
     std::fs::rename(&partial, out).unwrap();
+}
+
+/// `$CC`, else `cc`.
+fn compiler() -> std::ffi::OsString {
+    std::env::var_os("CC").unwrap_or_else(|| "cc".into())
 }
