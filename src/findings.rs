@@ -303,8 +303,8 @@ pub fn evaluate(
 /// The probe sidecar the object carries works differently from the one sidekiq-guard would set
 /// now (`plan` replaces or moves it; not every replacement is a difference in how it works), or
 /// the drain hook calls it elsewhere: injected for other settings (a longer job declared since,
-/// another Redis) or edited by hand. Its drain ends at its own budget, it may listen where the hooks
-/// do not call, or read another Redis than Sidekiq. Said of the object as written only: the
+/// another Redis) or edited by hand. Its drain ends at its own budget, it may listen where the
+/// hooks do not call, or read another Redis than Sidekiq. Said of the object as written only: the
 /// webhook replaces such a sidecar in every pod it admits, `kubectl sidekiq inject` in a
 /// template.
 pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {

@@ -216,13 +216,10 @@ fn validate_value(
         return Ok(());
     }
     let ctx = offline.context();
-    // SG021 from the times Redis recorded, read when the first Sidekiq workload needs them.
+    // SG021 from the times Redis recorded, read when the first Sidekiq workload needs them
+    // (none without `--redis-url`).
     let times = || judging.times.get();
-    let review = if judging.times.reader.is_some() {
-        review::validate_against(value, &ctx, judging.perspective, &times)
-    } else {
-        review::validate(value, &ctx, judging.perspective)
-    };
+    let review = review::validate_against(value, &ctx, judging.perspective, &times);
     if let Some(malformed) = inject::malformed(&review) {
         unreadable.push(ManifestError::Unreadable {
             source_name: source.to_owned(),
