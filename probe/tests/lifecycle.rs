@@ -321,6 +321,45 @@ fn listening_on_every_address_answers_ipv4_and_ipv6() {
     );
 }
 
+/// `[::]` answers IPv4 even where `net.ipv6.bindv6only` is 1 (a `hostNetwork` pod has the
+/// node's), which a plain IPv6 socket does not: reproduced in a network namespace of its own
+/// (`tests/support/bindv6only.py`), where the machine lets one be made.
+#[test]
+fn listening_on_every_address_answers_ipv4_even_where_bindv6only_is_set() {
+    let unshare = ["--map-root-user", "--net"];
+    if !Command::new("unshare")
+        .args(unshare)
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!(
+            "cannot make a network namespace here (unshare --map-root-user --net): not checked"
+        );
+        return;
+    }
+    let driver = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/support/bindv6only.py"
+    );
+    let output = Command::new("unshare")
+        .args(unshare)
+        .args([
+            "python3",
+            driver,
+            env!("CARGO_BIN_EXE_sidekiq-guard-probe"),
+            "7434",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "refused 200",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// On a node whose kernel has no IPv6 (`ipv6.disable=1`, reproduced by a seccomp filter), the
 /// IPv6 socket is refused: the probe listens on IPv4 instead, says so, and answers.
 #[test]

@@ -301,6 +301,10 @@ fn the_base_is_a_consistent_least_privilege_installation() {
     };
     assert_eq!(u64::from(args.addr.port()), port("https"));
     assert_eq!(u64::from(args.health_addr.port()), port("health"));
+    // Both address families: an IPv6 Service address and the kubelet's IPv6 probes reach it.
+    for addr in [args.addr, args.health_addr] {
+        assert_eq!(addr, sidekiq_guard::listen::every_address(addr.port()));
+    }
     assert_eq!(webhook["readinessProbe"]["httpGet"]["port"], "health");
     let mount = |volume: &str| {
         let path = webhook["volumeMounts"]
