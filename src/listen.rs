@@ -44,6 +44,11 @@ fn ipv4_instead(addr: SocketAddr, err: &io::Error) -> Option<SocketAddr> {
         .then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()))
 }
 
+/// What a shell logs (as a warning, with the address asked for) when [`bind`] fell back to
+/// IPv4: one wording for the probe and the webhook, which operators search their logs for.
+#[cfg(feature = "listen")]
+pub const IPV4_ONLY: &str = "no IPv6 on this node; listening on IPv4 only";
+
 /// A listening socket, non-blocking, ready for an async runtime.
 #[cfg(feature = "listen")]
 #[derive(Debug)]
@@ -51,7 +56,7 @@ pub struct Listening {
     /// The socket.
     pub listener: std::net::TcpListener,
     /// It listens on IPv4 alone, at `0.0.0.0`, because the node has no IPv6 for the `[::]`
-    /// asked for: the shell says so in its log.
+    /// asked for: the shell says so in its log ([`IPV4_ONLY`]).
     pub ipv4_only: bool,
 }
 

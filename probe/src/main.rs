@@ -80,7 +80,7 @@ fn init_logging(args: &Args) {
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let listening = sidekiq_guard::listen::bind(addr)?;
     if listening.ipv4_only {
-        warn!(asked = %addr, "no IPv6 on this node; listening on IPv4 only");
+        warn!(asked = %addr, "{}", sidekiq_guard::listen::IPV4_ONLY);
     }
     TcpListener::from_std(listening.listener)
 }
@@ -92,7 +92,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         bind(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
     let listening = listener
         .local_addr()
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        .context("cannot read the address the probe listens on")?;
     info!(
         version = sidekiq_guard::VERSION,
         listen = %listening,

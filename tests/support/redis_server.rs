@@ -105,9 +105,12 @@ impl Drop for Tls {
     }
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, on either address family where the machine has IPv6:
+/// a probe told to listen on `[::]` needs the port free on both (a dual-stack socket, which
+/// `[::]:0` also is unless `net.ipv6.bindv6only` is set).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    TcpListener::bind("[::]:0")
+        .or_else(|_| TcpListener::bind("127.0.0.1:0"))
         .unwrap()
         .local_addr()
         .unwrap()

@@ -243,7 +243,7 @@ impl Background {
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let listening = sidekiq_guard::listen::bind(addr)?;
     if listening.ipv4_only {
-        tracing::warn!(asked = %addr, "no IPv6 on this node; listening on IPv4 only");
+        tracing::warn!(asked = %addr, "{}", sidekiq_guard::listen::IPV4_ONLY);
     }
     Ok(listening.listener)
 }
