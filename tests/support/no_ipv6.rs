@@ -42,7 +42,9 @@ pub fn wrapper(tmp: &Path) -> &'static Path {
 fn build(source: &Path, out: &Path) {
     let partial = out.with_extension(format!("{}", std::process::id()));
     let cc = compiler();
-    let output = Command::new(&cc)
+    let mut words = cc.split_whitespace();
+    let output = Command::new(words.next().unwrap_or("cc"))
+        .args(words)
         .arg("-O2")
         .arg("-o")
         .arg(&partial)
@@ -58,7 +60,11 @@ fn build(source: &Path, out: &Path) {
     std::fs::rename(&partial, out).unwrap();
 }
 
-/// `$CC`, else `cc`.
-fn compiler() -> std::ffi::OsString {
-    std::env::var_os("CC").unwrap_or_else(|| "cc".into())
+/// `$CC`, else `cc`. Like make, it may hold arguments after the program (`ccache gcc`,
+/// `gcc -m64`), split at whitespace.
+fn compiler() -> String {
+    std::env::var("CC")
+        .ok()
+        .filter(|cc| !cc.trim().is_empty())
+        .unwrap_or_else(|| "cc".to_owned())
 }
