@@ -14,7 +14,7 @@ use crate::analysis::{
 };
 use crate::annotations;
 use crate::patch::PatchOp;
-use crate::pointer::{Pointer as _, escape};
+use crate::pointer::{self, Pointer as _, escape};
 use crate::prestop::{DRAIN_PATH, PreStop};
 use crate::sidecar::{self, Mode};
 use crate::status::{InjectionStatus, Part};
@@ -302,7 +302,7 @@ impl Plan {
     /// The JSON Patch operations, in an order where every pointer is valid when applied.
     pub fn into_ops(self, analysis: &Analysis<'_>, ctx: &Context<'_>) -> Vec<PatchOp> {
         let base = analysis.workload.base();
-        let spec = format!("{base}/spec");
+        let spec = pointer::below(base, "spec");
         let sidekiq = analysis.sidekiq_json();
         let container = format!("{spec}/containers/{}", analysis.container.index);
         let hooks = Hooks::for_port(analysis.port.port);
@@ -311,16 +311,16 @@ impl Plan {
         match self.prestop {
             Action::Add if sidekiq.get("lifecycle").is_some_and(Value::is_object) => {
                 ops.push(add(
-                    format!("{container}/lifecycle/preStop"),
+                    pointer::below(&container, "lifecycle/preStop"),
                     hooks.prestop.clone(),
                 ));
             }
             Action::Add => ops.push(add(
-                format!("{container}/lifecycle"),
+                pointer::below(&container, "lifecycle"),
                 hooks.lifecycle.clone(),
             )),
             Action::Update => ops.push(replace(
-                format!("{container}/lifecycle/preStop"),
+                pointer::below(&container, "lifecycle/preStop"),
                 hooks.prestop.clone(),
             )),
             Action::Ours | Action::Keep => {}
@@ -332,12 +332,14 @@ impl Plan {
         ] {
             match action {
                 // `add` also replaces an explicit `null`, which `replace` would refuse.
-                Action::Add => ops.push(add(format!("{container}/{field}"), probe.clone())),
-                Action::Update => ops.push(replace(format!("{container}/{field}"), probe.clone())),
+                Action::Add => ops.push(add(pointer::below(&container, field), probe.clone())),
+                Action::Update => {
+                    ops.push(replace(pointer::below(&container, field), probe.clone()));
+                }
                 Action::Ours | Action::Keep => {}
             }
         }
-        let grace_path = format!("{spec}/terminationGracePeriodSeconds");
+        let grace_path = pointer::below(&spec, "terminationGracePeriodSeconds");
         match self.grace {
             GraceAction::Set => ops.push(add(grace_path, json!(analysis.grace.required))),
             GraceAction::Raise { .. } | GraceAction::Lower { .. } => {
@@ -345,7 +347,7 @@ impl Plan {
             }
             GraceAction::Ours | GraceAction::Keep { .. } => {}
         }
-        let list = |mode: Mode| format!("{spec}/{}", mode.list());
+        let list = |mode: Mode| pointer::below(&spec, mode.list());
         match &self.sidecar {
             SidecarAction::Add | SidecarAction::Move(_) => {
                 if analysis
@@ -354,7 +356,10 @@ impl Plan {
                     .get(ctx.mode.list())
                     .is_some_and(Value::is_array)
                 {
-                    ops.push(add(format!("{}/-", list(ctx.mode)), self.sidecar_container));
+                    ops.push(add(
+                        pointer::below(&list(ctx.mode), "-"),
+                        self.sidecar_container,
+                    ));
                 } else {
                     ops.push(add(
                         list(ctx.mode),

@@ -60,6 +60,17 @@ fn index(token: &str) -> Option<usize> {
     token.parse().ok()
 }
 
+/// The pointer to `path` below `parent`: `path` is one or more reference tokens, escaped and
+/// joined by `/` (`"lifecycle/preStop"`, `"-"`). `format!` costs several times as much for
+/// the same string (its formatting machinery took a sixth of building a pod's patch).
+pub fn below(parent: &str, path: &str) -> String {
+    let mut pointer = String::with_capacity(parent.len() + 1 + path.len());
+    pointer.push_str(parent);
+    pointer.push('/');
+    pointer.push_str(path);
+    pointer
+}
+
 /// Escapes one reference token (`~` → `~0`, `/` → `~1`).
 pub fn escape(token: &str) -> Cow<'_, str> {
     if token.contains(['~', '/']) {
@@ -91,6 +102,20 @@ mod tests {
             "metadata": {"annotations": {"sidekiq-guard.io/status": "x", "a~b": 1, "": 2}},
             "spec": {"containers": [{"name": "sidekiq"}, {"name": "probe"}]},
         })
+    }
+
+    #[test]
+    fn below_extends_a_pointer_by_its_tokens() {
+        assert_eq!(below("", "spec"), "/spec");
+        assert_eq!(
+            below("/spec/template/spec/containers/0", "lifecycle/preStop"),
+            "/spec/template/spec/containers/0/lifecycle/preStop"
+        );
+        let doc = doc();
+        assert_eq!(
+            doc.at(&below("/spec/containers", "1/name")),
+            Some(&json!("probe"))
+        );
     }
 
     #[test]

@@ -335,16 +335,22 @@ impl<'a> Workload<'a> {
             .at(kind.template_pointer())
             .filter(|t| t.is_object())
             .ok_or_else(|| malformed(kind.template_pointer(), "an object"))?;
-        let spec_path = format!("{}/spec", kind.template_pointer());
+        // Only an error needs the path: built there, not for every well-formed object.
+        let spec_path = || pointer::below(kind.template_pointer(), "spec");
         let spec = template
             .get("spec")
             .and_then(Value::as_object)
-            .ok_or_else(|| malformed(&spec_path, "an object"))?;
+            .ok_or_else(|| malformed(&spec_path(), "an object"))?;
         let containers = spec
             .get("containers")
             .and_then(Value::as_array)
             .filter(|list| !list.is_empty())
-            .ok_or_else(|| malformed(&format!("{spec_path}/containers"), "a non-empty list"))?;
+            .ok_or_else(|| {
+                malformed(
+                    &pointer::below(&spec_path(), "containers"),
+                    "a non-empty list",
+                )
+            })?;
         if let Some((pointer, expected)) = wrong_shape(template, kind.template_pointer()) {
             return Err(malformed(&pointer, expected));
         }
