@@ -340,20 +340,20 @@ pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
     }
     let workload = &analysis.workload;
     // A running pod's containers cannot change: the webhook injects the current sidecar when its
-    // controller creates it again. A pod manifest is injected again like a template.
-    let (severity, unless, remedy) = if workload.kind == Kind::Pod {
-        // A pod the API server has stored has a phase; a manifest's `status` is absent or `{}`.
-        let remedy = if workload.object.at("/status/phase").is_some() {
-            "delete the pod for its controller to create it again, which the webhook injects anew (kubectl rollout restart for a Deployment, StatefulSet or DaemonSet)"
-        } else {
-            "inject again (kubectl sidekiq inject replaces the container)"
-        };
-        (Severity::Error, "", remedy)
+    // controller creates it again. A pod manifest is injected again like a template; a pod the
+    // API server has stored has a phase, a manifest's `status` is absent or `{}`.
+    let running = workload.kind == Kind::Pod && workload.object.at("/status/phase").is_some();
+    let remedy = if running {
+        "delete the pod for its controller to create it again, which the webhook injects anew (kubectl rollout restart for a Deployment, StatefulSet or DaemonSet)"
+    } else {
+        "inject again (kubectl sidekiq inject replaces the container)"
+    };
+    let (severity, unless) = if workload.kind == Kind::Pod {
+        (Severity::Error, "")
     } else {
         (
             Severity::Warning,
             " (the webhook corrects them in the pods it admits)",
-            "inject again (kubectl sidekiq inject replaces the container)",
         )
     };
     let path = format!("spec.{}[{}]", at.mode.list(), at.index);
