@@ -471,7 +471,9 @@ impl Plan {
         match &self.sidecar {
             SidecarAction::Replace(at) => {
                 // What the probe does differently, when that is what changed (a longer job, a
-                // sidecar of an earlier version); else its image, resources or security.
+                // sidecar of an earlier version); else its image, resources or security. Every
+                // difference is named, `--listen=0.0.0.0` too: that is what is replaced, even
+                // where SG032 (in an IPv4 pod) finds it answers alike.
                 let drift = at
                     .container(&analysis.workload)
                     .map(|current| sidecar::drift(current, &self.sidecar_container, &[], false))
