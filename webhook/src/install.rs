@@ -164,6 +164,31 @@ pub enum InstallError {
         /// The Certificate that writes it.
         certificate: String,
     },
+    /// A Secret certs install did not create: a certificate of the user's own, which it must not
+    /// replace with one of its CA.
+    #[error(
+        "Secret {namespace}/{name} was not written by certs install ({}): it holds a certificate of your own, which certs install leaves alone; remove the sidekiq-guard-certs Job and CronJob (kubectl apply -k manifests/own-ca does), or delete the Secret for certs install to manage the certificate",
+        managed_by_text(.managed_by.as_ref())
+    )]
+    NotOurs {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Its `app.kubernetes.io/managed-by` label, if any.
+        managed_by: Option<String>,
+    },
+}
+
+/// The label `certs install` puts on the Secrets it creates, and the one it looks for before
+/// writing to an existing Secret.
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "sidekiq-guard-webhook");
+
+fn managed_by_text(found: Option<&String>) -> String {
+    match found {
+        None => format!("it has no {} label", MANAGED_BY.0),
+        Some(other) => format!("its {} label is {other:?}", MANAGED_BY.0),
+    }
 }
 
 impl InstallError {
@@ -305,8 +330,9 @@ async fn install_once(
     })
 }
 
-/// Checks that an existing Secret is one certs install may write: of the type it writes (a
-/// type cannot change in place), and not cert-manager's.
+/// Checks that an existing Secret is one certs install may write: one it created (not
+/// cert-manager's, not one holding the user's own certificate), of the type it writes (a type
+/// cannot change in place).
 fn ours(
     secret: Option<&Secret>,
     name: &str,
@@ -326,6 +352,18 @@ fn ours(
             namespace: config.namespace.clone(),
             name: name.to_owned(),
             certificate: certificate.clone(),
+        });
+    }
+    let managed_by = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY.0));
+    if managed_by.is_none_or(|value| value != MANAGED_BY.1) {
+        return Err(InstallError::NotOurs {
+            namespace: config.namespace.clone(),
+            name: name.to_owned(),
+            managed_by: managed_by.cloned(),
         });
     }
     match secret.type_.as_deref() {
@@ -496,10 +534,7 @@ async fn put_secret(
                             "app.kubernetes.io/component".to_owned(),
                             "certificates".to_owned(),
                         ),
-                        (
-                            "app.kubernetes.io/managed-by".to_owned(),
-                            "sidekiq-guard-webhook".to_owned(),
-                        ),
+                        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
                         (
                             "app.kubernetes.io/part-of".to_owned(),
                             "sidekiq-guard".to_owned(),

@@ -2,10 +2,11 @@
 //! its benchmark.
 //!
 //! The webhook is a thin shell around the core ([`sidekiq_guard::admission`]): HTTPS with
-//! hot-reloaded certificates ([`tls`], [`server`]), the admission endpoints ([`handler`]),
-//! health and metrics ([`health`], [`metrics`]), start-up and graceful shutdown ([`serve`]),
-//! the API server version for `sidecar.mode: auto` ([`cluster`]) and the certificate
-//! subcommands ([`generate`], [`install`], [`pki`]).
+//! hot-reloaded certificates ([`tls`], [`server`]) and its failed handshakes reported
+//! ([`handshake`]), the admission endpoints ([`handler`]), health and metrics ([`health`],
+//! [`metrics`]), start-up and graceful shutdown ([`serve`]), the API server version for
+//! `sidecar.mode: auto` ([`cluster`]) and the certificate subcommands ([`generate`],
+//! [`install`], [`pki`]).
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod cluster;
 pub mod generate;
 pub mod handler;
+pub mod handshake;
 pub mod health;
 pub mod install;
 pub mod logging;

@@ -8,6 +8,7 @@
 //! | `sidekiq_guard_webhook_skips_total` | `reason` | pods `/mutate` left unchanged, by reason |
 //! | `sidekiq_guard_webhook_certificate_expiry_timestamp_seconds` | | `notAfter` of the serving certificate in use |
 //! | `sidekiq_guard_webhook_certificate_reloads_total` | `result` | certificate loads: `success`, `failure` |
+//! | `sidekiq_guard_webhook_tls_handshake_errors_total` | `reason` | connections to the admission port that failed before a request ([`crate::handshake`]): `certificate-rejected`, `alert`, `protocol`, `timeout`, `closed`, `accept`, `other` |
 //! | `sidekiq_guard_webhook_build_info` | `version`, `sidecar_mode` | 1, once the sidecar mode is decided |
 
 use std::sync::atomic::AtomicI64;
@@ -35,6 +36,7 @@ pub struct Metrics {
     skips: Family<Label, Counter>,
     cert_expiry: Gauge<i64, AtomicI64>,
     cert_reloads: Family<Label, Counter>,
+    handshake_errors: Family<Label, Counter>,
     build_info: Family<Labels, Gauge>,
 }
 
@@ -63,6 +65,7 @@ impl Metrics {
         let skips = Family::<Label, Counter>::default();
         let cert_expiry = Gauge::<i64, AtomicI64>::default();
         let cert_reloads = Family::<Label, Counter>::default();
+        let handshake_errors = Family::<Label, Counter>::default();
         let build_info = Family::<Labels, Gauge>::default();
         registry.register(
             "requests",
@@ -97,6 +100,11 @@ impl Metrics {
             cert_reloads.clone(),
         );
         registry.register(
+            "tls_handshake_errors",
+            "Connections to the admission port that failed before their first request, by reason",
+            handshake_errors.clone(),
+        );
+        registry.register(
             "build_info",
             "Version and the sidecar mode this process injects",
             build_info.clone(),
@@ -109,6 +117,7 @@ impl Metrics {
             skips,
             cert_expiry,
             cert_reloads,
+            handshake_errors,
             build_info,
         }
     }
@@ -153,6 +162,13 @@ impl Metrics {
     pub fn certificate_reload_failed(&self) {
         self.cert_reloads
             .get_or_create(&[("result", "failure")])
+            .inc();
+    }
+
+    /// Counts a connection that failed before its first request.
+    pub fn handshake_failed(&self, reason: &'static str) {
+        self.handshake_errors
+            .get_or_create(&[("reason", reason)])
             .inc();
     }
 

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::cluster::{self, ClusterError};
 use crate::handler::{self, AdmissionState};
+use crate::handshake;
 use crate::health::{self, Health};
 use crate::metrics::Metrics;
 use crate::server;
@@ -146,8 +147,12 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
     ));
     let tls_config = tls::server_config(Arc::clone(&certs) as _).map_err(ServeError::Tls)?;
     let handle = Handle::new();
+    let handshake_metrics = Arc::clone(&metrics);
     let admission = server::https(admission_listener, Arc::new(tls_config), handle.clone())
-        .map_err(bind_error(config.addr))?;
+        .map_err(bind_error(config.addr))?
+        .accept_error_handler(move |peer, err| {
+            handshake::report(&handshake_metrics, peer, err);
+        });
     let mut admission_server =
         tokio::spawn(admission.serve(handler::router(Arc::clone(&state)).into_make_service()));
 

@@ -22,6 +22,11 @@ const MUTATING: &str =
 const VALIDATING: &str =
     "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/sidekiq-guard";
 
+/// The labels `certs install` gives the Secrets it creates.
+fn ours() -> Value {
+    json!({"app.kubernetes.io/managed-by": "sidekiq-guard-webhook"})
+}
+
 fn strings_contain(list: &Value, wanted: &str) -> bool {
     list.as_array()
         .is_some_and(|items| items.iter().any(|item| item == wanted))
@@ -501,7 +506,8 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
     api.put(
         &path,
         json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-               "metadata": {"name": "sidekiq-guard-tls", "namespace": "sidekiq-guard"},
+               "metadata": {"name": "sidekiq-guard-tls", "namespace": "sidekiq-guard",
+                            "labels": ours()},
                "data": {"tls.crt": b64(b"x")}}),
     );
     let output = install(&api, &[]);
@@ -521,7 +527,8 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
     api.put(
         &path,
         json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-        "metadata": {"name": "sidekiq-guard-tls", "namespace": "sidekiq-guard"}, "data": {}}),
+        "metadata": {"name": "sidekiq-guard-tls", "namespace": "sidekiq-guard", "labels": ours()},
+        "data": {}}),
     );
     let output = install(&api, &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -533,13 +540,13 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
     let tls = api.get(&path).unwrap();
     assert_eq!(tls["data"], json!({}));
 
-    // Left behind when cert-manager took over (its CA Secret is of type kubernetes.io/tls):
-    // the weekly run must neither overwrite cert-manager's Secrets nor fail on a raw 422.
+    // Its own CA Secret turned into another type: the weekly run must not fail on a raw 422.
     seed_configurations(&api);
     api.put(
         &format!("{SECRETS}/sidekiq-guard-ca"),
         json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-               "metadata": {"name": "sidekiq-guard-ca", "namespace": "sidekiq-guard"},
+               "metadata": {"name": "sidekiq-guard-ca", "namespace": "sidekiq-guard",
+                            "labels": ours()},
                "data": {"ca.crt": b64(b"x"), "tls.crt": b64(b"x"), "tls.key": b64(b"x")}}),
     );
     let output = install(&api, &[]);
@@ -549,6 +556,47 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
         stderr.contains("Secret sidekiq-guard/sidekiq-guard-ca has type \"kubernetes.io/tls\", expected Opaque; delete it and run certs install again"),
         "{stderr}"
     );
+
+    // A certificate of the user's own (certs/README.md, "Your own CA") with the Job left in
+    // place: neither Secret is touched, whoever else manages it.
+    seed_configurations(&api);
+    let own = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                     "metadata": {"name": "sidekiq-guard-tls", "namespace": "sidekiq-guard"},
+                     "data": {"tls.crt": b64(b"mine"), "tls.key": b64(b"mine")}});
+    api.put(&path, own.clone());
+    api.put(
+        &format!("{SECRETS}/sidekiq-guard-ca"),
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": "sidekiq-guard-ca", "namespace": "sidekiq-guard",
+                            "labels": ours()}, "data": {}}),
+    );
+    let configurations = [api.get(MUTATING), api.get(VALIDATING)];
+    let output = install(&api, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Secret sidekiq-guard/sidekiq-guard-tls was not written by certs install (it has no app.kubernetes.io/managed-by label): it holds a certificate of your own, which certs install leaves alone; remove the sidekiq-guard-certs Job and CronJob (kubectl apply -k manifests/own-ca does), or delete the Secret for certs install to manage the certificate"),
+        "{stderr}"
+    );
+    assert_eq!(api.get(&path).unwrap()["data"], own["data"]);
+    assert_eq!(
+        api.get(&format!("{SECRETS}/sidekiq-guard-ca")).unwrap()["data"],
+        json!({})
+    );
+    assert_eq!(
+        [api.get(MUTATING), api.get(VALIDATING)],
+        configurations,
+        "no caBundle was patched"
+    );
+    let mut helm = own.clone();
+    helm["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "Helm"});
+    api.put(&path, helm);
+    let stderr = String::from_utf8_lossy(&install(&api, &[]).stderr).into_owned();
+    assert!(
+        stderr.contains("(its app.kubernetes.io/managed-by label is \"Helm\")"),
+        "{stderr}"
+    );
+    assert_eq!(api.get(&path).unwrap()["data"], own["data"]);
     api.put(
         &path,
         json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
@@ -556,10 +604,12 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
                             "annotations": {"cert-manager.io/certificate-name": "sidekiq-guard-serving"}},
                "data": {}}),
     );
+    // The Job's own CA Secret, left from before cert-manager took over.
     api.put(
         &format!("{SECRETS}/sidekiq-guard-ca"),
         json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-               "metadata": {"name": "sidekiq-guard-ca", "namespace": "sidekiq-guard"}, "data": {}}),
+               "metadata": {"name": "sidekiq-guard-ca", "namespace": "sidekiq-guard",
+                            "labels": ours()}, "data": {}}),
     );
     let output = install(&api, &[]);
     assert_eq!(output.status.code(), Some(1));

@@ -608,10 +608,13 @@ fn a_mirrored_image_is_also_the_injected_one() {
     assert_eq!(sidecar_image_of(webhook), webhook["image"]);
 }
 
-#[test]
-fn the_cert_manager_overlay_replaces_the_job_with_certificates() {
-    let base = Rendered::of("manifests/base");
-    let overlay = Rendered::of("manifests/cert-manager");
+/// The objects of `certs install`: the Job, the weekly CronJob and their RBAC.
+fn is_install_job(object: &Value) -> bool {
+    matches!(object["kind"].as_str(), Some("Job" | "CronJob"))
+        || object["metadata"]["name"] == "sidekiq-guard-certs"
+}
+
+fn assert_no_install_job(overlay: &Rendered, name: &str) {
     for kind in [
         "Job",
         "CronJob",
@@ -622,7 +625,7 @@ fn the_cert_manager_overlay_replaces_the_job_with_certificates() {
     ] {
         assert!(
             overlay.all(kind).is_empty(),
-            "{kind} left in the cert-manager overlay"
+            "{kind} left in the {name} overlay"
         );
     }
     assert!(
@@ -630,6 +633,27 @@ fn the_cert_manager_overlay_replaces_the_job_with_certificates() {
             .named("ServiceAccount", "sidekiq-guard-certs")
             .is_none()
     );
+}
+
+/// With your own CA nothing may replace your certificate: the install Job and its CronJob are
+/// gone, and everything else is the base's, unchanged.
+#[test]
+fn the_own_ca_overlay_is_the_base_without_the_install_job() {
+    let base = Rendered::of("manifests/base");
+    let overlay = Rendered::of("manifests/own-ca");
+    assert_no_install_job(&overlay, "own-ca");
+    let kept: Vec<&Value> = base.0.iter().filter(|o| !is_install_job(o)).collect();
+    assert_eq!(overlay.0.iter().collect::<Vec<_>>(), kept);
+    // Seven objects go: the Job, the CronJob, and their ServiceAccount, Role, RoleBinding,
+    // ClusterRole and ClusterRoleBinding.
+    assert_eq!(base.0.len() - kept.len(), 7);
+}
+
+#[test]
+fn the_cert_manager_overlay_replaces_the_job_with_certificates() {
+    let base = Rendered::of("manifests/base");
+    let overlay = Rendered::of("manifests/cert-manager");
+    assert_no_install_job(&overlay, "cert-manager");
     assert_eq!(overlay.one("Deployment"), base.one("Deployment"));
 
     let deployment = overlay.one("Deployment");

@@ -507,3 +507,126 @@ async fn vanished_certificate_files_leave_the_loaded_certificate_serving() {
     )
     .await;
 }
+
+async fn wait_metric(webhook: &Webhook, series: &str, value: f64) {
+    let started = Instant::now();
+    loop {
+        let seen = webhook.metric(series).await;
+        if seen == value {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{series} is {seen}, expected {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The API server's refusal of the certificate (a stale caBundle) never reaches a handler: with
+/// `failurePolicy: Ignore` pods would go uninjected in silence, so the alert is logged and
+/// counted; scanners and plain-HTTP clients are only counted (and logged at debug).
+#[tokio::test]
+async fn failed_handshakes_are_counted_by_reason_and_a_refused_certificate_is_a_warning() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = ProjectedSecret::new(dir.path(), &pki.serving());
+    let webhook = Webhook::start(&secret.cert(), &secret.key(), POLICY, &[]);
+    webhook.wait_ready(true, Duration::from_secs(10)).await;
+    let series = |reason: &str| {
+        format!("sidekiq_guard_webhook_tls_handshake_errors_total{{reason=\"{reason}\"}}")
+    };
+
+    // A client that trusts another CA, as the API server with a caBundle that is not this
+    // one's: rustls says `unknown_ca`.
+    let other_ca =
+        pki::new_ca("another CA", SystemTime::now(), Duration::from_secs(86400)).unwrap();
+    let other_root = pki::certificates(other_ca.cert_pem.as_bytes(), "ca").unwrap();
+    let err = Client::new(&other_root)
+        .tls(webhook.admission)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    wait_metric(&webhook, &series("certificate-rejected"), 1.0).await;
+    let warned = webhook
+        .wait_logs_with(
+            "a client refused the serving certificate: the webhook configurations' caBundle does \
+             not hold the CA that signed the serving certificate; if it is the API server, pods \
+             are admitted without sidekiq-guard (`kubectl sidekiq check` compares the caBundle \
+             with the certificate)",
+            1,
+        )
+        .await;
+    assert_eq!(warned[0]["level"], "WARN", "{}", warned[0]);
+    assert_eq!(warned[0]["alert"], "UnknownCA", "{}", warned[0]);
+    assert!(
+        warned[0]["peer"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{}",
+        warned[0]
+    );
+
+    // A client that trusts the CA but calls the Service by a name the certificate does not
+    // carry (a namespace other than the one it was issued for): `bad_certificate`, the alert
+    // Go's TLS client, the API server's, sends for any certificate it refuses.
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(common::tls_client_config(&[pki.ca_der()])));
+    let tcp = tokio::net::TcpStream::connect(webhook.admission)
+        .await
+        .unwrap();
+    let elsewhere = rustls::pki_types::ServerName::try_from("sidekiq-guard.elsewhere.svc").unwrap();
+    let err = connector.connect(elsewhere, tcp).await.unwrap_err();
+    assert!(err.to_string().contains("not valid for name"), "{err}");
+    wait_metric(&webhook, &series("certificate-rejected"), 2.0).await;
+    let warned = webhook
+        .wait_logs_with(
+            "a client refused the serving certificate: the caBundle may not hold its CA, or the \
+             certificate is not issued for the Service's DNS names; if it is the API server, pods \
+             are admitted without sidekiq-guard (`kubectl sidekiq check` compares the caBundle \
+             with the certificate)",
+            1,
+        )
+        .await;
+    assert_eq!(warned[0]["alert"], "BadCertificate", "{}", warned[0]);
+
+    // Plain HTTP to the TLS port.
+    let mut plain = tokio::net::TcpStream::connect(webhook.admission)
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: sidekiq-guard\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = plain.read_to_end(&mut rest).await;
+    wait_metric(&webhook, &series("protocol"), 1.0).await;
+
+    // A TCP check that connects and hangs up.
+    drop(
+        tokio::net::TcpStream::connect(webhook.admission)
+            .await
+            .unwrap(),
+    );
+    wait_metric(&webhook, &series("closed"), 1.0).await;
+    let quiet = webhook
+        .wait_logs_with("connection ended before its first request", 2)
+        .await;
+    let reasons: Vec<&str> = quiet
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["protocol", "closed"]);
+    assert!(quiet.iter().all(|l| l["level"] == "DEBUG"), "{quiet:?}");
+
+    // None of it disturbs a client that trusts the CA.
+    let mut conn = Client::new(&[pki.ca_der()])
+        .connect(webhook.admission)
+        .await
+        .unwrap();
+    mutate_ok(&mut conn).await.unwrap();
+    assert_eq!(webhook.metric(&series("certificate-rejected")).await, 2.0);
+}

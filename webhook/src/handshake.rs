@@ -1,0 +1,236 @@
+//! Connections to the admission port that failed before their first request: TLS handshakes a
+//! client broke off, timed out or could not speak, and connections the port could not accept.
+//!
+//! They matter because every webhook configuration has `failurePolicy: Ignore`: when the API
+//! server refuses the serving certificate (a `caBundle` that does not hold its CA, a name it
+//! was not issued for, an expired one), pods are admitted uninjected and the webhook itself sees
+//! no request at all. The one trace on this side is the alert the client sends as it hangs up,
+//! so that one is logged at `warn` with what to check; the rest (port scanners, TCP health
+//! checks, clients speaking plain HTTP) only at `debug`. All are counted by reason in
+//! `sidekiq_guard_webhook_tls_handshake_errors_total`.
+
+use std::io;
+use std::net::SocketAddr;
+
+use rustls::AlertDescription;
+
+use crate::metrics::Metrics;
+
+/// Why a connection ended before its first request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The client refused the serving certificate, with this alert.
+    CertificateRejected(AlertDescription),
+    /// The client ended the handshake with another alert (no common cipher suite, say).
+    Alert(AlertDescription),
+    /// The client does not speak TLS 1.2 or 1.3 as the port does: plain HTTP, an older TLS,
+    /// a malformed handshake.
+    Protocol,
+    /// No handshake within the handshake timeout.
+    Timeout,
+    /// The client closed the connection during the handshake, without an alert.
+    Closed,
+    /// The port could not accept a connection (out of file descriptors, say).
+    Accept,
+    /// Anything else.
+    Other,
+}
+
+impl Failure {
+    /// Classifies the error axum-server reports for a connection: `peer` is `None` when the
+    /// connection could not even be accepted.
+    pub fn of(peer: Option<&SocketAddr>, err: &io::Error) -> Self {
+        if peer.is_none() {
+            return Self::Accept;
+        }
+        // tokio-rustls hands rustls' error on inside an `InvalidData` I/O error.
+        if let Some(tls) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            return Self::of_tls(tls);
+        }
+        match err.kind() {
+            io::ErrorKind::TimedOut => Self::Timeout,
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => Self::Closed,
+            _ => Self::Other,
+        }
+    }
+
+    fn of_tls(err: &rustls::Error) -> Self {
+        match err {
+            rustls::Error::AlertReceived(alert) if refuses_certificate(*alert) => {
+                Self::CertificateRejected(*alert)
+            }
+            rustls::Error::AlertReceived(alert) => Self::Alert(*alert),
+            rustls::Error::InvalidMessage(_)
+            | rustls::Error::PeerIncompatible(_)
+            | rustls::Error::PeerMisbehaved(_)
+            | rustls::Error::InappropriateMessage { .. }
+            | rustls::Error::InappropriateHandshakeMessage { .. } => Self::Protocol,
+            _ => Self::Other,
+        }
+    }
+
+    /// The metric's `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::CertificateRejected(_) => "certificate-rejected",
+            Self::Alert(_) => "alert",
+            Self::Protocol => "protocol",
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::Accept => "accept",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// The alerts a TLS client sends when it does not accept the server's certificate (RFC 8446
+/// §6.2; Go's `crypto/tls`, the API server's, sends `bad_certificate` or `unknown_ca`).
+fn refuses_certificate(alert: AlertDescription) -> bool {
+    matches!(
+        alert,
+        AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnknownCA
+    )
+}
+
+/// What to check when a client refuses the certificate, by alert.
+fn advice(alert: AlertDescription) -> &'static str {
+    match alert {
+        AlertDescription::UnknownCA => {
+            "the webhook configurations' caBundle does not hold the CA that signed the serving certificate"
+        }
+        AlertDescription::CertificateExpired => "the serving certificate has expired",
+        _ => {
+            "the caBundle may not hold its CA, or the certificate is not issued for the Service's DNS names"
+        }
+    }
+}
+
+/// Counts and logs one connection that failed before its first request (the admission port's
+/// accept-error handler).
+pub fn report(metrics: &Metrics, peer: Option<&SocketAddr>, err: &io::Error) {
+    let failure = Failure::of(peer, err);
+    metrics.handshake_failed(failure.reason());
+    let peer = peer.map(ToString::to_string).unwrap_or_default();
+    match failure {
+        Failure::CertificateRejected(alert) => tracing::warn!(
+            peer,
+            alert = ?alert,
+            reason = failure.reason(),
+            "a client refused the serving certificate: {}; if it is the API server, pods are admitted without sidekiq-guard (`kubectl sidekiq check` compares the caBundle with the certificate)",
+            advice(alert),
+        ),
+        Failure::Accept => tracing::warn!(
+            error = %err,
+            reason = failure.reason(),
+            "cannot accept a connection on the admission port"
+        ),
+        _ => tracing::debug!(
+            peer,
+            error = %err,
+            reason = failure.reason(),
+            "connection ended before its first request"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], 40_000))
+    }
+
+    fn tls(err: rustls::Error) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, err)
+    }
+
+    #[test]
+    fn failures_are_told_apart_by_what_the_client_did() {
+        let cases = [
+            (
+                tls(rustls::Error::AlertReceived(AlertDescription::UnknownCA)),
+                "certificate-rejected",
+            ),
+            (
+                tls(rustls::Error::AlertReceived(
+                    AlertDescription::BadCertificate,
+                )),
+                "certificate-rejected",
+            ),
+            (
+                tls(rustls::Error::AlertReceived(
+                    AlertDescription::HandshakeFailure,
+                )),
+                "alert",
+            ),
+            (
+                tls(rustls::Error::InvalidMessage(
+                    rustls::InvalidMessage::InvalidContentType,
+                )),
+                "protocol",
+            ),
+            (
+                tls(rustls::Error::PeerIncompatible(
+                    rustls::PeerIncompatible::Tls12NotOffered,
+                )),
+                "protocol",
+            ),
+            (
+                io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"),
+                "timeout",
+            ),
+            (
+                io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof"),
+                "closed",
+            ),
+            (io::Error::from(io::ErrorKind::ConnectionReset), "closed"),
+            (io::Error::other("something else"), "other"),
+        ];
+        for (err, reason) in cases {
+            assert_eq!(Failure::of(Some(&peer()), &err).reason(), reason, "{err}");
+        }
+    }
+
+    #[test]
+    fn an_error_without_a_peer_is_the_listener_failing_to_accept() {
+        let err = io::Error::from_raw_os_error(24); // EMFILE
+        assert_eq!(Failure::of(None, &err), Failure::Accept);
+    }
+
+    #[test]
+    fn an_unknown_ca_names_the_ca_bundle() {
+        assert!(advice(AlertDescription::UnknownCA).contains("caBundle"));
+        assert!(advice(AlertDescription::CertificateExpired).contains("expired"));
+    }
+
+    #[test]
+    fn each_failure_is_counted_under_its_reason() {
+        let metrics = Metrics::new();
+        let refused = tls(rustls::Error::AlertReceived(AlertDescription::UnknownCA));
+        report(&metrics, Some(&peer()), &refused);
+        report(&metrics, Some(&peer()), &refused);
+        report(&metrics, None, &io::Error::from_raw_os_error(24));
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "sidekiq_guard_webhook_tls_handshake_errors_total{reason=\"certificate-rejected\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("sidekiq_guard_webhook_tls_handshake_errors_total{reason=\"accept\"} 1")
+        );
+    }
+}
