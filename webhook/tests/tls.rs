@@ -16,6 +16,8 @@ use sidekiq_guard_webhook::pki::{self, KeyedCert};
 
 const POLICY: &str = "sidecar: {mode: native}\n";
 
+const RELOAD_FAILURES: &str = "sidekiq_guard_webhook_certificate_reloads_total{result=\"failure\"}";
+
 fn pod_review() -> Vec<u8> {
     common::read("tests/data/admission/create-pod-rails-worker.json")
 }
@@ -169,19 +171,6 @@ async fn wait_served(client: &Client, webhook: &Webhook, cert: &KeyedCert, what:
     }
 }
 
-/// Waits until `count` certificate reloads have failed.
-async fn wait_reload_failures(webhook: &Webhook, count: f64, what: &str) {
-    let started = Instant::now();
-    while webhook
-        .metric("sidekiq_guard_webhook_certificate_reloads_total{result=\"failure\"}")
-        .await
-        < count
-    {
-        assert!(started.elapsed() < Duration::from_secs(5), "{what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_rotation_under_concurrent_load_loses_no_request() {
     let first_ca = Pki::new();
@@ -322,7 +311,7 @@ async fn a_broken_update_keeps_the_previous_certificate_in_service() {
         cert_pem: other.cert_pem.clone(),
         key_pem: good.key_pem.clone(),
     });
-    wait_reload_failures(&webhook, 1.0, "the broken pair went unnoticed").await;
+    webhook.wait_metric(RELOAD_FAILURES, 1.0).await; // the broken pair
     let mut conn = client.connect(webhook.admission).await.unwrap();
     assert_eq!(leaf_serial(&conn.leaf), serial_of(&good));
     mutate_ok(&mut conn).await.unwrap();
@@ -355,7 +344,7 @@ async fn a_broken_update_keeps_the_previous_certificate_in_service() {
         Duration::from_secs(86400),
     );
     secret.update(&expired);
-    wait_reload_failures(&webhook, 2.0, "the expired certificate went unnoticed").await;
+    webhook.wait_metric(RELOAD_FAILURES, 2.0).await; // the expired certificate
     let mut conn = client.connect(webhook.admission).await.unwrap();
     assert_eq!(leaf_serial(&conn.leaf), serial_of(&other));
     mutate_ok(&mut conn).await.unwrap();
@@ -508,21 +497,6 @@ async fn vanished_certificate_files_leave_the_loaded_certificate_serving() {
     .await;
 }
 
-async fn wait_metric(webhook: &Webhook, series: &str, value: f64) {
-    let started = Instant::now();
-    loop {
-        let seen = webhook.metric(series).await;
-        if seen == value {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{series} is {seen}, expected {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The API server's refusal of the certificate (a stale caBundle) never reaches a handler: with
 /// `failurePolicy: Ignore` pods would go uninjected in silence, so the alert is logged and
 /// counted; scanners and plain-HTTP clients are only counted (and logged at debug).
@@ -549,7 +523,12 @@ async fn failed_handshakes_are_counted_by_reason_and_a_refused_certificate_is_a_
         .await
         .unwrap_err();
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
-    wait_metric(&webhook, &series("certificate-rejected"), 1.0).await;
+    assert_eq!(
+        webhook
+            .wait_metric(&series("certificate-rejected"), 1.0)
+            .await,
+        1.0
+    );
     let warned = webhook
         .wait_logs_with(
             "a client refused the serving certificate: the webhook configurations' caBundle does \
@@ -581,7 +560,12 @@ async fn failed_handshakes_are_counted_by_reason_and_a_refused_certificate_is_a_
     let elsewhere = rustls::pki_types::ServerName::try_from("sidekiq-guard.elsewhere.svc").unwrap();
     let err = connector.connect(elsewhere, tcp).await.unwrap_err();
     assert!(err.to_string().contains("not valid for name"), "{err}");
-    wait_metric(&webhook, &series("certificate-rejected"), 2.0).await;
+    assert_eq!(
+        webhook
+            .wait_metric(&series("certificate-rejected"), 2.0)
+            .await,
+        2.0
+    );
     let warned = webhook
         .wait_logs_with(
             "a client refused the serving certificate: the caBundle may not hold its CA, or the \
@@ -603,7 +587,7 @@ async fn failed_handshakes_are_counted_by_reason_and_a_refused_certificate_is_a_
         .unwrap();
     let mut rest = Vec::new();
     let _ = plain.read_to_end(&mut rest).await;
-    wait_metric(&webhook, &series("protocol"), 1.0).await;
+    assert_eq!(webhook.wait_metric(&series("protocol"), 1.0).await, 1.0);
 
     // A TCP check that connects and hangs up.
     drop(
@@ -611,7 +595,7 @@ async fn failed_handshakes_are_counted_by_reason_and_a_refused_certificate_is_a_
             .await
             .unwrap(),
     );
-    wait_metric(&webhook, &series("closed"), 1.0).await;
+    assert_eq!(webhook.wait_metric(&series("closed"), 1.0).await, 1.0);
     let quiet = webhook
         .wait_logs_with("connection ended before its first request", 2)
         .await;

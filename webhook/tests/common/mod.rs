@@ -294,6 +294,23 @@ impl Webhook {
             .map_or(0.0, |v| v.parse().unwrap())
     }
 
+    /// A metric's value once it is at least `at_least` (within 5 s): what the webhook counts
+    /// as a connection ends may land just after the client saw the end.
+    pub async fn wait_metric(&self, series: &str, at_least: f64) -> f64 {
+        let started = Instant::now();
+        loop {
+            let seen = self.metric(series).await;
+            if seen >= at_least {
+                return seen;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{series} is {seen}, expected at least {at_least}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Log lines whose `message` is `message`.
     pub fn logs_with(&self, message: &str) -> Vec<Value> {
         self.logs
