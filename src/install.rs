@@ -199,7 +199,7 @@ fn ca_bundle(webhook: &Value, title: &str) -> Check {
             Status::Fail,
             title,
             "caBundle is empty: the API server cannot trust the webhook, and every call fails",
-            "run the certs install Job (kubectl -n sidekiq-guard create job --from=cronjob/sidekiq-guard-certs certs-now) or let cert-manager inject it",
+            "run the certs install Job (kubectl -n sidekiq-guard create job --from=cronjob/sidekiq-guard-certs certs-now), let cert-manager inject it, or patch in your own CA (certs/README.md)",
         ),
     }
 }
@@ -586,14 +586,14 @@ pub fn certificate_expiry(days_left: i64, not_after: &str, first: Option<&str>) 
                 "{} expired on {not_after}: the API server refuses the webhook",
                 first.unwrap_or("it")
             ),
-            "renew it: run the certs install Job, or check cert-manager's Certificate",
+            "renew it: run the certs install Job, check cert-manager's Certificate, or rotate your own (certs/README.md)",
         )
     } else if days_left < EXPIRY_WARNING_DAYS {
         Check::problem(
             Status::Warn,
             title,
             format!("{days_left} days left (until {not_after}{which})"),
-            "the certs CronJob renews it weekly; check that it runs (kubectl -n sidekiq-guard get jobs)",
+            "the certs CronJob renews it weekly (check that it runs: kubectl -n sidekiq-guard get jobs) and cert-manager its own; a certificate of your own is yours to rotate (certs/README.md)",
         )
     } else {
         Check::pass_with(

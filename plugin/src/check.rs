@@ -237,7 +237,7 @@ async fn certificates(
                     args.install_namespace, args.tls_secret
                 ),
                 "not found",
-                "run the certs install Job, or check cert-manager's Certificate",
+                "run the certs install Job, check cert-manager's Certificate, or create it with your own certificate (certs/README.md)",
             )];
         }
         Err(error) => {
