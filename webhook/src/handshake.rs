@@ -90,7 +90,9 @@ impl Failure {
 }
 
 /// The alerts a TLS client sends when it does not accept the server's certificate (RFC 8446
-/// §6.2; Go's `crypto/tls`, the API server's, sends `bad_certificate` or `unknown_ca`).
+/// §6.2). Go's `crypto/tls`, the API server's, sends `bad_certificate` for any certificate it
+/// refuses (tested with kubectl, the same TLS client); rustls `unknown_ca`, `bad_certificate`,
+/// `certificate_expired`…
 fn refuses_certificate(alert: AlertDescription) -> bool {
     matches!(
         alert,
@@ -110,8 +112,9 @@ fn advice(alert: AlertDescription) -> &'static str {
             "the webhook configurations' caBundle does not hold the CA that signed the serving certificate"
         }
         AlertDescription::CertificateExpired => "the serving certificate has expired",
+        // Go's crypto/tls, the API server's, says `bad_certificate` whatever it refused.
         _ => {
-            "the caBundle may not hold its CA, or the certificate is not issued for the Service's DNS names"
+            "the caBundle may not hold the CA that signed it, or it has expired or is not issued for the Service's DNS name"
         }
     }
 }
