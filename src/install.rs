@@ -3,13 +3,14 @@
 //! check` fetches the objects and prints these judgements; the judgements themselves live here.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::analysis::{Context, Skip};
 use crate::annotations::{self, PodOptIn};
 use crate::findings::Code;
 use crate::pointer::Pointer as _;
 use crate::review::{self, Outcome};
+use crate::selector::Selector;
 
 /// Name of both webhook configurations and of the Service, as in `manifests/base`.
 pub const DEFAULT_NAME: &str = "sidekiq-guard";
@@ -123,11 +124,39 @@ pub struct ServiceRef {
     pub name: String,
 }
 
+/// A namespace the webhooks must never be sent pods of: the one sidekiq-guard is installed in,
+/// or `kube-system`.
+#[derive(Debug, Clone, Copy)]
+pub struct Namespace<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its labels, when they were read: a selector may exclude it by one of them.
+    pub labels: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> Namespace<'a> {
+    /// A namespace known by its name alone.
+    pub fn named(name: &'a str) -> Self {
+        Self { name, labels: None }
+    }
+
+    /// A namespace as the API server returns it (`metadata.name` falls back to `name`).
+    pub fn of(object: &'a Value, name: &'a str) -> Self {
+        Self {
+            name: object
+                .at("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or(name),
+            labels: object.at("/metadata/labels").and_then(Value::as_object),
+        }
+    }
+}
+
 /// Judges every webhook of a configuration; returns the checks and the Services called.
 pub fn webhook_configuration(
     kind: WebhookKind,
     config: &Value,
-    own_namespace: &str,
+    own_namespace: Namespace<'_>,
 ) -> (Vec<Check>, Vec<ServiceRef>) {
     let (name, webhooks) = name_and_webhooks(config);
     let mut checks = Vec::new();
@@ -365,17 +394,34 @@ fn selects_opted_in(webhook: &Value, title: &str) -> Check {
     }
 }
 
-/// The namespace selector must exclude kube-system and the webhook's namespace by name.
-fn excludes_namespaces(webhook: &Value, own_namespace: &str, title: &str) -> Check {
-    let excluded: Vec<&str> =
-        expressions(webhook.get("namespaceSelector"), NAMESPACE_NAME, "NotIn")
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-    let missing: Vec<&str> = [crate::policy::SYSTEM_NAMESPACE, own_namespace]
-        .into_iter()
-        .filter(|ns| !excluded.contains(ns))
-        .collect();
+/// The namespace selector must exclude kube-system and the webhook's own namespace, even were
+/// they labelled `sidekiq-guard.io/inject=enabled`: by name (`kubernetes.io/metadata.name`), or
+/// for its own namespace by a label it carries (the base's `app.kubernetes.io/part-of`, which a
+/// kustomize `namespace:` keeps where it renames).
+fn excludes_namespaces(webhook: &Value, own_namespace: Namespace<'_>, title: &str) -> Check {
+    let own = own_namespace.name;
+    let remedy = format!(
+        "add {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, {own}]}} to namespaceSelector.matchExpressions"
+    );
+    let selector = match Selector::from_object(webhook.get("namespaceSelector")) {
+        Ok(selector) => selector,
+        Err(err) => {
+            return Check::problem(
+                Status::Fail,
+                title,
+                format!("its namespaceSelector cannot be read: {}", err.problem),
+                remedy,
+            );
+        }
+    };
+    let missing: Vec<&str> = [
+        Namespace::named(crate::policy::SYSTEM_NAMESPACE),
+        own_namespace,
+    ]
+    .into_iter()
+    .filter(|namespace| would_send(&selector, *namespace))
+    .map(|namespace| namespace.name)
+    .collect();
     if missing.is_empty() {
         Check::pass(title)
     } else {
@@ -386,11 +432,19 @@ fn excludes_namespaces(webhook: &Value, own_namespace: &str, title: &str) -> Che
                 "the namespaceSelector does not exclude {}",
                 missing.join(" nor ")
             ),
-            format!(
-                "add {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, {own_namespace}]}} to namespaceSelector.matchExpressions"
-            ),
+            remedy,
         )
     }
+}
+
+/// Whether a webhook with the namespace `selector` would be sent the pods of `namespace`, were
+/// it opted in.
+fn would_send(selector: &Selector, namespace: Namespace<'_>) -> bool {
+    use crate::annotations::{INJECT, INJECT_NAMESPACE_IN};
+    let mut labels = namespace.labels.cloned().unwrap_or_default();
+    labels.insert(NAMESPACE_NAME.to_owned(), namespace.name.into());
+    labels.insert(INJECT.to_owned(), INJECT_NAMESPACE_IN.into());
+    selector.matches(Some(&labels))
 }
 
 /// A webhook configuration's name and its webhooks.
@@ -782,7 +836,7 @@ mod tests {
         let (checks, services) = webhook_configuration(
             WebhookKind::Mutating,
             &config(vec![webhook(json!({}))]),
-            "sidekiq-guard",
+            Namespace::named("sidekiq-guard"),
         );
         assert!(
             checks.iter().all(|c| c.status == Status::Pass),
@@ -898,6 +952,68 @@ mod tests {
 
     /// Opting in is the selectors' work: a webhook that requires neither label sends every
     /// namespace's Sidekiq pods to be injected.
+    /// The own namespace may be excluded by a label it carries, so that a kustomize
+    /// `namespace:` that renames it keeps it excluded; kube-system only by name.
+    #[test]
+    fn the_own_namespace_may_be_excluded_by_its_labels() {
+        let part_of = json!({"app.kubernetes.io/part-of": "sidekiq-guard"});
+        let selector = json!({"namespaceSelector": {"matchExpressions": [
+            {"key": "sidekiq-guard.io/inject", "operator": "In", "values": ["enabled"]},
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "sidekiq-guard"]},
+            {"key": "app.kubernetes.io/part-of", "operator": "NotIn", "values": ["sidekiq-guard"]},
+        ]}});
+        let excluded = |namespace: Namespace<'_>, selector: &Value| {
+            let (checks, _) = webhook_configuration(
+                WebhookKind::Mutating,
+                &config(vec![webhook(selector.clone())]),
+                namespace,
+            );
+            let check = checks
+                .into_iter()
+                .find(|c| {
+                    c.title
+                        .ends_with("never sees kube-system nor its own namespace")
+                })
+                .unwrap();
+            (check.status, check.detail)
+        };
+        let platform = Namespace {
+            name: "platform",
+            labels: part_of.as_object(),
+        };
+        assert_eq!(excluded(platform, &selector), (Status::Pass, None));
+        assert_eq!(
+            excluded(Namespace::named("platform"), &selector),
+            (
+                Status::Fail,
+                Some("the namespaceSelector does not exclude platform".to_owned())
+            )
+        );
+        // Opting the namespace in does not let it through.
+        let enabled = json!({"app.kubernetes.io/part-of": "sidekiq-guard", "sidekiq-guard.io/inject": "enabled"});
+        let labelled = Namespace {
+            name: "platform",
+            labels: enabled.as_object(),
+        };
+        assert_eq!(excluded(labelled, &selector).0, Status::Pass);
+        let by_label_only = json!({"namespaceSelector": {"matchExpressions": [
+            {"key": "app.kubernetes.io/part-of", "operator": "NotIn", "values": ["sidekiq-guard"]},
+        ]}});
+        assert_eq!(
+            excluded(platform, &by_label_only),
+            (
+                Status::Fail,
+                Some("the namespaceSelector does not exclude kube-system".to_owned())
+            )
+        );
+        let unreadable = json!({"namespaceSelector": {"matchExpressions": [{"key": "x", "operator": "Gt", "values": ["1"]}]}});
+        let (status, detail) = excluded(platform, &unreadable);
+        assert_eq!(status, Status::Fail);
+        assert!(detail.unwrap().starts_with(
+            "its namespaceSelector cannot be read: the matchExpression on x has operator \"Gt\""
+        ));
+    }
+
     #[test]
     fn only_opted_in_pods_may_reach_a_webhook() {
         let excluded = json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "sidekiq-guard"]});
@@ -905,7 +1021,7 @@ mod tests {
             let (checks, _) = webhook_configuration(
                 WebhookKind::Validating,
                 &config(vec![webhook(overrides)]),
-                "sidekiq-guard",
+                Namespace::named("sidekiq-guard"),
             );
             let check = checks
                 .into_iter()
@@ -960,8 +1076,11 @@ mod tests {
             "namespaceSelector": {"matchLabels": {"sidekiq-guard.io/inject": "enabled"}},
             "clientConfig": {"service": {"name": "sidekiq-guard", "namespace": "sidekiq-guard"}, "caBundle": ""},
         }));
-        let (checks, _) =
-            webhook_configuration(WebhookKind::Mutating, &config(vec![bad]), "sidekiq-guard");
+        let (checks, _) = webhook_configuration(
+            WebhookKind::Mutating,
+            &config(vec![bad]),
+            Namespace::named("sidekiq-guard"),
+        );
         let problems: Vec<(Status, &str)> = checks
             .iter()
             .filter(|c| c.status != Status::Pass)

@@ -4,6 +4,9 @@
 //! The grammar is Kubernetes' own (`k8s.io/apimachinery/pkg/labels`): requirements joined by
 //! commas, every one of which must hold; keys and values are checked as the API server checks
 //! label keys and values, so a selector accepted here means the same in the cluster.
+//!
+//! The same requirements come as objects too (`metav1.LabelSelector`: `matchLabels` and
+//! `matchExpressions`, as webhook configurations hold them): [`Selector::from_object`].
 
 use serde_json::{Map, Value};
 
@@ -61,6 +64,43 @@ impl Selector {
         Ok(Self { requirements })
     }
 
+    /// Reads a `metav1.LabelSelector` object (`matchLabels`, `matchExpressions` with `In`,
+    /// `NotIn`, `Exists`, `DoesNotExist`); `None`, `null` or `{}` selects everything, as the API
+    /// server takes them.
+    pub fn from_object(selector: Option<&Value>) -> Result<Self, SelectorError> {
+        let error = |problem: String| SelectorError {
+            selector: selector.map_or_else(String::new, Value::to_string),
+            problem,
+        };
+        let mut requirements = Vec::new();
+        let Some(selector) = selector.filter(|s| !s.is_null()) else {
+            return Ok(Self::default());
+        };
+        let labels = match selector.get("matchLabels") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(labels)) => Some(labels),
+            Some(_) => return Err(error("matchLabels must be a mapping of labels".to_owned())),
+        };
+        for (key, value) in labels.into_iter().flatten() {
+            let value = value
+                .as_str()
+                .ok_or_else(|| error(format!("matchLabels.{key} must be a string")))?;
+            requirements.push(Requirement {
+                key: key.clone(),
+                operator: Operator::In(vec![value.to_owned()]),
+            });
+        }
+        let expressions = match selector.get("matchExpressions") {
+            None | Some(Value::Null) => &[][..],
+            Some(Value::Array(list)) => list,
+            Some(_) => return Err(error("matchExpressions must be a list".to_owned())),
+        };
+        for expression in expressions {
+            requirements.push(expression_requirement(expression).map_err(error)?);
+        }
+        Ok(Self { requirements })
+    }
+
     /// Whether an object with `labels` (its `metadata.labels`, `None` when it has none) is
     /// selected.
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
@@ -92,6 +132,42 @@ impl Operator {
             Operator::LessThan(limit) => number().is_some_and(|n| n < *limit),
         }
     }
+}
+
+/// One of `matchExpressions`: `{key, operator, values}`.
+fn expression_requirement(expression: &Value) -> Result<Requirement, String> {
+    let key = expression
+        .get("key")
+        .and_then(Value::as_str)
+        .ok_or("a matchExpression has no key")?;
+    let values = || -> Result<Vec<String>, String> {
+        let values: Option<Vec<String>> = expression
+            .get("values")
+            .and_then(Value::as_array)
+            .and_then(|list| list.iter().map(|v| v.as_str().map(str::to_owned)).collect());
+        match values {
+            Some(values) if !values.is_empty() => Ok(values),
+            _ => Err(format!(
+                "the matchExpression on {key} needs a list of string values"
+            )),
+        }
+    };
+    let operator = match expression.get("operator").and_then(Value::as_str) {
+        Some("In") => Operator::In(values()?),
+        Some("NotIn") => Operator::NotIn(values()?),
+        Some("Exists") => Operator::Exists,
+        Some("DoesNotExist") => Operator::DoesNotExist,
+        other => {
+            return Err(format!(
+                "the matchExpression on {key} has operator {}; accepted: In, NotIn, Exists, DoesNotExist",
+                other.map_or_else(|| "none".to_owned(), |o| format!("{o:?}"))
+            ));
+        }
+    };
+    Ok(Requirement {
+        key: key.to_owned(),
+        operator,
+    })
 }
 
 /// The requirements of `text`: split at commas outside parentheses.
@@ -278,6 +354,46 @@ mod tests {
     fn bad_selectors_say_what_is_wrong(#[case] selector: &str, #[case] problem: &str) {
         let error = Selector::parse(selector).unwrap_err();
         assert_eq!(error.selector, selector);
+        assert!(error.problem.contains(problem), "{error}");
+    }
+
+    /// The object form means what the same requirements mean as text.
+    #[rstest]
+    #[case(json!(null), "")]
+    #[case(json!({}), "")]
+    #[case(json!({"matchLabels": {"app": "worker"}}), "app=worker")]
+    #[case(json!({"matchLabels": {"app": "web"}}), "app=web")]
+    #[case(json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "worker"]}]}), "app in (web,worker)")]
+    #[case(json!({"matchExpressions": [{"key": "missing", "operator": "NotIn", "values": ["x"]}]}), "missing notin (x)")]
+    #[case(json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["worker"]}]}), "app notin (worker)")]
+    #[case(json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}), "app")]
+    #[case(json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}), "!app")]
+    #[case(json!({"matchLabels": {"app": "worker"}, "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["jobs"]}]}), "app=worker,tier notin (jobs)")]
+    fn objects_select_as_their_text_does(#[case] object: Value, #[case] text: &str) {
+        let labels = labels(json!({"app": "worker", "tier": "jobs"}));
+        let from_object = Selector::from_object(Some(&object)).unwrap();
+        let from_text = Selector::parse(text).unwrap();
+        assert_eq!(
+            from_object.matches(Some(&labels)),
+            from_text.matches(Some(&labels)),
+            "{object} / {text}"
+        );
+        assert_eq!(
+            from_object.matches(None),
+            from_text.matches(None),
+            "{object}"
+        );
+    }
+
+    #[rstest]
+    #[case(json!({"matchLabels": ["app"]}), "matchLabels must be a mapping of labels")]
+    #[case(json!({"matchLabels": {"app": 1}}), "matchLabels.app must be a string")]
+    #[case(json!({"matchExpressions": {"key": "app"}}), "matchExpressions must be a list")]
+    #[case(json!({"matchExpressions": [{"operator": "In"}]}), "a matchExpression has no key")]
+    #[case(json!({"matchExpressions": [{"key": "app", "operator": "In"}]}), "the matchExpression on app needs a list of string values")]
+    #[case(json!({"matchExpressions": [{"key": "app", "operator": "Gt", "values": ["1"]}]}), "operator \"Gt\"; accepted: In, NotIn, Exists, DoesNotExist")]
+    fn bad_selector_objects_say_what_is_wrong(#[case] object: Value, #[case] problem: &str) {
+        let error = Selector::from_object(Some(&object)).unwrap_err();
         assert!(error.problem.contains(problem), "{error}");
     }
 

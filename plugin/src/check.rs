@@ -102,6 +102,17 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     let mut ca_bundles = Vec::new();
     let mut unread = Vec::new();
     let mut installed_at = None;
+    // Read for its labels, by which the webhooks may exclude it; by name alone when unreadable
+    // (the webhooks must then exclude it by name).
+    let own_namespace = cluster
+        .get_object(cluster::NAMESPACES, None, &args.install_namespace)
+        .await
+        .ok()
+        .flatten();
+    let own = own_namespace.as_ref().map_or_else(
+        || install::Namespace::named(&args.install_namespace),
+        |object| install::Namespace::of(object, &args.install_namespace),
+    );
     for (kind, resource) in [
         (WebhookKind::Mutating, cluster::MUTATING_WEBHOOKS),
         (WebhookKind::Validating, cluster::VALIDATING_WEBHOOKS),
@@ -121,8 +132,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
                         .and_then(Value::as_str)
                         .map(str::to_owned);
                 }
-                let (checks, called) =
-                    install::webhook_configuration(kind, &config, &args.install_namespace);
+                let (checks, called) = install::webhook_configuration(kind, &config, own);
                 webhook.extend(checks);
                 services.extend(called);
             }

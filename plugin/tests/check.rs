@@ -235,6 +235,50 @@ fn a_missing_install_and_a_short_lived_certificate_are_reported() {
     );
 }
 
+/// Installed into another namespace by an overlay's `namespace:`, which keeps the base's
+/// labels: the webhooks exclude it by its `app.kubernetes.io/part-of` label, which check reads
+/// from the namespace itself; a namespace without the label is not excluded, and check says so.
+#[test]
+fn the_own_namespace_may_be_excluded_by_its_label() {
+    let serving = webhook_pki();
+    let api = installed(&serving, &serving);
+    for (name, labels) in [
+        (
+            "platform",
+            json!({"kubernetes.io/metadata.name": "platform", "app.kubernetes.io/part-of": "sidekiq-guard"}),
+        ),
+        (
+            "elsewhere",
+            json!({"kubernetes.io/metadata.name": "elsewhere"}),
+        ),
+    ] {
+        api.add(
+            "/api/v1",
+            "namespaces",
+            json!({"metadata": {"name": name, "labels": labels}}),
+        );
+    }
+    let kubeconfig = api.kubeconfig("default");
+    let exclusion = "never sees kube-system nor its own namespace";
+    let output = text(&run_in(&kubeconfig, &["check", "--install-namespace", "platform"]).stdout);
+    assert_eq!(output.matches(exclusion).count(), 4, "{output}");
+    assert!(
+        !output.contains("the namespaceSelector does not exclude"),
+        "{output}"
+    );
+
+    let output = text(&run_in(&kubeconfig, &["check", "--install-namespace", "elsewhere"]).stdout);
+    assert_eq!(
+        output
+            .matches(&format!(
+                "{exclusion}\n    the namespaceSelector does not exclude elsewhere\n"
+            ))
+            .count(),
+        4,
+        "{output}"
+    );
+}
+
 #[test]
 fn missing_permissions_are_warnings_that_name_the_rule() {
     let serving = webhook_pki();

@@ -12,6 +12,8 @@ use std::process::Command;
 
 use clap::Parser as _;
 use serde_json::Value;
+use sidekiq_guard::install::{self, Namespace, WebhookKind};
+use sidekiq_guard::selector::Selector;
 use sidekiq_guard_webhook::cli::{CertsCommand, Cli, Command as Sub};
 
 fn kustomizations() -> Vec<PathBuf> {
@@ -495,34 +497,73 @@ fn the_base_is_a_consistent_least_privilege_installation() {
 }
 
 /// Evaluates a Kubernetes label selector (matchLabels and matchExpressions).
+/// Whether a webhook's label `selector` (object form) selects an object with `labels`.
 fn selects(selector: &Value, labels: &[(&str, &str)]) -> bool {
-    if selector.is_null() {
-        return true;
-    }
-    let get = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
-    if let Some(match_labels) = selector["matchLabels"].as_object()
-        && !match_labels
+    let labels: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), Value::from(*value)))
+        .collect();
+    Selector::from_object(Some(selector))
+        .unwrap()
+        .matches(Some(&labels))
+}
+
+/// An overlay's `namespace:` renames the namespace and rewrites the webhooks' Service
+/// reference; the namespace stays excluded from every webhook (by the label it keeps) and
+/// `kubectl sidekiq check --install-namespace` finds nothing wrong with the exclusions.
+#[test]
+fn a_namespace_overlay_keeps_its_own_namespace_out_of_the_webhooks() {
+    let overlay = tempfile::Builder::new()
+        .prefix(".overlay-")
+        .tempdir_in(common::root())
+        .unwrap();
+    std::fs::write(
+        overlay.path().join("kustomization.yaml"),
+        "namespace: platform\nresources:\n  - ../manifests/base\n",
+    )
+    .unwrap();
+    let rendered = Rendered(documents(&render(overlay.path())));
+    let namespace = rendered.one("Namespace");
+    assert_eq!(namespace["metadata"]["name"], "platform");
+    let mut labels: Vec<(&str, &str)> = namespace["metadata"]["labels"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str().unwrap()))
+        .collect();
+    labels.push(("kubernetes.io/metadata.name", "platform"));
+    labels.push(("sidekiq-guard.io/inject", "enabled"));
+    for (kind, webhook_kind) in [
+        ("MutatingWebhookConfiguration", WebhookKind::Mutating),
+        ("ValidatingWebhookConfiguration", WebhookKind::Validating),
+    ] {
+        let config = rendered.one(kind);
+        for webhook in config["webhooks"].as_array().unwrap() {
+            assert_eq!(webhook["clientConfig"]["service"]["namespace"], "platform");
+            assert!(
+                !selects(&webhook["namespaceSelector"], &labels),
+                "{kind} {} is sent the pods of its own namespace",
+                webhook["name"]
+            );
+        }
+        let (checks, _) = install::webhook_configuration(
+            webhook_kind,
+            config,
+            Namespace::of(namespace, "platform"),
+        );
+        let exclusions: Vec<_> = checks
             .iter()
-            .all(|(k, v)| get(k) == Some(v.as_str().unwrap()))
-    {
-        return false;
+            .filter(|c| {
+                c.title
+                    .ends_with("never sees kube-system nor its own namespace")
+            })
+            .collect();
+        assert_eq!(exclusions.len(), 2);
+        assert!(
+            exclusions.iter().all(|c| c.status == install::Status::Pass),
+            "{exclusions:#?}"
+        );
     }
-    selector["matchExpressions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .all(|expr| {
-            let key = expr["key"].as_str().unwrap();
-            let values = strings(&expr["values"]);
-            let value = get(key);
-            match expr["operator"].as_str().unwrap() {
-                "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-                "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                other => panic!("operator {other}"),
-            }
-        })
 }
 
 #[test]
