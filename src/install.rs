@@ -152,11 +152,30 @@ impl<'a> Namespace<'a> {
     }
 }
 
+/// The namespaces no webhook may be sent the pods of, with what is known of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Excluded<'a> {
+    /// `kube-system`.
+    pub system: Namespace<'a>,
+    /// The namespace sidekiq-guard is installed in.
+    pub own: Namespace<'a>,
+}
+
+impl<'a> Excluded<'a> {
+    /// `kube-system` and `own`, known by their names alone.
+    pub fn named(own: &'a str) -> Self {
+        Self {
+            system: Namespace::named(crate::policy::SYSTEM_NAMESPACE),
+            own: Namespace::named(own),
+        }
+    }
+}
+
 /// Judges every webhook of a configuration; returns the checks and the Services called.
 pub fn webhook_configuration(
     kind: WebhookKind,
     config: &Value,
-    own_namespace: Namespace<'_>,
+    excluded: Excluded<'_>,
 ) -> (Vec<Check>, Vec<ServiceRef>) {
     let (name, webhooks) = name_and_webhooks(config);
     let mut checks = Vec::new();
@@ -201,7 +220,7 @@ pub fn webhook_configuration(
         ));
         checks.push(excludes_namespaces(
             webhook,
-            own_namespace,
+            excluded,
             &title("never sees kube-system nor its own namespace"),
         ));
         if kind == WebhookKind::Mutating {
@@ -396,10 +415,10 @@ fn selects_opted_in(webhook: &Value, title: &str) -> Check {
 
 /// The namespace selector must exclude kube-system and the webhook's own namespace, even were
 /// they labelled `sidekiq-guard.io/inject=enabled`: by name (`kubernetes.io/metadata.name`), or
-/// for its own namespace by a label it carries (the base's `app.kubernetes.io/part-of`, which a
-/// kustomize `namespace:` keeps where it renames).
-fn excludes_namespaces(webhook: &Value, own_namespace: Namespace<'_>, title: &str) -> Check {
-    let own = own_namespace.name;
+/// by a label they carry (the base's `sidekiq-guard.io/admission-webhooks=disabled` on its own,
+/// which a kustomize `namespace:` keeps where it renames the namespace).
+fn excludes_namespaces(webhook: &Value, excluded: Excluded<'_>, title: &str) -> Check {
+    let own = excluded.own.name;
     let remedy = format!(
         "add {{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, {own}]}} to namespaceSelector.matchExpressions"
     );
@@ -414,27 +433,30 @@ fn excludes_namespaces(webhook: &Value, own_namespace: Namespace<'_>, title: &st
             );
         }
     };
-    let missing: Vec<&str> = [
-        Namespace::named(crate::policy::SYSTEM_NAMESPACE),
-        own_namespace,
-    ]
-    .into_iter()
-    .filter(|namespace| would_send(&selector, *namespace))
-    .map(|namespace| namespace.name)
-    .collect();
+    let missing: Vec<Namespace<'_>> = [excluded.system, excluded.own]
+        .into_iter()
+        .filter(|namespace| would_send(&selector, *namespace))
+        .collect();
     if missing.is_empty() {
-        Check::pass(title)
-    } else {
-        Check::problem(
-            Status::Fail,
-            title,
-            format!(
-                "the namespaceSelector does not exclude {}",
-                missing.join(" nor ")
-            ),
-            remedy,
-        )
+        return Check::pass(title);
     }
+    let names: Vec<&str> = missing.iter().map(|namespace| namespace.name).collect();
+    let mut detail = format!(
+        "the namespaceSelector does not exclude {}",
+        names.join(" nor ")
+    );
+    let unread: Vec<&str> = missing
+        .iter()
+        .filter(|namespace| namespace.labels.is_none())
+        .map(|namespace| namespace.name)
+        .collect();
+    if !unread.is_empty() {
+        detail.push_str(&format!(
+            " (judged by name alone: the labels of {} were not read)",
+            unread.join(" and ")
+        ));
+    }
+    Check::problem(Status::Fail, title, detail, remedy)
 }
 
 /// Whether a webhook with the namespace `selector` would be sent the pods of `namespace`, were
@@ -836,7 +858,7 @@ mod tests {
         let (checks, services) = webhook_configuration(
             WebhookKind::Mutating,
             &config(vec![webhook(json!({}))]),
-            Namespace::named("sidekiq-guard"),
+            Excluded::named("sidekiq-guard"),
         );
         assert!(
             checks.iter().all(|c| c.status == Status::Pass),
@@ -950,23 +972,26 @@ mod tests {
         );
     }
 
-    /// Opting in is the selectors' work: a webhook that requires neither label sends every
-    /// namespace's Sidekiq pods to be injected.
     /// The own namespace may be excluded by a label it carries, so that a kustomize
-    /// `namespace:` that renames it keeps it excluded; kube-system only by name.
+    /// `namespace:` that renames it keeps it excluded.
     #[test]
     fn the_own_namespace_may_be_excluded_by_its_labels() {
-        let part_of = json!({"app.kubernetes.io/part-of": "sidekiq-guard"});
+        let disabled = json!({"sidekiq-guard.io/admission-webhooks": "disabled"});
         let selector = json!({"namespaceSelector": {"matchExpressions": [
             {"key": "sidekiq-guard.io/inject", "operator": "In", "values": ["enabled"]},
             {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "sidekiq-guard"]},
-            {"key": "app.kubernetes.io/part-of", "operator": "NotIn", "values": ["sidekiq-guard"]},
+            {"key": "sidekiq-guard.io/admission-webhooks", "operator": "NotIn", "values": ["disabled"]},
         ]}});
-        let excluded = |namespace: Namespace<'_>, selector: &Value| {
+        let system_labels = json!({"kubernetes.io/metadata.name": "kube-system"});
+        let system = Namespace {
+            name: "kube-system",
+            labels: system_labels.as_object(),
+        };
+        let excluded = |own: Namespace<'_>, selector: &Value| {
             let (checks, _) = webhook_configuration(
                 WebhookKind::Mutating,
                 &config(vec![webhook(selector.clone())]),
-                namespace,
+                Excluded { system, own },
             );
             let check = checks
                 .into_iter()
@@ -979,25 +1004,25 @@ mod tests {
         };
         let platform = Namespace {
             name: "platform",
-            labels: part_of.as_object(),
+            labels: disabled.as_object(),
         };
         assert_eq!(excluded(platform, &selector), (Status::Pass, None));
         assert_eq!(
             excluded(Namespace::named("platform"), &selector),
             (
                 Status::Fail,
-                Some("the namespaceSelector does not exclude platform".to_owned())
+                Some("the namespaceSelector does not exclude platform (judged by name alone: the labels of platform were not read)".to_owned())
             )
         );
         // Opting the namespace in does not let it through.
-        let enabled = json!({"app.kubernetes.io/part-of": "sidekiq-guard", "sidekiq-guard.io/inject": "enabled"});
+        let enabled = json!({"sidekiq-guard.io/admission-webhooks": "disabled", "sidekiq-guard.io/inject": "enabled"});
         let labelled = Namespace {
             name: "platform",
             labels: enabled.as_object(),
         };
         assert_eq!(excluded(labelled, &selector).0, Status::Pass);
         let by_label_only = json!({"namespaceSelector": {"matchExpressions": [
-            {"key": "app.kubernetes.io/part-of", "operator": "NotIn", "values": ["sidekiq-guard"]},
+            {"key": "sidekiq-guard.io/admission-webhooks", "operator": "NotIn", "values": ["disabled"]},
         ]}});
         assert_eq!(
             excluded(platform, &by_label_only),
@@ -1014,6 +1039,8 @@ mod tests {
         ));
     }
 
+    /// Opting in is the selectors' work: a webhook that requires neither label sends every
+    /// namespace's Sidekiq pods to be injected.
     #[test]
     fn only_opted_in_pods_may_reach_a_webhook() {
         let excluded = json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "sidekiq-guard"]});
@@ -1021,7 +1048,7 @@ mod tests {
             let (checks, _) = webhook_configuration(
                 WebhookKind::Validating,
                 &config(vec![webhook(overrides)]),
-                Namespace::named("sidekiq-guard"),
+                Excluded::named("sidekiq-guard"),
             );
             let check = checks
                 .into_iter()
@@ -1079,7 +1106,7 @@ mod tests {
         let (checks, _) = webhook_configuration(
             WebhookKind::Mutating,
             &config(vec![bad]),
-            Namespace::named("sidekiq-guard"),
+            Excluded::named("sidekiq-guard"),
         );
         let problems: Vec<(Status, &str)> = checks
             .iter()
@@ -1111,7 +1138,7 @@ mod tests {
                 ),
                 (
                     Status::Fail,
-                    "the namespaceSelector does not exclude kube-system nor sidekiq-guard"
+                    "the namespaceSelector does not exclude kube-system nor sidekiq-guard (judged by name alone: the labels of kube-system and sidekiq-guard were not read)"
                 ),
                 (
                     Status::Warn,

@@ -6,7 +6,8 @@
 //! label keys and values, so a selector accepted here means the same in the cluster.
 //!
 //! The same requirements come as objects too (`metav1.LabelSelector`: `matchLabels` and
-//! `matchExpressions`, as webhook configurations hold them): [`Selector::from_object`].
+//! `matchExpressions`, as webhook configurations hold them): [`Selector::from_object`] reads
+//! them as the API server stored them, so their shape is checked but not their keys and values.
 
 use serde_json::{Map, Value};
 
@@ -65,8 +66,9 @@ impl Selector {
     }
 
     /// Reads a `metav1.LabelSelector` object (`matchLabels`, `matchExpressions` with `In`,
-    /// `NotIn`, `Exists`, `DoesNotExist`); `None`, `null` or `{}` selects everything, as the API
-    /// server takes them.
+    /// `NotIn`, `Exists`, `DoesNotExist`) as an admission webhook's `namespaceSelector` or
+    /// `objectSelector`: `None`, `null` or `{}` selects everything there. (Not every API reads
+    /// a missing selector so: a PodDisruptionBudget's `null` selects nothing.)
     pub fn from_object(selector: Option<&Value>) -> Result<Self, SelectorError> {
         let error = |problem: String| SelectorError {
             selector: selector.map_or_else(String::new, Value::to_string),
@@ -152,11 +154,17 @@ fn expression_requirement(expression: &Value) -> Result<Requirement, String> {
             )),
         }
     };
+    let no_values = |operator: Operator| match expression.get("values").and_then(Value::as_array) {
+        Some(values) if !values.is_empty() => Err(format!(
+            "the matchExpression on {key} takes no values with its operator"
+        )),
+        _ => Ok(operator),
+    };
     let operator = match expression.get("operator").and_then(Value::as_str) {
         Some("In") => Operator::In(values()?),
         Some("NotIn") => Operator::NotIn(values()?),
-        Some("Exists") => Operator::Exists,
-        Some("DoesNotExist") => Operator::DoesNotExist,
+        Some("Exists") => no_values(Operator::Exists)?,
+        Some("DoesNotExist") => no_values(Operator::DoesNotExist)?,
         other => {
             return Err(format!(
                 "the matchExpression on {key} has operator {}; accepted: In, NotIn, Exists, DoesNotExist",
@@ -357,32 +365,33 @@ mod tests {
         assert!(error.problem.contains(problem), "{error}");
     }
 
-    /// The object form means what the same requirements mean as text.
+    /// Objects select as Kubernetes documents them (the second column: for an object labelled
+    /// `app=worker,tier=jobs`; the third: for one without labels), and as their text does.
     #[rstest]
-    #[case(json!(null), "")]
-    #[case(json!({}), "")]
-    #[case(json!({"matchLabels": {"app": "worker"}}), "app=worker")]
-    #[case(json!({"matchLabels": {"app": "web"}}), "app=web")]
-    #[case(json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "worker"]}]}), "app in (web,worker)")]
-    #[case(json!({"matchExpressions": [{"key": "missing", "operator": "NotIn", "values": ["x"]}]}), "missing notin (x)")]
-    #[case(json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["worker"]}]}), "app notin (worker)")]
-    #[case(json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}), "app")]
-    #[case(json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}), "!app")]
-    #[case(json!({"matchLabels": {"app": "worker"}, "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["jobs"]}]}), "app=worker,tier notin (jobs)")]
-    fn objects_select_as_their_text_does(#[case] object: Value, #[case] text: &str) {
+    #[case(json!(null), true, true, "")]
+    #[case(json!({}), true, true, "")]
+    #[case(json!({"matchLabels": {"app": "worker"}}), true, false, "app=worker")]
+    #[case(json!({"matchLabels": {"app": "web"}}), false, false, "app=web")]
+    #[case(json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "worker"]}]}), true, false, "app in (web,worker)")]
+    #[case(json!({"matchExpressions": [{"key": "missing", "operator": "In", "values": ["x"]}]}), false, false, "missing in (x)")]
+    #[case(json!({"matchExpressions": [{"key": "missing", "operator": "NotIn", "values": ["x"]}]}), true, true, "missing notin (x)")]
+    #[case(json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["worker"]}]}), false, true, "app notin (worker)")]
+    #[case(json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}), true, false, "app")]
+    #[case(json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}), false, true, "!app")]
+    #[case(json!({"matchLabels": {"app": "worker"}, "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["jobs"]}]}), false, false, "app=worker,tier notin (jobs)")]
+    fn objects_select_as_kubernetes_documents(
+        #[case] object: Value,
+        #[case] labelled: bool,
+        #[case] unlabelled: bool,
+        #[case] text: &str,
+    ) {
         let labels = labels(json!({"app": "worker", "tier": "jobs"}));
         let from_object = Selector::from_object(Some(&object)).unwrap();
+        assert_eq!(from_object.matches(Some(&labels)), labelled, "{object}");
+        assert_eq!(from_object.matches(None), unlabelled, "{object}");
         let from_text = Selector::parse(text).unwrap();
-        assert_eq!(
-            from_object.matches(Some(&labels)),
-            from_text.matches(Some(&labels)),
-            "{object} / {text}"
-        );
-        assert_eq!(
-            from_object.matches(None),
-            from_text.matches(None),
-            "{object}"
-        );
+        assert_eq!(from_text.matches(Some(&labels)), labelled, "{text}");
+        assert_eq!(from_text.matches(None), unlabelled, "{text}");
     }
 
     #[rstest]
@@ -392,6 +401,7 @@ mod tests {
     #[case(json!({"matchExpressions": [{"operator": "In"}]}), "a matchExpression has no key")]
     #[case(json!({"matchExpressions": [{"key": "app", "operator": "In"}]}), "the matchExpression on app needs a list of string values")]
     #[case(json!({"matchExpressions": [{"key": "app", "operator": "Gt", "values": ["1"]}]}), "operator \"Gt\"; accepted: In, NotIn, Exists, DoesNotExist")]
+    #[case(json!({"matchExpressions": [{"key": "app", "operator": "Exists", "values": ["x"]}]}), "the matchExpression on app takes no values with its operator")]
     fn bad_selector_objects_say_what_is_wrong(#[case] object: Value, #[case] problem: &str) {
         let error = Selector::from_object(Some(&object)).unwrap_err();
         assert!(error.problem.contains(problem), "{error}");

@@ -102,17 +102,13 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     let mut ca_bundles = Vec::new();
     let mut unread = Vec::new();
     let mut installed_at = None;
-    // Read for its labels, by which the webhooks may exclude it; by name alone when unreadable
-    // (the webhooks must then exclude it by name).
-    let own_namespace = cluster
-        .get_object(cluster::NAMESPACES, None, &args.install_namespace)
-        .await
-        .ok()
-        .flatten();
-    let own = own_namespace.as_ref().map_or_else(
-        || install::Namespace::named(&args.install_namespace),
-        |object| install::Namespace::of(object, &args.install_namespace),
-    );
+    // Namespaces are read once: for the labels the webhooks may exclude kube-system and the
+    // install namespace by, and for those opted in.
+    let listed = cluster.list(cluster::NAMESPACES, &Scope::All, None).await;
+    let excluded = install::Excluded {
+        system: listed_namespace(&listed, sidekiq_guard::policy::SYSTEM_NAMESPACE),
+        own: listed_namespace(&listed, &args.install_namespace),
+    };
     for (kind, resource) in [
         (WebhookKind::Mutating, cluster::MUTATING_WEBHOOKS),
         (WebhookKind::Validating, cluster::VALIDATING_WEBHOOKS),
@@ -132,7 +128,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
                         .and_then(Value::as_str)
                         .map(str::to_owned);
                 }
-                let (checks, called) = install::webhook_configuration(kind, &config, own);
+                let (checks, called) = install::webhook_configuration(kind, &config, excluded);
                 webhook.extend(checks);
                 services.extend(called);
             }
@@ -164,7 +160,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
         checks: certificates(&cluster, args, (&ca_bundles, &unread), service_name).await,
     });
 
-    let (namespace_checks, opted_in) = namespaces(&cluster).await;
+    let (namespace_checks, opted_in) = namespaces(&listed);
     categories.push(Category {
         name: "namespaces",
         checks: namespace_checks,
@@ -311,9 +307,28 @@ async fn certificates(
 }
 
 /// The namespaces check, and the opted-in namespaces (`None` when they cannot be read).
-async fn namespaces(cluster: &Cluster) -> (Vec<Check>, Option<Vec<String>>) {
+/// `name` as `listed`, for its labels; known by its name alone when the list could not be read
+/// or does not hold it.
+fn listed_namespace<'a>(
+    listed: &'a Result<Vec<Value>, Error>,
+    name: &'a str,
+) -> install::Namespace<'a> {
+    listed
+        .as_ref()
+        .ok()
+        .and_then(|all| {
+            all.iter()
+                .find(|ns| ns.at("/metadata/name").and_then(Value::as_str) == Some(name))
+        })
+        .map_or_else(
+            || install::Namespace::named(name),
+            |ns| install::Namespace::of(ns, name),
+        )
+}
+
+fn namespaces(listed: &Result<Vec<Value>, Error>) -> (Vec<Check>, Option<Vec<String>>) {
     let title = "namespaces are opted in (label sidekiq-guard.io/inject=enabled)";
-    match cluster.list(cluster::NAMESPACES, &Scope::All, None).await {
+    match listed {
         Ok(all) => {
             let opted: Vec<String> = all
                 .iter()
@@ -336,7 +351,7 @@ async fn namespaces(cluster: &Cluster) -> (Vec<Check>, Option<Vec<String>>) {
             };
             (vec![check], Some(opted))
         }
-        Err(error) => (vec![unreadable(title.to_owned(), &error)], None),
+        Err(error) => (vec![unreadable(title.to_owned(), error)], None),
     }
 }
 

@@ -236,8 +236,9 @@ fn a_missing_install_and_a_short_lived_certificate_are_reported() {
 }
 
 /// Installed into another namespace by an overlay's `namespace:`, which keeps the base's
-/// labels: the webhooks exclude it by its `app.kubernetes.io/part-of` label, which check reads
-/// from the namespace itself; a namespace without the label is not excluded, and check says so.
+/// labels: the webhooks exclude it by its `sidekiq-guard.io/admission-webhooks` label, which
+/// check reads from the namespace itself; a namespace without the label is not excluded, and
+/// check says so.
 #[test]
 fn the_own_namespace_may_be_excluded_by_its_label() {
     let serving = webhook_pki();
@@ -245,7 +246,7 @@ fn the_own_namespace_may_be_excluded_by_its_label() {
     for (name, labels) in [
         (
             "platform",
-            json!({"kubernetes.io/metadata.name": "platform", "app.kubernetes.io/part-of": "sidekiq-guard"}),
+            json!({"kubernetes.io/metadata.name": "platform", "sidekiq-guard.io/admission-webhooks": "disabled"}),
         ),
         (
             "elsewhere",

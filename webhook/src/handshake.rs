@@ -1,13 +1,15 @@
-//! Connections to the admission port that failed before their first request: TLS handshakes a
-//! client broke off, timed out or could not speak, and connections the port could not accept.
+//! Connections to the admission port that failed before the TLS handshake completed:
+//! handshakes a client broke off, timed out or could not speak, handshakes the webhook could not
+//! complete, and connections the port could not accept. (A connection that completes the
+//! handshake and then sends nothing is the HTTP server's to time out, and not counted here.)
 //!
 //! They matter because every webhook configuration has `failurePolicy: Ignore`: when the API
 //! server refuses the serving certificate (a `caBundle` that does not hold its CA, a name it
 //! was not issued for, an expired one), pods are admitted uninjected and the webhook itself sees
 //! no request at all. The one trace on this side is the alert the client sends as it hangs up,
-//! so that one is logged at `warn` with what to check; the rest (port scanners, TCP health
-//! checks, clients speaking plain HTTP) only at `debug`. All are counted by reason in
-//! `sidekiq_guard_webhook_tls_handshake_errors_total`.
+//! so that one is logged at `warn` with what to check, as are failures on the webhook's own
+//! side; the rest (port scanners, TCP health checks, clients speaking plain HTTP) only at
+//! `debug`. All are counted by reason in `sidekiq_guard_webhook_tls_handshake_errors_total`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,16 +18,19 @@ use rustls::AlertDescription;
 
 use crate::metrics::Metrics;
 
-/// Why a connection ended before its first request.
+/// Why a connection failed before its TLS handshake completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// The client refused the serving certificate, with this alert.
     CertificateRejected(AlertDescription),
-    /// The client ended the handshake with another alert (no common cipher suite, say).
+    /// The client ended the handshake with another alert (`handshake_failure`,
+    /// `protocol_version`…).
     Alert(AlertDescription),
-    /// The client does not speak TLS 1.2 or 1.3 as the port does: plain HTTP, an older TLS,
-    /// a malformed handshake.
+    /// The client does not speak TLS as the port does: plain HTTP, a TLS before 1.2, no cipher
+    /// suite or ALPN protocol (`http/1.1`) in common, a malformed or undecryptable handshake.
     Protocol,
+    /// The webhook could not do its part: no serving certificate loaded yet, a signing failure.
+    Server,
     /// No handshake within the handshake timeout.
     Timeout,
     /// The client closed the connection during the handshake, without an alert.
@@ -66,12 +71,15 @@ impl Failure {
                 Self::CertificateRejected(*alert)
             }
             rustls::Error::AlertReceived(alert) => Self::Alert(*alert),
-            rustls::Error::InvalidMessage(_)
-            | rustls::Error::PeerIncompatible(_)
-            | rustls::Error::PeerMisbehaved(_)
-            | rustls::Error::InappropriateMessage { .. }
-            | rustls::Error::InappropriateHandshakeMessage { .. } => Self::Protocol,
-            _ => Self::Other,
+            // rustls says `General` when the certificate resolver has nothing to serve.
+            rustls::Error::General(_)
+            | rustls::Error::EncryptError
+            | rustls::Error::FailedToGetCurrentTime
+            | rustls::Error::FailedToGetRandomBytes
+            | rustls::Error::InconsistentKeys(_)
+            | rustls::Error::Other(_) => Self::Server,
+            // The rest are what the client sent or failed to send.
+            _ => Self::Protocol,
         }
     }
 
@@ -81,6 +89,7 @@ impl Failure {
             Self::CertificateRejected(_) => "certificate-rejected",
             Self::Alert(_) => "alert",
             Self::Protocol => "protocol",
+            Self::Server => "server",
             Self::Timeout => "timeout",
             Self::Closed => "closed",
             Self::Accept => "accept",
@@ -119,8 +128,8 @@ fn advice(alert: AlertDescription) -> &'static str {
     }
 }
 
-/// Counts and logs one connection that failed before its first request (the admission port's
-/// accept-error handler).
+/// Counts and logs one connection that failed before its TLS handshake completed (the
+/// admission port's accept-error handler).
 pub fn report(metrics: &Metrics, peer: Option<&SocketAddr>, err: &io::Error) {
     let failure = Failure::of(peer, err);
     metrics.handshake_failed(failure.reason());
@@ -133,6 +142,12 @@ pub fn report(metrics: &Metrics, peer: Option<&SocketAddr>, err: &io::Error) {
             "a client refused the serving certificate: {}; if it is the API server, pods are admitted without sidekiq-guard (`kubectl sidekiq check` compares the caBundle with the certificate)",
             advice(alert),
         ),
+        Failure::Server => tracing::warn!(
+            peer,
+            error = %err,
+            reason = failure.reason(),
+            "the webhook could not complete a TLS handshake"
+        ),
         Failure::Accept => tracing::warn!(
             error = %err,
             reason = failure.reason(),
@@ -142,7 +157,7 @@ pub fn report(metrics: &Metrics, peer: Option<&SocketAddr>, err: &io::Error) {
             peer,
             error = %err,
             reason = failure.reason(),
-            "connection ended before its first request"
+            "TLS handshake failed"
         ),
     }
 }
@@ -199,6 +214,14 @@ mod tests {
                 "closed",
             ),
             (io::Error::from(io::ErrorKind::ConnectionReset), "closed"),
+            (tls(rustls::Error::NoApplicationProtocol), "protocol"),
+            (tls(rustls::Error::DecryptError), "protocol"),
+            (
+                tls(rustls::Error::General(
+                    "no server certificate chain resolved".to_owned(),
+                )),
+                "server",
+            ),
             (io::Error::other("something else"), "other"),
         ];
         for (err, reason) in cases {

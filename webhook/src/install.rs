@@ -164,10 +164,10 @@ pub enum InstallError {
         /// The Certificate that writes it.
         certificate: String,
     },
-    /// A Secret certs install did not create: a certificate of the user's own, which it must not
-    /// replace with one of its CA.
+    /// A Secret certs install did not create (the user's own certificate, another tool's), which
+    /// it must not replace with one of its CA.
     #[error(
-        "Secret {namespace}/{name} was not written by certs install ({}): it holds a certificate of your own, which certs install leaves alone; remove the sidekiq-guard-certs Job and CronJob (kubectl apply -k manifests/own-ca does), or delete the Secret for certs install to manage the certificate",
+        "Secret {namespace}/{name} was not created by certs install ({}), so certs install leaves it alone; if it holds your own certificate, delete the install Job and CronJob (kubectl -n {namespace} delete cronjob,job sidekiq-guard-certs; manifests/own-ca has neither), or delete the Secret for certs install to manage the certificate",
         managed_by_text(.managed_by.as_ref())
     )]
     NotOurs {

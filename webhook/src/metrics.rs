@@ -8,7 +8,7 @@
 //! | `sidekiq_guard_webhook_skips_total` | `reason` | pods `/mutate` left unchanged, by reason |
 //! | `sidekiq_guard_webhook_certificate_expiry_timestamp_seconds` | | `notAfter` of the serving certificate in use |
 //! | `sidekiq_guard_webhook_certificate_reloads_total` | `result` | certificate loads: `success`, `failure` |
-//! | `sidekiq_guard_webhook_tls_handshake_errors_total` | `reason` | connections to the admission port that failed before a request ([`crate::handshake`]): `certificate-rejected`, `alert`, `protocol`, `timeout`, `closed`, `accept`, `other` |
+//! | `sidekiq_guard_webhook_tls_handshake_errors_total` | `reason` | connections to the admission port that failed before their TLS handshake completed ([`crate::handshake`]): `certificate-rejected`, `alert`, `protocol`, `server`, `timeout`, `closed`, `accept`, `other` |
 //! | `sidekiq_guard_webhook_build_info` | `version`, `sidecar_mode` | 1, once the sidecar mode is decided |
 
 use std::sync::atomic::AtomicI64;
@@ -101,7 +101,7 @@ impl Metrics {
         );
         registry.register(
             "tls_handshake_errors",
-            "Connections to the admission port that failed before their first request, by reason",
+            "Connections to the admission port that failed before their TLS handshake completed, by reason",
             handshake_errors.clone(),
         );
         registry.register(
@@ -165,7 +165,7 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a connection that failed before its first request.
+    /// Counts a connection that failed before its TLS handshake completed.
     pub fn handshake_failed(&self, reason: &'static str) {
         self.handshake_errors
             .get_or_create(&[("reason", reason)])

@@ -575,7 +575,7 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("Secret sidekiq-guard/sidekiq-guard-tls was not written by certs install (it has no app.kubernetes.io/managed-by label): it holds a certificate of your own, which certs install leaves alone; remove the sidekiq-guard-certs Job and CronJob (kubectl apply -k manifests/own-ca does), or delete the Secret for certs install to manage the certificate"),
+        stderr.contains("Secret sidekiq-guard/sidekiq-guard-tls was not created by certs install (it has no app.kubernetes.io/managed-by label), so certs install leaves it alone; if it holds your own certificate, delete the install Job and CronJob (kubectl -n sidekiq-guard delete cronjob,job sidekiq-guard-certs; manifests/own-ca has neither), or delete the Secret for certs install to manage the certificate"),
         "{stderr}"
     );
     assert_eq!(api.get(&path).unwrap()["data"], own["data"]);

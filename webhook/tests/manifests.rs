@@ -13,7 +13,6 @@ use std::process::Command;
 use clap::Parser as _;
 use serde_json::Value;
 use sidekiq_guard::install::{self, Namespace, WebhookKind};
-use sidekiq_guard::selector::Selector;
 use sidekiq_guard_webhook::cli::{CertsCommand, Cli, Command as Sub};
 
 fn kustomizations() -> Vec<PathBuf> {
@@ -496,16 +495,36 @@ fn the_base_is_a_consistent_least_privilege_installation() {
     );
 }
 
-/// Evaluates a Kubernetes label selector (matchLabels and matchExpressions).
-/// Whether a webhook's label `selector` (object form) selects an object with `labels`.
+/// Evaluates a Kubernetes label selector (matchLabels and matchExpressions) on its own, apart
+/// from the core's `Selector`, which `kubectl sidekiq check` uses: the two must agree.
 fn selects(selector: &Value, labels: &[(&str, &str)]) -> bool {
-    let labels: serde_json::Map<String, Value> = labels
-        .iter()
-        .map(|(key, value)| ((*key).to_owned(), Value::from(*value)))
-        .collect();
-    Selector::from_object(Some(selector))
-        .unwrap()
-        .matches(Some(&labels))
+    if selector.is_null() {
+        return true;
+    }
+    let get = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    if let Some(match_labels) = selector["matchLabels"].as_object()
+        && !match_labels
+            .iter()
+            .all(|(k, v)| get(k) == Some(v.as_str().unwrap()))
+    {
+        return false;
+    }
+    selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|expr| {
+            let key = expr["key"].as_str().unwrap();
+            let values = strings(&expr["values"]);
+            let value = get(key);
+            match expr["operator"].as_str().unwrap() {
+                "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+                "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                other => panic!("operator {other}"),
+            }
+        })
 }
 
 /// An overlay's `namespace:` renames the namespace and rewrites the webhooks' Service
@@ -546,11 +565,11 @@ fn a_namespace_overlay_keeps_its_own_namespace_out_of_the_webhooks() {
                 webhook["name"]
             );
         }
-        let (checks, _) = install::webhook_configuration(
-            webhook_kind,
-            config,
-            Namespace::of(namespace, "platform"),
-        );
+        let excluded = install::Excluded {
+            system: Namespace::named("kube-system"),
+            own: Namespace::of(namespace, "platform"),
+        };
+        let (checks, _) = install::webhook_configuration(webhook_kind, config, excluded);
         let exclusions: Vec<_> = checks
             .iter()
             .filter(|c| {
