@@ -306,7 +306,6 @@ async fn certificates(
     checks
 }
 
-/// The namespaces check, and the opted-in namespaces (`None` when they cannot be read).
 /// `name` as `listed`, for its labels; known by its name alone when the list could not be read
 /// or does not hold it.
 fn listed_namespace<'a>(
@@ -326,6 +325,7 @@ fn listed_namespace<'a>(
         )
 }
 
+/// The namespaces check, and the opted-in namespaces (`None` when they cannot be read).
 fn namespaces(listed: &Result<Vec<Value>, Error>) -> (Vec<Check>, Option<Vec<String>>) {
     let title = "namespaces are opted in (label sidekiq-guard.io/inject=enabled)";
     match listed {
