@@ -178,6 +178,20 @@ pub enum InstallError {
         /// Its `app.kubernetes.io/managed-by` label, if any.
         managed_by: Option<String>,
     },
+    /// A Secret certs install created, whose certificate someone else has replaced since.
+    #[error(
+        "Secret {namespace}/{name} holds a certificate certs install did not write (serial {found}; it wrote {written}), so certs install leaves it alone; if it is your own, delete the install Job and CronJob (kubectl -n {namespace} delete cronjob,job sidekiq-guard-certs; manifests/own-ca has neither), or delete the Secret for certs install to manage the certificate again"
+    )]
+    Rewritten {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The serial of the certificate certs install wrote.
+        written: String,
+        /// The serial of the certificate the Secret holds.
+        found: String,
+    },
 }
 
 /// The label `certs install` puts on the Secrets it creates, and the one it looks for before
@@ -228,13 +242,8 @@ async fn install_once(
     // Both Secrets are checked before either is written.
     let ca_secret = get(&secrets, &config.ca_secret, "Secret", &config.namespace).await?;
     let tls_secret = get(&secrets, &config.secret, "Secret", &config.namespace).await?;
-    ours(ca_secret.as_ref(), &config.ca_secret, "Opaque", config)?;
-    ours(
-        tls_secret.as_ref(),
-        &config.secret,
-        "kubernetes.io/tls",
-        config,
-    )?;
+    ours(ca_secret.as_ref(), &config.ca_secret, CA_SECRET, config)?;
+    ours(tls_secret.as_ref(), &config.secret, TLS_SECRET, config)?;
     let ca_margin = config.validity + config.renew_before;
     let (ca, ca_action) = match ca_secret.as_ref().map(|s| read_ca(s, now, ca_margin)) {
         Some(Ok(ca)) => (ca, Action::Kept),
@@ -250,7 +259,7 @@ async fn install_once(
                 config,
                 &config.ca_secret,
                 ca_secret,
-                "Opaque",
+                CA_SECRET,
                 data,
             )
             .await?;
@@ -317,7 +326,7 @@ async fn install_once(
             config,
             &config.secret,
             tls_secret,
-            "kubernetes.io/tls",
+            TLS_SECRET,
             data,
         )
         .await?;
@@ -330,13 +339,42 @@ async fn install_once(
     })
 }
 
+/// The two Secrets certs install writes: the type it gives them and the key of the certificate
+/// they hold.
+#[derive(Debug, Clone, Copy)]
+struct SecretKind {
+    type_: &'static str,
+    cert: &'static str,
+}
+
+const CA_SECRET: SecretKind = SecretKind {
+    type_: "Opaque",
+    cert: "ca.crt",
+};
+
+const TLS_SECRET: SecretKind = SecretKind {
+    type_: "kubernetes.io/tls",
+    cert: "tls.crt",
+};
+
+/// The annotation in which certs install records the serial of the certificate it wrote: a
+/// Secret of its own whose certificate has another serial was rewritten by someone else since,
+/// with a certificate certs install must not replace.
+const WRITTEN_SERIAL: &str = "sidekiq-guard.io/certificate-serial";
+
+/// The serial of the certificate under `key` in `data`, when it reads as one.
+fn serial_in(data: Option<&BTreeMap<String, ByteString>>, key: &str) -> Option<String> {
+    let pem = data?.get(key)?;
+    pki::inspect_pem(&pem.0, key).ok().map(|info| info.serial)
+}
+
 /// Checks that an existing Secret is one certs install may write: one it created (not
-/// cert-manager's, not one holding the user's own certificate), of the type it writes (a type
-/// cannot change in place).
+/// cert-manager's, not one holding the user's own certificate) and whose certificate is still
+/// the one it wrote, of the type it writes (a type cannot change in place).
 fn ours(
     secret: Option<&Secret>,
     name: &str,
-    expected: &'static str,
+    kind: SecretKind,
     config: &InstallConfig,
 ) -> Result<(), InstallError> {
     let Some(secret) = secret else {
@@ -366,12 +404,29 @@ fn ours(
             managed_by: managed_by.cloned(),
         });
     }
+    // An unreadable certificate is replaced, as a missing one is: only a readable one that
+    // certs install did not issue is someone else's.
+    let written = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(WRITTEN_SERIAL));
+    if let (Some(written), Some(found)) = (written, serial_in(secret.data.as_ref(), kind.cert))
+        && *written != found
+    {
+        return Err(InstallError::Rewritten {
+            namespace: config.namespace.clone(),
+            name: name.to_owned(),
+            written: written.clone(),
+            found,
+        });
+    }
     match secret.type_.as_deref() {
-        Some(found) if found != expected => Err(InstallError::SecretType {
+        Some(found) if found != kind.type_ => Err(InstallError::SecretType {
             namespace: config.namespace.clone(),
             name: name.to_owned(),
             found: found.to_owned(),
-            expected,
+            expected: kind.type_,
         }),
         _ => Ok(()),
     }
@@ -501,14 +556,20 @@ async fn put_secret(
     config: &InstallConfig,
     name: &str,
     existing: Option<Secret>,
-    type_: &str,
+    kind: SecretKind,
     data: BTreeMap<String, ByteString>,
 ) -> Result<(), InstallError> {
     let object = format!("Secret {}/{name}", config.namespace);
+    let serial = serial_in(Some(&data), kind.cert).unwrap_or_default();
     match existing {
         Some(mut secret) => {
             // Same object, same resourceVersion: the update fails with a conflict if anyone
             // changed it since it was read.
+            secret
+                .metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(WRITTEN_SERIAL.to_owned(), serial);
             secret.data = Some(data);
             secret.string_data = None;
             api.replace(name, &PostParams::default(), &secret)
@@ -540,9 +601,10 @@ async fn put_secret(
                             "sidekiq-guard".to_owned(),
                         ),
                     ])),
+                    annotations: Some(BTreeMap::from([(WRITTEN_SERIAL.to_owned(), serial)])),
                     ..ObjectMeta::default()
                 },
-                type_: Some(type_.to_owned()),
+                type_: Some(kind.type_.to_owned()),
                 data: Some(data),
                 ..Secret::default()
             };

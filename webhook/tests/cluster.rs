@@ -343,6 +343,17 @@ async fn certs_install_creates_trusts_renews_and_is_idempotent() {
         tls["metadata"]["labels"]["app.kubernetes.io/managed-by"],
         "sidekiq-guard-webhook"
     );
+    // The serial of each certificate written, by which a later run tells its own from one
+    // written over it.
+    for (secret, key) in [(&ca, "ca.crt"), (&tls, "tls.crt")] {
+        assert_eq!(
+            secret["metadata"]["annotations"]["sidekiq-guard.io/certificate-serial"],
+            pki::inspect_pem(&data(secret, key), key)
+                .unwrap()
+                .serial
+                .as_str()
+        );
+    }
     let ca_pem = data(&ca, "ca.crt");
     assert_eq!(data(&tls, "ca.crt"), ca_pem);
     let ca_der = pki::certificates(&ca_pem, "ca").unwrap().remove(0);
@@ -485,6 +496,31 @@ async fn certs_install_creates_trusts_renews_and_is_idempotent() {
     assert!(pki::signed_by(&new_leaf, &new_ca_der));
     // No key material in what the Job prints.
     assert!(!log.contains("PRIVATE KEY"));
+
+    // A certificate of the user's own written over the Job's Secret (`kubectl apply` keeps the
+    // Job's labels and annotations): the Job leaves it, and the bundles, alone.
+    let mut tls = secret(&api, "sidekiq-guard-tls");
+    let own = Pki::new();
+    let own_serving = own.serving();
+    tls["data"]["tls.crt"] = json!(b64(own_serving.cert_pem.as_bytes()));
+    tls["data"]["tls.key"] = json!(b64(own_serving.key_pem.as_bytes()));
+    api.put(&format!("{SECRETS}/sidekiq-guard-tls"), tls.clone());
+    let bundle = bundles(&api);
+    let output = install(&api, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let written = tls["metadata"]["annotations"]["sidekiq-guard.io/certificate-serial"]
+        .as_str()
+        .unwrap();
+    let found = pki::inspect_pem(own_serving.cert_pem.as_bytes(), "own")
+        .unwrap()
+        .serial;
+    assert!(
+        stderr.contains(&format!("Secret sidekiq-guard/sidekiq-guard-tls holds a certificate certs install did not write (serial {found}; it wrote {written}), so certs install leaves it alone; if it is your own, delete the install Job and CronJob (kubectl -n sidekiq-guard delete cronjob,job sidekiq-guard-certs; manifests/own-ca has neither), or delete the Secret for certs install to manage the certificate again")),
+        "{stderr}"
+    );
+    assert_eq!(secret(&api, "sidekiq-guard-tls")["data"], tls["data"]);
+    assert_eq!(bundles(&api), bundle);
 }
 
 // Multi-threaded: the fake API server answers while the test waits for the child process.
