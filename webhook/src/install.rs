@@ -380,44 +380,37 @@ fn ours(
     let Some(secret) = secret else {
         return Ok(());
     };
-    if let Some(certificate) = secret
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("cert-manager.io/certificate-name"))
-    {
+    let meta = |map: &Option<BTreeMap<String, String>>, key: &str| {
+        map.as_ref().and_then(|m| m.get(key)).cloned()
+    };
+    if let Some(certificate) = meta(
+        &secret.metadata.annotations,
+        "cert-manager.io/certificate-name",
+    ) {
         return Err(InstallError::CertManager {
             namespace: config.namespace.clone(),
             name: name.to_owned(),
-            certificate: certificate.clone(),
+            certificate,
         });
     }
-    let managed_by = secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY.0));
-    if managed_by.is_none_or(|value| value != MANAGED_BY.1) {
+    let managed_by = meta(&secret.metadata.labels, MANAGED_BY.0);
+    if managed_by.as_deref() != Some(MANAGED_BY.1) {
         return Err(InstallError::NotOurs {
             namespace: config.namespace.clone(),
             name: name.to_owned(),
-            managed_by: managed_by.cloned(),
+            managed_by,
         });
     }
     // An unreadable certificate is replaced, as a missing one is: only a readable one that
     // certs install did not issue is someone else's.
-    let written = secret
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(WRITTEN_SERIAL));
+    let written = meta(&secret.metadata.annotations, WRITTEN_SERIAL);
     if let (Some(written), Some(found)) = (written, serial_in(secret.data.as_ref(), kind.cert))
-        && *written != found
+        && written != found
     {
         return Err(InstallError::Rewritten {
             namespace: config.namespace.clone(),
             name: name.to_owned(),
-            written: written.clone(),
+            written,
             found,
         });
     }
