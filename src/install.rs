@@ -140,13 +140,11 @@ impl<'a> Namespace<'a> {
         Self { name, labels: None }
     }
 
-    /// A namespace as the API server returns it (`metadata.name` falls back to `name`).
-    pub fn of(object: &'a Value, name: &'a str) -> Self {
+    /// The namespace `name` with the labels of `object`, the Namespace as the API server
+    /// returns it.
+    pub fn of(name: &'a str, object: &'a Value) -> Self {
         Self {
-            name: object
-                .at("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or(name),
+            name,
             labels: object.at("/metadata/labels").and_then(Value::as_object),
         }
     }

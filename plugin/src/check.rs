@@ -321,7 +321,7 @@ fn listed_namespace<'a>(
         })
         .map_or_else(
             || install::Namespace::named(name),
-            |ns| install::Namespace::of(ns, name),
+            |ns| install::Namespace::of(name, ns),
         )
 }
 

@@ -95,11 +95,7 @@ fn installed_with_bundles(mutating: &Pki, validating: &Pki, serving: &Pki) -> Ap
             json!({"kubernetes.io/metadata.name": "kube-system"}),
         ),
     ] {
-        api.add(
-            "/api/v1",
-            "namespaces",
-            json!({"metadata": {"name": name, "labels": labels}}),
-        );
+        add_namespace(&api, name, labels);
     }
     let mut injected = injected_pod("shop", "rails-worker-7d9c8f6b5-aaaaa", 300, 7434);
     injected["metadata"]["creationTimestamp"] = json!("2026-11-20T00:00:00Z");
@@ -125,6 +121,14 @@ fn installed_with_bundles(mutating: &Pki, validating: &Pki, serving: &Pki) -> Ap
     elsewhere["metadata"]["annotations"] = json!({});
     api.add_pod(elsewhere);
     api
+}
+
+fn add_namespace(api: &ApiServer, name: &str, labels: Value) {
+    api.add(
+        "/api/v1",
+        "namespaces",
+        json!({"metadata": {"name": name, "labels": labels}}),
+    );
 }
 
 fn webhook_pki() -> Pki {
@@ -253,11 +257,7 @@ fn the_own_namespace_may_be_excluded_by_its_label() {
             json!({"kubernetes.io/metadata.name": "elsewhere"}),
         ),
     ] {
-        api.add(
-            "/api/v1",
-            "namespaces",
-            json!({"metadata": {"name": name, "labels": labels}}),
-        );
+        add_namespace(&api, name, labels);
     }
     let kubeconfig = api.kubeconfig("default");
     let exclusion = "never sees kube-system nor its own namespace";

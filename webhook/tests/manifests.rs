@@ -567,7 +567,7 @@ fn a_namespace_overlay_keeps_its_own_namespace_out_of_the_webhooks() {
         }
         let excluded = install::Excluded {
             system: Namespace::named("kube-system"),
-            own: Namespace::of(namespace, "platform"),
+            own: Namespace::of("platform", namespace),
         };
         let (checks, _) = install::webhook_configuration(webhook_kind, config, excluded);
         let exclusions: Vec<_> = checks
