@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod analysis;
 pub mod annotations;
+pub mod cert_secrets;
 pub mod detect;
 pub mod duration;
 pub mod errors;

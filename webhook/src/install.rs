@@ -31,6 +31,9 @@ use kube::{Client, Resource};
 use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use sidekiq_guard::cert_secrets::{
+    self, CA_SECRET, ExistingSecret, MANAGED_BY, Refusal, SecretKind, TLS_SECRET, WRITTEN_SERIAL,
+};
 
 use crate::pki::{self, KeyedCert, PkiError};
 
@@ -138,71 +141,9 @@ pub enum InstallError {
         /// Service name.
         service: String,
     },
-    /// A Secret exists with another type, which cannot be changed in place.
-    #[error(
-        "Secret {namespace}/{name} has type {found:?}, expected {expected}; delete it and run certs install again"
-    )]
-    SecretType {
-        /// Namespace.
-        namespace: String,
-        /// Name.
-        name: String,
-        /// Its type.
-        found: String,
-        /// The type certs install writes.
-        expected: &'static str,
-    },
-    /// A Secret is cert-manager's: two issuers of one certificate undo each other's work.
-    #[error(
-        "Secret {namespace}/{name} is managed by cert-manager (Certificate {certificate}); certs install must not run beside it: delete the sidekiq-guard-certs CronJob and Job (see certs/README.md, \"Switching\")"
-    )]
-    CertManager {
-        /// Namespace.
-        namespace: String,
-        /// Name.
-        name: String,
-        /// The Certificate that writes it.
-        certificate: String,
-    },
-    /// A Secret certs install did not create (the user's own certificate, another tool's), which
-    /// it must not replace with one of its CA.
-    #[error(
-        "Secret {namespace}/{name} was not created by certs install ({}), so certs install leaves it alone; if it holds your own certificate, delete the install Job and CronJob (kubectl -n {namespace} delete cronjob,job sidekiq-guard-certs; manifests/own-ca has neither), or delete the Secret for certs install to manage the certificate",
-        managed_by_text(.managed_by.as_ref())
-    )]
-    NotOurs {
-        /// Namespace.
-        namespace: String,
-        /// Name.
-        name: String,
-        /// Its `app.kubernetes.io/managed-by` label, if any.
-        managed_by: Option<String>,
-    },
-    /// A Secret certs install created, whose certificate someone else has replaced since.
-    #[error(
-        "Secret {namespace}/{name} holds a certificate certs install did not write (serial {found}; it wrote {written}), so certs install leaves it alone; if it is your own, delete the install Job and CronJob (kubectl -n {namespace} delete cronjob,job sidekiq-guard-certs; manifests/own-ca has neither), or delete the Secret for certs install to manage the certificate again"
-    )]
-    Rewritten {
-        /// Namespace.
-        namespace: String,
-        /// Name.
-        name: String,
-        /// The serial of the certificate certs install wrote.
-        written: String,
-        /// The serial of the certificate the Secret holds.
-        found: String,
-    },
-}
-
-/// The label `certs install` puts on the Secrets it creates, and the one it looks for before
-/// writing to an existing Secret.
-const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "sidekiq-guard-webhook");
-
-fn managed_by_text(found: Option<&String>) -> String {
-    match found {
-        None => format!("it has no {} label", MANAGED_BY.0),
-        Some(other) => format!("its {} label is {other:?}", MANAGED_BY.0),
-    }
+    /// An existing Secret certs install must leave alone.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 impl InstallError {
@@ -339,90 +280,34 @@ async fn install_once(
     })
 }
 
-/// The two Secrets certs install writes: the type it gives them and the key of the certificate
-/// they hold.
-#[derive(Debug, Clone, Copy)]
-struct SecretKind {
-    type_: &'static str,
-    cert: &'static str,
-}
-
-const CA_SECRET: SecretKind = SecretKind {
-    type_: "Opaque",
-    cert: "ca.crt",
-};
-
-const TLS_SECRET: SecretKind = SecretKind {
-    type_: "kubernetes.io/tls",
-    cert: "tls.crt",
-};
-
-/// The annotation in which certs install records the serial of the certificate it wrote: a
-/// Secret of its own whose certificate has another serial was rewritten by someone else since,
-/// with a certificate certs install must not replace.
-const WRITTEN_SERIAL: &str = "sidekiq-guard.io/certificate-serial";
-
 /// The serial of the certificate under `key` in `data`, when it reads as one.
 fn serial_in(data: Option<&BTreeMap<String, ByteString>>, key: &str) -> Option<String> {
     let pem = data?.get(key)?;
     pki::inspect_pem(&pem.0, key).ok().map(|info| info.serial)
 }
 
-/// Checks that an existing Secret is one certs install may write: one it created (not
-/// cert-manager's, not one holding the user's own certificate) and whose certificate is still
-/// the one it wrote, of the type it writes (a type cannot change in place).
+/// Checks that an existing Secret is one certs install may write ([`cert_secrets::may_write`]).
 fn ours(
     secret: Option<&Secret>,
     name: &str,
     kind: SecretKind,
     config: &InstallConfig,
-) -> Result<(), InstallError> {
+) -> Result<(), Refusal> {
     let Some(secret) = secret else {
         return Ok(());
     };
-    let meta = |map: &Option<BTreeMap<String, String>>, key: &str| {
-        map.as_ref().and_then(|m| m.get(key)).cloned()
-    };
-    if let Some(certificate) = meta(
-        &secret.metadata.annotations,
-        "cert-manager.io/certificate-name",
-    ) {
-        return Err(InstallError::CertManager {
-            namespace: config.namespace.clone(),
-            name: name.to_owned(),
-            certificate,
-        });
-    }
-    let managed_by = meta(&secret.metadata.labels, MANAGED_BY.0);
-    if managed_by.as_deref() != Some(MANAGED_BY.1) {
-        return Err(InstallError::NotOurs {
-            namespace: config.namespace.clone(),
-            name: name.to_owned(),
-            managed_by,
-        });
-    }
-    // An unreadable certificate is replaced, as a missing one is: only a readable one that
-    // certs install did not issue is someone else's.
-    let written = meta(&secret.metadata.annotations, WRITTEN_SERIAL);
-    if let (Some(written), Some(found)) = (written, serial_in(secret.data.as_ref(), kind.cert))
-        && written != found
-    {
-        return Err(InstallError::Rewritten {
-            namespace: config.namespace.clone(),
-            name: name.to_owned(),
-            written,
-            found,
-        });
-    }
-    match secret.type_.as_deref() {
-        Some(found) if found != kind.type_ => Err(InstallError::SecretType {
-            namespace: config.namespace.clone(),
-            name: name.to_owned(),
-            found: found.to_owned(),
-            expected: kind.type_,
-        }),
-        _ => Ok(()),
-    }
+    let serial = serial_in(secret.data.as_ref(), kind.cert);
+    cert_secrets::may_write(
+        &ExistingSecret {
+            namespace: &config.namespace,
+            name,
+            labels: secret.metadata.labels.as_ref(),
+            annotations: secret.metadata.annotations.as_ref(),
+            type_: secret.type_.as_deref(),
+            cert_serial: serial.as_deref(),
+        },
+        kind,
+    )
 }
 
 async fn get<K>(
