@@ -18,8 +18,13 @@ pub const DEFAULT_NAME: &str = "sidekiq-guard";
 pub const DEFAULT_NAMESPACE: &str = "sidekiq-guard";
 /// The `kubernetes.io/tls` Secret the webhook serves from.
 pub const DEFAULT_TLS_SECRET: &str = "sidekiq-guard-tls";
-/// A serving certificate closer than this to expiry is a warning.
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
+/// A serving certificate closer than this to expiry is a warning: its renewal is overdue.
+///
+/// Both issuers renew 30 days before expiry — cert-manager (`renewBefore` in
+/// `manifests/cert-manager`) at that moment, the certs CronJob at its first weekly run after it —
+/// so a certificate renewed as planned never has fewer than 23 days left, and warning from 30
+/// would flag a healthy installation for up to a week every year. Below 21, a run was missed.
+pub const EXPIRY_WARNING_DAYS: i64 = 21;
 
 /// The outcome of one check, Linkerd-check style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -648,7 +653,7 @@ pub fn certificate_names(dns_names: &[String], service: &ServiceRef) -> Check {
 
 /// Judges the days left on the serving certificate.
 pub fn certificate_expiry(days_left: i64, not_after: &str, first: Option<&str>) -> Check {
-    let title = "the serving certificate is valid for 30 days or more";
+    let title = format!("the serving certificate is valid for {EXPIRY_WARNING_DAYS} days or more");
     // A CA of the chain or of the caBundle that expires before the serving certificate ends the
     // chain's validity with it.
     let which = first.map_or(String::new(), |which| format!(", when {which} expires"));
@@ -667,7 +672,7 @@ pub fn certificate_expiry(days_left: i64, not_after: &str, first: Option<&str>) 
             Status::Warn,
             title,
             format!("{days_left} days left (until {not_after}{which})"),
-            "the certs CronJob renews it weekly (check that it runs: kubectl -n sidekiq-guard get jobs) and cert-manager its own; a certificate of your own is yours to rotate (certs/README.md)",
+            "renewal was due 30 days before expiry: the certs CronJob renews it weekly (check that it runs: kubectl -n sidekiq-guard get jobs) and cert-manager its own; a certificate of your own is yours to rotate (certs/README.md)",
         )
     } else {
         Check::pass_with(
@@ -1152,8 +1157,17 @@ mod tests {
             certificate_expiry(90, "2027-02-24", None).status,
             Status::Pass
         );
+        // The certs CronJob renews at 30 days on its first weekly run after: 23–29 is healthy.
         assert_eq!(
-            certificate_expiry(29, "2026-12-25", None).status,
+            certificate_expiry(23, "2026-12-19", None).status,
+            Status::Pass
+        );
+        assert_eq!(
+            certificate_expiry(21, "2026-12-17", None).status,
+            Status::Pass
+        );
+        assert_eq!(
+            certificate_expiry(20, "2026-12-16", None).status,
             Status::Warn
         );
         assert_eq!(

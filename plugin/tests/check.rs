@@ -234,7 +234,7 @@ fn a_missing_install_and_a_short_lived_certificate_are_reported() {
     assert_eq!(out.status.code(), Some(0));
     let output = text(&out.stdout);
     assert!(
-        output.contains("‼ the serving certificate is valid for 30 days or more\n    10 days left"),
+        output.contains("‼ the serving certificate is valid for 21 days or more\n    10 days left"),
         "{output}"
     );
 }
