@@ -907,7 +907,6 @@ impl Ctx<'_, '_> {
                 "use preStop httpGet {{path: /drain, port: {port}}} (the sidekiq-guard webhook injects it): it quiets Sidekiq and returns as soon as running jobs finish"
             )
         };
-        let budget = self.analysis.grace.drain_budget;
         let finding = match &self.state.prestop {
             PreStop::Drain { .. } | PreStop::Quiets => return,
             PreStop::Missing => Finding::new(
@@ -1012,27 +1011,46 @@ impl Ctx<'_, '_> {
                 drain_hint(),
             ),
             PreStop::QuietThenSleep { sleep, .. } => {
-                let short = if *sleep < budget {
-                    format!(
-                        "; that is shorter than the drain budget {}, so longer jobs are interrupted",
-                        Secs(budget)
-                    )
-                } else {
-                    String::new()
-                };
-                Finding::new(
-                    Code::PreStopFixedSleep,
-                    Severity::Warning,
-                    path(),
-                    format!(
-                        "the preStop hook quiets Sidekiq, then always sleeps {}, however soon jobs finish{short}",
-                        Secs(*sleep)
-                    ),
-                    drain_hint(),
-                )
+                self.quiet_then_sleep(*sleep, path(), drain_hint())
             }
         };
         findings.push(finding);
+    }
+
+    /// `kill -TSTP 1; sleep N`: Sidekiq is quieted at once (a local signal, no heartbeat to
+    /// wait for), SIGTERM follows the sleep, and Sidekiq lets jobs run `-t` more. A job longer
+    /// than the sleep and `-t` is interrupted as surely as after a hook that returns at once
+    /// (SG022), so that is an error; otherwise the hook only makes every shutdown wait N s.
+    fn quiet_then_sleep(&self, sleep: u64, path: String, hint: String) -> Finding {
+        let settings = &self.analysis.settings;
+        let (timeout, longest) = (&settings.shutdown_timeout, &settings.longest_job);
+        let finishes = sleep.saturating_add(timeout.value);
+        if finishes < longest.value {
+            return Finding::new(
+                Code::PreStopFixedSleep,
+                Severity::Error,
+                path,
+                format!(
+                    "the preStop hook quiets Sidekiq and always sleeps {}: with -t {}, jobs running past {} are interrupted, and the longest job takes {} ({})",
+                    Secs(sleep),
+                    Secs(timeout.value),
+                    Secs(finishes),
+                    Secs(longest.value),
+                    longest.source
+                ),
+                hint,
+            );
+        }
+        Finding::new(
+            Code::PreStopFixedSleep,
+            Severity::Warning,
+            path,
+            format!(
+                "the preStop hook quiets Sidekiq, then always sleeps {}, however soon jobs finish",
+                Secs(sleep)
+            ),
+            hint,
+        )
     }
 
     fn probes(&self, findings: &mut Vec<Finding>) {

@@ -414,15 +414,16 @@ fn a_hand_written_prestop_is_kept_and_reported() {
         .iter()
         .find(|f| f.code == Code::PreStopFixedSleep)
         .expect("SG004");
-    assert_eq!(fixed_sleep.severity, Severity::Warning);
+    // 60 s of sleep and -t 25 let jobs run 85 s; the example's jobs take 2m.
+    assert_eq!(fixed_sleep.severity, Severity::Error);
     assert_eq!(
         fixed_sleep.path,
         "spec.template.spec.containers[0].lifecycle.preStop"
     );
     assert_eq!(
         fixed_sleep.message,
-        "the preStop hook quiets Sidekiq, then always sleeps 1m, however soon jobs finish; \
-         that is shorter than the drain budget 2m20s, so longer jobs are interrupted"
+        "the preStop hook quiets Sidekiq and always sleeps 1m: with -t 25s, jobs running past \
+         1m25s are interrupted, and the longest job takes 2m (annotation sidekiq-guard.io/longest-job)"
     );
     let status: InjectionStatus = InjectionStatus::parse(
         mutated["spec"]["template"]["metadata"]["annotations"]["sidekiq-guard.io/status"]
@@ -1096,6 +1097,16 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep infinity"]}}}}), json!({}),
     Code::PreStopFixedSleep, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
     "the preStop hook quiets Sidekiq, then sleeps forever: it ends only when the grace period runs out, and SIGTERM then comes 2 s before SIGKILL, not the 25s Sidekiq needs to push unfinished jobs back to their queues")]
+// Quieted at once by the local signal, jobs run for the sleep and -t 25 more: 94 + 25 falls a
+// second short of the 2m job, 95 + 25 reaches it.
+#[case::a_prestop_that_quiets_and_sleeps_too_short(
+    json!({"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep 94"]}}}}), json!({}),
+    Code::PreStopFixedSleep, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",
+    "the preStop hook quiets Sidekiq and always sleeps 1m34s: with -t 25s, jobs running past 1m59s are interrupted, and the longest job takes 2m (annotation sidekiq-guard.io/longest-job)")]
+#[case::a_prestop_that_quiets_and_sleeps_long_enough(
+    json!({"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep 95"]}}}}), json!({}),
+    Code::PreStopFixedSleep, Severity::Warning, "spec.template.spec.containers[0].lifecycle.preStop",
+    "the preStop hook quiets Sidekiq, then always sleeps 1m35s, however soon jobs finish")]
 #[case::a_prestop_that_only_sleeps_forever(
     json!({"lifecycle": {"preStop": {"exec": {"command": ["sleep", "infinity"]}}}}), json!({}),
     Code::PreStopNotQuieting, Severity::Error, "spec.template.spec.containers[0].lifecycle.preStop",

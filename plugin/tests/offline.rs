@@ -199,7 +199,7 @@ fn validate_table_is_a_ci_gate() {
     golden("validate-examples.txt", &text(&out.stdout));
     assert_eq!(
         text(&out.stderr),
-        "5 Sidekiq workload(s): 10 error(s), 11 warning(s), 2 info\n"
+        "5 Sidekiq workload(s): 11 error(s), 10 warning(s), 2 info\n"
     );
 }
 
