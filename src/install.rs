@@ -212,7 +212,11 @@ pub fn webhook_configuration(
                 "point clientConfig.service at the sidekiq-guard Service",
             )),
         }
-        checks.push(ca_bundle(webhook, &title("has a caBundle")));
+        checks.push(ca_bundle(
+            webhook,
+            excluded.own.name,
+            &title("has a caBundle"),
+        ));
         checks.push(failure_policy(kind, webhook, &title("failurePolicy")));
         checks.push(side_effects(webhook, &title("sideEffects")));
         checks.push(timeout(webhook, &title("timeoutSeconds")));
@@ -243,14 +247,17 @@ fn service_of(webhook: &Value) -> Option<ServiceRef> {
     })
 }
 
-fn ca_bundle(webhook: &Value, title: &str) -> Check {
+/// `namespace`: where sidekiq-guard is installed, for the command the hint gives.
+fn ca_bundle(webhook: &Value, namespace: &str, title: &str) -> Check {
     match webhook.at("/clientConfig/caBundle").and_then(Value::as_str) {
         Some(bundle) if !bundle.is_empty() => Check::pass(title),
         _ => Check::problem(
             Status::Fail,
             title,
             "caBundle is empty: the API server cannot trust the webhook, and every call fails",
-            "run the certs install Job (kubectl -n sidekiq-guard create job --from=cronjob/sidekiq-guard-certs certs-now), let cert-manager inject it, or patch in your own CA (certs/README.md)",
+            format!(
+                "run the certs install Job (kubectl -n {namespace} create job --from=cronjob/sidekiq-guard-certs certs-now), let cert-manager inject it, or patch in your own CA (certs/README.md)"
+            ),
         ),
     }
 }
@@ -651,8 +658,13 @@ pub fn certificate_names(dns_names: &[String], service: &ServiceRef) -> Check {
     )
 }
 
-/// Judges the days left on the serving certificate.
-pub fn certificate_expiry(days_left: i64, not_after: &str, first: Option<&str>) -> Check {
+/// Judges the days left on the serving certificate of sidekiq-guard installed in `namespace`.
+pub fn certificate_expiry(
+    days_left: i64,
+    not_after: &str,
+    first: Option<&str>,
+    namespace: &str,
+) -> Check {
     let title = format!("the serving certificate is valid for {EXPIRY_WARNING_DAYS} days or more");
     // A CA of the chain or of the caBundle that expires before the serving certificate ends the
     // chain's validity with it.
@@ -672,7 +684,9 @@ pub fn certificate_expiry(days_left: i64, not_after: &str, first: Option<&str>) 
             Status::Warn,
             title,
             format!("{days_left} days left (until {not_after}{which})"),
-            "renewal was due 30 days before expiry: the certs CronJob renews it weekly (check that it runs: kubectl -n sidekiq-guard get jobs) and cert-manager its own; a certificate of your own is yours to rotate (certs/README.md)",
+            format!(
+                "renewal was due 30 days before expiry: the certs CronJob renews it weekly (check that it runs: kubectl -n {namespace} get jobs) and cert-manager its own; a certificate of your own is yours to rotate (certs/README.md)"
+            ),
         )
     } else {
         Check::pass_with(
@@ -1098,6 +1112,28 @@ mod tests {
     }
 
     #[test]
+    fn hints_name_the_namespace_sidekiq_guard_is_installed_in() {
+        let empty = webhook(json!({
+            "clientConfig": {"service": {"name": "sidekiq-guard", "namespace": "platform"}, "caBundle": ""},
+        }));
+        let (checks, _) = webhook_configuration(
+            WebhookKind::Mutating,
+            &config(vec![empty]),
+            Excluded::named("platform"),
+        );
+        let hint = checks
+            .iter()
+            .find(|c| c.title.ends_with("has a caBundle"))
+            .and_then(|c| c.hint.as_deref());
+        assert!(
+            hint.is_some_and(|hint| hint.contains(
+                "(kubectl -n platform create job --from=cronjob/sidekiq-guard-certs certs-now)"
+            )),
+            "{hint:?}"
+        );
+    }
+
+    #[test]
     fn problems_are_named() {
         let bad = webhook(json!({
             "failurePolicy": "Fail", "sideEffects": "Some", "timeoutSeconds": 30,
@@ -1154,39 +1190,46 @@ mod tests {
     #[test]
     fn certificate_expiry_thresholds() {
         assert_eq!(
-            certificate_expiry(90, "2027-02-24", None).status,
+            certificate_expiry(90, "2027-02-24", None, "sidekiq-guard").status,
             Status::Pass
         );
         // The certs CronJob renews at 30 days on its first weekly run after: 23–29 is healthy.
         assert_eq!(
-            certificate_expiry(23, "2026-12-19", None).status,
+            certificate_expiry(23, "2026-12-19", None, "sidekiq-guard").status,
             Status::Pass
         );
         assert_eq!(
-            certificate_expiry(21, "2026-12-17", None).status,
+            certificate_expiry(21, "2026-12-17", None, "sidekiq-guard").status,
             Status::Pass
         );
         assert_eq!(
-            certificate_expiry(20, "2026-12-16", None).status,
+            certificate_expiry(20, "2026-12-16", None, "sidekiq-guard").status,
             Status::Warn
         );
         assert_eq!(
-            certificate_expiry(-1, "2026-11-25", None).status,
+            certificate_expiry(-1, "2026-11-25", None, "sidekiq-guard").status,
             Status::Fail
         );
-        let ca_first = certificate_expiry(-1, "2026-11-25", Some("the CA (caBundle)"));
+        let ca_first =
+            certificate_expiry(-1, "2026-11-25", Some("the CA (caBundle)"), "sidekiq-guard");
         assert_eq!(
             ca_first.detail.as_deref(),
             Some("the CA (caBundle) expired on 2026-11-25: the API server refuses the webhook")
         );
+        let overdue = certificate_expiry(
+            12,
+            "2026-12-08",
+            Some("intermediate CA \"issuer\" (tls.crt)"),
+            "platform",
+        );
+        assert!(
+            overdue.hint.as_deref().is_some_and(
+                |hint| hint.contains("(check that it runs: kubectl -n platform get jobs)")
+            ),
+            "{overdue:?}"
+        );
         assert_eq!(
-            certificate_expiry(
-                12,
-                "2026-12-08",
-                Some("intermediate CA \"issuer\" (tls.crt)")
-            )
-            .detail
-            .as_deref(),
+            overdue.detail.as_deref(),
             Some(
                 "12 days left (until 2026-12-08, when intermediate CA \"issuer\" (tls.crt) expires)"
             )

@@ -302,6 +302,7 @@ async fn certificates(
         days,
         &timestamp::format(not_after),
         first.as_deref(),
+        &args.install_namespace,
     ));
     checks
 }
