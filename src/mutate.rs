@@ -30,6 +30,11 @@ pub enum Action {
     Ours,
     /// The user's: kept as it is.
     Keep,
+    /// Absent, and left so: a startupProbe only holds off sidekiq-guard's own livenessProbe
+    /// while Rails boots. Beside a livenessProbe of the user's it would be a restart trigger
+    /// they did not ask for — one that fires every five minutes in a pod whose probe cannot
+    /// see Sidekiq's heartbeat, though Sidekiq works and their own liveness passes.
+    Omit,
 }
 
 /// What happens to `terminationGracePeriodSeconds`.
@@ -215,13 +220,18 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         }
         Some(value) => GraceAction::Keep { value },
     };
+    let liveness = probe(state.liveness);
+    let startup = match probe(state.startup) {
+        Action::Add if liveness == Action::Keep => Action::Omit,
+        startup => startup,
+    };
     let mut plan = Plan {
         sidecar,
         sidecar_container,
         prestop,
-        startup: probe(state.startup),
+        startup,
         readiness: probe(state.readiness),
-        liveness: probe(state.liveness),
+        liveness,
         grace,
         status: InjectionStatus {
             version: crate::VERSION.to_owned(),
@@ -238,10 +248,10 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         guaranteed,
     };
     for (part, kept) in plan.parts() {
-        if kept {
-            plan.status.kept.push(part);
-        } else {
-            plan.status.injected.push(part);
+        match kept {
+            Some(true) => plan.status.kept.push(part),
+            Some(false) => plan.status.injected.push(part),
+            None => {}
         }
     }
     let json = plan.status.to_json();
@@ -252,17 +262,19 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
 }
 
 impl Plan {
-    /// Every managed part and whether it is the user's (kept).
-    fn parts(&self) -> [(Part, bool); 6] {
+    /// Every managed part and whether it is the user's (kept), or `None` when the pod has
+    /// none and gets none ([`Action::Omit`]).
+    fn parts(&self) -> [(Part, Option<bool>); 6] {
+        let kept = |action: Action| (action != Action::Omit).then_some(action == Action::Keep);
         [
-            (Part::Sidecar, false),
-            (Part::PreStop, self.prestop == Action::Keep),
-            (Part::StartupProbe, self.startup == Action::Keep),
-            (Part::ReadinessProbe, self.readiness == Action::Keep),
-            (Part::LivenessProbe, self.liveness == Action::Keep),
+            (Part::Sidecar, Some(false)),
+            (Part::PreStop, kept(self.prestop)),
+            (Part::StartupProbe, kept(self.startup)),
+            (Part::ReadinessProbe, kept(self.readiness)),
+            (Part::LivenessProbe, kept(self.liveness)),
             (
                 Part::TerminationGracePeriodSeconds,
-                matches!(self.grace, GraceAction::Keep { .. }),
+                Some(matches!(self.grace, GraceAction::Keep { .. })),
             ),
         ]
     }
@@ -272,8 +284,8 @@ impl Plan {
         let port = analysis.port.port;
         let state = &analysis.state;
         let probe = |action: Action, current: ProbeState| match action {
-            Action::Keep => current,
-            _ => ProbeState::Ours(Some(port)),
+            Action::Keep | Action::Omit => current,
+            Action::Add | Action::Update | Action::Ours => ProbeState::Ours(Some(port)),
         };
         PodState {
             grace: match self.grace {
@@ -283,8 +295,8 @@ impl Plan {
                 GraceAction::Ours | GraceAction::Keep { .. } => state.grace,
             },
             prestop: match self.prestop {
-                Action::Keep => state.prestop.clone(),
-                _ => PreStop::Drain { port: Some(port) },
+                Action::Keep | Action::Omit => state.prestop.clone(),
+                Action::Add | Action::Update | Action::Ours => PreStop::Drain { port: Some(port) },
             },
             startup: probe(self.startup, state.startup),
             readiness: probe(self.readiness, state.readiness),
@@ -323,7 +335,7 @@ impl Plan {
                 pointer::below(&container, "lifecycle/preStop"),
                 hooks.prestop.clone(),
             )),
-            Action::Ours | Action::Keep => {}
+            Action::Ours | Action::Keep | Action::Omit => {}
         }
         for (field, action, probe) in [
             ("startupProbe", self.startup, &hooks.startup),
@@ -336,7 +348,7 @@ impl Plan {
                 Action::Update => {
                     ops.push(replace(pointer::below(&container, field), probe.clone()));
                 }
-                Action::Ours | Action::Keep => {}
+                Action::Ours | Action::Keep | Action::Omit => {}
             }
         }
         let grace_path = pointer::below(&spec, "terminationGracePeriodSeconds");
@@ -444,9 +456,14 @@ impl Plan {
             ));
         }
         for (part, kept) in self.parts() {
-            if kept && part != Part::TerminationGracePeriodSeconds {
+            if kept == Some(true) && part != Part::TerminationGracePeriodSeconds {
+                let nor_startup = if part == Part::LivenessProbe && self.startup == Action::Omit {
+                    ", nor a startupProbe to hold it off"
+                } else {
+                    ""
+                };
                 warnings.push(format!(
-                    "kept your {} on container {container}; sidekiq-guard did not add its own",
+                    "kept your {} on container {container}; sidekiq-guard did not add its own{nor_startup}",
                     part.field()
                 ));
             }

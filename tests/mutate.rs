@@ -403,11 +403,20 @@ fn a_hand_written_prestop_is_kept_and_reported() {
     assert!(review.notes.contains(
         &"kept your preStop on container worker; sidekiq-guard did not add its own".to_owned()
     ));
+    // Beside the user's own liveness, a startupProbe would only add a restart trigger.
     assert!(
         review.notes.contains(
-            &"kept your livenessProbe on container worker; sidekiq-guard did not add its own"
+            &"kept your livenessProbe on container worker; sidekiq-guard did not add its own, \
+              nor a startupProbe to hold it off"
                 .to_owned()
-        )
+        ),
+        "{:?}",
+        review.notes
+    );
+    assert!(worker.get("startupProbe").is_none(), "{worker}");
+    assert_eq!(
+        worker["readinessProbe"]["httpGet"]["path"], "/readyz",
+        "readiness is still sidekiq-guard's"
     );
     let fixed_sleep = review
         .findings
@@ -433,6 +442,14 @@ fn a_hand_written_prestop_is_kept_and_reported() {
     .unwrap();
     use sidekiq_guard::status::Part;
     assert_eq!(status.kept, vec![Part::PreStop, Part::LivenessProbe]);
+    assert_eq!(
+        status.injected,
+        vec![
+            Part::Sidecar,
+            Part::ReadinessProbe,
+            Part::TerminationGracePeriodSeconds
+        ]
+    );
 }
 
 /// A hook the core cannot read still takes at least its sleeps before SIGTERM: the grace period
