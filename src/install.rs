@@ -359,56 +359,32 @@ fn receives_pods(webhook: &Value, title: &str) -> Check {
     }
 }
 
-/// Whether `selector` requires `key` to be one of `allowed` (`matchLabels`, or an `In`
-/// expression whose values all are).
-fn requires_label(selector: Option<&Value>, key: &str, allowed: &[&str]) -> bool {
-    let by_label = selector
-        .and_then(|s| s.get("matchLabels"))
-        .and_then(|labels| labels.get(key))
-        .and_then(Value::as_str)
-        .is_some_and(|v| allowed.contains(&v));
-    by_label
-        || expressions(selector, key, "In").any(|values| {
-            !values.is_empty()
-                && values
-                    .iter()
-                    .all(|v| v.as_str().is_some_and(|v| allowed.contains(&v)))
-        })
-}
-
 /// The label a namespace selector names namespaces by.
 const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
-
-/// The `values` of each of `selector`'s `matchExpressions` on `key` with `operator`.
-fn expressions<'v>(
-    selector: Option<&'v Value>,
-    key: &'v str,
-    operator: &'v str,
-) -> impl Iterator<Item = &'v [Value]> {
-    selector
-        .map_or(&[][..], |s| crate::workload::list(s, "matchExpressions"))
-        .iter()
-        .filter(move |e| {
-            e.get("key").and_then(Value::as_str) == Some(key)
-                && e.get("operator").and_then(Value::as_str) == Some(operator)
-        })
-        .map(|e| crate::workload::list(e, "values"))
-}
 
 /// Opting in is the selectors' work: the webhook never reads namespace labels, and injects
 /// every Sidekiq pod it is sent. Each webhook must require the namespace's `enabled` label or
 /// the pod's `true` one.
 fn selects_opted_in(webhook: &Value, title: &str) -> Check {
     use crate::annotations::{INJECT, INJECT_NAMESPACE_IN, INJECT_POD_IN};
-    let by_namespace = requires_label(
-        webhook.get("namespaceSelector"),
-        INJECT,
-        &[INJECT_NAMESPACE_IN],
-    );
-    let by_pod = requires_label(webhook.get("objectSelector"), INJECT, &[INJECT_POD_IN]);
+    let read = |field: &str| {
+        Selector::from_object(webhook.get(field)).map_err(|err| {
+            Check::problem(
+                Status::Fail,
+                title,
+                format!("its {field} cannot be read: {}", err.problem),
+                "restore its selectors from manifests/base/webhooks.yaml",
+            )
+        })
+    };
+    let (namespaces, pods) = match (read("namespaceSelector"), read("objectSelector")) {
+        (Ok(namespaces), Ok(pods)) => (namespaces, pods),
+        (Err(problem), _) | (_, Err(problem)) => return problem,
+    };
+    let by_namespace = namespaces.requires(INJECT, |value| value == INJECT_NAMESPACE_IN);
+    let by_pod = pods.requires(INJECT, |value| value == INJECT_POD_IN);
     // Namespaces listed by name (as Helm values often do) are opted in by that list.
-    let by_name = expressions(webhook.get("namespaceSelector"), NAMESPACE_NAME, "In")
-        .any(|values| !values.is_empty());
+    let by_name = namespaces.requires(NAMESPACE_NAME, |_| true);
     if by_namespace || by_pod || by_name {
         Check::pass(title)
     } else {
@@ -1095,6 +1071,17 @@ mod tests {
         ]}});
         assert_eq!(opted(by_name), (Status::Pass, None));
         assert_eq!(opted(json!({})), (Status::Pass, None));
+        let unreadable = json!({"objectSelector": {"matchLabels": ["sidekiq-guard.io/inject"]}});
+        assert_eq!(
+            opted(unreadable),
+            (
+                Status::Fail,
+                Some(
+                    "its objectSelector cannot be read: matchLabels must be a mapping of labels"
+                        .to_owned()
+                )
+            )
+        );
     }
 
     /// Rules match pod creations through wildcards too (`*`, `*/*` for every resource and

@@ -114,6 +114,17 @@ impl Selector {
         })
     }
 
+    /// Whether every object this selects carries the label `key` with a value `allowed` says
+    /// yes to: one of its requirements is `key in (…)` (or `key=…`, `matchLabels`) with only
+    /// allowed values.
+    pub fn requires(&self, key: &str, allowed: impl Fn(&str) -> bool) -> bool {
+        self.requirements.iter().any(|requirement| {
+            requirement.key == key
+                && matches!(&requirement.operator, Operator::In(values)
+                    if !values.is_empty() && values.iter().all(|value| allowed(value)))
+        })
+    }
+
     /// Whether `object` (any Kubernetes object) is selected by its own `metadata.labels`, as
     /// kubectl selects objects read from files.
     pub fn selects(&self, object: &Value) -> bool {
@@ -392,6 +403,31 @@ mod tests {
         let from_text = Selector::parse(text).unwrap();
         assert_eq!(from_text.matches(Some(&labels)), labelled, "{text}");
         assert_eq!(from_text.matches(None), unlabelled, "{text}");
+    }
+
+    #[test]
+    fn a_selector_requires_a_label_only_through_an_in_of_allowed_values() {
+        let requires = |object: Value| {
+            Selector::from_object(Some(&object))
+                .unwrap()
+                .requires("inject", |value| value == "enabled")
+        };
+        assert!(requires(json!({"matchLabels": {"inject": "enabled"}})));
+        assert!(requires(json!({"matchExpressions": [
+            {"key": "inject", "operator": "In", "values": ["enabled"]}]})));
+        assert!(!requires(json!({"matchExpressions": [
+            {"key": "inject", "operator": "In", "values": ["enabled", "true"]}]})));
+        assert!(!requires(json!({"matchExpressions": [
+            {"key": "inject", "operator": "Exists"}]})));
+        assert!(!requires(json!({"matchExpressions": [
+            {"key": "inject", "operator": "NotIn", "values": ["disabled"]}]})));
+        assert!(!requires(json!({"matchLabels": {"inject": "disabled"}})));
+        assert!(!requires(json!({})));
+        assert!(
+            Selector::parse("inject=enabled")
+                .unwrap()
+                .requires("inject", |v| v == "enabled")
+        );
     }
 
     #[rstest]
