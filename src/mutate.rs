@@ -30,11 +30,6 @@ pub enum Action {
     Ours,
     /// The user's: kept as it is.
     Keep,
-    /// Absent, and left so: a startupProbe only holds off sidekiq-guard's own livenessProbe
-    /// while Rails boots. Beside a livenessProbe of the user's it would be a restart trigger
-    /// they did not ask for — one that fires every five minutes in a pod whose probe cannot
-    /// see Sidekiq's heartbeat, though Sidekiq works and their own liveness passes.
-    Omit,
 }
 
 /// What happens to `terminationGracePeriodSeconds`.
@@ -101,8 +96,12 @@ pub struct Plan {
     pub sidecar_container: Value,
     /// The preStop hook.
     pub prestop: Action,
-    /// The startupProbe.
-    pub startup: Action,
+    /// The startupProbe; `None` when the pod has none and gets none. A startupProbe only holds
+    /// off sidekiq-guard's own livenessProbe while Rails boots: beside a livenessProbe of the
+    /// user's it would be a restart trigger they did not ask for — one that fires every five
+    /// minutes in a pod whose probe cannot see Sidekiq's heartbeat, though Sidekiq works and
+    /// their own liveness passes.
+    pub startup: Option<Action>,
     /// The readinessProbe.
     pub readiness: Action,
     /// The livenessProbe.
@@ -222,8 +221,8 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     };
     let liveness = probe(state.liveness);
     let startup = match probe(state.startup) {
-        Action::Add if liveness == Action::Keep => Action::Omit,
-        startup => startup,
+        Action::Add if liveness == Action::Keep => None,
+        startup => Some(startup),
     };
     let mut plan = Plan {
         sidecar,
@@ -263,13 +262,13 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
 
 impl Plan {
     /// Every managed part and whether it is the user's (kept), or `None` when the pod has
-    /// none and gets none ([`Action::Omit`]).
+    /// none and gets none (a startupProbe beside the user's livenessProbe).
     fn parts(&self) -> [(Part, Option<bool>); 6] {
-        let kept = |action: Action| (action != Action::Omit).then_some(action == Action::Keep);
+        let kept = |action: Action| Some(action == Action::Keep);
         [
             (Part::Sidecar, Some(false)),
             (Part::PreStop, kept(self.prestop)),
-            (Part::StartupProbe, kept(self.startup)),
+            (Part::StartupProbe, self.startup.and_then(kept)),
             (Part::ReadinessProbe, kept(self.readiness)),
             (Part::LivenessProbe, kept(self.liveness)),
             (
@@ -283,9 +282,9 @@ impl Plan {
     pub fn after(&self, analysis: &Analysis<'_>, ctx: &Context<'_>) -> PodState {
         let port = analysis.port.port;
         let state = &analysis.state;
-        let probe = |action: Action, current: ProbeState| match action {
-            Action::Keep | Action::Omit => current,
-            Action::Add | Action::Update | Action::Ours => ProbeState::Ours(Some(port)),
+        let probe = |action: Option<Action>, current: ProbeState| match action {
+            None | Some(Action::Keep) => current,
+            Some(_) => ProbeState::Ours(Some(port)),
         };
         PodState {
             grace: match self.grace {
@@ -295,12 +294,12 @@ impl Plan {
                 GraceAction::Ours | GraceAction::Keep { .. } => state.grace,
             },
             prestop: match self.prestop {
-                Action::Keep | Action::Omit => state.prestop.clone(),
-                Action::Add | Action::Update | Action::Ours => PreStop::Drain { port: Some(port) },
+                Action::Keep => state.prestop.clone(),
+                _ => PreStop::Drain { port: Some(port) },
             },
             startup: probe(self.startup, state.startup),
-            readiness: probe(self.readiness, state.readiness),
-            liveness: probe(self.liveness, state.liveness),
+            readiness: probe(Some(self.readiness), state.readiness),
+            liveness: probe(Some(self.liveness), state.liveness),
             sidecar: Some(Placement {
                 mode: ctx.mode,
                 index: match (&self.sidecar, state.sidecar) {
@@ -335,20 +334,21 @@ impl Plan {
                 pointer::below(&container, "lifecycle/preStop"),
                 hooks.prestop.clone(),
             )),
-            Action::Ours | Action::Keep | Action::Omit => {}
+            Action::Ours | Action::Keep => {}
         }
         for (field, action, probe) in [
             ("startupProbe", self.startup, &hooks.startup),
-            ("readinessProbe", self.readiness, &hooks.readiness),
-            ("livenessProbe", self.liveness, &hooks.liveness),
+            ("readinessProbe", Some(self.readiness), &hooks.readiness),
+            ("livenessProbe", Some(self.liveness), &hooks.liveness),
         ] {
+            let Some(action) = action else { continue };
             match action {
                 // `add` also replaces an explicit `null`, which `replace` would refuse.
                 Action::Add => ops.push(add(pointer::below(&container, field), probe.clone())),
                 Action::Update => {
                     ops.push(replace(pointer::below(&container, field), probe.clone()));
                 }
-                Action::Ours | Action::Keep | Action::Omit => {}
+                Action::Ours | Action::Keep => {}
             }
         }
         let grace_path = pointer::below(&spec, "terminationGracePeriodSeconds");
@@ -457,7 +457,7 @@ impl Plan {
         }
         for (part, kept) in self.parts() {
             if kept == Some(true) && part != Part::TerminationGracePeriodSeconds {
-                let nor_startup = if part == Part::LivenessProbe && self.startup == Action::Omit {
+                let nor_startup = if part == Part::LivenessProbe && self.startup.is_none() {
                     ", nor a startupProbe to hold it off"
                 } else {
                     ""
