@@ -291,6 +291,14 @@ fn install(api: &FakeApi, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs certs install, which must fail (exit 1) saying `message`.
+fn install_fails_saying(api: &FakeApi, extra: &[&str], message: &str) {
+    let output = install(api, extra);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(message), "{stderr}");
+}
+
 fn bundles(api: &FakeApi) -> Vec<Vec<u8>> {
     [MUTATING, VALIDATING]
         .iter()
@@ -506,18 +514,18 @@ async fn certs_install_creates_trusts_renews_and_is_idempotent() {
     tls["data"]["tls.key"] = json!(b64(own_serving.key_pem.as_bytes()));
     api.put(&format!("{SECRETS}/sidekiq-guard-tls"), tls.clone());
     let bundle = bundles(&api);
-    let output = install(&api, &[]);
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
     let written = tls["metadata"]["annotations"]["sidekiq-guard.io/certificate-serial"]
         .as_str()
         .unwrap();
     let found = pki::inspect_pem(own_serving.cert_pem.as_bytes(), "own")
         .unwrap()
         .serial;
-    assert!(
-        stderr.contains(&format!("Secret sidekiq-guard/sidekiq-guard-tls holds a certificate certs install did not write (serial {found}; it wrote {written}), so certs install leaves it alone; if it is your own, delete the install Job and CronJob (kubectl -n sidekiq-guard delete cronjob,job sidekiq-guard-certs; manifests/own-ca has neither), or delete the Secret for certs install to manage the certificate again")),
-        "{stderr}"
+    install_fails_saying(
+        &api,
+        &[],
+        &format!(
+            "Secret sidekiq-guard/sidekiq-guard-tls holds a certificate certs install did not write (serial {found}; it wrote {written}), so certs install leaves it alone; if it is your own, delete the install Job and CronJob (kubectl -n sidekiq-guard delete cronjob,job sidekiq-guard-certs; manifests/own-ca has neither), or delete the Secret for certs install to manage the certificate again"
+        ),
     );
     assert_eq!(secret(&api, "sidekiq-guard-tls")["data"], tls["data"]);
     assert_eq!(bundles(&api), bundle);
@@ -528,12 +536,10 @@ async fn certs_install_creates_trusts_renews_and_is_idempotent() {
 async fn certs_install_explains_what_is_missing_or_wrong() {
     let api = FakeApi::start("1", "33", "v1.33.2").await;
     // No webhook configurations (the manifests were not applied).
-    let output = install(&api, &["--wait", "1s"]);
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("MutatingWebhookConfiguration sidekiq-guard not found after waiting 1s; apply the manifests (kubectl apply -k) before running certs install"),
-        "{stderr}"
+    install_fails_saying(
+        &api,
+        &["--wait", "1s"],
+        "MutatingWebhookConfiguration sidekiq-guard not found after waiting 1s; apply the manifests (kubectl apply -k) before running certs install",
     );
 
     // A Secret of another type in the way.
@@ -546,12 +552,10 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
                             "labels": ours()},
                "data": {"tls.crt": b64(b"x")}}),
     );
-    let output = install(&api, &[]);
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("Secret sidekiq-guard/sidekiq-guard-tls has type \"Opaque\", expected kubernetes.io/tls; delete it and run certs install again"),
-        "{stderr}"
+    install_fails_saying(
+        &api,
+        &[],
+        "Secret sidekiq-guard/sidekiq-guard-tls has type \"Opaque\", expected kubernetes.io/tls; delete it and run certs install again",
     );
 
     // A configuration whose webhooks call another service.
@@ -566,11 +570,10 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
         "metadata": {"name": "sidekiq-guard-tls", "namespace": "sidekiq-guard", "labels": ours()},
         "data": {}}),
     );
-    let output = install(&api, &[]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("MutatingWebhookConfiguration sidekiq-guard has no webhook whose clientConfig.service is sidekiq-guard/sidekiq-guard"),
-        "{stderr}"
+    install_fails_saying(
+        &api,
+        &[],
+        "MutatingWebhookConfiguration sidekiq-guard has no webhook whose clientConfig.service is sidekiq-guard/sidekiq-guard",
     );
     // The serving Secret is written only once the configurations trust its CA.
     let tls = api.get(&path).unwrap();
@@ -585,12 +588,10 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
                             "labels": ours()},
                "data": {"ca.crt": b64(b"x"), "tls.crt": b64(b"x"), "tls.key": b64(b"x")}}),
     );
-    let output = install(&api, &[]);
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("Secret sidekiq-guard/sidekiq-guard-ca has type \"kubernetes.io/tls\", expected Opaque; delete it and run certs install again"),
-        "{stderr}"
+    install_fails_saying(
+        &api,
+        &[],
+        "Secret sidekiq-guard/sidekiq-guard-ca has type \"kubernetes.io/tls\", expected Opaque; delete it and run certs install again",
     );
 
     // A certificate of the user's own (certs/README.md, "Your own CA") with the Job left in
@@ -607,12 +608,10 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
                             "labels": ours()}, "data": {}}),
     );
     let configurations = [api.get(MUTATING), api.get(VALIDATING)];
-    let output = install(&api, &[]);
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("Secret sidekiq-guard/sidekiq-guard-tls was not created by certs install (it has no app.kubernetes.io/managed-by label), so certs install leaves it alone; if it holds your own certificate, delete the install Job and CronJob (kubectl -n sidekiq-guard delete cronjob,job sidekiq-guard-certs; manifests/own-ca has neither), or delete the Secret for certs install to manage the certificate"),
-        "{stderr}"
+    install_fails_saying(
+        &api,
+        &[],
+        "Secret sidekiq-guard/sidekiq-guard-tls was not created by certs install (it has no app.kubernetes.io/managed-by label), so certs install leaves it alone; if it holds your own certificate, delete the install Job and CronJob (kubectl -n sidekiq-guard delete cronjob,job sidekiq-guard-certs; manifests/own-ca has neither), or delete the Secret for certs install to manage the certificate",
     );
     assert_eq!(api.get(&path).unwrap()["data"], own["data"]);
     assert_eq!(
@@ -647,12 +646,10 @@ async fn certs_install_explains_what_is_missing_or_wrong() {
                "metadata": {"name": "sidekiq-guard-ca", "namespace": "sidekiq-guard",
                             "labels": ours()}, "data": {}}),
     );
-    let output = install(&api, &[]);
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("Secret sidekiq-guard/sidekiq-guard-tls is managed by cert-manager (Certificate sidekiq-guard-serving); certs install must not run beside it"),
-        "{stderr}"
+    install_fails_saying(
+        &api,
+        &[],
+        "Secret sidekiq-guard/sidekiq-guard-tls is managed by cert-manager (Certificate sidekiq-guard-serving); certs install must not run beside it",
     );
     assert_eq!(api.get(&path).unwrap()["data"], json!({}));
     assert_eq!(
