@@ -320,9 +320,17 @@ pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
     };
     let (at, mut drift) = match (&plan.sidecar, analysis.state.sidecar) {
         (SidecarAction::Replace(at), _) => (*at, drift_of(at, &[])?),
-        // In the other list (classic where native is due, or the other way): what differs
-        // besides the placement and its own flags.
-        (SidecarAction::Move(at), _) => (*at, drift_of(at, &sidecar::PLACEMENT_FLAGS)?),
+        // In the other list: what differs besides the placement and its own flags — and, for
+        // a native sidecar where sidecars are classic (a cluster before 1.29), the placement
+        // itself, which there keeps the pod from ever starting Sidekiq. A classic sidecar where
+        // native is due works, only without the native one's ordering.
+        (SidecarAction::Move(at), _) => {
+            let mut drift = drift_of(at, &sidecar::PLACEMENT_FLAGS)?;
+            if at.mode == crate::Mode::Native {
+                drift.insert(0, NATIVE_WHERE_CLASSIC.to_owned());
+            }
+            (*at, drift)
+        }
         (SidecarAction::Ours, Some(at)) => (at, Vec::new()),
         _ => return None,
     };
@@ -372,6 +380,10 @@ pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
         ),
     ))
 }
+
+/// [`sidecar_stale`]'s word on a native sidecar where sidecars are classic.
+const NATIVE_WHERE_CLASSIC: &str =
+    "native where sidecars are classic: before 1.29 it never ends, and Sidekiq never starts";
 
 /// A running pod whose primary IP, the one the kubelet probes, is IPv4.
 fn is_ipv4_pod(workload: &Workload<'_>) -> bool {

@@ -1744,6 +1744,19 @@ fn a_probe_sidecar_that_no_longer_matches_is_reported() {
         found[0].2
     );
 
+    // A native sidecar where sidecars are classic (a cluster before 1.29) never lets Sidekiq
+    // start: said, before anything else that differs. A Job's pod is SG016's.
+    let classic_ctx = common::ctx(&policy, Mode::Classic);
+    let found = findings_of(&injected, &classic_ctx, Code::ProbeSidecarStale);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].severity, Severity::Warning);
+    assert_eq!(found[0].path, "spec.template.spec.initContainers[0]");
+    assert_eq!(
+        found[0].message,
+        "container worker and its sidekiq-guard-probe container do not match (the webhook corrects them in the pods it admits): native where sidecars are classic: before 1.29 it never ends, and Sidekiq never starts"
+    );
+    assert_fits_a_warning(&found[0]);
+
     // A pod is what runs: an error. Once injected again, nothing is left to say.
     let mut pod = json!({
         "apiVersion": "v1",
