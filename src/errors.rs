@@ -13,11 +13,11 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     cut
 }
 
-/// `text` with its control characters escaped (`\n`, `\u{1b}`): messages quote manifests,
-/// and a newline or a terminal escape sequence in a value must not reach a terminal or a CI log
-/// as such (a forged line, a cleared screen), nor an admission warning, which the API server
-/// drops when it holds one.
-pub(crate) fn printable(text: String) -> String {
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): messages quote manifests and
+/// Redis records, and a newline or a terminal escape sequence in a value must not reach a
+/// terminal or a CI log as such (a forged line, a cleared screen, a window title set by whoever
+/// can enqueue a job), nor an admission warning, which the API server drops when it holds one.
+pub fn printable(text: String) -> String {
     // Control characters are C0 and DEL (single bytes) and C1 (U+0080–U+009F, led by 0xC2 in
     // UTF-8): a byte scan rules most texts out without decoding them, as every finding and
     // note of every admission passes here.
@@ -34,6 +34,18 @@ pub(crate) fn printable(text: String) -> String {
             }
         })
         .collect()
+}
+
+/// [`printable`] line by line: a message's own line breaks (an error's hint on the next line)
+/// kept, every other control character escaped.
+pub fn printable_lines(text: String) -> String {
+    if !text.contains('\n') {
+        return printable(text);
+    }
+    text.split('\n')
+        .map(|line| printable(line.to_owned()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `value` quoted (`"abc"`), its first `max` characters only and `…` after the quote when it
@@ -101,6 +113,15 @@ impl Error for YamlError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_stay_lines_and_nothing_else_passes() {
+        assert_eq!(
+            printable_lines("forbidden: \u{1b}[2J\n  your RBAC role needs: x".to_owned()),
+            "forbidden: \\u{1b}[2J\n  your RBAC role needs: x"
+        );
+        assert_eq!(printable_lines("a\rb".to_owned()), "a\\rb");
+    }
 
     #[test]
     fn control_characters_are_escaped_and_nothing_else() {

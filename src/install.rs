@@ -617,34 +617,66 @@ pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
 }
 
 /// Judges whether the serving certificate names the Service the API server calls: it
-/// verifies the name `SERVICE.NAMESPACE.svc`.
-pub fn certificate_names(dns_names: &[String], service: &ServiceRef) -> Check {
+/// verifies the name `SERVICE.NAMESPACE.svc` against the DNS subject alternative names, as Go's
+/// TLS client does (a wildcard matches one label; the common name does not count).
+pub fn certificate_names(dns_names: &[String], common_name: &str, service: &ServiceRef) -> Check {
     let wanted = service_dns_names(&service.name, &service.namespace)
         .pop()
         .unwrap_or_default();
     let title = format!("the serving certificate names {wanted}");
-    if dns_names.contains(&wanted) {
+    if dns_names.iter().any(|name| dns_name_matches(name, &wanted)) {
         return Check::pass(title);
     }
+    let detail = match (dns_names, common_name) {
+        ([], "") => "it has no DNS subject alternative name".to_owned(),
+        ([], cn) => format!(
+            "it has no DNS subject alternative name, only the common name {cn}, which the API server's TLS client ignores"
+        ),
+        (names, _) => format!("its DNS names are {}", names.join(", ")),
+    };
     Check::problem(
         Status::Fail,
         title,
-        format!("its DNS names are {}", dns_names.join(", ")),
+        detail,
         "run the certs install Job with --service and --namespace of the webhook Service",
     )
 }
 
-/// Judges the days left on the serving certificate of sidekiq-guard installed in `namespace`.
+/// Whether the certificate name `pattern` covers `host` as Go's `crypto/x509` verifies one:
+/// case-insensitively, a leading `*.` standing for exactly one whole label.
+fn dns_name_matches(pattern: &str, host: &str) -> bool {
+    let (pattern, host) = (pattern.trim_end_matches('.'), host.trim_end_matches('.'));
+    match pattern.strip_prefix("*.") {
+        Some(parent) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(parent)),
+        None => pattern.eq_ignore_ascii_case(host),
+    }
+}
+
+/// Judges the days left on the serving certificate of sidekiq-guard installed in `namespace`;
+/// `starts` is when its chain becomes valid, when that is still ahead.
 pub fn certificate_expiry(
     days_left: i64,
     not_after: &str,
     first: Option<&str>,
+    starts: Option<&str>,
     namespace: &str,
 ) -> Check {
     let title = format!("the serving certificate is valid for {EXPIRY_WARNING_DAYS} days or more");
     // A CA of the chain or of the caBundle that expires before the serving certificate ends the
     // chain's validity with it.
     let which = first.map_or(String::new(), |which| format!(", when {which} expires"));
+    if let Some(starts) = starts {
+        return Check::problem(
+            Status::Fail,
+            title,
+            format!(
+                "it is not valid before {starts}: the API server refuses the webhook until then"
+            ),
+            "the clock of the machine that issued it runs ahead: issue it again from a machine whose clock is right (certs/README.md)",
+        );
+    }
     if days_left < 0 {
         Check::problem(
             Status::Fail,
@@ -887,13 +919,38 @@ mod tests {
         );
 
         let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let check = certificate_names(&names(&["sidekiq-guard.sidekiq-guard.svc"]), &service);
+        let check = certificate_names(&names(&["sidekiq-guard.sidekiq-guard.svc"]), "", &service);
         assert_eq!(check.status, Status::Pass);
-        let check = certificate_names(&names(&["sidekiq-guard", "other.svc"]), &service);
+        let check = certificate_names(&names(&["sidekiq-guard", "other.svc"]), "", &service);
         assert_eq!(check.status, Status::Fail);
         assert_eq!(
             check.detail.as_deref(),
             Some("its DNS names are sidekiq-guard, other.svc")
+        );
+        // Names as Go's TLS client matches them: a wildcard for one label, any case.
+        for (name, matches) in [
+            ("*.sidekiq-guard.svc", true),
+            ("Sidekiq-Guard.SIDEKIQ-GUARD.svc", true),
+            ("sidekiq-guard.sidekiq-guard.svc.", true),
+            ("*.svc", false),
+            ("*.*.svc", false),
+            ("*sidekiq-guard.sidekiq-guard.svc", false),
+            ("*.sidekiq-guard.sidekiq-guard.svc", false),
+        ] {
+            let check = certificate_names(&names(&[name]), "", &service);
+            assert_eq!(check.status == Status::Pass, matches, "{name}");
+        }
+        let check = certificate_names(&[], "sidekiq-guard.sidekiq-guard.svc", &service);
+        assert_eq!(
+            check.detail.as_deref(),
+            Some(
+                "it has no DNS subject alternative name, only the common name sidekiq-guard.sidekiq-guard.svc, which the API server's TLS client ignores"
+            )
+        );
+        let check = certificate_names(&[], "", &service);
+        assert_eq!(
+            check.detail.as_deref(),
+            Some("it has no DNS subject alternative name")
         );
     }
 
@@ -1180,7 +1237,7 @@ mod tests {
         let statuses: Vec<(i64, Status)> = [90, 23, 21, 20, -1]
             .into_iter()
             .map(|days| {
-                let check = certificate_expiry(days, "2026-12-17", None, "sidekiq-guard");
+                let check = certificate_expiry(days, "2026-12-17", None, None, "sidekiq-guard");
                 (days, check.status)
             })
             .collect();
@@ -1194,8 +1251,13 @@ mod tests {
                 (-1, Status::Fail)
             ]
         );
-        let ca_first =
-            certificate_expiry(-1, "2026-11-25", Some("the CA (caBundle)"), "sidekiq-guard");
+        let ca_first = certificate_expiry(
+            -1,
+            "2026-11-25",
+            Some("the CA (caBundle)"),
+            None,
+            "sidekiq-guard",
+        );
         assert_eq!(
             ca_first.detail.as_deref(),
             Some("the CA (caBundle) expired on 2026-11-25: the API server refuses the webhook")
@@ -1204,6 +1266,7 @@ mod tests {
             12,
             "2026-12-08",
             Some("intermediate CA \"issuer\" (tls.crt)"),
+            None,
             "platform",
         );
         assert!(
@@ -1216,6 +1279,15 @@ mod tests {
             overdue.detail.as_deref(),
             Some(
                 "12 days left (until 2026-12-08, when intermediate CA \"issuer\" (tls.crt) expires)"
+            )
+        );
+        // Days ahead do not make a certificate good before it starts.
+        let early = certificate_expiry(299, "2027-09-22", None, Some("2026-12-02"), "x");
+        assert_eq!(early.status, Status::Fail);
+        assert_eq!(
+            early.detail.as_deref(),
+            Some(
+                "it is not valid before 2026-12-02: the API server refuses the webhook until then"
             )
         );
     }

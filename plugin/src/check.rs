@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
+use sidekiq_guard::errors::printable_lines;
 use sidekiq_guard::install::{self, Check, Escape, Status, Trust, WebhookKind};
 use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::{Context, Mode, Policy, analysis, timestamp, x509};
@@ -179,16 +180,19 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     Ok(categories)
 }
 
-/// A check that could not run because reading failed (e.g. RBAC): a warning, not a failure.
+/// A check that could not run because reading failed. RBAC's refusal is a warning: your role,
+/// not the installation, stops the check. Any other failure (an API error, a timeout) fails it:
+/// the installation was not shown healthy, and `check` in a script must not pass.
 fn unreadable(title: String, error: &Error) -> Check {
-    let hint = match error {
-        Error::Forbidden { .. } => {
-            "grant the permission named above, or run check as a cluster admin"
-        }
-        _ => "retry; check the API server's health",
+    let (status, hint) = match error {
+        Error::Forbidden { .. } => (
+            Status::Warn,
+            "grant the permission named above, or run check as a cluster admin",
+        ),
+        _ => (Status::Fail, "retry; check the API server's health"),
     };
     let error = sidekiq_guard::errors::chain(error);
-    Check::problem(Status::Warn, title, format!("cannot tell: {error}"), hint)
+    Check::problem(status, title, format!("cannot tell: {error}"), hint)
 }
 
 async fn service_check(cluster: &Cluster, service: &install::ServiceRef) -> Check {
@@ -294,14 +298,28 @@ async fn certificates(
     let unread: Vec<&str> = unread.iter().map(String::as_str).collect();
     checks.push(install::ca_bundle_trust(&trusts, &unread));
     if let Some(service) = service {
-        checks.push(install::certificate_names(&leaf.dns_names, &service));
+        checks.push(install::certificate_names(
+            &leaf.dns_names,
+            &leaf.common_name,
+            &service,
+        ));
     }
+    let now = x509::unix(SystemTime::now());
     let (not_after, first) = x509::first_expiry(&chain, &bundles).unwrap_or((leaf.not_after, None));
-    let days = (not_after - x509::unix(SystemTime::now())).div_euclid(86_400);
+    let days = (not_after - now).div_euclid(86_400);
+    // The chain is valid from the latest start of its certificates.
+    let starts = chain
+        .iter()
+        .filter_map(|der| x509::inspect(der, "tls.crt").ok())
+        .map(|cert| cert.not_before)
+        .max()
+        .filter(|start| *start > now)
+        .map(timestamp::format);
     checks.push(install::certificate_expiry(
         days,
         &timestamp::format(not_after),
         first.as_deref(),
+        starts.as_deref(),
         &args.install_namespace,
     ));
     checks
@@ -466,17 +484,18 @@ fn print(report: &Report, out: &mut dyn Write, color: bool) -> std::io::Result<(
         writeln!(out, "{}", category.name)?;
         writeln!(out, "{}", "-".repeat(category.name.chars().count()))?;
         for check in &category.checks {
+            // Titles and details quote the cluster's objects and the API server's messages.
             writeln!(
                 out,
                 "{} {}",
                 paint(check.status, check.status.mark()),
-                check.title
+                printable_lines(check.title.clone())
             )?;
             if let Some(detail) = &check.detail {
-                writeln!(out, "    {detail}")?;
+                writeln!(out, "    {}", printable_lines(detail.clone()))?;
             }
             if let Some(hint) = &check.hint {
-                writeln!(out, "    hint: {hint}")?;
+                writeln!(out, "    hint: {}", printable_lines(hint.clone()))?;
             }
         }
     }

@@ -239,6 +239,58 @@ fn a_missing_install_and_a_short_lived_certificate_are_reported() {
     );
 }
 
+#[test]
+fn certificates_are_judged_as_the_api_servers_tls_client_judges_them() {
+    // A wildcard for the Service's namespace names the Service.
+    let serving = pki("sidekiq-guard CA", &["*.sidekiq-guard.svc"], 90);
+    let api = installed(&serving, &serving);
+    let out = run_in(&api.kubeconfig("default"), &["check"]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{output}");
+    assert!(
+        output.contains("√ the serving certificate names sidekiq-guard.sidekiq-guard.svc\n"),
+        "{output}"
+    );
+
+    // Issued by a machine whose clock runs 5 days ahead: refused until then, whatever it
+    // has left after.
+    let serving = pki_from(
+        "sidekiq-guard CA",
+        &["sidekiq-guard.sidekiq-guard.svc"],
+        time::Duration::days(5),
+        300,
+    );
+    let api = installed(&serving, &serving);
+    let out = run_in(&api.kubeconfig("default"), &["check"]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert!(
+        output.contains(
+            "× the serving certificate is valid for 21 days or more\n    it is not valid before "
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains(": the API server refuses the webhook until then\n"),
+        "{output}"
+    );
+}
+
+#[test]
+fn a_check_the_api_server_fails_to_answer_fails() {
+    let serving = webhook_pki();
+    let api = installed(&serving, &serving);
+    api.fail("get", "secrets");
+    let out = run_in(&api.kubeconfig("default"), &["check"]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert!(
+        output.contains("× Secret sidekiq-guard/sidekiq-guard-tls holds the serving certificate\n    cannot tell: "),
+        "{output}"
+    );
+    assert!(output.contains("etcdserver: request timed out"), "{output}");
+}
+
 /// Installed into another namespace by an overlay's `namespace:`, which keeps the base's
 /// labels: the webhooks exclude it by its `sidekiq-guard.io/admission-webhooks` label, which
 /// check reads from the namespace itself; a namespace without the label is not excluded, and

@@ -70,6 +70,12 @@ pub struct Pki {
 /// half a day more, so that whole days left read `days` in every run of a test: exactly `days`
 /// flips to `days - 1` a moment later, between two commands of one test.
 pub fn pki(ca_name: &str, names: &[&str], days: i64) -> Pki {
+    pki_from(ca_name, names, -time::Duration::hours(1), days)
+}
+
+/// [`pki`] with the certificate valid from `start` from now (an issuer whose clock runs ahead
+/// gives a start in the future).
+pub fn pki_from(ca_name: &str, names: &[&str], start: time::Duration, days: i64) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::default();
     ca_params
@@ -83,7 +89,7 @@ pub fn pki(ca_name: &str, names: &[&str], days: i64) -> Pki {
         CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
     params.distinguished_name.push(DnType::CommonName, names[0]);
     let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::hours(1);
+    params.not_before = now + start;
     params.not_after = now + time::Duration::days(days) + time::Duration::hours(12);
     let cert = params.signed_by(&key, &issuer).unwrap();
     Pki {
@@ -127,6 +133,8 @@ pub struct ClusterState {
     proxies: HashMap<(String, String, u16), ProxyTarget>,
     /// (verb, plural, namespace) triples answered 403.
     forbidden: Vec<(String, String, Option<String>)>,
+    /// (verb, plural) pairs answered 500, as by an API server whose etcd times out.
+    failing: Vec<(String, String)>,
     /// Requests seen: method and path with query.
     pub requests: Vec<String>,
     /// Whether every continue token is answered 410 Expired, as after etcd compaction.
@@ -274,6 +282,15 @@ impl ApiServer {
             plural.to_owned(),
             namespace.map(str::to_owned),
         ));
+    }
+
+    /// Answers `verb` on `plural` with 500 Internal Server Error.
+    pub fn fail(&self, verb: &str, plural: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .failing
+            .push((verb.to_owned(), plural.to_owned()));
     }
 
     /// Stops answering 403 to what [`ApiServer::forbid`] forbade.
@@ -464,13 +481,15 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     }
 }
 
-fn forbidden(
-    shared: &Shared,
-    verb: &str,
-    plural: &str,
-    namespace: Option<&str>,
-) -> Option<Response> {
+fn refused(shared: &Shared, verb: &str, plural: &str, namespace: Option<&str>) -> Option<Response> {
     let state = shared.state.lock().unwrap();
+    if state.failing.iter().any(|(v, p)| v == verb && p == plural) {
+        return Some(status(
+            500,
+            "InternalError",
+            "Internal error occurred: etcdserver: request timed out".into(),
+        ));
+    }
     state
         .forbidden
         .iter()
@@ -499,7 +518,7 @@ fn list(
     selector: Option<&str>,
     page: Page,
 ) -> Response {
-    if let Some(denied) = forbidden(shared, "list", plural, namespace) {
+    if let Some(denied) = refused(shared, "list", plural, namespace) {
         return denied;
     }
     let Some((_, _, kind)) = PLURALS
@@ -562,7 +581,7 @@ fn get(
     namespace: Option<&str>,
     name: &str,
 ) -> Response {
-    if let Some(denied) = forbidden(shared, "get", plural, namespace) {
+    if let Some(denied) = refused(shared, "get", plural, namespace) {
         return denied;
     }
     let state = shared.state.lock().unwrap();
@@ -583,7 +602,7 @@ fn get(
 }
 
 async fn pod_proxy(shared: &Shared, namespace: &str, target: &str, path: &str) -> Response {
-    if let Some(denied) = forbidden(shared, "get", "pods/proxy", Some(namespace)) {
+    if let Some(denied) = refused(shared, "get", "pods/proxy", Some(namespace)) {
         return denied;
     }
     let (pod, port) = match target.rsplit_once(':') {
