@@ -15,7 +15,7 @@ use serde_json::Value;
 use sidekiq_guard::Policy;
 use sidekiq_guard::analysis;
 use sidekiq_guard::duration::Secs;
-use sidekiq_guard::errors::chain;
+use sidekiq_guard::errors::{chain, printable_lines};
 use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::probe::drain::{Drain, ProcessProgress, State};
 use sidekiq_guard::probe::observe::{Scope, Tracker};
@@ -258,7 +258,8 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             line = received.recv() => match line {
-                Some(line) => writeln!(progress, "{line}").map_err(Error::Output)?,
+                // Progress lines quote Redis records: job classes, identities, errors.
+                Some(line) => writeln!(progress, "{}", printable_lines(line)).map_err(Error::Output)?,
                 None if tasks.is_empty() => break,
                 None => {}
             },
@@ -551,9 +552,12 @@ async fn through_redis(reader: &Reader, subject: Subject, host: &str) -> Result<
         // Like the probe's, the drain outlasts a Redis hiccup (a failover, a timeout): the
         // tracker records the failure and the state machine retries until its budget.
         if let Err(error) = reader.refresh(&mut tracker, true, &clock).await {
-            // Refused from the first attempt (credentials, ACL, database number), the URL is
-            // wrong, not Redis away: waiting out the budget cannot fix a typo.
-            if tracker.redis().refused_from_start() {
+            // Never read yet, nothing was quieted: a Redis that refuses the URL (credentials,
+            // ACL, database number), whose host does not resolve or whose port is closed is a
+            // wrong URL (or a port-forward not running) far likelier than a failover, and
+            // waiting out the budget cannot fix a typo. The probe, inside the pod at preStop
+            // time, keeps waiting instead: there Redis is known good and an outage is real.
+            if tracker.redis().last_ok.is_none() {
                 return Err(error.into());
             }
             subject.say(format!(

@@ -40,6 +40,7 @@ pub(crate) fn run(
         )?;
         documents.extend(injected);
     }
+    offline.check_selected(&mut unreadable);
     offline::fail_on_unreadable(unreadable, err, "nothing was printed")?;
     let format = match args.output {
         Some(ManifestFormat::Yaml) => Format::Yaml,

@@ -65,11 +65,16 @@ pub(crate) async fn run(
     };
 
     let mut objects = Vec::new();
+    // A kind RBAC hides is left out and the rest judged, as `validate -f DIR` goes on past a
+    // file it cannot read — and, like it, the run then fails: a CI gate must not pass on
+    // workloads it never saw.
+    let mut skipped = Vec::new();
     for resource in cluster::WORKLOADS {
         match cluster.list(resource, &scope, selector).await {
             Ok(items) => objects.extend(items),
             Err(error @ Error::Forbidden { .. }) => {
-                notes.push(format!("skipped {}: {error}", resource.plural))
+                notes.push(format!("skipped {}: {error}", resource.plural));
+                skipped.push(resource.plural);
             }
             Err(other) => return Err(other),
         }
@@ -144,7 +149,14 @@ pub(crate) async fn run(
     let report = Report::new(reports);
     validate::print(&report, args.report.output, out, color)?;
     crate::offline::print_notes(&notes, err)?;
-    report.summarise(err)
+    let failed = report.summarise(err)?;
+    if !skipped.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} could not be listed (see the notes above), so their workloads were not checked; the findings above cover the rest",
+            skipped.join(", ")
+        )));
+    }
+    Ok(failed)
 }
 
 type Processes = HashMap<(String, String), Vec<ProcessReport>>;

@@ -71,7 +71,13 @@ fn main() -> ExitCode {
         // `status … | head`, `inject … | head`: the reader has what it wanted.
         Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
         Err(error) => {
-            let _ = writeln!(err, "error: {}", sidekiq_guard::errors::chain(&error));
+            // An error may quote a Redis record or an API server's message.
+            let message = sidekiq_guard::errors::chain(&error);
+            let _ = writeln!(
+                err,
+                "error: {}",
+                sidekiq_guard::errors::printable_lines(message)
+            );
             ExitCode::from(2)
         }
     }

@@ -88,6 +88,11 @@ pub(crate) enum ManifestError {
         "no objects in {0}: expected at least one Kubernetes object (kubectl apply refuses an empty input too; did the command that produced it fail?)"
     )]
     NoObjects(String),
+    /// A `-l` that selects no object of the input.
+    #[error(
+        "no object matches -l {0:?}: expected at least one (kubectl apply -l refuses to apply nothing too; is the selector right?)"
+    )]
+    NothingSelected(String),
     /// A directory with no manifest in it.
     #[error("{0}: no .yaml, .yml or .json files found (use -R to descend into subdirectories)")]
     EmptyDirectory(String),
@@ -357,8 +362,9 @@ fn parse(
 ) -> Result<bool, ManifestError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let looks_json = text.trim_start().starts_with(['{', '[']);
+    // The content decides, as kubectl's YAML-or-JSON decoder sniffs it: a `.json` file holding
+    // YAML (written by a tool that names everything `.json`) is read as YAML.
     let json = match extension {
-        Some("json") => true,
         Some("yaml" | "yml") => false,
         _ => looks_json,
     };
@@ -682,6 +688,17 @@ mod tests {
         // A byte-order mark is not content.
         let input = read_text("\u{feff}{\"kind\": \"A\"}").unwrap();
         assert_eq!(input.documents[0].value, json!({"kind": "A"}));
+        // The content decides, not the extension: YAML in a `.json` file is read as YAML, and
+        // what starts as JSON there and is not fails as JSON, where it says.
+        let mut documents = Vec::new();
+        let json = parse("kind: A\n", "a.json", Some("json"), &mut documents).unwrap();
+        assert!(!json);
+        assert_eq!(documents[0].value, json!({"kind": "A"}));
+        let err = parse("{\"kind\": }", "b.json", Some("json"), &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            sidekiq_guard::errors::chain(&err),
+            "b.json: not valid JSON: expected value at line 1 column 10"
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! What the offline commands (`inject`, `validate -f`) share: the policy, the sidecar mode, the
 //! objects `-l` and `-n` select, and how unreadable inputs end the run.
 
+use std::cell::Cell;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
 use serde_json::Value;
+use sidekiq_guard::errors::printable_lines;
 use sidekiq_guard::pointer::Pointer as _;
 use sidekiq_guard::selector::Selector;
 use sidekiq_guard::{Context, Mode, Policy};
@@ -20,6 +22,11 @@ pub(crate) struct Offline {
     pub(crate) mode: Mode,
     /// `-l`, applied to each object's own labels as kubectl applies it to files.
     selector: Selector,
+    /// `-l` as given, when given.
+    selector_text: Option<String>,
+    /// How many objects `-l` selected so far: one that selects none fails the run, as
+    /// `kubectl apply -l` refuses to apply nothing — a typo must not pass a CI gate.
+    selected: Cell<usize>,
     /// `-n`: the namespace of objects that name none, and the only one allowed.
     namespace: Option<String>,
 }
@@ -45,6 +52,8 @@ impl Offline {
             policy,
             mode,
             selector: Selector::default(),
+            selector_text: None,
+            selected: Cell::new(0),
             namespace: None,
         })
     }
@@ -59,6 +68,7 @@ impl Offline {
         }
         self.selector = Selector::parse(cluster.selector.as_deref().unwrap_or_default())
             .map_err(|e| Error::Usage(e.to_string()))?;
+        self.selector_text.clone_from(&cluster.selector);
         self.namespace.clone_from(&cluster.namespace);
         Ok(self)
     }
@@ -87,11 +97,26 @@ impl Offline {
         unreadable: &mut Vec<ManifestError>,
     ) -> bool {
         match self.selects(object, source) {
-            Ok(selected) => selected,
+            Ok(selected) => {
+                self.selected
+                    .set(self.selected.get() + usize::from(selected));
+                selected
+            }
             Err(mismatch) => {
                 unreadable.push(mismatch);
                 false
             }
+        }
+    }
+
+    /// The error of a `-l` that selected no object of the input, if it did not. Only where every
+    /// input was read (`unreadable` empty): otherwise the unread ones may hold the objects.
+    pub(crate) fn check_selected(&self, unreadable: &mut Vec<ManifestError>) {
+        if let Some(selector) = &self.selector_text
+            && self.selected.get() == 0
+            && unreadable.is_empty()
+        {
+            unreadable.push(ManifestError::NothingSelected(selector.clone()));
         }
     }
 
@@ -116,7 +141,7 @@ impl Offline {
 /// Writes the notes of reading the input (`note: …`) to `err`.
 pub(crate) fn print_notes(notes: &[String], err: &mut dyn Write) -> Result<(), Error> {
     for note in notes {
-        writeln!(err, "note: {note}").map_err(Error::Output)?;
+        writeln!(err, "note: {}", printable_lines(note.clone())).map_err(Error::Output)?;
     }
     Ok(())
 }

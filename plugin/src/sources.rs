@@ -141,13 +141,32 @@ pub(crate) async fn probe_drain(
 }
 
 fn decode(answer: Proxied, namespace: &str, pod: &str, port: u16) -> Result<Status, Error> {
-    if answer.status == StatusCode::OK {
-        return serde_json::from_slice(&answer.body).map_err(|source| Error::Decode {
-            what: format!("the probe of pod {namespace}/{pod}"),
-            source,
+    if answer.status != StatusCode::OK {
+        return Err(refusal(&answer, namespace, pod, port));
+    }
+    let decode_error = |source| Error::Decode {
+        what: format!("the probe of pod {namespace}/{pod}"),
+        source,
+    };
+    // The schema first: a document of another schema may read as this one with fields that
+    // changed meaning, or fail on one of them with an error that hides the real cause.
+    let Schema { schema } = serde_json::from_slice(&answer.body).map_err(decode_error)?;
+    if schema != u64::from(report::SCHEMA) {
+        return Err(Error::Probe {
+            pod: format!("{namespace}/{pod}"),
+            message: format!(
+                "the probe answers /status schema {schema}, and this kubectl-sidekiq reads schema {}: use the plugin of the webhook's release",
+                report::SCHEMA
+            ),
         });
     }
-    Err(refusal(&answer, namespace, pod, port))
+    serde_json::from_slice(&answer.body).map_err(decode_error)
+}
+
+/// The one field of `/status` read before the rest.
+#[derive(serde::Deserialize)]
+struct Schema {
+    schema: u64,
 }
 
 /// What an answer other than the expected one says, as an error naming the pod.

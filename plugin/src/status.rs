@@ -680,26 +680,32 @@ fn pod_cells(row: &PodRow) -> Vec<(String, Tone)> {
                 (t.summary.clone(), tone),
             )
         }
-        None => (
-            plain("-"),
-            plain(row.problem.clone().unwrap_or_else(|| "-".to_owned())),
-        ),
+        None => (plain("-"), plain(problem(row).unwrap_or("-").to_owned())),
     };
     vec![
         plain(&row.name),
         plain(&row.phase),
         plain(age),
         (state, tone),
-        plain(if row.processes.is_empty() {
-            "-".to_owned()
-        } else {
-            busy(&row.processes)
-        }),
+        plain(busy(&row.processes)),
         plain(beat),
         plain(longest),
         sigkill,
         verdict,
     ]
+}
+
+/// What keeps the pod's row from being read in full: the probe's or the cluster's problem, else
+/// the first record of its processes that cannot be read (a process hash whose `info` is not
+/// JSON, a running job whose payload is not) — in the table, not only in `-o json`.
+fn problem(row: &PodRow) -> Option<&str> {
+    row.problem.as_deref().or_else(|| {
+        row.processes
+            .iter()
+            .flat_map(|p| &p.errors)
+            .next()
+            .map(String::as_str)
+    })
 }
 
 /// An age the way kubectl prints one (`HumanDuration`): precise when young, coarse when old.
@@ -718,7 +724,12 @@ fn human_age(secs: u64) -> String {
     }
 }
 
+/// Busy threads of `processes` out of their threads; `-` when none of them says (unreadable
+/// records), never a `0` that would read as idle.
 fn busy(processes: &[ProcessReport]) -> String {
+    if processes.iter().all(|p| p.busy.is_none()) {
+        return "-".to_owned();
+    }
     // In u64: the figures come from the probe's JSON, and two u32s may not fit one.
     let busy: u64 = processes.iter().filter_map(|p| p.busy).map(u64::from).sum();
     let threads: u64 = processes
@@ -733,7 +744,8 @@ fn busy(processes: &[ProcessReport]) -> String {
     }
 }
 
-/// running, quiet, draining, drained, gone (no process left), or why it is unknown.
+/// running, quiet, draining, drained, gone (no process left), unreadable (its records are
+/// there and cannot be read), or why it is unknown.
 fn state(row: &PodRow) -> (String, Tone) {
     if row.source.is_none() {
         return ("unknown".to_owned(), Tone::Warn);
@@ -754,7 +766,13 @@ fn state(row: &PodRow) -> (String, Tone) {
         .filter(|p| p.state == report::LIVE)
         .collect();
     if live.is_empty() {
-        return ("no process".to_owned(), Tone::Warn);
+        let unreadable = row.processes.iter().any(|p| p.state == report::UNREADABLE);
+        let state = if unreadable {
+            "unreadable"
+        } else {
+            "no process"
+        };
+        return (state.to_owned(), Tone::Warn);
     }
     if live.iter().all(|p| p.quiet == Some(true)) {
         return ("quiet".to_owned(), Tone::Warn);

@@ -2,6 +2,7 @@
 //! trailing spaces, colour only when asked (stdout is a terminal and `NO_COLOR` is unset).
 
 use comfy_table::{Cell, Color, ColumnConstraint, ContentArrangement, Table, presets};
+use sidekiq_guard::errors::printable;
 
 /// A colour for a cell, applied only when colour is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +46,8 @@ pub(crate) fn render(header: &[&str], rows: Vec<Vec<(String, Tone)>>, color: boo
 }
 
 fn cell(text: String, tone: Tone, color: bool) -> Cell {
-    let cell = Cell::new(text);
+    // Cells quote manifests, the cluster and Redis records (job classes, hostnames, errors).
+    let cell = Cell::new(printable(text));
     if !color {
         return cell;
     }

@@ -186,6 +186,7 @@ pub(crate) fn run(
         }
         writeln!(err, "error: {}", sidekiq_guard::errors::chain(&error)).map_err(Error::Output)?;
     }
+    offline.check_selected(&mut unreadable);
     offline::fail_on_unreadable(unreadable, err, "the findings above cover the rest")?;
     Ok(failed)
 }

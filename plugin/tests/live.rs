@@ -113,6 +113,32 @@ fn workloads_are_judged_as_injected_where_their_namespace_opted_in() {
 }
 
 #[test]
+fn a_workload_kind_rbac_hides_fails_the_run_after_the_others_findings() {
+    let api = cluster();
+    api.forbid("list", "statefulsets", None);
+    let out = validate_all(&api);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        object_names(&report),
+        vec!["nightly-backfill", "rails-worker"],
+        "the kinds that could be listed are judged"
+    );
+    assert!(
+        stderr.contains("note: skipped statefulsets: forbidden: ")
+            && stderr.contains("your RBAC role needs: list statefulsets"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with(
+            "2 Sidekiq workload(s): 0 error(s), 1 warning(s), 2 info\nerror: statefulsets could not be listed (see the notes above), so their workloads were not checked; the findings above cover the rest\n"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn live_signals_from_redis_running_jobs_and_recorded_times() {
     let redis = RedisServer::start();
     let api = ApiServer::start();

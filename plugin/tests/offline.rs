@@ -590,6 +590,19 @@ fn a_selector_picks_the_objects_read_from_files_as_kubectl_does() {
     assert_eq!(names, ["reports", "cm"]);
     assert!(docs[0]["spec"]["template"]["spec"]["initContainers"].is_array());
 
+    // A selector that matches nothing is a typo, not a clean input: as kubectl apply -l.
+    for command in ["validate", "inject"] {
+        let out = run(&[command, "-f", "-", "-l", "app=wroker"], Some(&input));
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(
+            text(&out.stderr).ends_with(
+                "error: no object matches -l \"app=wroker\": expected at least one (kubectl apply -l refuses to apply nothing too; is the selector right?)\n"
+            ),
+            "{command}: {}",
+            text(&out.stderr)
+        );
+    }
+
     let out = run(&["validate", "-f", "-", "-l", "app in (a,b"], Some(&input));
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(

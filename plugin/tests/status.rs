@@ -252,6 +252,23 @@ fn a_terminating_pod_whose_jobs_cannot_be_seen_is_never_called_idle() {
     );
 }
 
+#[test]
+fn a_probe_of_another_schema_is_named_not_misread() {
+    let api = ApiServer::start();
+    api.add_pod(injected_pod("shop", "worker-1", 60, 7434));
+    let mut document = probe_document("worker-1", &[("ImportJob", 2.0)], "idle");
+    document["schema"] = json!(2);
+    api.proxy("shop", "worker-1", 7434, fixed(200, document));
+    let out = run_in(&api.kubeconfig("shop"), &["status", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        snapshot["pods"][0]["problem"],
+        "pod shop/worker-1: the probe answers /status schema 2, and this kubectl-sidekiq reads schema 1: use the plugin of the webhook's release"
+    );
+    assert_eq!(snapshot["pods"][0]["processes"], json!([]));
+}
+
 /// A pod of namespace `shop` the webhook never saw (no status annotation): no probe to ask.
 fn bare_pod(name: &str) -> Value {
     let mut pod = injected_pod("shop", name, 60, 7434);
@@ -562,6 +579,61 @@ fn status_from_redis_works_without_any_cluster() {
     assert_eq!(
         snapshot["pods"][0]["processes"][0]["jobs"][0]["class"],
         "MailJob"
+    );
+}
+
+#[test]
+fn records_that_cannot_be_read_or_hold_terminal_escapes_are_shown_as_such() {
+    let redis = RedisServer::start();
+    let home = tempfile::tempdir().unwrap();
+    // Whoever can enqueue a job names its class: a terminal escape there must not reach the
+    // terminal as one (this one would set the window's title).
+    let worker = FakeSidekiq::plain(
+        redis.url(),
+        "worker-host",
+        42,
+        Version::V7,
+        Duration::from_millis(500),
+    );
+    worker.run_job(
+        "{\"class\":\"Evil\\u001b]0;pwned\\u0007Job\",\"jid\":\"e1\",\"queue\":\"default\"}",
+        Duration::from_secs(30),
+    );
+    // A process whose records are there but not Sidekiq's shape.
+    redis.cli(&["SADD", "processes", "garbled-host:1:aaa"]);
+    redis.cli(&[
+        "HSET",
+        "garbled-host:1:aaa",
+        "info",
+        "not json{",
+        "busy",
+        "lots",
+        "beat",
+        &now().to_string(),
+    ]);
+    std::thread::sleep(Duration::from_millis(800));
+    let out = without_a_cluster(home.path())
+        .args(["status", "--redis-url", &redis.url()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        !table.contains('\u{1b}') && !table.contains('\u{7}'),
+        "{table:?}"
+    );
+    assert!(table.contains("Evil\\u{1b}]0;pwned\\u{7}Job"), "{table}");
+    let garbled = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("garbled-host"))
+        .unwrap_or_else(|| panic!("{table}"));
+    // STATE unreadable, BUSY unknown rather than 0, and the record's error as the verdict.
+    assert!(garbled.contains("   unreadable   -   "), "{table}");
+    assert!(
+        garbled.ends_with(
+            "   process record unreadable: field `info` is not valid JSON: expected ident at line 1 column 2"
+        ),
+        "{table}"
     );
 }
 
@@ -1345,6 +1417,22 @@ fn drain_through_redis_that_finds_nothing_fails_and_reads_a_key_prefix() {
     assert!(
         stderr.contains("Password authentication failed") && !stderr.contains("not-the-password"),
         "{stderr}"
+    );
+    // So is a Redis never reached: a closed port is a wrong URL, not an outage to wait out.
+    let closed = format!("redis://127.0.0.1:{}/0", free_port());
+    let started = std::time::Instant::now();
+    let out = run_in(&kubeconfig, &["drain", host, "--redis-url", &closed]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        text(&out.stderr).contains("Connection refused"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stdout).contains("retrying"),
+        "{}",
+        text(&out.stdout)
     );
 
     let out = drain(&["--redis-namespace", "myapp"]);
