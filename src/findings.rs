@@ -1230,6 +1230,17 @@ impl Ctx<'_, '_> {
             .filter(|entry| entry.get("valueFrom").is_none())
             .and_then(|entry| entry.get("value").and_then(Value::as_str))
             .filter(|value| !value.contains("$("));
+        // Ruby takes an empty DYNO as set: every process goes by an empty name, which the probe
+        // cannot look for, and which any pod with it shares.
+        if dyno == Some("") {
+            return Some(Finding::new(
+                Code::IdentityShared,
+                Severity::Error,
+                self.container_path("env"),
+                "DYNO is set but empty: Sidekiq then names its processes with an empty host part, which the probe cannot find (the pod never turns ready) and which every such pod shares".to_owned(),
+                "remove DYNO, or derive it from the pod: env POD_NAME from fieldRef metadata.name above it, and DYNO: $(POD_NAME)".to_owned(),
+            ));
+        }
         if let Some(dyno) = dyno.filter(|_| workload.pods_may_overlap()) {
             return Some(Finding::new(
                 Code::IdentityShared,
@@ -1242,7 +1253,13 @@ impl Ctx<'_, '_> {
             ));
         }
         let host_network = workload.host_network();
-        if !host_network || dyno.is_some() || workload.one_pod_per_node() {
+        if !host_network {
+            return dyno_entry
+                .is_none()
+                .then(|| self.hostname_shared())
+                .flatten();
+        }
+        if dyno.is_some() || workload.one_pod_per_node() {
             return None;
         }
         // A DYNO of the pod's own (`$(POD_NAME)`, a fieldRef) names its processes apart; the
@@ -1261,6 +1278,30 @@ impl Ctx<'_, '_> {
                 self.port()
             ),
             "run Sidekiq without hostNetwork, or one such pod per node (a DaemonSet)".to_owned(),
+        ))
+    }
+
+    /// A `spec.hostname` in a template whose pods may run at once: without `DYNO`, Sidekiq's
+    /// processes go by the hostname, the same in every pod. A StatefulSet's controller sets
+    /// each pod's hostname to its name, whatever the template says.
+    fn hostname_shared(&self) -> Option<Finding> {
+        let workload = &self.analysis.workload;
+        let hostname = workload
+            .spec
+            .get("hostname")
+            .and_then(Value::as_str)
+            .filter(|name| !name.is_empty())?;
+        if workload.kind == Kind::StatefulSet || !workload.pods_may_overlap() {
+            return None;
+        }
+        Some(Finding::new(
+            Code::IdentityShared,
+            Severity::Error,
+            workload.path("spec.hostname"),
+            format!(
+                "every pod of this template is named {hostname:?} (spec.hostname), the name Sidekiq's processes go by without DYNO: the probe cannot tell one pod's processes from another's, and one pod's drain quiets them all"
+            ),
+            "remove spec.hostname, or set DYNO: $(POD_NAME) after env POD_NAME from fieldRef metadata.name".to_owned(),
         ))
     }
 

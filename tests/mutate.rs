@@ -1558,6 +1558,48 @@ fn pods_that_share_an_identity_are_reported() {
     assert_eq!(shared(&pod).len(), 1);
     host["kind"] = json!("DaemonSet");
     assert_eq!(shared(&host), Vec::new(), "one pod per node");
+
+    // Without DYNO, processes go by the hostname: one the template sets is every pod's.
+    let mut named = worker(json!({}), json!({}));
+    named["spec"]["template"]["spec"]["hostname"] = json!("worker");
+    assert_eq!(
+        shared(&named),
+        vec![(
+            Severity::Error,
+            "spec.template.spec.hostname".to_owned(),
+            "every pod of this template is named \"worker\" (spec.hostname), the name Sidekiq's processes go by without DYNO: the probe cannot tell one pod's processes from another's, and one pod's drain quiets them all".to_owned()
+        )]
+    );
+    assert_fits_a_warning(&findings_of(&named, &ctx, Code::IdentityShared)[0]);
+    // A DYNO of the pod's own names them apart; a StatefulSet names each pod's host itself.
+    let mut named_per_pod = per_pod.clone();
+    named_per_pod["spec"]["template"]["spec"]["hostname"] = json!("worker");
+    assert_eq!(shared(&named_per_pod), Vec::new());
+    let mut stateful = named.clone();
+    stateful["kind"] = json!("StatefulSet");
+    stateful["spec"]["replicas"] = json!(3);
+    assert_eq!(shared(&stateful), Vec::new());
+    // A lone pod shares it with nobody.
+    let lone = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "worker-1"},
+        "spec": named["spec"]["template"]["spec"].clone(),
+    });
+    assert_eq!(shared(&lone), Vec::new());
+
+    // Ruby takes an empty DYNO as set: an empty host part, never found, shared by all.
+    let empty = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "worker-1"},
+        "spec": worker(env(json!({"name": "DYNO", "value": ""})), json!({}))["spec"]["template"]["spec"].clone(),
+    });
+    let found = shared(&empty);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, Severity::Error);
+    assert!(
+        found[0].2.starts_with("DYNO is set but empty: "),
+        "{}",
+        found[0].2
+    );
+    assert_fits_a_warning(&findings_of(&empty, &ctx, Code::IdentityShared)[0]);
 }
 
 /// A Job's pod injected with a native sidecar, judged where sidecars are classic: on a cluster
