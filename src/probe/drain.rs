@@ -476,7 +476,9 @@ impl Drain {
                         "{}, {busy} busy",
                         if quiet { "quiet" } else { "not quiet yet" }
                     ),
-                    _ => "unreadable".to_owned(),
+                    // Its records cannot be read, or its hash expired while Redis was away
+                    // and it is awaited all the same: either way, nothing to show of it.
+                    _ => "state unknown".to_owned(),
                 };
                 if p.jobs.is_empty() {
                     format!("{} {state}", p.identity)
@@ -750,6 +752,10 @@ mod tests {
         d.step(&t, at(3.0));
         assert_eq!(d.state(), State::Draining);
         assert_eq!(d.progress()[0].status, ProcessDrain::Waiting);
+        assert_eq!(
+            d.message(),
+            "waiting for 1 of 1 process: w-0:1:aa state unknown"
+        );
         // Its next beat writes it back, still running the job; then the job ends.
         t.ingest(
             at(8.0),

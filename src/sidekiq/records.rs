@@ -261,6 +261,17 @@ pub enum RecordWarning {
         /// The version as written.
         version: String,
     },
+    /// A figure that is only shown (`rss`, `rtt_us`) holds something else, and is left out:
+    /// Sidekiq 6.4's memory probe writes its `/proc` lines when `VmRSS` is missing, say.
+    #[error("field `{field}` is {value}, expected {expected}; left out")]
+    FigureUnreadable {
+        /// The field.
+        field: &'static str,
+        /// The value as found, shortened for display.
+        value: String,
+        /// What Sidekiq writes there.
+        expected: &'static str,
+    },
 }
 
 /// The `info` JSON of a process, written once at start-up.
@@ -416,10 +427,25 @@ where
             ));
         }
     };
-    let rss_kb = get("rss")?.map(|v| parse_uint(v, "rss")).transpose()?;
-    let rtt_us = get("rtt_us")?
-        .map(|v| parse_uint(v, "rtt_us"))
-        .transpose()?;
+    // Figures only shown: one that cannot be read is a warning, never a process unreadable —
+    // which would fail readiness and make every drain wait out its budget.
+    let mut warnings = warnings;
+    let mut figure = |field: &'static str| -> Result<Option<u64>, RecordError> {
+        let Some(text) = get(field)? else {
+            return Ok(None);
+        };
+        let read = parse_uint(text, field).ok();
+        if read.is_none() {
+            warnings.push(RecordWarning::FigureUnreadable {
+                field,
+                value: shorten(text),
+                expected: "a non-negative integer",
+            });
+        }
+        Ok(read)
+    };
+    let rss_kb = figure("rss")?;
+    let rtt_us = figure("rtt_us")?;
     let hash_concurrency = get("concurrency")?
         .map(|v| parse_uint(v, "concurrency"))
         .transpose()?;
@@ -947,6 +973,32 @@ mod tests {
         );
         assert!(
             with("info", r#"{"hostname":"vm","pid":1,"version":"5.2.10"}"#).contains("unknown")
+        );
+    }
+
+    #[test]
+    fn figures_only_shown_that_cannot_be_read_are_left_out_with_a_warning() {
+        // What Sidekiq 6.4's memory lambda returns without a VmRSS line: the lines it read.
+        let p = parse_process(
+            "vm:1:ab",
+            &hash(&[
+                ("info", INFO6),
+                ("busy", "2"),
+                ("beat", "1795660952.8"),
+                ("quiet", "false"),
+                ("rss", "[\"Name:\\tsidekiq\\n\"]"),
+                ("rtt_us", "12.5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((p.busy, p.rss_kb, p.rtt_us), (2, None, None));
+        let warnings: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "field `rss` is \"[\\\"Name:\\\\tsidekiq\\\\n\\\"]\", expected a non-negative integer; left out",
+                "field `rtt_us` is \"12.5\", expected a non-negative integer; left out",
+            ]
         );
     }
 
