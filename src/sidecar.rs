@@ -4,6 +4,7 @@
 //! [`NAME`] that differs from the definition computed here, the mutation replaces it. Customise
 //! it through the policy (`sidecar.image`, `sidecar.resources`…), not by hand.
 
+use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
@@ -12,7 +13,7 @@ use crate::pointer::Pointer as _;
 use crate::policy::{ResourceName, Resources, SidecarModeSetting, SidecarPolicy};
 use crate::quantity::Quantity;
 use crate::sidekiq::{self, REDIS_PROVIDER, REDIS_URL};
-use crate::workload::list;
+use crate::workload::{EnvIndex, list};
 use crate::{duration, errors, listen};
 
 /// Name of the injected container.
@@ -121,7 +122,8 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
     }
     let entries = list(sidekiq, "env");
     let env_from = list(sidekiq, "envFrom");
-    let find = |name: &str| crate::workload::env_entry(entries, name);
+    let index = EnvIndex::new(entries);
+    let find = |name: &str| index.last(name);
 
     let mut problem = None;
     let mut url_var = Some(REDIS_URL);
@@ -160,14 +162,14 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
     }
     // Close over `$(VAR)` references so the copied values expand the same way.
     let roots = wanted.len();
-    close_over_references(entries, &mut wanted);
+    let copied = close_over_references(&index, &mut wanted);
     let required: Vec<&str> = url_var
         .into_iter()
         .chain(wanted[roots..].iter().copied())
         .collect();
     let env = entries
         .iter()
-        .filter(|e| name_of(e).is_some_and(|n| wanted.contains(&n)))
+        .filter(|e| name_of(e).is_some_and(|n| copied.contains(n)))
         .cloned()
         .collect();
     let undefined: Vec<String> = required
@@ -180,7 +182,7 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
     let url_missing = url_var
         .filter(|v| problem.is_none() && env_from.is_empty() && find(v).is_none())
         .map(str::to_owned);
-    let out_of_order = out_of_order(entries, &wanted);
+    let out_of_order = out_of_order(entries, &index, &copied);
     RedisEnv {
         env,
         env_from: if copy_env_from {
@@ -198,11 +200,18 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
 
 /// The references among the literal values of `names` to variables `env` defines only after
 /// them: see [`RedisEnv::out_of_order`].
-fn out_of_order(entries: &[Value], names: &[&str]) -> Vec<(String, String)> {
-    let name_at = |i: usize| entries[i].get("name").and_then(Value::as_str);
+fn out_of_order(
+    entries: &[Value],
+    index: &EnvIndex<'_>,
+    names: &BTreeSet<&str>,
+) -> Vec<(String, String)> {
     let mut found = Vec::new();
     for (at, entry) in entries.iter().enumerate() {
-        let Some(name) = name_at(at).filter(|n| names.contains(n)) else {
+        let Some(name) = entry
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| names.contains(n))
+        else {
             continue;
         };
         let Some(value) = entry
@@ -213,8 +222,8 @@ fn out_of_order(entries: &[Value], names: &[&str]) -> Vec<(String, String)> {
             continue;
         };
         for reference in references(value) {
-            let before = (0..at).any(|i| name_at(i) == Some(reference));
-            let after = (at + 1..entries.len()).any(|i| name_at(i) == Some(reference));
+            let before = index.first_at(reference).is_some_and(|first| first < at);
+            let after = index.last_at(reference).is_some_and(|last| last > at);
             if !before && after {
                 found.push((name.to_owned(), reference.to_owned()));
             }
@@ -224,20 +233,23 @@ fn out_of_order(entries: &[Value], names: &[&str]) -> Vec<(String, String)> {
 }
 
 /// Adds to `names` every variable their values reference with `$(VAR)`, transitively, in the
-/// order found.
-fn close_over_references<'a>(entries: &'a [Value], names: &mut Vec<&'a str>) {
+/// order found; returns them all as a set.
+fn close_over_references<'a>(index: &EnvIndex<'a>, names: &mut Vec<&'a str>) -> BTreeSet<&'a str> {
+    let mut seen: BTreeSet<&str> = names.iter().copied().collect();
     let mut i = 0;
     while i < names.len() {
-        let value = crate::workload::env_entry(entries, names[i])
+        let value = index
+            .last(names[i])
             .and_then(|e| e.get("value"))
             .and_then(Value::as_str);
         for name in value.map(references).unwrap_or_default() {
-            if !names.contains(&name) {
+            if seen.insert(name) {
                 names.push(name);
             }
         }
         i += 1;
     }
+    seen
 }
 
 /// The names in `$(NAME)` references of a Kubernetes env value (`$$` escapes).
@@ -706,11 +718,9 @@ fn same_quantity(a: &Value, b: &Value) -> bool {
 /// `$(VAR)` only from variables defined earlier in the same container, and leaves an undefined
 /// reference as literal text, which would make the probe look for a host that does not exist.
 fn hostname_env(sidekiq: &Value) -> HostnameEnv {
-    fn name_of(entry: &Value) -> Option<&str> {
-        entry.get("name").and_then(Value::as_str)
-    }
     let entries = list(sidekiq, "env");
-    let Some(dyno_at) = entries.iter().rposition(|e| name_of(e) == Some(DYNO)) else {
+    let index = EnvIndex::new(entries);
+    let Some(dyno_at) = index.last_at(DYNO) else {
         return HostnameEnv {
             env: Vec::new(),
             env_from: false,
@@ -724,7 +734,7 @@ fn hostname_env(sidekiq: &Value) -> HostnameEnv {
     while let Some(at) = pending.pop() {
         let value = entries[at].get("value").and_then(Value::as_str);
         for name in value.map(references).unwrap_or_default() {
-            match entries[..at].iter().rposition(|e| name_of(e) == Some(name)) {
+            match index.last_before(name, at) {
                 Some(definition) => {
                     if needed.insert(definition) {
                         pending.push(definition);
