@@ -165,7 +165,10 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         Some(at) if at.mode != ctx.mode => SidecarAction::Move(at),
         Some(at) => {
             let current = at.container(&analysis.workload);
-            if current.is_some_and(|current| sidecar::is_current(current, &sidecar_container)) {
+            let sidekiq = analysis.sidekiq_json();
+            if current
+                .is_some_and(|current| sidecar::is_current(current, &sidecar_container, sidekiq))
+            {
                 SidecarAction::Ours
             } else {
                 SidecarAction::Replace(at)

@@ -426,8 +426,68 @@ pub fn container(spec: &Spec<'_>) -> Value {
 /// Redis variable, a drain budget) would stay forever. What the policy stopped asking for
 /// that looks like those plugins' work stays: a limit, or a request for a resource it does not
 /// limit (a LimitRange default), and `imagePullPolicy: Always`.
-pub fn is_current(existing: &Value, wanted: &Value) -> bool {
-    matches_at(&mut Vec::new(), existing, wanted, wanted)
+///
+/// Nor are the `env` entries and `volumeMounts` another mutating webhook adds to every
+/// container (Datadog's `DD_AGENT_HOST`, EKS Pod Identity's and Azure Workload Identity's
+/// variables and token mount): an entry the sidecar does not define is theirs when `sidekiq`,
+/// the Sidekiq container, holds the very same entry. Replacing the sidecar on the reinvocation
+/// those webhooks cause would strip them from it, after they ran for the last time. A copied
+/// Redis variable the Sidekiq container no longer defines is still a difference: its Secret
+/// may be gone, and the pod would not start.
+pub fn is_current(existing: &Value, wanted: &Value, sidekiq: &Value) -> bool {
+    let within = Within {
+        container: wanted,
+        sidekiq,
+    };
+    matches_at(&mut Vec::new(), existing, wanted, &within)
+}
+
+/// What [`matches_at`] compares within: the wanted sidecar whole, and the Sidekiq container
+/// beside it (`Value::Null` where others' additions are not asked about).
+struct Within<'a> {
+    container: &'a Value,
+    sidekiq: &'a Value,
+}
+
+/// A container's list that other webhooks add to, and the key its entries go by.
+#[derive(Clone, Copy)]
+struct SharedList {
+    name: &'static str,
+    key: &'static str,
+}
+
+impl SharedList {
+    const ENV: Self = Self {
+        name: "env",
+        key: "name",
+    };
+    const MOUNTS: Self = Self {
+        name: "volumeMounts",
+        key: "mountPath",
+    };
+
+    /// The list at `path` of a container, if it is one of them.
+    fn at(path: &[&str]) -> Option<Self> {
+        match path {
+            ["env"] => Some(Self::ENV),
+            ["volumeMounts"] => Some(Self::MOUNTS),
+            _ => None,
+        }
+    }
+}
+
+impl Within<'_> {
+    /// Whether `entry` of the sidecar's `shared` list, which `want` does not define, is
+    /// another webhook's: the Sidekiq container has it too.
+    fn added_by_others(&self, shared: Option<SharedList>, entry: &Value, want: &[Value]) -> bool {
+        let Some(SharedList { name, key }) = shared else {
+            return false;
+        };
+        let id = entry.get(key);
+        id.is_some()
+            && !want.iter().any(|w| w.get(key) == id)
+            && list(self.sidekiq, name).contains(entry)
+    }
 }
 
 /// What in `existing`, a sidecar read back from an object, makes it work differently from
@@ -518,9 +578,13 @@ fn env_drift<'v>(existing: &'v Value, wanted: &'v Value) -> Vec<&'v str> {
         entries.iter().find(|entry| name(entry) == wanted_name)
     }
     let (have, want) = (list(existing, "env"), list(wanted, "env"));
+    let within = Within {
+        container: wanted,
+        sidekiq: &Value::Null,
+    };
     let changed = want.iter().filter(|entry| {
         !find(have, name(entry))
-            .is_some_and(|existing| matches_at(&mut vec!["env", "*"], existing, entry, wanted))
+            .is_some_and(|existing| matches_at(&mut vec!["env", "*"], existing, entry, &within))
     });
     changed.map(name).collect()
 }
@@ -531,32 +595,38 @@ fn matches_at<'a>(
     path: &mut Vec<&'a str>,
     existing: &Value,
     wanted: &'a Value,
-    container: &Value,
+    within: &Within<'_>,
 ) -> bool {
     match (existing, wanted) {
         (Value::Object(have), Value::Object(want)) => {
             let extras_defaulted = have
                 .iter()
                 .filter(|(key, _)| !want.contains_key(*key))
-                .all(|(key, value)| defaulted(path, key, value, have, container));
+                .all(|(key, value)| defaulted(path, key, value, have, within));
             extras_defaulted
                 && want.iter().all(|(key, value)| {
                     path.push(key);
                     let same = have
                         .get(key)
-                        .is_some_and(|existing| matches_at(path, existing, value, container));
+                        .is_some_and(|existing| matches_at(path, existing, value, within));
                     path.pop();
                     same
                 })
         }
         (Value::Array(have), Value::Array(want)) => {
-            have.len() == want.len()
-                && have.iter().zip(want).all(|(existing, value)| {
-                    path.push("*");
-                    let same = matches_at(path, existing, value, container);
-                    path.pop();
-                    same
-                })
+            let shared = SharedList::at(path);
+            let mut have = have
+                .iter()
+                .filter(|entry| !within.added_by_others(shared, entry, want));
+            let same = want.iter().all(|value| {
+                path.push("*");
+                let same = have
+                    .next()
+                    .is_some_and(|existing| matches_at(path, existing, value, within));
+                path.pop();
+                same
+            });
+            same && have.next().is_none()
         }
         (Value::String(have), Value::String(want)) if is_quantity_path(path) => {
             have == want || crate::quantity::same_resource_value(have, want)
@@ -620,8 +690,9 @@ fn defaulted(
     key: &str,
     value: &Value,
     have: &Map<String, Value>,
-    container: &Value,
+    within: &Within<'_>,
 ) -> bool {
+    let container = within.container;
     const PROBES: [&str; 3] = ["startupProbe", "readinessProbe", "livenessProbe"];
     let text = value.as_str();
     match (path, key) {
@@ -633,6 +704,7 @@ fn defaulted(
         ([], "volumeMounts") => value.as_array().is_some_and(|mounts| {
             mounts.iter().all(|mount| {
                 mount.get("mountPath").and_then(Value::as_str) == Some(TOKEN_MOUNT_PATH)
+                    || within.added_by_others(Some(SharedList::MOUNTS), mount, &[])
             })
         }),
         (["ports", "*"], "protocol") => text == Some("TCP"),
@@ -1252,14 +1324,14 @@ mod tests {
         // OpenShift's restricted-v2 SecurityContextConstraint.
         admitted["securityContext"]["runAsUser"] = json!(1_000_680_000);
         admitted["securityContext"]["seLinuxOptions"] = json!({"level": "s0:c26,c5"});
-        assert!(is_current(&admitted, &wanted));
+        assert!(is_current(&admitted, &wanted, &Value::Null));
         // Not the user sidekiq-guard names in a root pod, nor another security setting.
         let mut root_before = admitted.clone();
         root_before["securityContext"]["runAsUser"] = json!(IMAGE_USER);
-        assert!(!is_current(&root_before, &wanted));
+        assert!(!is_current(&root_before, &wanted, &Value::Null));
         let mut group = admitted.clone();
         group["securityContext"]["runAsGroup"] = json!(0);
-        assert!(!is_current(&group, &wanted));
+        assert!(!is_current(&group, &wanted, &Value::Null));
         // Another tag or name is another image; a policy's digest must be the one pulled.
         for other in [
             "mirror.example.com/sidekiq-guard:0.0.0-older".to_owned(),
@@ -1267,15 +1339,15 @@ mod tests {
         ] {
             let mut older = admitted.clone();
             older["image"] = json!(other);
-            assert!(!is_current(&older, &wanted), "{other}");
+            assert!(!is_current(&older, &wanted, &Value::Null), "{other}");
         }
         let mut pinned_image = wanted.clone();
         pinned_image["image"] = json!("registry.example.com/sidekiq-guard@sha256:aaaa");
         let mut mirrored = pinned_image.clone();
         mirrored["image"] = json!("mirror.example.com/sidekiq-guard@sha256:aaaa");
-        assert!(is_current(&mirrored, &pinned_image));
+        assert!(is_current(&mirrored, &pinned_image, &Value::Null));
         mirrored["image"] = json!("registry.example.com/sidekiq-guard@sha256:bbbb");
-        assert!(!is_current(&mirrored, &pinned_image));
+        assert!(!is_current(&mirrored, &pinned_image, &Value::Null));
 
         // With no `resources` from the policy, LimitRanger adds both sides.
         let mut open = wanted.clone();
@@ -1283,22 +1355,22 @@ mod tests {
         let mut limited = open.clone();
         limited["resources"] = json!({"limits": {"cpu": "500m", "memory": "512Mi"},
                                       "requests": {"cpu": "100m", "memory": "256Mi"}});
-        assert!(is_current(&limited, &open));
+        assert!(is_current(&limited, &open, &Value::Null));
 
         // What sidekiq-guard sets still counts: a limit or a request of its own, a pull
         // policy the policy names, a security setting.
         let mut pinned = wanted.clone();
         pinned["imagePullPolicy"] = json!("IfNotPresent");
-        assert!(is_current(&admitted, &pinned));
+        assert!(is_current(&admitted, &pinned, &Value::Null));
         let mut other = admitted.clone();
         other["imagePullPolicy"] = json!("Never");
-        assert!(!is_current(&other, &pinned));
+        assert!(!is_current(&other, &pinned, &Value::Null));
         let mut other = admitted.clone();
         other["resources"]["requests"]["cpu"] = json!("100m");
-        assert!(!is_current(&other, &wanted));
+        assert!(!is_current(&other, &wanted, &Value::Null));
         let mut other = admitted.clone();
         other["securityContext"]["runAsNonRoot"] = json!(false);
-        assert!(!is_current(&other, &wanted));
+        assert!(!is_current(&other, &wanted, &Value::Null));
     }
 
     #[test]
@@ -1311,13 +1383,13 @@ mod tests {
         stored["env"][0]["valueFrom"]["fieldRef"]["apiVersion"] = json!("v1");
         stored["resources"]["requests"]["cpu"] = json!("0.005");
         stored["resources"]["limits"]["memory"] = json!("33554432");
-        assert!(is_current(&stored, &wanted));
+        assert!(is_current(&stored, &wanted, &Value::Null));
 
         // What sidekiq-guard sets and the object lacks or differs in is not current.
         let changed = |edit: fn(&mut Value)| {
             let mut changed = stored.clone();
             edit(&mut changed);
-            is_current(&changed, &wanted)
+            is_current(&changed, &wanted, &Value::Null)
         };
         assert!(!changed(|c| c["image"] = json!("example.com/other:1")));
         assert!(!changed(
@@ -1334,7 +1406,7 @@ mod tests {
         admitted["volumeMounts"] = json!([{"name": "kube-api-access-x", "readOnly": true,
             "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]);
         admitted["ports"][0]["hostPort"] = admitted["ports"][0]["containerPort"].clone();
-        assert!(is_current(&admitted, &wanted));
+        assert!(is_current(&admitted, &wanted, &Value::Null));
         // Defaulted fields count only with their default values.
         assert!(!changed(|c| c["imagePullPolicy"] = json!("Never")));
         assert!(!changed(
@@ -1355,15 +1427,56 @@ mod tests {
         limits_only["resources"] = json!({"limits": {"memory": "64Mi"}});
         let mut defaulted = limits_only.clone();
         defaulted["resources"]["requests"] = json!({"memory": "67108864"});
-        assert!(is_current(&defaulted, &limits_only));
+        assert!(is_current(&defaulted, &limits_only, &Value::Null));
         defaulted["resources"]["requests"]["memory"] = json!("32Mi");
-        assert!(!is_current(&defaulted, &limits_only));
+        assert!(!is_current(&defaulted, &limits_only, &Value::Null));
         // Quantities compare by value only under resources: elsewhere a string is a string.
         assert!(!changed(|c| c["args"][1] = json!("--drain-budget=5m20.0s")));
         let mut env_value = wanted.clone();
         env_value["env"][2]["value"] = json!("1000m");
         let mut stored_value = env_value.clone();
         stored_value["env"][2]["value"] = json!("1");
-        assert!(!is_current(&stored_value, &env_value));
+        assert!(!is_current(&stored_value, &env_value, &Value::Null));
+    }
+
+    /// Datadog's admission controller, EKS Pod Identity or Azure Workload Identity add their
+    /// variables and token mount to every container, after sidekiq-guard and before its
+    /// reinvocation: not a reason to replace the sidecar, which would strip them again.
+    #[test]
+    fn what_other_webhooks_add_to_every_container_is_not_a_difference() {
+        let worker = sidekiq(json!([{"name": "REDIS_URL", "value": "redis://redis:6379/0"}]));
+        let wanted = sidecar_of(&worker);
+        let added_env = [
+            json!({"name": "DD_AGENT_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}),
+            json!({"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::1:role/r"}),
+        ];
+        let added_mount = json!({"name": "aws-iam-token", "readOnly": true,
+            "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"});
+        let add = |container: &mut Value| {
+            let env = container["env"].as_array_mut().unwrap();
+            env.insert(1, added_env[0].clone());
+            env.push(added_env[1].clone());
+            container["volumeMounts"] = json!([added_mount.clone()]);
+        };
+        let (mut worker_after, mut sidecar_after) = (worker.clone(), wanted.clone());
+        add(&mut worker_after);
+        add(&mut sidecar_after);
+        assert!(is_current(&sidecar_after, &wanted, &worker_after));
+        // Only where the Sidekiq container has them too.
+        assert!(!is_current(&sidecar_after, &wanted, &worker));
+        let mut other_value = worker_after.clone();
+        other_value["env"][2]["value"] = json!("arn:aws:iam::1:role/other");
+        assert!(!is_current(&sidecar_after, &wanted, &other_value));
+        // An entry the sidecar defines stays the sidecar's, whatever the Sidekiq container says.
+        let mut overridden = sidecar_after.clone();
+        overridden["env"][0]["value"] = json!("redis://elsewhere:6379/0");
+        assert!(!is_current(&overridden, &wanted, &worker_after));
+        // A Redis variable copied once and no longer asked for, which the Sidekiq container no
+        // longer defines either, is a difference: its Secret may be gone.
+        let mut stale = wanted.clone();
+        stale["env"].as_array_mut().unwrap().push(
+            json!({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "p"}}}),
+        );
+        assert!(!is_current(&stale, &wanted, &worker));
     }
 }

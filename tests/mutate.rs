@@ -66,6 +66,34 @@ fn the_exact_patch_for_an_admitted_rails_worker_pod() {
     assert_eq!(codes(&review), Vec::<&str>::new());
 }
 
+/// The API server reinvokes the webhook after a later one changed the pod: one that adds its
+/// variables and token mount to every container (Datadog, EKS Pod Identity) leaves nothing
+/// for sidekiq-guard to do, and keeps what it added to the sidecar.
+#[test]
+fn a_reinvocation_after_a_webhook_that_adds_to_every_container_changes_nothing() {
+    let pod = load("tests/data/objects/pod-rails-worker.json");
+    let (_, mut mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    let spec = &mut mutated["spec"];
+    for list in ["containers", "initContainers"] {
+        for container in spec[list].as_array_mut().unwrap() {
+            let env = container["env"].as_array_mut().unwrap();
+            env.push(json!({"name": "DD_AGENT_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}));
+            let mounts = container
+                .as_object_mut()
+                .unwrap()
+                .entry("volumeMounts")
+                .or_insert(json!([]));
+            mounts
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "aws-iam-token", "readOnly": true,
+                "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"}));
+        }
+    }
+    let again = review::mutate(&mutated, &ctx(&Policy::default(), Mode::Native));
+    assert_eq!(again.ops, vec![]);
+}
+
 #[test]
 fn the_status_annotation_describes_the_result() {
     let pod = load("tests/data/objects/pod-rails-worker.json");
