@@ -164,6 +164,9 @@ pub struct AdmissionRequest {
     /// Whether the request is a dry run (sidekiq-guard has no side effects either way).
     #[serde(default)]
     pub dry_run: Option<bool>,
+    /// The subresource asked for (`status`, `ephemeralcontainers`, `scale`…), if any.
+    #[serde(default)]
+    pub sub_resource: Option<String>,
 }
 
 /// Reads a derived struct from a JSON object only. Serde's derived impls also read a JSON list
@@ -241,6 +244,8 @@ struct TrimmedFields {
     old_object: Option<Value>,
     #[serde(default)]
     dry_run: Option<bool>,
+    #[serde(default)]
+    sub_resource: Option<String>,
 }
 
 impl<'de> ObjectFields<'de> for Trimmed {
@@ -545,6 +550,17 @@ fn reviewable<'a>(
         (Some(object), "CREATE" | "UPDATE") if !object.is_null() => object,
         _ => return Err("not-create-or-update"),
     };
+    // A subresource's request (a pod's `status` or `ephemeralcontainers`, a workload's
+    // `status` or `scale`) carries the object too, but changes none of what sidekiq-guard
+    // sets: the webhook's rules do not ask for them, and a policy whose rules do must not
+    // patch, nor refuse a controller's status update.
+    if request
+        .sub_resource
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err("subresource");
+    }
     if review::being_deleted(object) {
         return Err("being-deleted");
     }
@@ -795,6 +811,32 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .starts_with("sidekiq-guard: terminationGracePeriodSeconds set to 350")
+        );
+    }
+
+    #[test]
+    fn a_subresources_request_is_let_through_unreviewed() {
+        let policy = Policy::default();
+        for sub_resource in ["status", "ephemeralcontainers"] {
+            let mut body: Value =
+                serde_json::from_slice(&review_body("CREATE", "Pod", pod())).unwrap();
+            body["request"]["subResource"] = json!(sub_resource);
+            let request = parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+            for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+                let answer = respond(&request, endpoint, &ctx(&policy));
+                assert_eq!(answer.outcome, "subresource");
+                assert!(answer.response.allowed && answer.response.patch.is_none());
+            }
+            let combined = combined(&request, &ctx(&policy));
+            assert_eq!((combined.outcome, combined.ops), ("subresource", vec![]));
+        }
+        // An empty one is the object itself.
+        let mut body: Value = serde_json::from_slice(&review_body("CREATE", "Pod", pod())).unwrap();
+        body["request"]["subResource"] = json!("");
+        let request = parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(
+            respond(&request, Endpoint::Mutate, &ctx(&policy)).outcome,
+            "mutated"
         );
     }
 

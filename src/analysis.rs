@@ -45,6 +45,9 @@ pub enum Skip {
     OptedOut,
     /// No container runs Sidekiq.
     NoSidekiq,
+    /// The pod runs on Windows (`spec.os.name`): the probe is a Linux image, and the API server
+    /// refuses the sidecar's Linux security settings there.
+    Windows,
 }
 
 impl std::fmt::Display for Skip {
@@ -62,6 +65,9 @@ impl std::fmt::Display for Skip {
                 annotations::INJECT_POD_OUT
             ),
             Skip::NoSidekiq => f.write_str("no container runs Sidekiq"),
+            Skip::Windows => f.write_str(
+                "the pod runs on Windows (spec.os.name): the probe sidecar is a Linux image",
+            ),
         }
     }
 }
@@ -74,6 +80,7 @@ impl Skip {
             Skip::ExcludedNamespace(_) => "excluded-namespace",
             Skip::OptedOut => "opted-out",
             Skip::NoSidekiq => "no-sidekiq",
+            Skip::Windows => "windows",
         }
     }
 }
@@ -207,6 +214,9 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
     let opt_in = PodOptIn::of(workload.label(annotations::INJECT));
     if opt_in == PodOptIn::Out {
         return Subject::Skipped(Skip::OptedOut);
+    }
+    if workload.spec.get("os").and_then(|os| os.get("name")) == Some(&Value::from("windows")) {
+        return Subject::Skipped(Skip::Windows);
     }
     let overrides = Overrides::from_annotations(workload.annotations());
     let container = match detect::detect(workload.containers, overrides.container.as_deref()) {

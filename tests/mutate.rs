@@ -94,6 +94,25 @@ fn a_reinvocation_after_a_webhook_that_adds_to_every_container_changes_nothing()
     assert_eq!(again.ops, vec![]);
 }
 
+/// The API server refuses Linux security settings in a Windows pod, and the probe image is a
+/// Linux one: such a pod is left alone, and why is said.
+#[test]
+fn a_windows_pod_is_left_alone() {
+    let mut pod = load("tests/data/objects/pod-rails-worker.json");
+    pod["spec"]["os"] = json!({"name": "windows"});
+    let policy = Policy::default();
+    let ctx = ctx(&policy, Mode::Native);
+    let review = review::mutate(&pod, &ctx);
+    assert_eq!(review.outcome, Outcome::Skipped(Skip::Windows));
+    assert_eq!(review.ops, vec![]);
+    assert_eq!(
+        Skip::Windows.to_string(),
+        "the pod runs on Windows (spec.os.name): the probe sidecar is a Linux image"
+    );
+    pod["spec"]["os"]["name"] = json!("linux");
+    assert_eq!(review::mutate(&pod, &ctx).outcome, Outcome::Mutated);
+}
+
 #[test]
 fn the_status_annotation_describes_the_result() {
     let pod = load("tests/data/objects/pod-rails-worker.json");

@@ -124,7 +124,7 @@ pub(crate) fn report(
             lines.push(format!("skipped: {why}"));
         }
         // Left alone on purpose; said, so that "0 Sidekiq workload(s)" is not a surprise.
-        Outcome::Skipped(skip @ (Skip::ExcludedNamespace(_) | Skip::OptedOut))
+        Outcome::Skipped(skip @ (Skip::ExcludedNamespace(_) | Skip::OptedOut | Skip::Windows))
             if sidekiq_guard::analysis::is_sidekiq(object) =>
         {
             lines.push(format!("not checked: {skip}"));
