@@ -25,6 +25,7 @@ pub struct Policy {
     /// What the validating side does with workloads that still violate the rules after mutation.
     pub enforcement: Enforcement,
     /// Largest grace period accepted without a finding (`SG009`).
+    #[serde(deserialize_with = "grace_limit")]
     pub max_grace_period: Seconds,
     /// Namespaces never mutated nor validated (the webhook's own and `kube-system` are always
     /// excluded by the webhook configurations as well).
@@ -328,6 +329,18 @@ impl Policy {
     }
 }
 
+/// `maxGracePeriod`, at least a second: a maximum of 0 would report every Sidekiq workload
+/// (SG009), and refuse them all under `enforcement: deny`.
+fn grace_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Seconds, D::Error> {
+    let limit = Seconds::deserialize(deserializer)?;
+    if limit.0 == 0 {
+        return Err(de::Error::custom(
+            "0 would report every Sidekiq workload's grace period (SG009), and refuse them all under enforcement: deny; expected a duration of at least 1s",
+        ));
+    }
+    Ok(limit)
+}
+
 /// Whole seconds, written in the policy as a duration string (`90s`, `5m`) or an integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Seconds(pub u64);
@@ -509,6 +522,10 @@ excludedNamespaces: [legacy]
     )]
     #[case("maxGracePeriod: -5", "policy maxGracePeriod: invalid duration -5")]
     #[case("maxGracePeriod: 1.5", "policy maxGracePeriod: invalid duration 1.5")]
+    #[case(
+        "maxGracePeriod: 0s",
+        "policy maxGracePeriod: 0 would report every Sidekiq workload's grace period (SG009)"
+    )]
     #[case(
         "defaults: {longestJob: 4000000000}",
         "policy defaults.longestJob: duration \"4000000000\" is too long: at most 100 years"
