@@ -104,6 +104,9 @@ impl CertInfo {
     }
 }
 
+/// The UTF-8 byte-order mark.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Seconds since the Unix epoch (negative before it).
 pub fn unix(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
@@ -115,6 +118,8 @@ pub fn unix(time: SystemTime) -> i64 {
 /// The DER of every certificate in a PEM document, in order (leaf first for a chain); other
 /// blocks (a key in the same file) are skipped.
 pub fn pem_certificates(pem: &[u8], what: &str) -> Result<Vec<Vec<u8>>, X509Error> {
+    // A byte-order mark (an editor on Windows) is not content, as OpenSSL reads it.
+    let pem = pem.strip_prefix(UTF8_BOM).unwrap_or(pem);
     let mut certs = Vec::new();
     for block in Pem::iter_from_buffer(pem) {
         let block = block.map_err(|source| X509Error::Pem {

@@ -70,6 +70,7 @@ pub enum KeyError {
 
 /// The private key of a PEM document.
 pub fn read_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, KeyError> {
+    let pem = pem.strip_prefix(x509::UTF8_BOM).unwrap_or(pem);
     PrivateKeyDer::from_pem_slice(pem).map_err(|_| {
         // PKCS#8 `ENCRYPTED PRIVATE KEY`, or OpenSSL's legacy `Proc-Type: 4,ENCRYPTED` header.
         let text = String::from_utf8_lossy(pem);
@@ -79,6 +80,28 @@ pub fn read_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, KeyError> {
             KeyError::Missing
         }
     })
+}
+
+/// The algorithm of `key` when it is one rustls (with ring) cannot sign with, though OpenSSL
+/// and cert-manager make such keys: found by the curve's or algorithm's object identifier in
+/// the key's DER (PKCS#8 names it in the algorithm, SEC1 in the parameters).
+pub fn unsupported_algorithm(key: &PrivateKeyDer<'_>) -> Option<&'static str> {
+    const UNSUPPORTED: [(&[u8], &str); 3] = [
+        // secp521r1, 1.3.132.0.35
+        (&[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x23], "ECDSA P-521"),
+        // secp256k1, 1.3.132.0.10
+        (
+            &[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x0A],
+            "ECDSA secp256k1",
+        ),
+        // Ed448, 1.3.101.113
+        (&[0x06, 0x03, 0x2B, 0x65, 0x71], "Ed448"),
+    ];
+    let der = key.secret_der();
+    UNSUPPORTED
+        .iter()
+        .find(|(oid, _)| der.windows(oid.len()).any(|window| window == *oid))
+        .map(|(_, name)| *name)
 }
 
 /// Whether `key_pem` holds the private key of the certificate `cert_der` (`Ok(false)` for

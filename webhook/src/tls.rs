@@ -91,6 +91,26 @@ pub enum CertError {
         /// The path given on the command line.
         path: PathBuf,
     },
+    /// A private key of an algorithm rustls cannot sign with.
+    #[error(
+        "key file {path} holds an {algorithm} key, which the webhook's TLS library (rustls) cannot sign with; use an ECDSA P-256 or P-384, RSA or Ed25519 key (cert-manager: privateKey algorithm ECDSA with size 256 or 384)"
+    )]
+    UnsupportedKey {
+        /// The path given on the command line.
+        path: PathBuf,
+        /// The key's algorithm.
+        algorithm: &'static str,
+    },
+    /// A chain whose first certificate is not the key's: the serving certificate must lead.
+    #[error(
+        "certificate file {path} lists the certificate of its private key at position {position}; the serving certificate must come first, then the CAs that signed it"
+    )]
+    ChainOrder {
+        /// The path given on the command line.
+        path: PathBuf,
+        /// Where the key's certificate is, from 1.
+        position: usize,
+    },
     /// A private key that rustls cannot use, or that does not belong to the certificate.
     #[error("the private key in {key} cannot serve the certificate in {cert}")]
     Key {
@@ -164,13 +184,32 @@ pub fn load_pem(
             pki::KeyError::Missing => CertError::NoKey { path },
         }
     })?;
-    let key_error = |source| CertError::Key {
-        cert: files.cert.clone(),
-        key: files.key.clone(),
-        source,
+    if let Some(algorithm) = pki::unsupported_algorithm(&key) {
+        return Err(CertError::UnsupportedKey {
+            path: files.key.clone(),
+            algorithm,
+        });
+    }
+    let key_error = |source| {
+        // The key's certificate further down the chain: the files are right, their order not.
+        let position = chain
+            .iter()
+            .skip(1)
+            .position(|cert| pki::key_matches(cert, key_pem).unwrap_or(false));
+        match position {
+            Some(at) => CertError::ChainOrder {
+                path: files.cert.clone(),
+                position: at + 2,
+            },
+            None => CertError::Key {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                source,
+            },
+        }
     };
     let chain_len = chain.len();
-    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(key_error)?;
+    let certified = CertifiedKey::from_der(chain.clone(), key, &provider()).map_err(key_error)?;
     // from_der accepts keys whose public half it cannot compute; insist on a real match.
     certified.keys_match().map_err(key_error)?;
     Ok((Arc::new(certified), Loaded { leaf, chain_len }))
@@ -427,6 +466,38 @@ mod tests {
             "no cause: {}",
             chain(&err)
         );
+    }
+
+    #[test]
+    fn a_key_rustls_cannot_sign_with_is_named() {
+        let (cert, _) = pair();
+        for key in ["p521.key", "p521-sec1.key"] {
+            let path = format!("{}/../tests/data/tls/{key}", env!("CARGO_MANIFEST_DIR"));
+            let key = std::fs::read(path).unwrap();
+            let err = load_pem(&files(), cert.as_bytes(), &key).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "key file /m/tls.key holds an ECDSA P-521 key, which the webhook's TLS library (rustls) cannot sign with; use an ECDSA P-256 or P-384, RSA or Ed25519 key (cert-manager: privateKey algorithm ECDSA with size 256 or 384)"
+            );
+        }
+    }
+
+    #[test]
+    fn a_chain_that_does_not_start_with_the_serving_certificate_says_so() {
+        let now = SystemTime::now();
+        let ca = pki::new_ca("ca", now, Duration::from_secs(3600)).unwrap();
+        let leaf = pki::issue_serving(&ca, &["s.n.svc".to_owned()], now, Duration::from_secs(3600))
+            .unwrap();
+        let reversed = format!("{}{}", ca.cert_pem, leaf.cert_pem);
+        let err = load_pem(&files(), reversed.as_bytes(), leaf.key_pem.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "certificate file /m/tls.crt lists the certificate of its private key at position 2; the serving certificate must come first, then the CAs that signed it"
+        );
+        // Leaf first, and with a byte-order mark before it (an editor on Windows): served.
+        let ordered = format!("\u{feff}{}{}", leaf.cert_pem, ca.cert_pem);
+        let (_, loaded) = load_pem(&files(), ordered.as_bytes(), leaf.key_pem.as_bytes()).unwrap();
+        assert_eq!(loaded.chain_len, 2);
     }
 
     #[test]
