@@ -225,6 +225,15 @@ fn wrong_shape(template: &Value, base: &str) -> Option<(String, &'static str)> {
                     return Some((at(field), "a list of objects"));
                 }
             }
+            // The sidecar copies entries (the Redis variables): an unquoted `value: 6379`,
+            // which kubectl refuses, must not be copied into a patch as a number.
+            for (entry, item) in self::list(container, "env").iter().enumerate() {
+                for key in ["name", "value"] {
+                    if present(item, key).is_some_and(|v| !v.is_string()) {
+                        return Some((at(&format!("env/{entry}/{key}")), "a string (quote it)"));
+                    }
+                }
+            }
             for field in [
                 "lifecycle",
                 "livenessProbe",
@@ -654,6 +663,8 @@ mod tests {
     #[rstest::rstest]
     #[case(json!({"containers": [{"name": "w", "command": "bundle exec sidekiq"}]}), "spec.containers[0].command must be a list of strings")]
     #[case(json!({"containers": [{"name": "w", "env": {"REDIS_URL": "redis://r"}}]}), "spec.containers[0].env must be a list of objects")]
+    #[case(json!({"containers": [{"name": "w", "env": [{"name": "REDIS_PORT", "value": 6379}]}]}), "spec.containers[0].env[0].value must be a string (quote it)")]
+    #[case(json!({"containers": [{"name": "w", "env": [{"name": "A", "value": "1"}, {"name": ["B"]}]}]}), "spec.containers[0].env[1].name must be a string (quote it)")]
     #[case(json!({"containers": [{"name": "w", "lifecycle": {"preStop": "sleep 10"}}]}), "spec.containers[0].lifecycle.preStop must be an object")]
     #[case(json!({"containers": [{"name": "w", "livenessProbe": true}]}), "spec.containers[0].livenessProbe must be an object")]
     #[case(json!({"containers": [{"name": "w"}], "initContainers": [{"name": "i", "args": [1]}]}), "spec.initContainers[0].args must be a list of strings")]
