@@ -13,6 +13,8 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use rustls::AlertDescription;
 
@@ -128,6 +130,34 @@ fn advice(alert: AlertDescription) -> &'static str {
     }
 }
 
+/// When accept errors were last logged.
+static ACCEPT_ERRORS: Throttle = Throttle::new(Duration::from_secs(60));
+
+/// Lets something through at most once per period.
+struct Throttle {
+    period: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    const fn new(period: Duration) -> Self {
+        Self {
+            period,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Whether the period has passed since the last time this said yes (and if so, from now).
+    fn due(&self, now: Instant) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| now.saturating_duration_since(at) < self.period) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
 /// Counts and logs one connection that failed before its TLS handshake completed (the
 /// admission port's accept-error handler).
 pub fn report(metrics: &Metrics, peer: Option<&SocketAddr>, err: &io::Error) {
@@ -148,11 +178,14 @@ pub fn report(metrics: &Metrics, peer: Option<&SocketAddr>, err: &io::Error) {
             reason = failure.reason(),
             "the webhook could not complete a TLS handshake"
         ),
-        Failure::Accept => tracing::warn!(
+        // Out of file descriptors, accept fails at every retry (about 20 a second): said once
+        // a minute, counted always.
+        Failure::Accept if ACCEPT_ERRORS.due(Instant::now()) => tracing::warn!(
             error = %err,
             reason = failure.reason(),
-            "cannot accept a connection on the admission port"
+            "cannot accept a connection on the admission port (said at most once a minute; sidekiq_guard_webhook_tls_handshake_errors_total counts each)"
         ),
+        Failure::Accept => {}
         _ => tracing::debug!(
             peer,
             error = %err,
@@ -172,6 +205,16 @@ mod tests {
 
     fn tls(err: rustls::Error) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, err)
+    }
+
+    #[test]
+    fn a_throttle_lets_one_through_per_period() {
+        let throttle = Throttle::new(Duration::from_secs(60));
+        let start = Instant::now();
+        assert!(throttle.due(start));
+        assert!(!throttle.due(start + Duration::from_secs(59)));
+        assert!(throttle.due(start + Duration::from_secs(60)));
+        assert!(!throttle.due(start + Duration::from_secs(61)));
     }
 
     #[test]

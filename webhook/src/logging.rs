@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::Level;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -37,23 +37,35 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which events are logged: sidekiq-guard's at `level`, its libraries' at `warn` or quieter.
+fn filter(level: Level) -> Targets {
+    let libraries = if level < Level::WARN {
+        level
+    } else {
+        Level::WARN
+    };
+    // kube-client logs each failed request at ERROR; the webhook's only requests are its
+    // version reads, whose failures it logs itself with what it does next (retry, backoff).
+    let kube_client = if level >= Level::DEBUG {
+        LevelFilter::from_level(libraries)
+    } else {
+        LevelFilter::OFF
+    };
+    Targets::new()
+        .with_default(libraries)
+        .with_target("kube_client", kube_client)
+        .with_target("sidekiq_guard_webhook", level)
+        .with_target("sidekiq_guard", level)
+}
+
 /// Installs the global subscriber: sidekiq-guard's own events at `level`, its libraries' at
 /// `warn` (or `level`, when that is quieter) so that debugging the webhook does not drown in
 /// TLS and HTTP internals. Keep the returned guard until the end of `main`: dropping it writes
 /// out the lines still waiting.
 #[must_use = "dropping the guard at once would lose the last log lines at exit"]
 pub fn init(format: LogFormat, level: Level) -> LogGuard {
-    let libraries = if level < Level::WARN {
-        level
-    } else {
-        Level::WARN
-    };
-    let filter = Targets::new()
-        .with_default(libraries)
-        .with_target("sidekiq_guard_webhook", level)
-        .with_target("sidekiq_guard", level);
     let batch = Batch::start();
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter(level));
     let result = match format {
         LogFormat::Text => registry
             .with(
@@ -242,6 +254,20 @@ mod tests {
     use std::io::Write as _;
 
     use super::*;
+
+    #[test]
+    fn libraries_log_warnings_and_kube_client_only_when_debugging() {
+        let info = filter(Level::INFO);
+        assert!(info.would_enable("sidekiq_guard_webhook::serve", &Level::INFO));
+        assert!(!info.would_enable("hyper::proto", &Level::INFO));
+        assert!(info.would_enable("rustls::server", &Level::WARN));
+        // The webhook says each failed version read itself, with its retry.
+        assert!(!info.would_enable("kube_client::client::builder", &Level::ERROR));
+        let debug = filter(Level::DEBUG);
+        assert!(debug.would_enable("sidekiq_guard::review", &Level::DEBUG));
+        assert!(debug.would_enable("kube_client::client::builder", &Level::ERROR));
+        assert!(!debug.would_enable("hyper::proto", &Level::DEBUG));
+    }
 
     /// A sink the test can read back.
     #[derive(Clone, Default)]
