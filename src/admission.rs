@@ -1165,6 +1165,14 @@ mod tests {
                 "invalid AdmissionReview: request.oldObject must be a JSON object or null; found a list",
             ),
             (
+                review_with("oldObject", json!("x")),
+                "invalid AdmissionReview: request.oldObject must be a JSON object or null; found a string",
+            ),
+            (
+                review_with("oldObject", json!(1)),
+                "invalid AdmissionReview: request.oldObject must be a JSON object or null; found a number",
+            ),
+            (
                 review_body("CREATE", "Pod", string_metadata),
                 "invalid AdmissionReview: request.object is malformed: Pod (unnamed): metadata must be an object",
             ),
