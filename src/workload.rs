@@ -572,54 +572,77 @@ pub(crate) fn list<'a>(object: &'a Value, key: &str) -> &'a [Value] {
 
 /// A container's `env` indexed by name, for following `$(VAR)` references: Kubernetes
 /// allows thousands of entries, and a review must stay linear in them (a scan per reference
-/// made a 250 KB pod take seconds). One sorted vector, no hashing: a typical `env` has tens
-/// of entries.
+/// made a 250 KB pod take seconds). One sorted vector, no hashing; and none at all for the
+/// tens of entries a container usually has, which a scan reads faster than a sort.
 pub(crate) struct EnvIndex<'a> {
     entries: &'a [Value],
-    /// `(name, position)` of every named entry, sorted.
+    /// `(name, position)` of every named entry, sorted; empty for a short `env`, scanned.
     sorted: Vec<(&'a str, usize)>,
 }
 
+/// How many entries an `env` has before [`EnvIndex`] sorts them.
+const SCANNED_ENV: usize = 32;
+
 impl<'a> EnvIndex<'a> {
     pub(crate) fn new(entries: &'a [Value]) -> Self {
-        let mut sorted: Vec<(&str, usize)> = entries
-            .iter()
-            .enumerate()
-            .filter_map(|(at, entry)| Some((entry.get("name")?.as_str()?, at)))
-            .collect();
-        sorted.sort_unstable();
+        let mut sorted = Vec::new();
+        if entries.len() > SCANNED_ENV {
+            sorted.extend(
+                entries
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(at, entry)| Some((name_of(entry)?, at))),
+            );
+            sorted.sort_unstable();
+        }
         Self { entries, sorted }
     }
 
-    /// The positions of `name`'s entries, ascending.
-    fn positions(&self, name: &str) -> impl DoubleEndedIterator<Item = usize> + '_ {
+    fn scanned(&self) -> bool {
+        self.entries.len() <= SCANNED_ENV
+    }
+
+    /// The sorted `(name, position)` pairs of `name`.
+    fn range(&self, name: &str) -> &[(&'a str, usize)] {
         let start = self.sorted.partition_point(|(n, _)| *n < name);
         let end = start + self.sorted[start..].partition_point(|(n, _)| *n == name);
-        self.sorted[start..end].iter().map(|(_, at)| *at)
+        &self.sorted[start..end]
     }
 
     /// The entry named `name` the container gets: the last one.
     pub(crate) fn last(&self, name: &str) -> Option<&'a Value> {
-        self.positions(name).next_back().map(|at| &self.entries[at])
+        self.last_at(name).map(|at| &self.entries[at])
     }
 
     /// The position of the first entry named `name`.
     pub(crate) fn first_at(&self, name: &str) -> Option<usize> {
-        self.positions(name).next()
+        if self.scanned() {
+            return self.entries.iter().position(|e| name_of(e) == Some(name));
+        }
+        self.range(name).first().map(|(_, at)| *at)
     }
 
     /// The position of the last entry named `name`.
     pub(crate) fn last_at(&self, name: &str) -> Option<usize> {
-        self.positions(name).next_back()
+        self.last_before(name, self.entries.len())
     }
 
     /// The position of the last entry named `name` before position `at`: the definition a
     /// `$(name)` in the entry at `at` expands to.
     pub(crate) fn last_before(&self, name: &str, at: usize) -> Option<usize> {
-        let start = self.sorted.partition_point(|(n, _)| *n < name);
-        let before = self.sorted.partition_point(|(n, p)| (*n, *p) < (name, at));
-        (before > start).then(|| self.sorted[before - 1].1)
+        if self.scanned() {
+            let before = &self.entries[..at.min(self.entries.len())];
+            return before.iter().rposition(|e| name_of(e) == Some(name));
+        }
+        let range = self.range(name);
+        let before = range.partition_point(|(_, p)| *p < at);
+        before.checked_sub(1).map(|i| range[i].1)
     }
+}
+
+/// An `env` entry's name.
+fn name_of(entry: &Value) -> Option<&str> {
+    entry.get("name").and_then(Value::as_str)
 }
 
 /// The entry of `entries` (a container's `env`) named `name` that the container gets: the
@@ -637,27 +660,30 @@ mod tests {
 
     #[test]
     fn env_index_finds_the_definitions_kubernetes_uses() {
-        let env = json!([
-            {"name": "A", "value": "1"},
-            {"name": "B", "value": "$(A)"},
-            {"name": "A", "value": "2"},
-            {"value": "nameless"},
-            {"name": "C", "value": "$(A)"},
-        ]);
-        let entries = env.as_array().unwrap();
-        let index = EnvIndex::new(entries);
-        assert_eq!(index.last("A"), Some(&entries[2]));
-        assert_eq!(
-            (index.first_at("A"), index.last_at("A")),
-            (Some(0), Some(2))
-        );
-        // B's $(A) is the first A; C's the second; nothing before the first.
-        assert_eq!(index.last_before("A", 1), Some(0));
-        assert_eq!(index.last_before("A", 4), Some(2));
-        assert_eq!(index.last_before("A", 0), None);
-        assert_eq!(index.last_before("C", 4), None);
-        assert_eq!((index.last("Z"), index.first_at("Z")), (None, None));
-        assert_eq!(index.last_before("Z", 5), None);
+        // Scanned when short, sorted when long: the same answers.
+        for padding in [0, 40] {
+            let mut env: Vec<Value> = (0..padding)
+                .map(|i| json!({"name": format!("P{i}"), "value": "p"}))
+                .collect();
+            env.extend([
+                json!({"name": "A", "value": "1"}),
+                json!({"name": "B", "value": "$(A)"}),
+                json!({"name": "A", "value": "2"}),
+                json!({"value": "nameless"}),
+                json!({"name": "C", "value": "$(A)"}),
+            ]);
+            let index = EnvIndex::new(&env);
+            let at = |i: usize| Some(padding + i);
+            assert_eq!(index.last("A"), Some(&env[padding + 2]));
+            assert_eq!((index.first_at("A"), index.last_at("A")), (at(0), at(2)));
+            // B's $(A) is the first A; C's the second; nothing before the first.
+            assert_eq!(index.last_before("A", padding + 1), at(0));
+            assert_eq!(index.last_before("A", padding + 4), at(2));
+            assert_eq!(index.last_before("A", padding), None);
+            assert_eq!(index.last_before("C", padding + 4), None);
+            assert_eq!((index.last("Z"), index.first_at("Z")), (None, None));
+            assert_eq!(index.last_before("Z", padding + 5), None);
+        }
     }
 
     #[rstest::rstest]
