@@ -531,10 +531,8 @@ fn same_named_pods_in_two_namespaces_get_no_process_rather_than_anothers() {
     assert_eq!(snapshot["orphans"], json!([]));
 }
 
-#[test]
-fn status_from_redis_works_without_any_cluster() {
-    let redis = RedisServer::start();
-    let home = tempfile::tempdir().unwrap();
+/// A Sidekiq 7 process of host `worker-host` in `redis`, running `job` (a payload) for 30 s.
+fn worker_host_running(redis: &RedisServer, job: &str) -> FakeSidekiq {
     let worker = FakeSidekiq::plain(
         redis.url(),
         "worker-host",
@@ -542,9 +540,17 @@ fn status_from_redis_works_without_any_cluster() {
         Version::V7,
         Duration::from_millis(500),
     );
-    worker.run_job(
+    worker.run_job(job, Duration::from_secs(30));
+    worker
+}
+
+#[test]
+fn status_from_redis_works_without_any_cluster() {
+    let redis = RedisServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let _worker = worker_host_running(
+        &redis,
         r#"{"class":"MailJob","jid":"m1","queue":"mailers"}"#,
-        Duration::from_secs(30),
     );
     std::thread::sleep(Duration::from_millis(800));
     let out = without_a_cluster(home.path())
@@ -588,16 +594,9 @@ fn records_that_cannot_be_read_or_hold_terminal_escapes_are_shown_as_such() {
     let home = tempfile::tempdir().unwrap();
     // Whoever can enqueue a job names its class: a terminal escape there must not reach the
     // terminal as one (this one would set the window's title).
-    let worker = FakeSidekiq::plain(
-        redis.url(),
-        "worker-host",
-        42,
-        Version::V7,
-        Duration::from_millis(500),
-    );
-    worker.run_job(
+    let _worker = worker_host_running(
+        &redis,
         "{\"class\":\"Evil\\u001b]0;pwned\\u0007Job\",\"jid\":\"e1\",\"queue\":\"default\"}",
-        Duration::from_secs(30),
     );
     // A process whose records are there but not Sidekiq's shape.
     redis.cli(&["SADD", "processes", "garbled-host:1:aaa"]);
