@@ -421,6 +421,16 @@ fn the_base_is_a_consistent_least_privilege_installation() {
         job_pod, cron_pod,
         "the CronJob runs exactly the install Job"
     );
+    // A run whose pod never starts ends, rather than holding off every later one (Forbid).
+    let cron = base.one("CronJob");
+    assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
+    for job in [
+        &base.one("Job")["spec"],
+        &cron["spec"]["jobTemplate"]["spec"],
+    ] {
+        let deadline = job["activeDeadlineSeconds"].as_u64().unwrap();
+        assert!((600..=3600).contains(&deadline), "{deadline}");
+    }
     let certs = &job_pod["containers"][0];
     assert_eq!(certs["image"], webhook["image"]);
     let mut line = command_line(certs);
@@ -843,4 +853,72 @@ fn the_image_runs_the_probe_by_default_and_holds_the_webhook() {
         test.lines()
             .any(|l| l == r#"$sudo env "PATH=$PATH" scripts/check-image target/static"#)
     );
+}
+
+/// The ClusterAdmissionPolicies the README gives for Kubewarden, whose selectors are the
+/// user's to copy: together they reach exactly the pods the webhook's configurations reach.
+#[test]
+fn the_readmes_kubewarden_policies_select_what_the_webhook_does() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let policies: Vec<Value> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split_once("```").map(|(yaml, _)| yaml))
+        .filter(|yaml| yaml.contains("kind: ClusterAdmissionPolicy"))
+        .flat_map(documents)
+        .collect();
+    assert_eq!(policies.len(), 2, "the README's two policies");
+    let base = Rendered::of("manifests/base");
+    let webhooks = base.one("MutatingWebhookConfiguration")["webhooks"]
+        .as_array()
+        .unwrap()
+        .clone();
+    // (namespace labels, pod's inject label)
+    let namespaces: [&[(&str, &str)]; 4] = [
+        &[
+            ("kubernetes.io/metadata.name", "shop"),
+            ("sidekiq-guard.io/inject", "enabled"),
+        ],
+        &[("kubernetes.io/metadata.name", "shop")],
+        &[
+            ("kubernetes.io/metadata.name", "kube-system"),
+            ("sidekiq-guard.io/inject", "enabled"),
+        ],
+        &[
+            ("kubernetes.io/metadata.name", "legacy"),
+            ("sidekiq-guard.io/inject", "enabled"),
+            ("sidekiq-guard.io/admission-webhooks", "disabled"),
+        ],
+    ];
+    for ns_labels in namespaces {
+        for pod_label in [None, Some("true"), Some("false")] {
+            let pod_labels: Vec<(&str, &str)> = pod_label
+                .map(|v| vec![("sidekiq-guard.io/inject", v)])
+                .unwrap_or_default();
+            let reaches = |selectors: &[(&Value, &Value)]| {
+                selectors
+                    .iter()
+                    .filter(|(ns, object)| selects(ns, ns_labels) && selects(object, &pod_labels))
+                    .count()
+            };
+            let by_webhook: Vec<(&Value, &Value)> = webhooks
+                .iter()
+                .map(|w| (&w["namespaceSelector"], &w["objectSelector"]))
+                .collect();
+            let by_policies: Vec<(&Value, &Value)> = policies
+                .iter()
+                .map(|p| {
+                    (
+                        &p["spec"]["namespaceSelector"],
+                        &p["spec"]["objectSelector"],
+                    )
+                })
+                .collect();
+            assert_eq!(
+                reaches(&by_policies),
+                reaches(&by_webhook),
+                "namespace {ns_labels:?}, pod label {pod_label:?}"
+            );
+        }
+    }
 }
