@@ -145,6 +145,11 @@ pub fn classify(container: &Value, shared_pids: bool, host_network: bool) -> Pre
         };
     }
     if let Some(seconds) = hook.at("/sleep/seconds").and_then(Value::as_u64) {
+        // Beyond any grace period, as an exec `sleep` that long: a grace period computed to
+        // cover it would not fit the API server's int64.
+        if seconds > duration::MAX.as_secs() {
+            return PreStop::Endless { quiets: false };
+        }
         return PreStop::SleepOnly { sleep: seconds };
     }
     let command: Vec<String> = hook
@@ -787,6 +792,14 @@ mod tests {
         assert_eq!(
             classify_alone(&with_hook(json!({"sleep": {"seconds": 15}}))),
             PreStop::SleepOnly { sleep: 15 }
+        );
+        // Longer than 100 years, as an exec `sleep` that long: endless, not a grace period
+        // past int64 to cover it.
+        assert_eq!(
+            classify_alone(&with_hook(
+                json!({"sleep": {"seconds": 9_223_372_036_854_775_407_u64}})
+            )),
+            PreStop::Endless { quiets: false }
         );
     }
 
