@@ -325,7 +325,13 @@ impl Drain {
                     }
                     (ProcessDrain::Waiting, Some(p.quiet), Some(p.busy))
                 }
+                // Gone as far as waiting goes; quieted all the same, for one that was only
+                // stopped (SIGSTOP, a long GC pause) and resumes while the signal lasts: a
+                // spare TSTP to a dead process's list expires unread.
                 ProcessState::Expired if tracker.expired_for_good(tracked, now) => {
+                    if needs_signal(false) {
+                        signal.push(identity.clone());
+                    }
                     (ProcessDrain::Expired, None, None)
                 }
                 // Its hash expired while Redis was away: it may well run, and beats again soon.
@@ -396,7 +402,9 @@ impl Drain {
                 Outcome::Drained
             };
             self.finish(outcome, elapsed);
-            return Vec::new();
+            // Nothing is waited for, but a process stopped past its hash's expiry is still
+            // quieted on the way out.
+            return signal;
         }
         if out_of_time {
             self.finish(Outcome::BudgetExhausted, elapsed);
@@ -781,6 +789,29 @@ mod tests {
         assert_eq!(d.state(), State::Draining);
         t.ingest(at(61.0), Some(&[]), vec![vanished]);
         d.step(&t, at(61.0));
+        assert_eq!(d.state(), State::Drained);
+        assert_eq!(d.progress()[0].status, ProcessDrain::Expired);
+    }
+
+    /// A process that stopped beating for longer than its hash lives (SIGSTOP, a long pause)
+    /// is not waited for, but is quieted all the same: should it resume while the signal
+    /// lasts, it does not go on fetching jobs.
+    #[test]
+    fn a_process_expired_for_good_is_quieted_though_not_waited_for() {
+        let mut t = tracker();
+        let ids = ["w-0:1:aa".to_owned()];
+        t.ingest(
+            at(0.5),
+            Some(&ids),
+            vec![process("w-0:1:aa", false, 1, false)],
+        );
+        let expired = RawProcess {
+            hash: Ok(Vec::new()),
+            ..process("w-0:1:aa", false, 1, false)
+        };
+        t.ingest(at(70.0), Some(&ids), vec![expired]);
+        let mut d = Drain::start(at(70.0), Duration::from_secs(300), None);
+        assert_eq!(d.step(&t, at(70.0)), vec!["w-0:1:aa".to_owned()]);
         assert_eq!(d.state(), State::Drained);
         assert_eq!(d.progress()[0].status, ProcessDrain::Expired);
     }
