@@ -256,6 +256,16 @@ pub fn first_expiry(chain: &[Vec<u8>], bundles: &[Vec<Vec<u8>>]) -> Option<(i64,
         })
 }
 
+/// When `chain` starts being valid, as the API server verifies it: the latest `notBefore` of its
+/// certificates (one issued by a machine whose clock runs ahead is refused until then).
+pub fn valid_from(chain: &[Vec<u8>]) -> Option<i64> {
+    chain
+        .iter()
+        .filter_map(|der| inspect(der, "certificate").ok())
+        .map(|info| info.not_before)
+        .max()
+}
+
 /// The DER bytes of a certificate, parsed.
 pub fn parse<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, X509Error> {
     X509Certificate::from_der(der)

@@ -307,12 +307,7 @@ async fn certificates(
     let now = x509::unix(SystemTime::now());
     let (not_after, first) = x509::first_expiry(&chain, &bundles).unwrap_or((leaf.not_after, None));
     let days = (not_after - now).div_euclid(86_400);
-    // The chain is valid from the latest start of its certificates.
-    let starts = chain
-        .iter()
-        .filter_map(|der| x509::inspect(der, "tls.crt").ok())
-        .map(|cert| cert.not_before)
-        .max()
+    let starts = x509::valid_from(&chain)
         .filter(|start| *start > now)
         .map(timestamp::format);
     checks.push(install::certificate_expiry(
