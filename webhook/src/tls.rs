@@ -192,7 +192,9 @@ pub fn load_pem(
     }
     let key_error = |source| {
         // The key's certificate further down the chain: the files are right, their order not.
-        let position = chain
+        // Read again from the PEM: only a refused pair pays for it.
+        let position = pki::certificates(cert_pem, &what)
+            .unwrap_or_default()
             .iter()
             .skip(1)
             .position(|cert| pki::key_matches(cert, key_pem).unwrap_or(false));
@@ -209,7 +211,7 @@ pub fn load_pem(
         }
     };
     let chain_len = chain.len();
-    let certified = CertifiedKey::from_der(chain.clone(), key, &provider()).map_err(key_error)?;
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(key_error)?;
     // from_der accepts keys whose public half it cannot compute; insist on a real match.
     certified.keys_match().map_err(key_error)?;
     Ok((Arc::new(certified), Loaded { leaf, chain_len }))
