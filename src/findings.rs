@@ -381,6 +381,9 @@ pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
     ))
 }
 
+/// How a template gives each pod's Sidekiq processes a name of their own (SG031's hints).
+const DYNO_OF_THE_POD: &str = "derive DYNO from the pod: env POD_NAME from fieldRef metadata.name above it, and DYNO: $(POD_NAME)";
+
 /// [`sidecar_stale`]'s word on a native sidecar where sidecars are classic.
 const NATIVE_WHERE_CLASSIC: &str =
     "native where sidecars are classic: before 1.29 it never ends, and Sidekiq never starts";
@@ -1238,7 +1241,7 @@ impl Ctx<'_, '_> {
                 Severity::Error,
                 self.container_path("env"),
                 "DYNO is set but empty: Sidekiq then names its processes with an empty host part, which the probe cannot find (the pod never turns ready) and which every such pod shares".to_owned(),
-                "remove DYNO, or derive it from the pod: env POD_NAME from fieldRef metadata.name above it, and DYNO: $(POD_NAME)".to_owned(),
+                format!("remove DYNO, or {DYNO_OF_THE_POD}"),
             ));
         }
         if let Some(dyno) = dyno.filter(|_| workload.pods_may_overlap()) {
@@ -1249,7 +1252,7 @@ impl Ctx<'_, '_> {
                 format!(
                     "every pod of this template sets DYNO to {dyno:?}, the name Sidekiq's processes go by: the probe cannot tell one pod's processes from another's, and one pod's drain quiets them all"
                 ),
-                "derive it from the pod: env POD_NAME from fieldRef metadata.name above it, and DYNO: $(POD_NAME); or remove DYNO".to_owned(),
+                format!("{DYNO_OF_THE_POD}; or remove DYNO"),
             ));
         }
         let host_network = workload.host_network();
@@ -1301,7 +1304,7 @@ impl Ctx<'_, '_> {
             format!(
                 "every pod of this template is named {hostname:?} (spec.hostname), the name Sidekiq's processes go by without DYNO: the probe cannot tell one pod's processes from another's, and one pod's drain quiets them all"
             ),
-            "remove spec.hostname, or set DYNO: $(POD_NAME) after env POD_NAME from fieldRef metadata.name".to_owned(),
+            format!("remove spec.hostname, or {DYNO_OF_THE_POD}"),
         ))
     }
 

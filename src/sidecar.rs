@@ -13,7 +13,7 @@ use crate::pointer::Pointer as _;
 use crate::policy::{ResourceName, Resources, SidecarModeSetting, SidecarPolicy};
 use crate::quantity::Quantity;
 use crate::sidekiq::{self, REDIS_PROVIDER, REDIS_URL};
-use crate::workload::{EnvIndex, list};
+use crate::workload::{EnvIndex, env_name, list};
 use crate::{duration, errors, listen};
 
 /// Name of the injected container.
@@ -117,9 +117,6 @@ pub struct RedisEnv {
 /// copied as references, never resolved. `envFrom` sources are copied only when a needed variable
 /// is not defined in `env`, so the sidecar sees no more of the app's configuration than it must.
 pub fn redis_env(sidekiq: &Value) -> RedisEnv {
-    fn name_of(entry: &Value) -> Option<&str> {
-        entry.get("name").and_then(Value::as_str)
-    }
     let entries = list(sidekiq, "env");
     let env_from = list(sidekiq, "envFrom");
     let index = EnvIndex::new(entries);
@@ -154,7 +151,7 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
                 wanted.extend(
                     entries
                         .iter()
-                        .filter_map(name_of)
+                        .filter_map(env_name)
                         .filter(|name| name.contains("REDIS")),
                 );
             }
@@ -169,7 +166,7 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         .collect();
     let env = entries
         .iter()
-        .filter(|e| name_of(e).is_some_and(|n| copied.contains(n)))
+        .filter(|e| env_name(e).is_some_and(|n| copied.contains(n)))
         .cloned()
         .collect();
     let undefined: Vec<String> = required
@@ -207,11 +204,7 @@ fn out_of_order(
 ) -> Vec<(String, String)> {
     let mut found = Vec::new();
     for (at, entry) in entries.iter().enumerate() {
-        let Some(name) = entry
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| names.contains(n))
-        else {
+        let Some(name) = env_name(entry).filter(|n| names.contains(n)) else {
             continue;
         };
         let Some(value) = entry

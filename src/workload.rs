@@ -591,7 +591,7 @@ impl<'a> EnvIndex<'a> {
                 entries
                     .iter()
                     .enumerate()
-                    .filter_map(|(at, entry)| Some((name_of(entry)?, at))),
+                    .filter_map(|(at, entry)| Some((env_name(entry)?, at))),
             );
             sorted.sort_unstable();
         }
@@ -617,7 +617,7 @@ impl<'a> EnvIndex<'a> {
     /// The position of the first entry named `name`.
     pub(crate) fn first_at(&self, name: &str) -> Option<usize> {
         if self.scanned() {
-            return self.entries.iter().position(|e| name_of(e) == Some(name));
+            return self.entries.iter().position(|e| env_name(e) == Some(name));
         }
         self.range(name).first().map(|(_, at)| *at)
     }
@@ -632,7 +632,7 @@ impl<'a> EnvIndex<'a> {
     pub(crate) fn last_before(&self, name: &str, at: usize) -> Option<usize> {
         if self.scanned() {
             let before = &self.entries[..at.min(self.entries.len())];
-            return before.iter().rposition(|e| name_of(e) == Some(name));
+            return before.iter().rposition(|e| env_name(e) == Some(name));
         }
         let range = self.range(name);
         let before = range.partition_point(|(_, p)| *p < at);
@@ -641,7 +641,7 @@ impl<'a> EnvIndex<'a> {
 }
 
 /// An `env` entry's name.
-fn name_of(entry: &Value) -> Option<&str> {
+pub(crate) fn env_name(entry: &Value) -> Option<&str> {
     entry.get("name").and_then(Value::as_str)
 }
 
@@ -651,7 +651,7 @@ pub(crate) fn env_entry<'a>(entries: &'a [Value], name: &str) -> Option<&'a Valu
     entries
         .iter()
         .rev()
-        .find(|entry| entry.get("name").and_then(Value::as_str) == Some(name))
+        .find(|entry| env_name(entry) == Some(name))
 }
 
 #[cfg(test)]

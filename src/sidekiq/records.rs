@@ -412,7 +412,7 @@ where
 
     let info_json = info_object(require("info")?)?;
     let info = info_from(&info_json)?;
-    let (layout, warnings) = layout_of(&info, get("concurrency")?.is_some(), &info_json)?;
+    let (layout, mut warnings) = layout_of(&info, get("concurrency")?.is_some(), &info_json)?;
 
     let busy = parse_uint(require("busy")?, "busy")?;
     let beat = parse_epoch(require("beat")?, "beat")?;
@@ -429,7 +429,6 @@ where
     };
     // Figures only shown: one that cannot be read is a warning, never a process unreadable —
     // which would fail readiness and make every drain wait out its budget.
-    let mut warnings = warnings;
     let mut figure = |field: &'static str| -> Result<Option<u64>, RecordError> {
         let Some(text) = get(field)? else {
             return Ok(None);
