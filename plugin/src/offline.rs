@@ -24,9 +24,9 @@ pub(crate) struct Offline {
     selector: Selector,
     /// `-l` as given, when given.
     selector_text: Option<String>,
-    /// How many objects `-l` selected so far: one that selects none fails the run, as
+    /// Whether `-l` selected any object so far: one that selects none fails the run, as
     /// `kubectl apply -l` refuses to apply nothing — a typo must not pass a CI gate.
-    selected: Cell<usize>,
+    selected: Cell<bool>,
     /// `-n`: the namespace of objects that name none, and the only one allowed.
     namespace: Option<String>,
 }
@@ -53,7 +53,7 @@ impl Offline {
             mode,
             selector: Selector::default(),
             selector_text: None,
-            selected: Cell::new(0),
+            selected: Cell::new(false),
             namespace: None,
         })
     }
@@ -98,8 +98,9 @@ impl Offline {
     ) -> bool {
         match self.selects(object, source) {
             Ok(selected) => {
-                self.selected
-                    .set(self.selected.get() + usize::from(selected));
+                if selected {
+                    self.selected.set(true);
+                }
                 selected
             }
             Err(mismatch) => {
@@ -113,7 +114,7 @@ impl Offline {
     /// input was read (`unreadable` empty): otherwise the unread ones may hold the objects.
     pub(crate) fn check_selected(&self, unreadable: &mut Vec<ManifestError>) {
         if let Some(selector) = &self.selector_text
-            && self.selected.get() == 0
+            && !self.selected.get()
             && unreadable.is_empty()
         {
             unreadable.push(ManifestError::NothingSelected(selector.clone()));

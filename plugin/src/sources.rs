@@ -148,19 +148,24 @@ fn decode(answer: Proxied, namespace: &str, pod: &str, port: u16) -> Result<Stat
         what: format!("the probe of pod {namespace}/{pod}"),
         source,
     };
-    // The schema first: a document of another schema may read as this one with fields that
-    // changed meaning, or fail on one of them with an error that hides the real cause.
-    let Schema { schema } = serde_json::from_slice(&answer.body).map_err(decode_error)?;
-    if schema != u64::from(report::SCHEMA) {
-        return Err(Error::Probe {
-            pod: format!("{namespace}/{pod}"),
-            message: format!(
-                "the probe answers /status schema {schema}, and this kubectl-sidekiq reads schema {}: use the plugin of the webhook's release",
-                report::SCHEMA
-            ),
-        });
-    }
-    serde_json::from_slice(&answer.body).map_err(decode_error)
+    // A document of another schema may read as this one with fields that changed meaning, or
+    // fail on one of them with an error that hides the real cause: its schema is said either
+    // way (read alone, as a second look, only when the whole did not read).
+    let schema = match serde_json::from_slice::<Status>(&answer.body) {
+        Ok(status) if status.schema == report::SCHEMA => return Ok(status),
+        Ok(status) => u64::from(status.schema),
+        Err(error) => match serde_json::from_slice::<Schema>(&answer.body) {
+            Ok(Schema { schema }) if schema != u64::from(report::SCHEMA) => schema,
+            _ => return Err(decode_error(error)),
+        },
+    };
+    Err(Error::Probe {
+        pod: format!("{namespace}/{pod}"),
+        message: format!(
+            "the probe answers /status schema {schema}, and this kubectl-sidekiq reads schema {}: use the plugin of the webhook's release",
+            report::SCHEMA
+        ),
+    })
 }
 
 /// The one field of `/status` read before the rest.
