@@ -547,6 +547,14 @@ mod tests {
         Tracker::new(Scope::Host("w-0".into()), Duration::from_secs(60))
     }
 
+    /// A tracker that has read `raw`, the one member of `processes`, at `now`.
+    fn tracking(now: Now, raw: RawProcess) -> Tracker {
+        let mut t = tracker();
+        let ids = [raw.identity.clone()];
+        t.ingest(now, Some(&ids), vec![raw]);
+        t
+    }
+
     #[test]
     fn states_read_back_from_their_names() {
         for state in [
@@ -597,13 +605,7 @@ mod tests {
 
     #[test]
     fn a_finished_drain_is_superseded_by_a_new_unquiet_process_only() {
-        let mut t = tracker();
-        let ids = ["w-0:1:aa".to_owned()];
-        t.ingest(
-            at(0.0),
-            Some(&ids),
-            vec![process("w-0:1:aa", true, 0, false)],
-        );
+        let mut t = tracking(at(0.0), process("w-0:1:aa", true, 0, false));
         let mut d = Drain::start(at(0.0), Duration::from_secs(100), None);
         assert!(!d.superseded(&t), "still draining");
         d.step(&t, at(0.0));
@@ -722,13 +724,7 @@ mod tests {
 
     #[test]
     fn a_stale_busy_count_of_a_process_that_left_is_not_waited_on() {
-        let mut t = tracker();
-        let ids = ["w-0:1:aa".to_owned()];
-        t.ingest(
-            at(0.0),
-            Some(&ids),
-            vec![process("w-0:1:aa", true, 3, false)],
-        );
+        let mut t = tracking(at(0.0), process("w-0:1:aa", true, 3, false));
         let mut d = Drain::start(at(0.0), Duration::from_secs(100), None);
         t.ingest(at(0.5), None, vec![process("w-0:1:aa", true, 3, false)]);
         assert!(d.step(&t, at(0.5)).is_empty(), "already quiet: no signal");
@@ -742,13 +738,8 @@ mod tests {
     /// member nor the hash of a Sidekiq that still runs its job: it beats again soon.
     #[test]
     fn a_process_that_vanished_with_its_hash_is_waited_for_not_taken_as_gone() {
-        let mut t = tracker();
         let ids = ["w-0:1:aa".to_owned()];
-        t.ingest(
-            at(0.5),
-            Some(&ids),
-            vec![process("w-0:1:aa", true, 1, false)],
-        );
+        let mut t = tracking(at(0.5), process("w-0:1:aa", true, 1, false));
         let mut d = Drain::start(at(0.5), Duration::from_secs(300), None);
         d.step(&t, at(0.5));
         let vanished = RawProcess {
@@ -798,13 +789,8 @@ mod tests {
     /// lasts, it does not go on fetching jobs.
     #[test]
     fn a_process_expired_for_good_is_quieted_though_not_waited_for() {
-        let mut t = tracker();
         let ids = ["w-0:1:aa".to_owned()];
-        t.ingest(
-            at(0.5),
-            Some(&ids),
-            vec![process("w-0:1:aa", false, 1, false)],
-        );
+        let mut t = tracking(at(0.5), process("w-0:1:aa", false, 1, false));
         let expired = RawProcess {
             hash: Ok(Vec::new()),
             ..process("w-0:1:aa", false, 1, false)
