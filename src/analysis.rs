@@ -136,6 +136,9 @@ impl Placement {
 pub struct PodState {
     /// `terminationGracePeriodSeconds`, when set to a number.
     pub grace: Option<u64>,
+    /// `terminationGracePeriodSeconds` is written negative, which the API server stores as 1
+    /// (and `grace` holds 1): said in messages, so that users find the value they wrote.
+    pub grace_negative: bool,
     /// The Sidekiq container's preStop hook.
     pub prestop: PreStop,
     /// Its startupProbe.
@@ -155,6 +158,15 @@ impl PodState {
     /// The grace period the kubelet will use.
     pub fn effective_grace(&self) -> u64 {
         self.grace.unwrap_or(KUBERNETES_DEFAULT_GRACE)
+    }
+
+    /// What a message adds to the effective grace period when the manifest does not show it.
+    pub fn grace_note(&self) -> &'static str {
+        match (self.grace, self.grace_negative) {
+            (None, _) => " (Kubernetes default)",
+            (Some(_), true) => " (written negative, which the API server stores as 1)",
+            (Some(_), false) => "",
+        }
     }
 }
 
@@ -250,12 +262,12 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
     let grace = Grace::compute(&settings, prestop.fixed_sleep());
     let port = choose_port(&workload, container.index, &settings);
     let redis = sidecar::redis_env(sidekiq);
+    let written = workload.spec.get("terminationGracePeriodSeconds");
+    let grace_negative = written.and_then(Value::as_i64).is_some_and(|g| g < 0);
     let state = PodState {
         // A negative value is stored as 1 by the API server (Kubernetes 1.27+): one second.
-        grace: workload
-            .spec
-            .get("terminationGracePeriodSeconds")
-            .and_then(|value| value.as_u64().or_else(|| value.as_i64().map(|_| 1))),
+        grace: written.and_then(|value| value.as_u64().or_else(|| value.as_i64().map(|_| 1))),
+        grace_negative,
         prestop,
         startup: probe_state(sidekiq, "startupProbe", host_network),
         readiness: probe_state(sidekiq, "readinessProbe", host_network),
@@ -292,6 +304,24 @@ pub fn is_sidekiq(object: &Value) -> bool {
         w.annotations()
             .is_some_and(|a| a.contains_key(annotations::STATUS))
             || detect::runs_sidekiq(w.containers)
+    })
+}
+
+/// The `kind` of `object` when it is none that sidekiq-guard reads (an Argo Rollout, an
+/// OpenKruise CloneSet) yet carries a pod template (`spec.template.spec`) with a container that
+/// runs Sidekiq: the webhook injects its pods as they are created, but the object itself is
+/// not judged, so offline tools say so rather than pass it in silence.
+/// Returns the object's `apiVersion` and `kind` as written (`argoproj.io/v1alpha1 Rollout`).
+pub fn foreign_sidekiq_kind(object: &Value) -> Option<String> {
+    if crate::workload::Kind::of(object).is_some() {
+        return None;
+    }
+    let containers = object.at("/spec/template/spec/containers")?.as_array()?;
+    let kind = object.get("kind").and_then(Value::as_str)?;
+    let api_version = object.get("apiVersion").and_then(Value::as_str);
+    detect::runs_sidekiq(containers).then(|| match api_version {
+        Some(api_version) => format!("{api_version} {kind}"),
+        None => kind.to_owned(),
     })
 }
 
@@ -491,7 +521,12 @@ mod tests {
     fn a_negative_grace_period_is_one_second_as_the_api_server_stores_it() {
         let mut object = pod(json!({}), json!([{"name": "w", "command": ["sidekiq"]}]));
         object["spec"]["terminationGracePeriodSeconds"] = json!(-1);
-        assert_eq!(analysis(&object).state.grace, Some(1));
+        let state = &analysis(&object).state;
+        assert_eq!(state.grace, Some(1));
+        assert_eq!(
+            state.grace_note(),
+            " (written negative, which the API server stores as 1)"
+        );
     }
 
     #[test]

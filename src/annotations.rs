@@ -195,10 +195,12 @@ fn duration_secs(text: &str) -> Result<u64, &'static str> {
         Ok(secs) => Ok(secs),
         Err(duration::DurationError::TooLong { .. }) => Err(DURATION_TOO_LONG),
         Err(duration::DurationError::Invalid { .. }) => Err(duration::ACCEPTED),
+        Err(duration::DurationError::Months { .. }) => Err(DURATION_MONTHS),
     }
 }
 
 const DURATION_TOO_LONG: &str = "a duration of at most 100 years (876000h)";
+const DURATION_MONTHS: &str = "minutes written m, as in 15m (M would be months)";
 
 impl Reader<'_> {
     /// Reads one annotation; a value that is not a string or that `parse` rejects is recorded.
@@ -293,6 +295,14 @@ mod tests {
         let overrides = read(json!({LONGEST_JOB: "1000000h"}));
         assert_eq!(overrides.longest_job, None);
         assert_eq!(overrides.invalid[0].accepted, DURATION_TOO_LONG);
+        let overrides = read(json!({LONGEST_JOB: "99999999999999999999"}));
+        assert_eq!(overrides.invalid[0].accepted, DURATION_TOO_LONG);
+        let overrides = read(json!({LONGEST_JOB: "5M"}));
+        assert_eq!(overrides.longest_job, None);
+        assert_eq!(
+            overrides.invalid[0].accepted,
+            "minutes written m, as in 15m (M would be months)"
+        );
     }
 
     #[rstest::rstest]

@@ -422,7 +422,11 @@ pub fn run_time_origin(container: &Value, reference: &str) -> &'static str {
             !reference.starts_with("${") || closed('}') || closed(':')
         });
     if !variable {
-        return "a command substitution";
+        return if reference.starts_with("$((") {
+            "an arithmetic expansion"
+        } else {
+            "a command substitution"
+        };
     }
     // The last entry of a name is the one the container gets.
     let entry = crate::workload::env_entry(crate::workload::list(container, "env"), name);
@@ -1065,6 +1069,7 @@ mod tests {
     #[rstest]
     #[case("$(cat /etc/sidekiq/timeout)", "a command substitution")]
     #[case("`cat /t`", "a command substitution")]
+    #[case("$(( T + 10 ))", "an arithmetic expansion")]
     #[case("$(FROM_MAP)", "a ConfigMap")]
     #[case("${FROM_SECRET}", "a Secret")]
     #[case("${FROM_SECRET:-25}", "a Secret")]

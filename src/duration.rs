@@ -23,6 +23,15 @@ pub enum DurationError {
         /// The text as written.
         input: String,
     },
+    /// A unit `M`, which humantime reads as months: refused as the slip for minutes it far
+    /// likelier is.
+    #[error(
+        "invalid duration {input:?}: M is not a unit (months are not durations Kubernetes knows); minutes are m, as in 15m"
+    )]
+    Months {
+        /// The text as written.
+        input: String,
+    },
     /// A duration beyond [`MAX`].
     #[error("duration {input:?} is too long: at most 100 years (876000h)")]
     TooLong {
@@ -52,32 +61,55 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
                 .chain(fraction.bytes())
                 .all(|b| b.is_ascii_digit())
     });
+    let too_long = || DurationError::TooLong {
+        input: input.to_owned(),
+    };
     let duration = if text.bytes().all(|b| b.is_ascii_digit()) {
+        // Only digits: a number that does not fit 64 bits is a duration too long.
         text.parse()
             .map(Duration::from_secs)
-            .map_err(|_| invalid())?
+            .map_err(|_| too_long())?
     } else if decimal {
         // A number of seconds is a number: `1.5` is read like `1.5s`.
         let secs: f64 = text.parse().map_err(|_| invalid())?;
         if secs > MAX.as_secs_f64() {
-            return Err(DurationError::TooLong {
-                input: input.to_owned(),
-            });
+            return Err(too_long());
         }
         Duration::from_secs_f64(secs)
     } else if text.contains('M') {
         // humantime reads `M` as months; Go and Kubernetes durations have no such unit, and
         // `15M` is far likelier a slip for 15 minutes than a job of 15 months.
-        return Err(invalid());
+        return Err(if months_unit(text) {
+            DurationError::Months {
+                input: input.to_owned(),
+            }
+        } else {
+            invalid()
+        });
     } else {
-        humantime::parse_duration(text).map_err(|_| invalid())?
+        humantime::parse_duration(text).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => too_long(),
+            _ => invalid(),
+        })?
     };
     if duration > MAX {
-        return Err(DurationError::TooLong {
-            input: input.to_owned(),
-        });
+        return Err(too_long());
     }
     Ok(duration)
+}
+
+/// Whether `text` writes a number followed by the unit `M` alone (`15M`, `1h5M`), not a word
+/// that starts with M (`1 Month`).
+fn months_unit(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(at, &b)| {
+        b == b'M'
+            && at > 0
+            && bytes[at - 1].is_ascii_digit()
+            && bytes
+                .get(at + 1)
+                .is_none_or(|next| !next.is_ascii_alphabetic())
+    })
 }
 
 /// Parses `input` into whole seconds, rounding fractions up.
@@ -163,7 +195,6 @@ mod tests {
     #[case("1.")]
     #[case(".5")]
     #[case("1.2.3")]
-    #[case("15M")]
     #[case("1 Month")]
     #[case("++5m")]
     #[case("+-5m")]
@@ -178,7 +209,12 @@ mod tests {
     #[test]
     fn durations_beyond_a_century_are_refused_not_overflowed() {
         assert_eq!(parse("876000h"), Ok(MAX));
-        for input in ["876001h", "18446744073709551615"] {
+        for input in [
+            "876001h",
+            "18446744073709551615",
+            "99999999999999999999",
+            "99999999999999999999d",
+        ] {
             let too_long = DurationError::TooLong {
                 input: input.to_owned(),
             };
@@ -188,7 +224,18 @@ mod tests {
                 format!("duration {input:?} is too long: at most 100 years (876000h)")
             );
         }
-        assert!(parse("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn months_are_refused_with_minutes_suggested() {
+        for input in ["5M", "15M", "1h5M", "1M30s"] {
+            assert_eq!(
+                parse(input).unwrap_err().to_string(),
+                format!(
+                    "invalid duration {input:?}: M is not a unit (months are not durations Kubernetes knows); minutes are m, as in 15m"
+                )
+            );
+        }
     }
 
     #[rstest]
@@ -228,7 +275,9 @@ mod tests {
                     let message = error.to_string();
                     prop_assert!(message.contains(&format!("{input:?}")), "{}", message);
                     prop_assert!(
-                        message.contains(ACCEPTED) || message.contains("at most 100 years"),
+                        message.contains(ACCEPTED)
+                            || message.contains("at most 100 years")
+                            || message.contains("minutes are m"),
                         "{}", message
                     );
                 }

@@ -94,11 +94,42 @@ impl YamlError {
                 " (quote a key such as null, ~ or an empty one)",
             ),
         ];
+        if let serde_saphyr::Error::Budget { breach, location } = error.without_snippet() {
+            return YamlError(format!(
+                "line {} column {}: {}",
+                location.line(),
+                location.column(),
+                budget_breach(breach)
+            ));
+        }
         let mut text = error.to_string();
         for (hint, replacement) in HINTS {
             text = text.replace(hint, replacement);
         }
         YamlError(text)
+    }
+}
+
+/// A parser limit in words: the parser's own text is its `Debug` form, and the excerpt it
+/// draws is cropped with columns counted from the crop, not the line.
+fn budget_breach(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach;
+    match breach {
+        BudgetBreach::Depth { depth } => format!(
+            "lists and mappings nested more than {} deep; no Kubernetes object nests so deep",
+            depth.saturating_sub(1)
+        ),
+        BudgetBreach::Aliases { aliases } => {
+            format!(
+                "more than {} aliases (*name); expand them",
+                aliases.saturating_sub(1)
+            )
+        }
+        other => {
+            let name = format!("{other:?}");
+            let name = name.split([' ', '{']).next().unwrap_or_default().to_owned();
+            format!("too large or complex to read (a limit on {name} was reached)")
+        }
     }
 }
 
@@ -131,6 +162,25 @@ mod tests {
             printable("a\nb\u{1b}[2K\u{7f}\u{85}©".to_owned()),
             "a\\nb\\u{1b}[2K\\u{7f}\\u{85}©"
         );
+    }
+
+    #[test]
+    fn a_parser_limit_is_said_in_words() {
+        let mut options = serde_saphyr::options::Options::default();
+        let mut budget = serde_saphyr::budget::Budget::default();
+        budget.max_depth = 4;
+        options.budget = Some(budget);
+        let deep = format!("a: {}{}\n", "[".repeat(10), "]".repeat(10));
+        let error =
+            serde_saphyr::from_str_with_options::<serde_json::Value>(&deep, options).unwrap_err();
+        let text = YamlError::new(&error).to_string();
+        assert!(
+            text.ends_with(
+                ": lists and mappings nested more than 4 deep; no Kubernetes object nests so deep"
+            ),
+            "{text}"
+        );
+        assert!(text.starts_with("line 1 column "), "{text}");
     }
 
     #[test]

@@ -863,11 +863,7 @@ impl Ctx<'_, '_> {
         let grace = &self.analysis.grace;
         let timeout = &self.analysis.settings.shutdown_timeout;
         let effective = self.state.effective_grace();
-        let default_note = if self.state.grace.is_none() {
-            " (Kubernetes default)"
-        } else {
-            ""
-        };
+        let default_note = self.state.grace_note();
         if effective < grace.required {
             findings.push(Finding::new(
                 Code::GraceTooShort,
@@ -1335,6 +1331,16 @@ impl Ctx<'_, '_> {
                     "set {} to a redis:// URL, or {} to the name of the variable that holds it",
                     sidekiq::REDIS_URL,
                     sidekiq::REDIS_PROVIDER
+                ),
+            )
+        } else if let Some(variable) = redis.url_missing.as_ref().filter(|_| redis.url_empty) {
+            (
+                Severity::Error,
+                format!(
+                    "container {name} sets {variable} to the empty string: Sidekiq then fails to start or takes its Redis from Ruby, which the manifest cannot show; the probe sidecar is not injected"
+                ),
+                format!(
+                    "set {variable} to the redis:// URL Sidekiq uses, even if Sidekiq is configured in Ruby"
                 ),
             )
         } else if let Some(variable) = &redis.url_missing {

@@ -296,6 +296,8 @@ impl Plan {
                 }
                 GraceAction::Ours | GraceAction::Keep { .. } => state.grace,
             },
+            grace_negative: matches!(self.grace, GraceAction::Ours | GraceAction::Keep { .. })
+                && state.grace_negative,
             prestop: match self.prestop {
                 Action::Keep => state.prestop.clone(),
                 _ => PreStop::Drain { port: Some(port) },
@@ -391,11 +393,22 @@ impl Plan {
         if let Some(status) = self.status_update {
             ops.push(status_op(analysis, status));
         }
-        // Last, so that no earlier pointer into that list is shifted.
+        // Last, so that no earlier pointer into that list is shifted. A list the sidecar was
+        // alone in goes whole, so that moving it leaves what adding it in the new mode would
+        // have (no `initContainers: []`).
         if let SidecarAction::Move(from) = &self.sidecar {
-            ops.push(PatchOp::Remove {
-                path: format!("{}/{}", list(from.mode), from.index),
-            });
+            let alone = analysis
+                .workload
+                .spec
+                .get(from.mode.list())
+                .and_then(Value::as_array)
+                .is_some_and(|entries| entries.len() == 1);
+            let path = if alone {
+                list(from.mode)
+            } else {
+                format!("{}/{}", list(from.mode), from.index)
+            };
+            ops.push(PatchOp::Remove { path });
         }
         ops
     }
@@ -436,7 +449,8 @@ impl Plan {
                 "terminationGracePeriodSeconds set to {required} (Kubernetes default is 30): {explanation}"
             ),
             GraceAction::Raise { from } => format!(
-                "terminationGracePeriodSeconds raised from {from} to {required}: {explanation}"
+                "terminationGracePeriodSeconds raised from {from}{} to {required}: {explanation}",
+                analysis.state.grace_note()
             ),
             GraceAction::Lower { from } => format!(
                 "terminationGracePeriodSeconds lowered from {from} to {required}: {explanation}"

@@ -76,13 +76,19 @@ impl Mode {
     }
 }
 
-/// Parses a Kubernetes version as reported by `/version` (`major: "1"`, `minor: "29+"`).
-pub fn parse_server_version(major: &str, minor: &str) -> Option<(u32, u32)> {
+/// Parses a Kubernetes version as reported by `/version` (`major: "1"`, `minor: "29+"`); where
+/// those are empty or unreadable (some distributions leave them empty), its `gitVersion`
+/// (`v1.30.2-eks-1552ad0`).
+pub fn parse_server_version(major: &str, minor: &str, git_version: &str) -> Option<(u32, u32)> {
     let digits = |s: &str| -> Option<u32> {
         let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         s[..end].parse().ok()
     };
-    Some((digits(major)?, digits(minor)?))
+    let from_git = || {
+        let (major, rest) = git_version.strip_prefix('v')?.split_once('.')?;
+        Some((major.parse().ok()?, digits(rest)?))
+    };
+    digits(major).zip(digits(minor)).or_else(from_git)
 }
 
 /// What the sidecar needs to know to reach Redis, copied from the Sidekiq container.
@@ -105,6 +111,11 @@ pub struct RedisEnv {
     /// or from localhost: the probe cannot know which, and guessing localhost would fail the
     /// probes of a healthy worker. Holds the variable Sidekiq would read the URL from.
     pub url_missing: Option<String>,
+    /// `url_missing`'s variable is in `env`, set to the empty string (`value: ""`, or no value
+    /// at all, as a Helm chart renders an unset value): `env` overrides `envFrom`, so nothing
+    /// else can fill it, and with an empty URL Sidekiq either fails to start or takes its Redis
+    /// from Ruby — neither of which the probe can follow.
+    pub url_empty: bool,
     /// `(variable, reference)`: a copied variable whose value references `$(reference)`, which
     /// `env` defines only after it. Kubernetes expands a reference only to a variable defined
     /// before it, so the container gets the text `$(reference)` (a Redis URL whose password is
@@ -125,15 +136,14 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
     let mut problem = None;
     let mut url_var = Some(REDIS_URL);
     let mut wanted: Vec<&str> = vec![REDIS_URL, REDIS_PROVIDER];
-    if let Some(provider) = find(REDIS_PROVIDER) {
+    // Set to nothing, REDIS_PROVIDER is no provider: Sidekiq reads REDIS_URL, as without it.
+    if let Some(provider) = find(REDIS_PROVIDER).filter(|p| !is_empty_literal(p)) {
         match provider.get("value").and_then(Value::as_str) {
             Some(target) if sidekiq::provider_holds_url(target) => {
                 problem = Some(format!(
                     "{REDIS_PROVIDER} holds a URL; Sidekiq expects the name of the variable that holds the URL, e.g. REDIS_PROVIDER=REDISTOGO_URL"
                 ));
             }
-            // Set to nothing: Sidekiq reads REDIS_URL, as without it.
-            Some("") if provider.get("valueFrom").is_none() => {}
             // Sidekiq 7+ reads `ENV[provider] || ENV["REDIS_URL"]`, and so does the probe
             // (`RedisSettings::from_lookup`): the named variable when the container sets it,
             // else REDIS_URL. An `envFrom` may set it at run time: then it goes along too, or
@@ -176,8 +186,10 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         .collect();
     let unresolved = url_var.is_none() || !undefined.is_empty();
     let copy_env_from = unresolved && !env_from.is_empty();
+    let url_entry = url_var.and_then(find);
+    let url_empty = problem.is_none() && url_entry.is_some_and(is_empty_literal);
     let url_missing = url_var
-        .filter(|v| problem.is_none() && env_from.is_empty() && find(v).is_none())
+        .filter(|_| url_empty || (problem.is_none() && env_from.is_empty() && url_entry.is_none()))
         .map(str::to_owned);
     let out_of_order = out_of_order(entries, &index, &copied);
     RedisEnv {
@@ -191,8 +203,18 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         problem,
         missing: if copy_env_from { Vec::new() } else { undefined },
         url_missing,
+        url_empty,
         out_of_order,
     }
+}
+
+/// An `env` entry the container gets as the empty string: no `valueFrom`, and a `value` that is
+/// `""`, `null` or absent (the API server stores all three alike).
+fn is_empty_literal(entry: &Value) -> bool {
+    entry.get("valueFrom").is_none_or(Value::is_null)
+        && entry
+            .get("value")
+            .is_none_or(|value| value.is_null() || value.as_str() == Some(""))
 }
 
 /// The references among the literal values of `names` to variables `env` defines only after
@@ -978,9 +1000,16 @@ mod tests {
 
     #[test]
     fn server_versions_as_providers_report_them() {
-        assert_eq!(parse_server_version("1", "29"), Some((1, 29)));
-        assert_eq!(parse_server_version("1", "28+"), Some((1, 28)));
-        assert_eq!(parse_server_version("", "28"), None);
+        assert_eq!(parse_server_version("1", "29", "v1.29.4"), Some((1, 29)));
+        assert_eq!(
+            parse_server_version("1", "28+", "v1.28.9-eks-036c24b"),
+            Some((1, 28))
+        );
+        assert_eq!(parse_server_version("", "", "v1.30.0"), Some((1, 30)));
+        assert_eq!(parse_server_version("", "", "v1.31.2+k3s1"), Some((1, 31)));
+        assert_eq!(parse_server_version("", "28", ""), None);
+        assert_eq!(parse_server_version("", "", "v1"), None);
+        assert_eq!(parse_server_version("", "", "1.30.0"), None);
     }
 
     #[test]
@@ -1103,6 +1132,35 @@ mod tests {
         assert!(!missing(json!([
             {"name": "REDIS_PROVIDER", "value": ""},
             {"name": "REDIS_URL", "value": "redis://r:6379"},
+        ])));
+        // Set to the empty string (as a Helm chart renders an unset value): Sidekiq gets no
+        // URL, whatever an envFrom holds, since env overrides it.
+        for empty in [json!(""), json!(null)] {
+            let env = json!([{"name": "REDIS_HOST", "value": "r"}, {"name": "REDIS_URL", "value": empty}]);
+            let mut container = sidekiq(env);
+            container["envFrom"] = json!([{"secretRef": {"name": "app-env"}}]);
+            let redis = redis_env(&container);
+            assert_eq!(redis.url_missing.as_deref(), Some("REDIS_URL"), "{empty}");
+            assert!(redis.url_empty);
+        }
+        assert!(missing(json!([{"name": "REDIS_URL"}])));
+        let provider = redis_env(&sidekiq(json!([
+            {"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"},
+            {"name": "REDISCLOUD_URL", "value": ""},
+            {"name": "REDIS_URL", "value": "redis://r:6379"},
+        ])));
+        assert_eq!(provider.url_missing.as_deref(), Some("REDISCLOUD_URL"));
+        // A provider with no value at all is no provider either.
+        assert!(!missing(json!([
+            {"name": "REDIS_PROVIDER"},
+            {"name": "REDIS_URL", "value": "redis://r:6379"},
+        ])));
+        // A reference is not empty, and neither is a valueFrom.
+        assert!(!missing(
+            json!([{"name": "REDIS_URL", "value": "$(REDIS)"}])
+        ));
+        assert!(!missing(json!([
+            {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "r", "key": "url"}}}
         ])));
         // A URL is there, even if one of its references is not: Sidekiq reads the same URL.
         assert!(!missing(

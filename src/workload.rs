@@ -129,7 +129,7 @@ pub enum WorkloadError {
         kind: Kind,
     },
     /// A supported kind with a missing or malformed part.
-    #[error("{kind} {name}: {path} must be {expected}")]
+    #[error("{kind} {name}: {}", field_problem(path, expected, *missing))]
     Malformed {
         /// Object kind.
         kind: Kind,
@@ -143,6 +143,30 @@ pub enum WorkloadError {
         /// than present with the wrong shape.
         missing: bool,
     },
+}
+
+impl WorkloadError {
+    /// What is wrong, without naming the object (for a report whose line names it already).
+    pub fn problem(&self) -> String {
+        match self {
+            WorkloadError::Malformed {
+                path,
+                expected,
+                missing,
+                ..
+            } => field_problem(path, expected, *missing),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// An absent field is said to be absent (a partial manifest), not to be of the wrong shape.
+fn field_problem(path: &str, expected: &str, missing: bool) -> String {
+    if missing {
+        format!("{path} is absent")
+    } else {
+        format!("{path} must be {expected}")
+    }
 }
 
 /// A pod or workload, with its pod template located.
@@ -857,7 +881,7 @@ mod tests {
         );
         assert_eq!(
             err(json!({"kind": "Deployment", "metadata": {"name": "w"}, "spec": {}})),
-            "Deployment w: spec.template must be an object"
+            "Deployment w: spec.template is absent"
         );
         assert_eq!(
             err(

@@ -291,6 +291,28 @@ fn a_worker_whose_redis_is_configured_in_ruby_is_not_injected() {
         sg014[0].message,
         "container sidekiq sets no REDIS_URL and has no envFrom: Sidekiq's Redis is set in Ruby or is localhost, which the manifest cannot show; the probe sidecar is not injected"
     );
+    // Set empty, as a Helm chart renders an unset value, it is no URL either, even beside an
+    // envFrom (env overrides it): an injected probe would refuse to start.
+    let mut empty = pod.clone();
+    empty["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "REDIS_URL"}));
+    empty["spec"]["containers"][0]["envFrom"] = json!([{"secretRef": {"name": "app-env"}}]);
+    let review = review::mutate(&empty, &ctx(&policy, Mode::Native));
+    assert_eq!(review.outcome, Outcome::Blocked(Blocked::RedisUnknown));
+    assert_eq!(review.ops, vec![]);
+    let sg014 = review
+        .findings
+        .iter()
+        .find(|f| f.code == Code::RedisSettingsMissing);
+    assert_eq!(
+        sg014.map(|f| (f.message.as_str(), f.hint.as_str())),
+        Some((
+            "container sidekiq sets REDIS_URL to the empty string: Sidekiq then fails to start or takes its Redis from Ruby, which the manifest cannot show; the probe sidecar is not injected",
+            "set REDIS_URL to the redis:// URL Sidekiq uses, even if Sidekiq is configured in Ruby"
+        ))
+    );
     // Setting REDIS_URL, even to what the initializer builds, makes it injectable.
     let mut fixed = pod.clone();
     fixed["spec"]["containers"][0]["env"]
@@ -832,6 +854,32 @@ fn switching_the_sidecar_mode_moves_the_sidecar() {
         "--mode=native"
     );
     assert!(review.notes.contains(&"moved container sidekiq-guard-probe from containers to initContainers (a native sidecar) with the current definition (it is managed by sidekiq-guard; customise it through the policy)".to_owned()), "{:?}", review.notes);
+
+    // Back to classic: the sidecar was alone in initContainers, so the list goes with it, and
+    // the pod is the one classic injection gives.
+    let (review, back) = mutate_and_apply(&native, &Policy::default(), Mode::Classic);
+    assert_eq!(
+        review.ops.last(),
+        Some(&PatchOp::Remove {
+            path: "/spec/initContainers".into()
+        })
+    );
+    assert_eq!(back, classic);
+    // Beside an init container of the user's, only the sidecar goes.
+    let mut shared = native.clone();
+    let migrate = json!({"name": "migrate", "image": "app", "command": ["rake", "db:migrate"]});
+    shared["spec"]["initContainers"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, migrate.clone());
+    let (review, back) = mutate_and_apply(&shared, &Policy::default(), Mode::Classic);
+    assert_eq!(
+        review.ops.last(),
+        Some(&PatchOp::Remove {
+            path: "/spec/initContainers/1".into()
+        })
+    );
+    assert_eq!(back["spec"]["initContainers"], json!([migrate]));
 }
 
 #[test]

@@ -353,7 +353,11 @@ impl Cluster {
                 "/version",
             )
         })?;
-        let numbers = sidekiq_guard::sidecar::parse_server_version(&info.major, &info.minor);
+        let numbers = sidekiq_guard::sidecar::parse_server_version(
+            &info.major,
+            &info.minor,
+            &info.git_version,
+        );
         Ok((info.git_version, numbers))
     }
 

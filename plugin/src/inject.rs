@@ -120,8 +120,14 @@ pub(crate) fn report(
     let subject = review::subject(object, namespace);
     let mut lines: Vec<String> = Vec::new();
     match &review.outcome {
-        Outcome::Skipped(Skip::NotAWorkload(why)) if is_malformed_workload(object) => {
-            lines.push(format!("skipped: {why}"));
+        // Absent, not malformed: a malformed one is an input error before it reaches here.
+        Outcome::Skipped(Skip::NotAWorkload(
+            why @ WorkloadError::Malformed { missing: true, .. },
+        )) => {
+            lines.push(format!(
+                "skipped: {} (a partial manifest, such as a kustomize patch)",
+                why.problem()
+            ));
         }
         // Left alone on purpose; said, so that "0 Sidekiq workload(s)" is not a surprise.
         Outcome::Skipped(skip @ (Skip::ExcludedNamespace(_) | Skip::OptedOut | Skip::Windows))
@@ -129,7 +135,14 @@ pub(crate) fn report(
         {
             lines.push(format!("not checked: {skip}"));
         }
-        Outcome::Skipped(_) => {}
+        Outcome::Skipped(_) => {
+            if let Some(kind) = sidekiq_guard::analysis::foreign_sidekiq_kind(object) {
+                lines.push(format!(
+                    "not checked: {kind} is not a kind sidekiq-guard reads (Kubernetes' own {}); the webhook injects its pods when they are created",
+                    sidekiq_guard::workload::Kind::ALL.map(|k| k.name()).join(", ")
+                ));
+            }
+        }
         _ => {
             lines.extend(review.notes.iter().cloned());
             lines.extend(review.findings.iter().map(ToString::to_string));
@@ -139,9 +152,4 @@ pub(crate) fn report(
         writeln!(err, "Warning: {source}: {subject}: {line}").map_err(Error::Output)?;
     }
     Ok(())
-}
-
-/// A supported kind that could not be read (as opposed to a ConfigMap, which is simply not ours).
-fn is_malformed_workload(object: &Value) -> bool {
-    sidekiq_guard::workload::Kind::of(object).is_some()
 }

@@ -49,6 +49,15 @@ pub(crate) enum ManifestError {
         /// What was found.
         found: &'static str,
     },
+    /// A mapping that names no `kind`: what `kubectl apply` refuses as no object (a
+    /// `kustomization.yaml` or Helm values file among manifests, an empty `{}` rendered).
+    #[error(
+        "{source_name}: not a Kubernetes object: it sets no kind; a kustomization or Helm values file is not a manifest (render it: kubectl kustomize DIR | kubectl sidekiq validate -f -)"
+    )]
+    NoKind {
+        /// File and document number (and list item).
+        source_name: String,
+    },
     /// A Pod or workload whose pod template cannot be read: validating it would say nothing,
     /// and a CI gate must not pass it.
     #[error("{source_name}: malformed workload")]
@@ -450,6 +459,7 @@ fn push_documents(
                 found: sidekiq_guard::workload::json_type(&value),
             });
         }
+        check_kind(&value, &source_name)?;
         check_list_items(&value, &source_name)?;
         let mut value = value;
         whole_numbers(&mut value);
@@ -461,6 +471,22 @@ fn push_documents(
     Ok(())
 }
 
+/// An object names its `kind`, as `kubectl apply` requires. Its `apiVersion` is not required:
+/// without one the kind's name decides what it is (as for a partial manifest), and kubectl
+/// would say so when applying it.
+fn check_kind(value: &Value, source_name: &str) -> Result<(), ManifestError> {
+    if value
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| !kind.is_empty())
+    {
+        return Ok(());
+    }
+    Err(ManifestError::NoKind {
+        source_name: source_name.to_owned(),
+    })
+}
+
 /// A `List` document's `items`, when it has some, are all objects.
 fn check_list_items(value: &Value, source_name: &str) -> Result<(), ManifestError> {
     let Some(kind) = list_kind(value) else {
@@ -469,7 +495,13 @@ fn check_list_items(value: &Value, source_name: &str) -> Result<(), ManifestErro
     let what = match value.get("items") {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::Array(items)) => match items.iter().position(|item| !item.is_object()) {
-            None => return Ok(()),
+            // A typed list's (`DeploymentList`) items leave their kind to the list.
+            None if kind != "List" => return Ok(()),
+            None => {
+                return items.iter().enumerate().try_for_each(|(index, item)| {
+                    check_kind(item, &format!("{source_name} items[{index}]"))
+                });
+            }
             Some(index) => format!(
                 "items[{index}] is {}",
                 sidekiq_guard::workload::json_type(&items[index])

@@ -318,6 +318,17 @@ fn bad_input_is_exit_2_with_a_clear_message() {
             "error: stdin: expected a Kubernetes object (a mapping with apiVersion and kind), found a list\n",
         ),
         (
+            // A rendered `{}`, a values file: kubectl apply refuses them as no object.
+            &["validate", "-f", "-"],
+            Some("--- {}\n"),
+            "error: stdin: not a Kubernetes object: it sets no kind; a kustomization or Helm values file is not a manifest (render it: kubectl kustomize DIR | kubectl sidekiq validate -f -)\n",
+        ),
+        (
+            &["inject", "-f", "-"],
+            Some("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  metadata: {name: x}\n"),
+            "error: stdin items[0]: not a Kubernetes object: it sets no kind; ",
+        ),
+        (
             &["validate", "-f", "plugin/src"],
             None,
             "error: plugin/src: no .yaml, .yml or .json files found (use -R to descend into subdirectories)\n",
@@ -498,7 +509,7 @@ fn a_partial_manifest_is_noted_not_failed() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stderr),
-        "Warning: stdin: Deployment worker: skipped: Deployment worker: spec.template must be an object\n\
+        "Warning: stdin: Deployment worker: skipped: spec.template is absent (a partial manifest, such as a kustomize patch)\n\
          0 Sidekiq workload(s): 0 error(s), 0 warning(s), 0 info\n"
     );
 }
@@ -556,6 +567,31 @@ fn worker(name: &str, app: &str, namespace: Option<&str>) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, labels: {{app: {app}}}{namespace}}}\nspec:\n  template:\n    metadata: {{annotations: {{sidekiq-guard.io/longest-job: 2m}}}}\n    spec:\n      containers:\n      - name: sidekiq\n        image: shop:1\n        command: [bundle, exec, sidekiq]\n        env: [{{name: REDIS_URL, value: 'redis://redis:6379/0'}}]\n"
     )
+}
+
+#[test]
+fn sidekiq_in_a_kind_sidekiq_guard_does_not_read_is_said_not_checked() {
+    let rollout = worker("reports", "worker", None).replace(
+        "apiVersion: apps/v1\nkind: Deployment",
+        "apiVersion: argoproj.io/v1alpha1\nkind: Rollout",
+    );
+    let out = run(&["validate", "-f", "-"], Some(&rollout));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "Warning: stdin: Rollout reports: not checked: argoproj.io/v1alpha1 Rollout is not a kind sidekiq-guard reads (Kubernetes' own Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob); the webhook injects its pods when they are created\n\
+         0 Sidekiq workload(s): 0 error(s), 0 warning(s), 0 info\n"
+    );
+    // Without Sidekiq in its template, another kind is simply not ours.
+    let web = rollout.replace(
+        "command: [bundle, exec, sidekiq]",
+        "command: [bundle, exec, puma]",
+    );
+    let out = run(&["validate", "-f", "-"], Some(&web));
+    assert_eq!(
+        text(&out.stderr),
+        "0 Sidekiq workload(s): 0 error(s), 0 warning(s), 0 info\n"
+    );
 }
 
 #[test]
@@ -729,14 +765,18 @@ fn inject_refuses_a_workload_of_the_wrong_shape_and_prints_nothing() {
     );
 }
 
-/// A custom resource named like a built-in workload is not one: printed unchanged, unremarked.
+/// A custom resource named like a built-in workload is not one: printed unchanged, and its
+/// Sidekiq said not to be checked.
 #[test]
 fn a_custom_resource_with_a_workload_kind_is_left_alone() {
     let custom = "apiVersion: example.com/v1\nkind: Deployment\nmetadata:\n  name: worker\nspec:\n  template:\n    spec:\n      containers:\n      - name: worker\n        image: shop:1\n        command: [bundle, exec, sidekiq]\n";
     let out = run(&["inject", "-f", "-"], Some(custom));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(yaml_docs(&text(&out.stdout)), yaml_docs(custom));
-    assert_eq!(text(&out.stderr), "");
+    assert_eq!(
+        text(&out.stderr),
+        "Warning: stdin: Deployment worker: not checked: example.com/v1 Deployment is not a kind sidekiq-guard reads (Kubernetes' own Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob); the webhook injects its pods when they are created\n"
+    );
     let out = run(&["validate", "-f", "-", "-o", "json"], Some(custom));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
