@@ -90,7 +90,7 @@ pub struct ServeArgs {
     pub shutdown_timeout: Duration,
     /// Largest accepted request body, in bytes (413 above it). The default fits UPDATE reviews
     /// of the largest objects the API server stores.
-    #[arg(long, env = "SIDEKIQ_GUARD_MAX_BODY_BYTES", default_value_t = crate::handler::DEFAULT_MAX_BODY_BYTES)]
+    #[arg(long, env = "SIDEKIQ_GUARD_MAX_BODY_BYTES", default_value_t = crate::handler::DEFAULT_MAX_BODY_BYTES, value_parser = body_limit)]
     pub max_body_bytes: usize,
 }
 
@@ -279,6 +279,23 @@ fn interval(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The smallest `--max-body-bytes` accepted: below it even the review of a small pod would get
+/// 413, and with the mutating webhook's `failurePolicy: Ignore` every pod would be admitted
+/// uninjected, with nothing but a metric to say so.
+pub const MIN_BODY_BYTES: usize = 64 * 1024;
+
+fn body_limit(text: &str) -> Result<usize, String> {
+    let bytes: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number of bytes, such as 8388608"))?;
+    if bytes < MIN_BODY_BYTES {
+        return Err(format!(
+            "{bytes} bytes is below the least accepted, {MIN_BODY_BYTES} (64 KiB): reviews of ordinary pods would be refused with 413 and their pods admitted uninjected"
+        ));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -353,6 +370,21 @@ mod tests {
             err.contains("\"0s\": an interval must be longer than zero"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_body_limit_too_small_for_any_review_is_refused() {
+        let err = refusal(&["--max-body-bytes", "100"]);
+        assert!(
+            err.contains("100 bytes is below the least accepted, 65536 (64 KiB)"),
+            "{err}"
+        );
+        let err = refusal(&["--max-body-bytes", "8M"]);
+        assert!(err.contains("\"8M\": expected a number of bytes"), "{err}");
+        let Command::Serve(args) = serve(&["--max-body-bytes", "65536"]).unwrap().command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.max_body_bytes, MIN_BODY_BYTES);
     }
 
     /// `certs …` with `args`, checked as `main` checks it.

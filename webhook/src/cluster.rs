@@ -98,7 +98,8 @@ pub async fn decide_mode(
     loop {
         match server_version(&client).await {
             Ok((major, minor, git_version)) => {
-                let parsed = sidekiq_guard::sidecar::parse_server_version(&major, &minor);
+                let parsed =
+                    sidekiq_guard::sidecar::parse_server_version(&major, &minor, &git_version);
                 let mode = Mode::resolve(setting, parsed);
                 if parsed.is_none() {
                     tracing::warn!(

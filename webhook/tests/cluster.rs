@@ -65,12 +65,16 @@ async fn mode_through(kubeconfig: &std::path::Path) -> (Webhook, tempfile::TempD
 
 #[tokio::test]
 async fn sidecar_mode_auto_follows_the_api_server_version() {
-    for (minor, git_version, expected) in [
-        ("28", "v1.28.15", "classic"),
-        ("29", "v1.29.0", "native"),
-        ("33+", "v1.33.4-eks-1234567", "native"),
+    for (major, minor, git_version, expected) in [
+        ("1", "28", "v1.28.15", "classic"),
+        ("1", "29", "v1.29.0", "native"),
+        ("1", "33+", "v1.33.4-eks-1234567", "native"),
+        // A distribution that leaves major and minor empty: its gitVersion tells.
+        ("", "", "v1.30.2+k3s1", "native"),
+        // Nothing readable: classic, which every version runs.
+        ("", "", "unknown", "classic"),
     ] {
-        let api = FakeApi::start("1", minor, git_version).await;
+        let api = FakeApi::start(major, minor, git_version).await;
         let (webhook, _dir, client) = mode_with(&api).await;
         webhook.wait_ready(true, Duration::from_secs(10)).await;
         assert_eq!(api.requests(), ["GET /version"]);
