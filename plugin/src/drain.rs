@@ -561,7 +561,8 @@ async fn through_redis(reader: &Reader, subject: Subject, host: &str) -> Result<
                 return Err(error.into());
             }
             subject.say(format!(
-                "{name}: Redis unreachable, retrying: {}",
+                "{name}: {}, retrying: {}",
+                tracker.redis().failure(),
                 chain(&error)
             ));
         }

@@ -271,21 +271,23 @@ impl Drain {
         let read_since_start = redis.last_read.is_some_and(|at| at >= self.started);
         if !read_since_start || redis.failing_since.is_some() {
             if let Some(error) = &redis.last_error {
-                self.message = format!("Redis unreachable, retrying: {error}");
+                self.message = format!("{}, retrying: {error}", redis.failure());
             }
             if out_of_time {
-                self.outage = redis
-                    .failing_since
-                    .zip(redis.last_error.as_ref())
-                    .map(|(since, error)| {
-                        let last_ok = redis.last_ok.map_or_else(String::new, |ok| {
-                            format!(", {} ago", secs(now.mono.saturating_sub(ok).as_secs_f64()))
+                self.outage =
+                    redis
+                        .failing_since
+                        .zip(redis.last_error.as_ref())
+                        .map(|(since, error)| {
+                            let last_ok = redis.last_ok.map_or_else(String::new, |ok| {
+                                format!(", {} ago", secs(now.mono.saturating_sub(ok).as_secs_f64()))
+                            });
+                            format!(
+                                "{} for the last {} ({error}); as of the last read{last_ok}",
+                                redis.failure(),
+                                secs(now.mono.saturating_sub(since).as_secs_f64())
+                            )
                         });
-                        format!(
-                            "Redis unreachable for the last {} ({error}); as of the last read{last_ok}",
-                            secs(now.mono.saturating_sub(since).as_secs_f64())
-                        )
-                    });
                 self.finish(Outcome::BudgetExhausted, elapsed);
             }
             return Vec::new();
@@ -917,6 +919,21 @@ mod tests {
             d.message(),
             "Redis unreachable, retrying: connection refused"
         );
+        // Refused access and a key of the wrong type are not said to be Redis away.
+        for (error, said) in [
+            (
+                "WRONGPASS invalid username-password pair",
+                "Redis refuses access",
+            ),
+            (
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                "Redis answers, but a key Sidekiq uses holds another type",
+            ),
+        ] {
+            t.record_failure(at(0.2), error.into());
+            d.step(&t, at(0.2));
+            assert_eq!(d.message(), format!("{said}, retrying: {error}"));
+        }
         t.ingest(at(1.0), Some(&[]), Vec::new());
         d.step(&t, at(1.0));
         assert_eq!(d.state(), State::Drained);

@@ -281,8 +281,10 @@ pub fn liveness(tracker: &Tracker, now: Now, thresholds: &Thresholds) -> Verdict
             ),
         );
     }
+    // A process a restart replaced lingers in Redis until its hash expires: not one beating.
     let beats: Vec<f64> = tracker
         .live()
+        .filter(|p| !tracker.superseded(p, now))
         .map(|p| tracker.heartbeat_age(p.beat, now))
         .collect();
     match beats.iter().copied().reduce(f64::min) {
@@ -489,6 +491,8 @@ mod tests {
         );
         let live = liveness(&t, at(1_040.0), &th);
         assert!(live.ok, "{live:?}");
+        // Only the successor beats: the predecessor is not counted.
+        assert_eq!(live.reason, "1 process beating, newest heartbeat 1.0s ago");
         // A process that stopped beating with no successor is wedged.
         let t = tracker_with(1_005.0, false, 1_039.0);
         assert_eq!(liveness(&t, at(1_040.0), &th).code, Code::StaleHeartbeat);

@@ -208,6 +208,21 @@ impl RedisHealth {
         self.refused && self.last_ok.is_none()
     }
 
+    /// What the last failure was, for messages: Redis not answering, refusing access, or
+    /// answering with a key of the wrong type — three faults with three different fixes.
+    pub fn failure(&self) -> &'static str {
+        let error = self.last_error.as_deref().unwrap_or_default();
+        if self.wrong_type {
+            "Redis answers, but a key Sidekiq uses holds another type"
+        } else if self.refused && is_certificate_error(error) {
+            "Redis's TLS certificate is not trusted"
+        } else if self.refused {
+            "Redis refuses access"
+        } else {
+            "Redis unreachable"
+        }
+    }
+
     /// `Some(true)` if the last read succeeded, `Some(false)` if it failed, `None` before any.
     pub fn reachable(&self) -> Option<bool> {
         self.last_read.map(|_| self.failing_since.is_none())
