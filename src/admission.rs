@@ -674,9 +674,9 @@ pub struct Combined {
     pub outcome: &'static str,
 }
 
-/// Mutates and validates `request` in one pass, for pods and every workload kind. The object is
-/// patched on CREATE, and on an UPDATE that changes a workload's pod template (never a Job's);
-/// otherwise it is judged as `/validate` judges it.
+/// Mutates and validates `request` in one pass, for pods and every workload kind: a pod is
+/// patched on CREATE, as `/mutate` patches it; everything else is judged as `/validate` judges
+/// it ([`patchable`]).
 pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
     let admit = |outcome| Combined {
         allowed: true,
@@ -715,32 +715,18 @@ pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
     }
 }
 
-/// Whether [`combined`] patches the object, rather than judging it as `/validate` does.
+/// Whether [`combined`] patches the object, rather than judging it as `/validate` does: a pod
+/// on CREATE, exactly where the webhook's `/mutate` patches.
 ///
-/// Every kind on CREATE. On UPDATE, a pod never: its spec is immutable (as for `/mutate`). A Job
-/// never either: its pod template is immutable, and the API server would refuse the whole
-/// update, even a label change. Another workload only when the update changes its pod template:
-/// a rollout follows anyway and carries the injection, while a relabel, a re-apply of the same
-/// manifest or a new version of this policy does not restart every worker. Its pods are
-/// injected as they are created in the meantime, which is why it is judged as injected.
-///
-/// Never a workload labelled `sidekiq-guard.io/inject=true` on its own metadata alone (SG024):
-/// only a policy that selects objects by that label sends it, while the webhook's selectors
-/// look at its pods, which carry the template's labels. Its pods are injected where their
-/// namespace opts in, as pods, as the webhook would.
+/// A workload's pod template is never patched, though the core could: its pods are injected as
+/// they are created (which is why a workload is judged as injected), while an injection written
+/// into the template would outlive every opt-out — `sidekiq-guard.io/inject=false` on the
+/// template, a namespace losing its label or joining `excludedNamespaces`, the policy removed —
+/// since a `kubectl apply` or Helm upgrade keeps fields it did not set, and the pods of such a
+/// template, no longer sent to the policy, would carry the sidecar of the release that wrote it.
+/// A pod is never patched on UPDATE either: its spec is immutable.
 fn patchable(request: &AdmissionRequest, kind: Kind) -> bool {
-    let patchable = match (request.operation.as_str(), kind) {
-        ("CREATE", _) => true,
-        (_, Kind::Pod | Kind::Job) => false,
-        _ => template_changed(request),
-    };
-    let opted_in_on_workload_only = request
-        .object
-        .as_ref()
-        .and_then(|object| Workload::locate(object).ok())
-        .and_then(|workload| workload.inject_label_on_workload_only())
-        == Some(crate::annotations::INJECT_POD_IN);
-    patchable && !opted_in_on_workload_only
+    request.operation == "CREATE" && kind == Kind::Pod
 }
 
 #[cfg(test)]
@@ -919,8 +905,29 @@ mod tests {
         assert_eq!(combined.allowed, validate.response.allowed);
     }
 
-    /// Only a policy selecting objects by the label sees such a workload; the webhook injects
-    /// its pods only where the namespace opts in, so the policy must not patch its template.
+    /// A workload is judged, never patched: an injection written into its template would
+    /// outlive an opt-out. Its pods are injected as they are created.
+    #[test]
+    fn combined_never_patches_a_workload() {
+        let policy = Policy::default();
+        let template = pod();
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "w", "namespace": "shop"},
+            "spec": {"template": {"metadata": template["metadata"], "spec": template["spec"]}},
+        });
+        for operation in ["CREATE", "UPDATE"] {
+            let request = parse(&review_body(operation, "Deployment", deployment.clone())).unwrap();
+            let answer = combined(&request, &ctx(&policy));
+            let validate = respond(&request, Endpoint::Validate, &ctx(&policy));
+            assert!(answer.ops.is_empty(), "{operation}: {:?}", answer.ops);
+            assert_eq!(answer.allowed, validate.response.allowed);
+            assert_eq!(answer.warnings, validate.response.warnings);
+        }
+    }
+
+    /// Only a policy selecting objects by the label sees such a workload; SG024 says its pods
+    /// do not carry the label.
     #[test]
     fn combined_does_not_patch_a_workload_opted_in_on_its_own_labels_alone() {
         let policy = Policy::default();
@@ -942,11 +949,17 @@ mod tests {
             "{:?}",
             answer.warnings
         );
-        // Labelled on its template too, its pods carry the label: patched.
+        // Labelled on its template too, its pods carry the label: no SG024.
         deployment["spec"]["template"]["metadata"]["labels"] =
             json!({"sidekiq-guard.io/inject": "true"});
         let request = parse(&review_body("CREATE", "Deployment", deployment)).unwrap();
-        assert!(!combined(&request, &ctx(&policy)).ops.is_empty());
+        let answer = combined(&request, &ctx(&policy));
+        assert!(answer.ops.is_empty(), "{:?}", answer.ops);
+        assert!(
+            !answer.warnings.iter().any(|w| w.contains("SG024")),
+            "{:?}",
+            answer.warnings
+        );
     }
 
     #[test]
