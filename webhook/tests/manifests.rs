@@ -267,6 +267,11 @@ fn the_base_is_a_consistent_least_privilege_installation() {
         pod["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
     );
+    // Linux binaries only: never on a Windows node of a mixed cluster.
+    assert_eq!(
+        pod["nodeSelector"],
+        serde_json::json!({"kubernetes.io/os": "linux"})
+    );
     let containers = pod["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 1);
     let webhook = &containers[0];
@@ -431,6 +436,7 @@ fn the_base_is_a_consistent_least_privilege_installation() {
         let deadline = job["activeDeadlineSeconds"].as_u64().unwrap();
         assert!((600..=3600).contains(&deadline), "{deadline}");
     }
+    assert_eq!(job_pod["nodeSelector"], pod["nodeSelector"]);
     let certs = &job_pod["containers"][0];
     assert_eq!(certs["image"], webhook["image"]);
     let mut line = command_line(certs);
