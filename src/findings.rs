@@ -174,6 +174,7 @@ pub fn job_running_longer(
     workload: &Workload<'_>,
     pod: &str,
     class: &str,
+    jid: Option<&str>,
     elapsed_secs: f64,
     declared: &crate::settings::Setting<u64>,
 ) -> Option<Finding> {
@@ -182,12 +183,14 @@ pub fn job_running_longer(
     }
     // Whole seconds: "running 2m1s", never a fraction.
     let elapsed_secs = elapsed_secs as u64;
+    // Two jobs of a class would otherwise read as the same line twice.
+    let job = jid.map_or_else(|| class.to_owned(), |jid| format!("{class} (jid {jid})"));
     Some(Finding::new(
         Code::JobRunningLonger,
         Severity::Warning,
         annotation_path(workload, annotations::LONGEST_JOB),
         format!(
-            "pod {pod} has been running {class} for {}, longer than the declared longest job {} ({}): a drain gives up before it ends",
+            "pod {pod} has been running {job} for {}, longer than the declared longest job {} ({}): a drain gives up before it ends",
             Secs(elapsed_secs),
             Secs(declared.value),
             declared.source
@@ -1484,7 +1487,7 @@ mod tests {
             source: Source::Annotation(annotations::LONGEST_JOB),
         };
         let running =
-            |secs| job_running_longer(&workload, "shop/w-1", "ImportJob", secs, &declared);
+            |secs| job_running_longer(&workload, "shop/w-1", "ImportJob", None, secs, &declared);
         assert_eq!(
             running(120.0),
             None,
@@ -1496,6 +1499,22 @@ mod tests {
             finding.message.starts_with(
                 "pod shop/w-1 has been running ImportJob for 2m1s, longer than the declared longest job 2m"
             ),
+            "{}",
+            finding.message
+        );
+        let finding = job_running_longer(
+            &workload,
+            "shop/w-1",
+            "ImportJob",
+            Some("b1c2d3"),
+            121.0,
+            &declared,
+        )
+        .unwrap();
+        assert!(
+            finding
+                .message
+                .starts_with("pod shop/w-1 has been running ImportJob (jid b1c2d3) for 2m1s"),
             "{}",
             finding.message
         );

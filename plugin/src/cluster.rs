@@ -152,6 +152,8 @@ pub(crate) struct Cluster {
     server: String,
     /// How long a probe's `/status` through the pod proxy may take ([`ClusterArgs::probe_timeout`]).
     probe_timeout: Option<Duration>,
+    /// `--request-timeout`, for the message when a request outlasts it.
+    request_timeout: Option<Duration>,
 }
 
 impl Cluster {
@@ -191,6 +193,7 @@ impl Cluster {
             default_namespace,
             server,
             probe_timeout: args.probe_timeout(),
+            request_timeout: timeout,
         })
     }
 
@@ -446,16 +449,41 @@ impl Cluster {
                 code: status.code,
                 message: status.message,
             },
-            kube::Error::HyperError(_) | kube::Error::Service(_) => Error::Unreachable {
-                server: self.server.clone(),
-                source: Box::new(error),
-            },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => {
+                match self.request_timeout.filter(|_| read_timed_out(&error)) {
+                    Some(after) => Error::ApiTimeout {
+                        what: path.to_owned(),
+                        server: self.server.clone(),
+                        after: sidekiq_guard::duration::format_secs(after.as_secs()),
+                    },
+                    None => Error::Unreachable {
+                        server: self.server.clone(),
+                        source: Box::new(error),
+                    },
+                }
+            }
             other => Error::Kube {
                 what: path.to_owned(),
                 source: Box::new(other),
             },
         }
     }
+}
+
+/// Whether `error` is an answer that did not come in time on a connection that was made (a
+/// timed-out read), rather than a connection that could not be made: the first is a slow
+/// request, the second a cluster out of reach.
+fn read_timed_out(error: &kube::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut timed_out = false;
+    while let Some(current) = cause {
+        timed_out |= current
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        cause = current.source();
+    }
+    // hyper names a failed connection attempt "(Connect)" at the top of the chain.
+    timed_out && !sidekiq_guard::errors::chain(error).contains("(Connect)")
 }
 
 async fn load_config(args: &ClusterArgs) -> Result<Config, Error> {

@@ -181,6 +181,9 @@ pub(crate) async fn run(
     let (lines, mut received) = mpsc::unbounded_channel::<String>();
     let mut tasks = tokio::task::JoinSet::new();
     let mut outcomes = Vec::new();
+    // The first error ends the run (exit 2) once every pod has had its drain: one pod that
+    // cannot be drained does not stop the others, and goes into the document with its reason.
+    let mut failure = None;
     for pod in pods {
         let subject = Subject {
             namespace: namespace.clone(),
@@ -218,20 +221,27 @@ pub(crate) async fn run(
                     IdentityHost::Known(host) => Ok(host),
                     IdentityHost::Unknown(why) => Err(why),
                 };
-                let host = known
-                    .and_then(|host| {
-                        if shared.is_shared(&host) {
-                            Err(shared_with(&neighbours, &shared, &subject.pod, &host))
-                        } else {
-                            Ok(host)
-                        }
-                    })
-                    .map_err(|why| Error::Probe {
-                        pod: subject.name(),
-                        message: format!(
-                            "cannot tell its Sidekiq processes in Redis: {why}; once sidekiq-guard's probe is injected, it drains the pod's own processes"
-                        ),
-                    })?;
+                let host = known.and_then(|host| {
+                    if shared.is_shared(&host) {
+                        Err(shared_with(&neighbours, &shared, &subject.pod, &host))
+                    } else {
+                        Ok(host)
+                    }
+                });
+                let host = match host {
+                    Ok(host) => host,
+                    Err(why) => {
+                        let error = Error::Probe {
+                            pod: subject.name(),
+                            message: format!(
+                                "cannot tell its Sidekiq processes in Redis: {why}; once sidekiq-guard's probe is injected, it drains the pod's own processes"
+                            ),
+                        };
+                        outcomes.push(subject.failure("redis")(&error));
+                        failure.get_or_insert(error);
+                        continue;
+                    }
+                };
                 let reader = reader.clone();
                 let failed = subject.failure("redis");
                 tasks.spawn(async move {
@@ -241,10 +251,17 @@ pub(crate) async fn run(
                 });
             }
             (None, None) => {
-                return Err(Error::Probe {
+                let message = if sidekiq_guard::analysis::is_sidekiq(&pod) {
+                    "no sidekiq-guard probe (not injected); use --redis-url to quiet it through Redis"
+                } else {
+                    "no sidekiq-guard probe, and no container runs sidekiq as far as its spec shows (set the sidekiq-guard.io/container annotation if one does); with --redis-url its host's processes are quieted through Redis"
+                };
+                let error = Error::Probe {
                     pod: subject.name(),
-                    message: "no sidekiq-guard probe (not injected); use --redis-url to quiet it through Redis".to_owned(),
-                });
+                    message: message.to_owned(),
+                };
+                outcomes.push(subject.failure("none")(&error));
+                failure.get_or_insert(error);
             }
         }
     }
@@ -254,7 +271,6 @@ pub(crate) async fn run(
         ReportFormat::Table | ReportFormat::Wide => &mut *out,
         ReportFormat::Json | ReportFormat::Yaml => &mut *err,
     };
-    let mut failure = None;
     loop {
         tokio::select! {
             line = received.recv() => match line {
@@ -414,6 +430,8 @@ async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result
         Ok(status) if status.drain.drain_state() != Some(State::Draining) => {
             status.drain.started_at.into_iter().collect()
         }
+        // A probe of another release: its /drain answer would not read either.
+        Err(error @ Error::ProbeSchema { .. }) => return Err(error),
         _ => Vec::new(),
     };
     subject.say(format!(
@@ -428,10 +446,16 @@ async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result
     ticker.tick().await;
     // The processes as last seen, for an outcome the probe did not give.
     let mut seen = Vec::new();
+    // Why the probe did not answer, if the last attempt failed: kept for the document, where a
+    // probe never reached must not read like a drain that ran out of time.
+    let mut last_error: Option<String> = None;
     let (state, message, processes) = loop {
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
-                let message = format!("timed out after {}", Secs(started.elapsed().as_secs()));
+                let mut message = format!("timed out after {}", Secs(started.elapsed().as_secs()));
+                if let Some(error) = &last_error {
+                    message = format!("{message}; the probe's last answer was an error: {error}");
+                }
                 subject.say(format!("{name}: {message}"));
                 break ("timed_out", Some(message), seen);
             }
@@ -449,6 +473,7 @@ async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result
                     Ok(Err(error)) if transient(&error) => {
                         let error = sidekiq_guard::errors::chain(&error);
                         subject.say(format!("{name}: {error}; asking again"));
+                        last_error = Some(error);
                         asked = ask_to_drain(cluster, namespace, pod, port, left, interval);
                         continue;
                     }
@@ -488,6 +513,7 @@ async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result
                 match sources::probe_status(cluster, namespace, pod, port).await {
                     Ok(status) if status.drain.started_at.is_some_and(|at| earlier.contains(&at)) => {}
                     Ok(status) => {
+                        last_error = None;
                         subject.say(progress_line(
                             &name,
                             &status.drain.state,
@@ -496,10 +522,11 @@ async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result
                         ));
                         seen = status.drain.processes;
                     }
-                    Err(error) => subject.say(format!(
-                        "{name}: {}",
-                        sidekiq_guard::errors::chain(&error)
-                    )),
+                    Err(error) => {
+                        let error = sidekiq_guard::errors::chain(&error);
+                        subject.say(format!("{name}: {error}"));
+                        last_error = Some(error);
+                    }
                 }
             }
         }
@@ -511,7 +538,7 @@ async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result
 /// A failure that may pass: the API server or the pod briefly unreachable, or slow.
 fn transient(error: &Error) -> bool {
     match error {
-        Error::Unreachable { .. } | Error::Timeout { .. } => true,
+        Error::Unreachable { .. } | Error::ApiTimeout { .. } | Error::Timeout { .. } => true,
         Error::Api { code, .. } => *code >= 500,
         _ => false,
     }

@@ -50,6 +50,15 @@ pub(crate) enum Error {
         #[source]
         source: Box<kube::Error>,
     },
+    /// Reached, but one request outlasted `--request-timeout` (a long list, a loaded server).
+    #[error(
+        "{what}: the Kubernetes API at {server} did not answer within {after} (--request-timeout; raise it, or 0 to wait without limit)"
+    )]
+    ApiTimeout {
+        what: String,
+        server: String,
+        after: String,
+    },
     #[error(
         "the Kubernetes API at {server} does not accept the kubeconfig's credentials: {message}"
     )]
@@ -70,6 +79,12 @@ pub(crate) enum Error {
     },
     #[error("pod {pod}: {message}")]
     Probe { pod: String, message: String },
+    /// The probe speaks another `/status` schema: a plugin of another release.
+    #[error(
+        "pod {pod}: the probe answers /status schema {schema}, and this kubectl-sidekiq reads schema {}: use the plugin of the webhook's release",
+        sidekiq_guard::probe::report::SCHEMA
+    )]
+    ProbeSchema { pod: String, schema: u64 },
     #[error("{what}: no answer within {after:?}")]
     Timeout { what: String, after: Duration },
     #[error("cannot build a request: {0}")]

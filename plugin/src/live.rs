@@ -200,7 +200,7 @@ async fn live_data(
                     processes.insert((namespace, name), status.processes);
                 }
                 Err(error) => notes.push(format!(
-                    "no running jobs for pod {namespace}/{name}: {}",
+                    "running jobs of pod {namespace}/{name} not read (SG020 not checked for it): {}",
                     sidekiq_guard::errors::chain(&error)
                 )),
             }
@@ -211,7 +211,7 @@ async fn live_data(
     for (index, why) in &hosts.unresolved {
         let (namespace, name) = key(&pods[*index]);
         notes.push(format!(
-            "no running jobs for pod {namespace}/{name}: its processes cannot be told in Redis: {why}"
+            "running jobs of pod {namespace}/{name} not read (SG020 not checked for it): its processes cannot be told in Redis: {why}"
         ));
     }
     for process in sources::all_processes(reader).await? {
@@ -275,7 +275,14 @@ fn live_findings(
         };
         let pod = format!("{namespace}/{pod_name}");
         found.extend(list.iter().flat_map(|p| &p.jobs).filter_map(|job| {
-            findings::job_running_longer(workload, &pod, &job.class, job.elapsed_secs, declared)
+            findings::job_running_longer(
+                workload,
+                &pod,
+                &job.class,
+                job.jid.as_deref(),
+                job.elapsed_secs,
+                declared,
+            )
         }));
     }
     found.extend(findings::classes_slower_than_declared(

@@ -159,12 +159,9 @@ fn decode(answer: Proxied, namespace: &str, pod: &str, port: u16) -> Result<Stat
             _ => return Err(decode_error(error)),
         },
     };
-    Err(Error::Probe {
+    Err(Error::ProbeSchema {
         pod: format!("{namespace}/{pod}"),
-        message: format!(
-            "the probe answers /status schema {schema}, and this kubectl-sidekiq reads schema {}: use the plugin of the webhook's release",
-            report::SCHEMA
-        ),
+        schema,
     })
 }
 

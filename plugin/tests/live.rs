@@ -192,10 +192,11 @@ fn live_signals_from_redis_running_jobs_and_recorded_times() {
         .expect("SG020");
     let message = running["message"].as_str().unwrap();
     assert!(
-        message.starts_with(&format!("pod shop/{pod} has been running ImportJob for "))
-            && message.contains(
-                "longer than the declared longest job 2s (annotation sidekiq-guard.io/longest-job)"
-            ),
+        message.starts_with(&format!(
+            "pod shop/{pod} has been running ImportJob (jid i1) for "
+        )) && message.contains(
+            "longer than the declared longest job 2s (annotation sidekiq-guard.io/longest-job)"
+        ),
         "{message}"
     );
     let slower = findings
@@ -382,6 +383,21 @@ fn running_jobs_are_read_from_the_probes_concurrently_and_only_where_containers_
     let mut pending = injected_pod("shop", "rails-worker-7d9c8f6b5-pending", 2, 7434);
     pending["status"]["phase"] = json!("Pending");
     api.add_pod(pending);
+    // A probe that does not answer: its jobs are unknown, which is not "no jobs".
+    let mute = "rails-worker-7d9c8f6b5-mute";
+    api.add_pod(injected_pod("shop", mute, 2, 7434));
+    api.proxy(
+        "shop",
+        mute,
+        7434,
+        ProxyTarget::Fixed {
+            status: 503,
+            body:
+                "error trying to reach service: dial tcp 10.1.2.3:7434: connect: connection refused"
+                    .into(),
+            delay: Duration::ZERO,
+        },
+    );
 
     let out = run_in(&api.kubeconfig("shop"), &["validate", "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -397,12 +413,19 @@ fn running_jobs_are_read_from_the_probes_concurrently_and_only_where_containers_
     assert_eq!(over.len(), 12, "{over:#?}");
     assert!(
         over.iter()
-            .all(|m| m.contains("has been running ImportJob for"))
+            .all(|m| m.contains("has been running ImportJob (jid jid0) for"))
     );
     let notes = report.to_string();
     assert!(
         !notes.contains("pending: "),
         "a Pending pod is not asked: {notes}"
+    );
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "note: running jobs of pod shop/{mute} not read (SG020 not checked for it): "
+        )),
+        "{}",
+        text(&out.stderr)
     );
     assert!(
         !api.requests().iter().any(|r| r.contains("pending")),

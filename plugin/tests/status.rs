@@ -267,6 +267,20 @@ fn a_probe_of_another_schema_is_named_not_misread() {
         "pod shop/worker-1: the probe answers /status schema 2, and this kubectl-sidekiq reads schema 1: use the plugin of the webhook's release"
     );
     assert_eq!(snapshot["pods"][0]["processes"], json!([]));
+    // drain says so too, rather than quote an answer it cannot read.
+    let out = run_in(
+        &api.kubeconfig("shop"),
+        &["drain", "worker-1", "--timeout", "2s"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).ends_with(
+            "error: pod shop/worker-1: the probe answers /status schema 2, and this kubectl-sidekiq reads schema 1: use the plugin of the webhook's release\n"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!api.requests().iter().any(|r| r.contains("/proxy/drain")));
 }
 
 /// A pod of namespace `shop` the webhook never saw (no status annotation): no probe to ask.
@@ -663,6 +677,21 @@ fn errors_say_what_to_do() {
         stderr.starts_with(&format!("error: cannot reach the Kubernetes API at https://127.0.0.1:{closed} (is the cluster up, and the kubeconfig's context the right one?)")),
         "{stderr}"
     );
+
+    // Reached, but slow: the request and the limit are named, not the cluster doubted.
+    api.slow_lists(Duration::from_secs(3));
+    let out = run_in(&kubeconfig, &["status", "--request-timeout", "1s"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("error: /api/v1/namespaces/")
+            && stderr.ends_with(&format!(
+                ": the Kubernetes API at https://127.0.0.1:{} did not answer within 1s (--request-timeout; raise it, or 0 to wait without limit)\n",
+                api.addr.port()
+            )),
+        "{stderr}"
+    );
+    api.slow_lists(Duration::ZERO);
 
     // Redis given through the environment, so its password stays out of `ps`; never echoed.
     let out = plugin()
@@ -1163,6 +1192,40 @@ fn drain_through_the_probe_takes_its_own_answer_not_an_earlier_drains() {
     );
     assert!(took < Duration::from_secs(4), "ended on time: {took:?}");
 
+    // A probe the API server cannot reach: the document says why it timed out, not only that.
+    let unreachable = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "error trying to reach service: dial tcp 10.1.2.3:7434: connect: connection refused", "reason": "ServiceUnavailable", "code": 503});
+    api.proxy(
+        "shop",
+        pod,
+        7434,
+        ProxyTarget::Fixed {
+            status: 503,
+            body: unreachable.to_string(),
+            delay: Duration::ZERO,
+        },
+    );
+    let out = run_in(
+        &kubeconfig,
+        &[
+            "drain",
+            pod,
+            "--interval",
+            "300ms",
+            "--timeout",
+            "1s",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = report["pods"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("timed out after 1s; the probe's last answer was an error: ")
+            && message.contains("connect: connection refused"),
+        "{message}"
+    );
+
     // A /drain the proxy refuses is an error that says so, not a silent wait.
     api.proxy(
         "shop",
@@ -1656,6 +1719,56 @@ fn drain_refuses_pods_without_a_probe_unless_given_redis() {
     );
     let out = run_in(&kubeconfig, &["drain", "missing"]);
     assert_eq!(text(&out.stderr), "error: pod shop/missing not found\n");
+
+    // Beside a pod it can drain, the bare one does not stop the drain: it goes into the
+    // document with its reason, and the run exits 2 once the other pod is drained.
+    let probed = "rails-worker-7d9c8f6b5-probed";
+    let api = api_with_drained_pod(probed, Duration::ZERO);
+    api.add_pod(bare_pod("bare-worker"));
+    let kubeconfig = api.kubeconfig("shop");
+    let out = run_in(
+        &kubeconfig,
+        &[
+            "drain",
+            "bare-worker",
+            probed,
+            "--timeout",
+            "3s",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let document: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pods = document["pods"].as_array().unwrap();
+    assert_eq!(pods.len(), 2, "{document}");
+    assert_eq!(
+        (&pods[0]["pod"], &pods[0]["via"], &pods[0]["state"]),
+        (&json!("bare-worker"), &json!("none"), &json!("error"))
+    );
+    assert_eq!(
+        pods[0]["message"],
+        "pod shop/bare-worker: no sidekiq-guard probe (not injected); use --redis-url to quiet it through Redis"
+    );
+    assert_eq!(
+        (&pods[1]["pod"], &pods[1]["idle"]),
+        (&json!(probed), &json!(true))
+    );
+    assert_eq!(requests_with(&api, "/proxy/drain"), 1);
+
+    // A pod named by mistake that runs no Sidekiq is said to run none, not to lack Redis.
+    let mut web = bare_pod("web-1");
+    web["spec"]["containers"][0]["command"] = json!(["bundle", "exec", "puma"]);
+    api.add_pod(web);
+    let out = run_in(&kubeconfig, &["drain", "web-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).ends_with(
+            "error: pod shop/web-1: no sidekiq-guard probe, and no container runs sidekiq as far as its spec shows (set the sidekiq-guard.io/container annotation if one does); with --redis-url its host's processes are quieted through Redis\n"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run_in(&kubeconfig, &["drain"]);
     assert_eq!(
         text(&out.stderr),

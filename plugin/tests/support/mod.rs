@@ -135,6 +135,8 @@ pub struct ClusterState {
     forbidden: Vec<(String, String, Option<String>)>,
     /// (verb, plural) pairs answered 500, as by an API server whose etcd times out.
     failing: Vec<(String, String)>,
+    /// How long every list waits before it answers.
+    list_delay: Duration,
     /// Requests seen: method and path with query.
     pub requests: Vec<String>,
     /// Whether every continue token is answered 410 Expired, as after etcd compaction.
@@ -291,6 +293,11 @@ impl ApiServer {
             .unwrap()
             .failing
             .push((verb.to_owned(), plural.to_owned()));
+    }
+
+    /// Answers every list only after `delay`: a loaded API server, a long list.
+    pub fn slow_lists(&self, delay: Duration) {
+        self.state.lock().unwrap().list_delay = delay;
     }
 
     /// Stops answering 403 to what [`ApiServer::forbid`] forbade.
@@ -457,6 +464,10 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         }
         other => (None, other),
     };
+    if let [_plural] = tail {
+        let delay = shared.state.lock().unwrap().list_delay;
+        tokio::time::sleep(delay).await;
+    }
     match tail {
         [plural] => list(
             &shared,
