@@ -675,8 +675,8 @@ pub struct Combined {
 }
 
 /// Mutates and validates `request` in one pass, for pods and every workload kind: a pod is
-/// patched on CREATE, as `/mutate` patches it; everything else is judged as `/validate` judges
-/// it ([`patchable`]).
+/// patched on CREATE, as `/mutate` patches it; everything else, a workload's pod template
+/// included, is judged as `/validate` judges it, never patched.
 pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
     let admit = |outcome| Combined {
         allowed: true,
