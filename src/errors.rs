@@ -125,11 +125,10 @@ fn budget_breach(breach: &serde_saphyr::budget::BudgetBreach) -> String {
                 aliases.saturating_sub(1)
             )
         }
-        other => {
-            let name = format!("{other:?}");
-            let name = name.split([' ', '{']).next().unwrap_or_default().to_owned();
-            format!("too large or complex to read (a limit on {name} was reached)")
+        BudgetBreach::Documents { documents } => {
+            format!("more than {} documents", documents.saturating_sub(1))
         }
+        _ => "too large or complex to read (a limit of the YAML reader was reached)".to_owned(),
     }
 }
 
