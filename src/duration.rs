@@ -88,7 +88,9 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
         });
     } else {
         humantime::parse_duration(text).map_err(|e| match e {
-            humantime::DurationError::NumberOverflow => too_long(),
+            // humantime says "overflow" also of a fraction it cannot divide exactly into its
+            // unit (`1.333h`): only whole numbers overflow for their size.
+            humantime::DurationError::NumberOverflow if !text.contains('.') => too_long(),
             _ => invalid(),
         })?
     };
@@ -98,14 +100,15 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
     Ok(duration)
 }
 
-/// Whether `text` writes a number followed by the unit `M` alone (`15M`, `1h5M`), not a word
-/// that starts with M (`1 Month`).
+/// Whether `text` writes a number followed by the unit `M` alone (`15M`, `1h5M`, `15 M`, as
+/// humantime skips the space), not a word that starts with M (`1 Month`).
 fn months_unit(text: &str) -> bool {
     let bytes = text.as_bytes();
     bytes.iter().enumerate().any(|(at, &b)| {
         b == b'M'
-            && at > 0
-            && bytes[at - 1].is_ascii_digit()
+            && text[..at]
+                .trim_end()
+                .ends_with(|c: char| c.is_ascii_digit())
             && bytes
                 .get(at + 1)
                 .is_none_or(|next| !next.is_ascii_alphabetic())
@@ -196,6 +199,8 @@ mod tests {
     #[case(".5")]
     #[case("1.2.3")]
     #[case("1 Month")]
+    #[case("1.333h")]
+    #[case("1.5ns")]
     #[case("++5m")]
     #[case("+-5m")]
     fn rejects(#[case] input: &str) {
@@ -228,7 +233,7 @@ mod tests {
 
     #[test]
     fn months_are_refused_with_minutes_suggested() {
-        for input in ["5M", "15M", "1h5M", "1M30s"] {
+        for input in ["5M", "15M", "1h5M", "1M30s", "15 M"] {
             assert_eq!(
                 parse(input).unwrap_err().to_string(),
                 format!(

@@ -106,15 +106,17 @@ pub struct RedisEnv {
     /// Variables the Redis URL needs that neither `env` defines nor an `envFrom` may provide.
     pub missing: Vec<String>,
     /// Nothing in the container can hold Sidekiq's Redis URL: `REDIS_URL` (or the variable
-    /// `REDIS_PROVIDER` names) is not in `env` and there is no `envFrom`. Sidekiq then takes
+    /// `REDIS_PROVIDER` names) is not in `env` and there is no `envFrom`, or it is in `env`, empty
+    /// ([`RedisEnv::url_empty`]). Sidekiq then takes
     /// its Redis from Ruby configuration the manifest cannot show (`config.redis = {host: …}`),
     /// or from localhost: the probe cannot know which, and guessing localhost would fail the
     /// probes of a healthy worker. Holds the variable Sidekiq would read the URL from.
     pub url_missing: Option<String>,
     /// `url_missing`'s variable is in `env`, set to the empty string (`value: ""`, or no value
     /// at all, as a Helm chart renders an unset value): `env` overrides `envFrom`, so nothing
-    /// else can fill it, and with an empty URL Sidekiq either fails to start or takes its Redis
-    /// from Ruby — neither of which the probe can follow.
+    /// else can fill it (unless an `envFrom` may set a `REDIS_PROVIDER` that `env` does not:
+    /// then the URL is unresolved and the `envFrom` goes along), and with an empty URL Sidekiq
+    /// either fails to start or takes its Redis from Ruby — neither of which the probe can follow.
     pub url_empty: bool,
     /// `(variable, reference)`: a copied variable whose value references `$(reference)`, which
     /// `env` defines only after it. Kubernetes expands a reference only to a variable defined
@@ -136,7 +138,9 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
     let mut problem = None;
     let mut url_var = Some(REDIS_URL);
     let mut wanted: Vec<&str> = vec![REDIS_URL, REDIS_PROVIDER];
-    // Set to nothing, REDIS_PROVIDER is no provider: Sidekiq reads REDIS_URL, as without it.
+    // Set to nothing, REDIS_PROVIDER is no provider: Sidekiq 7+ reads REDIS_URL, as without it
+    // (`ENV[p.to_s] || ENV["REDIS_URL"]`); 6.x reads `ENV[""]`, no URL at all, and so talks to
+    // localhost while the probe reads REDIS_URL — a setting no one writes on purpose.
     if let Some(provider) = find(REDIS_PROVIDER).filter(|p| !is_empty_literal(p)) {
         match provider.get("value").and_then(Value::as_str) {
             Some(target) if sidekiq::provider_holds_url(target) => {
@@ -184,10 +188,15 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         .filter(|name| find(name).is_none())
         .map(str::to_owned)
         .collect();
-    let unresolved = url_var.is_none() || !undefined.is_empty();
-    let copy_env_from = unresolved && !env_from.is_empty();
     let url_entry = url_var.and_then(find);
-    let url_empty = problem.is_none() && url_entry.is_some_and(is_empty_literal);
+    let empty_in_env = problem.is_none() && url_entry.is_some_and(is_empty_literal);
+    // An envFrom may still set REDIS_PROVIDER when env does not, naming another variable that
+    // holds the URL (Sidekiq 7+ then reads it first): only otherwise is an empty URL final.
+    let provider_may_come = find(REDIS_PROVIDER).is_none() && !env_from.is_empty();
+    let url_empty = empty_in_env && !provider_may_come;
+    let unresolved =
+        url_var.is_none() || !undefined.is_empty() || (empty_in_env && provider_may_come);
+    let copy_env_from = unresolved && !env_from.is_empty();
     let url_missing = url_var
         .filter(|_| url_empty || (problem.is_none() && env_from.is_empty() && url_entry.is_none()))
         .map(str::to_owned);
@@ -1134,15 +1143,29 @@ mod tests {
             {"name": "REDIS_URL", "value": "redis://r:6379"},
         ])));
         // Set to the empty string (as a Helm chart renders an unset value): Sidekiq gets no
-        // URL, whatever an envFrom holds, since env overrides it.
+        // URL, whatever an envFrom holds for it, since env overrides it.
         for empty in [json!(""), json!(null)] {
-            let env = json!([{"name": "REDIS_HOST", "value": "r"}, {"name": "REDIS_URL", "value": empty}]);
+            let env = json!([
+                {"name": "REDIS_HOST", "value": "r"},
+                {"name": "REDIS_PROVIDER", "value": ""},
+                {"name": "REDIS_URL", "value": empty},
+            ]);
             let mut container = sidekiq(env);
             container["envFrom"] = json!([{"secretRef": {"name": "app-env"}}]);
             let redis = redis_env(&container);
             assert_eq!(redis.url_missing.as_deref(), Some("REDIS_URL"), "{empty}");
             assert!(redis.url_empty);
         }
+        // ...unless an envFrom may set a REDIS_PROVIDER that env does not: it goes along.
+        let mut container = sidekiq(json!([{"name": "REDIS_URL", "value": ""}]));
+        container["envFrom"] = json!([{"secretRef": {"name": "heroku-env"}}]);
+        let redis = redis_env(&container);
+        assert_eq!((redis.url_missing, redis.url_empty), (None, false));
+        assert!(redis.found);
+        assert_eq!(
+            redis.env_from,
+            vec![json!({"secretRef": {"name": "heroku-env"}})]
+        );
         assert!(missing(json!([{"name": "REDIS_URL"}])));
         let provider = redis_env(&sidekiq(json!([
             {"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"},

@@ -475,15 +475,17 @@ impl Cluster {
 /// request, the second a cluster out of reach.
 fn read_timed_out(error: &kube::Error) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    let mut timed_out = false;
+    let (mut timed_out, mut connecting) = (false, false);
     while let Some(current) = cause {
         timed_out |= current
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        connecting |= current
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect);
         cause = current.source();
     }
-    // hyper names a failed connection attempt "(Connect)" at the top of the chain.
-    timed_out && !sidekiq_guard::errors::chain(error).contains("(Connect)")
+    timed_out && !connecting
 }
 
 async fn load_config(args: &ClusterArgs) -> Result<Config, Error> {

@@ -90,7 +90,7 @@ impl Subject {
         let subject = self.clone();
         let started = Instant::now();
         move |error| {
-            let message = sidekiq_guard::errors::chain(error);
+            let message = error.about_pod();
             subject.say(format!("{}: drain failed: {message}", subject.name()));
             let elapsed = started.elapsed();
             subject
@@ -454,7 +454,7 @@ async fn through_probe(cluster: &Cluster, subject: Subject, port: u16) -> Result
             () = tokio::time::sleep_until(deadline) => {
                 let mut message = format!("timed out after {}", Secs(started.elapsed().as_secs()));
                 if let Some(error) = &last_error {
-                    message = format!("{message}; the probe's last answer was an error: {error}");
+                    message = format!("{message}; the last attempt to reach the probe failed: {error}");
                 }
                 subject.say(format!("{name}: {message}"));
                 break ("timed_out", Some(message), seen);

@@ -80,10 +80,7 @@ pub(crate) enum Error {
     #[error("pod {pod}: {message}")]
     Probe { pod: String, message: String },
     /// The probe speaks another `/status` schema: a plugin of another release.
-    #[error(
-        "pod {pod}: the probe answers /status schema {schema}, and this kubectl-sidekiq reads schema {}: use the plugin of the webhook's release",
-        sidekiq_guard::probe::report::SCHEMA
-    )]
+    #[error("pod {pod}: {}", other_schema(*schema))]
     ProbeSchema { pod: String, schema: u64 },
     #[error("{what}: no answer within {after:?}")]
     Timeout { what: String, after: Duration },
@@ -107,7 +104,24 @@ pub(crate) enum Error {
     Runtime(#[source] io::Error),
 }
 
+fn other_schema(schema: u64) -> String {
+    format!(
+        "the probe answers /status schema {schema}, and this kubectl-sidekiq reads schema {}: use the plugin of the webhook's release",
+        sidekiq_guard::probe::report::SCHEMA
+    )
+}
+
 impl Error {
+    /// The message without the `pod …:` a pod's own errors start with, for a line or a field
+    /// that names the pod already.
+    pub(crate) fn about_pod(&self) -> String {
+        match self {
+            Error::Probe { message, .. } => message.clone(),
+            Error::ProbeSchema { schema, .. } => other_schema(*schema),
+            other => sidekiq_guard::errors::chain(other),
+        }
+    }
+
     /// Whether the error is a closed stdout (`kubectl sidekiq … | head`), which is not a failure.
     pub(crate) fn is_broken_pipe(&self) -> bool {
         let io = match self {

@@ -138,7 +138,7 @@ pub(crate) fn report(
         Outcome::Skipped(_) => {
             if let Some(kind) = sidekiq_guard::analysis::foreign_sidekiq_kind(object) {
                 lines.push(format!(
-                    "not checked: {kind} is not a kind sidekiq-guard reads (Kubernetes' own {}); the webhook injects its pods when they are created",
+                    "not checked: {kind} is not a kind sidekiq-guard reads (Kubernetes' own {}); its pods are reviewed, and injected where they opt in, as they are created",
                     sidekiq_guard::workload::Kind::ALL.map(|k| k.name()).join(", ")
                 ));
             }

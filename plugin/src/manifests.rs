@@ -52,7 +52,7 @@ pub(crate) enum ManifestError {
     /// A mapping that names no `kind`: what `kubectl apply` refuses as no object (a
     /// `kustomization.yaml` or Helm values file among manifests, an empty `{}` rendered).
     #[error(
-        "{source_name}: not a Kubernetes object: it sets no kind; a kustomization or Helm values file is not a manifest (render it: kubectl kustomize DIR | kubectl sidekiq validate -f -)"
+        "{source_name}: not a Kubernetes object: it has no kind (a non-empty string); a kustomization or Helm values file is not a manifest (render it: kubectl kustomize DIR | kubectl sidekiq validate -f -)"
     )]
     NoKind {
         /// File and document number (and list item).

@@ -321,12 +321,12 @@ fn bad_input_is_exit_2_with_a_clear_message() {
             // A rendered `{}`, a values file: kubectl apply refuses them as no object.
             &["validate", "-f", "-"],
             Some("--- {}\n"),
-            "error: stdin: not a Kubernetes object: it sets no kind; a kustomization or Helm values file is not a manifest (render it: kubectl kustomize DIR | kubectl sidekiq validate -f -)\n",
+            "error: stdin: not a Kubernetes object: it has no kind (a non-empty string); a kustomization or Helm values file is not a manifest (render it: kubectl kustomize DIR | kubectl sidekiq validate -f -)\n",
         ),
         (
             &["inject", "-f", "-"],
             Some("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  metadata: {name: x}\n"),
-            "error: stdin items[0]: not a Kubernetes object: it sets no kind; ",
+            "error: stdin items[0]: not a Kubernetes object: it has no kind (a non-empty string); ",
         ),
         (
             &["validate", "-f", "plugin/src"],
@@ -579,7 +579,7 @@ fn sidekiq_in_a_kind_sidekiq_guard_does_not_read_is_said_not_checked() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stderr),
-        "Warning: stdin: Rollout reports: not checked: argoproj.io/v1alpha1 Rollout is not a kind sidekiq-guard reads (Kubernetes' own Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob); the webhook injects its pods when they are created\n\
+        "Warning: stdin: Rollout reports: not checked: argoproj.io/v1alpha1 Rollout is not a kind sidekiq-guard reads (Kubernetes' own Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob); its pods are reviewed, and injected where they opt in, as they are created\n\
          0 Sidekiq workload(s): 0 error(s), 0 warning(s), 0 info\n"
     );
     // Without Sidekiq in its template, another kind is simply not ours.
@@ -775,7 +775,7 @@ fn a_custom_resource_with_a_workload_kind_is_left_alone() {
     assert_eq!(yaml_docs(&text(&out.stdout)), yaml_docs(custom));
     assert_eq!(
         text(&out.stderr),
-        "Warning: stdin: Deployment worker: not checked: example.com/v1 Deployment is not a kind sidekiq-guard reads (Kubernetes' own Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob); the webhook injects its pods when they are created\n"
+        "Warning: stdin: Deployment worker: not checked: example.com/v1 Deployment is not a kind sidekiq-guard reads (Kubernetes' own Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob); its pods are reviewed, and injected where they opt in, as they are created\n"
     );
     let out = run(&["validate", "-f", "-", "-o", "json"], Some(custom));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -208,8 +208,9 @@ impl RedisHealth {
         self.refused && self.last_ok.is_none()
     }
 
-    /// What the last failure was, for messages: Redis not answering, refusing access, or
-    /// answering with a key of the wrong type — three faults with three different fixes.
+    /// What the last failure was, for messages: Redis not answering, refusing access (its TLS
+    /// certificate not trusted among those), or answering with a key of the wrong type — faults
+    /// with different fixes.
     pub fn failure(&self) -> &'static str {
         let error = self.last_error.as_deref().unwrap_or_default();
         if self.wrong_type {

@@ -279,9 +279,11 @@ fn interval(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// The smallest `--max-body-bytes` accepted: below it even the review of a small pod would get
-/// 413, and with the mutating webhook's `failurePolicy: Ignore` every pod would be admitted
-/// uninjected, with nothing but a metric to say so.
+/// The smallest `--max-body-bytes` accepted. A CREATE review of a small pod is about 4 KiB, but
+/// an UPDATE carries the object twice and a pod with a long `env` or many `managedFields` runs
+/// to tens of KiB: below this, ordinary reviews would get 413 and, under the mutating webhook's
+/// `failurePolicy: Ignore`, their pods would be admitted uninjected with nothing but a metric
+/// to say so.
 pub const MIN_BODY_BYTES: usize = 64 * 1024;
 
 fn body_limit(text: &str) -> Result<usize, String> {
@@ -290,7 +292,7 @@ fn body_limit(text: &str) -> Result<usize, String> {
         .map_err(|_| format!("{text:?}: expected a number of bytes, such as 8388608"))?;
     if bytes < MIN_BODY_BYTES {
         return Err(format!(
-            "{bytes} bytes is below the least accepted, {MIN_BODY_BYTES} (64 KiB): reviews of ordinary pods would be refused with 413 and their pods admitted uninjected"
+            "{bytes} bytes is below the least accepted, {MIN_BODY_BYTES} (64 KiB): reviews of ordinary pods and their updates would be refused with 413 and their pods admitted uninjected"
         ));
     }
     Ok(bytes)
