@@ -1336,7 +1336,7 @@ impl Ctx<'_, '_> {
                     sidekiq::REDIS_PROVIDER
                 ),
             )
-        } else if let Some(variable) = redis.url_missing.as_ref().filter(|_| redis.url_empty) {
+        } else if let Some(sidecar::UrlMissing::Empty(variable)) = &redis.url_missing {
             (
                 Severity::Error,
                 format!(
@@ -1346,7 +1346,7 @@ impl Ctx<'_, '_> {
                     "set {variable} to the redis:// URL Sidekiq uses, even if Sidekiq is configured in Ruby"
                 ),
             )
-        } else if let Some(variable) = &redis.url_missing {
+        } else if let Some(sidecar::UrlMissing::Unset(variable)) = &redis.url_missing {
             let sets_no = if variable == sidekiq::REDIS_URL {
                 format!("sets no {}", sidekiq::REDIS_URL)
             } else {

@@ -105,24 +105,38 @@ pub struct RedisEnv {
     pub problem: Option<String>,
     /// Variables the Redis URL needs that neither `env` defines nor an `envFrom` may provide.
     pub missing: Vec<String>,
-    /// Nothing in the container can hold Sidekiq's Redis URL: `REDIS_URL` (or the variable
-    /// `REDIS_PROVIDER` names) is not in `env` and there is no `envFrom`, or it is in `env`, empty
-    /// ([`RedisEnv::url_empty`]). Sidekiq then takes
-    /// its Redis from Ruby configuration the manifest cannot show (`config.redis = {host: …}`),
-    /// or from localhost: the probe cannot know which, and guessing localhost would fail the
-    /// probes of a healthy worker. Holds the variable Sidekiq would read the URL from.
-    pub url_missing: Option<String>,
-    /// `url_missing`'s variable is in `env`, set to the empty string (`value: ""`, or no value
-    /// at all, as a Helm chart renders an unset value): `env` overrides `envFrom`, so nothing
-    /// else can fill it (unless an `envFrom` may set a `REDIS_PROVIDER` that `env` does not:
-    /// then the URL is unresolved and the `envFrom` goes along), and with an empty URL Sidekiq
-    /// either fails to start or takes its Redis from Ruby — neither of which the probe can follow.
-    pub url_empty: bool,
+    /// Nothing in the container can be taken for Sidekiq's Redis URL ([`UrlMissing`]).
+    /// Sidekiq then takes its Redis from Ruby configuration the manifest cannot show
+    /// (`config.redis = {host: …}`), or from localhost (or fails to start): the probe cannot
+    /// know which, and guessing localhost would fail the probes of a healthy worker.
+    pub url_missing: Option<UrlMissing>,
     /// `(variable, reference)`: a copied variable whose value references `$(reference)`, which
     /// `env` defines only after it. Kubernetes expands a reference only to a variable defined
     /// before it, so the container gets the text `$(reference)` (a Redis URL whose password is
     /// `$(REDIS_PASSWORD)`, say).
     pub out_of_order: Vec<(String, String)>,
+}
+
+/// Why nothing in the Sidekiq container can be taken for its Redis URL; each holds the variable
+/// Sidekiq reads the URL from (`REDIS_URL`, or the one `REDIS_PROVIDER` names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlMissing {
+    /// Not in `env`, and there is no `envFrom` that may set it.
+    Unset(String),
+    /// In `env`, set to the empty string (`value: ""`, or no value at all, as a Helm chart renders
+    /// an unset value): `env` overrides `envFrom`, so nothing else can fill it. (Where an
+    /// `envFrom` may set a `REDIS_PROVIDER` that `env` does not, the URL is unresolved instead,
+    /// and the `envFrom` goes along.)
+    Empty(String),
+}
+
+impl UrlMissing {
+    /// The variable Sidekiq reads the URL from.
+    pub fn variable(&self) -> &str {
+        match self {
+            UrlMissing::Unset(variable) | UrlMissing::Empty(variable) => variable,
+        }
+    }
 }
 
 /// Collects the Redis settings of `sidekiq`: `REDIS_URL`, `REDIS_PROVIDER` and the variable it
@@ -193,13 +207,16 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
     // An envFrom may still set REDIS_PROVIDER when env does not, naming another variable that
     // holds the URL (Sidekiq 7+ then reads it first): only otherwise is an empty URL final.
     let provider_may_come = find(REDIS_PROVIDER).is_none() && !env_from.is_empty();
-    let url_empty = empty_in_env && !provider_may_come;
+    let empty = empty_in_env && !provider_may_come;
     let unresolved =
         url_var.is_none() || !undefined.is_empty() || (empty_in_env && provider_may_come);
     let copy_env_from = unresolved && !env_from.is_empty();
-    let url_missing = url_var
-        .filter(|_| url_empty || (problem.is_none() && env_from.is_empty() && url_entry.is_none()))
-        .map(str::to_owned);
+    let unset = problem.is_none() && env_from.is_empty() && url_entry.is_none();
+    let url_missing = url_var.and_then(|variable| match (empty, unset) {
+        (true, _) => Some(UrlMissing::Empty(variable.to_owned())),
+        (false, true) => Some(UrlMissing::Unset(variable.to_owned())),
+        (false, false) => None,
+    });
     let out_of_order = out_of_order(entries, &index, &copied);
     RedisEnv {
         env,
@@ -212,7 +229,6 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         problem,
         missing: if copy_env_from { Vec::new() } else { undefined },
         url_missing,
-        url_empty,
         out_of_order,
     }
 }
@@ -1110,7 +1126,10 @@ mod tests {
 
         let redis = redis_env(&sidekiq(json!([])));
         assert!(!redis.found);
-        assert_eq!(redis.url_missing.as_deref(), Some("REDIS_URL"));
+        assert_eq!(
+            redis.url_missing,
+            Some(UrlMissing::Unset("REDIS_URL".into()))
+        );
     }
 
     #[test]
@@ -1126,9 +1145,8 @@ mod tests {
             redis_env(&sidekiq(
                 json!([{"name": "REDIS_PROVIDER", "value": "REDISCLOUD_URL"}])
             ))
-            .url_missing
-            .as_deref(),
-            Some("REDISCLOUD_URL")
+            .url_missing,
+            Some(UrlMissing::Unset("REDISCLOUD_URL".into()))
         );
         // ...but Sidekiq falls back to REDIS_URL, and so does the probe.
         let fallback = redis_env(&sidekiq(json!([
@@ -1153,14 +1171,17 @@ mod tests {
             let mut container = sidekiq(env);
             container["envFrom"] = json!([{"secretRef": {"name": "app-env"}}]);
             let redis = redis_env(&container);
-            assert_eq!(redis.url_missing.as_deref(), Some("REDIS_URL"), "{empty}");
-            assert!(redis.url_empty);
+            assert_eq!(
+                redis.url_missing,
+                Some(UrlMissing::Empty("REDIS_URL".into())),
+                "{empty}"
+            );
         }
         // ...unless an envFrom may set a REDIS_PROVIDER that env does not: it goes along.
         let mut container = sidekiq(json!([{"name": "REDIS_URL", "value": ""}]));
         container["envFrom"] = json!([{"secretRef": {"name": "heroku-env"}}]);
         let redis = redis_env(&container);
-        assert_eq!((redis.url_missing, redis.url_empty), (None, false));
+        assert_eq!(redis.url_missing, None);
         assert!(redis.found);
         assert_eq!(
             redis.env_from,
@@ -1172,7 +1193,10 @@ mod tests {
             {"name": "REDISCLOUD_URL", "value": ""},
             {"name": "REDIS_URL", "value": "redis://r:6379"},
         ])));
-        assert_eq!(provider.url_missing.as_deref(), Some("REDISCLOUD_URL"));
+        assert_eq!(
+            provider.url_missing,
+            Some(UrlMissing::Empty("REDISCLOUD_URL".into()))
+        );
         // A provider with no value at all is no provider either.
         assert!(!missing(json!([
             {"name": "REDIS_PROVIDER"},

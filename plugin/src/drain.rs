@@ -7,6 +7,7 @@
 //! Progress is a stream of lines; with `-o json|yaml` those go to stderr and stdout gets one
 //! document with each pod's outcome, for scripts that act on it.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -184,6 +185,8 @@ pub(crate) async fn run(
     // The first error ends the run (exit 2) once every pod has had its drain: one pod that
     // cannot be drained does not stop the others, and goes into the document with its reason.
     let mut failure = None;
+    // A drain task that panics (a defect) still puts its pod into the document.
+    let mut if_panicked: HashMap<tokio::task::Id, Failure> = HashMap::new();
     for pod in pods {
         let subject = Subject {
             namespace: namespace.clone(),
@@ -210,11 +213,13 @@ pub(crate) async fn run(
             (_, Some(status)) => {
                 let cluster = cluster.clone();
                 let failed = subject.failure("probe");
-                tasks.spawn(async move {
+                let panicked = subject.failure("probe");
+                let task = tasks.spawn(async move {
                     through_probe(&cluster, subject, status.probe_port)
                         .await
                         .map_err(|error| (failed(&error), error))
                 });
+                if_panicked.insert(task.id(), Box::new(panicked));
             }
             (Some(reader), None) => {
                 let known = match identity_host(&pod) {
@@ -244,11 +249,13 @@ pub(crate) async fn run(
                 };
                 let reader = reader.clone();
                 let failed = subject.failure("redis");
-                tasks.spawn(async move {
+                let panicked = subject.failure("redis");
+                let task = tasks.spawn(async move {
                     through_redis(&reader, subject, &host)
                         .await
                         .map_err(|error| (failed(&error), error))
                 });
+                if_panicked.insert(task.id(), Box::new(panicked));
             }
             (None, None) => {
                 let message = if sidekiq_guard::analysis::is_sidekiq(&pod) {
@@ -279,14 +286,23 @@ pub(crate) async fn run(
                 None if tasks.is_empty() => break,
                 None => {}
             },
-            done = tasks.join_next(), if !tasks.is_empty() => match done {
-                Some(Ok(Ok(outcome))) => outcomes.push(outcome),
-                Some(Ok(Err((outcome, error)))) => {
+            done = tasks.join_next_with_id(), if !tasks.is_empty() => match done {
+                // Each finished task's entry goes: it holds a sender of `lines`, which must
+                // all be dropped for the progress channel to close.
+                Some(Ok((id, Ok(outcome)))) => {
+                    if_panicked.remove(&id);
+                    outcomes.push(outcome);
+                }
+                Some(Ok((id, Err((outcome, error))))) => {
+                    if_panicked.remove(&id);
                     outcomes.push(outcome);
                     failure.get_or_insert(error);
                 }
                 Some(Err(joined)) => {
-                    failure.get_or_insert(Error::Task(joined));
+                    let failed = if_panicked.remove(&joined.id());
+                    let error = Error::Task(joined);
+                    outcomes.extend(failed.map(|failed| failed(&error)));
+                    failure.get_or_insert(error);
                 }
                 None => {}
             },
@@ -302,6 +318,9 @@ pub(crate) async fn run(
     }
     Ok(!idle)
 }
+
+/// Makes a pod's `error` outcome of the error that ended its drain ([`Subject::failure`]).
+type Failure = Box<dyn Fn(&Error) -> PodDrain + Send>;
 
 /// Prints the outcomes for `-o json|yaml`; the table formats printed them as progress.
 fn write_document(
