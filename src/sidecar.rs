@@ -130,15 +130,6 @@ pub enum UrlMissing {
     Empty(String),
 }
 
-impl UrlMissing {
-    /// The variable Sidekiq reads the URL from.
-    pub fn variable(&self) -> &str {
-        match self {
-            UrlMissing::Unset(variable) | UrlMissing::Empty(variable) => variable,
-        }
-    }
-}
-
 /// Collects the Redis settings of `sidekiq`: `REDIS_URL`, `REDIS_PROVIDER` and the variable it
 /// names, and every variable their literal values reference with `$(VAR)`. Secret references are
 /// copied as references, never resolved. `envFrom` sources are copied only when a needed variable
