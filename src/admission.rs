@@ -455,7 +455,7 @@ pub struct AdmissionResponse {
     pub patch_type: Option<&'static str>,
     /// The RFC 6902 patch, base64-encoded as the API documents it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch: Option<String>,
+    pub patch: Option<EncodedPatch>,
     /// `Warning:` lines for the client.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -468,6 +468,71 @@ impl AdmissionResponse {
     /// The full AdmissionReview the webhook returns.
     pub fn into_review(self) -> Value {
         serde_json::json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": self})
+    }
+
+    /// The same AdmissionReview as [`AdmissionResponse::into_review`], written as JSON bytes
+    /// without building a `Value`. The base64 patch, most of a mutation's answer, is copied as
+    /// it is: nothing in its alphabet needs escaping, and serde_json's byte-by-byte escape scan
+    /// of it cost the webhook about 5 % of a mutation.
+    pub fn review_json(&self) -> Vec<u8> {
+        let patch = self.patch.as_ref().map_or("", EncodedPatch::as_str);
+        let warnings: usize = self.warnings.iter().map(|w| w.len() + 3).sum();
+        let mut out = Vec::with_capacity(256 + patch.len() + warnings);
+        out.extend_from_slice(b"{\"apiVersion\":\"");
+        out.extend_from_slice(API_VERSION.as_bytes());
+        out.extend_from_slice(b"\",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+        write_json(&mut out, &self.uid);
+        out.extend_from_slice(if self.allowed {
+            b",\"allowed\":true"
+        } else {
+            b",\"allowed\":false"
+        });
+        if let Some(patch_type) = self.patch_type {
+            out.extend_from_slice(b",\"patchType\":");
+            write_json(&mut out, patch_type);
+        }
+        if self.patch.is_some() {
+            out.extend_from_slice(b",\"patch\":\"");
+            out.extend_from_slice(patch.as_bytes());
+            out.push(b'"');
+        }
+        if !self.warnings.is_empty() {
+            out.extend_from_slice(b",\"warnings\":");
+            write_json(&mut out, &self.warnings);
+        }
+        if let Some(status) = &self.status {
+            out.extend_from_slice(b",\"status\":");
+            write_json(&mut out, status);
+        }
+        out.extend_from_slice(b"}}");
+        out
+    }
+}
+
+/// Appends `value` as JSON.
+fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    // Strings, numbers and lists of them always serialise, and writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// A JSON Patch, base64-encoded as `response.patch` carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct EncodedPatch(String);
+
+impl EncodedPatch {
+    /// Serialises and base64-encodes `ops`.
+    pub fn encode(ops: &[PatchOp]) -> Self {
+        // Patch operations (strings and JSON values) always serialise; the size is the Rails
+        // worker pod's patch, so that a typical one is written without growing the buffer.
+        let mut json = Vec::with_capacity(2048);
+        write_json(&mut json, ops);
+        Self(base64::engine::general_purpose::STANDARD.encode(json))
+    }
+
+    /// The base64 text.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -631,7 +696,7 @@ fn answer(
     review: Review,
     subject: String,
 ) -> Answer {
-    let patch = (with_patch && !review.ops.is_empty()).then(|| encode_patch(&review.ops));
+    let patch = (with_patch && !review.ops.is_empty()).then(|| EncodedPatch::encode(&review.ops));
     let outcome = outcome(&decision, &review);
     Answer {
         response: AdmissionResponse {
@@ -649,13 +714,6 @@ fn answer(
         outcome,
         subject,
     }
-}
-
-/// Serialises and base64-encodes a JSON Patch.
-pub fn encode_patch(ops: &[PatchOp]) -> String {
-    // Serialising patch operations (strings and JSON values) cannot fail.
-    let json = serde_json::to_vec(ops).unwrap_or_default();
-    base64::engine::general_purpose::STANDARD.encode(json)
 }
 
 /// What a policy engine that mutates and validates in one call (Kubewarden) returns: the
@@ -777,7 +835,7 @@ mod tests {
         let request = parse(&review_body("CREATE", "Pod", pod())).unwrap();
         let policy = Policy::default();
         let answer = respond(&request, Endpoint::Mutate, &ctx(&policy));
-        let response = serde_json::to_value(answer.clone().response.into_review()).unwrap();
+        let response: Value = serde_json::from_slice(&answer.response.review_json()).unwrap();
         assert_eq!(
             response["response"]["uid"],
             "705ab4f5-6393-11e8-b7cc-42010a800002"
@@ -889,6 +947,47 @@ mod tests {
             status.message
         );
         assert!(answer.response.patch.is_none());
+    }
+
+    /// `review_json` against the `Value` it is written in place of.
+    fn assert_written_as_review(response: &AdmissionResponse) {
+        let written: Value = serde_json::from_slice(&response.review_json()).unwrap();
+        assert_eq!(written, response.clone().into_review());
+    }
+
+    #[test]
+    fn the_review_is_written_as_the_review_value() {
+        let request = parse(&review_body("CREATE", "Pod", pod())).unwrap();
+        let deny = Policy::parse("enforcement: deny").unwrap();
+        let default = Policy::default();
+        let mutated = respond(&request, Endpoint::Mutate, &ctx(&default));
+        let denied = respond(&request, Endpoint::Validate, &ctx(&deny));
+        let passed = pass(&request, "not-sidekiq");
+        assert!(mutated.response.patch.is_some() && !mutated.response.warnings.is_empty());
+        assert!(denied.response.status.is_some());
+        for answer in [mutated, denied, passed] {
+            assert_written_as_review(&answer.response);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_uid_warning_or_message_is_written_as_json_escapes_it(
+            uid in "\\PC*|[\"\\\\\u{0}-\u{1f}\u{7f}\u{2028}]{0,8}",
+            warnings in proptest::collection::vec("\\PC*|[\"\\\\\u{0}-\u{1f}]*", 0..3),
+            message in proptest::option::of("\\PC*|[\"\\\\\u{0}-\u{1f}]*"),
+            allowed: bool,
+        ) {
+            let ops = [PatchOp::Add { path: "/a~1b".to_owned(), value: Value::from(uid.clone()) }];
+            assert_written_as_review(&AdmissionResponse {
+                uid,
+                allowed,
+                patch_type: Some("JSONPatch"),
+                patch: Some(EncodedPatch::encode(&ops)),
+                warnings,
+                status: message.map(|message| Status { code: DENIED_CODE, message }),
+            });
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Serialize;
-use sidekiq_guard::admission::{self, AdmissionRequest, AdmissionResponse, Answer, Endpoint};
+use sidekiq_guard::admission::{self, AdmissionRequest, Answer, Endpoint};
 use sidekiq_guard::{Context, Mode, Policy};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -182,7 +182,7 @@ async fn answer(state: Arc<AdmissionState>, endpoint: Endpoint, request: Request
                 }
             }
             log_answer(name, &request, &answer, started.elapsed());
-            json_response(StatusCode::OK, &ReviewOut::new(&answer.response))
+            json_bytes(StatusCode::OK, answer.response.review_json())
         }
         Err(refusal) => {
             state
@@ -477,25 +477,6 @@ fn object_name(request: &AdmissionRequest) -> String {
     }
 }
 
-/// `AdmissionResponse::into_review`, serialised without building a `serde_json::Value` first.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewOut<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    response: &'a AdmissionResponse,
-}
-
-impl<'a> ReviewOut<'a> {
-    fn new(response: &'a AdmissionResponse) -> Self {
-        Self {
-            api_version: admission::API_VERSION,
-            kind: "AdmissionReview",
-            response,
-        }
-    }
-}
-
 /// A `meta/v1` `Status`, the error shape Kubernetes clients decode.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -510,18 +491,22 @@ struct StatusOut {
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => json_bytes(status, bytes),
         // Serialising strings, booleans and numbers cannot fail; answer something valid anyway.
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// An error answer as a Kubernetes `Status`.
