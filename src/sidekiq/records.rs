@@ -262,7 +262,9 @@ pub enum RecordWarning {
         version: String,
     },
     /// A figure that is only shown (`rss`, `rtt_us`) holds something else, and is left out:
-    /// Sidekiq 6.4's memory probe writes its `/proc` lines when `VmRSS` is missing, say.
+    /// Sidekiq 6.4's memory probe writes its `/proc` lines when `VmRSS` is missing, say. So
+    /// does a text only shown (`info.tag`, `info.queues`, `info.labels`) that is a list or an
+    /// object where Sidekiq writes a string or a list of them.
     #[error("field `{field}` is {value}, expected {expected}; left out")]
     FigureUnreadable {
         /// The field.
@@ -411,8 +413,10 @@ where
     };
 
     let info_json = info_object(require("info")?)?;
-    let info = info_from(&info_json)?;
+    let mut shown = Vec::new();
+    let info = info_from(&info_json, &mut shown)?;
     let (layout, mut warnings) = layout_of(&info, get("concurrency")?.is_some(), &info_json)?;
+    warnings.append(&mut shown);
 
     let busy = parse_uint(require("busy")?, "busy")?;
     let beat = parse_epoch(require("beat")?, "beat")?;
@@ -470,9 +474,11 @@ where
     })
 }
 
-/// Reads the `info` JSON of a process hash.
-pub fn parse_info(text: &str) -> Result<ProcessInfo, RecordError> {
-    info_from(&info_object(text)?)
+/// Reads the `info` JSON of a process hash, with what was odd but left out.
+pub fn parse_info(text: &str) -> Result<(ProcessInfo, Vec<RecordWarning>), RecordError> {
+    let mut warnings = Vec::new();
+    let info = info_from(&info_object(text)?, &mut warnings)?;
+    Ok((info, warnings))
 }
 
 fn info_object(text: &str) -> Result<Map<String, Value>, RecordError> {
@@ -490,7 +496,10 @@ fn info_object(text: &str) -> Result<Map<String, Value>, RecordError> {
     }
 }
 
-fn info_from(info: &Map<String, Value>) -> Result<ProcessInfo, RecordError> {
+fn info_from(
+    info: &Map<String, Value>,
+    warnings: &mut Vec<RecordWarning>,
+) -> Result<ProcessInfo, RecordError> {
     let hostname = json_str(info, "info", "hostname")?
         .ok_or_else(|| RecordError::missing("info.hostname"))?
         .to_owned();
@@ -512,10 +521,10 @@ fn info_from(info: &Map<String, Value>) -> Result<ProcessInfo, RecordError> {
         hostname,
         pid,
         started_at: json_f64(info, "info", "started_at")?,
-        tag: json_str(info, "info", "tag")?.map(str::to_owned),
+        tag: shown_text(info, "info.tag", warnings),
         identity: json_str(info, "info", "identity")?.map(str::to_owned),
-        queues: json_strings(info, "info", "queues")?,
-        labels: json_strings(info, "info", "labels")?,
+        queues: shown_texts(info, "info.queues", warnings),
+        labels: shown_texts(info, "info.labels", warnings),
         concurrency,
         version: json_str(info, "info", "version")?.map(str::to_owned),
         embedded: match info.get("embedded") {
@@ -813,29 +822,61 @@ fn json_f64(
     }
 }
 
-fn json_strings(
-    object: &Map<String, Value>,
-    parent: &str,
-    key: &str,
-) -> Result<Vec<String>, RecordError> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(s) => Ok(s.clone()),
-                other => Err(RecordError::invalid_json_value(
-                    format!("{parent}.{key}"),
-                    other,
-                    "an array of strings",
-                )),
-            })
-            .collect(),
-        Some(other) => Err(RecordError::invalid_json_value(
-            format!("{parent}.{key}"),
-            other,
-            "an array of strings",
-        )),
+/// `field` (`info.tag`) of a field only shown: Sidekiq writes the configuration's value as it
+/// is, so `tag: 2024` in `sidekiq.yml` is a number there, shown as its text like Sidekiq's Web
+/// UI shows it. Anything but a scalar is a warning and left out: a process must not turn
+/// unreadable — failing readiness and every drain — over what is only displayed.
+fn shown_text(
+    info: &Map<String, Value>,
+    field: &'static str,
+    warnings: &mut Vec<RecordWarning>,
+) -> Option<String> {
+    let value = info.get(info_key(field))?;
+    let text = scalar_text(value);
+    if text.is_none() && !value.is_null() {
+        warnings.push(unshown(field, value, "a string"));
+    }
+    text
+}
+
+/// `field` (`info.queues`) of a list only shown, as [`shown_text`] reads one.
+fn shown_texts(
+    info: &Map<String, Value>,
+    field: &'static str,
+    warnings: &mut Vec<RecordWarning>,
+) -> Vec<String> {
+    let value = match info.get(info_key(field)) {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(value) => value,
+    };
+    let texts = match value {
+        Value::Array(items) => items.iter().map(scalar_text).collect(),
+        _ => None,
+    };
+    texts.unwrap_or_else(|| {
+        warnings.push(unshown(field, value, "an array of strings"));
+        Vec::new()
+    })
+}
+
+fn info_key(field: &str) -> &str {
+    field.strip_prefix("info.").unwrap_or(field)
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+fn unshown(field: &'static str, value: &Value, expected: &'static str) -> RecordWarning {
+    RecordWarning::FigureUnreadable {
+        field,
+        value: cut(&value.to_string()),
+        expected,
     }
 }
 
@@ -997,6 +1038,41 @@ mod tests {
             [
                 "field `rss` is \"[\\\"Name:\\\\tsidekiq\\\\n\\\"]\", expected a non-negative integer; left out",
                 "field `rtt_us` is \"12.5\", expected a non-negative integer; left out",
+            ]
+        );
+    }
+
+    #[test]
+    fn texts_only_shown_are_read_as_sidekiq_wrote_the_configuration() {
+        let read = |info: &str| {
+            parse_process(
+                "vm:1:ab",
+                &hash(&[
+                    ("info", info),
+                    ("busy", "1"),
+                    ("beat", "1795660952.8"),
+                    ("quiet", "false"),
+                ]),
+            )
+            .unwrap()
+        };
+        // `tag: 2024` and `labels: [1, true]` in sidekiq.yml: Sidekiq runs, and writes them so.
+        let p =
+            read(r#"{"hostname":"vm","pid":1,"tag":2024,"queues":["default"],"labels":[1,true]}"#);
+        assert_eq!(p.info.tag.as_deref(), Some("2024"));
+        assert_eq!(p.info.labels, ["1", "true"]);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+
+        let p =
+            read(r#"{"hostname":"vm","pid":1,"tag":{"a":1},"queues":"default","labels":[[1]]}"#);
+        assert_eq!((p.busy, p.info.tag, p.info.queues.len()), (1, None, 0));
+        let warnings: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "field `info.tag` is {\"a\":1}, expected a string; left out",
+                "field `info.queues` is \"default\", expected an array of strings; left out",
+                "field `info.labels` is [[1]], expected an array of strings; left out",
             ]
         );
     }
