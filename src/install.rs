@@ -127,6 +127,23 @@ pub struct ServiceRef {
     pub namespace: String,
     /// Name.
     pub name: String,
+    /// The Service port called (`clientConfig.service.port`, 443 when unset, as the API
+    /// server defaults it).
+    pub port: u16,
+}
+
+/// The port a webhook calls when `clientConfig.service.port` is unset.
+pub const DEFAULT_SERVICE_PORT: u16 = 443;
+
+impl ServiceRef {
+    /// `namespace/name`, with `:port` when it is not the default.
+    pub fn display(&self) -> String {
+        if self.port == DEFAULT_SERVICE_PORT {
+            format!("{}/{}", self.namespace, self.name)
+        } else {
+            format!("{}/{}:{}", self.namespace, self.name, self.port)
+        }
+    }
 }
 
 /// A namespace the webhooks must never be sent pods of: the one sidekiq-guard is installed in,
@@ -174,6 +191,16 @@ impl<'a> Excluded<'a> {
     }
 }
 
+/// The namespace of the Service the configuration's first webhook calls: where sidekiq-guard
+/// is installed, also after a kustomize `namespace:` moved it.
+pub fn called_namespace(config: &Value) -> Option<String> {
+    let (_, webhooks) = name_and_webhooks(config);
+    webhooks
+        .iter()
+        .find_map(service_of)
+        .map(|service| service.namespace)
+}
+
 /// Judges every webhook of a configuration; returns the checks and the Services called.
 pub fn webhook_configuration(
     kind: WebhookKind,
@@ -201,7 +228,7 @@ pub fn webhook_configuration(
             Some(service) => {
                 checks.push(Check::pass_with(
                     title("calls a Service"),
-                    format!("{}/{}", service.namespace, service.name),
+                    service.display(),
                 ));
                 services.push(service);
             }
@@ -244,6 +271,12 @@ fn service_of(webhook: &Value) -> Option<ServiceRef> {
     Some(ServiceRef {
         namespace: service.get("namespace")?.as_str()?.to_owned(),
         name: service.get("name")?.as_str()?.to_owned(),
+        // The API server accepts 1 to 65535 only.
+        port: service
+            .get("port")
+            .and_then(Value::as_u64)
+            .and_then(|port| u16::try_from(port).ok())
+            .unwrap_or(DEFAULT_SERVICE_PORT),
     })
 }
 
@@ -573,7 +606,9 @@ pub fn ca_bundle_trust(trusts: &[(String, Trust)], unread: &[&str]) -> Check {
 /// EndpointSlice API defines it).
 pub fn service_endpoints(service: &ServiceRef, slices: &[Value]) -> Check {
     let title = service_endpoints_title(service);
-    let ready = slices
+    // A terminating endpoint is a replica going away (a rollout, a drained node), not one
+    // that fails.
+    let endpoints: Vec<&Value> = slices
         .iter()
         .flat_map(|slice| {
             slice
@@ -582,19 +617,68 @@ pub fn service_endpoints(service: &ServiceRef, slices: &[Value]) -> Check {
                 .into_iter()
                 .flatten()
         })
+        .filter(|e| e.at("/conditions/terminating").and_then(Value::as_bool) != Some(true))
+        .collect();
+    let ready = endpoints
+        .iter()
         .filter(|e| e.at("/conditions/ready").and_then(Value::as_bool) != Some(false))
         .count();
-    if ready > 0 {
-        return Check::pass_with(title, format!("{ready} ready"));
+    let pods = format!(
+        "kubectl -n {} get pods -l app.kubernetes.io/name=sidekiq-guard; look at their logs",
+        service.namespace
+    );
+    match (ready, endpoints.len()) {
+        (0, _) => Check::problem(
+            Status::Fail,
+            title,
+            "no ready endpoint: the API server cannot call the webhook (failurePolicy Ignore lets pods through unprotected)",
+            pods,
+        ),
+        (ready, all) if ready < all => Check::problem(
+            Status::Warn,
+            title,
+            format!(
+                "{ready} of {all} ready: the replicas that are not (crash-looping, or a rollout that stalls) leave the webhook one node drain or crash away from unreachable"
+            ),
+            format!("{pods} and events"),
+        ),
+        (ready, _) => Check::pass_with(title, format!("{ready} ready")),
     }
+}
+
+/// Whether the Service exposes the port the webhooks call: the API server fails every call to
+/// a port the Service lacks.
+pub fn service_port(service: &ServiceRef, object: &Value) -> Check {
+    let title = format!(
+        "Service {}/{} exposes port {}",
+        service.namespace, service.name, service.port
+    );
+    let ports: Vec<u64> = object
+        .at("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("port").and_then(Value::as_u64))
+        .collect();
+    if ports.contains(&u64::from(service.port)) {
+        return Check::pass(title);
+    }
+    let has = match ports.as_slice() {
+        [] => "none".to_owned(),
+        ports => ports
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
     Check::problem(
         Status::Fail,
         title,
-        "no ready endpoint: the API server cannot call the webhook (failurePolicy Ignore lets pods through unprotected)",
         format!(
-            "kubectl -n {} get pods -l app.kubernetes.io/name=sidekiq-guard; look at their logs",
-            service.namespace
+            "the webhooks call port {}, and the Service's ports are {has}: the API server cannot call the webhook",
+            service.port
         ),
+        "set clientConfig.service.port in both webhook configurations to the Service's port, or give the Service that port",
     )
 }
 
@@ -893,9 +977,14 @@ mod tests {
             services,
             vec![ServiceRef {
                 namespace: "sidekiq-guard".into(),
-                name: "sidekiq-guard".into()
+                name: "sidekiq-guard".into(),
+                port: 443,
             }]
         );
+        let mut moved = config(vec![webhook(json!({}))]);
+        moved["webhooks"][0]["clientConfig"]["service"]["namespace"] = json!("platform");
+        assert_eq!(called_namespace(&moved).as_deref(), Some("platform"));
+        assert_eq!(called_namespace(&config(vec![])), None);
     }
 
     #[test]
@@ -903,14 +992,53 @@ mod tests {
         let service = ServiceRef {
             namespace: "sidekiq-guard".into(),
             name: "sidekiq-guard".into(),
+            port: 443,
         };
         let slices = [json!({"endpoints": [
-            {"addresses": ["10.0.0.1"], "conditions": {"ready": false}},
+            {"addresses": ["10.0.0.1"], "conditions": {"ready": false, "terminating": true}},
             {"addresses": ["10.0.0.2"], "conditions": {}},
         ]})];
         let check = service_endpoints(&service, &slices);
-        assert_eq!(check.status, Status::Pass);
+        assert_eq!(
+            check.status,
+            Status::Pass,
+            "a terminating replica is no problem"
+        );
         assert_eq!(check.detail.as_deref(), Some("1 ready"));
+        let slices = [json!({"endpoints": [
+            {"addresses": ["10.0.0.1"], "conditions": {"ready": false}},
+            {"addresses": ["10.0.0.2"], "conditions": {"ready": true}},
+        ]})];
+        let check = service_endpoints(&service, &slices);
+        assert_eq!(check.status, Status::Warn);
+        assert!(
+            check
+                .detail
+                .as_deref()
+                .unwrap()
+                .starts_with("1 of 2 ready: "),
+            "{check:?}"
+        );
+
+        let object = json!({"spec": {"ports": [{"port": 8443}, {"port": 9090}]}});
+        let check = service_port(&service, &object);
+        assert_eq!(check.status, Status::Fail);
+        assert_eq!(
+            check.title,
+            "Service sidekiq-guard/sidekiq-guard exposes port 443"
+        );
+        assert_eq!(
+            check.detail.as_deref(),
+            Some(
+                "the webhooks call port 443, and the Service's ports are 8443, 9090: the API server cannot call the webhook"
+            )
+        );
+        let called = ServiceRef {
+            port: 8443,
+            ..service.clone()
+        };
+        assert_eq!(service_port(&called, &object).status, Status::Pass);
+        assert_eq!(called.display(), "sidekiq-guard/sidekiq-guard:8443");
         let check = service_endpoints(&service, &slices[..0]);
         assert_eq!(check.status, Status::Fail);
         assert_eq!(

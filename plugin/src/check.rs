@@ -98,6 +98,24 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
         }
     };
 
+    // Both configurations are read first: the namespace their Service is in is where
+    // sidekiq-guard is installed, unless --install-namespace says otherwise.
+    let mut configs = Vec::new();
+    for (kind, resource) in [
+        (WebhookKind::Mutating, cluster::MUTATING_WEBHOOKS),
+        (WebhookKind::Validating, cluster::VALIDATING_WEBHOOKS),
+    ] {
+        let read = cluster.get_object(resource, None, &args.webhook).await;
+        configs.push((kind, read));
+    }
+    let install_namespace = args.install_namespace.clone().unwrap_or_else(|| {
+        configs
+            .iter()
+            .filter_map(|(_, read)| read.as_ref().ok()?.as_ref())
+            .find_map(install::called_namespace)
+            .unwrap_or_else(|| install::DEFAULT_NAMESPACE.to_owned())
+    });
+
     let mut webhook = Vec::new();
     let mut services = Vec::new();
     let mut ca_bundles = Vec::new();
@@ -108,14 +126,11 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     let listed = cluster.list(cluster::NAMESPACES, &Scope::All, None).await;
     let excluded = install::Excluded {
         system: listed_namespace(&listed, sidekiq_guard::policy::SYSTEM_NAMESPACE),
-        own: listed_namespace(&listed, &args.install_namespace),
+        own: listed_namespace(&listed, &install_namespace),
     };
-    for (kind, resource) in [
-        (WebhookKind::Mutating, cluster::MUTATING_WEBHOOKS),
-        (WebhookKind::Validating, cluster::VALIDATING_WEBHOOKS),
-    ] {
+    for (kind, read) in configs {
         let title = format!("{} {} exists", kind.kind(), args.webhook);
-        match cluster.get_object(resource, None, &args.webhook).await {
+        match read {
             Ok(Some(config)) => {
                 webhook.push(Check::pass(title));
                 ca_bundles.extend(
@@ -148,7 +163,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     services.sort();
     services.dedup();
     for service in &services {
-        webhook.push(service_check(&cluster, service).await);
+        webhook.extend(service_checks(&cluster, service).await);
     }
     categories.push(Category {
         name: "sidekiq-guard webhook",
@@ -158,7 +173,14 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     let service_name = services.first().cloned();
     categories.push(Category {
         name: "certificates",
-        checks: certificates(&cluster, args, (&ca_bundles, &unread), service_name).await,
+        checks: certificates(
+            &cluster,
+            args,
+            &install_namespace,
+            (&ca_bundles, &unread),
+            service_name,
+        )
+        .await,
     });
 
     let (namespace_checks, opted_in) = namespaces(&listed);
@@ -195,47 +217,46 @@ fn unreadable(title: String, error: &Error) -> Check {
     Check::problem(status, title, format!("cannot tell: {error}"), hint)
 }
 
-async fn service_check(cluster: &Cluster, service: &install::ServiceRef) -> Check {
+/// Whether the Service exists, exposes the port called, and has ready endpoints.
+async fn service_checks(cluster: &Cluster, service: &install::ServiceRef) -> Vec<Check> {
     let title = install::service_endpoints_title(service);
-    match cluster
+    let port = match cluster
         .get_object(cluster::SERVICES, Some(&service.namespace), &service.name)
         .await
     {
-        Ok(Some(_)) => {}
+        Ok(Some(object)) => install::service_port(service, &object),
         Ok(None) => {
-            return Check::problem(
+            return vec![Check::problem(
                 Status::Fail,
                 title,
                 "the Service does not exist",
                 "kubectl apply -k manifests/base",
-            );
+            )];
         }
-        Err(error) => return unreadable(title, &error),
-    }
+        Err(error) => return vec![unreadable(title, &error)],
+    };
     let scope = Scope::Namespace(service.namespace.clone());
     let selector = format!("kubernetes.io/service-name={}", service.name);
-    match cluster
+    let endpoints = match cluster
         .list(cluster::ENDPOINT_SLICES, &scope, Some(&selector))
         .await
     {
         Ok(slices) => install::service_endpoints(service, &slices),
         Err(error) => unreadable(title, &error),
-    }
+    };
+    vec![port, endpoints]
 }
 
 async fn certificates(
     cluster: &Cluster,
     args: &CheckArgs,
+    namespace: &str,
     (ca_bundles, unread): (&[(String, Option<String>)], &[String]),
     service: Option<install::ServiceRef>,
 ) -> Vec<Check> {
     let verify_title = "the caBundle verifies the serving certificate";
     let secret = match cluster
-        .get_object(
-            cluster::SECRETS,
-            Some(&args.install_namespace),
-            &args.tls_secret,
-        )
+        .get_object(cluster::SECRETS, Some(namespace), &args.tls_secret)
         .await
     {
         Ok(Some(secret)) => secret,
@@ -244,7 +265,7 @@ async fn certificates(
                 Status::Fail,
                 format!(
                     "Secret {}/{} holds the serving certificate",
-                    args.install_namespace, args.tls_secret
+                    namespace, args.tls_secret
                 ),
                 "not found",
                 "run the certs install Job, check cert-manager's Certificate, or create it with your own certificate (certs/README.md)",
@@ -254,7 +275,7 @@ async fn certificates(
             return vec![unreadable(
                 format!(
                     "Secret {}/{} holds the serving certificate",
-                    args.install_namespace, args.tls_secret
+                    namespace, args.tls_secret
                 ),
                 &error,
             )];
@@ -315,7 +336,7 @@ async fn certificates(
         &timestamp::format(not_after),
         first.as_deref(),
         starts.as_deref(),
-        &args.install_namespace,
+        namespace,
     ));
     checks
 }

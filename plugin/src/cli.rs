@@ -249,9 +249,10 @@ pub(crate) struct DrainArgs {
 pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub(crate) report: OutputArg<CheckFormat>,
-    /// Namespace sidekiq-guard is installed in
-    #[arg(long, value_name = "NAME", default_value = sidekiq_guard::install::DEFAULT_NAMESPACE)]
-    pub(crate) install_namespace: String,
+    /// Namespace sidekiq-guard is installed in [default: that of the Service the webhook
+    /// configurations call, else sidekiq-guard]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) install_namespace: Option<String>,
     /// Name of the webhook configurations
     #[arg(long, value_name = "NAME", default_value = sidekiq_guard::install::DEFAULT_NAME)]
     pub(crate) webhook: String,

@@ -41,8 +41,18 @@ fn installed(signer: &Pki, serving: &Pki) -> ApiServer {
 
 /// Like [`installed`], with the mutating and the validating configurations' caBundles apart.
 fn installed_with_bundles(mutating: &Pki, validating: &Pki, serving: &Pki) -> ApiServer {
+    installed_in("sidekiq-guard", mutating, validating, serving)
+}
+
+/// Like [`installed_with_bundles`], moved to `namespace` as a kustomize `namespace:` moves it.
+fn installed_in(namespace: &str, mutating: &Pki, validating: &Pki, serving: &Pki) -> ApiServer {
     let api = ApiServer::start();
-    let text = std::fs::read_to_string(root().join("manifests/base/webhooks.yaml")).unwrap();
+    let text = std::fs::read_to_string(root().join("manifests/base/webhooks.yaml"))
+        .unwrap()
+        .replace(
+            "namespace: sidekiq-guard",
+            &format!("namespace: {namespace}"),
+        );
     let configs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
     for mut config in configs {
         config["metadata"]["creationTimestamp"] = json!("2026-11-10T00:00:00Z");
@@ -61,9 +71,9 @@ fn installed_with_bundles(mutating: &Pki, validating: &Pki, serving: &Pki) -> Ap
         };
         api.add("/apis/admissionregistration.k8s.io/v1", plural, config);
     }
-    api.add("/api/v1", "services", json!({"metadata": {"name": "sidekiq-guard", "namespace": "sidekiq-guard"}, "spec": {"ports": [{"name": "https", "port": 443}]}}));
+    api.add("/api/v1", "services", json!({"metadata": {"name": "sidekiq-guard", "namespace": namespace}, "spec": {"ports": [{"name": "https", "port": 443}]}}));
     api.add("/apis/discovery.k8s.io/v1", "endpointslices", json!({
-        "metadata": {"name": "sidekiq-guard-x7k2p", "namespace": "sidekiq-guard", "labels": {"kubernetes.io/service-name": "sidekiq-guard"}},
+        "metadata": {"name": "sidekiq-guard-x7k2p", "namespace": namespace, "labels": {"kubernetes.io/service-name": "sidekiq-guard"}},
         "addressType": "IPv4",
         "endpoints": [
             {"addresses": ["10.244.1.10"], "conditions": {"ready": true}},
@@ -75,7 +85,7 @@ fn installed_with_bundles(mutating: &Pki, validating: &Pki, serving: &Pki) -> Ap
         "/api/v1",
         "secrets",
         json!({
-            "metadata": {"name": "sidekiq-guard-tls", "namespace": "sidekiq-guard"},
+            "metadata": {"name": "sidekiq-guard-tls", "namespace": namespace},
             "type": "kubernetes.io/tls",
             "data": {"tls.crt": b64(&serving.cert_pem), "tls.key": b64(&serving.key_pem)},
         }),
@@ -330,6 +340,64 @@ fn the_own_namespace_may_be_excluded_by_its_label() {
         4,
         "{output}"
     );
+}
+
+/// After a kustomize `namespace:`, check finds the installation where the webhooks call it,
+/// without being told.
+#[test]
+fn an_install_moved_to_another_namespace_is_found_where_the_webhooks_call_it() {
+    let serving = pki("sidekiq-guard CA", &["sidekiq-guard.platform.svc"], 90);
+    let api = installed_in("platform", &serving, &serving, &serving);
+    // The base gives its namespace this label, which the rename keeps.
+    add_namespace(
+        &api,
+        "platform",
+        json!({"kubernetes.io/metadata.name": "platform", "sidekiq-guard.io/admission-webhooks": "disabled"}),
+    );
+    let kubeconfig = api.kubeconfig("default");
+    let out = run_in(&kubeconfig, &["check"]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{output}");
+    for line in [
+        "√ pod.mutate.sidekiq-guard.io: calls a Service\n    platform/sidekiq-guard\n",
+        "√ Service platform/sidekiq-guard exposes port 443\n",
+        "√ the caBundle verifies the serving certificate\n",
+        "√ the serving certificate names sidekiq-guard.platform.svc\n",
+    ] {
+        assert!(output.contains(line), "{line}\n{output}");
+    }
+    assert!(!output.contains("does not exclude"), "{output}");
+}
+
+/// The API server fails every call to a port the Service lacks; one replica of two not ready
+/// leaves the webhook one disruption from unreachable.
+#[test]
+fn a_port_the_service_lacks_fails_and_a_replica_not_ready_warns() {
+    let serving = webhook_pki();
+    let api = installed(&serving, &serving);
+    api.remove("/api/v1", "services", "sidekiq-guard");
+    api.add("/api/v1", "services", json!({"metadata": {"name": "sidekiq-guard", "namespace": "sidekiq-guard"}, "spec": {"ports": [{"name": "https", "port": 8443}]}}));
+    api.remove(
+        "/apis/discovery.k8s.io/v1",
+        "endpointslices",
+        "sidekiq-guard-x7k2p",
+    );
+    api.add("/apis/discovery.k8s.io/v1", "endpointslices", json!({
+        "metadata": {"name": "sidekiq-guard-x7k2p", "namespace": "sidekiq-guard", "labels": {"kubernetes.io/service-name": "sidekiq-guard"}},
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.244.1.10"], "conditions": {"ready": true}},
+            {"addresses": ["10.244.2.11"], "conditions": {"ready": false}},
+            {"addresses": ["10.244.3.12"], "conditions": {"ready": false, "terminating": true}},
+        ],
+        "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
+    }));
+    let kubeconfig = api.kubeconfig("default");
+    let out = run_in(&kubeconfig, &["check"]);
+    let output = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert!(output.contains("× Service sidekiq-guard/sidekiq-guard exposes port 443\n    the webhooks call port 443, and the Service's ports are 8443: the API server cannot call the webhook\n    hint: set clientConfig.service.port in both webhook configurations to the Service's port, or give the Service that port\n"), "{output}");
+    assert!(output.contains("‼ Service sidekiq-guard/sidekiq-guard has ready endpoints\n    1 of 2 ready: the replicas that are not (crash-looping, or a rollout that stalls) leave the webhook one node drain or crash away from unreachable\n    hint: kubectl -n sidekiq-guard get pods -l app.kubernetes.io/name=sidekiq-guard; look at their logs and events\n"), "{output}");
 }
 
 #[test]
