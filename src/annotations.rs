@@ -154,7 +154,7 @@ impl Overrides {
         };
         let longest_job = reader.read_with(LONGEST_JOB, duration::ACCEPTED, duration_secs);
         let shutdown_timeout =
-            reader.read_with(SHUTDOWN_TIMEOUT, duration::ACCEPTED, duration_secs);
+            reader.read_with(SHUTDOWN_TIMEOUT, duration::ACCEPTED, shutdown_secs);
         let probe_port = reader.read(PROBE_PORT, PORT_ACCEPTED, |text| {
             text.trim()
                 .parse::<u16>()
@@ -199,6 +199,16 @@ fn duration_secs(text: &str) -> Result<u64, &'static str> {
     }
 }
 
+/// Sidekiq refuses to start with a timeout of 0, so the annotation cannot describe one.
+fn shutdown_secs(text: &str) -> Result<u64, &'static str> {
+    match duration_secs(text)? {
+        0 => Err(SHUTDOWN_TIMEOUT_ACCEPTED),
+        secs => Ok(secs),
+    }
+}
+
+const SHUTDOWN_TIMEOUT_ACCEPTED: &str =
+    "a duration of 1s or more, as Sidekiq's -t (Sidekiq refuses 0), such as 25s or 2m";
 const DURATION_TOO_LONG: &str = "a duration of at most 100 years (876000h)";
 const DURATION_MONTHS: &str = "minutes written m, as in 15m (M would be months)";
 
@@ -353,6 +363,26 @@ mod tests {
                 (CONTAINER, "", NAME_ACCEPTED),
                 (REDIS_NAMESPACE, "my app", REDIS_NAMESPACE_ACCEPTED),
             ]
+        );
+    }
+
+    #[test]
+    fn a_shutdown_timeout_of_zero_is_refused_as_sidekiq_refuses_it() {
+        let overrides = read(json!({SHUTDOWN_TIMEOUT: "0s", LONGEST_JOB: "0s"}));
+        assert_eq!(overrides.shutdown_timeout, None);
+        assert_eq!(
+            overrides.longest_job,
+            Some(0),
+            "jobs that take no time are possible"
+        );
+        let invalid = &overrides.invalid[0];
+        assert_eq!(
+            (invalid.key, invalid.value.as_str(), invalid.accepted),
+            (SHUTDOWN_TIMEOUT, "0s", SHUTDOWN_TIMEOUT_ACCEPTED)
+        );
+        assert_eq!(
+            read(json!({SHUTDOWN_TIMEOUT: "1s"})).shutdown_timeout,
+            Some(1)
         );
     }
 }

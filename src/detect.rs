@@ -442,7 +442,9 @@ pub fn run_time_origin(container: &Value, reference: &str) -> &'static str {
 }
 
 /// The container's `env` entries that carry a literal `value` (later entries win, like in
-/// Kubernetes); `valueFrom` entries are unknown until run time.
+/// Kubernetes); `valueFrom` entries are unknown until run time. An entry with neither is the
+/// empty string, as Kubernetes sets it (`value` defaults to `""`; Helm renders an unset value
+/// so).
 pub fn literal_env(container: &Value) -> HashMap<String, String> {
     let mut env = HashMap::new();
     let budget = shell::Budget::default();
@@ -455,13 +457,17 @@ pub fn literal_env(container: &Value) -> HashMap<String, String> {
         let Some(name) = entry.get("name").and_then(Value::as_str) else {
             continue;
         };
-        match entry.get("value").and_then(Value::as_str) {
-            Some(value) => {
+        let value_from = entry.get("valueFrom").is_some_and(|from| !from.is_null());
+        match entry.get("value") {
+            Some(Value::String(value)) => {
                 let value = expand_kubernetes(value, &env, &budget);
                 env.insert(name.to_owned(), value);
             }
+            None | Some(Value::Null) if !value_from => {
+                env.insert(name.to_owned(), String::new());
+            }
             // A later `valueFrom` of the same name is what the container gets.
-            None => {
+            _ => {
                 env.remove(name);
             }
         }
@@ -974,6 +980,25 @@ mod tests {
 
         c["command"] = json!(["sidekiq", "-t", "$(SHUTDOWN)", "-g", "$$(SHUTDOWN)"]);
         assert_eq!(found(&[c]).args, vec!["-t", "45", "-g", "$(SHUTDOWN)"]);
+    }
+
+    #[test]
+    fn an_env_entry_without_a_value_is_the_empty_string() {
+        // What Helm renders for an unset value: Kubernetes sets the variable to "".
+        let mut c = container(
+            "w",
+            &["sh", "-c", "exec sidekiq -t ${SHUTDOWN:-60} -g \"$TAG\""],
+            &[],
+        );
+        c["env"] = json!([{"name": "SHUTDOWN"}, {"name": "TAG", "value": null}]);
+        assert_eq!(found(&[c.clone()]).args, vec!["-t", "60", "-g", ""]);
+        assert_eq!(literal_env(&c)["SHUTDOWN"], "");
+        // A later valueFrom of the same name is unknown again.
+        c["env"] = json!([
+            {"name": "SHUTDOWN"},
+            {"name": "SHUTDOWN", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ]);
+        assert!(!literal_env(&c).contains_key("SHUTDOWN"));
     }
 
     #[test]

@@ -67,7 +67,9 @@ pub enum PreStop {
     /// Cannot work with the Sidekiq versions this project supports (6.0+): it sends a signal
     /// Sidekiq does not handle (`USR1`, which quieted only Sidekiq 5, or `KILL`, `QUIT`), which
     /// kills it at once and loses the jobs it runs, or runs `sidekiqctl`, which 6.0 removed; or
-    /// it signals PID 1 where that is the pod's pause process (`shareProcessNamespace`).
+    /// it signals PID 1 where that is the pod's pause process (`shareProcessNamespace`), or
+    /// sends SIGTSTP to PID 1 where that is dumb-init in setsid mode, which passes it on as
+    /// SIGSTOP.
     Broken {
         /// What it does, for a message: `sends SIGUSR1`, `runs sidekiqctl`.
         what: String,
@@ -172,14 +174,79 @@ pub fn classify(container: &Value, shared_pids: bool, host_network: bool) -> Pre
     // `${DRAIN_SECONDS:-300}` the default when nothing in the manifest sets it.
     // Built only when a `$` asks for it: most hooks (`kill -TSTP 1`, the `/drain` call) have none.
     let env = crate::detect::LazyEnv::new(container);
-    classify_exec(&command, shared_pids, &|name| env.get(name), &|name| {
+    let pid1 = if shared_pids {
+        Pid1::Pause
+    } else if stops_on_tstp(container, &env) {
+        Pid1::DumbInitSetsid
+    } else {
+        Pid1::Container
+    };
+    classify_exec(&command, pid1, &|name| env.get(name), &|name| {
         env.unset(name)
     })
 }
 
+/// What PID 1 is, as a hook's `kill … 1` reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Pid1 {
+    /// The container's first process (Sidekiq, or an init that passes signals on as they are).
+    #[default]
+    Container,
+    /// The pod's pause process: the pod shares one process namespace.
+    Pause,
+    /// dumb-init in its default setsid mode, which passes SIGTSTP on as SIGSTOP.
+    DumbInitSetsid,
+}
+
+/// Whether the container's command starts dumb-init in setsid mode without a rewrite of
+/// SIGTSTP: dumb-init then passes SIGTSTP to its process group as SIGSTOP (in its own group a
+/// child would ignore a stop signal it does not handle), which freezes Sidekiq instead of
+/// quieting it. `-c`/`--single-child` or `DUMB_INIT_SETSID=0` turn setsid mode off; a
+/// `-r 20:N` rewrite replaces the SIGSTOP. The image's `ENTRYPOINT` is not in the pod spec, so
+/// only a command that names dumb-init is read.
+fn stops_on_tstp(container: &Value, env: &crate::detect::LazyEnv<'_>) -> bool {
+    let first = container.at("/command/0").or_else(|| {
+        container
+            .at("/args/0")
+            .filter(|_| container.get("command").is_none())
+    });
+    if first.and_then(Value::as_str).map(shell::basename) != Some("dumb-init") {
+        return false;
+    }
+    if env.get("DUMB_INIT_SETSID").as_deref() == Some("0") {
+        return false;
+    }
+    let words = container
+        .get("command")
+        .into_iter()
+        .chain(container.get("args"))
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(Value::as_str);
+    let rewrites_tstp = |rewrite: &str| rewrite.split(':').next() == Some("20");
+    let mut words = words.skip(1);
+    while let Some(word) = words.next().filter(|w| w.starts_with('-') && *w != "--") {
+        let off = match word {
+            "--single-child" => true,
+            "-r" | "--rewrite" => words.next().is_some_and(rewrites_tstp),
+            long if long.starts_with("--") => {
+                long.strip_prefix("--rewrite=").is_some_and(rewrites_tstp)
+            }
+            short => match short.strip_prefix("-r") {
+                Some(rewrite) => rewrites_tstp(rewrite),
+                None => short[1..].contains('c'),
+            },
+        };
+        if off {
+            return false;
+        }
+    }
+    true
+}
+
 fn classify_exec(
     command: &[String],
-    shared_pids: bool,
+    pid1: Pid1,
     lookup: &dyn Fn(&str) -> Option<String>,
     unset: &dyn Fn(&str) -> bool,
 ) -> PreStop {
@@ -188,7 +255,7 @@ fn classify_exec(
         sleeps,
     };
     let mut reading = Reading {
-        shared_pids,
+        pid1,
         ..Reading::default()
     };
     if !reading.command(command, lookup, unset, 0) {
@@ -204,7 +271,7 @@ fn classify_exec(
         uncertain: _,
         stops,
         broken,
-        shared_pids: _,
+        pid1: _,
     } = reading;
     if let Some((what, effect)) = broken {
         return PreStop::Broken {
@@ -253,8 +320,8 @@ struct Reading {
     /// The command being read may not run (`[ -f x ] && sleep 600`), or runs beside the rest
     /// (`sleep 600 &`, a pipeline): its sleep is no lower bound of the hook's time.
     uncertain: bool,
-    /// The pod shares one process namespace: PID 1 is its pause process.
-    shared_pids: bool,
+    /// What a signal to PID 1 reaches.
+    pid1: Pid1,
 }
 
 impl Reading {
@@ -312,15 +379,22 @@ impl Reading {
             .then(|| signal_sent(args))
             .flatten();
         if let Some(signal) = &signal
-            && self.shared_pids
             && shell::basename(name) == "kill"
             && kill_targets(args) == ["1"]
         {
-            self.broken = Some((
-                described(&format!("sends SIG{signal} to PID 1")),
-                "with shareProcessNamespace, PID 1 is the pod's pause process, not Sidekiq: Sidekiq gets nothing",
-            ));
-            return;
+            let effect = match (self.pid1, signal.as_str()) {
+                (Pid1::Pause, _) => Some(
+                    "with shareProcessNamespace, PID 1 is the pod's pause process, not Sidekiq: Sidekiq gets nothing",
+                ),
+                (Pid1::DumbInitSetsid, "TSTP") => Some(
+                    "PID 1 is dumb-init, which in its default setsid mode passes SIGTSTP on as SIGSTOP: Sidekiq freezes instead of quieting, ignores the SIGTERM that follows, and is killed with its jobs at the end of the grace period (dumb-init -c, DUMB_INIT_SETSID=0 or --rewrite 20:20 passes SIGTSTP on)",
+                ),
+                _ => None,
+            };
+            if let Some(effect) = effect {
+                self.broken = Some((described(&format!("sends SIG{signal} to PID 1")), effect));
+                return;
+            }
         }
         match (shell::basename(name), signal.as_deref()) {
             (_, Some("TSTP")) => self.quiets = true,
@@ -341,8 +415,10 @@ impl Reading {
         if let Some(this_pod_only) = quiets_through_process_set(args) {
             if this_pod_only {
                 self.quiets = true;
-                // A Rails runner boots the app: it takes its time.
-                self.other = true;
+                // `quiet!` only pushes TSTP into Redis and returns: the runner ends once it
+                // has, and SIGTERM follows — unless its code waits itself. (Its boot time is
+                // no wait for the jobs: Sidekiq quiets only once the runner has pushed.)
+                self.other |= ruby_waits(args);
             } else {
                 self.broken = Some((
                     "quiets every process of Sidekiq::ProcessSet".to_owned(),
@@ -470,6 +546,15 @@ fn quiets_through_process_set(args: &[String]) -> Option<bool> {
     })
 }
 
+/// Whether Ruby code passed to a runner waits (`sleep`, `loop`, `while`, `until`), read as
+/// words: `p.quiet!` alone returns at once.
+fn ruby_waits(args: &[String]) -> bool {
+    args.iter().any(|code| {
+        code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| matches!(word, "sleep" | "loop" | "while" | "until"))
+    })
+}
+
 /// The processes `kill` signals: its operands that are not options or a signal's name.
 fn kill_targets(args: &[String]) -> Vec<&str> {
     let mut targets = Vec::new();
@@ -533,6 +618,65 @@ mod tests {
     use super::*;
     use rstest::rstest;
     use serde_json::json;
+
+    /// dumb-init's default setsid mode passes SIGTSTP on as SIGSTOP (its README's "signal
+    /// rewriting special case"): a hook's `kill -TSTP 1` freezes Sidekiq.
+    #[rstest]
+    #[case(json!({"command": ["dumb-init", "--", "bundle", "exec", "sidekiq"]}), true)]
+    #[case(json!({"command": ["/usr/bin/dumb-init", "bundle", "exec", "sidekiq"]}), true)]
+    #[case(json!({"args": ["dumb-init", "sidekiq"]}), true)]
+    #[case(json!({"command": ["dumb-init", "-v", "sidekiq"]}), true)]
+    #[case(json!({"command": ["dumb-init", "-r", "15:2", "sidekiq"]}), true)]
+    // Not in setsid mode, or told what to pass SIGTSTP on as.
+    #[case(json!({"command": ["dumb-init", "-c", "sidekiq"]}), false)]
+    #[case(json!({"command": ["dumb-init", "-vc", "sidekiq"]}), false)]
+    #[case(json!({"command": ["dumb-init", "--single-child", "--", "sidekiq"]}), false)]
+    #[case(json!({"command": ["dumb-init", "-r", "20:20", "sidekiq"]}), false)]
+    #[case(json!({"command": ["dumb-init", "--rewrite=20:20", "sidekiq"]}), false)]
+    #[case(json!({"command": ["dumb-init", "sidekiq"], "env": [{"name": "DUMB_INIT_SETSID", "value": "0"}]}), false)]
+    // Not PID 1: the command names it later, or the image's entrypoint may be anything.
+    #[case(json!({"command": ["tini", "--", "dumb-init", "sidekiq"]}), false)]
+    #[case(json!({"command": ["bundle", "exec", "sidekiq"], "args": ["dumb-init"]}), false)]
+    #[case(json!({"command": ["sidekiq"]}), false)]
+    fn tstp_to_pid_one_freezes_sidekiq_under_dumb_init(
+        #[case] mut container: Value,
+        #[case] freezes: bool,
+    ) {
+        container["lifecycle"] =
+            json!({"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep 60"]}}});
+        let hook = classify(&container, false, false);
+        if freezes {
+            assert_eq!(
+                hook,
+                PreStop::Broken {
+                    what: "sends SIGTSTP to PID 1".into(),
+                    effect: "PID 1 is dumb-init, which in its default setsid mode passes SIGTSTP on as SIGSTOP: Sidekiq freezes instead of quieting, ignores the SIGTERM that follows, and is killed with its jobs at the end of the grace period (dumb-init -c, DUMB_INIT_SETSID=0 or --rewrite 20:20 passes SIGTSTP on)",
+                    sleeps: 60,
+                }
+            );
+        } else {
+            assert_eq!(
+                hook,
+                PreStop::QuietThenSleep {
+                    sleep: 60,
+                    also_runs: false
+                }
+            );
+        }
+        // Signalled by name, Sidekiq gets SIGTSTP itself; SIGTERM to dumb-init is passed on.
+        container["lifecycle"]["preStop"]["exec"]["command"] = json!([
+            "sh",
+            "-c",
+            "pkill -TSTP -f 'sidekiq '; sleep 60; kill -TERM 1"
+        ]);
+        assert_eq!(
+            classify(&container, false, false),
+            PreStop::QuietThenSleep {
+                sleep: 60,
+                also_runs: false
+            }
+        );
+    }
 
     /// With one process namespace for the pod, PID 1 is the pause process: a signal to it
     /// reaches no Sidekiq. Signals by name (`pkill`) or to another PID still do.
@@ -884,7 +1028,8 @@ mod tests {
     }
 
     #[test]
-    fn a_process_set_quiet_of_this_pods_own_processes_quiets() {
+    fn a_process_set_quiet_of_this_pods_own_processes_quiets_and_waits_only_if_it_says_so() {
+        // `quiet!` pushes TSTP into Redis and returns: SIGTERM follows the runner's end.
         assert_eq!(
             exec(&[
                 "bundle",
@@ -892,6 +1037,16 @@ mod tests {
                 "rails",
                 "runner",
                 "Sidekiq::ProcessSet.new.each { |p| p.quiet! if p['hostname'] == ENV['HOSTNAME'] }"
+            ]),
+            PreStop::QuietOnly
+        );
+        assert_eq!(
+            exec(&[
+                "bundle",
+                "exec",
+                "rails",
+                "runner",
+                "ps = Sidekiq::ProcessSet.new.select { |p| p['hostname'] == ENV['HOSTNAME'] }; ps.each(&:quiet!); sleep 1 until Sidekiq::ProcessSet.new.none? { |p| p['hostname'] == ENV['HOSTNAME'] && p['busy'] > 0 }"
             ]),
             PreStop::Quiets
         );

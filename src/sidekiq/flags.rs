@@ -273,6 +273,15 @@ impl Flags {
         }
         match opt {
             Opt::Timeout => match ruby_integer(&value) {
+                // Sidekiq refuses to start with it ("timeout: 0 is not a valid value").
+                Some(0) => {
+                    self.timeout = Some(Timeout::Invalid);
+                    self.problem(
+                        flag,
+                        Some(value),
+                        "expected a positive whole number of seconds: Sidekiq refuses 0".into(),
+                    );
+                }
                 Some(secs) if secs <= crate::duration::MAX.as_secs() => {
                     self.timeout = Some(Timeout::Seconds(secs));
                 }
@@ -644,6 +653,13 @@ mod tests {
     )]
     #[case("-x", "-x", None, "not an option Sidekiq knows", false)]
     #[case("-t 08", "-t", Some("08"), "expected a whole number of seconds", false)]
+    #[case(
+        "-t 0",
+        "-t",
+        Some("0"),
+        "expected a positive whole number of seconds: Sidekiq refuses 0",
+        false
+    )]
     #[case(
         "-t 07777777777777777777777",
         "-t",
