@@ -176,10 +176,8 @@ pub fn classify(container: &Value, shared_pids: bool, host_network: bool) -> Pre
     let env = crate::detect::LazyEnv::new(container);
     let pid1 = if shared_pids {
         Pid1::Pause
-    } else if stops_on_tstp(container, &env) {
-        Pid1::DumbInitSetsid
     } else {
-        Pid1::Container
+        dumb_init_tstp(container, &env).map_or(Pid1::Container, Pid1::DumbInit)
     };
     classify_exec(&command, pid1, &|name| env.get(name), &|name| {
         env.unset(name)
@@ -194,54 +192,123 @@ enum Pid1 {
     Container,
     /// The pod's pause process: the pod shares one process namespace.
     Pause,
-    /// dumb-init in its default setsid mode, which passes SIGTSTP on as SIGSTOP.
-    DumbInitSetsid,
+    /// dumb-init, which does not pass SIGTSTP on as SIGTSTP; what that does to Sidekiq.
+    DumbInit(&'static str),
 }
 
-/// Whether the container's command starts dumb-init in setsid mode without a rewrite of
-/// SIGTSTP: dumb-init then passes SIGTSTP to its process group as SIGSTOP (in its own group a
-/// child would ignore a stop signal it does not handle), which freezes Sidekiq instead of
-/// quieting it. `-c`/`--single-child` or `DUMB_INIT_SETSID=0` turn setsid mode off; a
-/// `-r 20:N` rewrite replaces the SIGSTOP. The image's `ENTRYPOINT` is not in the pod spec, so
-/// only a command that names dumb-init is read.
-fn stops_on_tstp(container: &Value, env: &crate::detect::LazyEnv<'_>) -> bool {
-    let first = container.at("/command/0").or_else(|| {
-        container
-            .at("/args/0")
-            .filter(|_| container.get("command").is_none())
-    });
-    if first.and_then(Value::as_str).map(shell::basename) != Some("dumb-init") {
-        return false;
-    }
-    if env.get("DUMB_INIT_SETSID").as_deref() == Some("0") {
-        return false;
-    }
-    let words = container
+const DUMB_INIT_STOPS: &str = "PID 1 is dumb-init, which in its default setsid mode passes SIGTSTP on as SIGSTOP: Sidekiq freezes instead of quieting, ignores the SIGTERM that follows, and is killed with its jobs at the end of the grace period (dumb-init -c, DUMB_INIT_SETSID=0 or --rewrite 20:20 passes SIGTSTP on)";
+const DUMB_INIT_DROPS: &str = "PID 1 is dumb-init, told to drop SIGTSTP (--rewrite 20:0): Sidekiq never quiets, and the SIGTERM that follows interrupts the jobs it runs";
+const DUMB_INIT_REWRITES: &str = "PID 1 is dumb-init, told to pass SIGTSTP on as another signal (--rewrite 20:N): Sidekiq does not quiet, and may stop or freeze at once";
+
+/// What a SIGTSTP to PID 1 does where the container's command starts dumb-init and it does not
+/// reach Sidekiq as SIGTSTP: in its default setsid mode dumb-init passes it on as SIGSTOP (in a
+/// group of its own a child would ignore a stop signal it does not handle), which freezes
+/// Sidekiq; a `--rewrite 20:N` passes it on as N, or drops it for 0. `-c`/`--single-child` or
+/// `DUMB_INIT_SETSID=0` turn setsid mode off. Options are read as dumb-init's getopt reads them
+/// (`+hvVcr:`, grouped short options, long ones by any unambiguous prefix). `None` where
+/// SIGTSTP gets through, or where the manifest cannot tell (`DUMB_INIT_SETSID` from a Secret,
+/// the image's `ENTRYPOINT`, which the pod spec does not show).
+fn dumb_init_tstp(container: &Value, env: &crate::detect::LazyEnv<'_>) -> Option<&'static str> {
+    let mut words = container
         .get("command")
         .into_iter()
         .chain(container.get("args"))
         .filter_map(Value::as_array)
         .flatten()
         .filter_map(Value::as_str);
-    let rewrites_tstp = |rewrite: &str| rewrite.split(':').next() == Some("20");
-    let mut words = words.skip(1);
-    while let Some(word) = words.next().filter(|w| w.starts_with('-') && *w != "--") {
-        let off = match word {
-            "--single-child" => true,
-            "-r" | "--rewrite" => words.next().is_some_and(rewrites_tstp),
-            long if long.starts_with("--") => {
-                long.strip_prefix("--rewrite=").is_some_and(rewrites_tstp)
+    if container.get("command").is_none_or(Value::is_null) && container.get("args").is_some() {
+        // Only args: they follow the image's ENTRYPOINT, unknown here.
+        return None;
+    }
+    if words.next().map(shell::basename) != Some("dumb-init") {
+        return None;
+    }
+    let mut single_child = false;
+    let mut tstp_as = None;
+    let mut rewrite = |text: &str| {
+        let (from, to) = text.split_once(':')?;
+        (c_int(from)? == 20).then(|| tstp_as = c_int(to))
+    };
+    while let Some(word) = words
+        .next()
+        .filter(|w| w.starts_with('-') && *w != "-" && *w != "--")
+    {
+        if let Some(long) = word.strip_prefix("--") {
+            let (name, value) = long
+                .split_once('=')
+                .map_or((long, None), |(n, v)| (n, Some(v)));
+            match long_option(name) {
+                Some("single-child") => single_child = true,
+                Some("rewrite") => {
+                    if let Some(text) = value.or_else(|| words.next()) {
+                        rewrite(text);
+                    }
+                }
+                _ => {}
             }
-            short => match short.strip_prefix("-r") {
-                Some(rewrite) => rewrites_tstp(rewrite),
-                None => short[1..].contains('c'),
-            },
-        };
-        if off {
-            return false;
+            continue;
+        }
+        for (at, flag) in word.char_indices().skip(1) {
+            match flag {
+                'c' => single_child = true,
+                'r' => {
+                    let rest = &word[at + 1..];
+                    let text = if rest.is_empty() {
+                        words.next()
+                    } else {
+                        Some(rest)
+                    };
+                    if let Some(text) = text {
+                        rewrite(text);
+                    }
+                    break;
+                }
+                _ => {}
+            }
         }
     }
-    true
+    match tstp_as {
+        Some(20) => None,
+        Some(0) => Some(DUMB_INIT_DROPS),
+        Some(_) => Some(DUMB_INIT_REWRITES),
+        None if single_child => None,
+        None => match env.get("DUMB_INIT_SETSID") {
+            Some(setsid) if setsid == "0" => None,
+            Some(_) => Some(DUMB_INIT_STOPS),
+            None if env.unset("DUMB_INIT_SETSID") => Some(DUMB_INIT_STOPS),
+            None => None,
+        },
+    }
+}
+
+/// The dumb-init long option `name` abbreviates, as getopt_long reads it: an exact name, or a
+/// prefix of only one.
+fn long_option(name: &str) -> Option<&'static str> {
+    const LONG: [&str; 5] = ["help", "single-child", "rewrite", "verbose", "version"];
+    if let Some(exact) = LONG.iter().find(|l| **l == name) {
+        return Some(exact);
+    }
+    let mut matching = LONG
+        .iter()
+        .filter(|l| !name.is_empty() && l.starts_with(name));
+    match (matching.next(), matching.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    }
+}
+
+/// A number as C's `%d` reads it: leading blanks, a sign, decimal digits (`020` is 20).
+fn c_int(text: &str) -> Option<i64> {
+    let text = text.trim_start();
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    if end == 0 {
+        return None;
+    }
+    let sign_len = text.len() - digits.len();
+    text[..sign_len + end].parse().ok()
 }
 
 fn classify_exec(
@@ -272,6 +339,7 @@ fn classify_exec(
         stops,
         broken,
         pid1: _,
+        boots,
     } = reading;
     if let Some((what, effect)) = broken {
         return PreStop::Broken {
@@ -292,7 +360,10 @@ fn classify_exec(
         (true, 0, _, _) | (true, _, true, _) => PreStop::Quiets,
         // Other commands around a fixed sleep take their time too, but the hook takes at
         // least the sleep: the grace period must cover that much.
-        (true, sleep, false, also_runs) => PreStop::QuietThenSleep { sleep, also_runs },
+        (true, sleep, false, other) => PreStop::QuietThenSleep {
+            sleep,
+            also_runs: other || boots,
+        },
         (false, sleep, false, false) if sleep > 0 => PreStop::SleepOnly { sleep },
         // `rails runner '…quiet!'; sleep 600`: whatever the rest does, the hook lasts the sleep.
         (false, sleep, false, _) => what(sleep),
@@ -322,6 +393,9 @@ struct Reading {
     uncertain: bool,
     /// What a signal to PID 1 reaches.
     pid1: Pid1,
+    /// A Rails runner boots the app before it quiets: time the hook takes besides its sleep,
+    /// though no wait for the jobs.
+    boots: bool,
 }
 
 impl Reading {
@@ -386,9 +460,7 @@ impl Reading {
                 (Pid1::Pause, _) => Some(
                     "with shareProcessNamespace, PID 1 is the pod's pause process, not Sidekiq: Sidekiq gets nothing",
                 ),
-                (Pid1::DumbInitSetsid, "TSTP") => Some(
-                    "PID 1 is dumb-init, which in its default setsid mode passes SIGTSTP on as SIGSTOP: Sidekiq freezes instead of quieting, ignores the SIGTERM that follows, and is killed with its jobs at the end of the grace period (dumb-init -c, DUMB_INIT_SETSID=0 or --rewrite 20:20 passes SIGTSTP on)",
-                ),
+                (Pid1::DumbInit(effect), "TSTP") => Some(effect),
                 _ => None,
             };
             if let Some(effect) = effect {
@@ -416,9 +488,11 @@ impl Reading {
             if this_pod_only {
                 self.quiets = true;
                 // `quiet!` only pushes TSTP into Redis and returns: the runner ends once it
-                // has, and SIGTERM follows — unless its code waits itself. (Its boot time is
-                // no wait for the jobs: Sidekiq quiets only once the runner has pushed.)
+                // has, and SIGTERM follows — unless its code waits itself. Its boot is no wait
+                // for the jobs (Sidekiq quiets only once the runner has pushed), but it is
+                // time the hook takes.
                 self.other |= ruby_waits(args);
+                self.boots = true;
             } else {
                 self.broken = Some((
                     "quiets every process of Sidekiq::ProcessSet".to_owned(),
@@ -620,49 +694,56 @@ mod tests {
     use serde_json::json;
 
     /// dumb-init's default setsid mode passes SIGTSTP on as SIGSTOP (its README's "signal
-    /// rewriting special case"): a hook's `kill -TSTP 1` freezes Sidekiq.
+    /// rewriting special case"): a hook's `kill -TSTP 1` freezes Sidekiq. Its options are read
+    /// as its getopt (`+hvVcr:`) reads them.
     #[rstest]
-    #[case(json!({"command": ["dumb-init", "--", "bundle", "exec", "sidekiq"]}), true)]
-    #[case(json!({"command": ["/usr/bin/dumb-init", "bundle", "exec", "sidekiq"]}), true)]
-    #[case(json!({"args": ["dumb-init", "sidekiq"]}), true)]
-    #[case(json!({"command": ["dumb-init", "-v", "sidekiq"]}), true)]
-    #[case(json!({"command": ["dumb-init", "-r", "15:2", "sidekiq"]}), true)]
-    // Not in setsid mode, or told what to pass SIGTSTP on as.
-    #[case(json!({"command": ["dumb-init", "-c", "sidekiq"]}), false)]
-    #[case(json!({"command": ["dumb-init", "-vc", "sidekiq"]}), false)]
-    #[case(json!({"command": ["dumb-init", "--single-child", "--", "sidekiq"]}), false)]
-    #[case(json!({"command": ["dumb-init", "-r", "20:20", "sidekiq"]}), false)]
-    #[case(json!({"command": ["dumb-init", "--rewrite=20:20", "sidekiq"]}), false)]
-    #[case(json!({"command": ["dumb-init", "sidekiq"], "env": [{"name": "DUMB_INIT_SETSID", "value": "0"}]}), false)]
-    // Not PID 1: the command names it later, or the image's entrypoint may be anything.
-    #[case(json!({"command": ["tini", "--", "dumb-init", "sidekiq"]}), false)]
-    #[case(json!({"command": ["bundle", "exec", "sidekiq"], "args": ["dumb-init"]}), false)]
-    #[case(json!({"command": ["sidekiq"]}), false)]
-    fn tstp_to_pid_one_freezes_sidekiq_under_dumb_init(
+    #[case(json!({"command": ["dumb-init", "--", "bundle", "exec", "sidekiq"]}), Some(DUMB_INIT_STOPS))]
+    #[case(json!({"command": ["/usr/bin/dumb-init", "bundle", "exec", "sidekiq"]}), Some(DUMB_INIT_STOPS))]
+    #[case(json!({"command": ["dumb-init"], "args": ["sidekiq"]}), Some(DUMB_INIT_STOPS))]
+    #[case(json!({"command": ["dumb-init", "-v", "sidekiq"]}), Some(DUMB_INIT_STOPS))]
+    #[case(json!({"command": ["dumb-init", "-r", "15:2", "sidekiq"]}), Some(DUMB_INIT_STOPS))]
+    #[case(json!({"command": ["dumb-init", "sidekiq", "-c", "5"]}), Some(DUMB_INIT_STOPS))]
+    #[case(json!({"command": ["dumb-init", "sidekiq"], "env": [{"name": "DUMB_INIT_SETSID", "value": "1"}]}), Some(DUMB_INIT_STOPS))]
+    // Told to pass SIGTSTP on as another signal, or to drop it.
+    #[case(json!({"command": ["dumb-init", "-r", "20:19", "sidekiq"]}), Some(DUMB_INIT_REWRITES))]
+    #[case(json!({"command": ["dumb-init", "-c", "--rewrite=20:15", "sidekiq"]}), Some(DUMB_INIT_REWRITES))]
+    #[case(json!({"command": ["dumb-init", "-r", "20:0", "sidekiq"]}), Some(DUMB_INIT_DROPS))]
+    // Not in setsid mode, or told to pass SIGTSTP on as it is.
+    #[case(json!({"command": ["dumb-init", "-c", "sidekiq"]}), None)]
+    #[case(json!({"command": ["dumb-init", "-vc", "sidekiq"]}), None)]
+    #[case(json!({"command": ["dumb-init", "--single-child", "--", "sidekiq"]}), None)]
+    #[case(json!({"command": ["dumb-init", "--single", "sidekiq"]}), None)]
+    #[case(json!({"command": ["dumb-init", "-r", "20:20", "sidekiq"]}), None)]
+    #[case(json!({"command": ["dumb-init", "-vr20:20", "sidekiq"]}), None)]
+    #[case(json!({"command": ["dumb-init", "-vr", "20:20", "sidekiq"]}), None)]
+    #[case(json!({"command": ["dumb-init", "--rew=020:20", "sidekiq"]}), None)]
+    #[case(json!({"command": ["dumb-init", "sidekiq"], "env": [{"name": "DUMB_INIT_SETSID", "value": "0"}]}), None)]
+    // Unknown here: DUMB_INIT_SETSID from a Secret, or args after the image's ENTRYPOINT.
+    #[case(json!({"command": ["dumb-init", "sidekiq"], "env": [{"name": "DUMB_INIT_SETSID", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}), None)]
+    #[case(json!({"args": ["dumb-init", "sidekiq"]}), None)]
+    // Not PID 1.
+    #[case(json!({"command": ["tini", "--", "dumb-init", "sidekiq"]}), None)]
+    #[case(json!({"command": ["bundle", "exec", "sidekiq"], "args": ["dumb-init"]}), None)]
+    #[case(json!({"command": ["sidekiq"]}), None)]
+    fn tstp_to_pid_one_under_dumb_init(
         #[case] mut container: Value,
-        #[case] freezes: bool,
+        #[case] effect: Option<&'static str>,
     ) {
         container["lifecycle"] =
             json!({"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; sleep 60"]}}});
         let hook = classify(&container, false, false);
-        if freezes {
-            assert_eq!(
-                hook,
-                PreStop::Broken {
-                    what: "sends SIGTSTP to PID 1".into(),
-                    effect: "PID 1 is dumb-init, which in its default setsid mode passes SIGTSTP on as SIGSTOP: Sidekiq freezes instead of quieting, ignores the SIGTERM that follows, and is killed with its jobs at the end of the grace period (dumb-init -c, DUMB_INIT_SETSID=0 or --rewrite 20:20 passes SIGTSTP on)",
-                    sleeps: 60,
-                }
-            );
-        } else {
-            assert_eq!(
-                hook,
-                PreStop::QuietThenSleep {
-                    sleep: 60,
-                    also_runs: false
-                }
-            );
-        }
+        let expected = effect.map_or(
+            PreStop::QuietThenSleep {
+                sleep: 60,
+                also_runs: false,
+            },
+            |effect| PreStop::Broken {
+                what: "sends SIGTSTP to PID 1".into(),
+                effect,
+                sleeps: 60,
+            },
+        );
+        assert_eq!(hook, expected);
         // Signalled by name, Sidekiq gets SIGTSTP itself; SIGTERM to dumb-init is passed on.
         container["lifecycle"]["preStop"]["exec"]["command"] = json!([
             "sh",
@@ -676,6 +757,19 @@ mod tests {
                 also_runs: false
             }
         );
+    }
+
+    #[test]
+    fn c_reads_numbers_and_getopt_long_options_by_prefix() {
+        assert_eq!(c_int(" 020"), Some(20));
+        assert_eq!(c_int("+7x"), Some(7));
+        assert_eq!(c_int("-3"), Some(-3));
+        assert_eq!(c_int("x"), None);
+        assert_eq!(c_int(""), None);
+        assert_eq!(long_option("rew"), Some("rewrite"));
+        assert_eq!(long_option("verbose"), Some("verbose"));
+        assert_eq!(long_option("ver"), None, "verbose or version");
+        assert_eq!(long_option(""), None);
     }
 
     /// With one process namespace for the pod, PID 1 is the pause process: a signal to it
@@ -1049,6 +1143,18 @@ mod tests {
                 "ps = Sidekiq::ProcessSet.new.select { |p| p['hostname'] == ENV['HOSTNAME'] }; ps.each(&:quiet!); sleep 1 until Sidekiq::ProcessSet.new.none? { |p| p['hostname'] == ENV['HOSTNAME'] && p['busy'] > 0 }"
             ]),
             PreStop::Quiets
+        );
+        // Its boot takes time before the sleep: SIGTERM comes later than the sleep says.
+        assert_eq!(
+            exec(&[
+                "sh",
+                "-c",
+                "bundle exec rails runner 'Sidekiq::ProcessSet.new.each { |p| p.quiet! if p[\"hostname\"] == ENV[\"HOSTNAME\"] }'; sleep 600"
+            ]),
+            PreStop::QuietThenSleep {
+                sleep: 600,
+                also_runs: true
+            }
         );
     }
 

@@ -162,8 +162,9 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
     }
     services.sort();
     services.dedup();
-    for service in &services {
-        webhook.extend(service_checks(&cluster, service).await);
+    // One Service read per Service, a port check per port the webhooks call on it.
+    for called in services.chunk_by(|a, b| (&a.namespace, &a.name) == (&b.namespace, &b.name)) {
+        webhook.extend(service_checks(&cluster, called).await);
     }
     categories.push(Category {
         name: "sidekiq-guard webhook",
@@ -217,14 +218,21 @@ fn unreadable(title: String, error: &Error) -> Check {
     Check::problem(status, title, format!("cannot tell: {error}"), hint)
 }
 
-/// Whether the Service exists, exposes the port called, and has ready endpoints.
-async fn service_checks(cluster: &Cluster, service: &install::ServiceRef) -> Vec<Check> {
+/// Whether a Service exists, exposes the ports called (`called` holds each port the webhooks
+/// call on it, sorted), and has ready endpoints.
+async fn service_checks(cluster: &Cluster, called: &[install::ServiceRef]) -> Vec<Check> {
+    let Some(service) = called.first() else {
+        return Vec::new();
+    };
     let title = install::service_endpoints_title(service);
-    let port = match cluster
+    let mut checks: Vec<Check> = match cluster
         .get_object(cluster::SERVICES, Some(&service.namespace), &service.name)
         .await
     {
-        Ok(Some(object)) => install::service_port(service, &object),
+        Ok(Some(object)) => called
+            .iter()
+            .map(|port| install::service_port(port, &object))
+            .collect(),
         Ok(None) => {
             return vec![Check::problem(
                 Status::Fail,
@@ -237,14 +245,16 @@ async fn service_checks(cluster: &Cluster, service: &install::ServiceRef) -> Vec
     };
     let scope = Scope::Namespace(service.namespace.clone());
     let selector = format!("kubernetes.io/service-name={}", service.name);
-    let endpoints = match cluster
-        .list(cluster::ENDPOINT_SLICES, &scope, Some(&selector))
-        .await
-    {
-        Ok(slices) => install::service_endpoints(service, &slices),
-        Err(error) => unreadable(title, &error),
-    };
-    vec![port, endpoints]
+    checks.push(
+        match cluster
+            .list(cluster::ENDPOINT_SLICES, &scope, Some(&selector))
+            .await
+        {
+            Ok(slices) => install::service_endpoints(service, &slices),
+            Err(error) => unreadable(title, &error),
+        },
+    );
+    checks
 }
 
 async fn certificates(

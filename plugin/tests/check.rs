@@ -375,6 +375,28 @@ fn an_install_moved_to_another_namespace_is_found_where_the_webhooks_call_it() {
 fn a_port_the_service_lacks_fails_and_a_replica_not_ready_warns() {
     let serving = webhook_pki();
     let api = installed(&serving, &serving);
+    // The validating webhooks call the Service's port, the mutating ones 443, which it lacks.
+    let yaml = std::fs::read_to_string(root().join("manifests/base/webhooks.yaml")).unwrap();
+    let configs: Vec<Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+    let mut validating = configs
+        .into_iter()
+        .find(|c| c["kind"] == "ValidatingWebhookConfiguration")
+        .unwrap();
+    for webhook in validating["webhooks"].as_array_mut().unwrap() {
+        webhook["clientConfig"]["service"]["port"] = json!(8443);
+        webhook["clientConfig"]["caBundle"] = json!(b64(&serving.ca_pem));
+    }
+    let validating_plural = "validatingwebhookconfigurations";
+    api.remove(
+        "/apis/admissionregistration.k8s.io/v1",
+        validating_plural,
+        "sidekiq-guard",
+    );
+    api.add(
+        "/apis/admissionregistration.k8s.io/v1",
+        validating_plural,
+        validating,
+    );
     api.remove("/api/v1", "services", "sidekiq-guard");
     api.add("/api/v1", "services", json!({"metadata": {"name": "sidekiq-guard", "namespace": "sidekiq-guard"}, "spec": {"ports": [{"name": "https", "port": 8443}]}}));
     api.remove(
@@ -396,7 +418,13 @@ fn a_port_the_service_lacks_fails_and_a_replica_not_ready_warns() {
     let out = run_in(&kubeconfig, &["check"]);
     let output = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{output}");
+    assert!(output.contains("√ object.validate.sidekiq-guard.io: calls a Service\n    sidekiq-guard/sidekiq-guard:8443\n"), "{output}");
+    assert!(
+        output.contains("√ Service sidekiq-guard/sidekiq-guard exposes port 8443\n"),
+        "{output}"
+    );
     assert!(output.contains("× Service sidekiq-guard/sidekiq-guard exposes port 443\n    the webhooks call port 443, and the Service's ports are 8443: the API server cannot call the webhook\n    hint: set clientConfig.service.port in both webhook configurations to the Service's port, or give the Service that port\n"), "{output}");
+    assert_eq!(output.matches("has ready endpoints").count(), 1, "{output}");
     assert!(output.contains("‼ Service sidekiq-guard/sidekiq-guard has ready endpoints\n    1 of 2 ready: the replicas that are not (crash-looping, or a rollout that stalls) leave the webhook one node drain or crash away from unreachable\n    hint: kubectl -n sidekiq-guard get pods -l app.kubernetes.io/name=sidekiq-guard; look at their logs and events\n"), "{output}");
 }
 

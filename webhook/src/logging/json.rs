@@ -88,11 +88,11 @@ impl<W: fmt::Write> Visit for Fields<'_, W> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        // JSON has no NaN or infinity; serde_json writes them as null too.
-        if value.is_finite() {
-            self.field(field, |out| write!(out, "{value}"));
-        } else {
-            self.field(field, |out| out.write_str("null"));
+        // As serde_json writes it (`1.0`, `1e300`, not Rust's `1` and 301 digits); JSON has no
+        // NaN or infinity, which serde_json writes as null.
+        match serde_json::Number::from_f64(value) {
+            Some(number) => self.field(field, |out| write!(out, "{number}")),
+            None => self.field(field, |out| out.write_str("null")),
         }
     }
 
@@ -230,6 +230,8 @@ mod tests {
                 elapsed_us = 417u64,
                 offset = -3i64,
                 ratio = 0.5f64,
+                whole = 1.0f64,
+                huge = 1e300f64,
                 nan = f64::NAN,
                 r#type = "Pod",
                 shown = %"a \u{1} b",
