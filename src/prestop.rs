@@ -1123,25 +1123,18 @@ mod tests {
 
     #[test]
     fn a_process_set_quiet_of_this_pods_own_processes_quiets_and_waits_only_if_it_says_so() {
+        let runner = |code: &str| exec(&["bundle", "exec", "rails", "runner", code]);
         // `quiet!` pushes TSTP into Redis and returns: SIGTERM follows the runner's end.
         assert_eq!(
-            exec(&[
-                "bundle",
-                "exec",
-                "rails",
-                "runner",
+            runner(
                 "Sidekiq::ProcessSet.new.each { |p| p.quiet! if p['hostname'] == ENV['HOSTNAME'] }"
-            ]),
+            ),
             PreStop::QuietOnly
         );
         assert_eq!(
-            exec(&[
-                "bundle",
-                "exec",
-                "rails",
-                "runner",
+            runner(
                 "ps = Sidekiq::ProcessSet.new.select { |p| p['hostname'] == ENV['HOSTNAME'] }; ps.each(&:quiet!); sleep 1 until Sidekiq::ProcessSet.new.none? { |p| p['hostname'] == ENV['HOSTNAME'] && p['busy'] > 0 }"
-            ]),
+            ),
             PreStop::Quiets
         );
         // Its boot takes time before the sleep: SIGTERM comes later than the sleep says.
