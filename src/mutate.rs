@@ -114,6 +114,30 @@ pub struct Plan {
     pub status_update: Option<String>,
     /// The pod is of the Guaranteed QoS class: the sidecar requests what it is limited to.
     pub guaranteed: bool,
+    /// The policy's `sidecar.imagePullSecrets` the pod does not name yet, to add to it. One the
+    /// policy no longer names stays: the pod's own may be the same.
+    pub pull_secrets: Vec<String>,
+}
+
+/// The policy's pull secrets that `spec.imagePullSecrets` lacks, in the policy's order.
+fn missing_pull_secrets(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Vec<String> {
+    let named = analysis
+        .workload
+        .spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let mut missing: Vec<String> = Vec::new();
+    for secret in &ctx.policy.sidecar.image_pull_secrets {
+        let name = secret.0.as_str();
+        let present = named
+            .iter()
+            .any(|entry| entry.get("name").and_then(Value::as_str) == Some(name));
+        if !present && !missing.iter().any(|m| m == name) {
+            missing.push(name.to_owned());
+        }
+    }
+    missing
 }
 
 /// Whether the pod is of the Guaranteed QoS class, as far as its containers decide it: not
@@ -248,6 +272,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         },
         status_update: None,
         guaranteed,
+        pull_secrets: missing_pull_secrets(analysis, ctx),
     };
     for (part, kept) in plan.parts() {
         match kept {
@@ -363,6 +388,23 @@ impl Plan {
                 ops.push(replace(grace_path, json!(analysis.grace.required)));
             }
             GraceAction::Ours | GraceAction::Keep { .. } => {}
+        }
+        let secrets = pointer::below(&spec, "imagePullSecrets");
+        let secret = |name: &String| json!({ "name": name });
+        if analysis
+            .workload
+            .spec
+            .get("imagePullSecrets")
+            .is_some_and(Value::is_array)
+        {
+            for name in &self.pull_secrets {
+                ops.push(add(pointer::below(&secrets, "-"), secret(name)));
+            }
+        } else if !self.pull_secrets.is_empty() {
+            ops.push(add(
+                secrets,
+                Value::Array(self.pull_secrets.iter().map(secret).collect()),
+            ));
         }
         let list = |mode: Mode| pointer::below(&spec, mode.list());
         match &self.sidecar {

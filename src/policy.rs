@@ -73,6 +73,11 @@ pub struct SidecarPolicy {
     /// `imagePullPolicy` of the sidecar; the cluster's default when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
+    /// Secrets (in the pod's namespace) to pull the sidecar's image with, added to the pod's
+    /// `imagePullSecrets` where it lacks them: pull secrets are the pod's, for all its
+    /// containers, and the ServiceAccount's are added only to a pod that names none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<NonEmpty>,
     /// Resource requests and limits of the sidecar.
     pub resources: Resources,
 }
@@ -248,6 +253,7 @@ impl Default for SidecarPolicy {
             mode: SidecarModeSetting::Auto,
             image: None,
             image_pull_policy: None,
+            image_pull_secrets: Vec::new(),
             resources: Resources::default(),
         }
     }

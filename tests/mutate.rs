@@ -218,6 +218,45 @@ fn the_private_ca_sidekiq_trusts_reaches_the_probe() {
     assert_eq!(again.ops, vec![]);
 }
 
+/// The policy's pull secrets for the sidecar's image are added to the pod's, which serve all
+/// its containers: whole where the pod names none, appended where it names others, not again
+/// where it names them already.
+#[test]
+fn the_policys_pull_secrets_are_added_to_the_pods() {
+    let policy =
+        Policy::parse("sidecar: {imagePullSecrets: [mirror-pull, mirror-pull, corp-pull]}")
+            .unwrap();
+    let pod = load("tests/data/objects/pod-rails-worker.json");
+    let pulls = |object: &Value| object["spec"]["imagePullSecrets"].clone();
+
+    let (review, mutated) = mutate_and_apply(&pod, &policy, Mode::Native);
+    assert!(review.ops.contains(&PatchOp::Add {
+        path: "/spec/imagePullSecrets".into(),
+        value: json!([{"name": "mirror-pull"}, {"name": "corp-pull"}]),
+    }));
+    assert_eq!(
+        pulls(&mutated),
+        json!([{"name": "mirror-pull"}, {"name": "corp-pull"}])
+    );
+
+    let mut own = pod.clone();
+    own["spec"]["imagePullSecrets"] = json!([{"name": "app-pull"}, {"name": "corp-pull"}]);
+    let (_, mutated) = mutate_and_apply(&own, &policy, Mode::Native);
+    assert_eq!(
+        pulls(&mutated),
+        json!([{"name": "app-pull"}, {"name": "corp-pull"}, {"name": "mirror-pull"}])
+    );
+
+    // None by default; an empty name is refused.
+    let (_, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    assert_eq!(pulls(&mutated), Value::Null);
+    let refused = Policy::parse("sidecar: {imagePullSecrets: ['']}").unwrap_err();
+    assert!(
+        refused.to_string().contains("imagePullSecrets"),
+        "{refused}"
+    );
+}
+
 #[test]
 fn fields_the_core_does_not_know_survive() {
     let mut pod = load("tests/data/objects/pod-rails-worker.json");
