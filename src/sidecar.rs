@@ -240,42 +240,60 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
     }
 }
 
-/// The [`TRUST_VARIABLES`] entries of `sidekiq` whose literal path lies in one of its
-/// `volumeMounts`, and those mounts, read-only. A path in no mount is in the app's image, which
-/// the sidecar does not share: the probe keeps its own store then, rather than fail to read a
-/// file it cannot see. One set at run time (a `valueFrom`) names a path unknown here.
+/// The [`TRUST_VARIABLES`] entries of `sidekiq` whose literal paths (`SSL_CERT_DIR` may list
+/// several, `:`-separated, as OpenSSL reads it) all lie in its `volumeMounts`, and those mounts,
+/// read-only. A path in no mount is in the app's image, which the sidecar does not share: the
+/// probe keeps its own store then, rather than fail to read a file it cannot see. One set at
+/// run time (a `valueFrom`, a `$(VAR)`) names a path unknown here. A mount by `subPathExpr`
+/// is not copied (its `$(VAR)` would need the Sidekiq container's variables), and a copy drops
+/// `mountPropagation` (`Bidirectional` needs a privileged container; a CA needs none).
 fn trust(sidekiq: &Value, index: &EnvIndex<'_>) -> (Vec<Value>, Vec<Value>) {
-    let mounts = list(sidekiq, "volumeMounts");
+    let mounts: Vec<&Value> = list(sidekiq, "volumeMounts")
+        .iter()
+        .filter(|mount| mount.get("subPathExpr").is_none_or(Value::is_null))
+        .collect();
     let mut entries = Vec::new();
     let mut taken: Vec<Value> = Vec::new();
     for name in TRUST_VARIABLES {
         let Some(entry) = index.last(name) else {
             continue;
         };
-        let Some(path) = entry
+        let Some(value) = entry
             .get("value")
             .and_then(Value::as_str)
-            .filter(|p| p.starts_with('/') && !p.contains("$("))
+            .filter(|value| !value.contains("$("))
         else {
             continue;
         };
-        let holding = mounts.iter().filter(|mount| {
-            mount
-                .get("mountPath")
-                .and_then(Value::as_str)
-                .is_some_and(|at| holds(at, path))
-        });
-        let mut found = false;
-        for mount in holding {
-            found = true;
+        let holding: Vec<Vec<&Value>> = value
+            .split(':')
+            .filter(|path| !path.is_empty())
+            .map(|path| {
+                mounts
+                    .iter()
+                    .copied()
+                    .filter(|mount| {
+                        mount
+                            .get("mountPath")
+                            .and_then(Value::as_str)
+                            .is_some_and(|at| holds(at, path))
+                    })
+                    .collect()
+            })
+            .collect();
+        if holding.is_empty() || holding.iter().any(Vec::is_empty) {
+            continue;
+        }
+        entries.push(entry.clone());
+        for mount in holding.into_iter().flatten() {
             let mut mount = mount.clone();
-            mount["readOnly"] = Value::Bool(true);
+            if let Some(fields) = mount.as_object_mut() {
+                fields.remove("mountPropagation");
+                fields.insert("readOnly".into(), Value::Bool(true));
+            }
             if !taken.contains(&mount) {
                 taken.push(mount);
             }
-        }
-        if found {
-            entries.push(entry.clone());
         }
     }
     (entries, taken)
@@ -1432,6 +1450,29 @@ mod tests {
         let sidecar = sidecar_of(&worker);
         assert_eq!(sidecar.get("volumeMounts"), None);
         assert!(!names(sidecar["env"].as_array().unwrap()).contains(&"SSL_CERT_FILE"));
+
+        // Several directories: each in a mount, or none goes. A mount by subPathExpr does not
+        // count; propagation is not copied.
+        worker["env"][2]["value"] = json!("/ca/a:/ca/b");
+        worker["volumeMounts"] = json!([
+            {"name": "a", "mountPath": "/ca/a", "mountPropagation": "HostToContainer"},
+            {"name": "b", "mountPath": "/ca/b", "subPathExpr": "$(POD_NAME)"},
+        ]);
+        assert_eq!(sidecar_of(&worker).get("volumeMounts"), None);
+        worker["volumeMounts"][1] = json!({"name": "b", "mountPath": "/ca"});
+        let sidecar = sidecar_of(&worker);
+        assert_eq!(
+            sidecar["volumeMounts"],
+            json!([
+                {"name": "a", "mountPath": "/ca/a", "readOnly": true},
+                {"name": "b", "mountPath": "/ca", "readOnly": true},
+            ])
+        );
+        assert!(names(sidecar["env"].as_array().unwrap()).contains(&"SSL_CERT_DIR"));
+        // A relative path is no file the manifest places.
+        worker["env"][2]["value"] = json!("certs");
+        worker["volumeMounts"] = json!([{"name": "app", "mountPath": "/"}]);
+        assert!(!names(sidecar_of(&worker)["env"].as_array().unwrap()).contains(&"SSL_CERT_DIR"));
     }
 
     /// The sidecar for `worker` in native mode under the default policy.
