@@ -115,15 +115,7 @@ pub struct RedisEnv {
     /// before it, so the container gets the text `$(reference)` (a Redis URL whose password is
     /// `$(REDIS_PASSWORD)`, say).
     pub out_of_order: Vec<(String, String)>,
-    /// The Sidekiq container's `volumeMounts` that hold the files its [`TRUST_VARIABLES`] name,
-    /// made read-only: a private CA for a `rediss://` Redis, mounted from a Secret or ConfigMap.
-    pub mounts: Vec<Value>,
 }
-
-/// The variables that add a private CA to the trust of Ruby's OpenSSL and of the probe's
-/// rustls alike (rustls-native-certs reads them): a Sidekiq that trusts its Redis through them
-/// has the probe trust it too, given the same files.
-pub const TRUST_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
 
 /// Why nothing in the Sidekiq container can be taken for its Redis URL; each holds the variable
 /// Sidekiq reads the URL from (`REDIS_URL`, or the one `REDIS_PROVIDER` names).
@@ -217,15 +209,7 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         (false, false) => None,
     });
     let out_of_order = out_of_order(entries, &index, &copied);
-    let (trust, mounts) = trust(sidekiq, &index);
-    let mut env: Vec<Value> = env;
-    for entry in trust {
-        if !env.contains(&entry) {
-            env.push(entry);
-        }
-    }
     RedisEnv {
-        mounts,
         env,
         env_from: if copy_env_from {
             env_from.to_vec()
@@ -238,74 +222,6 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         url_missing,
         out_of_order,
     }
-}
-
-/// The [`TRUST_VARIABLES`] entries of `sidekiq` whose literal paths (`SSL_CERT_DIR` may list
-/// several, `:`-separated, as OpenSSL reads it) all lie in its `volumeMounts`, and those mounts,
-/// read-only. A path in no mount is in the app's image, which the sidecar does not share: the
-/// probe keeps its own store then, rather than fail to read a file it cannot see. One set at
-/// run time (a `valueFrom`, a `$(VAR)`) names a path unknown here. A mount by `subPathExpr`
-/// is not copied (its `$(VAR)` would need the Sidekiq container's variables), and a copy drops
-/// `mountPropagation` (`Bidirectional` needs a privileged container; a CA needs none).
-fn trust(sidekiq: &Value, index: &EnvIndex<'_>) -> (Vec<Value>, Vec<Value>) {
-    let mounts: Vec<&Value> = list(sidekiq, "volumeMounts")
-        .iter()
-        .filter(|mount| mount.get("subPathExpr").is_none_or(Value::is_null))
-        .collect();
-    let mut entries = Vec::new();
-    let mut taken: Vec<Value> = Vec::new();
-    for name in TRUST_VARIABLES {
-        let Some(entry) = index.last(name) else {
-            continue;
-        };
-        let Some(value) = entry
-            .get("value")
-            .and_then(Value::as_str)
-            .filter(|value| !value.contains("$("))
-        else {
-            continue;
-        };
-        let holding: Vec<Vec<&Value>> = value
-            .split(':')
-            .filter(|path| !path.is_empty())
-            .map(|path| {
-                mounts
-                    .iter()
-                    .copied()
-                    .filter(|mount| {
-                        mount
-                            .get("mountPath")
-                            .and_then(Value::as_str)
-                            .is_some_and(|at| holds(at, path))
-                    })
-                    .collect()
-            })
-            .collect();
-        if holding.is_empty() || holding.iter().any(Vec::is_empty) {
-            continue;
-        }
-        entries.push(entry.clone());
-        for mount in holding.into_iter().flatten() {
-            let mut mount = mount.clone();
-            if let Some(fields) = mount.as_object_mut() {
-                fields.remove("mountPropagation");
-                fields.insert("readOnly".into(), Value::Bool(true));
-            }
-            if !taken.contains(&mount) {
-                taken.push(mount);
-            }
-        }
-    }
-    (entries, taken)
-}
-
-/// Whether a volume mounted at `mount_path` holds `path`.
-fn holds(mount_path: &str, path: &str) -> bool {
-    let mount_path = mount_path.trim_end_matches('/');
-    path == mount_path
-        || path
-            .strip_prefix(mount_path)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// An `env` entry the container gets as the empty string: no `valueFrom`, and a `value` that is
@@ -505,9 +421,6 @@ pub fn container(spec: &Spec<'_>) -> Value {
         json!([{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}]),
     );
     container.insert("env".into(), Value::Array(env));
-    if !redis.mounts.is_empty() {
-        container.insert("volumeMounts".into(), Value::Array(redis.mounts.clone()));
-    }
     // Both copy the container's whole envFrom when they need it.
     if !redis.env_from.is_empty() || hostname.env_from {
         container.insert(
@@ -1394,85 +1307,6 @@ mod tests {
                 "--redis-namespace=myapp"
             ])
         );
-    }
-
-    /// A Sidekiq that trusts its `rediss://` Redis through a private CA mounted from a Secret
-    /// and named by SSL_CERT_FILE: the probe, which reads the same variables, gets the variable
-    /// and the mount, read-only — and nothing else the container mounts.
-    #[test]
-    fn the_ca_sidekiq_trusts_goes_along_with_its_mount() {
-        let mut worker = sidekiq(json!([
-            {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "redis", "key": "url"}}},
-            {"name": "SSL_CERT_FILE", "value": "/etc/redis-ca/ca.crt"},
-            {"name": "SSL_CERT_DIR", "value": "/opt/app/certs"},
-            {"name": "RAILS_ENV", "value": "production"},
-        ]));
-        worker["volumeMounts"] = json!([
-            {"name": "redis-ca", "mountPath": "/etc/redis-ca/"},
-            {"name": "tmp", "mountPath": "/tmp"},
-            {"name": "app-cache", "mountPath": "/opt/app/certs-cache"},
-        ]);
-        let sidecar = sidecar_of(&worker);
-        assert_eq!(
-            names(sidecar["env"].as_array().unwrap()),
-            vec![
-                "SIDEKIQ_GUARD_POD_NAME",
-                "SIDEKIQ_GUARD_POD_NAMESPACE",
-                "REDIS_URL",
-                "SSL_CERT_FILE"
-            ],
-            "SSL_CERT_DIR is in the image, which the sidecar does not share"
-        );
-        assert_eq!(
-            sidecar["volumeMounts"],
-            json!([{"name": "redis-ca", "mountPath": "/etc/redis-ca/", "readOnly": true}])
-        );
-        // Read back as stored, with the token mount added to every container, it is current.
-        let token = json!({"name": "kube-api-access-x", "readOnly": true,
-            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"});
-        let mut stored = sidecar.clone();
-        stored["volumeMounts"]
-            .as_array_mut()
-            .unwrap()
-            .push(token.clone());
-        worker["volumeMounts"].as_array_mut().unwrap().push(token);
-        assert!(is_current(&stored, &sidecar, &worker));
-
-        // A file mounted by subPath, and a path set at run time.
-        worker["env"][1]["value"] = json!("/etc/ssl/redis.pem");
-        worker["volumeMounts"] =
-            json!([{"name": "redis-ca", "mountPath": "/etc/ssl/redis.pem", "subPath": "ca.crt"}]);
-        assert_eq!(
-            sidecar_of(&worker)["volumeMounts"],
-            json!([{"name": "redis-ca", "mountPath": "/etc/ssl/redis.pem", "subPath": "ca.crt", "readOnly": true}])
-        );
-        worker["env"][1] = json!({"name": "SSL_CERT_FILE", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}});
-        let sidecar = sidecar_of(&worker);
-        assert_eq!(sidecar.get("volumeMounts"), None);
-        assert!(!names(sidecar["env"].as_array().unwrap()).contains(&"SSL_CERT_FILE"));
-
-        // Several directories: each in a mount, or none goes. A mount by subPathExpr does not
-        // count; propagation is not copied.
-        worker["env"][2]["value"] = json!("/ca/a:/ca/b");
-        worker["volumeMounts"] = json!([
-            {"name": "a", "mountPath": "/ca/a", "mountPropagation": "HostToContainer"},
-            {"name": "b", "mountPath": "/ca/b", "subPathExpr": "$(POD_NAME)"},
-        ]);
-        assert_eq!(sidecar_of(&worker).get("volumeMounts"), None);
-        worker["volumeMounts"][1] = json!({"name": "b", "mountPath": "/ca"});
-        let sidecar = sidecar_of(&worker);
-        assert_eq!(
-            sidecar["volumeMounts"],
-            json!([
-                {"name": "a", "mountPath": "/ca/a", "readOnly": true},
-                {"name": "b", "mountPath": "/ca", "readOnly": true},
-            ])
-        );
-        assert!(names(sidecar["env"].as_array().unwrap()).contains(&"SSL_CERT_DIR"));
-        // A relative path is no file the manifest places.
-        worker["env"][2]["value"] = json!("certs");
-        worker["volumeMounts"] = json!([{"name": "app", "mountPath": "/"}]);
-        assert!(!names(sidecar_of(&worker)["env"].as_array().unwrap()).contains(&"SSL_CERT_DIR"));
     }
 
     /// The sidecar for `worker` in native mode under the default policy.

@@ -179,45 +179,6 @@ fn secrets_are_copied_as_references() {
     );
 }
 
-/// A `rediss://` Redis signed by a private CA that Sidekiq trusts through SSL_CERT_FILE: the
-/// probe gets the variable and the Secret's mount, read-only, and a second pass — after the
-/// token mount the API server adds to every container — changes nothing.
-#[test]
-fn the_private_ca_sidekiq_trusts_reaches_the_probe() {
-    let mut pod = load("tests/data/objects/pod-rails-worker.json");
-    pod["spec"]["volumes"] = json!([{"name": "redis-ca", "secret": {"secretName": "redis-ca"}}]);
-    let worker = &mut pod["spec"]["containers"][0];
-    worker["env"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "SSL_CERT_FILE", "value": "/etc/redis-ca/ca.crt"}));
-    worker["volumeMounts"] = json!([{"name": "redis-ca", "mountPath": "/etc/redis-ca"}]);
-    let (_, mut mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
-    let sidecar = &mutated["spec"]["initContainers"][0];
-    assert_eq!(
-        sidecar["volumeMounts"],
-        json!([{"name": "redis-ca", "mountPath": "/etc/redis-ca", "readOnly": true}])
-    );
-    assert!(
-        sidecar["env"]
-            .as_array()
-            .unwrap()
-            .contains(&json!({"name": "SSL_CERT_FILE", "value": "/etc/redis-ca/ca.crt"}))
-    );
-    let token = json!({"name": "kube-api-access-7q2x", "readOnly": true,
-        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"});
-    for list in ["containers", "initContainers"] {
-        for container in mutated["spec"][list].as_array_mut().unwrap() {
-            container["volumeMounts"]
-                .as_array_mut()
-                .unwrap()
-                .push(token.clone());
-        }
-    }
-    let again = review::mutate(&mutated, &ctx(&Policy::default(), Mode::Native));
-    assert_eq!(again.ops, vec![]);
-}
-
 /// The policy's pull secrets for the sidecar's image are added to the pod's, which serve all
 /// its containers: whole where the pod names none, appended where it names others, not again
 /// where it names them already.
