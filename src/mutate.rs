@@ -119,8 +119,15 @@ pub struct Plan {
     pub pull_secrets: Vec<String>,
 }
 
-/// The policy's pull secrets that `spec.imagePullSecrets` lacks, in the policy's order.
+/// The policy's pull secrets that `spec.imagePullSecrets` lacks, in the policy's order; none
+/// for a pod template (`kubectl sidekiq inject -f`). The ServiceAccount admission plugin gives
+/// its own pull secrets only to a pod that names none, and it runs before the webhook: a pod
+/// has them by the time it is reviewed, but a template that named one would keep the
+/// ServiceAccount's from every pod made from it. Its pods get the policy's at admission.
 fn missing_pull_secrets(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Vec<String> {
+    if analysis.workload.kind != crate::workload::Kind::Pod {
+        return Vec::new();
+    }
     let named = analysis
         .workload
         .spec

@@ -211,6 +211,12 @@ fn the_policys_pull_secrets_are_added_to_the_pods() {
     // None by default; an empty name is refused.
     let (_, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
     assert_eq!(pulls(&mutated), Value::Null);
+    // Nor in a template, whose pods would then never get their ServiceAccount's: its pods get
+    // them at admission.
+    let deployment = load("manifests/examples/rails-worker.yaml");
+    let (review, mutated) = mutate_and_apply(&deployment, &policy, Mode::Native);
+    assert_eq!(review.outcome, Outcome::Mutated);
+    assert_eq!(mutated.at("/spec/template/spec/imagePullSecrets"), None);
     let refused = Policy::parse("sidecar: {imagePullSecrets: ['']}").unwrap_err();
     assert!(
         refused.to_string().contains("imagePullSecrets"),
