@@ -114,9 +114,37 @@ pub struct Plan {
     pub status_update: Option<String>,
     /// The pod is of the Guaranteed QoS class: the sidecar requests what it is limited to.
     pub guaranteed: bool,
+    /// Outside a Guaranteed pod, what the sidecar's resources took from the pod's other
+    /// containers ([`sidecar::Pattern`]), for a warning.
+    pub fitted: Vec<String>,
     /// The policy's `sidecar.imagePullSecrets` the pod does not name yet, to add to it. One the
     /// policy no longer names stays: the pod's own may be the same.
     pub pull_secrets: Vec<String>,
+}
+
+/// What [`sidecar::fitted`] changed in the policy's resources, said for a warning: `is
+/// limited in cpu (5m)`, `requests the memory it is limited to (32Mi)`.
+fn fitted_resources(policy: &crate::policy::Resources, pattern: sidecar::Pattern) -> Vec<String> {
+    let fitted = sidecar::fitted(policy, pattern);
+    let mut said = Vec::new();
+    for name in ["cpu", "memory"] {
+        let name = crate::policy::ResourceName(name.to_owned());
+        if let Some(limit) = fitted.limits.get(&name)
+            && !policy.limits.contains_key(&name)
+        {
+            said.push(format!("is limited in {} ({})", name.0, limit.as_str()));
+        }
+        if let Some(request) = fitted.requests.get(&name)
+            && policy.requests.get(&name) != Some(request)
+        {
+            said.push(format!(
+                "requests the {} it is limited to ({})",
+                name.0,
+                request.as_str()
+            ));
+        }
+    }
+    said
 }
 
 /// The policy's pull secrets that `spec.imagePullSecrets` lacks, in the policy's order; none
@@ -147,13 +175,16 @@ fn missing_pull_secrets(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Vec<Strin
     missing
 }
 
-/// Whether the pod is of the Guaranteed QoS class, as far as its containers decide it: not
-/// when it sets pod-level `resources` (Kubernetes 1.32+), which decide it instead and which
-/// the sidecar's own share of is the user's to plan.
-fn guaranteed_pod(analysis: &Analysis<'_>) -> bool {
+/// How the pod's containers set CPU and memory, which the sidecar follows: none to follow
+/// when the pod sets pod-level `resources` (Kubernetes 1.32+), which decide its QoS class and
+/// quota instead and whose share for the sidecar is the user's to plan.
+fn resource_pattern(analysis: &Analysis<'_>) -> sidecar::Pattern {
     let workload = &analysis.workload;
-    workload.spec.get("resources").is_none_or(Value::is_null)
-        && sidecar::all_guaranteed(workload.containers.iter().chain(workload.init_containers()))
+    if workload.spec.get("resources").is_none_or(Value::is_null) {
+        sidecar::Pattern::of(workload.containers.iter().chain(workload.init_containers()))
+    } else {
+        sidecar::Pattern::default()
+    }
 }
 
 /// Plans the mutation of an analysed Sidekiq workload.
@@ -172,7 +203,8 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     }
     let port = analysis.port.port;
     let state = &analysis.state;
-    let guaranteed = guaranteed_pod(analysis);
+    let pattern = resource_pattern(analysis);
+    let guaranteed = pattern.guaranteed();
     let sidecar_container = sidecar::container(&sidecar::Spec {
         mode: ctx.mode,
         port,
@@ -189,7 +221,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
             .and_then(|context| context.get("runAsUser"))
             .and_then(Value::as_i64)
             == Some(0),
-        guaranteed,
+        pattern,
     });
     let sidecar = match state.sidecar {
         None => SidecarAction::Add,
@@ -279,6 +311,11 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         },
         status_update: None,
         guaranteed,
+        fitted: if guaranteed {
+            Vec::new()
+        } else {
+            fitted_resources(&ctx.policy.sidecar.resources, pattern)
+        },
         pull_secrets: missing_pull_secrets(analysis, ctx),
     };
     for (part, kept) in plan.parts() {
@@ -547,6 +584,12 @@ impl Plan {
                 "the pod is of the Guaranteed QoS class: the probe sidecar requests what it is limited to (cpu {}, memory {}) to keep it so",
                 limit("cpu"),
                 limit("memory")
+            ));
+        }
+        if !self.fitted.is_empty() && self.sidecar != SidecarAction::Ours {
+            warnings.push(format!(
+                "the probe sidecar {}, as every other container of the pod does: a ResourceQuota or LimitRange that asks it of every container would refuse the pod otherwise",
+                self.fitted.join(" and ")
             ));
         }
         // The name is sidekiq-guard's: a container of the user's that bears it is replaced, and

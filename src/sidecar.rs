@@ -317,8 +317,9 @@ pub struct Spec<'a> {
     /// The pod's `securityContext.runAsUser` is 0: every container runs as root unless it
     /// says otherwise.
     pub root_pod: bool,
-    /// Every other container of the pod is of the Guaranteed QoS class ([`all_guaranteed`]).
-    pub guaranteed: bool,
+    /// How the pod's other containers set CPU and memory, which the sidecar's resources follow
+    /// ([`Pattern`]); the default pattern where the pod sets pod-level `resources`.
+    pub pattern: Pattern,
 }
 
 /// Where an `httpGet` handler (a probe, a preStop hook) of `container` sends its request, as
@@ -428,12 +429,10 @@ pub fn container(spec: &Spec<'_>) -> Value {
             Value::Array(list(spec.sidekiq, "envFrom").to_vec()),
         );
     }
-    let resources_of = if spec.guaranteed {
-        &guaranteed(&spec.policy.resources)
-    } else {
-        &spec.policy.resources
-    };
-    container.insert("resources".into(), resources(resources_of));
+    container.insert(
+        "resources".into(),
+        resources(&fitted(&spec.policy.resources, spec.pattern)),
+    );
     let security = if spec.root_pod {
         &ROOT_POD_SECURITY_CONTEXT
     } else {
@@ -892,43 +891,100 @@ static ROOT_POD_SECURITY_CONTEXT: LazyLock<Value> = LazyLock::new(|| {
 /// The numeric user and group of the sidekiq-guard image (`USER 65532:65532`).
 pub const IMAGE_USER: u32 = 65532;
 
-/// Whether every container of `containers` but the sidecar is of the Guaranteed QoS class:
-/// CPU and memory limits, and requests equal to them (or left out, which the API server sets
-/// to the limits). A pod is Guaranteed only when all its containers, init containers included,
-/// are; one sidecar with a lower request than limit would make it Burstable, losing exclusive
-/// CPUs under the static CPU manager and its place in the kubelet's eviction order.
-pub fn all_guaranteed<'v>(mut containers: impl Iterator<Item = &'v Value>) -> bool {
-    containers.all(|container| {
-        crate::detect::name_of(container) == NAME
-            || ["cpu", "memory"].into_iter().all(|resource| {
-                let side = |side: &str| {
-                    container
-                        .get("resources")
-                        .and_then(|r| r.get(side))
-                        .and_then(|s| s.get(resource))
-                };
-                match (side("limits"), side("requests")) {
-                    (Some(limit), None) => quantity_text(limit).is_some(),
-                    (Some(limit), Some(request)) => same_quantity(limit, request),
-                    (None, _) => false,
-                }
-            })
-    })
+/// How every container of a pod but the sidecar sets one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fit {
+    /// Every one is limited in it.
+    pub limited: bool,
+    /// Every one requests what it is limited to (a limit without a request counts: the API
+    /// server sets the request to the limit).
+    pub pinned: bool,
 }
 
-/// The sidecar's resources in a Guaranteed pod: for CPU and memory, the policy's limit, else
-/// its request, else the default policy's, as both request and limit.
-pub(crate) fn guaranteed(policy: &Resources) -> Resources {
+/// How every container of a pod but the sidecar sets CPU and memory. Where all of them do
+/// something, a namespace rule may require it of every container — a ResourceQuota on
+/// `limits.cpu` refuses a pod with one container not limited in CPU, a LimitRange
+/// `maxLimitRequestRatio` of 1 one whose request is below its limit — and a Guaranteed pod
+/// stays Guaranteed only if the sidecar is too: the sidecar follows ([`fitted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pattern {
+    /// CPU.
+    pub cpu: Fit,
+    /// Memory.
+    pub memory: Fit,
+}
+
+impl Pattern {
+    /// The pattern of `containers`, the sidecar among them or not.
+    pub fn of<'v>(containers: impl Iterator<Item = &'v Value> + Clone) -> Self {
+        Self {
+            cpu: Fit::of(containers.clone(), "cpu"),
+            memory: Fit::of(containers, "memory"),
+        }
+    }
+
+    /// Every container but the sidecar is of the Guaranteed QoS class: CPU and memory limits,
+    /// and requests equal to them. A pod is Guaranteed only when all its containers, init
+    /// containers included, are; one sidecar with a lower request than limit would make it
+    /// Burstable, losing exclusive CPUs under the static CPU manager and its place in the
+    /// kubelet's eviction order.
+    pub fn guaranteed(self) -> bool {
+        self.cpu.pinned && self.memory.pinned
+    }
+}
+
+impl Fit {
+    fn of<'v>(containers: impl Iterator<Item = &'v Value>, resource: &str) -> Self {
+        let mut fit = Fit {
+            limited: true,
+            pinned: true,
+        };
+        let mut others = containers
+            .filter(|c| crate::detect::name_of(c) != NAME)
+            .peekable();
+        if others.peek().is_none() {
+            return Fit::default();
+        }
+        for container in others {
+            let side = |side: &str| {
+                container
+                    .get("resources")
+                    .and_then(|r| r.get(side))
+                    .and_then(|s| s.get(resource))
+            };
+            match (side("limits"), side("requests")) {
+                (Some(limit), None) if quantity_text(limit).is_some() => {}
+                (Some(limit), Some(request)) if quantity_text(limit).is_some() => {
+                    fit.pinned &= same_quantity(limit, request);
+                }
+                _ => return Fit::default(),
+            }
+        }
+        fit
+    }
+}
+
+/// The sidecar's resources under `pattern`: for CPU and memory that every other container
+/// limits, a limit — the policy's, else its request, else the default policy's — and where
+/// they all request their limit, a request equal to it. In a Guaranteed pod that is both for
+/// both. Otherwise the policy's as they are.
+pub(crate) fn fitted(policy: &Resources, pattern: Pattern) -> Resources {
     let defaults = Resources::default();
     let mut out = policy.clone();
-    for name in ["cpu", "memory"] {
+    for (name, fit) in [("cpu", pattern.cpu), ("memory", pattern.memory)] {
         let name = ResourceName(name.to_owned());
-        let value = [policy, &defaults]
-            .into_iter()
-            .find_map(|r| r.limits.get(&name).or_else(|| r.requests.get(&name)));
-        if let Some(value) = value {
-            out.requests.insert(name.clone(), value.clone());
-            out.limits.insert(name, value.clone());
+        if fit.limited && !out.limits.contains_key(&name) {
+            let value = [policy, &defaults]
+                .into_iter()
+                .find_map(|r| r.limits.get(&name).or_else(|| r.requests.get(&name)));
+            if let Some(value) = value {
+                out.limits.insert(name.clone(), value.clone());
+            }
+        }
+        if fit.pinned
+            && let Some(limit) = out.limits.get(&name).cloned()
+        {
+            out.requests.insert(name, limit);
         }
     }
     out
@@ -1241,7 +1297,7 @@ mod tests {
             redis: &redis_env(&worker),
             redis_namespace: None,
             root_pod: false,
-            guaranteed: false,
+            pattern: Pattern::default(),
         };
         let container = container(&spec);
         // The image's user, unnamed: OpenShift assigns its own.
@@ -1309,6 +1365,59 @@ mod tests {
         );
     }
 
+    /// The sidecar follows what every other container does, resource by resource: a CPU limit
+    /// where they are all limited in CPU (a ResourceQuota on `limits.cpu` refuses a pod with one
+    /// that is not), a request equal to the limit where they all request their limit.
+    #[test]
+    fn the_sidecar_follows_what_every_other_container_does() {
+        let resources = |cpu: (&str, &str), memory: (&str, &str)| {
+            let side = |at: usize| {
+                let mut side = Map::new();
+                for (name, pair) in [("cpu", cpu), ("memory", memory)] {
+                    let value = if at == 0 { pair.0 } else { pair.1 };
+                    if !value.is_empty() {
+                        side.insert(name.into(), json!(value));
+                    }
+                }
+                Value::Object(side)
+            };
+            json!({"name": "worker", "resources": {"requests": side(0), "limits": side(1)}})
+        };
+        let fitted_for = |containers: &[Value]| {
+            let policy = Resources::default();
+            super::resources(&fitted(&policy, Pattern::of(containers.iter())))
+        };
+        // Limited in CPU, memory requested below its limit: a CPU limit, the policy's request.
+        let limited = resources(("500m", "1"), ("512Mi", "1Gi"));
+        assert_eq!(
+            fitted_for(std::slice::from_ref(&limited)),
+            json!({"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"cpu": "5m", "memory": "32Mi"}})
+        );
+        // Memory requested at its limit everywhere: the sidecar's too.
+        let pinned = resources(("500m", ""), ("1Gi", "1Gi"));
+        assert_eq!(
+            fitted_for(std::slice::from_ref(&pinned)),
+            json!({"requests": {"cpu": "5m", "memory": "32Mi"}, "limits": {"memory": "32Mi"}})
+        );
+        // One container without a CPU limit: none for the sidecar. The sidecar itself and
+        // containers mixed: only what all of them do.
+        let open = resources(("500m", ""), ("512Mi", ""));
+        assert_eq!(
+            fitted_for(&[limited.clone(), open.clone()]),
+            json!({"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}})
+        );
+        let mut ours = open;
+        ours["name"] = json!(NAME);
+        assert_eq!(fitted_for(&[limited.clone(), ours]), fitted_for(&[limited]));
+        // Guaranteed: both, for both.
+        let guaranteed = resources(("1", "1"), ("1Gi", "1Gi"));
+        assert!(Pattern::of([guaranteed.clone()].iter()).guaranteed());
+        assert_eq!(
+            fitted_for(&[guaranteed]),
+            json!({"requests": {"cpu": "5m", "memory": "32Mi"}, "limits": {"cpu": "5m", "memory": "32Mi"}})
+        );
+    }
+
     /// The sidecar for `worker` in native mode under the default policy.
     fn sidecar_of(worker: &Value) -> Value {
         container(&Spec {
@@ -1321,7 +1430,7 @@ mod tests {
             redis: &redis_env(worker),
             redis_namespace: None,
             root_pod: false,
-            guaranteed: false,
+            pattern: Pattern::default(),
         })
     }
 

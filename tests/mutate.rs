@@ -2060,14 +2060,35 @@ fn a_guaranteed_pod_stays_guaranteed() {
         mutated["spec"]["initContainers"][0]["resources"]["limits"]["cpu"],
         "5m"
     );
+    // Memory only requested at its limit (a limit alone is a request too): the sidecar's
+    // memory likewise, resource by resource, and a warning says why.
     let mut burstable = pod.clone();
     burstable["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "1Gi"}});
     let (review, mutated) = mutate_and_apply(&burstable, &Policy::default(), Mode::Native);
     assert_eq!(
         mutated["spec"]["initContainers"][0]["resources"],
-        json!({"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}})
+        json!({"requests": {"cpu": "5m", "memory": "32Mi"}, "limits": {"memory": "32Mi"}})
     );
     assert!(!review.notes.iter().any(|n| n.contains("Guaranteed")));
+    assert!(
+        review.notes.contains(&"the probe sidecar requests the memory it is limited to (32Mi), as every other container of the pod does: a ResourceQuota or LimitRange that asks it of every container would refuse the pod otherwise".to_owned()),
+        "{:#?}",
+        review.notes
+    );
+    // No limits at all: the policy's resources as they are, and nothing to say.
+    let mut open = pod.clone();
+    open["spec"]["containers"][0]["resources"] = json!({"requests": {"memory": "1Gi"}});
+    let (review, mutated) = mutate_and_apply(&open, &Policy::default(), Mode::Native);
+    assert_eq!(
+        mutated["spec"]["initContainers"][0]["resources"],
+        json!({"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}})
+    );
+    assert!(
+        !review
+            .notes
+            .iter()
+            .any(|n| n.contains("every other container"))
+    );
 }
 
 /// The webhook's selectors match `true` and `false` exactly: `False` opts nothing in or out.
