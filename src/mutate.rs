@@ -125,7 +125,9 @@ pub struct Plan {
 /// What [`sidecar::fitted`] changed in the policy's resources, said for a warning: `is
 /// limited in cpu (5m)`, `requests the memory it is limited to (32Mi)`.
 fn fitted_resources(policy: &crate::policy::Resources, pattern: sidecar::Pattern) -> Vec<String> {
-    let fitted = sidecar::fitted(policy, pattern);
+    let std::borrow::Cow::Owned(fitted) = sidecar::fitted(policy, pattern) else {
+        return Vec::new();
+    };
     let mut said = Vec::new();
     for name in ["cpu", "memory"] {
         let name = crate::policy::ResourceName(name.to_owned());

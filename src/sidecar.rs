@@ -4,6 +4,7 @@
 //! [`NAME`] that differs from the definition computed here, the mutation replaces it. Customise
 //! it through the policy (`sidecar.image`, `sidecar.resources`…), not by hand.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
@@ -915,12 +916,36 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    /// The pattern of `containers`, the sidecar among them or not.
-    pub fn of<'v>(containers: impl Iterator<Item = &'v Value> + Clone) -> Self {
-        Self {
-            cpu: Fit::of(containers.clone(), "cpu"),
-            memory: Fit::of(containers, "memory"),
+    /// The pattern of `containers`, the sidecar among them or not: read in one pass, and no
+    /// further once neither resource is limited everywhere.
+    pub fn of<'v>(containers: impl Iterator<Item = &'v Value>) -> Self {
+        let all = Fit {
+            limited: true,
+            pinned: true,
+        };
+        let mut pattern = Pattern {
+            cpu: all,
+            memory: all,
+        };
+        let mut any = false;
+        for container in containers.filter(|c| crate::detect::name_of(c) != NAME) {
+            any = true;
+            let resources = container.get("resources");
+            let side = |side: &str| resources.and_then(|r| r.get(side));
+            let (limits, requests) = (side("limits"), side("requests"));
+            for (fit, resource) in [(&mut pattern.cpu, "cpu"), (&mut pattern.memory, "memory")] {
+                if fit.limited {
+                    fit.read(
+                        limits.and_then(|l| l.get(resource)),
+                        requests.and_then(|r| r.get(resource)),
+                    );
+                }
+            }
+            if !pattern.cpu.limited && !pattern.memory.limited {
+                break;
+            }
         }
+        if any { pattern } else { Pattern::default() }
     }
 
     /// Every container but the sidecar is of the Guaranteed QoS class: CPU and memory limits,
@@ -934,33 +959,15 @@ impl Pattern {
 }
 
 impl Fit {
-    fn of<'v>(containers: impl Iterator<Item = &'v Value>, resource: &str) -> Self {
-        let mut fit = Fit {
-            limited: true,
-            pinned: true,
-        };
-        let mut others = containers
-            .filter(|c| crate::detect::name_of(c) != NAME)
-            .peekable();
-        if others.peek().is_none() {
-            return Fit::default();
-        }
-        for container in others {
-            let side = |side: &str| {
-                container
-                    .get("resources")
-                    .and_then(|r| r.get(side))
-                    .and_then(|s| s.get(resource))
-            };
-            match (side("limits"), side("requests")) {
-                (Some(limit), None) if quantity_text(limit).is_some() => {}
-                (Some(limit), Some(request)) if quantity_text(limit).is_some() => {
-                    fit.pinned &= same_quantity(limit, request);
-                }
-                _ => return Fit::default(),
+    /// Narrows the fit by one more container's limit and request.
+    fn read(&mut self, limit: Option<&Value>, request: Option<&Value>) {
+        match (limit, request) {
+            (Some(limit), None) if quantity_text(limit).is_some() => {}
+            (Some(limit), Some(request)) if quantity_text(limit).is_some() => {
+                self.pinned = self.pinned && same_quantity(limit, request);
             }
+            _ => *self = Fit::default(),
         }
-        fit
     }
 }
 
@@ -968,17 +975,32 @@ impl Fit {
 /// limits, a limit — the policy's, else its request, else the default policy's — and where
 /// they all request their limit, a request equal to it. In a Guaranteed pod that is both for
 /// both. Otherwise the policy's as they are.
-pub(crate) fn fitted(policy: &Resources, pattern: Pattern) -> Resources {
-    let defaults = Resources::default();
+pub(crate) fn fitted(policy: &Resources, pattern: Pattern) -> Cow<'_, Resources> {
+    // Most pods leave something open, or ask nothing the policy does not give already: the
+    // policy's resources as they are, not copied.
+    let asks = |name: &str, fit: Fit| {
+        let name = ResourceName(name.to_owned());
+        (fit.limited && !policy.limits.contains_key(&name))
+            || (fit.pinned && policy.requests.get(&name) != policy.limits.get(&name))
+    };
+    if !asks("cpu", pattern.cpu) && !asks("memory", pattern.memory) {
+        return Cow::Borrowed(policy);
+    }
     let mut out = policy.clone();
     for (name, fit) in [("cpu", pattern.cpu), ("memory", pattern.memory)] {
         let name = ResourceName(name.to_owned());
         if fit.limited && !out.limits.contains_key(&name) {
-            let value = [policy, &defaults]
-                .into_iter()
-                .find_map(|r| r.limits.get(&name).or_else(|| r.requests.get(&name)));
+            let own = policy.requests.get(&name).cloned();
+            let value = own.or_else(|| {
+                let defaults = Resources::default();
+                defaults
+                    .limits
+                    .get(&name)
+                    .or_else(|| defaults.requests.get(&name))
+                    .cloned()
+            });
             if let Some(value) = value {
-                out.limits.insert(name.clone(), value.clone());
+                out.limits.insert(name.clone(), value);
             }
         }
         if fit.pinned
@@ -987,7 +1009,7 @@ pub(crate) fn fitted(policy: &Resources, pattern: Pattern) -> Resources {
             out.requests.insert(name, limit);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 fn resources(resources: &Resources) -> Value {
