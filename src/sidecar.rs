@@ -906,7 +906,7 @@ pub struct Fit {
 /// something, a namespace rule may require it of every container — a ResourceQuota on
 /// `limits.cpu` refuses a pod with one container not limited in CPU, a LimitRange
 /// `maxLimitRequestRatio` of 1 one whose request is below its limit — and a Guaranteed pod
-/// stays Guaranteed only if the sidecar is too: the sidecar follows ([`fitted`]).
+/// stays Guaranteed only if the sidecar is too: the sidecar follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pattern {
     /// CPU.
