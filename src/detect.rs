@@ -295,7 +295,7 @@ fn signals_whole_group<S: AsRef<str>>(wrappers: &[S]) -> bool {
         };
         let short = |w: &str, flag: char| !w.starts_with("--") && w[1..].contains(flag);
         match shell::basename(wrapper.as_ref()) {
-            "dumb-init" => !options().any(|w| w == "--single-child" || short(w, 'c')),
+            "dumb-init" => !crate::dumb_init::Options::parse(&wrappers[at + 1..]).single_child,
             "tini" | "tini-static" | "catatonit" => options().any(|w| short(w, 'g')),
             _ => false,
         }
@@ -557,7 +557,8 @@ pub fn name_of(container: &Value) -> &str {
 }
 
 /// The strings of a container's `command` or `args` (non-strings and absence give nothing).
-fn words<'a>(container: &'a Value, key: &str) -> impl Iterator<Item = &'a str> {
+/// The strings of `container`'s `key` list (`command`, `args`).
+pub(crate) fn words<'a>(container: &'a Value, key: &str) -> impl Iterator<Item = &'a str> {
     container
         .get(key)
         .and_then(Value::as_array)

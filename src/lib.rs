@@ -15,6 +15,7 @@ pub mod analysis;
 pub mod annotations;
 pub mod cert_secrets;
 pub mod detect;
+mod dumb_init;
 pub mod duration;
 pub mod errors;
 pub mod findings;

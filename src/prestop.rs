@@ -204,74 +204,26 @@ const DUMB_INIT_REWRITES: &str = "PID 1 is dumb-init, told to pass SIGTSTP on as
 /// reach Sidekiq as SIGTSTP: in its default setsid mode dumb-init passes it on as SIGSTOP (in a
 /// group of its own a child would ignore a stop signal it does not handle), which freezes
 /// Sidekiq; a `--rewrite 20:N` passes it on as N, or drops it for 0. `-c`/`--single-child` or
-/// `DUMB_INIT_SETSID=0` turn setsid mode off. Options are read as dumb-init's getopt reads them
-/// (`+hvVcr:`, grouped short options, long ones by any unambiguous prefix). `None` where
-/// SIGTSTP gets through, or where the manifest cannot tell (`DUMB_INIT_SETSID` from a Secret,
-/// the image's `ENTRYPOINT`, which the pod spec does not show).
+/// `DUMB_INIT_SETSID=0` turn setsid mode off. `None` where SIGTSTP gets through, or where the
+/// manifest cannot tell (`DUMB_INIT_SETSID` from a Secret; only `args`, which follow the
+/// image's `ENTRYPOINT`, which the pod spec does not show).
 fn dumb_init_tstp(container: &Value, env: &crate::detect::LazyEnv<'_>) -> Option<&'static str> {
-    let mut words = container
-        .get("command")
-        .into_iter()
-        .chain(container.get("args"))
-        .filter_map(Value::as_array)
-        .flatten()
-        .filter_map(Value::as_str);
-    if container.get("command").is_none_or(Value::is_null) && container.get("args").is_some() {
-        // Only args: they follow the image's ENTRYPOINT, unknown here.
+    if container.get("command").is_none_or(Value::is_null) {
         return None;
     }
-    if words.next().map(shell::basename) != Some("dumb-init") {
+    let argv: Vec<&str> = crate::detect::words(container, "command")
+        .chain(crate::detect::words(container, "args"))
+        .collect();
+    let (first, rest) = argv.split_first()?;
+    if shell::basename(first) != "dumb-init" {
         return None;
     }
-    let mut single_child = false;
-    let mut tstp_as = None;
-    let mut rewrite = |text: &str| {
-        let (from, to) = text.split_once(':')?;
-        (c_int(from)? == 20).then(|| tstp_as = c_int(to))
-    };
-    while let Some(word) = words
-        .next()
-        .filter(|w| w.starts_with('-') && *w != "-" && *w != "--")
-    {
-        if let Some(long) = word.strip_prefix("--") {
-            let (name, value) = long
-                .split_once('=')
-                .map_or((long, None), |(n, v)| (n, Some(v)));
-            match long_option(name) {
-                Some("single-child") => single_child = true,
-                Some("rewrite") => {
-                    if let Some(text) = value.or_else(|| words.next()) {
-                        rewrite(text);
-                    }
-                }
-                _ => {}
-            }
-            continue;
-        }
-        for (at, flag) in word.char_indices().skip(1) {
-            match flag {
-                'c' => single_child = true,
-                'r' => {
-                    let rest = &word[at + 1..];
-                    let text = if rest.is_empty() {
-                        words.next()
-                    } else {
-                        Some(rest)
-                    };
-                    if let Some(text) = text {
-                        rewrite(text);
-                    }
-                    break;
-                }
-                _ => {}
-            }
-        }
-    }
-    match tstp_as {
+    let options = crate::dumb_init::Options::parse(rest);
+    match options.tstp_as {
         Some(20) => None,
         Some(0) => Some(DUMB_INIT_DROPS),
         Some(_) => Some(DUMB_INIT_REWRITES),
-        None if single_child => None,
+        None if options.single_child => None,
         None => match env.get("DUMB_INIT_SETSID") {
             Some(setsid) if setsid == "0" => None,
             Some(_) => Some(DUMB_INIT_STOPS),
@@ -279,36 +231,6 @@ fn dumb_init_tstp(container: &Value, env: &crate::detect::LazyEnv<'_>) -> Option
             None => None,
         },
     }
-}
-
-/// The dumb-init long option `name` abbreviates, as getopt_long reads it: an exact name, or a
-/// prefix of only one.
-fn long_option(name: &str) -> Option<&'static str> {
-    const LONG: [&str; 5] = ["help", "single-child", "rewrite", "verbose", "version"];
-    if let Some(exact) = LONG.iter().find(|l| **l == name) {
-        return Some(exact);
-    }
-    let mut matching = LONG
-        .iter()
-        .filter(|l| !name.is_empty() && l.starts_with(name));
-    match (matching.next(), matching.next()) {
-        (Some(only), None) => Some(only),
-        _ => None,
-    }
-}
-
-/// A number as C's `%d` reads it: leading blanks, a sign, decimal digits (`020` is 20).
-fn c_int(text: &str) -> Option<i64> {
-    let text = text.trim_start();
-    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    if end == 0 {
-        return None;
-    }
-    let sign_len = text.len() - digits.len();
-    text[..sign_len + end].parse().ok()
 }
 
 fn classify_exec(
@@ -757,19 +679,6 @@ mod tests {
                 also_runs: false
             }
         );
-    }
-
-    #[test]
-    fn c_reads_numbers_and_getopt_long_options_by_prefix() {
-        assert_eq!(c_int(" 020"), Some(20));
-        assert_eq!(c_int("+7x"), Some(7));
-        assert_eq!(c_int("-3"), Some(-3));
-        assert_eq!(c_int("x"), None);
-        assert_eq!(c_int(""), None);
-        assert_eq!(long_option("rew"), Some("rewrite"));
-        assert_eq!(long_option("verbose"), Some("verbose"));
-        assert_eq!(long_option("ver"), None, "verbose or version");
-        assert_eq!(long_option(""), None);
     }
 
     /// With one process namespace for the pod, PID 1 is the pause process: a signal to it
