@@ -15,6 +15,7 @@ use crate::analysis::{
 use crate::annotations;
 use crate::patch::PatchOp;
 use crate::pointer::{self, Pointer as _, escape};
+use crate::policy::{ResourceName, Resources};
 use crate::prestop::{DRAIN_PATH, PreStop};
 use crate::sidecar::{self, Mode};
 use crate::status::{InjectionStatus, Part};
@@ -122,15 +123,12 @@ pub struct Plan {
     pub pull_secrets: Vec<String>,
 }
 
-/// What [`sidecar::fitted`] changed in the policy's resources, said for a warning: `is
-/// limited in cpu (5m)`, `requests the memory it is limited to (32Mi)`.
-fn fitted_resources(policy: &crate::policy::Resources, pattern: sidecar::Pattern) -> Vec<String> {
-    let std::borrow::Cow::Owned(fitted) = sidecar::fitted(policy, pattern) else {
-        return Vec::new();
-    };
+/// What `fitted` changed in the policy's resources, said for a warning: `is limited in cpu
+/// (5m)`, `requests the memory it is limited to (32Mi)`.
+fn fitted_resources(policy: &Resources, fitted: &Resources) -> Vec<String> {
     let mut said = Vec::new();
     for name in ["cpu", "memory"] {
-        let name = crate::policy::ResourceName(name.to_owned());
+        let name = ResourceName(name.to_owned());
         if let Some(limit) = fitted.limits.get(&name)
             && !policy.limits.contains_key(&name)
         {
@@ -207,6 +205,8 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     let state = &analysis.state;
     let pattern = resource_pattern(analysis);
     let guaranteed = pattern.guaranteed();
+    let policy_resources = &ctx.policy.sidecar.resources;
+    let resources = sidecar::fitted(policy_resources, pattern);
     let sidecar_container = sidecar::container(&sidecar::Spec {
         mode: ctx.mode,
         port,
@@ -223,7 +223,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
             .and_then(|context| context.get("runAsUser"))
             .and_then(Value::as_i64)
             == Some(0),
-        pattern,
+        resources: &resources,
     });
     let sidecar = match state.sidecar {
         None => SidecarAction::Add,
@@ -316,7 +316,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         fitted: if guaranteed {
             Vec::new()
         } else {
-            fitted_resources(&ctx.policy.sidecar.resources, pattern)
+            fitted_resources(policy_resources, &resources)
         },
         pull_secrets: missing_pull_secrets(analysis, ctx),
     };
@@ -435,42 +435,13 @@ impl Plan {
             }
             GraceAction::Ours | GraceAction::Keep { .. } => {}
         }
-        let secrets = pointer::below(&spec, "imagePullSecrets");
-        let secret = |name: &String| json!({ "name": name });
-        if analysis
-            .workload
-            .spec
-            .get("imagePullSecrets")
-            .is_some_and(Value::is_array)
-        {
-            for name in &self.pull_secrets {
-                ops.push(add(pointer::below(&secrets, "-"), secret(name)));
-            }
-        } else if !self.pull_secrets.is_empty() {
-            ops.push(add(
-                secrets,
-                Value::Array(self.pull_secrets.iter().map(secret).collect()),
-            ));
-        }
+        let secrets = self.pull_secrets.iter().map(|name| json!({ "name": name }));
+        append(&mut ops, analysis, &spec, "imagePullSecrets", secrets);
         let list = |mode: Mode| pointer::below(&spec, mode.list());
         match &self.sidecar {
             SidecarAction::Add | SidecarAction::Move(_) => {
-                if analysis
-                    .workload
-                    .spec
-                    .get(ctx.mode.list())
-                    .is_some_and(Value::is_array)
-                {
-                    ops.push(add(
-                        pointer::below(&list(ctx.mode), "-"),
-                        self.sidecar_container,
-                    ));
-                } else {
-                    ops.push(add(
-                        list(ctx.mode),
-                        Value::Array(vec![self.sidecar_container]),
-                    ));
-                }
+                let sidecar = std::iter::once(self.sidecar_container);
+                append(&mut ops, analysis, &spec, ctx.mode.list(), sidecar);
             }
             SidecarAction::Replace(at) => ops.push(replace(
                 format!("{}/{}", list(at.mode), at.index),
@@ -499,6 +470,27 @@ impl Plan {
             ops.push(PatchOp::Remove { path });
         }
         ops
+    }
+}
+
+/// Appends `items` to the pod spec's list `key` (at `spec`): one `add` per item at its end, or
+/// the whole list where the spec has none (or `null`), which `/-` cannot append to.
+fn append(
+    ops: &mut Vec<PatchOp>,
+    analysis: &Analysis<'_>,
+    spec: &str,
+    key: &str,
+    items: impl Iterator<Item = Value>,
+) {
+    let path = pointer::below(spec, key);
+    if analysis.workload.spec.get(key).is_some_and(Value::is_array) {
+        let end = pointer::below(&path, "-");
+        ops.extend(items.map(|item| add(end.clone(), item)));
+    } else {
+        let items: Vec<Value> = items.collect();
+        if !items.is_empty() {
+            ops.push(add(path, Value::Array(items)));
+        }
     }
 }
 

@@ -318,9 +318,8 @@ pub struct Spec<'a> {
     /// The pod's `securityContext.runAsUser` is 0: every container runs as root unless it
     /// says otherwise.
     pub root_pod: bool,
-    /// How the pod's other containers set CPU and memory, which the sidecar's resources follow
-    /// ([`Pattern`]); the default pattern where the pod sets pod-level `resources`.
-    pub pattern: Pattern,
+    /// The sidecar's resources: the policy's, [`fitted`] to the pod's [`Pattern`].
+    pub resources: &'a Resources,
 }
 
 /// Where an `httpGet` handler (a probe, a preStop hook) of `container` sends its request, as
@@ -430,10 +429,7 @@ pub fn container(spec: &Spec<'_>) -> Value {
             Value::Array(list(spec.sidekiq, "envFrom").to_vec()),
         );
     }
-    container.insert(
-        "resources".into(),
-        resources(&fitted(&spec.policy.resources, spec.pattern)),
-    );
+    container.insert("resources".into(), resources(spec.resources));
     let security = if spec.root_pod {
         &ROOT_POD_SECURITY_CONTEXT
     } else {
@@ -975,23 +971,13 @@ impl Fit {
 /// limits, a limit — the policy's, else its request, else the default policy's — and where
 /// they all request their limit, a request equal to it. In a Guaranteed pod that is both for
 /// both. Otherwise the policy's as they are.
-pub(crate) fn fitted(policy: &Resources, pattern: Pattern) -> Cow<'_, Resources> {
-    // Most pods leave something open, or ask nothing the policy does not give already: the
-    // policy's resources as they are, not copied.
-    let asks = |name: &str, fit: Fit| {
-        let name = ResourceName(name.to_owned());
-        (fit.limited && !policy.limits.contains_key(&name))
-            || (fit.pinned && policy.requests.get(&name) != policy.limits.get(&name))
-    };
-    if !asks("cpu", pattern.cpu) && !asks("memory", pattern.memory) {
-        return Cow::Borrowed(policy);
-    }
-    let mut out = policy.clone();
+pub fn fitted(policy: &Resources, pattern: Pattern) -> Cow<'_, Resources> {
+    // Most pods ask nothing the policy does not give already: its resources, not copied.
+    let mut out = Cow::Borrowed(policy);
     for (name, fit) in [("cpu", pattern.cpu), ("memory", pattern.memory)] {
         let name = ResourceName(name.to_owned());
         if fit.limited && !out.limits.contains_key(&name) {
-            let own = policy.requests.get(&name).cloned();
-            let value = own.or_else(|| {
+            let value = policy.requests.get(&name).cloned().or_else(|| {
                 let defaults = Resources::default();
                 defaults
                     .limits
@@ -1000,16 +986,18 @@ pub(crate) fn fitted(policy: &Resources, pattern: Pattern) -> Cow<'_, Resources>
                     .cloned()
             });
             if let Some(value) = value {
-                out.limits.insert(name.clone(), value);
+                out.to_mut().limits.insert(name.clone(), value);
             }
         }
         if fit.pinned
-            && let Some(limit) = out.limits.get(&name).cloned()
+            && let Some(limit) = out.limits.get(&name)
+            && out.requests.get(&name) != Some(limit)
         {
-            out.requests.insert(name, limit);
+            let limit = limit.clone();
+            out.to_mut().requests.insert(name, limit);
         }
     }
-    Cow::Owned(out)
+    out
 }
 
 fn resources(resources: &Resources) -> Value {
@@ -1319,7 +1307,7 @@ mod tests {
             redis: &redis_env(&worker),
             redis_namespace: None,
             root_pod: false,
-            pattern: Pattern::default(),
+            resources: &policy.resources,
         };
         let container = container(&spec);
         // The image's user, unnamed: OpenShift assigns its own.
@@ -1442,17 +1430,18 @@ mod tests {
 
     /// The sidecar for `worker` in native mode under the default policy.
     fn sidecar_of(worker: &Value) -> Value {
+        let policy = SidecarPolicy::default();
         container(&Spec {
             mode: Mode::Native,
             port: 7434,
             drain_budget: 320,
             exit_deadline: 350,
-            policy: &SidecarPolicy::default(),
+            policy: &policy,
             sidekiq: worker,
             redis: &redis_env(worker),
             redis_namespace: None,
             root_pod: false,
-            pattern: Pattern::default(),
+            resources: &policy.resources,
         })
     }
 
