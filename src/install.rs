@@ -191,14 +191,15 @@ impl<'a> Excluded<'a> {
     }
 }
 
-/// The namespace of the Service the configuration's first webhook calls: where sidekiq-guard
-/// is installed, also after a kustomize `namespace:` moved it.
-pub fn called_namespace(config: &Value) -> Option<String> {
-    let (_, webhooks) = name_and_webhooks(config);
-    webhooks
-        .iter()
+/// Where sidekiq-guard is installed, read from its webhook configurations: the namespace of
+/// the Service their first webhook calls, also after a kustomize `namespace:` moved it;
+/// [`DEFAULT_NAMESPACE`] when none calls one.
+pub fn install_namespace<'a>(configs: impl IntoIterator<Item = &'a Value>) -> String {
+    configs
+        .into_iter()
+        .flat_map(|config| name_and_webhooks(config).1)
         .find_map(service_of)
-        .map(|service| service.namespace)
+        .map_or_else(|| DEFAULT_NAMESPACE.to_owned(), |service| service.namespace)
 }
 
 /// Judges every webhook of a configuration; returns the checks and the Services called.
@@ -983,8 +984,8 @@ mod tests {
         );
         let mut moved = config(vec![webhook(json!({}))]);
         moved["webhooks"][0]["clientConfig"]["service"]["namespace"] = json!("platform");
-        assert_eq!(called_namespace(&moved).as_deref(), Some("platform"));
-        assert_eq!(called_namespace(&config(vec![])), None);
+        assert_eq!(install_namespace([&config(vec![]), &moved]), "platform");
+        assert_eq!(install_namespace([&config(vec![])]), DEFAULT_NAMESPACE);
     }
 
     #[test]

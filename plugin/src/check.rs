@@ -109,11 +109,11 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
         configs.push((kind, read));
     }
     let install_namespace = args.install_namespace.clone().unwrap_or_else(|| {
-        configs
-            .iter()
-            .filter_map(|(_, read)| read.as_ref().ok()?.as_ref())
-            .find_map(install::called_namespace)
-            .unwrap_or_else(|| install::DEFAULT_NAMESPACE.to_owned())
+        install::install_namespace(
+            configs
+                .iter()
+                .filter_map(|(_, read)| read.as_ref().ok()?.as_ref()),
+        )
     });
 
     let mut webhook = Vec::new();
