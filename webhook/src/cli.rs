@@ -82,8 +82,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SIDEKIQ_GUARD_CERT_RELOAD_INTERVAL", default_value = "5s", value_parser = interval)]
     pub cert_reload_interval: Duration,
     /// After SIGTERM, how long to keep answering while /readyz fails, so that the Service
-    /// stops routing here before connections close.
-    #[arg(long, env = "SIDEKIQ_GUARD_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
+    /// stops routing here before connections close. The API server reaches the webhook
+    /// through the Service's ClusterIP, so every node's kube-proxy must drop this endpoint
+    /// first; a connection refused meanwhile admits the pod uninjected (`failurePolicy:
+    /// Ignore`), hence 10 s, which covers kube-proxy's sync on large clusters.
+    #[arg(long, env = "SIDEKIQ_GUARD_SHUTDOWN_DELAY", default_value = "10s", value_parser = duration)]
     pub shutdown_delay: Duration,
     /// Then, how long in-flight requests may take to finish before connections are cut.
     #[arg(long, env = "SIDEKIQ_GUARD_SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = duration)]
@@ -357,7 +360,7 @@ mod tests {
         };
         assert_eq!(args.addr.to_string(), "0.0.0.0:8443");
         assert_eq!(args.health_addr.to_string(), "0.0.0.0:8080");
-        assert_eq!(args.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(args.shutdown_delay, Duration::from_secs(10));
         let err = refusal(&["--shutdown-delay", "soon"]);
         assert!(
             err.contains("invalid duration \"soon\": expected a number of seconds"),

@@ -6,7 +6,7 @@
 //! | `sidekiq_guard_webhook_request_duration_seconds` | `endpoint` | time from the request head to the answer, body read included |
 //! | `sidekiq_guard_webhook_injections_total` | `mode` | pods `/mutate` injected, by sidecar mode |
 //! | `sidekiq_guard_webhook_skips_total` | `reason` | pods `/mutate` left unchanged, by reason |
-//! | `sidekiq_guard_webhook_certificate_expiry_timestamp_seconds` | | `notAfter` of the serving certificate in use |
+//! | `sidekiq_guard_webhook_certificate_expiry_timestamp_seconds` | | `notAfter` of the serving certificate in use, 0 until one is loaded |
 //! | `sidekiq_guard_webhook_certificate_reloads_total` | `result` | certificate loads: `success`, `failure` |
 //! | `sidekiq_guard_webhook_tls_handshake_errors_total` | `reason` | connections to the admission port that failed before their TLS handshake completed ([`crate::handshake`]): `certificate-rejected`, `alert`, `protocol`, `server`, `timeout`, `closed`, `accept`, `other` |
 //! | `sidekiq_guard_webhook_build_info` | `version`, `sidecar_mode` | 1, once the sidecar mode is decided |
@@ -90,7 +90,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "certificate_expiry_timestamp",
-            "Expiry (notAfter) of the serving certificate in use, as a Unix time",
+            "Expiry (notAfter) of the serving certificate in use, as a Unix time; 0 until one is loaded",
             Unit::Seconds,
             cert_expiry.clone(),
         );
@@ -211,5 +211,27 @@ mod tests {
         assert!(text.contains(
             "sidekiq_guard_webhook_request_duration_seconds_bucket{le=\"0.0001\",endpoint=\"mutate\"} 2"
         ), "{text}");
+    }
+
+    /// The documented alert (`expiry > 0 and expiry - time() < 21d`) relies on 0 meaning "no
+    /// certificate yet", never a date.
+    #[test]
+    fn certificate_expiry_reads_zero_until_a_certificate_is_loaded() {
+        const GAUGE: &str = "sidekiq_guard_webhook_certificate_expiry_timestamp_seconds ";
+        let metrics = Metrics::new();
+        assert!(metrics.encode().contains(&format!("{GAUGE}0\n")));
+        metrics.certificate_loaded(&CertInfo {
+            common_name: "sidekiq-guard".to_owned(),
+            dns_names: vec![],
+            not_before: 1_790_000_000,
+            not_after: 1_800_000_000,
+            is_ca: false,
+            serial: "01".to_owned(),
+        });
+        let text = metrics.encode();
+        assert!(text.contains(&format!("{GAUGE}1800000000\n")), "{text}");
+        assert!(
+            text.contains("sidekiq_guard_webhook_certificate_reloads_total{result=\"success\"} 1")
+        );
     }
 }

@@ -544,8 +544,10 @@ fn selects(selector: &Value, labels: &[(&str, &str)]) -> bool {
 }
 
 /// An overlay's `namespace:` renames the namespace and rewrites the webhooks' Service
-/// reference; the namespace stays excluded from every webhook (by the label it keeps) and
-/// `kubectl sidekiq check --install-namespace` finds nothing wrong with the exclusions.
+/// reference and the RBAC subjects (else the install Job would be forbidden, no `caBundle`
+/// set, and every pod admitted uninjected under `failurePolicy: Ignore`); the namespace stays
+/// excluded from every webhook (by the label it keeps) and `kubectl sidekiq check
+/// --install-namespace` finds nothing wrong with the exclusions.
 #[test]
 fn a_namespace_overlay_keeps_its_own_namespace_out_of_the_webhooks() {
     let overlay = tempfile::Builder::new()
@@ -560,6 +562,29 @@ fn a_namespace_overlay_keeps_its_own_namespace_out_of_the_webhooks() {
     let rendered = Rendered(documents(&render(overlay.path())));
     let namespace = rendered.one("Namespace");
     assert_eq!(namespace["metadata"]["name"], "platform");
+    let mut subjects = 0;
+    for object in &rendered.0 {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let cluster_scoped = matches!(
+            kind,
+            "ClusterRole"
+                | "ClusterRoleBinding"
+                | "Namespace"
+                | "MutatingWebhookConfiguration"
+                | "ValidatingWebhookConfiguration"
+        );
+        if !cluster_scoped {
+            assert_eq!(object["metadata"]["namespace"], "platform", "{kind}");
+        }
+        for subject in object["subjects"].as_array().into_iter().flatten() {
+            assert_eq!(subject["namespace"], "platform", "{kind} {subject}");
+            subjects += 1;
+        }
+    }
+    assert!(
+        subjects >= 2,
+        "the install Job's and the webhook's bindings"
+    );
     let mut labels: Vec<(&str, &str)> = namespace["metadata"]["labels"]
         .as_object()
         .unwrap()
