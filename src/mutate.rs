@@ -15,7 +15,7 @@ use crate::analysis::{
 use crate::annotations;
 use crate::patch::PatchOp;
 use crate::pointer::{self, Pointer as _, escape};
-use crate::policy::{ResourceName, Resources};
+use crate::policy::{Policy, ResourceName, Resources};
 use crate::prestop::{DRAIN_PATH, PreStop};
 use crate::sidecar::{self, Mode};
 use crate::status::{InjectionStatus, Part};
@@ -113,11 +113,9 @@ pub struct Plan {
     pub status: InjectionStatus,
     /// The annotation's new value, when it must be (re)written.
     pub status_update: Option<String>,
-    /// The pod is of the Guaranteed QoS class: the sidecar requests what it is limited to.
-    pub guaranteed: bool,
-    /// Outside a Guaranteed pod, what the sidecar's resources took from the pod's other
-    /// containers ([`sidecar::Pattern`]), for a warning.
-    pub fitted: Vec<String>,
+    /// How the pod's other containers set CPU and memory, which the sidecar's resources
+    /// follow ([`sidecar::fitted`]); said in a warning when the sidecar is (re)written.
+    pub pattern: sidecar::Pattern,
     /// The policy's `sidecar.imagePullSecrets` the pod does not name yet, to add to it. One the
     /// policy no longer names stays: the pod's own may be the same.
     pub pull_secrets: Vec<String>,
@@ -204,10 +202,9 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     let port = analysis.port.port;
     let state = &analysis.state;
     let pattern = resource_pattern(analysis);
-    let guaranteed = pattern.guaranteed();
     let policy_resources = &ctx.policy.sidecar.resources;
     let resources = sidecar::fitted(policy_resources, pattern);
-    let sidecar_container = sidecar::container(&sidecar::Spec {
+    let spec = |resources| sidecar::Spec {
         mode: ctx.mode,
         port,
         drain_budget: analysis.grace.drain_budget,
@@ -223,16 +220,26 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
             .and_then(|context| context.get("runAsUser"))
             .and_then(Value::as_i64)
             == Some(0),
-        resources: &resources,
-    });
+        resources,
+    };
+    let sidecar_container = sidecar::container(&spec(&resources));
     let sidecar = match state.sidecar {
         None => SidecarAction::Add,
         Some(at) if at.mode != ctx.mode => SidecarAction::Move(at),
         Some(at) => {
-            let current = at.container(&analysis.workload);
             let sidekiq = analysis.sidekiq_json();
-            if current
-                .is_some_and(|current| sidecar::is_current(current, &sidecar_container, sidekiq))
+            let is_current = |wanted: &Value| {
+                at.container(&analysis.workload)
+                    .is_some_and(|current| sidecar::is_current(current, wanted, sidekiq))
+            };
+            // The second pass after LimitRanger gave the first pass's sidecar and the other
+            // containers its `default` limit: the pattern they show now is LimitRanger's doing,
+            // and the sidecar with the policy's resources, as the first pass wrote it, stands.
+            // Replacing it would put a limit of the policy's request (5m of CPU) where
+            // LimitRanger had put its own, on every pod of the namespace.
+            let fitted_anew = matches!(resources, Cow::Owned(_));
+            if is_current(&sidecar_container)
+                || (fitted_anew && is_current(&sidecar::container(&spec(policy_resources))))
             {
                 SidecarAction::Ours
             } else {
@@ -312,12 +319,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
             kept: Vec::new(),
         },
         status_update: None,
-        guaranteed,
-        fitted: if guaranteed {
-            Vec::new()
-        } else {
-            fitted_resources(policy_resources, &resources)
-        },
+        pattern,
         pull_secrets: missing_pull_secrets(analysis, ctx),
     };
     for (part, kept) in plan.parts() {
@@ -521,7 +523,7 @@ fn status_op(analysis: &Analysis<'_>, status: String) -> PatchOp {
 
 impl Plan {
     /// Warnings explaining the grace period and every user setting that was kept.
-    pub fn warnings(&self, analysis: &Analysis<'_>) -> Vec<String> {
+    pub fn warnings(&self, analysis: &Analysis<'_>, policy: &Policy) -> Vec<String> {
         let explanation = &analysis.grace.explanation;
         let required = analysis.grace.required;
         let mut warnings = vec![match self.grace {
@@ -565,7 +567,7 @@ impl Plan {
                 ));
             }
         }
-        if self.guaranteed && self.sidecar != SidecarAction::Ours {
+        if self.pattern.guaranteed() && self.sidecar != SidecarAction::Ours {
             let limit = |name: &str| {
                 self.sidecar_container
                     .at("/resources/limits")
@@ -580,10 +582,18 @@ impl Plan {
                 limit("memory")
             ));
         }
-        if !self.fitted.is_empty() && self.sidecar != SidecarAction::Ours {
+        let fitted = match self.sidecar {
+            SidecarAction::Ours => Vec::new(),
+            _ if self.pattern.guaranteed() => Vec::new(),
+            _ => {
+                let resources = &policy.sidecar.resources;
+                fitted_resources(resources, &sidecar::fitted(resources, self.pattern))
+            }
+        };
+        if !fitted.is_empty() {
             warnings.push(format!(
                 "the probe sidecar {}, as every other container of the pod does: a ResourceQuota or LimitRange that asks it of every container would refuse the pod otherwise",
-                self.fitted.join(" and ")
+                fitted.join(" and ")
             ));
         }
         // The name is sidekiq-guard's: a container of the user's that bears it is replaced, and

@@ -240,7 +240,7 @@ fn sidekiq(
                 findings.extend(findings::sidecar_stale(analysis, &plan));
             }
             let notes = if patch {
-                let mut notes = plan.warnings(analysis);
+                let mut notes = plan.warnings(analysis, ctx.policy);
                 if let Some(first) = notes.first_mut()
                     && !fits(first)
                 {

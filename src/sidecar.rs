@@ -974,6 +974,9 @@ impl Fit {
 pub fn fitted(policy: &Resources, pattern: Pattern) -> Cow<'_, Resources> {
     // Most pods ask nothing the policy does not give already: its resources, not copied.
     let mut out = Cow::Borrowed(policy);
+    if pattern == Pattern::default() {
+        return out;
+    }
     for (name, fit) in [("cpu", pattern.cpu), ("memory", pattern.memory)] {
         let name = ResourceName(name.to_owned());
         if fit.limited && !out.limits.contains_key(&name) {
