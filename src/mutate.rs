@@ -154,23 +154,18 @@ fn missing_pull_secrets(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Vec<Strin
     if analysis.workload.kind != crate::workload::Kind::Pod {
         return Vec::new();
     }
-    let named = analysis
-        .workload
-        .spec
-        .get("imagePullSecrets")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    let mut missing: Vec<String> = Vec::new();
-    for secret in &ctx.policy.sidecar.image_pull_secrets {
-        let name = secret.0.as_str();
-        let present = named
-            .iter()
-            .any(|entry| entry.get("name").and_then(Value::as_str) == Some(name));
-        if !present && !missing.iter().any(|m| m == name) {
-            missing.push(name.to_owned());
-        }
-    }
-    missing
+    let named = crate::workload::list(&analysis.workload.template["spec"], "imagePullSecrets");
+    ctx.policy
+        .sidecar
+        .image_pull_secrets
+        .iter()
+        .filter(|name| {
+            !named
+                .iter()
+                .any(|entry| entry.get("name").and_then(Value::as_str) == Some(name.as_str()))
+        })
+        .cloned()
+        .collect()
 }
 
 /// How the pod's containers set CPU and memory, which the sidecar follows: none to follow

@@ -75,9 +75,13 @@ pub struct SidecarPolicy {
     pub image_pull_policy: Option<PullPolicy>,
     /// Secrets (in the pod's namespace) to pull the sidecar's image with, added to the pod's
     /// `imagePullSecrets` where it lacks them: pull secrets are the pod's, for all its
-    /// containers, and the ServiceAccount's are added only to a pod that names none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub image_pull_secrets: Vec<NonEmpty>,
+    /// containers, and the ServiceAccount's are added only to a pod that names none. Each a
+    /// Secret's name, each once.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "pull_secret_names"
+    )]
+    pub image_pull_secrets: Vec<String>,
     /// Resource requests and limits of the sidecar.
     pub resources: Resources,
 }
@@ -345,6 +349,24 @@ fn grace_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Seconds, D:
         ));
     }
     Ok(limit)
+}
+
+/// `sidecar.imagePullSecrets`: Secret names (RFC 1123 subdomains, as the API server requires of
+/// a pod's `imagePullSecrets[].name`: another name would get every injected pod refused), a
+/// name written twice kept once.
+fn pull_secret_names<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let mut names: Vec<String> = Vec::new();
+    for name in Vec::<String>::deserialize(deserializer)? {
+        if !crate::names::is_dns_subdomain(&name) {
+            return Err(de::Error::custom(format!(
+                "{name:?} is not a Secret name; expected lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters"
+            )));
+        }
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// Whole seconds, written in the policy as a duration string (`90s`, `5m`) or an integer.

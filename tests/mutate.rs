@@ -217,11 +217,15 @@ fn the_policys_pull_secrets_are_added_to_the_pods() {
     let (review, mutated) = mutate_and_apply(&deployment, &policy, Mode::Native);
     assert_eq!(review.outcome, Outcome::Mutated);
     assert_eq!(mutated.at("/spec/template/spec/imagePullSecrets"), None);
-    let refused = Policy::parse("sidecar: {imagePullSecrets: ['']}").unwrap_err();
-    assert!(
-        refused.to_string().contains("imagePullSecrets"),
-        "{refused}"
-    );
+    for name in ["", "Mirror_Pull", " mirror-pull"] {
+        let refused = Policy::parse(&format!("sidecar: {{imagePullSecrets: ['{name}']}}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("imagePullSecrets") && refused.contains("is not a Secret name"),
+            "{refused}"
+        );
+    }
 }
 
 #[test]
