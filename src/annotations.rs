@@ -199,10 +199,10 @@ fn duration_secs(text: &str) -> Result<u64, &'static str> {
     }
 }
 
-/// Sidekiq refuses to start with a timeout of 0, so the annotation cannot describe one.
+/// A timeout Sidekiq would start with: the annotation describes Sidekiq's.
 fn shutdown_secs(text: &str) -> Result<u64, &'static str> {
     match duration_secs(text)? {
-        0 => Err(SHUTDOWN_TIMEOUT_ACCEPTED),
+        secs if !crate::sidekiq::accepts_timeout(secs) => Err(SHUTDOWN_TIMEOUT_ACCEPTED),
         secs => Ok(secs),
     }
 }

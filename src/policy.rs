@@ -51,6 +51,7 @@ pub struct Defaults {
     /// Longest job when the workload does not declare `sidekiq-guard.io/longest-job`.
     pub longest_job: Seconds,
     /// Sidekiq's `-t` when neither the command line nor an annotation gives it.
+    #[serde(deserialize_with = "shutdown_timeout")]
     pub shutdown_timeout: Seconds,
     /// How long a remote quiet takes to be visible: two heartbeats (10 s each on Sidekiq 7+).
     pub quiet_latency: Seconds,
@@ -351,6 +352,17 @@ fn grace_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Seconds, D:
     Ok(limit)
 }
 
+/// `defaults.shutdownTimeout`: a timeout Sidekiq starts with, since it stands for Sidekiq's.
+fn shutdown_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Seconds, D::Error> {
+    let timeout = Seconds::deserialize(deserializer)?;
+    if !crate::sidekiq::accepts_timeout(timeout.0) {
+        return Err(de::Error::custom(
+            "Sidekiq refuses a shutdown timeout of 0; expected a duration of at least 1s, such as 25s",
+        ));
+    }
+    Ok(timeout)
+}
+
 /// `sidecar.imagePullSecrets`: Secret names (RFC 1123 subdomains, as the API server requires of
 /// a pod's `imagePullSecrets[].name`: another name would get every injected pod refused), a
 /// name written twice kept once.
@@ -553,6 +565,10 @@ excludedNamespaces: [legacy]
     #[case(
         "maxGracePeriod: 0s",
         "policy maxGracePeriod: 0 would report every Sidekiq workload's grace period (SG009)"
+    )]
+    #[case(
+        "defaults: {shutdownTimeout: 0s}",
+        "policy defaults.shutdownTimeout: Sidekiq refuses a shutdown timeout of 0; expected a duration of at least 1s"
     )]
     #[case(
         "defaults: {longestJob: 4000000000}",

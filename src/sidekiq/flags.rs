@@ -273,8 +273,7 @@ impl Flags {
         }
         match opt {
             Opt::Timeout => match ruby_integer(&value) {
-                // Sidekiq refuses to start with it ("timeout: 0 is not a valid value").
-                Some(0) => {
+                Some(secs) if !super::accepts_timeout(secs) => {
                     self.timeout = Some(Timeout::Invalid);
                     self.problem(
                         flag,

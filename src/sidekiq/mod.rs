@@ -20,6 +20,13 @@ pub fn provider_holds_url(value: &str) -> bool {
 
 /// Sidekiq's shutdown timeout when neither `-t` nor `timeout:` in the config file says otherwise.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 25;
+
+/// Whether Sidekiq starts with a shutdown timeout of `secs`: it refuses 0 ("timeout: 0 is not
+/// a valid value"), so no setting of sidekiq-guard's — a flag read, an annotation, the
+/// policy's default — may describe one.
+pub const fn accepts_timeout(secs: u64) -> bool {
+    secs > 0
+}
 /// Seconds between heartbeats on Sidekiq 7.0 and newer (5 on 6.x). A remote quiet becomes
 /// visible within two beats.
 pub const BEAT_SECS: u64 = 10;
