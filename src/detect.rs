@@ -272,22 +272,22 @@ fn invocation<S: AsRef<str>>(
     Some(Invocation {
         signals_kept: found
             .signals_kept
-            .filter(|_| !signals_whole_group(wrappers)),
+            .filter(|_| !signals_whole_group(wrappers, env)),
         ..found
     })
 }
 
-/// Whether a wrapper passes the signals it gets to the whole process group: `dumb-init`, unless
-/// told to signal its child alone (`-c`, `--single-child`); `tini` and `catatonit` when told to
+/// Whether a wrapper passes the signals it gets to the whole process group: `dumb-init` in its
+/// setsid mode (also where the manifest cannot tell); `tini` and `catatonit` when told to
 /// (`-g`).
-fn signals_whole_group<S: AsRef<str>>(wrappers: &[S]) -> bool {
+fn signals_whole_group<S: AsRef<str>>(wrappers: &[S], env: &LazyEnv<'_>) -> bool {
     wrappers.iter().enumerate().any(|(at, wrapper)| {
         // The init's own options, past the values of those that take one (`-p SIGKILL`).
         let options = || {
             let mut words = wrappers[at + 1..].iter().map(AsRef::as_ref);
             std::iter::from_fn(move || {
                 let word = words.next().filter(|w| w.starts_with('-') && *w != "--")?;
-                if matches!(word, "-p" | "-e" | "-r" | "--rewrite") {
+                if matches!(word, "-p" | "-e") {
                     words.next();
                 }
                 Some(word)
@@ -295,7 +295,9 @@ fn signals_whole_group<S: AsRef<str>>(wrappers: &[S]) -> bool {
         };
         let short = |w: &str, flag: char| !w.starts_with("--") && w[1..].contains(flag);
         match shell::basename(wrapper.as_ref()) {
-            "dumb-init" => !crate::dumb_init::Options::parse(&wrappers[at + 1..]).single_child,
+            "dumb-init" => {
+                crate::dumb_init::Options::parse(&wrappers[at + 1..]).setsid(env) != Some(false)
+            }
             "tini" | "tini-static" | "catatonit" => options().any(|w| short(w, 'g')),
             _ => false,
         }
@@ -706,6 +708,8 @@ mod tests {
     // Wrappers that run a command.
     #[case(&["exec", "-a", "worker", "bundle", "exec", "sidekiq", "-t", "60"], &[])]
     #[case(&["dumb-init", "--rewrite", "15:20", "--", "sidekiq", "-t", "60"], &[])]
+    #[case(&["dumb-init", "-vr", "20:20", "sidekiq", "-t", "60"], &[])]
+    #[case(&["dumb-init", "--rew", "20:20", "sidekiq", "-t", "60"], &[])]
     #[case(&["timeout", "--kill-after", "10", "1h", "sidekiq", "-t", "60"], &[])]
     #[case(&["runuser", "-u", "app", "--", "sidekiq", "-t", "60"], &[])]
     #[case(&["s6-setuidgid", "app", "sidekiq", "-t", "60"], &[])]

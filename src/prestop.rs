@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 
+use crate::dumb_init::Tstp;
 use crate::duration;
 use crate::pointer::Pointer as _;
 use crate::shell::{self, Signals};
@@ -174,12 +175,15 @@ pub fn classify(container: &Value, shared_pids: bool, host_network: bool) -> Pre
     // `${DRAIN_SECONDS:-300}` the default when nothing in the manifest sets it.
     // Built only when a `$` asks for it: most hooks (`kill -TSTP 1`, the `/drain` call) have none.
     let env = crate::detect::LazyEnv::new(container);
-    let pid1 = if shared_pids {
-        Pid1::Pause
-    } else {
-        dumb_init_tstp(container, &env).map_or(Pid1::Container, Pid1::DumbInit)
+    // Read only for a hook that signals PID 1.
+    let pid1 = || {
+        if shared_pids {
+            Pid1::Pause
+        } else {
+            dumb_init_tstp(container, &env).map_or(Pid1::Container, Pid1::DumbInit)
+        }
     };
-    classify_exec(&command, pid1, &|name| env.get(name), &|name| {
+    classify_exec(&command, &pid1, &|name| env.get(name), &|name| {
         env.unset(name)
     })
 }
@@ -201,12 +205,9 @@ const DUMB_INIT_DROPS: &str = "PID 1 is dumb-init, told to drop SIGTSTP (--rewri
 const DUMB_INIT_REWRITES: &str = "PID 1 is dumb-init, told to pass SIGTSTP on as another signal (--rewrite 20:N): Sidekiq does not quiet, and may stop or freeze at once";
 
 /// What a SIGTSTP to PID 1 does where the container's command starts dumb-init and it does not
-/// reach Sidekiq as SIGTSTP: in its default setsid mode dumb-init passes it on as SIGSTOP (in a
-/// group of its own a child would ignore a stop signal it does not handle), which freezes
-/// Sidekiq; a `--rewrite 20:N` passes it on as N, or drops it for 0. `-c`/`--single-child` or
-/// `DUMB_INIT_SETSID=0` turn setsid mode off. `None` where SIGTSTP gets through, or where the
-/// manifest cannot tell (`DUMB_INIT_SETSID` from a Secret; only `args`, which follow the
-/// image's `ENTRYPOINT`, which the pod spec does not show).
+/// reach Sidekiq as SIGTSTP ([`crate::dumb_init::Tstp`]). `None` where SIGTSTP gets through, or
+/// where the manifest cannot tell (`DUMB_INIT_SETSID` from a Secret; only `args`, which follow
+/// the image's `ENTRYPOINT`, which the pod spec does not show).
 fn dumb_init_tstp(container: &Value, env: &crate::detect::LazyEnv<'_>) -> Option<&'static str> {
     if container.get("command").is_none_or(Value::is_null) {
         return None;
@@ -218,24 +219,17 @@ fn dumb_init_tstp(container: &Value, env: &crate::detect::LazyEnv<'_>) -> Option
     if shell::basename(first) != "dumb-init" {
         return None;
     }
-    let options = crate::dumb_init::Options::parse(rest);
-    match options.tstp_as {
-        Some(20) => None,
-        Some(0) => Some(DUMB_INIT_DROPS),
-        Some(_) => Some(DUMB_INIT_REWRITES),
-        None if options.single_child => None,
-        None => match env.get("DUMB_INIT_SETSID") {
-            Some(setsid) if setsid == "0" => None,
-            Some(_) => Some(DUMB_INIT_STOPS),
-            None if env.unset("DUMB_INIT_SETSID") => Some(DUMB_INIT_STOPS),
-            None => None,
-        },
+    match crate::dumb_init::Options::parse(rest).tstp(env) {
+        Tstp::PassedOn | Tstp::Unknown => None,
+        Tstp::Stops => Some(DUMB_INIT_STOPS),
+        Tstp::Dropped => Some(DUMB_INIT_DROPS),
+        Tstp::Rewritten => Some(DUMB_INIT_REWRITES),
     }
 }
 
 fn classify_exec(
     command: &[String],
-    pid1: Pid1,
+    pid1: &dyn Fn() -> Pid1,
     lookup: &dyn Fn(&str) -> Option<String>,
     unset: &dyn Fn(&str) -> bool,
 ) -> PreStop {
@@ -244,7 +238,7 @@ fn classify_exec(
         sleeps,
     };
     let mut reading = Reading {
-        pid1,
+        pid1: Some(pid1),
         ..Reading::default()
     };
     if !reading.command(command, lookup, unset, 0) {
@@ -295,7 +289,7 @@ fn classify_exec(
 
 /// What the commands of a hook do, read so far.
 #[derive(Default)]
-struct Reading {
+struct Reading<'a> {
     quiets: bool,
     /// A call of the probe's /drain blocks until the jobs are done: it quiets and waits.
     drains: bool,
@@ -313,14 +307,14 @@ struct Reading {
     /// The command being read may not run (`[ -f x ] && sleep 600`), or runs beside the rest
     /// (`sleep 600 &`, a pipeline): its sleep is no lower bound of the hook's time.
     uncertain: bool,
-    /// What a signal to PID 1 reaches.
-    pid1: Pid1,
+    /// What a signal to PID 1 reaches (the container's first process when not told).
+    pid1: Option<&'a dyn Fn() -> Pid1>,
     /// A Rails runner boots the app before it quiets: time the hook takes besides its sleep,
     /// though no wait for the jobs.
     boots: bool,
 }
 
-impl Reading {
+impl Reading<'_> {
     /// Reads one command line, looking into shell scripts (`sh -c "…"`, nested too);
     /// `false` when a script cannot be read.
     fn command(
@@ -378,7 +372,8 @@ impl Reading {
             && shell::basename(name) == "kill"
             && kill_targets(args) == ["1"]
         {
-            let effect = match (self.pid1, signal.as_str()) {
+            let pid1 = self.pid1.map_or(Pid1::Container, |pid1| pid1());
+            let effect = match (pid1, signal.as_str()) {
                 (Pid1::Pause, _) => Some(
                     "with shareProcessNamespace, PID 1 is the pod's pause process, not Sidekiq: Sidekiq gets nothing",
                 ),

@@ -1402,9 +1402,8 @@ pub fn skip_wrappers<S: AsRef<str>>(words: &[S]) -> &[S] {
                 after + usize::from(!listed)
             }
             "ruby" | "jruby" => skip_options(words, i + 1, &["-r", "-I", "-C"]),
-            "tini" | "tini-static" | "dumb-init" | "catatonit" => {
-                skip_options(words, i + 1, &["-p", "-e", "-r", "--rewrite"])
-            }
+            "dumb-init" => i + 1 + crate::dumb_init::Options::parse(&words[i + 1..]).operand,
+            "tini" | "tini-static" | "catatonit" => skip_options(words, i + 1, &["-p", "-e"]),
             "nice" | "ionice" | "chpst" => {
                 skip_options(words, i + 1, &["-n", "-c", "-u", "-U", "-e"])
             }

@@ -1486,6 +1486,24 @@ fn sidekiq_not_signalled_fits_a_warning(#[case] script: &str) {
     assert_fits_a_warning(finding);
 }
 
+/// dumb-init signals the whole group only in its setsid mode: with `DUMB_INIT_SETSID=0` (as
+/// with `-c`) the shell alone gets SIGTERM, and Sidekiq behind its pipe never does.
+#[rstest::rstest]
+#[case(json!({"command": ["dumb-init", "sh", "-c", "bundle exec sidekiq -t 25 | tee log"], "env": [
+    {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
+    {"name": "DUMB_INIT_SETSID", "value": "0"},
+]}))]
+#[case(json!({"command": ["dumb-init", "-c", "sh", "-c", "bundle exec sidekiq -t 25 | tee log"]}))]
+fn dumb_init_without_setsid_signals_the_shell_alone(#[case] container: Value) {
+    let policy = Policy::default();
+    let review = review::validate(
+        &worker(container, json!({})),
+        &ctx(&policy, Mode::Native),
+        Perspective::AsWritten,
+    );
+    assert_eq!(codes(&review), vec!["SG026"], "{:#?}", review.findings);
+}
+
 /// The hint writes the URL that carries the password; a URL that carries one is left alone.
 #[test]
 fn a_password_beside_the_url_is_pointed_into_it() {
