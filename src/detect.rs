@@ -459,13 +459,12 @@ pub fn literal_env(container: &Value) -> HashMap<String, String> {
         let Some(name) = entry.get("name").and_then(Value::as_str) else {
             continue;
         };
-        let value_from = entry.get("valueFrom").is_some_and(|from| !from.is_null());
         match entry.get("value") {
             Some(Value::String(value)) => {
                 let value = expand_kubernetes(value, &env, &budget);
                 env.insert(name.to_owned(), value);
             }
-            None | Some(Value::Null) if !value_from => {
+            _ if is_empty_literal(entry) => {
                 env.insert(name.to_owned(), String::new());
             }
             // A later `valueFrom` of the same name is what the container gets.
@@ -475,6 +474,15 @@ pub fn literal_env(container: &Value) -> HashMap<String, String> {
         }
     }
     env
+}
+
+/// An `env` entry the container gets as the empty string: no `valueFrom`, and a `value` that is
+/// `""`, `null` or absent (the API server stores all three alike).
+pub(crate) fn is_empty_literal(entry: &Value) -> bool {
+    entry.get("valueFrom").is_none_or(Value::is_null)
+        && entry
+            .get("value")
+            .is_none_or(|value| value.is_null() || value.as_str() == Some(""))
 }
 
 /// Kubernetes' `$(VAR)` expansion in `command`, `args` and `env` values: known variables are

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 
+use crate::detect::is_empty_literal;
 use crate::pointer::Pointer as _;
 use crate::policy::{ResourceName, Resources, SidecarModeSetting, SidecarPolicy};
 use crate::quantity::Quantity;
@@ -223,15 +224,6 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         url_missing,
         out_of_order,
     }
-}
-
-/// An `env` entry the container gets as the empty string: no `valueFrom`, and a `value` that is
-/// `""`, `null` or absent (the API server stores all three alike).
-fn is_empty_literal(entry: &Value) -> bool {
-    entry.get("valueFrom").is_none_or(Value::is_null)
-        && entry
-            .get("value")
-            .is_none_or(|value| value.is_null() || value.as_str() == Some(""))
 }
 
 /// The references among the literal values of `names` to variables `env` defines only after

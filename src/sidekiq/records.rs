@@ -474,13 +474,6 @@ where
     })
 }
 
-/// Reads the `info` JSON of a process hash, with what was odd but left out.
-pub fn parse_info(text: &str) -> Result<(ProcessInfo, Vec<RecordWarning>), RecordError> {
-    let mut warnings = Vec::new();
-    let info = info_from(&info_object(text)?, &mut warnings)?;
-    Ok((info, warnings))
-}
-
 fn info_object(text: &str) -> Result<Map<String, Value>, RecordError> {
     let value: Value = serde_json::from_str(text).map_err(|e| RecordError::InvalidJson {
         field: "info".into(),
