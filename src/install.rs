@@ -191,15 +191,54 @@ impl<'a> Excluded<'a> {
     }
 }
 
-/// Where sidekiq-guard is installed, read from its webhook configurations: the namespace of
-/// the Service their first webhook calls, also after a kustomize `namespace:` moved it;
-/// [`DEFAULT_NAMESPACE`] when none calls one.
-pub fn install_namespace<'a>(configs: impl IntoIterator<Item = &'a Value>) -> String {
+/// The Service sidekiq-guard is served by, read from its webhook configurations: the one their
+/// first webhook calls. Its namespace is where sidekiq-guard is installed
+/// ([`install_namespace`]) and its name the one the serving certificate must bear.
+pub fn install_service<'a>(configs: impl IntoIterator<Item = &'a Value>) -> Option<ServiceRef> {
     configs
         .into_iter()
         .flat_map(|config| name_and_webhooks(config).1)
         .find_map(service_of)
-        .map_or_else(|| DEFAULT_NAMESPACE.to_owned(), |service| service.namespace)
+}
+
+/// Where sidekiq-guard is installed: the namespace of its Service ([`install_service`]), also
+/// after a kustomize `namespace:` moved it; [`DEFAULT_NAMESPACE`] when no webhook calls one.
+pub fn install_namespace(service: Option<&ServiceRef>) -> &str {
+    service.map_or(DEFAULT_NAMESPACE, |service| &service.namespace)
+}
+
+/// The Services the webhooks call ([`webhook_configuration`]), each with every port called on
+/// it: one group per Service, never empty, each read once.
+pub fn by_service(mut called: Vec<ServiceRef>) -> Vec<Vec<ServiceRef>> {
+    called.sort();
+    called.dedup();
+    called
+        .chunk_by(|a, b| (&a.namespace, &a.name) == (&b.namespace, &b.name))
+        .map(<[ServiceRef]>::to_vec)
+        .collect()
+}
+
+/// What the Service `service` (as read; `None` when it does not exist) says about the ports
+/// the webhooks call on it (`called`, one Service's group from [`by_service`]).
+pub fn service_checks(called: &[ServiceRef], service: Option<&Value>) -> Vec<Check> {
+    match service {
+        Some(object) => called
+            .iter()
+            .map(|port| service_port(port, object))
+            .collect(),
+        None => called
+            .first()
+            .map(|service| {
+                Check::problem(
+                    Status::Fail,
+                    service_endpoints_title(service),
+                    "the Service does not exist",
+                    "kubectl apply -k manifests/base",
+                )
+            })
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// Judges every webhook of a configuration; returns the checks and the Services called.
@@ -984,8 +1023,49 @@ mod tests {
         );
         let mut moved = config(vec![webhook(json!({}))]);
         moved["webhooks"][0]["clientConfig"]["service"]["namespace"] = json!("platform");
-        assert_eq!(install_namespace([&config(vec![]), &moved]), "platform");
-        assert_eq!(install_namespace([&config(vec![])]), DEFAULT_NAMESPACE);
+        let service = install_service([&config(vec![]), &moved]);
+        assert_eq!(install_namespace(service.as_ref()), "platform");
+        assert_eq!(
+            install_namespace(install_service([&config(vec![])]).as_ref()),
+            DEFAULT_NAMESPACE
+        );
+    }
+
+    /// Each Service is read once, with a check per port called on it; a missing one is one
+    /// failure, not one per port.
+    #[test]
+    fn services_grouped_and_a_missing_one_failed_once() {
+        let at = |namespace: &str, name: &str, port| ServiceRef {
+            namespace: namespace.into(),
+            name: name.into(),
+            port,
+        };
+        let groups = by_service(vec![
+            at("sg", "webhook", 443),
+            at("other", "webhook", 443),
+            at("sg", "webhook", 8443),
+            at("sg", "webhook", 443),
+        ]);
+        assert_eq!(
+            groups,
+            vec![
+                vec![at("other", "webhook", 443)],
+                vec![at("sg", "webhook", 443), at("sg", "webhook", 8443)],
+            ]
+        );
+        let missing = service_checks(&groups[1], None);
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].status, Status::Fail);
+        assert_eq!(
+            missing[0].detail.as_deref(),
+            Some("the Service does not exist")
+        );
+        let object = json!({"spec": {"ports": [{"port": 443}]}});
+        let statuses: Vec<_> = service_checks(&groups[1], Some(&object))
+            .into_iter()
+            .map(|check| check.status)
+            .collect();
+        assert_eq!(statuses, [Status::Pass, Status::Fail]);
     }
 
     #[test]

@@ -108,13 +108,15 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
         let read = cluster.get_object(resource, None, &args.webhook).await;
         configs.push((kind, read));
     }
-    let install_namespace = args.install_namespace.clone().unwrap_or_else(|| {
-        install::install_namespace(
-            configs
-                .iter()
-                .filter_map(|(_, read)| read.as_ref().ok()?.as_ref()),
-        )
-    });
+    let install_service = install::install_service(
+        configs
+            .iter()
+            .filter_map(|(_, read)| read.as_ref().ok()?.as_ref()),
+    );
+    let install_namespace = args
+        .install_namespace
+        .clone()
+        .unwrap_or_else(|| install::install_namespace(install_service.as_ref()).to_owned());
 
     let mut webhook = Vec::new();
     let mut services = Vec::new();
@@ -160,18 +162,14 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
             }
         }
     }
-    services.sort();
-    services.dedup();
-    // One Service read per Service, a port check per port the webhooks call on it.
-    for called in services.chunk_by(|a, b| (&a.namespace, &a.name) == (&b.namespace, &b.name)) {
-        webhook.extend(service_checks(&cluster, called).await);
+    for called in install::by_service(services) {
+        webhook.extend(service_checks(&cluster, &called).await);
     }
     categories.push(Category {
         name: "sidekiq-guard webhook",
         checks: webhook,
     });
 
-    let service_name = services.first().cloned();
     categories.push(Category {
         name: "certificates",
         checks: certificates(
@@ -179,7 +177,7 @@ async fn gather(cli: &Cli, args: &CheckArgs) -> Result<Vec<Category>, Error> {
             args,
             &install_namespace,
             (&ca_bundles, &unread),
-            service_name,
+            install_service,
         )
         .await,
     });
@@ -218,29 +216,18 @@ fn unreadable(title: String, error: &Error) -> Check {
     Check::problem(status, title, format!("cannot tell: {error}"), hint)
 }
 
-/// Whether a Service exists, exposes the ports called (`called` holds each port the webhooks
-/// call on it, sorted), and has ready endpoints.
+/// Reads one Service the webhooks call (`called`: a group of [`install::by_service`]) and its
+/// EndpointSlices, for the core's checks.
 async fn service_checks(cluster: &Cluster, called: &[install::ServiceRef]) -> Vec<Check> {
-    let Some(service) = called.first() else {
-        return Vec::new();
-    };
+    let service = &called[0];
     let title = install::service_endpoints_title(service);
-    let mut checks: Vec<Check> = match cluster
+    let mut checks = match cluster
         .get_object(cluster::SERVICES, Some(&service.namespace), &service.name)
         .await
     {
-        Ok(Some(object)) => called
-            .iter()
-            .map(|port| install::service_port(port, &object))
-            .collect(),
-        Ok(None) => {
-            return vec![Check::problem(
-                Status::Fail,
-                title,
-                "the Service does not exist",
-                "kubectl apply -k manifests/base",
-            )];
-        }
+        Ok(Some(object)) => install::service_checks(called, Some(&object)),
+        // No endpoints to look for.
+        Ok(None) => return install::service_checks(called, None),
         Err(error) => return vec![unreadable(title, &error)],
     };
     let scope = Scope::Namespace(service.namespace.clone());
