@@ -648,26 +648,19 @@ pub fn service_endpoints(service: &ServiceRef, slices: &[Value]) -> Check {
     let title = service_endpoints_title(service);
     // A terminating endpoint is a replica going away (a rollout, a drained node), not one
     // that fails.
-    let endpoints: Vec<&Value> = slices
+    let (all, ready) = slices
         .iter()
-        .flat_map(|slice| {
-            slice
-                .get("endpoints")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
+        .flat_map(|slice| crate::workload::list(slice, "endpoints"))
         .filter(|e| e.at("/conditions/terminating").and_then(Value::as_bool) != Some(true))
-        .collect();
-    let ready = endpoints
-        .iter()
-        .filter(|e| e.at("/conditions/ready").and_then(Value::as_bool) != Some(false))
-        .count();
+        .fold((0, 0), |(all, ready), e| {
+            let is_ready = e.at("/conditions/ready").and_then(Value::as_bool) != Some(false);
+            (all + 1, ready + usize::from(is_ready))
+        });
     let pods = format!(
         "kubectl -n {} get pods -l app.kubernetes.io/name=sidekiq-guard; look at their logs",
         service.namespace
     );
-    match (ready, endpoints.len()) {
+    match (ready, all) {
         (0, _) => Check::problem(
             Status::Fail,
             title,

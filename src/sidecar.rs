@@ -905,7 +905,8 @@ pub struct Pattern {
 
 impl Pattern {
     /// The pattern of `containers`, the sidecar among them or not: read in one pass, and no
-    /// further once neither resource is limited everywhere.
+    /// further once neither resource is limited everywhere. A pod is planned only around its
+    /// Sidekiq container, so there is always one besides the sidecar.
     pub fn of<'v>(containers: impl Iterator<Item = &'v Value>) -> Self {
         let all = Fit {
             limited: true,
@@ -915,9 +916,7 @@ impl Pattern {
             cpu: all,
             memory: all,
         };
-        let mut any = false;
         for container in containers.filter(|c| crate::detect::name_of(c) != NAME) {
-            any = true;
             let resources = container.get("resources");
             let side = |side: &str| resources.and_then(|r| r.get(side));
             let (limits, requests) = (side("limits"), side("requests"));
@@ -933,7 +932,7 @@ impl Pattern {
                 break;
             }
         }
-        if any { pattern } else { Pattern::default() }
+        pattern
     }
 
     /// Every container but the sidecar is of the Guaranteed QoS class: CPU and memory limits,

@@ -139,7 +139,7 @@ pub(crate) fn report(
             if let Some(kind) = sidekiq_guard::analysis::foreign_sidekiq_kind(object) {
                 lines.push(format!(
                     "not checked: {kind} is not a kind sidekiq-guard reads (Kubernetes' own {}); its pods are reviewed, and injected where they opt in, as they are created",
-                    sidekiq_guard::workload::SUPPORTED_KINDS
+                    sidekiq_guard::workload::supported_kinds()
                 ));
             }
         }
