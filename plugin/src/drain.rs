@@ -185,8 +185,10 @@ pub(crate) async fn run(
     // The first error ends the run (exit 2) once every pod has had its drain: one pod that
     // cannot be drained does not stop the others, and goes into the document with its reason.
     let mut failure = None;
-    // A drain task that panics (a defect) still puts its pod into the document.
-    let mut if_panicked: HashMap<tokio::task::Id, Failure> = HashMap::new();
+    // How each running drain task's pod goes into the document if the task fails, or panics
+    // (a defect): its entry goes when the task ends, since it holds a sender of `lines`,
+    // which must all be dropped for the progress channel to close.
+    let mut failures: HashMap<tokio::task::Id, Failure> = HashMap::new();
     for pod in pods {
         let subject = Subject {
             namespace: namespace.clone(),
@@ -213,13 +215,10 @@ pub(crate) async fn run(
             (_, Some(status)) => {
                 let cluster = cluster.clone();
                 let failed = subject.failure("probe");
-                let panicked = subject.failure("probe");
                 let task = tasks.spawn(async move {
-                    through_probe(&cluster, subject, status.probe_port)
-                        .await
-                        .map_err(|error| (failed(&error), error))
+                    through_probe(&cluster, subject, status.probe_port).await
                 });
-                if_panicked.insert(task.id(), Box::new(panicked));
+                failures.insert(task.id(), Box::new(failed));
             }
             (Some(reader), None) => {
                 let known = match identity_host(&pod) {
@@ -249,13 +248,8 @@ pub(crate) async fn run(
                 };
                 let reader = reader.clone();
                 let failed = subject.failure("redis");
-                let panicked = subject.failure("redis");
-                let task = tasks.spawn(async move {
-                    through_redis(&reader, subject, &host)
-                        .await
-                        .map_err(|error| (failed(&error), error))
-                });
-                if_panicked.insert(task.id(), Box::new(panicked));
+                let task = tasks.spawn(async move { through_redis(&reader, subject, &host).await });
+                failures.insert(task.id(), Box::new(failed));
             }
             (None, None) => {
                 let message = if sidekiq_guard::analysis::is_sidekiq(&pod) {
@@ -286,26 +280,20 @@ pub(crate) async fn run(
                 None if tasks.is_empty() => break,
                 None => {}
             },
-            done = tasks.join_next_with_id(), if !tasks.is_empty() => match done {
-                // Each finished task's entry goes: it holds a sender of `lines`, which must
-                // all be dropped for the progress channel to close.
-                Some(Ok((id, Ok(outcome)))) => {
-                    if_panicked.remove(&id);
-                    outcomes.push(outcome);
-                }
-                Some(Ok((id, Err((outcome, error))))) => {
-                    if_panicked.remove(&id);
-                    outcomes.push(outcome);
-                    failure.get_or_insert(error);
-                }
-                Some(Err(joined)) => {
-                    let failed = if_panicked.remove(&joined.id());
-                    let error = Error::Task(joined);
-                    outcomes.extend(failed.map(|failed| failed(&error)));
-                    failure.get_or_insert(error);
-                }
-                None => {}
-            },
+            done = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let (id, error) = match done {
+                    Some(Ok((id, Ok(outcome)))) => {
+                        failures.remove(&id);
+                        outcomes.push(outcome);
+                        continue;
+                    }
+                    Some(Ok((id, Err(error)))) => (id, error),
+                    Some(Err(joined)) => (joined.id(), Error::Task(joined)),
+                    None => continue,
+                };
+                outcomes.extend(failures.remove(&id).map(|failed| failed(&error)));
+                failure.get_or_insert(error);
+            }
         }
         progress.flush().map_err(Error::Output)?;
     }
