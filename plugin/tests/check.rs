@@ -36,51 +36,95 @@ fn steady(text: &str) -> String {
 /// A cluster where `manifests/base` is installed, every caBundle holding `signer`'s CA, and
 /// the serving certificate `serving`.
 fn installed(signer: &Pki, serving: &Pki) -> ApiServer {
-    installed_with_bundles(signer, signer, serving)
+    Install::new(signer, serving).start()
 }
 
-/// Like [`installed`], with the mutating and the validating configurations' caBundles apart.
-fn installed_with_bundles(mutating: &Pki, validating: &Pki, serving: &Pki) -> ApiServer {
-    installed_in("sidekiq-guard", mutating, validating, serving)
+/// How `manifests/base` is installed in a test's cluster: [`Install::new`] as it ships, the
+/// fields for what a test changes.
+struct Install<'a> {
+    /// Where, as a kustomize `namespace:` moves it.
+    namespace: &'a str,
+    /// Whose CA the mutating configuration's caBundles hold.
+    mutating: &'a Pki,
+    /// Whose CA the validating configuration's caBundles hold.
+    validating: &'a Pki,
+    /// The certificate in the TLS Secret.
+    serving: &'a Pki,
+    /// The Service port the validating webhooks call, when not the default.
+    validating_port: Option<u16>,
+    /// The Service's ports.
+    service_ports: &'a [u16],
+    /// The endpoints of its EndpointSlice.
+    endpoints: Value,
 }
 
-/// Like [`installed_with_bundles`], moved to `namespace` as a kustomize `namespace:` moves it.
-fn installed_in(namespace: &str, mutating: &Pki, validating: &Pki, serving: &Pki) -> ApiServer {
-    let api = ApiServer::start();
-    let text = std::fs::read_to_string(root().join("manifests/base/webhooks.yaml"))
-        .unwrap()
-        .replace(
-            "namespace: sidekiq-guard",
-            &format!("namespace: {namespace}"),
-        );
-    let configs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
-    for mut config in configs {
-        config["metadata"]["creationTimestamp"] = json!("2026-11-10T00:00:00Z");
-        let signer = if config["kind"] == "MutatingWebhookConfiguration" {
-            mutating
-        } else {
-            validating
-        };
-        for webhook in config["webhooks"].as_array_mut().unwrap() {
-            webhook["clientConfig"]["caBundle"] = json!(b64(&signer.ca_pem));
+impl<'a> Install<'a> {
+    fn new(signer: &'a Pki, serving: &'a Pki) -> Self {
+        Self {
+            namespace: "sidekiq-guard",
+            mutating: signer,
+            validating: signer,
+            serving,
+            validating_port: None,
+            service_ports: &[443],
+            endpoints: json!([
+                {"addresses": ["10.244.1.10"], "conditions": {"ready": true}},
+                {"addresses": ["10.244.2.11"], "conditions": {"ready": true}},
+            ]),
         }
-        let plural = if config["kind"] == "MutatingWebhookConfiguration" {
-            "mutatingwebhookconfigurations"
-        } else {
-            "validatingwebhookconfigurations"
-        };
-        api.add("/apis/admissionregistration.k8s.io/v1", plural, config);
     }
-    api.add("/api/v1", "services", json!({"metadata": {"name": "sidekiq-guard", "namespace": namespace}, "spec": {"ports": [{"name": "https", "port": 443}]}}));
-    api.add("/apis/discovery.k8s.io/v1", "endpointslices", json!({
-        "metadata": {"name": "sidekiq-guard-x7k2p", "namespace": namespace, "labels": {"kubernetes.io/service-name": "sidekiq-guard"}},
-        "addressType": "IPv4",
-        "endpoints": [
-            {"addresses": ["10.244.1.10"], "conditions": {"ready": true}},
-            {"addresses": ["10.244.2.11"], "conditions": {"ready": true}},
-        ],
-        "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
-    }));
+
+    fn start(self) -> ApiServer {
+        let Install {
+            namespace,
+            mutating,
+            validating,
+            serving,
+            validating_port,
+            service_ports,
+            endpoints,
+        } = self;
+        let api = ApiServer::start();
+        let text = std::fs::read_to_string(root().join("manifests/base/webhooks.yaml"))
+            .unwrap()
+            .replace(
+                "namespace: sidekiq-guard",
+                &format!("namespace: {namespace}"),
+            );
+        let configs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for mut config in configs {
+            config["metadata"]["creationTimestamp"] = json!("2026-11-10T00:00:00Z");
+            let mutates = config["kind"] == "MutatingWebhookConfiguration";
+            let (signer, plural) = if mutates {
+                (mutating, "mutatingwebhookconfigurations")
+            } else {
+                (validating, "validatingwebhookconfigurations")
+            };
+            for webhook in config["webhooks"].as_array_mut().unwrap() {
+                webhook["clientConfig"]["caBundle"] = json!(b64(&signer.ca_pem));
+                if let Some(port) = validating_port.filter(|_| !mutates) {
+                    webhook["clientConfig"]["service"]["port"] = json!(port);
+                }
+            }
+            api.add("/apis/admissionregistration.k8s.io/v1", plural, config);
+        }
+        let ports: Vec<Value> = service_ports
+            .iter()
+            .map(|port| json!({"name": "https", "port": port}))
+            .collect();
+        api.add("/api/v1", "services", json!({"metadata": {"name": "sidekiq-guard", "namespace": namespace}, "spec": {"ports": ports}}));
+        api.add("/apis/discovery.k8s.io/v1", "endpointslices", json!({
+            "metadata": {"name": "sidekiq-guard-x7k2p", "namespace": namespace, "labels": {"kubernetes.io/service-name": "sidekiq-guard"}},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
+        }));
+        with_workloads(api, namespace, serving)
+    }
+}
+
+/// The rest of the installation (its TLS Secret), the namespaces and the pods of the cluster.
+fn with_workloads(api: ApiServer, namespace: &str, serving: &Pki) -> ApiServer {
     api.add(
         "/api/v1",
         "secrets",
@@ -212,7 +256,11 @@ fn a_ca_bundle_that_does_not_sign_the_certificate_fails() {
 fn a_stale_ca_bundle_in_one_configuration_is_named() {
     let serving = webhook_pki();
     let stale = webhook_pki();
-    let api = installed_with_bundles(&serving, &stale, &serving);
+    let api = Install {
+        validating: &stale,
+        ..Install::new(&serving, &serving)
+    }
+    .start();
     let kubeconfig = api.kubeconfig("default");
     let out = run_in(&kubeconfig, &["check"]);
     assert_eq!(out.status.code(), Some(1));
@@ -347,7 +395,11 @@ fn the_own_namespace_may_be_excluded_by_its_label() {
 #[test]
 fn an_install_moved_to_another_namespace_is_found_where_the_webhooks_call_it() {
     let serving = pki("sidekiq-guard CA", &["sidekiq-guard.platform.svc"], 90);
-    let api = installed_in("platform", &serving, &serving, &serving);
+    let api = Install {
+        namespace: "platform",
+        ..Install::new(&serving, &serving)
+    }
+    .start();
     // The base gives its namespace this label, which the rename keeps.
     add_namespace(
         &api,
@@ -374,46 +426,18 @@ fn an_install_moved_to_another_namespace_is_found_where_the_webhooks_call_it() {
 #[test]
 fn a_port_the_service_lacks_fails_and_a_replica_not_ready_warns() {
     let serving = webhook_pki();
-    let api = installed(&serving, &serving);
     // The validating webhooks call the Service's port, the mutating ones 443, which it lacks.
-    let yaml = std::fs::read_to_string(root().join("manifests/base/webhooks.yaml")).unwrap();
-    let configs: Vec<Value> = serde_saphyr::from_multiple(&yaml).unwrap();
-    let mut validating = configs
-        .into_iter()
-        .find(|c| c["kind"] == "ValidatingWebhookConfiguration")
-        .unwrap();
-    for webhook in validating["webhooks"].as_array_mut().unwrap() {
-        webhook["clientConfig"]["service"]["port"] = json!(8443);
-        webhook["clientConfig"]["caBundle"] = json!(b64(&serving.ca_pem));
-    }
-    let validating_plural = "validatingwebhookconfigurations";
-    api.remove(
-        "/apis/admissionregistration.k8s.io/v1",
-        validating_plural,
-        "sidekiq-guard",
-    );
-    api.add(
-        "/apis/admissionregistration.k8s.io/v1",
-        validating_plural,
-        validating,
-    );
-    api.remove("/api/v1", "services", "sidekiq-guard");
-    api.add("/api/v1", "services", json!({"metadata": {"name": "sidekiq-guard", "namespace": "sidekiq-guard"}, "spec": {"ports": [{"name": "https", "port": 8443}]}}));
-    api.remove(
-        "/apis/discovery.k8s.io/v1",
-        "endpointslices",
-        "sidekiq-guard-x7k2p",
-    );
-    api.add("/apis/discovery.k8s.io/v1", "endpointslices", json!({
-        "metadata": {"name": "sidekiq-guard-x7k2p", "namespace": "sidekiq-guard", "labels": {"kubernetes.io/service-name": "sidekiq-guard"}},
-        "addressType": "IPv4",
-        "endpoints": [
+    let api = Install {
+        validating_port: Some(8443),
+        service_ports: &[8443],
+        endpoints: json!([
             {"addresses": ["10.244.1.10"], "conditions": {"ready": true}},
             {"addresses": ["10.244.2.11"], "conditions": {"ready": false}},
             {"addresses": ["10.244.3.12"], "conditions": {"ready": false, "terminating": true}},
-        ],
-        "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
-    }));
+        ]),
+        ..Install::new(&serving, &serving)
+    }
+    .start();
     let kubeconfig = api.kubeconfig("default");
     let out = run_in(&kubeconfig, &["check"]);
     let output = text(&out.stdout);

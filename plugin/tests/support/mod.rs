@@ -263,19 +263,6 @@ impl ApiServer {
             .push(object);
     }
 
-    /// Removes the stored `plural` objects named `name` (in any namespace).
-    pub fn remove(&self, prefix: &str, plural: &str, name: &str) {
-        if let Some(objects) = self
-            .state
-            .lock()
-            .unwrap()
-            .objects
-            .get_mut(&(prefix.to_owned(), plural.to_owned()))
-        {
-            objects.retain(|o| o["metadata"]["name"] != name);
-        }
-    }
-
     /// Stores a pod.
     pub fn add_pod(&self, pod: Value) {
         self.add("/api/v1", "pods", pod);
