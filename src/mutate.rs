@@ -15,7 +15,7 @@ use crate::analysis::{
 use crate::annotations;
 use crate::patch::PatchOp;
 use crate::pointer::{self, Pointer as _, escape};
-use crate::policy::{Policy, ResourceName, Resources};
+use crate::policy::{Policy, Resources};
 use crate::prestop::{DRAIN_PATH, PreStop};
 use crate::sidecar::{self, Mode};
 use crate::status::{InjectionStatus, Part};
@@ -126,18 +126,16 @@ pub struct Plan {
 fn fitted_resources(policy: &Resources, fitted: &Resources) -> Vec<String> {
     let mut said = Vec::new();
     for name in ["cpu", "memory"] {
-        let name = ResourceName(name.to_owned());
-        if let Some(limit) = fitted.limits.get(&name)
-            && !policy.limits.contains_key(&name)
+        if let Some(limit) = fitted.limits.get(name)
+            && !policy.limits.contains_key(name)
         {
-            said.push(format!("is limited in {} ({})", name.0, limit.as_str()));
+            said.push(format!("is limited in {name} ({})", limit.as_str()));
         }
-        if let Some(request) = fitted.requests.get(&name)
-            && policy.requests.get(&name) != Some(request)
+        if let Some(request) = fitted.requests.get(name)
+            && policy.requests.get(name) != Some(request)
         {
             said.push(format!(
-                "requests the {} it is limited to ({})",
-                name.0,
+                "requests the {name} it is limited to ({})",
                 request.as_str()
             ));
         }

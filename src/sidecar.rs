@@ -969,26 +969,29 @@ pub fn fitted(policy: &Resources, pattern: Pattern) -> Cow<'_, Resources> {
         return out;
     }
     for (name, fit) in [("cpu", pattern.cpu), ("memory", pattern.memory)] {
-        let name = ResourceName(name.to_owned());
-        if fit.limited && !out.limits.contains_key(&name) {
-            let value = policy.requests.get(&name).cloned().or_else(|| {
+        if fit.limited && !out.limits.contains_key(name) {
+            let value = policy.requests.get(name).cloned().or_else(|| {
                 let defaults = Resources::default();
                 defaults
                     .limits
-                    .get(&name)
-                    .or_else(|| defaults.requests.get(&name))
+                    .get(name)
+                    .or_else(|| defaults.requests.get(name))
                     .cloned()
             });
             if let Some(value) = value {
-                out.to_mut().limits.insert(name.clone(), value);
+                out.to_mut()
+                    .limits
+                    .insert(ResourceName(name.to_owned()), value);
             }
         }
         if fit.pinned
-            && let Some(limit) = out.limits.get(&name)
-            && out.requests.get(&name) != Some(limit)
+            && let Some(limit) = out.limits.get(name)
+            && out.requests.get(name) != Some(limit)
         {
             let limit = limit.clone();
-            out.to_mut().requests.insert(name, limit);
+            out.to_mut()
+                .requests
+                .insert(ResourceName(name.to_owned()), limit);
         }
     }
     out
