@@ -15,7 +15,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::analysis::{Context, Skip};
-use crate::patch::PatchOp;
+use crate::patch::{self, PatchOp};
 use crate::pointer::Pointer as _;
 use crate::review::{self, Decision, Outcome, Perspective, Review};
 use crate::workload::{Kind, Workload, WorkloadError, json_type};
@@ -485,16 +485,11 @@ impl AdmissionResponse {
             + self.patch.as_ref().map_or(0, |p| p.as_str().len())
             + self.warnings.iter().map(|w| w.len() + 3).sum::<usize>();
         let mut out = Vec::with_capacity(capacity);
-        write_json(&mut out, &review);
+        // A response (strings, numbers, a checked raw patch) always serialises, and writing
+        // to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &review);
         out
     }
-}
-
-/// Appends `value` as JSON.
-fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
-    // Responses and patch operations (strings, numbers, JSON values) always serialise, and
-    // writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(out, value);
 }
 
 /// A JSON Patch, base64-encoded as `response.patch` carries it: held as the JSON string it is
@@ -510,8 +505,8 @@ impl EncodedPatch {
     pub fn encode(ops: &[PatchOp]) -> Self {
         // The size is the Rails worker pod's patch, so that a typical one is written without
         // growing the buffer.
-        let mut json = Vec::with_capacity(2048);
-        write_json(&mut json, ops);
+        let mut json = String::with_capacity(2048);
+        patch::write_json(&mut json, ops);
         let mut quoted = String::with_capacity(json.len().div_ceil(3) * 4 + 2);
         quoted.push('"');
         base64::engine::general_purpose::STANDARD.encode_string(json, &mut quoted);

@@ -13,6 +13,8 @@
 pub mod admission;
 pub mod analysis;
 pub mod annotations;
+#[cfg(test)]
+mod arbitrary;
 pub mod cert_secrets;
 pub mod detect;
 mod dumb_init;
@@ -21,6 +23,7 @@ pub mod errors;
 pub mod findings;
 pub mod grace;
 pub mod install;
+pub mod json_text;
 pub mod listen;
 mod managed_fields;
 pub mod mutate;

@@ -3,6 +3,9 @@
 //! Operations target the object exactly as received: nothing goes through typed Kubernetes
 //! structs, so fields this version does not know survive untouched.
 
+use std::fmt;
+
+use crate::json_text;
 use crate::pointer::{Pointer as _, unescape};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -33,6 +36,15 @@ pub enum PatchOp {
 }
 
 impl PatchOp {
+    /// The operation's name in the patch (`op`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            PatchOp::Add { .. } => "add",
+            PatchOp::Replace { .. } => "replace",
+            PatchOp::Remove { .. } => "remove",
+        }
+    }
+
     /// The operation's target.
     pub fn path(&self) -> &str {
         match self {
@@ -41,6 +53,34 @@ impl PatchOp {
             | PatchOp::Remove { path } => path,
         }
     }
+}
+
+/// Writes `ops` as the JSON array the API server reads: the text `serde_json` would write for
+/// them (`op`, `path`, then `value`), without its serializer's cost per string (see
+/// [`json_text`](crate::json_text)).
+pub fn write_json(out: &mut String, ops: &[PatchOp]) {
+    // Writing into a String cannot fail.
+    let _ = write_ops(out, ops);
+}
+
+fn write_ops(out: &mut String, ops: &[PatchOp]) -> fmt::Result {
+    out.push('[');
+    for (i, op) in ops.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"op\":\"");
+        out.push_str(op.name());
+        out.push_str("\",\"path\":");
+        json_text::write_str(out, op.path())?;
+        if let PatchOp::Add { value, .. } | PatchOp::Replace { value, .. } = op {
+            out.push_str(",\"value\":");
+            json_text::write_value(out, value)?;
+        }
+        out.push('}');
+    }
+    out.push(']');
+    Ok(())
 }
 
 /// A patch that does not apply to the object it is applied to.
@@ -64,14 +104,10 @@ pub fn apply(target: &mut Value, ops: &[PatchOp]) -> Result<(), ApplyError> {
 }
 
 fn apply_one(target: &mut Value, op: &PatchOp) -> Result<(), ApplyError> {
-    let (name, path) = match op {
-        PatchOp::Add { path, .. } => ("add", path),
-        PatchOp::Replace { path, .. } => ("replace", path),
-        PatchOp::Remove { path } => ("remove", path),
-    };
+    let path = op.path();
     let fail = |reason| ApplyError {
-        op: name,
-        path: path.clone(),
+        op: op.name(),
+        path: path.to_owned(),
         reason,
     };
     let (parent_path, last) = path
@@ -154,6 +190,29 @@ mod tests {
                 {"op": "remove", "path": "/c/0"},
             ])
         );
+        let mut written = String::new();
+        write_json(&mut written, &ops);
+        assert_eq!(written, serde_json::to_string(&ops).unwrap());
+    }
+
+    #[test]
+    fn writes_what_serde_json_writes() {
+        let mut written = String::new();
+        write_json(&mut written, &[]);
+        assert_eq!(written, "[]");
+        let ops = vec![
+            PatchOp::Add {
+                path: "/metadata/annotations/sidekiq-guard.io~1status".into(),
+                value: json!("{\"grace\":350}"),
+            },
+            PatchOp::Replace {
+                path: "/spec/x\"y".into(),
+                value: json!({"b": [null, true, -1, 0.5], "a": {}}),
+            },
+        ];
+        written.clear();
+        write_json(&mut written, &ops);
+        assert_eq!(written, serde_json::to_string(&ops).unwrap());
     }
 
     #[test]
