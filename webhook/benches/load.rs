@@ -526,14 +526,14 @@ fn floor(dir: &Path, addr: SocketAddr, answer: Bytes) {
             cert: dir.join("tls.crt"),
             key: dir.join("tls.key"),
         };
-        let (key, _) = tls::load_pem(
+        let (key, loaded) = tls::load_pem(
             &files,
             &std::fs::read(&files.cert).unwrap(),
             &std::fs::read(&files.key).unwrap(),
         )
         .unwrap();
         let store = Arc::new(tls::CertStore::new());
-        store.set(key);
+        store.set(key, &loaded.leaf);
         let config = tls::server_config(store).unwrap();
         let listener = std::net::TcpListener::bind(addr).unwrap();
         let app = Router::new().route("/mutate", post(move |request| constant(request, answer)));

@@ -2,8 +2,10 @@
 //! Prometheus. Kept off the admission port so that probes and scrapes need no TLS and are never
 //! queued behind admission traffic.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::extract::State;
@@ -31,18 +33,18 @@ pub struct Health {
 
 impl Health {
     /// `None` when ready, else why not.
-    pub fn not_ready(&self) -> Option<&'static str> {
+    pub fn not_ready(&self) -> Option<Cow<'static, str>> {
         if self.draining.load(Ordering::Relaxed) {
-            Some("shutting down")
+            Some("shutting down".into())
         } else if !self.certs.is_loaded() {
-            Some("no serving certificate loaded yet")
+            Some("no serving certificate loaded yet".into())
         } else if !self.serving.load(Ordering::Relaxed) {
             // With `sidecar.mode: auto` this lasts until the API server tells its version.
             Some(
-                "starting: deciding the sidecar mode (sidecar.mode auto asks the API server for its version; the log says why it waits)",
+                "starting: deciding the sidecar mode (sidecar.mode auto asks the API server for its version; the log says why it waits)".into(),
             )
         } else {
-            None
+            self.certs.invalid_at(SystemTime::now()).map(Cow::Owned)
         }
     }
 }

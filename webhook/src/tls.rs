@@ -221,7 +221,15 @@ pub fn load_pem(
 /// makes handshakes fail (and `/readyz` report not ready) rather than serve something else.
 #[derive(Debug, Default)]
 pub struct CertStore {
-    current: RwLock<Option<Arc<CertifiedKey>>>,
+    current: RwLock<Option<Served>>,
+}
+
+/// A certificate in service and its validity period (seconds since the Unix epoch).
+#[derive(Debug)]
+struct Served {
+    key: Arc<CertifiedKey>,
+    not_before: i64,
+    not_after: i64,
 }
 
 impl CertStore {
@@ -232,24 +240,54 @@ impl CertStore {
 
     /// Whether a certificate is loaded.
     pub fn is_loaded(&self) -> bool {
-        self.current.read().map(|c| c.is_some()).unwrap_or(false)
+        self.read().is_some()
     }
 
-    /// Serves `key` from the next handshake on; connections already open keep theirs.
-    pub fn set(&self, key: Arc<CertifiedKey>) {
+    /// Serves `key`, whose leaf certificate is `leaf`, from the next handshake on; connections
+    /// already open keep theirs.
+    pub fn set(&self, key: Arc<CertifiedKey>, leaf: &CertInfo) {
         // A poisoned lock only means a panic elsewhere while holding it; the value is a plain
         // Option and always consistent, so keep going.
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        *current = Some(key);
+        *current = Some(Served {
+            key,
+            not_before: leaf.not_before,
+            not_after: leaf.not_after,
+        });
+    }
+
+    /// Why the API server refuses the certificate in service at `now`, when it is outside its
+    /// validity period: one served at start-up with nothing better, or one whose renewal never
+    /// came. `/readyz` reports it, so that `kubectl get deployment` shows what the API server's
+    /// refusals (and, under `failurePolicy: Ignore`, pods going uninjected) would not.
+    pub fn invalid_at(&self, now: std::time::SystemTime) -> Option<String> {
+        let current = self.read();
+        let served = current.as_ref()?;
+        let now = sidekiq_guard::x509::unix(now);
+        let format = sidekiq_guard::timestamp::format;
+        if now > served.not_after {
+            Some(format!(
+                "the serving certificate expired at {}: the API server refuses it until a renewed one is mounted",
+                format(served.not_after)
+            ))
+        } else if now < served.not_before {
+            Some(format!(
+                "the serving certificate is not valid until {}: the API server refuses it until then",
+                format(served.not_before)
+            ))
+        } else {
+            None
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<Served>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.read().as_ref().map(|served| Arc::clone(&served.key))
     }
 }
 
@@ -312,7 +350,7 @@ impl Watcher {
         });
         match loaded {
             Ok((certified, loaded)) => {
-                self.store.set(certified);
+                self.store.set(certified, &loaded.leaf);
                 self.metrics.certificate_loaded(&loaded.leaf);
                 tracing::info!(
                     cert = %self.files.cert.display(),
@@ -451,6 +489,28 @@ mod tests {
             cert: "/m/tls.crt".into(),
             key: "/m/tls.key".into(),
         }
+    }
+
+    #[test]
+    fn a_certificate_in_service_is_judged_by_its_validity_period() {
+        let (cert, key) = pair();
+        let (certified, loaded) = load_pem(&files(), cert.as_bytes(), key.as_bytes()).unwrap();
+        let store = CertStore::new();
+        assert_eq!(store.invalid_at(SystemTime::now()), None, "nothing in service");
+        store.set(certified, &loaded.leaf);
+        assert_eq!(store.invalid_at(SystemTime::now()), None);
+        let at = |unix: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(unix as u64);
+        let expired = store.invalid_at(at(loaded.leaf.not_after + 1)).unwrap();
+        assert_eq!(
+            expired,
+            format!(
+                "the serving certificate expired at {}: the API server refuses it until a renewed one is mounted",
+                sidekiq_guard::timestamp::format(loaded.leaf.not_after)
+            )
+        );
+        assert_eq!(store.invalid_at(at(loaded.leaf.not_after)), None);
+        let early = store.invalid_at(at(loaded.leaf.not_before - 1)).unwrap();
+        assert!(early.starts_with("the serving certificate is not valid until "), "{early}");
     }
 
     #[test]

@@ -962,3 +962,26 @@ async fn the_health_port_closes_connections_that_send_no_request() {
     let (status, _) = setup.webhook.health_get("/livez").await;
     assert_eq!(status, 200);
 }
+
+/// Go's HTTP client pools a connection it dialed for a request that another connection served,
+/// and may send its first request on it up to 90 s later: the admission port keeps it open as
+/// long as a kept-alive one, not for the 10 s the health port allows.
+#[tokio::test]
+async fn a_connection_first_used_long_after_its_handshake_is_served() {
+    let setup = start(WARN, &[]);
+    setup
+        .webhook
+        .wait_ready(true, Duration::from_secs(10))
+        .await;
+    let mut conn = setup.client.connect(setup.webhook.admission).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let review =
+        std::fs::read(common::root().join("tests/data/admission/create-pod-rails-worker.json"))
+            .unwrap();
+    let answer = conn
+        .post("/mutate", review)
+        .await
+        .expect("the pooled connection was closed before its first request");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["response"]["patchType"], "JSONPatch");
+}

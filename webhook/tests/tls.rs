@@ -447,17 +447,34 @@ async fn not_ready_until_the_certificate_files_appear() {
 }
 
 /// An expired certificate is served at start-up, having nothing else, but not silently: the
-/// API server will refuse it, and the log says so.
+/// API server will refuse it, so the log says so and the replica is not ready (which
+/// `kubectl get deployment` shows) until a valid one is mounted.
 #[tokio::test]
-async fn an_expired_certificate_at_start_up_is_served_with_a_warning() {
+async fn an_expired_certificate_at_start_up_is_served_with_a_warning_and_not_ready() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
     let expired = pki.serving_from(
         SystemTime::now() - Duration::from_secs(3 * 86400),
         Duration::from_secs(86400),
     );
-    let secret = ProjectedSecret::new(dir.path(), &expired);
+    let mut secret = ProjectedSecret::new(dir.path(), &expired);
     let webhook = Webhook::start(&secret.cert(), &secret.key(), POLICY, &[]);
+    let started = std::time::Instant::now();
+    let body = loop {
+        let (status, body) = webhook.health_get("/readyz").await;
+        assert_eq!(status, 503, "{body}");
+        if !body.contains("starting") && !body.contains("no serving certificate") {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        body.starts_with("not ready: the serving certificate expired at ")
+            && body.ends_with(": the API server refuses it until a renewed one is mounted\n"),
+        "{body}"
+    );
+    secret.update(&pki.serving());
     webhook.wait_ready(true, Duration::from_secs(5)).await;
     let warned = webhook
         .wait_logs_with(

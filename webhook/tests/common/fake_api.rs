@@ -73,7 +73,7 @@ impl FakeApi {
             ..Store::default()
         }));
         let certs = Arc::new(sidekiq_guard_webhook::tls::CertStore::new());
-        let (key, _) = sidekiq_guard_webhook::tls::load_pem(
+        let (key, loaded) = sidekiq_guard_webhook::tls::load_pem(
             &sidekiq_guard_webhook::tls::CertFiles {
                 cert: dir.path().join("tls.crt"),
                 key: dir.path().join("tls.key"),
@@ -82,7 +82,7 @@ impl FakeApi {
             serving.key_pem.as_bytes(),
         )
         .unwrap();
-        certs.set(key);
+        certs.set(key, &loaded.leaf);
         let config = sidekiq_guard_webhook::tls::server_config(certs).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
