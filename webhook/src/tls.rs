@@ -496,7 +496,11 @@ mod tests {
         let (cert, key) = pair();
         let (certified, loaded) = load_pem(&files(), cert.as_bytes(), key.as_bytes()).unwrap();
         let store = CertStore::new();
-        assert_eq!(store.invalid_at(SystemTime::now()), None, "nothing in service");
+        assert_eq!(
+            store.invalid_at(SystemTime::now()),
+            None,
+            "nothing in service"
+        );
         store.set(certified, &loaded.leaf);
         assert_eq!(store.invalid_at(SystemTime::now()), None);
         let at = |unix: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(unix as u64);
@@ -510,7 +514,10 @@ mod tests {
         );
         assert_eq!(store.invalid_at(at(loaded.leaf.not_after)), None);
         let early = store.invalid_at(at(loaded.leaf.not_before - 1)).unwrap();
-        assert!(early.starts_with("the serving certificate is not valid until "), "{early}");
+        assert!(
+            early.starts_with("the serving certificate is not valid until "),
+            "{early}"
+        );
     }
 
     #[test]
