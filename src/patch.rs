@@ -57,7 +57,7 @@ impl PatchOp {
 
 /// Writes `ops` as the JSON array the API server reads: the text `serde_json` would write for
 /// them (`op`, `path`, then `value`), without its serializer's cost per string (see
-/// [`json_text`](crate::json_text)).
+/// [`json_text`]).
 pub fn write_json(out: &mut String, ops: &[PatchOp]) {
     // Writing into a String cannot fail.
     let _ = write_ops(out, ops);
