@@ -65,7 +65,13 @@ pub(crate) struct Snapshot {
 type ProgressKey = (String, ProcessDrain, Option<bool>, Option<u32>);
 
 enum Command {
-    Drain(oneshot::Sender<u64>),
+    Drain {
+        /// When `/drain` was called: the budget runs from then, not from when the monitor gets
+        /// to the command (it may be in the middle of a read of a slow Redis), since the grace
+        /// period counts it from the kubelet's call.
+        asked: Now,
+        reply: oneshot::Sender<u64>,
+    },
     Shutdown,
 }
 
@@ -121,7 +127,13 @@ impl Handle {
     /// Starts a drain or joins the running one, and returns the snapshot with its outcome.
     pub(crate) async fn drain(&self) -> Arc<Snapshot> {
         let (reply, id) = oneshot::channel();
-        if self.commands.send(Command::Drain(reply)).await.is_err() {
+        let asked = self.clock.now();
+        if self
+            .commands
+            .send(Command::Drain { asked, reply })
+            .await
+            .is_err()
+        {
             return self.current();
         }
         let Ok(id) = id.await else {
@@ -254,7 +266,7 @@ impl Monitor {
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
-                    Some(Command::Drain(reply)) => self.start_drain(reply).await,
+                    Some(Command::Drain { asked, reply }) => self.start_drain(asked, reply).await,
                     Some(Command::Shutdown) => {
                         if self.settings.mode == Mode::Native {
                             info!(mode = "native", "exiting");
@@ -362,7 +374,7 @@ impl Monitor {
         self.last_stats = stats;
     }
 
-    async fn start_drain(&mut self, reply: oneshot::Sender<u64>) {
+    async fn start_drain(&mut self, asked: Now, reply: oneshot::Sender<u64>) {
         if let Some((id, drain)) = &self.drain
             && !drain.is_finished()
         {
@@ -375,9 +387,8 @@ impl Monitor {
         }
         self.drain_ids += 1;
         let id = self.drain_ids;
-        let now = self.clock.now();
         let previous = self.drain.as_ref().map(|(_, d)| d);
-        let drain = Drain::start(now, self.settings.drain_budget, previous);
+        let drain = Drain::start(asked, self.settings.drain_budget, previous);
         info!(
             drain = id,
             budget_secs = self.settings.drain_budget.as_secs_f64(),

@@ -261,6 +261,39 @@ fn a_drain_against_a_hung_redis_ends_at_its_budget() {
     assert!(took < Duration::from_millis(3_600), "{took:?}");
 }
 
+/// The drain budget runs from the kubelet's call of `/drain`, which the grace period counts
+/// from, even when the probe is in the middle of a read of a Redis that stopped answering.
+#[test]
+fn a_drain_asked_during_a_hung_read_ends_at_its_budget_from_the_call() {
+    let redis = RedisServer::start();
+    let host = "midread";
+    let _sidekiq = fake(&redis, host, 1, Version::V7, Duration::from_millis(500));
+    let probe = Probe::start(
+        &redis.url(),
+        host,
+        &["--drain-budget=3s", "--read-timeout=3s"],
+    );
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .get("/readyz")
+        .status
+        == 200));
+    // Older than --refresh-after: the next probe request starts a read, which hangs.
+    std::thread::sleep(Duration::from_millis(1200));
+    redis.signal("STOP");
+    let drained = std::thread::scope(|scope| {
+        scope.spawn(|| probe.get_within("/readyz", Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(300));
+        let asked = Instant::now();
+        let drained = probe.get_within("/drain", Duration::from_secs(15));
+        (drained, asked.elapsed())
+    });
+    redis.signal("CONT");
+    let (drained, took) = drained;
+    assert_eq!(drained.status, 504, "{}", drained.body);
+    // Before: the rest of the hung read (2.7 s) plus the whole budget.
+    assert!(took < Duration::from_millis(3_600), "{took:?}");
+}
+
 /// A restarted Redis closes the probe's idle connection; the next read must reconnect at once
 /// rather than report Redis unreachable until the read after it.
 #[test]
