@@ -259,7 +259,7 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
         == Some(true);
     let host_network = workload.host_network();
     let prestop = prestop::classify(sidekiq, shared_pids, host_network);
-    let grace = Grace::compute(&settings, prestop.fixed_sleep());
+    let grace = Grace::compute(&settings, prestop.duration());
     let port = choose_port(&workload, container.index, &settings);
     let redis = sidecar::redis_env(sidekiq);
     let written = workload.spec.get("terminationGracePeriodSeconds");

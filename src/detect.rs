@@ -50,7 +50,8 @@ pub struct SidekiqContainer {
     pub signals_kept: Option<SignalsKept>,
 }
 
-/// Why a shell script's SIGTERM may not reach the Sidekiq it starts.
+/// Why a shell script's SIGTERM may not reach the Sidekiq it starts, or reach it only for the
+/// container to end at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignalsKept {
     /// Sidekiq runs in a pipeline or in the background.
@@ -63,21 +64,60 @@ pub enum SignalsKept {
         /// The shell's name, as the command line gives it (`sh`).
         shell: String,
     },
+    /// The script traps `TERM` and does not pass it on: its trap runs only once a foreground
+    /// Sidekiq has ended, and one in the background it does not signal.
+    Trapped,
+    /// Under an init that signals the whole process group (`dumb-init`, `tini -g`), SIGTERM
+    /// reaches Sidekiq, but also the shell, which traps nothing and dies of it; the init exits
+    /// with its child, and the container's end kills Sidekiq at once.
+    ShellKilled {
+        /// The init, as the command line names it.
+        init: String,
+    },
+    /// Sidekiq runs in the background of a script that traps `TERM` and waits for it once:
+    /// the signal interrupts that `wait`, and once the trap has run the script ends, and the
+    /// container with it.
+    EndsFirst,
 }
 
 impl SignalsKept {
-    /// How the script runs Sidekiq and when its shell stays PID 1, for a message.
+    /// How the script runs Sidekiq and what becomes of SIGTERM, for a message.
     pub fn how(&self) -> String {
         match self {
-            SignalsKept::Piped => "in a pipeline or the background: the shell stays PID 1".into(),
-            SignalsKept::Waited => "without exec, as a child: the shell stays PID 1".into(),
+            SignalsKept::Piped => {
+                "in a pipeline or the background: the shell stays PID 1 and keeps SIGTERM".into()
+            }
+            SignalsKept::Waited => {
+                "without exec, as a child: the shell stays PID 1 and keeps SIGTERM".into()
+            }
             SignalsKept::NotExeced { shell } if shell == "sh" => {
-                "without exec: sh, if dash (as on Debian), stays PID 1".into()
+                "without exec: sh, if dash (as on Debian), stays PID 1 and keeps SIGTERM".into()
             }
             SignalsKept::NotExeced { shell } if shell == "dash" => {
-                "without exec: dash stays PID 1".into()
+                "without exec: dash stays PID 1 and keeps SIGTERM".into()
             }
-            SignalsKept::NotExeced { shell } => format!("without exec: {shell} may stay PID 1"),
+            SignalsKept::NotExeced { shell } => {
+                format!("without exec: {shell} may stay PID 1 and keep SIGTERM")
+            }
+            SignalsKept::Trapped => "under a shell that traps SIGTERM and does not pass it on".into(),
+            SignalsKept::ShellKilled { init } => format!(
+                "through a shell under {init}: SIGTERM kills the shell, and {init} and the container end with it"
+            ),
+            SignalsKept::EndsFirst => {
+                "in the background, waited for only once: a trapped SIGTERM ends the wait, then the script and the container".into()
+            }
+        }
+    }
+
+    /// What to change.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            SignalsKept::EndsFirst => {
+                "wait for Sidekiq again after the trap has run (a second `wait $PID`, or `wait` in the trap), or start it with exec as the script's last command"
+            }
+            _ => {
+                "start it with exec, as the script's last command and without a pipe (Sidekiq logs to stdout: `exec bundle exec sidekiq …`)"
+            }
         }
     }
 }
@@ -267,21 +307,21 @@ fn invocation<S: AsRef<str>>(
     let (script, args) = shell::script_and_args(command)?;
     let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
     let shell = shell::basename(first.as_ref());
-    let found = in_script(script, shell, &args, env, script_error, conditions, depth)?;
     let wrappers = &words[..words.len() - command.len()];
-    Some(Invocation {
-        signals_kept: found
-            .signals_kept
-            .filter(|_| !signals_whole_group(wrappers, env)),
-        ..found
-    })
+    let script = Script {
+        text: script,
+        shell,
+        args: &args,
+        group_signaller: group_signaller(wrappers, env),
+    };
+    in_script(&script, env, script_error, conditions, depth)
 }
 
-/// Whether a wrapper passes the signals it gets to the whole process group: `dumb-init` in its
+/// The wrapper that passes the signals it gets to the whole process group: `dumb-init` in its
 /// setsid mode (also where the manifest cannot tell); `tini` and `catatonit` when told to
 /// (`-g`).
-fn signals_whole_group<S: AsRef<str>>(wrappers: &[S], env: &LazyEnv<'_>) -> bool {
-    wrappers.iter().enumerate().any(|(at, wrapper)| {
+fn group_signaller<'w, S: AsRef<str>>(wrappers: &'w [S], env: &LazyEnv<'_>) -> Option<&'w str> {
+    wrappers.iter().enumerate().find_map(|(at, wrapper)| {
         // The init's own options, past the values of those that take one (`-p SIGKILL`).
         let options = || {
             let mut words = wrappers[at + 1..].iter().map(AsRef::as_ref);
@@ -294,13 +334,15 @@ fn signals_whole_group<S: AsRef<str>>(wrappers: &[S], env: &LazyEnv<'_>) -> bool
             })
         };
         let short = |w: &str, flag: char| !w.starts_with("--") && w[1..].contains(flag);
-        match shell::basename(wrapper.as_ref()) {
+        let name = shell::basename(wrapper.as_ref());
+        let whole_group = match name {
             "dumb-init" => {
                 crate::dumb_init::Options::parse(&wrappers[at + 1..]).setsid(env) != Some(false)
             }
             "tini" | "tini-static" | "catatonit" => options().any(|w| short(w, 'g')),
             _ => false,
-        }
+        };
+        whole_group.then_some(name)
     })
 }
 
@@ -311,10 +353,49 @@ fn execs_last_command(shell: &str) -> bool {
     matches!(shell, "bash" | "zsh" | "ksh" | "ash")
 }
 
+/// A `-c` script and what runs it.
+struct Script<'a> {
+    text: &'a str,
+    /// The shell's name (`sh`, `bash`…).
+    shell: &'a str,
+    /// Its positional parameters.
+    args: &'a [String],
+    /// The init before the shell that signals the whole process group, if any.
+    group_signaller: Option<&'a str>,
+}
+
+impl Script<'_> {
+    /// Why SIGTERM does not get a command of this script whose signals are `signals` its
+    /// shutdown time, if it does not.
+    fn signals_kept(&self, signals: Signals) -> Option<SignalsKept> {
+        let shell_killed = || {
+            self.group_signaller.map(|init| SignalsKept::ShellKilled {
+                init: init.to_owned(),
+            })
+        };
+        match signals {
+            Signals::Reach => None,
+            Signals::ReachIfShellExecsLast
+                if execs_last_command(self.shell) || !shell::is_shell(self.shell) =>
+            {
+                None
+            }
+            Signals::ReachIfShellExecsLast => shell_killed().or(Some(SignalsKept::NotExeced {
+                shell: self.shell.to_owned(),
+            })),
+            Signals::Piped | Signals::Background => shell_killed().or(Some(SignalsKept::Piped)),
+            Signals::Waited => shell_killed().or(Some(SignalsKept::Waited)),
+            Signals::ReachIfGroupSignalled => self
+                .group_signaller
+                .is_none()
+                .then_some(SignalsKept::Trapped),
+            Signals::EndsFirst => Some(SignalsKept::EndsFirst),
+        }
+    }
+}
+
 fn in_script(
-    script: &str,
-    shell: &str,
-    args: &[String],
+    script: &Script<'_>,
     env: &LazyEnv<'_>,
     script_error: &mut Option<ShellError>,
     conditions: Conditions,
@@ -325,7 +406,7 @@ fn in_script(
     }
     let lookup = |name: &str| env.get(name);
     let unset = |name: &str| env.unset(name);
-    match shell::commands_with_args(script, Some(args), &lookup, &unset) {
+    match shell::commands_with_args(script.text, Some(script.args), &lookup, &unset) {
         Ok(commands) => {
             let found = commands
                 .iter()
@@ -333,19 +414,7 @@ fn in_script(
                 .filter_map(|command| {
                     let found =
                         invocation(&command.words, env, script_error, conditions, depth + 1)?;
-                    let here = match command.signals {
-                        Signals::Reach => None,
-                        Signals::ReachIfShellExecsLast
-                            if execs_last_command(shell) || !shell::is_shell(shell) =>
-                        {
-                            None
-                        }
-                        Signals::ReachIfShellExecsLast => Some(SignalsKept::NotExeced {
-                            shell: shell.to_owned(),
-                        }),
-                        Signals::Piped => Some(SignalsKept::Piped),
-                        Signals::Waited => Some(SignalsKept::Waited),
-                    };
+                    let here = script.signals_kept(command.signals);
                     Some(Invocation {
                         signals_kept: here.or(found.signals_kept),
                         ..found

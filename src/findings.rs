@@ -706,12 +706,12 @@ impl Ctx<'_, '_> {
                 Severity::Warning,
                 command_path.clone(),
                 format!(
-                    "container {} runs Sidekiq {} and keeps SIGTERM, so Sidekiq never gets its {}s to requeue jobs",
+                    "container {} runs Sidekiq {}, so Sidekiq never gets its {}s to requeue jobs",
                     self.name(),
                     kept.how(),
                     settings.shutdown_timeout.value
                 ),
-                "start it with exec, as the script's last command and without a pipe (Sidekiq logs to stdout: `exec bundle exec sidekiq …`)".into(),
+                kept.hint().into(),
             ));
         }
         for problem in &analysis.flags.problems {
@@ -922,7 +922,7 @@ impl Ctx<'_, '_> {
             )
         };
         let finding = match &self.state.prestop {
-            PreStop::Drain { .. } | PreStop::Quiets => return,
+            PreStop::Drain { .. } | PreStop::Quiets { .. } => return,
             PreStop::Missing => Finding::new(
                 Code::PreStopMissing,
                 Severity::Error,

@@ -36,34 +36,50 @@ pub struct Grace {
     pub explanation: String,
 }
 
+/// How long a pod's preStop hook keeps SIGTERM back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookDuration {
+    /// Until the jobs are done, within the drain budget: the probe's `/drain`, or a hook of
+    /// the user's that waits for Sidekiq to be idle.
+    Drain,
+    /// A fixed time: a hook that sleeps.
+    Fixed(u64),
+    /// Until the jobs are done and as long again as its sleeps (`sleep 30; curl …/drain`).
+    DrainAndSleeps(u64),
+}
+
 impl Grace {
-    /// Computes the grace period for `settings`, for a pod whose preStop hook is the drain, or
-    /// one of its own that always takes `fixed_hook` seconds. The kubelet sends SIGTERM only
-    /// once the hook returns (and if it outlasts the grace period, SIGKILL two seconds after
-    /// SIGTERM, when Sidekiq cannot requeue anything), so a hook longer than the drain budget
-    /// takes the budget's place in the sum.
-    pub fn compute(settings: &Settings, fixed_hook: Option<u64>) -> Self {
+    /// Computes the grace period for `settings`, for a pod whose preStop hook takes `hook`.
+    /// The kubelet sends SIGTERM only once the hook returns (and if it outlasts the grace
+    /// period, SIGKILL two seconds after SIGTERM, when Sidekiq cannot requeue anything), so a
+    /// fixed hook longer than the drain budget takes the budget's place in the sum, and a hook
+    /// that sleeps besides waiting for the jobs adds its sleeps to it.
+    pub fn compute(settings: &Settings, hook: HookDuration) -> Self {
         let longest = &settings.longest_job;
         let timeout = &settings.shutdown_timeout;
         let drain_budget = settings.quiet_latency.saturating_add(longest.value);
-        let (before_sigterm, why) = match fixed_hook.filter(|hook| *hook > drain_budget) {
-            Some(hook) => (
-                hook,
+        let drain_why = || {
+            format!(
+                "quiet latency {} + longest job {} ({})",
+                Secs(settings.quiet_latency),
+                Secs(longest.value),
+                longest.source
+            )
+        };
+        let (before_sigterm, why) = match hook {
+            HookDuration::Fixed(secs) if secs > drain_budget => (
+                secs,
                 format!(
                     "the preStop hook's fixed sleep {} (longer than the drain budget {})",
-                    Secs(hook),
+                    Secs(secs),
                     Secs(drain_budget)
                 ),
             ),
-            None => (
-                drain_budget,
-                format!(
-                    "quiet latency {} + longest job {} ({})",
-                    Secs(settings.quiet_latency),
-                    Secs(longest.value),
-                    longest.source
-                ),
+            HookDuration::DrainAndSleeps(secs) => (
+                drain_budget.saturating_add(secs),
+                format!("{} + the preStop hook's sleeps {}", drain_why(), Secs(secs)),
             ),
+            HookDuration::Fixed(_) | HookDuration::Drain => (drain_budget, drain_why()),
         };
         let required = after_sigterm(before_sigterm, timeout.value).saturating_add(settings.margin);
         let mut explanation = format!(
@@ -113,7 +129,7 @@ mod tests {
 
     #[test]
     fn the_example_from_the_design() {
-        let grace = Grace::compute(&settings(300, 25, 0), None);
+        let grace = Grace::compute(&settings(300, 25, 0), HookDuration::Drain);
         assert_eq!(grace.drain_budget, 320);
         assert_eq!(grace.required, 350);
         assert_eq!(
@@ -126,9 +142,9 @@ mod tests {
     #[test]
     fn a_kept_hook_that_sleeps_longer_than_the_drain_budget_takes_its_place() {
         let settings = settings(120, 30, 0);
-        let grace = Grace::compute(&settings, None);
+        let grace = Grace::compute(&settings, HookDuration::Drain);
         assert_eq!(grace.required, 20 + 120 + 30 + 5);
-        let longer = Grace::compute(&settings, Some(600));
+        let longer = Grace::compute(&settings, HookDuration::Fixed(600));
         assert_eq!(longer.required, 600 + 30 + 5);
         assert_eq!(longer.drain_budget, 140);
         assert_eq!(
@@ -136,14 +152,35 @@ mod tests {
             "635s = the preStop hook's fixed sleep 10m (longer than the drain budget 2m20s) \
              + shutdown timeout 30s (policy default shutdownTimeout) + exit allowance 5s"
         );
-        assert_eq!(Grace::compute(&settings, Some(60)), grace);
+        assert_eq!(Grace::compute(&settings, HookDuration::Fixed(60)), grace);
         let huge = settings_huge();
-        assert_eq!(Grace::compute(&huge, Some(600)).required, u64::MAX);
+        assert_eq!(
+            Grace::compute(&huge, HookDuration::Fixed(600)).required,
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn a_kept_hook_that_sleeps_besides_waiting_for_the_jobs_adds_its_sleeps() {
+        let settings = settings(120, 30, 0);
+        let grace = Grace::compute(&settings, HookDuration::DrainAndSleeps(30));
+        assert_eq!(grace.required, 20 + 120 + 30 + 30 + 5);
+        assert_eq!(grace.drain_budget, 140);
+        assert_eq!(
+            grace.explanation,
+            "205s = quiet latency 20s + longest job 2m (annotation sidekiq-guard.io/longest-job) \
+             + the preStop hook's sleeps 30s + shutdown timeout 30s (policy default shutdownTimeout) \
+             + exit allowance 5s"
+        );
+        assert_eq!(
+            Grace::compute(&settings_huge(), HookDuration::DrainAndSleeps(u64::MAX)).required,
+            u64::MAX
+        );
     }
 
     #[test]
     fn the_margin_is_added_and_explained() {
-        let grace = Grace::compute(&settings(600, 60, 30), None);
+        let grace = Grace::compute(&settings(600, 60, 30), HookDuration::Drain);
         assert_eq!(grace.required, 20 + 600 + 60 + 5 + 30);
         assert!(
             grace.explanation.ends_with(" + policy margin 30s"),
@@ -155,7 +192,7 @@ mod tests {
     #[test]
     fn absurd_values_saturate_instead_of_overflowing() {
         assert_eq!(
-            Grace::compute(&settings(u64::MAX, u64::MAX, 1), None).required,
+            Grace::compute(&settings(u64::MAX, u64::MAX, 1), HookDuration::Drain).required,
             u64::MAX
         );
     }

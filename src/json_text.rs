@@ -143,7 +143,8 @@ mod tests {
 
     #[test]
     fn writes_every_kind_of_value_compactly() {
-        let value = json!({"b": [1, -2, 2.5, true, false, null], "a": {"": "x"}, "c": []});
+        // Keys in order: a whole-workspace build keeps insertion order (`preserve_order`).
+        let value = json!({"a": {"": "x"}, "b": [1, -2, 2.5, true, false, null], "c": []});
         assert_eq!(
             written(&value),
             r#"{"a":{"":"x"},"b":[1,-2,2.5,true,false,null],"c":[]}"#

@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use crate::dumb_init::Tstp;
 use crate::duration;
+use crate::grace::HookDuration;
 use crate::pointer::Pointer as _;
-use crate::shell::{self, Signals};
+use crate::shell;
 use crate::sidecar::{self, Reach};
 
 /// The path of the probe's drain endpoint, which the injected preStop calls.
@@ -35,7 +36,11 @@ pub enum PreStop {
     },
     /// Quiets Sidekiq and waits some other way (e.g. a polling loop, or a call of `/drain`,
     /// which returns once the jobs are done).
-    Quiets,
+    Quiets {
+        /// Seconds it sleeps besides (outside loops and conditions, `sleep 30; curl …/drain`):
+        /// the hook lasts that much longer than the wait for the jobs.
+        sleeps: u64,
+    },
     /// Quiets Sidekiq and returns at once (`kill -TSTP 1`, `sidekiqctl quiet`): the kubelet
     /// sends SIGTERM right after, so it buys no time for running jobs.
     QuietOnly,
@@ -105,13 +110,25 @@ impl PreStop {
         }
     }
 
+    /// How long the hook keeps SIGTERM back, for the grace period: until the jobs are done (the
+    /// drain budget), a fixed time, or the two added up.
+    pub fn duration(&self) -> HookDuration {
+        match (self, self.fixed_sleep()) {
+            (_, Some(secs)) => HookDuration::Fixed(secs),
+            (PreStop::Quiets { sleeps }, None) if *sleeps > 0 => {
+                HookDuration::DrainAndSleeps(*sleeps)
+            }
+            _ => HookDuration::Drain,
+        }
+    }
+
     /// Whether the hook stops Sidekiq from fetching new jobs.
     pub fn quiets(&self) -> bool {
         matches!(
             self,
             PreStop::Drain { .. }
                 | PreStop::QuietThenSleep { .. }
-                | PreStop::Quiets
+                | PreStop::Quiets { .. }
                 | PreStop::QuietOnly
                 | PreStop::Endless { quiets: true }
         )
@@ -248,6 +265,8 @@ fn classify_exec(
         quiets,
         drains,
         sleep,
+        fixed,
+        in_loop: _,
         other,
         looping,
         endless,
@@ -273,7 +292,7 @@ fn classify_exec(
     }
     match (quiets, sleep, looping || drains, other) {
         (true, 0, false, false) => PreStop::QuietOnly,
-        (true, 0, _, _) | (true, _, true, _) => PreStop::Quiets,
+        (true, 0, _, _) | (true, _, true, _) => PreStop::Quiets { sleeps: fixed },
         // Other commands around a fixed sleep take their time too, but the hook takes at
         // least the sleep: the grace period must cover that much.
         (true, sleep, false, other) => PreStop::QuietThenSleep {
@@ -283,7 +302,7 @@ fn classify_exec(
         (false, sleep, false, false) if sleep > 0 => PreStop::SleepOnly { sleep },
         // `rails runner '…quiet!'; sleep 600`: whatever the rest does, the hook lasts the sleep.
         (false, sleep, false, _) => what(sleep),
-        _ => what(0),
+        _ => what(fixed),
     }
 }
 
@@ -294,6 +313,10 @@ struct Reading<'a> {
     /// A call of the probe's /drain blocks until the jobs are done: it quiets and waits.
     drains: bool,
     sleep: u64,
+    /// Seconds of `sleep` outside loops: time the hook takes whatever else it does.
+    fixed: u64,
+    /// The command being read is in a loop, where a sleep polls.
+    in_loop: bool,
     /// Commands that may take their own time.
     other: bool,
     /// A sleep inside a loop is a poll, not a fixed wait.
@@ -339,14 +362,17 @@ impl Reading<'_> {
         // `timeout 300 sh -c '… sleep infinity'` ends, after an unknown time.
         let bounded = under_timeout(words) && !self.endless;
         let outer = self.uncertain;
+        let outer_loop = self.in_loop;
         for command in commands {
             self.looping |= command.in_loop;
-            self.uncertain = outer || command.conditional || command.signals == Signals::Piped;
+            self.in_loop = outer_loop || command.in_loop;
+            self.uncertain = outer || command.conditional || command.signals.concurrent();
             if !self.command(&command.words, lookup, unset, depth + 1) {
                 return false;
             }
         }
         self.uncertain = outer;
+        self.in_loop = outer_loop;
         if bounded && self.endless {
             self.endless = false;
             self.other = true;
@@ -449,7 +475,12 @@ impl Reading<'_> {
             "sleep" if self.uncertain => self.other = true,
             // GNU sleep adds up its operands: `sleep 1m 30s`.
             "sleep" => match args.iter().map(|a| sleep_secs(a)).sum::<Option<u64>>() {
-                Some(secs) if !args.is_empty() => self.sleep = self.sleep.saturating_add(secs),
+                Some(secs) if !args.is_empty() => {
+                    self.sleep = self.sleep.saturating_add(secs);
+                    if !self.in_loop {
+                        self.fixed = self.fixed.saturating_add(secs);
+                    }
+                }
                 _ => self.other = true,
             },
             // Take no time: `kill -TSTP 1 || true`, `echo quieting; kill -TSTP 1; exit 0`,
@@ -874,11 +905,29 @@ mod tests {
     #[case(&["sh", "-c", "kill --signal=tstp 1; /app/bin/wait-for-jobs"])]
     #[case(&["sh", "-c", "kill -TSTP 1; /app/bin/wait-for-jobs.sh"])]
     #[case(&["sh", "-c", "kill -TSTP 1; OUT=$(bundle exec rake sidekiq:wait_idle); echo $OUT"])]
-    #[case(&["sh", "-c", "kill -TSTP 1; timeout 300 sh -c 'while pgrep -f busy; do sleep 1; done'; sleep 5"])]
     #[case(&["sh", "-c", "echo don\\'t; kill -TSTP 1; while pgrep -f busy; do sleep 2; done"])]
     #[case(&["sh", "-c", "echo \"say \\\"bye\"; kill -TSTP 1; while pgrep -f busy; do sleep 2; done"])]
     fn quiets_without_a_fixed_sleep(#[case] command: &[&str]) {
-        assert_eq!(exec(command), PreStop::Quiets);
+        assert_eq!(exec(command), PreStop::Quiets { sleeps: 0 });
+    }
+
+    /// A hook that waits for the jobs and sleeps besides lasts the wait and the sleeps: the
+    /// grace period counts both.
+    #[rstest]
+    #[case(&["sh", "-c", "sleep 30; curl -fsS http://localhost:7434/drain"], 30)]
+    #[case(&["sh", "-c", "curl -fsS http://localhost:7434/drain; sleep 15"], 15)]
+    #[case(&["sh", "-c", "kill -TSTP 1; while pgrep -f busy; do sleep 2; done; sleep 10"], 10)]
+    #[case(&["sh", "-c", "kill -TSTP 1; timeout 300 sh -c 'while pgrep -f busy; do sleep 1; done'; sleep 5"], 5)]
+    #[case(&["sh", "-c", "[ -f /tmp/x ] && sleep 60; curl -fsS http://localhost:7434/drain"], 0)]
+    fn a_wait_for_the_jobs_and_a_sleep_add_up(#[case] command: &[&str], #[case] sleeps: u64) {
+        let hook = exec(command);
+        assert_eq!(hook, PreStop::Quiets { sleeps });
+        let expected = if sleeps > 0 {
+            HookDuration::DrainAndSleeps(sleeps)
+        } else {
+            HookDuration::Drain
+        };
+        assert_eq!(hook.duration(), expected);
     }
 
     #[test]
@@ -925,7 +974,7 @@ mod tests {
     #[case(&["sh", "-c", "kill -TSTP 1; timeout 300 sleep infinity"])]
     #[case(&["sh", "-c", "kill -TSTP 1; timeout -s KILL 5m sh -c 'sleep infinity'"])]
     fn sleeping_forever_under_timeout_ends(#[case] command: &[&str]) {
-        assert_eq!(exec(command), PreStop::Quiets);
+        assert_eq!(exec(command), PreStop::Quiets { sleeps: 0 });
     }
 
     #[test]
@@ -1039,7 +1088,7 @@ mod tests {
             runner(
                 "ps = Sidekiq::ProcessSet.new.select { |p| p['hostname'] == ENV['HOSTNAME'] }; ps.each(&:quiet!); sleep 1 until Sidekiq::ProcessSet.new.none? { |p| p['hostname'] == ENV['HOSTNAME'] && p['busy'] > 0 }"
             ),
-            PreStop::Quiets
+            PreStop::Quiets { sleeps: 0 }
         );
         // Its boot takes time before the sleep: SIGTERM comes later than the sleep says.
         assert_eq!(

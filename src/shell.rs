@@ -41,12 +41,14 @@ pub struct Command {
 }
 
 /// Whether the signals sent to a script's shell (the kubelet's SIGTERM, a preStop's `kill 1`)
-/// reach a command of the script. A shell that stays the container's main process keeps them:
-/// as PID 1 without a handler it ignores them, and its children never hear of them.
+/// reach a command of the script, and whether the shell outlives it. A shell that stays the
+/// container's main process keeps them: as PID 1 without a handler it ignores them, and its
+/// children never hear of them. A shell that gets them without a handler (under an init that
+/// signals the whole process group) dies of them, and the container ends with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signals {
-    /// The shell hands its process over to it (`exec COMMAND`), or passes SIGTERM on to what
-    /// it started (a script that traps `TERM`).
+    /// The shell hands its process over to it (`exec COMMAND`), or traps `TERM`, passes it on
+    /// (`kill`) to what it started in the background and waits for it again.
     Reach,
     /// The script's last command, run without `exec`, at the top of the script, in a form
     /// bash (5.1+) and busybox ash run in place of themselves: for bash, with nothing after it
@@ -55,20 +57,98 @@ pub enum Signals {
     /// only where that list starts its line). dash (the `sh` of Debian-based images, such as
     /// the official Ruby ones) stays its parent all the same.
     ReachIfShellExecsLast,
-    /// It runs in a pipeline (`sidekiq | tee log`) or in the background (`sidekiq &`): a child
-    /// of the shell.
+    /// It runs in a pipeline (`sidekiq | tee log`): a child of the shell.
     Piped,
+    /// It runs in the background (`sidekiq &`): a child of the shell.
+    Background,
     /// Run without `exec` where the script may go on after it (`sidekiq; echo done`,
     /// `sidekiq || true`, a loop): a child of the shell.
     Waited,
+    /// The script traps `TERM`, so its shell outlives the signal and waits for this command
+    /// (one in the foreground, whose end a trap waits for; or one in the background that the
+    /// script waits for again), but the signal reaches it only from an init that signals the
+    /// whole process group: the trap does not pass it on.
+    ReachIfGroupSignalled,
+    /// It runs in the background of a script that traps `TERM` and waits for it once: the
+    /// signal interrupts `wait`, the trap runs (passing it on or not), and the script ends —
+    /// and with it the container, taking the command down before it is done.
+    EndsFirst,
 }
 
 impl Signals {
-    fn of(piped: bool, execs: bool) -> Self {
-        match (piped, execs) {
-            (true, _) => Signals::Piped,
-            (false, true) => Signals::Reach,
-            (false, false) => Signals::Waited,
+    fn of(piped: bool, background: bool, execs: bool) -> Self {
+        match (piped, background, execs) {
+            (_, true, _) => Signals::Background,
+            (true, false, _) => Signals::Piped,
+            (false, false, true) => Signals::Reach,
+            (false, false, false) => Signals::Waited,
+        }
+    }
+
+    /// Whether the command runs beside the shell rather than before its next command.
+    pub fn concurrent(self) -> bool {
+        matches!(self, Signals::Piped | Signals::Background)
+    }
+}
+
+/// What a script's `trap ACTION TERM` does to the commands it runs. POSIX has a shell run a
+/// trap only once the foreground command it waits for has ended, and has a trapped signal
+/// interrupt `wait`: so a trap passes SIGTERM on only to a command in the background, and a
+/// script that waits for it once ends as soon as its trap has run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TermTrap {
+    /// The action signals other processes (`kill …`).
+    forwards: bool,
+    /// The script waits again once a trapped signal interrupted its `wait`: `wait` in the
+    /// action, a second `wait`, or one in a loop.
+    waits_again: bool,
+}
+
+impl TermTrap {
+    /// The `TERM` trap `commands` set, if any; `functions` are the script's, which an action
+    /// may call.
+    fn read(commands: &[Command], functions: &HashMap<String, Body>) -> Option<Self> {
+        let action = commands.iter().find_map(|command| {
+            let mut words = command.words.iter().map(String::as_str);
+            if words.next() != Some("trap") {
+                return None;
+            }
+            let action = words.find(|w| *w != "--")?;
+            let sets = !action.is_empty() && !action.starts_with('-');
+            (sets && words.any(|w| matches!(w, "TERM" | "SIGTERM" | "15"))).then_some(action)
+        })?;
+        let mut words: Vec<&str> = action
+            .split(|c: char| c.is_whitespace() || matches!(c, ';' | '&' | '|' | '(' | ')'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        // `trap on_term TERM`: the words of the function it calls.
+        if let Some(body) = words.first().and_then(|name| functions.get(*name)) {
+            words = body
+                .commands
+                .iter()
+                .filter_map(|command| command.words.first().map(String::as_str))
+                .collect();
+        }
+        let waits = commands
+            .iter()
+            .filter(|command| command.words.first().is_some_and(|w| w == "wait"));
+        Some(TermTrap {
+            forwards: words.iter().any(|w| matches!(*w, "kill" | "pkill")),
+            waits_again: words.contains(&"wait")
+                || waits.clone().count() > 1
+                || waits.clone().any(|command| command.in_loop),
+        })
+    }
+
+    /// How signals reach a command the script runs as `signals` says, under this trap.
+    fn applied_to(self, signals: Signals) -> Signals {
+        match signals {
+            Signals::Background if !self.waits_again => Signals::EndsFirst,
+            Signals::Background if self.forwards => Signals::Reach,
+            Signals::Background | Signals::Piped | Signals::Waited => {
+                Signals::ReachIfGroupSignalled
+            }
+            other => other,
         }
     }
 }
@@ -137,14 +217,9 @@ pub fn commands_with_args(
     }
     splitter.redirected = lexer.redirected;
     splitter.finish(Separator::List);
-    // `trap 'kill -TERM $PID' TERM; sidekiq & PID=$!; wait`: the script hands SIGTERM on to
-    // what it started, so its children are signalled after all.
-    let forwards_term = splitter.commands.iter().any(|command| {
-        command.words.first().is_some_and(|w| w == "trap")
-            && command.words[1..]
-                .iter()
-                .any(|w| matches!(w.as_str(), "TERM" | "SIGTERM" | "15"))
-    });
+    // `trap 'kill -TERM $PID' TERM; sidekiq & PID=$!; wait $PID; wait $PID`: the script hands
+    // SIGTERM on to what it started, and outlives it.
+    let term_trap = TermTrap::read(&splitter.commands, &splitter.functions);
     // bash keeps its child to run a trap (`trap cleanup EXIT`) when it ends; `trap '' PIPE`
     // and `trap - INT` set no action.
     let traps = splitter.commands.iter().any(|command| {
@@ -154,9 +229,9 @@ pub fn commands_with_args(
                 .find(|w| *w != "--")
                 .is_some_and(|action| !action.is_empty() && !action.starts_with('-'))
     });
-    if forwards_term {
+    if let Some(trap) = term_trap {
         for command in &mut splitter.commands {
-            command.signals = Signals::Reach;
+            command.signals = trap.applied_to(command.signals);
         }
     } else if let Some(last) = splitter.last_at_top
         && last + 1 == splitter.commands.len()
@@ -315,8 +390,8 @@ impl Splitter {
             Some(_) => {
                 let conditional = self.conditional();
                 let in_loop = self.loops > 0;
-                let piped =
-                    self.after_pipe || matches!(separator, Separator::Pipe | Separator::Background);
+                let background = matches!(separator, Separator::Background);
+                let piped = self.after_pipe || matches!(separator, Separator::Pipe);
                 let in_function = self.groups.defining();
                 if in_function {
                     let in_body = self.conditional_in_body();
@@ -324,7 +399,7 @@ impl Splitter {
                         words: words.clone(),
                         conditional: in_body,
                         in_loop,
-                        signals: Signals::of(piped, execs),
+                        signals: Signals::of(piped, background, execs),
                     });
                     // `[ "$ROLE" = web ] && exec puma` in a body: the rest of the body runs
                     // only if it did not.
@@ -339,7 +414,7 @@ impl Splitter {
                     .flatten()
                     .filter(|body| self.copy_budget.spend(body.size))
                     .map(|body| body.commands.clone());
-                let signals = Signals::of(piped, execs);
+                let signals = Signals::of(piped, background, execs);
                 let at_top = signals == Signals::Waited
                     && !in_function
                     && self.groups.is_empty()
@@ -359,10 +434,10 @@ impl Splitter {
                 // A call runs the body, under the call's conditions as well as its own; the
                 // shell stays the caller of what runs in a function.
                 for command in call.into_iter().flatten() {
-                    let signals = if piped {
-                        Signals::Piped
-                    } else {
-                        command.signals
+                    let signals = match (piped, background) {
+                        (_, true) => Signals::Background,
+                        (true, false) => Signals::Piped,
+                        (false, false) => command.signals,
                     };
                     self.commands.push(Command {
                         words: command.words,
@@ -1701,14 +1776,56 @@ mod tests {
                 ("RAILS_ENV=production exec sidekiq".to_owned(), Reach)
             ]
         );
+        // A trap passes SIGTERM on to what runs in the background; the script outlives it only
+        // if it waits again once the signal has interrupted its `wait`.
         assert_eq!(
-            signals("trap 'kill -TERM $PID' TERM; sidekiq & PID=$!; wait $PID"),
+            signals("trap 'kill -TERM $PID' TERM; sidekiq & PID=$!; wait $PID; wait $PID"),
             [
-                ("trap kill -TERM $PID TERM".to_owned(), Reach),
+                (
+                    "trap kill -TERM $PID TERM".to_owned(),
+                    ReachIfGroupSignalled
+                ),
                 ("sidekiq".to_owned(), Reach),
-                ("PID=$!".to_owned(), Reach),
-                ("wait $PID".to_owned(), Reach),
+                ("PID=$!".to_owned(), ReachIfGroupSignalled),
+                ("wait $PID".to_owned(), ReachIfGroupSignalled),
+                ("wait $PID".to_owned(), ReachIfGroupSignalled),
             ]
+        );
+        let marked = |script: &str, command: &str| {
+            signals(script)
+                .into_iter()
+                .find(|(words, _)| words == command)
+                .map(|(_, signals)| signals)
+        };
+        assert_eq!(
+            marked(
+                "trap 'kill -TERM $PID' TERM; sidekiq & PID=$!; wait $PID",
+                "sidekiq"
+            ),
+            Some(EndsFirst)
+        );
+        // A trap that does not signal leaves it to an init that signals the whole group.
+        assert_eq!(
+            marked("trap 'echo bye' TERM; sidekiq & wait; wait", "sidekiq"),
+            Some(ReachIfGroupSignalled)
+        );
+        // A trap runs once the foreground command has ended: it passes nothing on to it.
+        assert_eq!(
+            marked("trap 'kill 0' TERM; sidekiq", "sidekiq"),
+            Some(ReachIfGroupSignalled)
+        );
+        // `trap - TERM` and `trap '' TERM` set no action.
+        assert_eq!(
+            marked("trap - TERM; sidekiq & wait", "sidekiq"),
+            Some(Background)
+        );
+        // The action may be a function of the script, and the second wait a loop.
+        assert_eq!(
+            marked(
+                "f() { kill $P; }\ntrap f 15\nsidekiq & P=$!\nuntil wait $P; do :; done",
+                "sidekiq"
+            ),
+            Some(Reach)
         );
         assert_eq!(
             signals("migrate && sidekiq 2>&1 | tee log; worker & wait; exec puma"),
@@ -1716,7 +1833,7 @@ mod tests {
                 ("migrate".to_owned(), Waited),
                 ("sidekiq".to_owned(), Piped),
                 ("tee log".to_owned(), Piped),
-                ("worker".to_owned(), Piped),
+                ("worker".to_owned(), Background),
                 ("wait".to_owned(), Waited),
                 ("exec puma".to_owned(), Reach),
             ]

@@ -96,7 +96,7 @@ impl Shutdown {
             }
             | PreStop::SleepOnly { sleep } => Some(*sleep),
             PreStop::QuietThenSleep { .. }
-            | PreStop::Quiets
+            | PreStop::Quiets { .. }
             | PreStop::Endless { .. }
             | PreStop::Unrecognised { .. } => None,
         };

@@ -1307,6 +1307,26 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
     "container worker runs Sidekiq without exec: sh, if dash (as on Debian), stays PID 1 and keeps SIGTERM, so Sidekiq never gets its 25s to requeue jobs")]
+// dumb-init passes SIGTERM to the whole group, but the shell dies of it, and dumb-init exits
+// once its child has: the container ends, and the kernel kills what is left in it.
+#[case::a_pipeline_under_dumb_init(
+    json!({"command": ["dumb-init", "sh", "-c", "bundle exec sidekiq -t 25 | tee log"]}), json!({}),
+    Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker runs Sidekiq through a shell under dumb-init: SIGTERM kills the shell, and dumb-init and the container end with it, so Sidekiq never gets its 25s to requeue jobs")]
+#[case::dash_under_tini_g(
+    json!({"command": ["tini", "-g", "--", "sh", "-c", "bundle exec sidekiq -t 25"]}), json!({}),
+    Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker runs Sidekiq through a shell under tini: SIGTERM kills the shell, and tini and the container end with it, so Sidekiq never gets its 25s to requeue jobs")]
+// The trapped SIGTERM interrupts `wait $P`: the trap passes it on, and the script ends.
+#[case::a_trap_then_a_single_wait(
+    json!({"command": ["sh", "-c", "trap 'kill -TERM $P' TERM; bundle exec sidekiq -t 25 & P=$!; wait $P"]}), json!({}),
+    Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker runs Sidekiq in the background, waited for only once: a trapped SIGTERM ends the wait, then the script and the container, so Sidekiq never gets its 25s to requeue jobs")]
+// A trap runs only once the foreground command has ended: it cannot pass SIGTERM on to it.
+#[case::a_trap_over_a_foreground_sidekiq(
+    json!({"command": ["sh", "-c", "trap 'kill -TERM 0' TERM; bundle exec sidekiq -t 25"]}), json!({}),
+    Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker runs Sidekiq under a shell that traps SIGTERM and does not pass it on, so Sidekiq never gets its 25s to requeue jobs")]
 #[case::a_config_file_and_a_longer_timeout_in_the_env(
     json!({
         "command": ["bundle", "exec", "sidekiq", "-C", "config/sidekiq.yml"],
@@ -1464,12 +1484,15 @@ fn unknown_annotations_point_to_the_one_meant() {
 /// Every form of SG026 fits an admission warning whole, with a 30-character container name and
 /// a five-digit -t.
 #[rstest::rstest]
-#[case("bundle exec sidekiq -t 28800 | tee log")]
-#[case("bundle exec sidekiq -t 28800; echo done")]
-#[case("bundle exec sidekiq -t 28800")]
-fn sidekiq_not_signalled_fits_a_warning(#[case] script: &str) {
+#[case(&["sh", "-c", "bundle exec sidekiq -t 28800 | tee log"])]
+#[case(&["sh", "-c", "bundle exec sidekiq -t 28800; echo done"])]
+#[case(&["sh", "-c", "bundle exec sidekiq -t 28800"])]
+#[case(&["tini-static", "-g", "sh", "-c", "bundle exec sidekiq -t 28800"])]
+#[case(&["sh", "-c", "trap 'kill $P' TERM; bundle exec sidekiq -t 28800 & P=$!; wait"])]
+#[case(&["sh", "-c", "trap : TERM; bundle exec sidekiq -t 28800"])]
+fn sidekiq_not_signalled_fits_a_warning(#[case] command: &[&str]) {
     let policy = Policy::default();
-    let mut deployment = worker(json!({"command": ["sh", "-c", script]}), json!({}));
+    let mut deployment = worker(json!({"command": command}), json!({}));
     deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(40000);
     deployment["spec"]["template"]["spec"]["containers"][0]["name"] =
         json!("sidekiq-worker-default-queue-1");
@@ -1487,13 +1510,14 @@ fn sidekiq_not_signalled_fits_a_warning(#[case] script: &str) {
 }
 
 /// dumb-init signals the whole group only in its setsid mode: with `DUMB_INIT_SETSID=0` (as
-/// with `-c`) the shell alone gets SIGTERM, and Sidekiq behind its pipe never does.
+/// with `-c`) the shell alone gets SIGTERM, and its trap keeps it from Sidekiq behind its pipe
+/// (in setsid mode the same script is not flagged: see above).
 #[rstest::rstest]
-#[case(json!({"command": ["dumb-init", "sh", "-c", "bundle exec sidekiq -t 25 | tee log"], "env": [
+#[case(json!({"command": ["dumb-init", "sh", "-c", "trap : TERM; bundle exec sidekiq -t 25 | tee log"], "env": [
     {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
     {"name": "DUMB_INIT_SETSID", "value": "0"},
 ]}))]
-#[case(json!({"command": ["dumb-init", "-c", "sh", "-c", "bundle exec sidekiq -t 25 | tee log"]}))]
+#[case(json!({"command": ["dumb-init", "-c", "sh", "-c", "trap : TERM; bundle exec sidekiq -t 25 | tee log"]}))]
 fn dumb_init_without_setsid_signals_the_shell_alone(#[case] container: Value) {
     let policy = Policy::default();
     let review = review::validate(
@@ -1532,16 +1556,18 @@ fn a_password_beside_the_url_is_pointed_into_it() {
     assert_eq!(codes(&within), Vec::<&str>::new(), "{:#?}", within.findings);
 }
 
-/// Scripts whose shell hands SIGTERM to Sidekiq: no SG026.
+/// Scripts whose shell hands SIGTERM to Sidekiq and outlives it: no SG026.
 #[rstest::rstest]
 #[case::exec(&["sh", "-c", "bundle exec rake db:migrate && exec bundle exec sidekiq -t 25"])]
 #[case::bash_runs_its_last_command_in_its_place(&["bash", "-lc", "cd /app && bundle exec sidekiq -t 25"])]
-#[case::dumb_init_signals_the_whole_group(&["dumb-init", "sh", "-c", "bundle exec sidekiq -t 25 | tee log"])]
-#[case::so_does_tini_with_g(&["tini", "-g", "--", "sh", "-c", "bundle exec sidekiq -t 25"])]
+#[case::dumb_init_signals_the_whole_group_and_a_trap_keeps_the_shell(&["dumb-init", "sh", "-c", "trap 'echo stopping' TERM; bundle exec sidekiq -t 25 | tee log"])]
+#[case::so_does_tini_with_g(&["tini", "-g", "--", "sh", "-c", "trap : TERM; bundle exec sidekiq -t 25"])]
 #[case::bash_reads_its_script_line_by_line(&["bash", "-c", "set -e\ncd /app && bundle exec sidekiq -t 25\n"])]
-#[case::after_an_option_with_a_value(&["tini", "-p", "SIGKILL", "-g", "--", "sh", "-c", "bundle exec sidekiq -t 25"])]
+#[case::after_an_option_with_a_value(&["tini", "-p", "SIGKILL", "-g", "--", "sh", "-c", "trap : TERM; bundle exec sidekiq -t 25"])]
 #[case::busybox_ash_runs_its_last_command_in_its_place(&["ash", "-c", "bundle exec sidekiq -t 25"])]
-#[case::a_trap_hands_term_on(&["sh", "-c", "trap 'kill -TERM $P' TERM; bundle exec sidekiq -t 25 & P=$!; wait $P"])]
+#[case::a_trap_hands_term_on_and_the_script_waits_again(&["sh", "-c", "trap 'kill -TERM $P' TERM; bundle exec sidekiq -t 25 & P=$!; wait $P; wait $P"])]
+#[case::a_trap_that_waits(&["sh", "-c", "trap 'kill -TERM $P; wait $P' TERM; bundle exec sidekiq -t 25 & P=$!; wait $P"])]
+#[case::a_trap_function_and_a_wait_loop(&["bash", "-c", "stop() { kill -TERM \"$P\"; }\ntrap stop TERM\nbundle exec sidekiq -t 25 &\nP=$!\nwhile kill -0 \"$P\" 2>/dev/null; do wait \"$P\"; done\n"])]
 fn sidekiq_that_gets_the_shells_sigterm_is_not_flagged(#[case] command: &[&str]) {
     let policy = Policy::default();
     let review = review::validate(
