@@ -67,9 +67,9 @@ pub enum SignalsKept {
     /// The script traps `TERM` and does not pass it on: its trap runs only once a foreground
     /// Sidekiq has ended, and one in the background it does not signal.
     Trapped,
-    /// Under an init that signals the whole process group (`dumb-init`, `tini -g`), SIGTERM
-    /// reaches Sidekiq, but also the shell, which traps nothing and dies of it; the init exits
-    /// with its child, and the container's end kills Sidekiq at once.
+    /// Under an init (`dumb-init`, `tini`), the shell gets SIGTERM, traps nothing and dies of
+    /// it; the init exits with its child, and the container's end kills Sidekiq at once —
+    /// whether or not the init passed SIGTERM to it too (`dumb-init`, `tini -g`).
     ShellKilled {
         /// The init, as the command line names it.
         init: String,
@@ -312,15 +312,25 @@ fn invocation<S: AsRef<str>>(
         text: script,
         shell,
         args: &args,
-        group_signaller: group_signaller(wrappers, env),
+        init: init(wrappers, env),
     };
     in_script(&script, env, script_error, conditions, depth)
 }
 
-/// The wrapper that passes the signals it gets to the whole process group: `dumb-init` in its
-/// setsid mode (also where the manifest cannot tell); `tini` and `catatonit` when told to
-/// (`-g`).
-fn group_signaller<'w, S: AsRef<str>>(wrappers: &'w [S], env: &LazyEnv<'_>) -> Option<&'w str> {
+/// An init process before a script's shell: it passes the signals it gets on, and exits as
+/// soon as its child (the shell) has.
+#[derive(Debug, Clone, Copy)]
+struct Init<'a> {
+    /// Its name, as the command line gives it.
+    name: &'a str,
+    /// It signals the whole process group rather than its child alone: `dumb-init` in its
+    /// setsid mode (also where the manifest cannot tell); `tini` and `catatonit` when told to
+    /// (`-g`).
+    whole_group: bool,
+}
+
+/// The init among `wrappers`, if any.
+fn init<'w, S: AsRef<str>>(wrappers: &'w [S], env: &LazyEnv<'_>) -> Option<Init<'w>> {
     wrappers.iter().enumerate().find_map(|(at, wrapper)| {
         // The init's own options, past the values of those that take one (`-p SIGKILL`).
         let options = || {
@@ -340,9 +350,9 @@ fn group_signaller<'w, S: AsRef<str>>(wrappers: &'w [S], env: &LazyEnv<'_>) -> O
                 crate::dumb_init::Options::parse(&wrappers[at + 1..]).setsid(env) != Some(false)
             }
             "tini" | "tini-static" | "catatonit" => options().any(|w| short(w, 'g')),
-            _ => false,
+            _ => return None,
         };
-        whole_group.then_some(name)
+        Some(Init { name, whole_group })
     })
 }
 
@@ -360,8 +370,8 @@ struct Script<'a> {
     shell: &'a str,
     /// Its positional parameters.
     args: &'a [String],
-    /// The init before the shell that signals the whole process group, if any.
-    group_signaller: Option<&'a str>,
+    /// The init before the shell, if any.
+    init: Option<Init<'a>>,
 }
 
 impl Script<'_> {
@@ -369,8 +379,8 @@ impl Script<'_> {
     /// shutdown time, if it does not.
     fn signals_kept(&self, signals: Signals) -> Option<SignalsKept> {
         let shell_killed = || {
-            self.group_signaller.map(|init| SignalsKept::ShellKilled {
-                init: init.to_owned(),
+            self.init.map(|init| SignalsKept::ShellKilled {
+                init: init.name.to_owned(),
             })
         };
         match signals {
@@ -385,10 +395,9 @@ impl Script<'_> {
             })),
             Signals::Piped | Signals::Background => shell_killed().or(Some(SignalsKept::Piped)),
             Signals::Waited => shell_killed().or(Some(SignalsKept::Waited)),
-            Signals::ReachIfGroupSignalled => self
-                .group_signaller
-                .is_none()
-                .then_some(SignalsKept::Trapped),
+            Signals::ReachIfGroupSignalled => {
+                (!self.init.is_some_and(|init| init.whole_group)).then_some(SignalsKept::Trapped)
+            }
             Signals::EndsFirst => Some(SignalsKept::EndsFirst),
         }
     }

@@ -1317,6 +1317,11 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"command": ["tini", "-g", "--", "sh", "-c", "bundle exec sidekiq -t 25"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
     "container worker runs Sidekiq through a shell under tini: SIGTERM kills the shell, and tini and the container end with it, so Sidekiq never gets its 25s to requeue jobs")]
+// tini without -g signals the shell alone, which dies of it all the same.
+#[case::a_pipeline_under_tini_without_g(
+    json!({"command": ["tini", "--", "sh", "-c", "bundle exec sidekiq -t 25 | tee log"]}), json!({}),
+    Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker runs Sidekiq through a shell under tini: SIGTERM kills the shell, and tini and the container end with it, so Sidekiq never gets its 25s to requeue jobs")]
 // The trapped SIGTERM interrupts `wait $P`: the trap passes it on, and the script ends.
 #[case::a_trap_then_a_single_wait(
     json!({"command": ["sh", "-c", "trap 'kill -TERM $P' TERM; bundle exec sidekiq -t 25 & P=$!; wait $P"]}), json!({}),

@@ -153,7 +153,9 @@ fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option
 #[case::a_trap_keeps_the_shell_under_dumb_init(&["dumb-init", "sh", "-c", "trap : TERM; sidekiq -t 25 | cat"], true)]
 #[case::dash_under_tini_g(&["tini", "-g", "--", "sh", "-c", "sidekiq -t 25"], false)]
 #[case::a_trap_keeps_the_shell_under_tini_g(&["tini", "-g", "--", "sh", "-c", "trap : TERM; sidekiq -t 25"], true)]
-// tini without -g signals the shell alone, whose trap runs once Sidekiq has ended.
+// tini without -g signals the shell alone: without a trap it dies of it, and tini exits; with
+// one, its trap runs only once Sidekiq has ended.
+#[case::a_pipeline_under_tini_without_g(&["tini", "--", "sh", "-c", "sidekiq -t 25 | cat"], false)]
 #[case::a_trap_under_tini_without_g(&["tini", "--", "sh", "-c", "trap : TERM; sidekiq -t 25"], false)]
 #[case::dumb_init_execs_sidekiq_itself(&["dumb-init", "sidekiq", "-t", "25"], true)]
 // A trapped SIGTERM interrupts `wait`: waited for once, Sidekiq goes down with the script.
