@@ -7,7 +7,6 @@
 //! in a container. The stand-in finishes exactly where the core does not report SG026.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,9 +15,11 @@ use sidekiq_guard::findings::Code;
 use sidekiq_guard::review::{self, Perspective};
 use sidekiq_guard::{Context, Mode, Policy};
 
-/// Sidekiq's part: on SIGTERM, finish the running jobs (2 s), leave the mark, exit.
+/// Sidekiq's part: on SIGTERM, finish the running jobs (2 s), leave the mark, exit. It says
+/// when its handler is set, so that SIGTERM is not sent before.
 const STAND_IN: &str = "#!/bin/sh
 trap 'sleep 2; : > \"$MARKER\"; exit 0' TERM
+: > \"$MARKER.ready\"
 while :; do sleep 0.1; done
 ";
 
@@ -99,7 +100,8 @@ fn finishes(command: &[&str]) -> bool {
         .expect("unshare (util-linux, scripts/setup) starts");
     let init = wait_for(Duration::from_secs(5), || namespace_init(&unshare))
         .expect("the namespace's PID 1 started");
-    wait_for(Duration::from_secs(5), || running(dir.path()))
+    let ready = dir.path().join("finished.ready");
+    wait_for(Duration::from_secs(5), || ready.exists().then_some(()))
         .expect("the stand-in for Sidekiq started");
     signal(init, "TERM");
     let started = Instant::now();
@@ -112,22 +114,6 @@ fn finishes(command: &[&str]) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     marker.exists()
-}
-
-/// Whether the stand-in in `dir` runs: a process whose command line names it.
-fn running(dir: &Path) -> Option<()> {
-    let stand_in = dir.join("sidekiq");
-    let wanted = stand_in.to_str()?;
-    std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
-        .any(|cmdline| {
-            cmdline
-                .split(|b| *b == 0)
-                .any(|arg| arg == wanted.as_bytes())
-        })
-        .then_some(())
 }
 
 fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
