@@ -45,8 +45,9 @@ pub enum Skip {
     OptedOut,
     /// No container runs Sidekiq.
     NoSidekiq,
-    /// The pod runs on Windows (`spec.os.name`): the probe is a Linux image, and the API server
-    /// refuses the sidecar's Linux security settings there.
+    /// The pod runs on Windows (`spec.os.name`, or a `nodeSelector` on `kubernetes.io/os`):
+    /// the probe is a Linux image, and the API server refuses the sidecar's Linux security
+    /// settings where `spec.os.name` says so.
     Windows,
 }
 
@@ -66,7 +67,7 @@ impl std::fmt::Display for Skip {
             ),
             Skip::NoSidekiq => f.write_str("no container runs Sidekiq"),
             Skip::Windows => f.write_str(
-                "the pod runs on Windows (spec.os.name): the probe sidecar is a Linux image",
+                "the pod runs on Windows (spec.os.name or nodeSelector kubernetes.io/os): the probe sidecar is a Linux image",
             ),
         }
     }
@@ -227,7 +228,7 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
     if opt_in == PodOptIn::Out {
         return Subject::Skipped(Skip::OptedOut);
     }
-    if workload.spec.get("os").and_then(|os| os.get("name")) == Some(&Value::from("windows")) {
+    if runs_on_windows(&workload) {
         return Subject::Skipped(Skip::Windows);
     }
     let overrides = Overrides::from_annotations(workload.annotations());
@@ -285,6 +286,19 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
         redis,
         state,
     }))
+}
+
+/// Whether the pod is for Windows nodes: `spec.os.name`, or a `nodeSelector` on the label
+/// every node carries (pods that name no `os` are scheduled by it, and a Linux sidecar image
+/// could never be pulled there).
+fn runs_on_windows(workload: &Workload<'_>) -> bool {
+    let windows = Some(&Value::from("windows"));
+    workload.spec.get("os").and_then(|os| os.get("name")) == windows
+        || workload
+            .spec
+            .get("nodeSelector")
+            .and_then(|selector| selector.get("kubernetes.io/os"))
+            == windows
 }
 
 /// Whether the pod template carries an annotation of sidekiq-guard's other than the status the

@@ -107,9 +107,18 @@ fn a_windows_pod_is_left_alone() {
     assert_eq!(review.ops, vec![]);
     assert_eq!(
         Skip::Windows.to_string(),
-        "the pod runs on Windows (spec.os.name): the probe sidecar is a Linux image"
+        "the pod runs on Windows (spec.os.name or nodeSelector kubernetes.io/os): the probe sidecar is a Linux image"
     );
     pod["spec"]["os"]["name"] = json!("linux");
+    assert_eq!(review::mutate(&pod, &ctx).outcome, Outcome::Mutated);
+    // Scheduled onto Windows nodes by their label alone.
+    pod["spec"].as_object_mut().unwrap().remove("os");
+    pod["spec"]["nodeSelector"] = json!({"kubernetes.io/os": "windows"});
+    assert_eq!(
+        review::mutate(&pod, &ctx).outcome,
+        Outcome::Skipped(Skip::Windows)
+    );
+    pod["spec"]["nodeSelector"] = json!({"kubernetes.io/os": "linux"});
     assert_eq!(review::mutate(&pod, &ctx).outcome, Outcome::Mutated);
 }
 
