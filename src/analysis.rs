@@ -262,7 +262,8 @@ pub fn analyse<'a>(object: &'a Value, ctx: &Context<'_>) -> Subject<'a> {
     let prestop = prestop::classify(sidekiq, shared_pids, host_network);
     let grace = Grace::compute(&settings, prestop.duration());
     let port = choose_port(&workload, container.index, &settings);
-    let redis = sidecar::redis_env(sidekiq);
+    let service_links = workload.spec.get("enableServiceLinks") != Some(&Value::Bool(false));
+    let redis = sidecar::redis_env_in(sidekiq, service_links);
     let written = workload.spec.get("terminationGracePeriodSeconds");
     let grace_negative = written.and_then(Value::as_i64).is_some_and(|g| g < 0);
     let state = PodState {

@@ -132,11 +132,57 @@ pub enum UrlMissing {
     Empty(String),
 }
 
+/// Whether `name` has the shape of a variable the kubelet makes for a Service of the pod's
+/// namespace that holds a host or a port: `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<PORT>]`
+/// and `<NAME>_PORT_<number>_<protocol>_ADDR|_PORT`. (`<NAME>_PORT` and
+/// `<NAME>_PORT_6379_TCP` hold `tcp://…` URLs, which belong in no Redis URL: a reference to one
+/// of those is still reported.)
+fn is_service_variable(name: &str) -> bool {
+    let shaped = name
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !shaped {
+        return false;
+    }
+    let scalar_port = || {
+        name.rsplit_once("_PORT_").is_some_and(|(service, rest)| {
+            let mut parts = rest.split('_');
+            !service.is_empty()
+                && parts
+                    .next()
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                && parts
+                    .next()
+                    .is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"))
+                && parts
+                    .next()
+                    .is_some_and(|last| matches!(last, "ADDR" | "PORT"))
+                && parts.next().is_none()
+        })
+    };
+    let service_of = |suffix: &str| name.strip_suffix(suffix).is_some_and(|s| !s.is_empty());
+    service_of("_SERVICE_HOST")
+        || service_of("_SERVICE_PORT")
+        || name
+            .split_once("_SERVICE_PORT_")
+            .is_some_and(|(service, port)| !service.is_empty() && !port.is_empty())
+        || scalar_port()
+}
+
 /// Collects the Redis settings of `sidekiq`: `REDIS_URL`, `REDIS_PROVIDER` and the variable it
 /// names, and every variable their literal values reference with `$(VAR)`. Secret references are
 /// copied as references, never resolved. `envFrom` sources are copied only when a needed variable
 /// is not defined in `env`, so the sidecar sees no more of the app's configuration than it must.
+/// For a pod whose service links are on (`enableServiceLinks`, the default).
 pub fn redis_env(sidekiq: &Value) -> RedisEnv {
+    redis_env_in(sidekiq, true)
+}
+
+/// [`redis_env`] for a pod whose `enableServiceLinks` is `service_links`: the kubelet expands
+/// `$(VAR)` from the variables it makes for the namespace's Services too
+/// (`REDIS_MASTER_SERVICE_HOST`…), in the sidecar as in Sidekiq's container, so a reference
+/// to one of those is no undefined variable.
+pub fn redis_env_in(sidekiq: &Value, service_links: bool) -> RedisEnv {
     let entries = list(sidekiq, "env");
     let env_from = list(sidekiq, "envFrom");
     let index = EnvIndex::new(entries);
@@ -192,7 +238,7 @@ pub fn redis_env(sidekiq: &Value) -> RedisEnv {
         .collect();
     let undefined: Vec<String> = required
         .into_iter()
-        .filter(|name| find(name).is_none())
+        .filter(|name| find(name).is_none() && !(service_links && is_service_variable(name)))
         .map(str::to_owned)
         .collect();
     let url_entry = url_var.and_then(find);
@@ -1039,6 +1085,47 @@ mod tests {
 
     fn names(values: &[Value]) -> Vec<&str> {
         values.iter().map(|e| e["name"].as_str().unwrap()).collect()
+    }
+
+    /// The kubelet expands `$(VAR)` from the namespace's Service variables too, in the sidecar
+    /// as in Sidekiq's container: those are not undefined, unless service links are off.
+    #[test]
+    fn service_variables_are_defined_by_the_kubelet() {
+        let container = sidekiq(json!([{
+            "name": "REDIS_URL",
+            "value": "redis://$(REDIS_MASTER_SERVICE_HOST):$(REDIS_MASTER_SERVICE_PORT_REDIS)/0",
+        }]));
+        let linked = redis_env_in(&container, true);
+        assert!(linked.missing.is_empty(), "{:?}", linked.missing);
+        assert_eq!(names(&linked.env), ["REDIS_URL"]);
+        let unlinked = redis_env_in(&container, false);
+        assert_eq!(
+            unlinked.missing,
+            [
+                "REDIS_MASTER_SERVICE_HOST",
+                "REDIS_MASTER_SERVICE_PORT_REDIS"
+            ]
+        );
+        for name in [
+            "REDIS_SERVICE_HOST",
+            "REDIS_SERVICE_PORT",
+            "REDIS_MASTER_SERVICE_PORT_TLS",
+            "REDIS_PORT_6379_TCP_ADDR",
+            "REDIS_PORT_6379_TCP_PORT",
+        ] {
+            assert!(is_service_variable(name), "{name}");
+        }
+        // URLs (`tcp://…`), names of the user's own, and lower case are not Service variables.
+        for name in [
+            "REDIS_PORT",
+            "REDIS_PORT_6379_TCP",
+            "REDIS_PORT_6379_TCP_PROTO",
+            "REDIS_HOST",
+            "_SERVICE_HOST",
+            "redis_service_host",
+        ] {
+            assert!(!is_service_variable(name), "{name}");
+        }
     }
 
     #[test]
