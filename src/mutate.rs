@@ -5,6 +5,7 @@
 //! mutation did, so mutating a mutated pod plans nothing new and yields no operations.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use serde_json::{Value, json};
@@ -116,6 +117,8 @@ pub struct Plan {
     /// How the pod's other containers set CPU and memory, which the sidecar's resources
     /// follow ([`sidecar::fitted`]); said in a warning when the sidecar is (re)written.
     pub pattern: sidecar::Pattern,
+    /// The pod sets pod-level `resources`: the sidecar sets none of its own.
+    pub pod_level_resources: bool,
     /// The policy's `sidecar.imagePullSecrets` the pod does not name yet, to add to it. One the
     /// policy no longer names stays: the pod's own may be the same.
     pub pull_secrets: Vec<String>,
@@ -167,15 +170,26 @@ fn missing_pull_secrets(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Vec<Strin
 }
 
 /// How the pod's containers set CPU and memory, which the sidecar follows: none to follow
-/// when the pod sets pod-level `resources` (Kubernetes 1.32+), which decide its QoS class and
-/// quota instead and whose share for the sidecar is the user's to plan.
+/// when the pod sets pod-level `resources` (Kubernetes 1.32+, on by default from 1.34), which
+/// decide its QoS class and quota instead.
 fn resource_pattern(analysis: &Analysis<'_>) -> sidecar::Pattern {
     let workload = &analysis.workload;
-    if workload.spec.get("resources").is_none_or(Value::is_null) {
-        sidecar::Pattern::of(workload.containers.iter().chain(workload.init_containers()))
-    } else {
+    if has_pod_level_resources(analysis) {
         sidecar::Pattern::default()
+    } else {
+        sidecar::Pattern::of(workload.containers.iter().chain(workload.init_containers()))
     }
+}
+
+/// Whether the pod sets pod-level `resources`. The API server then refuses a pod whose
+/// containers' requests add up to more than the pod's, which their author sized without the
+/// sidecar: it sets none of its own and shares the pod's, as pod-level resources intend.
+fn has_pod_level_resources(analysis: &Analysis<'_>) -> bool {
+    analysis
+        .workload
+        .spec
+        .get("resources")
+        .is_some_and(|resources| resources.as_object().is_some_and(|r| !r.is_empty()))
 }
 
 /// Plans the mutation of an analysed Sidekiq workload.
@@ -196,7 +210,15 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     let state = &analysis.state;
     let pattern = resource_pattern(analysis);
     let policy_resources = &ctx.policy.sidecar.resources;
-    let resources = sidecar::fitted(policy_resources, pattern);
+    let pod_level_resources = has_pod_level_resources(analysis);
+    let resources = if pod_level_resources {
+        Cow::Owned(Resources {
+            requests: BTreeMap::new(),
+            limits: BTreeMap::new(),
+        })
+    } else {
+        sidecar::fitted(policy_resources, pattern)
+    };
     let spec = |resources| sidecar::Spec {
         mode: ctx.mode,
         port,
@@ -313,6 +335,7 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         },
         status_update: None,
         pattern,
+        pod_level_resources,
         pull_secrets: missing_pull_secrets(analysis, ctx),
     };
     for (part, kept) in plan.parts() {
@@ -559,6 +582,12 @@ impl Plan {
                     part.field()
                 ));
             }
+        }
+        if self.pod_level_resources && self.sidecar != SidecarAction::Ours {
+            warnings.push(
+                "the pod sets pod-level resources: the probe sidecar sets none of its own and shares the pod's, whose requests must cover every container's"
+                    .to_owned(),
+            );
         }
         if self.pattern.guaranteed() && self.sidecar != SidecarAction::Ours {
             let limit = |name: &str| {

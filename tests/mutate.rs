@@ -2084,6 +2084,32 @@ fn calls_to_another_host_or_over_https_are_not_the_probes() {
 /// A pod is Guaranteed only when every container is, init containers included: the sidecar
 /// then requests what it is limited to, and the pod keeps its QoS class (exclusive CPUs under
 /// the static CPU manager, its place in the eviction order).
+/// With pod-level resources the API server refuses a pod whose containers' requests add up to
+/// more than the pod's: the sidecar sets none of its own and shares the pod's.
+#[test]
+fn a_pod_with_pod_level_resources_shares_them_with_the_sidecar() {
+    let mut pod = load("tests/data/objects/pod-rails-worker.json");
+    let sized =
+        json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}});
+    pod["spec"]["resources"] = sized.clone();
+    pod["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "1", "memory": "1Gi"}});
+    let policy: Policy = serde_json::from_value(json!({"sidecar": {"resources": {
+        "requests": {"cpu": "20m", "memory": "24Mi"}, "limits": {"memory": "48Mi"}}}}))
+    .unwrap();
+    for policy in [Policy::default(), policy] {
+        let (review, mutated) = mutate_and_apply(&pod, &policy, Mode::Native);
+        let sidecar = &mutated["spec"]["initContainers"][0];
+        assert_eq!(sidecar["name"], "sidekiq-guard-probe");
+        assert_eq!(sidecar["resources"], json!({}));
+        assert_eq!(mutated["spec"]["resources"], sized);
+        assert!(
+            review.notes.contains(&"the pod sets pod-level resources: the probe sidecar sets none of its own and shares the pod's, whose requests must cover every container's".to_owned()),
+            "{:#?}",
+            review.notes
+        );
+    }
+}
+
 #[test]
 fn a_guaranteed_pod_stays_guaranteed() {
     let mut pod = load("tests/data/objects/pod-rails-worker.json");
