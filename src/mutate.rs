@@ -192,6 +192,26 @@ fn has_pod_level_resources(analysis: &Analysis<'_>) -> bool {
         .is_some_and(|resources| resources.as_object().is_some_and(|r| !r.is_empty()))
 }
 
+/// The pod's other containers that declare ports — a web server beside Sidekiq, say — whose
+/// Services the pod's readiness decides for, the sidecar's own aside.
+fn serving_containers<'a>(analysis: &'a Analysis<'_>) -> Vec<&'a str> {
+    analysis
+        .workload
+        .containers
+        .iter()
+        .enumerate()
+        .filter(|(index, container)| {
+            *index != analysis.container.index
+                && crate::detect::name_of(container) != sidecar::NAME
+                && container
+                    .get("ports")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ports| !ports.is_empty())
+        })
+        .map(|(_, container)| crate::detect::name_of(container))
+        .collect()
+}
+
 /// Plans the mutation of an analysed Sidekiq workload.
 pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked> {
     if let Some(container) = &analysis.port.conflict {
@@ -580,6 +600,18 @@ impl Plan {
                 warnings.push(format!(
                     "kept your {} on container {container}; sidekiq-guard did not add its own{nor_startup}",
                     part.field()
+                ));
+            }
+        }
+        if self.readiness == Action::Add {
+            let serving = serving_containers(analysis);
+            if !serving.is_empty() {
+                warnings.push(format!(
+                    "container{} {} of the pod declare{} ports: the pod's readiness now also follows Sidekiq's, so a Redis outage or a drain takes {} out of Services; run Sidekiq in pods of its own",
+                    if serving.len() > 1 { "s" } else { "" },
+                    serving.join(", "),
+                    if serving.len() > 1 { "" } else { "s" },
+                    if serving.len() > 1 { "them" } else { "it" },
                 ));
             }
         }

@@ -2084,6 +2084,39 @@ fn calls_to_another_host_or_over_https_are_not_the_probes() {
 /// A pod is Guaranteed only when every container is, init containers included: the sidecar
 /// then requests what it is limited to, and the pod keeps its QoS class (exclusive CPUs under
 /// the static CPU manager, its place in the eviction order).
+/// A pod is Ready only when all its containers are: beside a web server, Sidekiq's readiness
+/// decides for the web server's Services too, which a warning says.
+#[test]
+fn a_web_server_beside_sidekiq_is_warned_of_sidekiqs_readiness() {
+    let mut pod = load("tests/data/objects/pod-rails-worker.json");
+    let web = json!({"name": "web", "image": "shop:1", "command": ["bundle", "exec", "puma"],
+        "ports": [{"name": "http", "containerPort": 3000}]});
+    pod["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, web);
+    let warning = "container web of the pod declares ports: the pod's readiness now also follows Sidekiq's, so a Redis outage or a drain takes it out of Services; run Sidekiq in pods of its own";
+    let (review, mutated) = mutate_and_apply(&pod, &Policy::default(), Mode::Native);
+    assert_eq!(
+        mutated["spec"]["containers"][1]["readinessProbe"]["httpGet"]["path"],
+        "/readyz"
+    );
+    assert!(
+        review.notes.contains(&warning.to_owned()),
+        "{:#?}",
+        review.notes
+    );
+    // Ports of Sidekiq's own container (metrics, say) decide for nothing else.
+    let mut alone = load("tests/data/objects/pod-rails-worker.json");
+    alone["spec"]["containers"][0]["ports"] = json!([{"name": "metrics", "containerPort": 9394}]);
+    let (review, _) = mutate_and_apply(&alone, &Policy::default(), Mode::Native);
+    assert!(
+        !review.notes.iter().any(|note| note.contains("declare")),
+        "{:#?}",
+        review.notes
+    );
+}
+
 /// With pod-level resources the API server refuses a pod whose containers' requests add up to
 /// more than the pod's: the sidecar sets none of its own and shares the pod's.
 #[test]
