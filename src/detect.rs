@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use crate::shell::{self, ShellError, Signals};
-use crate::sidekiq::Program;
 use crate::sidekiq::flags::Timeout;
+use crate::sidekiq::{self, Program};
 
 /// How the Sidekiq container was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,28 @@ pub struct SidekiqContainer {
     /// Why the shell of the script that starts Sidekiq may keep the kubelet's SIGTERM (and a
     /// preStop's `kill 1`) from it; `None` when they reach Sidekiq.
     pub signals_kept: Option<SignalsKept>,
+    /// The Redis variable (`REDIS_URL`, `REDIS_PROVIDER`) the command line sets for what it
+    /// runs, which the probe, given the container's `env`, does not see.
+    pub redis_set_in_command: Option<RedisVariable>,
+}
+
+/// A variable that says where Sidekiq's Redis is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisVariable {
+    /// `REDIS_URL`.
+    Url,
+    /// `REDIS_PROVIDER`, naming the variable that holds the URL.
+    Provider,
+}
+
+impl RedisVariable {
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            RedisVariable::Url => sidekiq::REDIS_URL,
+            RedisVariable::Provider => sidekiq::REDIS_PROVIDER,
+        }
+    }
 }
 
 /// Why a shell script's SIGTERM may not reach the Sidekiq it starts, or reach it only for the
@@ -157,6 +179,7 @@ pub fn detect(containers: &[Value], annotated: Option<&str>) -> Detection {
                         script_error,
                         via_shell: false,
                         signals_kept: None,
+                        redis_set_in_command: None,
                     },
                 );
                 found.evidence = Evidence::Annotation;
@@ -224,6 +247,7 @@ fn by_name(containers: &[Value]) -> Option<SidekiqContainer> {
         script_error: None,
         via_shell: false,
         signals_kept: None,
+        redis_set_in_command: None,
     })
 }
 
@@ -264,6 +288,60 @@ fn inspect(
         script_error,
         via_shell: found.via_shell,
         signals_kept: found.signals_kept,
+        redis_set_in_command: redis_assignment(&argv, &env),
+    })
+}
+
+/// The Redis variable a command line assigns for what it runs: `env REDIS_URL=… sidekiq`, or in
+/// a script `REDIS_URL=… exec sidekiq`, `export REDIS_URL=…` or a plain `REDIS_URL=…` (the
+/// variable is in the environment already, so the change reaches what the script starts).
+fn redis_assignment(argv: &[Cow<'_, str>], env: &LazyEnv<'_>) -> Option<RedisVariable> {
+    let owned: Vec<String> = argv.iter().map(|w| w.as_ref().to_owned()).collect();
+    if let Some(name) = assigned_in(&owned) {
+        return Some(name);
+    }
+    let (script, args) = shell::script_and_args(shell::skip_wrappers(&owned))?;
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| AsRef::<str>::as_ref(a).to_owned())
+        .collect();
+    let lookup = |name: &str| env.get(name);
+    let unset = |name: &str| env.unset(name);
+    shell::commands_with_args(script, Some(&args), &lookup, &unset)
+        .ok()?
+        .iter()
+        .find_map(|command| assigned_in(&command.words))
+}
+
+/// The Redis variable one command assigns: among the assignments and wrappers (`env`) before
+/// what it runs, or as the arguments of `export`, `readonly`, `declare`, `typeset`, `local`.
+fn assigned_in(words: &[String]) -> Option<RedisVariable> {
+    let redis = |word: &str| {
+        [RedisVariable::Url, RedisVariable::Provider]
+            .into_iter()
+            .find(|variable| {
+                word.strip_prefix(variable.name())
+                    .is_some_and(|rest| rest.starts_with('='))
+            })
+    };
+    let runs = shell::skip_wrappers(words);
+    let before = &words[..words.len() - runs.len()];
+    let declared = match runs.first().map(String::as_str) {
+        Some("export" | "readonly" | "declare" | "typeset" | "local") => &runs[1..],
+        _ => &[],
+    };
+    before
+        .iter()
+        .chain(declared)
+        .filter(|word| is_assignment(word))
+        .find_map(|word| redis(word))
+}
+
+/// Whether `word` is a shell assignment, `NAME=…`.
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     })
 }
 
@@ -739,6 +817,32 @@ mod tests {
             c["args"] = json!(args);
         }
         c
+    }
+
+    #[test]
+    fn only_assignments_for_what_runs_set_redis() {
+        let set = |words: &[&str]| {
+            assigned_in(&words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>())
+                .map(RedisVariable::name)
+        };
+        assert_eq!(
+            set(&["REDIS_URL=redis://q", "exec", "sidekiq"]),
+            Some("REDIS_URL")
+        );
+        assert_eq!(
+            set(&["env", "-u", "X", "REDIS_PROVIDER=Q", "sidekiq"]),
+            Some("REDIS_PROVIDER")
+        );
+        assert_eq!(
+            set(&["export", "A=1", "REDIS_URL=redis://q"]),
+            Some("REDIS_URL")
+        );
+        assert_eq!(set(&["REDIS_URL=redis://q"]), Some("REDIS_URL"));
+        // Printed, compared or passed as an argument: no assignment.
+        assert_eq!(set(&["echo", "REDIS_URL=redis://q"]), None);
+        assert_eq!(set(&["sidekiq", "REDIS_URL=redis://q"]), None);
+        assert_eq!(set(&["REDIS_URL_BACKUP=redis://q", "sidekiq"]), None);
+        assert_eq!(set(&["export", "REDIS_URL"]), None);
     }
 
     fn found(containers: &[Value]) -> SidekiqContainer {

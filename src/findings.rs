@@ -105,6 +105,7 @@ codes! {
     SidekiqContainerUnprotected = "SG033" "sidekiq-container-unprotected";
     InjectLabelInvalid = "SG034" "inject-label-invalid";
     ProbeUnreachable = "SG035" "probe-unreachable";
+    RedisSetInCommand = "SG036" "redis-set-in-command";
 }
 
 impl Blocked {
@@ -698,6 +699,19 @@ impl Ctx<'_, '_> {
                     "fix the quoting, or annotate {} so the grace period does not rely on the default",
                     annotations::SHUTDOWN_TIMEOUT
                 ),
+            ));
+        }
+        if let Some(variable) = analysis.container.redis_set_in_command {
+            let variable = variable.name();
+            findings.push(Finding::new(
+                Code::RedisSetInCommand,
+                Severity::Warning,
+                command_path.clone(),
+                format!(
+                    "container {} sets {variable} on its command line, which the probe sidecar does not see: it reads Redis as the container's env says, and may watch and quiet another Redis than Sidekiq's",
+                    self.name()
+                ),
+                format!("set {variable} in the container's env instead"),
             ));
         }
         if let Some(kept) = &analysis.container.signals_kept {

@@ -1316,6 +1316,18 @@ fn worker(container: Value, annotations: Value) -> Value {
     json!({"command": ["sh", "-c", "bundle exec sidekiq -t 25"]}), json!({}),
     Code::SidekiqNotSignalled, Severity::Warning, "spec.template.spec.containers[0].command",
     "container worker runs Sidekiq without exec: sh, if dash (as on Debian), stays PID 1 and keeps SIGTERM, so Sidekiq never gets its 25s to requeue jobs")]
+#[case::redis_set_on_the_command_line(
+    json!({"command": ["sh", "-c", "REDIS_URL=$QUEUE_REDIS_URL exec bundle exec sidekiq -t 25"]}), json!({}),
+    Code::RedisSetInCommand, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker sets REDIS_URL on its command line, which the probe sidecar does not see: it reads Redis as the container's env says, and may watch and quiet another Redis than Sidekiq's")]
+#[case::redis_set_through_env(
+    json!({"command": ["env", "REDIS_PROVIDER=QUEUE_URL", "bundle", "exec", "sidekiq", "-t", "25"]}), json!({}),
+    Code::RedisSetInCommand, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker sets REDIS_PROVIDER on its command line, which the probe sidecar does not see: it reads Redis as the container's env says, and may watch and quiet another Redis than Sidekiq's")]
+#[case::redis_exported_by_the_script(
+    json!({"command": ["bash", "-c", "export REDIS_URL=redis://queue:6379/0\nexec bundle exec sidekiq -t 25"]}), json!({}),
+    Code::RedisSetInCommand, Severity::Warning, "spec.template.spec.containers[0].command",
+    "container worker sets REDIS_URL on its command line, which the probe sidecar does not see: it reads Redis as the container's env says, and may watch and quiet another Redis than Sidekiq's")]
 // dumb-init passes SIGTERM to the whole group, but the shell dies of it, and dumb-init exits
 // once its child has: the container ends, and the kernel kills what is left in it.
 #[case::a_pipeline_under_dumb_init(
