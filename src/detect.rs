@@ -296,15 +296,19 @@ fn inspect(
 /// a script `REDIS_URL=… exec sidekiq`, `export REDIS_URL=…` or a plain `REDIS_URL=…` (the
 /// variable is in the environment already, so the change reaches what the script starts).
 fn redis_assignment(argv: &[Cow<'_, str>], env: &LazyEnv<'_>) -> Option<RedisVariable> {
-    let owned: Vec<String> = argv.iter().map(|w| w.as_ref().to_owned()).collect();
-    if let Some(name) = assigned_in(&owned) {
-        return Some(name);
-    }
-    let (script, args) = shell::script_and_args(shell::skip_wrappers(&owned))?;
-    let args: Vec<String> = args
+    // Nearly every command line names neither: one scan of its words (a script's text among
+    // them) spares reading it again.
+    let names_one = argv
         .iter()
-        .map(|a| AsRef::<str>::as_ref(a).to_owned())
-        .collect();
+        .any(|word| word.contains("REDIS_URL=") || word.contains("REDIS_PROVIDER="));
+    if !names_one {
+        return None;
+    }
+    if let Some(variable) = assigned_in(argv) {
+        return Some(variable);
+    }
+    let (script, args) = shell::script_and_args(shell::skip_wrappers(argv))?;
+    let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
     let lookup = |name: &str| env.get(name);
     let unset = |name: &str| env.unset(name);
     shell::commands_with_args(script, Some(&args), &lookup, &unset)
@@ -315,7 +319,7 @@ fn redis_assignment(argv: &[Cow<'_, str>], env: &LazyEnv<'_>) -> Option<RedisVar
 
 /// The Redis variable one command assigns: among the assignments and wrappers (`env`) before
 /// what it runs, or as the arguments of `export`, `readonly`, `declare`, `typeset`, `local`.
-fn assigned_in(words: &[String]) -> Option<RedisVariable> {
+fn assigned_in<S: AsRef<str>>(words: &[S]) -> Option<RedisVariable> {
     let redis = |word: &str| {
         [RedisVariable::Url, RedisVariable::Provider]
             .into_iter()
@@ -326,15 +330,16 @@ fn assigned_in(words: &[String]) -> Option<RedisVariable> {
     };
     let runs = shell::skip_wrappers(words);
     let before = &words[..words.len() - runs.len()];
-    let declared = match runs.first().map(String::as_str) {
+    let declared = match runs.first().map(AsRef::as_ref) {
         Some("export" | "readonly" | "declare" | "typeset" | "local") => &runs[1..],
         _ => &[],
     };
     before
         .iter()
         .chain(declared)
+        .map(AsRef::as_ref)
         .filter(|word| is_assignment(word))
-        .find_map(|word| redis(word))
+        .find_map(redis)
 }
 
 /// Whether `word` is a shell assignment, `NAME=…`.
