@@ -296,11 +296,9 @@ fn inspect(
 /// a script `REDIS_URL=… exec sidekiq`, `export REDIS_URL=…` or a plain `REDIS_URL=…` (the
 /// variable is in the environment already, so the change reaches what the script starts).
 fn redis_assignment(argv: &[Cow<'_, str>], env: &LazyEnv<'_>) -> Option<RedisVariable> {
-    // Nearly every command line names neither: one scan of its words (a script's text among
-    // them) spares reading it again.
-    let names_one = argv
-        .iter()
-        .any(|word| word.contains("REDIS_URL=") || word.contains("REDIS_PROVIDER="));
+    // Nearly every command line names no Redis variable: one scan of its words (a script's
+    // text among them) spares reading it again.
+    let names_one = argv.iter().any(|word| word.contains("REDIS_"));
     if !names_one {
         return None;
     }
