@@ -288,64 +288,37 @@ fn inspect(
         script_error,
         via_shell: found.via_shell,
         signals_kept: found.signals_kept,
-        redis_set_in_command: redis_assignment(&argv, &env),
+        redis_set_in_command: found.redis_set,
     })
 }
 
-/// The Redis variable a command line assigns for what it runs: `env REDIS_URL=… sidekiq`, or in
-/// a script `REDIS_URL=… exec sidekiq`, `export REDIS_URL=…` or a plain `REDIS_URL=…` (the
-/// variable is in the environment already, so the change reaches what the script starts).
-fn redis_assignment(argv: &[Cow<'_, str>], env: &LazyEnv<'_>) -> Option<RedisVariable> {
-    // Nearly every command line names no Redis variable: one scan of its words (a script's
-    // text among them) spares reading it again.
-    let names_one = argv.iter().any(|word| word.contains("REDIS_"));
-    if !names_one {
-        return None;
-    }
-    if let Some(variable) = assigned_in(argv) {
-        return Some(variable);
-    }
-    let (script, args) = shell::script_and_args(shell::skip_wrappers(argv))?;
-    let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-    let lookup = |name: &str| env.get(name);
-    let unset = |name: &str| env.unset(name);
-    shell::commands_with_args(script, Some(&args), &lookup, &unset)
-        .ok()?
-        .iter()
-        .find_map(|command| assigned_in(&command.words))
-}
-
-/// The Redis variable one command assigns: among the assignments and wrappers (`env`) before
-/// what it runs, or as the arguments of `export`, `readonly`, `declare`, `typeset`, `local`.
+/// The Redis variable one command of a script assigns for what it runs: among the assignments
+/// and wrappers (`env`) before it (`REDIS_URL=… exec sidekiq`), or as the arguments of
+/// `export`, `readonly`, `declare`, `typeset`, `local`; a plain `REDIS_URL=…` too, since the
+/// variable is in the environment already and the change reaches what the script starts.
 fn assigned_in<S: AsRef<str>>(words: &[S]) -> Option<RedisVariable> {
-    let redis = |word: &str| {
-        [RedisVariable::Url, RedisVariable::Provider]
-            .into_iter()
-            .find(|variable| {
-                word.strip_prefix(variable.name())
-                    .is_some_and(|rest| rest.starts_with('='))
-            })
-    };
     let runs = shell::skip_wrappers(words);
-    let before = &words[..words.len() - runs.len()];
     let declared = match runs.first().map(AsRef::as_ref) {
         Some("export" | "readonly" | "declare" | "typeset" | "local") => &runs[1..],
         _ => &[],
     };
-    before
-        .iter()
-        .chain(declared)
-        .map(AsRef::as_ref)
-        .filter(|word| is_assignment(word))
-        .find_map(redis)
+    redis_assigned(&words[..words.len() - runs.len()]).or_else(|| redis_assigned(declared))
 }
 
-/// Whether `word` is a shell assignment, `NAME=…`.
-fn is_assignment(word: &str) -> bool {
-    word.split_once('=').is_some_and(|(name, _)| {
-        name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    })
+/// The Redis variable among `words` that are assignments (`REDIS_URL=…`).
+fn redis_assigned<S: AsRef<str>>(words: &[S]) -> Option<RedisVariable> {
+    words
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|word| shell::is_assignment(word))
+        .find_map(|word| {
+            [RedisVariable::Url, RedisVariable::Provider]
+                .into_iter()
+                .find(|variable| {
+                    word.strip_prefix(variable.name())
+                        .is_some_and(|rest| rest.starts_with('='))
+                })
+        })
 }
 
 /// A Sidekiq invocation.
@@ -356,6 +329,9 @@ struct Invocation {
     via_shell: bool,
     /// Why the signals sent to its script's shell may not reach it.
     signals_kept: Option<SignalsKept>,
+    /// The Redis variable its command line sets for it (`env REDIS_URL=… sidekiq`, or in its
+    /// script).
+    redis_set: Option<RedisVariable>,
 }
 
 /// Finds a Sidekiq invocation in one command line, looking through wrappers and shell scripts;
@@ -369,6 +345,7 @@ fn invocation<S: AsRef<str>>(
 ) -> Option<Invocation> {
     let command = shell::skip_wrappers(words);
     let first = command.first()?;
+    let wrappers = &words[..words.len() - command.len()];
     if let Some(program) = Program::from_basename(shell::basename(first.as_ref())) {
         let args: Vec<String> = command[1..].iter().map(|w| w.as_ref().to_owned()).collect();
         // `sidekiq -V` (a version check before `exec puma`) prints and exits: no worker runs.
@@ -383,19 +360,23 @@ fn invocation<S: AsRef<str>>(
             args,
             via_shell: depth > 0,
             signals_kept: None,
+            redis_set: redis_assigned(wrappers),
         });
     }
     let (script, args) = shell::script_and_args(command)?;
     let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
     let shell = shell::basename(first.as_ref());
-    let wrappers = &words[..words.len() - command.len()];
     let script = Script {
         text: script,
         shell,
         args: &args,
         init: init(wrappers, env),
     };
-    in_script(&script, env, script_error, conditions, depth)
+    let found = in_script(&script, env, script_error, conditions, depth)?;
+    Some(Invocation {
+        redis_set: redis_assigned(wrappers).or(found.redis_set),
+        ..found
+    })
 }
 
 /// An init process before a script's shell: it passes the signals it gets on, and exits as
@@ -498,6 +479,16 @@ fn in_script(
     let unset = |name: &str| env.unset(name);
     match shell::commands_with_args(script.text, Some(script.args), &lookup, &unset) {
         Ok(commands) => {
+            // Nearly no script names a Redis variable: a scan of its text spares the rest.
+            let assigned = script
+                .text
+                .contains("REDIS_")
+                .then(|| {
+                    commands
+                        .iter()
+                        .find_map(|command| assigned_in(&command.words))
+                })
+                .flatten();
             let found = commands
                 .iter()
                 .filter(|command| conditions == Conditions::Accepted || !command.conditional)
@@ -507,6 +498,7 @@ fn in_script(
                     let here = script.signals_kept(command.signals);
                     Some(Invocation {
                         signals_kept: here.or(found.signals_kept),
+                        redis_set: found.redis_set.or(assigned),
                         ..found
                     })
                 });

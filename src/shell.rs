@@ -1547,7 +1547,7 @@ fn past_double_dash<S: AsRef<str>>(words: &[S], i: usize) -> Option<usize> {
 }
 
 /// `NAME=value`, as a command prefix.
-fn is_assignment(word: &str) -> bool {
+pub(crate) fn is_assignment(word: &str) -> bool {
     word.split_once('=').is_some_and(|(name, _)| is_name(name))
 }
 
