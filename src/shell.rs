@@ -91,6 +91,21 @@ impl Signals {
     }
 }
 
+/// The action a `trap` command sets and the signals it sets it for; `None` for another command
+/// and for `trap '' PIPE` or `trap - INT`, which set no action.
+fn trap_action(words: &[String]) -> Option<(&str, &[String])> {
+    let (first, rest) = words.split_first()?;
+    if first != "trap" {
+        return None;
+    }
+    let rest = match rest {
+        [dashes, after @ ..] if dashes == "--" => after,
+        _ => rest,
+    };
+    let (action, signals) = rest.split_first()?;
+    (!action.is_empty() && !action.starts_with('-')).then_some((action.as_str(), signals))
+}
+
 /// What a script's `trap ACTION TERM` does to the commands it runs. POSIX has a shell run a
 /// trap only once the foreground command it waits for has ended, and has a trapped signal
 /// interrupt `wait`: so a trap passes SIGTERM on only to a command in the background, and a
@@ -109,13 +124,11 @@ impl TermTrap {
     /// may call.
     fn read(commands: &[Command], functions: &HashMap<String, Body>) -> Option<Self> {
         let action = commands.iter().find_map(|command| {
-            let mut words = command.words.iter().map(String::as_str);
-            if words.next() != Some("trap") {
-                return None;
-            }
-            let action = words.find(|w| *w != "--")?;
-            let sets = !action.is_empty() && !action.starts_with('-');
-            (sets && words.any(|w| matches!(w, "TERM" | "SIGTERM" | "15"))).then_some(action)
+            let (action, signals) = trap_action(&command.words)?;
+            signals
+                .iter()
+                .any(|w| matches!(w.as_str(), "TERM" | "SIGTERM" | "15"))
+                .then_some(action)
         })?;
         let mut words: Vec<&str> = action
             .split(|c: char| c.is_whitespace() || matches!(c, ';' | '&' | '|' | '(' | ')'))
@@ -222,13 +235,10 @@ pub fn commands_with_args(
     let term_trap = TermTrap::read(&splitter.commands, &splitter.functions);
     // bash keeps its child to run a trap (`trap cleanup EXIT`) when it ends; `trap '' PIPE`
     // and `trap - INT` set no action.
-    let traps = splitter.commands.iter().any(|command| {
-        let mut words = command.words.iter().map(String::as_str);
-        words.next() == Some("trap")
-            && words
-                .find(|w| *w != "--")
-                .is_some_and(|action| !action.is_empty() && !action.starts_with('-'))
-    });
+    let traps = splitter
+        .commands
+        .iter()
+        .any(|command| trap_action(&command.words).is_some());
     if let Some(trap) = term_trap {
         for command in &mut splitter.commands {
             command.signals = trap.applied_to(command.signals);
