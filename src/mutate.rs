@@ -169,18 +169,6 @@ fn missing_pull_secrets(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Vec<Strin
         .collect()
 }
 
-/// How the pod's containers set CPU and memory, which the sidecar follows: none to follow
-/// when the pod sets pod-level `resources` (Kubernetes 1.32+, on by default from 1.34), which
-/// decide its QoS class and quota instead.
-fn resource_pattern(analysis: &Analysis<'_>) -> sidecar::Pattern {
-    let workload = &analysis.workload;
-    if has_pod_level_resources(analysis) {
-        sidecar::Pattern::default()
-    } else {
-        sidecar::Pattern::of(workload.containers.iter().chain(workload.init_containers()))
-    }
-}
-
 /// Whether the pod sets pod-level `resources`. The API server then refuses a pod whose
 /// containers' requests add up to more than the pod's, which their author sized without the
 /// sidecar: it sets none of its own and shares the pod's, as pod-level resources intend.
@@ -228,16 +216,21 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     }
     let port = analysis.port.port;
     let state = &analysis.state;
-    let pattern = resource_pattern(analysis);
     let policy_resources = &ctx.policy.sidecar.resources;
+    // Pod-level resources decide the QoS class and quota instead of the containers': no
+    // pattern to follow, and no resources of the sidecar's own.
     let pod_level_resources = has_pod_level_resources(analysis);
-    let resources = if pod_level_resources {
-        Cow::Owned(Resources {
+    let (pattern, resources) = if pod_level_resources {
+        let none = Resources {
             requests: BTreeMap::new(),
             limits: BTreeMap::new(),
-        })
+        };
+        (sidecar::Pattern::default(), Cow::Owned(none))
     } else {
-        sidecar::fitted(policy_resources, pattern)
+        let workload = &analysis.workload;
+        let pattern =
+            sidecar::Pattern::of(workload.containers.iter().chain(workload.init_containers()));
+        (pattern, sidecar::fitted(policy_resources, pattern))
     };
     let spec = |resources| sidecar::Spec {
         mode: ctx.mode,
