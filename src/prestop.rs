@@ -98,7 +98,7 @@ pub enum PreStop {
 impl PreStop {
     /// Seconds the hook always takes, when it sleeps a fixed time: the kubelet sends SIGTERM
     /// only after it returns.
-    pub fn fixed_sleep(&self) -> Option<u64> {
+    fn fixed_sleep(&self) -> Option<u64> {
         match self {
             PreStop::QuietThenSleep { sleep, .. } | PreStop::SleepOnly { sleep } => Some(*sleep),
             PreStop::Unrecognised { sleeps, .. } | PreStop::Broken { sleeps, .. }
