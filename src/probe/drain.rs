@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::observe::{ProcessState, Tracker};
+use super::observe::{ProcessState, Tracked, Tracker};
 use super::{Now, dur, secs};
 use crate::sidekiq::records::SIGNAL_TTL_SECS;
 
@@ -299,6 +299,9 @@ impl Drain {
         let mut seen = BTreeSet::new();
         for tracked in tracker.processes() {
             let identity = &tracked.identity;
+            if self.successor(tracked, tracker) {
+                continue;
+            }
             seen.insert(identity.clone());
             self.involved.insert(identity.clone());
             let needs_signal = |quiet: bool| {
@@ -420,6 +423,28 @@ impl Drain {
         );
         self.with_push_error();
         signal
+    }
+
+    /// Whether `tracked` is not the drain's to quiet: a process it has not seen, started after
+    /// it began, that no process it had seen has beaten since. That is a successor: a
+    /// liveness restart runs the preStop hook, and when the kubelet gives up on the hook
+    /// before the budget ends (a grace period kept below the computed one), the drain
+    /// outlives the container. Quieting the new Sidekiq would leave the pod live and idle for
+    /// good; the drain ends on the processes it was asked for, and [`Drain::superseded`] then
+    /// reports the new one. A swarm's child restarted beside its siblings is told apart by
+    /// their heartbeats after its start, and quieted with them from the next beat on.
+    fn successor(&self, tracked: &Tracked, tracker: &Tracker) -> bool {
+        let Some(started) = tracked.started_at else {
+            return false;
+        };
+        !self.involved.contains(&tracked.identity)
+            && started > self.started_wall
+            && !self.involved.iter().any(|seen| {
+                tracker
+                    .get(seen)
+                    .and_then(|t| t.last_beat)
+                    .is_some_and(|beat| beat > started)
+            })
     }
 
     fn finish(&mut self, outcome: Outcome, elapsed: Duration) {
@@ -644,20 +669,6 @@ mod tests {
     /// after its last beat, it is gone; before, it is waited for like any other.
     #[test]
     fn a_dead_process_replaced_by_a_restart_is_not_waited_for() {
-        fn beating(identity: &str, quiet: bool, beat: f64, started_at: f64) -> RawProcess {
-            let info = format!(
-                r#"{{"hostname":"w-0","pid":1,"version":"7.3.2","concurrency":3,"started_at":{started_at}}}"#
-            );
-            RawProcess {
-                hash: Ok(vec![
-                    (b"info".to_vec(), info.into_bytes()),
-                    (b"busy".to_vec(), b"0".to_vec()),
-                    (b"beat".to_vec(), beat.to_string().into_bytes()),
-                    (b"quiet".to_vec(), quiet.to_string().into_bytes()),
-                ]),
-                ..process(identity, quiet, 0, false)
-            }
-        }
         let mut t = tracker();
         let ids = ["w-0:1:aa".to_owned(), "w-0:1:bb".to_owned()];
         // aa beat last at 1000.5 and was killed; bb started at 1005 and is quiet.
@@ -666,8 +677,8 @@ mod tests {
                 at(secs),
                 Some(&ids),
                 vec![
-                    beating("w-0:1:aa", false, 1000.5, 900.0),
-                    beating("w-0:1:bb", true, 1000.0 + secs, 1005.0),
+                    beating("w-0:1:aa", false, 0, 1000.5, 900.0),
+                    beating("w-0:1:bb", true, 0, 1000.0 + secs, 1005.0),
                 ],
             );
         };
@@ -690,11 +701,109 @@ mod tests {
         alone.ingest(
             at(26.0),
             Some(&ids[..1]),
-            vec![beating("w-0:1:aa", false, 1000.5, 900.0)],
+            vec![beating("w-0:1:aa", false, 0, 1000.5, 900.0)],
         );
         let mut d = Drain::start(at(26.0), Duration::from_secs(100), None);
         assert_eq!(d.step(&alone, at(26.0)), ["w-0:1:aa"]);
         assert_eq!(d.progress()[0].status, ProcessDrain::Waiting);
+    }
+
+    fn beating(identity: &str, quiet: bool, busy: u32, beat: f64, started_at: f64) -> RawProcess {
+        let info = format!(
+            r#"{{"hostname":"w-0","pid":1,"version":"7.3.2","concurrency":3,"started_at":{started_at}}}"#
+        );
+        RawProcess {
+            hash: Ok(vec![
+                (b"info".to_vec(), info.into_bytes()),
+                (b"busy".to_vec(), busy.to_string().into_bytes()),
+                (b"beat".to_vec(), beat.to_string().into_bytes()),
+                (b"quiet".to_vec(), quiet.to_string().into_bytes()),
+            ]),
+            ..process(identity, quiet, busy, false)
+        }
+    }
+
+    /// The kubelet gave up on the preStop hook of a liveness restart (a grace period below the
+    /// budget) and the container started again while the drain ran: the new Sidekiq is not
+    /// quieted, nor waited for, and the drain ends on the dead one's record.
+    #[test]
+    fn a_sidekiq_restarted_while_the_drain_runs_is_left_working() {
+        let mut t = tracker();
+        let mut d = Drain::start(at(0.0), Duration::from_secs(300), None);
+        let old = ["w-0:1:aa".to_owned()];
+        t.ingest(
+            at(0.1),
+            Some(&old),
+            vec![beating("w-0:1:aa", false, 2, 1000.0, 900.0)],
+        );
+        assert_eq!(d.step(&t, at(0.1)), ["w-0:1:aa"]);
+        d.signalled("w-0:1:aa", at(0.1));
+
+        // aa was killed after its beat at 1001; bb started at 1012 and beats.
+        let both = ["w-0:1:aa".to_owned(), "w-0:1:bb".to_owned()];
+        let read = |t: &mut Tracker, secs: f64| {
+            t.ingest(
+                at(secs),
+                Some(&both),
+                vec![
+                    beating("w-0:1:aa", true, 2, 1001.0, 900.0),
+                    beating("w-0:1:bb", false, 0, 1000.0 + secs, 1012.0),
+                ],
+            );
+        };
+        read(&mut t, 15.0);
+        assert!(d.step(&t, at(15.0)).is_empty(), "bb is not quieted");
+        assert_eq!(
+            d.state(),
+            State::Draining,
+            "aa may still be alive: {}",
+            d.message()
+        );
+        assert_eq!(
+            d.message(),
+            "waiting for 1 of 1 process: w-0:1:aa quiet, 2 busy"
+        );
+        read(&mut t, 30.0);
+        assert!(d.step(&t, at(30.0)).is_empty(), "bb is not quieted");
+        assert_eq!(d.state(), State::Drained, "{}", d.message());
+        assert_eq!(d.progress().len(), 1, "{:?}", d.progress());
+        assert_eq!(d.progress()[0].status, ProcessDrain::Gone);
+        assert!(d.superseded(&t), "the status shows the working successor");
+    }
+
+    /// A swarm's child restarted during the drain: its siblings beat after it started, so it
+    /// is quieted with them.
+    #[test]
+    fn a_swarm_child_started_during_the_drain_is_quieted_once_a_sibling_beats() {
+        let mut t = tracker();
+        let mut d = Drain::start(at(0.0), Duration::from_secs(300), None);
+        let old = ["w-0:1:aa".to_owned()];
+        t.ingest(
+            at(0.1),
+            Some(&old),
+            vec![beating("w-0:1:aa", false, 2, 1000.0, 900.0)],
+        );
+        assert_eq!(d.step(&t, at(0.1)), ["w-0:1:aa"]);
+        d.signalled("w-0:1:aa", at(0.1));
+        let both = ["w-0:1:aa".to_owned(), "w-0:2:bb".to_owned()];
+        let read = |t: &mut Tracker, secs: f64, aa_beat: f64| {
+            t.ingest(
+                at(secs),
+                Some(&both),
+                vec![
+                    beating("w-0:1:aa", true, 2, aa_beat, 900.0),
+                    beating("w-0:2:bb", false, 0, 1000.0 + secs, 1005.0),
+                ],
+            );
+        };
+        read(&mut t, 6.0, 1000.0);
+        assert!(
+            d.step(&t, at(6.0)).is_empty(),
+            "no sibling has beaten since bb started"
+        );
+        read(&mut t, 11.0, 1010.0);
+        assert_eq!(d.step(&t, at(11.0)), ["w-0:2:bb"]);
+        assert_eq!(d.state(), State::Draining);
     }
 
     #[test]
