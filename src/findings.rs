@@ -433,9 +433,9 @@ pub fn unresolved(
             Severity::Error,
             annotation_path(workload, annotations::CONTAINER),
             format!(
-                "annotation {} names container {name:?}, but the pod has only {}",
+                "annotation {} names container {name:?}, {}",
                 annotations::CONTAINER,
-                names.join(", ")
+                missing_because(workload, name, &names)
             ),
             "name one of the pod's containers in the annotation".into(),
         )),
@@ -462,6 +462,24 @@ pub fn unresolved(
         Detection::Found(_) => {}
     }
     findings
+}
+
+/// Why the container the annotation names is not one to protect: an init container (whose
+/// preStop and probes Kubernetes ignores unless it is a native sidecar, and which sidekiq-guard
+/// does not protect either way), or no container at all.
+fn missing_because(workload: &Workload<'_>, name: &str, names: &[&str]) -> String {
+    let init = workload
+        .init_containers()
+        .iter()
+        .any(|c| crate::detect::name_of(c) == name);
+    if init {
+        format!(
+            "an init container: sidekiq-guard protects a regular container (spec.containers: {})",
+            names.join(", ")
+        )
+    } else {
+        format!("but the pod has only {}", names.join(", "))
+    }
 }
 
 /// The variable a `sidekiq.yml` conventionally reads its `timeout:` from.
@@ -1490,6 +1508,34 @@ mod tests {
     use super::*;
     use crate::settings::{Setting, Source};
     use crate::sidekiq::metrics::Slowest;
+
+    #[test]
+    fn an_annotation_naming_an_absent_or_init_container_says_which() {
+        let object = serde_json::json!({"kind": "Pod", "metadata": {"name": "w"},
+            "spec": {"initContainers": [{"name": "migrate"}], "containers": [{"name": "app"}, {"name": "log"}]}});
+        let workload = Workload::locate(&object).unwrap();
+        let message = |name: &str| {
+            let found = unresolved(
+                &workload,
+                &Overrides::default(),
+                &Detection::NamedMissing(name.into()),
+            );
+            let finding = found
+                .iter()
+                .find(|f| f.code == Code::ContainerNotFound)
+                .expect("SG012");
+            assert_eq!(finding.severity, Severity::Error);
+            finding.message.clone()
+        };
+        assert_eq!(
+            message("worker"),
+            "annotation sidekiq-guard.io/container names container \"worker\", but the pod has only app, log"
+        );
+        assert_eq!(
+            message("migrate"),
+            "annotation sidekiq-guard.io/container names container \"migrate\", an init container: sidekiq-guard protects a regular container (spec.containers: app, log)"
+        );
+    }
 
     #[test]
     fn live_findings_only_past_the_declared_longest_job() {
