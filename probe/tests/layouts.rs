@@ -328,6 +328,56 @@ fn a_drain_outcome_ends_when_sidekiq_starts_again_in_the_pod() {
 }
 
 #[test]
+fn a_sidekiq_restarted_under_a_running_drain_is_left_working() {
+    // The kubelet gave up on the preStop of a liveness restart (a grace period below the
+    // budget) and started the container again while the drain still waits for the old
+    // process's job: the new Sidekiq must not be quieted.
+    let redis = RedisServer::start();
+    let host = "cut-short";
+    let old = fake(&redis, host, 1, Version::V6, BEAT);
+    old.run_job(
+        &sleep_job("bbbbbbbbbbbbbbbbbbbbbbbb", Version::V6),
+        Duration::from_secs(600),
+    );
+    let probe = Probe::start(&redis.url(), host, &["--drain-budget=60s", "--settle=0s"]);
+    assert!(wait_until(Duration::from_secs(5), || probe
+        .status()
+        .processes
+        .first()
+        .is_some_and(|p| p.busy == Some(1))));
+    std::thread::scope(|s| {
+        let drain = s.spawn(|| probe.get_within("/drain", Duration::from_secs(60)));
+        assert!(wait_until(Duration::from_secs(5), || old.is_quiet()));
+        // SIGKILLed: its record stays, busy, until it is two and a half beats (of 5 s) late.
+        old.set_wedged(true);
+        std::thread::sleep(BEAT * 2);
+        let restarted = fake(&redis, host, 2, Version::V6, BEAT);
+        let started = Instant::now();
+        while !drain.is_finished() {
+            assert!(!restarted.is_quiet(), "{}", probe.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{}",
+                probe.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let reply = drain.join().unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(
+            reply.body.contains(&format!("{} gone", old.identity)),
+            "{}",
+            reply.body
+        );
+        assert!(!reply.body.contains(&restarted.identity), "{}", reply.body);
+        std::thread::sleep(BEAT * 3);
+        assert!(!restarted.is_quiet(), "{}", probe.log());
+        assert_eq!(probe.status().drain.state, "idle");
+        assert_eq!(probe.get("/readyz").status, 200);
+    });
+}
+
+#[test]
 fn an_embedded_process_is_reported_instead_of_waited_for() {
     let redis = RedisServer::start();
     let host = "embedded";
