@@ -359,16 +359,28 @@ pub fn pod_drain_budget(pod: &Value, policy: &Policy) -> Option<u64> {
     }
 }
 
-/// A probe of `container`: sidekiq-guard's when it gets `/livez` or `/readyz` where the probe
-/// sidecar answers; one sent to another host or over HTTPS is the user's own.
+/// A probe of `container`: sidekiq-guard's when it gets the endpoint sidekiq-guard gives that
+/// probe (`/livez` for liveness, `/readyz` otherwise) where the probe sidecar answers; one sent
+/// to another host or over HTTPS, or to the other endpoint, is the user's own.
 fn probe_state(container: &Value, field: &str, host_network: bool) -> ProbeState {
     if container.get(field).is_none_or(Value::is_null) {
         return ProbeState::Missing;
     }
-    match probe_call(container, field).map(|(_, get)| sidecar::reach(get, container, host_network))
-    {
+    let ours =
+        probe_call(container, field).filter(|(endpoint, _)| *endpoint == endpoint_for(field));
+    match ours.map(|(_, get)| sidecar::reach(get, container, host_network)) {
         Some(Reach::Pod(port)) => ProbeState::Ours(port),
         Some(Reach::Elsewhere(_)) | None => ProbeState::User,
+    }
+}
+
+/// The endpoint sidekiq-guard's probe `field` gets: liveness asks whether Sidekiq should be
+/// restarted, readiness and start-up whether it works.
+pub(crate) fn endpoint_for(field: &str) -> &'static str {
+    if field == "livenessProbe" {
+        LIVEZ_PATH
+    } else {
+        READYZ_PATH
     }
 }
 

@@ -106,6 +106,7 @@ codes! {
     InjectLabelInvalid = "SG034" "inject-label-invalid";
     ProbeUnreachable = "SG035" "probe-unreachable";
     RedisSetInCommand = "SG036" "redis-set-in-command";
+    LivenessOnReadiness = "SG037" "liveness-on-readiness";
 }
 
 impl Blocked {
@@ -1102,6 +1103,7 @@ impl Ctx<'_, '_> {
     fn probes(&self, findings: &mut Vec<Finding>) {
         let port = self.port();
         findings.extend(self.misdirected_probes());
+        findings.extend(self.liveness_on_readiness());
         if self.state.liveness == ProbeState::Missing {
             findings.push(Finding::new(
                 Code::LivenessProbeMissing,
@@ -1163,6 +1165,33 @@ impl Ctx<'_, '_> {
                 ))
             })
             .collect()
+    }
+
+    /// A livenessProbe that gets the probe's `/readyz` (copied from the readinessProbe, say):
+    /// readiness fails while Sidekiq is quiet — the drain of every preStop, *Quiet* in the Web
+    /// UI — and at once when Redis blips, so the kubelet restarts a Sidekiq that works as meant,
+    /// and its running jobs with it. Such a probe is the user's and kept, hence said here.
+    fn liveness_on_readiness(&self) -> Option<Finding> {
+        let sidekiq = self.analysis.sidekiq_json();
+        let (endpoint, get) = crate::analysis::probe_call(sidekiq, "livenessProbe")?;
+        let port = self.port();
+        if endpoint != crate::analysis::READYZ_PATH || sidecar::port_of(get, sidekiq) != Some(port)
+        {
+            return None;
+        }
+        Some(Finding::new(
+            Code::LivenessOnReadiness,
+            Severity::Warning,
+            self.container_path("livenessProbe"),
+            format!(
+                "the livenessProbe gets {endpoint} on port {port}, which fails whenever Sidekiq is quiet (the preStop's drain, Quiet in the Web UI) or Redis is briefly unreachable, so the kubelet restarts a working Sidekiq and its running jobs"
+            ),
+            format!(
+                "get {} for liveness: httpGet {{path: {}, port: {port}}}; it fails only when Sidekiq is wedged or Redis has been gone past the outage window",
+                crate::analysis::LIVEZ_PATH,
+                crate::analysis::LIVEZ_PATH
+            ),
+        ))
     }
 
     /// The Sidekiq container calls sidekiq-guard's probe (a hand-written drain hook, probes

@@ -2253,3 +2253,48 @@ fn an_inject_label_of_another_value_is_reported() {
         );
     }
 }
+
+/// A livenessProbe copied from the readinessProbe gets `/readyz`: it is the user's (kept, not
+/// listed as injected) and reported, since it restarts Sidekiq whenever it is quiet. The same
+/// probe as a readinessProbe is sidekiq-guard's own.
+#[test]
+fn a_liveness_probe_on_readyz_is_the_users_and_reported() {
+    let policy = Policy::default();
+    let ctx = ctx(&policy, Mode::Native);
+    let on_readyz = json!({"httpGet": {"path": "/readyz", "port": 7434, "scheme": "HTTP"},
+        "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 2});
+    let deployment = worker(json!({"livenessProbe": on_readyz}), json!({}));
+    let (injected, review) = review::inject(&deployment, &ctx).unwrap();
+    assert_eq!(codes(&review), vec!["SG037"]);
+    assert_eq!(
+        review.findings[0].message,
+        "the livenessProbe gets /readyz on port 7434, which fails whenever Sidekiq is quiet (the preStop's drain, Quiet in the Web UI) or Redis is briefly unreachable, so the kubelet restarts a working Sidekiq and its running jobs"
+    );
+    assert_eq!(
+        review.findings[0].path,
+        "spec.template.spec.containers[0].livenessProbe"
+    );
+    assert_eq!(review.findings[0].severity, Severity::Warning);
+    let container = &injected["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["livenessProbe"], on_readyz, "kept as written");
+    let status = InjectionStatus::parse(
+        injected["spec"]["template"]["metadata"]["annotations"]["sidekiq-guard.io/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(status.kept.contains(&Part::LivenessProbe), "{status:?}");
+    assert!(
+        !status.injected.contains(&Part::LivenessProbe),
+        "{status:?}"
+    );
+
+    let as_readiness = worker(json!({"readinessProbe": on_readyz}), json!({}));
+    let (_, review) = review::inject(&as_readiness, &ctx).unwrap();
+    assert_eq!(codes(&review), Vec::<&str>::new());
+    assert!(
+        !review.notes.iter().any(|n| n.contains("readinessProbe")),
+        "{:#?}",
+        review.notes
+    );
+}
