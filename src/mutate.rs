@@ -266,8 +266,10 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
             // Replacing it would put a limit of the policy's request (5m of CPU) where
             // LimitRanger had put its own, on every pod of the namespace.
             let fitted_anew = matches!(resources, Cow::Owned(_));
-            if is_current(&sidecar_container)
-                || (fitted_anew && is_current(&sidecar::container(&spec(policy_resources))))
+            if (is_current(&sidecar_container) && !policy_sized_under_pod_level(analysis, at, ctx))
+                || (!pod_level_resources
+                    && fitted_anew
+                    && is_current(&sidecar::container(&spec(policy_resources))))
             {
                 SidecarAction::Ours
             } else {
@@ -745,6 +747,29 @@ impl Clone for Hooks {
             liveness: self.liveness.clone(),
         }
     }
+}
+
+/// Whether the sidecar at `at` of a pod with pod-level resources still holds the policy's
+/// resources, as sidekiq-guard wrote them before the pod had its own (injected offline into
+/// its template): the API server counts those requests against the pod's, and they must go.
+/// Other requests there are LimitRanger's defaults, which the sidecar accepts anywhere.
+fn policy_sized_under_pod_level(analysis: &Analysis<'_>, at: Placement, ctx: &Context<'_>) -> bool {
+    if !has_pod_level_resources(analysis) {
+        return false;
+    }
+    let Some(held) = at
+        .container(&analysis.workload)
+        .and_then(|sidecar| sidecar.get("resources"))
+        .filter(|held| held.as_object().is_some_and(|held| !held.is_empty()))
+    else {
+        return false;
+    };
+    let policy = &ctx.policy.sidecar.resources;
+    let workload = &analysis.workload;
+    let pattern =
+        sidecar::Pattern::of(workload.containers.iter().chain(workload.init_containers()));
+    *held == sidecar::resources(policy)
+        || *held == sidecar::resources(&sidecar::fitted(policy, pattern))
 }
 
 /// The preStop hook: the kubelet calls the probe's `/drain`, which quiets Sidekiq and returns

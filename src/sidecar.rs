@@ -1043,7 +1043,8 @@ pub fn fitted(policy: &Resources, pattern: Pattern) -> Cow<'_, Resources> {
     out
 }
 
-fn resources(resources: &Resources) -> Value {
+/// The `resources` of a container that gets `resources`.
+pub(crate) fn resources(resources: &Resources) -> Value {
     let quantities = |map: &std::collections::BTreeMap<ResourceName, Quantity>| {
         Value::Object(
             map.iter()

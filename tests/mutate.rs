@@ -2153,6 +2153,27 @@ fn a_pod_with_pod_level_resources_shares_them_with_the_sidecar() {
             review.notes
         );
     }
+
+    // A pod injected before it had pod-level resources: its sidecar's own requests go.
+    let mut plain = load("tests/data/objects/pod-rails-worker.json");
+    let (_, mut injected) = mutate_and_apply(&plain, &Policy::default(), Mode::Native);
+    assert_ne!(
+        injected["spec"]["initContainers"][0]["resources"],
+        json!({})
+    );
+    injected["spec"]["resources"] = sized.clone();
+    let (_, again) = mutate_and_apply(&injected, &Policy::default(), Mode::Native);
+    assert_eq!(again["spec"]["initContainers"][0]["resources"], json!({}));
+    plain["spec"]["resources"] = sized;
+    let (_, fresh) = mutate_and_apply(&plain, &Policy::default(), Mode::Native);
+    assert_eq!(again, fresh, "as if injected with pod-level resources");
+    let empty: Policy =
+        serde_json::from_value(json!({"sidecar": {"resources": {"requests": {}, "limits": {}}}}))
+            .unwrap();
+    for policy in [Policy::default(), empty] {
+        let (review, _) = mutate_and_apply(&again, &policy, Mode::Native);
+        assert_eq!(review.ops, vec![], "idempotent");
+    }
 }
 
 #[test]
