@@ -127,27 +127,31 @@ fn apply_one(target: &mut Value, op: &PatchOp) -> Result<(), ApplyError> {
                 .ok_or_else(|| fail("the member does not exist"))?;
             *slot = value.clone();
         }
-        // The core never removes an object member (only list items), so the order of the
-        // remaining members, which `remove` may change when serde_json keeps insertion order,
-        // is never at stake.
+        // `retain`, not `remove`: where serde_json keeps insertion order (the plugin's
+        // `inject` prints your manifest back), `remove` moves the last member into the
+        // removed one's place — and the core removes `initContainers` or `containers` whole
+        // when it moves a sidecar that was alone there. (`shift_remove` exists only with that
+        // feature, which the core does not ask for.)
         (Value::Object(map), PatchOp::Remove { .. }) => {
-            map.remove(&last)
-                .ok_or_else(|| fail("the member does not exist"))?;
+            if !map.contains_key(&last) {
+                return Err(fail("the member does not exist"));
+            }
+            map.retain(|key, _| *key != last);
         }
         (Value::Array(items), PatchOp::Add { value, .. }) => {
             let index = if last == "-" {
                 items.len()
             } else {
-                index(&last, items.len() + 1).ok_or_else(|| fail("index out of bounds"))?
+                index(&last, items.len() + 1).map_err(fail)?
             };
             items.insert(index, value.clone());
         }
         (Value::Array(items), PatchOp::Replace { value, .. }) => {
-            let index = index(&last, items.len()).ok_or_else(|| fail("index out of bounds"))?;
+            let index = index(&last, items.len()).map_err(fail)?;
             items[index] = value.clone();
         }
         (Value::Array(items), PatchOp::Remove { .. }) => {
-            let index = index(&last, items.len()).ok_or_else(|| fail("index out of bounds"))?;
+            let index = index(&last, items.len()).map_err(fail)?;
             items.remove(index);
         }
         _ => return Err(fail("the parent is neither an object nor an array")),
@@ -155,11 +159,18 @@ fn apply_one(target: &mut Value, op: &PatchOp) -> Result<(), ApplyError> {
     Ok(())
 }
 
-fn index(token: &str, bound: usize) -> Option<usize> {
-    if token.len() > 1 && token.starts_with('0') {
-        return None;
+/// An array index as RFC 6901 writes it: digits, no leading zero (Rust's parser alone would
+/// also take `+1`), below `bound`.
+fn index(token: &str, bound: usize) -> Result<usize, &'static str> {
+    let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (token.len() > 1 && token.starts_with('0')) {
+        return Err("not an array index (digits without a leading zero)");
     }
-    token.parse().ok().filter(|i| *i < bound)
+    token
+        .parse()
+        .ok()
+        .filter(|i| *i < bound)
+        .ok_or("index out of bounds")
 }
 
 #[cfg(test)]
@@ -285,7 +296,14 @@ mod tests {
             err(PatchOp::Remove {
                 path: "/a/01".into()
             }),
-            "cannot apply remove at /a/01: index out of bounds"
+            "cannot apply remove at /a/01: not an array index (digits without a leading zero)"
+        );
+        assert_eq!(
+            err(PatchOp::Replace {
+                path: "/a/+0".into(),
+                value: json!(2)
+            }),
+            "cannot apply replace at /a/+0: not an array index (digits without a leading zero)"
         );
         apply(&mut doc, &[]).unwrap();
     }

@@ -780,3 +780,41 @@ fn a_custom_resource_with_a_workload_kind_is_left_alone() {
     let out = run(&["validate", "-f", "-", "-o", "json"], Some(custom));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// Moving a native sidecar that was the only init container to a classic one removes
+/// `initContainers` whole: the template's other keys keep their order (serde_json's `remove`
+/// would move the last key into its place).
+#[test]
+fn moving_the_sidecar_keeps_the_order_of_the_manifests_keys() {
+    let native = run(
+        &["inject", "-f", "manifests/examples/report-worker.yaml"],
+        None,
+    );
+    assert!(native.status.success(), "{}", text(&native.stderr));
+    let mut edited = yaml_docs(&text(&native.stdout)).remove(0);
+    let spec = edited["spec"]["template"]["spec"].as_object_mut().unwrap();
+    assert!(spec.contains_key("initContainers"));
+    // Keys after `initContainers`, as a later edit of the manifest puts them.
+    spec.insert(
+        "nodeSelector".into(),
+        serde_json::json!({"pool": "workers"}),
+    );
+    spec.insert("priorityClassName".into(), serde_json::json!("batch"));
+    let keys = |doc: &serde_json::Value| -> Vec<String> {
+        doc["spec"]["template"]["spec"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let mut expected = keys(&edited);
+    expected.retain(|key| key != "initContainers");
+    let moved = run(
+        &["inject", "--sidecar-mode", "classic", "-f", "-"],
+        Some(&edited.to_string()),
+    );
+    assert!(moved.status.success(), "{}", text(&moved.stderr));
+    let moved: serde_json::Value = serde_json::from_slice(&moved.stdout).unwrap();
+    assert_eq!(keys(&moved), expected);
+}
