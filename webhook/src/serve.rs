@@ -75,6 +75,10 @@ pub enum ServeError {
         "cannot decide the sidecar mode (sidecar.mode auto asks the API server for its version; a --policy with sidecar.mode native or classic needs no cluster)"
     )]
     Mode(#[source] ClusterError),
+    /// The certificate watcher stopped, which only a defect does: renewed certificates would
+    /// go unloaded until the served one expires, so the webhook exits to be restarted.
+    #[error("the certificate watcher stopped")]
+    Watcher(#[source] std::io::Error),
     /// A server failed while running.
     #[error("the {port} server failed")]
     Server {
@@ -131,7 +135,7 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
         Arc::clone(&metrics),
     );
     watcher.poll().await;
-    let background = Background {
+    let mut background = Background {
         watcher: tokio::spawn(watcher.run(config.reload_interval)),
         health_handle,
         health_server,
@@ -174,6 +178,11 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
                 source: flatten(result),
             });
         }
+        error = background.ended() => {
+            handle.shutdown();
+            background.stop().await;
+            return Err(error);
+        }
     };
     metrics.decided(mode.as_str());
     state.decide(mode);
@@ -188,6 +197,11 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
                 port: "admission",
                 source: flatten(result),
             });
+        }
+        error = background.ended() => {
+            handle.shutdown();
+            background.stop().await;
+            return Err(error);
         }
     }
 
@@ -234,12 +248,31 @@ struct Background {
 }
 
 impl Background {
+    /// Waits until the watcher or the health port stops, which neither does unless it fails
+    /// (a defect, a listener error): a webhook that no longer loads renewed certificates, or
+    /// whose kubelet probes go unanswered, is better restarted than left running. Cancel-safe.
+    async fn ended(&mut self) -> ServeError {
+        tokio::select! {
+            result = &mut self.watcher => ServeError::Watcher(match result {
+                Ok(()) => std::io::Error::other("it returned"),
+                Err(err) => std::io::Error::other(err),
+            }),
+            result = &mut self.health_server => ServeError::Server {
+                port: "health",
+                source: flatten(result),
+            },
+        }
+    }
+
     /// Stops the watcher, and the health port within a second.
     async fn stop(self) {
         self.watcher.abort();
         self.health_handle
             .graceful_shutdown(Some(Duration::from_secs(1)));
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.health_server).await;
+        // Not awaited again once `ended` has taken its outcome.
+        if !self.health_server.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.health_server).await;
+        }
     }
 }
 
@@ -263,4 +296,63 @@ fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn background(
+        watcher: impl std::future::Future<Output = ()> + Send + 'static,
+        health: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    ) -> Background {
+        Background {
+            watcher: tokio::spawn(watcher),
+            health_handle: Handle::new(),
+            health_server: tokio::spawn(health),
+        }
+    }
+
+    fn chain(error: &ServeError) -> String {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            text = format!("{text}: {cause}");
+            source = cause.source();
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_stops_ends_the_webhook_with_why() {
+        let mut b = background(async { panic!("a defect") }, async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(())
+        });
+        let error = b.ended().await;
+        assert!(
+            chain(&error).starts_with("the certificate watcher stopped: task "),
+            "{}",
+            chain(&error)
+        );
+        assert!(
+            chain(&error).ends_with("panicked with message \"a defect\""),
+            "{}",
+            chain(&error)
+        );
+        b.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_health_port_that_stops_ends_the_webhook_and_stopping_does_not_poll_it_again() {
+        let mut b = background(std::future::pending(), async {
+            Err(std::io::Error::other("accept failed"))
+        });
+        let error = b.ended().await;
+        assert_eq!(chain(&error), "the health server failed: accept failed");
+        tokio::time::timeout(Duration::from_secs(1), b.stop())
+            .await
+            .unwrap();
+    }
 }
