@@ -262,6 +262,13 @@ impl Serialize for GroupVersionKind {
 }
 
 impl AdmissionRequest {
+    /// The kind sidekiq-guard reviews that this request is for, by name and API group: a
+    /// custom resource that borrows a built-in kind's name (`batch.volcano.sh` `Job`), which
+    /// rules broader than the shipped ones may send, is none of them.
+    pub fn reviewed_kind(&self) -> Option<Kind> {
+        Kind::from_name(&self.kind.kind).filter(|kind| kind.in_group(&self.kind.group))
+    }
+
     /// Checks what serde cannot: that the request is one an API server sends (see
     /// [`RequestError`]). [`parse`] calls it; a shell that reads requests otherwise (the
     /// Kubewarden policy) calls it before [`combined`].
@@ -294,7 +301,7 @@ impl AdmissionRequest {
             }
         };
         // Only the kinds sidekiq-guard reviews are its business.
-        let Some(kind) = Kind::from_name(&self.kind.kind) else {
+        let Some(kind) = self.reviewed_kind() else {
             return Ok(());
         };
         // The API server always encodes the object with its apiVersion and kind (in the
@@ -567,7 +574,7 @@ impl Answer {
 /// `/mutate` only patches pods on CREATE: pod specs are immutable afterwards, and a patch on an
 /// UPDATE would be rejected by the API server. Anything it does not handle is admitted unchanged.
 pub fn respond(request: &AdmissionRequest, endpoint: Endpoint, ctx: &Context<'_>) -> Answer {
-    let kind = Kind::from_name(&request.kind.kind);
+    let kind = request.reviewed_kind();
     let (object, ctx, subject) = match reviewable(request, ctx) {
         Ok(reviewable) => reviewable,
         Err(outcome) => return pass(request, outcome),
@@ -661,7 +668,7 @@ fn template_changed(request: &AdmissionRequest) -> bool {
     let (Some(object), Some(old)) = (&request.object, &request.old_object) else {
         return true;
     };
-    match Kind::from_name(&request.kind.kind) {
+    match request.reviewed_kind() {
         Some(Kind::Pod) | None => false,
         Some(kind) => object.at(kind.template_pointer()) != old.at(kind.template_pointer()),
     }
@@ -741,7 +748,7 @@ pub fn combined(request: &AdmissionRequest, ctx: &Context<'_>) -> Combined {
         Ok(reviewable) => reviewable,
         Err(outcome) => return admit(outcome),
     };
-    let Some(kind) = Kind::from_name(&request.kind.kind) else {
+    let Some(kind) = request.reviewed_kind() else {
         return admit("not-a-workload");
     };
     let review_of = |object: &Value| {
@@ -788,12 +795,17 @@ mod tests {
     use serde_json::json;
 
     fn review_body(operation: &str, kind: &str, object: Value) -> Vec<u8> {
+        let group = match kind {
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps",
+            "Job" | "CronJob" => "batch",
+            _ => "",
+        };
         serde_json::to_vec(&json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
             "request": {
                 "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-                "kind": {"group": "", "version": "v1", "kind": kind},
+                "kind": {"group": group, "version": "v1", "kind": kind},
                 "resource": {"group": "", "version": "v1", "resource": "pods"},
                 "namespace": "shop",
                 "operation": operation,
@@ -1333,6 +1345,19 @@ mod tests {
         assert!(answer.response.allowed && answer.response.patch.is_none());
         let config = review_body("CREATE", "ConfigMap", json!({"data": {}}));
         assert!(parse(&config).is_ok());
+        // A custom resource named like a built-in kind (Volcano's Job) is not one.
+        let mut custom: Value = serde_json::from_slice(&review_body(
+            "CREATE",
+            "Job",
+            json!({"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job", "spec": {"tasks": []}}),
+        ))
+        .unwrap();
+        custom["request"]["kind"] =
+            json!({"group": "batch.volcano.sh", "version": "v1alpha1", "kind": "Job"});
+        let request = parse(&serde_json::to_vec(&custom).unwrap()).unwrap();
+        let answer = respond(&request, Endpoint::Validate, &ctx(&Policy::default()));
+        assert_eq!(answer.outcome, "not-a-workload");
+        assert!(answer.response.allowed && answer.response.warnings.is_empty());
         // Fields sidekiq-guard does not read are not required (`resource`), and fields newer
         // API servers add are ignored.
         let mut review: Value =

@@ -68,7 +68,11 @@ impl Kind {
     /// Whether `api_version` (`apps/v1`, `v1`) is in this kind's API group; the retired
     /// `extensions` group served Deployments, DaemonSets and ReplicaSets.
     pub fn serves(self, api_version: &str) -> bool {
-        let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+        self.in_group(api_version.rsplit_once('/').map_or("", |(group, _)| group))
+    }
+
+    /// Whether `group` (`apps`, `""` for the core group) is this kind's API group.
+    pub fn in_group(self, group: &str) -> bool {
         match self {
             Kind::Pod | Kind::ReplicationController => group.is_empty(),
             Kind::Deployment | Kind::DaemonSet | Kind::ReplicaSet => {
