@@ -798,6 +798,17 @@ fn defaulted(
         // or from an older version) is a difference where it no longer names one.
         (["securityContext"], "runAsUser") => value.as_u64() != Some(u64::from(IMAGE_USER)),
         (["securityContext"], "seLinuxOptions") => true,
+        // API servers 1.27–1.32 with the InPlacePodVerticalScaling gate on give a regular
+        // container that requests resources this default (1.33 dropped it: the kubelet
+        // assumes it), so a classic sidecar carries it on the second pass.
+        ([], "resizePolicy") => value.as_array().is_some_and(|policies| {
+            policies.iter().all(|policy| {
+                matches!(
+                    policy.get("resourceName").and_then(Value::as_str),
+                    Some("cpu" | "memory")
+                ) && policy.get("restartPolicy").and_then(Value::as_str) == Some("NotRequired")
+            })
+        }),
         _ => false,
     }
 }
@@ -1708,6 +1719,14 @@ mod tests {
         ));
         assert!(!changed(
             |c| c["volumeMounts"] = json!([{"name": "data", "mountPath": "/data"}])
+        ));
+        let mut resizable = stored.clone();
+        resizable["resizePolicy"] = json!([{"resourceName": "cpu", "restartPolicy": "NotRequired"},
+            {"resourceName": "memory", "restartPolicy": "NotRequired"}]);
+        assert!(is_current(&resizable, &wanted, &Value::Null));
+        assert!(!changed(
+            |c| c["resizePolicy"] =
+                json!([{"resourceName": "memory", "restartPolicy": "RestartContainer"}])
         ));
         // What sidekiq-guard no longer sets is a difference too.
         assert!(!changed(
