@@ -339,6 +339,13 @@ pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
         (SidecarAction::Ours, Some(at)) => (at, Vec::new()),
         _ => return None,
     };
+    let never_ends = at.mode == crate::Mode::Native
+        && at
+            .container(&analysis.workload)
+            .is_some_and(|c| c.get("restartPolicy").and_then(Value::as_str) != Some("Always"));
+    if never_ends {
+        drift.insert(0, NATIVE_WITHOUT_RESTART_POLICY.to_owned());
+    }
     if let PreStop::Drain { port } = analysis.state.prestop
         && port != Some(analysis.port.port)
     {
@@ -356,7 +363,9 @@ pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
     // controller creates it again. A pod manifest is injected again like a template; a pod the
     // API server has stored has a phase, a manifest's `status` is absent or `{}`.
     let running = workload.kind == Kind::Pod && workload.object.at("/status/phase").is_some();
-    let remedy = if running {
+    let remedy = if never_ends {
+        "set sidecar.mode: classic in the policy where the cluster does not run native sidecars, and create the pod again"
+    } else if running {
         "delete the pod for its controller to create it again, which the webhook injects anew (kubectl rollout restart for a Deployment, StatefulSet or DaemonSet)"
     } else {
         "inject again (kubectl sidekiq inject replaces the container)"
@@ -392,6 +401,11 @@ const DYNO_OF_THE_POD: &str = "derive DYNO from the pod: env POD_NAME from field
 /// [`sidecar_stale`]'s word on a native sidecar where sidecars are classic.
 const NATIVE_WHERE_CLASSIC: &str =
     "native where sidecars are classic: before 1.29 it never ends, and Sidekiq never starts";
+
+/// [`sidecar_stale`]'s word on a native sidecar that lost its `restartPolicy`: the API server
+/// drops the field from init containers where the SidecarContainers feature is off (1.28 and
+/// before, where it was alpha, or turned off by a feature gate), after mutating admission.
+const NATIVE_WITHOUT_RESTART_POLICY: &str = "an init container without restartPolicy: Always (the API server drops it where the SidecarContainers feature is off): it never ends, and Sidekiq never starts";
 
 /// A running pod whose primary IP, the one the kubelet probes, is IPv4.
 fn is_ipv4_pod(workload: &Workload<'_>) -> bool {

@@ -2319,3 +2319,34 @@ fn a_liveness_probe_on_readyz_is_the_users_and_reported() {
         review.notes
     );
 }
+
+/// The API server drops `restartPolicy` from init containers where the SidecarContainers
+/// feature is off (1.28, or a gate turned off), after mutating admission: the validating
+/// webhook sees a native sidecar that never ends, and says so.
+#[test]
+fn a_native_sidecar_stripped_of_its_restart_policy_is_an_error() {
+    let policy = Policy::default();
+    let (_, mut pod) = mutate_and_apply(
+        &load("tests/data/objects/pod-rails-worker.json"),
+        &policy,
+        Mode::Native,
+    );
+    let sidecar = pod["spec"]["initContainers"][0].as_object_mut().unwrap();
+    assert_eq!(sidecar.remove("restartPolicy"), Some(json!("Always")));
+    let review = review::validate(&pod, &ctx(&policy, Mode::Native), Perspective::AsWritten);
+    assert_eq!(codes(&review), vec!["SG032"]);
+    let finding = &review.findings[0];
+    assert_eq!(finding.severity, Severity::Error);
+    assert_eq!(finding.path, "spec.initContainers[0]");
+    assert_eq!(
+        finding.message,
+        "container worker and its sidekiq-guard-probe container do not match: an init container without restartPolicy: Always (the API server drops it where the SidecarContainers feature is off): it never ends, and Sidekiq never starts"
+    );
+    assert!(
+        finding
+            .hint
+            .starts_with("set sidecar.mode: classic in the policy"),
+        "{}",
+        finding.hint
+    );
+}
