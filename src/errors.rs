@@ -62,7 +62,7 @@ pub(crate) fn quoted(value: &str, max: usize) -> String {
 /// repeated (some libraries, redis-rs's I/O errors among them, fold their source into their own
 /// message).
 pub fn chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
+    let mut text = error.without_snippet().to_string();
     let mut source = error.source();
     while let Some(cause) = source {
         let cause_text = cause.to_string();
@@ -75,8 +75,9 @@ pub fn chain(error: &dyn Error) -> String {
     text
 }
 
-/// A YAML parse error as users read it: the parser's message, position and excerpt, without
-/// the hints it gives programmers (which option or function to use instead).
+/// A YAML parse error as users read it: the parser's message and position, without its
+/// excerpt of the text (which may be secret) or the hints it gives programmers (which option or
+/// function to use instead).
 #[derive(Debug)]
 pub struct YamlError(String);
 
@@ -102,7 +103,9 @@ impl YamlError {
                 budget_breach(breach)
             ));
         }
-        let mut text = error.to_string();
+        // Without the parser's excerpt of the lines around the error: they may hold a Secret's
+        // data or a kubeconfig's token (kubectl, too, names only the line).
+        let mut text = error.without_snippet().to_string();
         for (hint, replacement) in HINTS {
             text = text.replace(hint, replacement);
         }

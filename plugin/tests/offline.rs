@@ -354,6 +354,19 @@ fn bad_input_is_exit_2_with_a_clear_message() {
     }
 }
 
+/// A CI gate reads whole repositories, Secrets included: a YAML error says where, never what
+/// the lines around it hold.
+#[test]
+fn a_yaml_error_names_its_line_not_its_text() {
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: \"hunter2-SECRET\n";
+    let out = run(&["validate", "-f", "-"], Some(secret));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("stdin: not valid YAML: "), "{stderr}");
+    assert!(stderr.contains("line 5"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
 #[test]
 fn one_bad_file_fails_validate_without_hiding_the_others_findings() {
     let dir = tempfile::tempdir().unwrap();
