@@ -62,7 +62,7 @@ pub(crate) fn quoted(value: &str, max: usize) -> String {
 /// repeated (some libraries, redis-rs's I/O errors among them, fold their source into their own
 /// message).
 pub fn chain(error: &dyn Error) -> String {
-    let mut text = error.without_snippet().to_string();
+    let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
         let cause_text = cause.to_string();

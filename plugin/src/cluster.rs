@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{Request, StatusCode};
 use kube::client::Body;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use serde_json::Value;
 
@@ -494,39 +494,30 @@ async fn load_config(args: &ClusterArgs) -> Result<Config, Error> {
         ..KubeConfigOptions::default()
     };
     if let Some(path) = &args.kubeconfig {
-        let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
-            what: path.display().to_string(),
-            source: Box::new(source),
-        })?;
+        let kubeconfig = Kubeconfig::read_from(path)
+            .map_err(|source| kubeconfig_error(path.display().to_string(), source))?;
         return Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
-            .map_err(|source| Error::Kubeconfig {
-                what: path.display().to_string(),
-                source: Box::new(source),
-            });
+            .map_err(|source| kubeconfig_error(path.display().to_string(), source));
     }
     if let Some(kubeconfig) = from_env_skipping_missing()? {
         return Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
-            .map_err(|source| Error::Kubeconfig {
-                what: "$KUBECONFIG".to_owned(),
-                source: Box::new(source),
-            });
+            .map_err(|source| kubeconfig_error("$KUBECONFIG".to_owned(), source));
     }
     match Config::from_kubeconfig(&options).await {
         Ok(config) => Ok(config),
         // No kubeconfig at all: inside a pod, use its service account, as kubectl does.
-        Err(kubeconfig) if args.context.is_none() => {
-            Config::incluster().map_err(|_| Error::Kubeconfig {
-                what: "$KUBECONFIG or ~/.kube/config (and no in-cluster service account)"
-                    .to_owned(),
-                source: Box::new(kubeconfig),
-            })
-        }
-        Err(source) => Err(Error::Kubeconfig {
-            what: "$KUBECONFIG or ~/.kube/config".to_owned(),
-            source: Box::new(source),
+        Err(kubeconfig) if args.context.is_none() => Config::incluster().map_err(|_| {
+            kubeconfig_error(
+                "$KUBECONFIG or ~/.kube/config (and no in-cluster service account)".to_owned(),
+                kubeconfig,
+            )
         }),
+        Err(source) => Err(kubeconfig_error(
+            "$KUBECONFIG or ~/.kube/config".to_owned(),
+            source,
+        )),
     }
 }
 
@@ -549,10 +540,21 @@ fn from_env_skipping_missing() -> Result<Option<Kubeconfig>, Error> {
             Kubeconfig::read_from(path).and_then(|next| merged.merge(next))
         })
         .map(Some)
-        .map_err(|source| Error::Kubeconfig {
-            what: "$KUBECONFIG".to_owned(),
-            source: Box::new(source),
-        })
+        .map_err(|source| kubeconfig_error("$KUBECONFIG".to_owned(), source))
+}
+
+/// A kubeconfig that cannot be used, with kube's reason — but for a YAML error, whose text from
+/// the parser quotes the lines around it, and a kubeconfig's lines hold tokens and keys.
+fn kubeconfig_error(what: String, source: KubeconfigError) -> Error {
+    let source: Box<dyn std::error::Error + Send + Sync> = match source {
+        KubeconfigError::Parse(yaml) => format!(
+            "failed to parse kubeconfig YAML: {}",
+            sidekiq_guard::errors::YamlError::new(&yaml)
+        )
+        .into(),
+        other => Box::new(other),
+    };
+    Error::Kubeconfig { what, source }
 }
 
 fn is_api_status(body: &[u8]) -> bool {

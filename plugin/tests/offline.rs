@@ -831,3 +831,26 @@ fn moving_the_sidecar_keeps_the_order_of_the_manifests_keys() {
     let moved: serde_json::Value = serde_json::from_slice(&moved.stdout).unwrap();
     assert_eq!(keys(&moved), expected);
 }
+
+/// A kubeconfig that does not parse: the error says where, never quotes its token.
+#[test]
+fn a_kubeconfig_yaml_error_does_not_quote_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: \"eyJSECRETTOKEN\n",
+    )
+    .unwrap();
+    let out = run(
+        &["status", "--kubeconfig", kubeconfig.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("failed to parse kubeconfig YAML: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("eyJSECRET"), "{stderr}");
+}
