@@ -237,6 +237,8 @@ fn as_sidekiq_reads_it(url: &str) -> String {
 
 /// `redis://h:6379?db=2` as `redis://h:6379/2?db=2`: the query's database where the path
 /// names none (TCP URLs; a socket's database is always in its query, which redis-rs reads).
+/// A fragment after the query (`#insecure`, which redis-rs reads too) is kept, and not read as
+/// part of the database's number.
 fn with_query_db(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
@@ -247,6 +249,8 @@ fn with_query_db(url: &str) -> String {
     let Some((base, query)) = rest.split_once('?') else {
         return url.to_owned();
     };
+    let fragment_at = query.find('#').unwrap_or(query.len());
+    let (query, fragment) = query.split_at(fragment_at);
     let authority_end = base.find('/').unwrap_or(base.len());
     let (authority, path) = base.split_at(authority_end);
     let db = query
@@ -257,7 +261,7 @@ fn with_query_db(url: &str) -> String {
         .filter(|value| !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()));
     match db {
         Some(db) if path.is_empty() || path == "/" => {
-            format!("{scheme}://{authority}/{db}?{query}")
+            format!("{scheme}://{authority}/{db}?{query}{fragment}")
         }
         _ => url.to_owned(),
     }
@@ -919,9 +923,22 @@ mod tests {
             ("redis://h:6379/1?db=2", "redis://h:6379/1?db=2"),
             ("redis://h:6379?db=two", "redis://h:6379?db=two"),
             ("unix:///r.sock?db=2", "unix:///r.sock?db=2"),
+            // The README's way to skip certificate checks, after a database.
+            (
+                "rediss://:pw@h:6380?db=2#insecure",
+                "rediss://:pw@h:6380/2?db=2#insecure",
+            ),
         ] {
             assert_eq!(as_sidekiq_reads_it(given), read, "{given}");
         }
+        let info = as_sidekiq_reads_it("rediss://:pw@h:6380?db=2#insecure")
+            .into_connection_info()
+            .unwrap();
+        assert_eq!(info.redis_settings().db(), 2);
+        assert!(matches!(
+            info.addr(),
+            redis::ConnectionAddr::TcpTls { insecure: true, .. }
+        ));
         let info = as_sidekiq_reads_it("redis://h:6379?db=2")
             .into_connection_info()
             .unwrap();
