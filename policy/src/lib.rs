@@ -80,6 +80,9 @@ pub enum EvaluationError {
     /// `validate_settings` before serving, so this only happens with hosts that do not.
     #[error("sidekiq-guard: invalid settings")]
     Settings(#[source] PolicyError),
+    /// The settings' `mutate` is not a boolean.
+    #[error("sidekiq-guard: invalid settings: mutate must be true or false, found {0}")]
+    Mutate(&'static str),
     /// The core's patch does not apply to the object it was computed from (a core defect).
     #[error("sidekiq-guard: internal error")]
     Patch(#[source] ApplyError),
@@ -92,7 +95,7 @@ impl EvaluationError {
     pub fn message(&self) -> String {
         match self {
             EvaluationError::Malformed(cause) => format!("{self}: {cause}"),
-            EvaluationError::NotAnObject(_) => self.to_string(),
+            EvaluationError::NotAnObject(_) | EvaluationError::Mutate(_) => self.to_string(),
             EvaluationError::Invalid(_) => sidekiq_guard::errors::chain(self),
             EvaluationError::Settings(cause) => format!("{self}: {cause}"),
             EvaluationError::Patch(cause) => format!("{self}: {cause}"),
@@ -105,7 +108,9 @@ impl EvaluationError {
             EvaluationError::Malformed(_)
             | EvaluationError::NotAnObject(_)
             | EvaluationError::Invalid(_) => BAD_REQUEST,
-            EvaluationError::Settings(_) | EvaluationError::Patch(_) => POLICY_ERROR,
+            EvaluationError::Settings(_)
+            | EvaluationError::Mutate(_)
+            | EvaluationError::Patch(_) => POLICY_ERROR,
         }
     }
 }
@@ -140,7 +145,7 @@ pub fn evaluate(payload: &[u8]) -> Result<ValidationResponse, EvaluationError> {
         mut request,
         settings,
     } = serde_json::from_slice(payload).map_err(EvaluationError::Malformed)?;
-    let policy = Policy::from_value(settings).map_err(EvaluationError::Settings)?;
+    let Settings { policy, mutate } = Settings::read(settings)?;
     request.check().map_err(EvaluationError::Invalid)?;
     // Kubewarden's policy server fills `namespace` with "" for cluster-scoped objects where the
     // API server omits it; the core reads an absent namespace, as the webhook receives it.
@@ -152,6 +157,9 @@ pub fn evaluate(payload: &[u8]) -> Result<ValidationResponse, EvaluationError> {
         mode: sidecar_mode(&policy),
         namespace: None,
     };
+    if !mutate {
+        return Ok(judged(&request, &ctx));
+    }
     let combined = admission::combined(&request, &ctx);
     let warnings = (!combined.warnings.is_empty()).then_some(combined.warnings);
     if !combined.allowed {
@@ -179,6 +187,50 @@ pub fn evaluate(payload: &[u8]) -> Result<ValidationResponse, EvaluationError> {
         audit_annotations: None,
         warnings,
     })
+}
+
+/// The answer of a policy that does not mutate: the webhook's `/validate` verdict alone. A pod
+/// is judged as it comes — after the mutating webhooks, so an injected pod passes and one the
+/// webhook did not reach gets its findings — and nothing is ever returned mutated, which
+/// Kubewarden refuses from a policy deployed with `mutating: false`.
+fn judged(request: &AdmissionRequest, ctx: &Context<'_>) -> ValidationResponse {
+    let answer = admission::respond(request, admission::Endpoint::Validate, ctx);
+    let response = answer.response;
+    ValidationResponse {
+        accepted: response.allowed,
+        code: response.status.as_ref().map(|status| status.code),
+        message: response.status.map(|status| status.message),
+        mutated_object: None,
+        audit_annotations: None,
+        warnings: (!response.warnings.is_empty()).then_some(response.warnings),
+    }
+}
+
+/// The settings: the policy document, and the policy's own `mutate` (default `true`), which
+/// set to `false` makes it judge without mutating, for a ClusterAdmissionPolicy with
+/// `mutating: false` beside the webhook's injection.
+struct Settings {
+    policy: Policy,
+    mutate: bool,
+}
+
+/// The settings key that turns mutation off.
+const MUTATE: &str = "mutate";
+
+impl Settings {
+    fn read(mut settings: Value) -> Result<Self, EvaluationError> {
+        let mutate = match settings.as_object_mut().and_then(|map| map.remove(MUTATE)) {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(mutate)) => mutate,
+            Some(other) => {
+                return Err(EvaluationError::Mutate(sidekiq_guard::workload::json_type(
+                    &other,
+                )));
+            }
+        };
+        let policy = Policy::from_value(settings).map_err(EvaluationError::Settings)?;
+        Ok(Settings { policy, mutate })
+    }
 }
 
 /// Where the sidecar goes. A waPC policy cannot ask the API server for its version (Kubewarden's
@@ -214,7 +266,15 @@ pub fn check_settings(payload: &[u8]) -> Result<Policy, String> {
     }
     let value: Value = serde_json::from_slice(payload)
         .map_err(|err| format!("policy settings are not JSON: {err}"))?;
-    Policy::from_value(value).map_err(|err| err.to_string())
+    Settings::read(value)
+        .map(|settings| settings.policy)
+        .map_err(|err| match err {
+            EvaluationError::Settings(cause) => cause.to_string(),
+            other => other
+                .to_string()
+                .trim_start_matches("sidekiq-guard: invalid settings: ")
+                .to_owned(),
+        })
 }
 
 #[cfg(test)]
@@ -407,6 +467,55 @@ mod tests {
         }
     }
 
+    /// `mutate: false`, for a policy deployed with `mutating: false` beside the webhook: the
+    /// `/validate` verdict, never a mutated object (which Kubewarden would refuse).
+    #[test]
+    fn without_mutation_it_judges_as_the_validating_webhook() {
+        let judge = |settings: Value, object: Value| evaluate(&request(settings, object)).unwrap();
+        let uninjected = judge(
+            json!({"mutate": false, "sidecar": {"mode": "native"}}),
+            worker(),
+        );
+        assert!(uninjected.accepted);
+        assert!(uninjected.mutated_object.is_none());
+        let warnings = uninjected.warnings.unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("sidekiq-guard: SG002 prestop-missing")),
+            "{warnings:#?}"
+        );
+
+        let denied = judge(
+            json!({"mutate": false, "enforcement": "deny", "sidecar": {"mode": "native"}}),
+            worker(),
+        );
+        assert!(!denied.accepted);
+        assert_eq!(denied.code, Some(DENIED));
+        assert!(denied.mutated_object.is_none());
+        assert!(denied.message.unwrap().contains("SG002"));
+
+        // The pod as the webhook injected it passes, unchanged.
+        let native = json!({"sidecar": {"mode": "native"}});
+        let injected = judge(native.clone(), worker()).mutated_object.unwrap();
+        let passed = judge(
+            json!({"mutate": false, "enforcement": "deny", "sidecar": {"mode": "native"}}),
+            injected,
+        );
+        assert!(passed.accepted, "{:?}", passed.message);
+        assert!(passed.mutated_object.is_none());
+
+        let refused: ValidationResponse =
+            serde_json::from_slice(&validate(&request(json!({"mutate": 1}), worker())).unwrap())
+                .unwrap();
+        assert!(!refused.accepted);
+        assert_eq!(refused.code, Some(POLICY_ERROR));
+        assert_eq!(
+            refused.message.as_deref(),
+            Some("sidekiq-guard: invalid settings: mutate must be true or false, found a number")
+        );
+    }
+
     #[test]
     fn invalid_settings_in_a_request_are_rejected_with_the_policy_message() {
         let response: ValidationResponse = serde_json::from_slice(
@@ -446,6 +555,13 @@ mod tests {
             Policy::parse(r#"{"sidecar": {"mode": "nativ"}}"#)
                 .unwrap_err()
                 .to_string()
+        );
+        assert!(answer(br#"{"mutate": false, "enforcement": "deny"}"#).valid);
+        let response = answer(br#"{"mutate": "no"}"#);
+        assert!(!response.valid);
+        assert_eq!(
+            response.message.unwrap(),
+            "mutate must be true or false, found a string"
         );
         let response = answer(b"{\"defaults\": ");
         assert!(!response.valid);

@@ -179,6 +179,43 @@ fn every_fixture_gets_the_native_webhooks_decision() {
     });
 }
 
+/// `mutate: false` (a policy deployed with `mutating: false` beside the webhook) answers every
+/// fixture as the webhook's `/validate` does, and never with a mutated object.
+#[test]
+fn without_mutation_every_fixture_gets_the_validating_webhooks_decision() {
+    run(|| {
+        let mut host = host();
+        let mut denied = 0;
+        for fixture in &corpus() {
+            let request = &fixture.review["request"];
+            for (policy, mut settings) in settings() {
+                let case = format!("{} under {policy}, mutate: false", fixture.name);
+                let expected = &fixture.expected[policy]["validate"];
+                settings["mutate"] = json!(false);
+                let response = validate(&mut host, &validation_request(request, &settings));
+                assert_eq!(
+                    Value::Bool(response.accepted),
+                    expected["allowed"],
+                    "{case}"
+                );
+                assert_eq!(
+                    json!(response.warnings.unwrap_or_default()),
+                    expected.get("warnings").cloned().unwrap_or(json!([])),
+                    "{case}: warnings"
+                );
+                assert_eq!(
+                    response.message.map_or(Value::Null, Value::String),
+                    expected["status"]["message"],
+                    "{case}: message"
+                );
+                assert!(response.mutated_object.is_none(), "{case}");
+                denied += usize::from(!response.accepted);
+            }
+        }
+        assert!(denied >= 4, "{denied}");
+    });
+}
+
 #[test]
 fn mutation_keeps_fields_this_build_does_not_know() {
     run(|| {
