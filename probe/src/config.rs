@@ -233,7 +233,9 @@ impl Settings {
 /// `$HOSTNAME`; else the pod name as the kubelet would cut it.
 fn resolve_hostname(args: &Args) -> anyhow::Result<(String, HostnameSource)> {
     let clean = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    if let Some(name) = args.hostname.clone().and_then(clean) {
+    // As given: it comes from `DYNO`, which Sidekiq puts in its identity untrimmed (a value
+    // from a Secret made with `--from-file` ends in a newline, and so does the identity).
+    if let Some(name) = args.hostname.clone().filter(|name| !name.is_empty()) {
         return Ok((name, HostnameSource::Flag));
     }
     if let Some(name) = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -282,6 +284,21 @@ mod tests {
                 .unwrap_err()
                 .contains("expected a number of seconds")
         );
+    }
+
+    #[test]
+    fn a_hostname_flag_is_taken_as_sidekiq_takes_dyno() {
+        let resolve = |extra: &[&str]| {
+            let args = Args::try_parse_from(["sidekiq-guard-probe"].iter().chain(extra)).unwrap();
+            resolve_hostname(&args).unwrap()
+        };
+        let (name, source) = resolve(&["--hostname", "worker-1\n"]);
+        assert_eq!(name, "worker-1\n");
+        assert!(matches!(source, HostnameSource::Flag));
+        // An empty one falls back to the kernel's.
+        let (name, source) = resolve(&["--hostname", ""]);
+        assert!(!name.is_empty());
+        assert!(!matches!(source, HostnameSource::Flag));
     }
 
     #[test]
