@@ -144,10 +144,11 @@ pub(crate) struct Proxied {
 /// A connected client.
 #[derive(Clone)]
 pub(crate) struct Cluster {
+    /// One client, without an idle read timeout: each request is bounded as a whole instead
+    /// ([`Cluster::timed`], [`Cluster::proxy`]: the pod proxy's `/drain` sends nothing until the
+    /// drain ends, which may be minutes). One, because each client built runs a kubeconfig's
+    /// `exec` credential plugin (`aws eks get-token`, kubelogin) again.
     client: Client,
-    /// The same, without the idle read timeout: the pod proxy's `/drain` sends nothing until the
-    /// drain ends, which may be minutes; [`Cluster::proxy`] bounds those requests itself.
-    patient: Client,
     default_namespace: String,
     server: String,
     /// How long a probe's `/status` through the pod proxy may take ([`ClusterArgs::probe_timeout`]).
@@ -162,7 +163,7 @@ impl Cluster {
     pub(crate) async fn connect(args: &ClusterArgs) -> Result<Self, Error> {
         let mut config = load_config(args).await?;
         let timeout = args.request_timeout().0;
-        config.read_timeout = timeout;
+        config.read_timeout = None;
         config.write_timeout = timeout;
         config.connect_timeout = Some(
             timeout
@@ -178,18 +179,12 @@ impl Cluster {
             .trim_end_matches('/')
             .to_owned();
         let default_namespace = config.default_namespace.clone();
-        let mut patient = config.clone();
-        patient.read_timeout = None;
-        let build = |config| {
-            Client::try_from(config).map_err(|source| Error::Client {
-                server: server.clone(),
-                source,
-            })
-        };
-        let (client, patient) = (build(config)?, build(patient)?);
+        let client = Client::try_from(config).map_err(|source| Error::Client {
+            server: server.clone(),
+            source,
+        })?;
         Ok(Self {
             client,
-            patient,
             default_namespace,
             server,
             probe_timeout: args.probe_timeout(),
@@ -207,18 +202,15 @@ impl Cluster {
         if args.all_namespaces {
             Scope::All
         } else {
-            Scope::Namespace(
-                args.namespace
-                    .clone()
-                    .unwrap_or_else(|| self.default_namespace.clone()),
-            )
+            Scope::Namespace(self.namespace(args))
         }
     }
 
-    /// The namespace of `-n`, else the context's.
+    /// The namespace of `-n`, else the context's (also for `-n ""`, as kubectl reads it).
     pub(crate) fn namespace(&self, args: &ClusterArgs) -> String {
         args.namespace
             .clone()
+            .filter(|namespace| !namespace.is_empty())
             .unwrap_or_else(|| self.default_namespace.clone())
     }
 
@@ -233,9 +225,8 @@ impl Cluster {
             .body(Vec::new())
             .map_err(|e| Error::Request(e.to_string()))?;
         let text = self
-            .client
-            .request_text(request)
-            .await
+            .timed(path, self.client.request_text(request))
+            .await?
             .map_err(|e| self.classify(e, &access, path))?;
         serde_json::from_str(&text).map_err(|source| Error::Decode {
             what: path.to_owned(),
@@ -344,18 +335,21 @@ impl Cluster {
 
     /// The Kubernetes version: `/version`'s gitVersion, and major.minor when readable.
     pub(crate) async fn version(&self) -> Result<(String, Option<(u32, u32)>), Error> {
-        let info = self.client.apiserver_version().await.map_err(|e| {
-            self.classify(
-                e,
-                &Access {
-                    verb: "get",
-                    resource: "/version",
-                    group: "",
-                    namespace: None,
-                },
-                "/version",
-            )
-        })?;
+        let info = self
+            .timed("/version", self.client.apiserver_version())
+            .await?
+            .map_err(|e| {
+                self.classify(
+                    e,
+                    &Access {
+                        verb: "get",
+                        resource: "/version",
+                        group: "",
+                        namespace: None,
+                    },
+                    "/version",
+                )
+            })?;
         let numbers = sidekiq_guard::sidecar::parse_server_version(
             &info.major,
             &info.minor,
@@ -390,13 +384,9 @@ impl Cluster {
         };
         // The limit covers the whole answer, body included: a probe that sends its headers
         // and then stalls is no answer. Under that limit, silence is no failure.
-        let client = if timeout.is_some() {
-            &self.patient
-        } else {
-            &self.client
-        };
         let exchange = async {
-            let response = client
+            let response = self
+                .client
                 .send(request)
                 .await
                 .map_err(|e| self.classify(e, &access, &uri))?;
@@ -423,7 +413,7 @@ impl Cluster {
                         after: limit,
                     })??
             }
-            None => exchange.await?,
+            None => self.timed(&uri, exchange).await??,
         };
         if status == StatusCode::FORBIDDEN && is_api_status(&body) {
             return Err(Error::Forbidden {
@@ -432,6 +422,25 @@ impl Cluster {
             });
         }
         Ok(Proxied { status, body })
+    }
+
+    /// `request`, bounded as a whole by `--request-timeout` as kubectl bounds it (none under
+    /// `0`): a server that answers slowly fails it as surely as one that sends nothing.
+    async fn timed<T>(
+        &self,
+        path: &str,
+        request: impl std::future::Future<Output = T>,
+    ) -> Result<T, Error> {
+        let Some(after) = self.request_timeout else {
+            return Ok(request.await);
+        };
+        tokio::time::timeout(after, request)
+            .await
+            .map_err(|_| Error::ApiTimeout {
+                what: path.to_owned(),
+                server: self.server.clone(),
+                after: sidekiq_guard::duration::format_secs(after.as_secs()),
+            })
     }
 
     fn classify(&self, error: kube::Error, access: &Access, path: &str) -> Error {
@@ -500,46 +509,71 @@ async fn load_config(args: &ClusterArgs) -> Result<Config, Error> {
             .await
             .map_err(|source| kubeconfig_error(path.display().to_string(), source));
     }
-    if let Some(kubeconfig) = from_env_skipping_missing()? {
-        return Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .map_err(|source| kubeconfig_error("$KUBECONFIG".to_owned(), source));
+    match from_env_skipping_missing()? {
+        FromEnv::Merged(kubeconfig) => {
+            return Config::from_custom_kubeconfig(*kubeconfig, &options)
+                .await
+                .map_err(|source| kubeconfig_error("$KUBECONFIG".to_owned(), source));
+        }
+        // As kubectl: no fallback to ~/.kube/config while KUBECONFIG is set, only to the pod's
+        // service account.
+        FromEnv::NoneExists(listed) => {
+            let missing = || -> Box<dyn std::error::Error + Send + Sync> {
+                format!("none of the files it lists exists: {listed}").into()
+            };
+            return match args.context {
+                None => Config::incluster().map_err(|_| Error::Kubeconfig {
+                    what: "$KUBECONFIG (and no in-cluster service account)".to_owned(),
+                    source: missing(),
+                }),
+                Some(_) => Err(Error::Kubeconfig {
+                    what: "$KUBECONFIG".to_owned(),
+                    source: missing(),
+                }),
+            };
+        }
+        FromEnv::Unset => {}
     }
     match Config::from_kubeconfig(&options).await {
         Ok(config) => Ok(config),
         // No kubeconfig at all: inside a pod, use its service account, as kubectl does.
         Err(kubeconfig) if args.context.is_none() => Config::incluster().map_err(|_| {
             kubeconfig_error(
-                "$KUBECONFIG or ~/.kube/config (and no in-cluster service account)".to_owned(),
+                "~/.kube/config (and no in-cluster service account)".to_owned(),
                 kubeconfig,
             )
         }),
-        Err(source) => Err(kubeconfig_error(
-            "$KUBECONFIG or ~/.kube/config".to_owned(),
-            source,
-        )),
+        Err(source) => Err(kubeconfig_error("~/.kube/config".to_owned(), source)),
     }
 }
 
-/// The files of `KUBECONFIG` merged, skipping those that do not exist as kubectl does (a
-/// missing entry is common when the variable is shared between machines). `None` when the
-/// variable names no existing file: then the default places apply, and their error says why.
-fn from_env_skipping_missing() -> Result<Option<Kubeconfig>, Error> {
-    let Some(value) = std::env::var_os("KUBECONFIG") else {
-        return Ok(None);
+/// What `KUBECONFIG` gives.
+enum FromEnv {
+    /// It is not set (or empty): the default place applies.
+    Unset,
+    /// Its files that exist, merged, skipping those that do not as kubectl does (a missing
+    /// entry is common when the variable is shared between machines).
+    Merged(Box<Kubeconfig>),
+    /// It lists no file that exists (the list, as given).
+    NoneExists(String),
+}
+
+fn from_env_skipping_missing() -> Result<FromEnv, Error> {
+    let Some(value) = std::env::var_os("KUBECONFIG").filter(|value| !value.is_empty()) else {
+        return Ok(FromEnv::Unset);
     };
     let existing: Vec<_> = std::env::split_paths(&value)
         .filter(|path| !path.as_os_str().is_empty() && path.exists())
         .collect();
     if existing.is_empty() {
-        return Ok(None);
+        return Ok(FromEnv::NoneExists(value.to_string_lossy().into_owned()));
     }
     existing
         .iter()
         .try_fold(Kubeconfig::default(), |merged, path| {
             Kubeconfig::read_from(path).and_then(|next| merged.merge(next))
         })
-        .map(Some)
+        .map(|merged| FromEnv::Merged(Box::new(merged)))
         .map_err(|source| kubeconfig_error("$KUBECONFIG".to_owned(), source))
 }
 

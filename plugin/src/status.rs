@@ -161,6 +161,13 @@ pub(crate) async fn run(
                     out.write_all(separator).map_err(Error::Output)?;
                 }
                 out.write_all(text.as_bytes()).map_err(Error::Output)?;
+                // On stderr, as kubectl says "No resources found": a script reading the table
+                // gets no line that is not a pod.
+                if snapshot.pods.is_empty()
+                    && matches!(args.report.output, ReportFormat::Table | ReportFormat::Wide)
+                {
+                    writeln!(err, "No Sidekiq pods found.").map_err(Error::Output)?;
+                }
                 shown = true;
             }
             Err(error) if args.watch && shown => {
@@ -620,9 +627,6 @@ fn table_text(snapshot: &Snapshot, wide: bool, scope: Option<&Scope>, color: boo
         })
         .collect();
     let mut text = table::render(&header, rows, color);
-    if text.is_empty() {
-        text.push_str("No Sidekiq pods found.\n");
-    }
     if !snapshot.orphans.is_empty() {
         text.push_str("\nProcesses in Redis whose hostname is no pod of the cluster:\n");
         let rows = snapshot

@@ -2317,3 +2317,96 @@ fn a_redis_that_stops_answering_is_given_the_request_timeout() {
     // Not the 2 s default: the reply was awaited for the whole request timeout.
     assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
 }
+
+/// A kubeconfig's `exec` credential plugin (`aws eks get-token`, kubelogin) may take seconds or
+/// prompt: one command builds one client, and runs it no more than kube-client does for one.
+#[test]
+fn an_exec_credential_plugin_runs_for_one_client_only() {
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs");
+    let plugin_script = dir.path().join("credential");
+    std::fs::write(
+        &plugin_script,
+        format!(
+            "#!/bin/sh\necho run >> {}\necho '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"test-token\"}}}}'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&plugin_script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let token = std::fs::read_to_string(api.kubeconfig("shop")).unwrap();
+    let exec = token.replace(
+        "    token: test-token\n",
+        &format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n",
+            plugin_script.display()
+        ),
+    );
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, exec).unwrap();
+    let runs = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let out = run_in(&kubeconfig, &["status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let once = runs();
+    assert!(once >= 1, "the plugin gave the token");
+    // What kube-client does for one client; two clients ran it twice as often.
+    assert!(once <= 3, "{once} runs for one command");
+}
+
+/// `-n ""` is the context's namespace, as kubectl reads it (not a request for `namespaces//`).
+#[test]
+fn an_empty_namespace_flag_is_the_contexts_namespace() {
+    let api = ApiServer::start();
+    api.add_pod(injected_pod("shop", "worker-1", 60, 7434));
+    let out = run_in(&api.kubeconfig("shop"), &["status", "-n", "", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\"worker-1\""),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// No pod: stdout stays empty for scripts, and stderr says so, as kubectl's "No resources
+/// found" does.
+#[test]
+fn no_pods_is_said_on_stderr() {
+    let api = ApiServer::start();
+    let out = run_in(&api.kubeconfig("empty"), &["status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(text(&out.stderr), "No Sidekiq pods found.\n");
+}
+
+/// As kubectl: a `KUBECONFIG` whose files are all missing is not replaced by `~/.kube/config`,
+/// and the error says what it lists.
+#[test]
+fn a_kubeconfig_variable_naming_no_file_is_said_so() {
+    let api = ApiServer::start();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".kube")).unwrap();
+    std::fs::copy(api.kubeconfig("shop"), home.path().join(".kube/config")).unwrap();
+    let status = |kubeconfig: Option<&str>| {
+        let mut command = plugin();
+        command.arg("status").env("HOME", home.path());
+        match kubeconfig {
+            Some(value) => command.env("KUBECONFIG", value),
+            None => command.env_remove("KUBECONFIG"),
+        };
+        command.output().unwrap()
+    };
+    assert!(status(None).status.success(), "~/.kube/config when unset");
+    let out = status(Some("/missing/a:/missing/b"));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: cannot load the kubeconfig from $KUBECONFIG (and no in-cluster service account): none of the files it lists exists: /missing/a:/missing/b\n"
+    );
+}
