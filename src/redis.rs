@@ -12,7 +12,7 @@
 //!   <id>-signals TSTP`, `EXPIRE <id>-signals 60`, `EXEC`.
 //!
 //! `rediss://` URLs use rustls with the ring provider (installed on first use) and the system's
-//! certificate store (`SSL_CERT_FILE`/`SSL_CERT_DIR` add a private CA).
+//! certificate store (`SSL_CERT_FILE`/`SSL_CERT_DIR` replace it, with a private CA's bundle say).
 //! [`RedisSettings::tls_insecure`] (or a `#insecure` URL fragment) skips certificate
 //! verification for self-signed servers such as Heroku Redis — the equivalent of Sidekiq's
 //! `ssl_params: {verify_mode: OpenSSL::SSL::VERIFY_NONE}`, which lives in Ruby code, not in the

@@ -69,7 +69,8 @@ pub(crate) struct Args {
 
     /// For rediss:// URLs: accept the server's certificate unverified (self-signed servers such
     /// as Heroku Redis, where Sidekiq is configured with `verify_mode: VERIFY_NONE`). A private CA
-    /// is better given with SSL_CERT_FILE.
+    /// is better given with SSL_CERT_FILE (which replaces the system's store: put the public
+    /// CAs in it too where they are needed).
     #[arg(
         long,
         env = "SIDEKIQ_GUARD_REDIS_TLS_INSECURE",
