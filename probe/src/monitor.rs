@@ -375,13 +375,14 @@ impl Monitor {
     }
 
     async fn start_drain(&mut self, asked: Now, reply: oneshot::Sender<u64>) {
-        if let Some((id, drain)) = &self.drain
+        if let Some((id, drain)) = &mut self.drain
             && !drain.is_finished()
         {
             info!(
-                drain = id,
+                drain = *id,
                 "drain requested again: joining the running drain"
             );
+            drain.asked_again(asked);
             let _ = reply.send(*id);
             return;
         }

@@ -132,6 +132,9 @@ pub struct ProcessProgress {
 pub struct Drain {
     started: Duration,
     started_wall: f64,
+    /// Wall-clock time of the last `/drain` call: a process started before it is the drain's
+    /// to quiet (see [`Drain::successor`]).
+    last_asked_wall: f64,
     budget: Duration,
     signalled: BTreeMap<String, Duration>,
     involved: BTreeSet<String>,
@@ -154,6 +157,7 @@ impl Drain {
         Drain {
             started: now.mono,
             started_wall: now.wall,
+            last_asked_wall: now.wall,
             budget,
             signalled: previous.map(|d| d.signalled.clone()).unwrap_or_default(),
             involved: BTreeSet::new(),
@@ -226,6 +230,13 @@ impl Drain {
             .keys()
             .filter(|identity| self.involved.contains(*identity))
             .map(String::as_str)
+    }
+
+    /// Records a `/drain` call at `now` that joins this drain: every process running by then
+    /// is one to quiet — the pod's own preStop, after a liveness restart's drain outlived its
+    /// container, must quiet the Sidekiq that started since.
+    pub fn asked_again(&mut self, now: Now) {
+        self.last_asked_wall = self.last_asked_wall.max(now.wall);
     }
 
     /// Records that `TSTP` was pushed to `identity` at `now`.
@@ -426,19 +437,24 @@ impl Drain {
     }
 
     /// Whether `tracked` is not the drain's to quiet: a process it has not seen, started after
-    /// it began, that no process it had seen has beaten since. That is a successor: a
-    /// liveness restart runs the preStop hook, and when the kubelet gives up on the hook
-    /// before the budget ends (a grace period kept below the computed one), the drain
+    /// the last `/drain` call, that no process it had seen has beaten since. That is a
+    /// successor: a liveness restart runs the preStop hook, and when the kubelet gives up on the
+    /// hook before the budget ends (a grace period kept below the computed one), the drain
     /// outlives the container. Quieting the new Sidekiq would leave the pod live and idle for
     /// good; the drain ends on the processes it was asked for, and [`Drain::superseded`] then
     /// reports the new one. A swarm's child restarted beside its siblings is told apart by
     /// their heartbeats after its start, and quieted with them from the next beat on.
+    ///
+    /// Redis cannot tell that case from a pod deleted while its container, restarted after an
+    /// OOM kill, boots a Sidekiq that first beats during the drain: that one too is left
+    /// working, so SIGTERM finds it unquiet and jobs it fetched meanwhile get its `-t` and are
+    /// pushed back if unfinished — re-run, where the other case would idle a pod for good.
     fn successor(&self, tracked: &Tracked, tracker: &Tracker) -> bool {
         let Some(started) = tracked.started_at else {
             return false;
         };
         !self.involved.contains(&tracked.identity)
-            && started > self.started_wall
+            && started > self.last_asked_wall
             && !self.involved.iter().any(|seen| {
                 tracker
                     .get(seen)
@@ -769,6 +785,39 @@ mod tests {
         assert_eq!(d.progress().len(), 1, "{:?}", d.progress());
         assert_eq!(d.progress()[0].status, ProcessDrain::Gone);
         assert!(d.superseded(&t), "the status shows the working successor");
+    }
+
+    /// After a liveness restart's drain outlived its container, the pod is deleted: the
+    /// kubelet's preStop joins the running drain, and the Sidekiq started since is quieted.
+    #[test]
+    fn a_drain_asked_again_quiets_a_sidekiq_started_before_the_call() {
+        let mut t = tracker();
+        let mut d = Drain::start(at(0.0), Duration::from_secs(300), None);
+        let old = ["w-0:1:aa".to_owned()];
+        t.ingest(
+            at(0.1),
+            Some(&old),
+            vec![beating("w-0:1:aa", false, 2, 1000.0, 900.0)],
+        );
+        d.step(&t, at(0.1));
+        d.signalled("w-0:1:aa", at(0.1));
+        let both = ["w-0:1:aa".to_owned(), "w-0:1:bb".to_owned()];
+        let read = |t: &mut Tracker, secs: f64| {
+            t.ingest(
+                at(secs),
+                Some(&both),
+                vec![
+                    beating("w-0:1:aa", true, 2, 1001.0, 900.0),
+                    beating("w-0:1:bb", false, 0, 1000.0 + secs, 1012.0),
+                ],
+            );
+        };
+        read(&mut t, 15.0);
+        assert!(d.step(&t, at(15.0)).is_empty(), "a successor so far");
+        d.asked_again(at(16.0));
+        read(&mut t, 17.0);
+        assert_eq!(d.step(&t, at(17.0)), ["w-0:1:bb"]);
+        assert_eq!(d.state(), State::Draining);
     }
 
     /// A swarm's child restarted during the drain: its siblings beat after it started, so it
