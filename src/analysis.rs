@@ -393,6 +393,13 @@ pub(crate) fn probe_call<'c>(container: &'c Value, field: &str) -> Option<(&'c s
     matches!(endpoint, LIVEZ_PATH | READYZ_PATH).then_some((endpoint, get))
 }
 
+/// The mode of the probe sidecar `object` (a pod or workload) carries, if any: on a pod the
+/// webhook injected, what it resolved `sidecar.mode: auto` to from the API server's version.
+pub fn sidecar_mode_of(object: &Value) -> Option<Mode> {
+    let workload = Workload::locate(object).ok()?;
+    find_sidecar(&workload).map(|placement| placement.mode)
+}
+
 fn find_sidecar(workload: &Workload<'_>) -> Option<Placement> {
     let named = |list: &[Value]| {
         list.iter()

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sidekiq_guard::admission::{self, AdmissionRequest, NotAnObject, RequestError};
 use sidekiq_guard::patch::{self, ApplyError};
-use sidekiq_guard::policy::PolicyError;
+use sidekiq_guard::policy::{PolicyError, SidecarModeSetting};
 use sidekiq_guard::{Context, Mode, Policy};
 
 /// The status code of a policy denial, as the webhook's `/validate` sends it.
@@ -158,6 +158,10 @@ pub fn evaluate(payload: &[u8]) -> Result<ValidationResponse, EvaluationError> {
         namespace: None,
     };
     if !mutate {
+        let ctx = Context {
+            mode: judging_mode(&policy, request.object.as_ref()),
+            ..ctx
+        };
         return Ok(judged(&request, &ctx));
     }
     let combined = admission::combined(&request, &ctx);
@@ -203,6 +207,18 @@ fn judged(request: &AdmissionRequest, ctx: &Context<'_>) -> ValidationResponse {
         mutated_object: None,
         audit_annotations: None,
         warnings: (!response.warnings.is_empty()).then_some(response.warnings),
+    }
+}
+
+/// Where a policy that only judges expects the sidecar: under `sidecar.mode: auto`, where
+/// the pod's own sidecar is — the webhook placed it from the API server's version, which the
+/// policy cannot read (see [`sidecar_mode`]), and judging a native one by the classic default
+/// would call every injected pod of a 1.29+ cluster stale.
+fn judging_mode(policy: &Policy, object: Option<&Value>) -> Mode {
+    let placed = object.and_then(sidekiq_guard::analysis::sidecar_mode_of);
+    match (policy.sidecar.mode, placed) {
+        (SidecarModeSetting::Auto, Some(mode)) => mode,
+        _ => sidecar_mode(policy),
     }
 }
 
@@ -504,6 +520,12 @@ mod tests {
         );
         assert!(passed.accepted, "{:?}", passed.message);
         assert!(passed.mutated_object.is_none());
+
+        // Under `auto` (which the policy resolves to classic), a pod the webhook injected with
+        // a native sidecar on a 1.29+ cluster is judged where its sidecar is.
+        let injected = judge(native.clone(), worker()).mutated_object.unwrap();
+        let passed = judge(json!({"mutate": false, "enforcement": "deny"}), injected);
+        assert!(passed.accepted, "{:?}", passed.message);
 
         let refused: ValidationResponse =
             serde_json::from_slice(&validate(&request(json!({"mutate": 1}), worker())).unwrap())
