@@ -266,7 +266,14 @@ impl AdmissionRequest {
     /// custom resource that borrows a built-in kind's name (`batch.volcano.sh` `Job`), which
     /// rules broader than the shipped ones may send, is none of them.
     pub fn reviewed_kind(&self) -> Option<Kind> {
-        Kind::from_name(&self.kind.kind).filter(|kind| kind.in_group(&self.kind.group))
+        let kind = Kind::from_name(&self.kind.kind)?;
+        if kind.in_group(&self.kind.group) {
+            return Some(kind);
+        }
+        // A hand-written request (a `kwctl run` fixture) may leave the group out: the object's
+        // own apiVersion decides then.
+        let by_object = self.object.as_ref().and_then(Kind::of) == Some(kind);
+        (self.kind.group.is_empty() && by_object).then_some(kind)
     }
 
     /// Checks what serde cannot: that the request is one an API server sends (see
@@ -1358,6 +1365,22 @@ mod tests {
         let answer = respond(&request, Endpoint::Validate, &ctx(&Policy::default()));
         assert_eq!(answer.outcome, "not-a-workload");
         assert!(answer.response.allowed && answer.response.warnings.is_empty());
+        // A request written without the group: the object's apiVersion tells.
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "w", "namespace": "shop"},
+            "spec": {"template": {"metadata": pod()["metadata"], "spec": pod()["spec"]}}});
+        let mut bare: Value =
+            serde_json::from_slice(&review_body("CREATE", "Deployment", deployment)).unwrap();
+        bare["request"]["kind"] = json!({"version": "v1", "kind": "Deployment"});
+        let request = parse(&serde_json::to_vec(&bare).unwrap()).unwrap();
+        assert_eq!(request.reviewed_kind(), Some(Kind::Deployment));
+        custom["request"]["kind"]["group"] = json!("");
+        let request = parse(&serde_json::to_vec(&custom).unwrap()).unwrap();
+        assert_eq!(
+            request.reviewed_kind(),
+            None,
+            "batch.volcano.sh/v1alpha1 is no batch Job"
+        );
         // Fields sidekiq-guard does not read are not required (`resource`), and fields newer
         // API servers add are ignored.
         let mut review: Value =

@@ -339,7 +339,9 @@ pub fn sidecar_stale(analysis: &Analysis<'_>, plan: &Plan) -> Option<Finding> {
         (SidecarAction::Ours, Some(at)) => (at, Vec::new()),
         _ => return None,
     };
+    // Where sidecars are native; where they are classic the move says it never ends.
     let never_ends = at.mode == crate::Mode::Native
+        && !matches!(plan.sidecar, SidecarAction::Move(_))
         && at
             .container(&analysis.workload)
             .is_some_and(|c| c.get("restartPolicy").and_then(Value::as_str) != Some("Always"));

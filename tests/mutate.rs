@@ -2349,4 +2349,26 @@ fn a_native_sidecar_stripped_of_its_restart_policy_is_an_error() {
         "{}",
         finding.hint
     );
+    // Where sidecars are classic already, the move says it: no second cause, no advice to set
+    // what is set.
+    let review = review::validate(&pod, &ctx(&policy, Mode::Classic), Perspective::AsWritten);
+    let finding = &review.findings[0];
+    assert_eq!(finding.code, Code::ProbeSidecarStale);
+    assert!(
+        !finding.message.contains("restartPolicy"),
+        "{}",
+        finding.message
+    );
+    assert!(
+        finding
+            .message
+            .contains("native where sidecars are classic"),
+        "{}",
+        finding.message
+    );
+    assert!(
+        !finding.hint.starts_with("set sidecar.mode"),
+        "{}",
+        finding.hint
+    );
 }
