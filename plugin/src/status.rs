@@ -628,7 +628,10 @@ fn table_text(snapshot: &Snapshot, wide: bool, scope: Option<&Scope>, color: boo
         .collect();
     let mut text = table::render(&header, rows, color);
     if !snapshot.orphans.is_empty() {
-        text.push_str("\nProcesses in Redis whose hostname is no pod of the cluster:\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str("Processes in Redis whose hostname is no pod of the cluster:\n");
         let rows = snapshot
             .orphans
             .iter()
