@@ -739,11 +739,8 @@ mod tests {
         }
     }
 
-    /// The kubelet gave up on the preStop hook of a liveness restart (a grace period below the
-    /// budget) and the container started again while the drain ran: the new Sidekiq is not
-    /// quieted, nor waited for, and the drain ends on the dead one's record.
-    #[test]
-    fn a_sidekiq_restarted_while_the_drain_runs_is_left_working() {
+    /// A drain started at 0 over `w-0:1:aa`, busy with two jobs, signalled at its first read.
+    fn draining_a_busy_process() -> (Tracker, Drain) {
         let mut t = tracker();
         let mut d = Drain::start(at(0.0), Duration::from_secs(300), None);
         let old = ["w-0:1:aa".to_owned()];
@@ -754,19 +751,30 @@ mod tests {
         );
         assert_eq!(d.step(&t, at(0.1)), ["w-0:1:aa"]);
         d.signalled("w-0:1:aa", at(0.1));
+        (t, d)
+    }
 
-        // aa was killed after its beat at 1001; bb started at 1012 and beats.
+    /// A read at `secs` after the container restarted: aa was killed after its beat at 1001
+    /// (quiet, its record left busy), bb started at 1012 and beats.
+    fn read_after_a_restart(t: &mut Tracker, secs: f64) {
         let both = ["w-0:1:aa".to_owned(), "w-0:1:bb".to_owned()];
-        let read = |t: &mut Tracker, secs: f64| {
-            t.ingest(
-                at(secs),
-                Some(&both),
-                vec![
-                    beating("w-0:1:aa", true, 2, 1001.0, 900.0),
-                    beating("w-0:1:bb", false, 0, 1000.0 + secs, 1012.0),
-                ],
-            );
-        };
+        t.ingest(
+            at(secs),
+            Some(&both),
+            vec![
+                beating("w-0:1:aa", true, 2, 1001.0, 900.0),
+                beating("w-0:1:bb", false, 0, 1000.0 + secs, 1012.0),
+            ],
+        );
+    }
+
+    /// The kubelet gave up on the preStop hook of a liveness restart (a grace period below the
+    /// budget) and the container started again while the drain ran: the new Sidekiq is not
+    /// quieted, nor waited for, and the drain ends on the dead one's record.
+    #[test]
+    fn a_sidekiq_restarted_while_the_drain_runs_is_left_working() {
+        let (mut t, mut d) = draining_a_busy_process();
+        let read = read_after_a_restart;
         read(&mut t, 15.0);
         assert!(d.step(&t, at(15.0)).is_empty(), "bb is not quieted");
         assert_eq!(
@@ -791,27 +799,8 @@ mod tests {
     /// kubelet's preStop joins the running drain, and the Sidekiq started since is quieted.
     #[test]
     fn a_drain_asked_again_quiets_a_sidekiq_started_before_the_call() {
-        let mut t = tracker();
-        let mut d = Drain::start(at(0.0), Duration::from_secs(300), None);
-        let old = ["w-0:1:aa".to_owned()];
-        t.ingest(
-            at(0.1),
-            Some(&old),
-            vec![beating("w-0:1:aa", false, 2, 1000.0, 900.0)],
-        );
-        d.step(&t, at(0.1));
-        d.signalled("w-0:1:aa", at(0.1));
-        let both = ["w-0:1:aa".to_owned(), "w-0:1:bb".to_owned()];
-        let read = |t: &mut Tracker, secs: f64| {
-            t.ingest(
-                at(secs),
-                Some(&both),
-                vec![
-                    beating("w-0:1:aa", true, 2, 1001.0, 900.0),
-                    beating("w-0:1:bb", false, 0, 1000.0 + secs, 1012.0),
-                ],
-            );
-        };
+        let (mut t, mut d) = draining_a_busy_process();
+        let read = read_after_a_restart;
         read(&mut t, 15.0);
         assert!(d.step(&t, at(15.0)).is_empty(), "a successor so far");
         d.asked_again(at(16.0));
@@ -824,16 +813,7 @@ mod tests {
     /// is quieted with them.
     #[test]
     fn a_swarm_child_started_during_the_drain_is_quieted_once_a_sibling_beats() {
-        let mut t = tracker();
-        let mut d = Drain::start(at(0.0), Duration::from_secs(300), None);
-        let old = ["w-0:1:aa".to_owned()];
-        t.ingest(
-            at(0.1),
-            Some(&old),
-            vec![beating("w-0:1:aa", false, 2, 1000.0, 900.0)],
-        );
-        assert_eq!(d.step(&t, at(0.1)), ["w-0:1:aa"]);
-        d.signalled("w-0:1:aa", at(0.1));
+        let (mut t, mut d) = draining_a_busy_process();
         let both = ["w-0:1:aa".to_owned(), "w-0:2:bb".to_owned()];
         let read = |t: &mut Tracker, secs: f64, aa_beat: f64| {
             t.ingest(
