@@ -19,6 +19,7 @@ pub mod cert_secrets;
 pub mod detect;
 mod dumb_init;
 pub mod duration;
+pub mod ere;
 pub mod errors;
 pub mod findings;
 pub mod grace;

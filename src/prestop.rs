@@ -10,8 +10,8 @@ use crate::dumb_init::Tstp;
 use crate::duration;
 use crate::grace::HookDuration;
 use crate::pointer::Pointer as _;
-use crate::shell;
 use crate::sidecar::{self, Reach};
+use crate::{ere, shell};
 
 /// The path of the probe's drain endpoint, which the injected preStop calls.
 pub const DRAIN_PATH: &str = "/drain";
@@ -254,8 +254,11 @@ fn classify_exec(
         what: described(&format!("exec {}", command.join(" "))),
         sleeps,
     };
+    // What `pgrep -f` sees of the hook's shell: its argv joined by spaces.
+    let own = command.join(" ");
     let mut reading = Reading {
         pid1: Some(pid1),
+        own: Some(&own),
         ..Reading::default()
     };
     if !reading.command(command, lookup, unset, 0) {
@@ -275,6 +278,8 @@ fn classify_exec(
         broken,
         pid1: _,
         boots,
+        own: _,
+        timed: _,
     } = reading;
     if let Some((what, effect)) = broken {
         return PreStop::Broken {
@@ -335,6 +340,10 @@ struct Reading<'a> {
     /// A Rails runner boots the app before it quiets: time the hook takes besides its sleep,
     /// though no wait for the jobs.
     boots: bool,
+    /// The hook's command line as `pgrep -f` matches it.
+    own: Option<&'a str>,
+    /// The command being read runs under `timeout`, which ends it.
+    timed: bool,
 }
 
 impl Reading<'_> {
@@ -363,6 +372,8 @@ impl Reading<'_> {
         let bounded = under_timeout(words) && !self.endless;
         let outer = self.uncertain;
         let outer_loop = self.in_loop;
+        let outer_timed = self.timed;
+        self.timed |= under_timeout(words);
         for command in commands {
             self.looping |= command.in_loop;
             self.in_loop = outer_loop || command.in_loop;
@@ -373,6 +384,7 @@ impl Reading<'_> {
         }
         self.uncertain = outer;
         self.in_loop = outer_loop;
+        self.timed = outer_timed;
         if bounded && self.endless {
             self.endless = false;
             self.other = true;
@@ -382,6 +394,12 @@ impl Reading<'_> {
 
     /// Reads a command that is not a shell script.
     fn simple(&mut self, words: &[String]) {
+        if self.broken.is_none()
+            && let Some(found) = self.waiting_on_itself(words)
+        {
+            self.broken = Some((found, WAITS_ON_ITSELF));
+            return;
+        }
         let Some((name, args)) = shell::skip_wrappers(words).split_first() else {
             // Assignments of quick lookups (`PID=$(pgrep -f sidekiq)`) take no time; a
             // substitution that runs something else, or a script run by name
@@ -424,6 +442,33 @@ impl Reading<'_> {
             }
             _ => self.simple_command(name, args, words),
         }
+    }
+
+    /// A loop's `pgrep -f` in `words` (or in a `$(…)` there, which runs in a copy of the
+    /// shell) whose pattern matches the hook's own shell: what to say it runs. pgrep leaves out
+    /// only itself, so it always finds the shell, and a wait on it never ends (unless a
+    /// `timeout` ends it). A `pkill -f` or `kill -TSTP $(pgrep -f …)` that reaches the shell
+    /// does no harm: runc starts exec processes in a session of their own, whose orphaned
+    /// process group ignores SIGTSTP.
+    fn waiting_on_itself(&self, words: &[String]) -> Option<String> {
+        let own = self.own.filter(|_| self.in_loop && !self.timed)?;
+        let check = |words: &[String]| {
+            let (name, args) = shell::skip_wrappers(words).split_first()?;
+            if shell::basename(name) != "pgrep" {
+                return None;
+            }
+            let (pattern, ignore_case) = full_command_line_pattern(args)?;
+            ere::matches(pattern, own, ignore_case)?
+                .then(|| described(&format!("waits in a loop on pgrep -f {pattern:?}")))
+        };
+        check(words).or_else(|| {
+            words
+                .iter()
+                .filter_map(|word| substitution(word))
+                .filter_map(|inner| shell::parse(inner, &|_| None).ok())
+                .flatten()
+                .find_map(|words| check(&words))
+        })
     }
 
     fn simple_command(&mut self, name: &str, args: &[String], words: &[String]) {
@@ -535,6 +580,79 @@ fn under_timeout(words: &[String]) -> bool {
     let command = shell::skip_wrappers(words);
     let wrappers = &words[..words.len() - command.len()];
     wrappers.iter().any(|w| shell::basename(w) == "timeout")
+}
+
+/// What a wait on a `pgrep -f` that finds the hook's own shell does.
+const WAITS_ON_ITSELF: &str = "the pattern also matches the hook's own shell, whose command line holds it, and pgrep always finds that shell: the loop never ends, and at the end of the grace period the kubelet sends SIGTERM 2 s before SIGKILL, too late for running jobs (anchor the pattern to Sidekiq's process title, e.g. pgrep -f '^sidekiq .*[1-9][0-9]* of', or use the probe's /drain)";
+
+/// The pattern of `pgrep` `args` when matched against whole command lines (`-f`, `--full`),
+/// and whether case is ignored (`-i`); `None` without `-f` (the process name alone is matched
+/// then, never a shell's script).
+fn full_command_line_pattern(args: &[String]) -> Option<(&str, bool)> {
+    // Options whose value is the next word.
+    const VALUED: [&str; 24] = [
+        "-u",
+        "-U",
+        "-g",
+        "-G",
+        "-P",
+        "-s",
+        "-t",
+        "-F",
+        "-d",
+        "-r",
+        "--signal",
+        "--ns",
+        "--nslist",
+        "--pidfile",
+        "--session",
+        "--terminal",
+        "--uid",
+        "--euid",
+        "--group",
+        "--pgroup",
+        "--parent",
+        "--delimiter",
+        "--runstates",
+        "--env",
+    ];
+    let (mut full, mut ignore_case) = (false, false);
+    let mut rest = args.iter();
+    let pattern = loop {
+        let arg = rest.next()?;
+        match arg.as_str() {
+            valued if VALUED.contains(&valued) => {
+                rest.next();
+            }
+            "--full" => full = true,
+            "--ignore-case" => ignore_case = true,
+            "--" => break rest.next()?,
+            long if long.starts_with("--") => {}
+            // Short flags (`-f`, `-af`); a signal (`-TSTP`, `-20`) is not lower case.
+            short if short.len() > 1 && short.starts_with('-') => {
+                if short[1..].chars().all(|c| c.is_ascii_lowercase()) {
+                    full |= short.contains('f');
+                    ignore_case |= short.contains('i');
+                }
+            }
+            _ => break arg,
+        }
+    };
+    full.then_some((pattern.as_str(), ignore_case))
+}
+
+/// The script of a command substitution that is a word's whole value (`PID=$(pgrep -f x)`,
+/// `` P=`pgrep -f x` ``).
+fn substitution(word: &str) -> Option<&str> {
+    let value = word.split_once('=').map_or(word, |(_, value)| value);
+    value
+        .strip_prefix("$(")
+        .and_then(|inner| inner.strip_suffix(')'))
+        .or_else(|| {
+            value
+                .strip_prefix('`')
+                .and_then(|inner| inner.strip_suffix('`'))
+        })
 }
 
 /// An assignment whose value is literal or a lookup that returns at once
@@ -900,13 +1018,18 @@ mod tests {
     }
 
     #[rstest]
-    #[case(&["sh", "-c", "kill -TSTP 1; while pgrep -f 'sidekiq.*busy' >/dev/null; do sleep 1; done"])]
+    #[case(&["sh", "-c", "kill -TSTP 1; while pgrep -f '^sidekiq.*busy' >/dev/null; do sleep 1; done"])]
     #[case(&["curl", "-fsS", "http://localhost:7434/drain"])]
     #[case(&["sh", "-c", "kill --signal=tstp 1; /app/bin/wait-for-jobs"])]
     #[case(&["sh", "-c", "kill -TSTP 1; /app/bin/wait-for-jobs.sh"])]
     #[case(&["sh", "-c", "kill -TSTP 1; OUT=$(bundle exec rake sidekiq:wait_idle); echo $OUT"])]
-    #[case(&["sh", "-c", "echo don\\'t; kill -TSTP 1; while pgrep -f busy; do sleep 2; done"])]
-    #[case(&["sh", "-c", "echo \"say \\\"bye\"; kill -TSTP 1; while pgrep -f busy; do sleep 2; done"])]
+    #[case(&["sh", "-c", "echo don\\'t; kill -TSTP 1; while pgrep -f '[b]usy'; do sleep 2; done"])]
+    #[case(&["sh", "-c", "echo \"say \\\"bye\"; kill -TSTP 1; while pgrep -f '[b]usy'; do sleep 2; done"])]
+    // pkill and kill reach the hook's shell too, harmlessly: exec processes run in a session
+    // of their own, whose orphaned process group ignores SIGTSTP.
+    #[case(&["sh", "-c", "pkill -TSTP -f sidekiq; while pgrep -f '^sidekiq .*[1-9][0-9]* of'; do sleep 2; done"])]
+    // pgrep without -f matches process names, never a shell's script.
+    #[case(&["sh", "-c", "kill -TSTP 1; while pgrep sidekiq; do sleep 2; done"])]
     fn quiets_without_a_fixed_sleep(#[case] command: &[&str]) {
         assert_eq!(exec(command), PreStop::Quiets { sleeps: 0 });
     }
@@ -916,7 +1039,7 @@ mod tests {
     #[rstest]
     #[case(&["sh", "-c", "sleep 30; curl -fsS http://localhost:7434/drain"], 30)]
     #[case(&["sh", "-c", "curl -fsS http://localhost:7434/drain; sleep 15"], 15)]
-    #[case(&["sh", "-c", "kill -TSTP 1; while pgrep -f busy; do sleep 2; done; sleep 10"], 10)]
+    #[case(&["sh", "-c", "kill -TSTP 1; while pgrep -f '[b]usy'; do sleep 2; done; sleep 10"], 10)]
     #[case(&["sh", "-c", "kill -TSTP 1; timeout 300 sh -c 'while pgrep -f busy; do sleep 1; done'; sleep 5"], 5)]
     #[case(&["sh", "-c", "[ -f /tmp/x ] && sleep 60; curl -fsS http://localhost:7434/drain"], 0)]
     fn a_wait_for_the_jobs_and_a_sleep_add_up(#[case] command: &[&str], #[case] sleeps: u64) {
@@ -1031,6 +1154,16 @@ mod tests {
         "quiets every process of Sidekiq::ProcessSet"
     )]
     #[case(&["sh", "-c", "bundle exec sidekiqctl quiet /tmp/sidekiq.pid; sleep 300"], "runs sidekiqctl")]
+    // pgrep finds the loop's own shell, whose command line holds the pattern.
+    #[case(
+        &["sh", "-c", "pkill -TSTP -f sidekiq; while pgrep -f 'sidekiq.*busy' >/dev/null; do sleep 5; done"],
+        "waits in a loop on pgrep -f \"sidekiq.*busy\""
+    )]
+    #[case(&["bash", "-c", "kill -TSTP 1; while pgrep -f busy; do sleep 2; done"], "waits in a loop on pgrep -f \"busy\"")]
+    #[case(
+        &["sh", "-c", "kill -TSTP 1; until [ -z \"$(pgrep -fi SIDEKIQ)\" ]; do sleep 2; done"],
+        "waits in a loop on pgrep -f \"SIDEKIQ\""
+    )]
     fn a_hook_that_cannot_work_on_sidekiq_6(#[case] command: &[&str], #[case] what: &str) {
         assert!(
             matches!(exec(command), PreStop::Broken { what: w, .. } if w == what),
@@ -1110,7 +1243,7 @@ mod tests {
     #[case(&["sh", "-c", "kill -HUP 1; sleep 5m; sleep 60"], 360)]
     // A sleep in a loop polls, one under a condition may not run, one in the background does
     // not hold the hook: no lower bound.
-    #[case(&["sh", "-c", "while pgrep -f busy; do sleep 5; done"], 0)]
+    #[case(&["sh", "-c", "while pgrep -f '[b]usy'; do sleep 5; done"], 0)]
     #[case(&["sh", "-c", "[ -f /tmp/slow ] && sleep 600; /app/bin/stop"], 0)]
     #[case(&["sh", "-c", "/app/bin/stop || sleep 600"], 0)]
     #[case(&["sh", "-c", "sleep 600 & /app/bin/stop"], 0)]

@@ -729,7 +729,7 @@ mod tests {
         // The drain returns by its budget: 20 s of quiet latency and the default 60 s job.
         let drain = serde_json::json!({"preStop": {"httpGet": {"path": "/drain", "port": 7434}}});
         assert_eq!(of(drain).sigterm_after, Some(80));
-        let waits = serde_json::json!({"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; while pgrep -f busy; do sleep 1; done"]}}});
+        let waits = serde_json::json!({"preStop": {"exec": {"command": ["sh", "-c", "kill -TSTP 1; while pgrep -f '[b]usy'; do sleep 1; done"]}}});
         assert_eq!(of(waits).sigterm_after, None);
     }
 
