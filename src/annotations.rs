@@ -196,6 +196,7 @@ fn duration_secs(text: &str) -> Result<u64, &'static str> {
         Err(duration::DurationError::TooLong { .. }) => Err(DURATION_TOO_LONG),
         Err(duration::DurationError::Invalid { .. }) => Err(duration::ACCEPTED),
         Err(duration::DurationError::Months { .. }) => Err(DURATION_MONTHS),
+        Err(duration::DurationError::Iso8601 { .. }) => Err(DURATION_NOT_ISO),
     }
 }
 
@@ -211,6 +212,7 @@ const SHUTDOWN_TIMEOUT_ACCEPTED: &str =
     "a duration of 1s or more, as Sidekiq's -t (Sidekiq refuses 0), such as 25s or 2m";
 const DURATION_TOO_LONG: &str = "a duration of at most 100 years (876000h)";
 const DURATION_MONTHS: &str = "minutes written m, as in 15m (M would be months)";
+const DURATION_NOT_ISO: &str = "a duration with units as Kubernetes writes them, as in 5m or 1h30m (ISO 8601's PT5M is not read)";
 
 impl Reader<'_> {
     /// Reads one annotation; a value that is not a string or that `parse` rejects is recorded.
@@ -312,6 +314,12 @@ mod tests {
         assert_eq!(
             overrides.invalid[0].accepted,
             "minutes written m, as in 15m (M would be months)"
+        );
+        let overrides = read(json!({LONGEST_JOB: "PT5M"}));
+        assert_eq!(overrides.longest_job, None);
+        assert_eq!(
+            overrides.invalid[0].accepted,
+            "a duration with units as Kubernetes writes them, as in 5m or 1h30m (ISO 8601's PT5M is not read)"
         );
     }
 

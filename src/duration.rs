@@ -32,6 +32,14 @@ pub enum DurationError {
         /// The text as written.
         input: String,
     },
+    /// An ISO 8601 duration (`PT5M`), which other tools write: named, with what to write.
+    #[error(
+        "invalid duration {input:?}: ISO 8601 durations are not read; write units as Kubernetes and Go do, as in 5m or 1h30m"
+    )]
+    Iso8601 {
+        /// The text as written.
+        input: String,
+    },
     /// A duration beyond [`MAX`].
     #[error("duration {input:?} is too long: at most 100 years (876000h)")]
     TooLong {
@@ -52,6 +60,11 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
     };
     if text.is_empty() {
         return Err(invalid());
+    }
+    if is_iso8601(text) {
+        return Err(DurationError::Iso8601 {
+            input: input.to_owned(),
+        });
     }
     let decimal = text.split_once('.').is_some_and(|(whole, fraction)| {
         !whole.is_empty()
@@ -98,6 +111,21 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
         return Err(too_long());
     }
     Ok(duration)
+}
+
+/// Whether `text` is written as an ISO 8601 duration: `P`, then digits and its designators
+/// (`PT5M`, `P1DT2H`, `PT1.5S`).
+fn is_iso8601(text: &str) -> bool {
+    text.strip_prefix(['P', 'p']).is_some_and(|rest| {
+        rest.bytes().any(|b| b.is_ascii_digit())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"TtYyMmWwDdHhSs.,".contains(&b))
+            && rest
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_digit() || b == b'T' || b == b't')
+    })
 }
 
 /// Whether `text` writes a number followed by the unit `M` alone (`15M`, `1h5M`, `15 M`, as
@@ -229,6 +257,32 @@ mod tests {
                 format!("duration {input:?} is too long: at most 100 years (876000h)")
             );
         }
+    }
+
+    #[test]
+    fn iso_8601_durations_are_named_with_what_to_write() {
+        for input in ["PT5M", "PT1H30M", "P1D", "PT0.5S", "pt10m"] {
+            assert_eq!(
+                parse(input),
+                Err(DurationError::Iso8601 {
+                    input: input.to_owned()
+                }),
+                "{input}"
+            );
+        }
+        assert!(
+            DurationError::Iso8601 {
+                input: "PT5M".into()
+            }
+            .to_string()
+            .ends_with("write units as Kubernetes and Go do, as in 5m or 1h30m")
+        );
+        // Not ISO 8601: read (or refused) as before.
+        assert!(matches!(parse("P"), Err(DurationError::Invalid { .. })));
+        assert!(matches!(
+            parse("Pending"),
+            Err(DurationError::Invalid { .. })
+        ));
     }
 
     #[test]
