@@ -163,8 +163,9 @@ impl Cluster {
     pub(crate) async fn connect(args: &ClusterArgs) -> Result<Self, Error> {
         let mut config = load_config(args).await?;
         let timeout = args.request_timeout().0;
+        // Each request is bounded whole by `timed`: no idle read or write timeout beside it.
         config.read_timeout = None;
-        config.write_timeout = timeout;
+        config.write_timeout = None;
         config.connect_timeout = Some(
             timeout
                 .unwrap_or(Duration::from_secs(30))
@@ -458,43 +459,16 @@ impl Cluster {
                 code: status.code,
                 message: status.message,
             },
-            kube::Error::HyperError(_) | kube::Error::Service(_) => {
-                match self.request_timeout.filter(|_| read_timed_out(&error)) {
-                    Some(after) => Error::ApiTimeout {
-                        what: path.to_owned(),
-                        server: self.server.clone(),
-                        after: sidekiq_guard::duration::format_secs(after.as_secs()),
-                    },
-                    None => Error::Unreachable {
-                        server: self.server.clone(),
-                        source: Box::new(error),
-                    },
-                }
-            }
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Error::Unreachable {
+                server: self.server.clone(),
+                source: Box::new(error),
+            },
             other => Error::Kube {
                 what: path.to_owned(),
                 source: Box::new(other),
             },
         }
     }
-}
-
-/// Whether `error` is an answer that did not come in time on a connection that was made (a
-/// timed-out read), rather than a connection that could not be made: the first is a slow
-/// request, the second a cluster out of reach.
-fn read_timed_out(error: &kube::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    let (mut timed_out, mut connecting) = (false, false);
-    while let Some(current) = cause {
-        timed_out |= current
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-        connecting |= current
-            .downcast_ref::<hyper_util::client::legacy::Error>()
-            .is_some_and(hyper_util::client::legacy::Error::is_connect);
-        cause = current.source();
-    }
-    timed_out && !connecting
 }
 
 async fn load_config(args: &ClusterArgs) -> Result<Config, Error> {
