@@ -59,6 +59,18 @@ impl Mode {
         }
     }
 
+    /// Where a shell that cannot read the API server's version and only judges (the
+    /// Kubewarden policy with `mutate: false`) expects the sidecar of `object`: under `auto`,
+    /// where the object's own sidecar is — the webhook placed it from the version — else as
+    /// [`Mode::resolve`] decides without a version.
+    pub fn for_judging(setting: SidecarModeSetting, object: Option<&Value>) -> Self {
+        let placed = object.and_then(crate::analysis::sidecar_mode_of);
+        match (setting, placed) {
+            (SidecarModeSetting::Auto, Some(mode)) => mode,
+            _ => Mode::resolve(setting, None),
+        }
+    }
+
     /// Resolves the policy's `sidecar.mode` with no cluster to ask (offline injection): `auto`
     /// means native, which every supported Kubernetes release (1.29+) runs; `kubectl sidekiq
     /// inject --sidecar-mode classic` serves older clusters.

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sidekiq_guard::admission::{self, AdmissionRequest, NotAnObject, RequestError};
 use sidekiq_guard::patch::{self, ApplyError};
-use sidekiq_guard::policy::{PolicyError, SidecarModeSetting};
+use sidekiq_guard::policy::PolicyError;
 use sidekiq_guard::{Context, Mode, Policy};
 
 /// The status code of a policy denial, as the webhook's `/validate` sends it.
@@ -159,7 +159,7 @@ pub fn evaluate(payload: &[u8]) -> Result<ValidationResponse, EvaluationError> {
     };
     if !mutate {
         let ctx = Context {
-            mode: judging_mode(&policy, request.object.as_ref()),
+            mode: Mode::for_judging(policy.sidecar.mode, request.object.as_ref()),
             ..ctx
         };
         return Ok(judged(&request, &ctx));
@@ -207,18 +207,6 @@ fn judged(request: &AdmissionRequest, ctx: &Context<'_>) -> ValidationResponse {
         mutated_object: None,
         audit_annotations: None,
         warnings: (!response.warnings.is_empty()).then_some(response.warnings),
-    }
-}
-
-/// Where a policy that only judges expects the sidecar: under `sidecar.mode: auto`, where
-/// the pod's own sidecar is — the webhook placed it from the API server's version, which the
-/// policy cannot read (see [`sidecar_mode`]), and judging a native one by the classic default
-/// would call every injected pod of a 1.29+ cluster stale.
-fn judging_mode(policy: &Policy, object: Option<&Value>) -> Mode {
-    let placed = object.and_then(sidekiq_guard::analysis::sidecar_mode_of);
-    match (policy.sidecar.mode, placed) {
-        (SidecarModeSetting::Auto, Some(mode)) => mode,
-        _ => sidecar_mode(policy),
     }
 }
 
