@@ -1191,7 +1191,9 @@ impl Ctx<'_, '_> {
         let sidekiq = self.analysis.sidekiq_json();
         let (endpoint, get) = crate::analysis::probe_call(sidekiq, "livenessProbe")?;
         let port = self.port();
-        if endpoint != crate::analysis::READYZ_PATH || sidecar::port_of(get, sidekiq) != Some(port)
+        // `probe_call` gets only the probe's two endpoints: not liveness's own is `/readyz`.
+        if endpoint == crate::analysis::endpoint_for("livenessProbe")
+            || sidecar::port_of(get, sidekiq) != Some(port)
         {
             return None;
         }

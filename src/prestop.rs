@@ -664,8 +664,7 @@ fn is_quick_assignment(word: &str) -> bool {
     let Some((_, value)) = word.split_once('=') else {
         return false;
     };
-    let substitution = value.strip_prefix("$(").or_else(|| value.strip_prefix('`'));
-    match substitution {
+    match substitution(word) {
         None => !value.contains("$(") && !value.contains('`'),
         Some(inner) => inner
             .split_whitespace()
