@@ -220,6 +220,9 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
     // Pod-level resources decide the QoS class and quota instead of the containers': no
     // pattern to follow, and no resources of the sidecar's own.
     let pod_level_resources = has_pod_level_resources(analysis);
+    let workload = &analysis.workload;
+    let containers_pattern =
+        sidecar::Pattern::of(workload.containers.iter().chain(workload.init_containers()));
     let (pattern, resources) = if pod_level_resources {
         let none = Resources {
             requests: BTreeMap::new(),
@@ -227,10 +230,8 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
         };
         (sidecar::Pattern::default(), Cow::Owned(none))
     } else {
-        let workload = &analysis.workload;
-        let pattern =
-            sidecar::Pattern::of(workload.containers.iter().chain(workload.init_containers()));
-        (pattern, sidecar::fitted(policy_resources, pattern))
+        let fitted = sidecar::fitted(policy_resources, containers_pattern);
+        (containers_pattern, fitted)
     };
     let spec = |resources| sidecar::Spec {
         mode: ctx.mode,
@@ -266,7 +267,14 @@ pub fn plan(analysis: &Analysis<'_>, ctx: &Context<'_>) -> Result<Plan, Blocked>
             // Replacing it would put a limit of the policy's request (5m of CPU) where
             // LimitRanger had put its own, on every pod of the namespace.
             let fitted_anew = matches!(resources, Cow::Owned(_));
-            if (is_current(&sidecar_container) && !policy_sized_under_pod_level(analysis, at, ctx))
+            // Under pod-level resources, the policy's own as written before the pod had them
+            // must go: the API server counts them against the pod's.
+            let policy_sized = || {
+                at.container(workload).is_some_and(|sidecar| {
+                    holds_policy_resources(sidecar, policy_resources, containers_pattern)
+                })
+            };
+            if (is_current(&sidecar_container) && !(pod_level_resources && policy_sized()))
                 || (!pod_level_resources
                     && fitted_anew
                     && is_current(&sidecar::container(&spec(policy_resources))))
@@ -749,25 +757,16 @@ impl Clone for Hooks {
     }
 }
 
-/// Whether the sidecar at `at` of a pod with pod-level resources still holds the policy's
-/// resources, as sidekiq-guard wrote them before the pod had its own (injected offline into
-/// its template): the API server counts those requests against the pod's, and they must go.
-/// Other requests there are LimitRanger's defaults, which the sidecar accepts anywhere.
-fn policy_sized_under_pod_level(analysis: &Analysis<'_>, at: Placement, ctx: &Context<'_>) -> bool {
-    if !has_pod_level_resources(analysis) {
-        return false;
-    }
-    let Some(held) = at
-        .container(&analysis.workload)
-        .and_then(|sidecar| sidecar.get("resources"))
+/// Whether `sidecar` holds the policy's resources as sidekiq-guard writes them for a pod whose
+/// containers follow `pattern`, or as the policy gives them: its own, not LimitRanger's
+/// defaults (which it accepts anywhere). None at all is nobody's.
+fn holds_policy_resources(sidecar: &Value, policy: &Resources, pattern: sidecar::Pattern) -> bool {
+    let Some(held) = sidecar
+        .get("resources")
         .filter(|held| held.as_object().is_some_and(|held| !held.is_empty()))
     else {
         return false;
     };
-    let policy = &ctx.policy.sidecar.resources;
-    let workload = &analysis.workload;
-    let pattern =
-        sidecar::Pattern::of(workload.containers.iter().chain(workload.init_containers()));
     *held == sidecar::resources(policy)
         || *held == sidecar::resources(&sidecar::fitted(policy, pattern))
 }
