@@ -79,10 +79,7 @@ pub enum EvaluationError {
     /// The settings in the request are not a valid policy. Kubewarden checks them with
     /// `validate_settings` before serving, so this only happens with hosts that do not.
     #[error("sidekiq-guard: invalid settings")]
-    Settings(#[source] PolicyError),
-    /// The settings' `mutate` is not a boolean.
-    #[error("sidekiq-guard: invalid settings: mutate must be true or false, found {0}")]
-    Mutate(&'static str),
+    Settings(#[source] SettingsError),
     /// The core's patch does not apply to the object it was computed from (a core defect).
     #[error("sidekiq-guard: internal error")]
     Patch(#[source] ApplyError),
@@ -95,7 +92,7 @@ impl EvaluationError {
     pub fn message(&self) -> String {
         match self {
             EvaluationError::Malformed(cause) => format!("{self}: {cause}"),
-            EvaluationError::NotAnObject(_) | EvaluationError::Mutate(_) => self.to_string(),
+            EvaluationError::NotAnObject(_) => self.to_string(),
             EvaluationError::Invalid(_) => sidekiq_guard::errors::chain(self),
             EvaluationError::Settings(cause) => format!("{self}: {cause}"),
             EvaluationError::Patch(cause) => format!("{self}: {cause}"),
@@ -108,9 +105,7 @@ impl EvaluationError {
             EvaluationError::Malformed(_)
             | EvaluationError::NotAnObject(_)
             | EvaluationError::Invalid(_) => BAD_REQUEST,
-            EvaluationError::Settings(_)
-            | EvaluationError::Mutate(_)
-            | EvaluationError::Patch(_) => POLICY_ERROR,
+            EvaluationError::Settings(_) | EvaluationError::Patch(_) => POLICY_ERROR,
         }
     }
 }
@@ -145,7 +140,8 @@ pub fn evaluate(payload: &[u8]) -> Result<ValidationResponse, EvaluationError> {
         mut request,
         settings,
     } = serde_json::from_slice(payload).map_err(EvaluationError::Malformed)?;
-    let Settings { policy, mutate } = Settings::read(settings)?;
+    let Settings { policy, mutate } =
+        Settings::read(settings).map_err(EvaluationError::Settings)?;
     request.check().map_err(EvaluationError::Invalid)?;
     // Kubewarden's policy server fills `namespace` with "" for cluster-scoped objects where the
     // API server omits it; the core reads an absent namespace, as the webhook receives it.
@@ -221,18 +217,28 @@ struct Settings {
 /// The settings key that turns mutation off.
 const MUTATE: &str = "mutate";
 
+/// Why the settings are not valid, as `validate_settings` says it.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The policy document is not valid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// `mutate` is not a boolean (the JSON type found).
+    #[error("mutate must be true or false, found {0}")]
+    Mutate(&'static str),
+}
+
 impl Settings {
-    fn read(mut settings: Value) -> Result<Self, EvaluationError> {
+    fn read(mut settings: Value) -> Result<Self, SettingsError> {
         let mutate = match settings.as_object_mut().and_then(|map| map.remove(MUTATE)) {
             None | Some(Value::Null) => true,
             Some(Value::Bool(mutate)) => mutate,
             Some(other) => {
-                return Err(EvaluationError::Mutate(sidekiq_guard::workload::json_type(
-                    &other,
-                )));
+                let found = sidekiq_guard::workload::json_type(&other);
+                return Err(SettingsError::Mutate(found));
             }
         };
-        let policy = Policy::from_value(settings).map_err(EvaluationError::Settings)?;
+        let policy = Policy::from_value(settings)?;
         Ok(Settings { policy, mutate })
     }
 }
@@ -272,13 +278,7 @@ pub fn check_settings(payload: &[u8]) -> Result<Policy, String> {
         .map_err(|err| format!("policy settings are not JSON: {err}"))?;
     Settings::read(value)
         .map(|settings| settings.policy)
-        .map_err(|err| match err {
-            EvaluationError::Settings(cause) => cause.to_string(),
-            other => other
-                .to_string()
-                .trim_start_matches("sidekiq-guard: invalid settings: ")
-                .to_owned(),
-        })
+        .map_err(|err| err.to_string())
 }
 
 #[cfg(test)]
