@@ -178,11 +178,7 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
                 source: flatten(result),
             });
         }
-        error = background.ended() => {
-            handle.shutdown();
-            background.stop().await;
-            return Err(error);
-        }
+        error = background.ended() => return background_failed(&handle, background, error).await,
     };
     metrics.decided(mode.as_str());
     state.decide(mode);
@@ -198,11 +194,7 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
                 source: flatten(result),
             });
         }
-        error = background.ended() => {
-            handle.shutdown();
-            background.stop().await;
-            return Err(error);
-        }
+        error = background.ended() => return background_failed(&handle, background, error).await,
     }
 
     draining.store(true, Ordering::Relaxed);
@@ -238,6 +230,18 @@ pub async fn serve(config: ServeConfig, mut signals: Signals) -> Result<(), Serv
     background.stop().await;
     tracing::info!(open_connections = handle.connection_count(), "stopped");
     Ok(())
+}
+
+/// Ends serving because a background task stopped ([`Background::ended`]): the admission
+/// port closes at once, and the reason is the error.
+async fn background_failed(
+    handle: &Handle<SocketAddr>,
+    background: Background,
+    error: ServeError,
+) -> Result<(), ServeError> {
+    handle.shutdown();
+    background.stop().await;
+    Err(error)
 }
 
 /// What runs beside the admission port: the certificate watcher and the health port.
@@ -315,13 +319,7 @@ mod tests {
     }
 
     fn chain(error: &ServeError) -> String {
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            text = format!("{text}: {cause}");
-            source = cause.source();
-        }
-        text
+        sidekiq_guard::errors::chain(error)
     }
 
     #[tokio::test]
